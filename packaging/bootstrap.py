@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Set up a fresh checkout and run Hushchat or its test suite.
+
+The README's two commands both go through this file, so a new machine with only
+Python and build tools needs nothing else:
+
+    python3 packaging/bootstrap.py app [ARGS...]    # install, then run `hushchat ARGS`
+    python3 packaging/bootstrap.py test [PYTEST ARGS...]   # install, lint, type-check, test
+
+Both create ``.venv`` in the checkout and install the pinned, hashed lock files
+with ``pip --require-hashes`` (never Poetry's resolver: see docs/development.md).
+An install is skipped when the lock file has not changed since the last one.
+The test command also builds the real peers the integration tests run against
+(llama.cpp's llama-server, from a pinned source release) and caches them.
+Only the standard library is used here: this runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("HUSHCHAT_VENV", ROOT / ".venv"))
+IS_WINDOWS = os.name == "nt"
+BIN = VENV / ("Scripts" if IS_WINDOWS else "bin")
+PYTHON = BIN / ("python.exe" if IS_WINDOWS else "python")
+
+
+def say(message: str) -> None:
+    print(f"[bootstrap] {message}", file=sys.stderr, flush=True)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> int:
+    """Run a command, echoing it; returns its exit code."""
+    say("$ " + " ".join(str(a) for a in args))
+    return subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
+
+
+def must(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    code = run(*args, env=env)
+    if code != 0:
+        say(f"failed with exit code {code}")
+        sys.exit(code)
+
+
+def ensure_venv(lock: str) -> None:
+    """Create the virtual environment and install ``lock`` plus this project."""
+    if sys.version_info < (3, 11):
+        say(f"Hushchat needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+        sys.exit(2)
+    if not PYTHON.exists():
+        say(f"creating virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    lock_path = ROOT / lock
+    digest = hashlib.sha256(lock_path.read_bytes()).hexdigest()
+    stamp = VENV / f".installed-{lock}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    must(PYTHON, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", lock_path)
+    # The project itself, editable, without touching the locked dependency set.
+    must(
+        PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+        "--editable", ROOT,
+    )  # fmt: skip
+    stamp.write_text(digest)
+
+
+def build_peers(env: dict[str, str]) -> None:
+    """Build (or find cached) llama-server and tell the tests where it is."""
+    if env.get("HUSHCHAT_LLAMA_SERVER"):
+        return
+    if IS_WINDOWS or shutil.which("cmake") is None or shutil.which("bash") is None:
+        say("cmake or bash not found: the llama-server integration tests will be skipped")
+        return
+    result = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "build-llama-server")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        say("building llama-server failed (see above)")
+        sys.exit(result.returncode)
+    env["HUSHCHAT_LLAMA_SERVER"] = result.stdout.strip().splitlines()[-1]
+
+
+def cmd_app(args: list[str]) -> int:
+    ensure_venv("requirements.lock")
+    hushchat = BIN / ("hushchat.exe" if IS_WINDOWS else "hushchat")
+    return run(hushchat, *args)
+
+
+def cmd_test(args: list[str]) -> int:
+    ensure_venv("requirements-dev.lock")
+    env = dict(os.environ)
+    build_peers(env)
+    checks: list[tuple[str, list[str | Path]]] = [
+        ("ruff check", [PYTHON, "-m", "ruff", "check", "."]),
+        ("ruff format", [PYTHON, "-m", "ruff", "format", "--check", "."]),
+        ("mypy", [PYTHON, "-m", "mypy"]),
+    ]
+    failed = []
+    for name, command in checks:
+        if run(*command, env=env) != 0:
+            failed.append(name)
+    pytest_code = run(PYTHON, "-m", "pytest", *args, env=env)
+    if pytest_code == 5:  # pytest found no test to run: that is a failure here
+        say("pytest collected no tests")
+    if pytest_code != 0:
+        failed.append("pytest")
+    if failed:
+        say("FAILED: " + ", ".join(failed))
+        return 1
+    say("all checks and tests passed")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"app", "test"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    return cmd_app(rest) if command == "app" else cmd_test(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
