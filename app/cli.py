@@ -1,5 +1,306 @@
-"""Placeholder replaced below."""
+"""The ``hushchat`` command: the desktop app by default, plus scriptable subcommands.
+
+Every subcommand returns one of the exit codes of ``app.errors.ExitCode``
+(0 ok, 1 unexpected, 2 usage or config, 3 provider, 4 vault, 5 privacy policy).
+Errors are one clear line per problem on stderr; ``--debug`` adds tracebacks
+and debug logging. Domains add their subcommands with ``register(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from app import __version__
+from app.config import LoadedConfig, default_config_path, load_config, render_example
+from app.errors import ExitCode, HushchatError, ProviderFailedError
+from app.logs import configure_logging, redact, register_secret
+from providers import (
+    ChatMessage,
+    ChatRequest,
+    FinishEvent,
+    ProviderError,
+    ProviderSpec,
+    ReasoningDelta,
+    Role,
+    TextDelta,
+    UsageEvent,
+    create_provider,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
-def main() -> int:
-    return 0
+def _registrars() -> list[Registrar]:
+    """Subcommand groups owned by the app's domains, in help order."""
+    from app.vault.cli import register as register_vault
+
+    return [register_providers, register_config, register_vault]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every domain's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="hushchat",
+        description="Hushchat: private, local-first chat with the LLMs you choose.",
+    )
+    parser.add_argument("--version", action="version", version=f"hushchat {__version__}")
+    parser.add_argument(
+        "--config", metavar="FILE", help="config file (default: $HUSHCHAT_CONFIG, then the "
+        f"platform config file {default_config_path()})"
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", metavar="DIR", help="profile directory (default: $HUSHCHAT_PROFILE, "
+        "then the platform data directory)"
+    )  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    parser.add_argument(
+        "--log-format", choices=["human", "json"], help="log line format (default: from config)"
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hushchat`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging("DEBUG" if args.debug else "WARNING", args.log_format or "human")
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return handler(args)
+    except HushchatError as error:
+        _print_error(str(error))
+        return error.exit_code
+    except ProviderError as error:
+        _print_error(str(error))
+        return ExitCode.PROVIDER
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return 130
+    except Exception as error:  # the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        log.debug("unexpected error", exc_info=True)
+        _print_error(
+            f"unexpected error: {type(error).__name__}: {error}; "
+            "run again with --debug for the details"
+        )
+        return ExitCode.UNEXPECTED
+
+
+def _print_error(message: str) -> None:
+    for line in redact(message).splitlines() or [""]:
+        print(f"hushchat: {line}", file=sys.stderr)
+
+
+def load(args: argparse.Namespace) -> LoadedConfig:
+    """Load the config named on the command line (or found by default); applies logging."""
+    loaded = load_config(args.config)
+    logging_settings = loaded.config.logging
+    configure_logging(
+        "DEBUG" if args.debug else logging_settings.level,
+        args.log_format or logging_settings.format,
+    )
+    return loaded
+
+
+# --- hushchat config ------------------------------------------------------------------------
+
+
+def register_config(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``hushchat config path|check|example``."""
+    config = subparsers.add_parser("config", help="show, check or explain the config file")
+    commands = config.add_subparsers(title="config commands", metavar="COMMAND", required=True)
+    commands.add_parser("path", help="print which config file is used").set_defaults(
+        handler=_config_path
+    )
+    commands.add_parser("check", help="validate the config file").set_defaults(
+        handler=_config_check
+    )
+    commands.add_parser(
+        "example", help="print an example config documenting every setting"
+    ).set_defaults(handler=_config_example)
+
+
+def _config_path(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    print(loaded.path if loaded.path else f"{default_config_path()} (not present: defaults)")
+    return ExitCode.OK
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    where = loaded.path or "defaults"
+    print(f"{where}: ok, {len(loaded.config.llms)} provider(s) configured")
+    return ExitCode.OK
+
+
+def _config_example(_args: argparse.Namespace) -> int:
+    sys.stdout.write(render_example())
+    return ExitCode.OK
+
+
+# --- hushchat providers ---------------------------------------------------------------------
+
+
+def register_providers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``hushchat providers list|models|probe``."""
+    providers = subparsers.add_parser("providers", help="list, inspect and try LLM providers")
+    commands = providers.add_subparsers(
+        title="providers commands", metavar="COMMAND", required=True
+    )
+    commands.add_parser("list", help="configured providers").set_defaults(handler=_providers_list)
+    models = commands.add_parser("models", help="models the provider's server reports")
+    models.add_argument("name", help="provider_name of a configured entry")
+    models.set_defaults(handler=_providers_models)
+    probe = commands.add_parser(
+        "probe", help="stream an answer to a prompt, then print time to first token and tokens/s"
+    )
+    probe.add_argument("name", help="provider_name of a configured entry")
+    probe.add_argument("--prompt", required=True, help="the prompt to send ('-' reads stdin)")
+    probe.add_argument("--system", default="", help="an optional system prompt")
+    probe.add_argument("--max-tokens", type=_positive_int, default=None, metavar="N")
+    probe.set_defaults(handler=_providers_probe)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _providers_list(args: argparse.Namespace) -> int:
+    config = load(args).config
+    if not config.llms:
+        print("no providers configured (see `hushchat config example`)", file=sys.stderr)
+        return ExitCode.OK
+    default = config.llm().provider_name
+    rows = [("NAME", "TYPE", "MODEL", "LOCALITY", "BASE URL")]
+    for entry in config.llms:
+        mark = "*" if entry.provider_name == default else " "
+        rows.append(
+            (
+                f"{mark}{entry.provider_name}",
+                entry.type + (" (template)" if entry.template else ""),
+                entry.model_name,
+                entry.effective_locality.value,
+                entry.base_url,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return ExitCode.OK
+
+
+def _providers_models(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    spec = loaded.provider_spec(args.name)
+    if spec.api_key is not None:
+        register_secret(spec.api_key.get_secret_value())
+
+    async def fetch() -> None:
+        async with create_provider(spec) as provider:
+            models = await provider.list_models()
+        for model in models:
+            extra = f"  (context {model.context_size})" if model.context_size else ""
+            print(f"{model.id}{extra}")
+
+    asyncio.run(fetch())
+    return ExitCode.OK
+
+
+def _providers_probe(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    spec = loaded.provider_spec(args.name)
+    if spec.api_key is not None:
+        register_secret(spec.api_key.get_secret_value())
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    messages = []
+    if args.system:
+        messages.append(ChatMessage(role=Role.SYSTEM, content=args.system))
+    messages.append(ChatMessage(role=Role.USER, content=prompt))
+    request = ChatRequest(messages=messages, max_tokens=args.max_tokens)
+    stats = ProbeStats()
+    try:
+        asyncio.run(_stream_probe(spec, request, stats, sys.stdout))
+    except ProviderError as error:
+        if stats.deltas:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise ProviderFailedError(str(error)) from error
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    print(stats.summary(), file=sys.stderr)
+    return ExitCode.OK
+
+
+class ProbeStats:
+    """Timing of one probe: time to first token and generation rate."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.last: float | None = None
+        self.deltas = 0
+        self.completion_tokens: int | None = None
+        self.finish: str | None = None
+
+    def delta(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.deltas += 1
+
+    def summary(self) -> str:
+        if self.first is None or self.last is None:
+            return f"no text received (finish: {self.finish or 'unknown'})"
+        tokens = self.completion_tokens or self.deltas
+        ttft = self.first - self.started
+        span = self.last - self.first
+        rate = f"{(tokens - 1) / span:.1f} tokens/s" if span > 0 and tokens > 1 else "n/a"
+        return (
+            f"time to first token {ttft:.3f} s; {tokens} tokens in {self.last - self.started:.3f} s"
+            f" ({rate}); finish: {self.finish or 'unknown'}"
+        )
+
+
+async def _stream_probe(
+    spec: ProviderSpec, request: ChatRequest, stats: ProbeStats, out: TextIO
+) -> None:
+    async with create_provider(spec) as provider:
+        async for event in provider.stream_chat(request):
+            if isinstance(event, TextDelta):
+                stats.delta()
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, ReasoningDelta):
+                sys.stderr.write(event.text)
+                sys.stderr.flush()
+            elif isinstance(event, UsageEvent):
+                stats.completion_tokens = event.usage.completion_tokens
+            elif isinstance(event, FinishEvent):
+                stats.finish = event.reason
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,10 +10,14 @@ can act on (what went wrong, and what to do about it)::
     ├── ConnectionFailedError   refused, DNS, TLS, or the stream cut mid-answer
     ├── ProviderTimeoutError    connect or read timeout
     ├── ProtocolError           the server answered something that is not the wire format
-    └── ServerError             any other 4xx/5xx answer from the server
+    ├── ServerError             any other 4xx/5xx answer from the server
+    └── ProviderConfigError     the entry cannot work as configured (also a ValueError)
+        ├── UnknownProviderTypeError   ``type`` names no registered provider type
+        └── PromptTemplateError        the ``template`` does not compile or render
 """
 
 from __future__ import annotations
+
 
 class ProviderError(Exception):
     """Base of every provider failure.
@@ -72,3 +76,28 @@ class ProtocolError(ProviderError):
 class ServerError(ProviderError):
     """Any other error answer from the server (typically HTTP 5xx)."""
 
+
+class ProviderConfigError(ProviderError, ValueError):
+    """The provider entry cannot work as configured; fix the configuration, not the server."""
+
+
+class UnknownProviderTypeError(ProviderConfigError):
+    """``spec.type`` names no provider type registered in the ``hushchat.providers`` group.
+
+    ``known`` lists the registered type names, sorted.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", known: list[str] | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.known = sorted(known or [])
+
+
+class PromptTemplateError(ProviderConfigError):
+    """The entry's Jinja ``template`` has a syntax error or uses something undefined.
+
+    ``line`` is the 1-based template line when known.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", line: int | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.line = line

@@ -1,0 +1,559 @@
+"""The schema of ``.config.yml``, how it is found and loaded, and its example file.
+
+The pydantic models below are the single source of truth: every field carries a
+description that feeds ``.config.yml.example`` (``render_example``), the docs and
+later the settings UI. Loading substitutes ``${VAR}`` / ``${VAR:-default}`` from
+the environment, then validates; every problem is reported with the file, line,
+field path and what is allowed, e.g.::
+
+    /home/me/.config/hushchat/config.yml:7: llms[1].type: 'olama' is not a
+    provider type; did you mean 'ollama'?
+
+The keys of the original web app's config (``llms`` entries with
+``provider_name``, ``type``, ``base_url``, ``model_name``, ``context_size``,
+``template``, ``api_key``, and ``default_llm``) keep their meaning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from app.errors import ConfigError
+from providers import Locality, ProviderSpec, default_locality
+
+CONFIG_ENV = "HUSHCHAT_CONFIG"
+APP_NAME = "hushchat"
+KEYCHAIN_SERVICE = "hushchat-provider"
+
+_ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class LLMEntry(BaseModel):
+    """One LLM server and model the app may talk to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Unique name of this entry; chats and the command line refer to it.",
+        ),
+    ]
+    type: Annotated[
+        str,
+        Field(
+            description=(
+                "Wire format: openai (any OpenAI-compatible server: llama.cpp, LM Studio, vLLM, "
+                "OpenRouter, ...), ollama, anthropic, or a type added by a plug-in."
+            )
+        ),
+    ]
+    base_url: Annotated[
+        str,
+        Field(
+            description=(
+                "Base URL of the server's API, e.g. http://127.0.0.1:8080/v1 for llama.cpp, "
+                "http://127.0.0.1:11434 for Ollama."
+            )
+        ),
+    ]
+    model_name: Annotated[str, Field(min_length=1, description="Model name sent to the server.")]
+    context_size: Annotated[
+        int,
+        Field(gt=0, description="Context window of the model in tokens; history is trimmed to it."),
+    ] = 4096
+    template: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Optional Jinja template turning system_prompt, memory, history and prompt into "
+                "one raw prompt (sent to /v1/completions or Ollama /api/generate)."
+            )
+        ),
+    ] = None
+    api_key: Annotated[
+        str | None,
+        Field(
+            description=(
+                "API key reference, never the key itself: ${ENV_VAR} to read it from the "
+                "environment, or 'keychain' to read it from the OS keychain."
+            )
+        ),
+    ] = None
+    locality: Annotated[
+        Locality | None,
+        Field(
+            description=(
+                "Where the model runs: on_prem, free_cloud or paid_cloud. Decides which privacy "
+                "tiers may use it. Defaults to on_prem for loopback and private-network URLs; "
+                "required for any other URL."
+            )
+        ),
+    ] = None
+    timeout: Annotated[
+        float, Field(gt=0, description="Seconds to wait for a connection or the next chunk.")
+    ] = 60.0
+    max_retries: Annotated[
+        int,
+        Field(ge=0, le=10, description="Retries of safe failures (connect, 429/503 before text)."),
+    ] = 2
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def effective_locality(self) -> Locality:
+        """The declared locality, or the default for a local URL."""
+        locality = self.locality or default_locality(self.base_url)
+        if locality is None:  # validated by Config; kept for type narrowing
+            raise ConfigError(f"{self.provider_name}: locality is required for {self.base_url}")
+        return locality
+
+    def to_spec(self, api_key: str | None = None) -> ProviderSpec:
+        """The provider layer's spec for this entry, with the resolved API key."""
+        return ProviderSpec(
+            name=self.provider_name,
+            type=self.type,
+            base_url=self.base_url,
+            model=self.model_name,
+            locality=self.effective_locality,
+            context_size=self.context_size,
+            template=self.template,
+            api_key=SecretStr(api_key) if api_key else None,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+
+
+class LoggingSettings(BaseModel):
+    """Where and how the app logs. Message content, keys and tokens are never logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        Field(description="Lowest level written: DEBUG, INFO, WARNING or ERROR."),
+    ] = "WARNING"
+    format: Annotated[
+        Literal["human", "json"],
+        Field(description="human: one readable line per record; json: one JSON object per line."),
+    ] = "human"
+
+
+class Config(BaseModel):
+    """The whole ``.config.yml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_llm: Annotated[
+        str | None,
+        Field(description="provider_name of the entry new chats use (default: the first one)."),
+    ] = None
+    llms: Annotated[
+        list[LLMEntry], Field(description="The LLM servers and models Hushchat may talk to.")
+    ] = Field(default_factory=list)
+    logging: Annotated[LoggingSettings, Field(description="Logging settings.")] = Field(
+        default_factory=LoggingSettings
+    )
+
+    def llm(self, name: str | None = None) -> LLMEntry:
+        """The entry called ``name``, or the default one; ConfigError if there is none."""
+        if not self.llms:
+            raise ConfigError(
+                "no LLM providers are configured; add one under 'llms:' in your config file "
+                "(see .config.yml.example)"
+            )
+        wanted = name or self.default_llm or self.llms[0].provider_name
+        for entry in self.llms:
+            if entry.provider_name == wanted:
+                return entry
+        names = [e.provider_name for e in self.llms]
+        hint = _did_you_mean(wanted, names)
+        raise ConfigError(
+            f"no provider named '{wanted}'{hint}; configured: {', '.join(names)}",
+        )
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from (``path`` is None for defaults)."""
+
+    config: Config
+    path: Path | None
+    env: Mapping[str, str]
+
+    def resolve_api_key(self, entry: LLMEntry) -> str | None:
+        """The API key of ``entry``: from the environment (already substituted) or keychain."""
+        if entry.api_key is None or entry.api_key == "":
+            return None
+        if entry.api_key == "keychain":
+            import keyring  # imported lazily: only entries that use the keychain need it
+            from keyring.errors import KeyringError
+
+            try:
+                key = keyring.get_password(KEYCHAIN_SERVICE, entry.provider_name)
+            except KeyringError as error:
+                raise ConfigError(
+                    f"{entry.provider_name}: the OS keychain is not available ({error}); "
+                    "use api_key: ${ENV_VAR} instead"
+                ) from error
+            if key is None:
+                raise ConfigError(
+                    f"{entry.provider_name}: no API key in the OS keychain (service "
+                    f"'{KEYCHAIN_SERVICE}', user '{entry.provider_name}'); add it there"
+                )
+            return key
+        return entry.api_key
+
+    def provider_spec(self, name: str | None = None) -> ProviderSpec:
+        """The provider spec of the named (or default) entry, with its key resolved."""
+        entry = self.config.llm(name)
+        return entry.to_spec(self.resolve_api_key(entry))
+
+
+def default_config_path() -> Path:
+    """Where the config lives when neither --config nor HUSHCHAT_CONFIG says otherwise."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.yml"
+
+
+def find_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    """``--config FILE``, else ``$HUSHCHAT_CONFIG``, else the platform config file if it exists.
+
+    An explicitly named file must exist; a missing default file means defaults.
+    """
+    chosen = explicit or env.get(CONFIG_ENV) or None
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            source = "--config" if explicit else CONFIG_ENV
+            raise ConfigError(f"{path}: config file not found (named by {source})")
+        return path
+    path = default_config_path()
+    return path if path.is_file() else None
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    provider_types: Callable[[], Iterator[str] | list[str] | set[str]] | None = None,
+) -> LoadedConfig:
+    """Find, read, substitute and validate the config; ConfigError lists every problem."""
+    env = dict(os.environ if env is None else env)
+    path = find_config(explicit, env)
+    if path is None:
+        return LoadedConfig(Config(), None, env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error})") from error
+    return LoadedConfig(parse_config(text, str(path), env, provider_types), path, env)
+
+
+def parse_config(
+    text: str,
+    source: str,
+    env: Mapping[str, str],
+    provider_types: Callable[[], Iterator[str] | list[str] | set[str]] | None = None,
+) -> Config:
+    """Validate the YAML ``text``; ``source`` names it in error messages."""
+    yaml = YAML(typ="rt")
+    try:
+        document = yaml.load(text)
+    except MarkedYAMLError as error:
+        mark = error.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}{line}: not valid YAML: {error.problem}") from error
+    if document is None:
+        return Config()
+    if not isinstance(document, CommentedMap):
+        raise ConfigError(f"{source}:1: the config must be a mapping of settings at the top level")
+
+    problems: list[str] = []
+    data = _substitute(document, document, (), env, source, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        for item in error.errors():
+            loc = tuple(item["loc"])
+            problems.append(
+                f"{source}:{_line_of(document, loc)}: {_dotted(loc)}: {_explain(item, loc)}"
+            )
+        raise ConfigError("\n".join(problems)) from error
+    _check_semantics(config, document, source, problems, provider_types)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _substitute(
+    document: CommentedMap,
+    node: object,
+    loc: tuple[str | int, ...],
+    env: Mapping[str, str],
+    source: str,
+    out: list[str],
+) -> Any:
+    """A plain copy of ``node`` with ``${VAR}`` substituted in every string."""
+    if isinstance(node, CommentedMap):
+        return {k: _substitute(document, v, (*loc, k), env, source, out) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_substitute(document, v, (*loc, i), env, source, out) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+    line = _line_of(document, loc)
+    if loc and loc[-1] == "api_key" and node and node != "keychain" and "${" not in node:
+        out.append(
+            f"{source}:{line}: {_dotted(loc)}: write a reference, not "
+            "the key itself: api_key: ${ENV_VAR} (set ENV_VAR in the environment) or "
+            "api_key: keychain"
+        )
+        return None
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        out.append(
+            f"{source}:{line}: {_dotted(loc)}: environment variable {name} is not set "
+            f"(set it, or write ${{{name}:-default}})"
+        )
+        return ""
+
+    return _ENV_PATTERN.sub(replace, node)
+
+
+def _check_semantics(
+    config: Config,
+    document: CommentedMap,
+    source: str,
+    problems: list[str],
+    provider_types: Callable[[], Iterator[str] | list[str] | set[str]] | None,
+) -> None:
+    """Checks that span fields: known types, localities, unique names, default_llm."""
+    if provider_types is None:
+        from providers import provider_types as registered
+
+        def provider_types() -> list[str]:
+            return sorted(registered())
+
+    known = sorted(provider_types())
+    seen: set[str] = set()
+    for index, entry in enumerate(config.llms):
+        where = ("llms", index)
+        if entry.type not in known:
+            hint = _did_you_mean(entry.type, known)
+            problems.append(
+                f"{source}:{_line_of(document, (*where, 'type'))}: llms[{index}].type: "
+                f"'{entry.type}' is not a provider type{hint}; known: {', '.join(known)}"
+            )
+        if entry.locality is None and default_locality(entry.base_url) is None:
+            problems.append(
+                f"{source}:{_line_of(document, (*where, 'base_url'))}: llms[{index}].locality: "
+                f"required because {entry.base_url} is not a local address; "
+                "set on_prem, free_cloud or paid_cloud"
+            )
+        if entry.provider_name in seen:
+            problems.append(
+                f"{source}:{_line_of(document, (*where, 'provider_name'))}: "
+                f"llms[{index}].provider_name: '{entry.provider_name}' is used twice; "
+                "names must be unique"
+            )
+        seen.add(entry.provider_name)
+        if entry.template is not None and entry.type == "anthropic":
+            problems.append(
+                f"{source}:{_line_of(document, (*where, 'template'))}: llms[{index}].template: "
+                "template mode needs type openai or ollama; the Anthropic API has no raw "
+                "completion endpoint"
+            )
+    if config.default_llm is not None and config.default_llm not in seen:
+        hint = _did_you_mean(config.default_llm, sorted(seen))
+        problems.append(
+            f"{source}:{_line_of(document, ('default_llm',))}: default_llm: "
+            f"'{config.default_llm}' is not the provider_name of any llms entry{hint}"
+        )
+
+
+def _line_of(document: CommentedMap, loc: tuple[Any, ...]) -> int:
+    """1-based line of the deepest part of ``loc`` that exists in the YAML document."""
+    line = 1
+    node: Any = document
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields allowed at the mapping that ``loc`` points into."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        candidates = [t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _explain(item: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(loc)
+        hint = _did_you_mean(str(loc[-1]), allowed)
+        return f"unknown setting{hint}; allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "enum" or kind == "literal_error":
+        expected = item.get("ctx", {}).get("expected", "")
+        return f"{item['input']!r} is not allowed; use one of {expected}"
+    message = str(item["msg"])
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return message
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+# --- the example file -----------------------------------------------------------------------
+
+_EXAMPLE_ENTRIES: list[dict[str, Any]] = [
+    {
+        "provider_name": "local-llama",
+        "type": "openai",
+        "base_url": "http://127.0.0.1:8080/v1",
+        "model_name": "local-model",
+        "context_size": 8192,
+        "template": None,
+        "api_key": None,
+        "locality": "on_prem",
+        "timeout": 60.0,
+        "max_retries": 2,
+    },
+    {
+        "provider_name": "ollama",
+        "type": "ollama",
+        "base_url": "http://127.0.0.1:11434",
+        "model_name": "llama3.2",
+    },
+    {
+        "provider_name": "openai",
+        "type": "openai",
+        "base_url": "https://api.openai.com/v1",
+        "model_name": "gpt-4o-mini",
+        "context_size": 128000,
+        "api_key": "${OPENAI_API_KEY:-}",
+        "locality": "paid_cloud",
+    },
+]
+
+
+def _comment_block(text: str, indent: str) -> list[str]:
+    words = text.split()
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        if len(indent) + 2 + len(current) + len(word) + 1 > 96:
+            lines.append(f"{indent}# {current.rstrip()}")
+            current = ""
+        current += word + " "
+    if current:
+        lines.append(f"{indent}# {current.rstrip()}")
+    return lines
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    if text.startswith("${") or ":" in text or text.startswith(("{", "[", "*", "&", "!")):
+        return f'"{text}"'
+    return text
+
+
+def render_example() -> str:
+    """The text of ``.config.yml.example``, generated from the schema's descriptions."""
+    out = [
+        "# Hushchat configuration: an example documenting every setting.",
+        "# Copy it to the config file (`hushchat config path` prints where that is),",
+        "# or point --config / HUSHCHAT_CONFIG at it. ${VAR} and ${VAR:-default} are",
+        "# replaced from the environment. This file is generated from the schema in",
+        "# app/config.py: run `hushchat config example > .config.yml.example` after a change.",
+        "",
+    ]
+    fields = Config.model_fields
+    out += _comment_block(fields["default_llm"].description or "", "")
+    out.append("default_llm: local-llama")
+    out.append("")
+    out += _comment_block(fields["llms"].description or "", "")
+    out.append("llms:")
+    for number, sample in enumerate(_EXAMPLE_ENTRIES):
+        first = True
+        for name, field in LLMEntry.model_fields.items():
+            if name not in sample:
+                continue
+            if number == 0:
+                out += _comment_block(field.description or "", "  " if first else "    ")
+            prefix = "  - " if first else "    "
+            first = False
+            out.append(f"{prefix}{name}: {_yaml_scalar(sample[name])}")
+        out.append("")
+    out += _comment_block(fields["logging"].description or "", "")
+    out.append("logging:")
+    for name, field in LoggingSettings.model_fields.items():
+        out += _comment_block(field.description or "", "  ")
+        out.append(f"  {name}: {_yaml_scalar(field.default)}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,364 @@
+"""The ``Provider`` contract, and ``HTTPProvider``, the shared machinery of the built-in types.
+
+``Provider`` is what the rest of Hushchat (and any third-party type) relies
+on. ``HTTPProvider`` owns one ``httpx.AsyncClient`` per provider and does what
+every wire format needs: auth headers, sending with safe retries, mapping
+failures to the error tree, closing the HTTP response whenever the event
+stream stops (finished, failed, closed by the caller or cancelled).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import httpx
+
+from providers.errors import ProtocolError, ProviderError
+from providers.http_errors import (
+    MAX_ERROR_BODY_BYTES,
+    ErrorContext,
+    ErrorDetails,
+    Redactor,
+    classify,
+    display_url,
+    error_details,
+    from_transport_error,
+    is_tls_failure,
+    parse_retry_after,
+    stream_cut,
+)
+from providers.retry import RetryPolicy
+from providers.spec import ProviderSpec
+from providers.streams import decode_json
+from providers.types import ChatEvent, ChatMessage, ChatRequest, ModelInfo, Role
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One configured LLM server and model, able to stream chat answers.
+
+    Use it as an async context manager (or call ``aclose``) so its HTTP
+    connections are released.
+    """
+
+    spec: ProviderSpec
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+        """Stream the answer to ``request`` as events.
+
+        A complete answer ends with exactly one ``FinishEvent``, preceded by a
+        ``UsageEvent`` when the server reports token counts. Failures raise a
+        ``ProviderError``; a stream that breaks mid-answer raises
+        ``ConnectionFailedError`` after the events already delivered. Closing
+        the iterator (``aclose``) or cancelling its task closes the HTTP stream.
+        """
+        ...
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The models the server offers."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the provider's connections; it cannot be used afterwards."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
+EventParser = Callable[[httpx.Response], AsyncGenerator[ChatEvent, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class WireCall:
+    """One streamed POST: where to, what JSON body, and how to read its answer."""
+
+    url: str
+    body: dict[str, Any]
+    parse: EventParser
+
+
+def fold_memory(system_prompt: str, memory: str) -> str:
+    """The system prompt with the chat's memory appended under a ``Memory:`` heading.
+
+    ``"<system prompt>\\n\\nMemory:\\n<memory>"``; either part may be empty.
+    """
+    if not memory.strip():
+        return system_prompt
+    block = f"Memory:\n{memory}"
+    return f"{system_prompt}\n\n{block}" if system_prompt.strip() else block
+
+
+def split_system(messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
+    """The system messages' contents joined by a blank line, and the other messages."""
+    system = "\n\n".join(m.content for m in messages if m.role is Role.SYSTEM and m.content)
+    return system, [m for m in messages if m.role is not Role.SYSTEM]
+
+
+def messages_with_memory(request: ChatRequest) -> list[dict[str, str]]:
+    """``request.messages`` as wire dicts, with ``request.memory`` folded into the system prompt.
+
+    The first system message gets the memory; without one, a system message
+    holding only the memory is put first.
+    """
+    wire = [{"role": m.role.value, "content": m.content} for m in request.messages]
+    if not request.memory.strip():
+        return wire
+    for message in wire:
+        if message["role"] == Role.SYSTEM.value:
+            message["content"] = fold_memory(message["content"], request.memory)
+            return wire
+    return [{"role": Role.SYSTEM.value, "content": fold_memory("", request.memory)}, *wire]
+
+
+def normalise_finish_reason(raw: str | None) -> str:
+    """Map a server's stop reason onto ``stop|length|content_filter|tool_calls|other``."""
+    if raw in (None, "", "stop", "end_turn", "stop_sequence", "eos"):
+        return "stop"
+    if raw in ("length", "max_tokens", "model_context_window_exceeded"):
+        return "length"
+    if raw in ("content_filter", "refusal"):
+        return "content_filter"
+    if raw in ("tool_calls", "function_call", "tool_use"):
+        return "tool_calls"
+    return "other"
+
+
+class HTTPProvider(abc.ABC):
+    """Base of the built-in provider types: one ``httpx.AsyncClient``, retries, error mapping.
+
+    Subclasses say how a request goes on the wire (``chat_call``) and how models
+    are listed (``list_models``). Provisional: its hooks may change in a minor
+    release; the ``Provider`` protocol is the stable contract.
+    """
+
+    #: How this kind of server is named in error messages.
+    server_label: ClassVar[str] = "server"
+    #: What to suggest when the server answers 404.
+    not_found_hint: ClassVar[str] = "check `base_url` and the model name"
+    #: Statuses retried (before the first event only) when ``spec.max_retries`` allows.
+    retry_statuses: ClassVar[frozenset[int]] = frozenset({429, 503})
+
+    retry_policy: RetryPolicy = RetryPolicy()
+
+    def __init__(
+        self, spec: ProviderSpec, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """Set up the client for ``spec``; ``transport`` replaces the network (tests)."""
+        self.spec = spec
+        self.base_url = spec.base_url.rstrip("/")
+        api_key = spec.api_key.get_secret_value() if spec.api_key is not None else None
+        headers = {**spec.headers, **self.auth_headers(api_key)}
+        self._errors = ErrorContext(
+            provider=spec.name,
+            server=self.server_label,
+            base_url=self.base_url,
+            timeout=spec.timeout,
+            has_api_key=bool(api_key),
+            redact=Redactor.for_headers(api_key, headers),
+            not_found_hint=self.not_found_hint,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            headers=headers,
+            timeout=httpx.Timeout(spec.timeout),
+            # Never follow redirects: a redirected POST is not the same request,
+            # and some auth headers (x-api-key) would go along to the new host.
+            follow_redirects=False,
+        )
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers that carry ``api_key``; a bearer token unless a type overrides this."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    @abc.abstractmethod
+    def chat_call(self, request: ChatRequest) -> WireCall:
+        """How ``request`` goes on the wire: URL, JSON body and the parser of the answer."""
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[ModelInfo]:
+        """The models the server offers."""
+
+    def model_for(self, request: ChatRequest) -> str:
+        """The model to ask for: the request's override, else the spec's."""
+        return request.model or self.spec.model
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
+        """Stream the answer to ``request``; see ``Provider.stream_chat``."""
+        call = self.chat_call(request)
+        response = await self.send("POST", call.url, json=call.body)
+        delivered = 0
+        try:
+            async with aclosing(call.parse(response)) as events:
+                async for event in events:
+                    delivered += 1
+                    yield event
+        except httpx.DecodingError as exc:
+            raise ProtocolError(
+                f"the {self.server_label} sent a body that could not be decoded ({exc}).",
+                provider=self.spec.name,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise from_transport_error(exc, self._errors, mid_answer=delivered > 0) from exc
+        finally:
+            await response.aclose()
+            logger.debug("provider %s: stream closed after %d events", self.spec.name, delivered)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request and return its open, successful (2xx) streaming response.
+
+        Connect failures and ``retry_statuses`` answers are retried up to
+        ``spec.max_retries`` times with ``retry_policy``; nothing has reached the
+        caller yet, so this is always safe. Every other failure raises its
+        ``ProviderError`` at once. The caller must ``aclose()`` the response.
+        """
+        attempt = 0
+        while True:
+            request = self._client.build_request(method, url, json=json, params=params)
+            retry_after: float | None = None
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                error = from_transport_error(exc, self._errors)
+                retryable = not is_tls_failure(exc)
+                cause: BaseException | None = exc
+            except httpx.HTTPError as exc:
+                raise from_transport_error(exc, self._errors) from exc
+            else:
+                if response.is_success:
+                    logger.debug(
+                        "provider %s: %s %s -> %d",
+                        self.spec.name,
+                        method,
+                        display_url(url),
+                        response.status_code,
+                    )
+                    return response
+                try:
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    error = classify(
+                        response.status_code,
+                        await self._error_details(response),
+                        self._errors,
+                        retry_after=retry_after,
+                    )
+                finally:
+                    await response.aclose()
+                retryable = response.status_code in self.retry_statuses
+                cause = None
+            delay = self._retry_delay(attempt, retry_after) if retryable else None
+            if delay is None:
+                raise error from cause
+            logger.info(
+                "provider %s: %s (%s); retry %d of %d in %.1f s",
+                self.spec.name,
+                type(error).__name__,
+                error.status or "no answer",
+                attempt + 1,
+                self.spec.max_retries,
+                delay,
+            )
+            await self.sleep(delay)
+            attempt += 1
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float | None:
+        if attempt >= self.spec.max_retries:
+            return None
+        return self.retry_policy.delay(attempt, retry_after)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait before a retry (a seam so tests need not wait)."""
+        await asyncio.sleep(seconds)
+
+    async def _error_details(self, response: httpx.Response) -> ErrorDetails:
+        """What the error answer's body says; an unreadable body says nothing."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_ERROR_BODY_BYTES:
+                    break
+        except httpx.HTTPError as exc:
+            logger.debug("provider %s: error body unreadable: %s", self.spec.name, type(exc))
+        text = b"".join(chunks)[:MAX_ERROR_BODY_BYTES].decode("utf-8", errors="replace")
+        try:
+            return error_details(decode_json(text, provider=self.spec.name, what="an error"))
+        except ProtocolError:
+            return ErrorDetails(message=text.strip())
+
+    def stream_error(self, payload: Any) -> ProviderError:
+        """The error for an ``error`` object that arrived inside a stream."""
+        return classify(None, error_details(payload), self._errors)
+
+    def stream_cut(self) -> ProviderError:
+        """The error for a stream that ended before its end marker."""
+        return stream_cut(self._errors)
+
+    def protocol_error(self, what: str) -> ProtocolError:
+        """A ``ProtocolError`` saying the server sent ``what`` that breaks the wire format."""
+        return ProtocolError(
+            f"the {self.server_label} sent {what}, which is not its documented format. Check "
+            "that `type` and `base_url` match the server.",
+            provider=self.spec.name,
+        )
+
+    async def get_json(self, url: str, *, params: dict[str, str] | None = None) -> Any:
+        """GET ``url`` (with retries as in ``send``) and return the parsed JSON body."""
+        response = await self.send("GET", url, params=params)
+        try:
+            body = await response.aread()
+        except httpx.DecodingError as exc:
+            raise self.protocol_error("a body that could not be decoded") from exc
+        except httpx.TransportError as exc:
+            raise from_transport_error(exc, self._errors) from exc
+        finally:
+            await response.aclose()
+        text = body.decode(response.encoding or "utf-8", errors="replace")
+        return decode_json(text, provider=self.spec.name, what="a model list")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its connections."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        """Enter ``async with``; the provider is closed on exit."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the provider."""
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.spec.name!r}, "
+            f"base_url={display_url(self.base_url)!r}, model={self.spec.model!r})"
+        )

@@ -1,0 +1,157 @@
+"""The ``ollama`` type: Ollama's native API over newline-delimited JSON.
+
+Chat goes to ``POST {base_url}/api/chat``; in template mode one raw prompt
+goes to ``POST {base_url}/api/generate`` with ``raw: true``. Each line is a JSON
+object; the last has ``done: true`` with ``done_reason`` and the token counts
+``prompt_eval_count`` / ``eval_count``. Models come from ``GET /api/tags``.
+``base_url`` is the server root, e.g. ``http://127.0.0.1:11434``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from providers.base import HTTPProvider, WireCall, messages_with_memory, normalise_finish_reason
+from providers.spec import ProviderSpec
+from providers.streams import aiter_ndjson
+from providers.template import PromptTemplate
+from providers.types import (
+    ChatEvent,
+    ChatRequest,
+    FinishEvent,
+    ModelInfo,
+    ReasoningDelta,
+    TextDelta,
+    Usage,
+    UsageEvent,
+)
+
+
+class OllamaProvider(HTTPProvider):
+    """A provider for an Ollama server's native API."""
+
+    server_label = "Ollama server"
+    not_found_hint = (
+        "check `base_url` (the server root, without /v1 or /api) and that the model is "
+        "pulled (`ollama pull <model>`)"
+    )
+
+    def __init__(
+        self, spec: ProviderSpec, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """Set up the client; compile ``spec.template`` when the entry uses template mode."""
+        template = spec.template
+        self.template = (
+            PromptTemplate(template, provider=spec.name)
+            if template is not None and template.strip()
+            else None
+        )
+        super().__init__(spec, transport=transport)
+
+    def chat_call(self, request: ChatRequest) -> WireCall:
+        """``/api/chat`` for a normal entry, ``/api/generate`` with ``raw: true`` in template mode.
+
+        ``options.num_ctx`` is the entry's ``context_size``, so Ollama loads the
+        model with the context window the configuration promises.
+        """
+        options: dict[str, Any] = {"num_ctx": self.spec.context_size}
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.stop:
+            options["stop"] = list(request.stop)
+        if request.seed is not None:
+            options["seed"] = request.seed
+        body: dict[str, Any] = {"model": self.model_for(request), "stream": True}
+        body["options"] = options
+        if self.template is not None:
+            body["prompt"] = self.template.render(request)
+            body["raw"] = True
+            parse = functools.partial(self._parse, field="response")
+            return WireCall(f"{self.base_url}/api/generate", body, parse)
+        body["messages"] = messages_with_memory(request)
+        return WireCall(
+            f"{self.base_url}/api/chat", body, functools.partial(self._parse, field="message")
+        )
+
+    async def _parse(
+        self, response: httpx.Response, *, field: str
+    ) -> AsyncGenerator[ChatEvent, None]:
+        """Events from the NDJSON lines; the stream must end with a ``done: true`` line.
+
+        ``field`` is ``message`` (``/api/chat``: ``message.content`` and
+        ``message.thinking``) or ``response`` (``/api/generate``: ``response`` and
+        ``thinking`` at the top level).
+        """
+        async with aclosing(aiter_ndjson(response, provider=self.spec.name)) as lines:
+            async for line in lines:
+                if line.get("error") is not None:
+                    raise self.stream_error(line)
+                if field == "message":
+                    message = line.get("message")
+                    if message is None:
+                        message = {}
+                    if not isinstance(message, dict):
+                        raise self.protocol_error("a `message` that is not a JSON object")
+                    thinking, content = message.get("thinking"), message.get("content")
+                else:
+                    thinking, content = line.get("thinking"), line.get("response")
+                if thinking:
+                    if not isinstance(thinking, str):
+                        raise self.protocol_error("`thinking` that is not a string")
+                    yield ReasoningDelta(thinking)
+                if content:
+                    if not isinstance(content, str):
+                        raise self.protocol_error("content that is not a string")
+                    yield TextDelta(content)
+                if line.get("done") is True:
+                    usage = self._usage(line)
+                    if usage is not None:
+                        yield UsageEvent(usage)
+                    reason = line.get("done_reason")
+                    raw = reason if isinstance(reason, str) else None
+                    yield FinishEvent(normalise_finish_reason(raw), raw)
+                    return
+        raise self.stream_cut()
+
+    @staticmethod
+    def _usage(line: dict[str, Any]) -> Usage | None:
+        prompt, completion = line.get("prompt_eval_count"), line.get("eval_count")
+        if not isinstance(prompt, int) and not isinstance(completion, int):
+            return None
+        return Usage(
+            prompt_tokens=prompt if isinstance(prompt, int) else None,
+            completion_tokens=completion if isinstance(completion, int) else None,
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        """``GET {base_url}/api/tags``: ``{"models": [{"name", "details": {...}}]}``."""
+        payload = await self.get_json(f"{self.base_url}/api/tags")
+        entries = payload.get("models") if isinstance(payload, dict) else None
+        if not isinstance(entries, list):
+            raise self.protocol_error("a model list without a `models` list")
+        models: list[ModelInfo] = []
+        for entry in entries:
+            name = entry.get("name", entry.get("model")) if isinstance(entry, dict) else None
+            if not isinstance(name, str):
+                raise self.protocol_error("a model entry without a `name`")
+            details = entry.get("details")
+            models.append(
+                ModelInfo(
+                    id=name,
+                    details={
+                        key: str(value)
+                        for key, value in (details.items() if isinstance(details, dict) else ())
+                        if isinstance(value, str | int | float) and not isinstance(value, bool)
+                    },
+                )
+            )
+        return models

@@ -1,0 +1,190 @@
+"""The ``openai`` type: OpenAI-compatible servers over server-sent events.
+
+Speaks Chat Completions (``POST {base_url}/chat/completions``) and, in template
+mode, Completions (``POST {base_url}/completions`` with one raw prompt). That
+covers OpenAI, llama.cpp's llama-server, LM Studio, vLLM, OpenRouter, Groq and
+the like; ``base_url`` conventionally ends in ``/v1``. Models come from
+``GET {base_url}/models``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+
+from providers.base import HTTPProvider, WireCall, messages_with_memory, normalise_finish_reason
+from providers.spec import ProviderSpec
+from providers.streams import aiter_sse, decode_json
+from providers.template import PromptTemplate
+from providers.types import (
+    ChatEvent,
+    ChatRequest,
+    FinishEvent,
+    ModelInfo,
+    ReasoningDelta,
+    TextDelta,
+    Usage,
+    UsageEvent,
+)
+
+
+class OpenAIProvider(HTTPProvider):
+    """A provider for any server that speaks the OpenAI Chat Completions API."""
+
+    server_label = "OpenAI-compatible server"
+    not_found_hint = (
+        "check `base_url` (OpenAI-compatible servers usually want it to end in /v1) and the "
+        "model name"
+    )
+
+    def __init__(
+        self, spec: ProviderSpec, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """Set up the client; compile ``spec.template`` when the entry uses template mode."""
+        template = spec.template
+        self.template = (
+            PromptTemplate(template, provider=spec.name)
+            if template is not None and template.strip()
+            else None
+        )
+        super().__init__(spec, transport=transport)
+
+    def chat_call(self, request: ChatRequest) -> WireCall:
+        """Chat Completions for a normal entry, Completions with a raw prompt in template mode."""
+        body: dict[str, Any] = {"model": self.model_for(request), "stream": True}
+        body["stream_options"] = {"include_usage": True}
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if self.template is not None:
+            body["prompt"] = self.template.render(request)
+            parse = functools.partial(self._parse, completions=True)
+            return WireCall(f"{self.base_url}/completions", body, parse)
+        body["messages"] = messages_with_memory(request)
+        parse = functools.partial(self._parse, completions=False)
+        return WireCall(f"{self.base_url}/chat/completions", body, parse)
+
+    async def _parse(
+        self, response: httpx.Response, *, completions: bool
+    ) -> AsyncGenerator[ChatEvent, None]:
+        """Events from the SSE chunks; the stream must end with ``data: [DONE]``.
+
+        Usage arrives in its own chunk after the finish reason (``include_usage``),
+        so usage and finish are emitted together when the stream ends.
+        """
+        name = self.spec.name
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        done = False
+        async with aclosing(aiter_sse(response, provider=name)) as events:
+            async for sse in events:
+                data = sse.data
+                if data.strip() == "[DONE]":
+                    done = True
+                    break
+                if not data.strip():
+                    continue
+                chunk = decode_json(data, provider=name, what="an event")
+                if not isinstance(chunk, dict):
+                    raise self.protocol_error("an event that is not a JSON object")
+                if sse.event == "error" or chunk.get("error") is not None:
+                    raise self.stream_error(chunk)
+                if (chunk_usage := chunk.get("usage")) is not None:
+                    usage = self._usage(chunk_usage)
+                choices = chunk.get("choices", [])
+                if not isinstance(choices, list):
+                    raise self.protocol_error("`choices` that is not a list")
+                if not choices:
+                    continue
+                choice = choices[0]
+                if not isinstance(choice, dict):
+                    raise self.protocol_error("a choice that is not a JSON object")
+                for event in self._choice_events(choice, completions=completions):
+                    yield event
+                reason = choice.get("finish_reason")
+                if reason is not None:
+                    if not isinstance(reason, str):
+                        raise self.protocol_error("a `finish_reason` that is not a string")
+                    finish_reason = reason
+        if not done and finish_reason is None:
+            raise self.stream_cut()
+        if usage is not None:
+            yield UsageEvent(usage)
+        yield FinishEvent(normalise_finish_reason(finish_reason), finish_reason)
+
+    def _choice_events(self, choice: dict[str, Any], *, completions: bool) -> list[ChatEvent]:
+        if completions:
+            text = choice.get("text")
+            if text is None:
+                return []
+            if not isinstance(text, str):
+                raise self.protocol_error("a `text` that is not a string")
+            return [TextDelta(text)] if text else []
+        delta = choice.get("delta")
+        if delta is None:
+            return []
+        if not isinstance(delta, dict):
+            raise self.protocol_error("a `delta` that is not a JSON object")
+        events: list[ChatEvent] = []
+        reasoning = delta.get("reasoning_content")
+        if reasoning is None:
+            reasoning = delta.get("reasoning")
+        if reasoning is not None:
+            if not isinstance(reasoning, str):
+                raise self.protocol_error("reasoning that is not a string")
+            if reasoning:
+                events.append(ReasoningDelta(reasoning))
+        content = delta.get("content")
+        if content is not None:
+            if not isinstance(content, str):
+                raise self.protocol_error("a `content` delta that is not a string")
+            if content:
+                events.append(TextDelta(content))
+        return events
+
+    def _usage(self, value: Any) -> Usage:
+        if not isinstance(value, dict):
+            raise self.protocol_error("`usage` that is not a JSON object")
+        prompt = value.get("prompt_tokens")
+        completion = value.get("completion_tokens")
+        return Usage(
+            prompt_tokens=prompt if isinstance(prompt, int) else None,
+            completion_tokens=completion if isinstance(completion, int) else None,
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        """``GET {base_url}/models``: ``{"data": [{"id", "owned_by", ...}]}``."""
+        payload = await self.get_json(f"{self.base_url}/models")
+        entries = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(entries, list):
+            raise self.protocol_error("a model list without a `data` list")
+        models: list[ModelInfo] = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                raise self.protocol_error("a model entry without an `id`")
+            owned_by = entry.get("owned_by")
+            models.append(
+                ModelInfo(
+                    id=entry["id"],
+                    context_size=_context_size(entry),
+                    owned_by=owned_by if isinstance(owned_by, str) else None,
+                )
+            )
+        return models
+
+
+def _context_size(entry: dict[str, Any]) -> int | None:
+    """The context size a model entry states (OpenRouter's ``context_length``), if any."""
+    value = entry.get("context_length")
+    return value if isinstance(value, int) and value > 0 else None
