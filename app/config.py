@@ -168,6 +168,15 @@ class Config(BaseModel):
         str | None,
         Field(description="provider_name of the entry new chats use (default: the first one)."),
     ] = None
+    title_llm: Annotated[
+        str | None,
+        Field(
+            description=(
+                "provider_name of the entry that writes chat titles (default: the chat's own). "
+                "Used only where the chat's privacy tier allows it."
+            )
+        ),
+    ] = None
     llms: Annotated[
         list[LLMEntry], Field(description="The LLM servers and models Hushchat may talk to.")
     ] = Field(default_factory=list)
@@ -390,12 +399,14 @@ def _check_semantics(
                 "template mode needs type openai or ollama; the Anthropic API has no raw "
                 "completion endpoint"
             )
-    if config.default_llm is not None and config.default_llm not in seen:
-        hint = _did_you_mean(config.default_llm, sorted(seen))
-        problems.append(
-            f"{source}:{_line_of(document, ('default_llm',))}: default_llm: "
-            f"'{config.default_llm}' is not the provider_name of any llms entry{hint}"
-        )
+    for key in ("default_llm", "title_llm"):
+        value = getattr(config, key)
+        if value is not None and value not in seen:
+            hint = _did_you_mean(value, sorted(seen))
+            problems.append(
+                f"{source}:{_line_of(document, (key,))}: {key}: "
+                f"'{value}' is not the provider_name of any llms entry{hint}"
+            )
 
 
 def _line_of(document: CommentedMap, loc: tuple[Any, ...]) -> int:
@@ -537,6 +548,9 @@ def render_example() -> str:
     fields = Config.model_fields
     out += _comment_block(fields["default_llm"].description or "", "")
     out.append("default_llm: local-llama")
+    out.append("")
+    out += _comment_block(fields["title_llm"].description or "", "")
+    out.append("title_llm: null")
     out.append("")
     out += _comment_block(fields["llms"].description or "", "")
     out.append("llms:")

@@ -6,16 +6,21 @@ split into its own distribution. Its public API is exactly ``__all__``; it
 follows semantic versioning (``__version__``), documented in ``docs/providers.md``.
 """
 
+from providers.base import Provider
 from providers.errors import (
     AuthError,
     ConnectionFailedError,
     ContextTooLongError,
+    PromptTemplateError,
     ProtocolError,
+    ProviderConfigError,
     ProviderError,
+    ProviderTimeoutError,
     RateLimitedError,
     ServerError,
-    ProviderTimeoutError,
+    UnknownProviderTypeError,
 )
+from providers.registry import create_provider, provider_types
 from providers.spec import Locality, ProviderSpec, default_locality, is_local_url
 from providers.types import (
     ChatEvent,
@@ -42,7 +47,10 @@ __all__ = [
     "FinishEvent",
     "Locality",
     "ModelInfo",
+    "PromptTemplateError",
     "ProtocolError",
+    "Provider",
+    "ProviderConfigError",
     "ProviderError",
     "ProviderSpec",
     "ProviderTimeoutError",
@@ -51,9 +59,12 @@ __all__ = [
     "Role",
     "ServerError",
     "TextDelta",
+    "UnknownProviderTypeError",
     "Usage",
     "UsageEvent",
     "__version__",
+    "create_provider",
     "default_locality",
     "is_local_url",
+    "provider_types",
 ]

@@ -30,6 +30,7 @@ from providers.http_errors import (
     display_url,
     error_details,
     from_transport_error,
+    is_quota_exhausted,
     is_tls_failure,
     parse_retry_after,
     stream_cut,
@@ -258,15 +259,15 @@ class HTTPProvider(abc.ABC):
                     return response
                 try:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    error = classify(
-                        response.status_code,
-                        await self._error_details(response),
-                        self._errors,
-                        retry_after=retry_after,
-                    )
+                    details = await self._error_details(response)
                 finally:
                     await response.aclose()
-                retryable = response.status_code in self.retry_statuses
+                error = classify(
+                    response.status_code, details, self._errors, retry_after=retry_after
+                )
+                retryable = response.status_code in self.retry_statuses and not (
+                    is_quota_exhausted(details)
+                )
                 cause = None
             delay = self._retry_delay(attempt, retry_after) if retryable else None
             if delay is None:

@@ -173,6 +173,11 @@ def is_context_too_long(details: ErrorDetails) -> bool:
     return bool(_CONTEXT_TOO_LONG.search(details.message))
 
 
+def is_quota_exhausted(details: ErrorDetails) -> bool:
+    """True for OpenAI's "no quota left" 429, which waiting does not cure."""
+    return details.code == "insufficient_quota" or details.type == "insufficient_quota"
+
+
 def classify(
     status: int | None,
     details: ErrorDetails,
@@ -186,7 +191,7 @@ def classify(
     ``type``/``code`` then stand in for the status).
     """
     effective = status
-    if effective is None or effective < 400:
+    if effective is None:
         effective = details.status or _STATUS_BY_ERROR_TYPE.get(details.type)
         effective = effective or _STATUS_BY_ERROR_TYPE.get(details.code)
     said = _server_text(details, context)
@@ -213,7 +218,7 @@ def classify(
             provider=name,
             status=status,
         )
-    if details.code == "insufficient_quota":
+    if is_quota_exhausted(details):
         return ServerError(
             f"the account has no quota left ({where}{said}). Check its plan and billing.",
             provider=name,

@@ -35,8 +35,8 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp_path, mode)
-        os.replace(temp_path, path)
+        temp_path.chmod(mode)
+        temp_path.replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp_path.unlink()

@@ -14,11 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from argon2.low_level import ARGON2_VERSION, Type, core, error_to_str, ffi, lib
+from argon2 import low_level
+from argon2.low_level import ARGON2_VERSION, Type, core, error_to_str, ffi
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.vault.errors import KdfBelowFloorError
+
+# argon2-cffi re-exports the CFFI library object without listing it in __all__.
+lib: Any = low_level.lib  # type: ignore[attr-defined]
 
 __all__ = [
     "CALIBRATION_TARGET_SECONDS",

@@ -28,8 +28,10 @@ def llama_server_binary() -> Path:
     binary = find_llama_server()
     if binary is None:
         configured = os.environ.get(BINARY_ENV)
-        where = f"{BINARY_ENV}={configured} is not an executable file" if configured else (
-            f"{BINARY_ENV} is unset and {cached_binary()} does not exist"
+        where = (
+            f"{BINARY_ENV}={configured} is not an executable file"
+            if configured
+            else (f"{BINARY_ENV} is unset and {cached_binary()} does not exist")
         )
         _missing_peer(f"llama-server not available: {where}; run .ci/build-llama-server")
     assert binary is not None

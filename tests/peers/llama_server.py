@@ -139,6 +139,9 @@ class LlamaServer:
             "--threads-http",
             "2",
             "--jinja",
+            # Lets a request stream far more tokens than fit in the context, so tests that act
+            # mid-stream have a long stream to act on.
+            "--context-shift",
             "--no-webui",
             "--slots",
             "--no-warmup",

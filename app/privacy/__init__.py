@@ -1,0 +1,1 @@
+"""Privacy tiers: which provider may serve which tier, and the in-memory Ephemeral store."""

@@ -1,0 +1,54 @@
+"""The provider policy of the privacy tiers (DESIGN §3), enforced by the chat service.
+
+| tier      | providers allowed                  |
+|-----------|------------------------------------|
+| standard  | any                                |
+| private   | on-prem only                       |
+| ephemeral | on-prem or free cloud              |
+
+The UI uses ``decision`` to show forbidden entries disabled with the reason; the
+chat service calls ``require`` before any request leaves the machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import PolicyRefusedError
+from app.store.models import Tier
+from providers import Locality
+
+ALLOWED: dict[Tier, frozenset[Locality]] = {
+    Tier.STANDARD: frozenset(Locality),
+    Tier.PRIVATE: frozenset({Locality.ON_PREM}),
+    Tier.EPHEMERAL: frozenset({Locality.ON_PREM, Locality.FREE_CLOUD}),
+}
+
+_WHY = {
+    Tier.PRIVATE: "Private chats only use on-prem models, so nothing leaves your network",
+    Tier.EPHEMERAL: "Ephemeral chats only use on-prem or free models",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+def decision(tier: Tier, locality: Locality, provider_name: str = "this provider") -> Decision:
+    """Whether ``tier`` may use a provider of ``locality``, and why not."""
+    if locality in ALLOWED[tier]:
+        return Decision(True)
+    where = locality.value.replace("_", " ")
+    return Decision(False, f"{_WHY[tier]}; {provider_name} is {where}")
+
+
+def require(tier: Tier, locality: Locality, provider_name: str) -> None:
+    """Raise PolicyRefusedError (exit 5) when ``tier`` may not use the provider."""
+    verdict = decision(tier, locality, provider_name)
+    if not verdict.allowed:
+        raise PolicyRefusedError(
+            f"refused: {verdict.reason}. Choose an on-prem provider for this chat, or move the "
+            "chat to a tier that allows this one"
+        )

@@ -1,0 +1,551 @@
+"""``ChatStore``: chats and their messages in one database (one privacy tier).
+
+Messages form a tree: a message's ``parent_id`` is the message it answers or
+follows. Regenerating an answer, or editing a message, adds a *sibling* (same
+parent), so every earlier version is kept and can be shown again. A chat's
+visible thread is the path from the root to its ``active_leaf_id``; it is read
+backwards from the leaf one primary-key lookup per message, so the newest page
+of a 10,000-message chat costs as much as the newest page of a short one.
+
+All methods are blocking and expect an autocommit connection
+(``isolation_level=None``); each write is one explicit transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlcipher3
+
+from app.errors import ExitCode, HushchatError
+from app.store.migrations import migrate
+from app.store.models import (
+    DEFAULT_TITLE,
+    Chat,
+    ChatSummary,
+    Message,
+    MessageStatus,
+    SearchHit,
+    ThreadPage,
+    Tier,
+    TitleSource,
+)
+
+
+class ChatNotFoundError(HushchatError):
+    """No chat (or message) with that id in this profile."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StorageError(HushchatError):
+    """The database refused a write (disk full, read-only, damaged); nothing was lost."""
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlcipher3.Error, sqlite3.Error)
+
+_CHAT_COLUMNS = (
+    "id, title, title_source, tier, system_prompt, memory, provider, model, pinned, "
+    "active_leaf_id, created_at, updated_at, deleted_at"
+)
+_MESSAGE_COLUMNS = (
+    "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
+    "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms"
+)
+_CHAT_FIELDS = {
+    "title",
+    "title_source",
+    "system_prompt",
+    "memory",
+    "provider",
+    "model",
+    "pinned",
+}
+
+
+def new_id() -> str:
+    """A random, unguessable record id (UUID4, hex)."""
+    return uuid.uuid4().hex
+
+
+def _chat(row: Sequence[Any]) -> Chat:
+    return Chat(
+        id=row[0],
+        title=row[1],
+        title_source=TitleSource(row[2]),
+        tier=Tier(row[3]),
+        system_prompt=row[4],
+        memory=row[5],
+        provider=row[6],
+        model=row[7],
+        pinned=bool(row[8]),
+        active_leaf_id=row[9],
+        created_at=row[10],
+        updated_at=row[11],
+        deleted_at=row[12],
+    )
+
+
+def _message(row: Sequence[Any], version: int = 1, versions: int = 1) -> Message:
+    return Message(
+        id=row[0],
+        chat_id=row[1],
+        parent_id=row[2],
+        role=row[3],
+        content=row[4],
+        status=MessageStatus(row[5]),
+        created_at=row[6],
+        reasoning=row[7],
+        error=row[8],
+        provider=row[9],
+        model=row[10],
+        prompt_tokens=row[11],
+        completion_tokens=row[12],
+        first_token_at=row[13],
+        finished_at=row[14],
+        duration_ms=row[15],
+        version=version,
+        versions=versions,
+    )
+
+
+class ChatStore:
+    """The chats of one tier, in one database connection."""
+
+    def __init__(self, conn: Any, tier: Tier, *, clock: Any = time.time) -> None:
+        self.conn = conn
+        self.tier = tier
+        self._clock = clock
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+
+    # --- transactions ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; rolled back whole on any error."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except DATABASE_ERRORS as error:
+            raise _storage_error(error) from error
+        try:
+            yield
+        except DATABASE_ERRORS as error:
+            self.conn.execute("ROLLBACK")
+            raise _storage_error(error) from error
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except DATABASE_ERRORS as error:
+            with contextlib.suppress(*DATABASE_ERRORS):
+                self.conn.execute("ROLLBACK")
+            raise _storage_error(error) from error
+
+    # --- chats -------------------------------------------------------------------------------
+
+    def create_chat(
+        self,
+        *,
+        title: str = DEFAULT_TITLE,
+        title_source: TitleSource = TitleSource.DEFAULT,
+        system_prompt: str = "",
+        memory: str = "",
+        provider: str | None = None,
+        model: str | None = None,
+        chat_id: str | None = None,
+        created_at: float | None = None,
+    ) -> Chat:
+        """Create a chat titled "New Chat" (until it is named)."""
+        now = self._clock()
+        chat_id = chat_id or new_id()
+        with self.transaction():
+            self.conn.execute(
+                f"INSERT INTO chats ({_CHAT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (chat_id, title, title_source.value, self.tier.value, system_prompt, memory,
+                 provider, model, 0, None, created_at or now, now, None),
+            )  # fmt: skip
+        return self.chat(chat_id)
+
+    def chat(self, chat_id: str, *, include_deleted: bool = False) -> Chat:
+        """The chat with this id; ChatNotFoundError if there is none here."""
+        row = self.conn.execute(
+            f"SELECT {_CHAT_COLUMNS} FROM chats WHERE id = ? AND move_state IS NULL", (chat_id,)
+        ).fetchone()
+        if row is None or (row[12] is not None and not include_deleted):
+            raise ChatNotFoundError(f"no chat with id {chat_id}")
+        return _chat(row)
+
+    def has_chat(self, chat_id: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM chats WHERE id = ? AND move_state IS NULL", (chat_id,)
+        ).fetchone()
+        return row is not None
+
+    def list_chats(self, *, limit: int = 10_000, offset: int = 0) -> list[ChatSummary]:
+        """Chats by recent activity, pinned first; deleted (undo pending) ones left out."""
+        rows = self.conn.execute(
+            "SELECT id, title, tier, pinned, updated_at, provider FROM chats "
+            "WHERE deleted_at IS NULL AND move_state IS NULL "
+            "ORDER BY pinned DESC, updated_at DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return [ChatSummary(r[0], r[1], Tier(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    def update_chat(self, chat_id: str, **fields: Any) -> Chat:
+        """Change title, title_source, system_prompt, memory, provider, model or pinned."""
+        unknown = set(fields) - _CHAT_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        self.chat(chat_id)
+        values = {k: (v.value if isinstance(v, TitleSource) else v) for k, v in fields.items()}
+        if "pinned" in values:
+            values["pinned"] = int(bool(values["pinned"]))
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE chats SET {assignments}, updated_at = ? WHERE id = ?",
+                (*values.values(), self._clock(), chat_id),
+            )
+        return self.chat(chat_id)
+
+    def rename(self, chat_id: str, title: str) -> Chat:
+        """The user's own title: it always wins over automatic ones."""
+        title = " ".join(title.split())
+        if not title:
+            raise ValueError("a title cannot be empty")
+        return self.update_chat(chat_id, title=title[:200], title_source=TitleSource.USER)
+
+    def set_auto_title(self, chat_id: str, title: str) -> bool:
+        """Set a generated title unless the user has named the chat; True if it was set."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE chats SET title = ?, title_source = 'auto' "
+                "WHERE id = ? AND title_source = 'default'",
+                (title, chat_id),
+            )
+        return bool(cursor.rowcount)
+
+    def mark_deleted(self, chat_id: str) -> None:
+        """Hide the chat; ``undelete`` brings it back until ``purge`` removes it."""
+        self.chat(chat_id)
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE chats SET deleted_at = ? WHERE id = ?", (self._clock(), chat_id)
+            )
+
+    def undelete(self, chat_id: str) -> None:
+        self.chat(chat_id, include_deleted=True)
+        with self.transaction():
+            self.conn.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
+
+    def deleted_chats(self) -> list[str]:
+        rows = self.conn.execute("SELECT id FROM chats WHERE deleted_at IS NOT NULL").fetchall()
+        return [r[0] for r in rows]
+
+    def purge(self, chat_id: str) -> None:
+        """Remove a chat and its messages for good, including from the search index.
+
+        With ``secure_delete`` the freed pages are overwritten; merging the full-text
+        index and checkpointing the WAL leave no old copy of the content behind.
+        """
+        with self.transaction():
+            self.conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+            self.conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+        self.compact()
+
+    def compact(self) -> None:
+        """Merge the search indexes (dropping deleted terms) and truncate the WAL."""
+        with self.transaction():
+            self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+            self.conn.execute("INSERT INTO chats_fts (chats_fts) VALUES ('optimize')")
+        # In-memory (Ephemeral) databases have no WAL; a busy reader only delays truncation.
+        with contextlib.suppress(*DATABASE_ERRORS):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        chat_id: str,
+        role: str,
+        content: str,
+        *,
+        parent_id: str | None,
+        status: MessageStatus = MessageStatus.COMPLETE,
+        provider: str | None = None,
+        model: str | None = None,
+        message_id: str | None = None,
+        created_at: float | None = None,
+        make_active: bool = True,
+        **extra: Any,
+    ) -> Message:
+        """Append a message under ``parent_id`` (None: a root) and make it the active leaf."""
+        now = self._clock()
+        message_id = message_id or new_id()
+        columns = ["id", "chat_id", "parent_id", "role", "content", "status", "provider",
+                   "model", "created_at", "selected_at"]  # fmt: skip
+        values: list[Any] = [message_id, chat_id, parent_id, role, content, status.value,
+                             provider, model, created_at or now, now]  # fmt: skip
+        for name, value in extra.items():
+            columns.append(name)
+            values.append(value)
+        with self.transaction():
+            self.conn.execute(
+                f"INSERT INTO messages ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                values,
+            )
+            if make_active:
+                self.conn.execute(
+                    "UPDATE chats SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
+                    (message_id, now, chat_id),
+                )
+        return self.message(message_id)
+
+    def update_message(self, message_id: str, **fields: Any) -> None:
+        """Checkpoint a streaming answer: content, reasoning, status, usage, timings."""
+        if "status" in fields and isinstance(fields["status"], MessageStatus):
+            fields["status"] = fields["status"].value
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
+            )
+
+    def message(self, message_id: str) -> Message:
+        row = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            raise ChatNotFoundError(f"no message with id {message_id}")
+        version, versions = self._version_of(row[1], row[2], row[0])
+        return _message(row, version, versions)
+
+    def _version_of(self, chat_id: str, parent_id: str | None, message_id: str) -> tuple[int, int]:
+        siblings = self._sibling_ids(chat_id, parent_id)
+        return siblings.index(message_id) + 1, len(siblings)
+
+    def _sibling_ids(self, chat_id: str, parent_id: str | None) -> list[str]:
+        if parent_id is None:
+            rows = self.conn.execute(
+                "SELECT id FROM messages WHERE chat_id = ? AND parent_id IS NULL "
+                "ORDER BY created_at, rowid",
+                (chat_id,),
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT id FROM messages WHERE chat_id = ? AND parent_id = ? "
+                "ORDER BY created_at, rowid",
+                (chat_id, parent_id),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def thread(self, chat_id: str, *, limit: int = 100, before: str | None = None) -> ThreadPage:
+        """The newest ``limit`` messages of the active thread (or those before ``before``)."""
+        chat = self.chat(chat_id)
+        start = chat.active_leaf_id
+        if before is not None:
+            start = self.message(before).parent_id
+        rows = []
+        if start is not None:
+            rows = self.conn.execute(
+                f"""
+                WITH RECURSIVE path(id, depth) AS (
+                    SELECT ?, 0
+                    UNION ALL
+                    SELECT m.parent_id, path.depth + 1 FROM messages m JOIN path ON m.id = path.id
+                    WHERE m.parent_id IS NOT NULL AND path.depth < ?
+                )
+                SELECT {", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))}
+                FROM path JOIN messages m ON m.id = path.id ORDER BY path.depth DESC
+                """,
+                (start, limit),
+            ).fetchall()
+        has_older = len(rows) > limit
+        rows = rows[-limit:] if has_older else rows
+        return ThreadPage(self._with_versions(chat_id, rows), has_older)
+
+    def thread_length(self, message_id: str) -> int:
+        """How many messages the thread ending at ``message_id`` has (it included)."""
+        row = self.conn.execute(
+            """
+            WITH RECURSIVE path(id) AS (
+                SELECT ?
+                UNION ALL
+                SELECT m.parent_id FROM messages m JOIN path ON m.id = path.id
+                WHERE m.parent_id IS NOT NULL
+            )
+            SELECT COUNT(*) FROM path
+            """,
+            (message_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def full_thread(self, chat_id: str) -> list[Message]:
+        """Every message of the active thread, oldest first."""
+        messages: list[Message] = []
+        before: str | None = None
+        while True:
+            page = self.thread(chat_id, limit=1000, before=before)
+            messages[:0] = page.messages
+            if not page.has_older or not page.messages:
+                return messages
+            before = page.messages[0].id
+
+    def _with_versions(self, chat_id: str, rows: list[Sequence[Any]]) -> list[Message]:
+        if not rows:
+            return []
+        parents = {row[2] for row in rows}
+        counts: dict[str | None, list[str]] = {}
+        non_null = [p for p in parents if p is not None]
+        for chunk_start in range(0, len(non_null), 500):
+            chunk = non_null[chunk_start : chunk_start + 500]
+            for parent_id, message_id in self.conn.execute(
+                f"SELECT parent_id, id FROM messages WHERE chat_id = ? AND parent_id IN "
+                f"({','.join('?' * len(chunk))}) ORDER BY created_at, rowid",
+                (chat_id, *chunk),
+            ):
+                counts.setdefault(parent_id, []).append(message_id)
+        if None in parents:
+            counts[None] = self._sibling_ids(chat_id, None)
+        result = []
+        for row in rows:
+            siblings = counts.get(row[2], [row[0]])
+            result.append(_message(row, siblings.index(row[0]) + 1, len(siblings)))
+        return result
+
+    def select_version(self, message_id: str) -> Message:
+        """Show ``message_id`` (one of several versions) and the thread below it."""
+        message = self.message(message_id)
+        leaf = message_id
+        now = self._clock()
+        with self.transaction():
+            self.conn.execute("UPDATE messages SET selected_at = ? WHERE id = ?", (now, leaf))
+            while True:
+                row = self.conn.execute(
+                    "SELECT id FROM messages WHERE parent_id = ? "
+                    "ORDER BY selected_at DESC, rowid DESC LIMIT 1",
+                    (leaf,),
+                ).fetchone()
+                if row is None:
+                    break
+                leaf = row[0]
+            self.conn.execute(
+                "UPDATE chats SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
+                (leaf, now, message.chat_id),
+            )
+        return self.message(message_id)
+
+    def sibling(self, message_id: str, offset: int) -> Message:
+        """The version ``offset`` places away from ``message_id`` (wrapping)."""
+        message = self.message(message_id)
+        siblings = self._sibling_ids(message.chat_id, message.parent_id)
+        index = (siblings.index(message_id) + offset) % len(siblings)
+        return self.message(siblings[index])
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete one message; its replies move up to its parent, so the thread stays whole."""
+        message = self.message(message_id)
+        chat = self.chat(message.chat_id)
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE messages SET parent_id = ? WHERE parent_id = ?",
+                (message.parent_id, message_id),
+            )
+            if chat.active_leaf_id == message_id:
+                self.conn.execute(
+                    "UPDATE chats SET active_leaf_id = ? WHERE id = ?",
+                    (message.parent_id, chat.id),
+                )
+            self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            self.conn.execute(
+                "UPDATE chats SET updated_at = ? WHERE id = ?", (self._clock(), chat.id)
+            )
+
+    def reset(self, chat_id: str) -> None:
+        """Delete every message of a chat, keeping its title, system prompt and memory."""
+        self.chat(chat_id)
+        with self.transaction():
+            self.conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+            self.conn.execute(
+                "UPDATE chats SET active_leaf_id = NULL, updated_at = ? WHERE id = ?",
+                (self._clock(), chat_id),
+            )
+        self.compact()
+
+    def all_messages(self, chat_id: str) -> list[Message]:
+        """Every message of a chat, every version, in creation order (for export and moves)."""
+        rows = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? ORDER BY created_at, rowid",
+            (chat_id,),
+        ).fetchall()
+        return self._with_versions(chat_id, rows)
+
+    def count_messages(self, chat_id: str | None = None) -> int:
+        if chat_id is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        row = self.conn.execute("SELECT COUNT(*) FROM messages WHERE chat_id = ?", (chat_id,))
+        return int(row.fetchone()[0])
+
+    # --- search ------------------------------------------------------------------------------
+
+    def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over titles and messages, best matches first, with snippets."""
+        match = fts_query(query)
+        if not match:
+            return []
+        hits = [
+            SearchHit(r[0], r[1], self.tier, None, r[2], r[3])
+            for r in self.conn.execute(
+                "SELECT c.id, c.title, snippet(chats_fts, 0, '[', ']', '…', 12), chats_fts.rank "
+                "FROM chats_fts JOIN chats c ON c.rowid = chats_fts.rowid "
+                "WHERE chats_fts MATCH ? AND c.deleted_at IS NULL AND c.move_state IS NULL "
+                "ORDER BY chats_fts.rank LIMIT ?",
+                (match, limit),
+            )
+        ]
+        hits += [
+            SearchHit(r[0], r[1], self.tier, r[2], r[3], r[4])
+            for r in self.conn.execute(
+                "SELECT c.id, c.title, m.id, snippet(messages_fts, 0, '[', ']', '…', 12), "
+                "messages_fts.rank FROM messages_fts "
+                "JOIN messages m ON m.rowid = messages_fts.rowid "
+                "JOIN chats c ON c.id = m.chat_id "
+                "WHERE messages_fts MATCH ? AND c.deleted_at IS NULL AND c.move_state IS NULL "
+                "ORDER BY messages_fts.rank LIMIT ?",
+                (match, limit),
+            )
+        ]
+        hits.sort(key=lambda hit: hit.rank)
+        return hits[:limit]
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query: each word quoted (no operators), the last one as a prefix."""
+    words = [w.replace('"', '""') for w in text.split() if w.strip('"')]
+    if not words:
+        return ""
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _storage_error(error: Exception) -> StorageError:
+    text = str(error).lower()
+    if "full" in text:
+        return StorageError(
+            "the disk is full: the chat database could not be written; free some space and "
+            "try again (nothing already saved was lost)"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StorageError("the chat database is read-only; check the profile's permissions")
+    if "locked" in text or "busy" in text:
+        return StorageError("the chat database is busy; try again")
+    return StorageError(f"the chat database could not be written ({type(error).__name__})")

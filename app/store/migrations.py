@@ -1,0 +1,201 @@
+"""Named, numbered schema migrations, recorded in the database they changed.
+
+Each migration is a step from version N-1 to N; it runs in its own transaction
+together with the row that records it in ``schema_migrations``, so a crash
+leaves the database at a whole version. Released migrations are never edited:
+a change is a new step. Tests migrate a blank database and a fixture database
+of every earlier version (``tests/fixtures/store/schema_vN.sql``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import HushchatError
+
+log = logging.getLogger(__name__)
+
+
+class SchemaError(HushchatError):
+    """The database's schema is newer than this app, or a migration failed."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "create_chats_and_messages",
+        """
+        CREATE TABLE chats (
+            id              TEXT PRIMARY KEY,
+            title           TEXT NOT NULL,
+            title_source    TEXT NOT NULL DEFAULT 'default'
+                            CHECK (title_source IN ('default', 'auto', 'user')),
+            tier            TEXT NOT NULL,
+            system_prompt   TEXT NOT NULL DEFAULT '',
+            memory          TEXT NOT NULL DEFAULT '',
+            provider        TEXT,
+            model           TEXT,
+            pinned          INTEGER NOT NULL DEFAULT 0,
+            active_leaf_id  TEXT,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            deleted_at      REAL
+        );
+        CREATE INDEX chats_by_activity ON chats (pinned DESC, updated_at DESC);
+
+        CREATE TABLE messages (
+            id                TEXT PRIMARY KEY,
+            chat_id           TEXT NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+            parent_id         TEXT REFERENCES messages (id) ON DELETE SET NULL,
+            role              TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content           TEXT NOT NULL,
+            status            TEXT NOT NULL DEFAULT 'complete'
+                              CHECK (status IN ('complete', 'partial', 'stopped', 'error')),
+            error             TEXT,
+            provider          TEXT,
+            model             TEXT,
+            prompt_tokens     INTEGER,
+            completion_tokens INTEGER,
+            created_at        REAL NOT NULL,
+            first_token_at    REAL,
+            finished_at       REAL,
+            selected_at       REAL NOT NULL
+        );
+        CREATE INDEX messages_by_parent ON messages (chat_id, parent_id, created_at);
+        """,
+    ),
+    Migration(
+        2,
+        "add_reasoning_and_full_text_search",
+        """
+        ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT '';
+
+        CREATE VIRTUAL TABLE messages_fts USING fts5 (
+            content, content = 'messages', content_rowid = 'rowid',
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        INSERT INTO messages_fts (rowid, content) SELECT rowid, content FROM messages;
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+            VALUES ('delete', old.rowid, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+            VALUES ('delete', old.rowid, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content);
+        END;
+
+        CREATE VIRTUAL TABLE chats_fts USING fts5 (
+            title, content = 'chats', content_rowid = 'rowid',
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        INSERT INTO chats_fts (rowid, title) SELECT rowid, title FROM chats;
+        CREATE TRIGGER chats_fts_insert AFTER INSERT ON chats BEGIN
+            INSERT INTO chats_fts (rowid, title) VALUES (new.rowid, new.title);
+        END;
+        CREATE TRIGGER chats_fts_delete AFTER DELETE ON chats BEGIN
+            INSERT INTO chats_fts (chats_fts, rowid, title) VALUES ('delete', old.rowid, old.title);
+        END;
+        CREATE TRIGGER chats_fts_update AFTER UPDATE OF title ON chats BEGIN
+            INSERT INTO chats_fts (chats_fts, rowid, title) VALUES ('delete', old.rowid, old.title);
+            INSERT INTO chats_fts (rowid, title) VALUES (new.rowid, new.title);
+        END;
+        """,
+    ),
+    Migration(
+        3,
+        "add_move_state_and_timings",
+        """
+        ALTER TABLE chats ADD COLUMN move_state TEXT;
+        ALTER TABLE messages ADD COLUMN duration_ms INTEGER;
+        CREATE INDEX chats_moving ON chats (move_state) WHERE move_state IS NOT NULL;
+        """,
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: Any) -> int:
+    """The schema version recorded in ``conn`` (0 for a blank database)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: Any, target: int = LATEST) -> list[Migration]:
+    """Apply every pending migration up to ``target``; returns the ones applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    version = current_version(conn)
+    if version > LATEST:
+        raise SchemaError(
+            f"this chat database has schema version {version}, newer than this Hushchat "
+            f"understands ({LATEST}); update Hushchat to open it"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= version or migration.version > target:
+            continue
+        log.info("migrating chat database to version %d (%s)", migration.version, migration.name)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except Exception as error:
+            conn.execute("ROLLBACK")
+            raise SchemaError(
+                f"upgrading the chat database to version {migration.version} "
+                f"({migration.name}) failed: {error}; the database is unchanged"
+            ) from error
+        applied.append(migration)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration script into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_trigger = False
+    for line in sql.strip().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        current.append(line)
+        upper = stripped.upper()
+        if upper.startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if in_trigger:
+            if upper == "END;":
+                statements.append("\n".join(current))
+                current, in_trigger = [], False
+        elif stripped.endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements

@@ -1,0 +1,75 @@
+"""The vault: encrypted profile, key slots, unlock methods, lock and auto-lock.
+
+The public surface is listed in ``__all__`` (checked by a test); everything else in
+the package is an implementation detail. See ``docs/security.md`` for the design.
+"""
+
+from __future__ import annotations
+
+from app.vault.database import ConnectionFactory
+from app.vault.errors import (
+    DamagedSlotFileError,
+    DatabaseDamagedError,
+    KdfBelowFloorError,
+    LastSlotError,
+    NoSecretAvailableError,
+    ProfileInUseError,
+    RecoveryCodeTypoError,
+    SlotNotFoundError,
+    SqlcipherMissingError,
+    UnlockMethodUnavailableError,
+    VaultError,
+    VaultExistsError,
+    VaultLockedError,
+    VaultNotFoundError,
+    WrongSecretError,
+)
+from app.vault.idle import Clock, ManualClock, MonotonicClock
+from app.vault.kdf import DEFAULT_PARAMS, FLOOR_PARAMS, KdfParams, calibrate
+from app.vault.keychain import KeyringStore, SecretStore
+from app.vault.profile import resolve_profile_dir
+from app.vault.recovery_code import RecoveryCode
+from app.vault.security_key import KeyPrompts, SecurityKey
+from app.vault.slots import TIERS, Tier
+from app.vault.strength import PassphraseStrength, assess_passphrase
+from app.vault.vault import DatabaseInfo, SlotInfo, Vault, VaultStatus
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "FLOOR_PARAMS",
+    "TIERS",
+    "Clock",
+    "ConnectionFactory",
+    "DamagedSlotFileError",
+    "DatabaseDamagedError",
+    "DatabaseInfo",
+    "KdfBelowFloorError",
+    "KdfParams",
+    "KeyPrompts",
+    "KeyringStore",
+    "LastSlotError",
+    "ManualClock",
+    "MonotonicClock",
+    "NoSecretAvailableError",
+    "PassphraseStrength",
+    "ProfileInUseError",
+    "RecoveryCode",
+    "RecoveryCodeTypoError",
+    "SecretStore",
+    "SecurityKey",
+    "SlotInfo",
+    "SlotNotFoundError",
+    "SqlcipherMissingError",
+    "Tier",
+    "UnlockMethodUnavailableError",
+    "Vault",
+    "VaultError",
+    "VaultExistsError",
+    "VaultLockedError",
+    "VaultNotFoundError",
+    "VaultStatus",
+    "WrongSecretError",
+    "assess_passphrase",
+    "calibrate",
+    "resolve_profile_dir",
+]

@@ -1,0 +1,333 @@
+"""The ``hushchat vault`` command: create, inspect, unlock-check and manage the vault.
+
+Secrets come from a TTY prompt (never echoed), or for scripts from standard input
+(``--passphrase-stdin``: one secret per line, in the order the command asks for them)
+or the environment (``HUSHCHAT_PASSPHRASE`` for the current passphrase,
+``HUSHCHAT_NEW_PASSPHRASE`` for a new one, ``HUSHCHAT_RECOVERY_CODE``). Failures are
+raised as ``app.errors`` exceptions; the top-level CLI prints one line and exits with
+the error's code (4 for a wrong secret or any vault problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from app.errors import HushchatError, UsageError
+from app.vault.kdf import KdfParams
+from app.vault.profile import resolve_profile_dir
+from app.vault.recovery_code import RecoveryCode
+from app.vault.security_key import SecurityKey
+from app.vault.strength import assess_passphrase
+from app.vault.vault import Vault
+
+__all__ = ["main", "register"]
+
+PASSPHRASE_ENV: Final = "HUSHCHAT_PASSPHRASE"  # noqa: S105 - a variable name
+NEW_PASSPHRASE_ENV: Final = "HUSHCHAT_NEW_PASSPHRASE"  # noqa: S105 - a variable name
+RECOVERY_CODE_ENV: Final = "HUSHCHAT_RECOVERY_CODE"
+UNLOCK_METHODS: Final = ("passphrase", "recovery-code", "security-key", "keychain", "touch-id")
+
+
+class _SecretSource:
+    """Reads secrets from stdin lines, the environment, or a hidden TTY prompt."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._from_stdin = bool(getattr(args, "passphrase_stdin", False))
+
+    def _stdin_line(self, what: str) -> str:
+        line = sys.stdin.readline()
+        if not line:
+            raise UsageError(f"--passphrase-stdin: expected the {what} on the next line of stdin.")
+        return line.rstrip("\r\n")
+
+    def _prompt(self, prompt: str, what: str, env: str) -> str:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"No terminal to ask for the {what}; pass --passphrase-stdin or set {env}."
+            )
+        return getpass.getpass(prompt)
+
+    def current(self, what: str = "passphrase", env: str = PASSPHRASE_ENV) -> str:
+        """The secret that unlocks the vault now."""
+        if self._from_stdin:
+            return self._stdin_line(what)
+        value = os.environ.get(env)
+        if value:
+            return value
+        return self._prompt(f"Vault {what}: ", what, env)
+
+    def new_passphrase(self, env: str = NEW_PASSPHRASE_ENV) -> str:
+        """A new passphrase, confirmed when typed, with a strength warning on stderr."""
+        if self._from_stdin:
+            value = self._stdin_line("new passphrase")
+        elif os.environ.get(env):
+            value = os.environ[env]
+        else:
+            value = self._prompt("New passphrase: ", "new passphrase", env)
+            if getpass.getpass("Repeat the new passphrase: ") != value:
+                raise UsageError("The two passphrases differ; nothing was changed.")
+        if not value:
+            raise UsageError("The new passphrase is empty; nothing was changed.")
+        strength = assess_passphrase(value)
+        if strength.is_weak:
+            print(f"warning: {strength.message()}", file=sys.stderr)
+        return value
+
+
+class _TerminalPrompts:
+    """Security-key prompts on the terminal."""
+
+    def prompt_touch(self) -> None:
+        print("Touch your security key…", file=sys.stderr, flush=True)
+
+    def request_pin(self) -> str | None:
+        if not sys.stdin.isatty():
+            return None
+        return getpass.getpass("Security key PIN: ") or None
+
+
+def _profile(args: argparse.Namespace) -> Path:
+    return resolve_profile_dir(getattr(args, "profile", None))
+
+
+@contextlib.contextmanager
+def _unlocked(args: argparse.Namespace) -> Iterator[Vault]:
+    secrets_in = _SecretSource(args)
+    vault = Vault.open(_profile(args))
+    try:
+        method = args.unlock_with
+        if method == "passphrase":
+            vault.unlock_with_passphrase(secrets_in.current())
+        elif method == "recovery-code":
+            vault.unlock_with_recovery_code(
+                secrets_in.current("recovery code", RECOVERY_CODE_ENV)
+            )
+        elif method == "security-key":
+            vault.unlock_with_security_key(SecurityKey.discover(_TerminalPrompts()))
+        elif method == "keychain":
+            vault.unlock_with_keychain()
+        else:
+            vault.unlock_with_touch_id()
+        yield vault
+    finally:
+        vault.close()
+
+
+def _kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
+    values = (args.kdf_memory_mib, args.kdf_iterations, args.kdf_parallelism)
+    if all(value is None for value in values):
+        return None
+    if any(value is None for value in values):
+        raise UsageError(
+            "Give all of --kdf-memory-mib, --kdf-iterations and --kdf-parallelism, or none "
+            "(then they are calibrated for this machine)."
+        )
+    memory, iterations, parallelism = (int(v) for v in values)
+    return KdfParams(memory * 1024, iterations, parallelism)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    kdf = _kdf_from_args(args)
+    passphrase = _SecretSource(args).new_passphrase(env=PASSPHRASE_ENV)
+    if kdf is None:
+        print("Calibrating the key derivation for this machine…", file=sys.stderr)
+    vault, code = Vault.create(_profile(args), passphrase, kdf=kdf)
+    vault.close()
+    print(f"Created a vault in {vault.profile_dir}.")
+    print("Recovery code (shown only now; write it down and keep it somewhere safe):")
+    print()
+    print(code.formatted())
+    print()
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = Vault.status(_profile(args))
+    print(f"profile: {status.profile_dir}")
+    print(f"in use by another process: {'yes' if status.in_use else 'no'}")
+    for db in status.databases:
+        state = f"{db.size} bytes" if db.exists else "MISSING"
+        print(f"database {db.tier}: {db.file}, {state}, key generation {db.generation}")
+    if status.rekey_pending:
+        print("a rekey was interrupted; the next unlock finishes it")
+    print(f"key slots: {len(status.slots)}")
+    for slot in status.slots:
+        print(f"  {slot.id}  {slot.kind:<12}  {slot.label}  ({slot.detail})")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    with _unlocked(args) as vault:
+        vault.verify_databases()
+    print("ok: the secret opens the vault and both databases pass their integrity checks")
+    return 0
+
+
+def _cmd_passwd(args: argparse.Namespace) -> int:
+    with _unlocked(args) as vault:
+        new = _SecretSource(args).new_passphrase()
+        vault.change_passphrase(new)
+    print("Passphrase changed.")
+    return 0
+
+
+def _cmd_slots(args: argparse.Namespace) -> int:
+    status = Vault.status(_profile(args))
+    for slot in status.slots:
+        print(f"{slot.id}\t{slot.kind}\t{slot.label}\t{slot.created}\t{slot.detail}")
+    return 0
+
+
+def _cmd_add_key(args: argparse.Namespace) -> int:
+    with _unlocked(args) as vault:
+        key = SecurityKey.discover(_TerminalPrompts())
+        info = vault.add_security_key(key, label=args.label)
+    print(f"Added security-key slot {info.id}.")
+    return 0
+
+
+def _cmd_add_keychain(args: argparse.Namespace) -> int:
+    with _unlocked(args) as vault:
+        info = vault.add_keychain(label=args.label)
+    print(f"Added keychain slot {info.id}; this device now unlocks the vault without a secret.")
+    return 0
+
+
+def _cmd_remove_slot(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("Removing a key slot needs confirmation; add --yes in scripts.")
+        answer = input(f"Remove key slot {args.slot_id}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing removed.")
+            return 0
+    with _unlocked(args) as vault:
+        vault.remove_slot(args.slot_id)
+    print(f"Removed key slot {args.slot_id}.")
+    return 0
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    source = _SecretSource(args)
+    vault = Vault.open(_profile(args))
+    try:
+        text = source.current("recovery code", RECOVERY_CODE_ENV)
+        vault.unlock_with_recovery_code(RecoveryCode.parse(text))
+        vault.change_passphrase(source.new_passphrase())
+        new_code = vault.regenerate_recovery_code() if args.new_recovery_code else None
+    finally:
+        vault.close()
+    print("Passphrase set.")
+    if new_code is not None:
+        print("New recovery code (the old one no longer works; write this one down):")
+        print()
+        print(new_code.formatted())
+        print()
+    return 0
+
+
+def _cmd_rekey(args: argparse.Namespace) -> int:
+    with _unlocked(args) as vault:
+        vault.rekey()
+    print("Both databases are re-encrypted under new keys.")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``vault`` command and its subcommands to the top-level parser."""
+    secrets_parent = argparse.ArgumentParser(add_help=False)
+    secrets_parent.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help="read secrets from standard input, one per line, instead of prompting",
+    )
+    unlock_parent = argparse.ArgumentParser(add_help=False)
+    unlock_parent.add_argument(
+        "--unlock-with",
+        choices=UNLOCK_METHODS,
+        default="passphrase",
+        help="how to unlock the vault for this command (default: passphrase)",
+    )
+    both = [secrets_parent, unlock_parent]
+
+    vault = subparsers.add_parser(
+        "vault",
+        help="create and manage the encrypted vault",
+        description="Create and manage the encrypted vault that holds your chats.",
+    )
+    commands = vault.add_subparsers(dest="vault_command", metavar="COMMAND", required=True)
+
+    init = commands.add_parser(
+        "init", parents=[secrets_parent], help="create a vault and print its recovery code"
+    )
+    init.add_argument("--kdf-memory-mib", type=int, help="Argon2id memory (MiB, at least 64)")
+    init.add_argument("--kdf-iterations", type=int, help="Argon2id passes (at least 3)")
+    init.add_argument("--kdf-parallelism", type=int, help="Argon2id lanes (at least 4)")
+    init.set_defaults(handler=_cmd_init)
+
+    commands.add_parser("status", help="describe the vault (no secret needed)").set_defaults(
+        handler=_cmd_status
+    )
+    commands.add_parser(
+        "verify", parents=both, help="check a secret and the databases (exit 0, or 4)"
+    ).set_defaults(handler=_cmd_verify)
+    commands.add_parser("passwd", parents=both, help="change the passphrase").set_defaults(
+        handler=_cmd_passwd
+    )
+    commands.add_parser("slots", help="list the key slots (no secret needed)").set_defaults(
+        handler=_cmd_slots
+    )
+    add_key = commands.add_parser("add-key", parents=both, help="enrol a FIDO2 security key")
+    add_key.add_argument("--label", default="Security key", help="name shown in slot lists")
+    add_key.set_defaults(handler=_cmd_add_key)
+    add_keychain = commands.add_parser(
+        "add-keychain", parents=both, help="remember the vault in this device's OS keychain"
+    )
+    add_keychain.add_argument("--label", default="This device's keychain")
+    add_keychain.set_defaults(handler=_cmd_add_keychain)
+    remove = commands.add_parser("remove-slot", parents=both, help="remove a key slot")
+    remove.add_argument("slot_id", metavar="ID", help="slot id from 'vault slots'")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    remove.set_defaults(handler=_cmd_remove_slot)
+    recover = commands.add_parser(
+        "recover", parents=[secrets_parent], help="use the recovery code to set a new passphrase"
+    )
+    recover.add_argument(
+        "--new-recovery-code", action="store_true", help="also replace the recovery code"
+    )
+    recover.set_defaults(handler=_cmd_recover)
+    commands.add_parser(
+        "rekey", parents=both, help="re-encrypt both databases under new keys"
+    ).set_defaults(handler=_cmd_rekey)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m app.vault.cli``) mirroring the top-level CLI."""
+    parser = argparse.ArgumentParser(prog="hushchat")
+    parser.add_argument("--profile", default=None, help="profile directory")
+    parser.add_argument("--config", default=None, help="configuration file")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except HushchatError as error:
+        if args.debug:
+            raise
+        print(f"hushchat: {error}", file=sys.stderr)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print("hushchat: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,81 @@
+"""The OS keychain as an unlock method ("remember on this device"), off by default.
+
+A keychain slot's secret is 32 random bytes kept by the OS credential store through
+``keyring`` (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows).
+Anyone who can read the user's unlocked keychain can open the vault, which is why this
+is opt-in; it never replaces the passphrase.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Final, Protocol
+
+import keyring
+import keyring.errors
+
+from app.vault.errors import NoSecretAvailableError, UnlockMethodUnavailableError
+
+__all__ = ["KEYCHAIN_SERVICE", "KeyringStore", "SecretStore"]
+
+KEYCHAIN_SERVICE: Final = "Hushchat vault"
+
+
+class SecretStore(Protocol):
+    """A place that keeps small secrets by (service, account)."""
+
+    def store(self, service: str, account: str, secret: bytes) -> None:
+        """Keep ``secret`` under (service, account), replacing any previous one."""
+
+    def load(self, service: str, account: str) -> bytes:
+        """Return the secret or raise :class:`NoSecretAvailableError`."""
+
+    def delete(self, service: str, account: str) -> None:
+        """Forget the secret; no error when it is already gone."""
+
+
+def _unavailable(error: Exception) -> UnlockMethodUnavailableError:
+    return UnlockMethodUnavailableError(
+        f"The OS keychain is not available ({type(error).__name__}); on Linux, start a "
+        "Secret Service such as gnome-keyring, or unlock with your passphrase."
+    )
+
+
+class KeyringStore:
+    """:class:`SecretStore` on the ``keyring`` package's default backend."""
+
+    def store(self, service: str, account: str, secret: bytes) -> None:
+        """Keep the secret in the OS keychain (base64, as keyring stores text)."""
+        try:
+            keyring.set_password(service, account, base64.b64encode(secret).decode("ascii"))
+        except keyring.errors.KeyringError as error:
+            raise _unavailable(error) from None
+
+    def load(self, service: str, account: str) -> bytes:
+        """Read the secret back from the OS keychain."""
+        try:
+            value = keyring.get_password(service, account)
+        except keyring.errors.KeyringError as error:
+            raise _unavailable(error) from None
+        if value is None:
+            raise NoSecretAvailableError(
+                "This device's keychain has no entry for the vault; unlock with your "
+                "passphrase (and run 'hushchat vault add-keychain' to remember it again)."
+            )
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise NoSecretAvailableError(
+                "The keychain entry for the vault is not in Hushchat's format; unlock with "
+                "your passphrase and add the keychain again."
+            ) from None
+
+    def delete(self, service: str, account: str) -> None:
+        """Remove the entry; an entry that is already gone is fine."""
+        try:
+            keyring.delete_password(service, account)
+        except keyring.errors.PasswordDeleteError:
+            return
+        except keyring.errors.KeyringError as error:
+            raise _unavailable(error) from None

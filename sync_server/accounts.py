@@ -1,0 +1,239 @@
+"""Accounts, devices and token bindings: who is calling, from which device.
+
+An account is keyed by (issuer, subject). A device is registered on first use of its id
+(``X-Hushchat-Device``). An OIDC access token is bound, by hash, to the first device that
+presents it, so revoking a device makes its tokens useless even under another device id;
+a revoked device id can never be used again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sync_server.auth.oidc import VerifiedToken
+from sync_server.db import Database
+from sync_server.errors import ProblemError
+from sync_server.models import Account, AuditEvent, Device, LocalToken, TokenBinding
+
+log = logging.getLogger(__name__)
+LOCAL_ISSUER = "local"
+_LAST_SEEN_RESOLUTION = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    account_id: str
+    issuer: str
+    subject: str
+    email: str | None
+    email_verified: bool
+    created_at: datetime
+    device_id: str
+    auth_time: datetime | None
+    via: Literal["oidc", "local"]
+
+
+def now() -> datetime:
+    """Current time, UTC (one place, so tests and code agree)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A random 128-bit id as 32 hex characters."""
+    return secrets.token_hex(16)
+
+
+def unauthorized(detail: str) -> ProblemError:
+    """401 problem with the Bearer challenge."""
+    return ProblemError(
+        401,
+        "Unauthorized",
+        detail,
+        slug="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def device_revoked() -> ProblemError:
+    """403 for a revoked device: the client should forget its local sync state."""
+    return ProblemError(
+        403, "Device revoked", "This device was revoked; sign in again.", slug="device-revoked"
+    )
+
+
+async def audit(
+    session: AsyncSession,
+    account_id: str,
+    event: str,
+    device_id: str | None,
+    detail: str | None = None,
+) -> None:
+    """Append an audit event (no secrets in ``detail``) and log it."""
+    session.add(
+        AuditEvent(
+            account_id=account_id,
+            event=event,
+            device_id=device_id,
+            detail=detail,
+            created_at=now(),
+        )
+    )
+    log.info("audit", extra={"event": event, "account": account_id, "device": device_id})
+
+
+def _principal(
+    account: Account, device_id: str, auth_time: datetime | None, via: Literal["oidc", "local"]
+) -> Principal:
+    return Principal(
+        account_id=account.id,
+        issuer=account.issuer,
+        subject=account.subject,
+        email=account.email,
+        email_verified=account.email_verified,
+        created_at=account.created_at,
+        device_id=device_id,
+        auth_time=auth_time,
+        via=via,
+    )
+
+
+async def _ensure_device(
+    session: AsyncSession, account_id: str, device_id: str, device_name: str | None
+) -> None:
+    device = await session.get(Device, (account_id, device_id))
+    moment = now()
+    if device is None:
+        async with session.begin_nested():
+            session.add(
+                Device(
+                    account_id=account_id,
+                    id=device_id,
+                    name=device_name,
+                    created_at=moment,
+                    last_seen_at=moment,
+                )
+            )
+        await audit(session, account_id, "device.registered", device_id)
+        return
+    if device.revoked_at is not None:
+        raise device_revoked()
+    if moment - device.last_seen_at > _LAST_SEEN_RESOLUTION:
+        device.last_seen_at = moment
+    if device_name and device.name != device_name:
+        device.name = device_name
+
+
+def _device_is_fresh(device: Device | None, device_name: str | None) -> bool:
+    if device is None:
+        return False
+    if device.revoked_at is not None:
+        raise device_revoked()
+    if device_name and device.name != device_name:
+        return False
+    return now() - device.last_seen_at <= _LAST_SEEN_RESOLUTION
+
+
+async def resolve_oidc(
+    db: Database, token: VerifiedToken, device_id: str, device_name: str | None
+) -> Principal:
+    """Find or create the account and device for a validated OIDC token."""
+    async with db.read() as session:
+        account = (
+            await session.execute(
+                select(Account).where(
+                    Account.issuer == token.issuer, Account.subject == token.subject
+                )
+            )
+        ).scalar_one_or_none()
+        binding = await session.get(TokenBinding, token.token_hash)
+        device = await session.get(Device, (account.id, device_id)) if account else None
+    if binding is not None and binding.device_id != device_id:
+        raise unauthorized("This token belongs to another device.")
+    if (
+        account is not None
+        and binding is not None
+        and account.email == token.email
+        and account.email_verified == token.email_verified
+        and _device_is_fresh(device, device_name)
+    ):
+        return _principal(account, device_id, token.auth_time, "oidc")
+    for attempt in range(2):
+        try:
+            async with db.write() as session:
+                account = await _upsert_oidc_account(session, token)
+                binding = await session.get(TokenBinding, token.token_hash)
+                if binding is None:
+                    session.add(
+                        TokenBinding(
+                            token_hash=token.token_hash,
+                            account_id=account.id,
+                            device_id=device_id,
+                            expires_at=token.expires_at,
+                        )
+                    )
+                elif binding.device_id != device_id:
+                    raise unauthorized("This token belongs to another device.")
+                await _ensure_device(session, account.id, device_id, device_name)
+                return _principal(account, device_id, token.auth_time, "oidc")
+        except IntegrityError:
+            # A concurrent first request created the same row; the retry finds it.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _upsert_oidc_account(session: AsyncSession, token: VerifiedToken) -> Account:
+    account = (
+        await session.execute(
+            select(Account).where(Account.issuer == token.issuer, Account.subject == token.subject)
+        )
+    ).scalar_one_or_none()
+    if account is None:
+        account = Account(
+            id=new_id(),
+            issuer=token.issuer,
+            subject=token.subject,
+            email=token.email,
+            email_verified=token.email_verified,
+            last_seq=0,
+            created_at=now(),
+        )
+        async with session.begin_nested():
+            session.add(account)
+        await audit(session, account.id, "account.created", None)
+    elif account.email != token.email or account.email_verified != token.email_verified:
+        account.email = token.email
+        account.email_verified = token.email_verified
+    return account
+
+
+async def resolve_local(
+    db: Database, hashed: str, device_id: str, device_name: str | None
+) -> Principal:
+    """Resolve a local access token (by hash) bound to ``device_id``."""
+    async with db.read() as session:
+        row = await session.get(LocalToken, hashed)
+        if row is None or row.kind != "access" or row.expires_at <= now():
+            raise unauthorized("Invalid or expired access token.")
+        if row.device_id != device_id:
+            raise unauthorized("This token belongs to another device.")
+        account = await session.get(Account, row.account_id)
+        device = await session.get(Device, (row.account_id, device_id))
+        auth_time = row.auth_time
+    if account is None:
+        raise unauthorized("Account no longer exists.")
+    if _device_is_fresh(device, device_name):
+        return _principal(account, device_id, auth_time, "local")
+    async with db.write() as session:
+        await _ensure_device(session, account.id, device_id, device_name)
+    return _principal(account, device_id, auth_time, "local")

@@ -1,0 +1,1 @@
+"""Authentication: OIDC access-token validation and local (e-mail/password) accounts."""

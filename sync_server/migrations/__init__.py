@@ -1,0 +1,1 @@
+"""Alembic migrations of the sync server's database (numbered, recorded in the DB)."""

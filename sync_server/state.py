@@ -1,0 +1,32 @@
+"""Everything a running app holds: settings, database, keys, verifier, limiter, mailer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+
+from sync_server.auth.captcha import CaptchaService
+from sync_server.auth.local import LocalAccounts
+from sync_server.auth.oidc import OidcVerifier
+from sync_server.db import Database
+from sync_server.mailer import Mailer
+from sync_server.ratelimit import RateLimiter
+from sync_server.sealing import EscrowKeyPair
+from sync_server.settings import Settings
+
+
+@dataclass
+class ServerState:
+    """Per-app state, stored on ``app.state.server`` and reached through ``StateDep``."""
+
+    settings: Settings
+    db: Database
+    escrow: EscrowKeyPair
+    http: httpx.AsyncClient
+    limiter: RateLimiter
+    mailer: Mailer
+    captcha: CaptchaService
+    verifier: OidcVerifier | None = None
+    local: LocalAccounts | None = None
+    ready: bool = field(default=False)
