@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from app import __version__
-from app.config import LoadedConfig, default_config_path, load_config, render_example
+from app.config import default_config_path, render_example
 from app.errors import ExitCode, HushchatError, ProviderFailedError
 from app.logs import configure_logging, redact, register_secret
+from app.runtime import load
 from providers import (
     ChatMessage,
     ChatRequest,
@@ -41,9 +42,10 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _registrars() -> list[Registrar]:
     """Subcommand groups owned by the app's domains, in help order."""
+    from app.chat.cli import register_chat, register_chats
     from app.vault.cli import register as register_vault
 
-    return [register_providers, register_config, register_vault]
+    return [register_chat, register_chats, register_providers, register_config, register_vault]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,17 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_error(message: str) -> None:
     for line in redact(message).splitlines() or [""]:
         print(f"hushchat: {line}", file=sys.stderr)
-
-
-def load(args: argparse.Namespace) -> LoadedConfig:
-    """Load the config named on the command line (or found by default); applies logging."""
-    loaded = load_config(args.config)
-    logging_settings = loaded.config.logging
-    configure_logging(
-        "DEBUG" if args.debug else logging_settings.level,
-        args.log_format or logging_settings.format,
-    )
-    return loaded
 
 
 # --- hushchat config ------------------------------------------------------------------------

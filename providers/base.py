@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import httpx
 
-from providers.errors import ProtocolError, ProviderError
+from providers.errors import ProtocolError, ProviderConfigError, ProviderError
 from providers.http_errors import (
     MAX_ERROR_BODY_BYTES,
     ErrorContext,
@@ -163,6 +163,7 @@ class HTTPProvider(abc.ABC):
         """Set up the client for ``spec``; ``transport`` replaces the network (tests)."""
         self.spec = spec
         self.base_url = spec.base_url.rstrip("/")
+        self._check_base_url()
         api_key = spec.api_key.get_secret_value() if spec.api_key is not None else None
         headers = {**spec.headers, **self.auth_headers(api_key)}
         self._errors = ErrorContext(
@@ -181,6 +182,22 @@ class HTTPProvider(abc.ABC):
             # Never follow redirects: a redirected POST is not the same request,
             # and some auth headers (x-api-key) would go along to the new host.
             follow_redirects=False,
+        )
+
+    def _check_base_url(self) -> None:
+        """Refuse a ``base_url`` that cannot work, when the provider is created."""
+        try:
+            url = httpx.URL(self.base_url)
+        except httpx.InvalidURL as exc:
+            problem = str(exc)
+        else:
+            if url.scheme in ("http", "https") and url.host:
+                return
+            problem = "it needs http:// or https:// and a host"
+        raise ProviderConfigError(
+            f"`base_url` {display_url(self.base_url)!r} is not usable ({problem}); set it to the "
+            "server's address, e.g. http://127.0.0.1:8080/v1.",
+            provider=self.spec.name,
         )
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
@@ -310,6 +327,26 @@ class HTTPProvider(abc.ABC):
             return error_details(decode_json(text, provider=self.spec.name, what="an error"))
         except ProtocolError:
             return ErrorDetails(message=text.strip())
+
+    async def require_event_stream(self, response: httpx.Response) -> None:
+        """Raise unless ``response`` is an event stream.
+
+        Some servers and proxies answer a streaming request with a JSON error
+        body and status 200; that becomes the error it describes. Anything else
+        is a ``ProtocolError``.
+        """
+        content_type = response.headers.get("content-type", "")
+        if "text/event-stream" in content_type:
+            return
+        details = await self._error_details(response)
+        if "json" in content_type and (details.message or details.type or details.code):
+            raise classify(None, details, self._errors)
+        raise ProtocolError(
+            f"expected a streamed answer (text/event-stream) from the {self.server_label} but "
+            f"got {content_type or 'no content type'!r}. Check that `type` and `base_url` match "
+            "the server.",
+            provider=self.spec.name,
+        )
 
     def stream_error(self, payload: Any) -> ProviderError:
         """The error for an ``error`` object that arrived inside a stream."""

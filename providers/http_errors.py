@@ -82,11 +82,15 @@ class Redactor:
 
 def display_url(url: str) -> str:
     """``url`` without user info, query or fragment: safe to show and log."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # not even parseable: show no part of it that could hold a secret
+        return "(malformed URL)"
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -326,7 +330,7 @@ def from_transport_error(
             provider=name,
         )
     if isinstance(exc, httpx.ConnectError):
-        host = urlsplit(context.base_url).hostname or url
+        host = urlsplit(display_url(context.base_url)).hostname or url
         if is_tls_failure(exc):
             return ConnectionFailedError(
                 f"the TLS handshake with {host} failed ({detail}). Check the URL scheme "

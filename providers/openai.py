@@ -87,6 +87,7 @@ class OpenAIProvider(HTTPProvider):
         finish_reason: str | None = None
         usage: Usage | None = None
         done = False
+        await self.require_event_stream(response)
         async with aclosing(aiter_sse(response, provider=name)) as events:
             async for sse in events:
                 data = sse.data

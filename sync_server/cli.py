@@ -1,5 +1,144 @@
-"""Placeholder replaced below."""
+"""The ``hushchat-sync`` command: ``serve``, ``migrate``, ``gen-keys``, ``check-config``.
+
+Exit codes: 0 success, 1 the check found problems / the operation failed, 2 the settings
+are incomplete (the message names the variable to set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from sync_server import __version__
+from sync_server.errors import ConfigError, DatabaseNotMigratedError
+from sync_server.sealing import generate_secrets, unwrap_private_key
+from sync_server.settings import ENV_PREFIX, Settings, load_settings
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hushchat-sync",
+        description="Hushchat's self-hosted sync server. Settings come from HUSHCHAT_SYNC_* "
+        "environment variables (see docs/server.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--env-file", type=Path, default=None, help="Read settings from this env file too."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="Run the HTTP server (uvicorn).")
+    serve.add_argument("--host", default=None, help="Bind address (default: HOST setting).")
+    serve.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
+    commands.add_parser("migrate", help="Apply database migrations and exit.")
+    commands.add_parser(
+        "gen-keys", help="Print a new secret key, escrow key pair and KEK as env lines."
+    )
+    commands.add_parser("check-config", help="Print what is missing or wrong, then exit.")
+    return parser
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from sync_server.app import create_app
+    from sync_server.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
+    )
     return 0
+
+
+async def _migrate(settings: Settings) -> str:
+    from sync_server.db import Database, head_revision
+
+    db = Database(settings)
+    try:
+        await db.migrate()
+    finally:
+        await db.close()
+    return head_revision()
+
+
+async def _database_status(settings: Settings) -> str:
+    from sync_server.db import Database
+
+    db = Database(settings)
+    try:
+        await db.ping()
+        await db.ensure_migrated()
+    finally:
+        await db.close()
+    return "database reachable, schema up to date"
+
+
+def _check_config(settings: Settings) -> int:
+    problems = settings.problems()
+    if not problems and settings.escrow_private_key is not None:
+        try:
+            keys = unwrap_private_key(
+                settings.escrow_private_key.get_secret_value(), settings.kek_bytes()
+            )
+        except ConfigError as exc:
+            problems.append(str(exc))
+        else:
+            print(f"ok: escrow key unwraps (key id {keys.key_id})")
+    for warning in settings.warnings():
+        print(f"warning: {warning}")
+    try:
+        print("ok: " + asyncio.run(_database_status(settings)))
+    except DatabaseNotMigratedError as exc:
+        print(f"warning: {exc}")
+    except (SQLAlchemyError, OSError) as exc:
+        problems.append(f"database unreachable: {type(exc).__name__}: {exc}")
+    for problem in problems:
+        print(f"error: {problem}")
+    if problems:
+        return 1
+    print("ok: configuration complete")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hushchat-sync``."""
+    args = _parser().parse_args(argv)
+    if args.command == "gen-keys":
+        for name, value in generate_secrets().items():
+            print(f"{ENV_PREFIX}{name}={value}")
+        return 0
+    try:
+        settings = load_settings(args.env_file)
+        if args.command == "check-config":
+            return _check_config(settings)
+        if args.command == "migrate":
+            revision = asyncio.run(_migrate(settings))
+            print(f"database at revision {revision}")
+            return 0
+        return _serve(settings, args.host, args.port)
+    except ConfigError as exc:
+        print(f"hushchat-sync: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseNotMigratedError as exc:
+        print(f"hushchat-sync: {exc}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"hushchat-sync: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

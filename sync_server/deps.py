@@ -62,7 +62,7 @@ async def current_principal(
     response: Response,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    device_id: Annotated[
+    device_header: Annotated[
         str,
         Header(
             alias=DEVICE_HEADER,
@@ -70,7 +70,7 @@ async def current_principal(
             description="Stable random id of the calling device.",
         ),
     ],
-    device_name: Annotated[
+    device_name_header: Annotated[
         str | None,
         Header(
             alias=DEVICE_NAME_HEADER,
@@ -84,6 +84,7 @@ async def current_principal(
     if credentials is None:
         raise unauthorized("A bearer token is required.")
     token = credentials.credentials
+    device_id, device_name = device_header, device_name_header
     if len(token) > 8192:
         raise unauthorized("Token too long.")
     settings = state.settings

@@ -63,7 +63,7 @@ class Mailer:
         else:
             log.info("mail_sent", extra={"purpose": purpose})
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, limit_seconds: float = 10.0) -> None:
         """Wait (bounded) for queued mails, e.g. at shutdown or in tests."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            await asyncio.wait(set(self._tasks), timeout=limit_seconds)

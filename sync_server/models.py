@@ -152,9 +152,7 @@ class Recovery(Base):
     __tablename__ = "recoveries"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    account_id: Mapped[str] = mapped_column(
-        ForeignKey(_FK_ACCOUNT, ondelete="CASCADE"), index=True
-    )
+    account_id: Mapped[str] = mapped_column(ForeignKey(_FK_ACCOUNT, ondelete="CASCADE"), index=True)
     device_id: Mapped[str] = mapped_column(String(64))
     device_public_key: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16))

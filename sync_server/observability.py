@@ -14,10 +14,11 @@ import re
 import secrets
 import sys
 import time
-from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sync_server.errors import problem_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -25,6 +26,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("sync_server.access")
+log = logging.getLogger(__name__)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -79,10 +81,13 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -91,14 +96,22 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled_error")
+            if not response_started:
+                response = problem_response(
+                    500,
+                    "Internal Server Error",
+                    "Unexpected error; quote the request id when reporting it.",
+                    request_id=request_id,
+                )
+                await response(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            path: Any = getattr(route, "path", None) or "unmatched"
             access_log.info(
                 "request",
                 extra={
                     "method": scope.get("method"),
-                    "route": path,
+                    "path": scope.get("path"),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },

@@ -338,7 +338,7 @@ class TokenResponse(_Wire):
     """Local-account tokens (OAuth-style)."""
 
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - OAuth token type name
     expires_in: int
     refresh_token: str
 

@@ -144,7 +144,7 @@ async def _push(db: Database, principal: Principal, request: PushRequest) -> Pus
                 results.append(
                     PushResult(
                         id=incoming.id,
-                        status=decision.status,  # type: ignore[arg-type]
+                        status=decision.status,
                         revision=incoming.revision,
                         reason=decision.reason,
                         server_record=(
@@ -192,9 +192,7 @@ async def _push(db: Database, principal: Principal, request: PushRequest) -> Pus
                 if result.status == "saved" and not result.duplicate:
                     result.status = "aborted"
                     result.seq = None
-            raise _BatchAbortedError(
-                PushResponse(applied=False, results=results, cursor=last_seq)
-            )
+            raise _BatchAbortedError(PushResponse(applied=False, results=results, cursor=last_seq))
         session.add_all(new.values())
         if seq != last_seq:
             account = await session.get(Account, account_id)
@@ -203,9 +201,7 @@ async def _push(db: Database, principal: Principal, request: PushRequest) -> Pus
         return PushResponse(applied=True, results=results, cursor=seq)
 
 
-async def changes(
-    db: Database, principal: Principal, cursor: int, limit: int
-) -> ChangesResponse:
+async def changes(db: Database, principal: Principal, cursor: int, limit: int) -> ChangesResponse:
     """Changes with ``seq > cursor``, oldest first, at most ``limit``."""
     async with db.read() as session:
         rows = (

@@ -286,9 +286,7 @@ class Settings(BaseSettings):
         if secret is None:
             found.append(f"{ENV_PREFIX}SECRET_KEY is not set (run `hushchat-sync gen-keys`).")
         elif secret.strip().lower() in _PLACEHOLDERS or len(secret) < 32:
-            found.append(
-                f"{ENV_PREFIX}SECRET_KEY is a placeholder or shorter than 32 characters."
-            )
+            found.append(f"{ENV_PREFIX}SECRET_KEY is a placeholder or shorter than 32 characters.")
         kek = self.escrow_kek.get_secret_value() if self.escrow_kek else None
         if kek is None:
             found.append(f"{ENV_PREFIX}ESCROW_KEK is not set (run `hushchat-sync gen-keys`).")
@@ -364,7 +362,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
         env_file = Path(configured) if configured else None
     if env_file is not None and not env_file.is_file():
         raise ConfigError(f"Env file {env_file} does not exist.")
-    return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    return Settings(_env_file=env_file)
 
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]

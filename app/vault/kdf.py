@@ -190,8 +190,9 @@ def calibrate(measure: Callable[[KdfParams], float] = _time_one) -> KdfParams:
     """Pick Argon2id parameters that take about 0.5-1 s here, never below the floor.
 
     Start from the default (256 MiB, t=3, p=4) when the machine allows it, scale the
-    iteration count up on fast machines, memory down (not below 64 MiB) on slow ones, and
-    confirm the choice with one more measurement. ``measure`` is injectable for tests.
+    iteration count up on fast machines (then memory, capped at 1 GiB / t=12, so a very
+    fast machine may stay under 0.5 s), memory down (never below 64 MiB) on slow ones,
+    and confirm the choice with one more measurement. ``measure`` is injectable for tests.
     """
     low, high = CALIBRATION_TARGET_SECONDS
     target = (low + high) / 2

@@ -192,6 +192,20 @@ class SecurityKey:
             "may open /dev/hidraw*) and try again."
         )
 
+    def _default_user_verification(self) -> UserVerificationRequirement:
+        """Use the PIN/biometric when the key has one set up, touch alone otherwise.
+
+        ``fido2`` refuses "preferred" on a key that supports a PIN but has none set, so
+        the choice is made here from the key's getInfo options.
+        """
+        info = getattr(self._client, "info", None)
+        if info is None:  # a platform authenticator (Windows Hello) decides itself
+            return UserVerificationRequirement.PREFERRED
+        options = info.options
+        if any(options.get(name) for name in ("uv", "clientPin", "bioEnroll")):
+            return UserVerificationRequirement.REQUIRED
+        return UserVerificationRequirement.DISCOURAGED
+
     def enrol(self, *, user_id: bytes, user_name: str, rp_id: str = RP_ID) -> bytes:
         """Create a non-discoverable credential with hmac-secret; return its id."""
         options = PublicKeyCredentialCreationOptions(
@@ -205,7 +219,7 @@ class SecurityKey:
             timeout=_TIMEOUT_MS,
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.DISCOURAGED,
-                user_verification=UserVerificationRequirement.PREFERRED,
+                user_verification=self._default_user_verification(),
             ),
             extensions={"prf": {}},
         )
@@ -233,11 +247,12 @@ class SecurityKey:
         ``salts`` maps credential id to that slot's salt. ``user_verification`` True asks
         for a PIN/biometric, False forbids it, None lets the key decide.
         """
-        requirement = {
-            True: UserVerificationRequirement.REQUIRED,
-            False: UserVerificationRequirement.DISCOURAGED,
-            None: UserVerificationRequirement.PREFERRED,
-        }[user_verification]
+        if user_verification is None:
+            requirement = self._default_user_verification()
+        elif user_verification:
+            requirement = UserVerificationRequirement.REQUIRED
+        else:
+            requirement = UserVerificationRequirement.DISCOURAGED
         options = PublicKeyCredentialRequestOptions(
             challenge=secrets.token_bytes(32),
             timeout=_TIMEOUT_MS,

@@ -14,7 +14,7 @@ import hmac
 import json
 from datetime import timedelta
 
-import altcha
+from altcha.v1 import ChallengeOptions, create_challenge, verify_solution
 from sqlalchemy import select
 
 from sync_server.accounts import now
@@ -36,8 +36,10 @@ class CaptchaService:
 
     def challenge(self) -> Captcha:
         """A fresh signed challenge."""
-        created = altcha.create_challenge_v1(
-            hmac_key=self._hmac_key, max_number=self._max_number, expires=now() + self._ttl
+        created = create_challenge(
+            ChallengeOptions(
+                hmac_key=self._hmac_key, max_number=self._max_number, expires=now() + self._ttl
+            )
         )
         return Captcha(
             algorithm=created.algorithm,
@@ -59,7 +61,7 @@ class CaptchaService:
         if not isinstance(decoded, dict) or not isinstance(decoded.get("challenge"), str):
             raise invalid
         try:
-            ok, _error = altcha.verify_solution_v1(payload, self._hmac_key, check_expires=True)
+            ok, _error = verify_solution(payload, self._hmac_key, check_expires=True)
         except (ValueError, KeyError, TypeError) as exc:
             raise invalid from exc
         if not ok:

@@ -38,10 +38,8 @@ from sync_server.models import Account, Device, EmailToken, LocalToken, LocalUse
 from sync_server.protocol import Accepted, TokenResponse
 from sync_server.settings import Settings
 
-LOCAL_TOKEN_PREFIX = "hcl_"
-ACCEPTED_SIGNUP = Accepted(
-    detail="If the address can be used, a verification code is on its way."
-)
+LOCAL_TOKEN_PREFIX = "hcl_"  # noqa: S105 - a prefix, not a secret
+ACCEPTED_SIGNUP = Accepted(detail="If the address can be used, a verification code is on its way.")
 ACCEPTED_RESET = Accepted(detail="If an account uses this address, a reset code is on its way.")
 
 
@@ -315,6 +313,8 @@ class LocalAccounts:
             user.password_hash = password_hash
             await self._activate(session, user)
             assert user.account_id is not None
-            await session.execute(delete(LocalToken).where(LocalToken.account_id == user.account_id))
+            await session.execute(
+                delete(LocalToken).where(LocalToken.account_id == user.account_id)
+            )
             await audit(session, user.account_id, "account.password_reset", None)
         return Accepted(detail="Password changed; sign in again on every device.")

@@ -46,7 +46,7 @@ def _main() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from sync_server.settings import load_settings  # noqa: PLC0415 - only standalone
+        from sync_server.settings import load_settings
 
         url = load_settings().effective_database_url
     asyncio.run(_run_standalone(url))

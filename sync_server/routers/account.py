@@ -77,7 +77,9 @@ def _local(state: ServerState) -> LocalAccounts:
 
 
 @router.get(
-    "/v1/captcha/challenge", summary="ALTCHA proof-of-work challenge", dependencies=[AnonymousLimits]
+    "/v1/captcha/challenge",
+    summary="ALTCHA proof-of-work challenge",
+    dependencies=[AnonymousLimits],
 )
 async def captcha_challenge(state: StateDep) -> Captcha:
     """A signed challenge to solve before sign-up or password reset."""
@@ -114,9 +116,7 @@ async def token(body: TokenRequest, state: StateDep) -> TokenResponse:
     return await _local(state).sign_in(body.email, body.password, body.device_id)
 
 
-@router.post(
-    "/v1/account/refresh", summary="Rotate a refresh token", dependencies=[SignInLimits]
-)
+@router.post("/v1/account/refresh", summary="Rotate a refresh token", dependencies=[SignInLimits])
 async def refresh(body: RefreshRequest, state: StateDep) -> TokenResponse:
     """New access and refresh tokens; the old refresh token stops working."""
     return await _local(state).refresh(body.refresh_token)

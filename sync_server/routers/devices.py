@@ -72,7 +72,9 @@ async def revoke_device(
                     Recovery.device_id == device_id,
                     Recovery.status == "pending",
                 )
-                .values(status="cancelled", finished_at=moment, finished_by_device=principal.device_id)
+                .values(
+                    status="cancelled", finished_at=moment, finished_by_device=principal.device_id
+                )
             )
             await audit(
                 session, principal.account_id, "device.revoked", principal.device_id, device_id

@@ -2,7 +2,7 @@
 
 Benchmarks print figures against the budgets of shared DESIGN §8; they are not pass/fail.
 ``ratio`` is the share of the budget used, whichever way the budget points: at most 1.00
-means within budget, both for "≤ 1.05×" and for "≥ 2,000 records/s".
+means within budget, both for "≤ 1.05x" and for "≥ 2,000 records/s".
 """
 
 from __future__ import annotations

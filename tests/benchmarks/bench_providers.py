@@ -6,7 +6,7 @@ an ``openai`` provider and through a bare ``httpx.AsyncClient`` that reads the S
 and parses each chunk's JSON. Per run it measures the time from sending the request to the
 last text delta, and the process CPU time (``time.process_time``, all our threads) per
 event. Reports medians over several runs and the provider/raw ratio of time to last token
-against the budget (≤ 1.05×, shared DESIGN §8).
+against the budget (≤ 1.05x, shared DESIGN §8).
 """
 
 from __future__ import annotations
@@ -145,6 +145,12 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _spread(values: list[float]) -> str:
+    """The interquartile range, to show how noisy the machine was."""
+    low, _, high = statistics.quantiles(values, n=4)
+    return f"p25-p75 {low:.3f}-{high:.3f}"
+
+
 def _cpu_per_event(sample: Sample) -> float:
     return sample.cpu_seconds / max(sample.events, 1)
 
@@ -166,10 +172,12 @@ def run() -> list[Row]:
     events = _median([float(s.events) for s in raw_samples])
     ttlt_provider = _median([s.time_to_last_token for s in provider_samples])
     ttlt_raw = _median([s.time_to_last_token for s in raw_samples])
-    ttlt_ratio = _median([p.time_to_last_token / r.time_to_last_token for p, r in pairs])
+    ttlt_ratios = [p.time_to_last_token / r.time_to_last_token for p, r in pairs]
+    ttlt_ratio = _median(ttlt_ratios)
     cpu_provider = _median([_cpu_per_event(s) for s in provider_samples])
     cpu_raw = _median([_cpu_per_event(s) for s in raw_samples])
-    cpu_ratio = _median([_cpu_per_event(p) / _cpu_per_event(r) for p, r in pairs])
+    cpu_ratios = [_cpu_per_event(p) / _cpu_per_event(r) for p, r in pairs]
+    cpu_ratio = _median(cpu_ratios)
     note = f"{MAX_TOKENS} tokens, {int(events)} deltas, medians of {RUNS} runs"
     return [
         Row("providers: time to last token, raw httpx", ttlt_raw * 1000, "ms", note=note),
@@ -177,16 +185,16 @@ def run() -> list[Row]:
         Row(
             "providers: time to last token, providers / raw httpx",
             ttlt_ratio,
-            "×",
+            "x",
             budget=TIME_TO_LAST_TOKEN_BUDGET,
-            note="median of paired runs",
+            note=f"median of paired runs, {_spread(ttlt_ratios)}",
         ),
         Row("providers: CPU per event, raw httpx", cpu_raw * 1e6, "µs"),
         Row("providers: CPU per event, providers", cpu_provider * 1e6, "µs"),
         Row(
             "providers: CPU per event, providers / raw httpx",
             cpu_ratio,
-            "×",
-            note="median of paired runs",
+            "x",
+            note=f"median of paired runs, {_spread(cpu_ratios)}",
         ),
     ]

@@ -145,8 +145,10 @@ class LlamaServer:
             "--no-webui",
             "--slots",
             "--no-warmup",
+            # No prompt cache in RAM: every request starts from a known state.
             "--cache-ram",
             "0",
+            "--no-cache-idle-slots",
             "--offline",
         ]
 

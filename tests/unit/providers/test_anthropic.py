@@ -195,3 +195,11 @@ async def test_list_models_follows_pages() -> None:
     assert server.requests[0].url.params["limit"] == "1000"
     assert server.requests[1].url.params["after_id"] == "claude-a"
     assert server.requests[0].headers["x-api-key"] == API_KEY
+
+
+async def test_json_error_with_status_200_instead_of_a_stream() -> None:
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    server = Server(httpx.Response(200, json=body))
+    async with create_provider(make_spec("anthropic"), transport=server.transport) as provider:
+        with pytest.raises(ServerError, match="Overloaded"):
+            await collect(provider)

@@ -237,3 +237,22 @@ async def test_list_models_details() -> None:
     assert models[0].owned_by == "llamacpp"
     assert models[1].context_size == 32768
     assert str(server.requests[0].url) == "http://127.0.0.1:8080/v1/models"
+
+
+async def test_json_error_with_status_200_instead_of_a_stream() -> None:
+    server = Server(
+        httpx.Response(
+            200,
+            json={"error": {"message": "too long", "code": "context_length_exceeded"}},
+        )
+    )
+    async with create_provider(make_spec("openai"), transport=server.transport) as provider:
+        with pytest.raises(ContextTooLongError):
+            await collect(provider)
+
+
+async def test_non_streamed_json_answer_is_a_protocol_error() -> None:
+    server = Server(httpx.Response(200, json={"choices": [{"message": {"content": "hi"}}]}))
+    async with create_provider(make_spec("openai"), transport=server.transport) as provider:
+        with pytest.raises(ProtocolError, match="text/event-stream"):
+            await collect(provider)

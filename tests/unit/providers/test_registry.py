@@ -152,3 +152,11 @@ async def test_builtin_providers_satisfy_the_protocol() -> None:
         async with create_provider(make_spec(wire_type)) as provider:
             assert isinstance(provider, Provider)
             assert provider.spec.type == wire_type
+
+
+@pytest.mark.parametrize(
+    "base_url", ["127.0.0.1:8080/v1", "ftp://host/v1", "http://", "http://[::1"]
+)
+def test_unusable_base_url_is_refused_at_creation(base_url: str) -> None:
+    with pytest.raises(ProviderConfigError, match="base_url"):
+        create_provider(make_spec("openai", base_url=base_url))

@@ -389,7 +389,7 @@ async def test_cancelling_the_consumer_closes_the_response_promptly(wire: Wire) 
         started = time.monotonic()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < 0.5
         assert stream.closed
     assert texts(received) == "Hello"
 

@@ -1,0 +1,306 @@
+"""``hushchat chat`` and ``hushchat chats …``: chatting and managing chats from a terminal.
+
+``chat`` streams the answer to stdout and prints the chat id on stderr. A
+provider failure exits 3 with the partial answer kept (marked ``error``); the
+tier's provider policy refusing exits 5; a locked vault or wrong secret exits 4.
+Ctrl-C stops the answer and keeps what arrived (marked ``stopped``).
+Ephemeral chats never open the vault and leave nothing on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.chat.events import TurnDelta, TurnFinished, TurnReasoning, TurnStarted
+from app.chat.service import ChatService
+from app.config import LoadedConfig
+from app.errors import ExitCode, ProviderFailedError, UsageError
+from app.executor import BlockingRunner
+from app.runtime import load
+from app.store.library import Library
+from app.store.models import MessageStatus, Tier
+from app.vault.cli import unlock_parent_parsers, unlocked_vault
+
+TITLE_WAIT_SECONDS = 15.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+@contextlib.contextmanager
+def open_library(args: argparse.Namespace, *, with_vault: bool = True) -> Iterator[Library]:
+    """The chats: Standard and Private from the unlocked vault, Ephemeral in memory."""
+    if not with_vault:
+        library = Library()
+        try:
+            yield library
+        finally:
+            library.close()
+        return
+    with unlocked_vault(args) as vault:
+        library = Library(vault.connect("standard"), vault.connect("private"))
+        try:
+            library.purge_deleted()
+            yield library
+        finally:
+            library.close()
+
+
+# --- hushchat chat ----------------------------------------------------------------------------
+
+
+def register_chat(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``hushchat chat [--chat ID | --new] [--tier T] [--provider NAME] MESSAGE``."""
+    parser = subparsers.add_parser(
+        "chat",
+        parents=unlock_parent_parsers(),
+        help="send a message and stream the answer",
+        description="Send MESSAGE in a new chat (or --chat ID) and stream the answer to stdout.",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--chat", metavar="ID", help="continue this chat (an id or its prefix)")
+    which.add_argument("--new", action="store_true", help="start a new chat (the default)")
+    parser.add_argument(
+        "--tier",
+        choices=[t.value for t in Tier],
+        help="privacy tier of a new chat (default: standard)",
+    )
+    parser.add_argument("--provider", metavar="NAME", help="provider_name to use")
+    parser.add_argument("--system", default="", help="system prompt of a new chat")
+    parser.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    parser.add_argument("message", help="the message; '-' reads it from standard input")
+    parser.set_defaults(handler=_chat)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    config = load(args)
+    tier = Tier(args.tier) if args.tier else None
+    if args.chat and tier is Tier.EPHEMERAL:
+        raise UsageError("Ephemeral chats end with the command; start a new one without --chat")
+    ephemeral = tier is Tier.EPHEMERAL
+    with open_library(args, with_vault=not ephemeral) as library:
+        message = sys.stdin.read() if args.message == "-" else args.message
+        return asyncio.run(_chat_turn(args, config, library, tier or Tier.STANDARD, message))
+
+
+async def _chat_turn(
+    args: argparse.Namespace, config: LoadedConfig, library: Library, tier: Tier, message: str
+) -> int:
+    runner = BlockingRunner()
+    service = ChatService(library, config, runner=runner)
+    try:
+        if args.chat:
+            chat = await service.chat(await runner.db(library.resolve_id, args.chat))
+            if args.tier and chat.tier != tier:
+                raise UsageError(
+                    f"chat {chat.id[:12]} is {chat.tier.value}; move it with "
+                    f"`hushchat chats move {chat.id[:12]} {tier.value}`"
+                )
+            if args.provider:
+                chat = await service.update(chat.id, provider=args.provider)
+        else:
+            chat = await service.create_chat(tier, provider=args.provider, system_prompt=args.system)
+        print(f"chat {chat.id} ({chat.tier.value})", file=sys.stderr, flush=True)
+        finished: TurnFinished | None = None
+        turn = service.send(chat.id, message, max_tokens=args.max_tokens)
+        async with contextlib.aclosing(turn):
+            async for event in turn:
+                if isinstance(event, TurnDelta):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                elif isinstance(event, TurnReasoning):
+                    sys.stderr.write(event.text)
+                elif isinstance(event, TurnStarted) and event.dropped:
+                    print(
+                        f"({event.dropped} older messages not sent: they do not fit the "
+                        "model's context)",
+                        file=sys.stderr,
+                    )
+                elif isinstance(event, TurnFinished):
+                    finished = event
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if finished is not None and finished.message.status == MessageStatus.ERROR:
+            raise ProviderFailedError(
+                f"{finished.error} (the partial answer is kept in chat {chat.id[:12]})"
+            )
+        await service.wait_for_titles(TITLE_WAIT_SECONDS)
+        return ExitCode.OK
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, runner.shutdown)
+
+
+# --- hushchat chats ---------------------------------------------------------------------------
+
+
+def register_chats(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``hushchat chats list|show|rename|delete|move|search|export|import``."""
+    unlock = unlock_parent_parsers()
+    chats = subparsers.add_parser("chats", help="list, show, search, export and manage chats")
+    commands = chats.add_subparsers(title="chats commands", metavar="COMMAND", required=True)
+
+    commands.add_parser("list", parents=unlock, help="chats, most recent first").set_defaults(
+        handler=_list
+    )
+    show = commands.add_parser("show", parents=unlock, help="print a chat")
+    show.add_argument("id", help="chat id or prefix")
+    show.set_defaults(handler=_show)
+    rename = commands.add_parser("rename", parents=unlock, help="give a chat your own title")
+    rename.add_argument("id", help="chat id or prefix")
+    rename.add_argument("title")
+    rename.set_defaults(handler=_rename)
+    delete = commands.add_parser("delete", parents=unlock, help="delete a chat for good")
+    delete.add_argument("id", help="chat id or prefix")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(handler=_delete)
+    move = commands.add_parser("move", parents=unlock, help="move a chat to another tier")
+    move.add_argument("id", help="chat id or prefix")
+    move.add_argument("tier", choices=[Tier.STANDARD.value, Tier.PRIVATE.value])
+    move.set_defaults(handler=_move)
+    search = commands.add_parser("search", parents=unlock, help="full-text search")
+    search.add_argument("query")
+    search.add_argument("--limit", type=_positive_int, default=20)
+    search.set_defaults(handler=_search)
+    export = commands.add_parser("export", parents=unlock, help="export chats to Markdown or JSON")
+    export.add_argument("id", nargs="?", help="one chat (default: all)")
+    export.add_argument("--format", choices=["md", "json"], required=True)
+    export.add_argument("--out", required=True, metavar="FILE", help="output file ('-': stdout)")
+    export.set_defaults(handler=_export)
+    imp = commands.add_parser("import", parents=unlock, help="import chats from a file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--format", choices=["hushchat", "chatgpt", "openwebui"], default=None)
+    imp.add_argument(
+        "--tier", choices=[Tier.STANDARD.value, Tier.PRIVATE.value], default=Tier.STANDARD.value
+    )
+    imp.set_defaults(handler=_import)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _list(args: argparse.Namespace) -> int:
+    load(args)
+    with open_library(args) as library:
+        for chat in library.list_chats():
+            pin = "*" if chat.pinned else " "
+            print(f"{chat.id[:12]}{pin} {chat.tier.value:<9} {_when(chat.updated_at)}  {chat.title}")
+    return ExitCode.OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    load(args)
+    with open_library(args) as library:
+        chat_id = library.resolve_id(args.id)
+        store = library.store_of(chat_id)
+        chat = store.chat(chat_id)
+        print(f"# {chat.title}\n")
+        print(f"{chat.tier.value} · {chat.provider or 'default provider'} · {chat.id}")
+        if chat.system_prompt:
+            print(f"\nSystem prompt: {chat.system_prompt}")
+        if chat.memory:
+            print(f"Memory: {chat.memory}")
+        for message in store.full_thread(chat_id):
+            versions = f" [{message.version}/{message.versions}]" if message.versions > 1 else ""
+            status = "" if message.status == MessageStatus.COMPLETE else f" ({message.status})"
+            who = "You" if message.role == "user" else f"Assistant ({message.model or '?'})"
+            print(f"\n## {who}{versions}{status}\n\n{message.content}")
+    return ExitCode.OK
+
+
+def _rename(args: argparse.Namespace) -> int:
+    load(args)
+    with open_library(args) as library:
+        chat_id = library.resolve_id(args.id)
+        library.store_of(chat_id).rename(chat_id, args.title)
+    return ExitCode.OK
+
+
+def _delete(args: argparse.Namespace) -> int:
+    load(args)
+    with open_library(args) as library:
+        chat_id = library.resolve_id(args.id)
+        store = library.store_of(chat_id)
+        chat = store.chat(chat_id)
+        count = store.count_messages(chat_id)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("deleting a chat cannot be undone here; add --yes to confirm")
+            answer = input(f"Delete '{chat.title}' and its {count} messages for good? [y/N] ")
+            if answer.strip().lower() not in {"y", "yes"}:
+                print("nothing deleted", file=sys.stderr)
+                return ExitCode.OK
+        store.purge(chat_id)
+        print(f"deleted '{chat.title}' ({count} messages)", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _move(args: argparse.Namespace) -> int:
+    config = load(args)
+    with open_library(args) as library:
+        chat_id = library.resolve_id(args.id)
+
+        async def move() -> None:
+            runner = BlockingRunner()
+            try:
+                await ChatService(library, config, runner=runner).move(chat_id, Tier(args.tier))
+            finally:
+                runner.shutdown()
+
+        asyncio.run(move())
+        print(f"moved to {args.tier}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _search(args: argparse.Namespace) -> int:
+    load(args)
+    with open_library(args) as library:
+        for hit in library.search(args.query, limit=args.limit):
+            where = "title" if hit.message_id is None else "message"
+            snippet = " ".join(hit.snippet.split())
+            print(f"{hit.chat_id[:12]}  {hit.chat_title}  ({where}) {snippet}")
+    return ExitCode.OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from app.store.transfer import export_json, export_markdown
+
+    load(args)
+    with open_library(args) as library:
+        ids = [library.resolve_id(args.id)] if args.id else None
+        if args.format == "json":
+            text = json.dumps(export_json(library, ids), ensure_ascii=False, indent=2) + "\n"
+        else:
+            text = export_markdown(library, ids)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        from app.vault.atomic_file import write_atomically
+
+        write_atomically(Path(args.out), text.encode("utf-8"))
+        print(f"exported to {args.out}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    from app.store.transfer import import_file
+
+    load(args)
+    with open_library(args) as library:
+        ids = import_file(library, args.file, fmt=args.format, tier=Tier(args.tier))
+    print(f"imported {len(ids)} chat(s)", file=sys.stderr)
+    return ExitCode.OK

@@ -1,0 +1,19 @@
+"""What every ``hushchat`` command needs before it works: the config and logging."""
+
+from __future__ import annotations
+
+import argparse
+
+from app.config import LoadedConfig, load_config
+from app.logs import configure_logging
+
+
+def load(args: argparse.Namespace) -> LoadedConfig:
+    """Load the config named on the command line (or found by default); applies logging."""
+    loaded = load_config(getattr(args, "config", None))
+    settings = loaded.config.logging
+    configure_logging(
+        "DEBUG" if getattr(args, "debug", False) else settings.level,
+        getattr(args, "log_format", None) or settings.format,
+    )
+    return loaded

@@ -1,0 +1,274 @@
+"""The application factory: :func:`create_app` assembles settings, routers and handlers.
+
+``create_app`` refuses to build an app from incomplete settings (:class:`ConfigError`
+naming the variables) or an escrow key that does not unwrap. The lifespan opens the
+database, applies migrations (``AUTO_MIGRATE``, the default) or refuses an out-of-date
+schema, and runs the periodic clean-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sync_server import __version__
+from sync_server.auth.captcha import CaptchaService
+from sync_server.auth.local import LocalAccounts
+from sync_server.auth.oidc import JwksCache, OidcVerifier
+from sync_server.cleanup import run_periodically
+from sync_server.db import Database
+from sync_server.errors import PROBLEM_MEDIA_TYPE, Problem, ProblemError, problem_response
+from sync_server.mailer import Mailer
+from sync_server.observability import RequestContextMiddleware, request_id_var
+from sync_server.ratelimit import RateLimiter
+from sync_server.routers import account, devices, escrow, health, recovery, sync
+from sync_server.sealing import unwrap_private_key
+from sync_server.settings import Settings
+from sync_server.state import ServerState
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Hushchat's self-hosted sync server. It stores client-encrypted records it cannot read,
+escrows the Standard-tier key for recovery, and authenticates users with OIDC (or local
+accounts). Authenticated calls send `Authorization: Bearer <token>` and the device id in
+`X-Hushchat-Device`. Every error is an RFC 9457 problem document.
+"""
+
+
+def _problem(
+    request: Request | None, status: int, title: str, detail: str | None, **kw: Any
+) -> Response:
+    return problem_response(
+        status,
+        title,
+        detail,
+        request_id=request_id_var.get(),
+        instance=request.url.path if request is not None else None,
+        **kw,
+    )
+
+
+async def _on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return _problem(
+        request,
+        exc.status,
+        exc.title,
+        exc.detail,
+        slug=exc.slug,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    return _problem(request, exc.status_code, title, detail, headers=exc.headers)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # Never echo input values back: they may be passwords or tokens.
+    errors = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
+        for error in exc.errors()
+    ]
+    return _problem(
+        request,
+        422,
+        "Invalid request",
+        "The request does not match the API schema.",
+        slug="invalid-request",
+        extra={"errors": errors},
+    )
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 to bodies over ``max_bytes`` before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413,
+            "Request too large",
+            f"Request bodies are limited to {self.max_bytes} bytes.",
+            slug="request-too-large",
+            request_id=request_id_var.get(),
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+_PROBLEM_CODES = ("400", "401", "403", "404", "409", "413", "422", "429", "500", "503")
+
+
+def _custom_openapi(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI with every error documented as ``application/problem+json``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            codes = ("500", "503") if path in ("/healthz", "/readyz") else _PROBLEM_CODES
+            for code in codes:
+                responses[code] = {
+                    "description": HTTPStatus(int(code)).phrase + " (problem details)",
+                    "content": problem_content,
+                }
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(
+    settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build the FastAPI app; raises ``ConfigError`` when settings are incomplete.
+
+    ``http_transport`` replaces the network for calls to the OIDC issuer (tests).
+    """
+    settings.ensure_startable()
+    assert settings.escrow_private_key is not None
+    escrow_keys = unwrap_private_key(
+        settings.escrow_private_key.get_secret_value(), settings.kek_bytes()
+    )
+    limiter = RateLimiter(settings)
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        http = httpx.AsyncClient(transport=http_transport, follow_redirects=False)
+        cleanup: asyncio.Task[None] | None = None
+        mailer = Mailer(settings)
+        try:
+            if settings.auto_migrate:
+                await db.migrate()
+            else:
+                await db.ensure_migrated()
+            state = ServerState(
+                settings=settings,
+                db=db,
+                escrow=escrow_keys,
+                http=http,
+                limiter=limiter,
+                mailer=mailer,
+                captcha=CaptchaService(
+                    secret, settings.altcha_max_number, settings.altcha_ttl_seconds
+                ),
+            )
+            if settings.oidc_issuer and settings.oidc_audience:
+                state.verifier = OidcVerifier(
+                    JwksCache(
+                        http,
+                        settings.oidc_issuer,
+                        settings.oidc_jwks_url,
+                        ttl=settings.oidc_jwks_cache_seconds,
+                        min_refresh=settings.oidc_jwks_min_refresh_seconds,
+                    ),
+                    issuer=settings.oidc_issuer,
+                    audience=settings.oidc_audience,
+                    algorithms=settings.oidc_algorithms,
+                    leeway=settings.oidc_leeway_seconds,
+                )
+            if settings.local_accounts_enabled:
+                state.local = LocalAccounts(settings, db, mailer)
+            app.state.server = state
+            cleanup = asyncio.create_task(
+                run_periodically(
+                    db, settings.cleanup_interval_seconds, settings.email_token_ttl_seconds
+                )
+            )
+            log.info("server_started", extra={"version": __version__, "sqlite": db.is_sqlite})
+            yield
+        finally:
+            if cleanup is not None:
+                cleanup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleanup
+            await mailer.drain()
+            await http.aclose()
+            await db.close()
+
+    app = FastAPI(
+        title="Hushchat sync server",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    for module in (health, account, devices, sync, escrow, recovery):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
+    return app
