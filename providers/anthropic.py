@@ -102,7 +102,7 @@ class AnthropicProvider(HTTPProvider):
         output_tokens: int | None = None
         stop_reason: str | None = None
         await self.require_event_stream(response)
-        async with aclosing(aiter_sse(response, provider=name)) as events:
+        async with aclosing(aiter_sse(response)) as events:
             async for sse in events:
                 if not sse.data.strip():
                     continue

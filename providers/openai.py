@@ -88,7 +88,7 @@ class OpenAIProvider(HTTPProvider):
         usage: Usage | None = None
         done = False
         await self.require_event_stream(response)
-        async with aclosing(aiter_sse(response, provider=name)) as events:
+        async with aclosing(aiter_sse(response)) as events:
             async for sse in events:
                 data = sse.data
                 if data.strip() == "[DONE]":

@@ -79,9 +79,10 @@ def seal(recipient: X25519PublicKey, plaintext: bytes, aad: bytes) -> bytes:
     ephemeral = X25519PrivateKey.generate()
     ephemeral_public = _raw_public(ephemeral.public_key())
     recipient_public = _raw_public(recipient)
-    shared = ephemeral.exchange(recipient)
-    if shared == bytes(32):
-        raise SealingError("recipient public key is a low-order point")
+    try:
+        shared = ephemeral.exchange(recipient)
+    except ValueError as exc:  # cryptography refuses low-order points
+        raise SealingError("recipient public key is a low-order point") from exc
     key = _derive(shared, ephemeral_public, recipient_public)
     nonce = os.urandom(12)
     return (
@@ -98,9 +99,10 @@ def open_sealed(recipient: X25519PrivateKey, sealed: bytes, aad: bytes) -> bytes
         raise SealingError("not a version-1 sealed box")
     ephemeral_public = sealed[1:33]
     nonce = sealed[33:45]
-    shared = recipient.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
-    if shared == bytes(32):
-        raise SealingError("sealed box uses a low-order ephemeral key")
+    try:
+        shared = recipient.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+    except ValueError as exc:  # cryptography refuses low-order points
+        raise SealingError("sealed box uses a low-order ephemeral key") from exc
     key = _derive(shared, ephemeral_public, _raw_public(recipient.public_key()))
     try:
         return AESGCM(key).decrypt(nonce, sealed[45:], aad)

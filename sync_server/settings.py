@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         default=3600, ge=10, description="How long fetched signing keys are trusted."
     )
     oidc_jwks_min_refresh_seconds: int = Field(
-        default=30,
+        default=10,
         ge=0,
         description="Minimum interval between JWKS refetches caused by unknown key ids.",
     )

@@ -6,6 +6,8 @@ the package is an implementation detail. See ``docs/security.md`` for the design
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from app.vault.database import ConnectionFactory
 from app.vault.errors import (
     DamagedSlotFileError,
@@ -29,10 +31,21 @@ from app.vault.kdf import DEFAULT_PARAMS, FLOOR_PARAMS, KdfParams, calibrate
 from app.vault.keychain import KeyringStore, SecretStore
 from app.vault.profile import resolve_profile_dir
 from app.vault.recovery_code import RecoveryCode
-from app.vault.security_key import KeyPrompts, SecurityKey
 from app.vault.slots import TIERS, Tier
 from app.vault.strength import PassphraseStrength, assess_passphrase
 from app.vault.vault import DatabaseInfo, SlotInfo, Vault, VaultStatus
+
+if TYPE_CHECKING:
+    from app.vault.security_key import KeyPrompts, SecurityKey
+
+
+def __getattr__(name: str) -> Any:
+    """Import the FIDO2 part (and the ``fido2`` package) only when it is used."""
+    if name in ("KeyPrompts", "SecurityKey"):
+        from app.vault import security_key
+
+        return getattr(security_key, name)
+    raise AttributeError(f"module 'app.vault' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_PARAMS",

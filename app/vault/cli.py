@@ -331,3 +331,28 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
+
+
+# --- for other commands that need the vault unlocked (chat, chats) --------------------------
+
+
+def unlock_parent_parsers() -> list[argparse.ArgumentParser]:
+    """Parent parsers adding ``--passphrase-stdin`` and ``--unlock-with`` to a command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--passphrase-stdin",
+        action="store_true",
+        help="read the vault secret from the first line of standard input",
+    )
+    parent.add_argument(
+        "--unlock-with",
+        choices=UNLOCK_METHODS,
+        default="passphrase",
+        help="how to unlock the vault for this command (default: passphrase)",
+    )
+    return [parent]
+
+
+def unlocked_vault(args: argparse.Namespace) -> contextlib.AbstractContextManager[Vault]:
+    """The profile's vault, unlocked as ``args`` say, closed (locked) on exit."""
+    return _unlocked(args)

@@ -12,9 +12,6 @@ import base64
 import binascii
 from typing import Final, Protocol
 
-import keyring
-import keyring.errors
-
 from app.vault.errors import NoSecretAvailableError, UnlockMethodUnavailableError
 
 __all__ = ["KEYCHAIN_SERVICE", "KeyringStore", "SecretStore"]
@@ -43,10 +40,17 @@ def _unavailable(error: Exception) -> UnlockMethodUnavailableError:
 
 
 class KeyringStore:
-    """:class:`SecretStore` on the ``keyring`` package's default backend."""
+    """:class:`SecretStore` on the ``keyring`` package's default backend.
+
+    ``keyring`` is imported on first use: it loads its backends at import time, which
+    costs start-up time for every user, most of whom never enable this slot.
+    """
 
     def store(self, service: str, account: str, secret: bytes) -> None:
         """Keep the secret in the OS keychain (base64, as keyring stores text)."""
+        import keyring
+        import keyring.errors
+
         try:
             keyring.set_password(service, account, base64.b64encode(secret).decode("ascii"))
         except keyring.errors.KeyringError as error:
@@ -54,6 +58,9 @@ class KeyringStore:
 
     def load(self, service: str, account: str) -> bytes:
         """Read the secret back from the OS keychain."""
+        import keyring
+        import keyring.errors
+
         try:
             value = keyring.get_password(service, account)
         except keyring.errors.KeyringError as error:
@@ -73,6 +80,9 @@ class KeyringStore:
 
     def delete(self, service: str, account: str) -> None:
         """Remove the entry; an entry that is already gone is fine."""
+        import keyring
+        import keyring.errors
+
         try:
             keyring.delete_password(service, account)
         except keyring.errors.PasswordDeleteError:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from zxcvbn import zxcvbn
-
 __all__ = ["PassphraseStrength", "assess_passphrase"]
 
 _ACCEPTABLE_SCORE: Final = 3
@@ -38,6 +36,8 @@ class PassphraseStrength:
 
 def assess_passphrase(passphrase: str, user_inputs: list[str] | None = None) -> PassphraseStrength:
     """Estimate how hard the passphrase is to guess, for a warning before it is used."""
+    from zxcvbn import zxcvbn  # its dictionaries take a while to load: only when needed
+
     result = zxcvbn(passphrase[:_MAX_CHECKED_CHARS], user_inputs=user_inputs or ["hushchat"])
     feedback = result.get("feedback", {})
     crack = result.get("crack_times_display", {})

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlcipher3
 
@@ -48,7 +48,6 @@ from app.vault.kdf import KdfParams, SlotKind, calibrate, derive_passphrase_secr
 from app.vault.keychain import KEYCHAIN_SERVICE, KeyringStore, SecretStore
 from app.vault.profile import ProfileLock
 from app.vault.recovery_code import RecoveryCode
-from app.vault.security_key import RP_ID, SecurityKey
 from app.vault.slots import (
     SLOT_FILE_NAME,
     TIERS,
@@ -62,6 +61,9 @@ from app.vault.slots import (
     wrap_database_key,
 )
 from app.vault.touch_id import TOUCH_ID_SERVICE
+
+if TYPE_CHECKING:  # fido2 is imported only when a security key is used (start-up time)
+    from app.vault.security_key import SecurityKey
 
 __all__ = ["DatabaseInfo", "SlotInfo", "Vault", "VaultStatus"]
 
@@ -568,6 +570,8 @@ class Vault:
 
     def add_security_key(self, key: SecurityKey, *, label: str = "Security key") -> SlotInfo:
         """Enrol a FIDO2 credential as a new slot (the key asks for two touches)."""
+        from app.vault.security_key import RP_ID
+
         with self._state_lock:
             vault_key = self._require_key()
             credential_id = key.enrol(user_id=self.vault_id, user_name="Hushchat vault")

@@ -39,7 +39,8 @@ def test_redact_known_shapes(text: str, leaked: str) -> None:
 
 
 def test_plain_text_is_untouched() -> None:
-    assert redact("listening on 127.0.0.1:8080 (3 models)") == "listening on 127.0.0.1:8080 (3 models)"
+    text = "listening on 127.0.0.1:8080 (3 models)"
+    assert redact(text) == text
 
 
 def test_registered_secret_is_removed_from_messages_args_and_tracebacks(

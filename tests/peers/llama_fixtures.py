@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: real peers started on loopback by the test session.
+"""Fixtures for the real llama-server peer, shared by the integration and e2e tiers.
 
 The llama-server peer (shared DESIGN §7) is skipped with a reason when its binary is
 missing locally, but that is a failure in CI (``CI=true``): CI must never silently skip.

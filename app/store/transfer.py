@@ -1,0 +1,995 @@
+"""Export chats (Markdown, and our documented JSON format) and import them back.
+
+Imports read three formats: our own JSON export (``hushchat``), ChatGPT's data
+export ``conversations.json`` (``chatgpt``) and Open WebUI's chat export
+(``openwebui``). A file is parsed and validated whole (pydantic models, so an
+error names the JSON path), converted to plain records, and only then written,
+in ONE transaction of the target tier's store: a bad file is a clear error and
+nothing is half-imported. The JSON format is specified in ``docs/chats.md``.
+
+Errors (see ``app/errors.py`` for the rest of the tree)::
+
+    UsageError                    exit 2
+    └── ImportFormatError         the file is too large, not JSON, or not an export we read
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from app.errors import UsageError
+from app.store.chats import ChatStore, new_id
+from app.store.library import Library
+from app.store.models import Chat, Message, MessageStatus, Tier, TitleSource
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "IMPORT_FORMATS",
+    "MAX_IMPORT_BYTES",
+    "ImportFormatError",
+    "export_json",
+    "export_markdown",
+    "import_chats",
+    "import_file",
+]
+
+EXPORT_FORMAT = "hushchat-export"
+EXPORT_VERSION = 1
+IMPORT_FORMATS = ("hushchat", "chatgpt", "openwebui")
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+IMPORTED_TITLE = "Imported chat"
+# Placeholder titles of other apps: a chat that still has one was never named.
+_PLACEHOLDER_TITLES = {"", "new chat", "untitled"}
+_TITLE_CHARS = 200
+
+_FORMAT_NAMES = {
+    "hushchat": "a Hushchat export",
+    "chatgpt": "a ChatGPT export (conversations.json)",
+    "openwebui": "an Open WebUI chat export",
+}
+_ADVICE = {
+    "hushchat": "export the chats from Hushchat again",
+    "chatgpt": "use conversations.json from ChatGPT's data export, unchanged",
+    "openwebui": "export the chats from Open WebUI again (Settings → Chats → Export)",
+}
+
+
+class ImportFormatError(UsageError):
+    """The import file is too large, is not JSON, or is not an export in the named format."""
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+def export_json(library: Library, chat_ids: list[str] | None = None) -> dict[str, Any]:
+    """The chats in our documented JSON format (``docs/chats.md``), every message version.
+
+    ``chat_ids`` None exports every chat of every available tier, except chats
+    whose deletion is pending. Timestamps are ISO-8601 UTC strings.
+    """
+    chats = []
+    for store, chat in _chats_to_export(library, chat_ids):
+        messages = store.all_messages(chat.id)
+        chats.append(
+            {
+                "id": chat.id,
+                "title": chat.title,
+                "title_source": chat.title_source.value,
+                "tier": chat.tier.value,
+                "system_prompt": chat.system_prompt,
+                "memory": chat.memory,
+                "provider": chat.provider,
+                "model": chat.model,
+                "pinned": chat.pinned,
+                "created_at": _iso(chat.created_at),
+                "updated_at": _iso(chat.updated_at),
+                "active_leaf_id": chat.active_leaf_id,
+                "messages": [_message_json(m) for m in messages],
+            }
+        )
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": _iso(time.time()),
+        "chats": chats,
+    }
+
+
+def export_markdown(library: Library, chat_ids: list[str] | None = None) -> str:
+    """The chats as Markdown for reading: each chat's shown thread, chats separated by ``---``.
+
+    Only the active version of each message is included; message content is
+    written verbatim, so code blocks stay intact.
+    """
+    sections = [
+        _chat_markdown(chat, store.full_thread(chat.id))
+        for store, chat in _chats_to_export(library, chat_ids)
+    ]
+    return "\n\n---\n\n".join(sections) + "\n" if sections else ""
+
+
+def _chats_to_export(
+    library: Library, chat_ids: list[str] | None
+) -> Iterator[tuple[ChatStore, Chat]]:
+    if chat_ids is None:
+        chat_ids = [summary.id for summary in library.list_chats()]
+    for chat_id in chat_ids:
+        store = library.store_of(chat_id)
+        yield store, store.chat(chat_id)
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "content": message.content,
+        "reasoning": message.reasoning,
+        "status": message.status.value,
+        "error": message.error,
+        "provider": message.provider,
+        "model": message.model,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "created_at": _iso(message.created_at),
+        "first_token_at": _iso(message.first_token_at),
+        "finished_at": _iso(message.finished_at),
+        "duration_ms": message.duration_ms,
+    }
+
+
+_STATUS_NOTES = {
+    MessageStatus.STOPPED: "_Stopped before the answer was complete._",
+    MessageStatus.PARTIAL: "_Incomplete: the answer was cut off._",
+}
+_ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+def _chat_markdown(chat: Chat, thread: list[Message]) -> str:
+    facts = [f"{chat.tier.value.capitalize()} chat"]
+    if chat.model:
+        facts.append(f"{chat.model} ({chat.provider})" if chat.provider else chat.model)
+    facts.append(f"created {_human_date(chat.created_at)}")
+    facts.append(f"updated {_human_date(chat.updated_at)}")
+    lines = [f"# {chat.title}", "", " · ".join(facts)]
+    for label, text in (("System prompt", chat.system_prompt), ("Memory", chat.memory)):
+        if text.strip():
+            lines += ["", f"**{label}**", "", _quoted(text)]
+    if not thread:
+        lines += ["", "_No messages._"]
+    for message in thread:
+        heading = _ROLE_HEADINGS.get(message.role, message.role.capitalize())
+        if message.role == "assistant" and message.model:
+            heading += f" ({message.model})"
+        lines += ["", f"## {heading}", "", message.content]
+        note = _STATUS_NOTES.get(message.status)
+        if message.status == MessageStatus.ERROR:
+            note = f"_The answer failed: {message.error}_" if message.error else "_Failed._"
+        if note:
+            lines += ["", note]
+    return "\n".join(lines)
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+def _human_date(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# --- import: entry points ----------------------------------------------------------------------
+
+
+def import_file(
+    library: Library, path: Path, *, fmt: str | None = None, tier: Tier = Tier.STANDARD
+) -> list[str]:
+    """Import the chats of an export file into ``tier``; returns the new chats' ids.
+
+    Files larger than ``MAX_IMPORT_BYTES`` are refused before they are read.
+    """
+    try:
+        size = path.stat().st_size
+        _check_size(size, str(path))
+        data = path.read_bytes()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"cannot read {path}: {reason}") from error
+    return import_chats(library, data, fmt=fmt, tier=tier, source=str(path))
+
+
+def import_chats(
+    library: Library,
+    data: bytes | str,
+    *,
+    fmt: str | None = None,
+    tier: Tier = Tier.STANDARD,
+    source: str = "<input>",
+) -> list[str]:
+    """Import the chats in ``data`` into ``tier`` in one transaction; returns their ids.
+
+    ``fmt`` is ``"hushchat"``, ``"chatgpt"`` or ``"openwebui"``; None detects it.
+    Our own export keeps its ids unless a chat (or one of its messages) already
+    exists in the profile; such a chat gets new ids throughout. Chats from other
+    apps always get new ids. ``source`` names the input in error messages.
+    Raises ImportFormatError, naming the JSON path, if anything is wrong:
+    then nothing is imported.
+    """
+    if fmt is not None and fmt not in IMPORT_FORMATS:
+        raise UsageError(f"unknown import format '{fmt}'; use {', '.join(IMPORT_FORMATS)}")
+    _check_size(len(data), source)
+    parsed = _parse_json(data, source)
+    fmt = fmt or _detect(parsed, source)
+    store = library.store(tier)
+    if fmt == "hushchat":
+        records = _from_hushchat(parsed, source)
+    elif fmt == "chatgpt":
+        records = _from_chatgpt(parsed, source)
+    else:
+        records = _from_openwebui(parsed, source)
+    return _write(library, store, records)
+
+
+def _check_size(size: int, source: str) -> None:
+    if size > MAX_IMPORT_BYTES:
+        raise ImportFormatError(
+            f"{source} is {size / 1024 / 1024:,.0f} MB; imports are limited to "
+            f"{MAX_IMPORT_BYTES // 1024 // 1024} MB. Split the export into smaller files"
+        )
+
+
+def _parse_json(data: bytes | str, source: str) -> Any:
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ImportFormatError(
+                f"{source} is not UTF-8 text (byte {error.start}); an export is a JSON file. "
+                "Nothing was imported"
+            ) from error
+    try:
+        return json.loads(data.removeprefix("\ufeff"))
+    except json.JSONDecodeError as error:
+        raise ImportFormatError(
+            f"{source} is not valid JSON (line {error.lineno}, column {error.colno}: "
+            f"{error.msg}); the file may be truncated or damaged, export it again. "
+            "Nothing was imported"
+        ) from error
+    except RecursionError as error:
+        raise ImportFormatError(
+            f"{source} is nested too deeply to be a chat export. Nothing was imported"
+        ) from error
+
+
+def _detect(data: Any, source: str) -> str:
+    sample = data[0] if isinstance(data, list) and data else data
+    if isinstance(data, dict) and "format" in data:
+        if data["format"] == EXPORT_FORMAT:
+            return "hushchat"
+        raise ImportFormatError(
+            f"{source}: format: {str(data['format'])[:60]!r} is not a format Hushchat imports; "
+            f'a Hushchat export says "format": "{EXPORT_FORMAT}". Nothing was imported'
+        )
+    if isinstance(sample, dict) and "mapping" in sample:
+        return "chatgpt"
+    if isinstance(sample, dict) and "chat" in sample:
+        return "openwebui"
+    if data == []:
+        return "chatgpt"  # an empty list: nothing to import, whichever app wrote it
+    raise ImportFormatError(
+        f"{source}: cannot tell which app exported this file: expected a Hushchat export "
+        f'(an object with "format": "{EXPORT_FORMAT}"), ChatGPT\'s conversations.json '
+        '(a list of conversations with "mapping") or an Open WebUI export (a list of chats '
+        'with "chat"). Name the format (hushchat, chatgpt or openwebui) if you know it. '
+        "Nothing was imported"
+    )
+
+
+# --- import: records and writing ---------------------------------------------------------------
+
+
+@dataclass
+class _MessageRecord:
+    id: str
+    parent_id: str | None
+    role: str
+    content: str
+    created_at: float
+    reasoning: str = ""
+    status: MessageStatus = MessageStatus.COMPLETE
+    error: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    duration_ms: int | None = None
+
+
+@dataclass
+class _ChatRecord:
+    id: str
+    title: str
+    title_source: TitleSource
+    created_at: float
+    updated_at: float
+    active_leaf_id: str | None
+    messages: list[_MessageRecord] = field(default_factory=list)
+    system_prompt: str = ""
+    memory: str = ""
+    provider: str | None = None
+    model: str | None = None
+    pinned: bool = False
+    # Our own exports keep their ids when they are free; other apps' ids are theirs.
+    keep_ids: bool = False
+
+
+_CHAT_INSERT = (
+    "INSERT INTO chats (id, title, title_source, tier, system_prompt, memory, provider, model, "
+    "pinned, active_leaf_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_MESSAGE_INSERT = (
+    "INSERT INTO messages (id, chat_id, parent_id, role, content, reasoning, status, error, "
+    "provider, model, prompt_tokens, completion_tokens, created_at, first_token_at, "
+    "finished_at, duration_ms, selected_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _write(library: Library, store: ChatStore, records: list[_ChatRecord]) -> list[str]:
+    """Write every chat in one transaction of ``store``; all or nothing."""
+    chat_ids: list[str] = []
+    claimed: set[str] = set()
+    now = time.time()
+    with store.transaction():
+        # Messages are written in file order; a reply may come before its parent.
+        store.conn.execute("PRAGMA defer_foreign_keys = ON")
+        for record in records:
+            fresh = _with_free_ids(library, record, claimed)
+            claimed.add(fresh.id)
+            claimed.update(m.id for m in fresh.messages)
+            _insert_chat(store, fresh, now)
+            chat_ids.append(fresh.id)
+    return chat_ids
+
+
+def _insert_chat(store: ChatStore, record: _ChatRecord, now: float) -> None:
+    store.conn.execute(
+        _CHAT_INSERT,
+        (record.id, record.title, record.title_source.value, store.tier.value,
+         record.system_prompt, record.memory, record.provider, record.model,
+         int(record.pinned), record.active_leaf_id, record.created_at, record.updated_at),
+    )  # fmt: skip
+    # The shown path was selected last, so flipping versions elsewhere comes back to it.
+    active = _path_to(record.active_leaf_id, {m.id: m.parent_id for m in record.messages})
+    store.conn.executemany(
+        _MESSAGE_INSERT,
+        [
+            (m.id, record.id, m.parent_id, m.role, m.content, m.reasoning, m.status.value,
+             m.error, m.provider, m.model, m.prompt_tokens, m.completion_tokens, m.created_at,
+             m.first_token_at, m.finished_at, m.duration_ms,
+             now if m.id in active else m.created_at)
+            for m in record.messages
+        ],
+    )  # fmt: skip
+
+
+def _path_to(leaf: str | None, parents: dict[str, str | None]) -> set[str]:
+    path: set[str] = set()
+    while leaf is not None and leaf not in path:
+        path.add(leaf)
+        leaf = parents.get(leaf)
+    return path
+
+
+def _with_free_ids(library: Library, record: _ChatRecord, claimed: set[str]) -> _ChatRecord:
+    """The record itself if its ids are kept and free; else a copy with new ids throughout."""
+    message_ids = [m.id for m in record.messages]
+    if (
+        record.keep_ids
+        and record.id not in claimed
+        and claimed.isdisjoint(message_ids)
+        and not _taken(library, "chats", [record.id])
+        and not _taken(library, "messages", message_ids)
+    ):
+        return record
+    new_ids = {old: new_id() for old in message_ids}
+    messages = [
+        replace(
+            m,
+            id=new_ids[m.id],
+            parent_id=new_ids.get(m.parent_id) if m.parent_id is not None else None,
+        )
+        for m in record.messages
+    ]
+    leaf = new_ids.get(record.active_leaf_id) if record.active_leaf_id is not None else None
+    return replace(record, id=new_id(), messages=messages, active_leaf_id=leaf)
+
+
+_TAKEN_QUERIES = {
+    "chats": "SELECT 1 FROM chats WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
+    "messages": "SELECT 1 FROM messages WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
+}
+
+
+def _taken(library: Library, table: Literal["chats", "messages"], ids: Sequence[str]) -> bool:
+    """Whether any of ``ids`` exists in ``table`` of any tier (moves copy ids across tiers)."""
+    wanted = json.dumps(list(ids))
+    return any(
+        store.conn.execute(_TAKEN_QUERIES[table], (wanted,)).fetchone() is not None
+        for store in library.stores.values()
+    )
+
+
+def _title(raw: str | None) -> tuple[str, TitleSource]:
+    title = " ".join((raw or "").split())[:_TITLE_CHARS]
+    if title.lower() in _PLACEHOLDER_TITLES:
+        return IMPORTED_TITLE, TitleSource.DEFAULT
+    return title, TitleSource.USER
+
+
+def _epoch(value: float | None) -> float | None:
+    """Seconds since the epoch from seconds, milliseconds, microseconds or nanoseconds."""
+    if value is None or not math.isfinite(value) or value <= 0:
+        return None
+    while value > 1e11:  # later than the year 5000 in seconds: a finer unit
+        value /= 1000
+    return value
+
+
+# --- import: validation errors -----------------------------------------------------------------
+
+
+class _Loose(BaseModel):
+    """Other apps' records: fields we do not use are ignored, as those apps add fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Strict(BaseModel):
+    """Our own format: unknown fields are errors (a new field means a new version)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _validate(adapter: TypeAdapter[Any], data: Any, root: str, fmt: str, source: str) -> Any:
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as error:
+        problems = error.errors()
+        first = problems[0]
+        where = _json_path(root, first["loc"], data, missing=first["type"] == "missing")
+        found = ""
+        if first["type"] != "missing" and isinstance(first["input"], str | int | float | bool):
+            found = f" (found {json.dumps(first['input'])[:60]})"
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise _format_error(source, fmt, where, f"{first['msg'].lower()}{found}{more}") from None
+
+
+def _format_error(source: str, fmt: str, where: str, problem: str) -> ImportFormatError:
+    return ImportFormatError(
+        f"{source}: {where}: {problem}. This is not {_FORMAT_NAMES[fmt]} Hushchat can read: "
+        f"{_ADVICE[fmt]}. Nothing was imported"
+    )
+
+
+def _json_path(root: str, loc: Iterable[int | str], data: Any, *, missing: bool) -> str:
+    """``loc`` as a path a person finds in the file; parts not in the data are left out."""
+    parts = list(loc)
+    path, node = root, data
+    for index, part in enumerate(parts):
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            path, node = f"{path}[{part}]", node[part]
+        elif (
+            isinstance(part, str)
+            and isinstance(node, dict)
+            and (part in node or (missing and index == len(parts) - 1))
+        ):
+            path, node = _join_key(path, part), node.get(part)
+        # else: a union member pydantic tried (e.g. "str"), not a key in the file
+    return path or "the top level"
+
+
+def _join_key(path: str, key: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
+
+
+def _require_type(data: Any, expected: type, root: str, fmt: str, source: str, what: str) -> None:
+    if not isinstance(data, expected):
+        kinds: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+        found = kinds.get(type(data), "a value")
+        raise _format_error(source, fmt, root or "the top level", f"expected {what}, found {found}")
+
+
+# --- import: our format ------------------------------------------------------------------------
+
+
+class _HcMessage(_Strict):
+    id: str
+    parent_id: str | None
+    role: Literal["system", "user", "assistant"]
+    content: str
+    reasoning: str = ""
+    status: MessageStatus = MessageStatus.COMPLETE
+    error: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    created_at: datetime
+    first_token_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+
+
+class _HcChat(_Strict):
+    id: str
+    title: str
+    title_source: TitleSource = TitleSource.USER
+    tier: Tier = Tier.STANDARD
+    system_prompt: str = ""
+    memory: str = ""
+    provider: str | None = None
+    model: str | None = None
+    pinned: bool = False
+    created_at: datetime
+    updated_at: datetime
+    active_leaf_id: str | None = None
+    messages: list[_HcMessage]
+
+
+class _HcExport(_Strict):
+    format: Literal["hushchat-export"]
+    version: int
+    exported_at: datetime | None = None
+    chats: list[_HcChat]
+
+
+_HC_ADAPTER: TypeAdapter[_HcExport] = TypeAdapter(_HcExport)
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _from_hushchat(data: Any, source: str) -> list[_ChatRecord]:
+    _require_type(data, dict, "", "hushchat", source, f'an object with "format": "{EXPORT_FORMAT}"')
+    version = data.get("version")
+    if isinstance(version, int) and version > EXPORT_VERSION:
+        raise ImportFormatError(
+            f"{source}: version: this export is format version {version}, newer than this "
+            f"Hushchat reads ({EXPORT_VERSION}); update Hushchat and import it again. "
+            "Nothing was imported"
+        )
+    export: _HcExport = _validate(_HC_ADAPTER, data, "", "hushchat", source)
+    if export.version != EXPORT_VERSION:
+        raise _format_error(
+            source, "hushchat", "version", f"version {export.version} does not exist"
+        )
+    records = []
+    for index, chat in enumerate(export.chats):
+        where = f"chats[{index}]"
+        messages: list[_MessageRecord] = []
+        for m in chat.messages:
+            messages.append(
+                _MessageRecord(
+                    id=m.id, parent_id=m.parent_id, role=m.role, content=m.content,
+                    created_at=_seconds(m.created_at) or 0.0,
+                    reasoning=m.reasoning, status=m.status, error=m.error,
+                    provider=m.provider, model=m.model, prompt_tokens=m.prompt_tokens,
+                    completion_tokens=m.completion_tokens,
+                    first_token_at=_seconds(m.first_token_at),
+                    finished_at=_seconds(m.finished_at), duration_ms=m.duration_ms,
+                )
+            )  # fmt: skip
+        _check_tree(messages, chat.active_leaf_id, where, source)
+        records.append(
+            _ChatRecord(
+                id=chat.id, title=chat.title, title_source=chat.title_source,
+                created_at=_seconds(chat.created_at) or 0.0,
+                updated_at=_seconds(chat.updated_at) or 0.0,
+                active_leaf_id=chat.active_leaf_id, messages=messages,
+                system_prompt=chat.system_prompt, memory=chat.memory, provider=chat.provider,
+                model=chat.model, pinned=chat.pinned, keep_ids=True,
+            )
+        )  # fmt: skip
+    return records
+
+
+def _check_tree(messages: list[_MessageRecord], leaf: str | None, where: str, source: str) -> None:
+    """Every parent and the active leaf are messages of the chat, and there is no cycle."""
+    parents: dict[str, str | None] = {}
+    for index, message in enumerate(messages):
+        if message.id in parents:
+            raise _format_error(
+                source, "hushchat", f"{where}.messages[{index}].id",
+                f"message id {message.id!r} appears twice in this chat",
+            )  # fmt: skip
+        parents[message.id] = message.parent_id
+    for index, message in enumerate(messages):
+        if message.parent_id is not None and message.parent_id not in parents:
+            raise _format_error(
+                source, "hushchat", f"{where}.messages[{index}].parent_id",
+                f"{message.parent_id!r} is not a message of this chat",
+            )  # fmt: skip
+    if leaf is not None and leaf not in parents:
+        raise _format_error(
+            source, "hushchat", f"{where}.active_leaf_id", f"{leaf!r} is not a message of this chat"
+        )
+    for index, message in enumerate(messages):
+        seen: set[str] = set()
+        current: str | None = message.id
+        while current is not None:
+            if current in seen:
+                raise _format_error(
+                    source, "hushchat", f"{where}.messages[{index}].parent_id",
+                    "the replies form a loop (a message is its own ancestor)",
+                )  # fmt: skip
+            seen.add(current)
+            current = parents[current]
+
+
+# --- import: ChatGPT ---------------------------------------------------------------------------
+
+
+class _GptAuthor(_Loose):
+    role: Literal["user", "assistant", "system", "tool"]
+
+
+class _GptContent(_Loose):
+    content_type: str
+    parts: list[Any] | None = None
+    text: str | None = None
+    thoughts: list[Any] | None = None
+
+
+class _GptMessage(_Loose):
+    author: _GptAuthor
+    content: _GptContent
+    create_time: float | None = None
+    status: str | None = None
+    recipient: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class _GptNode(_Loose):
+    message: _GptMessage | None = None
+    parent: str | None = None
+    children: list[str] = []
+
+
+class _GptConversation(_Loose):
+    title: str | None = None
+    create_time: float | None = None
+    update_time: float | None = None
+    mapping: dict[str, _GptNode]
+    current_node: str | None = None
+
+
+_GPT_LIST: TypeAdapter[list[_GptConversation]] = TypeAdapter(list[_GptConversation])
+_GPT_ONE: TypeAdapter[_GptConversation] = TypeAdapter(_GptConversation)
+# Whole-file attachments: their text (if any) is in another part of the same message.
+_SILENT_PARTS = {"audio_asset_pointer", "real_time_user_audio_video_asset_pointer"}
+
+
+def _from_chatgpt(data: Any, source: str) -> list[_ChatRecord]:
+    if isinstance(data, dict) and "mapping" in data:  # one conversation on its own
+        return [_gpt_chat(_validate(_GPT_ONE, data, "", "chatgpt", source), "", source)]
+    _require_type(data, list, "conversations", "chatgpt", source, "a list of conversations")
+    conversations: list[_GptConversation] = _validate(
+        _GPT_LIST, data, "conversations", "chatgpt", source
+    )
+    return [
+        _gpt_chat(conversation, f"conversations[{index}]", source)
+        for index, conversation in enumerate(conversations)
+    ]
+
+
+def _gpt_chat(conversation: _GptConversation, where: str, source: str) -> _ChatRecord:
+    """One conversation: visible user and assistant messages; branches become versions."""
+    mapping = conversation.mapping
+    start = _epoch(conversation.create_time) or time.time()
+    children = _children(
+        {key: node.parent for key, node in mapping.items()},
+        {key: node.children for key, node in mapping.items()},
+        {
+            key: (_epoch(node.message.create_time) if node.message else None) or 0.0
+            for key, node in mapping.items()
+        },
+    )
+    kept: dict[str, str] = {}  # node id -> id of the nearest kept message (itself or above)
+    messages: list[_MessageRecord] = []
+    reached = 0
+    # Depth first, so every node comes after its parent: (node, kept parent, its time, thoughts).
+    stack: list[tuple[str, str | None, float, str]] = [
+        (key, None, start, "") for key in reversed(children[None])
+    ]
+    while stack:
+        key, parent_id, parent_time, thoughts = stack.pop()
+        reached += 1
+        node_message = mapping[key].message
+        created = parent_time
+        if node_message is not None:
+            created = _epoch(node_message.create_time) or parent_time
+        record = _gpt_message(node_message, parent_id, created, thoughts)
+        if record is not None:
+            messages.append(record)
+            parent_id, thoughts = record.id, ""
+        elif node_message is not None and node_message.content.content_type == "thoughts":
+            thoughts = "\n\n".join(filter(None, [thoughts, _gpt_thoughts(node_message)]))
+        if parent_id is not None:
+            kept[key] = parent_id
+        stack.extend((child, parent_id, created, thoughts) for child in reversed(children[key]))
+    if reached < len(mapping):
+        raise _format_error(
+            source, "chatgpt", _join_key(where, "mapping"),
+            "some messages are not reachable from the start of the conversation "
+            "(their parents form a loop)",
+        )  # fmt: skip
+    leaf = kept.get(conversation.current_node or "")
+    if leaf is None and messages:
+        leaf = max(messages, key=lambda m: m.created_at).id
+    title, title_source = _title(conversation.title)
+    return _ChatRecord(
+        id=new_id(), title=title, title_source=title_source, created_at=start,
+        updated_at=_epoch(conversation.update_time) or start, active_leaf_id=leaf,
+        messages=messages,
+    )  # fmt: skip
+
+
+def _children(
+    parents: dict[str, str | None],
+    listed: dict[str, list[str]],
+    times: dict[str, float],
+) -> dict[str | None, list[str]]:
+    """Children of each node (None: the roots), in the order the source lists them.
+
+    The child's own parent link decides the tree; a parent's list of children only
+    orders them (children it does not list follow, oldest first). A parent that
+    is not in the file makes its child a root.
+    """
+    result: dict[str | None, list[str]] = {key: [] for key in parents}
+    result[None] = []
+    for key, parent in parents.items():
+        result[parent if parent in parents else None].append(key)
+    for parent, found in result.items():
+        order = {child: i for i, child in enumerate(listed.get(parent, []) if parent else [])}
+        found.sort(key=lambda child: (order.get(child, len(order)), times.get(child, 0.0)))
+    return result
+
+
+def _gpt_message(
+    message: _GptMessage | None, parent_id: str | None, created: float, thoughts: str
+) -> _MessageRecord | None:
+    """A kept message, or None for placeholders, system, tool, hidden and tool-call nodes."""
+    if message is None or message.author.role not in ("user", "assistant"):
+        return None
+    metadata = message.metadata or {}
+    if metadata.get("is_visually_hidden_from_conversation"):
+        return None
+    if message.recipient not in (None, "all"):  # the assistant calling a tool
+        return None
+    if message.content.content_type not in ("text", "multimodal_text"):
+        return None
+    text = _gpt_parts(message.content.parts or [])
+    if not text.strip():
+        return None
+    status = MessageStatus.COMPLETE
+    finish = metadata.get("finish_details")
+    if isinstance(finish, dict) and finish.get("type") == "interrupted":
+        status = MessageStatus.STOPPED
+    elif message.status in ("in_progress", "finished_partial_completion"):
+        status = MessageStatus.PARTIAL
+    is_answer = message.author.role == "assistant"
+    slug = metadata.get("model_slug")
+    return _MessageRecord(
+        id=new_id(), parent_id=parent_id, role=message.author.role, content=text,
+        created_at=created, reasoning=thoughts if is_answer else "",
+        status=status if is_answer else MessageStatus.COMPLETE,
+        model=slug if is_answer and isinstance(slug, str) else None,
+    )  # fmt: skip
+
+
+def _gpt_parts(parts: list[Any]) -> str:
+    pieces: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            if part:
+                pieces.append(part)
+        elif isinstance(part, dict):
+            kind = part.get("content_type")
+            if kind == "audio_transcription" and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
+            elif kind == "image_asset_pointer":
+                pieces.append("[image not imported]")
+            elif kind not in _SILENT_PARTS:
+                pieces.append("[attachment not imported]")
+    return "\n\n".join(pieces)
+
+
+def _gpt_thoughts(message: _GptMessage) -> str:
+    texts = []
+    for thought in message.content.thoughts or []:
+        if isinstance(thought, dict) and isinstance(thought.get("content"), str):
+            texts.append(thought["content"])
+    return "\n\n".join(texts)
+
+
+# --- import: Open WebUI ------------------------------------------------------------------------
+
+
+class _OwMessage(_Loose):
+    id: str | None = None
+    parentId: str | None = None
+    childrenIds: list[str] = []
+    role: Literal["user", "assistant", "system"]
+    content: str | list[Any] = ""
+    timestamp: float | None = None
+    model: str | None = None
+    done: bool | None = None
+    error: Any = None
+    usage: dict[str, Any] | None = None
+
+
+class _OwHistory(_Loose):
+    messages: dict[str, _OwMessage]
+    currentId: str | None = None
+
+
+class _OwBody(_Loose):
+    title: str | None = None
+    history: _OwHistory | None = None
+    messages: list[_OwMessage] = []
+    system: str | None = None
+    params: dict[str, Any] | None = None
+    timestamp: float | None = None
+
+
+class _OwChat(_Loose):
+    title: str | None = None
+    chat: _OwBody
+    created_at: float | None = None
+    updated_at: float | None = None
+    pinned: bool | None = None
+
+
+_OW_LIST: TypeAdapter[list[_OwChat]] = TypeAdapter(list[_OwChat])
+_OW_ONE: TypeAdapter[_OwChat] = TypeAdapter(_OwChat)
+_REASONING_BLOCK = re.compile(r'<details type="reasoning"[^>]*>(.*?)</details>\s*', re.DOTALL)
+_SUMMARY = re.compile(r"<summary>.*?</summary>", re.DOTALL)
+
+
+def _from_openwebui(data: Any, source: str) -> list[_ChatRecord]:
+    if isinstance(data, dict) and "chat" in data:  # one chat on its own
+        return [_ow_chat(_validate(_OW_ONE, data, "", "openwebui", source), "", source)]
+    _require_type(data, list, "chats", "openwebui", source, "a list of chats")
+    chats: list[_OwChat] = _validate(_OW_LIST, data, "chats", "openwebui", source)
+    return [_ow_chat(chat, f"chats[{index}]", source) for index, chat in enumerate(chats)]
+
+
+def _ow_chat(item: _OwChat, where: str, source: str) -> _ChatRecord:
+    """One chat: its ``history`` tree when present (branches become versions), else ``messages``."""
+    body = item.chat
+    start = _epoch(item.created_at) or _epoch(body.timestamp) or _first_time(body) or time.time()
+    system_prompt = body.system or ""
+    if not system_prompt and body.params and isinstance(body.params.get("system"), str):
+        system_prompt = body.params["system"]
+    if body.history is not None and body.history.messages:
+        sources = body.history.messages
+        parents = {key: m.parentId for key, m in sources.items()}
+        current = body.history.currentId
+    else:
+        keys = [f"#{index}" for index in range(len(body.messages))]
+        sources = dict(zip(keys, body.messages, strict=True))
+        parents = {key: (keys[i - 1] if i else None) for i, key in enumerate(keys)}
+        current = keys[-1] if keys else None
+    children = _children(
+        parents,
+        {key: m.childrenIds for key, m in sources.items()},
+        {key: _epoch(m.timestamp) or 0.0 for key, m in sources.items()},
+    )
+    kept: dict[str, str] = {}
+    messages: list[_MessageRecord] = []
+    reached = 0
+    stack: list[tuple[str, str | None, float]] = [
+        (key, None, start) for key in reversed(children[None])
+    ]
+    while stack:
+        key, parent_id, parent_time = stack.pop()
+        reached += 1
+        message = sources[key]
+        created = _epoch(message.timestamp) or parent_time
+        if message.role == "system":
+            system_prompt = system_prompt or _ow_text(message.content)
+        else:
+            record = _ow_message(message, parent_id, created)
+            messages.append(record)
+            parent_id = record.id
+        if parent_id is not None:
+            kept[key] = parent_id
+        stack.extend((child, parent_id, created) for child in reversed(children[key]))
+    if reached < len(sources):
+        raise _format_error(
+            source, "openwebui", f"{where}.chat.history.messages".lstrip("."),
+            "some messages are not reachable from the start of the chat "
+            "(their parentId links form a loop)",
+        )  # fmt: skip
+    leaf = kept.get(current or "")
+    if leaf is None and messages:
+        leaf = max(messages, key=lambda m: m.created_at).id
+    title, title_source = _title(item.title or body.title)
+    return _ChatRecord(
+        id=new_id(), title=title, title_source=title_source, created_at=start,
+        updated_at=_epoch(item.updated_at) or start, active_leaf_id=leaf, messages=messages,
+        system_prompt=system_prompt, pinned=bool(item.pinned),
+    )  # fmt: skip
+
+
+def _first_time(body: _OwBody) -> float | None:
+    pool = body.history.messages.values() if body.history else body.messages
+    times = [t for t in (_epoch(m.timestamp) for m in pool) if t is not None]
+    return min(times) if times else None
+
+
+def _ow_message(message: _OwMessage, parent_id: str | None, created: float) -> _MessageRecord:
+    content = _ow_text(message.content)
+    reasoning = ""
+    if message.role == "assistant":
+        blocks = _REASONING_BLOCK.findall(content)
+        if blocks:
+            content = _REASONING_BLOCK.sub("", content).strip()
+            reasoning = "\n\n".join(_unquote(_SUMMARY.sub("", b)) for b in blocks)
+    status, error = MessageStatus.COMPLETE, None
+    if message.role == "assistant":
+        if message.error:
+            status = MessageStatus.ERROR
+            detail = message.error.get("content") if isinstance(message.error, dict) else None
+            error = detail if isinstance(detail, str) else "the answer failed in Open WebUI"
+        elif message.done is False:
+            status = MessageStatus.PARTIAL
+    usage = message.usage or {}
+    prompt = usage.get("prompt_tokens", usage.get("prompt_eval_count"))
+    completion = usage.get("completion_tokens", usage.get("eval_count"))
+    return _MessageRecord(
+        id=new_id(), parent_id=parent_id, role=message.role, content=content,
+        created_at=created, reasoning=reasoning, status=status, error=error,
+        model=message.model if message.role == "assistant" else None,
+        prompt_tokens=prompt if isinstance(prompt, int) else None,
+        completion_tokens=completion if isinstance(completion, int) else None,
+    )  # fmt: skip
+
+
+def _ow_text(content: str | list[Any]) -> str:
+    if isinstance(content, str):
+        return content
+    texts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return "\n\n".join(texts)
+
+
+def _unquote(block: str) -> str:
+    lines = [re.sub(r"^> ?", "", line) for line in block.strip().splitlines()]
+    return "\n".join(lines).strip()

@@ -1,0 +1,3 @@
+"""Test-suite-wide configuration: fixtures of the real peers, loaded as plugins."""
+
+pytest_plugins = ["tests.peers.llama_fixtures"]

@@ -1,0 +1,219 @@
+"""Test support: a fake OIDC issuer (httpx MockTransport), settings, and API clients."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+from jwt.algorithms import RSAAlgorithm
+
+from sync_server.app import create_app
+from sync_server.sealing import generate_secrets
+from sync_server.settings import Settings
+
+ISSUER = "https://issuer.test/realms/hushchat"
+AUDIENCE = "hushchat-sync"
+CLIENT_ID = "hushchat-desktop"
+
+
+def in_ci() -> bool:
+    """True on CI, where missing peers are failures rather than skips."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; fail on CI (a peer that CI must provide is missing)."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class FakeIssuer:
+    """Discovery + JWKS served through an httpx MockTransport, and a token minter."""
+
+    keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    published: list[str] = field(default_factory=list)
+    fetches: int = 0
+
+    def add_key(self, kid: str, *, publish: bool = True) -> None:
+        """Create an RSA key; publish it in the JWKS (first published key signs)."""
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if publish:
+            self.published.insert(0, kid)
+
+    def jwks(self) -> dict[str, Any]:
+        """Public JWKS document."""
+        keys = []
+        for kid in self.published:
+            jwk = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
+            jwk.update(kid=kid, use="sig", alg="RS256")
+            keys.append(jwk)
+        return {"keys": keys}
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        """MockTransport handler."""
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(
+                200, json={"issuer": ISSUER, "jwks_uri": ISSUER + "/protocol/certs"}
+            )
+        if request.url.path.endswith("/protocol/certs"):
+            self.fetches += 1
+            return httpx.Response(200, json=self.jwks())
+        return httpx.Response(404)
+
+    def transport(self) -> httpx.MockTransport:
+        """Transport to hand to ``create_app``."""
+        return httpx.MockTransport(self.handler)
+
+    def mint(
+        self,
+        subject: str,
+        *,
+        email: str | None = None,
+        verified: bool = True,
+        kid: str | None = None,
+        alg: str = "RS256",
+        lifetime: int = 300,
+        **claims: Any,
+    ) -> str:
+        """A signed access token (claims override the defaults)."""
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "iat": now,
+            "exp": now + lifetime,
+            "auth_time": now,
+            "email": email if email is not None else f"{subject}@example.org",
+            "email_verified": verified,
+            "jti": secrets.token_hex(8),
+        }
+        body.update(claims)
+        kid = kid or self.published[0]
+        return jwt.encode(body, self.keys[kid], algorithm=alg, headers={"kid": kid})
+
+
+def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    """Complete settings with fresh secrets, the fake issuer and generous limits."""
+    values: dict[str, Any] = {
+        name.lower(): value for name, value in generate_secrets().items()
+    }
+    values.update(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        oidc_client_id=CLIENT_ID,
+        rate_limit_user="100000/minute",
+        rate_limit_anonymous="100000/minute",
+        rate_limit_sign_in="100000/minute",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: FastAPI, *, raise_app_exceptions: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and yield an in-process client."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text."""
+    return base64.b64encode(data).decode()
+
+
+def record(
+    record_id: str,
+    revision: int = 1,
+    parent: int | None = None,
+    *,
+    kind: str = "message",
+    deleted: bool = False,
+    payload: bytes | None = None,
+    key_id: str = "k1",
+) -> dict[str, Any]:
+    """A push-record body."""
+    return {
+        "id": record_id,
+        "kind": kind,
+        "revision": revision,
+        "parent_revision": parent,
+        "deleted": deleted,
+        "key_id": key_id,
+        "payload": b64(payload if payload is not None else f"{record_id}@{revision}".encode()),
+    }
+
+
+class ApiUser:
+    """An authenticated client: token + device id headers over a shared httpx client."""
+
+    def __init__(self, http: httpx.AsyncClient, token: str, device: str) -> None:
+        self.http = http
+        self.token = token
+        self.device = device
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization and device headers."""
+        return {"Authorization": f"Bearer {self.token}", "X-Hushchat-Device": self.device}
+
+    async def get(self, url: str, **kw: Any) -> httpx.Response:
+        """GET with credentials."""
+        return await self.http.get(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    async def post(self, url: str, **kw: Any) -> httpx.Response:
+        """POST with credentials."""
+        return await self.http.post(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    async def put(self, url: str, **kw: Any) -> httpx.Response:
+        """PUT with credentials."""
+        return await self.http.put(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    async def delete(self, url: str, **kw: Any) -> httpx.Response:
+        """DELETE with credentials."""
+        return await self.http.delete(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    async def push(self, *records: dict[str, Any], atomic: bool = False) -> dict[str, Any]:
+        """Push and return the JSON answer (asserting 200)."""
+        response = await self.post(
+            "/v1/sync/push", json={"records": list(records), "atomic": atomic}
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def pull_all(self, cursor: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Page through every change after ``cursor``."""
+        changes: list[dict[str, Any]] = []
+        while True:
+            response = await self.get(
+                "/v1/sync/changes", params={"cursor": cursor, "limit": limit}
+            )
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert page["cursor"] >= cursor
+            changes.extend(page["changes"])
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                return changes, cursor
