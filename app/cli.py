@@ -79,9 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging("DEBUG" if args.debug else "WARNING", args.log_format or "human")
     handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return ExitCode.USAGE
+    if handler is None:  # no subcommand: open the window
+        from app.ui.app import run_gui
+
+        handler = run_gui
     try:
         return handler(args)
     except HushchatError as error:

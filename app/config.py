@@ -159,6 +159,38 @@ class LoggingSettings(BaseModel):
     ] = "human"
 
 
+class UISettings(BaseModel):
+    """How the desktop window looks and behaves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    theme: Annotated[
+        Literal["system", "light", "dark"],
+        Field(description="Colour theme: system (follow the desktop), light or dark."),
+    ] = "system"
+    font_size: Annotated[
+        int,
+        Field(ge=8, le=32, description="Base font size of the window in points (8-32)."),
+    ] = 11
+    send_key: Annotated[
+        Literal["enter", "ctrl_enter"],
+        Field(
+            description=(
+                "Which key sends a message: enter (Shift+Enter makes a new line) or ctrl_enter "
+                "(Enter makes a new line)."
+            )
+        ),
+    ] = "enter"
+    auto_lock_minutes: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1440,
+            description="Lock the vault after this many idle minutes; 0 never locks on idle.",
+        ),
+    ] = 15
+
+
 class Config(BaseModel):
     """The whole ``.config.yml``."""
 
@@ -182,6 +214,9 @@ class Config(BaseModel):
     ] = Field(default_factory=list)
     logging: Annotated[LoggingSettings, Field(description="Logging settings.")] = Field(
         default_factory=LoggingSettings
+    )
+    ui: Annotated[UISettings, Field(description="Desktop window settings.")] = Field(
+        default_factory=UISettings
     )
 
     def llm(self, name: str | None = None) -> LLMEntry:
@@ -275,6 +310,82 @@ def load_config(
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read the config file ({error})") from error
     return LoadedConfig(parse_config(text, str(path), env, provider_types), path, env)
+
+
+def update_config_file(
+    path: Path,
+    change: Callable[[CommentedMap], None],
+    env: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Apply ``change`` to the YAML document at ``path`` and write it back atomically.
+
+    The document is edited as ruamel.yaml round-trip data, so comments, key order and
+    ``${VAR}`` references survive (values are never written substituted). The result is
+    validated before anything is written: an invalid change raises ConfigError and leaves
+    the file as it was. A missing file is created (mode 0600). Returns the new config.
+    """
+    from io import StringIO
+
+    from app.vault.atomic_file import write_atomically  # atomic temp + fsync + rename
+
+    env = dict(os.environ if env is None else env)
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    document = yaml.load(text) if text.strip() else None
+    if document is None:
+        document = CommentedMap()
+    if not isinstance(document, CommentedMap):
+        raise ConfigError(f"{path}:1: the config must be a mapping of settings at the top level")
+    change(document)
+    buffer = StringIO()
+    yaml.dump(document, buffer)
+    new_text = buffer.getvalue()
+    config = parse_config(new_text, str(path), env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, new_text.encode("utf-8"))
+    return LoadedConfig(config, path, env)
+
+
+def save_config(path: Path, config: Config, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Write ``config``'s ``ui``, ``default_llm`` and ``llms`` back into ``path``.
+
+    Keeps comments of the existing file. ``api_key`` values are written as they are in
+    the model, so pass entries whose key is ``keychain`` or a ``${VAR}`` reference, never
+    a key itself (parse_config refuses literal keys anyway).
+    """
+
+    def change(document: CommentedMap) -> None:
+        set_section(document, "ui", config.ui.model_dump(mode="json"))
+        document["default_llm"] = config.default_llm
+        existing = {
+            str(item.get("provider_name")): item
+            for item in document.get("llms") or []
+            if isinstance(item, CommentedMap)
+        }
+        entries = CommentedSeq()
+        for entry in config.llms:
+            data = entry.model_dump(mode="json", exclude_defaults=True)
+            data["provider_name"] = entry.provider_name
+            item = existing.get(entry.provider_name, CommentedMap())
+            for key in [k for k in item if k not in data]:
+                del item[key]
+            for key, value in data.items():
+                item[key] = value
+            entries.append(item)
+        document["llms"] = entries
+
+    return update_config_file(path, change, env)
+
+
+def set_section(document: CommentedMap, name: str, values: Mapping[str, Any]) -> None:
+    """Set ``document[name]`` to ``values`` key by key, keeping its comments."""
+    section = document.get(name)
+    if not isinstance(section, CommentedMap):
+        section = CommentedMap()
+        document[name] = section
+    for key, value in values.items():
+        section[key] = value
 
 
 def parse_config(
@@ -568,6 +679,12 @@ def render_example() -> str:
     out += _comment_block(fields["logging"].description or "", "")
     out.append("logging:")
     for name, field in LoggingSettings.model_fields.items():
+        out += _comment_block(field.description or "", "  ")
+        out.append(f"  {name}: {_yaml_scalar(field.default)}")
+    out.append("")
+    out += _comment_block(fields["ui"].description or "", "")
+    out.append("ui:")
+    for name, field in UISettings.model_fields.items():
         out += _comment_block(field.description or "", "  ")
         out.append(f"  {name}: {_yaml_scalar(field.default)}")
     return "\n".join(out) + "\n"

@@ -37,6 +37,8 @@ from pydantic import (
 )
 
 PROTOCOL_VERSION = 1
+#: Largest revision/cursor: exactly representable in JSON numbers everywhere (2**53 - 1).
+MAX_SAFE_INTEGER = 2**53 - 1
 
 DEVICE_HEADER = "X-Hushchat-Device"
 DEVICE_NAME_HEADER = "X-Hushchat-Device-Name"
@@ -44,6 +46,9 @@ DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 RECORD_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 KIND_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 KEY_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+
+
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 def _decode_base64(value: object) -> object:
@@ -63,7 +68,9 @@ Base64Bytes = Annotated[
     bytes,
     BeforeValidator(_decode_base64),
     PlainSerializer(_encode_base64, return_type=str),
-    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+    WithJsonSchema(
+        {"type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN}
+    ),
 ]
 
 
@@ -76,9 +83,9 @@ class RecordIn(_Wire):
 
     id: Annotated[str, Field(pattern=RECORD_ID_PATTERN, description="Client-chosen id.")]
     kind: Annotated[str, Field(pattern=KIND_PATTERN, description="e.g. chat, message.")]
-    revision: Annotated[int, Field(ge=1, le=2**62, description="New revision number.")]
+    revision: Annotated[int, Field(ge=1, le=MAX_SAFE_INTEGER, description="New revision number.")]
     parent_revision: Annotated[
-        int | None, Field(ge=1, le=2**62, description="Revision this one replaces.")
+        int | None, Field(ge=1, le=MAX_SAFE_INTEGER, description="Revision this one replaces.")
     ] = None
     deleted: bool = Field(default=False, description="True for a tombstone.")
     key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN, description="Encrypting key id.")]

@@ -113,8 +113,9 @@ async def _chat_turn(
             if args.provider:
                 chat = await service.update(chat.id, provider=args.provider)
         else:
-            chat = await service.create_chat(tier, provider=args.provider, system_prompt=args.system)
-        print(f"chat {chat.id} ({chat.tier.value})", file=sys.stderr, flush=True)
+            chat = await service.create_chat(
+                tier, provider=args.provider, system_prompt=args.system
+            )
         finished: TurnFinished | None = None
         turn = service.send(chat.id, message, max_tokens=args.max_tokens)
         async with contextlib.aclosing(turn):
@@ -124,12 +125,17 @@ async def _chat_turn(
                     sys.stdout.flush()
                 elif isinstance(event, TurnReasoning):
                     sys.stderr.write(event.text)
-                elif isinstance(event, TurnStarted) and event.dropped:
-                    print(
-                        f"({event.dropped} older messages not sent: they do not fit the "
-                        "model's context)",
-                        file=sys.stderr,
-                    )
+                elif isinstance(event, TurnStarted):
+                    # Printed once the user's message is saved: scripts (and the crash
+                    # tests) can rely on it being on disk from here on.
+                    print(f"chat {chat.id} ({chat.tier.value})", file=sys.stderr, flush=True)
+                    if event.dropped:
+                        print(
+                            f"({event.dropped} older messages not sent: they do not fit the "
+                            "model's context)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                 elif isinstance(event, TurnFinished):
                     finished = event
         sys.stdout.write("\n")
@@ -198,7 +204,9 @@ def _list(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         for chat in library.list_chats():
             pin = "*" if chat.pinned else " "
-            print(f"{chat.id[:12]}{pin} {chat.tier.value:<9} {_when(chat.updated_at)}  {chat.title}")
+            print(
+                f"{chat.id[:12]}{pin} {chat.tier.value:<9} {_when(chat.updated_at)}  {chat.title}"
+            )
     return ExitCode.OK
 
 

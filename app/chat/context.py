@@ -3,13 +3,15 @@
 The system prompt and the chat's memory are always sent; the history is added
 newest first until the estimated size reaches the budget (context size minus
 the room kept for the answer); older messages are dropped and counted, so the
-UI can say "N older messages not sent to the model". The estimate is
-deliberately conservative (about 4 UTF-8 bytes per token, plus a few tokens of
-framing per message): a little unused room is cheaper than a refused request.
+UI can say "N older messages not sent to the model". The estimate starts
+at about 4 UTF-8 bytes per token (plus a few tokens of framing per message);
+the chat service refines the ratio per provider from the token counts servers
+report, and shrinks it further when a server still refuses a context as too long.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from providers import ChatMessage, Role
 
 MESSAGE_OVERHEAD = 4
 DEFAULT_ANSWER_RESERVE = 1024
+DEFAULT_TOKENS_PER_BYTE = 0.25
 
 
 class ContextOverflowError(HushchatError):
@@ -27,10 +30,10 @@ class ContextOverflowError(HushchatError):
     exit_code = ExitCode.PROVIDER
 
 
-def estimate_tokens(text: str) -> int:
-    """A conservative token estimate: ceil(UTF-8 bytes / 4), at least 1 for non-empty text."""
+def estimate_tokens(text: str, tokens_per_byte: float = DEFAULT_TOKENS_PER_BYTE) -> int:
+    """Estimated tokens of ``text``: its UTF-8 size times ``tokens_per_byte``, rounded up."""
     size = len(text.encode("utf-8"))
-    return (size + 3) // 4
+    return math.ceil(size * tokens_per_byte)
 
 
 def answer_reserve(context_size: int, max_tokens: int | None) -> int:
@@ -55,19 +58,24 @@ def build_context(
     *,
     context_size: int,
     max_tokens: int | None = None,
+    tokens_per_byte: float = DEFAULT_TOKENS_PER_BYTE,
 ) -> Context:
     """The messages to send: system prompt, then as much recent history as fits."""
+
+    def estimate(text: str) -> int:
+        return estimate_tokens(text, tokens_per_byte)
+
     usable = [m for m in history if not (m.status == MessageStatus.ERROR and not m.content)]
     fixed = 0
     if system_prompt:
-        fixed += estimate_tokens(system_prompt) + MESSAGE_OVERHEAD
+        fixed += estimate(system_prompt) + MESSAGE_OVERHEAD
     if memory:
-        fixed += estimate_tokens(memory) + MESSAGE_OVERHEAD
+        fixed += estimate(memory) + MESSAGE_OVERHEAD
     budget = context_size - answer_reserve(context_size, max_tokens) - fixed
     chosen: list[Message] = []
     used = 0
     for message in reversed(usable):
-        cost = estimate_tokens(message.content) + MESSAGE_OVERHEAD
+        cost = estimate(message.content) + MESSAGE_OVERHEAD
         if used + cost > budget:
             break
         chosen.append(message)
@@ -75,7 +83,7 @@ def build_context(
     if usable and not chosen:
         newest = usable[-1]
         raise ContextOverflowError(
-            f"the message is about {estimate_tokens(newest.content)} tokens, more than fits the "
+            f"the message is about {estimate(newest.content)} tokens, more than fits the "
             f"model's context of {context_size} tokens with room for an answer; shorten it or "
             "choose a model with a larger context"
         )

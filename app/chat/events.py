@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 class TurnStarted:
     """The user's message is saved and the request is on its way.
 
+    Sent again (same ``assistant_message_id``) if the server refused the context as too
+    long and the turn is retried with fewer messages.
+
     ``dropped`` older messages did not fit the model's context and were not sent.
     """
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from app.chat.context import build_context
+from app.chat.context import DEFAULT_TOKENS_PER_BYTE, Context, build_context
 from app.chat.events import (
     ChangeBus,
     TurnDelta,
@@ -42,6 +42,7 @@ from app.store.models import DEFAULT_TITLE, Chat, Message, MessageStatus, Tier, 
 from providers import (
     ChatMessage,
     ChatRequest,
+    ContextTooLongError,
     FinishEvent,
     Provider,
     ProviderError,
@@ -61,6 +62,8 @@ TITLE_WORDS = 6
 TITLE_CHARS = 60
 # Messages read from the thread to fill the context: more than any context window holds.
 HISTORY_WINDOW = 2000
+# Times a turn is retried with a smaller context when the server says it is too long.
+CONTEXT_RETRIES = 2
 
 
 class ChatService:
@@ -84,6 +87,8 @@ class ChatService:
         self._checkpoint_seconds = checkpoint_seconds
         self._clock = clock
         self._title_tasks: set[asyncio.Task[None]] = set()
+        # Learned per provider from reported prompt token counts (see _learn_ratio).
+        self._tokens_per_byte: dict[str, float] = {}
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -295,25 +300,22 @@ class ChatService:
         """
         page = await self.runner.db(store.thread, chat.id, limit=HISTORY_WINDOW, before=None)
         history = _history_up_to(page.messages, question.id)
+        older = 0
+        if page.has_older:
+            older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
+        ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
         context = build_context(
-            chat.system_prompt,
-            chat.memory,
-            history,
-            context_size=entry.context_size,
-            max_tokens=max_tokens,
-        )
+            chat.system_prompt, chat.memory, history, context_size=entry.context_size,
+            max_tokens=max_tokens, tokens_per_byte=ratio,
+        )  # fmt: skip
         spec = self._spec(entry, chat.model)
         answer = await self.runner.db(
             store.add_message, chat.id, "assistant", "", parent_id=question.id,
             status=MessageStatus.PARTIAL, provider=entry.provider_name, model=spec.model,
         )  # fmt: skip
         self.changes.emit(chat.id, "messages")
-        dropped = context.dropped
-        if page.has_older:
-            dropped += await self.runner.db(store.thread_length, page.messages[0].id) - 1
-        yield TurnStarted(chat.id, user, answer.id, dropped, context.estimated_tokens)
-        request = ChatRequest(
-            messages=context.messages, memory=context.memory, max_tokens=max_tokens
+        yield TurnStarted(
+            chat.id, user, answer.id, context.dropped + older, context.estimated_tokens
         )
         text: list[str] = []
         reasoning: list[str] = []
@@ -324,28 +326,53 @@ class ChatService:
         error: ProviderError | None = None
         try:
             async with self._provider_factory(spec) as provider:
-                stream = provider.stream_chat(request)
-                async with contextlib.aclosing(stream):
-                    async for event in stream:
-                        if isinstance(event, TextDelta):
-                            if not text:
-                                fields["first_token_at"] = self._clock()
-                            text.append(event.text)
-                            yield TurnDelta(event.text)
-                        elif isinstance(event, ReasoningDelta):
-                            reasoning.append(event.text)
-                            yield TurnReasoning(event.text)
-                        elif isinstance(event, UsageEvent):
-                            fields["prompt_tokens"] = event.usage.prompt_tokens
-                            fields["completion_tokens"] = event.usage.completion_tokens
-                        elif isinstance(event, FinishEvent):
-                            status = MessageStatus.COMPLETE
-                        if time.monotonic() - last_checkpoint >= self._checkpoint_seconds:
-                            last_checkpoint = time.monotonic()
-                            await self.runner.db(
-                                store.update_message, answer.id,
-                                content="".join(text), reasoning="".join(reasoning),
-                            )  # fmt: skip
+                for attempt in range(CONTEXT_RETRIES + 1):
+                    request = ChatRequest(
+                        messages=context.messages, memory=context.memory, max_tokens=max_tokens
+                    )
+                    stream = provider.stream_chat(request)
+                    try:
+                        async with contextlib.aclosing(stream):
+                            async for event in stream:
+                                if isinstance(event, TextDelta):
+                                    if not text:
+                                        fields["first_token_at"] = self._clock()
+                                    text.append(event.text)
+                                    yield TurnDelta(event.text)
+                                elif isinstance(event, ReasoningDelta):
+                                    reasoning.append(event.text)
+                                    yield TurnReasoning(event.text)
+                                elif isinstance(event, UsageEvent):
+                                    fields["prompt_tokens"] = event.usage.prompt_tokens
+                                    fields["completion_tokens"] = event.usage.completion_tokens
+                                    self._learn_ratio(entry, context, event.usage.prompt_tokens)
+                                elif isinstance(event, FinishEvent):
+                                    status = MessageStatus.COMPLETE
+                                if time.monotonic() - last_checkpoint >= self._checkpoint_seconds:
+                                    last_checkpoint = time.monotonic()
+                                    await self.runner.db(
+                                        store.update_message, answer.id,
+                                        content="".join(text), reasoning="".join(reasoning),
+                                    )  # fmt: skip
+                    except ContextTooLongError:
+                        if text or reasoning or attempt == CONTEXT_RETRIES:
+                            raise
+                        # The server counts more tokens than we estimated: halve what we
+                        # think fits, remember it for this provider, and try once more.
+                        ratio *= 2
+                        self._tokens_per_byte[entry.provider_name] = ratio
+                        context = build_context(
+                            chat.system_prompt, chat.memory, history,
+                            context_size=entry.context_size, max_tokens=max_tokens,
+                            tokens_per_byte=ratio,
+                        )  # fmt: skip
+                        log.info("context refused as too long; retrying with a smaller one")
+                        yield TurnStarted(
+                            chat.id, user, answer.id, context.dropped + older,
+                            context.estimated_tokens,
+                        )  # fmt: skip
+                        continue
+                    break
             if status != MessageStatus.COMPLETE:
                 status = MessageStatus.ERROR
                 error = ProviderError(
@@ -368,6 +395,18 @@ class ChatService:
         yield TurnFinished(saved, str(error) if error else None, kind)
         if status == MessageStatus.COMPLETE and chat.title_source == TitleSource.DEFAULT:
             self._schedule_title(store, chat.id)
+
+    def _learn_ratio(self, entry: LLMEntry, context: Context, prompt_tokens: int | None) -> None:
+        """Refine the tokens-per-byte estimate of a provider from the count it reported."""
+        if not prompt_tokens:
+            return
+        size = sum(len(m.content.encode("utf-8")) for m in context.messages)
+        size += len(context.memory.encode("utf-8"))
+        if size < 200:  # too little text to say anything about the tokenizer
+            return
+        observed = prompt_tokens / size * 1.1  # keep a margin for framing tokens
+        current = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
+        self._tokens_per_byte[entry.provider_name] = max(observed, current * 0.5, 0.05)
 
     async def _finish(
         self,

@@ -16,6 +16,7 @@ Errors (see ``app/errors.py`` for the rest of the tree)::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -43,6 +44,8 @@ __all__ = [
     "import_chats",
     "import_file",
 ]
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "hushchat-export"
 EXPORT_VERSION = 1
@@ -172,7 +175,9 @@ def _chat_markdown(chat: Chat, thread: list[Message]) -> str:
         heading = _ROLE_HEADINGS.get(message.role, message.role.capitalize())
         if message.role == "assistant" and message.model:
             heading += f" ({message.model})"
-        lines += ["", f"## {heading}", "", message.content]
+        lines += ["", f"## {heading}"]
+        if message.content:
+            lines += ["", message.content]
         note = _STATUS_NOTES.get(message.status)
         if message.status == MessageStatus.ERROR:
             note = f"_The answer failed: {message.error}_" if message.error else "_Failed._"
@@ -235,17 +240,19 @@ def import_chats(
     """
     if fmt is not None and fmt not in IMPORT_FORMATS:
         raise UsageError(f"unknown import format '{fmt}'; use {', '.join(IMPORT_FORMATS)}")
+    store = library.store(tier)
     _check_size(len(data), source)
     parsed = _parse_json(data, source)
     fmt = fmt or _detect(parsed, source)
-    store = library.store(tier)
     if fmt == "hushchat":
         records = _from_hushchat(parsed, source)
     elif fmt == "chatgpt":
         records = _from_chatgpt(parsed, source)
     else:
         records = _from_openwebui(parsed, source)
-    return _write(library, store, records)
+    chat_ids = _write(library, store, records)
+    log.info("imported %d chats (%s format) into %s", len(chat_ids), fmt, tier.value)
+    return chat_ids
 
 
 def _check_size(size: int, source: str) -> None:
@@ -480,13 +487,14 @@ def _validate(adapter: TypeAdapter[Any], data: Any, root: str, fmt: str, source:
         found = ""
         if first["type"] != "missing" and isinstance(first["input"], str | int | float | bool):
             found = f" (found {json.dumps(first['input'])[:60]})"
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        extra = len(problems) - 1
+        more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
         raise _format_error(source, fmt, where, f"{first['msg'].lower()}{found}{more}") from None
 
 
 def _format_error(source: str, fmt: str, where: str, problem: str) -> ImportFormatError:
     return ImportFormatError(
-        f"{source}: {where}: {problem}. This is not {_FORMAT_NAMES[fmt]} Hushchat can read: "
+        f"{source}: {where}: {problem}. Hushchat cannot read this as {_FORMAT_NAMES[fmt]}; "
         f"{_ADVICE[fmt]}. Nothing was imported"
     )
 
@@ -640,17 +648,19 @@ def _check_tree(messages: list[_MessageRecord], leaf: str | None, where: str, so
         raise _format_error(
             source, "hushchat", f"{where}.active_leaf_id", f"{leaf!r} is not a message of this chat"
         )
+    rooted: set[str] = set()  # messages whose ancestors end at a first message
     for index, message in enumerate(messages):
-        seen: set[str] = set()
+        path: set[str] = set()
         current: str | None = message.id
-        while current is not None:
-            if current in seen:
+        while current is not None and current not in rooted:
+            if current in path:
                 raise _format_error(
                     source, "hushchat", f"{where}.messages[{index}].parent_id",
                     "the replies form a loop (a message is its own ancestor)",
                 )  # fmt: skip
-            seen.add(current)
+            path.add(current)
             current = parents[current]
+        rooted |= path
 
 
 # --- import: ChatGPT ---------------------------------------------------------------------------
@@ -699,7 +709,7 @@ _SILENT_PARTS = {"audio_asset_pointer", "real_time_user_audio_video_asset_pointe
 def _from_chatgpt(data: Any, source: str) -> list[_ChatRecord]:
     if isinstance(data, dict) and "mapping" in data:  # one conversation on its own
         return [_gpt_chat(_validate(_GPT_ONE, data, "", "chatgpt", source), "", source)]
-    _require_type(data, list, "conversations", "chatgpt", source, "a list of conversations")
+    _require_type(data, list, "", "chatgpt", source, "a list of conversations")
     conversations: list[_GptConversation] = _validate(
         _GPT_LIST, data, "conversations", "chatgpt", source
     )
@@ -886,7 +896,7 @@ _SUMMARY = re.compile(r"<summary>.*?</summary>", re.DOTALL)
 def _from_openwebui(data: Any, source: str) -> list[_ChatRecord]:
     if isinstance(data, dict) and "chat" in data:  # one chat on its own
         return [_ow_chat(_validate(_OW_ONE, data, "", "openwebui", source), "", source)]
-    _require_type(data, list, "chats", "openwebui", source, "a list of chats")
+    _require_type(data, list, "", "openwebui", source, "a list of chats")
     chats: list[_OwChat] = _validate(_OW_LIST, data, "chats", "openwebui", source)
     return [_ow_chat(chat, f"chats[{index}]", source) for index, chat in enumerate(chats)]
 

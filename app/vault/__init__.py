@@ -47,6 +47,7 @@ def __getattr__(name: str) -> Any:
         return getattr(security_key, name)
     raise AttributeError(f"module 'app.vault' has no attribute {name!r}")
 
+
 __all__ = [
     "DEFAULT_PARAMS",
     "FLOOR_PARAMS",

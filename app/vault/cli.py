@@ -23,7 +23,6 @@ from app.errors import HushchatError, UsageError
 from app.vault.kdf import KdfParams
 from app.vault.profile import resolve_profile_dir
 from app.vault.recovery_code import RecoveryCode
-from app.vault.security_key import SecurityKey
 from app.vault.strength import assess_passphrase
 from app.vault.vault import Vault
 
@@ -106,10 +105,10 @@ def _unlocked(args: argparse.Namespace) -> Iterator[Vault]:
         if method == "passphrase":
             vault.unlock_with_passphrase(secrets_in.current())
         elif method == "recovery-code":
-            vault.unlock_with_recovery_code(
-                secrets_in.current("recovery code", RECOVERY_CODE_ENV)
-            )
+            vault.unlock_with_recovery_code(secrets_in.current("recovery code", RECOVERY_CODE_ENV))
         elif method == "security-key":
+            from app.vault.security_key import SecurityKey  # fido2 loads only when needed
+
             vault.unlock_with_security_key(SecurityKey.discover(_TerminalPrompts()))
         elif method == "keychain":
             vault.unlock_with_keychain()
@@ -135,6 +134,7 @@ def _kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     kdf = _kdf_from_args(args)
+    Vault.check_can_create(_profile(args))  # before asking for a passphrase
     passphrase = _SecretSource(args).new_passphrase(env=PASSPHRASE_ENV)
     if kdf is None:
         print("Calibrating the key derivation for this machine…", file=sys.stderr)
@@ -186,6 +186,8 @@ def _cmd_slots(args: argparse.Namespace) -> int:
 
 
 def _cmd_add_key(args: argparse.Namespace) -> int:
+    from app.vault.security_key import SecurityKey
+
     with _unlocked(args) as vault:
         key = SecurityKey.discover(_TerminalPrompts())
         info = vault.add_security_key(key, label=args.label)
@@ -330,7 +332,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
 
 
 # --- for other commands that need the vault unlocked (chat, chats) --------------------------

@@ -124,9 +124,7 @@ def create_database(
         connection.execute("PRAGMA cipher_memory_security = ON")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(_META_TABLE)
-        connection.execute(
-            "INSERT INTO vault_meta (name, value) VALUES ('tier', ?)", (path.stem,)
-        )
+        connection.execute("INSERT INTO vault_meta (name, value) VALUES ('tier', ?)", (path.stem,))
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         connection.close()
@@ -199,8 +197,7 @@ def _table_counts(connection: Any) -> dict[str, int]:
     names = [
         row[0]
         for row in connection.execute(
-            "SELECT name FROM main.sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%'"
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
     return {

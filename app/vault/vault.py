@@ -190,16 +190,7 @@ class Vault:
         profile_lock = ProfileLock(profile_dir)
         profile_lock.acquire()
         try:
-            existing = [
-                name
-                for name in (SLOT_FILE_NAME, "standard.db", "private.db")
-                if (profile_dir / name).exists()
-            ]
-            if existing:
-                raise VaultExistsError(
-                    f"{profile_dir} already holds {', '.join(existing)}; refusing to overwrite. "
-                    "Use another --profile, or move those files away first."
-                )
+            cls.check_can_create(profile_dir)
             params = kdf or calibrate()
             vault_key = secrets.token_bytes(_KEY_BYTES)
             vault_id = secrets.token_bytes(16)
@@ -242,6 +233,20 @@ class Vault:
         vault._accept_vault_key(vault_key)
         logger.info("vault created with Argon2id %s", params.describe())
         return vault, code
+
+    @staticmethod
+    def check_can_create(profile_dir: Path) -> None:
+        """Raise :class:`VaultExistsError` if creating a vault there would overwrite files."""
+        existing = [
+            name
+            for name in (SLOT_FILE_NAME, "standard.db", "private.db")
+            if (Path(profile_dir) / name).exists()
+        ]
+        if existing:
+            raise VaultExistsError(
+                f"{profile_dir} already holds {', '.join(existing)}; refusing to overwrite. "
+                "Use another --profile, or move those files away first."
+            )
 
     @classmethod
     def open(
@@ -781,4 +786,3 @@ def _recovery_slot(code: RecoveryCode, vault_key: bytes, vault_id: bytes) -> Slo
 def iter_profile_files(profile_dir: Path) -> Iterator[Path]:
     """Yield every regular file in the profile (for checks and tests)."""
     yield from sorted(p for p in Path(profile_dir).rglob("*") if p.is_file())
-

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from sync_server import records
 from sync_server.deps import CurrentPrincipal, StateDep
-from sync_server.protocol import ChangesResponse, PushRequest, PushResponse
+from sync_server.protocol import MAX_SAFE_INTEGER, ChangesResponse, PushRequest, PushResponse
 
 router = APIRouter(tags=["sync"])
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["sync"])
 async def get_changes(
     principal: CurrentPrincipal,
     state: StateDep,
-    cursor: Annotated[int, Query(ge=0, le=2**62, description="Last seq seen; 0 at start.")] = 0,
+    cursor: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Last seq seen; 0 at start.")] = 0,
     limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
 ) -> ChangesResponse:
     """Records changed after ``cursor``, oldest first; ``has_more`` when another page waits."""

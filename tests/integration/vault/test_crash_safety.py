@@ -51,7 +51,15 @@ def seeded(template_vault: TemplateVault, tmp_path_factory: pytest.TempPathFacto
 
 def _start(mode: str, profile: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.vault.crash_worker", mode, str(profile), OLD, NEW],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.vault.crash_worker",
+            mode,
+            str(profile),
+            OLD,
+            NEW,
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -82,7 +90,9 @@ def _duration(mode: str, seeded: Path, tmp_path: Path) -> float:
     return elapsed
 
 
-def _kill_at_random(mode: str, seeded: Path, profile: Path, window: float, rng: random.Random) -> None:
+def _kill_at_random(
+    mode: str, seeded: Path, profile: Path, window: float, rng: random.Random
+) -> None:
     shutil.copytree(seeded, profile)
     process = _start(mode, profile)
     time.sleep(rng.uniform(0, window))

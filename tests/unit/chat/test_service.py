@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from app.chat.context import DEFAULT_TOKENS_PER_BYTE
 from app.chat.events import ChatChanged, TurnDelta, TurnEvent, TurnFinished, TurnStarted
 from app.chat.service import ChatService, clean_title, heuristic_title
 from app.config import LoadedConfig, parse_config
@@ -19,6 +20,7 @@ from app.store.models import DEFAULT_TITLE, MessageStatus, Tier, TitleSource
 from providers import (
     ChatRequest,
     ConnectionFailedError,
+    ContextTooLongError,
     FinishEvent,
     ModelInfo,
     ProviderSpec,
@@ -71,7 +73,7 @@ def answer(*pieces: str) -> Script:
     async def script(_request: ChatRequest) -> AsyncIterator[Any]:
         for piece in pieces:
             yield TextDelta(piece)
-        yield UsageEvent(Usage(10, len(pieces)))
+        yield UsageEvent(Usage(None, len(pieces)))
         yield FinishEvent("stop")
 
     return script
@@ -338,3 +340,46 @@ def test_title_helpers() -> None:
     assert clean_title("one two three four five six seven eight") == "one two three four five six"
     assert heuristic_title("   ") == DEFAULT_TITLE
     assert heuristic_title("x" * 200).endswith("…")
+
+
+async def test_context_refused_as_too_long_is_retried_smaller(h: Harness) -> None:
+    sizes: list[int] = []
+
+    async def strict(request: ChatRequest) -> AsyncIterator[Any]:
+        sizes.append(len(request.messages))
+        if len(request.messages) > 4:
+            raise ContextTooLongError("too long", provider="local", status=400)
+        yield TextDelta("ok")
+        yield FinishEvent("stop")
+
+    chat = await h.service.create_chat(provider="tiny")
+    store = h.library.store(Tier.STANDARD)
+    parent = None
+    for i in range(6):
+        parent = store.add_message(chat.id, "user", f"q{i} " + "w " * 20, parent_id=parent).id
+    h.script = strict
+    events = await h.run(h.service.send(chat.id, "now"))
+    starts = [e for e in events if isinstance(e, TurnStarted)]
+    assert len(starts) >= 2 and starts[-1].dropped > starts[0].dropped
+    assert sizes[0] > 4 >= sizes[-1]
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished) and finished.message.content == "ok"
+    # The smaller estimate is remembered for the next turn of this provider.
+    sizes.clear()
+    await h.run(h.service.send(chat.id, "again"))
+    assert sizes[-1] <= 4 and len(sizes) <= 2
+    assert h.service._tokens_per_byte["tiny"] > DEFAULT_TOKENS_PER_BYTE
+
+
+async def test_context_too_long_after_text_is_not_retried(h: Harness) -> None:
+    async def late(_request: ChatRequest) -> AsyncIterator[Any]:
+        yield TextDelta("some")
+        raise ContextTooLongError("too long", provider="local", status=400)
+
+    h.script = late
+    chat = await h.service.create_chat()
+    events = await h.run(h.service.send(chat.id, "hi"))
+    assert sum(isinstance(e, TurnStarted) for e in events) == 1
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished) and finished.error_kind == "ContextTooLongError"
+    assert finished.message.content == "some"

@@ -52,8 +52,8 @@ def test_params_below_floor_are_refused(memory_kib: int, iterations: int, parall
 
 
 def test_floor_and_default_values() -> None:
-    assert FLOOR_PARAMS == KdfParams(64 * 1024, 3, 4)
-    assert DEFAULT_PARAMS == KdfParams(256 * 1024, 3, 4)
+    assert KdfParams(64 * 1024, 3, 4) == FLOOR_PARAMS
+    assert KdfParams(256 * 1024, 3, 4) == DEFAULT_PARAMS
     assert FLOOR_PARAMS.describe() == "64 MiB / t=3 / p=4"
 
 

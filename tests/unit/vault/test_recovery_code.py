@@ -73,7 +73,9 @@ def test_missing_group_is_reported(drop: int) -> None:
         RecoveryCode.parse("-".join(groups))
 
 
-@pytest.mark.parametrize("text", ["", "abc", "１２３４５６" * 16, "000000-" * 15 + "00000x"])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "\uff11\uff12\uff13\uff14\uff15\uff16" * 16, "000000-" * 15 + "00000x"]
+)
 def test_garbage_is_refused(text: str) -> None:
     with pytest.raises(RecoveryCodeTypoError):
         RecoveryCode.parse(text)

@@ -115,7 +115,9 @@ TAMPERS: dict[str, Any] = {
     "params.iterations": lambda s: dataclasses.replace(s, params={**s.params, "iterations": 4}),
     "params.parallelism": lambda s: dataclasses.replace(s, params={**s.params, "parallelism": 8}),
     "params.extra": lambda s: dataclasses.replace(s, params={**s.params, "x": 1}),
-    "nonce": lambda s: dataclasses.replace(s, wrapped=WrappedKey(_flip(s.wrapped.nonce), s.wrapped.ciphertext)),
+    "nonce": lambda s: dataclasses.replace(
+        s, wrapped=WrappedKey(_flip(s.wrapped.nonce), s.wrapped.ciphertext)
+    ),
     "ciphertext[0]": lambda s: dataclasses.replace(
         s, wrapped=WrappedKey(s.wrapped.nonce, _flip(s.wrapped.ciphertext))
     ),

@@ -42,14 +42,14 @@ class FakeSecurity:
         self.prompts: list[str] = []
         self.biometry_available = True
 
-    def SecAccessControlCreateWithFlags(  # noqa: N802 - the macOS name
+    def SecAccessControlCreateWithFlags(
         self, allocator: Any, protection: str, flags: int, error: Any
     ) -> tuple[Any, Any]:
         assert protection == self.kSecAttrAccessibleWhenPasscodeSetThisDeviceOnly
         assert flags == self.kSecAccessControlBiometryCurrentSet
         return ("acl", None) if self.biometry_available else (None, "no biometry")
 
-    def SecItemAdd(self, attributes: dict[str, Any], result: Any) -> tuple[int, Any]:  # noqa: N802
+    def SecItemAdd(self, attributes: dict[str, Any], result: Any) -> tuple[int, Any]:
         assert attributes[self.kSecAttrAccessControl] == "acl"
         assert attributes[self.kSecUseDataProtectionKeychain] is True
         if self.add_status:
@@ -58,7 +58,7 @@ class FakeSecurity:
         self.items[key] = attributes
         return 0, None
 
-    def SecItemCopyMatching(self, query: dict[str, Any], result: Any) -> tuple[int, Any]:  # noqa: N802
+    def SecItemCopyMatching(self, query: dict[str, Any], result: Any) -> tuple[int, Any]:
         self.prompts.append(query[self.kSecUseOperationPrompt])
         if self.read_status:
             return self.read_status, None
@@ -67,7 +67,7 @@ class FakeSecurity:
             return ERR_SEC_ITEM_NOT_FOUND, None
         return 0, item[self.kSecValueData]
 
-    def SecItemDelete(self, query: dict[str, Any]) -> int:  # noqa: N802
+    def SecItemDelete(self, query: dict[str, Any]) -> int:
         key = (query[self.kSecAttrService], query[self.kSecAttrAccount])
         return 0 if self.items.pop(key, None) is not None else ERR_SEC_ITEM_NOT_FOUND
 

@@ -313,7 +313,9 @@ def test_flipped_database_byte_is_detected_and_nothing_overwritten(
     assert snapshot(profile) == before
 
 
-def test_flipped_first_page_byte_fails_connect(profile: Path, template_vault: TemplateVault) -> None:
+def test_flipped_first_page_byte_fails_connect(
+    profile: Path, template_vault: TemplateVault
+) -> None:
     path = profile / "private.db"
     data = bytearray(path.read_bytes())
     data[100] ^= 0x01

@@ -1,0 +1,509 @@
+"""First run: create the vault, keep the recovery code, add a first provider.
+
+Three pages in a stack:
+
+1. a passphrase (typed twice) with a strength meter (zxcvbn, off the UI thread);
+2. the recovery code with Copy, Save as file… and an "I have stored it" check that
+   gates Continue, plus optional security-key enrolment;
+3. a first LLM provider: local servers found on their default ports are offered,
+   or one is entered by hand; "Test connection" shows the models or the error.
+
+``completed`` is emitted when the user is done; the vault is then unlocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QGuiApplication
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.config import LoadedConfig
+from app.executor import BlockingRunner
+from app.ui import tasks
+from app.ui.key_prompts import QtKeyPrompts
+from app.ui.provider_form import ProviderFormWidget
+from app.ui.provider_setup import (
+    DEFAULT_LOCAL_SERVERS,
+    DetectedServer,
+    LocalServer,
+    detect_local_servers,
+    save_provider,
+)
+from app.ui.session import Session
+from app.vault.atomic_file import write_atomically
+from app.vault.recovery_code import RecoveryCode
+from app.vault.strength import PassphraseStrength, assess_passphrase
+
+__all__ = ["FirstRunWidget", "PassphraseFieldsWidget", "RecoveryCodeWidget", "centered_page"]
+
+_STRENGTH_WORDS = ("Very weak", "Weak", "Fair", "Strong", "Very strong")
+
+
+def centered_page(content: QWidget, max_width: int = 560) -> QWidget:
+    """``content`` centred in a page, at most ``max_width`` wide: calm, readable lines."""
+    page = QWidget()
+    outer = QHBoxLayout(page)
+    outer.addStretch(1)
+    column = QVBoxLayout()
+    column.addStretch(1)
+    column.addWidget(content)
+    column.addStretch(2)
+    content.setMaximumWidth(max_width)
+    outer.addLayout(column, 100)
+    outer.addStretch(1)
+    return page
+
+
+def _label(text: str, role: str | None = None) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    if role:
+        label.setProperty("role", role)
+    return label
+
+
+def set_role(label: QLabel, role: str) -> None:
+    """Switch a label's style role (error/hint) and repolish it."""
+    label.setProperty("role", role)
+    label.style().unpolish(label)
+    label.style().polish(label)
+
+
+class PassphraseFieldsWidget(QWidget):
+    """A new passphrase typed twice, with a strength meter and advice."""
+
+    changed = Signal()
+
+    def __init__(self, runner: BlockingRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self.strength: PassphraseStrength | None = None
+        self.passphrase_edit = QLineEdit()
+        self.passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase_edit.setAccessibleName("New passphrase")
+        self.confirm_edit = QLineEdit()
+        self.confirm_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.confirm_edit.setAccessibleName("Repeat the passphrase")
+        self.meter = QProgressBar()
+        self.meter.setRange(0, 4)
+        self.meter.setValue(0)
+        self.meter.setTextVisible(False)
+        self.meter.setMaximumHeight(8)
+        self.meter.setAccessibleName("Passphrase strength")
+        self.verdict = _label("", "hint")
+        self.verdict.setAccessibleName("Passphrase strength advice")
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(200)
+        self._debounce.timeout.connect(self._assess)
+        self.passphrase_edit.textChanged.connect(self._typed)
+        self.confirm_edit.textChanged.connect(lambda _text: self.changed.emit())
+
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("&Passphrase:", self.passphrase_edit)
+        form.addRow("", self.meter)
+        form.addRow("", self.verdict)
+        form.addRow("&Repeat:", self.confirm_edit)
+
+    def passphrase(self) -> str:
+        """The typed passphrase."""
+        return self.passphrase_edit.text()
+
+    def problem(self) -> str | None:
+        """Why the passphrase cannot be used yet, or None."""
+        if not self.passphrase():
+            return "Choose a passphrase."
+        if self.passphrase() != self.confirm_edit.text():
+            return "The two passphrases differ."
+        return None
+
+    def clear(self) -> None:
+        """Forget the typed text."""
+        self.passphrase_edit.clear()
+        self.confirm_edit.clear()
+
+    def _typed(self, _text: str) -> None:
+        self.strength = None
+        self._debounce.start()
+        self.changed.emit()
+
+    def _assess(self) -> None:
+        text = self.passphrase()
+        if not text:
+            self.meter.setValue(0)
+            self.verdict.setText("")
+            return
+        tasks.start(self._runner.blocking(assess_passphrase, text), on_done=self._assessed)
+
+    def _assessed(self, strength: PassphraseStrength) -> None:
+        self.strength = strength
+        self.meter.setValue(strength.score)
+        advice = f"{_STRENGTH_WORDS[strength.score]} — guessed in {strength.crack_time}."
+        if strength.is_weak:
+            extra = " ".join([strength.warning, *strength.suggestions]).strip()
+            advice += f" {extra}" if extra else ""
+        self.verdict.setText(advice)
+        set_role(self.verdict, "error" if strength.is_weak else "hint")
+        self.changed.emit()
+
+
+class RecoveryCodeWidget(QWidget):
+    """The recovery code with Copy, Save as file… and an "I have stored it" check."""
+
+    confirmed = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._code: RecoveryCode | None = None
+        self.code_view = QPlainTextEdit()
+        self.code_view.setReadOnly(True)
+        self.code_view.setProperty("role", "code")
+        self.code_view.setAccessibleName("Recovery code")
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSizeF(mono.pointSizeF() + 2)
+        self.code_view.setFont(mono)
+        self.code_view.setFixedHeight(self.code_view.fontMetrics().lineSpacing() * 5 + 16)
+        self.copy_button = QPushButton("&Copy")
+        self.copy_button.setAccessibleName("Copy the recovery code")
+        self.copy_button.clicked.connect(self.copy)
+        self.save_button = QPushButton("&Save as file…")
+        self.save_button.setAccessibleName("Save the recovery code as a file")
+        self.save_button.clicked.connect(self._choose_file)
+        self.stored_check = QCheckBox("I have stored my recovery code somewhere safe")
+        self.stored_check.setAccessibleName("I have stored my recovery code")
+        self.stored_check.toggled.connect(self.confirmed.emit)
+        self.status = _label("", "hint")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.save_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.code_view)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.stored_check)
+
+    def set_code(self, code: RecoveryCode | None) -> None:
+        """Show ``code`` (None clears it); the confirmation starts unchecked."""
+        self._code = code
+        self.code_view.setPlainText(code.formatted() if code is not None else "")
+        self.stored_check.setChecked(False)
+        self.status.clear()
+
+    def copy(self) -> None:
+        """Put the code on the clipboard."""
+        if self._code is not None:
+            QGuiApplication.clipboard().setText(self._code.formatted())
+            self.status.setText("Copied. Paste it into your password manager, then clear it.")
+
+    def save_to(self, path: Path) -> None:
+        """Write the code to ``path`` (owner-only permissions)."""
+        if self._code is None:
+            return
+        text = (
+            "Hushchat recovery code\n\n"
+            f"{self._code.formatted()}\n\n"
+            "It unlocks your vault if you forget the passphrase. Keep it offline and private.\n"
+        )
+        write_atomically(path, text.encode("utf-8"))
+        self.status.setText(f"Saved to {path}.")
+
+    def _choose_file(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Save recovery code", "hushchat-recovery-code.txt", "Text files (*.txt)"
+        )
+        if name:
+            try:
+                self.save_to(Path(name))
+            except OSError as error:
+                QMessageBox.warning(self, "Not saved", f"Could not save the file: {error}")
+
+
+class FirstRunWidget(QStackedWidget):
+    """Create the vault, confirm the recovery code, add a first provider."""
+
+    vault_created = Signal()
+    completed = Signal()
+    config_changed = Signal()
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        # Which servers "detect" asks; tests point it at their own server.
+        self.local_servers: Sequence[LocalServer] = DEFAULT_LOCAL_SERVERS
+        self.detected: list[DetectedServer] = []
+        self._build_create_page()
+        self._build_recovery_page()
+        self._build_provider_page()
+
+    # ----------------------------------------------------------------- page 1
+
+    def _build_create_page(self) -> None:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.addWidget(_label("Welcome to Hushchat", "title"))
+        layout.addWidget(
+            _label(
+                "Your chats are kept encrypted on this computer. Choose a passphrase to "
+                "unlock them: a few unrelated words are strong and easy to remember."
+            )
+        )
+        self.passphrase_fields = PassphraseFieldsWidget(self.session.runner)
+        self.passphrase_fields.changed.connect(self._update_create_button)
+        layout.addSpacing(8)
+        layout.addWidget(self.passphrase_fields)
+        self.create_error = _label("", "error")
+        self.create_error.setAccessibleName("Vault creation error")
+        layout.addWidget(self.create_error)
+        self.create_button = QPushButton("Create &vault")
+        self.create_button.setAccessibleName("Create vault")
+        self.create_button.setDefault(True)
+        self.create_button.setEnabled(False)
+        self.create_button.clicked.connect(self.create_vault)
+        self.passphrase_fields.confirm_edit.returnPressed.connect(self.create_vault)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.create_button)
+        layout.addLayout(row)
+        self.create_page = centered_page(box)
+        self.addWidget(self.create_page)
+
+    def _update_create_button(self) -> None:
+        problem = self.passphrase_fields.problem()
+        self.create_button.setEnabled(problem is None)
+        mismatch = self.passphrase_fields.confirm_edit.text() and problem
+        self.create_error.setText(problem if mismatch else "")
+
+    def create_vault(self) -> None:
+        """Create the vault in the background (Argon2 takes about a second)."""
+        if self.passphrase_fields.problem() is not None or not self.create_button.isEnabled():
+            return
+        self.create_button.setEnabled(False)
+        self.create_button.setText("Creating…")
+        passphrase = self.passphrase_fields.passphrase()
+        tasks.start(
+            self.session.create_vault(passphrase),
+            on_done=self._created,
+            on_error=self._create_failed,
+        )
+
+    def _created(self, code: RecoveryCode) -> None:
+        self.passphrase_fields.clear()
+        self.create_button.setText("Create &vault")
+        self.recovery.set_code(code)
+        self.setCurrentWidget(self.recovery_page)
+        self.vault_created.emit()
+
+    def _create_failed(self, error: BaseException) -> None:
+        self.create_button.setText("Create &vault")
+        self.create_button.setEnabled(True)
+        self.create_error.setText(str(error))
+
+    # ----------------------------------------------------------------- page 2
+
+    def _build_recovery_page(self) -> None:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.addWidget(_label("Your recovery code", "title"))
+        layout.addWidget(
+            _label(
+                "If you forget your passphrase, this code is the only way back into your "
+                "Private chats. Store it offline — on paper or in a password manager. It is "
+                "shown only now."
+            )
+        )
+        self.recovery = RecoveryCodeWidget()
+        layout.addWidget(self.recovery)
+        self.security_key_button = QPushButton("Add a security &key…")
+        self.security_key_button.setAccessibleName("Add a security key")
+        self.security_key_button.setToolTip(
+            "Unlock with a FIDO2 key such as a YubiKey (needs hmac-secret)."
+        )
+        self.security_key_button.clicked.connect(self.enrol_security_key)
+        self.security_key_status = _label("", "hint")
+        self.continue_button = QPushButton("C&ontinue")
+        self.continue_button.setAccessibleName("Continue")
+        self.continue_button.setEnabled(False)
+        self.continue_button.clicked.connect(self.show_provider_page)
+        self.recovery.confirmed.connect(self.continue_button.setEnabled)
+        row = QHBoxLayout()
+        row.addWidget(self.security_key_button)
+        row.addStretch(1)
+        row.addWidget(self.continue_button)
+        layout.addWidget(self.security_key_status)
+        layout.addLayout(row)
+        self.recovery_page = centered_page(box)
+        self.addWidget(self.recovery_page)
+
+    def enrol_security_key(self) -> None:
+        """Find a security key and add it as another way to unlock."""
+        prompts = QtKeyPrompts(self)
+        prompts.touch_requested.connect(
+            lambda: self.security_key_status.setText("Touch your security key now…")
+        )
+        self.security_key_button.setEnabled(False)
+        self.security_key_status.setText("Looking for a security key…")
+
+        async def enrol() -> str:
+            key = await self.session.find_security_key(prompts)
+            slot = await self.session.add_security_key(key, "Security key")
+            return slot.label
+
+        tasks.start(enrol(), on_done=self._enrolled, on_error=self._enrol_failed)
+
+    def _enrolled(self, label: str) -> None:
+        self.security_key_button.setEnabled(True)
+        set_role(self.security_key_status, "hint")
+        self.security_key_status.setText(f"Added “{label}”: it can unlock this vault.")
+
+    def _enrol_failed(self, error: BaseException) -> None:
+        self.security_key_button.setEnabled(True)
+        set_role(self.security_key_status, "error")
+        self.security_key_status.setText(str(error))
+
+    # ----------------------------------------------------------------- page 3
+
+    def _build_provider_page(self) -> None:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.addWidget(_label("Connect a model", "title"))
+        layout.addWidget(
+            _label(
+                "Hushchat talks straight to the LLM servers you choose. Local servers found "
+                "on this computer are listed below; pick one, or enter a server by hand."
+            )
+        )
+        self.detect_status = _label("", "hint")
+        self.detect_status.setAccessibleName("Local server detection")
+        self.detected_list = QListWidget()
+        self.detected_list.setAccessibleName("Local servers found")
+        self.detected_list.setMaximumHeight(110)
+        self.detected_list.currentRowChanged.connect(self._pick_detected)
+        self.detect_button = QPushButton("&Look again")
+        self.detect_button.setAccessibleName("Look for local servers again")
+        self.detect_button.clicked.connect(self.detect)
+        detect_row = QHBoxLayout()
+        detect_row.addWidget(self.detect_status, 1)
+        detect_row.addWidget(self.detect_button)
+        layout.addLayout(detect_row)
+        layout.addWidget(self.detected_list)
+        self.provider_form = ProviderFormWidget()
+        layout.addWidget(self.provider_form)
+        self.provider_error = _label("", "error")
+        layout.addWidget(self.provider_error)
+        self.skip_button = QPushButton("&Skip for now")
+        self.skip_button.setAccessibleName("Skip adding a provider")
+        self.skip_button.clicked.connect(self.completed.emit)
+        self.finish_button = QPushButton("Save and &start")
+        self.finish_button.setAccessibleName("Save the provider and start")
+        self.finish_button.setDefault(True)
+        self.finish_button.clicked.connect(self.save_provider)
+        row = QHBoxLayout()
+        row.addWidget(self.skip_button)
+        row.addStretch(1)
+        row.addWidget(self.finish_button)
+        layout.addLayout(row)
+        self.provider_page = centered_page(box, 620)
+        self.addWidget(self.provider_page)
+
+    def show_provider_page(self) -> None:
+        """Go to the provider page and look for local servers."""
+        self.recovery.set_code(None)  # the code leaves the screen once stored
+        self.setCurrentWidget(self.provider_page)
+        if self.session.config.config.llms:
+            self.provider_form.set_entry(self.session.config.config.llms[0])
+        self.detect()
+
+    def detect(self) -> None:
+        """Ask the local servers on their default ports, in the background."""
+        self.detect_button.setEnabled(False)
+        self.detect_status.setText("Looking for Ollama, llama.cpp and LM Studio on this computer…")
+        tasks.start(
+            detect_local_servers(self.local_servers),
+            on_done=self._detected,
+            on_error=self._detect_failed,
+        )
+
+    def _detected(self, found: list[DetectedServer]) -> None:
+        self.detect_button.setEnabled(True)
+        self.detected = found
+        self.detected_list.clear()
+        for server in found:
+            models = ", ".join(server.models[:3]) or "no models yet"
+            item = QListWidgetItem(f"{server.server.label} — {server.server.base_url} — {models}")
+            item.setData(Qt.ItemDataRole.UserRole, server.server.base_url)
+            self.detected_list.addItem(item)
+        if found:
+            self.detect_status.setText(f"Found {len(found)} local server(s).")
+            self.detected_list.setCurrentRow(0)
+        else:
+            self.detect_status.setText("No local server answered. Enter one by hand below.")
+
+    def _detect_failed(self, error: BaseException) -> None:
+        self.detect_button.setEnabled(True)
+        self.detect_status.setText(f"Detection failed: {error}")
+
+    def _pick_detected(self, row: int) -> None:
+        if not 0 <= row < len(self.detected):
+            return
+        found = self.detected[row]
+        self.provider_form.set_entry(
+            {
+                "provider_name": found.server.provider_name,
+                "type": found.server.type,
+                "base_url": found.server.base_url,
+                "model_name": found.models[0] if found.models else "",
+                "models": list(found.models),
+            }
+        )
+
+    def save_provider(self) -> None:
+        """Save the entry (API key to the keychain) and finish."""
+        problem = self.provider_form.problem()
+        if problem:
+            self.provider_error.setText(problem)
+            return
+        self.provider_error.clear()
+        self.finish_button.setEnabled(False)
+        entry = self.provider_form.entry()
+        api_key = self.provider_form.api_key()
+        config = self.session.config
+        tasks.start(
+            self.session.runner.blocking(
+                save_provider, config, entry, api_key=api_key, make_default=True
+            ),
+            on_done=self._provider_saved,
+            on_error=self._provider_failed,
+        )
+
+    def _provider_saved(self, config: LoadedConfig) -> None:
+        self.finish_button.setEnabled(True)
+        self.session.apply_config(config)
+        self.config_changed.emit()
+        self.completed.emit()
+
+    def _provider_failed(self, error: BaseException) -> None:
+        self.finish_button.setEnabled(True)
+        self.provider_error.setText(str(error))

@@ -1,0 +1,301 @@
+"""Markdown of chat messages to the HTML subset ``QTextDocument`` understands.
+
+Model output is untrusted: raw HTML is escaped (markdown-it ``html=False``),
+images are never loaded (shown as their alt text), and links keep only
+``http``, ``https`` and ``mailto`` targets. The documents that show this HTML
+also refuse every resource (``ChatDocument`` in ``chat_view``), so nothing is
+fetched even if an ``<img>`` slipped through.
+
+Code blocks are highlighted with pygments as inline styles (QTextDocument has
+no style sheet classes worth relying on) and carry a "Copy" link whose target,
+``copy:N``, names the block in ``Rendered.code_blocks``.
+
+Long messages are split by ``split_blocks`` into chunks at block boundaries so
+a streaming answer re-renders only its growing tail, never the whole text.
+This module imports no Qt.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+__all__ = ["Chunk", "Rendered", "render_markdown", "snippet_html", "split_blocks"]
+
+SAFE_SCHEMES = ("http://", "https://", "mailto:")
+# A code block longer than this is shown unhighlighted: pygments is too slow for it
+# to stay within a frame, and colour matters little in so much code.
+HIGHLIGHT_LIMIT = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Palette:
+    """Colours of the rendered HTML for a light or dark window."""
+
+    code_background: str
+    code_border: str
+    code_header: str
+    quote: str
+    table_border: str
+    link: str
+    pygments_style: str
+
+
+LIGHT = Palette("#f4f5f7", "#dfe1e5", "#6a6f76", "#5f6670", "#c9ccd1", "#1a5fb4", "default")
+DARK = Palette("#24272b", "#3a3e44", "#9aa0a6", "#a3a9b1", "#4a4f56", "#78aeed", "monokai")
+
+
+@dataclass(slots=True)
+class Rendered:
+    """HTML for one chunk, and the raw text of its code blocks (for "Copy")."""
+
+    html: str
+    code_blocks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A run of whole Markdown blocks of a message.
+
+    ``opens_in_fence`` is true when the chunk continues a code block that the
+    previous chunk started (the chunk then begins with a repeated fence line).
+    """
+
+    text: str
+    opens_in_fence: bool = False
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    rules: Any = md.renderer.rules
+    rules["fence"] = _render_fence
+    rules["code_block"] = _render_fence
+    rules["image"] = _render_image
+    rules["link_open"] = _render_link_open
+    rules["link_close"] = _render_link_close
+    rules["table_open"] = _render_table_open
+    rules["blockquote_open"] = _render_blockquote_open
+    rules["blockquote_close"] = _render_blockquote_close
+    rules["code_inline"] = _render_code_inline
+    return md
+
+
+def _env_palette(env: dict[str, Any]) -> Palette:
+    palette: Palette = env["palette"]
+    return palette
+
+
+def _render_fence(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    token = tokens[idx]
+    palette = _env_palette(env)
+    code = token.content
+    language = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
+    continued = env.pop("continued", False) and not env["code_blocks"]
+    env["code_blocks"].append(code)
+    number = len(env["code_blocks"]) - 1
+    body = _highlighted(code.rstrip("\n"), language, palette.pygments_style)
+    header = ""
+    if not continued:
+        label = html.escape(language) if language else "code"
+        header = (
+            f'<tr><td style="color:{palette.code_header};">'
+            f'<span style="font-size:small;">{label}</span>&nbsp;&nbsp;'
+            f'<a href="copy:{number}" style="color:{palette.link};font-size:small;">Copy</a>'
+            "</td></tr>"
+        )
+    return (
+        f'<table width="100%" cellspacing="0" cellpadding="6" border="0" '
+        f'bgcolor="{palette.code_background}" style="margin-top:4px;margin-bottom:4px;'
+        f'border-color:{palette.code_border};">'
+        f"{header}<tr><td><pre style=\"margin:0;\">{body}</pre></td></tr></table>\n"
+    )
+
+
+def _render_code_inline(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    palette = _env_palette(env)
+    return (
+        f'<code style="background-color:{palette.code_background};">'
+        f"{html.escape(tokens[idx].content)}</code>"
+    )
+
+
+def _render_image(tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
+    # Never load images from model output: show what the picture was said to be.
+    token = tokens[idx]
+    alt = "".join(child.content for child in token.children or [])
+    return f"<i>[image: {html.escape(alt or 'no description')}]</i>"
+
+
+def _render_link_open(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    href = str(tokens[idx].attrGet("href") or "")
+    safe = href.lower().startswith(SAFE_SCHEMES)
+    env.setdefault("links", []).append(safe)
+    if not safe:
+        return ""
+    palette = _env_palette(env)
+    return f'<a href="{html.escape(href, quote=True)}" style="color:{palette.link};">'
+
+
+def _render_link_close(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    links: list[bool] = env.get("links", [])
+    return "</a>" if links and links.pop() else ""
+
+
+def _render_table_open(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    palette = _env_palette(env)
+    return (
+        f'<table border="1" cellspacing="0" cellpadding="4" '
+        f'style="border-color:{palette.table_border};border-style:solid;">\n'
+    )
+
+
+def _render_blockquote_open(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    palette = _env_palette(env)
+    return f'<blockquote style="color:{palette.quote};">\n'
+
+
+def _render_blockquote_close(
+    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    return "</blockquote>\n"
+
+
+@functools.lru_cache(maxsize=64)
+def _lexer(language: str) -> Lexer | None:
+    if not language:
+        return None
+    try:
+        return get_lexer_by_name(language, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _formatter(style: str) -> HtmlFormatter[str]:
+    return HtmlFormatter(style=style, noclasses=True, nowrap=True)
+
+
+def _highlighted(code: str, language: str, style: str) -> str:
+    lexer = _lexer(language.lower())
+    if lexer is None or len(code) > HIGHLIGHT_LIMIT:
+        return html.escape(code)
+    result: str = highlight(code, lexer, _formatter(style))
+    return result.rstrip("\n")
+
+
+_MD = _parser()
+
+
+def render_markdown(text: str, *, dark: bool = False, opens_in_fence: bool = False) -> Rendered:
+    """HTML for ``text``; ``opens_in_fence`` drops the header of its first code block."""
+    env: dict[str, Any] = {
+        "palette": DARK if dark else LIGHT,
+        "code_blocks": [],
+        "continued": opens_in_fence,
+    }
+    body = _MD.render(text, env)
+    return Rendered(body, env["code_blocks"])
+
+
+def snippet_html(snippet: str) -> str:
+    """A search snippet (matches between ``[`` and ``]``) as escaped HTML with bold matches."""
+    escaped = html.escape(snippet)
+    return re.sub(r"\[([^\[\]]*)\]", r"<b>\1</b>", escaped)
+
+
+# --- chunking ------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def split_blocks(text: str, *, soft_limit: int = 1200, hard_limit: int = 4000) -> list[Chunk]:
+    """Split ``text`` into chunks of whole blocks for rendering piece by piece.
+
+    A chunk ends before a line that starts at column 0 after a blank line (a new
+    top-level block) once it holds ``soft_limit`` characters, or at any line once
+    it holds ``hard_limit`` (inside a code block the fence is closed and reopened).
+    Lines longer than ``hard_limit`` are cut at a space. Every decision depends
+    only on the text before the cut, so earlier chunks of a growing (streaming)
+    text never change and their renderings can be cached.
+    """
+    chunks: list[Chunk] = []
+    current: list[str] = []
+    size = 0
+    fence: str | None = None  # the opening fence marker while inside a code block
+    fence_line = ""
+    opens_in_fence = False
+    previous_blank = False
+
+    def flush() -> None:
+        nonlocal current, size, opens_in_fence
+        if current:
+            body = "\n".join(current)
+            if fence is not None:
+                body += "\n" + fence
+            chunks.append(Chunk(body, opens_in_fence))
+        current, size = [], 0
+        opens_in_fence = fence is not None
+        if fence is not None:
+            current.append(fence_line)
+
+    for raw_line in _long_lines_cut(text.split("\n"), hard_limit):
+        match = _FENCE.match(raw_line)
+        starts_block = bool(raw_line) and not raw_line[0].isspace()
+        if fence is None and previous_blank and starts_block and size >= soft_limit:
+            flush()
+        elif size >= hard_limit:
+            flush()
+        current.append(raw_line)
+        size += len(raw_line) + 1
+        if fence is None:
+            if match:
+                fence, fence_line = match.group(1), raw_line
+        elif match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+            if not match.group(2).strip():
+                fence = None
+        previous_blank = fence is None and not raw_line.strip()
+    if current:
+        chunks.append(Chunk("\n".join(current), opens_in_fence))
+    return chunks
+
+
+def _long_lines_cut(lines: list[str], limit: int) -> list[str]:
+    if all(len(line) <= limit for line in lines):
+        return lines
+    out: list[str] = []
+    for line in lines:
+        while len(line) > limit:
+            cut = line.rfind(" ", limit // 2, limit)
+            cut = cut if cut > 0 else limit
+            out.append(line[:cut])
+            line = line[cut:].lstrip(" ")
+        out.append(line)
+    return out

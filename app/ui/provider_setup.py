@@ -1,0 +1,223 @@
+"""Adding, testing and removing LLM providers from the window (plain Python, no Qt).
+
+The first-run page and the settings dialog share these coroutines and functions:
+
+* ``detect_local_servers``: asks Ollama, llama.cpp and LM Studio on their default
+  loopback ports for their models, all at once, with a short timeout;
+* ``test_connection``: lists the models of an entry the user typed in;
+* ``save_provider`` / ``remove_provider``: edit ``llms:`` in the config file (comments
+  kept, atomic write). An API key goes to the OS keychain (service
+  ``app.config.KEYCHAIN_SERVICE``, user = provider_name) and the file says only
+  ``api_key: keychain``; the key is never written to the file.
+
+Keychain calls block (D-Bus, Keychain Services), so widgets run the save/remove
+functions through ``BlockingRunner.blocking``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from app.config import KEYCHAIN_SERVICE, LLMEntry, LoadedConfig, update_config_file
+from app.errors import ConfigError
+from providers import Locality, ProviderError, ProviderSpec, create_provider, default_locality
+
+__all__ = [
+    "DEFAULT_LOCAL_SERVERS",
+    "DetectedServer",
+    "LocalServer",
+    "detect_local_servers",
+    "remove_provider",
+    "save_provider",
+    "test_connection",
+]
+
+log = logging.getLogger(__name__)
+
+DETECT_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A kind of local LLM server and where it listens by default."""
+
+    label: str
+    provider_name: str
+    type: str
+    base_url: str
+
+
+DEFAULT_LOCAL_SERVERS: tuple[LocalServer, ...] = (
+    LocalServer("Ollama", "ollama", "ollama", "http://127.0.0.1:11434"),
+    LocalServer("llama.cpp server", "llama-cpp", "openai", "http://127.0.0.1:8080/v1"),
+    LocalServer("LM Studio", "lm-studio", "openai", "http://127.0.0.1:1234/v1"),
+)
+
+
+@dataclass(frozen=True)
+class DetectedServer:
+    """A local server that answered, with the models it offers."""
+
+    server: LocalServer
+    models: tuple[str, ...]
+
+
+def _spec(entry: Mapping[str, Any], api_key: str | None = None) -> ProviderSpec:
+    from pydantic import SecretStr
+
+    base_url = str(entry["base_url"]).rstrip("/")
+    locality = Locality(
+        entry.get("locality") or default_locality(base_url) or Locality.PAID_CLOUD
+    )
+    return ProviderSpec(
+        name=str(entry.get("provider_name") or "test"),
+        type=str(entry["type"]),
+        base_url=base_url,
+        model=str(entry.get("model_name") or "unknown"),
+        locality=locality,
+        api_key=SecretStr(api_key) if api_key else None,
+        timeout=float(entry.get("timeout") or DETECT_TIMEOUT_SECONDS * 5),
+        max_retries=0,
+    )
+
+
+async def test_connection(entry: Mapping[str, Any], api_key: str | None = None) -> list[str]:
+    """The model ids the server of ``entry`` reports; raises ``ProviderError`` if it fails.
+
+    ``entry`` holds the fields of an ``llms:`` item as typed (type, base_url, ...).
+    """
+    provider = create_provider(_spec(entry, api_key))
+    try:
+        models = await provider.list_models()
+    finally:
+        await provider.aclose()
+    return [model.id for model in models]
+
+
+async def _probe(server: LocalServer) -> DetectedServer | None:
+    entry = {"provider_name": server.provider_name, "type": server.type, "base_url": server.base_url}
+    try:
+        models = await asyncio.wait_for(test_connection(entry), DETECT_TIMEOUT_SECONDS)
+    except (ProviderError, TimeoutError, OSError) as error:
+        log.debug("no %s at %s: %s", server.label, server.base_url, error)
+        return None
+    return DetectedServer(server, tuple(models))
+
+
+async def detect_local_servers(
+    candidates: Sequence[LocalServer] = DEFAULT_LOCAL_SERVERS,
+) -> list[DetectedServer]:
+    """Ask every candidate at once; return those that answered, in candidate order."""
+    results = await asyncio.gather(*(_probe(server) for server in candidates))
+    return [result for result in results if result is not None]
+
+
+def _config_path(config: LoadedConfig) -> Path:
+    from app.config import default_config_path
+
+    return config.path or default_config_path()
+
+
+def save_provider(
+    config: LoadedConfig,
+    entry: Mapping[str, Any],
+    *,
+    api_key: str | None = None,
+    replaces: str | None = None,
+    make_default: bool = False,
+) -> LoadedConfig:
+    """Add or replace an ``llms:`` entry; store ``api_key`` in the OS keychain.
+
+    ``replaces`` names the entry being edited (it may be renamed). An empty
+    ``api_key`` keeps whatever key reference the entry had. Blocking: run it off
+    the UI thread. Returns the re-validated config.
+    """
+    name = str(entry["provider_name"])
+    values = {key: value for key, value in entry.items() if value not in (None, "")}
+    if api_key:
+        import keyring
+        from keyring.errors import KeyringError
+
+        try:
+            keyring.set_password(KEYCHAIN_SERVICE, name, api_key)
+        except KeyringError as error:
+            raise ConfigError(
+                f"{name}: the OS keychain is not available ({error}); set the key in an "
+                "environment variable and write api_key: ${VAR} in the config instead"
+            ) from error
+        values["api_key"] = "keychain"
+    LLMEntry.model_validate(values)  # a clear error before the file is touched
+
+    def change(document: CommentedMap) -> None:
+        llms = document.get("llms")
+        if not isinstance(llms, CommentedSeq):
+            llms = CommentedSeq()
+            document["llms"] = llms
+        old_name = replaces or name
+        index = next(
+            (
+                i
+                for i, item in enumerate(llms)
+                if isinstance(item, CommentedMap) and item.get("provider_name") == old_name
+            ),
+            None,
+        )
+        if index is None:
+            item = CommentedMap()
+            llms.append(item)
+        else:
+            item = llms[index]
+            keep_key = "api_key" in item and "api_key" not in values
+            for key in [k for k in item if k not in values and not (k == "api_key" and keep_key)]:
+                del item[key]
+        for key, value in values.items():
+            item[key] = value
+        if make_default or document.get("default_llm") in (None, old_name) and replaces:
+            document["default_llm"] = name
+
+    return update_config_file(_config_path(config), change, config.env)
+
+
+def remove_provider(config: LoadedConfig, name: str) -> LoadedConfig:
+    """Remove the ``llms:`` entry ``name`` and its keychain key. Blocking."""
+
+    def change(document: CommentedMap) -> None:
+        llms = document.get("llms")
+        if isinstance(llms, CommentedSeq):
+            for index in reversed(range(len(llms))):
+                item = llms[index]
+                if isinstance(item, CommentedMap) and item.get("provider_name") == name:
+                    del llms[index]
+        if document.get("default_llm") == name:
+            del document["default_llm"]
+        if document.get("title_llm") == name:
+            del document["title_llm"]
+
+    updated = update_config_file(_config_path(config), change, config.env)
+    import keyring
+    from keyring.errors import KeyringError, PasswordDeleteError
+
+    try:
+        keyring.delete_password(KEYCHAIN_SERVICE, name)
+    except PasswordDeleteError:
+        pass  # the entry had no key in the keychain
+    except KeyringError as error:
+        log.warning("could not remove the API key of %s from the keychain: %s", name, error)
+    return updated
+
+
+def save_ui_settings(config: LoadedConfig, values: Mapping[str, Any]) -> LoadedConfig:
+    """Write ``ui:`` settings (theme, font size, send key, auto-lock) to the config file."""
+    from app.config import set_section
+
+    def change(document: CommentedMap) -> None:
+        set_section(document, "ui", values)
+
+    return update_config_file(_config_path(config), change, config.env)

@@ -1,0 +1,115 @@
+"""Health, readiness, OpenAPI, problem details for every error, rate limits, logs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sync_server.app import create_app
+from tests.integration.sync_server.support import FakeIssuer, make_settings, running
+
+PROBLEM = "application/problem+json"
+
+
+async def test_health_ready_and_docs(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).json()["status"] == "ok"
+    assert (await api.get("/readyz")).json()["status"] == "ok"
+    for path in ("/docs", "/redoc"):
+        assert (await api.get(path)).status_code == 200
+    schema = (await api.get("/openapi.json")).json()
+    expected = {
+        "/healthz", "/readyz", "/v1/meta", "/v1/me", "/v1/devices", "/v1/devices/{device_id}",
+        "/v1/sync/changes", "/v1/sync/push", "/v1/escrow", "/v1/recovery/start",
+        "/v1/recovery/cancel", "/v1/recovery/complete", "/v1/captcha/challenge",
+        "/v1/account/signup", "/v1/account/verify-email", "/v1/account/token",
+        "/v1/account/refresh",
+    }
+    assert expected <= set(schema["paths"])
+    assert set(schema["paths"]["/v1/escrow"]) == {"get", "put", "delete"}
+    assert set(schema["paths"]["/v1/me"]) == {"get", "delete"}
+    push = schema["paths"]["/v1/sync/push"]["post"]
+    assert PROBLEM in push["responses"]["422"]["content"]
+    assert push["security"] == [{"HTTPBearer": []}]
+
+
+async def test_framework_errors_are_problem_details(
+    api: httpx.AsyncClient, issuer: FakeIssuer
+) -> None:
+    auth = {"Authorization": f"Bearer {issuer.mint('alice')}", "X-Hushchat-Device": "abcdefgh"}
+    cases = [
+        (api.get("/nowhere"), 404),
+        (api.post("/healthz"), 405),
+        (api.get("/v1/sync/changes", headers={"X-Hushchat-Device": "bad id!"}), 422),
+        (api.post("/v1/sync/push", content=b"{not json", headers=auth), 422),
+        (api.get("/v1/me", headers={"X-Hushchat-Device": "abcdefgh"}), 401),
+    ]
+    for call, status in cases:
+        response = await call
+        assert response.status_code == status
+        assert response.headers["content-type"] == PROBLEM
+        body = response.json()
+        assert body["status"] == status and body["title"]
+        assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_request_id_is_echoed_when_safe(api: httpx.AsyncClient) -> None:
+    ok = await api.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert ok.headers["x-request-id"] == "abc-123"
+    unsafe = await api.get("/healthz", headers={"X-Request-ID": "a b\tc"})
+    assert unsafe.headers["x-request-id"] != "a b\tc"
+
+
+async def test_unexpected_errors_are_500_problems(
+    tmp_path: Path, issuer: FakeIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(tmp_path), http_transport=issuer.transport())
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    async with running(app, raise_app_exceptions=False) as api:
+        with caplog.at_level(logging.ERROR, logger="sync_server"):
+            response = await api.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert "kaboom" not in response.text
+    assert any(r.message == "unhandled_error" for r in caplog.records)
+
+
+async def test_rate_limits_answer_429_with_headers(tmp_path: Path, issuer: FakeIssuer) -> None:
+    settings = make_settings(tmp_path, rate_limit_user="3/minute", rate_limit_anonymous="2/minute")
+    async with running(create_app(settings, http_transport=issuer.transport())) as api:
+        headers = {"Authorization": f"Bearer {issuer.mint('alice')}", "X-Hushchat-Device": "dev-12345"}
+        statuses = [(await api.get("/v1/me", headers=headers)) for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert statuses[0].headers["RateLimit-Limit"] == "3"
+        assert statuses[1].headers["RateLimit-Remaining"] == "1"
+        limited = statuses[3]
+        assert limited.headers["content-type"] == PROBLEM
+        assert int(limited.headers["Retry-After"]) >= 1
+        # Another user is not affected by alice's limit.
+        bob = {"Authorization": f"Bearer {issuer.mint('bob')}", "X-Hushchat-Device": "dev-67890"}
+        assert (await api.get("/v1/me", headers=bob)).status_code == 200
+        anonymous = [(await api.get("/v1/meta")).status_code for _ in range(3)]
+        assert anonymous == [200, 200, 429]
+
+
+async def test_logs_carry_no_tokens_or_payloads(
+    api: httpx.AsyncClient, issuer: FakeIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = issuer.mint("alice")
+    with caplog.at_level(logging.DEBUG):
+        await api.post(
+            "/v1/sync/push",
+            headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": "dev-12345"},
+            json={"records": [{"id": "r", "kind": "message", "revision": 1, "key_id": "k",
+                               "payload": "U0VDUkVUUEFZTE9BRA=="}]},
+        )
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "request" in text
+    assert token not in text and token[-20:] not in text
+    assert "U0VDUkVUUEFZTE9BRA" not in text and "SECRETPAYLOAD" not in text
