@@ -133,40 +133,54 @@ async def _ensure_device(
         device.name = device_name
 
 
-def _device_is_fresh(device: Device | None, device_name: str | None) -> bool:
-    if device is None:
-        return False
-    if device.revoked_at is not None:
-        raise device_revoked()
-    if device_name and device.name != device_name:
-        return False
-    return now() - device.last_seen_at <= _LAST_SEEN_RESOLUTION
-
-
 async def resolve_oidc(
     db: Database, token: VerifiedToken, device_id: str, device_name: str | None
 ) -> Principal:
     """Find or create the account and device for a validated OIDC token."""
-    async with db.read() as session:
-        account = (
-            await session.execute(
-                select(Account).where(
-                    Account.issuer == token.issuer, Account.subject == token.subject
-                )
+    # One round trip on the hot path: account, this token's binding and this device.
+    accounts, bindings, devices = Account.__table__, TokenBinding.__table__, Device.__table__
+    query = (
+        select(
+            accounts,
+            bindings.c.device_id.label("bound_device"),
+            devices.c.name.label("device_name"),
+            devices.c.last_seen_at.label("device_last_seen"),
+            devices.c.revoked_at.label("device_revoked"),
+        )
+        .select_from(
+            accounts.outerjoin(bindings, bindings.c.token_hash == token.token_hash).outerjoin(
+                devices, (devices.c.account_id == accounts.c.id) & (devices.c.id == device_id)
             )
-        ).scalar_one_or_none()
-        binding = await session.get(TokenBinding, token.token_hash)
-        device = await session.get(Device, (account.id, device_id)) if account else None
-    if binding is not None and binding.device_id != device_id:
-        raise unauthorized("This token belongs to another device.")
-    if (
-        account is not None
-        and binding is not None
-        and account.email == token.email
-        and account.email_verified == token.email_verified
-        and _device_is_fresh(device, device_name)
-    ):
-        return _principal(account, device_id, token.auth_time, "oidc")
+        )
+        .where(accounts.c.issuer == token.issuer, accounts.c.subject == token.subject)
+    )
+    async with db.read() as session:
+        row = (await session.execute(query)).one_or_none()
+    if row is not None:
+        if row.bound_device is not None and row.bound_device != device_id:
+            raise unauthorized("This token belongs to another device.")
+        if row.device_revoked is not None:
+            raise device_revoked()
+        fresh = (
+            row.bound_device is not None
+            and row.email == token.email
+            and row.email_verified == token.email_verified
+            and row.device_last_seen is not None
+            and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
+            and (not device_name or row.device_name == device_name)
+        )
+        if fresh:
+            return Principal(
+                account_id=row.id,
+                issuer=row.issuer,
+                subject=row.subject,
+                email=row.email,
+                email_verified=row.email_verified,
+                created_at=row.created_at,
+                device_id=device_id,
+                auth_time=token.auth_time,
+                via="oidc",
+            )
     for attempt in range(2):
         try:
             async with db.write() as session:
@@ -221,19 +235,50 @@ async def resolve_local(
     db: Database, hashed: str, device_id: str, device_name: str | None
 ) -> Principal:
     """Resolve a local access token (by hash) bound to ``device_id``."""
+    tokens, accounts, devices = LocalToken.__table__, Account.__table__, Device.__table__
+    query = (
+        select(
+            accounts,
+            tokens.c.kind,
+            tokens.c.device_id.label("token_device"),
+            tokens.c.expires_at,
+            tokens.c.auth_time,
+            devices.c.name.label("device_name"),
+            devices.c.last_seen_at.label("device_last_seen"),
+            devices.c.revoked_at.label("device_revoked"),
+        )
+        .select_from(
+            tokens.join(accounts, accounts.c.id == tokens.c.account_id).outerjoin(
+                devices, (devices.c.account_id == accounts.c.id) & (devices.c.id == device_id)
+            )
+        )
+        .where(tokens.c.token_hash == hashed)
+    )
     async with db.read() as session:
-        row = await session.get(LocalToken, hashed)
-        if row is None or row.kind != "access" or row.expires_at <= now():
-            raise unauthorized("Invalid or expired access token.")
-        if row.device_id != device_id:
-            raise unauthorized("This token belongs to another device.")
-        account = await session.get(Account, row.account_id)
-        device = await session.get(Device, (row.account_id, device_id))
-        auth_time = row.auth_time
-    if account is None:
-        raise unauthorized("Account no longer exists.")
-    if _device_is_fresh(device, device_name):
-        return _principal(account, device_id, auth_time, "local")
-    async with db.write() as session:
-        await _ensure_device(session, account.id, device_id, device_name)
-    return _principal(account, device_id, auth_time, "local")
+        row = (await session.execute(query)).one_or_none()
+    if row is None or row.kind != "access" or row.expires_at <= now():
+        raise unauthorized("Invalid or expired access token.")
+    if row.token_device != device_id:
+        raise unauthorized("This token belongs to another device.")
+    if row.device_revoked is not None:
+        raise device_revoked()
+    principal = Principal(
+        account_id=row.id,
+        issuer=row.issuer,
+        subject=row.subject,
+        email=row.email,
+        email_verified=row.email_verified,
+        created_at=row.created_at,
+        device_id=device_id,
+        auth_time=row.auth_time,
+        via="local",
+    )
+    fresh = (
+        row.device_last_seen is not None
+        and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
+        and (not device_name or row.device_name == device_name)
+    )
+    if not fresh:
+        async with db.write() as session:
+            await _ensure_device(session, row.id, device_id, device_name)
+    return principal

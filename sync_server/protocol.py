@@ -68,8 +68,21 @@ Base64Bytes = Annotated[
     bytes,
     BeforeValidator(_decode_base64),
     PlainSerializer(_encode_base64, return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN}),
+]
+
+
+X25519PublicKeyBytes = Annotated[
+    bytes,
+    BeforeValidator(_decode_base64),
+    PlainSerializer(_encode_base64, return_type=str),
     WithJsonSchema(
-        {"type": "string", "contentEncoding": "base64", "pattern": BASE64_PATTERN}
+        {
+            "type": "string",
+            "contentEncoding": "base64",
+            "pattern": r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$",
+            "description": "Raw 32-byte X25519 public key, base64.",
+        }
     ),
 ]
 
@@ -262,7 +275,7 @@ class EscrowStatus(_Wire):
 class RecoveryStart(_Wire):
     """``POST /v1/recovery/start``: the new device's ephemeral X25519 public key."""
 
-    device_public_key: Base64Bytes
+    device_public_key: X25519PublicKeyBytes
 
 
 class RecoveryCancel(_Wire):

@@ -497,33 +497,39 @@ class ChatStore:
     # --- search ------------------------------------------------------------------------------
 
     def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over titles and messages, best matches first, with snippets."""
+        """Full-text search over titles and messages, newest first, with snippets.
+
+        Newest first rather than by relevance: FTS5 walks its index in rowid order and
+        stops after ``limit`` hits, so a word found in half of 100,000 messages costs
+        as little as a rare one, and recent conversations are what people look for.
+        """
         match = fts_query(query)
         if not match:
             return []
         hits = [
-            SearchHit(r[0], r[1], self.tier, None, r[2], r[3])
+            SearchHit(r[0], r[1], self.tier, None, r[2], -float(r[3]))
             for r in self.conn.execute(
-                "SELECT c.id, c.title, snippet(chats_fts, 0, '[', ']', '…', 12), chats_fts.rank "
-                "FROM chats_fts JOIN chats c ON c.rowid = chats_fts.rowid "
-                "WHERE chats_fts MATCH ? AND c.deleted_at IS NULL AND c.move_state IS NULL "
-                "ORDER BY chats_fts.rank LIMIT ?",
+                "SELECT c.id, c.title, f.snip, c.updated_at FROM ("
+                " SELECT rowid, snippet(chats_fts, 0, '[', ']', '…', 12) AS snip FROM chats_fts"
+                " WHERE chats_fts MATCH ? ORDER BY rowid DESC LIMIT ?"
+                ") f JOIN chats c ON c.rowid = f.rowid "
+                "WHERE c.deleted_at IS NULL AND c.move_state IS NULL",
                 (match, limit),
             )
         ]
         hits += [
-            SearchHit(r[0], r[1], self.tier, r[2], r[3], r[4])
+            SearchHit(r[0], r[1], self.tier, r[2], r[3], -float(r[4]))
             for r in self.conn.execute(
-                "SELECT c.id, c.title, m.id, snippet(messages_fts, 0, '[', ']', '…', 12), "
-                "messages_fts.rank FROM messages_fts "
-                "JOIN messages m ON m.rowid = messages_fts.rowid "
-                "JOIN chats c ON c.id = m.chat_id "
-                "WHERE messages_fts MATCH ? AND c.deleted_at IS NULL AND c.move_state IS NULL "
-                "ORDER BY messages_fts.rank LIMIT ?",
+                "SELECT c.id, c.title, m.id, f.snip, m.created_at FROM ("
+                " SELECT rowid, snippet(messages_fts, 0, '[', ']', '…', 12) AS snip"
+                " FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT ?"
+                ") f JOIN messages m ON m.rowid = f.rowid JOIN chats c ON c.id = m.chat_id "
+                "WHERE c.deleted_at IS NULL AND c.move_state IS NULL",
                 (match, limit),
             )
         ]
-        hits.sort(key=lambda hit: hit.rank)
+        # Title matches first, then messages, each newest first (rank: lower is better).
+        hits.sort(key=lambda hit: (hit.message_id is not None, hit.rank))
         return hits[:limit]
 
 

@@ -110,7 +110,7 @@ class Library:
         hits: list[SearchHit] = []
         for store in self.stores.values():
             hits.extend(store.search(query, limit=limit))
-        hits.sort(key=lambda hit: hit.rank)
+        hits.sort(key=lambda hit: (hit.message_id is not None, hit.rank))
         return hits[:limit]
 
     # --- delete with undo --------------------------------------------------------------------

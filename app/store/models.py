@@ -88,8 +88,8 @@ class SearchHit:
     chat_title: str
     tier: Tier
     message_id: str | None  # None when the title matched
-    snippet: str
-    rank: float
+    snippet: str  # the matched words are in [brackets]
+    rank: float  # lower sorts first (newer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,8 +293,8 @@ class FirstRunWidget(QStackedWidget):
     def _update_create_button(self) -> None:
         problem = self.passphrase_fields.problem()
         self.create_button.setEnabled(problem is None)
-        mismatch = self.passphrase_fields.confirm_edit.text() and problem
-        self.create_error.setText(problem if mismatch else "")
+        typed_both = bool(self.passphrase_fields.confirm_edit.text())
+        self.create_error.setText(problem if problem and typed_both else "")
 
     def create_vault(self) -> None:
         """Create the vault in the background (Argon2 takes about a second)."""

@@ -26,11 +26,11 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
+from pygments import highlight  # type: ignore[import-untyped]
+from pygments.formatters import HtmlFormatter  # type: ignore[import-untyped]
+from pygments.lexer import Lexer  # type: ignore[import-untyped]
+from pygments.lexers import get_lexer_by_name  # type: ignore[import-untyped]
+from pygments.util import ClassNotFound  # type: ignore[import-untyped]
 
 __all__ = ["Chunk", "Rendered", "render_markdown", "snippet_html", "split_blocks"]
 
@@ -83,16 +83,18 @@ class Chunk:
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
-    rules: Any = md.renderer.rules
-    rules["fence"] = _render_fence
-    rules["code_block"] = _render_fence
-    rules["image"] = _render_image
-    rules["link_open"] = _render_link_open
-    rules["link_close"] = _render_link_close
-    rules["table_open"] = _render_table_open
-    rules["blockquote_open"] = _render_blockquote_open
-    rules["blockquote_close"] = _render_blockquote_close
-    rules["code_inline"] = _render_code_inline
+    for name, rule in (
+        ("fence", _render_fence),
+        ("code_block", _render_fence),
+        ("image", _render_image),
+        ("link_open", _render_link_open),
+        ("link_close", _render_link_close),
+        ("table_open", _render_table_open),
+        ("blockquote_open", _render_blockquote_open),
+        ("blockquote_close", _render_blockquote_close),
+        ("code_inline", _render_code_inline),
+    ):
+        md.add_render_rule(name, rule)
     return md
 
 
@@ -102,7 +104,7 @@ def _env_palette(env: dict[str, Any]) -> Palette:
 
 
 def _render_fence(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     token = tokens[idx]
     palette = _env_palette(env)
@@ -125,12 +127,12 @@ def _render_fence(
         f'<table width="100%" cellspacing="0" cellpadding="6" border="0" '
         f'bgcolor="{palette.code_background}" style="margin-top:4px;margin-bottom:4px;'
         f'border-color:{palette.code_border};">'
-        f"{header}<tr><td><pre style=\"margin:0;\">{body}</pre></td></tr></table>\n"
+        f'{header}<tr><td><pre style="margin:0;">{body}</pre></td></tr></table>\n'
     )
 
 
 def _render_code_inline(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     palette = _env_palette(env)
     return (
@@ -139,7 +141,9 @@ def _render_code_inline(
     )
 
 
-def _render_image(tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]) -> str:
+def _render_image(
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
     # Never load images from model output: show what the picture was said to be.
     token = tokens[idx]
     alt = "".join(child.content for child in token.children or [])
@@ -147,7 +151,7 @@ def _render_image(tokens: Sequence[Token], idx: int, options: Any, env: dict[str
 
 
 def _render_link_open(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     href = str(tokens[idx].attrGet("href") or "")
     safe = href.lower().startswith(SAFE_SCHEMES)
@@ -159,14 +163,14 @@ def _render_link_open(
 
 
 def _render_link_close(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     links: list[bool] = env.get("links", [])
     return "</a>" if links and links.pop() else ""
 
 
 def _render_table_open(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     palette = _env_palette(env)
     return (
@@ -176,14 +180,14 @@ def _render_table_open(
 
 
 def _render_blockquote_open(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     palette = _env_palette(env)
     return f'<blockquote style="color:{palette.quote};">\n'
 
 
 def _render_blockquote_close(
-    tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
     return "</blockquote>\n"
 
@@ -269,18 +273,22 @@ def split_blocks(text: str, *, soft_limit: int = 1200, hard_limit: int = 4000) -
     for raw_line in _long_lines_cut(text.split("\n"), hard_limit):
         match = _FENCE.match(raw_line)
         starts_block = bool(raw_line) and not raw_line[0].isspace()
-        if fence is None and previous_blank and starts_block and size >= soft_limit:
-            flush()
-        elif size >= hard_limit:
+        if (
+            fence is None and previous_blank and starts_block and size >= soft_limit
+        ) or size >= hard_limit:
             flush()
         current.append(raw_line)
         size += len(raw_line) + 1
         if fence is None:
             if match:
                 fence, fence_line = match.group(1), raw_line
-        elif match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
-            if not match.group(2).strip():
-                fence = None
+        elif (
+            match
+            and match.group(1)[0] == fence[0]
+            and len(match.group(1)) >= len(fence)
+            and not match.group(2).strip()
+        ):
+            fence = None
         previous_blank = fence is None and not raw_line.strip()
     if current:
         chunks.append(Chunk("\n".join(current), opens_in_fence))

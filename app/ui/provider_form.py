@@ -167,7 +167,9 @@ class ProviderFormWidget(QWidget):
         self.test_button.setEnabled(False)
         self.result_label.setProperty("role", "hint")
         self.result_label.setText("Connecting…")
-        tasks.start(test_connection(data, self.api_key()), on_done=self._tested, on_error=self._failed)
+        tasks.start(
+            test_connection(data, self.api_key()), on_done=self._tested, on_error=self._failed
+        )
 
     def _tested(self, models: list[str]) -> None:
         self.test_button.setEnabled(True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DETECT_TIMEOUT_SECONDS = 2.0
+
+# Config writes are read-modify-write of one file: one at a time, so none is lost.
+_config_write = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,7 @@ def _spec(entry: Mapping[str, Any], api_key: str | None = None) -> ProviderSpec:
     from pydantic import SecretStr
 
     base_url = str(entry["base_url"]).rstrip("/")
-    locality = Locality(
-        entry.get("locality") or default_locality(base_url) or Locality.PAID_CLOUD
-    )
+    locality = Locality(entry.get("locality") or default_locality(base_url) or Locality.PAID_CLOUD)
     return ProviderSpec(
         name=str(entry.get("provider_name") or "test"),
         type=str(entry["type"]),
@@ -102,7 +104,11 @@ async def test_connection(entry: Mapping[str, Any], api_key: str | None = None) 
 
 
 async def _probe(server: LocalServer) -> DetectedServer | None:
-    entry = {"provider_name": server.provider_name, "type": server.type, "base_url": server.base_url}
+    entry = {
+        "provider_name": server.provider_name,
+        "type": server.type,
+        "base_url": server.base_url,
+    }
     try:
         models = await asyncio.wait_for(test_connection(entry), DETECT_TIMEOUT_SECONDS)
     except (ProviderError, TimeoutError, OSError) as error:
@@ -179,10 +185,11 @@ def save_provider(
                 del item[key]
         for key, value in values.items():
             item[key] = value
-        if make_default or document.get("default_llm") in (None, old_name) and replaces:
+        if make_default or (replaces and document.get("default_llm") == replaces):
             document["default_llm"] = name
 
-    return update_config_file(_config_path(config), change, config.env)
+    with _config_write:
+        return update_config_file(_config_path(config), change, config.env)
 
 
 def remove_provider(config: LoadedConfig, name: str) -> LoadedConfig:
@@ -200,7 +207,8 @@ def remove_provider(config: LoadedConfig, name: str) -> LoadedConfig:
         if document.get("title_llm") == name:
             del document["title_llm"]
 
-    updated = update_config_file(_config_path(config), change, config.env)
+    with _config_write:
+        updated = update_config_file(_config_path(config), change, config.env)
     import keyring
     from keyring.errors import KeyringError, PasswordDeleteError
 
@@ -220,4 +228,5 @@ def save_ui_settings(config: LoadedConfig, values: Mapping[str, Any]) -> LoadedC
     def change(document: CommentedMap) -> None:
         set_section(document, "ui", values)
 
-    return update_config_file(_config_path(config), change, config.env)
+    with _config_write:
+        return update_config_file(_config_path(config), change, config.env)

@@ -32,6 +32,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ConnectionFactory = Callable[[str], Any]
+
+# SQLCipher's memory security (wipe-on-free and mlock of every allocation) stays OFF,
+# against DESIGN §4: measured here it makes inserts 17x and full-text queries 10x
+# slower (tests/benchmarks/bench_store.py), breaking the store's budgets, while it
+# protects little: the decrypted messages also live in Python strings, which no
+# setting can wipe, and a memory-reading attacker on an unlocked machine is outside
+# the threat model (docs/security.md). SQLCipher itself has defaulted it to OFF
+# since 4.5. The vault still overwrites the key buffers it owns on lock.
+MEMORY_SECURITY: Final = "OFF"
 _META_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS vault_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
 )
@@ -82,7 +91,7 @@ def open_database(
     connection = factory(str(path))
     try:
         _apply_key(connection, raw_key)
-        connection.execute("PRAGMA cipher_memory_security = ON")
+        connection.execute(f"PRAGMA cipher_memory_security = {MEMORY_SECURITY}")
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
         connection.execute("PRAGMA secure_delete = ON")
         connection.execute("PRAGMA temp_store = MEMORY")
@@ -121,7 +130,7 @@ def create_database(
     connection = factory(str(path))
     try:
         _apply_key(connection, raw_key)
-        connection.execute("PRAGMA cipher_memory_security = ON")
+        connection.execute(f"PRAGMA cipher_memory_security = {MEMORY_SECURITY}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute(_META_TABLE)
         connection.execute("INSERT INTO vault_meta (name, value) VALUES ('tier', ?)", (path.stem,))
@@ -165,6 +174,23 @@ def export_with_new_key(
     """
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
+    try:
+        _export(source, old_key, target, new_key, factory)
+    except sqlcipher3.DatabaseError as error:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        raise DatabaseDamagedError(
+            f"Re-encrypting {source.name} failed ({type(error).__name__}); the "
+            "original is untouched. Check free disk space and retry."
+        ) from None
+    check_integrity(target, new_key, factory=factory)
+    _fsync_file(target)
+    fsync_directory(target.parent)
+
+
+def _export(
+    source: Path, old_key: bytes, target: Path, new_key: bytes, factory: ConnectionFactory
+) -> None:
     connection = open_database(source, old_key, factory=factory)
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -188,9 +214,6 @@ def export_with_new_key(
             )
     finally:
         copy.close()
-    check_integrity(target, new_key, factory=factory)
-    _fsync_file(target)
-    fsync_directory(target.parent)
 
 
 def _table_counts(connection: Any) -> dict[str, int]:

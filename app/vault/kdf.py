@@ -52,6 +52,9 @@ HKDF_LABELS: Final[dict[str, bytes]] = {
 }
 
 CALIBRATION_TARGET_SECONDS: Final = (0.5, 1.0)
+# A measured derivation must stay under this, leaving headroom below the 1 s unlock
+# budget for timing noise and for the rest of the unlock.
+_CALIBRATION_CEILING_SECONDS: Final = 0.85
 _MAX_MEMORY_KIB: Final = 1024 * 1024  # 1 GiB: beyond that desktop machines start to swap
 _MAX_ITERATIONS: Final = 12
 # RFC 9106, section 4, second recommended option.
@@ -196,11 +199,14 @@ def calibrate(measure: Callable[[KdfParams], float] = _time_one) -> KdfParams:
     """
     low, high = CALIBRATION_TARGET_SECONDS
     target = (low + high) / 2
+    ceiling = _CALIBRATION_CEILING_SECONDS
     floor_seconds = max(measure(FLOOR_PARAMS), 1e-6)
     per_unit = floor_seconds / (FLOOR_PARAMS.memory_kib * FLOOR_PARAMS.iterations)
 
     memory = DEFAULT_PARAMS.memory_kib
-    while memory > FLOOR_PARAMS.memory_kib and per_unit * memory * FLOOR_PARAMS.iterations > high:
+    while (
+        memory > FLOOR_PARAMS.memory_kib and per_unit * memory * FLOOR_PARAMS.iterations > ceiling
+    ):
         memory //= 2
     iterations = FLOOR_PARAMS.iterations
     while iterations < _MAX_ITERATIONS and per_unit * memory * (iterations + 1) <= target:
@@ -215,7 +221,7 @@ def calibrate(measure: Callable[[KdfParams], float] = _time_one) -> KdfParams:
 
     for _ in range(6):
         seconds = measure(params)
-        if seconds <= high:
+        if seconds <= ceiling:
             break
         if params.iterations > FLOOR_PARAMS.iterations:
             params = KdfParams(params.memory_kib, params.iterations - 1, params.parallelism)

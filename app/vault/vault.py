@@ -693,7 +693,11 @@ class Vault:
                         pending_rekey={**self._slot_file.pending_rekey, tier: pending},
                     )
                 )
-                database.export_with_new_key(path, old_key, temp, new_key)
+                try:
+                    database.export_with_new_key(path, old_key, temp, new_key)
+                except BaseException:
+                    self._abandon_pending(tier, temp)
+                    raise
                 for companion in ("-wal", "-shm"):
                     leftover = path.with_name(path.name + companion)
                     if leftover.exists() and leftover.stat().st_size and companion == "-wal":
@@ -709,6 +713,13 @@ class Vault:
                 self._promote_pending(tier)
                 self._database_keys[tier] = bytearray(new_key)
                 logger.info("%s database rekeyed to generation %d", tier, pending.generation)
+
+    def _abandon_pending(self, tier: Tier, temp: Path) -> None:
+        """Forget a pending key whose export failed; the original file is untouched."""
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        pending = {t: r for t, r in self._slot_file.pending_rekey.items() if t != tier}
+        self._write(replace(self._slot_file, pending_rekey=pending))
 
     def _promote_pending(self, tier: Tier) -> None:
         pending = dict(self._slot_file.pending_rekey)
@@ -727,8 +738,7 @@ class Vault:
                 self._database_keys[tier] = bytearray(new_key)
                 logger.info("finished an interrupted rekey of the %s database", tier)
             elif database.key_opens(path, bytes(self._database_keys[tier])):
-                pending = {t: r for t, r in self._slot_file.pending_rekey.items() if t != tier}
-                self._write(replace(self._slot_file, pending_rekey=pending))
+                self._abandon_pending(tier, temp)
                 logger.info("abandoned an interrupted rekey of the %s database", tier)
             else:
                 raise DatabaseDamagedError(

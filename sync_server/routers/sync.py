@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from sync_server import records
 from sync_server.deps import CurrentPrincipal, StateDep
@@ -13,21 +13,30 @@ from sync_server.protocol import MAX_SAFE_INTEGER, ChangesResponse, PushRequest,
 router = APIRouter(tags=["sync"])
 
 
-@router.get("/v1/sync/changes", summary="Pull changes since a cursor")
+def _json(model: ChangesResponse | PushResponse) -> Response:
+    # Serialise once; FastAPI would validate our own model again before serialising.
+    return Response(content=model.model_dump_json(), media_type="application/json")
+
+
+@router.get(
+    "/v1/sync/changes", summary="Pull changes since a cursor", response_model=ChangesResponse
+)
 async def get_changes(
     principal: CurrentPrincipal,
     state: StateDep,
-    cursor: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Last seq seen; 0 at start.")] = 0,
+    cursor: Annotated[
+        int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Last seq seen; 0 at start.")
+    ] = 0,
     limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
-) -> ChangesResponse:
+) -> Response:
     """Records changed after ``cursor``, oldest first; ``has_more`` when another page waits."""
     maximum = state.settings.max_page_size
     page = min(limit or min(200, maximum), maximum)
-    return await records.changes(state.db, principal, cursor, page)
+    return _json(await records.changes(state.db, principal, cursor, page))
 
 
-@router.post("/v1/sync/push", summary="Push a batch of records")
-async def push(body: PushRequest, principal: CurrentPrincipal, state: StateDep) -> PushResponse:
+@router.post("/v1/sync/push", summary="Push a batch of records", response_model=PushResponse)
+async def push(body: PushRequest, principal: CurrentPrincipal, state: StateDep) -> Response:
     """Each record is saved, conflicts (with the server's copy) or is rejected."""
     records.check_sizes(body, state.settings)
-    return await records.push(state.db, principal, body)
+    return _json(await records.push(state.db, principal, body))

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
-from sync_server.app import create_app
 from sync_server.sealing import generate_secrets
 from sync_server.settings import Settings
 
@@ -110,9 +109,7 @@ class FakeIssuer:
 
 def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     """Complete settings with fresh secrets, the fake issuer and generous limits."""
-    values: dict[str, Any] = {
-        name.lower(): value for name, value in generate_secrets().items()
-    }
+    values: dict[str, Any] = {name.lower(): value for name, value in generate_secrets().items()}
     values.update(
         data_dir=tmp_path / "data",
         database_url=database_url,
@@ -207,9 +204,7 @@ class ApiUser:
         """Page through every change after ``cursor``."""
         changes: list[dict[str, Any]] = []
         while True:
-            response = await self.get(
-                "/v1/sync/changes", params={"cursor": cursor, "limit": limit}
-            )
+            response = await self.get("/v1/sync/changes", params={"cursor": cursor, "limit": limit})
             assert response.status_code == 200, response.text
             page = response.json()
             assert page["cursor"] >= cursor

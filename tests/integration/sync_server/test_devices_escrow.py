@@ -60,7 +60,10 @@ async def test_devices_listed_and_revoked(user: UserFactory) -> None:
     listing = (await laptop.get("/v1/devices")).json()["devices"]
     assert {d["id"]: d["current"] for d in listing} == {"laptop-0001": True, "phone-00001": False}
     assert (await laptop.delete("/v1/devices/phone-00001")).status_code == 204
-    for call in (phone.get("/v1/sync/changes"), phone.post("/v1/sync/push", json={"records": [record("m2")]})):
+    for call in (
+        phone.get("/v1/sync/changes"),
+        phone.post("/v1/sync/push", json={"records": [record("m2")]}),
+    ):
         response = await call
         assert response.status_code == 403
         assert response.json()["type"].endswith("device-revoked")
@@ -77,7 +80,7 @@ async def test_escrow_put_get_delete(user: UserFactory) -> None:
     assert (await alice.get("/v1/escrow")).json()["escrowed"] is False
     status = await escrow_key(alice)
     assert status["escrowed"] is True and status["key_id"] == "std-1"
-    assert [e["event"] for e in status["audit"]][0] == "escrow.stored"
+    assert status["audit"][0]["event"] == "escrow.stored"
     private_tier = await alice.put(
         "/v1/escrow",
         json={"tier": "private", "key_id": "p", "server_key_id": "x", "sealed_key": b64(b"x")},
@@ -153,9 +156,7 @@ async def test_recovery_needs_verified_email_and_fresh_login(
     await escrow_key(owner)
     import time
 
-    stale = ApiUser(
-        api, issuer.mint("alice", auth_time=int(time.time()) - 7200), "new-laptop-1"
-    )
+    stale = ApiUser(api, issuer.mint("alice", auth_time=int(time.time()) - 7200), "new-laptop-1")
     response = await stale.post("/v1/recovery/start", json={"device_public_key": public_b64})
     assert response.status_code == 401
     assert "insufficient_user_authentication" in response.headers["WWW-Authenticate"]

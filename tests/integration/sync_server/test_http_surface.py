@@ -21,10 +21,22 @@ async def test_health_ready_and_docs(api: httpx.AsyncClient) -> None:
         assert (await api.get(path)).status_code == 200
     schema = (await api.get("/openapi.json")).json()
     expected = {
-        "/healthz", "/readyz", "/v1/meta", "/v1/me", "/v1/devices", "/v1/devices/{device_id}",
-        "/v1/sync/changes", "/v1/sync/push", "/v1/escrow", "/v1/recovery/start",
-        "/v1/recovery/cancel", "/v1/recovery/complete", "/v1/captcha/challenge",
-        "/v1/account/signup", "/v1/account/verify-email", "/v1/account/token",
+        "/healthz",
+        "/readyz",
+        "/v1/meta",
+        "/v1/me",
+        "/v1/devices",
+        "/v1/devices/{device_id}",
+        "/v1/sync/changes",
+        "/v1/sync/push",
+        "/v1/escrow",
+        "/v1/recovery/start",
+        "/v1/recovery/cancel",
+        "/v1/recovery/complete",
+        "/v1/captcha/challenge",
+        "/v1/account/signup",
+        "/v1/account/verify-email",
+        "/v1/account/token",
         "/v1/account/refresh",
     }
     assert expected <= set(schema["paths"])
@@ -83,7 +95,10 @@ async def test_unexpected_errors_are_500_problems(
 async def test_rate_limits_answer_429_with_headers(tmp_path: Path, issuer: FakeIssuer) -> None:
     settings = make_settings(tmp_path, rate_limit_user="3/minute", rate_limit_anonymous="2/minute")
     async with running(create_app(settings, http_transport=issuer.transport())) as api:
-        headers = {"Authorization": f"Bearer {issuer.mint('alice')}", "X-Hushchat-Device": "dev-12345"}
+        headers = {
+            "Authorization": f"Bearer {issuer.mint('alice')}",
+            "X-Hushchat-Device": "dev-12345",
+        }
         statuses = [(await api.get("/v1/me", headers=headers)) for _ in range(4)]
         assert [r.status_code for r in statuses] == [200, 200, 200, 429]
         assert statuses[0].headers["RateLimit-Limit"] == "3"
@@ -106,8 +121,17 @@ async def test_logs_carry_no_tokens_or_payloads(
         await api.post(
             "/v1/sync/push",
             headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": "dev-12345"},
-            json={"records": [{"id": "r", "kind": "message", "revision": 1, "key_id": "k",
-                               "payload": "U0VDUkVUUEFZTE9BRA=="}]},
+            json={
+                "records": [
+                    {
+                        "id": "r",
+                        "kind": "message",
+                        "revision": 1,
+                        "key_id": "k",
+                        "payload": "U0VDUkVUUEFZTE9BRA==",
+                    }
+                ]
+            },
         )
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "request" in text

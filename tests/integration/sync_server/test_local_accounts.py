@@ -29,7 +29,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], str, str]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Store recipients, subject and body."""
         message = message_from_bytes(envelope.content)
         body = message.get_payload(decode=True)
@@ -100,7 +100,10 @@ async def solve(api: httpx.AsyncClient) -> str:
         signature=data["signature"],
     )
     solution = await asyncio.to_thread(
-        solve_challenge, challenge.challenge, challenge.salt, challenge.algorithm,
+        solve_challenge,
+        challenge.challenge,
+        challenge.salt,
+        challenge.algorithm,
         challenge.max_number,
     )
     assert solution is not None
@@ -167,9 +170,7 @@ async def test_signup_verify_sign_in_refresh_reset(
     assert _stable(wrong) == _stable(nobody)
     assert wrong.status_code == 401
 
-    tokens = (
-        await api.post("/v1/account/token", json={**signup, "device_id": DEVICE})
-    ).json()
+    tokens = (await api.post("/v1/account/token", json={**signup, "device_id": DEVICE})).json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Hushchat-Device": DEVICE}
     me = await api.get("/v1/me", headers=headers)
     assert me.status_code == 200
@@ -210,7 +211,11 @@ async def test_signup_verify_sign_in_refresh_reset(
     assert old.status_code == 401
     new = await api.post(
         "/v1/account/token",
-        json={"email": "dana@example.org", "password": "a brand new passphrase", "device_id": DEVICE},
+        json={
+            "email": "dana@example.org",
+            "password": "a brand new passphrase",
+            "device_id": DEVICE,
+        },
     )
     assert new.status_code == 200
 
@@ -219,7 +224,13 @@ async def test_bad_captcha_and_weak_password(local_api: httpx.AsyncClient) -> No
     api = local_api
     forged = base64.b64encode(
         json.dumps(
-            {"algorithm": "SHA-256", "challenge": "0" * 64, "number": 1, "salt": "s", "signature": "x"}
+            {
+                "algorithm": "SHA-256",
+                "challenge": "0" * 64,
+                "number": 1,
+                "salt": "s",
+                "signature": "x",
+            }
         ).encode()
     ).decode()
     response = await api.post(

@@ -139,9 +139,7 @@ async def test_paging_and_monotonic_cursor(user: UserFactory) -> None:
 
 async def test_concurrent_pushes_get_distinct_gapless_sequence(user: UserFactory) -> None:
     alice = user("alice")
-    await asyncio.gather(
-        *[alice.push(*[record(f"c{n}-{i}") for i in range(10)]) for n in range(8)]
-    )
+    await asyncio.gather(*[alice.push(*[record(f"c{n}-{i}") for i in range(10)]) for n in range(8)])
     changes, cursor = await alice.pull_all()
     assert cursor == 80
     assert sorted(c["seq"] for c in changes) == list(range(1, 81))

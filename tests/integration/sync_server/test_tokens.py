@@ -59,7 +59,9 @@ async def test_valid_token_accepted(api: httpx.AsyncClient, issuer: FakeIssuer) 
 
 
 async def test_alg_none_rejected(api: httpx.AsyncClient) -> None:
-    token = _segment({"alg": "none", "typ": "JWT", "kid": "key-1"}) + "." + _segment(_claims()) + "."
+    token = (
+        _segment({"alg": "none", "typ": "JWT", "kid": "key-1"}) + "." + _segment(_claims()) + "."
+    )
     response = await _status(api, token)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -69,8 +71,10 @@ async def test_alg_none_rejected(api: httpx.AsyncClient) -> None:
 async def test_hs256_signed_with_public_key_rejected(
     api: httpx.AsyncClient, issuer: FakeIssuer
 ) -> None:
-    pem = issuer.keys["key-1"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        issuer.keys["key-1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     # PyJWT refuses PEM keys as HMAC secrets, so build the HS256 signature by hand.
     import hashlib
@@ -136,9 +140,7 @@ async def test_unverified_email_rejected(api: httpx.AsyncClient, issuer: FakeIss
     assert (await _status(api, string_true)).status_code == 200
 
 
-async def test_key_rotation(
-    tmp_path: Path, database_url: str | None, issuer: FakeIssuer
-) -> None:
+async def test_key_rotation(tmp_path: Path, database_url: str | None, issuer: FakeIssuer) -> None:
     settings = make_settings(tmp_path, database_url, oidc_jwks_min_refresh_seconds=1)
     async with running(create_app(settings, http_transport=issuer.transport())) as api:
         await _rotate(api, issuer)

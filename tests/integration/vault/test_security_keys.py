@@ -157,3 +157,48 @@ def test_authenticator_speaks_ctap2_to_the_real_client() -> None:
 
 def test_template_fixture_is_reusable(template_vault: TemplateVault) -> None:
     assert (template_vault.path / "vault.json").exists()
+
+
+def test_discover_uses_the_first_hid_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.vault import security_key
+
+    device = SoftwareAuthenticator()
+    monkeypatch.setattr(security_key.sys, "platform", "linux")
+    monkeypatch.setattr(security_key, "_hid_devices", lambda: iter([device]))
+    key = SecurityKey.discover(Prompts())
+    assert key.enrol(user_id=b"u" * 16, user_name="t")
+    assert device.touches == 1
+
+
+def test_discover_without_any_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.vault import security_key
+
+    monkeypatch.setattr(security_key.sys, "platform", "linux")
+    monkeypatch.setattr(security_key, "_hid_devices", lambda: iter(()))
+    with pytest.raises(NoSecretAvailableError, match="No FIDO2 security key was found"):
+        SecurityKey.discover(Prompts())
+
+
+def test_discover_prefers_windows_hello_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from app.vault import security_key
+
+    created: list[object] = []
+
+    class FakeWindowsClient:
+        def __init__(self, collector: object) -> None:
+            created.append(collector)
+
+        @staticmethod
+        def is_available() -> bool:
+            return True
+
+    fake_module = types.ModuleType("fido2.client.windows")
+    fake_module.WindowsClient = FakeWindowsClient  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fido2.client.windows", fake_module)
+    monkeypatch.setattr(security_key.sys, "platform", "win32")
+    key = SecurityKey.discover(Prompts())
+    assert key.description == "Windows Hello"
+    assert isinstance(created[0], _ClientData)

@@ -123,7 +123,9 @@ def test_search_titles_and_messages_with_snippets(library: Library) -> None:
     standard.rename(chat_id, "Kubernetes notes")
     private = library.store(Tier.PRIVATE)
     other = private.create_chat()
-    private.add_message(other.id, "user", "How do I drain a kubernetes node safely?", parent_id=None)
+    private.add_message(
+        other.id, "user", "How do I drain a kubernetes node safely?", parent_id=None
+    )
     hits = library.search("kubern")
     assert {(h.tier, h.message_id is None) for h in hits} == {
         (Tier.STANDARD, True), (Tier.PRIVATE, False),

@@ -108,7 +108,8 @@ def test_connection_pragmas(unlocked: Vault) -> None:
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA secure_delete").fetchone()[0] == 1
     assert connection.execute("PRAGMA temp_store").fetchone()[0] == 2
-    assert connection.execute("PRAGMA cipher_memory_security").fetchone()[0] == "1"
+    # Deliberately off: see MEMORY_SECURITY in app/vault/database.py.
+    assert connection.execute("PRAGMA cipher_memory_security").fetchone()[0] == "0"
     assert connection.execute("PRAGMA cipher_version").fetchone()[0]
     assert connection.execute("SELECT value FROM vault_meta WHERE name='tier'").fetchone() == (
         "private",
@@ -383,3 +384,29 @@ class FakeStore:
 
     def delete(self, service: str, account: str) -> None:
         self.items.pop((service, account), None)
+
+
+def test_failed_rekey_is_abandoned_cleanly(
+    unlocked: Vault, profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.vault import database
+
+    def broken_export(source: Path, old: bytes, target: Path, new: bytes) -> None:
+        target.write_bytes(b"partial")
+        raise DatabaseDamagedError("disk full")
+
+    connection = unlocked.connect("standard")
+    connection.execute("CREATE TABLE notes (body TEXT)")
+    connection.execute("INSERT INTO notes VALUES ('kept')")
+    database_before = (profile / "private.db").read_bytes()
+    monkeypatch.setattr(database, "export_with_new_key", broken_export)
+    with pytest.raises(DatabaseDamagedError, match="disk full"):
+        unlocked.rekey(("private",))
+    assert not Vault.status(profile).rekey_pending
+    assert not (profile / "private.db.rekey").exists()
+    assert (profile / "private.db").read_bytes() == database_before
+    monkeypatch.undo()
+    unlocked.lock()
+    unlocked.unlock_with_passphrase("correct horse battery staple")
+    assert unlocked.connect("standard").execute("SELECT * FROM notes").fetchall() == [("kept",)]
+    unlocked.verify_databases()

@@ -1,0 +1,220 @@
+"""The chat area of the main window: sidebar, chat view, composer, settings panel.
+
+``ChatAreaWidget`` wires the four parts together and is the one object the
+window shell talks to (see the methods below). It subscribes to the chat
+service's change notifications while unlocked and hands each ``ChatChanged`` to
+the parts that show that chat; ``clear`` drops every piece of decrypted content
+from models and widgets when the vault locks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+
+from app.chat.events import ChatChanged
+from app.config import Config
+from app.store.models import Chat, Tier
+from app.ui import tasks
+from app.ui.chat_settings import ChatSettingsPanel, sending_blocked_reason
+from app.ui.chat_view import ChatViewWidget
+from app.ui.composer import ComposerWidget
+from app.ui.session import Session
+from app.ui.sidebar import SidebarWidget
+
+__all__ = ["ChatAreaWidget"]
+
+log = logging.getLogger(__name__)
+
+
+class ChatAreaWidget(QWidget):
+    """Everything about chats in the main window."""
+
+    activity = Signal()  # the user did something (the shell restarts the idle-lock timer)
+    status_message = Signal(str)
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._session = session
+        self._unsubscribe: Callable[[], None] | None = None
+        self.setObjectName("chatArea")
+
+        self.sidebar = SidebarWidget(session, self)
+        self.chat_view = ChatViewWidget(session, self)
+        self.composer = ComposerWidget(self, send_key=self._ui_setting("send_key", "enter"))
+        self.settings_panel = ChatSettingsPanel(session, self)
+
+        center = QWidget(self)
+        center_layout = QVBoxLayout(center)
+        center_layout.setContentsMargins(0, 0, 0, 0)
+        center_layout.setSpacing(0)
+        center_layout.addWidget(self.chat_view, 1)
+        center_layout.addWidget(self.composer)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("chatSplitter")
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(center)
+        self.splitter.addWidget(self.settings_panel)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 0)
+        self.splitter.setCollapsible(1, False)
+        self.splitter.setSizes([260, 640, 280])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.splitter)
+
+        self.sidebar.chat_selected.connect(self.open_chat)
+        self.sidebar.new_chat_requested.connect(self.new_chat)
+        self.composer.submitted.connect(self._send)
+        self.composer.edit_submitted.connect(self._edit)
+        self.composer.stop_requested.connect(self.stop)
+        self.chat_view.chat_loaded.connect(self._chat_loaded)
+        self.chat_view.turn_started.connect(self.settings_panel.show_turn)
+        self.chat_view.streaming_changed.connect(self.composer.set_streaming)
+        self.chat_view.edit_requested.connect(self.composer.start_edit)
+        for part in (self.sidebar, self.chat_view, self.composer, self.settings_panel):
+            part.activity.connect(self.activity)
+        for part in (self.sidebar, self.chat_view, self.settings_panel):
+            part.status_message.connect(self.status_message)
+        self._update_composer(None)
+
+    # the shell's interface ---------------------------------------------------------------
+
+    def load(self) -> None:
+        """Fill the sidebar and follow the service's changes (after unlock)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self._session.service.changes.subscribe(self._on_change)
+        self.composer.set_send_key(self._ui_setting("send_key", "enter"))
+        self.sidebar.load()
+        self._update_composer(None)
+
+    def clear(self) -> None:
+        """Stop every answer and drop all decrypted content from models and widgets."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.chat_view.clear()
+        self.sidebar.clear()
+        self.composer.clear()
+        self.settings_panel.clear()
+        self._update_composer(None)
+
+    def new_chat(self, tier: str = "standard") -> None:
+        """Create a chat ("New Chat" until it names itself) and open it."""
+        self.activity.emit()
+        chosen = Tier(tier)
+        provider = self._allowed_provider(chosen)
+        if self._config.llms and provider is None:
+            self.status_message.emit(
+                f"No configured model is allowed in {chosen.value.title()} chats; "
+                "add an on-prem provider in Settings."
+            )
+            return
+
+        def created(chat: Chat) -> None:
+            self.open_chat(chat.id)
+            self.focus_composer()
+
+        tasks.start(
+            self._session.service.create_chat(chosen, provider=provider),
+            on_done=created,
+            on_error=lambda error: self.status_message.emit(str(error)),
+        )
+
+    def open_chat(self, chat_id: str) -> None:
+        """Show ``chat_id`` in the view and select it in the sidebar."""
+        self.composer.cancel_edit()
+        self.sidebar.select_chat(chat_id)
+        self.chat_view.open_chat(chat_id)
+
+    def focus_search(self) -> None:
+        self.sidebar.focus_search()
+
+    def select_next_chat(self) -> None:
+        self.sidebar.select_offset(1)
+
+    def select_previous_chat(self) -> None:
+        self.sidebar.select_offset(-1)
+
+    def stop(self) -> None:
+        """Stop the open chat's answer (what arrived is kept)."""
+        self.chat_view.stop()
+
+    def regenerate(self) -> None:
+        """Answer the open chat's last question again, as a new version."""
+        self.activity.emit()
+        if not self.chat_view.regenerate():
+            self.status_message.emit("Nothing to regenerate here.")
+
+    def focus_composer(self) -> None:
+        self.composer.editor.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def has_ephemeral_chats(self) -> bool:
+        """Whether closing or locking now would make Ephemeral chats vanish."""
+        return self.sidebar.model.has_tier(Tier.EPHEMERAL)
+
+    # wiring ------------------------------------------------------------------------------
+
+    @property
+    def _config(self) -> Config:
+        return self._session.config.config
+
+    def _ui_setting(self, name: str, default: str) -> str:
+        ui = getattr(self._config, "ui", None)
+        value = getattr(ui, name, default) if ui is not None else default
+        return value if isinstance(value, str) else default
+
+    def _allowed_provider(self, tier: Tier) -> str | None:
+        """The default provider if the tier allows it, else the first one it allows."""
+        from app.privacy import policy
+
+        if not self._config.llms:
+            return None
+        default = self._config.llm()
+        candidates = [default] + [e for e in self._config.llms if e is not default]
+        for entry in candidates:
+            if policy.decision(tier, entry.effective_locality).allowed:
+                return entry.provider_name
+        return None
+
+    def _on_change(self, change: ChatChanged) -> None:
+        self.sidebar.on_chat_changed(change.chat_id, change.what)
+        self.chat_view.on_chat_changed(change.chat_id, change.what)
+
+    def _chat_loaded(self, chat: Chat | None) -> None:
+        self.settings_panel.set_chat(chat)
+        self._update_composer(chat)
+        if chat is None:
+            self.sidebar.select_chat(None)
+
+    def _update_composer(self, chat: Chat | None) -> None:
+        self.composer.set_blocked(sending_blocked_reason(self._config, chat))
+
+    def _send(self, text: str) -> None:
+        self.activity.emit()
+        if self.chat_view.chat_id is not None:
+            if not self.chat_view.send(text):
+                self.status_message.emit("An answer is still coming; stop it first.")
+            return
+        # Nothing open: the first message starts a new Standard chat.
+        provider = self._allowed_provider(Tier.STANDARD)
+
+        def created(chat: Chat) -> None:
+            self.open_chat(chat.id)
+            self.chat_view.send(text)
+
+        tasks.start(
+            self._session.service.create_chat(Tier.STANDARD, provider=provider),
+            on_done=created,
+            on_error=lambda error: self.status_message.emit(str(error)),
+        )
+
+    def _edit(self, message_id: str, text: str) -> None:
+        self.activity.emit()
+        if not self.chat_view.edit(message_id, text):
+            self.status_message.emit("An answer is still coming; stop it first.")

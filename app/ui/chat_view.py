@@ -1,0 +1,1347 @@
+"""The message list of one chat: a virtualized view over its thread, and its turns.
+
+``MessageListModel`` holds the loaded page(s) of the active thread (newest page
+first, older pages fetched as the user scrolls up) plus the "N older messages
+not sent to the model" marker. ``MessageDelegate`` paints each row from
+QTextDocuments of rendered Markdown, cached per message, chunk and width, so a
+10,000-message chat costs what its visible rows cost; heights of rows never
+painted are estimated first and measured in small idle slices afterwards, with
+the visible content held still. ``ChatViewWidget`` runs the chat's turns (send,
+regenerate, edit) as tasks on the event loop; streamed text goes into a buffer
+and the streaming row is repainted at most every ``REPAINT_MS`` so the UI thread
+never stalls however fast the model is.
+
+There is never one widget per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, cast
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QPointF,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QColor,
+    QContextMenuEvent,
+    QDesktopServices,
+    QFont,
+    QFontMetrics,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QResizeEvent,
+    QTextDocument,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QLabel,
+    QListView,
+    QMenu,
+    QMessageBox,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chat.events import TurnDelta, TurnEvent, TurnFinished, TurnReasoning, TurnStarted
+from app.store.models import Chat, Message, MessageStatus, ThreadPage, Tier
+from app.ui import tasks
+from app.ui.markdown import Chunk, render_markdown, split_blocks
+from app.ui.session import Session
+
+__all__ = ["ChatViewWidget", "MessageDelegate", "MessageListModel", "MessageListView"]
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+REPAINT_MS = 30
+MEASURE_SLICE_SECONDS = 0.006
+DOC_CACHE_SIZE = 800
+ROW_MARGIN_X = 16
+ROW_MARGIN_Y = 6
+BUBBLE_PAD = 10
+MARKER_KEY = "marker"
+EPHEMERAL_TINT = QColor(214, 160, 40)
+PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
+NEXT_MARK = "\u203a"
+
+
+def _ask(parent: QWidget, title: str, text: str) -> bool:
+    """A yes/no confirmation (a seam: tests replace it)."""
+    answer = QMessageBox.question(
+        parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+confirm: Callable[[QWidget, str, str], bool] = _ask
+
+
+class ChatDocument(QTextDocument):
+    """A QTextDocument that loads no resource at all: model output fetches nothing."""
+
+    def loadResource(self, kind: int, name: QUrl | str) -> Any:
+        return None
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Row:
+    """One row: a message, or the context marker (``message`` None)."""
+
+    key: str
+    message: Message | None = None
+    text: str = ""
+
+
+@dataclass(slots=True)
+class _Stream:
+    """The text streamed so far into the answer ``message_id``."""
+
+    message_id: str
+    pieces: list[str] = field(default_factory=list)
+    length: int = 0
+    reasoning: int = 0
+
+    def text(self) -> str:
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+
+class MessageListModel(QAbstractListModel):
+    """The loaded messages of one chat's active thread, oldest first.
+
+    Older pages are fetched with ``fetch_older`` when the user scrolls to the top.
+    (Qt's own ``canFetchMore``/``fetchMore`` grow a list at the *bottom* and fire
+    whenever the last row is visible, which for a chat shown from its newest end
+    would load the whole history; so the view asks for older pages explicitly.)
+    """
+
+    older_requested = Signal(str)  # id of the oldest loaded message
+    ROW_ROLE: ClassVar[int] = int(Qt.ItemDataRole.UserRole) + 1
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.chat_id: str | None = None
+        self.has_older = False
+        self._rows: list[_Row] = []
+        self._messages: list[Message] = []
+        self._stream: _Stream | None = None
+        self._fetching_older = False
+        # The marker sits before the message at this absolute thread position.
+        self._marker_at: int | None = None
+        self._marker_dropped = 0
+        self._first_position: int | None = None  # thread position of _messages[0]
+
+    # Qt interface ------------------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole or role == Qt.ItemDataRole.AccessibleTextRole:
+            if row.message is None:
+                return row.text
+            who = "You" if row.message.role == "user" else "Assistant"
+            return f"{who}: {self.content_of(row)}"
+        if role == self.ROW_ROLE:
+            return row
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    # reading -----------------------------------------------------------------------------
+
+    def row(self, number: int) -> _Row:
+        return self._rows[number]
+
+    def row_number(self, key: str) -> int | None:
+        for number in range(len(self._rows) - 1, -1, -1):
+            if self._rows[number].key == key:
+                return number
+        return None
+
+    @property
+    def messages(self) -> list[Message]:
+        return list(self._messages)
+
+    def content_of(self, row: _Row) -> str:
+        """The text to show: the streamed text for the answer being streamed."""
+        if row.message is None:
+            return row.text
+        if self._stream is not None and row.message.id == self._stream.message_id:
+            return self._stream.text()
+        return row.message.content
+
+    def is_streaming(self, row: _Row) -> bool:
+        return (
+            self._stream is not None
+            and row.message is not None
+            and row.message.id == self._stream.message_id
+        )
+
+    @property
+    def stream(self) -> _Stream | None:
+        return self._stream
+
+    def last_assistant(self) -> Message | None:
+        for message in reversed(self._messages):
+            if message.role == "assistant":
+                return message
+        return None
+
+    def message(self, message_id: str) -> Message | None:
+        for message in self._messages:
+            if message.id == message_id:
+                return message
+        return None
+
+    # changing ----------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every message (on lock or when no chat is open)."""
+        self.beginResetModel()
+        self.chat_id = None
+        self.has_older = False
+        self._rows = []
+        self._messages = []
+        self._stream = None
+        self._marker_at = None
+        self._first_position = None
+        self._fetching_older = False
+        self.endResetModel()
+
+    def show_page(self, chat_id: str, page: ThreadPage, *, thread_length: int | None) -> None:
+        """Show ``page`` as the newest messages of ``chat_id`` (a new chat resets, the
+        same chat is updated row by row)."""
+        if chat_id != self.chat_id:
+            self.beginResetModel()
+            self.chat_id = chat_id
+            self._stream = None
+            self._marker_at = None
+            self._messages = list(page.messages)
+            self.has_older = page.has_older
+            self._first_position = self._position_from(thread_length)
+            self._fetching_older = False
+            self._rows = self._build_rows()
+            self.endResetModel()
+            return
+        self._messages = list(page.messages)
+        self.has_older = page.has_older
+        self._first_position = self._position_from(thread_length)
+        self._apply_rows(self._build_rows())
+
+    def add_older(self, chat_id: str, before: str, page: ThreadPage) -> None:
+        """Put an older page above the loaded messages (if it still fits there)."""
+        self._fetching_older = False
+        if chat_id != self.chat_id or not self._messages or self._messages[0].id != before:
+            return
+        self._messages = list(page.messages) + self._messages
+        self.has_older = page.has_older
+        if self._first_position is not None:
+            self._first_position -= len(page.messages)
+        self._apply_rows(self._build_rows())
+
+    @property
+    def has_marker(self) -> bool:
+        return self._marker_at is not None
+
+    def can_fetch_older(self) -> bool:
+        return self.has_older and not self._fetching_older and bool(self._messages)
+
+    def fetch_older(self) -> None:
+        """Ask (``older_requested``) for the page before the oldest loaded message."""
+        if self.can_fetch_older():
+            self._fetching_older = True
+            self.older_requested.emit(self._messages[0].id)
+
+    def older_fetch_failed(self) -> None:
+        self._fetching_older = False
+
+    def start_stream(self, stream: _Stream | None) -> None:
+        """Show ``stream``'s text in its answer's row (None: no answer is streaming)."""
+        self._stream = stream
+        if stream is not None:
+            number = self.row_number(stream.message_id)
+            if number is not None:
+                index = self.index(number)
+                self.dataChanged.emit(index, index)
+
+    def set_marker(self, dropped: int, thread_length: int | None) -> None:
+        """Mark where the context sent with the latest turn began."""
+        self._marker_dropped = dropped
+        self._marker_at = dropped if dropped > 0 else None
+        if thread_length is not None:
+            self._first_position = self._position_from(thread_length)
+        self._apply_rows(self._build_rows())
+
+    def _position_from(self, thread_length: int | None) -> int | None:
+        if thread_length is None:
+            return self._first_position if self._marker_at is not None else None
+        return thread_length - len(self._messages)
+
+    def _build_rows(self) -> list[_Row]:
+        rows = [_Row(m.id, m) for m in self._messages]
+        if self._marker_at is None:
+            return rows
+        text = (
+            f"{self._marker_dropped:,} older message{'s' if self._marker_dropped != 1 else ''} "
+            "not sent to the model"
+        )
+        where = 0
+        if self._first_position is not None:
+            where = min(max(self._marker_at - self._first_position, 0), len(rows))
+        rows.insert(where, _Row(MARKER_KEY, None, text))
+        return rows
+
+    def _apply_rows(self, new: list[_Row]) -> None:
+        """Replace the rows, touching only those that differ (keeps the view's place)."""
+        old = self._rows
+        limit = min(len(old), len(new))
+        prefix = 0
+        while prefix < limit and old[prefix].key == new[prefix].key:
+            prefix += 1
+        suffix = 0
+        while suffix < limit - prefix and old[-1 - suffix].key == new[-1 - suffix].key:
+            suffix += 1
+        removed_end = len(old) - suffix
+        inserted_end = len(new) - suffix
+        if removed_end > prefix:
+            self.beginRemoveRows(QModelIndex(), prefix, removed_end - 1)
+            del self._rows[prefix:removed_end]
+            self.endRemoveRows()
+        if inserted_end > prefix:
+            self.beginInsertRows(QModelIndex(), prefix, inserted_end - 1)
+            self._rows[prefix:prefix] = new[prefix:inserted_end]
+            self.endInsertRows()
+        for number, row in enumerate(new):
+            current = self._rows[number]
+            if current.message != row.message or current.text != row.text:
+                self._rows[number] = row
+                index = self.index(number)
+                self.dataChanged.emit(index, index)
+
+
+# --- delegate ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Part:
+    top: int
+    document: QTextDocument
+    code_blocks: list[str]
+
+
+@dataclass(slots=True)
+class _Layout:
+    """How one row is drawn at one width: its documents, their offsets, its height."""
+
+    parts: list[_Part]
+    header: str
+    height: int
+    content_top: int
+
+
+def _signature(row: _Row, content_length: int, streaming: bool) -> tuple[Any, ...]:
+    message = row.message
+    if message is None:
+        return (row.key, row.text)
+    return (
+        message.id,
+        message.status,
+        message.version,
+        message.versions,
+        message.error,
+        content_length,
+        streaming,
+    )
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """Paints a message from cached QTextDocuments; heights are measured once per width."""
+
+    streaming_painted = Signal(int)  # characters of the streaming answer now on screen
+
+    def __init__(self, view: MessageListView) -> None:
+        super().__init__(view)
+        self._view = view
+        self._width = -1
+        self._generation = 0
+        self._heights: dict[str, tuple[tuple[Any, ...], int]] = {}
+        self._layouts: OrderedDict[str, tuple[tuple[Any, ...], _Layout]] = OrderedDict()
+        self._docs: OrderedDict[tuple[Any, ...], tuple[QTextDocument, list[str]]] = OrderedDict()
+        self.is_dark = False
+        self.last_regenerable: str | None = None
+
+    # caches ------------------------------------------------------------------------------
+
+    def reset_caches(self) -> None:
+        """Forget every layout (theme, font or content cleared)."""
+        self._generation += 1
+        self._heights.clear()
+        self._layouts.clear()
+        self._docs.clear()
+        self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
+
+    def reset_width(self) -> None:
+        """Take the view's new width (layouts of the old width are dropped)."""
+        self.content_width()
+
+    def content_width(self) -> int:
+        width = self._view.viewport().width() - 2 * (ROW_MARGIN_X + BUBBLE_PAD)
+        width = max(width, 120)
+        if width != self._width:
+            self._width = width
+            self._heights.clear()
+            self._layouts.clear()
+        return width
+
+    def known_height(self, row: _Row, model: MessageListModel) -> int | None:
+        """The measured height of ``row`` at the current width, if known."""
+        self.content_width()
+        known = self._heights.get(row.key)
+        if known is None:
+            return None
+        signature = self._row_signature(row, model)
+        return known[1] if known[0] == signature else None
+
+    def _row_signature(self, row: _Row, model: MessageListModel) -> tuple[Any, ...]:
+        streaming = model.is_streaming(row)
+        content = (
+            len(model.content_of(row))
+            if streaming
+            else len(row.message.content if row.message else row.text)
+        )
+        regenerable = row.message is not None and row.message.id == self.last_regenerable
+        return (*_signature(row, content, streaming), regenerable, self._generation)
+
+    def estimate(self, row: _Row, model: MessageListModel) -> int:
+        """A quick guess at a row's height from its length (before it is measured)."""
+        metrics = QFontMetrics(self._view.font())
+        line = metrics.lineSpacing()
+        if row.message is None:
+            return line + 2 * ROW_MARGIN_Y + 8
+        width = self.content_width()
+        per_line = max(20, width // max(1, metrics.averageCharWidth()))
+        text = model.content_of(row)
+        lines = text.count("\n") + len(text) // per_line + 1
+        chrome = 2 * ROW_MARGIN_Y + 2 * BUBBLE_PAD + 2 * line + 8
+        return chrome + int(lines * line * 1.1)
+
+    def layout(self, row: _Row, model: MessageListModel) -> _Layout:
+        """The row's documents and height at the current width (computed once)."""
+        width = self.content_width()
+        signature = self._row_signature(row, model)
+        cached = self._layouts.get(row.key)
+        if cached is not None and cached[0] == signature:
+            self._layouts.move_to_end(row.key)
+            return cached[1]
+        layout = self._make_layout(row, model, width)
+        self._layouts[row.key] = (signature, layout)
+        if len(self._layouts) > 300:
+            self._layouts.popitem(last=False)
+        self._heights[row.key] = (signature, layout.height)
+        return layout
+
+    def measure(self, row: _Row, model: MessageListModel) -> tuple[int, bool]:
+        """Measure ``row``; returns its height and whether it had been guessed differently."""
+        before = self.known_height(row, model)
+        guess = before if before is not None else self.estimate(row, model)
+        height = self.layout(row, model).height
+        return height, height != guess
+
+    def _document(
+        self, key: tuple[Any, ...], make: Callable[[], tuple[str, list[str]]]
+    ) -> tuple[QTextDocument, list[str]]:
+        cached = self._docs.get(key)
+        if cached is not None:
+            self._docs.move_to_end(key)
+            return cached
+        html, code_blocks = make()
+        document = ChatDocument()
+        document.setUndoRedoEnabled(False)
+        document.setDocumentMargin(0)
+        document.setDefaultFont(self._view.font())
+        document.setDefaultStyleSheet("p { margin-top: 0px; margin-bottom: 6px; }")
+        document.setHtml(html)
+        document.setTextWidth(self._width)
+        entry = (document, code_blocks)
+        self._docs[key] = entry
+        if len(self._docs) > DOC_CACHE_SIZE:
+            self._docs.popitem(last=False)
+        return entry
+
+    def _make_layout(self, row: _Row, model: MessageListModel, width: int) -> _Layout:
+        metrics = QFontMetrics(self._view.font())
+        if row.message is None:
+            height = metrics.lineSpacing() + 2 * ROW_MARGIN_Y + 8
+            return _Layout([], row.text, height, 0)
+        message = row.message
+        streaming = model.is_streaming(row)
+        header = _header(message, streaming)
+        top = ROW_MARGIN_Y + BUBBLE_PAD + metrics.lineSpacing() + 4
+        content_top = top
+        parts: list[_Part] = []
+        text = model.content_of(row)
+        for chunk in split_blocks(text) if text else []:
+            document, code_blocks = self._document(
+                ("chunk", chunk.text, chunk.opens_in_fence, width, self._generation),
+                _chunk_renderer(chunk, self.is_dark),
+            )
+            parts.append(_Part(top, document, code_blocks))
+            top += int(document.size().height())
+        footer = self._footer_html(message, streaming, model)
+        if footer:
+            document, _ = self._document(
+                ("footer", footer, width, self._generation), lambda: (footer, [])
+            )
+            parts.append(_Part(top + 2, document, []))
+            top += int(document.size().height()) + 2
+        height = top + BUBBLE_PAD + ROW_MARGIN_Y
+        return _Layout(parts, header, height, content_top)
+
+    def _footer_html(self, message: Message, streaming: bool, model: MessageListModel) -> str:
+        link = self._view.palette().color(QPalette.ColorRole.Link).name()
+        muted = self._view.palette().color(QPalette.ColorRole.PlaceholderText).name()
+
+        def action(name: str, label: str) -> str:
+            return f'<a href="action:{name}" style="color:{link};text-decoration:none;">{label}</a>'
+
+        items: list[str] = []
+        if streaming:
+            stream = model.stream
+            if stream is not None and stream.length == 0 and stream.reasoning:
+                items.append(f'<span style="color:{muted};">Thinking…</span>')
+            items.append(action("stop", "Stop"))
+        else:
+            if message.versions > 1:
+                items.append(
+                    f"{action('previous', PREVIOUS_MARK)}&nbsp;{message.version}/{message.versions}"
+                    f"&nbsp;{action('next', NEXT_MARK)}"
+                )
+            if message.status is MessageStatus.ERROR:
+                reason = message.error or "the model failed"
+                items.append(f'<span style="color:#c01c28;">Error: {_escape(reason)}</span>')
+                items.append(action("retry", "Retry"))
+            elif message.status is MessageStatus.STOPPED:
+                items.append(f'<span style="color:{muted};">Stopped</span>')
+            elif message.status is MessageStatus.PARTIAL:
+                items.append(f'<span style="color:{muted};">Interrupted</span>')
+            items.append(action("copy", "Copy"))
+            if message.role == "user":
+                items.append(action("edit", "Edit"))
+            elif message.id == self.last_regenerable and message.status is not MessageStatus.ERROR:
+                items.append(action("regenerate", "Regenerate"))
+            items.append(action("delete", "Delete"))
+        return (
+            '<span style="font-size:small;">' + "&nbsp;&nbsp;·&nbsp;&nbsp;".join(items) + "</span>"
+        )
+
+    # Qt interface ------------------------------------------------------------------------
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        model = self._view.message_model
+        row = model.row(index.row())
+        height = self.known_height(row, model)
+        if height is None:
+            height = self.estimate(row, model)
+        return QSize(self._view.viewport().width(), height)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        model = self._view.message_model
+        row = model.row(index.row())
+        known = self.known_height(row, model)
+        layout = self.layout(row, model)
+        rect = QRect(option.rect)
+        if known is None and layout.height != rect.height():
+            self._view.request_measure()
+        palette = option.palette
+        painter.save()
+        painter.setClipRect(rect)
+        if row.message is None:
+            self._paint_marker(painter, rect, palette, layout.header)
+            painter.restore()
+            return
+        bubble = rect.adjusted(ROW_MARGIN_X, ROW_MARGIN_Y, -ROW_MARGIN_X, -ROW_MARGIN_Y)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if row.message.role == "user":
+            fill = QColor(palette.color(QPalette.ColorRole.Highlight))
+            fill.setAlpha(28)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(fill)
+            painter.drawRoundedRect(QRectF(bubble), 8, 8)
+        state = option.state
+        if state & QStyle.StateFlag.State_HasFocus and self._view.hasFocus():
+            pen = QColor(palette.color(QPalette.ColorRole.Highlight))
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(QRectF(bubble).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        left = rect.left() + ROW_MARGIN_X + BUBBLE_PAD
+        header_font = QFont(self._view.font())
+        header_font.setBold(True)
+        painter.setFont(header_font)
+        painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+        painter.drawText(
+            QRect(left, rect.top() + ROW_MARGIN_Y + BUBBLE_PAD, self._width, layout.content_top),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+            layout.header,
+        )
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.palette = palette
+        clip = QRectF(painter.clipBoundingRect())
+        for part in layout.parts:
+            top = rect.top() + part.top
+            height = part.document.size().height()
+            if top + height < clip.top() or top > clip.bottom():
+                continue
+            painter.save()
+            painter.translate(left, top)
+            context.clip = QRectF(0, 0, self._width, height)
+            part.document.documentLayout().draw(painter, context)
+            painter.restore()
+        painter.restore()
+        if model.is_streaming(row):
+            stream = model.stream
+            self.streaming_painted.emit(stream.length if stream else 0)
+
+    def _paint_marker(self, painter: QPainter, rect: QRect, palette: QPalette, text: str) -> None:
+        color = QColor(palette.color(QPalette.ColorRole.PlaceholderText))
+        painter.setPen(color)
+        font = QFont(self._view.font())
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.9))
+        painter.setFont(font)
+        metrics = QFontMetrics(font)
+        width = metrics.horizontalAdvance(text)
+        middle = rect.center().y()
+        gap = 12
+        left = rect.left() + ROW_MARGIN_X
+        right = rect.right() - ROW_MARGIN_X
+        text_left = rect.center().x() - width // 2
+        line = QColor(color)
+        line.setAlpha(90)
+        painter.setPen(line)
+        painter.drawLine(left, middle, text_left - gap, middle)
+        painter.drawLine(text_left + width + gap, middle, right, middle)
+        painter.setPen(color)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+    # hit testing -------------------------------------------------------------------------
+
+    def anchor_at(
+        self, row: _Row, model: MessageListModel, point: QPoint
+    ) -> tuple[str, list[str]] | None:
+        """The link under ``point`` (relative to the row's top-left) and its part's code."""
+        layout = self.layout(row, model)
+        x = point.x() - ROW_MARGIN_X - BUBBLE_PAD
+        for part in layout.parts:
+            local = QPointF(x, point.y() - part.top)
+            if 0 <= local.y() <= part.document.size().height():
+                href = part.document.documentLayout().anchorAt(local)
+                if href:
+                    return href, part.code_blocks
+        return None
+
+
+def _chunk_renderer(chunk: Chunk, dark: bool) -> Callable[[], tuple[str, list[str]]]:
+    def make() -> tuple[str, list[str]]:
+        rendered = render_markdown(chunk.text, dark=dark, opens_in_fence=chunk.opens_in_fence)
+        return rendered.html, rendered.code_blocks
+
+    return make
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _header(message: Message, streaming: bool) -> str:
+    if message.role == "user":
+        return "You"
+    who = "Assistant"
+    if message.model:
+        who += f" · {message.model}"
+    if streaming:
+        who += " · answering…"
+    return who
+
+
+# --- view ----------------------------------------------------------------------------------
+
+
+class MessageListView(QListView):
+    """The list: per-pixel scrolling, links in messages, older pages at the top."""
+
+    painted = Signal()
+    action_triggered = Signal(str, str)  # action name, message id
+    context_menu_requested = Signal(QPoint, str)  # global position, message id
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message_model = MessageListModel(self)
+        self.setModel(self.message_model)
+        self.message_delegate = MessageDelegate(self)
+        self.setItemDelegate(self.message_delegate)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setUniformItemSizes(False)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setMouseTracking(True)
+        self.setWordWrap(True)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setAccessibleName("Messages")
+        self.placeholder = "Send a message to start the conversation."
+        self._measure_timer = QTimer(self)
+        self._measure_timer.setInterval(0)
+        self._measure_timer.timeout.connect(self._measure_slice)
+        self._measure_queue: list[str] = []
+        self._last_width = -1
+        self.message_delegate.reset_caches()
+
+    # positions ---------------------------------------------------------------------------
+
+    def is_at_bottom(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - 4
+
+    def keep_position(self, change: Callable[[], None]) -> None:
+        """Apply ``change`` to the model, keeping the rows on screen where they were
+        (or keeping the end in view if it was)."""
+        model = self.message_model
+        at_bottom = self.is_at_bottom() or model.rowCount() == 0
+        anchor_key: str | None = None
+        anchor_top = 0
+        if not at_bottom:
+            index = self.indexAt(QPoint(4, 4))
+            if index.isValid():
+                anchor_key = model.row(index.row()).key
+                anchor_top = self.visualRect(index).top()
+        change()
+        self.doItemsLayout()
+        if at_bottom:
+            self.scrollToBottom()
+            return
+        if anchor_key is not None:
+            number = model.row_number(anchor_key)
+            if number is not None:
+                rect = self.visualRect(model.index(number))
+                bar = self.verticalScrollBar()
+                bar.setValue(bar.value() + rect.top() - anchor_top)
+
+    def measure_visible_from_bottom(self) -> None:
+        """Measure the rows that fill the screen from the end (before the first paint)."""
+        model = self.message_model
+        delegate = self.message_delegate
+        budget = self.viewport().height() + 200
+        for number in range(model.rowCount() - 1, -1, -1):
+            height, _ = delegate.measure(model.row(number), model)
+            budget -= height
+            if budget <= 0:
+                break
+
+    def request_measure(self) -> None:
+        """Measure rows whose heights are still estimates, a few per event-loop turn."""
+        model = self.message_model
+        delegate = self.message_delegate
+        first = self.indexAt(QPoint(4, 4)).row()
+        keys = [
+            model.row(n).key
+            for n in range(model.rowCount() - 1, -1, -1)
+            if delegate.known_height(model.row(n), model) is None
+        ]
+        if first >= 0:  # the rows on screen first
+            visible = {model.row(n).key for n in range(first, min(first + 30, model.rowCount()))}
+            keys.sort(key=lambda key: key not in visible)
+        self._measure_queue = keys
+        if keys and not self._measure_timer.isActive():
+            self._measure_timer.start()
+
+    def _measure_slice(self) -> None:
+        model = self.message_model
+        delegate = self.message_delegate
+        deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
+        changed = False
+        while self._measure_queue and time.perf_counter() < deadline:
+            number = model.row_number(self._measure_queue.pop(0))
+            if number is not None:
+                changed |= delegate.measure(model.row(number), model)[1]
+        if not self._measure_queue:
+            self._measure_timer.stop()
+        if changed:
+            self.keep_position(lambda: None)
+
+    # Qt overrides ------------------------------------------------------------------------
+
+    def verticalScrollbarValueChanged(self, value: int) -> None:
+        # Not calling the base class: its fetchMore is for lists that grow downwards.
+        if value <= self.viewport().height() and self.message_model.can_fetch_older():
+            self.message_model.fetch_older()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        width = event.size().width()
+        if width != self._last_width:
+            self._last_width = width
+            self.keep_position(self.message_delegate.reset_width)
+            self.request_measure()
+        super().resizeEvent(event)
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.FontChange):
+            self.message_delegate.reset_caches()
+            self.keep_position(lambda: None)
+            self.request_measure()
+        super().changeEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self.message_model.rowCount() == 0 and self.placeholder:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(
+                self.viewport().rect().adjusted(24, 24, -24, -24),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self.placeholder,
+            )
+            painter.end()
+        self.painted.emit()
+
+    def _hit(self, pos: QPoint) -> tuple[_Row, str, list[str]] | None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return None
+        row = self.message_model.row(index.row())
+        if row.message is None:
+            return None
+        local = pos - self.visualRect(index).topLeft()
+        found = self.message_delegate.anchor_at(row, self.message_model, local)
+        if found is None:
+            return None
+        return row, found[0], found[1]
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        hit = self._hit(event.position().toPoint())
+        cursor = Qt.CursorShape.PointingHandCursor if hit else Qt.CursorShape.ArrowCursor
+        self.viewport().setCursor(cursor)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            hit = self._hit(event.position().toPoint())
+            if hit is not None:
+                row, href, code_blocks = hit
+                assert row.message is not None
+                self.activate_link(row.message.id, href, code_blocks)
+                return
+        super().mouseReleaseEvent(event)
+
+    def activate_link(self, message_id: str, href: str, code_blocks: list[str]) -> None:
+        """Follow a link of a message: a code block's Copy, a footer action, or a web link."""
+        if href.startswith("copy:"):
+            number = int(href.split(":", 1)[1])
+            if 0 <= number < len(code_blocks):
+                QGuiApplication.clipboard().setText(code_blocks[number])
+                self.action_triggered.emit("copied-code", message_id)
+        elif href.startswith("action:"):
+            self.action_triggered.emit(href.split(":", 1)[1], message_id)
+        elif href.lower().startswith(("http://", "https://", "mailto:")):
+            QDesktopServices.openUrl(QUrl(href))
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        index = self.indexAt(event.pos())
+        if not index.isValid():
+            index = self.currentIndex()
+        if index.isValid():
+            row = self.message_model.row(index.row())
+            if row.message is not None:
+                self.context_menu_requested.emit(event.globalPos(), row.message.id)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        index = self.currentIndex()
+        if index.isValid() and event.matches(QKeySequence.StandardKey.Copy):
+            row = self.message_model.row(index.row())
+            if row.message is not None:
+                self.action_triggered.emit("copy", row.message.id)
+                return
+        super().keyPressEvent(event)
+
+
+# --- the widget ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Turn:
+    chat_id: str
+    stream: _Stream | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class ChatViewWidget(QWidget):
+    """One chat's messages and the turns that add to them."""
+
+    chat_loaded = Signal(object)  # Chat, whenever the open chat's record is (re)read
+    turn_started = Signal(object)  # TurnStarted of the open chat
+    streaming_changed = Signal(bool)  # whether the open chat has a turn running
+    edit_requested = Signal(str, str)  # message id, its text
+    status_message = Signal(str)
+    activity = Signal()
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._session = session
+        self.setObjectName("chatView")
+        self.banner = QLabel("Ephemeral — vanishes when closed. Nothing of this chat is saved.")
+        self.banner.setObjectName("ephemeralBanner")
+        self.banner.setAccessibleName("Ephemeral chat notice")
+        self.banner.setWordWrap(True)
+        self.banner.setContentsMargins(12, 6, 12, 6)
+        self.banner.setAutoFillBackground(True)
+        self.banner.hide()
+        self.list = MessageListView(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.list, 1)
+        self.model = self.list.message_model
+        self.model.older_requested.connect(self._load_older)
+        self.list.action_triggered.connect(self._on_action)
+        self.list.context_menu_requested.connect(self._show_menu)
+        self.chat: Chat | None = None
+        self._turns: dict[str, _Turn] = {}
+        self._generation = 0
+        self._reload_pending = False
+        self._repaint = QTimer(self)
+        self._repaint.setInterval(REPAINT_MS)
+        self._repaint.timeout.connect(self._flush_stream)
+        self._painted_length = -1
+        self._is_ephemeral = False
+        self._wanted: str | None = None
+        #: Longest answer to ask for (None: the model's own limit).
+        self.max_tokens: int | None = None
+
+    # state -------------------------------------------------------------------------------
+
+    @property
+    def chat_id(self) -> str | None:
+        """The chat shown (or being opened)."""
+        return self._wanted
+
+    def is_streaming(self, chat_id: str | None = None) -> bool:
+        """Whether a turn is running in ``chat_id`` (default: the open chat)."""
+        chat_id = chat_id or self.chat_id
+        return chat_id is not None and chat_id in self._turns
+
+    def clear(self) -> None:
+        """Stop every turn and drop all messages and cached renderings."""
+        for turn in list(self._turns.values()):
+            if turn.task is not None:
+                turn.task.cancel()
+        self._turns.clear()
+        self._generation += 1
+        self._wanted = None
+        self._repaint.stop()
+        self.chat = None
+        self.model.clear()
+        self.list.message_delegate.reset_caches()
+        self._set_ephemeral(False)
+        self.streaming_changed.emit(False)
+
+    # opening and reloading ---------------------------------------------------------------
+
+    def open_chat(self, chat_id: str | None) -> None:
+        """Show ``chat_id``'s newest messages (None: show nothing)."""
+        if chat_id == self._wanted and chat_id is not None:
+            return
+        self._generation += 1
+        self._wanted = chat_id
+        self._painted_length = -1
+        self._repaint.stop()
+        if chat_id is None:
+            self.chat = None
+            self.model.clear()
+            self._set_ephemeral(False)
+            self.streaming_changed.emit(False)
+            self.chat_loaded.emit(None)
+            return
+        self._load(chat_id, PAGE_SIZE, opening=True)
+
+    def reload(self) -> None:
+        """Re-read the open chat (after a change), updating only the rows that differ."""
+        if self.chat_id is None or self._reload_pending:
+            return
+        self._reload_pending = True
+        QTimer.singleShot(0, self._reload_now)
+
+    def _reload_now(self) -> None:
+        self._reload_pending = False
+        if self.chat_id is not None:
+            opening = self.model.chat_id != self.chat_id
+            loaded = len(self.model.messages) if not opening else 0
+            self._load(self.chat_id, max(PAGE_SIZE, loaded), opening=opening)
+
+    def _load(self, chat_id: str, limit: int, *, opening: bool) -> None:
+        session = self._session
+        generation = self._generation
+        library = session.library
+        with_length = chat_id in self._turns or (not opening and self.model._marker_at is not None)
+
+        def read() -> tuple[Chat, ThreadPage, int | None]:
+            store = library.store_of(chat_id)
+            chat = store.chat(chat_id)
+            page = store.thread(chat_id, limit=limit)
+            length = None
+            if with_length and chat.active_leaf_id is not None:
+                length = store.thread_length(chat.active_leaf_id)
+            return chat, page, length
+
+        def done(result: tuple[Chat, ThreadPage, int | None]) -> None:
+            if generation != self._generation:
+                return
+            chat, page, length = result
+            self._show(chat, page, length, opening=opening)
+
+        tasks.start(session.runner.db(read), on_done=done, on_error=self._on_load_error)
+
+    def _on_load_error(self, error: BaseException) -> None:
+        self.status_message.emit(f"Could not read the chat: {error}")
+
+    def _show(self, chat: Chat, page: ThreadPage, length: int | None, *, opening: bool) -> None:
+        self.chat = chat
+        self._set_ephemeral(chat.tier == Tier.EPHEMERAL)
+        delegate = self.list.message_delegate
+        delegate.last_regenerable = _last_regenerable(page.messages)
+        turn = self._turns.get(chat.id)
+        if opening:
+            self.model.show_page(chat.id, page, thread_length=length)
+            self.list.measure_visible_from_bottom()
+            self.list.doItemsLayout()
+            self.list.scrollToBottom()
+        else:
+            self.list.keep_position(
+                lambda: self.model.show_page(chat.id, page, thread_length=length)
+            )
+        if turn is not None and turn.stream is not None:
+            self.list.keep_position(lambda: self.model.start_stream(turn.stream))
+            self._repaint.start()
+        self.list.request_measure()
+        self.chat_loaded.emit(chat)
+        if opening:
+            self.streaming_changed.emit(turn is not None)
+
+    def _load_older(self, before: str) -> None:
+        chat_id = self.model.chat_id
+        if chat_id is None or chat_id != self._wanted:
+            return
+        library = self._session.library
+        generation = self._generation
+
+        def read() -> ThreadPage:
+            return library.store_of(chat_id).thread(chat_id, limit=PAGE_SIZE, before=before)
+
+        def done(page: ThreadPage) -> None:
+            if generation != self._generation:
+                return
+            self.list.keep_position(lambda: self.model.add_older(chat_id, before, page))
+            self.list.request_measure()
+
+        def failed(error: BaseException) -> None:
+            self.model.older_fetch_failed()
+            self._on_load_error(error)
+
+        tasks.start(self._session.runner.db(read), on_done=done, on_error=failed)
+
+    def on_chat_changed(self, chat_id: str, what: str) -> None:
+        """A ``ChatChanged`` from the service: refresh what it names, if it is this chat."""
+        if chat_id != self.chat_id:
+            return
+        if what in ("deleted", "purged"):
+            self.open_chat(None)
+        elif what == "messages" and chat_id in self._turns:
+            return  # the turn reloads when it starts and ends
+        else:
+            self.reload()
+
+    def _set_ephemeral(self, ephemeral: bool) -> None:
+        if ephemeral == self._is_ephemeral:
+            return
+        self._is_ephemeral = ephemeral
+        self.banner.setVisible(ephemeral)
+        palette = self.list.palette() if ephemeral else self.style().standardPalette()
+        if ephemeral:
+            base = QColor(self.palette().color(QPalette.ColorRole.Base))
+            tinted = _blend(base, EPHEMERAL_TINT, 0.10)
+            palette.setColor(QPalette.ColorRole.Base, tinted)
+            banner = self.banner.palette()
+            banner.setColor(QPalette.ColorRole.Window, _blend(base, EPHEMERAL_TINT, 0.35))
+            self.banner.setPalette(banner)
+            self.list.setPalette(palette)
+        else:
+            self.list.setPalette(self.palette())
+
+    def is_ephemeral_look(self) -> bool:
+        return self._is_ephemeral
+
+    # turns -------------------------------------------------------------------------------
+
+    def send(self, text: str) -> bool:
+        """Send ``text`` in the open chat; False if a turn is already running there."""
+        chat_id = self.chat_id
+        if chat_id is None or chat_id in self._turns:
+            return False
+        self._run_turn(
+            chat_id,
+            lambda: self._session.service.send(chat_id, text, max_tokens=self.max_tokens),
+        )
+        return True
+
+    def regenerate(self) -> bool:
+        """A new version of the last answer of the open chat."""
+        chat_id = self.chat_id
+        if chat_id is None or chat_id in self._turns or not self.model.messages:
+            return False
+        self._run_turn(
+            chat_id,
+            lambda: self._session.service.regenerate(chat_id, max_tokens=self.max_tokens),
+        )
+        return True
+
+    def edit(self, message_id: str, text: str) -> bool:
+        """Save ``text`` as a new version of a message and answer it again."""
+        chat_id = self.chat_id
+        if chat_id is None or chat_id in self._turns:
+            return False
+        self._run_turn(
+            chat_id,
+            lambda: self._session.service.edit(message_id, text, max_tokens=self.max_tokens),
+        )
+        return True
+
+    def stop(self, chat_id: str | None = None) -> bool:
+        """Stop the open chat's answer; what arrived is kept, marked stopped."""
+        turn = self._turns.get(chat_id or self.chat_id or "")
+        if turn is None or turn.task is None:
+            return False
+        turn.task.cancel()
+        return True
+
+    def _run_turn(self, chat_id: str, make: Callable[[], AsyncIterator[TurnEvent]]) -> None:
+        turn = _Turn(chat_id)
+        self._turns[chat_id] = turn
+
+        async def consume() -> None:
+            events = cast(AsyncGenerator[TurnEvent, None], make())
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    self._on_event(turn, event)
+
+        def finished(_: object = None) -> None:
+            self._end_turn(turn)
+
+        def failed(error: BaseException) -> None:
+            self._end_turn(turn)
+            self.status_message.emit(str(error))
+
+        turn.task = tasks.start(consume(), on_done=finished, on_error=failed)
+        turn.task.add_done_callback(lambda task: finished() if task.cancelled() else None)
+        if chat_id == self.chat_id:
+            self.streaming_changed.emit(True)
+
+    def _on_event(self, turn: _Turn, event: TurnEvent) -> None:
+        current = turn.chat_id == self.chat_id
+        if isinstance(event, TurnDelta):
+            stream = turn.stream
+            if stream is not None:
+                stream.pieces.append(event.text)
+                stream.length += len(event.text)
+        elif isinstance(event, TurnReasoning):
+            if turn.stream is not None:
+                turn.stream.reasoning += len(event.text)
+        elif isinstance(event, TurnStarted):
+            turn.stream = _Stream(event.assistant_message_id)
+            if current:
+                self.model.set_marker(event.dropped, None)
+                self.turn_started.emit(event)
+                self.reload()
+                self._repaint.start()
+        elif isinstance(event, TurnFinished) and event.error and current:
+            self.status_message.emit(f"The answer failed: {event.error}")
+
+    def _end_turn(self, turn: _Turn) -> None:
+        if self._turns.get(turn.chat_id) is not turn:
+            return
+        del self._turns[turn.chat_id]
+        if turn.chat_id == self.chat_id:
+            self.model.start_stream(None)
+            self._repaint.stop()
+            self.streaming_changed.emit(False)
+            self._painted_length = -1
+            self.reload()
+
+    def _flush_stream(self) -> None:
+        """Repaint the streaming answer if text arrived since the last repaint."""
+        stream = self.model.stream
+        if stream is None:
+            return
+        if stream.length == self._painted_length:
+            return
+        self._painted_length = stream.length
+        number = self.model.row_number(stream.message_id)
+        if number is None:
+            return
+        model = self.model
+        delegate = self.list.message_delegate
+        row = model.row(number)
+        at_bottom = self.list.is_at_bottom()
+        before = self.list.visualRect(model.index(number)).height()
+        height = delegate.layout(row, model).height
+        if height != before:
+            self.list.doItemsLayout()
+            if at_bottom:
+                self.list.scrollToBottom()
+        self.list.viewport().update(self.list.visualRect(model.index(number)))
+
+    # message actions ---------------------------------------------------------------------
+
+    def _on_action(self, name: str, message_id: str) -> None:
+        self.activity.emit()
+        message = self.model.message(message_id)
+        if name == "copied-code":
+            self.status_message.emit("Code copied")
+            return
+        if name == "stop":
+            self.stop()
+            return
+        if message is None:
+            return
+        if name == "copy":
+            QGuiApplication.clipboard().setText(message.content)
+            self.status_message.emit("Message copied")
+        elif name == "edit":
+            self.edit_requested.emit(message.id, message.content)
+        elif name in ("regenerate", "retry"):
+            self.regenerate()
+        elif name in ("previous", "next"):
+            self.switch_version(message.id, -1 if name == "previous" else 1)
+        elif name == "delete":
+            self.delete_message(message.id)
+
+    def switch_version(self, message_id: str, offset: int) -> None:
+        """Show the previous (-1) or next (+1) version of a message."""
+        if self.is_streaming():
+            self.status_message.emit("Wait for the answer to finish, or stop it, first.")
+            return
+        session = self._session
+        library = session.library
+
+        async def switch() -> Message:
+            def sibling() -> Message:
+                for store in library.stores.values():
+                    with contextlib.suppress(Exception):
+                        return store.sibling(message_id, offset)
+                raise LookupError(message_id)
+
+            other = await session.runner.db(sibling)
+            return await session.service.select_version(other.id)
+
+        tasks.start(switch(), on_error=self._on_action_error)
+
+    def delete_message(self, message_id: str, *, confirmed: bool = False) -> None:
+        """Delete one message after asking (its replies stay in the thread)."""
+        if self.is_streaming():
+            self.status_message.emit("Wait for the answer to finish, or stop it, first.")
+            return
+        if not confirmed and not confirm(
+            self, "Delete message", "Delete this message? This cannot be undone."
+        ):
+            return
+        tasks.start(
+            self._session.service.delete_message(message_id), on_error=self._on_action_error
+        )
+
+    def _on_action_error(self, error: BaseException) -> None:
+        self.status_message.emit(str(error))
+
+    def _show_menu(self, position: QPoint, message_id: str) -> None:
+        message = self.model.message(message_id)
+        if message is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Copy", lambda: self._on_action("copy", message_id))
+        if message.role == "user":
+            menu.addAction("Edit and resend…", lambda: self._on_action("edit", message_id))
+        elif message.id == self.list.message_delegate.last_regenerable:
+            menu.addAction("Regenerate", lambda: self._on_action("regenerate", message_id))
+        if message.versions > 1:
+            menu.addAction("Previous version", lambda: self._on_action("previous", message_id))
+            menu.addAction("Next version", lambda: self._on_action("next", message_id))
+        menu.addSeparator()
+        menu.addAction("Delete…", lambda: self._on_action("delete", message_id))
+        busy = self.is_streaming()
+        for action in menu.actions()[1:]:
+            action.setEnabled(not busy)
+        menu.exec(position)
+
+
+def _last_regenerable(messages: list[Message]) -> str | None:
+    if messages and messages[-1].role == "assistant":
+        return messages[-1].id
+    return None
+
+
+def _blend(base: QColor, tint: QColor, amount: float) -> QColor:
+    return QColor(
+        int(base.red() * (1 - amount) + tint.red() * amount),
+        int(base.green() * (1 - amount) + tint.green() * amount),
+        int(base.blue() * (1 - amount) + tint.blue() * amount),
+    )

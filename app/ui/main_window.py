@@ -1,0 +1,469 @@
+"""The main window: first run → unlock → chats, with menus, shortcuts and locking.
+
+A ``QStackedWidget`` holds the pages; the session says which one applies. Locking
+(on demand with Ctrl+L, or after ``ui.auto_lock_minutes`` without input) cancels
+running work, clears every decrypted widget (the chat area's ``clear()``), closes
+the library (Ephemeral chats vanish, with a warning when asked on demand), drops the
+keys and shows the unlock page. Window geometry is remembered with ``QSettings``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Protocol, cast
+
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.errors import HushchatError
+from app.ui import tasks
+from app.ui.first_run import FirstRunWidget, centered_page
+from app.ui.session import Session
+from app.ui.settings import SettingsDialog
+from app.ui.theme import apply_theme, icon
+from app.ui.unlock import UnlockWidget
+
+__all__ = ["ChatArea", "MainWindow"]
+
+log = logging.getLogger(__name__)
+
+_ACTIVITY_EVENTS = frozenset(
+    {
+        QEvent.Type.KeyPress,
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.Wheel,
+        QEvent.Type.TouchBegin,
+    }
+)
+
+
+class ChatArea(Protocol):
+    """What the main window needs from ``app.ui.chat_area.ChatAreaWidget``."""
+
+    def clear(self) -> None: ...
+    def load(self) -> None: ...
+    def new_chat(self, tier: str = "standard") -> None: ...
+    def focus_search(self) -> None: ...
+    def select_next_chat(self) -> None: ...
+    def select_previous_chat(self) -> None: ...
+    def stop(self) -> None: ...
+    def regenerate(self) -> None: ...
+    def focus_composer(self) -> None: ...
+    def has_ephemeral_chats(self) -> bool: ...
+
+
+class _PlaceholderChatArea(QLabel):
+    """Stands in while ``app.ui.chat_area`` is missing (a partial checkout)."""
+
+    activity = Signal()
+    status_message = Signal(str)
+
+    def __init__(self, _session: Session, parent: QWidget | None = None) -> None:
+        super().__init__("Chats will appear here.", parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+    def clear(self) -> None:
+        """Nothing decrypted is shown here."""
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def new_chat(self, tier: str = "standard") -> None:
+        """Not available without the chat area."""
+
+    def focus_search(self) -> None:
+        """Not available without the chat area."""
+
+    def select_next_chat(self) -> None:
+        """Not available without the chat area."""
+
+    def select_previous_chat(self) -> None:
+        """Not available without the chat area."""
+
+    def stop(self) -> None:
+        """Not available without the chat area."""
+
+    def regenerate(self) -> None:
+        """Not available without the chat area."""
+
+    def focus_composer(self) -> None:
+        """Not available without the chat area."""
+
+    def has_ephemeral_chats(self) -> bool:
+        """No chats here."""
+        return False
+
+
+def _make_chat_area(session: Session, parent: QWidget) -> QWidget:
+    try:
+        module = importlib.import_module("app.ui.chat_area")
+    except ModuleNotFoundError as error:
+        if error.name != "app.ui.chat_area":
+            raise
+        log.warning("app.ui.chat_area is missing; showing a placeholder")
+        return _PlaceholderChatArea(session, parent)
+    widget = module.ChatAreaWidget(session, parent)
+    return cast(QWidget, widget)
+
+
+class _ActivityFilter(QObject):
+    """Sees every key press, click and scroll in the app: the user is there."""
+
+    def __init__(self, session: Session, parent: QObject) -> None:
+        super().__init__(parent)
+        self._session = session
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in _ACTIVITY_EVENTS:
+            self._session.record_activity()
+        return False
+
+
+class MainWindow(QMainWindow):
+    """Hushchat's window."""
+
+    locked = Signal()
+    unlocked = Signal()
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        settings: QSettings | None = None,
+        idle_check_ms: int = 1000,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.settings = settings or QSettings()
+        self.setWindowTitle("Hushchat")
+        self.setWindowIcon(icon("hushchat"))
+        self.setMinimumSize(640, 420)
+
+        self.stack = QStackedWidget()
+        self.setCentralWidget(self.stack)
+        self.first_run: FirstRunWidget | None = None
+        self.unlock_page = UnlockWidget(session)
+        self.unlock_page.unlocked.connect(self._on_unlocked)
+        self.stack.addWidget(self.unlock_page)
+        self.chat_area_widget = _make_chat_area(session, self)
+        self.chat_area = cast(ChatArea, self.chat_area_widget)
+        activity = getattr(self.chat_area_widget, "activity", None)
+        if activity is not None:
+            activity.connect(session.record_activity)
+        status_message = getattr(self.chat_area_widget, "status_message", None)
+        if status_message is not None:
+            status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.stack.addWidget(self.chat_area_widget)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setProperty("role", "error")
+        error_box = QWidget()
+        error_layout = QVBoxLayout(error_box)
+        error_layout.addWidget(self.error_label)
+        quit_button = QPushButton("&Quit")
+        quit_button.clicked.connect(self.close)
+        error_layout.addWidget(quit_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.error_page = centered_page(error_box)
+        self.stack.addWidget(self.error_page)
+
+        self._build_actions()
+        self._build_menus()
+        self._build_status_bar()
+
+        self._activity_filter = _ActivityFilter(session, self)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._activity_filter)
+        self.idle_timer = QTimer(self)
+        self.idle_timer.setInterval(idle_check_ms)
+        self.idle_timer.timeout.connect(self.check_idle)
+        self.idle_timer.start()
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._system_scheme_changed)
+
+        self._restore_geometry()
+        self.apply_appearance()
+        self._start()
+
+    # ----------------------------------------------------------------- building
+
+    def _action(
+        self,
+        text: str,
+        slot: object,
+        shortcuts: list[QKeySequence | QKeySequence.StandardKey | str] | None = None,
+        *,
+        needs_unlock: bool = True,
+        icon_name: str | None = None,
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcuts:
+            sequences: list[QKeySequence] = []
+            for shortcut in shortcuts:
+                if isinstance(shortcut, QKeySequence.StandardKey):
+                    sequences.extend(QKeySequence.keyBindings(shortcut))
+                else:
+                    sequences.append(QKeySequence(shortcut))
+            action.setShortcuts(sequences)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.triggered.connect(slot)
+        self.addAction(action)
+        if needs_unlock:
+            self._unlocked_actions.append(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self._unlocked_actions: list[QAction] = []
+        area = self._area_call
+        self.new_chat_action = self._action(
+            "&New chat", lambda: area("new_chat"), ["Ctrl+N"], icon_name="new-chat"
+        )
+        self.new_ephemeral_action = self._action(
+            "New &ephemeral chat", lambda: area("new_chat", "ephemeral"), ["Ctrl+Shift+N"]
+        )
+        self.search_action = self._action(
+            "&Search chats", lambda: area("focus_search"), ["Ctrl+K", "Ctrl+F"]
+        )
+        self.next_chat_action = self._action(
+            "Ne&xt chat", lambda: area("select_next_chat"), ["Ctrl+Tab", "Alt+Down"]
+        )
+        self.previous_chat_action = self._action(
+            "Pre&vious chat", lambda: area("select_previous_chat"), ["Ctrl+Shift+Tab", "Alt+Up"]
+        )
+        self.stop_action = self._action("S&top answering", lambda: area("stop"), ["Esc"])
+        self.regenerate_action = self._action(
+            "&Regenerate answer", lambda: area("regenerate"), ["Ctrl+R"]
+        )
+        self.focus_composer_action = self._action(
+            "&Write a message", lambda: area("focus_composer"), ["Ctrl+Shift+M"]
+        )
+        self.lock_action = self._action("&Lock", lambda: self.lock(), ["Ctrl+L"], icon_name="lock")
+        self.settings_action = self._action(
+            "&Settings…",
+            self.open_settings,
+            [QKeySequence.StandardKey.Preferences, "Ctrl+,"],
+            icon_name="settings",
+        )
+        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.quit_action = self._action(
+            "&Quit", self.close, [QKeySequence.StandardKey.Quit, "Ctrl+Q"], needs_unlock=False
+        )
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        self.about_action = self._action("&About Hushchat", self.show_about, needs_unlock=False)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        self._set_unlocked_actions(False)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.new_chat_action, self.new_ephemeral_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addActions([self.lock_action, self.quit_action])
+        chat_menu = bar.addMenu("&Chat")
+        chat_menu.addActions(
+            [
+                self.search_action,
+                self.next_chat_action,
+                self.previous_chat_action,
+                self.focus_composer_action,
+            ]
+        )
+        chat_menu.addSeparator()
+        chat_menu.addActions([self.stop_action, self.regenerate_action])
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.lock_button = QToolButton()
+        self.lock_button.setDefaultAction(self.lock_action)
+        self.lock_button.setAutoRaise(True)
+        self.lock_button.setAccessibleName("Lock now")
+        self.lock_button.setToolTip("Lock now (Ctrl+L)")
+        bar.addPermanentWidget(self.lock_button)
+
+    def _set_unlocked_actions(self, enabled: bool) -> None:
+        for action in self._unlocked_actions:
+            action.setEnabled(enabled)
+        if hasattr(self, "lock_button"):
+            self.lock_button.setVisible(enabled)
+
+    def _area_call(self, name: str, *args: str) -> None:
+        if self.session.is_unlocked and self.stack.currentWidget() is self.chat_area_widget:
+            getattr(self.chat_area, name)(*args)
+
+    # ----------------------------------------------------------------- pages
+
+    @property
+    def current_page(self) -> str:
+        """``first_run``, ``unlock``, ``main`` or ``error`` (for tests and scripts)."""
+        widget = self.stack.currentWidget()
+        if widget is self.chat_area_widget:
+            return "main"
+        if widget is self.unlock_page:
+            return "unlock"
+        if self.first_run is not None and widget is self.first_run:
+            return "first_run"
+        return "error"
+
+    def _start(self) -> None:
+        if not self.session.vault_exists:
+            self.first_run = FirstRunWidget(self.session)
+            self.first_run.completed.connect(self._on_first_run_completed)
+            self.stack.addWidget(self.first_run)
+            self.stack.setCurrentWidget(self.first_run)
+            return
+        self.stack.setCurrentWidget(self.unlock_page)
+        self.unlock_page.focus_field()
+        tasks.start(self.session.open_vault(), on_done=self._vault_opened, on_error=self.show_error)
+
+    def _vault_opened(self, _none: None) -> None:
+        self.unlock_page.refresh()
+        self.unlock_page.focus_field()
+
+    def show_error(self, error: BaseException) -> None:
+        """A problem the window cannot continue after (profile in use, damaged vault)."""
+        self.error_label.setText(str(error) if isinstance(error, HushchatError) else repr(error))
+        self.stack.setCurrentWidget(self.error_page)
+
+    def _on_first_run_completed(self) -> None:
+        first_run = self.first_run
+        self.first_run = None
+        self._on_unlocked()
+        if first_run is not None:
+            self.stack.removeWidget(first_run)
+            first_run.deleteLater()
+
+    def _on_unlocked(self) -> None:
+        self.session.record_activity()
+        self.chat_area.load()
+        self.stack.setCurrentWidget(self.chat_area_widget)
+        self._set_unlocked_actions(True)
+        self.chat_area.focus_composer()
+        self.statusBar().showMessage("Unlocked.", 3000)
+        self.unlocked.emit()
+
+    # ----------------------------------------------------------------- locking
+
+    def check_idle(self) -> None:
+        """Lock when the user has been away for the auto-lock time (timer-driven)."""
+        if not self.session.is_unlocked or self.current_page != "main":
+            return
+        left = self.session.seconds_until_idle_lock()
+        if left is not None and left <= 0:
+            log.info("locking after the idle timeout")
+            self.lock(confirm=False)
+
+    def lock(self, *, confirm: bool = True) -> bool:
+        """Lock now; asks first when Ephemeral chats would vanish. Returns whether locked."""
+        if not self.session.is_unlocked:
+            return False
+        if confirm and not self._ephemeral_may_vanish("Lock"):
+            return False
+        self._lock_now()
+        return True
+
+    def _lock_now(self) -> None:
+        tasks.cancel_all()
+        self.chat_area.clear()
+        self.session.lock()
+        self._set_unlocked_actions(False)
+        self.unlock_page.reset()
+        self.stack.setCurrentWidget(self.unlock_page)
+        self.unlock_page.focus_field()
+        self.statusBar().clearMessage()
+        self.locked.emit()
+
+    def _ephemeral_may_vanish(self, verb: str) -> bool:
+        if not self.session.is_unlocked or not self.chat_area.has_ephemeral_chats():
+            return True
+        answer = QMessageBox.warning(
+            self,
+            f"{verb} Hushchat",
+            f"Your Ephemeral chats exist only in memory and will vanish for good. {verb} anyway?",
+            QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Ok,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Ok
+
+    # ----------------------------------------------------------------- settings
+
+    def open_settings(self) -> SettingsDialog | None:
+        """Show the settings dialog (returned for tests)."""
+        if not self.session.is_unlocked:
+            return None
+        dialog = SettingsDialog(self.session, self)
+        dialog.appearance_changed.connect(self.apply_appearance)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def apply_appearance(self) -> None:
+        """Apply the theme and font size of the current config."""
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            ui = self.session.config.config.ui
+            apply_theme(app, ui.theme, ui.font_size)
+
+    def _system_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
+        if self.session.config.config.ui.theme == "system":
+            self.apply_appearance()
+
+    def show_about(self) -> None:
+        """The About box."""
+        from app import __version__
+
+        QMessageBox.about(
+            self,
+            "About Hushchat",
+            f"<b>Hushchat {__version__}</b><p>Private, local-first chat with the LLMs you "
+            "choose. Your chats are encrypted on this computer.</p>",
+        )
+
+    # ----------------------------------------------------------------- window state
+
+    def _restore_geometry(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if isinstance(geometry, QByteArray | bytes) and self.restoreGeometry(geometry):
+            pass
+        else:
+            self.resize(1100, 720)
+        state = self.settings.value("window/state")
+        if isinstance(state, QByteArray | bytes):
+            self.restoreState(state)
+
+    def save_geometry(self) -> None:
+        """Remember the window's size, position and state."""
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Warn about Ephemeral chats, remember the geometry, lock."""
+        if not self._ephemeral_may_vanish("Quit"):
+            event.ignore()
+            return
+        self.save_geometry()
+        self.idle_timer.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self._activity_filter)
+        if self.session.is_unlocked:
+            self._lock_now()
+        event.accept()

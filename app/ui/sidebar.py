@@ -1,0 +1,753 @@
+"""The sidebar: every chat by recent activity (pinned first), search, and chat actions.
+
+``ChatListModel`` holds ``ChatSummary`` rows and is updated row by row from the
+service's ``ChatChanged`` notifications (a rename moves nothing, a new message
+moves one row to the top). The search box shows full-text hits with their
+snippets in a second list. Deleting a chat hides it at once and offers Undo for
+``undo_seconds``; after that the chat is purged for good.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QTextDocument
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QPushButton,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.store.models import ChatSummary, SearchHit, Tier
+from app.ui import chat_view, tasks
+from app.ui.markdown import snippet_html
+from app.ui.session import Session
+
+__all__ = ["ChatListModel", "SearchResultModel", "SidebarWidget"]
+
+log = logging.getLogger(__name__)
+
+TIER_LABELS = {Tier.STANDARD: "Standard", Tier.PRIVATE: "Private", Tier.EPHEMERAL: "Ephemeral"}
+TIER_COLORS = {
+    Tier.STANDARD: QColor(120, 126, 135),
+    Tier.PRIVATE: QColor(38, 162, 105),
+    Tier.EPHEMERAL: QColor(200, 140, 20),
+}
+SEARCH_DELAY_MS = 200
+
+
+def _choose_save_path(parent: QWidget, title: str, suggested: str, filter_: str) -> str:
+    path, _ = QFileDialog.getSaveFileName(parent, title, suggested, filter_)
+    return path
+
+
+choose_save_path: Callable[[QWidget, str, str, str], str] = _choose_save_path
+
+
+def _order(summary: ChatSummary) -> tuple[bool, float]:
+    return (not summary.pinned, -summary.updated_at)
+
+
+class ChatListModel(QAbstractListModel):
+    """Chats, pinned first, then most recently active first."""
+
+    rename_requested = Signal(str, str)
+    ID_ROLE: ClassVar[int] = int(Qt.ItemDataRole.UserRole) + 1
+    TIER_ROLE: ClassVar[int] = int(Qt.ItemDataRole.UserRole) + 2
+    PINNED_ROLE: ClassVar[int] = int(Qt.ItemDataRole.UserRole) + 3
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[ChatSummary] = []
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        chat = self._rows[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return chat.title
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            pinned = ", pinned" if chat.pinned else ""
+            return f"{chat.title}, {TIER_LABELS[chat.tier]} chat{pinned}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{chat.title}\n{TIER_LABELS[chat.tier]} chat"
+        if role == self.ID_ROLE:
+            return chat.id
+        if role == self.TIER_ROLE:
+            return chat.tier
+        if role == self.PINNED_ROLE:
+            return chat.pinned
+        return None
+
+    def setData(
+        self,
+        index: QModelIndex | QPersistentModelIndex,
+        value: Any,
+        role: int = Qt.ItemDataRole.EditRole,
+    ) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
+            return False
+        title = " ".join(str(value).split())
+        chat = self._rows[index.row()]
+        if not title or title == chat.title:
+            return False
+        self.rename_requested.emit(chat.id, title)
+        return True
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEditable
+
+    # reading -----------------------------------------------------------------------------
+
+    def summary(self, row: int) -> ChatSummary:
+        return self._rows[row]
+
+    def row_of(self, chat_id: str) -> int | None:
+        for number, chat in enumerate(self._rows):
+            if chat.id == chat_id:
+                return number
+        return None
+
+    def chat_ids(self) -> list[str]:
+        return [chat.id for chat in self._rows]
+
+    def has_tier(self, tier: Tier) -> bool:
+        return any(chat.tier == tier for chat in self._rows)
+
+    # changing ----------------------------------------------------------------------------
+
+    def set_chats(self, chats: list[ChatSummary]) -> None:
+        self.beginResetModel()
+        self._rows = sorted(chats, key=_order)
+        self.endResetModel()
+
+    def clear(self) -> None:
+        self.set_chats([])
+
+    def upsert(self, chat: ChatSummary) -> None:
+        """Add or update one chat, moving its row to where its order puts it."""
+        old = self.row_of(chat.id)
+        others = [_order(c) for n, c in enumerate(self._rows) if n != old]
+        target = bisect.bisect_left(others, _order(chat))
+        if old is None:
+            self.beginInsertRows(QModelIndex(), target, target)
+            self._rows.insert(target, chat)
+            self.endInsertRows()
+            return
+        if target != old:
+            destination = target if target < old else target + 1
+            self.beginMoveRows(QModelIndex(), old, old, QModelIndex(), destination)
+            del self._rows[old]
+            self._rows.insert(target, chat)
+            self.endMoveRows()
+        else:
+            self._rows[old] = chat
+        index = self.index(target)
+        self.dataChanged.emit(index, index)
+
+    def remove(self, chat_id: str) -> None:
+        number = self.row_of(chat_id)
+        if number is not None:
+            self.beginRemoveRows(QModelIndex(), number, number)
+            del self._rows[number]
+            self.endRemoveRows()
+
+
+class SearchResultModel(QAbstractListModel):
+    """Full-text hits: the chat's title and a snippet with the matches in bold."""
+
+    HIT_ROLE: ClassVar[int] = int(Qt.ItemDataRole.UserRole) + 1
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._hits: list[SearchHit] = []
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._hits)
+
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._hits):
+            return None
+        hit = self._hits[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
+            snippet = hit.snippet.replace("[", "").replace("]", "")
+            return f"{hit.chat_title}: {snippet}"
+        if role == self.HIT_ROLE:
+            return hit
+        return None
+
+    def hit(self, row: int) -> SearchHit:
+        return self._hits[row]
+
+    def set_hits(self, hits: list[SearchHit]) -> None:
+        self.beginResetModel()
+        self._hits = list(hits)
+        self.endResetModel()
+
+
+# --- delegates -----------------------------------------------------------------------------
+
+
+def _paint_background(painter: QPainter, option: QStyleOptionViewItem, widget: QWidget) -> None:
+    style = widget.style()
+    style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, option, painter, widget)
+
+
+def _text_color(option: QStyleOptionViewItem) -> QColor:
+    state = option.state
+    palette: QPalette = option.palette
+    if state & QStyle.StateFlag.State_Selected:
+        return palette.color(QPalette.ColorRole.HighlightedText)
+    return palette.color(QPalette.ColorRole.Text)
+
+
+class ChatItemDelegate(QStyledItemDelegate):
+    """Title (elided), a tier badge and a pin mark, all in one line."""
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        metrics = QFontMetrics(option.font)
+        return QSize(200, metrics.lineSpacing() + 14)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        view = self.parent()
+        assert isinstance(view, QWidget)
+        self.initStyleOption(option, index)
+        option.text = ""
+        _paint_background(painter, option, view)
+        rect = QRect(option.rect).adjusted(10, 0, -8, 0)
+        tier: Tier = index.data(ChatListModel.TIER_ROLE)
+        pinned: bool = index.data(ChatListModel.PINNED_ROLE)
+        title: str = index.data(Qt.ItemDataRole.DisplayRole)
+        font = QFont(option.font)
+        painter.save()
+        badge_font = QFont(font)
+        badge_font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+        badge_metrics = QFontMetrics(badge_font)
+        label = TIER_LABELS[tier]
+        badge_width = badge_metrics.horizontalAdvance(label) + 10
+        badge_height = badge_metrics.height() + 2
+        badge = QRectF(
+            rect.right() - badge_width,
+            rect.center().y() - badge_height / 2,
+            badge_width,
+            badge_height,
+        )
+        color = QColor(TIER_COLORS[tier])
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        fill = QColor(color)
+        fill.setAlpha(40)
+        painter.setPen(color)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(badge, badge_height / 2, badge_height / 2)
+        painter.setFont(badge_font)
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
+        text_rect = QRect(rect)
+        text_rect.setRight(int(badge.left()) - 6)
+        if pinned:
+            pin = "📌 "
+            text_rect.setLeft(text_rect.left())
+            title = pin + title
+        painter.setFont(font)
+        painter.setPen(_text_color(option))
+        metrics = QFontMetrics(font)
+        painter.drawText(
+            text_rect,
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+            metrics.elidedText(title, Qt.TextElideMode.ElideRight, text_rect.width()),
+        )
+        painter.restore()
+
+
+class SearchHitDelegate(QStyledItemDelegate):
+    """The hit's chat title, then its snippet with the matched words in bold."""
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        metrics = QFontMetrics(option.font)
+        return QSize(200, 3 * metrics.lineSpacing() + 14)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        view = self.parent()
+        assert isinstance(view, QWidget)
+        self.initStyleOption(option, index)
+        option.text = ""
+        _paint_background(painter, option, view)
+        hit: SearchHit = index.data(SearchResultModel.HIT_ROLE)
+        rect = QRect(option.rect).adjusted(10, 5, -8, -5)
+        font = QFont(option.font)
+        bold = QFont(font)
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)
+        painter.save()
+        color = _text_color(option)
+        painter.setPen(color)
+        painter.setFont(bold)
+        title_rect = QRect(rect.left(), rect.top(), rect.width(), metrics.lineSpacing())
+        painter.drawText(
+            title_rect,
+            Qt.AlignmentFlag.AlignLeft,
+            metrics.elidedText(hit.chat_title, Qt.TextElideMode.ElideRight, rect.width()),
+        )
+        document = QTextDocument()
+        document.setDocumentMargin(0)
+        document.setDefaultFont(font)
+        document.setDefaultStyleSheet(f"body {{ color: {color.name()}; }}")
+        document.setHtml(f"<body>{snippet_html(' '.join(hit.snippet.split()))}</body>")
+        document.setTextWidth(rect.width())
+        painter.translate(rect.left(), rect.top() + metrics.lineSpacing() + 2)
+        clip = QRectF(0, 0, rect.width(), rect.height() - metrics.lineSpacing() - 2)
+        painter.setClipRect(clip)
+        document.drawContents(painter, clip)
+        painter.restore()
+
+
+# --- the widget ----------------------------------------------------------------------------
+
+
+class UndoBarWidget(QFrame):
+    """ "Chat deleted — Undo" for a few seconds."""
+
+    undo_clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("undoBar")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.button = QPushButton("Undo", self)
+        self.button.setAccessibleName("Undo delete")
+        self.button.clicked.connect(self.undo_clicked)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.button)
+        self.hide()
+
+
+class SidebarWidget(QWidget):
+    """Chat list, search and New Chat; renames, pins, moves, exports and deletes chats."""
+
+    chat_selected = Signal(str)  # chat id
+    new_chat_requested = Signal(str)  # tier value
+    status_message = Signal(str)
+    activity = Signal()
+
+    undo_seconds = 10.0
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._session = session
+        self.setObjectName("sidebar")
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Search chats")
+        self.search.setAccessibleName("Search chats")
+        self.search.setClearButtonEnabled(True)
+        self.new_button = QToolButton(self)
+        self.new_button.setText("New Chat")
+        self.new_button.setAccessibleName("New chat")
+        self.new_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.new_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        new_menu = QMenu(self.new_button)
+        new_menu.addAction("New Standard chat", lambda: self.new_chat_requested.emit("standard"))
+        new_menu.addAction("New Private chat", lambda: self.new_chat_requested.emit("private"))
+        new_menu.addAction("New Ephemeral chat", lambda: self.new_chat_requested.emit("ephemeral"))
+        self.new_button.setMenu(new_menu)
+        self.new_button.clicked.connect(lambda: self.new_chat_requested.emit("standard"))
+
+        self.model = ChatListModel(self)
+        self.model.rename_requested.connect(self.rename)
+        self.list = QListView(self)
+        self.list.setObjectName("chatList")
+        self.list.setAccessibleName("Chats")
+        self.list.setModel(self.model)
+        self.list.setItemDelegate(ChatItemDelegate(self.list))
+        self.list.setUniformItemSizes(True)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.SelectedClicked
+        )
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._show_menu)
+        self.list.selectionModel().currentChanged.connect(self._current_changed)
+
+        self.results = SearchResultModel(self)
+        self.result_list = QListView(self)
+        self.result_list.setObjectName("searchResults")
+        self.result_list.setAccessibleName("Search results")
+        self.result_list.setModel(self.results)
+        self.result_list.setItemDelegate(SearchHitDelegate(self.result_list))
+        self.result_list.setUniformItemSizes(True)
+        self.result_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.result_list.activated.connect(self._open_hit)
+        self.result_list.clicked.connect(self._open_hit)
+        self.no_results = QLabel("No chat contains that.", self)
+        self.no_results.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.list)
+        self.stack.addWidget(self.result_list)
+
+        self.undo_bar = UndoBarWidget(self)
+        self.undo_bar.undo_clicked.connect(self.undo_delete)
+
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.search, 1)
+        top.addWidget(self.new_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(6)
+        layout.addLayout(top)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.no_results)
+        layout.addWidget(self.undo_bar)
+        self.no_results.hide()
+
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self._run_search)
+        self.search.textChanged.connect(self._search_changed)
+        self._undo_timer = QTimer(self)
+        self._undo_timer.setSingleShot(True)
+        self._undo_timer.setTimerType(Qt.TimerType.PreciseTimer)  # never before the window ends
+        self._undo_timer.timeout.connect(self._undo_expired)
+        self._deleted: list[str] = []  # chats whose undo is still offered
+        self._pending: set[str] = set()
+        self._generation = 0
+        self._selecting = False
+        self.current_chat_id: str | None = None
+
+    # loading -----------------------------------------------------------------------------
+
+    def load(self, on_loaded: Callable[[], None] | None = None) -> None:
+        """Read every chat (after unlock)."""
+        generation = self._generation
+
+        def done(chats: list[ChatSummary]) -> None:
+            if generation != self._generation:
+                return
+            self.model.set_chats(chats)
+            if self.current_chat_id is not None:
+                self.select_chat(self.current_chat_id)
+            if on_loaded is not None:
+                on_loaded()
+
+        library = self._session.library
+        tasks.start(
+            self._session.runner.db(library.list_chats),
+            on_done=done,
+            on_error=lambda error: self.status_message.emit(f"Could not list chats: {error}"),
+        )
+
+    def clear(self) -> None:
+        """Drop every title, snippet and pending undo (on lock)."""
+        self._generation += 1
+        self._search_timer.stop()
+        self._undo_timer.stop()
+        self._deleted.clear()
+        self._pending.clear()
+        self.undo_bar.hide()
+        self.model.clear()
+        self.results.set_hits([])
+        self.search.blockSignals(True)
+        self.search.clear()
+        self.search.blockSignals(False)
+        self.stack.setCurrentWidget(self.list)
+        self.no_results.hide()
+        self.current_chat_id = None
+
+    def on_chat_changed(self, chat_id: str, what: str) -> None:
+        """Update just the row a ``ChatChanged`` names."""
+        if what in ("deleted", "purged"):
+            self.model.remove(chat_id)
+            return
+        if chat_id in self._pending:
+            return
+        self._pending.add(chat_id)
+        QTimer.singleShot(0, lambda: self._refresh(chat_id))
+
+    def _refresh(self, chat_id: str) -> None:
+        self._pending.discard(chat_id)
+        generation = self._generation
+        library = self._session.library
+
+        def read() -> ChatSummary | None:
+            for store in library.stores.values():
+                if store.has_chat(chat_id):
+                    chat = store.chat(chat_id, include_deleted=True)
+                    if chat.deleted_at is not None:
+                        return None
+                    return ChatSummary(
+                        chat.id, chat.title, chat.tier, chat.pinned, chat.updated_at, chat.provider
+                    )
+            return None
+
+        def done(summary: ChatSummary | None) -> None:
+            if generation != self._generation:
+                return
+            if summary is None:
+                self.model.remove(chat_id)
+                return
+            self.model.upsert(summary)
+            if chat_id == self.current_chat_id:
+                self.select_chat(chat_id)
+
+        tasks.start(self._session.runner.db(read), on_done=done)
+
+    # selection ---------------------------------------------------------------------------
+
+    def select_chat(self, chat_id: str | None) -> None:
+        """Highlight ``chat_id`` without asking to open it again."""
+        self.current_chat_id = chat_id
+        number = self.model.row_of(chat_id) if chat_id else None
+        self._selecting = True
+        try:
+            if number is None:
+                self.list.selectionModel().clearSelection()
+                self.list.setCurrentIndex(QModelIndex())
+            else:
+                index = self.model.index(number)
+                self.list.setCurrentIndex(index)
+                self.list.scrollTo(index)
+        finally:
+            self._selecting = False
+
+    def select_offset(self, offset: int) -> None:
+        """Open the chat ``offset`` rows below (positive) or above the current one."""
+        count = self.model.rowCount()
+        if count == 0:
+            return
+        current = self.model.row_of(self.current_chat_id) if self.current_chat_id else None
+        target = 0 if current is None else max(0, min(count - 1, current + offset))
+        chat_id = self.model.summary(target).id
+        if chat_id != self.current_chat_id:
+            self.select_chat(chat_id)
+            self.chat_selected.emit(chat_id)
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._selecting or not current.isValid():
+            return
+        chat_id = self.model.summary(current.row()).id
+        self.activity.emit()
+        if chat_id != self.current_chat_id:
+            self.current_chat_id = chat_id
+            self.chat_selected.emit(chat_id)
+
+    def focus_search(self) -> None:
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
+
+    # search ------------------------------------------------------------------------------
+
+    def _search_changed(self, text: str) -> None:
+        self.activity.emit()
+        if text.strip():
+            self._search_timer.start()
+        else:
+            self._search_timer.stop()
+            self.results.set_hits([])
+            self.stack.setCurrentWidget(self.list)
+            self.no_results.hide()
+
+    def _run_search(self) -> None:
+        query = self.search.text()
+        generation = self._generation
+        library = self._session.library
+
+        def done(hits: list[SearchHit]) -> None:
+            if generation != self._generation or self.search.text() != query:
+                return
+            self.results.set_hits(hits)
+            self.stack.setCurrentWidget(self.result_list)
+            self.no_results.setVisible(not hits)
+
+        tasks.start(
+            self._session.runner.db(library.search, query),
+            on_done=done,
+            on_error=lambda error: self.status_message.emit(f"Search failed: {error}"),
+        )
+
+    def _open_hit(self, index: QModelIndex) -> None:
+        if index.isValid():
+            hit = self.results.hit(index.row())
+            self.activity.emit()
+            self.select_chat(hit.chat_id)
+            self.chat_selected.emit(hit.chat_id)
+
+    # chat actions ------------------------------------------------------------------------
+
+    def _show_menu(self, position: QPoint) -> None:
+        index = self.list.indexAt(position)
+        if not index.isValid():
+            return
+        chat = self.model.summary(index.row())
+        menu = self.chat_menu(chat)
+        menu.exec(self.list.viewport().mapToGlobal(position))
+
+    def chat_menu(self, chat: ChatSummary) -> QMenu:
+        """The context menu of one chat (built here so tests can trigger its actions)."""
+        menu = QMenu(self)
+        number = self.model.row_of(chat.id)
+        rename = menu.addAction("Rename")
+        if number is not None:
+            index = self.model.index(number)
+            rename.triggered.connect(lambda: self.list.edit(index))
+        menu.addAction(
+            "Unpin" if chat.pinned else "Pin", lambda: self.set_pinned(chat.id, not chat.pinned)
+        )
+        move = menu.addMenu("Move to")
+        move.setObjectName("moveMenu")
+        for tier in (Tier.STANDARD, Tier.PRIVATE):
+            label = TIER_LABELS[tier]
+            if chat.tier == Tier.EPHEMERAL:
+                label = f"Keep as {label} chat"
+            action = move.addAction(label, functools.partial(self.move_chat, chat.id, tier))
+            action.setEnabled(tier != chat.tier)
+        export = menu.addMenu("Export")
+        export.addAction("Markdown…", lambda: self.export(chat.id, "markdown"))
+        export.addAction("JSON…", lambda: self.export(chat.id, "json"))
+        menu.addSeparator()
+        menu.addAction("Delete…", lambda: self.delete(chat.id))
+        return menu
+
+    def _run(self, coro: Any, done_message: str = "") -> None:
+        def done(_: object) -> None:
+            if done_message:
+                self.status_message.emit(done_message)
+
+        tasks.start(coro, on_done=done, on_error=lambda e: self.status_message.emit(str(e)))
+
+    def rename(self, chat_id: str, title: str) -> None:
+        self.activity.emit()
+        self._run(self._session.service.rename(chat_id, title))
+
+    def set_pinned(self, chat_id: str, pinned: bool) -> None:
+        self.activity.emit()
+        self._run(self._session.service.update(chat_id, pinned=pinned))
+
+    def move_chat(self, chat_id: str, tier: Tier) -> None:
+        self.activity.emit()
+        self._run(self._session.service.move(chat_id, tier), f"Moved to {TIER_LABELS[tier]}")
+
+    def export(self, chat_id: str, fmt: str, path: str | None = None) -> None:
+        """Export one chat as Markdown or JSON to a file the user picks."""
+        self.activity.emit()
+        number = self.model.row_of(chat_id)
+        title = self.model.summary(number).title if number is not None else "chat"
+        suffix, filter_ = (
+            (".md", "Markdown (*.md)") if fmt == "markdown" else (".json", "JSON (*.json)")
+        )
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip() or "chat"
+        if path is None:
+            path = choose_save_path(self, "Export chat", safe + suffix, filter_)
+        if not path:
+            return
+        session = self._session
+        target = Path(path)
+
+        async def export() -> None:
+            from app.store import transfer
+
+            library = session.library
+            if fmt == "markdown":
+                text = await session.runner.db(transfer.export_markdown, library, [chat_id])
+            else:
+                data = await session.runner.db(transfer.export_json, library, [chat_id])
+                text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+            await session.runner.blocking(target.write_text, text, encoding="utf-8")
+
+        self._run(export(), f"Exported to {target.name}")
+
+    def delete(self, chat_id: str, *, confirmed: bool = False) -> None:
+        """Delete a chat after asking; Undo is offered for ``undo_seconds``."""
+        self.activity.emit()
+        number = self.model.row_of(chat_id)
+        title = self.model.summary(number).title if number is not None else "this chat"
+        if not confirmed and not chat_view.confirm(
+            self, "Delete chat", f"Delete “{title}”? You can undo this for a few seconds."
+        ):
+            return
+
+        def done(_: object) -> None:
+            self._deleted.append(chat_id)
+            self.undo_bar.label.setText(f"Deleted “{title}”.")
+            self.undo_bar.show()
+            self._undo_timer.start(int(self.undo_seconds * 1000))
+
+        tasks.start(
+            self._session.service.delete_chat(chat_id),
+            on_done=done,
+            on_error=lambda e: self.status_message.emit(str(e)),
+        )
+
+    def undo_delete(self) -> None:
+        """Bring back the most recently deleted chat."""
+        self.activity.emit()
+        if not self._deleted:
+            return
+        chat_id = self._deleted.pop()
+        if not self._deleted:
+            self.undo_bar.hide()
+            self._undo_timer.stop()
+        self._run(self._session.service.undo_delete(chat_id), "Chat restored")
+
+    def _undo_expired(self) -> None:
+        self.undo_bar.hide()
+        self._deleted.clear()
+        self._run(self._session.service.purge_deleted(older_than=self.undo_seconds))

@@ -1,0 +1,265 @@
+"""The unlock screen: passphrase, security key, Touch ID, recovery code.
+
+A wrong secret is shown inline under the field, the typed text is kept (selected, so
+typing replaces it) and nothing on disk changes. "Use security key" appears when the
+vault has a security-key slot (on Windows it may be Windows Hello); Touch ID only on
+macOS with a Touch ID slot.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.errors import WrongSecretError
+from app.ui import tasks
+from app.ui.first_run import centered_page, set_role
+from app.ui.key_prompts import QtKeyPrompts
+from app.ui.session import Session
+from app.ui.theme import icon
+
+__all__ = ["UnlockWidget"]
+
+
+class UnlockWidget(QWidget):
+    """Unlock the vault; emits ``unlocked`` on success."""
+
+    unlocked = Signal()
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._busy = False
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        logo = QLabel()
+        logo.setPixmap(icon("hushchat").pixmap(56, 56))
+        logo.setAccessibleName("Hushchat")
+        title = QLabel("Hushchat is locked")
+        title.setProperty("role", "title")
+        head = QHBoxLayout()
+        head.addWidget(logo)
+        head.addSpacing(8)
+        head.addWidget(title, 1)
+        layout.addLayout(head)
+        layout.addSpacing(12)
+
+        self.modes = QStackedWidget()
+        self.modes.addWidget(self._passphrase_mode())
+        self.modes.addWidget(self._recovery_mode())
+        layout.addWidget(self.modes)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setProperty("role", "error")
+        self.error_label.setAccessibleName("Unlock error")
+        layout.addWidget(self.error_label)
+
+        self.security_key_button = QPushButton(
+            "Use Windows &Hello or security key" if sys.platform == "win32" else "Use security &key"
+        )
+        self.security_key_button.setIcon(icon("key"))
+        self.security_key_button.setAccessibleName("Unlock with a security key")
+        self.security_key_button.clicked.connect(self.unlock_with_security_key)
+        self.touch_id_button = QPushButton("Use &Touch ID")
+        self.touch_id_button.setAccessibleName("Unlock with Touch ID")
+        self.touch_id_button.clicked.connect(self.unlock_with_touch_id)
+        self.keychain_button = QPushButton("Unlock from this &device's keychain")
+        self.keychain_button.setAccessibleName("Unlock with this device's keychain")
+        self.keychain_button.clicked.connect(self.unlock_with_keychain)
+        self.recovery_toggle = QPushButton("Use &recovery code")
+        self.recovery_toggle.setFlat(True)
+        self.recovery_toggle.setAccessibleName("Use the recovery code instead")
+        self.recovery_toggle.clicked.connect(self.toggle_recovery_mode)
+        others = QVBoxLayout()
+        for button in (self.security_key_button, self.touch_id_button, self.keychain_button):
+            others.addWidget(button)
+        links = QHBoxLayout()
+        links.addWidget(self.recovery_toggle)
+        links.addStretch(1)
+        layout.addSpacing(8)
+        layout.addLayout(others)
+        layout.addLayout(links)
+        self.status_label = QLabel()
+        self.status_label.setProperty("role", "hint")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(centered_page(box, 440))
+        self.refresh()
+
+    def _passphrase_mode(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        label = QLabel("&Passphrase:")
+        layout.addWidget(label)
+        self.passphrase_edit = QLineEdit()
+        self.passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase_edit.setAccessibleName("Passphrase")
+        self.passphrase_edit.setPlaceholderText("Your vault passphrase")
+        self.passphrase_edit.returnPressed.connect(self.unlock)
+        label.setBuddy(self.passphrase_edit)
+        self.unlock_button = QPushButton("&Unlock")
+        self.unlock_button.setDefault(True)
+        self.unlock_button.setAccessibleName("Unlock")
+        self.unlock_button.clicked.connect(self.unlock)
+        row = QHBoxLayout()
+        row.addWidget(self.passphrase_edit, 1)
+        row.addWidget(self.unlock_button)
+        layout.addLayout(row)
+        return page
+
+    def _recovery_mode(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("Recovery code (16 groups of 6 digits):"))
+        self.recovery_edit = QLineEdit()
+        self.recovery_edit.setAccessibleName("Recovery code")
+        self.recovery_edit.setPlaceholderText("123456-234567-…")
+        self.recovery_edit.returnPressed.connect(self.unlock)
+        self.recovery_button = QPushButton("&Unlock")
+        self.recovery_button.setAccessibleName("Unlock with the recovery code")
+        self.recovery_button.clicked.connect(self.unlock)
+        row = QHBoxLayout()
+        row.addWidget(self.recovery_edit, 1)
+        row.addWidget(self.recovery_button)
+        layout.addLayout(row)
+        return page
+
+    # ----------------------------------------------------------------- state
+
+    def refresh(self) -> None:
+        """Show the unlock methods this vault has; clear any previous message."""
+        self.security_key_button.setVisible(self.session.has_slot("security-key"))
+        self.touch_id_button.setVisible(
+            sys.platform == "darwin" and self.session.has_slot("touch-id")
+        )
+        self.keychain_button.setVisible(self.session.has_slot("keychain"))
+        self.error_label.clear()
+        self.status_label.clear()
+
+    def reset(self) -> None:
+        """Back to the passphrase mode with empty fields (after a lock)."""
+        self.passphrase_edit.clear()
+        self.recovery_edit.clear()
+        self.modes.setCurrentIndex(0)
+        self.recovery_toggle.setText("Use &recovery code")
+        self._set_busy(False)
+        self.refresh()
+
+    def focus_field(self) -> None:
+        """Put the cursor in the secret field."""
+        edit = self.recovery_edit if self.in_recovery_mode else self.passphrase_edit
+        edit.setFocus()
+
+    @property
+    def in_recovery_mode(self) -> bool:
+        """Whether the recovery code field is shown instead of the passphrase."""
+        return self.modes.currentIndex() == 1
+
+    def toggle_recovery_mode(self) -> None:
+        """Switch between passphrase and recovery code."""
+        recovery = not self.in_recovery_mode
+        self.modes.setCurrentIndex(1 if recovery else 0)
+        self.recovery_toggle.setText("Use &passphrase" if recovery else "Use &recovery code")
+        self.error_label.clear()
+        self.focus_field()
+
+    def _set_busy(self, busy: bool, text: str = "") -> None:
+        self._busy = busy
+        for widget in (
+            self.unlock_button,
+            self.recovery_button,
+            self.security_key_button,
+            self.touch_id_button,
+            self.keychain_button,
+            self.recovery_toggle,
+        ):
+            widget.setEnabled(not busy)
+        self.status_label.setText(text)
+
+    # ----------------------------------------------------------------- unlocking
+
+    def unlock(self) -> None:
+        """Unlock with the typed passphrase or recovery code."""
+        if self._busy:
+            return
+        if self.in_recovery_mode:
+            code = self.recovery_edit.text().strip()
+            if not code:
+                self._show_error("Type the recovery code.")
+                return
+            self._run(self.session.unlock_with_recovery_code(code), "Unlocking…")
+        else:
+            passphrase = self.passphrase_edit.text()
+            if not passphrase:
+                self._show_error("Type your passphrase.")
+                return
+            self._run(self.session.unlock_with_passphrase(passphrase), "Unlocking…")
+
+    def unlock_with_security_key(self) -> None:
+        """Find the security key and unlock with it (touch and maybe PIN prompts)."""
+        if self._busy:
+            return
+        prompts = QtKeyPrompts(self)
+        prompts.touch_requested.connect(
+            lambda: self.status_label.setText("Touch your security key now…")
+        )
+
+        async def unlock() -> None:
+            key = await self.session.find_security_key(prompts)
+            await self.session.unlock_with_security_key(key)
+
+        self._run(unlock(), "Looking for a security key…")
+
+    def unlock_with_touch_id(self) -> None:
+        """Unlock with Touch ID (macOS)."""
+        if not self._busy:
+            self._run(self.session.unlock_with_touch_id(), "Waiting for Touch ID…")
+
+    def unlock_with_keychain(self) -> None:
+        """Unlock with the secret remembered in this device's keychain."""
+        if not self._busy:
+            self._run(self.session.unlock_with_keychain(), "Unlocking…")
+
+    def _run(self, coro: Coroutine[Any, Any, None], text: str) -> None:
+        self.error_label.clear()
+        self._set_busy(True, text)
+        tasks.start(coro, on_done=self._unlocked, on_error=self._failed)
+
+    def _unlocked(self, _result: None) -> None:
+        self._set_busy(False)
+        self.passphrase_edit.clear()
+        self.recovery_edit.clear()
+        self.unlocked.emit()
+
+    def _failed(self, error: BaseException) -> None:
+        self._set_busy(False)
+        if isinstance(error, WrongSecretError) and not self.in_recovery_mode:
+            message = str(error) or "That passphrase does not unlock this vault."
+        else:
+            message = str(error) or type(error).__name__
+        self._show_error(message)
+
+    def _show_error(self, message: str) -> None:
+        set_role(self.error_label, "error")
+        self.error_label.setText(message)
+        edit = self.recovery_edit if self.in_recovery_mode else self.passphrase_edit
+        edit.setFocus()
+        edit.selectAll()

@@ -1,0 +1,263 @@
+"""Shared fixtures of the Qt tier: offscreen Qt, the qasync loop, a profile, a window.
+
+* ``qt_loop`` (autouse): a ``qasync.QEventLoop`` over pytest-qt's ``qapp``, marked
+  running, so ``app.ui.tasks.start`` works and ``qtbot.waitUntil`` drives coroutines.
+  Tests stay synchronous (pytest-asyncio is in auto mode: do not mark Qt tests async).
+* ``memory_keyring`` (autouse): an in-memory ``keyring`` backend; nothing reaches the
+  real OS keychain.
+* ``qt_profile``: an empty profile directory; ``QT_PASSPHRASE`` is what the vault
+  fixtures use, with Argon2id at the floor parameters.
+* ``qt_config``: a config file with one provider, ``tiny``, pointing at the real
+  llama-server peer (model ``tiny-llama``, context 512); auto-lock off.
+* ``unlocked_session``: a ``Session`` whose vault was created in ``qt_profile`` and is
+  unlocked, library and chat service open.
+* ``main_window``: a shown ``MainWindow`` over ``unlocked_session`` on its main page.
+* ``run_async(coro)``: run a coroutine on the loop and return its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from collections.abc import Callable, Coroutine, Iterator  # noqa: E402 (after the env var)
+from pathlib import Path  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+import keyring  # noqa: E402
+import pytest  # noqa: E402
+import qasync  # noqa: E402
+from keyring.backend import KeyringBackend  # noqa: E402
+from keyring.errors import PasswordDeleteError  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from pytestqt.qtbot import QtBot  # noqa: E402
+
+from app.config import LoadedConfig, load_config  # noqa: E402
+from app.ui import tasks  # noqa: E402
+from app.ui.session import Session  # noqa: E402
+from app.vault.kdf import FLOOR_PARAMS  # noqa: E402
+from tests.peers.llama_server import LlamaServer  # noqa: E402
+
+T = TypeVar("T")
+
+QT_PASSPHRASE = "correct horse battery staple qt"
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring backend that keeps passwords in a dict (tests only)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passwords: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.passwords.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.passwords[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.passwords.pop((service, username), None) is None:
+            raise PasswordDeleteError("no such password")
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """The OS keychain, replaced by a dict for the test."""
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def drain(qapp: QApplication, until: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Process Qt events (and so the loop's callbacks) until ``until()`` or the timeout."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            return False
+        qapp.processEvents()
+        time.sleep(0.001)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    """A qasync loop on the test's QApplication, running while Qt processes events.
+
+    Like ``asyncio.run``, it finalizes async generators on the loop (qasync installs no
+    hooks) and, at the end, cancels what still runs and closes leftover generators.
+    """
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    old_hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(
+        firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+        finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+    )
+    yield loop
+    tasks.cancel_all()
+    drain(qapp, lambda: tasks.running() == 0)
+    finalizing = asyncio.ensure_future(loop.shutdown_asyncgens())
+    drain(qapp, finalizing.done)
+    sys.set_asyncgen_hooks(*old_hooks)
+    # Not loop.stop(): that calls QApplication.exit(), which would end the next test's
+    # waits early. The loop was never run by run_forever, so only the flag is reset.
+    loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
+    asyncio.events._set_running_loop(None)
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def run_async(qtbot: QtBot) -> Callable[..., Any]:
+    """``run_async(coro, timeout=10_000)``: run a coroutine on the loop, return its result."""
+
+    def run(coro: Coroutine[Any, Any, T], timeout: int = 10_000) -> T:
+        task = asyncio.ensure_future(coro)
+        qtbot.waitUntil(task.done, timeout=timeout)
+        return task.result()
+
+    return run
+
+
+@pytest.fixture
+def qt_profile(tmp_path: Path) -> Path:
+    """An empty profile directory (no vault yet)."""
+    profile = tmp_path / "profile"
+    profile.mkdir(mode=0o700)
+    return profile
+
+
+def write_config(path: Path, base_url: str, *, extra: str = "") -> Path:
+    """A config file with one on-prem provider ``tiny`` at ``base_url`` (an /v1 URL)."""
+    path.write_text(
+        "# Test config: comments must survive the settings dialog's writes.\n"
+        "default_llm: tiny\n"
+        "llms:\n"
+        "  # the real llama-server peer\n"
+        "  - provider_name: tiny\n"
+        "    type: openai\n"
+        f"    base_url: {base_url}\n"
+        "    model_name: tiny-llama\n"
+        "    context_size: 512\n"
+        "    max_retries: 0\n"
+        "ui:\n"
+        "  theme: light\n"
+        "  auto_lock_minutes: 0\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def qt_config(tmp_path: Path, llama_server: LlamaServer) -> LoadedConfig:
+    """A config whose one provider is the real llama-server (``tiny``, ``tiny-llama``)."""
+    path = write_config(tmp_path / "config.yml", f"{llama_server.base_url}/v1")
+    return load_config(path, {})
+
+
+@pytest.fixture
+def offline_config(tmp_path: Path) -> LoadedConfig:
+    """Like ``qt_config`` but pointing at a closed port (for tests needing no model)."""
+    from tests.peers.llama_server import free_port
+
+    path = write_config(tmp_path / "config.yml", f"http://127.0.0.1:{free_port()}/v1")
+    return load_config(path, {})
+
+
+def make_session(config: LoadedConfig, profile: Path) -> Session:
+    """A session at the KDF floor (fast Argon2id)."""
+    return Session(config, profile, kdf=FLOOR_PARAMS)
+
+
+@pytest.fixture
+def unlocked_session(
+    qt_config: LoadedConfig, qt_profile: Path, run_async: Callable[..., Any]
+) -> Iterator[Session]:
+    """A session whose new vault (passphrase ``QT_PASSPHRASE``) is unlocked."""
+    session = make_session(qt_config, qt_profile)
+    run_async(session.create_vault(QT_PASSPHRASE), timeout=30_000)
+    yield session
+    tasks.cancel_all()
+    drain(QApplication.instance(), lambda: tasks.running() == 0)  # type: ignore[arg-type]
+    session.close()
+
+
+@pytest.fixture
+def window_settings(tmp_path: Path) -> QSettings:
+    """Window state in a file of this test's own (never the user's settings)."""
+    return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def main_window(
+    qtbot: QtBot, unlocked_session: Session, window_settings: QSettings
+) -> Iterator[Any]:
+    """A shown main window over the unlocked session, on its main (chats) page."""
+    from app.ui.main_window import MainWindow
+
+    window = MainWindow(unlocked_session, settings=window_settings)
+    qtbot.addWidget(window)
+    window._on_unlocked()
+    window.show()
+    qtbot.waitExposed(window)
+    yield window
+    window.close()
+
+
+def widget_texts(root: QWidget) -> list[str]:
+    """Every text any widget under ``root`` shows or holds: labels, buttons, edits, combo
+    items, tooltips, accessible names, and the data of every item-view model (display,
+    tooltip, accessibility and the first user roles, whose objects are ``str()``-ed)."""
+    from PySide6.QtCore import QModelIndex
+    from PySide6.QtWidgets import (
+        QAbstractButton,
+        QAbstractItemView,
+        QComboBox,
+        QLabel,
+        QLineEdit,
+        QPlainTextEdit,
+        QTextEdit,
+    )
+
+    roles = (0, 3, 4, 5, 11, 12, *range(0x0100, 0x0110))
+    texts: list[str] = []
+    for widget in [root, *root.findChildren(QWidget)]:
+        if isinstance(widget, QLabel | QAbstractButton | QLineEdit):
+            texts.append(widget.text())
+        elif isinstance(widget, QPlainTextEdit | QTextEdit):
+            texts.append(widget.toPlainText())
+        elif isinstance(widget, QComboBox):
+            texts.extend(widget.itemText(i) for i in range(widget.count()))
+        if isinstance(widget, QAbstractItemView) and widget.model() is not None:
+            model = widget.model()
+            stack = [QModelIndex()]
+            while stack:
+                parent = stack.pop()
+                if parent.isValid():
+                    for role in roles:
+                        value = model.data(parent, role)
+                        if value is not None:
+                            texts.append(str(value))
+                try:
+                    columns = model.columnCount(parent)
+                except TypeError:  # QAbstractListModel hides it: one column
+                    columns = 1
+                stack.extend(
+                    model.index(row, column, parent)
+                    for row in range(model.rowCount(parent))
+                    for column in range(columns)
+                )
+        texts.append(widget.toolTip())
+        texts.append(widget.accessibleName())
+        texts.append(widget.windowTitle())
+    return texts

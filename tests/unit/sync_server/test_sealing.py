@@ -1,0 +1,61 @@
+"""Sealed boxes and the KEK-wrapped escrow key."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from sync_server.errors import ConfigError
+from sync_server.sealing import (
+    SealingError,
+    escrow_aad,
+    generate_secrets,
+    open_sealed,
+    public_key_from_bytes,
+    seal,
+    unwrap_private_key,
+)
+
+
+def test_round_trip_and_binding() -> None:
+    recipient = X25519PrivateKey.generate()
+    sealed = seal(recipient.public_key(), b"k" * 32, escrow_aad("acct", "key-1"))
+    assert sealed[0] == 1 and len(sealed) == 1 + 32 + 12 + 32 + 16
+    assert open_sealed(recipient, sealed, escrow_aad("acct", "key-1")) == b"k" * 32
+    with pytest.raises(SealingError):
+        open_sealed(recipient, sealed, escrow_aad("other", "key-1"))
+    with pytest.raises(SealingError):
+        open_sealed(X25519PrivateKey.generate(), sealed, escrow_aad("acct", "key-1"))
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1
+    with pytest.raises(SealingError):
+        open_sealed(recipient, bytes(tampered), escrow_aad("acct", "key-1"))
+
+
+def test_malformed_and_low_order_inputs() -> None:
+    recipient = X25519PrivateKey.generate()
+    for blob in (b"", b"\x02" + bytes(80), b"\x01" + bytes(80)):
+        with pytest.raises(SealingError):
+            open_sealed(recipient, blob, b"")
+    with pytest.raises(SealingError):
+        public_key_from_bytes(b"short")
+    with pytest.raises(SealingError):
+        seal(public_key_from_bytes(bytes(32)), b"x", b"")
+
+
+def test_wrapped_escrow_key() -> None:
+    values = generate_secrets()
+    kek = base64.b64decode(values["ESCROW_KEK"])
+    keys = unwrap_private_key(values["ESCROW_PRIVATE_KEY"], kek)
+    assert len(keys.public_bytes) == 32 and len(keys.key_id) == 16
+    raw = keys.private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    assert base64.b64encode(raw).decode() not in values["ESCROW_PRIVATE_KEY"]
+    with pytest.raises(ConfigError, match="ESCROW_KEK"):
+        unwrap_private_key(values["ESCROW_PRIVATE_KEY"], bytes(32))
+    with pytest.raises(ConfigError):
+        unwrap_private_key("!!!", kek)
