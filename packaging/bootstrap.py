@@ -51,7 +51,7 @@ def must(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 def ensure_venv(lock: str) -> None:
     """Create the virtual environment and install ``lock`` plus this project."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before the venv exists
         say(f"Hushchat needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
         sys.exit(2)
     if not PYTHON.exists():

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from app.chat.context import DEFAULT_TOKENS_PER_BYTE, Context, build_context
@@ -37,6 +37,7 @@ from app.errors import UsageError
 from app.executor import BlockingRunner
 from app.logs import register_secret
 from app.privacy import policy
+from app.store.chats import ChatStore
 from app.store.library import Library
 from app.store.models import DEFAULT_TITLE, Chat, Message, MessageStatus, Tier, TitleSource
 from providers import (
@@ -196,8 +197,8 @@ class ChatService:
         self.changes.emit(message.chat_id, "messages")
         return selected
 
-    async def _find_message(self, message_id: str) -> tuple[Any, Message]:
-        def find() -> tuple[Any, Message]:
+    async def _find_message(self, message_id: str) -> tuple[ChatStore, Message]:
+        def find() -> tuple[ChatStore, Message]:
             for store in self.library.stores.values():
                 row = store.conn.execute(
                     "SELECT 1 FROM messages WHERE id = ?", (message_id,)
@@ -212,7 +213,7 @@ class ChatService:
 
     async def send(
         self, chat_id: str, text: str, *, max_tokens: int | None = None
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """Save ``text`` as the user's message and stream the answer."""
         if not text.strip():
             raise UsageError("the message is empty; type something to send")
@@ -236,7 +237,7 @@ class ChatService:
 
     async def regenerate(
         self, chat_id: str, *, max_tokens: int | None = None
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """A new version of the last answer (the earlier ones are kept)."""
         store = await self.runner.db(self.library.store_of, chat_id)
         chat = await self.runner.db(store.chat, chat_id)
@@ -259,7 +260,7 @@ class ChatService:
 
     async def edit(
         self, message_id: str, text: str, *, max_tokens: int | None = None
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """A new version of a message; for the user's own message, answer it again."""
         if not text.strip():
             raise UsageError("the message is empty; delete it instead")
@@ -286,14 +287,14 @@ class ChatService:
 
     async def _answer(
         self,
-        store: Any,
+        store: ChatStore,
         chat: Chat,
         entry: LLMEntry,
         question: Message,
         max_tokens: int | None,
         *,
         user: Message | None,
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """Stream an answer to ``question`` as a new child of it, checkpointing as it goes.
 
         ``user`` is the user message this turn saved (None when regenerating).
@@ -332,7 +333,7 @@ class ChatService:
                     )
                     stream = provider.stream_chat(request)
                     try:
-                        async with contextlib.aclosing(stream):
+                        async with closing(stream):
                             async for event in stream:
                                 if isinstance(event, TextDelta):
                                     if not text:
@@ -410,7 +411,7 @@ class ChatService:
 
     async def _finish(
         self,
-        store: Any,
+        store: ChatStore,
         message_id: str,
         text: list[str],
         reasoning: list[str],
@@ -436,17 +437,17 @@ class ChatService:
 
     # --- titles ------------------------------------------------------------------------------
 
-    def _schedule_title(self, store: Any, chat_id: str) -> None:
+    def _schedule_title(self, store: ChatStore, chat_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._make_title(store, chat_id))
         self._title_tasks.add(task)
         task.add_done_callback(self._title_tasks.discard)
 
-    async def wait_for_titles(self, timeout: float) -> None:
-        """Give pending title tasks up to ``timeout`` seconds (the CLI calls this at exit)."""
+    async def wait_for_titles(self, seconds: float) -> None:
+        """Give pending title tasks up to ``seconds`` (the CLI calls this before exiting)."""
         if self._title_tasks:
-            await asyncio.wait(set(self._title_tasks), timeout=timeout)
+            await asyncio.wait(set(self._title_tasks), timeout=seconds)
 
-    async def _make_title(self, store: Any, chat_id: str) -> None:
+    async def _make_title(self, store: ChatStore, chat_id: str) -> None:
         chat = await self.runner.db(store.chat, chat_id)
         thread = (await self.runner.db(store.thread, chat_id, limit=4)).messages
         first_user = next((m.content for m in thread if m.role == "user"), "")
@@ -477,13 +478,30 @@ class ChatService:
         pieces: list[str] = []
         try:
             async with self._provider_factory(self._spec(entry)) as provider:
-                async for event in provider.stream_chat(request):
-                    if isinstance(event, TextDelta):
-                        pieces.append(event.text)
+                stream = provider.stream_chat(request)
+                async with closing(stream):
+                    async for event in stream:
+                        if isinstance(event, TextDelta):
+                            pieces.append(event.text)
         except ProviderError as error:
             log.info("title model failed (%s); using the local fallback", type(error).__name__)
             return None
         return clean_title("".join(pieces))
+
+
+@contextlib.asynccontextmanager
+async def closing(stream: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """Close a provider's event stream on exit (promptly ending its HTTP response).
+
+    The Provider protocol promises an async iterator; the built-in providers return
+    async generators, which have ``aclose``, and so may a third party's.
+    """
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _history_up_to(thread: list[Message], message_id: str) -> list[Message]:
@@ -497,7 +515,7 @@ def clean_title(raw: str) -> str | None:
     """A model's title answer tidied up, or None if nothing usable is left."""
     line = next((line for line in raw.strip().splitlines() if line.strip()), "")
     line = re.sub(r"^(title|titel)\s*[:\-]\s*", "", line.strip(), flags=re.IGNORECASE)
-    line = line.strip(" \"'`*#.“”‘’")
+    line = line.strip(" \"'`*#.\u201c\u201d\u2018\u2019")
     words = line.split()
     if not words or not any(ch.isalpha() for ch in line):
         return None

@@ -57,6 +57,19 @@ _MESSAGE_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
     "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms"
 )
+_MESSAGE_FIELDS = {
+    "content",
+    "reasoning",
+    "status",
+    "error",
+    "provider",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "first_token_at",
+    "finished_at",
+    "duration_ms",
+}
 _CHAT_FIELDS = {
     "title",
     "title_source",
@@ -287,6 +300,9 @@ class ChatStore:
         **extra: Any,
     ) -> Message:
         """Append a message under ``parent_id`` (None: a root) and make it the active leaf."""
+        unknown = set(extra) - _MESSAGE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot set {', '.join(sorted(unknown))}")
         now = self._clock()
         message_id = message_id or new_id()
         columns = ["id", "chat_id", "parent_id", "role", "content", "status", "provider",
@@ -311,6 +327,9 @@ class ChatStore:
 
     def update_message(self, message_id: str, **fields: Any) -> None:
         """Checkpoint a streaming answer: content, reasoning, status, usage, timings."""
+        unknown = set(fields) - _MESSAGE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
         if "status" in fields and isinstance(fields["status"], MessageStatus):
             fields["status"] = fields["status"].value
         assignments = ", ".join(f"{name} = ?" for name in fields)

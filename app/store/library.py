@@ -74,9 +74,7 @@ class Library:
         for store in self.stores.values():
             if store.has_chat(chat_id):
                 return store
-        raise ChatNotFoundError(
-            f"no chat with id {chat_id}; `hushchat chats list` shows the ids"
-        )
+        raise ChatNotFoundError(f"no chat with id {chat_id}; `hushchat chats list` shows the ids")
 
     def chat(self, chat_id: str) -> Chat:
         return self.store_of(chat_id).chat(chat_id)
@@ -184,7 +182,9 @@ class Library:
                 for source in self.stores.values():
                     if source is not destination and source.has_chat(chat_id):
                         with source.transaction():
-                            source.conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+                            source.conn.execute(
+                                "DELETE FROM messages WHERE chat_id = ?", (chat_id,)
+                            )
                             source.conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
                 with destination.transaction():
                     destination.conn.execute(

@@ -124,7 +124,7 @@ def run() -> list[Row]:
         store = ChatStore(conn, Tier.STANDARD)
         samples: list[str] = []
         chat_id = ""
-        for number in range(CHATS):
+        for _ in range(CHATS):
             chat_texts = corpus.texts(PER_CHAT)
             samples.extend(corpus.rng.sample(chat_texts, 3))
             identifier = _bulk_chat(store, chat_texts)
