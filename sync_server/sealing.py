@@ -14,7 +14,8 @@ The escrow private key is stored by the operator wrapped by a key-encryption key
     wrapped = base64( nonce (12) || AES-256-GCM(KEK, raw X25519 private key, AAD) )
     AAD     = b"hushchat-sync escrow private key v1"
 
-The desktop client implements the same sealing; ``tests/unit/sync_server`` pins vectors.
+The desktop client implements the same sealing; ``tests/unit/sync_server/test_sealing.py``
+pins a test vector both sides must reproduce.
 """
 
 from __future__ import annotations
@@ -76,7 +77,19 @@ def public_key_from_bytes(raw: bytes) -> X25519PublicKey:
 
 def seal(recipient: X25519PublicKey, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt ``plaintext`` so that only the holder of ``recipient``'s private key opens it."""
-    ephemeral = X25519PrivateKey.generate()
+    return seal_deterministic(
+        X25519PrivateKey.generate(), os.urandom(12), recipient, plaintext, aad
+    )
+
+
+def seal_deterministic(
+    ephemeral: X25519PrivateKey,
+    nonce: bytes,
+    recipient: X25519PublicKey,
+    plaintext: bytes,
+    aad: bytes,
+) -> bytes:
+    """:func:`seal` with a given ephemeral key and nonce — for test vectors only."""
     ephemeral_public = _raw_public(ephemeral.public_key())
     recipient_public = _raw_public(recipient)
     try:
@@ -84,7 +97,6 @@ def seal(recipient: X25519PublicKey, plaintext: bytes, aad: bytes) -> bytes:
     except ValueError as exc:  # cryptography refuses low-order points
         raise SealingError("recipient public key is a low-order point") from exc
     key = _derive(shared, ephemeral_public, recipient_public)
-    nonce = os.urandom(12)
     return (
         bytes([SEALED_BOX_VERSION])
         + ephemeral_public

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -40,6 +42,7 @@ from PySide6.QtCore import (
     QTimer,
     QUrl,
     Signal,
+    SignalInstance,
 )
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
@@ -93,6 +96,63 @@ MARKER_KEY = "marker"
 EPHEMERAL_TINT = QColor(214, 160, 40)
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
 NEXT_MARK = "\u203a"
+
+
+def repair_signal_refcounts() -> list[str]:
+    """Work around PySide6 6.12.0's ``SignalInstance.emit`` and ``.disconnect``, which
+    return ``True``/``False`` without a new reference: every call from Python drops one
+    reference to a bool until the interpreter aborts ("bool_dealloc: deallocating True
+    or False"), at the latest when it exits.
+
+    Each method is probed, so a fixed PySide6 is left alone; returns the names patched.
+    (This belongs where ``app.ui`` starts; it lives here until then.)
+    """
+
+    class _Probe(QObject):
+        probed = Signal()
+
+    def probe_emit(probe: _Probe) -> None:
+        probe.probed.emit()
+
+    def probe_disconnect(probe: _Probe) -> None:
+        probe.probed.connect(_ignore)
+        probe.probed.disconnect(_ignore)
+
+    patched = []
+    for name, call in (("emit", probe_emit), ("disconnect", probe_disconnect)):
+        original = getattr(SignalInstance, name)
+        if getattr(original, "_hushchat_repaired", False):
+            continue
+        probe = _Probe()
+        before = sys.getrefcount(True) + sys.getrefcount(False)
+        for _ in range(16):
+            call(probe)
+        lost = before - sys.getrefcount(True) - sys.getrefcount(False)
+        if lost < 16:
+            continue
+        for _ in range(16):  # give back what the probe took
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
+        setattr(SignalInstance, name, _keeping_result(original))
+        patched.append(name)
+    return patched
+
+
+def _ignore() -> None:
+    return None
+
+
+def _keeping_result(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: SignalInstance, *args: Any) -> Any:
+        result = method(self, *args)
+        if isinstance(result, bool):
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(result))
+        return result
+
+    call._hushchat_repaired = True  # type: ignore[attr-defined]
+    return call
+
+
+repair_signal_refcounts()
 
 
 def _ask(parent: QWidget, title: str, text: str) -> bool:

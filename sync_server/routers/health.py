@@ -32,15 +32,17 @@ async def healthz() -> Health:
 
 @router.get("/readyz", summary="Readiness (database reachable)")
 async def readyz(state: StateDep) -> Health:
-    """Ready when the database answers; 503 problem otherwise."""
+    """Ready when the database and the rate-limit storage answer; 503 problem otherwise."""
     try:
         await state.db.ping()
+        if not await state.limiter.check_storage():
+            raise OSError("rate-limit storage did not answer")
     except (SQLAlchemyError, OSError) as exc:
         log.warning("readiness_failed", extra={"error": type(exc).__name__})
         raise ProblemError(
             503,
             "Not ready",
-            "The database is not reachable.",
+            "The database or the rate-limit storage is not reachable.",
             slug="not-ready",
             headers={"Retry-After": "5"},
         ) from exc

@@ -143,9 +143,11 @@ async def _level(
     url: str, credentials: list[tuple[str, str]], clients: int, round_no: int
 ) -> tuple[float, list[float], float, list[float]]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    push_latency: list[float] = []
+    pull_latency: list[float] = []
+    # One connection pool per phase: uvicorn closes idle keep-alive connections after 5 s,
+    # and reusing one of those races with the close.
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
-        push_latency: list[float] = []
-        pull_latency: list[float] = []
 
         async def push_client(n: int) -> int:
             token, device = credentials[n]
@@ -191,6 +193,7 @@ async def _level(
         started = time.perf_counter()
         pushed = sum(await asyncio.gather(*[push_client(n) for n in range(clients)]))
         push_rate = pushed / (time.perf_counter() - started)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
         started = time.perf_counter()
         pulled = sum(await asyncio.gather(*[pull_client(n) for n in range(clients)]))
         pull_rate = pulled / (time.perf_counter() - started)

@@ -16,8 +16,10 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from altcha.v1 import Challenge, solve_challenge
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sync_server.app import create_app
+from sync_server.sealing import escrow_aad, public_key_from_bytes, seal
 from tests.integration.sync_server.support import make_settings, running
 
 DEVICE = "local-device-1"
@@ -179,6 +181,34 @@ async def test_signup_verify_sign_in_refresh_reset(
         "/v1/me", headers={**headers, "X-Hushchat-Device": "another-device"}
     )
     assert other_device.status_code == 401
+
+    # A fresh password sign-in may start an escrow recovery; the owner is notified by mail.
+    meta = (await api.get("/v1/meta")).json()["escrow"]
+    sealed = seal(
+        public_key_from_bytes(base64.b64decode(meta["public_key"])),
+        bytes(32),
+        escrow_aad(me.json()["id"], "std"),
+    )
+    escrowed = await api.put(
+        "/v1/escrow",
+        headers=headers,
+        json={
+            "tier": "standard",
+            "key_id": "std",
+            "server_key_id": meta["key_id"],
+            "sealed_key": base64.b64encode(sealed).decode(),
+        },
+    )
+    assert escrowed.status_code == 200, escrowed.text
+    device_key = base64.b64encode(
+        X25519PrivateKey.generate().public_key().public_bytes_raw()
+    ).decode()
+    started = await api.post(
+        "/v1/recovery/start", headers=headers, json={"device_public_key": device_key}
+    )
+    assert started.status_code == 202, started.text
+    _, _, notice = await mailbox.wait_for("dana@example.org", "recovery of your Standard chats")
+    assert DEVICE in notice
 
     # Refresh rotates; presenting the old refresh token again revokes the family.
     rotated = await api.post("/v1/account/refresh", json={"refresh_token": tokens["refresh_token"]})

@@ -16,6 +16,7 @@ from sync_server.sealing import (
     open_sealed,
     public_key_from_bytes,
     seal,
+    seal_deterministic,
     unwrap_private_key,
 )
 
@@ -59,3 +60,22 @@ def test_wrapped_escrow_key() -> None:
         unwrap_private_key(values["ESCROW_PRIVATE_KEY"], bytes(32))
     with pytest.raises(ConfigError):
         unwrap_private_key("!!!", kek)
+
+
+# Test vector for the desktop client's implementation (app/sync) to reproduce.
+VECTOR = (
+    "0107a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c000102030405060708090a"
+    "0bcc34e74b8a4f1bc59ed497c925efac9912975121e77b8a1911a1f2551b000fa1d8122aae74b525465bc9ea"
+    "827e08a82f"
+)
+
+
+def test_sealed_box_vector() -> None:
+    ephemeral = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+    recipient = X25519PrivateKey.from_private_bytes(bytes(range(101, 133)))
+    aad = escrow_aad("acct", "key-1")
+    sealed = seal_deterministic(
+        ephemeral, bytes(range(12)), recipient.public_key(), bytes(range(200, 232)), aad
+    )
+    assert sealed.hex() == VECTOR
+    assert open_sealed(recipient, bytes.fromhex(VECTOR), aad) == bytes(range(200, 232))
