@@ -20,7 +20,7 @@ from app import __version__
 from app.config import default_config_path, render_example
 from app.errors import ExitCode, HushchatError, ProviderFailedError
 from app.logs import configure_logging, redact, register_secret
-from app.runtime import load
+from app.runtime import load, positive_int
 from providers import (
     ChatMessage,
     ChatRequest,
@@ -165,18 +165,8 @@ def register_providers(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     probe.add_argument("name", help="provider_name of a configured entry")
     probe.add_argument("--prompt", required=True, help="the prompt to send ('-' reads stdin)")
     probe.add_argument("--system", default="", help="an optional system prompt")
-    probe.add_argument("--max-tokens", type=_positive_int, default=None, metavar="N")
+    probe.add_argument("--max-tokens", type=positive_int, default=None, metavar="N")
     probe.set_defaults(handler=_providers_probe)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _providers_list(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""What every ``hushchat`` command needs before it works: the config and logging."""
+"""What every ``hushchat`` command needs: the config, logging, and shared argument types."""
 
 from __future__ import annotations
 
@@ -17,3 +17,14 @@ def load(args: argparse.Namespace) -> LoadedConfig:
         getattr(args, "log_format", None) or settings.format,
     )
     return loaded
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number greater than 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value

@@ -19,7 +19,7 @@ import httpx
 from providers.base import HTTPProvider, WireCall, messages_with_memory, normalise_finish_reason
 from providers.spec import ProviderSpec
 from providers.streams import aiter_ndjson
-from providers.template import PromptTemplate
+from providers.template import template_of
 from providers.types import (
     ChatEvent,
     ChatRequest,
@@ -45,12 +45,7 @@ class OllamaProvider(HTTPProvider):
         self, spec: ProviderSpec, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         """Set up the client; compile ``spec.template`` when the entry uses template mode."""
-        template = spec.template
-        self.template = (
-            PromptTemplate(template, provider=spec.name)
-            if template is not None and template.strip()
-            else None
-        )
+        self.template = template_of(spec.template, spec.name)
         super().__init__(spec, transport=transport)
 
     def chat_call(self, request: ChatRequest) -> WireCall:

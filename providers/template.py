@@ -117,3 +117,10 @@ def _template_line(traceback: TracebackType | None) -> int | None:
             line = traceback.tb_lineno
         traceback = traceback.tb_next
     return line
+
+
+def template_of(spec_template: str | None, provider: str) -> PromptTemplate | None:
+    """The compiled template of an entry, or None when it does not use template mode."""
+    if spec_template is None or not spec_template.strip():
+        return None
+    return PromptTemplate(spec_template, provider=provider)

@@ -23,22 +23,12 @@ from app.chat.service import ChatService
 from app.config import LoadedConfig
 from app.errors import ExitCode, ProviderFailedError, UsageError
 from app.executor import BlockingRunner
-from app.runtime import load
+from app.runtime import load, positive_int
 from app.store.library import Library
 from app.store.models import MessageStatus, Tier
 from app.vault.cli import unlock_parent_parsers, unlocked_vault
 
 TITLE_WAIT_SECONDS = 15.0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 @contextlib.contextmanager
@@ -81,7 +71,7 @@ def register_chat(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
     parser.add_argument("--provider", metavar="NAME", help="provider_name to use")
     parser.add_argument("--system", default="", help="system prompt of a new chat")
-    parser.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    parser.add_argument("--max-tokens", type=positive_int, metavar="N")
     parser.add_argument("message", help="the message; '-' reads it from standard input")
     parser.set_defaults(handler=_chat)
 
@@ -179,7 +169,7 @@ def register_chats(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     move.set_defaults(handler=_move)
     search = commands.add_parser("search", parents=unlock, help="full-text search")
     search.add_argument("query")
-    search.add_argument("--limit", type=_positive_int, default=20)
+    search.add_argument("--limit", type=positive_int, default=20)
     search.set_defaults(handler=_search)
     export = commands.add_parser("export", parents=unlock, help="export chats to Markdown or JSON")
     export.add_argument("id", nargs="?", help="one chat (default: all)")

@@ -20,6 +20,7 @@ from the config's ``ui.auto_lock_minutes``, so a settings change applies at once
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,7 @@ class Session:
         self._library: Library | None = None
         self._service: ChatService | None = None
         self._clock = clock or MonotonicClock()
+        self._opening: asyncio.Lock | None = None
         self._idle = IdleTimer(self._idle_seconds(), self._clock)
         # How a security key is found: SecurityKey.discover (USB HID / Windows Hello) by
         # default; tests put a software authenticator here.
@@ -138,10 +140,13 @@ class Session:
 
         Raises ``ProfileInUseError`` when another Hushchat has the profile open.
         """
-        if self.vault is None:
-            self.vault = await self.runner.blocking(
-                Vault.open, self.profile_dir, secret_store=self._secret_store
-            )
+        if self._opening is None:  # one open at a time: a second would fail on the lock
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.vault is None:
+                self.vault = await self.runner.blocking(
+                    Vault.open, self.profile_dir, secret_store=self._secret_store
+                )
 
     async def unlock_with_passphrase(self, passphrase: str) -> None:
         """Unlock with the passphrase; ``WrongSecretError`` leaves everything as it was."""

@@ -98,7 +98,6 @@ _HUSHCHAT = textwrap.dedent(
         locked = time.perf_counter() - started
         print(f"LOCK {locked:.6f}", flush=True)
         window.unlock_page.passphrase_edit.setText(passphrase)
-        window.unlocked.connect(lambda: QTimer.singleShot(0, settings))
         window.unlock_page.unlock()
 
     def settings():
@@ -110,7 +109,13 @@ _HUSHCHAT = textwrap.dedent(
         window.close()
         done.set()
 
-    window.unlocked.connect(lambda: QTimer.singleShot(0, painted), )
+    unlocks = []
+
+    def on_unlocked():
+        unlocks.append(1)
+        QTimer.singleShot(0, painted if len(unlocks) == 1 else settings)
+
+    window.unlocked.connect(on_unlocked)
     window.show()
     window.unlock_page.passphrase_edit.setText(passphrase)
     window.unlock_page.unlock()

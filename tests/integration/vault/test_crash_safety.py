@@ -22,7 +22,7 @@ import pytest
 from app.vault import Vault, WrongSecretError
 from app.vault.database import key_opens
 from app.vault.slots import TIERS, SlotFile, unwrap_database_key
-from tests.integration.vault.conftest import TemplateVault
+from tests.peers.vault_fixtures import TemplateVault
 
 RUNS = 20
 ROWS = 1500

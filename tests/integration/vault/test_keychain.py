@@ -12,7 +12,7 @@ from keyring.backends import SecretService
 
 from app.vault import KeyringStore, NoSecretAvailableError, Vault
 from app.vault.keychain import KEYCHAIN_SERVICE
-from tests.integration.vault.conftest import snapshot
+from tests.peers.vault_fixtures import snapshot
 from tests.peers.keychain import secret_service
 
 pytestmark = pytest.mark.keychain

@@ -10,7 +10,7 @@ from fido2.ctap2 import Ctap2
 
 from app.vault import NoSecretAvailableError, SecurityKey, Vault, WrongSecretError
 from app.vault.security_key import RP_ID, _ClientData, _Interaction
-from tests.integration.vault.conftest import TemplateVault, snapshot
+from tests.peers.vault_fixtures import TemplateVault, snapshot
 from tests.peers.fido2_authenticator import SoftwareAuthenticator
 
 

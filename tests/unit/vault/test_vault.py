@@ -30,7 +30,7 @@ from app.vault.errors import (
     SqlcipherMissingError,
 )
 from app.vault.recovery_code import RecoveryCode
-from tests.unit.vault.conftest import TemplateVault, snapshot
+from tests.peers.vault_fixtures import TemplateVault, snapshot
 
 SENTINEL = "HUSHCHAT-SENTINEL-7d1f0c"
 

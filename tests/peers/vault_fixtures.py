@@ -1,4 +1,4 @@
-"""Fixtures for the vault's integration tests: one vault created per session, copied per test.
+"""Fixtures for the vault tests (unit and integration): one vault per session, copied per test.
 
 Every vault uses the Argon2id floor (64 MiB, t=3, p=4): the real minimum the code accepts,
 about 0.2 s per derivation, so tests stay quick without any test-only weakening.
