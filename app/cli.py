@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from app import __version__
@@ -80,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("DEBUG" if args.debug else "WARNING", args.log_format or "human")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:  # no subcommand: open the window
+        problem = display_problem(os.environ, sys.platform)
+        if problem is not None:
+            _print_error(problem)
+            return ExitCode.USAGE
         from app.ui.app import run_gui
 
         handler = run_gui
@@ -103,6 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run again with --debug for the details"
         )
         return ExitCode.UNEXPECTED
+
+
+def display_problem(env: Mapping[str, str], platform: str) -> str | None:
+    """Why the window cannot open here, or None.
+
+    Qt aborts the process when it finds no display, so say so first, in one line.
+    """
+    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no graphical display found (DISPLAY and WAYLAND_DISPLAY are unset): start Hushchat "
+        "from a desktop session, or use the command line (hushchat --help)"
+    )
 
 
 def _print_error(message: str) -> None:

@@ -71,6 +71,12 @@ def test_version_and_help() -> None:
         assert command in result.stdout
 
 
+def test_window_without_a_display_is_a_clear_error() -> None:
+    result = hushchat(env={"DISPLAY": "", "WAYLAND_DISPLAY": "", "QT_QPA_PLATFORM": ""})
+    line = assert_one_line_error(result, 2)
+    assert "no graphical display found" in line
+
+
 def test_usage_error_exit_code(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9/v1")
     result = hushchat("providers", "probe", "local", "--prompt", "x", "--max-tokens", "0",
