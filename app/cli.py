@@ -32,7 +32,6 @@ from providers import (
     Role,
     TextDelta,
     UsageEvent,
-    create_provider,
 )
 
 log = logging.getLogger(__name__)
@@ -221,6 +220,8 @@ def _providers_models(args: argparse.Namespace) -> int:
         register_secret(spec.api_key.get_secret_value())
 
     async def fetch() -> None:
+        from providers import create_provider  # the HTTP stack, only when needed
+
         async with create_provider(spec) as provider:
             models = await provider.list_models()
         for model in models:
@@ -290,6 +291,8 @@ class ProbeStats:
 async def _stream_probe(
     spec: ProviderSpec, request: ChatRequest, stats: ProbeStats, out: TextIO
 ) -> None:
+    from providers import create_provider  # the HTTP stack, only when needed
+
     async with create_provider(spec) as provider:
         async for event in provider.stream_chat(request):
             if isinstance(event, TextDelta):

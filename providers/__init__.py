@@ -4,9 +4,14 @@ OpenAI-compatible servers, Ollama and Anthropic, plus raw-prompt template mode.
 This package imports nothing from ``app`` or ``sync_server`` so that it can be
 split into its own distribution. Its public API is exactly ``__all__``; it
 follows semantic versioning (``__version__``), documented in ``docs/providers.md``.
+
+The names that need the HTTP stack (``Provider``, ``create_provider``,
+``provider_types``) are loaded on first use, so that importing the package for its
+types (the desktop app's config does) does not pay for httpx and Jinja at start-up.
 """
 
-from providers.base import Provider
+import typing as _typing
+
 from providers.errors import (
     AuthError,
     ConnectionFailedError,
@@ -20,7 +25,6 @@ from providers.errors import (
     ServerError,
     UnknownProviderTypeError,
 )
-from providers.registry import create_provider, provider_types
 from providers.spec import Locality, ProviderSpec, default_locality, is_local_url
 from providers.types import (
     ChatEvent,
@@ -35,7 +39,30 @@ from providers.types import (
     UsageEvent,
 )
 
+if _typing.TYPE_CHECKING:
+    from providers.base import Provider
+    from providers.registry import create_provider, provider_types
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Provider": "providers.base",
+    "create_provider": "providers.registry",
+    "provider_types": "providers.registry",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Load the HTTP-dependent names on first use (PEP 562)."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'providers' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AuthError",

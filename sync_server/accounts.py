@@ -12,9 +12,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,29 +133,68 @@ async def _ensure_device(
         device.name = device_name
 
 
+_accounts, _devices = Account.__table__, Device.__table__
+_bindings, _local_tokens = TokenBinding.__table__, LocalToken.__table__
+# The per-request lookups, built once with bound parameters. One round trip each: the
+# account, this token's binding (OIDC) or row (local), and this device.
+_OIDC_PRINCIPAL = (
+    select(
+        _accounts,
+        _bindings.c.device_id.label("bound_device"),
+        _devices.c.name.label("device_name"),
+        _devices.c.last_seen_at.label("device_last_seen"),
+        _devices.c.revoked_at.label("device_revoked"),
+    )
+    .select_from(
+        _accounts.outerjoin(_bindings, _bindings.c.token_hash == bindparam("token_hash")).outerjoin(
+            _devices,
+            (_devices.c.account_id == _accounts.c.id) & (_devices.c.id == bindparam("device_id")),
+        )
+    )
+    .where(_accounts.c.issuer == bindparam("issuer"), _accounts.c.subject == bindparam("subject"))
+)
+_LOCAL_PRINCIPAL = (
+    select(
+        _accounts,
+        _local_tokens.c.kind,
+        _local_tokens.c.device_id.label("token_device"),
+        _local_tokens.c.expires_at,
+        _local_tokens.c.auth_time,
+        _devices.c.name.label("device_name"),
+        _devices.c.last_seen_at.label("device_last_seen"),
+        _devices.c.revoked_at.label("device_revoked"),
+    )
+    .select_from(
+        _local_tokens.join(_accounts, _accounts.c.id == _local_tokens.c.account_id).outerjoin(
+            _devices,
+            (_devices.c.account_id == _accounts.c.id) & (_devices.c.id == bindparam("device_id")),
+        )
+    )
+    .where(_local_tokens.c.token_hash == bindparam("token_hash"))
+)
+
+
+def _one_or_none(
+    connection: Connection, query: Select[Any], parameters: dict[str, Any]
+) -> Row[Any] | None:
+    return connection.execute(query, parameters).one_or_none()
+
+
 async def resolve_oidc(
     db: Database, token: VerifiedToken, device_id: str, device_name: str | None
 ) -> Principal:
     """Find or create the account and device for a validated OIDC token."""
     # One round trip on the hot path: account, this token's binding and this device.
-    accounts, bindings, devices = Account.__table__, TokenBinding.__table__, Device.__table__
-    query = (
-        select(
-            accounts,
-            bindings.c.device_id.label("bound_device"),
-            devices.c.name.label("device_name"),
-            devices.c.last_seen_at.label("device_last_seen"),
-            devices.c.revoked_at.label("device_revoked"),
-        )
-        .select_from(
-            accounts.outerjoin(bindings, bindings.c.token_hash == token.token_hash).outerjoin(
-                devices, (devices.c.account_id == accounts.c.id) & (devices.c.id == device_id)
-            )
-        )
-        .where(accounts.c.issuer == token.issuer, accounts.c.subject == token.subject)
+    row = await db.run(
+        _one_or_none,
+        _OIDC_PRINCIPAL,
+        {
+            "token_hash": token.token_hash,
+            "device_id": device_id,
+            "issuer": token.issuer,
+            "subject": token.subject,
+        },
     )
-    async with db.read() as session:
-        row = (await session.execute(query)).one_or_none()
     if row is not None:
         if row.bound_device is not None and row.bound_device != device_id:
             raise unauthorized("This token belongs to another device.")
@@ -235,27 +274,9 @@ async def resolve_local(
     db: Database, hashed: str, device_id: str, device_name: str | None
 ) -> Principal:
     """Resolve a local access token (by hash) bound to ``device_id``."""
-    tokens, accounts, devices = LocalToken.__table__, Account.__table__, Device.__table__
-    query = (
-        select(
-            accounts,
-            tokens.c.kind,
-            tokens.c.device_id.label("token_device"),
-            tokens.c.expires_at,
-            tokens.c.auth_time,
-            devices.c.name.label("device_name"),
-            devices.c.last_seen_at.label("device_last_seen"),
-            devices.c.revoked_at.label("device_revoked"),
-        )
-        .select_from(
-            tokens.join(accounts, accounts.c.id == tokens.c.account_id).outerjoin(
-                devices, (devices.c.account_id == accounts.c.id) & (devices.c.id == device_id)
-            )
-        )
-        .where(tokens.c.token_hash == hashed)
+    row = await db.run(
+        _one_or_none, _LOCAL_PRINCIPAL, {"token_hash": hashed, "device_id": device_id}
     )
-    async with db.read() as session:
-        row = (await session.execute(query)).one_or_none()
     if row is None or row.kind != "access" or row.expires_at <= now():
         raise unauthorized("Invalid or expired access token.")
     if row.token_device != device_id:

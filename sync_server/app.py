@@ -272,3 +272,16 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """App factory for the processes of ``serve --workers N``: settings from the environment.
+
+    Reads ``HUSHCHAT_SYNC_*`` (and ``HUSHCHAT_SYNC_ENV_FILE``) like the command does.
+    """
+    from sync_server.observability import configure_logging
+    from sync_server.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

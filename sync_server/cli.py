@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,6 +20,9 @@ from sync_server import __version__
 from sync_server.errors import ConfigError, DatabaseNotMigratedError
 from sync_server.sealing import generate_secrets, unwrap_private_key
 from sync_server.settings import ENV_PREFIX, Settings, load_settings
+
+#: App factory each ``serve --workers N`` process imports.
+WORKER_APP = "sync_server.app:create_app_from_environment"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="Run the HTTP server (uvicorn).")
     serve.add_argument("--host", default=None, help="Bind address (default: HOST setting).")
     serve.add_argument("--port", type=int, default=None, help="Port (default: PORT setting).")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Server processes sharing the database (default: WORKERS setting, 1).",
+    )
     commands.add_parser("migrate", help="Apply database migrations and exit.")
     commands.add_parser(
         "gen-keys", help="Print a new secret key, escrow key pair and KEK as env lines."
@@ -42,24 +53,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+def _serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    workers: int | None = None,
+    env_file: Path | None = None,
+) -> int:
     import uvicorn
 
     from sync_server.app import create_app
     from sync_server.observability import configure_logging
 
+    workers = settings.workers if workers is None else workers
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1.")
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=settings.forwarded_allow_ips is not None,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        server_header=False,
-    )
+    app = create_app(settings)  # validates the settings and the escrow key before forking
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": settings.port if port is None else port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": settings.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return 0
+    # Several processes: migrate once here, then every worker builds its own app from the
+    # same environment (the env file is passed on through HUSHCHAT_SYNC_ENV_FILE) and only
+    # checks that the schema is current.
+    if settings.auto_migrate:
+        asyncio.run(_migrate(settings))
+    os.environ[f"{ENV_PREFIX}AUTO_MIGRATE"] = "false"
+    if env_file is not None:
+        os.environ[f"{ENV_PREFIX}ENV_FILE"] = str(env_file.resolve())
+    uvicorn.run(WORKER_APP, factory=True, workers=workers, **options)
     return 0
 
 
@@ -128,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             revision = asyncio.run(_migrate(settings))
             print(f"database at revision {revision}")
             return 0
-        return _serve(settings, args.host, args.port)
+        return _serve(settings, args.host, args.port, args.workers, args.env_file)
     except ConfigError as exc:
         print(f"hushchat-sync: {exc}", file=sys.stderr)
         return 2

@@ -1,27 +1,40 @@
 """Database engine, sessions and schema migrations (SQLAlchemy 2 async + Alembic).
 
-SQLite (default) runs in WAL mode with foreign keys on; because SQLite has one writer, write
-transactions in this process take an asyncio lock (:meth:`Database.write`) instead of
-spinning on SQLITE_BUSY. PostgreSQL needs no lock: pushes serialise per account on the
-account row (``SELECT … FOR UPDATE``), which also keeps the per-user sequence in commit
-order, so a cursor never skips a record.
+SQLite (default) runs in WAL mode with foreign keys on. Transactions are begun explicitly:
+``BEGIN IMMEDIATE`` for writes (the write lock is taken at the start, so a transaction that
+read ``accounts.last_seq`` cannot lose a race to another process), plain ``BEGIN`` for
+reads. Because SQLite has one writer, write transactions in this process also take an
+asyncio lock (:meth:`Database.write`, :meth:`Database.run`) instead of spinning on
+SQLITE_BUSY; several processes on one file wait for each other with ``busy_timeout``.
+PostgreSQL needs no lock: pushes serialise per account on the account row
+(``SELECT … FOR UPDATE``), which also keeps the per-user sequence in commit order, so a
+cursor never skips a record.
+
+The request hot path (token lookup, push, pull) runs through :meth:`Database.run`: a plain
+function over a synchronous :class:`~sqlalchemy.Connection`, executed as one transaction.
+On SQLite it runs on a small thread pool with the stdlib ``sqlite3`` driver — one thread
+hop per transaction instead of several per statement through aiosqlite; on PostgreSQL it
+runs in the asyncpg connection's greenlet (``AsyncConnection.run_sync``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -60,6 +73,16 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Execution option naming the statement that begins a transaction on SQLite.
+SQLITE_BEGIN = "hushchat_sqlite_begin"
+#: SQLite page cache per connection (KiB, as a negative ``cache_size``) and memory map.
+SQLITE_CACHE_KIB = 16384
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """Create the async engine for the configured database."""
     url = make_url(settings.effective_database_url)
@@ -79,19 +102,68 @@ def create_engine(settings: Settings) -> AsyncEngine:
         }
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _sqlite_events(engine.sync_engine, settings.sqlite_synchronous)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_file_url(settings: Settings) -> URL | None:
+    """The stdlib-driver URL of a file-backed SQLite database, else ``None``."""
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:") or url.query:
+        return None
+    return url.set(drivername="sqlite+pysqlite")
+
+
+def create_sqlite_sync_engine(url: URL, pool_size: int, synchronous: str) -> Engine:
+    """Synchronous engine (stdlib ``sqlite3``) on the same file, for :meth:`Database.run`."""
+    engine = create_sync_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+    _sqlite_events(engine, synchronous)
+    return engine
+
+
+def _sqlite_events(engine: Engine, synchronous: str) -> None:
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"unsupported SQLite synchronous mode {synchronous!r}")
+    event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
+    event.listen(engine, "begin", _sqlite_begin)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) -> None:
+    # The driver must not open transactions by itself (it would BEGIN DEFERRED just before
+    # the first write); _sqlite_begin emits BEGIN / BEGIN IMMEDIATE instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # NORMAL in WAL mode: a commit is durable against process crashes; an OS crash or
+        # power loss can lose the last commits (docs/server.md, "Performance"). FULL syncs
+        # the WAL on every commit.
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+        cursor.execute("PRAGMA temp_store=MEMORY")
     finally:
         cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
+
+
+def _in_transaction(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...], begin: str) -> T:
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{SQLITE_BEGIN: begin})
+        with connection.begin():
+            return fn(connection, *args)
 
 
 class Database:
@@ -101,7 +173,59 @@ class Database:
         self.engine = create_engine(settings)
         self.is_sqlite = settings.is_sqlite
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(
+            self.engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+            if self.is_sqlite
+            else self.engine,
+            expire_on_commit=False,
+        )
         self._write_lock = asyncio.Lock()
+        self._sync_engine: Engine | None = None
+        sqlite_file = _sqlite_file_url(settings)
+        if sqlite_file is not None:
+            self._sync_engine = create_sqlite_sync_engine(
+                sqlite_file, settings.db_pool_size + 1, settings.sqlite_synchronous
+            )
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hushchat-db-write")
+        self._readers = ThreadPoolExecutor(
+            max_workers=settings.db_pool_size, thread_name_prefix="hushchat-db-read"
+        )
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, *args)`` in one read transaction; return its result."""
+        return await self._run(functools.partial(fn, **kwargs), args, write=False)
+
+    async def run_write(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(connection, *args)`` in one write transaction (committed unless it raises)."""
+        return await self._run(functools.partial(fn, **kwargs), args, write=True)
+
+    async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
+        if self._sync_engine is not None:
+            # SQLite file: the whole transaction in one thread hop. Writes go to the single
+            # writer thread, which takes them one after the other without waiting for the
+            # event loop in between; reads run on the reader threads, in parallel.
+            begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+            call = functools.partial(_in_transaction, self._sync_engine, fn, args, begin)
+            executor = self._writer if write else self._readers
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
+        lock = self._write_lock if write and self.is_sqlite else contextlib.nullcontext()
+        async with lock, self.engine.connect() as connection:
+            if write and self.is_sqlite:
+                connection = await connection.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+            async with connection.begin():
+                return await connection.run_sync(fn, *args)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision."""
@@ -135,9 +259,13 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session in one transaction, committed on success, rolled back on error."""
         lock = self._write_lock if self.is_sqlite else contextlib.nullcontext()
-        async with lock, self.sessions() as session, session.begin():
+        async with lock, self._write_sessions() as session, session.begin():
             yield session
 
     async def close(self) -> None:
-        """Dispose of all connections."""
+        """Dispose of all connections (and the SQLite thread pool)."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         await self.engine.dispose()

@@ -20,8 +20,8 @@ bearer = HTTPBearer(
 )
 
 
-def get_state(request: Request) -> ServerState:
-    """The app's :class:`ServerState`."""
+async def get_state(request: Request) -> ServerState:
+    """The app's :class:`ServerState` (async: a plain function would run in a thread)."""
     state: ServerState = request.app.state.server
     return state
 

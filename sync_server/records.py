@@ -4,44 +4,175 @@ The per-account sequence number lives in ``accounts.last_seq``; a push locks the
 row first (``FOR UPDATE`` on PostgreSQL, the process write lock on SQLite), so sequence
 numbers are handed out in commit order and a reader's cursor never skips a change. A push
 is one transaction: killed half-way, nothing of it remains. Rules: :mod:`protocol`.
+
+Both run as plain functions over a synchronous connection in one transaction
+(:meth:`Database.run`): existing rows of a batch are loaded with one ``IN (…)`` query,
+new and changed rows are written with one executemany each, and rows are handled as Core
+tuples rather than ORM objects.
 """
 
 from __future__ import annotations
 
+import functools
+from binascii import b2a_base64
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select
+from pydantic import TypeAdapter
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from typing_extensions import TypedDict
 
 from sync_server.accounts import Principal, now, unauthorized
 from sync_server.db import Database
 from sync_server.errors import ProblemError
 from sync_server.models import Account, Record
-from sync_server.protocol import (
-    ChangesResponse,
-    PushRequest,
-    PushResponse,
-    PushResult,
-    RecordIn,
-    RecordOut,
-)
+from sync_server.protocol import PushRequest, RecordIn
 from sync_server.settings import Settings
 
+_records = cast(Table, Record.__table__)
+_accounts = cast(Table, Account.__table__)
+#: Stored columns in wire order (everything but ``account_id``).
+_COLUMNS = (
+    _records.c.record_id,
+    _records.c.kind,
+    _records.c.revision,
+    _records.c.parent_revision,
+    _records.c.deleted,
+    _records.c.key_id,
+    _records.c.device_id,
+    _records.c.size,
+    _records.c.seq,
+    _records.c.updated_at,
+    _records.c.payload,
+)
+#: Ids looked up per ``IN (…)`` query (well under every backend's parameter limit).
+_LOOKUP_CHUNK = 500
+_INSERT = insert(_records)
+# SET clause from the parameter keys; the WHERE parameters have names no column has.
+_UPDATE = update(_records).where(
+    _records.c.account_id == bindparam("b_account_id"),
+    _records.c.record_id == bindparam("b_record_id"),
+)
 
-def record_out(record: Record) -> RecordOut:
-    """Wire shape of a stored record."""
-    return RecordOut(
-        id=record.record_id,
-        kind=record.kind,
-        revision=record.revision,
-        parent_revision=record.parent_revision,
-        deleted=record.deleted,
-        key_id=record.key_id,
-        device_id=record.device_id,
-        size=record.size,
-        seq=record.seq,
-        updated_at=record.updated_at,
-        payload=record.payload,
-    )
+
+@dataclass(slots=True)
+class _Stored:
+    """A record as stored (or as it will be stored at the end of this push)."""
+
+    record_id: str
+    kind: str
+    revision: int
+    parent_revision: int | None
+    deleted: bool
+    key_id: str
+    device_id: str
+    size: int
+    seq: int
+    updated_at: datetime
+    payload: bytes
+
+
+class _RecordJson(TypedDict):
+    """:class:`~sync_server.protocol.RecordOut` with the payload already in base64."""
+
+    id: str
+    kind: str
+    revision: int
+    parent_revision: int | None
+    deleted: bool
+    key_id: str
+    device_id: str
+    size: int
+    seq: int
+    updated_at: datetime
+    payload: str
+
+
+class _ChangesJson(TypedDict):
+    """:class:`~sync_server.protocol.ChangesResponse`."""
+
+    changes: list[_RecordJson]
+    cursor: int
+    has_more: bool
+
+
+class _PushResultJson(TypedDict):
+    """:class:`~sync_server.protocol.PushResult`."""
+
+    id: str
+    status: str
+    revision: int
+    seq: int | None
+    duplicate: bool
+    reason: str | None
+    server_record: _RecordJson | None
+
+
+class _PushJson(TypedDict):
+    """:class:`~sync_server.protocol.PushResponse`."""
+
+    applied: bool
+    results: list[_PushResultJson]
+    cursor: int
+
+
+# The wire models (sync_server.protocol) document and validate the API. Answers are built
+# from our own rows, so they are serialised from plain dicts of the same shape instead: no
+# model instances, and the base64 of payloads is done by binascii, not per-field callbacks.
+# A unit test checks that both give the same JSON.
+_CHANGES_JSON = TypeAdapter(_ChangesJson)
+_b64 = functools.partial(b2a_base64, newline=False)
+_PUSH_JSON = TypeAdapter(_PushJson)
+
+
+def _out(record: _Stored) -> _RecordJson:
+    return {
+        "id": record.record_id,
+        "kind": record.kind,
+        "revision": record.revision,
+        "parent_revision": record.parent_revision,
+        "deleted": record.deleted,
+        "key_id": record.key_id,
+        "device_id": record.device_id,
+        "size": record.size,
+        "seq": record.seq,
+        "updated_at": record.updated_at,
+        "payload": _b64(record.payload).decode("ascii"),
+    }
+
+
+def _page(rows: Sequence[Any]) -> list[_RecordJson]:
+    # Positional unpacking of the Core rows (in _COLUMNS order): the pull hot loop.
+    return [
+        {
+            "id": record_id,
+            "kind": kind,
+            "revision": revision,
+            "parent_revision": parent_revision,
+            "deleted": deleted,
+            "key_id": key_id,
+            "device_id": device_id,
+            "size": size,
+            "seq": seq,
+            "updated_at": updated_at,
+            "payload": _b64(payload).decode("ascii"),
+        }
+        for (
+            record_id,
+            kind,
+            revision,
+            parent_revision,
+            deleted,
+            key_id,
+            device_id,
+            size,
+            seq,
+            updated_at,
+            payload,
+        ) in rows
+    ]
 
 
 @dataclass
@@ -51,12 +182,16 @@ class _Decision:
     duplicate: bool = False
 
 
-def _decide(current: Record | None, incoming: RecordIn) -> _Decision:
+_SAVED = _Decision("saved")
+_DUPLICATE = _Decision("saved", duplicate=True)
+
+
+def _decide(current: _Stored | None, incoming: RecordIn) -> _Decision:
     if incoming.parent_revision is not None and incoming.revision <= incoming.parent_revision:
         return _Decision("rejected", "revision must be greater than parent_revision")
     if current is None:
         if incoming.parent_revision is None:
-            return _Decision("saved")
+            return _SAVED
         return _Decision("conflict", "record does not exist on the server")
     if current.kind != incoming.kind:
         return _Decision("rejected", "a record's kind cannot change")
@@ -68,12 +203,12 @@ def _decide(current: Record | None, incoming: RecordIn) -> _Decision:
             and current.payload == incoming.payload
         )
         if same:
-            return _Decision("saved", duplicate=True)
+            return _DUPLICATE
         return _Decision("conflict", "another change has this revision")
     if incoming.parent_revision == current.revision and incoming.revision > current.revision:
         if current.deleted and not incoming.deleted:
             return _Decision("rejected", "the record is deleted; tombstones are final")
-        return _Decision("saved")
+        return _SAVED
     return _Decision("conflict", "parent_revision is not the server's revision")
 
 
@@ -97,142 +232,172 @@ def check_sizes(request: PushRequest, settings: Settings) -> None:
             )
 
 
-async def push(db: Database, principal: Principal, request: PushRequest) -> PushResponse:
-    """Apply a batch; see :mod:`sync_server.protocol` for the rules."""
-    try:
-        return await _push(db, principal, request)
-    except _BatchAbortedError as aborted:
-        return aborted.response
+async def push(db: Database, principal: Principal, request: PushRequest) -> bytes:
+    """Apply a batch in one transaction; the JSON of a ``PushResponse``.
+
+    See :mod:`sync_server.protocol` for the rules.
+    """
+    answer = await db.run_write(
+        _push, principal.account_id, principal.device_id, request.records, request.atomic
+    )
+    return _PUSH_JSON.dump_json(answer)
 
 
-class _BatchAbortedError(Exception):
-    """Leaves the transaction (rolling it back) with the answer for an atomic batch."""
+def _result(
+    incoming: RecordIn,
+    status: str,
+    *,
+    seq: int | None = None,
+    duplicate: bool = False,
+    reason: str | None = None,
+    server_record: _RecordJson | None = None,
+) -> _PushResultJson:
+    return {
+        "id": incoming.id,
+        "status": status,
+        "revision": incoming.revision,
+        "seq": seq,
+        "duplicate": duplicate,
+        "reason": reason,
+        "server_record": server_record,
+    }
 
-    def __init__(self, response: PushResponse) -> None:
-        super().__init__("atomic batch not applied")
-        self.response = response
 
-
-async def _push(db: Database, principal: Principal, request: PushRequest) -> PushResponse:
-    account_id = principal.account_id
-    async with db.write() as session:
-        last_seq = (
-            await session.execute(
-                select(Account.last_seq).where(Account.id == account_id).with_for_update()
+def _push(
+    connection: Connection,
+    account_id: str,
+    device_id: str,
+    records: list[RecordIn],
+    atomic: bool,
+) -> _PushJson:
+    last_seq = connection.execute(
+        select(_accounts.c.last_seq).where(_accounts.c.id == account_id).with_for_update()
+    ).scalar_one_or_none()
+    if last_seq is None:
+        raise unauthorized("Account no longer exists.")
+    ids = list({record.id for record in records})
+    current: dict[str, _Stored] = {}
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        rows = connection.execute(
+            select(*_COLUMNS).where(
+                _records.c.account_id == account_id,
+                _records.c.record_id.in_(ids[start : start + _LOOKUP_CHUNK]),
             )
-        ).scalar_one_or_none()
-        if last_seq is None:
-            raise unauthorized("Account no longer exists.")
-        ids = list({record.id for record in request.records})
-        current: dict[str, Record] = {}
-        for start in range(0, len(ids), 500):
-            rows = await session.execute(
-                select(Record).where(
-                    Record.account_id == account_id,
-                    Record.record_id.in_(ids[start : start + 500]),
-                )
-            )
-            current.update({row.record_id: row for row in rows.scalars()})
-        seq = last_seq
-        moment = now()
-        results: list[PushResult] = []
-        new: dict[str, Record] = {}
-        for incoming in request.records:
-            existing = current.get(incoming.id)
-            decision = _decide(existing, incoming)
-            if decision.status != "saved":
-                results.append(
-                    PushResult(
-                        id=incoming.id,
-                        status=decision.status,
-                        revision=incoming.revision,
-                        reason=decision.reason,
-                        server_record=(
-                            record_out(existing)
-                            if existing is not None and decision.status == "conflict"
-                            else None
-                        ),
-                    )
-                )
-                continue
-            if decision.duplicate:
-                assert existing is not None
-                results.append(
-                    PushResult(
-                        id=incoming.id,
-                        status="saved",
-                        revision=incoming.revision,
-                        seq=existing.seq,
-                        duplicate=True,
-                    )
-                )
-                continue
-            seq += 1
-            target = existing if existing is not None else Record(account_id=account_id)
-            target.record_id = incoming.id
-            target.kind = incoming.kind
-            target.revision = incoming.revision
-            target.parent_revision = incoming.parent_revision
-            target.deleted = incoming.deleted
-            target.key_id = incoming.key_id
-            target.device_id = principal.device_id
-            target.size = len(incoming.payload)
-            target.payload = incoming.payload
-            target.seq = seq
-            target.updated_at = moment
-            current[incoming.id] = target
-            if existing is None:
-                new[incoming.id] = target
-            results.append(
-                PushResult(id=incoming.id, status="saved", revision=incoming.revision, seq=seq)
-            )
-        failed = any(result.status != "saved" for result in results)
-        if request.atomic and failed:
-            for result in results:
-                if result.status == "saved" and not result.duplicate:
-                    result.status = "aborted"
-                    result.seq = None
-            raise _BatchAbortedError(PushResponse(applied=False, results=results, cursor=last_seq))
-        session.add_all(new.values())
-        if seq != last_seq:
-            account = await session.get(Account, account_id)
-            assert account is not None
-            account.last_seq = seq
-        return PushResponse(applied=True, results=results, cursor=seq)
-
-
-async def changes(db: Database, principal: Principal, cursor: int, limit: int) -> ChangesResponse:
-    """Changes with ``seq > cursor``, oldest first, at most ``limit``."""
-    table = Record.__table__
-    async with db.read() as session:
-        rows = (
-            await session.execute(
-                select(table)
-                .where(table.c.account_id == principal.account_id, table.c.seq > cursor)
-                .order_by(table.c.seq)
-                .limit(limit + 1)
-            )
-        ).all()
-    page = rows[:limit]
-    # Rows come from our own table: build the wire models without re-validating them.
-    changes = [
-        RecordOut.model_construct(
-            id=row.record_id,
-            kind=row.kind,
-            revision=row.revision,
-            parent_revision=row.parent_revision,
-            deleted=row.deleted,
-            key_id=row.key_id,
-            device_id=row.device_id,
-            size=row.size,
-            seq=row.seq,
-            updated_at=row.updated_at,
-            payload=row.payload,
         )
-        for row in page
-    ]
-    return ChangesResponse.model_construct(
-        changes=changes,
-        cursor=page[-1].seq if page else cursor,
-        has_more=len(rows) > limit,
+        for row in rows:
+            current[row.record_id] = _Stored(*row)
+    stored = set(current)
+    seq = last_seq
+    moment = now()
+    results: list[_PushResultJson] = []
+    written: dict[str, _Stored] = {}
+    failed = False
+    for incoming in records:
+        existing = current.get(incoming.id)
+        decision = _decide(existing, incoming)
+        if decision.status != "saved":
+            failed = True
+            conflict = existing is not None and decision.status == "conflict"
+            results.append(
+                _result(
+                    incoming,
+                    decision.status,
+                    reason=decision.reason,
+                    server_record=_out(existing) if conflict and existing else None,
+                )
+            )
+            continue
+        if decision.duplicate:
+            assert existing is not None
+            results.append(_result(incoming, "saved", seq=existing.seq, duplicate=True))
+            continue
+        seq += 1
+        target = _Stored(
+            record_id=incoming.id,
+            kind=incoming.kind,
+            revision=incoming.revision,
+            parent_revision=incoming.parent_revision,
+            deleted=incoming.deleted,
+            key_id=incoming.key_id,
+            device_id=device_id,
+            size=len(incoming.payload),
+            seq=seq,
+            updated_at=moment,
+            payload=incoming.payload,
+        )
+        current[incoming.id] = written[incoming.id] = target
+        results.append(_result(incoming, "saved", seq=seq))
+    if atomic and failed:
+        # Nothing has been written: the transaction commits no change.
+        for result in results:
+            if result["status"] == "saved" and not result["duplicate"]:
+                result["status"] = "aborted"
+                result["seq"] = None
+        return {"applied": False, "results": results, "cursor": last_seq}
+    inserts = [_row(account_id, r) for r in written.values() if r.record_id not in stored]
+    updates = [_update_row(account_id, r) for r in written.values() if r.record_id in stored]
+    if inserts:
+        connection.execute(_INSERT, inserts)
+    if updates:
+        connection.execute(_UPDATE, updates)
+    if seq != last_seq:
+        connection.execute(
+            update(_accounts).where(_accounts.c.id == account_id).values(last_seq=seq)
+        )
+    return {"applied": True, "results": results, "cursor": seq}
+
+
+def _values(record: _Stored) -> dict[str, Any]:
+    return {
+        "kind": record.kind,
+        "revision": record.revision,
+        "parent_revision": record.parent_revision,
+        "deleted": record.deleted,
+        "key_id": record.key_id,
+        "device_id": record.device_id,
+        "size": record.size,
+        "payload": record.payload,
+        "seq": record.seq,
+        "updated_at": record.updated_at,
+    }
+
+
+def _row(account_id: str, record: _Stored) -> dict[str, Any]:
+    values = _values(record)
+    values["account_id"] = account_id
+    values["record_id"] = record.record_id
+    return values
+
+
+def _update_row(account_id: str, record: _Stored) -> dict[str, Any]:
+    values = _values(record)
+    values["b_account_id"] = account_id
+    values["b_record_id"] = record.record_id
+    return values
+
+
+_CHANGES = (
+    select(*_COLUMNS)
+    .where(_records.c.account_id == bindparam("account_id"), _records.c.seq > bindparam("cursor"))
+    .order_by(_records.c.seq)
+    .limit(bindparam("limit"))
+)
+
+
+def _changes(connection: Connection, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
+    return connection.execute(
+        _CHANGES, {"account_id": account_id, "cursor": cursor, "limit": limit + 1}
+    ).all()
+
+
+async def changes(db: Database, principal: Principal, cursor: int, limit: int) -> bytes:
+    """The JSON of a ``ChangesResponse``: changes with ``seq > cursor``, oldest first."""
+    rows = await db.run(_changes, principal.account_id, cursor, limit)
+    page = rows[:limit]
+    return _CHANGES_JSON.dump_json(
+        {
+            "changes": _page(page),
+            "cursor": page[-1].seq if page else cursor,
+            "has_more": len(rows) > limit,
+        }
     )

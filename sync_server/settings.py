@@ -95,7 +95,17 @@ class Settings(BaseSettings):
         description="Apply database migrations at start-up. When false the server refuses to "
         "start on an out-of-date schema; run `hushchat-sync migrate` first.",
     )
-    db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process.")
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="Connections per process (SQLite: also the reader threads).",
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite durability: NORMAL survives process crashes; FULL also power loss "
+        "and OS crashes, at one fsync per write transaction.",
+    )
 
     # --- secrets -------------------------------------------------------------------------
     secret_key: SecretStr | None = Field(
@@ -227,6 +237,12 @@ class Settings(BaseSettings):
     # --- process -------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` binds to.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes `serve` starts (`--workers`); they share the database.",
+    )
     forwarded_allow_ips: str | None = Field(
         default=None, description="Proxies trusted for X-Forwarded-For (uvicorn setting)."
     )
@@ -330,8 +346,13 @@ class Settings(BaseSettings):
             found.append(
                 "Neither OIDC_ISSUER nor LOCAL_ACCOUNTS_ENABLED is set: nobody can sign in."
             )
-        if self.is_sqlite and self.rate_limit_storage_url.startswith(("redis", "async+redis")):
-            found.append("Redis rate limits with SQLite: SQLite supports one process only.")
+        memory_limits = self.rate_limit_storage_url.startswith(("memory", "async+memory"))
+        if self.workers > 1 and self.rate_limits_enabled and memory_limits:
+            found.append(
+                f"WORKERS={self.workers} with in-memory rate limits: each process counts on "
+                "its own, so the effective limits are up to WORKERS times the configured "
+                "ones; use RATE_LIMIT_STORAGE_URL=async+redis://… for exact limits."
+            )
         return found
 
     def ensure_startable(self) -> None:

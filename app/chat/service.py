@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.chat.context import DEFAULT_TOKENS_PER_BYTE, Context, build_context
 from app.chat.events import (
@@ -45,19 +45,29 @@ from providers import (
     ChatRequest,
     ContextTooLongError,
     FinishEvent,
-    Provider,
     ProviderError,
     ProviderSpec,
     ReasoningDelta,
     Role,
     TextDelta,
     UsageEvent,
-    create_provider,
 )
+
+if TYPE_CHECKING:
+    from providers import Provider
 
 log = logging.getLogger(__name__)
 
-ProviderFactory = Callable[[ProviderSpec], Provider]
+ProviderFactory = Callable[[ProviderSpec], "Provider"]
+
+
+def create_provider(spec: ProviderSpec) -> Provider:
+    """The provider for ``spec`` (the HTTP stack is imported on first use)."""
+    from providers import create_provider as create
+
+    return create(spec)
+
+
 MAX_MESSAGE_CHARS = 4_000_000
 TITLE_WORDS = 6
 TITLE_CHARS = 60

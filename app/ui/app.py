@@ -58,7 +58,7 @@ async def _settle(loop: asyncio.AbstractEventLoop) -> None:
 
 def run_gui(args: argparse.Namespace) -> int:
     """Open the window and run until it closes; return the exit code."""
-    import qasync  # type: ignore[import-untyped]  # ships no type information
+    import qasync
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -73,8 +73,9 @@ def run_gui(args: argparse.Namespace) -> int:
     try:
         config = runtime.load(args)
     except HushchatError as error:
-        QMessageBox.critical(None, "Hushchat cannot start", str(error))
-        return error.exit_code
+        if app.platformName() not in ("offscreen", "minimal"):
+            QMessageBox.critical(None, "Hushchat cannot start", str(error))
+        raise  # the command line prints it as one line and exits with its code
     session = Session(config, resolve_profile_dir(getattr(args, "profile", None)))
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import math
 import sys
 import time
 from collections import OrderedDict
@@ -42,7 +43,6 @@ from PySide6.QtCore import (
     QTimer,
     QUrl,
     Signal,
-    SignalInstance,
 )
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
@@ -58,6 +58,7 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPalette,
+    QPixmap,
     QResizeEvent,
     QTextDocument,
 )
@@ -89,6 +90,8 @@ PAGE_SIZE = 100
 REPAINT_MS = 30
 MEASURE_SLICE_SECONDS = 0.006
 DOC_CACHE_SIZE = 800
+# Rendered parts are kept as pictures (blitting beats re-drawing rich text every frame).
+PIXMAP_CACHE_BYTES = 48 * 1024 * 1024
 ROW_MARGIN_X = 16
 ROW_MARGIN_Y = 6
 BUBBLE_PAD = 10
@@ -98,61 +101,32 @@ PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MA
 NEXT_MARK = "\u203a"
 
 
-def repair_signal_refcounts() -> list[str]:
-    """Work around PySide6 6.12.0's ``SignalInstance.emit`` and ``.disconnect``, which
-    return ``True``/``False`` without a new reference: every call from Python drops one
-    reference to a bool until the interpreter aborts ("bool_dealloc: deallocating True
-    or False"), at the latest when it exits.
+IMMORTAL_REFCOUNT = 1 << 40
 
-    Each method is probed, so a fixed PySide6 is left alone; returns the names patched.
-    (This belongs where ``app.ui`` starts; it lives here until then.)
+
+def make_singletons_immortal() -> bool:
+    """Protect ``None``, ``True`` and ``False`` from PySide6 6.12's lost references.
+
+    PySide6/shiboken 6.12.0 returns ``None`` (every void method: ``update()``,
+    ``setEnabled()``, ``processEvents()``...) and ``True``/``False`` (``Signal.emit``,
+    ``disconnect``) without a new reference, as if they were immortal, which they are
+    only from Python 3.12 on. On 3.11 each such call drops a reference until the
+    interpreter aborts with "none_dealloc"/"bool_dealloc" (after some 27,000 calls for
+    ``None``: minutes of streaming). Raising their reference counts by 2**40 makes them
+    practically immortal, as 3.12 does; the objects are never freed before exit anyway.
+    Returns whether it applied (CPython before 3.12 only). This belongs where ``app.ui``
+    starts up; it lives here until then.
     """
-
-    class _Probe(QObject):
-        probed = Signal()
-
-    def probe_emit(probe: _Probe) -> None:
-        probe.probed.emit()
-
-    def probe_disconnect(probe: _Probe) -> None:
-        probe.probed.connect(_ignore)
-        probe.probed.disconnect(_ignore)
-
-    patched = []
-    for name, call in (("emit", probe_emit), ("disconnect", probe_disconnect)):
-        original = getattr(SignalInstance, name)
-        if getattr(original, "_hushchat_repaired", False):
-            continue
-        probe = _Probe()
-        before = sys.getrefcount(True) + sys.getrefcount(False)
-        for _ in range(16):
-            call(probe)
-        lost = before - sys.getrefcount(True) - sys.getrefcount(False)
-        if lost < 16:
-            continue
-        for _ in range(16):  # give back what the probe took
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
-        setattr(SignalInstance, name, _keeping_result(original))
-        patched.append(name)
-    return patched
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
+        return False
+    for singleton in (None, True, False):
+        refcount = ctypes.c_ssize_t.from_address(id(singleton))
+        if refcount.value < IMMORTAL_REFCOUNT:
+            refcount.value += IMMORTAL_REFCOUNT
+    return True
 
 
-def _ignore() -> None:
-    return None
-
-
-def _keeping_result(method: Callable[..., Any]) -> Callable[..., Any]:
-    def call(self: SignalInstance, *args: Any) -> Any:
-        result = method(self, *args)
-        if isinstance(result, bool):
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(result))
-        return result
-
-    call._hushchat_repaired = True  # type: ignore[attr-defined]
-    return call
-
-
-repair_signal_refcounts()
+make_singletons_immortal()
 
 
 def _ask(parent: QWidget, title: str, text: str) -> bool:
@@ -193,11 +167,19 @@ class _Stream:
     pieces: list[str] = field(default_factory=list)
     length: int = 0
     reasoning: int = 0
+    #: The text on screen: taken from ``pieces`` at each repaint, so a frame lays out
+    #: and paints the same text however many deltas arrive in between.
+    shown: str = ""
 
     def text(self) -> str:
         if len(self.pieces) > 1:
             self.pieces[:] = ["".join(self.pieces)]
         return self.pieces[0] if self.pieces else ""
+
+    def take(self) -> str:
+        """Show everything that has arrived."""
+        self.shown = self.text()
+        return self.shown
 
 
 class MessageListModel(QAbstractListModel):
@@ -270,7 +252,7 @@ class MessageListModel(QAbstractListModel):
         if row.message is None:
             return row.text
         if self._stream is not None and row.message.id == self._stream.message_id:
-            return self._stream.text()
+            return self._stream.shown
         return row.message.content
 
     def is_streaming(self, row: _Row) -> bool:
@@ -362,6 +344,7 @@ class MessageListModel(QAbstractListModel):
         """Show ``stream``'s text in its answer's row (None: no answer is streaming)."""
         self._stream = stream
         if stream is not None:
+            stream.take()
             number = self.row_number(stream.message_id)
             if number is not None:
                 index = self.index(number)
@@ -430,6 +413,10 @@ class _Part:
     top: int
     document: QTextDocument
     code_blocks: list[str]
+    key: tuple[Any, ...] = ()
+    #: Whether the part can change (the growing end of a streaming answer): never cached
+    #: as a picture.
+    is_growing: bool = False
 
 
 @dataclass(slots=True)
@@ -470,6 +457,9 @@ class MessageDelegate(QStyledItemDelegate):
         self._heights: dict[str, tuple[tuple[Any, ...], int]] = {}
         self._layouts: OrderedDict[str, tuple[tuple[Any, ...], _Layout]] = OrderedDict()
         self._docs: OrderedDict[tuple[Any, ...], tuple[QTextDocument, list[str]]] = OrderedDict()
+        self._pixmaps: OrderedDict[tuple[Any, ...], QPixmap] = OrderedDict()
+        self._splits: dict[str, tuple[str, list[Chunk]]] = {}
+        self._pixmap_bytes = 0
         self.is_dark = False
         self.last_regenerable: str | None = None
 
@@ -481,6 +471,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._heights.clear()
         self._layouts.clear()
         self._docs.clear()
+        self._splits.clear()
+        self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
     def reset_width(self) -> None:
@@ -494,7 +486,37 @@ class MessageDelegate(QStyledItemDelegate):
             self._width = width
             self._heights.clear()
             self._layouts.clear()
+            self._drop_pixmaps()
         return width
+
+    def _drop_pixmaps(self) -> None:
+        self._pixmaps.clear()
+        self._pixmap_bytes = 0
+
+    def _pixmap(self, part: _Part, palette: QPalette, ratio: float) -> QPixmap:
+        """``part`` drawn once into a cached picture at the screen's pixel ratio."""
+        key = (*part.key, ratio)
+        cached = self._pixmaps.get(key)
+        if cached is not None:
+            self._pixmaps.move_to_end(key)
+            return cached
+        size = part.document.size()
+        pixmap = QPixmap(
+            max(1, math.ceil(size.width() * ratio)), max(1, math.ceil(size.height() * ratio))
+        )
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.palette = palette
+        part.document.documentLayout().draw(painter, context)
+        painter.end()
+        self._pixmaps[key] = pixmap
+        self._pixmap_bytes += pixmap.width() * pixmap.height() * 4
+        while self._pixmap_bytes > PIXMAP_CACHE_BYTES and len(self._pixmaps) > 1:
+            _, old = self._pixmaps.popitem(last=False)
+            self._pixmap_bytes -= old.width() * old.height() * 4
+        return pixmap
 
     def known_height(self, row: _Row, model: MessageListModel) -> int | None:
         """The measured height of ``row`` at the current width, if known."""
@@ -583,22 +605,48 @@ class MessageDelegate(QStyledItemDelegate):
         content_top = top
         parts: list[_Part] = []
         text = model.content_of(row)
-        for chunk in split_blocks(text) if text else []:
-            document, code_blocks = self._document(
-                ("chunk", chunk.text, chunk.opens_in_fence, width, self._generation),
-                _chunk_renderer(chunk, self.is_dark),
+        chunks = self._split(message.id, text, streaming)
+        for number, chunk in enumerate(chunks):
+            # The growing end of an answer is shown without syntax colours until it is
+            # complete: highlighting all of it again every frame would cost too much.
+            growing = streaming and number == len(chunks) - 1
+            key: tuple[Any, ...] = (
+                "chunk",
+                chunk.text,
+                chunk.opens_in_fence,
+                not growing,
+                width,
+                self._generation,
             )
-            parts.append(_Part(top, document, code_blocks))
-            top += int(document.size().height())
+            document, code_blocks = self._document(
+                key, _chunk_renderer(chunk, self.is_dark, highlight=not growing)
+            )
+            parts.append(_Part(top, document, code_blocks, key, growing))
+            top += math.ceil(document.size().height())
         footer = self._footer_html(message, streaming, model)
         if footer:
-            document, _ = self._document(
-                ("footer", footer, width, self._generation), lambda: (footer, [])
-            )
-            parts.append(_Part(top + 2, document, []))
-            top += int(document.size().height()) + 2
+            footer_key: tuple[Any, ...] = ("footer", footer, width, self._generation)
+            document, _ = self._document(footer_key, lambda: (footer, []))
+            parts.append(_Part(top + 2, document, [], footer_key))
+            top += math.ceil(document.size().height()) + 2
         height = top + BUBBLE_PAD + ROW_MARGIN_Y
         return _Layout(parts, header, height, content_top)
+
+    def _split(self, message_id: str, text: str, streaming: bool) -> list[Chunk]:
+        """``text`` in chunks; a streaming answer is split again only from its last chunk."""
+        if not text:
+            return []
+        if not streaming:
+            self._splits.pop(message_id, None)
+            return split_blocks(text)
+        previous = self._splits.get(message_id)
+        if previous is not None and previous[1] and text.startswith(previous[0]):
+            done = previous[1]
+            chunks = done[:-1] + split_blocks(text, resume=done[-1])
+        else:
+            chunks = split_blocks(text)
+        self._splits[message_id] = (text, chunks)
+        return chunks
 
     def _footer_html(self, message: Message, streaming: bool, model: MessageListModel) -> str:
         link = self._view.palette().color(QPalette.ColorRole.Link).name()
@@ -660,7 +708,7 @@ class MessageDelegate(QStyledItemDelegate):
         known = self.known_height(row, model)
         layout = self.layout(row, model)
         rect = QRect(option.rect)
-        if known is None and layout.height != rect.height():
+        if known is None and layout.height != rect.height() and not model.is_streaming(row):
             self._view.request_measure()
         palette = option.palette
         painter.save()
@@ -696,10 +744,14 @@ class MessageDelegate(QStyledItemDelegate):
         context = QAbstractTextDocumentLayout.PaintContext()
         context.palette = palette
         clip = QRectF(painter.clipBoundingRect())
+        ratio = self._view.devicePixelRatioF()
         for part in layout.parts:
             top = rect.top() + part.top
             height = part.document.size().height()
             if top + height < clip.top() or top > clip.bottom():
+                continue
+            if not part.is_growing:
+                painter.drawPixmap(QPointF(left, top), self._pixmap(part, palette, ratio))
                 continue
             painter.save()
             painter.translate(left, top)
@@ -709,7 +761,7 @@ class MessageDelegate(QStyledItemDelegate):
         painter.restore()
         if model.is_streaming(row):
             stream = model.stream
-            self.streaming_painted.emit(stream.length if stream else 0)
+            self.streaming_painted.emit(len(stream.shown) if stream else 0)
 
     def _paint_marker(self, painter: QPainter, rect: QRect, palette: QPalette, text: str) -> None:
         color = QColor(palette.color(QPalette.ColorRole.PlaceholderText))
@@ -734,6 +786,13 @@ class MessageDelegate(QStyledItemDelegate):
 
     # hit testing -------------------------------------------------------------------------
 
+    def growing_rect(self, row: _Row, model: MessageListModel, rect: QRect) -> QRect:
+        """The part of a streaming row that changes as text arrives (its end and footer)."""
+        layout = self.layout(row, model)
+        growing = [part.top for part in layout.parts if part.is_growing]
+        top = growing[0] if growing else layout.content_top
+        return QRect(rect.left(), rect.top() + top, rect.width(), rect.height() - top)
+
     def anchor_at(
         self, row: _Row, model: MessageListModel, point: QPoint
     ) -> tuple[str, list[str]] | None:
@@ -749,9 +808,13 @@ class MessageDelegate(QStyledItemDelegate):
         return None
 
 
-def _chunk_renderer(chunk: Chunk, dark: bool) -> Callable[[], tuple[str, list[str]]]:
+def _chunk_renderer(
+    chunk: Chunk, dark: bool, *, highlight: bool
+) -> Callable[[], tuple[str, list[str]]]:
     def make() -> tuple[str, list[str]]:
-        rendered = render_markdown(chunk.text, dark=dark, opens_in_fence=chunk.opens_in_fence)
+        rendered = render_markdown(
+            chunk.text, dark=dark, opens_in_fence=chunk.opens_in_fence, highlight=highlight
+        )
         return rendered.html, rendered.code_blocks
 
     return make
@@ -874,7 +937,7 @@ class MessageListView(QListView):
         changed = False
         while self._measure_queue and time.perf_counter() < deadline:
             number = model.row_number(self._measure_queue.pop(0))
-            if number is not None:
+            if number is not None and not model.is_streaming(model.row(number)):
                 changed |= delegate.measure(model.row(number), model)[1]
         if not self._measure_queue:
             self._measure_timer.stop()
@@ -1117,7 +1180,7 @@ class ChatViewWidget(QWidget):
         self.status_message.emit(f"Could not read the chat: {error}")
 
     def _show(self, chat: Chat, page: ThreadPage, length: int | None, *, opening: bool) -> None:
-        self.chat = chat
+        previous, self.chat = self.chat, chat
         self._set_ephemeral(chat.tier == Tier.EPHEMERAL)
         delegate = self.list.message_delegate
         delegate.last_regenerable = _last_regenerable(page.messages)
@@ -1135,7 +1198,8 @@ class ChatViewWidget(QWidget):
             self.list.keep_position(lambda: self.model.start_stream(turn.stream))
             self._repaint.start()
         self.list.request_measure()
-        self.chat_loaded.emit(chat)
+        if opening or _settings_of(chat) != _settings_of(previous):
+            self.chat_loaded.emit(chat)
         if opening:
             self.streaming_changed.emit(turn is not None)
 
@@ -1296,6 +1360,7 @@ class ChatViewWidget(QWidget):
         if stream.length == self._painted_length:
             return
         self._painted_length = stream.length
+        stream.take()
         number = self.model.row_number(stream.message_id)
         if number is None:
             return
@@ -1303,13 +1368,14 @@ class ChatViewWidget(QWidget):
         delegate = self.list.message_delegate
         row = model.row(number)
         at_bottom = self.list.is_at_bottom()
-        before = self.list.visualRect(model.index(number)).height()
+        before = self.list.visualRect(model.index(number))
         height = delegate.layout(row, model).height
-        if height != before:
+        if height != before.height():
             self.list.doItemsLayout()
             if at_bottom:
                 self.list.scrollToBottom()
-        self.list.viewport().update(self.list.visualRect(model.index(number)))
+        rect = self.list.visualRect(model.index(number))
+        self.list.viewport().update(delegate.growing_rect(row, model, rect))
 
     # message actions ---------------------------------------------------------------------
 
@@ -1391,6 +1457,14 @@ class ChatViewWidget(QWidget):
         for action in menu.actions()[1:]:
             action.setEnabled(not busy)
         menu.exec(position)
+
+
+def _settings_of(chat: Chat | None) -> tuple[Any, ...]:
+    """What the settings panel and composer show of a chat (not its activity time)."""
+    if chat is None:
+        return ()
+    return (chat.id, chat.title, chat.tier, chat.provider, chat.model, chat.system_prompt,
+            chat.memory, chat.pinned)  # fmt: skip
 
 
 def _last_regenerable(messages: list[Message]) -> str | None:

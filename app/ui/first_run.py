@@ -40,6 +40,7 @@ from app.config import LoadedConfig
 from app.executor import BlockingRunner
 from app.ui import tasks
 from app.ui.key_prompts import QtKeyPrompts
+from app.ui.layout import centered_page, set_role
 from app.ui.provider_form import ProviderFormWidget
 from app.ui.provider_setup import (
     DEFAULT_LOCAL_SERVERS,
@@ -53,24 +54,9 @@ from app.vault.atomic_file import write_atomically
 from app.vault.recovery_code import RecoveryCode
 from app.vault.strength import PassphraseStrength, assess_passphrase
 
-__all__ = ["FirstRunWidget", "PassphraseFieldsWidget", "RecoveryCodeWidget", "centered_page"]
+__all__ = ["FirstRunWidget", "PassphraseFieldsWidget", "RecoveryCodeWidget"]
 
 _STRENGTH_WORDS = ("Very weak", "Weak", "Fair", "Strong", "Very strong")
-
-
-def centered_page(content: QWidget, max_width: int = 560) -> QWidget:
-    """``content`` centred in a page, at most ``max_width`` wide: calm, readable lines."""
-    page = QWidget()
-    outer = QHBoxLayout(page)
-    outer.addStretch(1)
-    column = QVBoxLayout()
-    column.addStretch(1)
-    column.addWidget(content)
-    column.addStretch(2)
-    content.setMaximumWidth(max_width)
-    outer.addLayout(column, 100)
-    outer.addStretch(1)
-    return page
 
 
 def _label(text: str, role: str | None = None) -> QLabel:
@@ -79,13 +65,6 @@ def _label(text: str, role: str | None = None) -> QLabel:
     if role:
         label.setProperty("role", role)
     return label
-
-
-def set_role(label: QLabel, role: str) -> None:
-    """Switch a label's style role (error/hint) and repolish it."""
-    label.setProperty("role", role)
-    label.style().unpolish(label)
-    label.style().polish(label)
 
 
 class PassphraseFieldsWidget(QWidget):
@@ -400,6 +379,7 @@ class FirstRunWidget(QStackedWidget):
         self.detected_list = QListWidget()
         self.detected_list.setAccessibleName("Local servers found")
         self.detected_list.setMaximumHeight(110)
+        self.detected_list.hide()  # shown when a server answers
         self.detected_list.currentRowChanged.connect(self._pick_detected)
         self.detect_button = QPushButton("&Look again")
         self.detect_button.setAccessibleName("Look for local servers again")
@@ -455,6 +435,7 @@ class FirstRunWidget(QStackedWidget):
             item = QListWidgetItem(f"{server.server.label} — {server.server.base_url} — {models}")
             item.setData(Qt.ItemDataRole.UserRole, server.server.base_url)
             self.detected_list.addItem(item)
+        self.detected_list.setVisible(bool(found))
         if found:
             self.detect_status.setText(f"Found {len(found)} local server(s).")
             self.detected_list.setCurrentRow(0)

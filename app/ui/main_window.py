@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
@@ -29,11 +29,14 @@ from PySide6.QtWidgets import (
 
 from app.errors import HushchatError
 from app.ui import tasks
-from app.ui.first_run import FirstRunWidget, centered_page
+from app.ui.layout import centered_page
 from app.ui.session import Session
-from app.ui.settings import SettingsDialog
 from app.ui.theme import apply_theme, icon
 from app.ui.unlock import UnlockWidget
+
+if TYPE_CHECKING:  # imported when first needed: start-up time
+    from app.ui.first_run import FirstRunWidget
+    from app.ui.settings import SettingsDialog
 
 __all__ = ["ChatArea", "MainWindow"]
 
@@ -62,6 +65,13 @@ class ChatArea(Protocol):
     def regenerate(self) -> None: ...
     def focus_composer(self) -> None: ...
     def has_ephemeral_chats(self) -> bool: ...
+
+
+class _NoChatArea:
+    """The chat area before it is built: nothing to clear, nothing to do."""
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *args: False
 
 
 class _PlaceholderChatArea(QLabel):
@@ -158,15 +168,10 @@ class MainWindow(QMainWindow):
         self.unlock_page = UnlockWidget(session)
         self.unlock_page.unlocked.connect(self._on_unlocked)
         self.stack.addWidget(self.unlock_page)
-        self.chat_area_widget = _make_chat_area(session, self)
-        self.chat_area = cast(ChatArea, self.chat_area_widget)
-        activity = getattr(self.chat_area_widget, "activity", None)
-        if activity is not None:
-            activity.connect(session.record_activity)
-        status_message = getattr(self.chat_area_widget, "status_message", None)
-        if status_message is not None:
-            status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.stack.addWidget(self.chat_area_widget)
+        # Built once the unlock page is up (while the user types, or while Argon2 runs
+        # on a worker thread), so the first page appears sooner.
+        self.chat_area_widget: QWidget | None = None
+        self.chat_area: ChatArea = cast(ChatArea, _NoChatArea())
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
         self.error_label.setProperty("role", "error")
@@ -244,7 +249,9 @@ class MainWindow(QMainWindow):
         self.previous_chat_action = self._action(
             "Pre&vious chat", lambda: area("select_previous_chat"), ["Ctrl+Shift+Tab", "Alt+Up"]
         )
-        self.stop_action = self._action("S&top answering", lambda: area("stop"), ["Esc"])
+        # Esc is not a shortcut: the composer uses it to cancel an edit. An Esc no focused
+        # widget used reaches keyPressEvent below and stops the answer.
+        self.stop_action = self._action("S&top answering\tEsc", lambda: area("stop"))
         self.regenerate_action = self._action(
             "&Regenerate answer", lambda: area("regenerate"), ["Ctrl+R"]
         )
@@ -297,12 +304,28 @@ class MainWindow(QMainWindow):
         self.lock_button.setAccessibleName("Lock now")
         self.lock_button.setToolTip("Lock now (Ctrl+L)")
         bar.addPermanentWidget(self.lock_button)
+        self.lock_button.setVisible(self.session.is_unlocked)
 
     def _set_unlocked_actions(self, enabled: bool) -> None:
         for action in self._unlocked_actions:
             action.setEnabled(enabled)
         if hasattr(self, "lock_button"):
             self.lock_button.setVisible(enabled)
+
+    def ensure_chat_area(self) -> None:
+        """Build the chat area (sidebar, chat view, composer) if not built yet."""
+        if self.chat_area_widget is not None:
+            return
+        widget = _make_chat_area(self.session, self)
+        activity = getattr(widget, "activity", None)
+        if activity is not None:
+            activity.connect(self.session.record_activity)
+        status_message = getattr(widget, "status_message", None)
+        if status_message is not None:
+            status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.stack.addWidget(widget)
+        self.chat_area_widget = widget
+        self.chat_area = cast(ChatArea, widget)
 
     def _area_call(self, name: str, *args: str) -> None:
         if self.session.is_unlocked and self.stack.currentWidget() is self.chat_area_widget:
@@ -314,7 +337,7 @@ class MainWindow(QMainWindow):
     def current_page(self) -> str:
         """``first_run``, ``unlock``, ``main`` or ``error`` (for tests and scripts)."""
         widget = self.stack.currentWidget()
-        if widget is self.chat_area_widget:
+        if widget is not None and widget is self.chat_area_widget:
             return "main"
         if widget is self.unlock_page:
             return "unlock"
@@ -324,6 +347,8 @@ class MainWindow(QMainWindow):
 
     def _start(self) -> None:
         if not self.session.vault_exists:
+            from app.ui.first_run import FirstRunWidget
+
             self.first_run = FirstRunWidget(self.session)
             self.first_run.completed.connect(self._on_first_run_completed)
             self.stack.addWidget(self.first_run)
@@ -336,6 +361,7 @@ class MainWindow(QMainWindow):
     def _vault_opened(self, _none: None) -> None:
         self.unlock_page.refresh()
         self.unlock_page.focus_field()
+        self.ensure_chat_area()
 
     def show_error(self, error: BaseException) -> None:
         """A problem the window cannot continue after (profile in use, damaged vault)."""
@@ -351,6 +377,8 @@ class MainWindow(QMainWindow):
             first_run.deleteLater()
 
     def _on_unlocked(self) -> None:
+        self.ensure_chat_area()
+        assert self.chat_area_widget is not None
         self.session.record_activity()
         self.chat_area.load()
         self.stack.setCurrentWidget(self.chat_area_widget)
@@ -408,6 +436,8 @@ class MainWindow(QMainWindow):
         """Show the settings dialog (returned for tests)."""
         if not self.session.is_unlocked:
             return None
+        from app.ui.settings import SettingsDialog
+
         dialog = SettingsDialog(self.session, self)
         dialog.appearance_changed.connect(self.apply_appearance)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -453,6 +483,14 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Esc that no focused widget used: stop the answer."""
+        if event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+            self._area_call("stop")
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Warn about Ephemeral chats, remember the geometry, lock."""

@@ -75,6 +75,11 @@ class Chunk:
 
     text: str
     opens_in_fence: bool = False
+    #: Where the chunk's own lines begin in the split text, and (when it opens in a
+    #: code block) that block's fence marker and opening line: enough to resume there.
+    start: int = 0
+    fence: str = ""
+    fence_line: str = ""
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -113,7 +118,10 @@ def _render_fence(
     continued = env.pop("continued", False) and not env["code_blocks"]
     env["code_blocks"].append(code)
     number = len(env["code_blocks"]) - 1
-    body = _highlighted(code.rstrip("\n"), language, palette.pygments_style)
+    if env.get("highlight", True):
+        body = _highlighted(code.rstrip("\n"), language, palette.pygments_style)
+    else:
+        body = html.escape(code.rstrip("\n"))
     header = ""
     if not continued:
         label = html.escape(language) if language else "code"
@@ -218,10 +226,14 @@ def _highlighted(code: str, language: str, style: str) -> str:
 _MD = _parser()
 
 
-def render_markdown(text: str, *, dark: bool = False, opens_in_fence: bool = False) -> Rendered:
-    """HTML for ``text``; ``opens_in_fence`` drops the header of its first code block."""
+def render_markdown(
+    text: str, *, dark: bool = False, opens_in_fence: bool = False, highlight: bool = True
+) -> Rendered:
+    """HTML for ``text``; ``opens_in_fence`` drops the header of its first code block,
+    ``highlight`` False leaves code uncoloured (cheaper, for text still streaming)."""
     env: dict[str, Any] = {
         "palette": DARK if dark else LIGHT,
+        "highlight": highlight,
         "code_blocks": [],
         "continued": opens_in_fence,
     }
@@ -240,7 +252,13 @@ def snippet_html(snippet: str) -> str:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
 
-def split_blocks(text: str, *, soft_limit: int = 1200, hard_limit: int = 4000) -> list[Chunk]:
+def split_blocks(
+    text: str,
+    *,
+    soft_limit: int = 600,
+    hard_limit: int = 3000,
+    resume: Chunk | None = None,
+) -> list[Chunk]:
     """Split ``text`` into chunks of whole blocks for rendering piece by piece.
 
     A chunk ends before a line that starts at column 0 after a blank line (a new
@@ -248,7 +266,8 @@ def split_blocks(text: str, *, soft_limit: int = 1200, hard_limit: int = 4000) -
     it holds ``hard_limit`` (inside a code block the fence is closed and reopened).
     Lines longer than ``hard_limit`` are cut at a space. Every decision depends
     only on the text before the cut, so earlier chunks of a growing (streaming)
-    text never change and their renderings can be cached.
+    text never change and their renderings can be cached; ``resume`` (the last
+    chunk of an earlier split of a prefix of ``text``) splits only from there on.
     """
     chunks: list[Chunk] = []
     current: list[str] = []
@@ -257,26 +276,36 @@ def split_blocks(text: str, *, soft_limit: int = 1200, hard_limit: int = 4000) -
     fence_line = ""
     opens_in_fence = False
     previous_blank = False
+    chunk_start = 0
+    offset = 0
+    if resume is not None:
+        offset = chunk_start = resume.start
+        if resume.opens_in_fence:
+            fence, fence_line, opens_in_fence = resume.fence, resume.fence_line, True
+            current, size = [fence_line], len(fence_line) + 1
 
-    def flush() -> None:
-        nonlocal current, size, opens_in_fence
+    def flush(at: int) -> None:
+        nonlocal current, size, opens_in_fence, chunk_start
         if current:
             body = "\n".join(current)
             if fence is not None:
                 body += "\n" + fence
-            chunks.append(Chunk(body, opens_in_fence))
-        current, size = [], 0
+            chunks.append(_chunk(body, opens_in_fence, chunk_start, resume_fence))
+        current, size, chunk_start = [], 0, at
         opens_in_fence = fence is not None
         if fence is not None:
             current.append(fence_line)
+            size = len(fence_line) + 1
 
-    for raw_line in _long_lines_cut(text.split("\n"), hard_limit):
+    resume_fence = (fence or "", fence_line)
+    for raw_line, line_start in _lines(text, offset, hard_limit):
         match = _FENCE.match(raw_line)
         starts_block = bool(raw_line) and not raw_line[0].isspace()
         if (
             fence is None and previous_blank and starts_block and size >= soft_limit
         ) or size >= hard_limit:
-            flush()
+            flush(line_start)
+            resume_fence = (fence or "", fence_line)
         current.append(raw_line)
         size += len(raw_line) + 1
         if fence is None:
@@ -291,19 +320,30 @@ def split_blocks(text: str, *, soft_limit: int = 1200, hard_limit: int = 4000) -
             fence = None
         previous_blank = fence is None and not raw_line.strip()
     if current:
-        chunks.append(Chunk("\n".join(current), opens_in_fence))
+        chunks.append(_chunk("\n".join(current), opens_in_fence, chunk_start, resume_fence))
     return chunks
 
 
-def _long_lines_cut(lines: list[str], limit: int) -> list[str]:
-    if all(len(line) <= limit for line in lines):
-        return lines
-    out: list[str] = []
-    for line in lines:
+def _chunk(body: str, opens_in_fence: bool, start: int, fence: tuple[str, str]) -> Chunk:
+    if opens_in_fence:
+        return Chunk(body, True, start, fence[0], fence[1])
+    return Chunk(body, False, start)
+
+
+def _lines(text: str, offset: int, limit: int) -> list[tuple[str, int]]:
+    """The lines of ``text[offset:]`` with where each starts; long ones cut at a space."""
+    out: list[tuple[str, int]] = []
+    position = offset
+    for line in text[offset:].split("\n"):
+        start = position
+        position += len(line) + 1
         while len(line) > limit:
             cut = line.rfind(" ", limit // 2, limit)
             cut = cut if cut > 0 else limit
-            out.append(line[:cut])
-            line = line[cut:].lstrip(" ")
-        out.append(line)
+            out.append((line[:cut], start))
+            rest = line[cut:]
+            stripped = rest.lstrip(" ")
+            start += cut + len(rest) - len(stripped)
+            line = stripped
+        out.append((line, start))
     return out

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.chat.service import ChatService
+from app.chat.service import ChatService, ProviderFactory
 from app.config import LoadedConfig
 from app.errors import VaultLockedError
 from app.executor import BlockingRunner
@@ -58,14 +58,17 @@ class Session:
         clock: Clock | None = None,
         secret_store: SecretStore | None = None,
         kdf: KdfParams | None = None,
+        provider_factory: ProviderFactory | None = None,
     ) -> None:
         """``kdf`` fixes the Argon2id parameters of new passphrase slots (tests use the
-        floor); by default they are calibrated on this machine."""
+        floor); by default they are calibrated on this machine. ``provider_factory``
+        replaces ``providers.create_provider`` (scripted answers for screenshots)."""
         self.config = config
         self.profile_dir = Path(profile_dir)
         self.runner = runner or BlockingRunner()
         self.vault: Vault | None = None
         self.kdf = kdf
+        self._provider_factory = provider_factory
         self._secret_store = secret_store
         self._library: Library | None = None
         self._service: ChatService | None = None
@@ -205,7 +208,12 @@ class Session:
             vault.lock()
             raise
         self._library = library
-        self._service = ChatService(library, self.config, runner=self.runner)
+        if self._provider_factory is None:
+            self._service = ChatService(library, self.config, runner=self.runner)
+        else:
+            self._service = ChatService(
+                library, self.config, runner=self.runner, provider_factory=self._provider_factory
+            )
         self._idle.record_activity()
         log.info("session unlocked")
 

@@ -35,8 +35,9 @@ from PySide6.QtWidgets import (
 
 from app.config import LoadedConfig
 from app.ui import tasks
-from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget, set_role
+from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
 from app.ui.key_prompts import QtKeyPrompts
+from app.ui.layout import set_role
 from app.ui.provider_form import ProviderFormWidget
 from app.ui.provider_setup import remove_provider, save_provider, save_ui_settings
 from app.ui.session import Session
@@ -232,6 +233,7 @@ class SettingsDialog(QDialog):
         page = QWidget()
         self.provider_list = QListWidget()
         self.provider_list.setAccessibleName("Configured providers")
+        self.provider_list.setSpacing(3)
         self.provider_list.itemDoubleClicked.connect(lambda _item: self.edit_provider())
         self.add_provider_button = QPushButton("&Add…")
         self.add_provider_button.setAccessibleName("Add provider")

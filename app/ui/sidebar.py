@@ -66,6 +66,10 @@ TIER_COLORS = {
     Tier.EPHEMERAL: QColor(200, 140, 20),
 }
 SEARCH_DELAY_MS = 200
+FIRST_PAGE = 150  # chats shown before the rest of a long list is read
+DISPLAY_ROLE = int(Qt.ItemDataRole.DisplayRole)
+EDIT_ROLE = int(Qt.ItemDataRole.EditRole)
+SUMMARY_ROLE = int(Qt.ItemDataRole.UserRole) + 10
 
 
 def _choose_save_path(parent: QWidget, title: str, suggested: str, filter_: str) -> str:
@@ -101,7 +105,9 @@ class ChatListModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         chat = self._rows[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+        if role == SUMMARY_ROLE:
+            return chat
+        if role in (DISPLAY_ROLE, EDIT_ROLE):
             return chat.title
         if role == Qt.ItemDataRole.AccessibleTextRole:
             pinned = ", pinned" if chat.pinned else ""
@@ -162,6 +168,19 @@ class ChatListModel(QAbstractListModel):
 
     def clear(self) -> None:
         self.set_chats([])
+
+    def extend_chats(self, chats: list[ChatSummary]) -> None:
+        """Show the full list ``chats`` whose start is already shown (rows are added, so
+        the selection and scroll position stay); anything else replaces the rows."""
+        ordered = sorted(chats, key=_order)
+        shown = len(self._rows)
+        if [c.id for c in ordered[:shown]] != [c.id for c in self._rows]:
+            self.set_chats(ordered)
+            return
+        if len(ordered) > shown:
+            self.beginInsertRows(QModelIndex(), shown, len(ordered) - 1)
+            self._rows.extend(ordered[shown:])
+            self.endInsertRows()
 
     def upsert(self, chat: ChatSummary) -> None:
         """Add or update one chat, moving its row to where its order puts it."""
@@ -243,7 +262,30 @@ def _text_color(option: QStyleOptionViewItem) -> QColor:
 
 
 class ChatItemDelegate(QStyledItemDelegate):
-    """Title (elided), a tier badge and a pin mark, all in one line."""
+    """Title (elided), a tier badge and a pin mark, all in one line.
+
+    Painting is on the scrolling path of thousands of rows: fonts, metrics and badge
+    sizes are computed once per font, and the row's summary is read with one call.
+    """
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self._font_key = ""
+        self._badge_font = QFont()
+        self._badge_sizes: dict[Tier, tuple[int, int]] = {}
+
+    def _fonts(self, font: QFont) -> None:
+        key = font.key()
+        if key == self._font_key:
+            return
+        self._font_key = key
+        self._badge_font = QFont(font)
+        self._badge_font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+        metrics = QFontMetrics(self._badge_font)
+        self._badge_sizes = {
+            tier: (metrics.horizontalAdvance(label) + 10, metrics.height() + 2)
+            for tier, label in TIER_LABELS.items()
+        }
 
     def sizeHint(
         self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
@@ -259,49 +301,32 @@ class ChatItemDelegate(QStyledItemDelegate):
     ) -> None:
         view = self.parent()
         assert isinstance(view, QWidget)
-        self.initStyleOption(option, index)
-        option.text = ""
+        chat: ChatSummary = index.data(SUMMARY_ROLE)
+        font: QFont = option.font
+        self._fonts(font)
         _paint_background(painter, option, view)
         rect = QRect(option.rect).adjusted(10, 0, -8, 0)
-        tier: Tier = index.data(ChatListModel.TIER_ROLE)
-        pinned: bool = index.data(ChatListModel.PINNED_ROLE)
-        title: str = index.data(Qt.ItemDataRole.DisplayRole)
-        font = QFont(option.font)
         painter.save()
-        badge_font = QFont(font)
-        badge_font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
-        badge_metrics = QFontMetrics(badge_font)
-        label = TIER_LABELS[tier]
-        badge_width = badge_metrics.horizontalAdvance(label) + 10
-        badge_height = badge_metrics.height() + 2
-        badge = QRectF(
-            rect.right() - badge_width,
-            rect.center().y() - badge_height / 2,
-            badge_width,
-            badge_height,
-        )
-        color = QColor(TIER_COLORS[tier])
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        width, height = self._badge_sizes[chat.tier]
+        badge = QRectF(rect.right() - width, rect.center().y() - height / 2, width, height)
+        color = TIER_COLORS[chat.tier]
         fill = QColor(color)
         fill.setAlpha(40)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(color)
         painter.setBrush(fill)
-        painter.drawRoundedRect(badge, badge_height / 2, badge_height / 2)
-        painter.setFont(badge_font)
-        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
+        painter.drawRoundedRect(badge, height / 2, height / 2)
+        painter.setFont(self._badge_font)
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, TIER_LABELS[chat.tier])
         text_rect = QRect(rect)
         text_rect.setRight(int(badge.left()) - 6)
-        if pinned:
-            pin = "📌 "
-            text_rect.setLeft(text_rect.left())
-            title = pin + title
+        title = f"\N{PUSHPIN} {chat.title}" if chat.pinned else chat.title
         painter.setFont(font)
         painter.setPen(_text_color(option))
-        metrics = QFontMetrics(font)
         painter.drawText(
             text_rect,
             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-            metrics.elidedText(title, Qt.TextElideMode.ElideRight, text_rect.width()),
+            option.fontMetrics.elidedText(title, Qt.TextElideMode.ElideRight, text_rect.width()),
         )
         painter.restore()
 
@@ -476,21 +501,36 @@ class SidebarWidget(QWidget):
     # loading -----------------------------------------------------------------------------
 
     def load(self, on_loaded: Callable[[], None] | None = None) -> None:
-        """Read every chat (after unlock)."""
+        """Read every chat (after unlock): the first screenful at once, then the rest."""
         generation = self._generation
+        library = self._session.library
+        runner = self._session.runner
 
-        def done(chats: list[ChatSummary]) -> None:
+        def first_page() -> list[ChatSummary]:
+            chats: list[ChatSummary] = []
+            for store in list(library.stores.values()):
+                chats.extend(store.list_chats(limit=FIRST_PAGE))
+            return sorted(chats, key=_order)[:FIRST_PAGE]
+
+        async def read() -> None:
+            first = await runner.db(first_page)
             if generation != self._generation:
                 return
-            self.model.set_chats(chats)
+            self.model.set_chats(first)
             if self.current_chat_id is not None:
                 self.select_chat(self.current_chat_id)
-            if on_loaded is not None:
+            if len(first) < FIRST_PAGE:
+                return
+            chats = await runner.db(library.list_chats)
+            if generation == self._generation:
+                self.model.extend_chats(chats)
+
+        def done(_: None) -> None:
+            if on_loaded is not None and generation == self._generation:
                 on_loaded()
 
-        library = self._session.library
         tasks.start(
-            self._session.runner.db(library.list_chats),
+            read(),
             on_done=done,
             on_error=lambda error: self.status_message.emit(f"Could not list chats: {error}"),
         )

@@ -67,8 +67,16 @@ _DARK = {
 
 # Small touches Fusion lacks: roomier inputs, a calm focus ring, the error label style.
 _STYLE_SHEET = """
-QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox, QComboBox {
+QLineEdit, QPlainTextEdit, QTextEdit {
     padding: 4px 6px;
+}
+QLineEdit {
+    border: 1px solid %(border)s;
+    border-radius: 3px;
+    background: palette(base);
+}
+QLineEdit:focus {
+    border-color: palette(highlight);
 }
 QPushButton {
     padding: 5px 14px;
@@ -127,6 +135,7 @@ def apply_theme(app: QApplication, theme: str, font_size: int) -> Scheme:
         _STYLE_SHEET
         % {
             "error": "#ff7b72" if scheme == "dark" else "#c62828",
+            "border": "#4a505a" if scheme == "dark" else "#b9bfc8",
             "hint": "#9aa1ab" if scheme == "dark" else "#5f6670",
             "title": font_size + 7,
         }

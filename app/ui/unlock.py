@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
 
 from app.errors import WrongSecretError
 from app.ui import tasks
-from app.ui.first_run import centered_page, set_role
 from app.ui.key_prompts import QtKeyPrompts
+from app.ui.layout import centered_page, set_role
 from app.ui.session import Session
 from app.ui.theme import icon
 
@@ -81,6 +81,10 @@ class UnlockWidget(QWidget):
         self.keychain_button.clicked.connect(self.unlock_with_keychain)
         self.recovery_toggle = QPushButton("Use &recovery code")
         self.recovery_toggle.setFlat(True)
+        # Reads as a link, aligned with the field above it.
+        self.recovery_toggle.setStyleSheet(
+            "QPushButton { padding: 4px 0px; text-align: left; color: palette(link); }"
+        )
         self.recovery_toggle.setAccessibleName("Use the recovery code instead")
         self.recovery_toggle.clicked.connect(self.toggle_recovery_mode)
         others = QVBoxLayout()

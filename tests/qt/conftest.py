@@ -13,6 +13,11 @@
   unlocked, library and chat service open.
 * ``main_window``: a shown ``MainWindow`` over ``unlocked_session`` on its main page.
 * ``run_async(coro)``: run a coroutine on the loop and return its result.
+* ``offline_config``: like ``qt_config`` with a closed port (tests that need no model).
+* ``window_settings``: a ``QSettings`` file of the test's own for window state.
+* helpers: ``make_session(config, profile)`` (KDF floor), ``widget_texts(widget)`` (every
+  text under a widget, item-view models included: assert a sentinel is gone after a
+  lock), ``drain(qapp, until)``, ``write_config(path, base_url)``, ``MemoryKeyring``.
 """
 
 from __future__ import annotations
@@ -24,24 +29,24 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Callable, Coroutine, Iterator  # noqa: E402 (after the env var)
-from pathlib import Path  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
-import keyring  # noqa: E402
-import pytest  # noqa: E402
-import qasync  # noqa: E402
-from keyring.backend import KeyringBackend  # noqa: E402
-from keyring.errors import PasswordDeleteError  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
-from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
-from pytestqt.qtbot import QtBot  # noqa: E402
+import keyring
+import pytest
+import qasync
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
 
-from app.config import LoadedConfig, load_config  # noqa: E402
-from app.ui import tasks  # noqa: E402
-from app.ui.session import Session  # noqa: E402
-from app.vault.kdf import FLOOR_PARAMS  # noqa: E402
-from tests.peers.llama_server import LlamaServer  # noqa: E402
+from app.config import LoadedConfig, load_config
+from app.ui import tasks
+from app.ui.session import Session
+from app.vault.kdf import FLOOR_PARAMS
+from tests.peers.llama_server import LlamaServer
 
 T = TypeVar("T")
 

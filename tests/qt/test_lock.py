@@ -13,7 +13,6 @@ from pytestqt.qtbot import QtBot
 
 from app.config import LoadedConfig
 from app.store.models import Tier
-from app.ui import tasks
 from app.ui.main_window import MainWindow
 from app.vault.idle import ManualClock
 from app.vault.kdf import FLOOR_PARAMS
@@ -56,7 +55,6 @@ def test_lock_on_demand_clears_everything(
     assert main_window.session.vault is not None and main_window.session.vault.is_locked
     assert not any(SENTINEL in text for text in widget_texts(main_window))
     assert not main_window.new_chat_action.isEnabled()
-    assert tasks.running() == 0 or all(True for _ in range(1))
 
     # and it unlocks again, with the chat still there
     main_window.unlock_page.passphrase_edit.setText(QT_PASSPHRASE)
@@ -138,3 +136,19 @@ def test_ephemeral_chats_warn_before_lock(
     assert asked and "vanish" in asked[0]
     assert locked is (answer == QMessageBox.StandardButton.Ok)
     assert main_window.current_page == ("unlock" if locked else "main")
+
+
+def test_quitting_with_ephemeral_chats_asks_first(
+    main_window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main_window.chat_area, "has_ephemeral_chats", lambda: True)
+    monkeypatch.setattr(
+        QMessageBox, "warning", lambda *args, **kwargs: QMessageBox.StandardButton.Cancel
+    )
+    assert not main_window.close()
+    assert main_window.isVisible() and main_window.session.is_unlocked
+    monkeypatch.setattr(
+        QMessageBox, "warning", lambda *args, **kwargs: QMessageBox.StandardButton.Ok
+    )
+    assert main_window.close()
+    assert not main_window.session.is_unlocked  # closing locks: keys dropped, chats closed

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QSettings, QSize
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QKeySequence
 from pytestqt.qtbot import QtBot
 
@@ -34,7 +34,6 @@ EXPECTED = {
     "search_action": ("Ctrl+K", ("focus_search", ())),
     "next_chat_action": ("Ctrl+Tab", ("select_next_chat", ())),
     "previous_chat_action": ("Alt+Up", ("select_previous_chat", ())),
-    "stop_action": ("Esc", ("stop", ())),
     "regenerate_action": ("Ctrl+R", ("regenerate", ())),
 }
 
@@ -70,6 +69,16 @@ def test_shortcut_keys_call_the_chat_area(
     main_window.setFocus()
     qtbot.keyClick(main_window, combo.key(), combo.keyboardModifiers())
     assert call in recorder.calls
+
+
+def test_escape_stops_unless_a_widget_uses_it(qtbot: QtBot, main_window: MainWindow) -> None:
+    recorder = RecordingChatArea()
+    main_window.chat_area = recorder  # type: ignore[assignment]
+    assert main_window.stop_action.text().endswith("\tEsc")
+    main_window.activateWindow()
+    main_window.setFocus()
+    qtbot.keyClick(main_window, Qt.Key.Key_Escape)
+    assert ("stop", ()) in recorder.calls
 
 
 def test_actions_do_nothing_while_locked(main_window: MainWindow) -> None:

@@ -115,3 +115,25 @@ def test_profile_in_use_shows_an_error_page(
         session.close()
     finally:
         holder.close()
+
+
+def test_unlock_before_the_vault_finished_opening(
+    qtbot: QtBot,
+    offline_config: LoadedConfig,
+    qt_profile: Path,
+    recovery_code: str,
+    window_settings: QSettings,
+) -> None:
+    # Opening and unlocking both open the vault; the second must wait, not fail on the
+    # profile lock this process already holds.
+    session = make_session(offline_config, qt_profile)
+    window = MainWindow(session, settings=window_settings)
+    qtbot.addWidget(window)
+    try:
+        window.unlock_page.passphrase_edit.setText(QT_PASSPHRASE)
+        with qtbot.waitSignal(window.unlocked, timeout=10_000):
+            window.unlock_page.unlock()
+        assert window.current_page == "main"
+    finally:
+        window.close()
+        session.close()

@@ -11,10 +11,13 @@ import providers
 
 
 def test_all_is_exactly_the_public_names() -> None:
+    for name in ("Provider", "create_provider", "provider_types"):  # loaded lazily
+        getattr(providers, name)
     public = {
         name
         for name, value in vars(providers).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
     }
     assert set(providers.__all__) == public | {"__version__"}
     assert len(providers.__all__) == len(set(providers.__all__))
@@ -48,3 +51,14 @@ def test_providers_imports_nothing_from_the_app_or_the_server() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_importing_for_types_does_not_load_the_http_stack() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, providers.spec; print('httpx' in sys.modules, 'jinja2' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]

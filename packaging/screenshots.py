@@ -1,0 +1,313 @@
+"""Screenshots of the real app's main states, for the user guide and CI artifacts.
+
+Run under a virtual X server::
+
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python packaging/screenshots.py
+
+It drives the real window (first run, unlock, main, chat, settings) in a throwaway
+profile, once per theme (light and dark), and writes PNGs to ``artifacts/screenshots/``
+(``--out`` to change). Answers come from a scripted provider (``--live`` is not offered:
+a real model's text would differ on every run), streamed through the real chat service.
+Every PNG is checked to be non-blank (enough distinct colours); the exit status is
+non-zero when one is not, or when a state could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MIN_COLOURS = 24
+PASSPHRASE = "velvet harbour seventy lantern"  # noqa: S105 (a throwaway profile)
+WINDOW_SIZE = (1280, 860)
+
+QUESTION = "How do I read a large CSV file in Python without loading it all into memory?"
+ANSWER = """Read it **row by row** with the standard library's `csv` module — the file object \
+is an iterator, so only one line is in memory at a time:
+
+```python
+import csv
+
+with open("sales.csv", newline="") as f:
+    for row in csv.DictReader(f):
+        total += float(row["amount"])
+```
+
+If you need pandas, read it in chunks instead:
+
+| approach | memory | speed |
+|---|---|---|
+| `csv.DictReader` | one row | moderate |
+| `pandas.read_csv(chunksize=...)` | one chunk | fast |
+
+Both work on files far larger than your RAM."""
+
+OTHER_CHATS = (
+    ("Trip to Lisbon — packing list", "What should I pack for four days in Lisbon in May?"),
+    ("Regex for ISO dates", "Give me a regex for ISO 8601 dates."),
+    ("Birthday poem for Mia", "Write a short birthday poem for my niece Mia."),
+)
+
+TITLES = {
+    QUESTION: "Streaming a large CSV in Python",
+}
+
+
+class ScriptedProvider:
+    """Streams canned answers word by word, like a fast local model."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    async def __aenter__(self) -> ScriptedProvider:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    async def list_models(self) -> list[Any]:
+        from providers import ModelInfo
+
+        return [ModelInfo(id=self.spec.model)]
+
+    async def stream_chat(self, request: Any) -> AsyncIterator[Any]:
+        from providers import FinishEvent, TextDelta
+
+        last = request.messages[-1].content
+        if last.startswith("Write a title"):
+            question = last.split("User: ", 1)[-1].split("\nAssistant:", 1)[0]
+            text = TITLES.get(question, "")
+        elif last == QUESTION:
+            text = ANSWER
+        else:
+            text = "Here is a short answer to that. " * 3
+        for index in range(0, len(text), 6):
+            yield TextDelta(text[index : index + 6])
+            await asyncio.sleep(0.002)
+        yield FinishEvent("stop")
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 20.0, what: str = "") -> None:
+    """Let the event loop run until ``condition()`` holds (at most ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+async def settle(seconds: float = 0.3) -> None:
+    """Let layouts, paints and animations finish before a grab."""
+    await asyncio.sleep(seconds)
+
+
+def distinct_colours(path: Path) -> int:
+    """How many distinct colours the PNG has (sampled on a grid)."""
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(path))
+    if image.isNull():
+        return 0
+    step = max(1, min(image.width(), image.height()) // 200)
+    seen: set[int] = set()
+    for y in range(0, image.height(), step):
+        for x in range(0, image.width(), step):
+            seen.add(image.pixel(x, y))
+    return len(seen)
+
+
+def save(widget: Any, out_dir: Path, name: str, written: list[Path]) -> None:
+    """Grab ``widget`` (at the screen's device pixel ratio) into ``out_dir/name.png``."""
+    path = out_dir / f"{name}.png"
+    if not widget.grab().save(str(path), "PNG"):
+        raise RuntimeError(f"could not write {path}")
+    written.append(path)
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def write_config(path: Path, theme: str) -> None:
+    path.write_text(
+        "default_llm: local-llama\n"
+        "llms:\n"
+        "  - provider_name: local-llama\n"
+        "    type: openai\n"
+        "    base_url: http://127.0.0.1:8080/v1\n"
+        "    model_name: llama-3.2-3b-instruct\n"
+        "    context_size: 8192\n"
+        "  - provider_name: openai\n"
+        "    type: openai\n"
+        "    base_url: https://api.openai.com/v1\n"
+        "    model_name: gpt-4o-mini\n"
+        "    locality: paid_cloud\n"
+        f"ui:\n  theme: {theme}\n  font_size: 11\n  auto_lock_minutes: 0\n",
+        encoding="utf-8",
+    )
+
+
+async def capture_theme(theme: str, out_dir: Path, written: list[Path]) -> None:
+    """Drive a fresh profile through every state in ``theme`` and save the grabs."""
+    from PySide6.QtCore import QSettings
+
+    from app.config import load_config
+    from app.ui import tasks
+    from app.ui.main_window import MainWindow
+    from app.ui.session import Session
+    from app.vault.kdf import FLOOR_PARAMS
+
+    with tempfile.TemporaryDirectory(prefix=f"hushchat-shots-{theme}-") as temp:
+        root = Path(temp)
+        config_path = root / "config.yml"
+        write_config(config_path, theme)
+        session = Session(
+            load_config(config_path, {}),
+            root / "profile",
+            kdf=FLOOR_PARAMS,
+            provider_factory=ScriptedProvider,
+        )
+        window = MainWindow(
+            session, settings=QSettings(str(root / "window.ini"), QSettings.Format.IniFormat)
+        )
+        window.resize(*WINDOW_SIZE)
+        window.show()
+        try:
+            await run_states(window, session, theme, out_dir, written)
+        finally:
+            tasks.cancel_all()
+            await settle(0.1)
+            window.close()
+            session.close()
+
+
+async def run_states(
+    window: Any, session: Any, theme: str, out_dir: Path, written: list[Path]
+) -> None:
+    from app.store.models import Tier
+    from app.ui import tasks
+
+    first_run = window.first_run
+    assert first_run is not None
+    first_run.local_servers = []  # no detection noise in the pictures
+    first_run.passphrase_fields.passphrase_edit.setText(PASSPHRASE)
+    first_run.passphrase_fields.confirm_edit.setText(PASSPHRASE)
+    await wait_until(lambda: first_run.passphrase_fields.strength is not None, what="strength")
+    await settle()
+    save(window, out_dir, f"first-run-{theme}", written)
+    first_run.create_vault()
+    await wait_until(
+        lambda: first_run.currentWidget() is first_run.recovery_page, 60, "recovery page"
+    )
+    first_run.recovery.stored_check.setChecked(True)
+    await settle()
+    save(window, out_dir, f"recovery-code-{theme}", written)
+    first_run.show_provider_page()
+    await wait_until(lambda: first_run.detect_button.isEnabled(), what="detection")
+    await settle()
+    save(window, out_dir, f"first-run-provider-{theme}", written)
+    first_run.completed.emit()  # keep the prepared config: "Skip for now"
+    await wait_until(lambda: window.current_page == "main", what="main page")
+    await settle()
+    save(window, out_dir, f"main-empty-{theme}", written)
+
+    service = session.service
+    for title, question in OTHER_CHATS:
+        chat = await service.create_chat(Tier.STANDARD)
+        async for _event in service.send(chat.id, question):
+            pass
+        await service.rename(chat.id, title)
+    private = await service.create_chat(Tier.PRIVATE)
+    await service.rename(private.id, "Health notes")
+    await service.wait_for_titles(5)
+
+    area = window.chat_area
+    chat = await service.create_chat(Tier.STANDARD)
+    area.open_chat(chat.id)
+    await wait_until(lambda: area.composer.editor.isEnabled(), what="the chat")
+    await settle()
+    area.composer.editor.setPlainText(QUESTION)
+    area.composer.submit()
+    await wait_until(lambda: tasks.running() == 0, 30, "the answer")
+    await service.wait_for_titles(5)
+    await settle(0.8)
+    save(window, out_dir, f"chatting-{theme}", written)
+
+    dialog = window.open_settings()
+    assert dialog is not None
+    dialog.resize(680, 500)
+    await settle()
+    save(dialog, out_dir, f"settings-{theme}", written)
+    dialog.tabs.setCurrentIndex(3)
+    await settle()
+    save(dialog, out_dir, f"settings-security-{theme}", written)
+    dialog.close()
+
+    window.lock(confirm=False)
+    await settle()
+    save(window, out_dir, f"unlock-{theme}", written)
+    window.unlock_page.passphrase_edit.setText("not my passphrase")
+    window.unlock_page.unlock()
+    await wait_until(lambda: window.unlock_page.error_label.text() != "", what="error")
+    await settle()
+    save(window, out_dir, f"unlock-wrong-{theme}", written)
+
+
+def check_pngs(paths: list[Path]) -> list[str]:
+    """Problems with the written PNGs (blank or unreadable), empty when all are fine."""
+    problems = []
+    for path in paths:
+        colours = distinct_colours(path)
+        if colours < MIN_COLOURS:
+            problems.append(f"{path.name}: only {colours} distinct colours (blank?)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "screenshots")
+    parser.add_argument("--themes", nargs="+", default=["light", "dark"])
+    args = parser.parse_args(argv)
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    import qasync
+
+    from app.ui.app import create_application
+
+    app = create_application([sys.argv[0]])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    written: list[Path] = []
+
+    async def everything() -> None:
+        for theme in args.themes:
+            await capture_theme(theme, out_dir, written)
+
+    with loop:
+        loop.run_until_complete(everything())
+    problems = check_pngs(written)
+    for problem in problems:
+        print(f"BLANK {problem}", file=sys.stderr)
+    print(f"{len(written)} screenshots, {len(problems)} blank")
+    return 1 if problems or not written else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
