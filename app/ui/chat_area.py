@@ -40,6 +40,7 @@ class ChatAreaWidget(QWidget):
         super().__init__(parent)
         self._session = session
         self._unsubscribe: Callable[[], None] | None = None
+        self._generation = 0  # bumped by clear(): late results of older work are dropped
         self.setObjectName("chatArea")
 
         self.sidebar = SidebarWidget(session, self)
@@ -95,6 +96,7 @@ class ChatAreaWidget(QWidget):
 
     def clear(self) -> None:
         """Stop every answer and drop all decrypted content from models and widgets."""
+        self._generation += 1
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -116,9 +118,12 @@ class ChatAreaWidget(QWidget):
             )
             return
 
+        generation = self._generation
+
         def created(chat: Chat) -> None:
-            self.open_chat(chat.id)
-            self.focus_composer()
+            if generation == self._generation:
+                self.open_chat(chat.id)
+                self.focus_composer()
 
         tasks.start(
             self._session.service.create_chat(chosen, provider=provider),
@@ -204,9 +209,12 @@ class ChatAreaWidget(QWidget):
         # Nothing open: the first message starts a new Standard chat.
         provider = self._allowed_provider(Tier.STANDARD)
 
+        generation = self._generation
+
         def created(chat: Chat) -> None:
-            self.open_chat(chat.id)
-            self.chat_view.send(text)
+            if generation == self._generation:
+                self.open_chat(chat.id)
+                self.chat_view.send(text)
 
         tasks.start(
             self._session.service.create_chat(Tier.STANDARD, provider=provider),

@@ -914,20 +914,23 @@ class MessageListView(QListView):
                 break
 
     def request_measure(self) -> None:
-        """Measure rows whose heights are still estimates, a few per event-loop turn."""
+        """Measure rows whose heights are still estimates, a few per event-loop turn,
+        nearest the screen first (so rows are ready before scrolling reaches them)."""
         model = self.message_model
         delegate = self.message_delegate
+        count = model.rowCount()
         first = self.indexAt(QPoint(4, 4)).row()
-        keys = [
-            model.row(n).key
-            for n in range(model.rowCount() - 1, -1, -1)
+        last = self.indexAt(QPoint(4, self.viewport().height() - 4)).row()
+        first = first if first >= 0 else count - 1
+        last = last if last >= 0 else count - 1
+        pending = [
+            (0 if first <= n <= last else min(abs(n - first), abs(n - last)), n)
+            for n in range(count)
             if delegate.known_height(model.row(n), model) is None
         ]
-        if first >= 0:  # the rows on screen first
-            visible = {model.row(n).key for n in range(first, min(first + 30, model.rowCount()))}
-            keys.sort(key=lambda key: key not in visible)
-        self._measure_queue = keys
-        if keys and not self._measure_timer.isActive():
+        pending.sort()
+        self._measure_queue = [model.row(n).key for _, n in pending]
+        if pending and not self._measure_timer.isActive():
             self._measure_timer.start()
 
     def _measure_slice(self) -> None:
@@ -948,7 +951,7 @@ class MessageListView(QListView):
 
     def verticalScrollbarValueChanged(self, value: int) -> None:
         # Not calling the base class: its fetchMore is for lists that grow downwards.
-        if value <= self.viewport().height() and self.message_model.can_fetch_older():
+        if value <= 2 * self.viewport().height() and self.message_model.can_fetch_older():
             self.message_model.fetch_older()
 
     def resizeEvent(self, event: QResizeEvent) -> None:

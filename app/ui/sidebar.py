@@ -185,8 +185,9 @@ class ChatListModel(QAbstractListModel):
     def upsert(self, chat: ChatSummary) -> None:
         """Add or update one chat, moving its row to where its order puts it."""
         old = self.row_of(chat.id)
-        others = [_order(c) for n, c in enumerate(self._rows) if n != old]
-        target = bisect.bisect_left(others, _order(chat))
+        target = bisect.bisect_left(self._rows, _order(chat), key=_order)
+        if old is not None and old < target:
+            target -= 1  # the row leaves its old place above the new one
         if old is None:
             self.beginInsertRows(QModelIndex(), target, target)
             self._rows.insert(target, chat)
@@ -310,6 +311,8 @@ class ChatItemDelegate(QStyledItemDelegate):
         width, height = self._badge_sizes[chat.tier]
         badge = QRectF(rect.right() - width, rect.center().y() - height / 2, width, height)
         color = TIER_COLORS[chat.tier]
+        if option.state & QStyle.StateFlag.State_Selected:  # stay readable on the highlight
+            color = option.palette.color(QPalette.ColorRole.HighlightedText)
         fill = QColor(color)
         fill.setAlpha(40)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)

@@ -7,7 +7,8 @@ profile, with the real ``ChatService``; only the model is fake: a provider yield
 * open a 10,000-message chat: time from ``open_chat`` to the first paint of its rows,
   and the process's memory growth (RSS) once its page is shown and measured;
 * a 5,000-chat sidebar: time from ``load`` to the first paint of the list, and the
-  longest frame while scrolling it programmatically from top to bottom;
+  longest frame while scrolling it programmatically from top to bottom, a third of a
+  page per frame (each frame: the scroll, then the paint of what it uncovered);
 * streaming a 2,000 tokens/s answer: the longest main-thread stall (a 1 ms ``QTimer``
   heartbeat records the gaps between its ticks) and the display lag (time from a delta
   being produced to a paint that shows it).
@@ -280,15 +281,16 @@ def _scroll_older(app: Any, area: Any) -> Row:
         started = time.perf_counter()
         bar.setValue(max(0, bar.value() - 120))
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents)
-        view.viewport().repaint()
         frames.append((time.perf_counter() - started) * 1000)
         if view.message_model.rowCount() > rows:
             pages += 1
+    frames.sort()
     return Row(
         "scroll a long chat upwards: longest frame",
-        max(frames),
+        frames[-1],
         "ms",
-        note=f"{len(frames)} frames, {pages} older pages fetched",
+        note=f"{len(frames)} frames, p95 {frames[int(len(frames) * 0.95)]:.1f} ms, "
+        f"{pages} older pages fetched",
     )
 
 
@@ -367,6 +369,9 @@ def _sidebar_rows(app: Any, area: Any) -> list[Row]:
     area.load()
     _wait(app, lambda: bool(shown))
     show_ms = (shown[0] - started) * 1000
+    first = sidebar.model.rowCount()
+    _wait(app, lambda: sidebar.model.rowCount() >= SIDEBAR_CHATS)
+    all_ms = (time.perf_counter() - started) * 1000
     count = sidebar.model.rowCount()
     sidebar.list.viewport().removeEventFilter(watch)
 
@@ -375,19 +380,26 @@ def _sidebar_rows(app: Any, area: Any) -> list[Row]:
     step = max(1, sidebar.list.viewport().height() // 3)
     while bar.value() < bar.maximum():
         began = time.perf_counter()
-        bar.setValue(bar.value() + step)
-        sidebar.list.viewport().repaint()
+        bar.setValue(bar.value() + step)  # Qt moves the pixels and paints the new strip
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents)
         frames.append((time.perf_counter() - began) * 1000)
     bar.setValue(0)
+    frames.sort()
     return [
-        Row(f"sidebar with {count:,} chats: time to show", show_ms, "ms", 100),
+        Row(
+            f"sidebar with {count:,} chats: time to show",
+            show_ms,
+            "ms",
+            100,
+            note=f"first {first} rows painted; all {count:,} listed after {all_ms:.0f} ms",
+        ),
         Row(
             "sidebar scrolling: longest frame",
-            max(frames),
+            frames[-1],
             "ms",
             16.7,
-            note=f"{len(frames)} frames of a third of a page; budget: one 60 Hz frame",
+            note=f"{len(frames)} frames of a third of a page, p95 "
+            f"{frames[int(len(frames) * 0.95)]:.1f} ms; budget: one 60 Hz frame",
         ),
     ]
 

@@ -34,7 +34,8 @@ def area(qtbot: QtBot, unlocked_session: Session) -> Iterator[ChatAreaWidget]:
 
 def _area(qtbot: QtBot, session: Session) -> Iterator[ChatAreaWidget]:
     widget = ChatAreaWidget(session)
-    qtbot.addWidget(widget)
+    # Not qtbot.addWidget: it would delete the widget before this fixture's teardown,
+    # which first lets the widget's background work finish.
     widget.chat_view.max_tokens = ANSWER_TOKENS
     widget.resize(1200, 800)
     widget.show()
@@ -44,6 +45,8 @@ def _area(qtbot: QtBot, session: Session) -> Iterator[ChatAreaWidget]:
     yield widget
     widget.clear()
     settle(qtbot, session)
+    widget.close()
+    widget.deleteLater()
 
 
 def settle(qtbot: QtBot, session: Session) -> None:

@@ -52,7 +52,7 @@ def test_the_document_refuses_every_resource(qapp: object) -> None:
     requested: list[str] = []
 
     class Spy(ChatDocument):
-        def loadResource(self, kind: int, name: QUrl | str) -> object:  # noqa: N802
+        def loadResource(self, kind: int, name: QUrl | str) -> object:
             requested.append(name.toString() if isinstance(name, QUrl) else name)
             return super().loadResource(kind, name)
 

@@ -1,0 +1,380 @@
+"""The message list with a scripted model: paging, coalesced streaming, links, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QGuiApplication, QTextCursor
+from pytestqt.qtbot import QtBot
+
+from app.chat.service import ChatService
+from app.config import LoadedConfig
+from app.store.models import MessageStatus, Tier
+from app.ui import tasks
+from app.ui.chat_area import ChatAreaWidget
+from app.ui.session import Session
+from providers import ChatRequest, FinishEvent, ProviderSpec, ServerError, TextDelta
+from tests.benchmarks.bench_chat_ui import bulk_chat
+from tests.qt.conftest import QT_PASSPHRASE, make_session
+
+WAIT = 20_000
+Script = Callable[[ChatRequest], AsyncIterator[Any]]
+
+
+class ScriptedProvider:
+    """A provider whose answer is whatever the test's script yields."""
+
+    def __init__(self, spec: ProviderSpec, script: Script) -> None:
+        self.spec = spec
+        self._script = script
+
+    async def __aenter__(self) -> ScriptedProvider:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def list_models(self) -> list[Any]:
+        return []
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Any]:
+        async for event in self._script(request):
+            yield event
+
+
+class ScriptedSession:
+    """The real vault, library and runner of a session, with a scripted model."""
+
+    def __init__(self, session: Session, config: LoadedConfig) -> None:
+        self.config = config
+        self.runner = session.runner
+        self.library = session.library
+        self.profile_dir = session.profile_dir
+        self.vault = session.vault
+        self.script: Script = answer("Hello", " there")
+        self.service = ChatService(
+            session.library,
+            config,
+            runner=session.runner,
+            provider_factory=lambda spec: ScriptedProvider(spec, self._run_script),
+        )
+
+    def _run_script(self, request: ChatRequest) -> AsyncIterator[Any]:
+        if "title of at most" in request.messages[-1].content:
+            return answer("A title")(request)
+        return self.script(request)
+
+
+def answer(*pieces: str, delay: float = 0.0) -> Script:
+    async def script(_request: ChatRequest) -> AsyncIterator[Any]:
+        for piece in pieces:
+            if delay:
+                await asyncio.sleep(delay)
+            yield TextDelta(piece)
+        yield FinishEvent("stop")
+
+    return script
+
+
+@pytest.fixture
+def scripted(
+    offline_config: LoadedConfig, qt_profile: Path, run_async: Callable[..., Any]
+) -> Iterator[ScriptedSession]:
+    session = make_session(offline_config, qt_profile)
+    run_async(session.create_vault(QT_PASSPHRASE), timeout=WAIT)
+    yield ScriptedSession(session, offline_config)
+    tasks.cancel_all()
+    session.close()
+
+
+@pytest.fixture
+def area(qtbot: QtBot, scripted: ScriptedSession) -> Iterator[ChatAreaWidget]:
+    widget = ChatAreaWidget(scripted)  # type: ignore[arg-type]
+    # Not qtbot.addWidget: it would delete the widget before this fixture's teardown,
+    # which first lets the widget's background work finish.
+    widget.resize(1100, 700)
+    widget.show()
+    qtbot.waitExposed(widget)
+    widget.load()
+    qtbot.waitUntil(lambda: tasks.running() == 0)
+    yield widget
+    widget.clear()
+    titles = tasks.start(scripted.service.wait_for_titles(5))
+    qtbot.waitUntil(titles.done, timeout=WAIT)
+    qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
+    widget.close()
+    widget.deleteLater()
+
+
+def open_new_chat(qtbot: QtBot, area: ChatAreaWidget) -> str:
+    area.new_chat()
+    qtbot.waitUntil(lambda: area.chat_view.chat is not None, timeout=WAIT)
+    chat = area.chat_view.chat
+    assert chat is not None
+    return chat.id
+
+
+def send_and_wait(qtbot: QtBot, area: ChatAreaWidget, text: str) -> None:
+    count = len(area.chat_view.model.messages)
+    area.composer.editor.setPlainText(text)
+    area.composer.submit()
+
+    def done() -> bool:
+        shown = area.chat_view.model.messages
+        return (
+            not area.chat_view.is_streaming()
+            and len(shown) >= count + 2
+            and shown[-1].status is not MessageStatus.PARTIAL
+        )
+
+    qtbot.waitUntil(done, timeout=WAIT)
+
+
+def test_long_chat_opens_at_its_newest_page_and_pages_back(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession, run_async: Callable[..., Any]
+) -> None:
+    store = scripted.library.store(Tier.STANDARD)
+    chat_id = run_async(scripted.runner.db(bulk_chat, store, 1000))
+    view = area.chat_view
+    area.open_chat(chat_id)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 100, timeout=WAIT)
+    assert view.model.has_older
+    assert view.model.messages[-1].content.startswith("Here is what I found about **item 999")
+    qtbot.waitUntil(view.list.is_at_bottom)
+    # Scrolling to the top fetches the page before, keeping the shown rows in place.
+    bar = view.list.verticalScrollBar()
+    bar.setValue(0)
+    top_key = view.model.row(view.list.indexAt(QPoint(4, 4)).row()).key
+    qtbot.waitUntil(lambda: view.model.rowCount() >= 200, timeout=WAIT)
+    index = view.list.indexAt(QPoint(4, 4))
+    assert view.model.row(index.row()).key == top_key
+    assert bar.value() > 0
+
+
+def test_streaming_is_repainted_in_batches(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+) -> None:
+    pieces = [f"word{n} " for n in range(400)]
+    scripted.script = answer(*pieces, delay=0.001)
+    open_new_chat(qtbot, area)
+    painted: list[int] = []
+    area.chat_view.list.message_delegate.streaming_painted.connect(painted.append)
+    send_and_wait(qtbot, area, "stream please")
+    assert area.chat_view.model.messages[-1].content == "".join(pieces)
+    assert painted and len(set(painted)) < len(pieces) / 4  # coalesced, not one per delta
+    assert painted == sorted(painted)
+
+
+def test_code_copy_link_copies_the_block(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+) -> None:
+    scripted.script = answer("Try this:\n\n```python\nprint('copied')\n```\n")
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "code please")
+    view = area.chat_view.list
+    model = view.message_model
+    row_number = model.rowCount() - 1
+    rect = view.visualRect(model.index(row_number))
+    row = model.row(row_number)
+    target = None
+    for y in range(rect.top(), rect.bottom(), 2):
+        for x in range(rect.left(), rect.right(), 4):
+            local = QPoint(x, y) - rect.topLeft()
+            hit = view.message_delegate.anchor_at(row, model, local)
+            if hit is not None and hit[0] == "copy:0":
+                target = QPoint(x, y)
+                break
+        if target is not None:
+            break
+    assert target is not None, "the code block has a Copy link"
+    QGuiApplication.clipboard().clear()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=target)
+    assert QGuiApplication.clipboard().text() == "print('copied')\n"
+
+
+def test_raw_html_in_model_output_is_shown_as_text(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+) -> None:
+    hostile = "<script>alert(1)</script> <img src='https://tracker.example/p.png'> done"
+    scripted.script = answer(hostile)
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "be hostile")
+    view = area.chat_view.list
+    model = view.message_model
+    row = model.row(model.rowCount() - 1)
+    layout = view.message_delegate.layout(row, model)
+    text = "".join(part.document.toPlainText() for part in layout.parts)
+    assert "<script>alert(1)</script>" in text
+    assert "<img src='https://tracker.example/p.png'>" in text
+
+
+def test_failed_answer_shows_error_inline_and_retry_answers_again(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+) -> None:
+    async def failing(_request: ChatRequest) -> AsyncIterator[Any]:
+        yield TextDelta("partial ")
+        raise ServerError("the server fell over", provider="local")
+
+    scripted.script = failing
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "please fail")
+    failed = area.chat_view.model.messages[-1]
+    assert failed.status is MessageStatus.ERROR and failed.error
+    view = area.chat_view.list
+    layout = view.message_delegate.layout(view.message_model.row(1), view.message_model)
+    footer = layout.parts[-1].document.toPlainText()
+    assert "Retry" in footer and "fell over" in footer
+    scripted.script = answer("better now")
+    area.chat_view._on_action("retry", failed.id)
+    qtbot.waitUntil(lambda: area.chat_view.model.messages[-1].content == "better now", timeout=WAIT)
+    assert area.chat_view.model.messages[-1].versions == 2
+
+
+def test_send_key_ctrl_enter(qtbot: QtBot, area: ChatAreaWidget) -> None:
+    composer = area.composer
+    composer.set_send_key("ctrl_enter")
+    sent: list[str] = []
+    composer.submitted.connect(sent.append)
+    composer.editor.setPlainText("line one")
+    composer.editor.moveCursor(QTextCursor.MoveOperation.End)
+    qtbot.keyClick(composer.editor, Qt.Key.Key_Return)
+    assert not sent and "\n" in composer.editor.toPlainText()
+    qtbot.keyClick(composer.editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert sent and sent[0].startswith("line one")
+    composer.set_send_key("enter")
+    composer.editor.setPlainText("two")
+    composer.editor.moveCursor(QTextCursor.MoveOperation.End)
+    qtbot.keyClick(composer.editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert len(sent) == 1 and composer.editor.toPlainText() == "two\n"
+
+
+def test_keyboard_navigation_between_chats(qtbot: QtBot, area: ChatAreaWidget) -> None:
+    first = open_new_chat(qtbot, area)
+    area.new_chat()
+    qtbot.waitUntil(
+        lambda: area.chat_view.chat is not None and area.chat_view.chat.id != first,
+        timeout=WAIT,
+    )
+    second = area.chat_view.chat_id
+    qtbot.waitUntil(lambda: area.sidebar.model.rowCount() == 2, timeout=WAIT)
+    area.select_next_chat()
+    qtbot.waitUntil(lambda: area.chat_view.chat_id == first, timeout=WAIT)
+    area.select_previous_chat()
+    qtbot.waitUntil(lambda: area.chat_view.chat_id == second, timeout=WAIT)
+
+
+def test_export_markdown_and_json(
+    qtbot: QtBot, area: ChatAreaWidget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from app.ui import sidebar
+
+    chat_id = open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "export me")
+    markdown = tmp_path / "chat.md"
+    monkeypatch.setattr(sidebar, "choose_save_path", lambda *_: str(markdown))
+    area.sidebar.export(chat_id, "markdown")
+    qtbot.waitUntil(markdown.exists, timeout=WAIT)
+    assert "export me" in markdown.read_text(encoding="utf-8")
+    exported = tmp_path / "chat.json"
+    area.sidebar.export(chat_id, "json", path=str(exported))
+    qtbot.waitUntil(exported.exists, timeout=WAIT)
+    data = json.loads(exported.read_text(encoding="utf-8"))
+    assert data["chats"][0]["messages"][0]["content"] == "export me"
+
+
+def test_screenshot_of_a_conversation_is_not_blank(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession, tmp_path: Path
+) -> None:
+    scripted.script = answer(
+        "Here is a table and some code:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "```python\ndef hello() -> str:\n    return 'hi'\n```\n"
+    )
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "show me **markdown**")
+    qtbot.wait(50)
+    image = area.grab().toImage()
+    colours = {
+        image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)
+    }
+    assert len(colours) > 10
+    image.save(str(tmp_path / "chat-area.png"))
+
+
+def test_rename_and_pin_update_just_that_row(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+) -> None:
+    first = open_new_chat(qtbot, area)
+    area.new_chat()
+    qtbot.waitUntil(lambda: area.sidebar.model.rowCount() == 2, timeout=WAIT)
+    model = area.sidebar.model
+    assert model.summary(0).id != first  # the newer chat is on top
+    area.sidebar.rename(first, "  My   renamed chat ")
+
+    def title() -> str | None:
+        row = model.row_of(first)
+        return None if row is None else model.summary(row).title
+
+    qtbot.waitUntil(lambda: title() == "My renamed chat", timeout=WAIT)
+    area.sidebar.set_pinned(first, True)
+    qtbot.waitUntil(lambda: model.summary(0).pinned, timeout=WAIT)
+    assert model.summary(0).id == first
+    menu = area.sidebar.chat_menu(model.summary(0))
+    assert "Unpin" in [action.text() for action in menu.actions()]
+
+
+def test_system_prompt_and_memory_are_saved(
+    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession, run_async: Callable[..., Any]
+) -> None:
+    chat_id = open_new_chat(qtbot, area)
+    panel = area.settings_panel
+    panel.system_prompt.setPlainText("Answer like a pirate.")
+    panel.memory.setPlainText("The user's parrot is called Polly.")
+    qtbot.waitUntil(
+        lambda: run_async(scripted.service.chat(chat_id)).memory.endswith("Polly."),
+        timeout=WAIT,
+    )
+    chat = run_async(scripted.service.chat(chat_id))
+    assert chat.system_prompt == "Answer like a pirate."
+
+
+def test_composer_says_why_it_cannot_send(qtbot: QtBot, area: ChatAreaWidget) -> None:
+    from app.config import parse_config
+    from app.store.models import Chat, TitleSource
+    from app.ui.chat_settings import sending_blocked_reason
+
+    config = parse_config(
+        "default_llm: cloud\nllms:\n"
+        "  - {provider_name: cloud, type: openai, base_url: 'https://api.example.com/v1',\n"
+        "     model_name: big, locality: paid_cloud}\n",
+        "test",
+        {},
+    )
+    private = Chat("c1", "t", TitleSource.USER, Tier.PRIVATE, "", "", None, None, False,
+                   None, 0.0, 0.0)  # fmt: skip
+    reason = sending_blocked_reason(config, private)
+    assert "on-prem" in reason
+    assert sending_blocked_reason(config, None) == ""  # a Standard chat may use it
+    assert "No model" in sending_blocked_reason(parse_config("llms: []\n", "t", {}), None)
+    area.composer.set_blocked(reason)
+    assert area.composer.reason.isVisible() and not area.composer.send_button.isEnabled()
+    area.composer.editor.setPlainText("hello")
+    sent: list[str] = []
+    area.composer.submitted.connect(sent.append)
+    area.composer.submit()
+    assert not sent
