@@ -38,6 +38,13 @@ class BlockingRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    def db_sync(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the database thread after the work already queued, and wait.
+
+        For closing connections on lock: it cannot overlap a query still running.
+        """
+        return self._db.submit(fn, *args, **kwargs).result()
+
     def shutdown(self) -> None:
         """Wait for running work to finish, then stop the threads."""
         self._db.shutdown(wait=True)

@@ -37,7 +37,7 @@ from app.errors import UsageError
 from app.executor import BlockingRunner
 from app.logs import register_secret
 from app.privacy import policy
-from app.store.chats import ChatStore
+from app.store.chats import DATABASE_ERRORS, ChatStore, StorageError
 from app.store.library import Library
 from app.store.models import DEFAULT_TITLE, Chat, Message, MessageStatus, Tier, TitleSource
 from providers import (
@@ -73,6 +73,8 @@ TITLE_WORDS = 6
 TITLE_CHARS = 60
 # Messages read from the thread to fill the context: more than any context window holds.
 HISTORY_WINDOW = 2000
+# What saving a stopped answer may meet when the vault locked meanwhile.
+LOCK_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StorageError)
 # Times a turn is retried with a smaller context when the server says it is too long.
 CONTEXT_RETRIES = 2
 
@@ -393,9 +395,14 @@ class ChatService:
             status, error = MessageStatus.ERROR, failure
         except (asyncio.CancelledError, GeneratorExit):
             status = MessageStatus.STOPPED
-            await asyncio.shield(
-                self._finish(store, answer.id, text, reasoning, status, None, started, fields)
-            )
+            try:
+                await asyncio.shield(
+                    self._finish(store, answer.id, text, reasoning, status, None, started, fields)
+                )
+            except LOCK_ERRORS as failure:
+                # The vault locked (closing the database) while the answer streamed: the
+                # last checkpoint stays, marked partial.
+                log.info("stopped answer not finalised: %s", type(failure).__name__)
             self.changes.emit(chat.id, "messages")
             raise
         saved = await self._finish(
@@ -451,6 +458,11 @@ class ChatService:
         task = asyncio.get_running_loop().create_task(self._make_title(store, chat_id))
         self._title_tasks.add(task)
         task.add_done_callback(self._title_tasks.discard)
+
+    def cancel_titles(self) -> None:
+        """Cancel pending title tasks (on lock: the library is about to close)."""
+        for task in list(self._title_tasks):
+            task.cancel()
 
     async def wait_for_titles(self, seconds: float) -> None:
         """Give pending title tasks up to ``seconds`` (the CLI calls this before exiting)."""

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import math
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -99,34 +97,6 @@ MARKER_KEY = "marker"
 EPHEMERAL_TINT = QColor(214, 160, 40)
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
 NEXT_MARK = "\u203a"
-
-
-IMMORTAL_REFCOUNT = 1 << 40
-
-
-def make_singletons_immortal() -> bool:
-    """Protect ``None``, ``True`` and ``False`` from PySide6 6.12's lost references.
-
-    PySide6/shiboken 6.12.0 returns ``None`` (every void method: ``update()``,
-    ``setEnabled()``, ``processEvents()``...) and ``True``/``False`` (``Signal.emit``,
-    ``disconnect``) without a new reference, as if they were immortal, which they are
-    only from Python 3.12 on. On 3.11 each such call drops a reference until the
-    interpreter aborts with "none_dealloc"/"bool_dealloc" (after some 27,000 calls for
-    ``None``: minutes of streaming). Raising their reference counts by 2**40 makes them
-    practically immortal, as 3.12 does; the objects are never freed before exit anyway.
-    Returns whether it applied (CPython before 3.12 only). This belongs where ``app.ui``
-    starts up; it lives here until then.
-    """
-    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
-        return False
-    for singleton in (None, True, False):
-        refcount = ctypes.c_ssize_t.from_address(id(singleton))
-        if refcount.value < IMMORTAL_REFCOUNT:
-            refcount.value += IMMORTAL_REFCOUNT
-    return True
-
-
-make_singletons_immortal()
 
 
 def _ask(parent: QWidget, title: str, text: str) -> bool:
@@ -459,6 +429,10 @@ class MessageDelegate(QStyledItemDelegate):
         self._docs: OrderedDict[tuple[Any, ...], tuple[QTextDocument, list[str]]] = OrderedDict()
         self._pixmaps: OrderedDict[tuple[Any, ...], QPixmap] = OrderedDict()
         self._splits: dict[str, tuple[str, list[Chunk]]] = {}
+        self._highlights: OrderedDict[tuple[Any, ...], tuple[Chunk, str]] = OrderedDict()
+        self._highlight_timer = QTimer(self)
+        self._highlight_timer.setInterval(0)
+        self._highlight_timer.timeout.connect(self._highlight_slice)
         self._pixmap_bytes = 0
         self.is_dark = False
         self.last_regenerable: str | None = None
@@ -472,6 +446,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._layouts.clear()
         self._docs.clear()
         self._splits.clear()
+        self._highlights.clear()
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
@@ -610,16 +585,14 @@ class MessageDelegate(QStyledItemDelegate):
             # The growing end of an answer is shown without syntax colours until it is
             # complete: highlighting all of it again every frame would cost too much.
             growing = streaming and number == len(chunks) - 1
-            key: tuple[Any, ...] = (
-                "chunk",
-                chunk.text,
-                chunk.opens_in_fence,
-                not growing,
-                width,
-                self._generation,
-            )
+            key = self._chunk_key(chunk, highlight=not growing)
+            plain = self._chunk_key(chunk, highlight=False)
+            if not growing and key not in self._docs and plain in self._docs:
+                # Just finished growing: keep showing it plain and colour it when idle.
+                self._defer_highlight(key, chunk, row.key)
+                key = plain
             document, code_blocks = self._document(
-                key, _chunk_renderer(chunk, self.is_dark, highlight=not growing)
+                key, _chunk_renderer(chunk, self.is_dark, highlight=key[3])
             )
             parts.append(_Part(top, document, code_blocks, key, growing))
             top += math.ceil(document.size().height())
@@ -631,6 +604,42 @@ class MessageDelegate(QStyledItemDelegate):
             top += math.ceil(document.size().height()) + 2
         height = top + BUBBLE_PAD + ROW_MARGIN_Y
         return _Layout(parts, header, height, content_top)
+
+    def _chunk_key(self, chunk: Chunk, *, highlight: bool) -> tuple[Any, ...]:
+        return (
+            "chunk",
+            chunk.text,
+            chunk.opens_in_fence,
+            highlight,
+            self._width,
+            self._generation,
+        )
+
+    def _defer_highlight(self, key: tuple[Any, ...], chunk: Chunk, row_key: str) -> None:
+        self._highlights[key] = (chunk, row_key)
+        if not self._highlight_timer.isActive():
+            self._highlight_timer.start()
+
+    def _highlight_slice(self) -> None:
+        """Colour a few chunks that finished streaming, then redraw their rows."""
+        deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
+        rows: set[str] = set()
+        while self._highlights and time.perf_counter() < deadline:
+            key, (chunk, row_key) = self._highlights.popitem(last=False)
+            if key[4] == self._width and key[5] == self._generation:
+                self._document(key, _chunk_renderer(chunk, self.is_dark, highlight=True))
+                rows.add(row_key)
+        if not self._highlights:
+            self._highlight_timer.stop()
+        model = self._view.message_model
+        for row_key in rows:
+            self._layouts.pop(row_key, None)
+            number = model.row_number(row_key)
+            if number is not None:
+                self.layout(model.row(number), model)  # now with the coloured part
+        if rows:
+            self._view.keep_position(lambda: None)
+            self._view.viewport().update()
 
     def _split(self, message_id: str, text: str, streaming: bool) -> list[Chunk]:
         """``text`` in chunks; a streaming answer is split again only from its last chunk."""

@@ -219,9 +219,13 @@ class Session:
 
     def lock(self) -> None:
         """Close the library (Ephemeral chats vanish) and drop every key from memory."""
-        library, self._library, self._service = self._library, None, None
+        library, service = self._library, self._service
+        self._library, self._service = None, None
+        if service is not None:
+            service.cancel_titles()
         if library is not None:
-            library.close()
+            # On the database thread, after any query still running there.
+            self.runner.db_sync(library.close)
         if self.vault is not None:
             self.vault.lock()
 

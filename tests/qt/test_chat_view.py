@@ -188,8 +188,14 @@ def test_code_copy_link_copies_the_block(
     view = area.chat_view.list
     model = view.message_model
     row_number = model.rowCount() - 1
-    rect = view.visualRect(model.index(row_number))
     row = model.row(row_number)
+
+    def coloured() -> bool:  # the streamed code is highlighted once the answer is done
+        parts = view.message_delegate.layout(row, model).parts
+        return all(part.key[3] for part in parts if part.key[0] == "chunk")
+
+    qtbot.waitUntil(coloured, timeout=WAIT)
+    rect = view.visualRect(model.index(row_number))
     target = None
     for y in range(rect.top(), rect.bottom(), 2):
         for x in range(rect.left(), rect.right(), 4):

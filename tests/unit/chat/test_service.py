@@ -386,3 +386,39 @@ async def test_context_too_long_after_text_is_not_retried(h: Harness) -> None:
     finished = events[-1]
     assert isinstance(finished, TurnFinished) and finished.error_kind == "ContextTooLongError"
     assert finished.message.content == "some"
+
+
+async def test_cancel_titles_on_lock(h: Harness) -> None:
+    gate = asyncio.Event()
+
+    async def never(_request: ChatRequest) -> AsyncIterator[Any]:
+        await gate.wait()
+        yield FinishEvent("stop")
+
+    h.title_script = never
+    chat = await h.service.create_chat()
+    await h.run(h.service.send(chat.id, "Hi!"))
+    assert h.service._title_tasks
+    h.service.cancel_titles()
+    await h.service.wait_for_titles(5)
+    assert not h.service._title_tasks
+    assert (await h.service.chat(chat.id)).title == DEFAULT_TITLE
+
+
+async def test_lock_while_streaming_keeps_the_checkpoint(h: Harness) -> None:
+    async def endless(_request: ChatRequest) -> AsyncIterator[Any]:
+        yield TextDelta("kept ")
+        await asyncio.sleep(3600)
+        yield FinishEvent("stop")
+
+    h.script = endless
+    chat = await h.service.create_chat()
+    turn = h.service.send(chat.id, "go")
+    async for event in turn:
+        if isinstance(event, TurnDelta):
+            break
+    store = h.library.store(Tier.STANDARD)
+    partial = store.full_thread(chat.id)[-1]
+    h.service.runner.db_sync(h.library.close)  # the vault locks mid-answer
+    await turn.aclose()  # the final save meets a closed database: no crash
+    assert partial.status is MessageStatus.PARTIAL
