@@ -50,8 +50,6 @@ _COLUMNS = (
 #: Ids looked up per ``IN (…)`` query (well under every backend's parameter limit).
 _LOOKUP_CHUNK = 500
 _INSERT = insert(_records)
-#: Rows per multi-row INSERT: 12 parameters each, under SQLite's and asyncpg's limits.
-_INSERT_CHUNK = 500
 # SET clause from the parameter keys; the WHERE parameters have names no column has.
 _UPDATE = update(_records).where(
     _records.c.account_id == bindparam("b_account_id"),
@@ -339,10 +337,7 @@ def _push(
     inserts = [_row(account_id, r) for r in written.values() if r.record_id not in stored]
     updates = [_update_row(account_id, r) for r in written.values() if r.record_id in stored]
     if inserts:
-        # One multi-row INSERT per chunk rather than executemany: one statement step, so the
-        # writer thread gives up the GIL once instead of once per row.
-        for start in range(0, len(inserts), _INSERT_CHUNK):
-            connection.execute(_INSERT.values(inserts[start : start + _INSERT_CHUNK]))
+        connection.execute(_INSERT, inserts)
     if updates:
         connection.execute(_UPDATE, updates)
     if seq != last_seq:
