@@ -47,6 +47,8 @@ class ChatAreaWidget(QWidget):
         self.chat_view = ChatViewWidget(session, self)
         self.composer = ComposerWidget(self, send_key=self._ui_setting("send_key", "enter"))
         self.settings_panel = ChatSettingsPanel(session, self)
+        # Long model names must not widen the panel at the chat's expense.
+        self.settings_panel.setMaximumWidth(380)
 
         center = QWidget(self)
         center_layout = QVBoxLayout(center)

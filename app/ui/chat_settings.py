@@ -72,6 +72,10 @@ class ChatSettingsPanel(QWidget):
         self._loading = False
 
         self.providers = QComboBox(self)
+        self.providers.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.providers.setMinimumContentsLength(16)
         self.providers.setAccessibleName("Model")
         self._provider_items = QStandardItemModel(self)
         self.providers.setModel(self._provider_items)

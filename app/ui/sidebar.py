@@ -311,10 +311,13 @@ class ChatItemDelegate(QStyledItemDelegate):
         width, height = self._badge_sizes[chat.tier]
         badge = QRectF(rect.right() - width, rect.center().y() - height / 2, width, height)
         color = TIER_COLORS[chat.tier]
-        if option.state & QStyle.StateFlag.State_Selected:  # stay readable on the highlight
-            color = option.palette.color(QPalette.ColorRole.HighlightedText)
         fill = QColor(color)
         fill.setAlpha(40)
+        if option.state & QStyle.StateFlag.State_Selected:
+            # On the highlight, an opaque pill in the highlighted-text colour with the
+            # highlight colour as text stays readable in light and dark themes alike.
+            fill = option.palette.color(QPalette.ColorRole.HighlightedText)
+            color = option.palette.color(QPalette.ColorRole.Highlight)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(color)
         painter.setBrush(fill)
