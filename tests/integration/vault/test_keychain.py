@@ -12,8 +12,8 @@ from keyring.backends import SecretService
 
 from app.vault import KeyringStore, NoSecretAvailableError, Vault
 from app.vault.keychain import KEYCHAIN_SERVICE
-from tests.peers.vault_fixtures import snapshot
 from tests.peers.keychain import secret_service
+from tests.peers.vault_fixtures import snapshot
 
 pytestmark = pytest.mark.keychain
 

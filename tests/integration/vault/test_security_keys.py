@@ -10,8 +10,8 @@ from fido2.ctap2 import Ctap2
 
 from app.vault import NoSecretAvailableError, SecurityKey, Vault, WrongSecretError
 from app.vault.security_key import RP_ID, _ClientData, _Interaction
-from tests.peers.vault_fixtures import TemplateVault, snapshot
 from tests.peers.fido2_authenticator import SoftwareAuthenticator
+from tests.peers.vault_fixtures import TemplateVault, snapshot
 
 
 class Prompts:

@@ -16,8 +16,7 @@ def test_all_is_exactly_the_public_names() -> None:
     public = {
         name
         for name, value in vars(providers).items()
-        if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert set(providers.__all__) == public | {"__version__"}
     assert len(providers.__all__) == len(set(providers.__all__))
