@@ -27,10 +27,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from tests.benchmarks._table import BenchmarkUnavailableError, Row
+from tests.peers.scripted_provider import ScriptedProvider
 
 T = TypeVar("T")
 
@@ -154,32 +154,14 @@ def bulk_chats(store: Any, count: int) -> None:
 # --- the fake model ------------------------------------------------------------------------
 
 
-class FastProvider:
-    """Yields ``STREAM_RATE`` text deltas per second, recording when each was produced."""
+class FastStream:
+    """A script yielding ``STREAM_RATE`` text deltas per second, recording when each was
+    produced (for the display-lag figure)."""
 
     produced: ClassVar[list[tuple[float, int]]] = []  # (time, total characters so far)
 
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-
-    async def __aenter__(self) -> FastProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-    async def list_models(self) -> list[Any]:
-        return []
-
-    async def stream_chat(self, request: Any) -> AsyncIterator[Any]:
+    @staticmethod
+    async def script(request: Any) -> AsyncIterator[Any]:
         from providers import FinishEvent, TextDelta
 
         if "title of at most" in request.messages[-1].content:
@@ -196,9 +178,13 @@ class FastProvider:
                 await asyncio.sleep(wait)
             token = _STREAM_TOKENS[n % len(_STREAM_TOKENS)]
             length += len(token)
-            FastProvider.produced.append((time.perf_counter(), length))
+            FastStream.produced.append((time.perf_counter(), length))
             yield TextDelta(token)
         yield FinishEvent("stop")
+
+
+def _fast_provider(spec: Any) -> ScriptedProvider:
+    return ScriptedProvider(spec, FastStream.script)
 
 
 class _BenchSession:
@@ -213,7 +199,7 @@ class _BenchSession:
         self.profile_dir = session.profile_dir
         self.vault = session.vault
         self.service = ChatService(
-            session.library, config, runner=session.runner, provider_factory=FastProvider
+            session.library, config, runner=session.runner, provider_factory=_fast_provider
         )
 
 
@@ -422,26 +408,26 @@ def _streaming_rows(app: Any, area: Any, session: Any) -> list[Row]:
     heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
     heartbeat.setInterval(1)
     heartbeat.timeout.connect(lambda: beats.append(time.perf_counter()))
-    FastProvider.produced = []
+    FastStream.produced = []
 
     def final_paint() -> None:
         # After the turn the answer is an ordinary row: its first paint shows the end.
         shown = view.model.messages
-        if not view.is_streaming() and shown and shown[-1].content and FastProvider.produced:
-            total = FastProvider.produced[-1][1]
+        if not view.is_streaming() and shown and shown[-1].content and FastStream.produced:
+            total = FastStream.produced[-1][1]
             if len(shown[-1].content) >= total and (not painted or painted[-1][1] < total):
                 painted.append((time.perf_counter(), total))
 
     view.list.painted.connect(final_paint)
     heartbeat.start()
     assert view.send("Please stream a long answer")
-    _wait(app, lambda: bool(FastProvider.produced))
+    _wait(app, lambda: bool(FastStream.produced))
     _wait(app, lambda: not view.is_streaming(), timeout=STREAM_SECONDS * 5 + 30)
     heartbeat.stop()
-    total = FastProvider.produced[-1][1]
+    total = FastStream.produced[-1][1]
     _wait(app, lambda: bool(painted) and painted[-1][1] >= total, timeout=10)
     view.list.painted.disconnect(final_paint)
-    produced = FastProvider.produced
+    produced = FastStream.produced
     first, last = produced[0][0], produced[-1][0]
     during = [b for b in beats if first <= b <= last]
     gaps = [(b - a) * 1000 for a, b in itertools.pairwise(during)]

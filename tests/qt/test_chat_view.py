@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -19,41 +18,12 @@ from app.store.models import MessageStatus, Tier
 from app.ui import tasks
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.session import Session
-from providers import ChatRequest, FinishEvent, ProviderSpec, ServerError, TextDelta
+from providers import ChatRequest, FinishEvent, ServerError, TextDelta
 from tests.benchmarks.bench_chat_ui import bulk_chat
+from tests.peers.scripted_provider import Script, ScriptedProvider
 from tests.qt.conftest import QT_PASSPHRASE, make_session
 
 WAIT = 20_000
-Script = Callable[[ChatRequest], AsyncIterator[Any]]
-
-
-class ScriptedProvider:
-    """A provider whose answer is whatever the test's script yields."""
-
-    def __init__(self, spec: ProviderSpec, script: Script) -> None:
-        self.spec = spec
-        self._script = script
-
-    async def __aenter__(self) -> ScriptedProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-    async def list_models(self) -> list[Any]:
-        return []
-
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Any]:
-        async for event in self._script(request):
-            yield event
 
 
 class ScriptedSession:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from types import TracebackType
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,12 +21,12 @@ from providers import (
     ConnectionFailedError,
     ContextTooLongError,
     FinishEvent,
-    ModelInfo,
     ProviderSpec,
     TextDelta,
     Usage,
     UsageEvent,
 )
+from tests.peers.scripted_provider import Script, ScriptedProvider
 
 CONFIG = """
 default_llm: local
@@ -39,37 +38,6 @@ llms:
   - {provider_name: tiny, type: openai, base_url: 'http://127.0.0.1:2/v1', model_name: t,
      context_size: 256}
 """
-
-Script = Callable[[ChatRequest], AsyncIterator[Any]]
-
-
-class FakeProvider:
-    def __init__(self, spec: ProviderSpec, script: Script, log: list[Any]) -> None:
-        self.spec = spec
-        self._script = script
-        self._log = log
-
-    async def __aenter__(self) -> FakeProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-    async def list_models(self) -> list[ModelInfo]:
-        return [ModelInfo(self.spec.model)]
-
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Any]:
-        self._log.append((self.spec.name, request))
-        async for event in self._script(request):
-            yield event
 
 
 def answer(*pieces: str) -> Script:
@@ -100,10 +68,11 @@ class Harness:
 
     def _factory(self, spec: ProviderSpec) -> Any:
         def choose(request: ChatRequest) -> AsyncIterator[Any]:
+            self.requests.append((spec.name, request))
             is_title = "title of at most" in request.messages[-1].content
             return (self.title_script if is_title else self.script)(request)
 
-        return FakeProvider(spec, choose, self.requests)
+        return ScriptedProvider(spec, choose)
 
     async def run(self, turn: AsyncIterator[TurnEvent]) -> list[TurnEvent]:
         events = []
