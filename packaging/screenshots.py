@@ -170,7 +170,7 @@ async def capture_theme(theme: str, out_dir: Path, written: list[Path]) -> None:
     from app.config import load_config
     from app.ui import tasks
     from app.ui.main_window import MainWindow
-    from app.ui.session import Session
+    from app.session import Session
     from app.vault.kdf import FLOOR_PARAMS
 
     with tempfile.TemporaryDirectory(prefix=f"hushchat-shots-{theme}-") as temp:

@@ -42,7 +42,7 @@ def open_library(args: argparse.Namespace, *, with_vault: bool = True) -> Iterat
             library.close()
         return
     with unlocked_vault(args) as vault:
-        library = Library(vault.connect("standard"), vault.connect("private"))
+        library = Library(vault.connect(Tier.STANDARD), vault.connect(Tier.PRIVATE))
         try:
             library.purge_deleted()
             yield library

@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from app.tiers import Tier
 
-class Tier(StrEnum):
-    """A chat's privacy tier (see docs/chats.md)."""
-
-    STANDARD = "standard"
-    PRIVATE = "private"
-    EPHEMERAL = "ephemeral"
+__all__ = [
+    "DEFAULT_TITLE",
+    "Chat",
+    "ChatSummary",
+    "Message",
+    "MessageStatus",
+    "SearchHit",
+    "ThreadPage",
+    "Tier",
+    "TitleSource",
+]
 
 
 class MessageStatus(StrEnum):

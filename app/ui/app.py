@@ -65,7 +65,7 @@ def run_gui(args: argparse.Namespace) -> int:
     from app import runtime
     from app.ui import tasks
     from app.ui.main_window import MainWindow
-    from app.ui.session import Session
+    from app.session import Session
     from app.vault.profile import resolve_profile_dir
 
     app = create_application()

@@ -22,7 +22,7 @@ from app.ui import tasks
 from app.ui.chat_settings import ChatSettingsPanel, sending_blocked_reason
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
-from app.ui.session import Session
+from app.session import Session
 from app.ui.sidebar import SidebarWidget
 
 __all__ = ["ChatAreaWidget"]

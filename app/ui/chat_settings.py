@@ -34,7 +34,7 @@ from app.errors import ConfigError
 from app.privacy import policy
 from app.store.models import Chat, Tier
 from app.ui import tasks
-from app.ui.session import Session
+from app.session import Session
 
 __all__ = ["ChatSettingsPanel", "sending_blocked_reason"]
 

@@ -78,7 +78,7 @@ from app.chat.events import TurnDelta, TurnEvent, TurnFinished, TurnReasoning, T
 from app.store.models import Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
 from app.ui.markdown import Chunk, render_markdown, split_blocks
-from app.ui.session import Session
+from app.session import Session
 
 __all__ = ["ChatViewWidget", "MessageDelegate", "MessageListModel", "MessageListView"]
 

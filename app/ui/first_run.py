@@ -42,14 +42,14 @@ from app.ui import tasks
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
 from app.ui.provider_form import ProviderFormWidget
-from app.ui.provider_setup import (
+from app.provider_setup import (
     DEFAULT_LOCAL_SERVERS,
     DetectedServer,
     LocalServer,
     detect_local_servers,
     save_provider,
 )
-from app.ui.session import Session
+from app.session import Session
 from app.vault.atomic_file import write_atomically
 from app.vault.recovery_code import RecoveryCode
 from app.vault.strength import PassphraseStrength, assess_passphrase

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from app.errors import HushchatError
 from app.ui import tasks
 from app.ui.layout import centered_page
-from app.ui.session import Session
+from app.session import Session
 from app.ui.theme import apply_theme, icon
 from app.ui.unlock import UnlockWidget
 

@@ -1,6 +1,6 @@
 """The form for one LLM provider entry, with "Test connection"; used by first run and
 settings. The API key field's text goes to the OS keychain when saved, never to the
-config file (see ``app.ui.provider_setup``)."""
+config file (see ``app.provider_setup``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.config import LLMEntry
 from app.ui import tasks
-from app.ui.provider_setup import test_connection
+from app.provider_setup import test_connection
 
 __all__ = ["LOCALITY_CHOICES", "ProviderFormWidget"]
 

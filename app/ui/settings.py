@@ -39,8 +39,8 @@ from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import set_role
 from app.ui.provider_form import ProviderFormWidget
-from app.ui.provider_setup import remove_provider, save_provider, save_ui_settings
-from app.ui.session import Session
+from app.provider_setup import remove_provider, save_provider, save_ui_settings
+from app.session import Session
 from app.vault.recovery_code import RecoveryCode
 from app.vault.vault import SlotInfo
 

@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
 from app.store.models import ChatSummary, SearchHit, Tier
 from app.ui import chat_view, tasks
 from app.ui.markdown import snippet_html
-from app.ui.session import Session
+from app.session import Session
 
 __all__ = ["ChatListModel", "SearchResultModel", "SidebarWidget"]
 

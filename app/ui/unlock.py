@@ -27,7 +27,7 @@ from app.errors import WrongSecretError
 from app.ui import tasks
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
-from app.ui.session import Session
+from app.session import Session
 from app.ui.theme import icon
 
 __all__ = ["UnlockWidget"]

@@ -29,11 +29,12 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, cast, get_args
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from app.tiers import STORED_TIERS, Tier
 from app.vault.errors import DamagedSlotFileError, KdfBelowFloorError, WrongSecretError
 from app.vault.kdf import KdfParams, SlotKind, hkdf_slot_key
 
@@ -57,8 +58,7 @@ __all__ = [
 FORMAT: Final = "hushchat-vault"
 VERSION: Final = 1
 SLOT_FILE_NAME: Final = "vault.json"
-Tier = Literal["standard", "private"]
-TIERS: Final[tuple[Tier, ...]] = ("standard", "private")
+TIERS: Final = STORED_TIERS
 SLOT_KINDS: Final[tuple[str, ...]] = get_args(SlotKind)
 _KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12

@@ -160,7 +160,8 @@ class Vault:
         self._vault_key: bytearray | None = None
         self._database_keys: dict[Tier, bytearray] = {}
         self._connections: dict[Tier, list[Any]] = {tier: [] for tier in TIERS}
-        self._idle = IdleTimer(idle_timeout_seconds, clock or MonotonicClock())
+        self._clock = clock or MonotonicClock()
+        self._idle = IdleTimer(idle_timeout_seconds, self._clock)
         self._secret_store = secret_store
         self._touch_id_store = touch_id_store
 
@@ -371,6 +372,11 @@ class Vault:
     def record_activity(self) -> None:
         """Tell the idle timer the user did something."""
         self._idle.record_activity()
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Lock after ``seconds`` without activity from now on (None: never)."""
+        with self._state_lock:
+            self._idle = IdleTimer(seconds, self._clock)
 
     def seconds_until_idle_lock(self) -> float | None:
         """Seconds until :meth:`lock_if_idle` would lock, or None without a timeout."""

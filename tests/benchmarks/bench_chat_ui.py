@@ -188,7 +188,7 @@ def _fast_provider(spec: Any) -> ScriptedProvider:
 
 
 class _BenchSession:
-    """What the chat area needs of ``app.ui.session.Session``, with the fake model."""
+    """What the chat area needs of ``app.session.Session``, with the fake model."""
 
     def __init__(self, session: Any, config: Any) -> None:
         from app.chat.service import ChatService
@@ -292,7 +292,7 @@ def run() -> list[Row]:
     from app.store.models import Tier
     from app.ui import tasks
     from app.ui.chat_area import ChatAreaWidget
-    from app.ui.session import Session
+    from app.session import Session
     from app.vault.kdf import FLOOR_PARAMS
 
     loop = qasync.QEventLoop(app, already_running=True)

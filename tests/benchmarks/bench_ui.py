@@ -67,7 +67,7 @@ _HUSHCHAT = textwrap.dedent(
     import qasync
     from app.config import load_config
     from app.ui.main_window import MainWindow
-    from app.ui.session import Session
+    from app.session import Session
     from app.vault.kdf import FLOOR_PARAMS
 
     profile, config_path, settings_path = sys.argv[1:4]

@@ -44,7 +44,7 @@ from pytestqt.qtbot import QtBot
 
 from app.config import LoadedConfig, load_config
 from app.ui import tasks
-from app.ui.session import Session
+from app.session import Session
 from app.vault.kdf import FLOOR_PARAMS
 from tests.peers.llama_server import LlamaServer
 

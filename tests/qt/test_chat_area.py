@@ -17,7 +17,7 @@ from app.store.models import DEFAULT_TITLE, Message, MessageStatus, Tier
 from app.ui import chat_view, tasks
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_settings import PROVIDER_ROLE
-from app.ui.session import Session
+from app.session import Session
 from tests.peers.llama_server import LlamaServer
 from tests.qt.conftest import QT_PASSPHRASE, make_session
 

@@ -17,7 +17,7 @@ from app.config import LoadedConfig
 from app.store.models import MessageStatus, Tier
 from app.ui import tasks
 from app.ui.chat_area import ChatAreaWidget
-from app.ui.session import Session
+from app.session import Session
 from providers import ChatRequest, FinishEvent, ServerError, TextDelta
 from tests.benchmarks.bench_chat_ui import bulk_chat
 from tests.peers.scripted_provider import Script, ScriptedProvider

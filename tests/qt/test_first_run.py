@@ -9,7 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from app.config import LoadedConfig, load_config
 from app.ui.main_window import MainWindow
-from app.ui.provider_setup import LocalServer
+from app.provider_setup import LocalServer
 from app.vault.recovery_code import RecoveryCode
 from tests.peers.llama_server import LlamaServer, free_port
 from tests.qt.conftest import make_session

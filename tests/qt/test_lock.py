@@ -78,7 +78,7 @@ def test_lock_on_idle(
     run_async: Callable[..., Any],
     window_settings: QSettings,
 ) -> None:
-    from app.ui.session import Session
+    from app.session import Session
 
     clock = ManualClock()
     session = Session(qt_config, qt_profile, kdf=FLOOR_PARAMS, clock=clock)

@@ -11,7 +11,7 @@ from PySide6.QtGui import QKeySequence
 from pytestqt.qtbot import QtBot
 
 from app.ui.main_window import MainWindow
-from app.ui.session import Session
+from app.session import Session
 
 
 class RecordingChatArea:

@@ -200,7 +200,7 @@ class Session:
         assert vault is not None
 
         def open_library() -> Library:
-            return Library(vault.connect("standard"), vault.connect("private"))
+            return Library(vault.connect(Tier.STANDARD), vault.connect(Tier.PRIVATE))
 
         try:
             library = await self.runner.db(open_library)
