@@ -31,6 +31,7 @@ from app.config import LoadedConfig
 from app.errors import VaultLockedError
 from app.executor import BlockingRunner
 from app.store.library import Library
+from app.tiers import Tier
 from app.vault.idle import Clock, IdleTimer, MonotonicClock
 from app.vault.kdf import KdfParams
 from app.vault.keychain import SecretStore

@@ -168,9 +168,9 @@ async def capture_theme(theme: str, out_dir: Path, written: list[Path]) -> None:
     from PySide6.QtCore import QSettings
 
     from app.config import load_config
+    from app.session import Session
     from app.ui import tasks
     from app.ui.main_window import MainWindow
-    from app.session import Session
     from app.vault.kdf import FLOOR_PARAMS
 
     with tempfile.TemporaryDirectory(prefix=f"hushchat-shots-{theme}-") as temp:

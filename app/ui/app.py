@@ -63,9 +63,9 @@ def run_gui(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from app import runtime
+    from app.session import Session
     from app.ui import tasks
     from app.ui.main_window import MainWindow
-    from app.session import Session
     from app.vault.profile import resolve_profile_dir
 
     app = create_application()

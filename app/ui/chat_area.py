@@ -17,12 +17,12 @@ from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from app.chat.events import ChatChanged
 from app.config import Config
+from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import tasks
 from app.ui.chat_settings import ChatSettingsPanel, sending_blocked_reason
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
-from app.session import Session
 from app.ui.sidebar import SidebarWidget
 
 __all__ = ["ChatAreaWidget"]

@@ -32,9 +32,9 @@ from app.chat.events import TurnStarted
 from app.config import Config, LLMEntry
 from app.errors import ConfigError
 from app.privacy import policy
+from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import tasks
-from app.session import Session
 
 __all__ = ["ChatSettingsPanel", "sending_blocked_reason"]
 

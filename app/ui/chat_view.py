@@ -75,10 +75,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.events import TurnDelta, TurnEvent, TurnFinished, TurnReasoning, TurnStarted
+from app.session import Session
 from app.store.models import Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
 from app.ui.markdown import Chunk, render_markdown, split_blocks
-from app.session import Session
 
 __all__ = ["ChatViewWidget", "MessageDelegate", "MessageListModel", "MessageListView"]
 

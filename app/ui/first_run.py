@@ -38,10 +38,6 @@ from PySide6.QtWidgets import (
 
 from app.config import LoadedConfig
 from app.executor import BlockingRunner
-from app.ui import tasks
-from app.ui.key_prompts import QtKeyPrompts
-from app.ui.layout import centered_page, set_role
-from app.ui.provider_form import ProviderFormWidget
 from app.provider_setup import (
     DEFAULT_LOCAL_SERVERS,
     DetectedServer,
@@ -50,6 +46,10 @@ from app.provider_setup import (
     save_provider,
 )
 from app.session import Session
+from app.ui import tasks
+from app.ui.key_prompts import QtKeyPrompts
+from app.ui.layout import centered_page, set_role
+from app.ui.provider_form import ProviderFormWidget
 from app.vault.atomic_file import write_atomically
 from app.vault.recovery_code import RecoveryCode
 from app.vault.strength import PassphraseStrength, assess_passphrase

@@ -9,9 +9,9 @@ keys and shows the unlock page. Window geometry is remembered with ``QSettings``
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
@@ -28,17 +28,18 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import HushchatError
+from app.session import Session
 from app.ui import tasks
 from app.ui.layout import centered_page
-from app.session import Session
 from app.ui.theme import apply_theme, icon
 from app.ui.unlock import UnlockWidget
 
 if TYPE_CHECKING:  # imported when first needed: start-up time
+    from app.ui.chat_area import ChatAreaWidget
     from app.ui.first_run import FirstRunWidget
     from app.ui.settings import SettingsDialog
 
-__all__ = ["ChatArea", "MainWindow"]
+__all__ = ["MainWindow"]
 
 log = logging.getLogger(__name__)
 
@@ -50,82 +51,6 @@ _ACTIVITY_EVENTS = frozenset(
         QEvent.Type.TouchBegin,
     }
 )
-
-
-class ChatArea(Protocol):
-    """What the main window needs from ``app.ui.chat_area.ChatAreaWidget``."""
-
-    def clear(self) -> None: ...
-    def load(self) -> None: ...
-    def new_chat(self, tier: str = "standard") -> None: ...
-    def focus_search(self) -> None: ...
-    def select_next_chat(self) -> None: ...
-    def select_previous_chat(self) -> None: ...
-    def stop(self) -> None: ...
-    def regenerate(self) -> None: ...
-    def focus_composer(self) -> None: ...
-    def has_ephemeral_chats(self) -> bool: ...
-
-
-class _NoChatArea:
-    """The chat area before it is built: nothing to clear, nothing to do."""
-
-    def __getattr__(self, name: str) -> object:
-        return lambda *args: False
-
-
-class _PlaceholderChatArea(QLabel):
-    """Stands in while ``app.ui.chat_area`` is missing (a partial checkout)."""
-
-    activity = Signal()
-    status_message = Signal(str)
-
-    def __init__(self, _session: Session, parent: QWidget | None = None) -> None:
-        super().__init__("Chats will appear here.", parent)
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-
-    def clear(self) -> None:
-        """Nothing decrypted is shown here."""
-
-    def load(self) -> None:
-        """Nothing to load."""
-
-    def new_chat(self, tier: str = "standard") -> None:
-        """Not available without the chat area."""
-
-    def focus_search(self) -> None:
-        """Not available without the chat area."""
-
-    def select_next_chat(self) -> None:
-        """Not available without the chat area."""
-
-    def select_previous_chat(self) -> None:
-        """Not available without the chat area."""
-
-    def stop(self) -> None:
-        """Not available without the chat area."""
-
-    def regenerate(self) -> None:
-        """Not available without the chat area."""
-
-    def focus_composer(self) -> None:
-        """Not available without the chat area."""
-
-    def has_ephemeral_chats(self) -> bool:
-        """No chats here."""
-        return False
-
-
-def _make_chat_area(session: Session, parent: QWidget) -> QWidget:
-    try:
-        module = importlib.import_module("app.ui.chat_area")
-    except ModuleNotFoundError as error:
-        if error.name != "app.ui.chat_area":
-            raise
-        log.warning("app.ui.chat_area is missing; showing a placeholder")
-        return _PlaceholderChatArea(session, parent)
-    widget = module.ChatAreaWidget(session, parent)
-    return cast(QWidget, widget)
 
 
 class _ActivityFilter(QObject):
@@ -170,8 +95,7 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.unlock_page)
         # Built once the unlock page is up (while the user types, or while Argon2 runs
         # on a worker thread), so the first page appears sooner.
-        self.chat_area_widget: QWidget | None = None
-        self.chat_area: ChatArea = cast(ChatArea, _NoChatArea())
+        self.chat_area: ChatAreaWidget | None = None
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
         self.error_label.setProperty("role", "error")
@@ -233,30 +157,32 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         self._unlocked_actions: list[QAction] = []
-        area = self._area_call
+        area = self._on_area
         self.new_chat_action = self._action(
-            "&New chat", lambda: area("new_chat"), ["Ctrl+N"], icon_name="new-chat"
+            "&New chat", area(lambda a: a.new_chat()), ["Ctrl+N"], icon_name="new-chat"
         )
         self.new_ephemeral_action = self._action(
-            "New &ephemeral chat", lambda: area("new_chat", "ephemeral"), ["Ctrl+Shift+N"]
+            "New &ephemeral chat", area(lambda a: a.new_chat("ephemeral")), ["Ctrl+Shift+N"]
         )
         self.search_action = self._action(
-            "&Search chats", lambda: area("focus_search"), ["Ctrl+K", "Ctrl+F"]
+            "&Search chats", area(lambda a: a.focus_search()), ["Ctrl+K", "Ctrl+F"]
         )
         self.next_chat_action = self._action(
-            "Ne&xt chat", lambda: area("select_next_chat"), ["Ctrl+Tab", "Alt+Down"]
+            "Ne&xt chat", area(lambda a: a.select_next_chat()), ["Ctrl+Tab", "Alt+Down"]
         )
         self.previous_chat_action = self._action(
-            "Pre&vious chat", lambda: area("select_previous_chat"), ["Ctrl+Shift+Tab", "Alt+Up"]
+            "Pre&vious chat",
+            area(lambda a: a.select_previous_chat()),
+            ["Ctrl+Shift+Tab", "Alt+Up"],
         )
         # Esc is not a shortcut: the composer uses it to cancel an edit. An Esc no focused
         # widget used reaches keyPressEvent below and stops the answer.
-        self.stop_action = self._action("S&top answering\tEsc", lambda: area("stop"))
+        self.stop_action = self._action("S&top answering\tEsc", area(lambda a: a.stop()))
         self.regenerate_action = self._action(
-            "&Regenerate answer", lambda: area("regenerate"), ["Ctrl+R"]
+            "&Regenerate answer", area(lambda a: a.regenerate()), ["Ctrl+R"]
         )
         self.focus_composer_action = self._action(
-            "&Write a message", lambda: area("focus_composer"), ["Ctrl+Shift+M"]
+            "&Write a message", area(lambda a: a.focus_composer()), ["Ctrl+Shift+M"]
         )
         self.lock_action = self._action("&Lock", lambda: self.lock(), ["Ctrl+L"], icon_name="lock")
         self.settings_action = self._action(
@@ -312,24 +238,28 @@ class MainWindow(QMainWindow):
         if hasattr(self, "lock_button"):
             self.lock_button.setVisible(enabled)
 
-    def ensure_chat_area(self) -> None:
+    def ensure_chat_area(self) -> ChatAreaWidget:
         """Build the chat area (sidebar, chat view, composer) if not built yet."""
-        if self.chat_area_widget is not None:
-            return
-        widget = _make_chat_area(self.session, self)
-        activity = getattr(widget, "activity", None)
-        if activity is not None:
-            activity.connect(self.session.record_activity)
-        status_message = getattr(widget, "status_message", None)
-        if status_message is not None:
-            status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
-        self.stack.addWidget(widget)
-        self.chat_area_widget = widget
-        self.chat_area = cast(ChatArea, widget)
+        if self.chat_area is not None:
+            return self.chat_area
+        from app.ui.chat_area import ChatAreaWidget
 
-    def _area_call(self, name: str, *args: str) -> None:
-        if self.session.is_unlocked and self.stack.currentWidget() is self.chat_area_widget:
-            getattr(self.chat_area, name)(*args)
+        area = ChatAreaWidget(self.session, self)
+        area.activity.connect(self.session.record_activity)
+        area.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.stack.addWidget(area)
+        self.chat_area = area
+        return area
+
+    def _on_area(self, act: Callable[[ChatAreaWidget], object]) -> Callable[[], None]:
+        """A slot that applies ``act`` to the chat area when it is shown and unlocked."""
+
+        def slot() -> None:
+            area = self.chat_area
+            if area is not None and self.session.is_unlocked and self.stack.currentWidget() is area:
+                act(area)
+
+        return slot
 
     # ----------------------------------------------------------------- pages
 
@@ -337,7 +267,7 @@ class MainWindow(QMainWindow):
     def current_page(self) -> str:
         """``first_run``, ``unlock``, ``main`` or ``error`` (for tests and scripts)."""
         widget = self.stack.currentWidget()
-        if widget is not None and widget is self.chat_area_widget:
+        if widget is not None and widget is self.chat_area:
             return "main"
         if widget is self.unlock_page:
             return "unlock"
@@ -377,13 +307,12 @@ class MainWindow(QMainWindow):
             first_run.deleteLater()
 
     def _on_unlocked(self) -> None:
-        self.ensure_chat_area()
-        assert self.chat_area_widget is not None
+        area = self.ensure_chat_area()
         self.session.record_activity()
-        self.chat_area.load()
-        self.stack.setCurrentWidget(self.chat_area_widget)
+        area.load()
+        self.stack.setCurrentWidget(area)
         self._set_unlocked_actions(True)
-        self.chat_area.focus_composer()
+        area.focus_composer()
         self.statusBar().showMessage("Unlocked.", 3000)
         self.unlocked.emit()
 
@@ -409,7 +338,8 @@ class MainWindow(QMainWindow):
 
     def _lock_now(self) -> None:
         tasks.cancel_all()
-        self.chat_area.clear()
+        if self.chat_area is not None:
+            self.chat_area.clear()
         self.session.lock()
         self._set_unlocked_actions(False)
         self.unlock_page.reset()
@@ -419,7 +349,8 @@ class MainWindow(QMainWindow):
         self.locked.emit()
 
     def _ephemeral_may_vanish(self, verb: str) -> bool:
-        if not self.session.is_unlocked or not self.chat_area.has_ephemeral_chats():
+        area = self.chat_area
+        if not self.session.is_unlocked or area is None or not area.has_ephemeral_chats():
             return True
         answer = QMessageBox.warning(
             self,
@@ -487,7 +418,7 @@ class MainWindow(QMainWindow):
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Esc that no focused widget used: stop the answer."""
         if event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier:
-            self._area_call("stop")
+            self._on_area(lambda area: area.stop())()
             event.accept()
             return
         super().keyPressEvent(event)

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import LLMEntry
-from app.ui import tasks
 from app.provider_setup import test_connection
+from app.ui import tasks
 
 __all__ = ["LOCALITY_CHOICES", "ProviderFormWidget"]
 

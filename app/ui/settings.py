@@ -34,13 +34,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import LoadedConfig
+from app.provider_setup import remove_provider, save_provider, save_ui_settings
+from app.session import Session
 from app.ui import tasks
 from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import set_role
 from app.ui.provider_form import ProviderFormWidget
-from app.provider_setup import remove_provider, save_provider, save_ui_settings
-from app.session import Session
 from app.vault.recovery_code import RecoveryCode
 from app.vault.vault import SlotInfo
 

@@ -50,10 +50,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.session import Session
 from app.store.models import ChatSummary, SearchHit, Tier
 from app.ui import chat_view, tasks
 from app.ui.markdown import snippet_html
-from app.session import Session
 
 __all__ = ["ChatListModel", "SearchResultModel", "SidebarWidget"]
 

@@ -24,10 +24,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import WrongSecretError
+from app.session import Session
 from app.ui import tasks
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
-from app.session import Session
 from app.ui.theme import icon
 
 __all__ = ["UnlockWidget"]

@@ -289,10 +289,10 @@ def run() -> list[Row]:
     from PySide6.QtCore import QEventLoop
 
     from app.config import LoadedConfig, parse_config
+    from app.session import Session
     from app.store.models import Tier
     from app.ui import tasks
     from app.ui.chat_area import ChatAreaWidget
-    from app.session import Session
     from app.vault.kdf import FLOOR_PARAMS
 
     loop = qasync.QEventLoop(app, already_running=True)
