@@ -127,6 +127,30 @@ def messages_with_memory(request: ChatRequest) -> list[dict[str, str]]:
     return [{"role": Role.SYSTEM.value, "content": fold_memory("", request.memory)}, *wire]
 
 
+def sampling_options(
+    request: ChatRequest, *, max_tokens_field: str = "max_tokens"
+) -> dict[str, Any]:
+    """The request's sampling options that are set, under their wire names.
+
+    ``max_tokens``, ``temperature``, ``top_p``, ``stop`` and ``seed`` keep their
+    names (OpenAI's, which Ollama's ``options`` share) except the length limit,
+    which is sent as ``max_tokens_field`` (Ollama calls it ``num_predict``).
+    Options left unset are left out, so the server's defaults apply.
+    """
+    options: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        options[max_tokens_field] = request.max_tokens
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.stop:
+        options["stop"] = list(request.stop)
+    if request.seed is not None:
+        options["seed"] = request.seed
+    return options
+
+
 def normalise_finish_reason(raw: str | None) -> str:
     """Map a server's stop reason onto ``stop|length|content_filter|tool_calls|other``."""
     if raw in (None, "", "stop", "end_turn", "stop_sequence", "eos"):

@@ -16,7 +16,13 @@ from typing import Any
 
 import httpx
 
-from providers.base import HTTPProvider, WireCall, messages_with_memory, normalise_finish_reason
+from providers.base import (
+    HTTPProvider,
+    WireCall,
+    messages_with_memory,
+    normalise_finish_reason,
+    sampling_options,
+)
 from providers.spec import ProviderSpec
 from providers.streams import aiter_ndjson
 from providers.template import template_of
@@ -54,19 +60,11 @@ class OllamaProvider(HTTPProvider):
         ``options.num_ctx`` is the entry's ``context_size``, so Ollama loads the
         model with the context window the configuration promises.
         """
-        options: dict[str, Any] = {"num_ctx": self.spec.context_size}
-        if request.max_tokens is not None:
-            options["num_predict"] = request.max_tokens
-        if request.temperature is not None:
-            options["temperature"] = request.temperature
-        if request.top_p is not None:
-            options["top_p"] = request.top_p
-        if request.stop:
-            options["stop"] = list(request.stop)
-        if request.seed is not None:
-            options["seed"] = request.seed
         body: dict[str, Any] = {"model": self.model_for(request), "stream": True}
-        body["options"] = options
+        body["options"] = {
+            "num_ctx": self.spec.context_size,
+            **sampling_options(request, max_tokens_field="num_predict"),
+        }
         if self.template is not None:
             body["prompt"] = self.template.render(request)
             body["raw"] = True

@@ -16,7 +16,13 @@ from typing import Any
 
 import httpx
 
-from providers.base import HTTPProvider, WireCall, messages_with_memory, normalise_finish_reason
+from providers.base import (
+    HTTPProvider,
+    WireCall,
+    messages_with_memory,
+    normalise_finish_reason,
+    sampling_options,
+)
 from providers.spec import ProviderSpec
 from providers.streams import aiter_sse, decode_json
 from providers.template import template_of
@@ -52,16 +58,7 @@ class OpenAIProvider(HTTPProvider):
         """Chat Completions for a normal entry, Completions with a raw prompt in template mode."""
         body: dict[str, Any] = {"model": self.model_for(request), "stream": True}
         body["stream_options"] = {"include_usage": True}
-        if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.seed is not None:
-            body["seed"] = request.seed
+        body.update(sampling_options(request))
         if self.template is not None:
             body["prompt"] = self.template.render(request)
             parse = functools.partial(self._parse, completions=True)

@@ -12,7 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Connection, Row, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -91,9 +91,24 @@ async def audit(
     log.info("audit", extra={"event": event, "account": account_id, "device": device_id})
 
 
+class _AccountFields(Protocol):
+    """What a principal takes from an account: an ``Account`` or a row of its columns."""
+
+    id: str
+    issuer: str
+    subject: str
+    email: str | None
+    email_verified: bool
+    created_at: datetime
+
+
 def _principal(
-    account: Account, device_id: str, auth_time: datetime | None, via: Literal["oidc", "local"]
+    account: _AccountFields,
+    device_id: str,
+    auth_time: datetime | None,
+    via: Literal["oidc", "local"],
 ) -> Principal:
+    """The caller, from its account (an ORM object or a row of the principal queries)."""
     return Principal(
         account_id=account.id,
         issuer=account.issuer,
@@ -209,17 +224,7 @@ async def resolve_oidc(
             and (not device_name or row.device_name == device_name)
         )
         if fresh:
-            return Principal(
-                account_id=row.id,
-                issuer=row.issuer,
-                subject=row.subject,
-                email=row.email,
-                email_verified=row.email_verified,
-                created_at=row.created_at,
-                device_id=device_id,
-                auth_time=token.auth_time,
-                via="oidc",
-            )
+            return _principal(row, device_id, token.auth_time, "oidc")
     for attempt in range(2):
         try:
             async with db.write() as session:
@@ -283,17 +288,7 @@ async def resolve_local(
         raise unauthorized("This token belongs to another device.")
     if row.device_revoked is not None:
         raise device_revoked()
-    principal = Principal(
-        account_id=row.id,
-        issuer=row.issuer,
-        subject=row.subject,
-        email=row.email,
-        email_verified=row.email_verified,
-        created_at=row.created_at,
-        device_id=device_id,
-        auth_time=row.auth_time,
-        via="local",
-    )
+    principal = _principal(row, device_id, row.auth_time, "local")
     fresh = (
         row.device_last_seen is not None
         and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION

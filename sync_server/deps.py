@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import RateLimitItem
 
 from sync_server.accounts import Principal, resolve_local, resolve_oidc, unauthorized
 from sync_server.auth.local import LOCAL_TOKEN_PREFIX
@@ -34,28 +35,20 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def _count(state: ServerState, response: Response, limit: RateLimitItem, key: str) -> None:
+    """Count the request against ``limit`` for ``key`` and the global limit; set the headers."""
+    limiter = state.limiter
+    response.headers.update(await limiter.hit([(limit, key), (limiter.global_, "global")]))
+
+
 async def anonymous_limits(request: Request, response: Response, state: StateDep) -> None:
     """Per-address and global limits for unauthenticated endpoints."""
-    limiter = state.limiter
-    headers = await limiter.hit(
-        [
-            (limiter.anonymous, "addr:" + client_address(request)),
-            (limiter.global_, "global"),
-        ]
-    )
-    response.headers.update(headers)
+    await _count(state, response, state.limiter.anonymous, "addr:" + client_address(request))
 
 
 async def sign_in_limits(request: Request, response: Response, state: StateDep) -> None:
     """Stricter per-address limit for sign-up, sign-in, reset and recovery."""
-    limiter = state.limiter
-    headers = await limiter.hit(
-        [
-            (limiter.sign_in, "signin:" + client_address(request)),
-            (limiter.global_, "global"),
-        ]
-    )
-    response.headers.update(headers)
+    await _count(state, response, state.limiter.sign_in, "signin:" + client_address(request))
 
 
 async def current_principal(
@@ -115,11 +108,7 @@ async def current_principal(
                 slug="email-not-verified",
             )
         principal = await resolve_oidc(state.db, verified, device_id, device_name)
-    limiter = state.limiter
-    headers = await limiter.hit(
-        [(limiter.user, "user:" + principal.account_id), (limiter.global_, "global")]
-    )
-    response.headers.update(headers)
+    await _count(state, response, state.limiter.user, "user:" + principal.account_id)
     return principal
 
 
