@@ -14,6 +14,7 @@ All methods are blocking and expect an autocommit connection
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 import uuid
@@ -27,6 +28,7 @@ from app.store.migrations import migrate
 from app.store.models import (
     DEFAULT_TITLE,
     Chat,
+    ChatRecord,
     ChatSummary,
     Message,
     MessageStatus,
@@ -55,7 +57,8 @@ _CHAT_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
-    "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms"
+    "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms, "
+    "selected_at"
 )
 _MESSAGE_FIELDS = {
     "content",
@@ -104,6 +107,10 @@ def _chat(row: Sequence[Any]) -> Chat:
     )
 
 
+def _summary(row: Sequence[Any]) -> ChatSummary:
+    return ChatSummary(row[0], row[1], Tier(row[2]), bool(row[3]), row[4], row[5])
+
+
 def _message(row: Sequence[Any], version: int = 1, versions: int = 1) -> Message:
     return Message(
         id=row[0],
@@ -122,6 +129,7 @@ def _message(row: Sequence[Any], version: int = 1, versions: int = 1) -> Message
         first_token_at=row[13],
         finished_at=row[14],
         duration_ms=row[15],
+        selected_at=row[16],
         version=version,
         versions=versions,
     )
@@ -131,11 +139,20 @@ class ChatStore:
     """The chats of one tier, in one database connection."""
 
     def __init__(self, conn: Any, tier: Tier, *, clock: Any = time.time) -> None:
-        self.conn = conn
+        self._conn = conn
         self.tier = tier
         self._clock = clock
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
+
+    def close(self) -> None:
+        """Close the connection (Ephemeral chats vanish with it)."""
+        self._conn.close()
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's integrity check: an empty list when the database is sound."""
+        rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        return [] if [r[0] for r in rows] == ["ok"] else [str(r[0]) for r in rows]
 
     # --- transactions ------------------------------------------------------------------------
 
@@ -143,22 +160,22 @@ class ChatStore:
     def transaction(self) -> Iterator[None]:
         """One write transaction; rolled back whole on any error."""
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
         except DATABASE_ERRORS as error:
             raise _storage_error(error) from error
         try:
             yield
         except DATABASE_ERRORS as error:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise _storage_error(error) from error
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
         try:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
         except DATABASE_ERRORS as error:
             with contextlib.suppress(*DATABASE_ERRORS):
-                self.conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK")
             raise _storage_error(error) from error
 
     # --- chats -------------------------------------------------------------------------------
@@ -179,7 +196,7 @@ class ChatStore:
         now = self._clock()
         chat_id = chat_id or new_id()
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 f"INSERT INTO chats ({_CHAT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (chat_id, title, title_source.value, self.tier.value, system_prompt, memory,
                  provider, model, 0, None, created_at or now, now, None),
@@ -188,7 +205,7 @@ class ChatStore:
 
     def chat(self, chat_id: str, *, include_deleted: bool = False) -> Chat:
         """The chat with this id; ChatNotFoundError if there is none here."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             f"SELECT {_CHAT_COLUMNS} FROM chats WHERE id = ? AND move_state IS NULL", (chat_id,)
         ).fetchone()
         if row is None or (row[12] is not None and not include_deleted):
@@ -196,20 +213,37 @@ class ChatStore:
         return _chat(row)
 
     def has_chat(self, chat_id: str) -> bool:
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT 1 FROM chats WHERE id = ? AND move_state IS NULL", (chat_id,)
         ).fetchone()
         return row is not None
 
+    def resolve_prefix(self, prefix: str, *, limit: int = 3) -> list[str]:
+        """Ids of (at most ``limit``) chats starting with ``prefix``."""
+        rows = self._conn.execute(
+            "SELECT id FROM chats WHERE id LIKE ? || '%' AND move_state IS NULL LIMIT ?",
+            (prefix.lower(), limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def summary(self, chat_id: str) -> ChatSummary | None:
+        """What the sidebar shows of one chat; None if it is not here or deleted."""
+        row = self._conn.execute(
+            "SELECT id, title, tier, pinned, updated_at, provider FROM chats "
+            "WHERE id = ? AND deleted_at IS NULL AND move_state IS NULL",
+            (chat_id,),
+        ).fetchone()
+        return None if row is None else _summary(row)
+
     def list_chats(self, *, limit: int = 10_000, offset: int = 0) -> list[ChatSummary]:
         """Chats by recent activity, pinned first; deleted (undo pending) ones left out."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             "SELECT id, title, tier, pinned, updated_at, provider FROM chats "
             "WHERE deleted_at IS NULL AND move_state IS NULL "
             "ORDER BY pinned DESC, updated_at DESC LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
-        return [ChatSummary(r[0], r[1], Tier(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+        return [_summary(r) for r in rows]
 
     def update_chat(self, chat_id: str, **fields: Any) -> Chat:
         """Change title, title_source, system_prompt, memory, provider, model or pinned."""
@@ -222,7 +256,7 @@ class ChatStore:
             values["pinned"] = int(bool(values["pinned"]))
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 f"UPDATE chats SET {assignments}, updated_at = ? WHERE id = ?",
                 (*values.values(), self._clock(), chat_id),
             )
@@ -238,7 +272,7 @@ class ChatStore:
     def set_auto_title(self, chat_id: str, title: str) -> bool:
         """Set a generated title unless the user has named the chat; True if it was set."""
         with self.transaction():
-            cursor = self.conn.execute(
+            cursor = self._conn.execute(
                 "UPDATE chats SET title = ?, title_source = 'auto' "
                 "WHERE id = ? AND title_source = 'default'",
                 (title, chat_id),
@@ -249,18 +283,24 @@ class ChatStore:
         """Hide the chat; ``undelete`` brings it back until ``purge`` removes it."""
         self.chat(chat_id)
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE chats SET deleted_at = ? WHERE id = ?", (self._clock(), chat_id)
             )
 
     def undelete(self, chat_id: str) -> None:
         self.chat(chat_id, include_deleted=True)
         with self.transaction():
-            self.conn.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
+            self._conn.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
 
-    def deleted_chats(self) -> list[str]:
-        rows = self.conn.execute("SELECT id FROM chats WHERE deleted_at IS NOT NULL").fetchall()
-        return [r[0] for r in rows]
+    def deleted_chats(self, *, before: float | None = None) -> list[str]:
+        """Chats whose delete can still be undone (deleted at or before ``before``)."""
+        if before is None:
+            rows = self._conn.execute("SELECT id FROM chats WHERE deleted_at IS NOT NULL")
+        else:
+            rows = self._conn.execute(
+                "SELECT id FROM chats WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (before,)
+            )
+        return [r[0] for r in rows.fetchall()]
 
     def purge(self, chat_id: str) -> None:
         """Remove a chat and its messages for good, including from the search index.
@@ -269,18 +309,88 @@ class ChatStore:
         index and checkpointing the WAL leave no old copy of the content behind.
         """
         with self.transaction():
-            self.conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
-            self.conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+            self._delete_rows(chat_id)
         self.compact()
+
+    def _delete_rows(self, chat_id: str) -> None:
+        """Delete a chat's messages and the chat (inside the caller's transaction)."""
+        self._conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+        self._conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+
+    # --- whole chats in and out (imports and moves between tiers) ----------------------------
+
+    def record(self, chat_id: str) -> ChatRecord:
+        """A chat (deleted or not) with every message version, for a move or an export."""
+        return ChatRecord(self.chat(chat_id, include_deleted=True), self.all_messages(chat_id))
+
+    def insert_records(self, records: Sequence[ChatRecord], *, incoming: bool = False) -> None:
+        """Write whole chats in one transaction: all or nothing.
+
+        ``incoming`` marks them as the hidden first step of a move between tiers
+        (see ``app.store.library``); ``finish_incoming`` makes them visible.
+        """
+        with self.transaction():
+            # A reply may come before its parent in a record's message list.
+            self._conn.execute("PRAGMA defer_foreign_keys = ON")
+            for record in records:
+                chat = record.chat
+                self._conn.execute(
+                    f"INSERT INTO chats ({_CHAT_COLUMNS}, move_state) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (chat.id, chat.title, chat.title_source.value, self.tier.value,
+                     chat.system_prompt, chat.memory, chat.provider, chat.model,
+                     int(chat.pinned), chat.active_leaf_id, chat.created_at, chat.updated_at,
+                     chat.deleted_at, "incoming" if incoming else None),
+                )  # fmt: skip
+                self._conn.executemany(
+                    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (m.id, chat.id, m.parent_id, m.role, m.content, m.status.value,
+                         m.created_at, m.reasoning, m.error, m.provider, m.model,
+                         m.prompt_tokens, m.completion_tokens, m.first_token_at,
+                         m.finished_at, m.duration_ms, m.selected_at)
+                        for m in record.messages
+                    ],
+                )  # fmt: skip
+
+    def incoming(self) -> list[str]:
+        """Chats copied here by a move that has not finished (see ``app.store.library``)."""
+        rows = self._conn.execute("SELECT id FROM chats WHERE move_state = 'incoming'")
+        return [r[0] for r in rows.fetchall()]
+
+    def finish_incoming(self, chat_id: str) -> None:
+        """Make a moved-in chat visible: the last step of a move."""
+        with self.transaction():
+            self._conn.execute("UPDATE chats SET move_state = NULL WHERE id = ?", (chat_id,))
+
+    def remove_moved(self, chat_id: str) -> None:
+        """Delete the source copy of a chat that was moved to another tier."""
+        with self.transaction():
+            self._delete_rows(chat_id)
+        self.compact()
+
+    def ids_taken(self, chat_ids: Sequence[str], message_ids: Sequence[str]) -> bool:
+        """Whether any of these chat or message ids exists here (hidden moves included)."""
+        for table, ids in (("chats", chat_ids), ("messages", message_ids)):
+            if not ids:
+                continue
+            row = self._conn.execute(
+                f"SELECT 1 FROM {table} WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
+                (json.dumps(list(ids)),),
+            ).fetchone()
+            if row is not None:
+                return True
+        return False
 
     def compact(self) -> None:
         """Merge the search indexes (dropping deleted terms) and truncate the WAL."""
         with self.transaction():
-            self.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
-            self.conn.execute("INSERT INTO chats_fts (chats_fts) VALUES ('optimize')")
+            self._conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+            self._conn.execute("INSERT INTO chats_fts (chats_fts) VALUES ('optimize')")
         # In-memory (Ephemeral) databases have no WAL; a busy reader only delays truncation.
         with contextlib.suppress(*DATABASE_ERRORS):
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -313,13 +423,13 @@ class ChatStore:
             columns.append(name)
             values.append(value)
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 f"INSERT INTO messages ({', '.join(columns)}) "
                 f"VALUES ({', '.join('?' * len(columns))})",
                 values,
             )
             if make_active:
-                self.conn.execute(
+                self._conn.execute(
                     "UPDATE chats SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
                     (message_id, now, chat_id),
                 )
@@ -334,12 +444,17 @@ class ChatStore:
             fields["status"] = fields["status"].value
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
             )
 
+    def find_message(self, message_id: str) -> Message | None:
+        """The message with this id if this database holds it."""
+        row = self._conn.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None else self.message(message_id)
+
     def message(self, message_id: str) -> Message:
-        row = self.conn.execute(
+        row = self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
         if row is None:
@@ -353,13 +468,13 @@ class ChatStore:
 
     def _sibling_ids(self, chat_id: str, parent_id: str | None) -> list[str]:
         if parent_id is None:
-            rows = self.conn.execute(
+            rows = self._conn.execute(
                 "SELECT id FROM messages WHERE chat_id = ? AND parent_id IS NULL "
                 "ORDER BY created_at, rowid",
                 (chat_id,),
             ).fetchall()
         else:
-            rows = self.conn.execute(
+            rows = self._conn.execute(
                 "SELECT id FROM messages WHERE chat_id = ? AND parent_id = ? "
                 "ORDER BY created_at, rowid",
                 (chat_id, parent_id),
@@ -374,7 +489,7 @@ class ChatStore:
             start = self.message(before).parent_id
         rows = []
         if start is not None:
-            rows = self.conn.execute(
+            rows = self._conn.execute(
                 f"""
                 WITH RECURSIVE path(id, depth) AS (
                     SELECT ?, 0
@@ -393,7 +508,7 @@ class ChatStore:
 
     def thread_length(self, message_id: str) -> int:
         """How many messages the thread ending at ``message_id`` has (it included)."""
-        row = self.conn.execute(
+        row = self._conn.execute(
             """
             WITH RECURSIVE path(id) AS (
                 SELECT ?
@@ -426,7 +541,7 @@ class ChatStore:
         non_null = [p for p in parents if p is not None]
         for chunk_start in range(0, len(non_null), 500):
             chunk = non_null[chunk_start : chunk_start + 500]
-            for parent_id, message_id in self.conn.execute(
+            for parent_id, message_id in self._conn.execute(
                 f"SELECT parent_id, id FROM messages WHERE chat_id = ? AND parent_id IN "
                 f"({','.join('?' * len(chunk))}) ORDER BY created_at, rowid",
                 (chat_id, *chunk),
@@ -446,9 +561,9 @@ class ChatStore:
         leaf = message_id
         now = self._clock()
         with self.transaction():
-            self.conn.execute("UPDATE messages SET selected_at = ? WHERE id = ?", (now, leaf))
+            self._conn.execute("UPDATE messages SET selected_at = ? WHERE id = ?", (now, leaf))
             while True:
-                row = self.conn.execute(
+                row = self._conn.execute(
                     "SELECT id FROM messages WHERE parent_id = ? "
                     "ORDER BY selected_at DESC, rowid DESC LIMIT 1",
                     (leaf,),
@@ -456,7 +571,7 @@ class ChatStore:
                 if row is None:
                     break
                 leaf = row[0]
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE chats SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
                 (leaf, now, message.chat_id),
             )
@@ -474,17 +589,17 @@ class ChatStore:
         message = self.message(message_id)
         chat = self.chat(message.chat_id)
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE messages SET parent_id = ? WHERE parent_id = ?",
                 (message.parent_id, message_id),
             )
             if chat.active_leaf_id == message_id:
-                self.conn.execute(
+                self._conn.execute(
                     "UPDATE chats SET active_leaf_id = ? WHERE id = ?",
                     (message.parent_id, chat.id),
                 )
-            self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-            self.conn.execute(
+            self._conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            self._conn.execute(
                 "UPDATE chats SET updated_at = ? WHERE id = ?", (self._clock(), chat.id)
             )
 
@@ -492,8 +607,8 @@ class ChatStore:
         """Delete every message of a chat, keeping its title, system prompt and memory."""
         self.chat(chat_id)
         with self.transaction():
-            self.conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
-            self.conn.execute(
+            self._conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+            self._conn.execute(
                 "UPDATE chats SET active_leaf_id = NULL, updated_at = ? WHERE id = ?",
                 (self._clock(), chat_id),
             )
@@ -501,7 +616,7 @@ class ChatStore:
 
     def all_messages(self, chat_id: str) -> list[Message]:
         """Every message of a chat, every version, in creation order (for export and moves)."""
-        rows = self.conn.execute(
+        rows = self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? ORDER BY created_at, rowid",
             (chat_id,),
         ).fetchall()
@@ -509,8 +624,8 @@ class ChatStore:
 
     def count_messages(self, chat_id: str | None = None) -> int:
         if chat_id is None:
-            return int(self.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
-        row = self.conn.execute("SELECT COUNT(*) FROM messages WHERE chat_id = ?", (chat_id,))
+            return int(self._conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        row = self._conn.execute("SELECT COUNT(*) FROM messages WHERE chat_id = ?", (chat_id,))
         return int(row.fetchone()[0])
 
     # --- search ------------------------------------------------------------------------------
@@ -527,7 +642,7 @@ class ChatStore:
             return []
         hits = [
             SearchHit(r[0], r[1], self.tier, None, r[2], -float(r[3]))
-            for r in self.conn.execute(
+            for r in self._conn.execute(
                 "SELECT c.id, c.title, f.snip, c.updated_at FROM ("
                 " SELECT rowid, snippet(chats_fts, 0, '[', ']', '…', 12) AS snip FROM chats_fts"
                 " WHERE chats_fts MATCH ? ORDER BY rowid DESC LIMIT ?"
@@ -538,7 +653,7 @@ class ChatStore:
         ]
         hits += [
             SearchHit(r[0], r[1], self.tier, r[2], r[3], -float(r[4]))
-            for r in self.conn.execute(
+            for r in self._conn.execute(
                 "SELECT c.id, c.title, m.id, f.snip, m.created_at FROM ("
                 " SELECT rowid, snippet(messages_fts, 0, '[', ']', '…', 12) AS snip"
                 " FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT ?"

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import sqlcipher3
 
 from app.errors import UsageError
 from app.store.chats import ChatNotFoundError, ChatStore
-from app.store.models import Chat, ChatSummary, SearchHit, Tier
+from app.store.models import Chat, ChatSummary, Message, SearchHit, Tier
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,29 @@ class Library:
         clock: Any = time.time,
     ) -> None:
         self._clock = clock
-        self.stores: dict[Tier, ChatStore] = {
+        self._stores: dict[Tier, ChatStore] = {
             Tier.EPHEMERAL: ChatStore(memory_connection(), Tier.EPHEMERAL, clock=clock)
         }
         if standard is not None:
-            self.stores[Tier.STANDARD] = ChatStore(standard, Tier.STANDARD, clock=clock)
+            self._stores[Tier.STANDARD] = ChatStore(standard, Tier.STANDARD, clock=clock)
         if private is not None:
-            self.stores[Tier.PRIVATE] = ChatStore(private, Tier.PRIVATE, clock=clock)
+            self._stores[Tier.PRIVATE] = ChatStore(private, Tier.PRIVATE, clock=clock)
         self.recover_moves()
 
     def close(self) -> None:
         """Close every connection; Ephemeral chats vanish."""
-        for store in self.stores.values():
-            store.conn.close()
-        self.stores.clear()
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+
+    @property
+    def tiers(self) -> list[Tier]:
+        """The tiers open now (Ephemeral always; Standard and Private when unlocked)."""
+        return list(self._stores)
 
     def store(self, tier: Tier) -> ChatStore:
         try:
-            return self.stores[tier]
+            return self._stores[tier]
         except KeyError:
             raise UsageError(
                 f"{tier.value} chats are not available: unlock the vault first"
@@ -71,7 +76,7 @@ class Library:
 
     def store_of(self, chat_id: str) -> ChatStore:
         """The store holding ``chat_id``; ChatNotFoundError if none does."""
-        for store in self.stores.values():
+        for store in self._stores.values():
             if store.has_chat(chat_id):
                 return store
         raise ChatNotFoundError(f"no chat with id {chat_id}; `hushchat chats list` shows the ids")
@@ -79,15 +84,27 @@ class Library:
     def chat(self, chat_id: str) -> Chat:
         return self.store_of(chat_id).chat(chat_id)
 
+    def summary(self, chat_id: str) -> ChatSummary | None:
+        """What the sidebar shows of a chat; None when it is gone or deleted."""
+        for store in self._stores.values():
+            summary = store.summary(chat_id)
+            if summary is not None:
+                return summary
+        return None
+
+    def find_message(self, message_id: str) -> tuple[ChatStore, Message]:
+        """The store holding a message, and the message; ChatNotFoundError if none does."""
+        for store in self._stores.values():
+            message = store.find_message(message_id)
+            if message is not None:
+                return store, message
+        raise ChatNotFoundError(f"no message with id {message_id}")
+
     def resolve_id(self, prefix: str) -> str:
         """Accept a unique prefix of a chat id, as people type the first few characters."""
         matches: set[str] = set()
-        for store in self.stores.values():
-            rows = store.conn.execute(
-                "SELECT id FROM chats WHERE id LIKE ? || '%' AND move_state IS NULL LIMIT 3",
-                (prefix.lower(),),
-            ).fetchall()
-            matches.update(r[0] for r in rows)
+        for store in self._stores.values():
+            matches.update(store.resolve_prefix(prefix))
         if len(matches) == 1:
             return matches.pop()
         if not matches:
@@ -96,20 +113,24 @@ class Library:
             )
         raise UsageError(f"'{prefix}' matches several chats; type more of the id")
 
-    def list_chats(self) -> list[ChatSummary]:
-        """Every chat, pinned first, then by recent activity."""
+    def list_chats(self, *, limit: int | None = None) -> list[ChatSummary]:
+        """Every chat (or the first ``limit``), pinned first, then by recent activity."""
         chats: list[ChatSummary] = []
-        for store in self.stores.values():
-            chats.extend(store.list_chats())
+        for store in self._stores.values():
+            chats.extend(store.list_chats() if limit is None else store.list_chats(limit=limit))
         chats.sort(key=lambda c: (not c.pinned, -c.updated_at))
-        return chats
+        return chats if limit is None else chats[:limit]
 
     def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
         hits: list[SearchHit] = []
-        for store in self.stores.values():
+        for store in self._stores.values():
             hits.extend(store.search(query, limit=limit))
         hits.sort(key=lambda hit: (hit.message_id is not None, hit.rank))
         return hits[:limit]
+
+    def ids_taken(self, chat_ids: Sequence[str], message_ids: Sequence[str]) -> bool:
+        """Whether any of these ids exists in any tier (moves keep ids across tiers)."""
+        return any(store.ids_taken(chat_ids, message_ids) for store in self._stores.values())
 
     # --- delete with undo --------------------------------------------------------------------
 
@@ -118,7 +139,7 @@ class Library:
         self.store_of(chat_id).mark_deleted(chat_id)
 
     def undo_delete(self, chat_id: str) -> None:
-        for store in self.stores.values():
+        for store in self._stores.values():
             if chat_id in store.deleted_chats():
                 store.undelete(chat_id)
                 return
@@ -128,11 +149,8 @@ class Library:
         """Remove for good the chats deleted more than ``older_than`` seconds ago."""
         cutoff = self._clock() - older_than
         purged = []
-        for store in self.stores.values():
-            rows = store.conn.execute(
-                "SELECT id FROM chats WHERE deleted_at IS NOT NULL AND deleted_at <= ?", (cutoff,)
-            ).fetchall()
-            for (chat_id,) in rows:
+        for store in self._stores.values():
+            for chat_id in store.deleted_chats(before=cutoff):
                 store.purge(chat_id)
                 purged.append(chat_id)
         return purged
@@ -147,55 +165,19 @@ class Library:
         if to_tier == Tier.EPHEMERAL:
             raise UsageError("a saved chat cannot become Ephemeral; start an Ephemeral chat")
         destination = self.store(to_tier)
-        chat = source.chat(chat_id, include_deleted=True)
-        messages = source.conn.execute(
-            "SELECT * FROM messages WHERE chat_id = ? ORDER BY created_at, rowid", (chat_id,)
-        )
-        message_columns = [d[0] for d in messages.description]
-        message_rows = messages.fetchall()
-        chat_cursor = source.conn.execute("SELECT * FROM chats WHERE id = ?", (chat_id,))
-        chat_columns = [d[0] for d in chat_cursor.description]
-        chat_row = dict(zip(chat_columns, chat_cursor.fetchone(), strict=True))
-        chat_row.update(tier=to_tier.value, move_state="incoming")
-        chat_row.pop("rowid", None)
-
-        with destination.transaction():
-            destination.conn.execute("PRAGMA defer_foreign_keys = ON")
-            _insert(destination.conn, "chats", chat_row.keys(), [tuple(chat_row.values())])
-            _insert(destination.conn, "messages", message_columns, message_rows)
-        with source.transaction():
-            source.conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
-            source.conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
-        with destination.transaction():
-            destination.conn.execute("UPDATE chats SET move_state = NULL WHERE id = ?", (chat_id,))
-        source.compact()
-        log.info("moved a chat from %s to %s", chat.tier.value, to_tier.value)
+        record = source.record(chat_id)
+        destination.insert_records([record], incoming=True)
+        source.remove_moved(chat_id)
+        destination.finish_incoming(chat_id)
+        log.info("moved a chat from %s to %s", source.tier.value, to_tier.value)
         return destination.chat(chat_id, include_deleted=True)
 
     def recover_moves(self) -> None:
         """Finish moves a crash interrupted: the incoming copy is complete, so keep it."""
-        for destination in self.stores.values():
-            rows = destination.conn.execute(
-                "SELECT id FROM chats WHERE move_state = 'incoming'"
-            ).fetchall()
-            for (chat_id,) in rows:
-                for source in self.stores.values():
+        for destination in self._stores.values():
+            for chat_id in destination.incoming():
+                for source in self._stores.values():
                     if source is not destination and source.has_chat(chat_id):
-                        with source.transaction():
-                            source.conn.execute(
-                                "DELETE FROM messages WHERE chat_id = ?", (chat_id,)
-                            )
-                            source.conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
-                with destination.transaction():
-                    destination.conn.execute(
-                        "UPDATE chats SET move_state = NULL WHERE id = ?", (chat_id,)
-                    )
+                        source.remove_moved(chat_id)
+                destination.finish_incoming(chat_id)
                 log.warning("finished a chat move that was interrupted")
-
-
-def _insert(conn: Any, table: str, columns: Iterable[str], rows: list[Any]) -> None:
-    names = list(columns)
-    conn.executemany(
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-        rows,
-    )

@@ -10,6 +10,7 @@ from app.tiers import Tier
 __all__ = [
     "DEFAULT_TITLE",
     "Chat",
+    "ChatRecord",
     "ChatSummary",
     "Message",
     "MessageStatus",
@@ -71,9 +72,19 @@ class Message:
     first_token_at: float | None = None
     finished_at: float | None = None
     duration_ms: int | None = None
+    # When this version was last shown: the newest sibling wins when the thread is walked.
+    selected_at: float = 0.0
     # Versions: this message is number ``version`` of ``versions`` siblings.
     version: int = 1
     versions: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """A whole chat with every message version: what imports write and moves copy."""
+
+    chat: Chat
+    messages: list[Message]
 
 
 @dataclass(frozen=True, slots=True)

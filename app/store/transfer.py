@@ -20,18 +20,19 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Set
+from dataclasses import replace
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from app.errors import UsageError
 from app.store.chats import ChatStore, new_id
 from app.store.library import Library
-from app.store.models import Chat, Message, MessageStatus, Tier, TitleSource
+from app.store.models import Chat, ChatRecord, Message, MessageStatus, Tier, TitleSource
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -56,6 +57,8 @@ IMPORTED_TITLE = "Imported chat"
 _PLACEHOLDER_TITLES = {"", "new chat", "untitled"}
 _TITLE_CHARS = 200
 
+_TIME_TYPES: tuple[Any, ...] = (datetime, datetime | None)
+
 _FORMAT_NAMES = {
     "hushchat": "a Hushchat export",
     "chatgpt": "a ChatGPT export (conversations.json)",
@@ -79,28 +82,15 @@ def export_json(library: Library, chat_ids: list[str] | None = None) -> dict[str
     """The chats in our documented JSON format (``docs/chats.md``), every message version.
 
     ``chat_ids`` None exports every chat of every available tier, except chats
-    whose deletion is pending. Timestamps are ISO-8601 UTC strings.
+    whose deletion is pending. Timestamps are ISO-8601 UTC strings. The fields are
+    those of the import schema (``_HcChat``, ``_HcMessage``): one definition of the
+    format serves both directions.
     """
     chats = []
-    for store, chat in _chats_to_export(library, chat_ids):
-        messages = store.all_messages(chat.id)
-        chats.append(
-            {
-                "id": chat.id,
-                "title": chat.title,
-                "title_source": chat.title_source.value,
-                "tier": chat.tier.value,
-                "system_prompt": chat.system_prompt,
-                "memory": chat.memory,
-                "provider": chat.provider,
-                "model": chat.model,
-                "pinned": chat.pinned,
-                "created_at": _iso(chat.created_at),
-                "updated_at": _iso(chat.updated_at),
-                "active_leaf_id": chat.active_leaf_id,
-                "messages": [_message_json(m) for m in messages],
-            }
-        )
+    for record in _chats_to_export(library, chat_ids):
+        chat = _wire(record.chat, _HcChat)
+        chat["messages"] = [_wire(message, _HcMessage) for message in record.messages]
+        chats.append(chat)
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -115,41 +105,35 @@ def export_markdown(library: Library, chat_ids: list[str] | None = None) -> str:
     Only the active version of each message is included; message content is
     written verbatim, so code blocks stay intact.
     """
-    sections = [
-        _chat_markdown(chat, store.full_thread(chat.id))
-        for store, chat in _chats_to_export(library, chat_ids)
-    ]
+    if chat_ids is None:
+        chat_ids = [summary.id for summary in library.list_chats()]
+    sections = []
+    for chat_id in chat_ids:
+        store = library.store_of(chat_id)
+        sections.append(_chat_markdown(store.chat(chat_id), store.full_thread(chat_id)))
     return "\n\n---\n\n".join(sections) + "\n" if sections else ""
 
 
-def _chats_to_export(
-    library: Library, chat_ids: list[str] | None
-) -> Iterator[tuple[ChatStore, Chat]]:
+def _chats_to_export(library: Library, chat_ids: list[str] | None) -> Iterator[ChatRecord]:
     if chat_ids is None:
         chat_ids = [summary.id for summary in library.list_chats()]
     for chat_id in chat_ids:
-        store = library.store_of(chat_id)
-        yield store, store.chat(chat_id)
+        yield library.store_of(chat_id).record(chat_id)
 
 
-def _message_json(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "parent_id": message.parent_id,
-        "role": message.role,
-        "content": message.content,
-        "reasoning": message.reasoning,
-        "status": message.status.value,
-        "error": message.error,
-        "provider": message.provider,
-        "model": message.model,
-        "prompt_tokens": message.prompt_tokens,
-        "completion_tokens": message.completion_tokens,
-        "created_at": _iso(message.created_at),
-        "first_token_at": _iso(message.first_token_at),
-        "finished_at": _iso(message.finished_at),
-        "duration_ms": message.duration_ms,
-    }
+def _wire(item: Chat | Message, schema: type[BaseModel]) -> dict[str, Any]:
+    """The fields ``schema`` names, read from a stored chat or message, as JSON values."""
+    result: dict[str, Any] = {}
+    for name, field_info in schema.model_fields.items():
+        if name == "messages":
+            continue
+        value = getattr(item, name)
+        if field_info.annotation in _TIME_TYPES:
+            value = _iso(value)
+        elif isinstance(value, Enum):
+            value = value.value
+        result[name] = value
+    return result
 
 
 _STATUS_NOTES = {
@@ -245,12 +229,12 @@ def import_chats(
     parsed = _parse_json(data, source)
     fmt = fmt or _detect(parsed, source)
     if fmt == "hushchat":
-        records = _from_hushchat(parsed, source)
+        records = _from_hushchat(parsed, source, tier)
     elif fmt == "chatgpt":
-        records = _from_chatgpt(parsed, source)
+        records = _from_chatgpt(parsed, source, tier)
     else:
-        records = _from_openwebui(parsed, source)
-    chat_ids = _write(library, store, records)
+        records = _from_openwebui(parsed, source, tier)
+    chat_ids = _write(library, store, records, keep_ids=fmt == "hushchat")
     log.info("imported %d chats (%s format) into %s", len(chat_ids), fmt, tier.value)
     return chat_ids
 
@@ -313,137 +297,101 @@ def _detect(data: Any, source: str) -> str:
 # --- import: records and writing ---------------------------------------------------------------
 
 
-@dataclass
-class _MessageRecord:
-    id: str
-    parent_id: str | None
-    role: str
-    content: str
-    created_at: float
-    reasoning: str = ""
-    status: MessageStatus = MessageStatus.COMPLETE
-    error: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    first_token_at: float | None = None
-    finished_at: float | None = None
-    duration_ms: int | None = None
+def _write(
+    library: Library, store: ChatStore, records: list[ChatRecord], *, keep_ids: bool
+) -> list[str]:
+    """Write every chat in one transaction of ``store``; all or nothing.
 
-
-@dataclass
-class _ChatRecord:
-    id: str
-    title: str
-    title_source: TitleSource
-    created_at: float
-    updated_at: float
-    active_leaf_id: str | None
-    messages: list[_MessageRecord] = field(default_factory=list)
-    system_prompt: str = ""
-    memory: str = ""
-    provider: str | None = None
-    model: str | None = None
-    pinned: bool = False
-    # Our own exports keep their ids when they are free; other apps' ids are theirs.
-    keep_ids: bool = False
-
-
-_CHAT_INSERT = (
-    "INSERT INTO chats (id, title, title_source, tier, system_prompt, memory, provider, model, "
-    "pinned, active_leaf_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_MESSAGE_INSERT = (
-    "INSERT INTO messages (id, chat_id, parent_id, role, content, reasoning, status, error, "
-    "provider, model, prompt_tokens, completion_tokens, created_at, first_token_at, "
-    "finished_at, duration_ms, selected_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-
-
-def _write(library: Library, store: ChatStore, records: list[_ChatRecord]) -> list[str]:
-    """Write every chat in one transaction of ``store``; all or nothing."""
-    chat_ids: list[str] = []
+    With ``keep_ids`` (our own exports) a chat keeps its ids when none is taken;
+    other apps' ids are theirs, so their chats always get new ones.
+    """
     claimed: set[str] = set()
     now = time.time()
-    with store.transaction():
-        # Messages are written in file order; a reply may come before its parent.
-        store.conn.execute("PRAGMA defer_foreign_keys = ON")
-        for record in records:
-            fresh = _with_free_ids(library, record, claimed)
-            claimed.add(fresh.id)
-            claimed.update(m.id for m in fresh.messages)
-            _insert_chat(store, fresh, now)
-            chat_ids.append(fresh.id)
-    return chat_ids
+    ready: list[ChatRecord] = []
+    for record in records:
+        if not keep_ids or not _ids_free(library, record, claimed):
+            record = _with_new_ids(record)
+        claimed.add(record.chat.id)
+        claimed.update(m.id for m in record.messages)
+        # The shown path was selected last, so flipping versions elsewhere comes back to it.
+        parents = {m.id: m.parent_id for m in record.messages}
+        shown = set(_ancestry(record.chat.active_leaf_id, parents))
+        messages = [
+            replace(m, selected_at=now if m.id in shown else m.created_at) for m in record.messages
+        ]
+        ready.append(ChatRecord(record.chat, messages))
+    store.insert_records(ready)
+    return [record.chat.id for record in ready]
 
 
-def _insert_chat(store: ChatStore, record: _ChatRecord, now: float) -> None:
-    store.conn.execute(
-        _CHAT_INSERT,
-        (record.id, record.title, record.title_source.value, store.tier.value,
-         record.system_prompt, record.memory, record.provider, record.model,
-         int(record.pinned), record.active_leaf_id, record.created_at, record.updated_at),
-    )  # fmt: skip
-    # The shown path was selected last, so flipping versions elsewhere comes back to it.
-    active = _path_to(record.active_leaf_id, {m.id: m.parent_id for m in record.messages})
-    store.conn.executemany(
-        _MESSAGE_INSERT,
-        [
-            (m.id, record.id, m.parent_id, m.role, m.content, m.reasoning, m.status.value,
-             m.error, m.provider, m.model, m.prompt_tokens, m.completion_tokens, m.created_at,
-             m.first_token_at, m.finished_at, m.duration_ms,
-             now if m.id in active else m.created_at)
-            for m in record.messages
-        ],
-    )  # fmt: skip
+class _Loop(Exception):
+    """A message is its own ancestor."""
 
 
-def _path_to(leaf: str | None, parents: dict[str, str | None]) -> set[str]:
-    path: set[str] = set()
-    while leaf is not None and leaf not in path:
-        path.add(leaf)
-        leaf = parents.get(leaf)
+def _ancestry(
+    start: str | None, parents: dict[str, str | None], known: Set[str] = frozenset()
+) -> list[str]:
+    """``start`` and its ancestors, nearest first, up to a root or a member of ``known``.
+
+    Raises ``_Loop`` when the parent links go round in a circle.
+    """
+    path: list[str] = []
+    seen: set[str] = set()
+    current = start
+    while current is not None and current not in known:
+        if current in seen:
+            raise _Loop(current)
+        seen.add(current)
+        path.append(current)
+        current = parents.get(current)
     return path
 
 
-def _with_free_ids(library: Library, record: _ChatRecord, claimed: set[str]) -> _ChatRecord:
-    """The record itself if its ids are kept and free; else a copy with new ids throughout."""
+def _ids_free(library: Library, record: ChatRecord, claimed: set[str]) -> bool:
     message_ids = [m.id for m in record.messages]
-    if (
-        record.keep_ids
-        and record.id not in claimed
+    return (
+        record.chat.id not in claimed
         and claimed.isdisjoint(message_ids)
-        and not _taken(library, "chats", [record.id])
-        and not _taken(library, "messages", message_ids)
-    ):
-        return record
-    new_ids = {old: new_id() for old in message_ids}
+        and not library.ids_taken([record.chat.id], message_ids)
+    )
+
+
+def _with_new_ids(record: ChatRecord) -> ChatRecord:
+    """A copy of the chat with new ids throughout (the tree and active leaf kept)."""
+    chat_id = new_id()
+    new_ids = {m.id: new_id() for m in record.messages}
     messages = [
         replace(
             m,
             id=new_ids[m.id],
+            chat_id=chat_id,
             parent_id=new_ids.get(m.parent_id) if m.parent_id is not None else None,
         )
         for m in record.messages
     ]
-    leaf = new_ids.get(record.active_leaf_id) if record.active_leaf_id is not None else None
-    return replace(record, id=new_id(), messages=messages, active_leaf_id=leaf)
+    leaf = record.chat.active_leaf_id
+    chat = replace(record.chat, id=chat_id, active_leaf_id=new_ids.get(leaf) if leaf else None)
+    return ChatRecord(chat, messages)
 
 
-_TAKEN_QUERIES = {
-    "chats": "SELECT 1 FROM chats WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
-    "messages": "SELECT 1 FROM messages WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
-}
-
-
-def _taken(library: Library, table: Literal["chats", "messages"], ids: Sequence[str]) -> bool:
-    """Whether any of ``ids`` exists in ``table`` of any tier (moves copy ids across tiers)."""
-    wanted = json.dumps(list(ids))
-    return any(
-        store.conn.execute(_TAKEN_QUERIES[table], (wanted,)).fetchone() is not None
-        for store in library.stores.values()
-    )
+def _imported_chat(
+    chat_id: str,
+    tier: Tier,
+    title: str | None,
+    *,
+    created_at: float,
+    updated_at: float,
+    active_leaf_id: str | None,
+    system_prompt: str = "",
+    pinned: bool = False,
+) -> Chat:
+    """A chat read from another app's file, titled the way imported chats are titled."""
+    text, title_source = _title(title)
+    return Chat(
+        id=chat_id, title=text, title_source=title_source, tier=tier,
+        system_prompt=system_prompt, memory="", provider=None, model=None, pinned=pinned,
+        active_leaf_id=active_leaf_id, created_at=created_at, updated_at=updated_at,
+    )  # fmt: skip
 
 
 def _title(raw: str | None) -> tuple[str, TitleSource]:
@@ -584,7 +532,7 @@ def _seconds(moment: datetime | None) -> float | None:
     return moment.timestamp()
 
 
-def _from_hushchat(data: Any, source: str) -> list[_ChatRecord]:
+def _from_hushchat(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
     _require_type(data, dict, "", "hushchat", source, f'an object with "format": "{EXPORT_FORMAT}"')
     version = data.get("version")
     if isinstance(version, int) and version > EXPORT_VERSION:
@@ -601,34 +549,30 @@ def _from_hushchat(data: Any, source: str) -> list[_ChatRecord]:
     records = []
     for index, chat in enumerate(export.chats):
         where = f"chats[{index}]"
-        messages: list[_MessageRecord] = []
-        for m in chat.messages:
-            messages.append(
-                _MessageRecord(
-                    id=m.id, parent_id=m.parent_id, role=m.role, content=m.content,
-                    created_at=_seconds(m.created_at) or 0.0,
-                    reasoning=m.reasoning, status=m.status, error=m.error,
-                    provider=m.provider, model=m.model, prompt_tokens=m.prompt_tokens,
-                    completion_tokens=m.completion_tokens,
-                    first_token_at=_seconds(m.first_token_at),
-                    finished_at=_seconds(m.finished_at), duration_ms=m.duration_ms,
-                )
-            )  # fmt: skip
-        _check_tree(messages, chat.active_leaf_id, where, source)
-        records.append(
-            _ChatRecord(
-                id=chat.id, title=chat.title, title_source=chat.title_source,
-                created_at=_seconds(chat.created_at) or 0.0,
-                updated_at=_seconds(chat.updated_at) or 0.0,
-                active_leaf_id=chat.active_leaf_id, messages=messages,
-                system_prompt=chat.system_prompt, memory=chat.memory, provider=chat.provider,
-                model=chat.model, pinned=chat.pinned, keep_ids=True,
+        messages = [
+            Message(
+                id=m.id, chat_id=chat.id, parent_id=m.parent_id, role=m.role,
+                content=m.content, status=m.status, created_at=_seconds(m.created_at) or 0.0,
+                reasoning=m.reasoning, error=m.error, provider=m.provider, model=m.model,
+                prompt_tokens=m.prompt_tokens, completion_tokens=m.completion_tokens,
+                first_token_at=_seconds(m.first_token_at),
+                finished_at=_seconds(m.finished_at), duration_ms=m.duration_ms,
             )
+            for m in chat.messages
+        ]  # fmt: skip
+        _check_tree(messages, chat.active_leaf_id, where, source)
+        record = Chat(
+            id=chat.id, title=chat.title, title_source=chat.title_source, tier=tier,
+            system_prompt=chat.system_prompt, memory=chat.memory, provider=chat.provider,
+            model=chat.model, pinned=chat.pinned, active_leaf_id=chat.active_leaf_id,
+            created_at=_seconds(chat.created_at) or 0.0,
+            updated_at=_seconds(chat.updated_at) or 0.0,
         )  # fmt: skip
+        records.append(ChatRecord(record, messages))
     return records
 
 
-def _check_tree(messages: list[_MessageRecord], leaf: str | None, where: str, source: str) -> None:
+def _check_tree(messages: list[Message], leaf: str | None, where: str, source: str) -> None:
     """Every parent and the active leaf are messages of the chat, and there is no cycle."""
     parents: dict[str, str | None] = {}
     for index, message in enumerate(messages):
@@ -650,17 +594,13 @@ def _check_tree(messages: list[_MessageRecord], leaf: str | None, where: str, so
         )
     rooted: set[str] = set()  # messages whose ancestors end at a first message
     for index, message in enumerate(messages):
-        path: set[str] = set()
-        current: str | None = message.id
-        while current is not None and current not in rooted:
-            if current in path:
-                raise _format_error(
-                    source, "hushchat", f"{where}.messages[{index}].parent_id",
-                    "the replies form a loop (a message is its own ancestor)",
-                )  # fmt: skip
-            path.add(current)
-            current = parents[current]
-        rooted |= path
+        try:
+            rooted.update(_ancestry(message.id, parents, rooted))
+        except _Loop:
+            raise _format_error(
+                source, "hushchat", f"{where}.messages[{index}].parent_id",
+                "the replies form a loop (a message is its own ancestor)",
+            ) from None  # fmt: skip
 
 
 # --- import: ChatGPT ---------------------------------------------------------------------------
@@ -706,69 +646,108 @@ _GPT_ONE: TypeAdapter[_GptConversation] = TypeAdapter(_GptConversation)
 _SILENT_PARTS = {"audio_asset_pointer", "real_time_user_audio_video_asset_pointer"}
 
 
-def _from_chatgpt(data: Any, source: str) -> list[_ChatRecord]:
+def _from_chatgpt(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
     if isinstance(data, dict) and "mapping" in data:  # one conversation on its own
-        return [_gpt_chat(_validate(_GPT_ONE, data, "", "chatgpt", source), "", source)]
+        return [_gpt_chat(_validate(_GPT_ONE, data, "", "chatgpt", source), "", source, tier)]
     _require_type(data, list, "", "chatgpt", source, "a list of conversations")
     conversations: list[_GptConversation] = _validate(
         _GPT_LIST, data, "conversations", "chatgpt", source
     )
     return [
-        _gpt_chat(conversation, f"conversations[{index}]", source)
+        _gpt_chat(conversation, f"conversations[{index}]", source, tier)
         for index, conversation in enumerate(conversations)
     ]
 
 
-def _gpt_chat(conversation: _GptConversation, where: str, source: str) -> _ChatRecord:
+def _gpt_chat(conversation: _GptConversation, where: str, source: str, tier: Tier) -> ChatRecord:
     """One conversation: visible user and assistant messages; branches become versions."""
     mapping = conversation.mapping
     start = _epoch(conversation.create_time) or time.time()
-    children = _children(
-        {key: node.parent for key, node in mapping.items()},
-        {key: node.children for key, node in mapping.items()},
-        {
-            key: (_epoch(node.message.create_time) if node.message else None) or 0.0
-            for key, node in mapping.items()
-        },
-    )
-    kept: dict[str, str] = {}  # node id -> id of the nearest kept message (itself or above)
-    messages: list[_MessageRecord] = []
-    reached = 0
-    # Depth first, so every node comes after its parent: (node, kept parent, its time, thoughts).
-    stack: list[tuple[str, str | None, float, str]] = [
-        (key, None, start, "") for key in reversed(children[None])
-    ]
-    while stack:
-        key, parent_id, parent_time, thoughts = stack.pop()
-        reached += 1
+    chat_id = new_id()
+
+    def visit(
+        key: str, parent_id: str | None, parent_time: float, thoughts: str
+    ) -> tuple[Message | None, float, str]:
         node_message = mapping[key].message
         created = parent_time
         if node_message is not None:
             created = _epoch(node_message.create_time) or parent_time
-        record = _gpt_message(node_message, parent_id, created, thoughts)
+        record = _gpt_message(node_message, chat_id, parent_id, created, thoughts)
         if record is not None:
-            messages.append(record)
-            parent_id, thoughts = record.id, ""
-        elif node_message is not None and node_message.content.content_type == "thoughts":
+            return record, created, ""
+        if node_message is not None and node_message.content.content_type == "thoughts":
             thoughts = "\n\n".join(filter(None, [thoughts, _gpt_thoughts(node_message)]))
-        if parent_id is not None:
-            kept[key] = parent_id
-        stack.extend((child, parent_id, created, thoughts) for child in reversed(children[key]))
-    if reached < len(mapping):
-        raise _format_error(
-            source, "chatgpt", _join_key(where, "mapping"),
+        return None, created, thoughts
+
+    messages, leaf = _flatten(
+        _children(
+            {key: node.parent for key, node in mapping.items()},
+            {key: node.children for key, node in mapping.items()},
+            {
+                key: (_epoch(node.message.create_time) if node.message else None) or 0.0
+                for key, node in mapping.items()
+            },
+        ),
+        start=start,
+        current=conversation.current_node,
+        initial="",
+        visit=visit,
+        loop_error=lambda: _format_error(
+            source,
+            "chatgpt",
+            _join_key(where, "mapping"),
             "some messages are not reachable from the start of the conversation "
             "(their parents form a loop)",
-        )  # fmt: skip
-    leaf = kept.get(conversation.current_node or "")
+        ),
+    )
+    chat = _imported_chat(
+        chat_id, tier, conversation.title, created_at=start,
+        updated_at=_epoch(conversation.update_time) or start, active_leaf_id=leaf,
+    )  # fmt: skip
+    return ChatRecord(chat, messages)
+
+
+State = TypeVar("State")
+
+
+def _flatten(
+    children: dict[str | None, list[str]],
+    *,
+    start: float,
+    current: str | None,
+    initial: State,
+    visit: Callable[[str, str | None, float, State], tuple[Message | None, float, State]],
+    loop_error: Callable[[], ImportFormatError],
+) -> tuple[list[Message], str | None]:
+    """Walk another app's message tree depth first (parents before children).
+
+    ``visit(key, kept parent id, parent's time, state)`` turns a node into a message
+    to keep (or None to skip it, its children then hang from the nearest kept
+    ancestor) and passes ``state`` down. Returns the kept messages and the message
+    to show (the kept node at or above ``current``, else the newest).
+    """
+    kept: dict[str, str] = {}  # node -> id of the nearest kept message (itself or above)
+    messages: list[Message] = []
+    reached = 0
+    stack: list[tuple[str, str | None, float, State]] = [
+        (key, None, start, initial) for key in reversed(children[None])
+    ]
+    while stack:
+        key, parent_id, parent_time, state = stack.pop()
+        reached += 1
+        record, created, state = visit(key, parent_id, parent_time, state)
+        if record is not None:
+            messages.append(record)
+            parent_id = record.id
+        if parent_id is not None:
+            kept[key] = parent_id
+        stack.extend((child, parent_id, created, state) for child in reversed(children[key]))
+    if reached < len(children) - 1:  # every node but the None root list
+        raise loop_error()
+    leaf = kept.get(current or "")
     if leaf is None and messages:
         leaf = max(messages, key=lambda m: m.created_at).id
-    title, title_source = _title(conversation.title)
-    return _ChatRecord(
-        id=new_id(), title=title, title_source=title_source, created_at=start,
-        updated_at=_epoch(conversation.update_time) or start, active_leaf_id=leaf,
-        messages=messages,
-    )  # fmt: skip
+    return messages, leaf
 
 
 def _children(
@@ -793,8 +772,8 @@ def _children(
 
 
 def _gpt_message(
-    message: _GptMessage | None, parent_id: str | None, created: float, thoughts: str
-) -> _MessageRecord | None:
+    message: _GptMessage | None, chat_id: str, parent_id: str | None, created: float, thoughts: str
+) -> Message | None:
     """A kept message, or None for placeholders, system, tool, hidden and tool-call nodes."""
     if message is None or message.author.role not in ("user", "assistant"):
         return None
@@ -816,9 +795,9 @@ def _gpt_message(
         status = MessageStatus.PARTIAL
     is_answer = message.author.role == "assistant"
     slug = metadata.get("model_slug")
-    return _MessageRecord(
-        id=new_id(), parent_id=parent_id, role=message.author.role, content=text,
-        created_at=created, reasoning=thoughts if is_answer else "",
+    return Message(
+        id=new_id(), chat_id=chat_id, parent_id=parent_id, role=message.author.role,
+        content=text, created_at=created, reasoning=thoughts if is_answer else "",
         status=status if is_answer else MessageStatus.COMPLETE,
         model=slug if is_answer and isinstance(slug, str) else None,
     )  # fmt: skip
@@ -893,18 +872,19 @@ _REASONING_BLOCK = re.compile(r'<details type="reasoning"[^>]*>(.*?)</details>\s
 _SUMMARY = re.compile(r"<summary>.*?</summary>", re.DOTALL)
 
 
-def _from_openwebui(data: Any, source: str) -> list[_ChatRecord]:
+def _from_openwebui(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
     if isinstance(data, dict) and "chat" in data:  # one chat on its own
-        return [_ow_chat(_validate(_OW_ONE, data, "", "openwebui", source), "", source)]
+        return [_ow_chat(_validate(_OW_ONE, data, "", "openwebui", source), "", source, tier)]
     _require_type(data, list, "", "openwebui", source, "a list of chats")
     chats: list[_OwChat] = _validate(_OW_LIST, data, "chats", "openwebui", source)
-    return [_ow_chat(chat, f"chats[{index}]", source) for index, chat in enumerate(chats)]
+    return [_ow_chat(chat, f"chats[{index}]", source, tier) for index, chat in enumerate(chats)]
 
 
-def _ow_chat(item: _OwChat, where: str, source: str) -> _ChatRecord:
+def _ow_chat(item: _OwChat, where: str, source: str, tier: Tier) -> ChatRecord:
     """One chat: its ``history`` tree when present (branches become versions), else ``messages``."""
     body = item.chat
     start = _epoch(item.created_at) or _epoch(body.timestamp) or _first_time(body) or time.time()
+    chat_id = new_id()
     system_prompt = body.system or ""
     if not system_prompt and body.params and isinstance(body.params.get("system"), str):
         system_prompt = body.params["system"]
@@ -917,46 +897,42 @@ def _ow_chat(item: _OwChat, where: str, source: str) -> _ChatRecord:
         sources = dict(zip(keys, body.messages, strict=True))
         parents = {key: (keys[i - 1] if i else None) for i, key in enumerate(keys)}
         current = keys[-1] if keys else None
-    children = _children(
-        parents,
-        {key: m.childrenIds for key, m in sources.items()},
-        {key: _epoch(m.timestamp) or 0.0 for key, m in sources.items()},
-    )
-    kept: dict[str, str] = {}
-    messages: list[_MessageRecord] = []
-    reached = 0
-    stack: list[tuple[str, str | None, float]] = [
-        (key, None, start) for key in reversed(children[None])
-    ]
-    while stack:
-        key, parent_id, parent_time = stack.pop()
-        reached += 1
+
+    def visit(
+        key: str, parent_id: str | None, parent_time: float, _state: None
+    ) -> tuple[Message | None, float, None]:
+        nonlocal system_prompt
         message = sources[key]
         created = _epoch(message.timestamp) or parent_time
         if message.role == "system":
             system_prompt = system_prompt or _ow_text(message.content)
-        else:
-            record = _ow_message(message, parent_id, created)
-            messages.append(record)
-            parent_id = record.id
-        if parent_id is not None:
-            kept[key] = parent_id
-        stack.extend((child, parent_id, created) for child in reversed(children[key]))
-    if reached < len(sources):
-        raise _format_error(
-            source, "openwebui", f"{where}.chat.history.messages".lstrip("."),
+            return None, created, None
+        return _ow_message(message, chat_id, parent_id, created), created, None
+
+    messages, leaf = _flatten(
+        _children(
+            parents,
+            {key: m.childrenIds for key, m in sources.items()},
+            {key: _epoch(m.timestamp) or 0.0 for key, m in sources.items()},
+        ),
+        start=start,
+        current=current,
+        initial=None,
+        visit=visit,
+        loop_error=lambda: _format_error(
+            source,
+            "openwebui",
+            f"{where}.chat.history.messages".lstrip("."),
             "some messages are not reachable from the start of the chat "
             "(their parentId links form a loop)",
-        )  # fmt: skip
-    leaf = kept.get(current or "")
-    if leaf is None and messages:
-        leaf = max(messages, key=lambda m: m.created_at).id
-    title, title_source = _title(item.title or body.title)
-    return _ChatRecord(
-        id=new_id(), title=title, title_source=title_source, created_at=start,
-        updated_at=_epoch(item.updated_at) or start, active_leaf_id=leaf, messages=messages,
+        ),
+    )
+    chat = _imported_chat(
+        chat_id, tier, item.title or body.title, created_at=start,
+        updated_at=_epoch(item.updated_at) or start, active_leaf_id=leaf,
         system_prompt=system_prompt, pinned=bool(item.pinned),
     )  # fmt: skip
+    return ChatRecord(chat, messages)
 
 
 def _first_time(body: _OwBody) -> float | None:
@@ -965,7 +941,9 @@ def _first_time(body: _OwBody) -> float | None:
     return min(times) if times else None
 
 
-def _ow_message(message: _OwMessage, parent_id: str | None, created: float) -> _MessageRecord:
+def _ow_message(
+    message: _OwMessage, chat_id: str, parent_id: str | None, created: float
+) -> Message:
     content = _ow_text(message.content)
     reasoning = ""
     if message.role == "assistant":
@@ -984,8 +962,8 @@ def _ow_message(message: _OwMessage, parent_id: str | None, created: float) -> _
     usage = message.usage or {}
     prompt = usage.get("prompt_tokens", usage.get("prompt_eval_count"))
     completion = usage.get("completion_tokens", usage.get("eval_count"))
-    return _MessageRecord(
-        id=new_id(), parent_id=parent_id, role=message.role, content=content,
+    return Message(
+        id=new_id(), chat_id=chat_id, parent_id=parent_id, role=message.role, content=content,
         created_at=created, reasoning=reasoning, status=status, error=error,
         model=message.model if message.role == "assistant" else None,
         prompt_tokens=prompt if isinstance(prompt, int) else None,

@@ -208,26 +208,8 @@ def test_interrupted_move_is_finished_at_open(clock: Clock) -> None:
     library = Library(standard, private, clock=clock)
     chat_id = conversation(library.store(Tier.STANDARD), 1)
     # Simulate a crash after the copy committed but before the source was deleted.
-    dest = library.store(Tier.PRIVATE)
-    rows = standard.execute("SELECT * FROM messages WHERE chat_id = ?", (chat_id,)).fetchall()
-    chat_row = standard.execute(
-        "SELECT id, title, title_source, tier, system_prompt, memory, provider, model, pinned, "
-        "active_leaf_id, created_at, updated_at, deleted_at FROM chats WHERE id = ?",
-        (chat_id,),
-    ).fetchone()
-    with dest.transaction():
-        dest.conn.execute("PRAGMA defer_foreign_keys = ON")
-        dest.conn.execute(
-            "INSERT INTO chats (id, title, title_source, tier, system_prompt, memory, provider, "
-            "model, pinned, active_leaf_id, created_at, updated_at, deleted_at, move_state) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?, 'incoming')",
-            chat_row,
-        )
-        columns = [d[1] for d in standard.execute("PRAGMA table_info(messages)").fetchall()]
-        dest.conn.executemany(
-            f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            rows,
-        )
+    record = library.store(Tier.STANDARD).record(chat_id)
+    library.store(Tier.PRIVATE).insert_records([record], incoming=True)
     assert [c.id for c in library.list_chats()] == [chat_id]  # the hidden copy is not shown
     reopened = Library(standard, private, clock=clock)
     assert reopened.store_of(chat_id).tier is Tier.PRIVATE
@@ -272,12 +254,13 @@ class FullDisk:
 
 def test_disk_full_is_a_clear_error_and_loses_nothing() -> None:
     raw = memory_connection()
-    store = ChatStore(raw, Tier.STANDARD)
+    disk = FullDisk(raw, budget=10**9)
+    store = ChatStore(disk, Tier.STANDARD)
     chat_id = conversation(store, 2)
-    store.conn = FullDisk(raw, budget=0)
+    disk.budget = 0  # from now on every write fails
     with pytest.raises(StorageError, match="the disk is full"):
         store.add_message(chat_id, "user", "one more", parent_id=None)
-    store.conn = raw
+    disk.budget = 10**9
     assert [m.content for m in store.full_thread(chat_id)][-1] == "answer 1"
     assert store.count_messages(chat_id) == 4
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

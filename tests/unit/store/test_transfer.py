@@ -14,7 +14,7 @@ import sqlcipher3
 
 from app.errors import UsageError
 from app.store import transfer
-from app.store.chats import ChatNotFoundError, ChatStore, StorageError
+from app.store.chats import ChatNotFoundError, StorageError
 from app.store.library import Library, memory_connection
 from app.store.models import Message, MessageStatus, Tier, TitleSource
 from app.store.transfer import (
@@ -61,7 +61,7 @@ def _without_exported_at(export: dict[str, Any]) -> dict[str, Any]:
 
 
 def _snapshot(library: Library) -> tuple[dict[str, Any], int]:
-    messages = sum(store.count_messages() for store in library.stores.values())
+    messages = sum(library.store(tier).count_messages() for tier in library.tiers)
     return _without_exported_at(export_json(library)), messages
 
 
@@ -579,18 +579,25 @@ def test_malformed_files_are_clear_errors_and_import_nothing(
     assert _snapshot(library) == before
 
 
-def test_a_failing_write_rolls_back_every_chat(monkeypatch: pytest.MonkeyPatch) -> None:
-    library = _library()
-    before = _snapshot(library)
-    real_insert = transfer._insert_chat
-    calls = itertools.count()
+class _FailingThirdChat:
+    """A connection whose third chat insert fails like a full disk."""
 
-    def insert_then_fail(store: ChatStore, record: Any, now: float) -> None:
-        if next(calls) == 2:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._chat_inserts = itertools.count()
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO chats") and next(self._chat_inserts) == 2:
             raise sqlcipher3.OperationalError("database or disk is full")
-        real_insert(store, record, now)
+        return self._conn.execute(sql, *args)
 
-    monkeypatch.setattr(transfer, "_insert_chat", insert_then_fail)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_a_failing_write_rolls_back_every_chat() -> None:
+    library = Library(standard=_FailingThirdChat(memory_connection()), clock=_clock())
+    before = _snapshot(library)
     with pytest.raises(StorageError, match="the disk is full"):
         import_file(library, FIXTURES / "chatgpt_conversations.json")
     assert _snapshot(library) == before
