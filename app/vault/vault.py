@@ -12,6 +12,11 @@ Key hierarchy (drawn in ``docs/security.md``)::
 Everything is synchronous and blocking (Argon2, SQLCipher, FIDO2); the UI runs these
 calls in its executor. One ``Vault`` object per process holds the profile's OS lock
 from ``open``/``create`` until ``close``.
+
+A vault can also be *attached* (:meth:`Vault.attach`) with the database keys an unlock
+agent hands out (``app/agent``): it connects to the databases but holds no vault key and
+no profile lock, so slot operations and rekey need a real unlock.
+:meth:`Vault.agent_keys` is the other direction: an unlocked vault's keys for an agent.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlcipher3
 
+from app.agent.keys import AgentKeys
 from app.vault import database
 from app.vault.atomic_file import fsync_directory, write_atomically
 from app.vault.errors import (
@@ -284,6 +290,54 @@ class Vault:
             touch_id_store=touch_id_store,
         )
 
+    @classmethod
+    def attach(
+        cls,
+        profile_dir: Path,
+        keys: AgentKeys,
+        *,
+        idle_timeout_seconds: float | None = None,
+        clock: Clock | None = None,
+    ) -> Vault:
+        """An unlocked vault from an unlock agent's database keys (copied; no KDF).
+
+        It can :meth:`connect` to both databases but holds no vault key: changing key
+        slots and rekeying raise :class:`VaultLockedError` (they need a real unlock). It
+        does not take the profile's process lock (the agent serves commands while the
+        window is open); SQLite's own locking orders the writers.
+        Raises :class:`VaultNotFoundError`, :class:`DamagedSlotFileError`, and
+        :class:`VaultLockedError` when the keys are of another vault or key generation
+        (after ``hushchat vault rekey``) or a rekey is unfinished.
+        """
+        profile_dir = Path(profile_dir)
+        slot_file = _read_slot_file(profile_dir)
+        stale = "The unlock agent's keys are out of date"
+        again = "run 'hushchat lock', then unlock again"
+        if slot_file.vault_id != keys.vault_id:
+            raise VaultLockedError(f"The unlock agent holds the keys of another vault; {again}.")
+        if slot_file.pending_rekey:
+            raise VaultLockedError(
+                f"{stale}: a rekey of this vault is unfinished. Unlock with your passphrase "
+                "(or another unlock method) to finish it."
+            )
+        for tier in TIERS:
+            if keys.generations[tier] != slot_file.databases[tier].generation:
+                raise VaultLockedError(f"{stale} (the vault was rekeyed); {again}.")
+        vault = cls(
+            profile_dir,
+            slot_file,
+            ProfileLock(profile_dir),  # never acquired: close() releases nothing
+            idle_timeout_seconds=idle_timeout_seconds,
+            clock=clock,
+            secret_store=None,
+            touch_id_store=None,
+        )
+        with vault._state_lock:
+            vault._database_keys = {tier: bytearray(keys.database_keys[tier]) for tier in TIERS}
+            vault._idle.record_activity()
+        logger.info("vault attached with the unlock agent's database keys")
+        return vault
+
     @staticmethod
     def status(profile_dir: Path) -> VaultStatus:
         """Describe the vault without a secret and without changing any file."""
@@ -339,7 +393,24 @@ class Vault:
     @property
     def is_locked(self) -> bool:
         """Whether no key material is held."""
-        return self._vault_key is None
+        return not self._database_keys
+
+    @property
+    def has_vault_key(self) -> bool:
+        """Whether slot operations and rekey are possible (unlocked by a secret, not
+        attached with an agent's database keys)."""
+        return self._vault_key is not None
+
+    def agent_keys(self) -> AgentKeys:
+        """Copies of the database keys with the vault id and key generations, for an
+        unlock agent (``app.agent``). The caller owns the copies: wipe them when done."""
+        with self._state_lock:
+            self._require_database_keys()
+            return AgentKeys(
+                self.vault_id,
+                {tier: bytearray(self._database_keys[tier]) for tier in TIERS},
+                {tier: self._slot_file.databases[tier].generation for tier in TIERS},
+            )
 
     @property
     def vault_id(self) -> bytes:
@@ -393,8 +464,17 @@ class Vault:
 
     def _require_key(self) -> bytes:
         if self._vault_key is None:
+            if self._database_keys:
+                raise VaultLockedError(
+                    "This needs the vault key, which the unlock agent does not hold: changing "
+                    "key slots or rekeying needs your passphrase (or another unlock method)."
+                )
             raise VaultLockedError("The vault is locked; unlock it first.")
         return bytes(self._vault_key)
+
+    def _require_database_keys(self) -> None:
+        if not self._database_keys:
+            raise VaultLockedError("The vault is locked; unlock it first.")
 
     # ----------------------------------------------------------------- unlock
 
@@ -516,7 +596,7 @@ class Vault:
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}")
         with self._state_lock:
-            self._require_key()
+            self._require_database_keys()
             raw = bytes(self._database_keys[tier])
             connection = database.open_database(self.profile_dir / f"{tier}.db", raw)
             self._connections[tier] = [c for c in self._connections[tier] if _is_open(c)]
@@ -527,7 +607,7 @@ class Vault:
     def verify_databases(self) -> None:
         """Run SQLCipher's page authentication and SQLite's integrity check on both files."""
         with self._state_lock:
-            self._require_key()
+            self._require_database_keys()
             for tier in TIERS:
                 database.check_integrity(
                     self.profile_dir / f"{tier}.db", bytes(self._database_keys[tier])
