@@ -121,6 +121,8 @@ def _cmd_unlock(args: argparse.Namespace) -> int:
             keys.wipe()
             print(f"Already unlocked ({_describe(running)}); 'hushchat lock' locks it.")
             return 0
+    if getattr(args, "unlock_with", None) is None:  # "default: the agent" makes no sense here
+        args.unlock_with = "passphrase"
     with unlocked_vault(args) as vault:
         keys = vault.agent_keys()
     try:

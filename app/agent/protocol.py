@@ -68,6 +68,7 @@ _LOCAL_PEERCRED: Final = 1
 _XUCRED: Final = struct.Struct("=Ii")  # cr_version, cr_uid (then ngroups and groups)
 _XUCRED_SIZE: Final = 76
 _LINUX_UCRED: Final = struct.Struct("=iII")  # pid, uid, gid
+_NO_UID: Final = 0xFFFFFFFF  # (uid_t) -1: no peer (not connected, not a Unix socket)
 _SO_PEERCRED: Final[int] = getattr(socket, "SO_PEERCRED", 17)  # Linux <asm/socket.h>
 
 
@@ -130,11 +131,11 @@ def peer_uid(sock: Any, *, platform: str = sys.platform) -> int | None:
         if platform.startswith("linux"):
             data = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERCRED, _LINUX_UCRED.size)
             _pid, uid, _gid = _LINUX_UCRED.unpack(data)
-            return int(uid)
+            return None if uid == _NO_UID else int(uid)
         if platform == "darwin":
             data = sock.getsockopt(_SOL_LOCAL, _LOCAL_PEERCRED, _XUCRED_SIZE)
             _version, uid = _XUCRED.unpack_from(data)
-            return int(uid)
+            return None if uid in (-1, _NO_UID) else int(uid)
     except (OSError, struct.error):
         return None
     return None

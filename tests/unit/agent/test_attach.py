@@ -14,6 +14,10 @@ from app.vault.profile import ProfileLock
 from tests.peers.vault_fixtures import TemplateVault, snapshot
 
 
+def assert_locked(vault: Vault) -> None:
+    assert vault.is_locked
+
+
 @pytest.fixture
 def keys(unlocked: Vault) -> Iterator[AgentKeys]:
     handed = unlocked.agent_keys()
@@ -58,7 +62,7 @@ def test_attach_connects_without_the_profile_lock(
         attached.verify_databases()
     finally:
         attached.close()
-    assert attached.is_locked
+    assert_locked(attached)
     assert snapshot(profile)["vault.json"] == before["vault.json"]
 
 
