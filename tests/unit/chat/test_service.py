@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from app.chat.events import ChatChanged, TurnDelta, TurnEvent, TurnFinished, Tur
 from app.chat.service import ChatService, clean_title, heuristic_title
 from app.config import LoadedConfig, parse_config
 from app.errors import PolicyRefusedError, UsageError
+from app.store.chats import ChatStore
 from app.store.library import Library, memory_connection
 from app.store.models import DEFAULT_TITLE, MessageStatus, Tier, TitleSource
 from providers import (
@@ -51,8 +53,8 @@ def answer(*pieces: str) -> Script:
 
 
 class Harness:
-    def __init__(self) -> None:
-        self.library = Library(memory_connection(), memory_connection())
+    def __init__(self, library: Library | None = None) -> None:
+        self.library = library or Library(memory_connection(), memory_connection())
         config = parse_config(CONFIG, "test", {"KEY": "sk-test-key-123"}, lambda: ["openai"])
         self.requests: list[Any] = []
         self.script: Script = answer("Hello", " there")
@@ -374,20 +376,39 @@ async def test_cancel_titles_on_lock(h: Harness) -> None:
     assert (await h.service.chat(chat.id)).title == DEFAULT_TITLE
 
 
-async def test_lock_while_streaming_keeps_the_checkpoint(h: Harness) -> None:
+async def test_lock_while_streaming_keeps_the_checkpoint(tmp_path: Path) -> None:
+    # A Standard database in a file, so what survives the lock can be read back.
+    path = tmp_path / "standard.db"
+    h = Harness(Library(file_connection(path), memory_connection()))
+
     async def endless(_request: ChatRequest) -> AsyncIterator[Any]:
         yield TextDelta("kept ")
+        yield TextDelta("in memory only")
         await asyncio.sleep(3600)
         yield FinishEvent("stop")
 
     h.script = endless
     chat = await h.service.create_chat()
     turn = h.service.send(chat.id, "go")
+    deltas = 0
     async for event in turn:
-        if isinstance(event, TurnDelta):
+        deltas += isinstance(event, TurnDelta)
+        if deltas == 2:  # "kept " was checkpointed on the way to the second delta
             break
-    store = h.library.store(Tier.STANDARD)
-    partial = store.full_thread(chat.id)[-1]
     h.service.runner.db_sync(h.library.close)  # the vault locks mid-answer
     await turn.aclose()  # the final save meets a closed database: no crash
-    assert partial.status is MessageStatus.PARTIAL
+    reopened = ChatStore(file_connection(path), Tier.STANDARD)
+    try:
+        stored = reopened.full_thread(chat.id)[-1]
+    finally:
+        reopened.close()
+    assert (stored.role, stored.status, stored.content) == (
+        "assistant", MessageStatus.PARTIAL, "kept ",
+    )  # fmt: skip
+
+
+def file_connection(path: Path) -> Any:
+    """A plain (unencrypted) SQLite file, as a store connection for this test."""
+    import sqlcipher3
+
+    return sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
