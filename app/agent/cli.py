@@ -27,7 +27,16 @@ from app.agent.errors import AgentError, AgentUnavailableError
 from app.agent.keys import AgentKeys
 from app.agent.protocol import encode_frame, is_supported, keys_to_json
 
-__all__ = ["format_duration", "parse_duration", "register", "start_agent"]
+__all__ = [
+    "LOCK_HELP",
+    "UNLOCK_HELP",
+    "format_duration",
+    "parse_duration",
+    "register",
+    "register_lock",
+    "register_unlock",
+    "start_agent",
+]
 
 DEFAULT_DURATION: Final = 15 * 60.0
 START_TIMEOUT: Final = 15.0
@@ -64,14 +73,24 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {rest} min" if rest else f"{hours} hour{'s' if hours != 1 else ''}"
 
 
+UNLOCK_HELP: Final = "unlock once; later commands need no secret until idle, suspend or lock"
+LOCK_HELP: Final = "lock now: the unlock agent forgets the keys"
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``unlock`` and ``lock`` to the top-level parser."""
+    register_unlock(subparsers)
+    register_lock(subparsers)
+
+
+def register_unlock(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``hushchat unlock [--for DURATION] [--unlock-with …] [--passphrase-stdin]``."""
     from app.vault.cli import unlock_parent_parsers
 
     unlock = subparsers.add_parser(
         "unlock",
         parents=unlock_parent_parsers(),
-        help="unlock once; later commands need no secret until idle, suspend or lock",
+        help=UNLOCK_HELP,
         description=(
             "Unlock the vault once and keep its database keys in a background agent (like "
             "ssh-agent) so that later hushchat commands of this user need no secret. The "
@@ -88,9 +107,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="lock after this long without use: 90s, 15m, 1h, 1h30m (default: 15m)",
     )
     unlock.set_defaults(handler=_cmd_unlock)
+
+
+def register_lock(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``hushchat lock``."""
     subparsers.add_parser(
         "lock",
-        help="lock now: the unlock agent forgets the keys",
+        help=LOCK_HELP,
         description="Stop the profile's unlock agent (or lock the window serving it).",
     ).set_defaults(handler=_cmd_lock)
 
