@@ -1,5 +1,10 @@
 """Shared fixtures of the Qt tier: offscreen Qt, the qasync loop, a profile, a window.
 
+The tier needs no peer: sessions answer from ``scripted_model`` (a ``ScriptedModel`` that
+streams like the tiny local model). Tests that need the real llama-server use
+``llama_config`` and carry ``@pytest.mark.llama_server``; collection refuses a test here
+that asks for a llama-server fixture without that marker.
+
 * ``qt_loop`` (autouse): a ``qasync.QEventLoop`` over pytest-qt's ``qapp``, marked
   running, so ``app.ui.tasks.start`` works and ``qtbot.waitUntil`` drives coroutines.
   Tests stay synchronous (pytest-asyncio is in auto mode: do not mark Qt tests async).
@@ -7,17 +12,20 @@
   real OS keychain.
 * ``qt_profile``: an empty profile directory; ``QT_PASSPHRASE`` is what the vault
   fixtures use, with Argon2id at the floor parameters.
-* ``qt_config``: a config file with one provider, ``tiny``, pointing at the real
-  llama-server peer (model ``tiny-llama``, context 512); auto-lock off.
-* ``unlocked_session``: a ``Session`` whose vault was created in ``qt_profile`` and is
-  unlocked, library and chat service open.
+* ``qt_config``: a config file with one on-prem provider, ``tiny`` (model ``tiny-llama``,
+  context 512) at a closed loopback port; auto-lock off.
+* ``scripted_model``: the model behind ``unlocked_session``'s providers (context 512);
+  set its ``script`` for answers of the test's own.
+* ``llama_config``: like ``qt_config`` with ``tiny`` at the real llama-server peer.
+* ``unlocked_session``: a ``Session`` over ``qt_config`` and ``scripted_model`` whose
+  vault was created in ``qt_profile`` and is unlocked, library and chat service open.
 * ``main_window``: a shown ``MainWindow`` over ``unlocked_session`` on its main page.
 * ``run_async(coro)``: run a coroutine on the loop and return its result.
-* ``offline_config``: like ``qt_config`` with a closed port (tests that need no model).
 * ``window_settings``: a ``QSettings`` file of the test's own for window state.
-* helpers: ``make_session(config, profile)`` (KDF floor), ``widget_texts(widget)`` (every
-  text under a widget, item-view models included: assert a sentinel is gone after a
-  lock), ``drain(qapp, until)``, ``write_config(path, base_url)``, ``MemoryKeyring``.
+* helpers: ``make_session(config, profile, provider_factory=None)`` (KDF floor),
+  ``shown_main_window(qtbot, session, settings)``, ``widget_texts(widget)`` (every text
+  under a widget, item-view models included: assert a sentinel is gone after a lock),
+  ``drain(qapp, until)``, ``write_config(path, base_url)``, ``MemoryKeyring``.
 """
 
 from __future__ import annotations
@@ -42,15 +50,43 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from app.chat.service import ProviderFactory
 from app.config import LoadedConfig, load_config
-from app.ui import tasks
 from app.session import Session
+from app.ui import tasks
 from app.vault.kdf import FLOOR_PARAMS
-from tests.peers.llama_server import LlamaServer
+from tests.peers.llama_server import LlamaServer, free_port
+from tests.peers.scripted_provider import ScriptedModel
 
 T = TypeVar("T")
 
 QT_PASSPHRASE = "correct horse battery staple qt"
+
+# The context size of ``tiny`` in the test config, as the tiny llama-server model has.
+CONTEXT_SIZE = 512
+
+# Fixtures that start the real llama-server: a test asking for one needs the marker.
+LLAMA_SERVER_FIXTURES = frozenset(
+    {"llama_server", "dedicated_llama_server", "llama_server_binary", "llama_config"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a Qt test that needs llama-server without ``@pytest.mark.llama_server``:
+    ``-m "not llama_server"`` (the Windows job) must select only tests that need no peer."""
+    here = Path(__file__).parent
+    unmarked = [
+        item.nodeid
+        for item in items
+        if here in item.path.parents
+        and LLAMA_SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("llama_server") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use a llama-server fixture but are not marked "
+            "@pytest.mark.llama_server: " + ", ".join(unmarked)
+        )
 
 
 class MemoryKeyring(KeyringBackend):
@@ -148,12 +184,12 @@ def write_config(path: Path, base_url: str, *, extra: str = "") -> Path:
         "# Test config: comments must survive the settings dialog's writes.\n"
         "default_llm: tiny\n"
         "llms:\n"
-        "  # the real llama-server peer\n"
+        "  # the tiny local model\n"
         "  - provider_name: tiny\n"
         "    type: openai\n"
         f"    base_url: {base_url}\n"
         "    model_name: tiny-llama\n"
-        "    context_size: 512\n"
+        f"    context_size: {CONTEXT_SIZE}\n"
         "    max_retries: 0\n"
         "ui:\n"
         "  theme: light\n"
@@ -163,38 +199,62 @@ def write_config(path: Path, base_url: str, *, extra: str = "") -> Path:
     return path
 
 
+def closed_port_url() -> str:
+    """An /v1 URL on loopback where nothing listens (a request there fails at once)."""
+    return f"http://127.0.0.1:{free_port()}/v1"
+
+
 @pytest.fixture
-def qt_config(tmp_path: Path, llama_server: LlamaServer) -> LoadedConfig:
-    """A config whose one provider is the real llama-server (``tiny``, ``tiny-llama``)."""
+def qt_config(tmp_path: Path) -> LoadedConfig:
+    """A config whose one provider ``tiny`` is at a closed port: sessions of this tier
+    answer from ``scripted_model``, so no request reaches the network."""
+    return load_config(write_config(tmp_path / "config.yml", closed_port_url()), {})
+
+
+@pytest.fixture
+def llama_config(tmp_path: Path, llama_server: LlamaServer) -> LoadedConfig:
+    """A config whose one provider ``tiny`` is the real llama-server (``tiny-llama``)."""
     path = write_config(tmp_path / "config.yml", f"{llama_server.base_url}/v1")
     return load_config(path, {})
 
 
 @pytest.fixture
-def offline_config(tmp_path: Path) -> LoadedConfig:
-    """Like ``qt_config`` but pointing at a closed port (for tests needing no model)."""
-    from tests.peers.llama_server import free_port
-
-    path = write_config(tmp_path / "config.yml", f"http://127.0.0.1:{free_port()}/v1")
-    return load_config(path, {})
+def scripted_model() -> ScriptedModel:
+    """The model behind every provider of ``unlocked_session`` (context 512 tokens)."""
+    return ScriptedModel(context_size=CONTEXT_SIZE)
 
 
-def make_session(config: LoadedConfig, profile: Path) -> Session:
+def make_session(
+    config: LoadedConfig, profile: Path, *, provider_factory: ProviderFactory | None = None
+) -> Session:
     """A session at the KDF floor (fast Argon2id)."""
-    return Session(config, profile, kdf=FLOOR_PARAMS)
+    return Session(config, profile, kdf=FLOOR_PARAMS, provider_factory=provider_factory)
+
+
+def unlock_new_vault(session: Session, run_async: Callable[..., Any]) -> Session:
+    """Create the session's vault with ``QT_PASSPHRASE``; the session is then unlocked."""
+    run_async(session.create_vault(QT_PASSPHRASE), timeout=30_000)
+    return session
+
+
+def close_session(session: Session) -> None:
+    """Cancel the session's background work, let it end, close the session."""
+    tasks.cancel_all()
+    drain(QApplication.instance(), lambda: tasks.running() == 0)  # type: ignore[arg-type]
+    session.close()
 
 
 @pytest.fixture
 def unlocked_session(
-    qt_config: LoadedConfig, qt_profile: Path, run_async: Callable[..., Any]
+    qt_config: LoadedConfig,
+    qt_profile: Path,
+    scripted_model: ScriptedModel,
+    run_async: Callable[..., Any],
 ) -> Iterator[Session]:
-    """A session whose new vault (passphrase ``QT_PASSPHRASE``) is unlocked."""
-    session = make_session(qt_config, qt_profile)
-    run_async(session.create_vault(QT_PASSPHRASE), timeout=30_000)
-    yield session
-    tasks.cancel_all()
-    drain(QApplication.instance(), lambda: tasks.running() == 0)  # type: ignore[arg-type]
-    session.close()
+    """A session over ``scripted_model`` whose new vault (``QT_PASSPHRASE``) is unlocked."""
+    session = make_session(qt_config, qt_profile, provider_factory=scripted_model)
+    yield unlock_new_vault(session, run_async)
+    close_session(session)
 
 
 @pytest.fixture
@@ -203,20 +263,25 @@ def window_settings(tmp_path: Path) -> QSettings:
     return QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat)
 
 
-@pytest.fixture
-def main_window(
-    qtbot: QtBot, unlocked_session: Session, window_settings: QSettings
-) -> Iterator[Any]:
-    """A shown main window over the unlocked session, on its main (chats) page."""
+def shown_main_window(qtbot: QtBot, session: Session, settings: QSettings) -> Iterator[Any]:
+    """A shown main window over an unlocked ``session``, on its main (chats) page."""
     from app.ui.main_window import MainWindow
 
-    window = MainWindow(unlocked_session, settings=window_settings)
+    window = MainWindow(session, settings=settings)
     qtbot.addWidget(window)
     window._on_unlocked()
     window.show()
     qtbot.waitExposed(window)
     yield window
     window.close()
+
+
+@pytest.fixture
+def main_window(
+    qtbot: QtBot, unlocked_session: Session, window_settings: QSettings
+) -> Iterator[Any]:
+    """A shown main window over the unlocked session, on its main (chats) page."""
+    yield from shown_main_window(qtbot, unlocked_session, window_settings)
 
 
 def widget_texts(root: QWidget) -> list[str]:

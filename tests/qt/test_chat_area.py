@@ -1,5 +1,6 @@
-"""The chat area against the real llama-server: send, stream, stop, versions, edit,
-delete, undo, search, tiers and the policy, Ephemeral chats, the context marker."""
+"""The chat area over a scripted model: send, stream, stop, versions, edit, delete, undo,
+search, tiers and the policy, Ephemeral chats, the context marker. No peer is needed;
+``test_window_llama.py`` runs send, stream and stop against the real llama-server."""
 
 from __future__ import annotations
 
@@ -13,105 +14,48 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.config import LoadedConfig, load_config
-from app.store.models import DEFAULT_TITLE, Message, MessageStatus, Tier
+from app.session import Session
+from app.store.models import DEFAULT_TITLE, MessageStatus, Tier
 from app.ui import chat_view, tasks
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_settings import PROVIDER_ROLE
-from app.session import Session
-from tests.peers.llama_server import LlamaServer
-from tests.qt.conftest import QT_PASSPHRASE, make_session
-
-pytestmark = pytest.mark.llama_server
-
-ANSWER_TOKENS = 16
-WAIT = 30_000
+from tests.peers.scripted_provider import DEFAULT_TITLE as DEFAULT_MODEL_TITLE
+from tests.peers.scripted_provider import ScriptedModel, endless
+from tests.qt.conftest import close_session, closed_port_url, make_session, unlock_new_vault
+from tests.qt.drivers import (
+    WAIT,
+    messages,
+    send,
+    shown_area,
+    sidebar_title,
+    start_chat,
+    wait_answer,
+)
 
 
 @pytest.fixture
 def area(qtbot: QtBot, unlocked_session: Session) -> Iterator[ChatAreaWidget]:
-    yield from _area(qtbot, unlocked_session)
-
-
-def _area(qtbot: QtBot, session: Session) -> Iterator[ChatAreaWidget]:
-    widget = ChatAreaWidget(session)
-    # Not qtbot.addWidget: it would delete the widget before this fixture's teardown,
-    # which first lets the widget's background work finish.
-    widget.chat_view.max_tokens = ANSWER_TOKENS
-    widget.resize(1200, 800)
-    widget.show()
-    qtbot.waitExposed(widget)
-    widget.load()
-    qtbot.waitUntil(lambda: tasks.running() == 0)
-    yield widget
-    widget.clear()
-    settle(qtbot, session)
-    widget.close()
-    widget.deleteLater()
-
-
-def settle(qtbot: QtBot, session: Session) -> None:
-    """Let background work end before the session closes: a title still being written
-    would otherwise use a database connection the teardown closes."""
-    if session.is_unlocked:
-        titles = tasks.start(session.service.wait_for_titles(WAIT / 1000))
-        qtbot.waitUntil(titles.done, timeout=WAIT)
-    qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
-
-
-def messages(area: ChatAreaWidget) -> list[Message]:
-    return area.chat_view.model.messages
-
-
-def start_chat(qtbot: QtBot, area: ChatAreaWidget, tier: str = "standard") -> str:
-    area.new_chat(tier)
-    qtbot.waitUntil(lambda: area.chat_view.chat is not None, timeout=WAIT)
-    chat = area.chat_view.chat
-    assert chat is not None
-    return chat.id
-
-
-def send(qtbot: QtBot, area: ChatAreaWidget, text: str) -> Message:
-    """Type ``text``, press Enter, wait for the whole answer; return it as shown."""
-    before = len(messages(area))
-    area.composer.editor.setPlainText(text)
-    qtbot.keyClick(area.composer.editor, "\r")
-    return wait_answer(qtbot, area, before + 2)
-
-
-def wait_answer(qtbot: QtBot, area: ChatAreaWidget, count: int) -> Message:
-    def answered() -> bool:
-        shown = messages(area)
-        return (
-            not area.chat_view.is_streaming()
-            and len(shown) >= count
-            and shown[-1].role == "assistant"
-            and shown[-1].status is not MessageStatus.PARTIAL
-        )
-
-    qtbot.waitUntil(answered, timeout=WAIT)
-    return messages(area)[-1]
-
-
-def sidebar_title(area: ChatAreaWidget, chat_id: str) -> str | None:
-    row = area.sidebar.model.row_of(chat_id)
-    return None if row is None else area.sidebar.model.summary(row).title
+    yield from shown_area(qtbot, unlocked_session)
 
 
 # --- send, stream, title -------------------------------------------------------------------
 
 
-def test_new_chat_streams_answer_and_gets_a_title(qtbot: QtBot, area: ChatAreaWidget) -> None:
+def test_new_chat_streams_answer_and_gets_a_title(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
     chat_id = start_chat(qtbot, area)
     assert sidebar_title(area, chat_id) == DEFAULT_TITLE
     painted: list[int] = []
     area.chat_view.list.message_delegate.streaming_painted.connect(painted.append)
     answer = send(qtbot, area, "Tell me about zebrafish please")
-    assert answer.status is MessageStatus.COMPLETE and answer.content
+    assert answer.status is MessageStatus.COMPLETE and answer.content == scripted_model.text
     assert painted, "the answer was painted while it streamed"
     shown = messages(area)
     assert [m.role for m in shown] == ["user", "assistant"]
     assert shown[0].content == "Tell me about zebrafish please"
     qtbot.waitUntil(lambda: sidebar_title(area, chat_id) != DEFAULT_TITLE, timeout=WAIT)
+    assert sidebar_title(area, chat_id) == DEFAULT_MODEL_TITLE
     assert area.composer.send_button.text() == "Send"
 
 
@@ -124,9 +68,11 @@ def test_first_message_without_open_chat_starts_one(qtbot: QtBot, area: ChatArea
     assert area.sidebar.model.rowCount() == 1
 
 
-def test_stop_keeps_partial_answer(qtbot: QtBot, area: ChatAreaWidget) -> None:
+def test_stop_keeps_partial_answer(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
     start_chat(qtbot, area)
-    area.chat_view.max_tokens = None  # context shift: streams until stopped
+    scripted_model.script = endless()  # streams until stopped
     area.composer.editor.setPlainText("go on forever")
     area.composer.submit()
     view = area.chat_view
@@ -182,7 +128,10 @@ def test_delete_message(
 
 
 def test_delete_chat_undo_then_purge(
-    qtbot: QtBot, area: ChatAreaWidget, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot,
+    area: ChatAreaWidget,
+    unlocked_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(chat_view, "confirm", lambda *_: True)
     chat_id = start_chat(qtbot, area)
@@ -198,11 +147,10 @@ def test_delete_chat_undo_then_purge(
     sidebar.undo_seconds = 0.3
     sidebar.delete(chat_id)
     qtbot.waitUntil(lambda: sidebar.model.row_of(chat_id) is None, timeout=WAIT)
-    library = area._session.library
-    qtbot.waitUntil(
-        lambda: not any(chat_id in s.deleted_chats() for s in library.stores.values()),
-        timeout=WAIT,
-    )
+    # Purged for good: the row is gone from the store, not just hidden.
+    store = unlocked_session.library.store(Tier.STANDARD)
+    runner = unlocked_session.runner
+    qtbot.waitUntil(lambda: not runner.db_sync(store.has_chat, chat_id), timeout=WAIT)
     assert not sidebar.undo_bar.isVisible()
 
 
@@ -221,6 +169,8 @@ def test_search_shows_snippets(qtbot: QtBot, area: ChatAreaWidget) -> None:
 
 
 def test_context_marker_on_small_model(qtbot: QtBot, area: ChatAreaWidget) -> None:
+    # The scripted model counts a token per byte and refuses a prompt over its 512-token
+    # context, as the tiny llama-server model does.
     start_chat(qtbot, area)
     area.chat_view.max_tokens = 40
     model = area.chat_view.model
@@ -246,14 +196,14 @@ def test_context_marker_on_small_model(qtbot: QtBot, area: ChatAreaWidget) -> No
 
 
 @pytest.fixture
-def cloud_config(tmp_path: Path, llama_server: LlamaServer) -> LoadedConfig:
+def cloud_config(tmp_path: Path) -> LoadedConfig:
     path = tmp_path / "cloud.yml"
     path.write_text(
         "default_llm: tiny\n"
         "llms:\n"
         "  - provider_name: tiny\n"
         "    type: openai\n"
-        f"    base_url: {llama_server.base_url}/v1\n"
+        f"    base_url: {closed_port_url()}\n"
         "    model_name: tiny-llama\n"
         "    context_size: 512\n"
         "    max_retries: 0\n"
@@ -270,14 +220,20 @@ def cloud_config(tmp_path: Path, llama_server: LlamaServer) -> LoadedConfig:
 
 
 @pytest.fixture
-def cloud_area(
-    qtbot: QtBot, cloud_config: LoadedConfig, qt_profile: Path, run_async: Callable[..., Any]
-) -> Iterator[ChatAreaWidget]:
-    session = make_session(cloud_config, qt_profile)
-    run_async(session.create_vault(QT_PASSPHRASE), timeout=WAIT)
-    yield from _area(qtbot, session)
-    tasks.cancel_all()
-    session.close()
+def cloud_session(
+    cloud_config: LoadedConfig,
+    qt_profile: Path,
+    scripted_model: ScriptedModel,
+    run_async: Callable[..., Any],
+) -> Iterator[Session]:
+    session = make_session(cloud_config, qt_profile, provider_factory=scripted_model)
+    yield unlock_new_vault(session, run_async)
+    close_session(session)
+
+
+@pytest.fixture
+def cloud_area(qtbot: QtBot, cloud_session: Session) -> Iterator[ChatAreaWidget]:
+    yield from shown_area(qtbot, cloud_session)
 
 
 def test_private_tier_disables_cloud_providers(qtbot: QtBot, cloud_area: ChatAreaWidget) -> None:
@@ -302,13 +258,13 @@ def test_private_tier_disables_cloud_providers(qtbot: QtBot, cloud_area: ChatAre
 
 
 def test_composer_blocked_when_tier_forbids_the_model(
-    qtbot: QtBot, cloud_area: ChatAreaWidget
+    qtbot: QtBot, cloud_area: ChatAreaWidget, cloud_session: Session
 ) -> None:
     area = cloud_area
     start_chat(qtbot, area)
     chat = area.chat_view.chat
     assert chat is not None
-    tasks.start(area._session.service.update(chat.id, provider="cloud"))
+    tasks.start(cloud_session.service.update(chat.id, provider="cloud"))
     qtbot.waitUntil(
         lambda: area.chat_view.chat is not None and area.chat_view.chat.provider == "cloud",
         timeout=WAIT,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,82 +11,20 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication, QTextCursor
 from pytestqt.qtbot import QtBot
 
-from app.chat.service import ChatService
-from app.config import LoadedConfig
-from app.store.models import MessageStatus, Tier
-from app.ui import tasks
-from app.ui.chat_area import ChatAreaWidget
 from app.session import Session
-from providers import ChatRequest, FinishEvent, ServerError, TextDelta
+from app.store.models import MessageStatus, Tier
+from app.ui.chat_area import ChatAreaWidget
+from providers import ServerError
 from tests.benchmarks.bench_chat_ui import bulk_chat
-from tests.peers.scripted_provider import Script, ScriptedProvider
-from tests.qt.conftest import QT_PASSPHRASE, make_session
+from tests.peers.scripted_provider import ScriptedModel, answer, failing
+from tests.qt.drivers import shown_area
 
 WAIT = 20_000
 
 
-class ScriptedSession:
-    """The real vault, library and runner of a session, with a scripted model."""
-
-    def __init__(self, session: Session, config: LoadedConfig) -> None:
-        self.config = config
-        self.runner = session.runner
-        self.library = session.library
-        self.profile_dir = session.profile_dir
-        self.vault = session.vault
-        self.script: Script = answer("Hello", " there")
-        self.service = ChatService(
-            session.library,
-            config,
-            runner=session.runner,
-            provider_factory=lambda spec: ScriptedProvider(spec, self._run_script),
-        )
-
-    def _run_script(self, request: ChatRequest) -> AsyncIterator[Any]:
-        if "title of at most" in request.messages[-1].content:
-            return answer("A title")(request)
-        return self.script(request)
-
-
-def answer(*pieces: str, delay: float = 0.0) -> Script:
-    async def script(_request: ChatRequest) -> AsyncIterator[Any]:
-        for piece in pieces:
-            if delay:
-                await asyncio.sleep(delay)
-            yield TextDelta(piece)
-        yield FinishEvent("stop")
-
-    return script
-
-
 @pytest.fixture
-def scripted(
-    offline_config: LoadedConfig, qt_profile: Path, run_async: Callable[..., Any]
-) -> Iterator[ScriptedSession]:
-    session = make_session(offline_config, qt_profile)
-    run_async(session.create_vault(QT_PASSPHRASE), timeout=WAIT)
-    yield ScriptedSession(session, offline_config)
-    tasks.cancel_all()
-    session.close()
-
-
-@pytest.fixture
-def area(qtbot: QtBot, scripted: ScriptedSession) -> Iterator[ChatAreaWidget]:
-    widget = ChatAreaWidget(scripted)  # type: ignore[arg-type]
-    # Not qtbot.addWidget: it would delete the widget before this fixture's teardown,
-    # which first lets the widget's background work finish.
-    widget.resize(1100, 700)
-    widget.show()
-    qtbot.waitExposed(widget)
-    widget.load()
-    qtbot.waitUntil(lambda: tasks.running() == 0)
-    yield widget
-    widget.clear()
-    titles = tasks.start(scripted.service.wait_for_titles(5))
-    qtbot.waitUntil(titles.done, timeout=WAIT)
-    qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
-    widget.close()
-    widget.deleteLater()
+def area(qtbot: QtBot, unlocked_session: Session) -> Iterator[ChatAreaWidget]:
+    yield from shown_area(qtbot, unlocked_session, size=(1100, 700))
 
 
 def open_new_chat(qtbot: QtBot, area: ChatAreaWidget) -> str:
@@ -115,10 +52,10 @@ def send_and_wait(qtbot: QtBot, area: ChatAreaWidget, text: str) -> None:
 
 
 def test_long_chat_opens_at_its_newest_page_and_pages_back(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession, run_async: Callable[..., Any]
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
 ) -> None:
-    store = scripted.library.store(Tier.STANDARD)
-    chat_id = run_async(scripted.runner.db(bulk_chat, store, 1000))
+    store = unlocked_session.library.store(Tier.STANDARD)
+    chat_id = run_async(unlocked_session.runner.db(bulk_chat, store, 1000))
     view = area.chat_view
     area.open_chat(chat_id)
     qtbot.waitUntil(lambda: view.model.rowCount() == 100, timeout=WAIT)
@@ -136,10 +73,10 @@ def test_long_chat_opens_at_its_newest_page_and_pages_back(
 
 
 def test_streaming_is_repainted_in_batches(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
 ) -> None:
     pieces = [f"word{n} " for n in range(400)]
-    scripted.script = answer(*pieces, delay=0.001)
+    scripted_model.script = answer(*pieces, delay=0.001)
     open_new_chat(qtbot, area)
     painted: list[int] = []
     area.chat_view.list.message_delegate.streaming_painted.connect(painted.append)
@@ -150,9 +87,9 @@ def test_streaming_is_repainted_in_batches(
 
 
 def test_code_copy_link_copies_the_block(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
 ) -> None:
-    scripted.script = answer("Try this:\n\n```python\nprint('copied')\n```\n")
+    scripted_model.script = answer("Try this:\n\n```python\nprint('copied')\n```\n")
     open_new_chat(qtbot, area)
     send_and_wait(qtbot, area, "code please")
     view = area.chat_view.list
@@ -183,10 +120,10 @@ def test_code_copy_link_copies_the_block(
 
 
 def test_raw_html_in_model_output_is_shown_as_text(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
 ) -> None:
     hostile = "<script>alert(1)</script> <img src='https://tracker.example/p.png'> done"
-    scripted.script = answer(hostile)
+    scripted_model.script = answer(hostile)
     open_new_chat(qtbot, area)
     send_and_wait(qtbot, area, "be hostile")
     view = area.chat_view.list
@@ -199,13 +136,11 @@ def test_raw_html_in_model_output_is_shown_as_text(
 
 
 def test_failed_answer_shows_error_inline_and_retry_answers_again(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
 ) -> None:
-    async def failing(_request: ChatRequest) -> AsyncIterator[Any]:
-        yield TextDelta("partial ")
-        raise ServerError("the server fell over", provider="local")
-
-    scripted.script = failing
+    scripted_model.script = failing(
+        ServerError("the server fell over", provider="local"), "partial "
+    )
     open_new_chat(qtbot, area)
     send_and_wait(qtbot, area, "please fail")
     failed = area.chat_view.model.messages[-1]
@@ -214,7 +149,7 @@ def test_failed_answer_shows_error_inline_and_retry_answers_again(
     layout = view.message_delegate.layout(view.message_model.row(1), view.message_model)
     footer = layout.parts[-1].document.toPlainText()
     assert "Retry" in footer and "fell over" in footer
-    scripted.script = answer("better now")
+    scripted_model.script = answer("better now")
     area.chat_view._on_action("retry", failed.id)
     qtbot.waitUntil(lambda: area.chat_view.model.messages[-1].content == "better now", timeout=WAIT)
     assert area.chat_view.model.messages[-1].versions == 2
@@ -275,9 +210,9 @@ def test_export_markdown_and_json(
 
 
 def test_screenshot_of_a_conversation_is_not_blank(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession, tmp_path: Path
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel, tmp_path: Path
 ) -> None:
-    scripted.script = answer(
+    scripted_model.script = answer(
         "Here is a table and some code:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
         "```python\ndef hello() -> str:\n    return 'hi'\n```\n"
     )
@@ -293,7 +228,7 @@ def test_screenshot_of_a_conversation_is_not_blank(
 
 
 def test_rename_and_pin_update_just_that_row(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
 ) -> None:
     first = open_new_chat(qtbot, area)
     area.new_chat()
@@ -315,17 +250,17 @@ def test_rename_and_pin_update_just_that_row(
 
 
 def test_system_prompt_and_memory_are_saved(
-    qtbot: QtBot, area: ChatAreaWidget, scripted: ScriptedSession, run_async: Callable[..., Any]
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
 ) -> None:
     chat_id = open_new_chat(qtbot, area)
     panel = area.settings_panel
     panel.system_prompt.setPlainText("Answer like a pirate.")
     panel.memory.setPlainText("The user's parrot is called Polly.")
     qtbot.waitUntil(
-        lambda: run_async(scripted.service.chat(chat_id)).memory.endswith("Polly."),
+        lambda: run_async(unlocked_session.service.chat(chat_id)).memory.endswith("Polly."),
         timeout=WAIT,
     )
-    chat = run_async(scripted.service.chat(chat_id))
+    chat = run_async(unlocked_session.service.chat(chat_id))
     assert chat.system_prompt == "Answer like a pirate."
 
 

@@ -1,4 +1,8 @@
-"""First run: create the vault, keep the recovery code, find and save a first provider."""
+"""First run: create the vault, keep the recovery code, save a first provider.
+
+Detecting a local server and testing the connection over the wire are in
+``test_window_llama.py``; here no local server answers and the provider is typed in.
+"""
 
 from __future__ import annotations
 
@@ -9,92 +13,60 @@ from pytestqt.qtbot import QtBot
 
 from app.config import LoadedConfig, load_config
 from app.ui.main_window import MainWindow
-from app.provider_setup import LocalServer
-from app.vault.recovery_code import RecoveryCode
-from tests.peers.llama_server import LlamaServer, free_port
+from tests.peers.llama_server import free_port
+from tests.peers.scripted_provider import ScriptedModel
 from tests.qt.conftest import make_session
+from tests.qt.drivers import create_vault_on_first_run
 
 PASSPHRASE = "quiet orchard lantern seventy"
 
 
-def test_first_run_creates_vault_and_adds_the_detected_server(
+def test_first_run_creates_vault_and_saves_a_provider_typed_in(
     qtbot: QtBot,
     qt_config: LoadedConfig,
     qt_profile: Path,
-    llama_server: LlamaServer,
+    scripted_model: ScriptedModel,
     window_settings: QSettings,
     tmp_path: Path,
 ) -> None:
-    session = make_session(qt_config, qt_profile)
+    session = make_session(qt_config, qt_profile, provider_factory=scripted_model)
     window = MainWindow(session, settings=window_settings)
     qtbot.addWidget(window)
     window.show()
-    assert window.current_page == "first_run"
     first_run = window.first_run
     assert first_run is not None
+    create_vault_on_first_run(qtbot, window, PASSPHRASE, qt_profile, tmp_path)
 
-    fields = first_run.passphrase_fields
-    fields.passphrase_edit.setText(PASSPHRASE)
-    assert not first_run.create_button.isEnabled()
-    fields.confirm_edit.setText(PASSPHRASE + "x")
-    assert not first_run.create_button.isEnabled()
-    assert "differ" in first_run.create_error.text()
-    fields.confirm_edit.setText(PASSPHRASE)
-    assert first_run.create_button.isEnabled()
-    qtbot.waitUntil(lambda: fields.strength is not None, timeout=10_000)
-    assert fields.meter.value() >= 3
-    first_run.create_button.click()
-
-    qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=30_000)
-    assert (qt_profile / "vault.json").exists()
-    shown = first_run.recovery.code_view.toPlainText()
-    RecoveryCode.parse(shown)  # a well-formed code, 4 lines of 4 groups
-    assert len(shown.splitlines()) == 4
-    assert fields.passphrase() == ""  # the passphrase left the widgets
-
-    saved = tmp_path / "code.txt"
-    first_run.recovery.save_to(saved)
-    assert shown in saved.read_text(encoding="utf-8")
-    assert saved.stat().st_mode & 0o077 == 0
-    first_run.recovery.copy()
-    assert not first_run.continue_button.isEnabled()
-    first_run.recovery.stored_check.setChecked(True)
-    assert first_run.continue_button.isEnabled()
-
-    # Detection asks our llama-server and a closed "Ollama" port.
-    first_run.local_servers = [
-        LocalServer("Ollama", "ollama", "ollama", f"http://127.0.0.1:{free_port()}"),
-        LocalServer("llama.cpp server", "llama-cpp", "openai", f"{llama_server.base_url}/v1"),
-    ]
+    first_run.local_servers = []  # nothing to detect: the provider is typed in
     first_run.continue_button.click()
     assert first_run.currentWidget() is first_run.provider_page
     assert first_run.recovery.code_view.toPlainText() == ""
-    qtbot.waitUntil(lambda: first_run.detected_list.count() == 1, timeout=10_000)
-    assert "llama.cpp server" in first_run.detected_list.item(0).text()
+    qtbot.waitUntil(lambda: first_run.detect_button.isEnabled(), timeout=10_000)
+    assert "No local server" in first_run.detect_status.text()
     form = first_run.provider_form
-    assert form.url_edit.text() == f"{llama_server.base_url}/v1"
-    assert form.model_combo.currentText() == "tiny-llama"
-
-    form.test_button.click()
-    qtbot.waitUntil(lambda: "Connected" in form.result_label.text(), timeout=10_000)
-    assert "tiny-llama" in form.result_label.text()
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    form.name_edit.setText("my-llama")
+    form.type_combo.setCurrentIndex(form.type_combo.findData("openai"))
+    form.url_edit.setText(url)
+    form.model_combo.setEditText("tiny-llama")
 
     with qtbot.waitSignal(window.unlocked, timeout=10_000):
         first_run.finish_button.click()
     assert window.current_page == "main"
     assert window.first_run is None
     reloaded = load_config(qt_config.path, {})
-    assert reloaded.config.default_llm == "llama-cpp"
-    assert reloaded.config.llm("llama-cpp").model_name == "tiny-llama"
-    assert session.config.config.default_llm == "llama-cpp"
+    assert reloaded.config.default_llm == "my-llama"
+    assert reloaded.config.llm("my-llama").model_name == "tiny-llama"
+    assert reloaded.config.llm("my-llama").base_url == url
+    assert session.config.config.default_llm == "my-llama"
     window.close()
     session.close()
 
 
 def test_test_connection_shows_the_error(
-    qtbot: QtBot, offline_config: LoadedConfig, qt_profile: Path, window_settings: QSettings
+    qtbot: QtBot, qt_config: LoadedConfig, qt_profile: Path, window_settings: QSettings
 ) -> None:
-    session = make_session(offline_config, qt_profile)
+    session = make_session(qt_config, qt_profile)
     window = MainWindow(session, settings=window_settings)
     qtbot.addWidget(window)
     first_run = window.first_run

@@ -16,36 +16,42 @@ from app.store.models import Tier
 from app.ui.main_window import MainWindow
 from app.vault.idle import ManualClock
 from app.vault.kdf import FLOOR_PARAMS
+from tests.peers.scripted_provider import ScriptedModel
 from tests.qt.conftest import QT_PASSPHRASE, widget_texts
 
 SENTINEL = "Zebra-sentinel-4711"
 
 
 def _spy_clear(window: MainWindow) -> list[int]:
+    area = window.chat_area
+    assert area is not None
     calls: list[int] = []
-    original = window.chat_area.clear
+    original = area.clear
 
     def clear() -> None:
         calls.append(1)
         original()
 
-    window.chat_area.clear = clear  # type: ignore[method-assign]
+    area.clear = clear  # type: ignore[method-assign]
     return calls
 
 
-def _fill_with_sentinel(window: MainWindow, qtbot: QtBot, run_async: Callable[..., Any]) -> None:
+def _fill_with_sentinel(window: MainWindow, qtbot: QtBot, run_async: Callable[..., Any]) -> str:
+    """A chat titled ``SENTINEL``, shown in the window; its id."""
     service = window.session.service
     chat = run_async(service.create_chat(Tier.STANDARD))
     run_async(service.rename(chat.id, SENTINEL))
-    window.chat_area.load()
-    if type(window.chat_area_widget).__name__ != "_PlaceholderChatArea":
-        qtbot.waitUntil(lambda: any(SENTINEL in t for t in widget_texts(window)), timeout=5_000)
+    area = window.chat_area
+    assert area is not None
+    area.load()
+    qtbot.waitUntil(lambda: any(SENTINEL in t for t in widget_texts(window)), timeout=5_000)
+    return str(chat.id)
 
 
 def test_lock_on_demand_clears_everything(
     qtbot: QtBot, main_window: MainWindow, run_async: Callable[..., Any]
 ) -> None:
-    _fill_with_sentinel(main_window, qtbot, run_async)
+    chat_id = _fill_with_sentinel(main_window, qtbot, run_async)
     calls = _spy_clear(main_window)
     with qtbot.waitSignal(main_window.locked):
         main_window.lock_action.trigger()
@@ -60,8 +66,8 @@ def test_lock_on_demand_clears_everything(
     main_window.unlock_page.passphrase_edit.setText(QT_PASSPHRASE)
     with qtbot.waitSignal(main_window.unlocked, timeout=10_000):
         main_window.unlock_page.unlock()
-    titles = [c.title for c in main_window.session.library.list_chats()]
-    assert SENTINEL in titles
+    assert run_async(main_window.session.service.chat(chat_id)).title == SENTINEL
+    qtbot.waitUntil(lambda: any(SENTINEL in t for t in widget_texts(main_window)), timeout=5_000)
 
 
 def test_ctrl_l_locks(qtbot: QtBot, main_window: MainWindow) -> None:
@@ -75,13 +81,16 @@ def test_lock_on_idle(
     qtbot: QtBot,
     qt_config: LoadedConfig,
     qt_profile: Path,
+    scripted_model: ScriptedModel,
     run_async: Callable[..., Any],
     window_settings: QSettings,
 ) -> None:
     from app.session import Session
 
     clock = ManualClock()
-    session = Session(qt_config, qt_profile, kdf=FLOOR_PARAMS, clock=clock)
+    session = Session(
+        qt_config, qt_profile, kdf=FLOOR_PARAMS, clock=clock, provider_factory=scripted_model
+    )
     run_async(session.create_vault(QT_PASSPHRASE), timeout=30_000)
     session.set_idle_timeout(60)
     window = MainWindow(session, settings=window_settings, idle_check_ms=10)

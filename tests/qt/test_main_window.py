@@ -10,22 +10,34 @@ from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QKeySequence
 from pytestqt.qtbot import QtBot
 
-from app.ui.main_window import MainWindow
 from app.session import Session
+from app.ui.main_window import MainWindow
+
+# What the window's actions may call on the chat area.
+AREA_METHODS = (
+    "new_chat",
+    "focus_search",
+    "select_next_chat",
+    "select_previous_chat",
+    "regenerate",
+    "stop",
+    "focus_composer",
+)
 
 
-class RecordingChatArea:
-    """Records which chat-area methods the window called."""
+def record_area_calls(window: MainWindow, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The chat area's methods the window calls, recorded as ``(name, args)`` instead."""
+    area = window.chat_area
+    assert area is not None
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    for name in AREA_METHODS:
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def record(*args: Any) -> Any:
-            self.calls.append((name, args))
+        def record(*args: Any, name: str = name) -> bool:
+            calls.append((name, args))
             return False
 
-        return record
+        monkeypatch.setattr(area, name, record)
+    return calls
 
 
 EXPECTED = {
@@ -58,35 +70,36 @@ def test_menus_and_shortcuts(main_window: MainWindow) -> None:
 
 @pytest.mark.parametrize("action_name", sorted(EXPECTED))
 def test_shortcut_keys_call_the_chat_area(
-    qtbot: QtBot, main_window: MainWindow, action_name: str
+    qtbot: QtBot, main_window: MainWindow, action_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = RecordingChatArea()
-    main_window.chat_area = recorder  # type: ignore[assignment]
+    calls = record_area_calls(main_window, monkeypatch)
     main_window.activateWindow()
     qtbot.waitUntil(main_window.isActiveWindow, timeout=2_000)
     sequence, call = EXPECTED[action_name]
     combo = QKeySequence(sequence)[0]
     main_window.setFocus()
     qtbot.keyClick(main_window, combo.key(), combo.keyboardModifiers())
-    assert call in recorder.calls
+    assert call in calls
 
 
-def test_escape_stops_unless_a_widget_uses_it(qtbot: QtBot, main_window: MainWindow) -> None:
-    recorder = RecordingChatArea()
-    main_window.chat_area = recorder  # type: ignore[assignment]
+def test_escape_stops_unless_a_widget_uses_it(
+    qtbot: QtBot, main_window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = record_area_calls(main_window, monkeypatch)
     assert main_window.stop_action.text().endswith("\tEsc")
     main_window.activateWindow()
     main_window.setFocus()
     qtbot.keyClick(main_window, Qt.Key.Key_Escape)
-    assert ("stop", ()) in recorder.calls
+    assert ("stop", ()) in calls
 
 
-def test_actions_do_nothing_while_locked(main_window: MainWindow) -> None:
+def test_actions_do_nothing_while_locked(
+    main_window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
     main_window.lock(confirm=False)
-    recorder = RecordingChatArea()
-    main_window.chat_area = recorder  # type: ignore[assignment]
+    calls = record_area_calls(main_window, monkeypatch)
     main_window.new_chat_action.trigger()
-    assert recorder.calls == []
+    assert calls == []
     assert main_window.open_settings() is None
 
 

@@ -55,7 +55,7 @@ def test_add_provider_puts_the_key_in_the_keychain(
     text = _config_text(main_window)
     assert API_KEY not in text
     assert "api_key: keychain" in text
-    assert "# the real llama-server peer" in text  # comments survive
+    assert "# the tiny local model" in text  # comments survive
     config = main_window.session.config
     entry = config.config.llm("cloud")
     assert config.resolve_api_key(entry) == API_KEY

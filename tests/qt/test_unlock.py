@@ -35,12 +35,12 @@ def recovery_code(qt_profile: Path) -> str:
 @pytest.fixture
 def locked_window(
     qtbot: QtBot,
-    offline_config: LoadedConfig,
+    qt_config: LoadedConfig,
     qt_profile: Path,
     recovery_code: str,
     window_settings: QSettings,
 ) -> Iterator[MainWindow]:
-    session = make_session(offline_config, qt_profile)
+    session = make_session(qt_config, qt_profile)
     window = MainWindow(session, settings=window_settings)
     qtbot.addWidget(window)
     window.show()
@@ -99,14 +99,14 @@ def test_empty_passphrase_is_refused_inline(locked_window: MainWindow) -> None:
 
 def test_profile_in_use_shows_an_error_page(
     qtbot: QtBot,
-    offline_config: LoadedConfig,
+    qt_config: LoadedConfig,
     qt_profile: Path,
     recovery_code: str,
     window_settings: QSettings,
 ) -> None:
     holder = Vault.open(qt_profile)
     try:
-        session = make_session(offline_config, qt_profile)
+        session = make_session(qt_config, qt_profile)
         window = MainWindow(session, settings=window_settings)
         qtbot.addWidget(window)
         qtbot.waitUntil(lambda: window.current_page == "error", timeout=5_000)
@@ -119,14 +119,14 @@ def test_profile_in_use_shows_an_error_page(
 
 def test_unlock_before_the_vault_finished_opening(
     qtbot: QtBot,
-    offline_config: LoadedConfig,
+    qt_config: LoadedConfig,
     qt_profile: Path,
     recovery_code: str,
     window_settings: QSettings,
 ) -> None:
     # Opening and unlocking both open the vault; the second must wait, not fail on the
     # profile lock this process already holds.
-    session = make_session(offline_config, qt_profile)
+    session = make_session(qt_config, qt_profile)
     window = MainWindow(session, settings=window_settings)
     qtbot.addWidget(window)
     try:
