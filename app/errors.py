@@ -4,6 +4,7 @@ Every error a person can meet carries a message that says what went wrong and
 what to do, and the exit code the ``hushchat`` command returns for it::
 
     HushchatError                 exit 1  unexpected
+    ├── InternalError             exit 1  a bug: its traceback is in the log
     ├── UsageError                exit 2  bad command line
     ├── ConfigError               exit 2  malformed or invalid .config.yml
     ├── ProviderFailedError       exit 3  the LLM server failed (wraps providers.ProviderError)
@@ -36,6 +37,10 @@ class HushchatError(Exception):
     """Base of the app's errors; ``str()`` is a sentence a person can act on."""
 
     exit_code: ExitCode = ExitCode.UNEXPECTED
+
+
+class InternalError(HushchatError):
+    """A programming error reached the user; its cause carries the real exception."""
 
 
 class UsageError(HushchatError):

@@ -6,9 +6,8 @@ The first-run page and the settings dialog share these coroutines and functions:
   loopback ports for their models, all at once, with a short timeout;
 * ``test_connection``: lists the models of an entry the user typed in;
 * ``save_provider`` / ``remove_provider``: edit ``llms:`` in the config file (comments
-  kept, atomic write). An API key goes to the OS keychain (service
-  ``app.config.KEYCHAIN_SERVICE``, user = provider_name) and the file says only
-  ``api_key: keychain``; the key is never written to the file.
+  kept, atomic write). An API key goes to the OS keychain through ``app.api_keys``
+  and the file says only ``api_key: keychain``; the key is never written to the file.
 
 Keychain calls block (D-Bus, Keychain Services), so widgets run the save/remove
 functions through ``BlockingRunner.blocking``.
@@ -26,8 +25,8 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from app.config import KEYCHAIN_SERVICE, LLMEntry, LoadedConfig, update_config_file
-from app.errors import ConfigError
+from app.api_keys import ApiKeys
+from app.config import LLMEntry, LoadedConfig, update_config_file
 from providers import Locality, ProviderError, ProviderSpec, create_provider, default_locality
 
 __all__ = [
@@ -135,6 +134,7 @@ def save_provider(
     config: LoadedConfig,
     entry: Mapping[str, Any],
     *,
+    keys: ApiKeys,
     api_key: str | None = None,
     replaces: str | None = None,
     make_default: bool = False,
@@ -148,16 +148,8 @@ def save_provider(
     name = str(entry["provider_name"])
     values = {key: value for key, value in entry.items() if value not in (None, "")}
     if api_key:
-        import keyring
-        from keyring.errors import KeyringError
-
-        try:
-            keyring.set_password(KEYCHAIN_SERVICE, name, api_key)
-        except KeyringError as error:
-            raise ConfigError(
-                f"{name}: the OS keychain is not available ({error}); set the key in an "
-                "environment variable and write api_key: ${VAR} in the config instead"
-            ) from error
+        LLMEntry.model_validate({**values, "api_key": "keychain"})  # before anything is kept
+        keys.save(name, api_key)
         values["api_key"] = "keychain"
     LLMEntry.model_validate(values)  # a clear error before the file is touched
 
@@ -192,7 +184,7 @@ def save_provider(
         return update_config_file(_config_path(config), change, config.env)
 
 
-def remove_provider(config: LoadedConfig, name: str) -> LoadedConfig:
+def remove_provider(config: LoadedConfig, name: str, *, keys: ApiKeys) -> LoadedConfig:
     """Remove the ``llms:`` entry ``name`` and its keychain key. Blocking."""
 
     def change(document: CommentedMap) -> None:
@@ -209,15 +201,7 @@ def remove_provider(config: LoadedConfig, name: str) -> LoadedConfig:
 
     with _config_write:
         updated = update_config_file(_config_path(config), change, config.env)
-    import keyring
-    from keyring.errors import KeyringError, PasswordDeleteError
-
-    try:
-        keyring.delete_password(KEYCHAIN_SERVICE, name)
-    except PasswordDeleteError:
-        pass  # the entry had no key in the keychain
-    except KeyringError as error:
-        log.warning("could not remove the API key of %s from the keychain: %s", name, error)
+    keys.delete(name)
     return updated
 
 

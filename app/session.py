@@ -1,9 +1,11 @@
-"""The unlocked state of one window: vault, library, chat service and their runner.
+"""The front door: one profile's vault, library, chat service and their runner.
 
-A :class:`Session` is plain Python (no Qt) so widgets and tests share one object
-that says whether the vault is open and hands out the services. Everything that
-blocks (Argon2, SQLCipher, keyring, FIDO2) runs through ``runner``; the async
-methods here are what widgets start with ``app.ui.tasks.start``.
+The window and every ``hushchat`` subcommand go through a :class:`Session`: it
+opens the vault and the library, holds the chat service (reads and writes of
+chats), its change bus, the provider API keys and the runner. It is plain Python
+(no Qt). Everything that blocks (Argon2, SQLCipher, keyring, FIDO2) runs through
+``runner``; widgets start the async methods with ``app.ui.tasks.start``, commands
+with ``asyncio.run``.
 
 Lifecycle::
 
@@ -14,27 +16,31 @@ Lifecycle::
       ├── lock()                          close the library (Ephemeral chats vanish), drop keys
       └── close()                         lock, release the profile, stop the runner threads
 
-Idle auto-lock is tracked here (``record_activity``/``lock_if_idle``) with the minutes
-from the config's ``ui.auto_lock_minutes``, so a settings change applies at once.
+    Session.ephemeral_only(config)        no vault at all: Ephemeral chats in memory
+
+Idle auto-lock uses the vault's idle timer (``record_activity``/``lock_if_idle``) with
+the minutes from the config's ``ui.auto_lock_minutes``; a settings change applies at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from app.api_keys import ApiKeys
 from app.chat.service import ChatService, ProviderFactory
 from app.config import LoadedConfig
 from app.errors import VaultLockedError
 from app.executor import BlockingRunner
-from app.store.library import Library
+from app.store.chats import StorageError
+from app.store.library import UNDO_SECONDS, Library
 from app.tiers import Tier
-from app.vault.idle import Clock, IdleTimer, MonotonicClock
+from app.vault.idle import Clock, MonotonicClock
 from app.vault.kdf import KdfParams
-from app.vault.keychain import SecretStore
+from app.vault.keychain import KeyringStore, SecretStore
 from app.vault.recovery_code import RecoveryCode
 from app.vault.slots import SLOT_FILE_NAME
 from app.vault.vault import SlotInfo, Vault
@@ -70,15 +76,27 @@ class Session:
         self.vault: Vault | None = None
         self.kdf = kdf
         self._provider_factory = provider_factory
-        self._secret_store = secret_store
+        # One secret store for the vault's keychain slots and the providers' API keys.
+        self._secret_store: SecretStore = secret_store or KeyringStore()
+        self.api_keys = ApiKeys(self._secret_store, self.runner)
         self._library: Library | None = None
         self._service: ChatService | None = None
         self._clock = clock or MonotonicClock()
         self._opening: asyncio.Lock | None = None
-        self._idle = IdleTimer(self._idle_seconds(), self._clock)
+        self._idle_timeout = self._configured_idle_seconds()
         # How a security key is found: SecurityKey.discover (USB HID / Windows Hello) by
         # default; tests put a software authenticator here.
         self.security_key_factory: Callable[[KeyPrompts], SecurityKey] | None = None
+
+    @classmethod
+    def ephemeral_only(
+        cls, config: LoadedConfig, *, runner: BlockingRunner | None = None
+    ) -> Session:
+        """A session without a vault: only Ephemeral chats, in memory (``chat --tier
+        ephemeral`` never opens the vault, so it leaves nothing on disk)."""
+        session = cls(config, Path(), runner=runner)
+        session._start_service(Library())
+        return session
 
     # ----------------------------------------------------------------- state
 
@@ -90,7 +108,9 @@ class Session:
     @property
     def is_unlocked(self) -> bool:
         """Whether the library and chat service are available."""
-        return self._service is not None and self.vault is not None and not self.vault.is_locked
+        if self._service is None:
+            return False
+        return self.vault is None or not self.vault.is_locked
 
     @property
     def library(self) -> Library:
@@ -133,6 +153,8 @@ class Session:
             self.profile_dir,
             passphrase,
             kdf=self.kdf,
+            idle_timeout_seconds=self._idle_timeout,
+            clock=self._clock,
             secret_store=self._secret_store,
         )
         self.vault = vault
@@ -149,7 +171,11 @@ class Session:
         async with self._opening:
             if self.vault is None:
                 self.vault = await self.runner.blocking(
-                    Vault.open, self.profile_dir, secret_store=self._secret_store
+                    Vault.open,
+                    self.profile_dir,
+                    idle_timeout_seconds=self._idle_timeout,
+                    clock=self._clock,
+                    secret_store=self._secret_store,
                 )
 
     async def unlock_with_passphrase(self, passphrase: str) -> None:
@@ -191,6 +217,32 @@ class Session:
         await self.runner.blocking(vault.unlock_with_touch_id)
         await self._open_library()
 
+    async def unlock_with_agent(self) -> bool:
+        """Unlock with the keys of a running unlock agent or unlocked window (``hushchat
+        unlock``): no KDF, no profile lock. False when none answers or its keys are stale.
+        """
+        from app.agent.client import request_keys
+
+        keys = await self.runner.blocking(request_keys, self.profile_dir)
+        if keys is None:
+            return False
+        try:
+            vault = await self.runner.blocking(
+                Vault.attach,
+                self.profile_dir,
+                keys,
+                idle_timeout_seconds=self._idle_timeout,
+                clock=self._clock,
+            )
+        except VaultLockedError as error:
+            log.info("not using the unlock agent: %s", error)
+            return False
+        finally:
+            keys.wipe()
+        self.vault = vault
+        await self._open_library()
+        return True
+
     async def _opened(self) -> Vault:
         await self.open_vault()
         assert self.vault is not None
@@ -208,15 +260,29 @@ class Session:
         except BaseException:
             vault.lock()
             raise
+        self._start_service(library)
+        vault.record_activity()
+        # Deletes whose undo time ran out while no window was open (a crash, a quit).
+        try:
+            await self.service.purge_deleted(UNDO_SECONDS)
+        except StorageError as error:  # they stay hidden; the next unlock tries again
+            log.warning("could not purge deleted chats: %s", error)
+        log.info("session unlocked")
+
+    def _start_service(self, library: Library) -> None:
         self._library = library
         if self._provider_factory is None:
-            self._service = ChatService(library, self.config, runner=self.runner)
+            self._service = ChatService(
+                library, self.config, runner=self.runner, api_keys=self.api_keys
+            )
         else:
             self._service = ChatService(
-                library, self.config, runner=self.runner, provider_factory=self._provider_factory
+                library,
+                self.config,
+                runner=self.runner,
+                provider_factory=self._provider_factory,
+                api_keys=self.api_keys,
             )
-        self._idle.record_activity()
-        log.info("session unlocked")
 
     def lock(self) -> None:
         """Close the library (Ephemeral chats vanish) and drop every key from memory."""
@@ -227,6 +293,7 @@ class Session:
         if library is not None:
             # On the database thread, after any query still running there.
             self.runner.db_sync(library.close)
+        self.api_keys.forget()
         if self.vault is not None:
             self.vault.lock()
 
@@ -270,6 +337,34 @@ class Session:
             raise VaultLockedError("The vault is locked; unlock it first.")
         return self.vault
 
+    # ----------------------------------------------------------------- providers
+
+    async def save_provider(
+        self,
+        entry: Mapping[str, Any],
+        *,
+        api_key: str | None = None,
+        replaces: str | None = None,
+        make_default: bool = False,
+    ) -> LoadedConfig:
+        """Add or replace an ``llms:`` entry (API key to the keychain) and use it now."""
+        from app.provider_setup import save_provider
+
+        config = await self.runner.blocking(
+            save_provider, self.config, entry, keys=self.api_keys, api_key=api_key,
+            replaces=replaces, make_default=make_default,
+        )  # fmt: skip
+        self.apply_config(config)
+        return config
+
+    async def remove_provider(self, name: str) -> LoadedConfig:
+        """Remove an ``llms:`` entry and its keychain key, and stop using it now."""
+        from app.provider_setup import remove_provider
+
+        config = await self.runner.blocking(remove_provider, self.config, name, keys=self.api_keys)
+        self.apply_config(config)
+        return config
+
     # ----------------------------------------------------------------- config and idle
 
     def apply_config(self, config: LoadedConfig) -> None:
@@ -277,31 +372,32 @@ class Session:
         self.config = config
         if self._service is not None:
             self._service.config = config
-        self._idle = IdleTimer(self._idle_seconds(), self._clock)
+        self.set_idle_timeout(self._configured_idle_seconds())
 
-    def _idle_seconds(self) -> float | None:
-        ui = getattr(self.config.config, "ui", None)
-        minutes = getattr(ui, "auto_lock_minutes", 0) if ui is not None else 0
+    def _configured_idle_seconds(self) -> float | None:
+        minutes = self.config.config.ui.auto_lock_minutes
         return float(minutes) * 60.0 if minutes else None
 
     def set_idle_timeout(self, seconds: float | None) -> None:
-        """Override the idle timeout (tests and the settings dialog's preview)."""
-        self._idle = IdleTimer(seconds, self._clock)
+        """Lock after ``seconds`` without activity (None: never), from now on."""
+        self._idle_timeout = seconds
+        if self.vault is not None:
+            self.vault.set_idle_timeout(seconds)
 
     def record_activity(self) -> None:
         """The user did something: restart the idle period."""
-        self._idle.record_activity()
-        if self.vault is not None and not self.vault.is_locked:
+        if self.vault is not None:
             self.vault.record_activity()
 
     def seconds_until_idle_lock(self) -> float | None:
         """Seconds until :meth:`lock_if_idle` would lock; None without a timeout."""
-        return self._idle.seconds_left()
+        return self.vault.seconds_until_idle_lock() if self.vault is not None else None
 
     def lock_if_idle(self) -> bool:
         """Lock when unlocked and idle past the timeout; return whether it locked now."""
-        if not self.is_unlocked or not self._idle.is_expired():
+        left = self.seconds_until_idle_lock()
+        if not self.is_unlocked or left is None or left > 0:
             return False
-        log.info("idle for %s s, locking", self._idle.timeout_seconds)
+        log.info("idle for %s s, locking", self._idle_timeout)
         self.lock()
         return True

@@ -12,42 +12,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from app.chat.events import TurnDelta, TurnFinished, TurnReasoning, TurnStarted
-from app.chat.service import ChatService
-from app.config import LoadedConfig
 from app.errors import ExitCode, ProviderFailedError, UsageError
-from app.executor import BlockingRunner
-from app.runtime import load, positive_int
-from app.store.library import Library
+from app.runtime import open_session, positive_int
+from app.session import Session
 from app.store.models import MessageStatus, Tier
-from app.vault.cli import unlock_parent_parsers, unlocked_vault
+from app.vault.cli import unlock_parent_parsers
 
 TITLE_WAIT_SECONDS = 15.0
 
+T = TypeVar("T")
 
-@contextlib.contextmanager
-def open_library(args: argparse.Namespace, *, with_vault: bool = True) -> Iterator[Library]:
-    """The chats: Standard and Private from the unlocked vault, Ephemeral in memory."""
-    if not with_vault:
-        library = Library()
-        try:
-            yield library
-        finally:
-            library.close()
-        return
-    with unlocked_vault(args) as vault:
-        library = Library(vault.connect(Tier.STANDARD), vault.connect(Tier.PRIVATE))
-        try:
-            library.purge_deleted()
-            yield library
-        finally:
-            library.close()
+
+def _run(
+    args: argparse.Namespace, work: Callable[[Session], Awaitable[T]], *, with_vault: bool = True
+) -> T:
+    """Open the front door as ``args`` say, run ``work`` with the session, close it."""
+
+    async def main() -> T:
+        async with open_session(args, with_vault=with_vault) as session:
+            return await work(session)
+
+    return asyncio.run(main())
 
 
 # --- hushchat chat ----------------------------------------------------------------------------
@@ -77,67 +69,62 @@ def register_chat(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _chat(args: argparse.Namespace) -> int:
-    config = load(args)
     tier = Tier(args.tier) if args.tier else None
     if args.chat and tier is Tier.EPHEMERAL:
         raise UsageError("Ephemeral chats end with the command; start a new one without --chat")
     ephemeral = tier is Tier.EPHEMERAL
-    with open_library(args, with_vault=not ephemeral) as library:
+
+    async def turn(session: Session) -> int:
         message = sys.stdin.read() if args.message == "-" else args.message
-        return asyncio.run(_chat_turn(args, config, library, tier or Tier.STANDARD, message))
+        return await _chat_turn(args, session, tier or Tier.STANDARD, message)
+
+    return _run(args, turn, with_vault=not ephemeral)
 
 
-async def _chat_turn(
-    args: argparse.Namespace, config: LoadedConfig, library: Library, tier: Tier, message: str
-) -> int:
-    runner = BlockingRunner()
-    service = ChatService(library, config, runner=runner)
-    try:
-        if args.chat:
-            chat = await service.chat(await runner.db(library.resolve_id, args.chat))
-            if args.tier and chat.tier != tier:
-                raise UsageError(
-                    f"chat {chat.id[:12]} is {chat.tier.value}; move it with "
-                    f"`hushchat chats move {chat.id[:12]} {tier.value}`"
-                )
-            if args.provider:
-                chat = await service.update(chat.id, provider=args.provider)
-        else:
-            chat = await service.create_chat(
-                tier, provider=args.provider, system_prompt=args.system
+async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, message: str) -> int:
+    service = session.service
+    if args.chat:
+        chat = await service.chat(await service.resolve_id(args.chat))
+        if args.tier and chat.tier != tier:
+            raise UsageError(
+                f"chat {chat.id[:12]} is {chat.tier.value}; move it with "
+                f"`hushchat chats move {chat.id[:12]} {tier.value}`"
             )
-        finished: TurnFinished | None = None
-        turn = service.send(chat.id, message, max_tokens=args.max_tokens)
-        async with contextlib.aclosing(turn):
-            async for event in turn:
-                if isinstance(event, TurnDelta):
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                elif isinstance(event, TurnReasoning):
-                    sys.stderr.write(event.text)
-                elif isinstance(event, TurnStarted):
-                    # Printed once the user's message is saved: scripts (and the crash
-                    # tests) can rely on it being on disk from here on.
-                    print(f"chat {chat.id} ({chat.tier.value})", file=sys.stderr, flush=True)
-                    if event.dropped:
-                        print(
-                            f"({event.dropped} older messages not sent: they do not fit the "
-                            "model's context)",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                elif isinstance(event, TurnFinished):
-                    finished = event
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        if finished is not None and finished.message.status == MessageStatus.ERROR:
-            raise ProviderFailedError(
-                f"{finished.error} (the partial answer is kept in chat {chat.id[:12]})"
-            )
-        await service.wait_for_titles(TITLE_WAIT_SECONDS)
-        return ExitCode.OK
-    finally:
-        await asyncio.get_running_loop().run_in_executor(None, runner.shutdown)
+        if args.provider:
+            chat = await service.update(chat.id, provider=args.provider)
+    else:
+        chat = await service.create_chat(tier, provider=args.provider, system_prompt=args.system)
+    finished: TurnFinished | None = None
+    turn = service.send(chat.id, message, max_tokens=args.max_tokens)
+    async with contextlib.aclosing(turn):
+        async for event in turn:
+            if isinstance(event, TurnDelta):
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, TurnReasoning):
+                sys.stderr.write(event.text)
+            elif isinstance(event, TurnStarted):
+                # Printed once the user's message is saved: scripts (and the crash
+                # tests) can rely on it being on disk from here on.
+                via = f" via {chat.provider}" if chat.provider else ""
+                print(f"chat {chat.id} ({chat.tier.value}){via}", file=sys.stderr, flush=True)
+                if event.dropped:
+                    print(
+                        f"({event.dropped} older messages not sent: they do not fit the "
+                        "model's context)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            elif isinstance(event, TurnFinished):
+                finished = event
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if finished is not None and finished.message.status == MessageStatus.ERROR:
+        raise ProviderFailedError(
+            f"{finished.error} (the partial answer is kept in chat {chat.id[:12]})"
+        )
+    await service.wait_for_titles(TITLE_WAIT_SECONDS)
+    return ExitCode.OK
 
 
 # --- hushchat chats ---------------------------------------------------------------------------
@@ -190,115 +177,105 @@ def _when(timestamp: float) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    load(args)
-    with open_library(args) as library:
-        for chat in library.list_chats():
+    async def work(session: Session) -> None:
+        for chat in await session.service.list_chats():
             pin = "*" if chat.pinned else " "
             print(
                 f"{chat.id[:12]}{pin} {chat.tier.value:<9} {_when(chat.updated_at)}  {chat.title}"
             )
+
+    _run(args, work)
     return ExitCode.OK
 
 
 def _show(args: argparse.Namespace) -> int:
-    load(args)
-    with open_library(args) as library:
-        chat_id = library.resolve_id(args.id)
-        store = library.store_of(chat_id)
-        chat = store.chat(chat_id)
+    async def work(session: Session) -> None:
+        service = session.service
+        chat = await service.chat(await service.resolve_id(args.id))
         print(f"# {chat.title}\n")
         print(f"{chat.tier.value} · {chat.provider or 'default provider'} · {chat.id}")
         if chat.system_prompt:
             print(f"\nSystem prompt: {chat.system_prompt}")
         if chat.memory:
             print(f"Memory: {chat.memory}")
-        for message in store.full_thread(chat_id):
+        for message in await service.full_thread(chat.id):
             versions = f" [{message.version}/{message.versions}]" if message.versions > 1 else ""
             status = "" if message.status == MessageStatus.COMPLETE else f" ({message.status})"
             who = "You" if message.role == "user" else f"Assistant ({message.model or '?'})"
             print(f"\n## {who}{versions}{status}\n\n{message.content}")
+
+    _run(args, work)
     return ExitCode.OK
 
 
 def _rename(args: argparse.Namespace) -> int:
-    load(args)
-    with open_library(args) as library:
-        chat_id = library.resolve_id(args.id)
-        library.store_of(chat_id).rename(chat_id, args.title)
+    async def work(session: Session) -> None:
+        await session.service.rename(await session.service.resolve_id(args.id), args.title)
+
+    _run(args, work)
     return ExitCode.OK
 
 
 def _delete(args: argparse.Namespace) -> int:
-    load(args)
-    with open_library(args) as library:
-        chat_id = library.resolve_id(args.id)
-        store = library.store_of(chat_id)
-        chat = store.chat(chat_id)
-        count = store.count_messages(chat_id)
+    async def work(session: Session) -> None:
+        service = session.service
+        chat = await service.chat(await service.resolve_id(args.id))
+        count = await service.count_messages(chat.id)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("deleting a chat cannot be undone here; add --yes to confirm")
-            answer = input(f"Delete '{chat.title}' and its {count} messages for good? [y/N] ")
+            answer = await asyncio.to_thread(
+                input, f"Delete '{chat.title}' and its {count} messages for good? [y/N] "
+            )
             if answer.strip().lower() not in {"y", "yes"}:
                 print("nothing deleted", file=sys.stderr)
-                return ExitCode.OK
-        store.purge(chat_id)
+                return
+        await service.purge(chat.id)
         print(f"deleted '{chat.title}' ({count} messages)", file=sys.stderr)
+
+    _run(args, work)
     return ExitCode.OK
 
 
 def _move(args: argparse.Namespace) -> int:
-    config = load(args)
-    with open_library(args) as library:
-        chat_id = library.resolve_id(args.id)
+    async def work(session: Session) -> None:
+        service = session.service
+        await service.move(await service.resolve_id(args.id), Tier(args.tier))
 
-        async def move() -> None:
-            runner = BlockingRunner()
-            try:
-                await ChatService(library, config, runner=runner).move(chat_id, Tier(args.tier))
-            finally:
-                runner.shutdown()
-
-        asyncio.run(move())
-        print(f"moved to {args.tier}", file=sys.stderr)
+    _run(args, work)
+    print(f"moved to {args.tier}", file=sys.stderr)
     return ExitCode.OK
 
 
 def _search(args: argparse.Namespace) -> int:
-    load(args)
-    with open_library(args) as library:
-        for hit in library.search(args.query, limit=args.limit):
+    async def work(session: Session) -> None:
+        for hit in await session.service.search(args.query, limit=args.limit):
             where = "title" if hit.message_id is None else "message"
             snippet = " ".join(hit.snippet.split())
             print(f"{hit.chat_id[:12]}  {hit.chat_title}  ({where}) {snippet}")
+
+    _run(args, work)
     return ExitCode.OK
 
 
 def _export(args: argparse.Namespace) -> int:
-    from app.store.transfer import export_json, export_markdown
-
-    load(args)
-    with open_library(args) as library:
-        ids = [library.resolve_id(args.id)] if args.id else None
-        if args.format == "json":
-            text = json.dumps(export_json(library, ids), ensure_ascii=False, indent=2) + "\n"
+    async def work(session: Session) -> None:
+        service = session.service
+        ids = [await service.resolve_id(args.id)] if args.id else None
+        if args.out == "-":
+            sys.stdout.write(await service.export(ids, args.format))
         else:
-            text = export_markdown(library, ids)
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        from app.vault.atomic_file import write_atomically
+            await service.export_to_file(ids, args.format, Path(args.out))
+            print(f"exported to {args.out}", file=sys.stderr)
 
-        write_atomically(Path(args.out), text.encode("utf-8"))
-        print(f"exported to {args.out}", file=sys.stderr)
+    _run(args, work)
     return ExitCode.OK
 
 
 def _import(args: argparse.Namespace) -> int:
-    from app.store.transfer import import_file
+    async def work(session: Session) -> list[str]:
+        return await session.service.import_file(args.file, fmt=args.format, tier=Tier(args.tier))
 
-    load(args)
-    with open_library(args) as library:
-        ids = import_file(library, args.file, fmt=args.format, tier=Tier(args.tier))
+    ids = _run(args, work)
     print(f"imported {len(ids)} chat(s)", file=sys.stderr)
     return ExitCode.OK

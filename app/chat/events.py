@@ -1,8 +1,8 @@
 """Typed events of a chat turn, and change notifications for views.
 
 A turn (send, regenerate, edit) is an async iterator of ``TurnEvent``. Views
-that show lists of chats subscribe to ``ChangeBus`` and update just the rows
-named in a ``ChatChanged`` instead of refreshing everything.
+that show chats subscribe to ``ChangeBus`` and update just the rows named in a
+``ChatChanged`` (one subclass per kind of change) instead of refreshing everything.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.store.models import Message
+from app.store.models import Message, Tier
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,55 @@ TurnEvent = TurnStarted | TurnDelta | TurnReasoning | TurnFinished
 
 @dataclass(frozen=True, slots=True)
 class ChatChanged:
-    """Something about one chat changed: ``what`` is created, renamed, updated,
-    messages, moved, deleted, restored or purged."""
+    """Something about one chat changed; the subclass says what."""
 
     chat_id: str
-    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCreated(ChatChanged):
+    """A new chat exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRenamed(ChatChanged):
+    """The title changed (by the user or the automatic title)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUpdated(ChatChanged):
+    """Settings changed: system prompt, memory, provider, model or pinned."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesChanged(ChatChanged):
+    """Messages were added, changed, deleted, or another version was selected."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMoved(ChatChanged):
+    """The chat moved to another tier."""
+
+    tier: Tier
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDeleted(ChatChanged):
+    """The chat is hidden; its delete can still be undone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRestored(ChatChanged):
+    """A delete was undone."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPurged(ChatChanged):
+    """The chat is gone for good."""
 
 
 class ChangeBus:
-    """Synchronous fan-out of ``ChatChanged`` to subscribers."""
+    """Synchronous fan-out of ``ChatChanged`` events to subscribers."""
 
     def __init__(self) -> None:
         self._subscribers: list[Callable[[ChatChanged], None]] = []
@@ -75,7 +115,6 @@ class ChangeBus:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def emit(self, chat_id: str, what: str) -> None:
-        event = ChatChanged(chat_id, what)
+    def emit(self, event: ChatChanged) -> None:
         for callback in list(self._subscribers):
             callback(event)

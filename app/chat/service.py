@@ -17,29 +17,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+from app.api_keys import ApiKeys
 from app.chat.context import DEFAULT_TOKENS_PER_BYTE, Context, build_context
 from app.chat.events import (
     ChangeBus,
+    ChatCreated,
+    ChatDeleted,
+    ChatMoved,
+    ChatPurged,
+    ChatRenamed,
+    ChatRestored,
+    ChatUpdated,
+    MessagesChanged,
     TurnDelta,
     TurnEvent,
     TurnFinished,
     TurnReasoning,
     TurnStarted,
 )
-from app.config import LLMEntry, LoadedConfig
-from app.errors import UsageError
+from app.config import Config, LLMEntry, LoadedConfig
+from app.errors import ConfigError, UsageError
 from app.executor import BlockingRunner
 from app.logs import register_secret
 from app.privacy import policy
 from app.store.chats import DATABASE_ERRORS, ChatStore, StorageError
 from app.store.library import Library
-from app.store.models import DEFAULT_TITLE, Chat, Message, MessageStatus, Tier, TitleSource
+from app.store.models import (
+    DEFAULT_TITLE,
+    Chat,
+    ChatSummary,
+    Message,
+    MessageStatus,
+    SearchHit,
+    ThreadPage,
+    Tier,
+    TitleSource,
+)
 from providers import (
     ChatMessage,
     ChatRequest,
@@ -80,7 +101,11 @@ CONTEXT_RETRIES = 2
 
 
 class ChatService:
-    """Chats over the library's stores and the configured providers."""
+    """Chats over the library's stores and the configured providers: every read and write.
+
+    Widgets and commands hold this object (and its ``changes`` bus) and nothing below
+    it: each method runs its database work on the runner's database thread.
+    """
 
     def __init__(
         self,
@@ -89,6 +114,7 @@ class ChatService:
         *,
         runner: BlockingRunner | None = None,
         provider_factory: ProviderFactory = create_provider,
+        api_keys: ApiKeys | None = None,
         checkpoint_seconds: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -96,6 +122,7 @@ class ChatService:
         self.config = config
         self.runner = runner or BlockingRunner()
         self.changes = ChangeBus()
+        self.api_keys = api_keys or ApiKeys(runner=self.runner)
         self._provider_factory = provider_factory
         self._checkpoint_seconds = checkpoint_seconds
         self._clock = clock
@@ -109,8 +136,12 @@ class ChatService:
         """The config entry serving ``chat`` (its own, else the default)."""
         return self.config.config.llm(chat.provider)
 
-    def _spec(self, entry: LLMEntry, model: str | None = None) -> ProviderSpec:
-        key = self.config.resolve_api_key(entry)
+    def default_provider(self, tier: Tier) -> LLMEntry | None:
+        """The provider a new chat of ``tier`` gets (see :func:`default_provider`)."""
+        return default_provider(self.config.config, tier)
+
+    async def _spec(self, entry: LLMEntry, model: str | None = None) -> ProviderSpec:
+        key = await self.api_keys.resolve(entry)
         register_secret(key)
         spec = entry.to_spec(key)
         if model and model != spec.model:
@@ -120,6 +151,89 @@ class ChatService:
     def check_policy(self, chat: Chat, entry: LLMEntry) -> None:
         """PolicyRefusedError if the chat's tier may not use this provider."""
         policy.require(chat.tier, entry.effective_locality, entry.provider_name)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def chat(self, chat_id: str) -> Chat:
+        return await self.runner.db(self.library.chat, chat_id)
+
+    async def resolve_id(self, prefix: str) -> str:
+        """The chat whose id starts with ``prefix`` (people type the first characters)."""
+        return await self.runner.db(self.library.resolve_id, prefix)
+
+    async def list_chats(self, *, limit: int | None = None) -> list[ChatSummary]:
+        """Chats of every open tier (or the first ``limit``), pinned first, newest first."""
+        return await self.runner.db(self.library.list_chats, limit=limit)
+
+    async def summary(self, chat_id: str) -> ChatSummary | None:
+        """What the sidebar shows of one chat; None when it is gone or deleted."""
+        return await self.runner.db(self.library.summary, chat_id)
+
+    async def open_chat(
+        self, chat_id: str, *, limit: int, with_length: bool = False
+    ) -> tuple[Chat, ThreadPage, int | None]:
+        """The chat, the newest ``limit`` messages of its thread and, if asked, the
+        thread's length, read together so they agree."""
+
+        def read() -> tuple[Chat, ThreadPage, int | None]:
+            store = self.library.store_of(chat_id)
+            chat = store.chat(chat_id)
+            page = store.thread(chat_id, limit=limit)
+            length = None
+            if with_length and chat.active_leaf_id is not None:
+                length = store.thread_length(chat.active_leaf_id)
+            return chat, page, length
+
+        return await self.runner.db(read)
+
+    async def older_messages(self, chat_id: str, before: str, *, limit: int) -> ThreadPage:
+        """The ``limit`` messages of the thread before message ``before``."""
+
+        def read() -> ThreadPage:
+            return self.library.store_of(chat_id).thread(chat_id, limit=limit, before=before)
+
+        return await self.runner.db(read)
+
+    async def full_thread(self, chat_id: str) -> list[Message]:
+        """Every message of the chat's shown thread, oldest first."""
+        return await self.runner.db(lambda: self.library.store_of(chat_id).full_thread(chat_id))
+
+    async def count_messages(self, chat_id: str) -> int:
+        """How many messages (every version) the chat has."""
+        return await self.runner.db(lambda: self.library.store_of(chat_id).count_messages(chat_id))
+
+    async def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over titles and messages of every open tier."""
+        return await self.runner.db(self.library.search, query, limit=limit)
+
+    async def export(self, chat_ids: list[str] | None, fmt: Literal["md", "json"]) -> str:
+        """Chats (None: all) as Markdown or as our JSON export format."""
+        from app.store import transfer
+
+        if fmt == "json":
+            data = await self.runner.db(transfer.export_json, self.library, chat_ids)
+            return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        return await self.runner.db(transfer.export_markdown, self.library, chat_ids)
+
+    async def export_to_file(
+        self, chat_ids: list[str] | None, fmt: Literal["md", "json"], path: Path
+    ) -> None:
+        """Export chats to ``path``, written atomically (a crash leaves no half file)."""
+        from app.vault.atomic_file import write_atomically
+
+        text = await self.export(chat_ids, fmt)
+        await self.runner.blocking(write_atomically, path, text.encode("utf-8"))
+
+    async def import_file(self, path: Path, *, fmt: str | None, tier: Tier) -> list[str]:
+        """Import an export file (ours, ChatGPT's, Open WebUI's) into ``tier``."""
+        from app.store import transfer
+
+        chat_ids = await self.runner.db(
+            transfer.import_file, self.library, path, fmt=fmt, tier=tier
+        )
+        for chat_id in chat_ids:
+            self.changes.emit(ChatCreated(chat_id))
+        return chat_ids
 
     # --- chats -------------------------------------------------------------------------------
 
@@ -131,11 +245,20 @@ class ChatService:
         system_prompt: str = "",
         memory: str = "",
     ) -> Chat:
-        """A new chat titled "New Chat"; the provider must be allowed for the tier."""
+        """A new chat titled "New Chat".
+
+        ``provider`` must be allowed for the tier; without one the chat gets
+        :meth:`default_provider`, and PolicyRefusedError says so if none is allowed.
+        """
         entry = None
-        if provider is not None or self.config.config.llms:
+        if provider is not None:
             entry = self.config.config.llm(provider)
             policy.require(tier, entry.effective_locality, entry.provider_name)
+        elif self.config.config.llms:
+            entry = self.default_provider(tier)
+            if entry is None:
+                default = self.config.config.llm()
+                policy.require(tier, default.effective_locality, default.provider_name)
         store = self.library.store(tier)
         chat = await self.runner.db(
             store.create_chat,
@@ -144,16 +267,12 @@ class ChatService:
             provider=entry.provider_name if entry else None,
             model=entry.model_name if entry else None,
         )
-        self.changes.emit(chat.id, "created")
+        self.changes.emit(ChatCreated(chat.id))
         return chat
 
-    async def chat(self, chat_id: str) -> Chat:
-        return await self.runner.db(self.library.chat, chat_id)
-
     async def rename(self, chat_id: str, title: str) -> Chat:
-        store = await self.runner.db(self.library.store_of, chat_id)
-        chat = await self.runner.db(store.rename, chat_id, title)
-        self.changes.emit(chat_id, "renamed")
+        chat = await self.runner.db(lambda: self.library.store_of(chat_id).rename(chat_id, title))
+        self.changes.emit(ChatRenamed(chat_id))
         return chat
 
     async def update(self, chat_id: str, **fields: Any) -> Chat:
@@ -165,7 +284,7 @@ class ChatService:
             policy.require(current.tier, entry.effective_locality, entry.provider_name)
             fields.setdefault("model", entry.model_name)
         chat = await self.runner.db(store.update_chat, chat_id, **fields)
-        self.changes.emit(chat_id, "updated")
+        self.changes.emit(ChatUpdated(chat_id))
         return chat
 
     async def move(self, chat_id: str, tier: Tier) -> Chat:
@@ -175,51 +294,54 @@ class ChatService:
             entry = self.config.config.llm(chat.provider)
             policy.require(tier, entry.effective_locality, entry.provider_name)
         moved = await self.runner.db(self.library.move, chat_id, tier)
-        self.changes.emit(chat_id, "moved")
+        self.changes.emit(ChatMoved(chat_id, tier))
         return moved
 
     async def delete_chat(self, chat_id: str) -> None:
+        """Hide a chat; :meth:`undo_delete` brings it back until it is purged."""
         await self.runner.db(self.library.delete, chat_id)
-        self.changes.emit(chat_id, "deleted")
+        self.changes.emit(ChatDeleted(chat_id))
 
     async def undo_delete(self, chat_id: str) -> None:
         await self.runner.db(self.library.undo_delete, chat_id)
-        self.changes.emit(chat_id, "restored")
+        self.changes.emit(ChatRestored(chat_id))
+
+    async def purge(self, chat_id: str) -> None:
+        """Delete a chat for good at once (the command line asks first)."""
+        await self.runner.db(lambda: self.library.store_of(chat_id).purge(chat_id))
+        self.changes.emit(ChatPurged(chat_id))
 
     async def purge_deleted(self, older_than: float) -> list[str]:
         purged = await self.runner.db(self.library.purge_deleted, older_than=older_than)
         for chat_id in purged:
-            self.changes.emit(chat_id, "purged")
+            self.changes.emit(ChatPurged(chat_id))
         return purged
 
     async def delete_message(self, message_id: str) -> None:
-        store, message = await self._find_message(message_id)
+        store, message = await self.runner.db(self.library.find_message, message_id)
         await self.runner.db(store.delete_message, message_id)
-        self.changes.emit(message.chat_id, "messages")
+        self.changes.emit(MessagesChanged(message.chat_id))
 
     async def reset(self, chat_id: str) -> None:
         """Delete a chat's history, keeping its title, system prompt and memory."""
-        store = await self.runner.db(self.library.store_of, chat_id)
-        await self.runner.db(store.reset, chat_id)
-        self.changes.emit(chat_id, "messages")
+        await self.runner.db(lambda: self.library.store_of(chat_id).reset(chat_id))
+        self.changes.emit(MessagesChanged(chat_id))
 
     async def select_version(self, message_id: str) -> Message:
-        store, message = await self._find_message(message_id)
+        store, message = await self.runner.db(self.library.find_message, message_id)
         selected = await self.runner.db(store.select_version, message_id)
-        self.changes.emit(message.chat_id, "messages")
+        self.changes.emit(MessagesChanged(message.chat_id))
         return selected
 
-    async def _find_message(self, message_id: str) -> tuple[ChatStore, Message]:
-        def find() -> tuple[ChatStore, Message]:
-            for store in self.library.stores.values():
-                row = store.conn.execute(
-                    "SELECT 1 FROM messages WHERE id = ?", (message_id,)
-                ).fetchone()
-                if row is not None:
-                    return store, store.message(message_id)
-            raise UsageError(f"no message with id {message_id}")
+    async def switch_version(self, message_id: str, offset: int) -> Message:
+        """Show the version ``offset`` places from ``message_id`` (-1 previous, +1 next)."""
 
-        return await self.runner.db(find)
+        def find() -> Message:
+            store, _message = self.library.find_message(message_id)
+            return store.sibling(message_id, offset)
+
+        other = await self.runner.db(find)
+        return await self.select_version(other.id)
 
     # --- turns -------------------------------------------------------------------------------
 
@@ -240,7 +362,7 @@ class ChatService:
         user = await self.runner.db(
             store.add_message, chat_id, "user", text, parent_id=chat.active_leaf_id
         )
-        self.changes.emit(chat_id, "messages")
+        self.changes.emit(MessagesChanged(chat_id))
         async with contextlib.aclosing(
             self._answer(store, chat, entry, user, max_tokens, user=user)
         ) as events:
@@ -276,21 +398,21 @@ class ChatService:
         """A new version of a message; for the user's own message, answer it again."""
         if not text.strip():
             raise UsageError("the message is empty; delete it instead")
-        store, original = await self._find_message(message_id)
+        store, original = await self.runner.db(self.library.find_message, message_id)
         chat = await self.runner.db(store.chat, original.chat_id)
         if original.role != "user":
             await self.runner.db(
                 store.add_message, chat.id, original.role, text, parent_id=original.parent_id,
                 provider=original.provider, model=original.model,
             )  # fmt: skip
-            self.changes.emit(chat.id, "messages")
+            self.changes.emit(MessagesChanged(chat.id))
             return
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
         user = await self.runner.db(
             store.add_message, chat.id, "user", text, parent_id=original.parent_id
         )
-        self.changes.emit(chat.id, "messages")
+        self.changes.emit(MessagesChanged(chat.id))
         async with contextlib.aclosing(
             self._answer(store, chat, entry, user, max_tokens, user=user)
         ) as events:
@@ -321,12 +443,12 @@ class ChatService:
             chat.system_prompt, chat.memory, history, context_size=entry.context_size,
             max_tokens=max_tokens, tokens_per_byte=ratio,
         )  # fmt: skip
-        spec = self._spec(entry, chat.model)
+        spec = await self._spec(entry, chat.model)
         answer = await self.runner.db(
             store.add_message, chat.id, "assistant", "", parent_id=question.id,
             status=MessageStatus.PARTIAL, provider=entry.provider_name, model=spec.model,
         )  # fmt: skip
-        self.changes.emit(chat.id, "messages")
+        self.changes.emit(MessagesChanged(chat.id))
         yield TurnStarted(
             chat.id, user, answer.id, context.dropped + older, context.estimated_tokens
         )
@@ -403,12 +525,12 @@ class ChatService:
                 # The vault locked (closing the database) while the answer streamed: the
                 # last checkpoint stays, marked partial.
                 log.info("stopped answer not finalised: %s", type(failure).__name__)
-            self.changes.emit(chat.id, "messages")
+            self.changes.emit(MessagesChanged(chat.id))
             raise
         saved = await self._finish(
             store, answer.id, text, reasoning, status, error, started, fields
         )
-        self.changes.emit(chat.id, "messages")
+        self.changes.emit(MessagesChanged(chat.id))
         kind = type(error).__name__ if error else None
         yield TurnFinished(saved, str(error) if error else None, kind)
         if status == MessageStatus.COMPLETE and chat.title_source == TitleSource.DEFAULT:
@@ -478,7 +600,7 @@ class ChatService:
         if title is None:
             title = heuristic_title(first_user)
         if await self.runner.db(store.set_auto_title, chat_id, title):
-            self.changes.emit(chat_id, "renamed")
+            self.changes.emit(ChatRenamed(chat_id))
 
     async def _model_title(self, chat: Chat, question: str, answer: str) -> str | None:
         """A title from a model the tier allows, or None to fall back to the heuristic."""
@@ -499,7 +621,7 @@ class ChatService:
         )
         pieces: list[str] = []
         try:
-            async with self._provider_factory(self._spec(entry)) as provider:
+            async with self._provider_factory(await self._spec(entry)) as provider:
                 stream = provider.stream_chat(request)
                 async with closing(stream):
                     async for event in stream:
@@ -509,6 +631,50 @@ class ChatService:
             log.info("title model failed (%s); using the local fallback", type(error).__name__)
             return None
         return clean_title("".join(pieces))
+
+
+def default_provider(config: Config, tier: Tier) -> LLMEntry | None:
+    """The provider a new chat of ``tier`` gets: the default one if the tier allows it,
+    else the first configured one it allows; None when none is allowed.
+
+    The window and the command line both start chats through this.
+    """
+    if not config.llms:
+        return None
+    default = config.llm()
+    for entry in [default, *(e for e in config.llms if e is not default)]:
+        if policy.decision(tier, entry.effective_locality).allowed:
+            return entry
+    return None
+
+
+def provider_choices(config: Config, tier: Tier) -> list[tuple[LLMEntry, policy.Decision]]:
+    """Every configured provider with the tier policy's verdict on it, in config order."""
+    return [
+        (entry, policy.decision(tier, entry.effective_locality, entry.provider_name))
+        for entry in config.llms
+    ]
+
+
+def sending_blocked_reason(config: Config, chat: Chat | None, tier: Tier | None = None) -> str:
+    """Why nothing can be sent in ``chat`` (or a new chat of ``tier``); "" when it can."""
+    if not config.llms:
+        return "No model is set up yet: add a provider in Settings to start chatting."
+    tier = chat.tier if chat is not None else (tier or Tier.STANDARD)
+    if chat is None:
+        entry = default_provider(config, tier)
+        if entry is not None:
+            return ""
+        entry = config.llm()
+    else:
+        try:
+            entry = config.llm(chat.provider)
+        except ConfigError as error:
+            return f"{error}. Choose another model in the chat settings."
+    verdict = policy.decision(tier, entry.effective_locality, entry.provider_name)
+    if verdict.allowed:
+        return ""
+    return f"{verdict.reason}. Choose an allowed model in the chat settings."
 
 
 @contextlib.asynccontextmanager

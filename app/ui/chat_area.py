@@ -16,11 +16,12 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from app.chat.events import ChatChanged
+from app.chat.service import sending_blocked_reason
 from app.config import Config
 from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import tasks
-from app.ui.chat_settings import ChatSettingsPanel, sending_blocked_reason
+from app.ui.chat_settings import ChatSettingsPanel
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
 from app.ui.sidebar import SidebarWidget
@@ -112,8 +113,7 @@ class ChatAreaWidget(QWidget):
         """Create a chat ("New Chat" until it names itself) and open it."""
         self.activity.emit()
         chosen = Tier(tier)
-        provider = self._allowed_provider(chosen)
-        if self._config.llms and provider is None:
+        if self._config.llms and self._session.service.default_provider(chosen) is None:
             self.status_message.emit(
                 f"No configured model is allowed in {chosen.value.title()} chats; "
                 "add an on-prem provider in Settings."
@@ -128,7 +128,7 @@ class ChatAreaWidget(QWidget):
                 self.focus_composer()
 
         tasks.start(
-            self._session.service.create_chat(chosen, provider=provider),
+            self._session.service.create_chat(chosen),
             on_done=created,
             on_error=lambda error: self.status_message.emit(str(error)),
         )
@@ -176,22 +176,9 @@ class ChatAreaWidget(QWidget):
         value = getattr(ui, name, default) if ui is not None else default
         return value if isinstance(value, str) else default
 
-    def _allowed_provider(self, tier: Tier) -> str | None:
-        """The default provider if the tier allows it, else the first one it allows."""
-        from app.privacy import policy
-
-        if not self._config.llms:
-            return None
-        default = self._config.llm()
-        candidates = [default] + [e for e in self._config.llms if e is not default]
-        for entry in candidates:
-            if policy.decision(tier, entry.effective_locality).allowed:
-                return entry.provider_name
-        return None
-
     def _on_change(self, change: ChatChanged) -> None:
-        self.sidebar.on_chat_changed(change.chat_id, change.what)
-        self.chat_view.on_chat_changed(change.chat_id, change.what)
+        self.sidebar.on_chat_changed(change)
+        self.chat_view.on_chat_changed(change)
 
     def _chat_loaded(self, chat: Chat | None) -> None:
         self.settings_panel.set_chat(chat)
@@ -209,7 +196,6 @@ class ChatAreaWidget(QWidget):
                 self.status_message.emit("An answer is still coming; stop it first.")
             return
         # Nothing open: the first message starts a new Standard chat.
-        provider = self._allowed_provider(Tier.STANDARD)
 
         generation = self._generation
 
@@ -219,7 +205,7 @@ class ChatAreaWidget(QWidget):
                 self.chat_view.send(text)
 
         tasks.start(
-            self._session.service.create_chat(Tier.STANDARD, provider=provider),
+            self._session.service.create_chat(Tier.STANDARD),
             on_done=created,
             on_error=lambda error: self.status_message.emit(str(error)),
         )

@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.events import TurnStarted
+from app.chat.service import provider_choices, sending_blocked_reason
 from app.config import Config, LLMEntry
 from app.errors import ConfigError
-from app.privacy import policy
 from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import tasks
@@ -41,21 +41,6 @@ __all__ = ["ChatSettingsPanel", "sending_blocked_reason"]
 SAVE_DELAY_MS = 800
 PROVIDER_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 TIER_NAMES = {Tier.STANDARD: "Standard", Tier.PRIVATE: "Private", Tier.EPHEMERAL: "Ephemeral"}
-
-
-def sending_blocked_reason(config: Config, chat: Chat | None, tier: Tier | None = None) -> str:
-    """Why nothing can be sent in ``chat`` (or a new chat of ``tier``); "" when it can."""
-    if not config.llms:
-        return "No model is set up yet: add a provider in Settings to start chatting."
-    tier = chat.tier if chat is not None else (tier or Tier.STANDARD)
-    try:
-        entry = config.llm(chat.provider if chat is not None else None)
-    except ConfigError as error:
-        return f"{error}. Choose another model in the chat settings."
-    verdict = policy.decision(tier, entry.effective_locality, entry.provider_name)
-    if verdict.allowed:
-        return ""
-    return f"{verdict.reason}. Choose an allowed model in the chat settings."
 
 
 class ChatSettingsPanel(QWidget):
@@ -228,10 +213,9 @@ class ChatSettingsPanel(QWidget):
             except ConfigError:
                 current = chat.provider
         reasons: list[str] = []
-        for entry in self._config.llms:
+        for entry, verdict in provider_choices(self._config, tier):
             item = QStandardItem(_entry_label(entry))
             item.setData(entry.provider_name, PROVIDER_ROLE)
-            verdict = policy.decision(tier, entry.effective_locality, entry.provider_name)
             item.setEnabled(verdict.allowed)
             if not verdict.allowed:
                 item.setToolTip(verdict.reason)

@@ -74,7 +74,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.chat.events import TurnDelta, TurnEvent, TurnFinished, TurnReasoning, TurnStarted
+from app.chat.events import (
+    ChatChanged,
+    ChatDeleted,
+    ChatPurged,
+    MessagesChanged,
+    TurnDelta,
+    TurnEvent,
+    TurnFinished,
+    TurnReasoning,
+    TurnStarted,
+)
 from app.session import Session
 from app.store.models import Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
@@ -1166,19 +1176,8 @@ class ChatViewWidget(QWidget):
             self._load(self.chat_id, max(PAGE_SIZE, loaded), opening=opening)
 
     def _load(self, chat_id: str, limit: int, *, opening: bool) -> None:
-        session = self._session
         generation = self._generation
-        library = session.library
         with_length = chat_id in self._turns or (not opening and self.model._marker_at is not None)
-
-        def read() -> tuple[Chat, ThreadPage, int | None]:
-            store = library.store_of(chat_id)
-            chat = store.chat(chat_id)
-            page = store.thread(chat_id, limit=limit)
-            length = None
-            if with_length and chat.active_leaf_id is not None:
-                length = store.thread_length(chat.active_leaf_id)
-            return chat, page, length
 
         def done(result: tuple[Chat, ThreadPage, int | None]) -> None:
             if generation != self._generation:
@@ -1186,7 +1185,11 @@ class ChatViewWidget(QWidget):
             chat, page, length = result
             self._show(chat, page, length, opening=opening)
 
-        tasks.start(session.runner.db(read), on_done=done, on_error=self._on_load_error)
+        tasks.start(
+            self._session.service.open_chat(chat_id, limit=limit, with_length=with_length),
+            on_done=done,
+            on_error=self._on_load_error,
+        )
 
     def _on_load_error(self, error: BaseException) -> None:
         self.status_message.emit(f"Could not read the chat: {error}")
@@ -1219,11 +1222,7 @@ class ChatViewWidget(QWidget):
         chat_id = self.model.chat_id
         if chat_id is None or chat_id != self._wanted:
             return
-        library = self._session.library
         generation = self._generation
-
-        def read() -> ThreadPage:
-            return library.store_of(chat_id).thread(chat_id, limit=PAGE_SIZE, before=before)
 
         def done(page: ThreadPage) -> None:
             if generation != self._generation:
@@ -1235,15 +1234,19 @@ class ChatViewWidget(QWidget):
             self.model.older_fetch_failed()
             self._on_load_error(error)
 
-        tasks.start(self._session.runner.db(read), on_done=done, on_error=failed)
+        tasks.start(
+            self._session.service.older_messages(chat_id, before, limit=PAGE_SIZE),
+            on_done=done,
+            on_error=failed,
+        )
 
-    def on_chat_changed(self, chat_id: str, what: str) -> None:
-        """A ``ChatChanged`` from the service: refresh what it names, if it is this chat."""
-        if chat_id != self.chat_id:
+    def on_chat_changed(self, change: ChatChanged) -> None:
+        """A change from the service: refresh what it names, if it is this chat."""
+        if change.chat_id != self.chat_id:
             return
-        if what in ("deleted", "purged"):
+        if isinstance(change, ChatDeleted | ChatPurged):
             self.open_chat(None)
-        elif what == "messages" and chat_id in self._turns:
+        elif isinstance(change, MessagesChanged) and change.chat_id in self._turns:
             return  # the turn reloads when it starts and ends
         else:
             self.reload()
@@ -1419,20 +1422,10 @@ class ChatViewWidget(QWidget):
         if self.is_streaming():
             self.status_message.emit("Wait for the answer to finish, or stop it, first.")
             return
-        session = self._session
-        library = session.library
-
-        async def switch() -> Message:
-            def sibling() -> Message:
-                for store in library.stores.values():
-                    with contextlib.suppress(Exception):
-                        return store.sibling(message_id, offset)
-                raise LookupError(message_id)
-
-            other = await session.runner.db(sibling)
-            return await session.service.select_version(other.id)
-
-        tasks.start(switch(), on_error=self._on_action_error)
+        tasks.start(
+            self._session.service.switch_version(message_id, offset),
+            on_error=self._on_action_error,
+        )
 
     def delete_message(self, message_id: str, *, confirmed: bool = False) -> None:
         """Delete one message after asking (its replies stay in the thread)."""

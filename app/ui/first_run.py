@@ -43,7 +43,6 @@ from app.provider_setup import (
     DetectedServer,
     LocalServer,
     detect_local_servers,
-    save_provider,
 )
 from app.session import Session
 from app.ui import tasks
@@ -470,11 +469,8 @@ class FirstRunWidget(QStackedWidget):
         self.finish_button.setEnabled(False)
         entry = self.provider_form.entry()
         api_key = self.provider_form.api_key()
-        config = self.session.config
         tasks.start(
-            self.session.runner.blocking(
-                save_provider, config, entry, api_key=api_key, make_default=True
-            ),
+            self.session.save_provider(entry, api_key=api_key, make_default=True),
             on_done=self._provider_saved,
             on_error=self._provider_failed,
         )

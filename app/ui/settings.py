@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import LoadedConfig
-from app.provider_setup import remove_provider, save_provider, save_ui_settings
+from app.provider_setup import save_ui_settings
 from app.session import Session
 from app.ui import tasks
 from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
@@ -100,9 +100,7 @@ class ProviderDialog(QDialog):
             return
         self.buttons.setEnabled(False)
         tasks.start(
-            self.session.runner.blocking(
-                save_provider,
-                self.session.config,
+            self.session.save_provider(
                 self.form.entry(),
                 api_key=self.form.api_key(),
                 replaces=self._replaces,
@@ -327,7 +325,7 @@ class SettingsDialog(QDialog):
             if answer != QMessageBox.StandardButton.Yes:
                 return
         tasks.start(
-            self.session.runner.blocking(remove_provider, self.session.config, name),
+            self.session.remove_provider(name),
             on_done=self._config_saved,
             on_error=lambda error: self._show_status(str(error), error=True),
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chat.events import ChatChanged, ChatDeleted, ChatPurged
 from app.session import Session
 from app.store.models import ChatSummary, SearchHit, Tier
 from app.ui import chat_view, tasks
@@ -509,17 +509,10 @@ class SidebarWidget(QWidget):
     def load(self, on_loaded: Callable[[], None] | None = None) -> None:
         """Read every chat (after unlock): the first screenful at once, then the rest."""
         generation = self._generation
-        library = self._session.library
-        runner = self._session.runner
-
-        def first_page() -> list[ChatSummary]:
-            chats: list[ChatSummary] = []
-            for store in list(library.stores.values()):
-                chats.extend(store.list_chats(limit=FIRST_PAGE))
-            return sorted(chats, key=_order)[:FIRST_PAGE]
 
         async def read() -> None:
-            first = await runner.db(first_page)
+            service = self._session.service
+            first = await service.list_chats(limit=FIRST_PAGE)
             if generation != self._generation:
                 return
             self.model.set_chats(first)
@@ -527,7 +520,7 @@ class SidebarWidget(QWidget):
                 self.select_chat(self.current_chat_id)
             if len(first) < FIRST_PAGE:
                 return
-            chats = await runner.db(library.list_chats)
+            chats = await service.list_chats()
             if generation == self._generation:
                 self.model.extend_chats(chats)
 
@@ -558,9 +551,10 @@ class SidebarWidget(QWidget):
         self.no_results.hide()
         self.current_chat_id = None
 
-    def on_chat_changed(self, chat_id: str, what: str) -> None:
-        """Update just the row a ``ChatChanged`` names."""
-        if what in ("deleted", "purged"):
+    def on_chat_changed(self, change: ChatChanged) -> None:
+        """Update just the row a change names."""
+        chat_id = change.chat_id
+        if isinstance(change, ChatDeleted | ChatPurged):
             self.model.remove(chat_id)
             return
         if chat_id in self._pending:
@@ -571,18 +565,6 @@ class SidebarWidget(QWidget):
     def _refresh(self, chat_id: str) -> None:
         self._pending.discard(chat_id)
         generation = self._generation
-        library = self._session.library
-
-        def read() -> ChatSummary | None:
-            for store in library.stores.values():
-                if store.has_chat(chat_id):
-                    chat = store.chat(chat_id, include_deleted=True)
-                    if chat.deleted_at is not None:
-                        return None
-                    return ChatSummary(
-                        chat.id, chat.title, chat.tier, chat.pinned, chat.updated_at, chat.provider
-                    )
-            return None
 
         def done(summary: ChatSummary | None) -> None:
             if generation != self._generation:
@@ -594,7 +576,7 @@ class SidebarWidget(QWidget):
             if chat_id == self.current_chat_id:
                 self.select_chat(chat_id)
 
-        tasks.start(self._session.runner.db(read), on_done=done)
+        tasks.start(self._session.service.summary(chat_id), on_done=done)
 
     # selection ---------------------------------------------------------------------------
 
@@ -654,7 +636,6 @@ class SidebarWidget(QWidget):
     def _run_search(self) -> None:
         query = self.search.text()
         generation = self._generation
-        library = self._session.library
 
         def done(hits: list[SearchHit]) -> None:
             if generation != self._generation or self.search.text() != query:
@@ -664,7 +645,7 @@ class SidebarWidget(QWidget):
             self.no_results.setVisible(not hits)
 
         tasks.start(
-            self._session.runner.db(library.search, query),
+            self._session.service.search(query),
             on_done=done,
             on_error=lambda error: self.status_message.emit(f"Search failed: {error}"),
         )
@@ -744,21 +725,13 @@ class SidebarWidget(QWidget):
             path = choose_save_path(self, "Export chat", safe + suffix, filter_)
         if not path:
             return
-        session = self._session
         target = Path(path)
-
-        async def export() -> None:
-            from app.store import transfer
-
-            library = session.library
-            if fmt == "markdown":
-                text = await session.runner.db(transfer.export_markdown, library, [chat_id])
-            else:
-                data = await session.runner.db(transfer.export_json, library, [chat_id])
-                text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-            await session.runner.blocking(target.write_text, text, encoding="utf-8")
-
-        self._run(export(), f"Exported to {target.name}")
+        service = self._session.service
+        if fmt == "markdown":
+            job = service.export_to_file([chat_id], "md", target)
+        else:
+            job = service.export_to_file([chat_id], "json", target)
+        self._run(job, f"Exported to {target.name}")
 
     def delete(self, chat_id: str, *, confirmed: bool = False) -> None:
         """Delete a chat after asking; Undo is offered for ``undo_seconds``."""

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from app.errors import HushchatError
+from app.errors import HushchatError, InternalError
 from providers import ProviderError
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,17 @@ def start(
     *,
     on_done: Callable[[T], None] | None = None,
     on_error: Callable[[BaseException], None] | None = None,
+    on_cancel: Callable[[], None] | None = None,
 ) -> asyncio.Task[T]:
-    """Run ``coro`` on the event loop; report its result or error on the UI thread.
+    """Run ``coro`` on the event loop; report how it ended on the UI thread.
 
-    Errors a person can act on (HushchatError, ProviderError) go to ``on_error``;
-    a task without ``on_error`` logs them. Cancellation is silent.
+    * success: ``on_done(result)``;
+    * an error a person can act on (HushchatError, ProviderError): ``on_error(error)``,
+      or a warning in the log when there is no ``on_error``;
+    * anything else is a bug: it is logged with its traceback, then ``on_error`` gets
+      an :class:`~app.errors.InternalError` saying so (the original as its cause), so
+      the widget can recover and tell the user where the details are;
+    * cancellation (Stop, lock, quit): ``on_cancel()``.
     """
     task = asyncio.ensure_future(coro)
     _running.add(task)
@@ -42,18 +48,26 @@ def start(
     def finished(done: asyncio.Task[T]) -> None:
         _running.discard(done)
         if done.cancelled():
+            if on_cancel is not None:
+                on_cancel()
             return
         error = done.exception()
         if error is None:
             if on_done is not None:
                 on_done(done.result())
             return
+        if not isinstance(error, HushchatError | ProviderError):
+            log.error("background task crashed", exc_info=error)
+            internal = InternalError(
+                f"Something went wrong ({type(error).__name__}); the details are in "
+                "Hushchat's log. Please report this."
+            )
+            internal.__cause__ = error
+            error = internal
         if on_error is not None:
             on_error(error)
-        elif isinstance(error, HushchatError | ProviderError):
+        elif not isinstance(error, InternalError):
             log.warning("background task failed: %s", error)
-        else:
-            log.error("background task crashed", exc_info=error)
 
     task.add_done_callback(finished)
     return task

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from app.errors import HushchatError, UsageError
 from app.vault.kdf import KdfParams
@@ -26,7 +26,10 @@ from app.vault.recovery_code import RecoveryCode
 from app.vault.strength import assess_passphrase
 from app.vault.vault import Vault
 
-__all__ = ["main", "register"]
+if TYPE_CHECKING:
+    from app.session import Session
+
+__all__ = ["main", "register", "unlock_parent_parsers", "unlock_session", "unlocked_vault"]
 
 PASSPHRASE_ENV: Final = "HUSHCHAT_PASSPHRASE"  # noqa: S105 - a variable name
 NEW_PASSPHRASE_ENV: Final = "HUSHCHAT_NEW_PASSPHRASE"  # noqa: S105 - a variable name
@@ -338,7 +341,8 @@ if __name__ == "__main__":
 
 
 def unlock_parent_parsers() -> list[argparse.ArgumentParser]:
-    """Parent parsers adding ``--passphrase-stdin`` and ``--unlock-with`` to a command."""
+    """Parent parsers adding ``--passphrase-stdin`` and ``--unlock-with`` to a command
+    that only needs the chats (an unlock agent can serve it)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--passphrase-stdin",
@@ -348,12 +352,40 @@ def unlock_parent_parsers() -> list[argparse.ArgumentParser]:
     parent.add_argument(
         "--unlock-with",
         choices=UNLOCK_METHODS,
-        default="passphrase",
-        help="how to unlock the vault for this command (default: passphrase)",
+        default=None,
+        help="how to unlock the vault for this command (default: a running `hushchat "
+        "unlock` agent or unlocked window, else the passphrase)",
     )
     return [parent]
 
 
+async def unlock_session(session: Session, args: argparse.Namespace) -> None:
+    """Unlock ``session`` as a command's arguments say.
+
+    Without ``--unlock-with`` or ``--passphrase-stdin`` a running unlock agent is
+    asked first; a command that names its secret source always uses it (so a
+    passphrase piped on stdin is never left unread to be taken for input).
+    """
+    method = getattr(args, "unlock_with", None)
+    from_stdin = bool(getattr(args, "passphrase_stdin", False))
+    if method is None and not from_stdin and await session.unlock_with_agent():
+        return
+    await session.open_vault()  # a profile in use is reported before a secret is asked
+    source = _SecretSource(args)
+    method = method or "passphrase"
+    if method == "passphrase":
+        await session.unlock_with_passphrase(source.current())
+    elif method == "recovery-code":
+        await session.unlock_with_recovery_code(source.current("recovery code", RECOVERY_CODE_ENV))
+    elif method == "security-key":
+        key = await session.find_security_key(_TerminalPrompts())
+        await session.unlock_with_security_key(key)
+    elif method == "keychain":
+        await session.unlock_with_keychain()
+    else:
+        await session.unlock_with_touch_id()
+
+
 def unlocked_vault(args: argparse.Namespace) -> contextlib.AbstractContextManager[Vault]:
-    """The profile's vault, unlocked as ``args`` say, closed (locked) on exit."""
+    """The profile's vault, unlocked as ``args`` say (never by an agent), closed on exit."""
     return _unlocked(args)

@@ -1,9 +1,12 @@
-"""The OS keychain as an unlock method ("remember on this device"), off by default.
+"""The OS keychain: Hushchat's one secret store, for key slots and provider API keys.
 
-A keychain slot's secret is 32 random bytes kept by the OS credential store through
-``keyring`` (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows).
-Anyone who can read the user's unlocked keychain can open the vault, which is why this
-is opt-in; it never replaces the passphrase.
+As an unlock method ("remember on this device", off by default) a keychain slot's
+secret is 32 random bytes kept by the OS credential store through ``keyring`` (Secret
+Service on Linux, Keychain on macOS, Credential Manager on Windows). Anyone who can
+read the user's unlocked keychain can open the vault, which is why this is opt-in; it
+never replaces the passphrase. Provider API keys live under the same service
+(``app.api_keys``). Every entry is under ``KEYCHAIN_SERVICE``; a slot records the
+service it used, so slots made by earlier versions keep working.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from app.vault.errors import NoSecretAvailableError, UnlockMethodUnavailableErro
 
 __all__ = ["KEYCHAIN_SERVICE", "KeyringStore", "SecretStore"]
 
-KEYCHAIN_SERVICE: Final = "Hushchat vault"
+KEYCHAIN_SERVICE: Final = "Hushchat"
 
 
 class SecretStore(Protocol):

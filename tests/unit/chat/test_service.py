@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from app.chat.context import DEFAULT_TOKENS_PER_BYTE
-from app.chat.events import ChatChanged, TurnDelta, TurnEvent, TurnFinished, TurnStarted
+from app.chat.events import (
+    ChatChanged,
+    ChatRenamed,
+    MessagesChanged,
+    TurnDelta,
+    TurnEvent,
+    TurnFinished,
+    TurnStarted,
+)
 from app.chat.service import ChatService, clean_title, heuristic_title
 from app.config import LoadedConfig, parse_config
 from app.errors import PolicyRefusedError, UsageError
@@ -105,7 +113,7 @@ async def test_send_saves_question_then_streams_and_saves_answer(h: Harness) -> 
     assert request.memory == "the user is Ada"
     thread = h.library.store(Tier.STANDARD).full_thread(chat.id)
     assert [(m.role, m.content) for m in thread] == [("user", "Hi!"), ("assistant", "Hello there")]
-    assert any(c.what == "messages" for c in h.changes)
+    assert any(isinstance(c, MessagesChanged) for c in h.changes)
 
 
 async def test_auto_title_after_first_answer_and_user_title_wins(h: Harness) -> None:
@@ -114,7 +122,7 @@ async def test_auto_title_after_first_answer_and_user_title_wins(h: Harness) -> 
     await h.service.wait_for_titles(5)
     titled = await h.service.chat(chat.id)
     assert (titled.title, titled.title_source) == ("Greeting chat", TitleSource.AUTO)
-    assert any(c.what == "renamed" for c in h.changes)
+    assert any(isinstance(c, ChatRenamed) for c in h.changes)
 
     other = await h.service.create_chat()
     gate = asyncio.Event()
