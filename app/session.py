@@ -46,6 +46,7 @@ from app.vault.slots import SLOT_FILE_NAME
 from app.vault.vault import SlotInfo, Vault
 
 if TYPE_CHECKING:  # fido2 loads only when a security key is used (start-up time)
+    from app.agent.server import AgentServer
     from app.vault.security_key import KeyPrompts, SecurityKey
 
 __all__ = ["Session"]
@@ -83,6 +84,7 @@ class Session:
         self._service: ChatService | None = None
         self._clock = clock or MonotonicClock()
         self._opening: asyncio.Lock | None = None
+        self._agent: AgentServer | None = None
         self._idle_timeout = self._configured_idle_seconds()
         # How a security key is found: SecurityKey.discover (USB HID / Windows Hello) by
         # default; tests put a software authenticator here.
@@ -284,10 +286,50 @@ class Session:
                 api_keys=self.api_keys,
             )
 
+    async def serve_agent(self, on_locked: Callable[[str], None] | None = None) -> bool:
+        """While unlocked, answer ``hushchat`` commands' key requests like ``hushchat
+        unlock`` does (the window calls this), so they ask for no secret.
+
+        ``on_locked(reason)`` is called when the server locks by itself: the machine
+        was suspended, or ``hushchat lock`` asked; the window then locks too. False
+        when not serving (locked, another agent serves the profile, Windows).
+        """
+        vault = self.vault
+        if vault is None or vault.is_locked or self._agent is not None:
+            return False
+        from app.agent.errors import AgentError
+        from app.agent.server import AgentServer, LockReason
+
+        def locked(reason: LockReason) -> None:
+            self._agent = None
+            if on_locked is not None:
+                on_locked(str(reason))
+
+        server = AgentServer(
+            vault.agent_keys(),
+            profile_dir=self.profile_dir,
+            idle_timeout=None,  # the window's own auto-lock applies
+            kind="window",
+            on_locked=locked,
+        )
+        try:
+            await server.start()
+        except AgentError as error:
+            log.info("not serving the command line: %s", error)
+            return False
+        if not self.is_unlocked or self.vault is not vault:  # locked while starting
+            server.close()
+            return False
+        self._agent = server
+        return True
+
     def lock(self) -> None:
         """Close the library (Ephemeral chats vanish) and drop every key from memory."""
         library, service = self._library, self._service
         self._library, self._service = None, None
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            agent.close()
         if service is not None:
             service.cancel_titles()
         if library is not None:

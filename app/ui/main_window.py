@@ -314,7 +314,15 @@ class MainWindow(QMainWindow):
         self._set_unlocked_actions(True)
         area.focus_composer()
         self.statusBar().showMessage("Unlocked.", 3000)
+        # `hushchat` commands use this window's keys while it is unlocked.
+        tasks.start(self.session.serve_agent(on_locked=self._agent_locked))
         self.unlocked.emit()
+
+    def _agent_locked(self, reason: str) -> None:
+        """The key server locked itself (suspend, `hushchat lock`): lock the window too."""
+        log.info("locking: the command-line key server locked (%s)", reason)
+        if self.session.is_unlocked:
+            self._lock_now()
 
     # ----------------------------------------------------------------- locking
 

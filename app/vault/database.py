@@ -68,6 +68,15 @@ def _apply_key(connection: Any, raw_key: bytes) -> None:
         )
 
 
+def is_open(connection: Any) -> bool:
+    """Whether ``connection`` has not been closed."""
+    try:
+        connection.execute("SELECT 1")
+    except sqlcipher3.ProgrammingError:
+        return False
+    return True
+
+
 def _damaged(path: Path, detail: str) -> DatabaseDamagedError:
     return DatabaseDamagedError(
         f"The database {path.name} is damaged or does not match its key ({detail}). Restore "

@@ -599,7 +599,7 @@ class Vault:
             self._require_database_keys()
             raw = bytes(self._database_keys[tier])
             connection = database.open_database(self.profile_dir / f"{tier}.db", raw)
-            self._connections[tier] = [c for c in self._connections[tier] if _is_open(c)]
+            self._connections[tier] = [c for c in self._connections[tier] if database.is_open(c)]
             self._connections[tier].append(connection)
             self._idle.record_activity()
             return connection
@@ -844,14 +844,6 @@ def _constant(secret: bytes) -> Callable[[Slot], bytes]:
         return secret
 
     return secret_for
-
-
-def _is_open(connection: Any) -> bool:
-    try:
-        connection.execute("SELECT 1")
-    except sqlcipher3.ProgrammingError:
-        return False
-    return True
 
 
 def _passphrase_slot(passphrase: str, params: KdfParams, vault_key: bytes, vault_id: bytes) -> Slot:
