@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--no-fork", action="store_true", help="stay in the foreground (tests)")
     args = parser.parse_args(argv)
+    profile_dir = args.profile.expanduser().resolve()  # before leaving the working directory
     if not args.no_fork and os.fork() > 0:
         os._exit(0)  # the intermediate child: the command reaps it at once
     os.chdir("/")
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # let go of the pipe
     os.close(devnull)
-    return asyncio.run(_serve(keys, args.profile, args.idle_timeout))
+    return asyncio.run(_serve(keys, profile_dir, args.idle_timeout))
 
 
 if __name__ == "__main__":

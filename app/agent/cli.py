@@ -194,7 +194,7 @@ def start_agent(
         "-m",
         "app.agent",
         "--profile",
-        str(profile_dir),
+        str(Path(profile_dir).expanduser().resolve()),  # the agent works from /
         "--idle-timeout",
         repr(float(idle_timeout)),
     ]

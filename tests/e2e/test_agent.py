@@ -70,10 +70,16 @@ class Env:
         return env
 
     def run(
-        self, *args: str, stdin: str | None = None, timeout: float = 60, **extra: str
+        self,
+        *args: str,
+        stdin: str | None = None,
+        timeout: float = 60,
+        cwd: Path | None = None,
+        **extra: str,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(HUSHCHAT), *args],
+            cwd=cwd,
             input=stdin,
             stdin=subprocess.DEVNULL if stdin is None else None,
             capture_output=True,
@@ -243,3 +249,16 @@ def test_bad_duration_is_a_usage_error(env: Env) -> None:
     result = env.run("unlock", "--for", "soon", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
     assert result.returncode == 2
     assert "90s, 15m, 1h" in result.stderr
+
+
+def test_a_relative_profile_path_finds_the_same_agent(env: Env) -> None:
+    relative = ["--profile", env.profile.name]
+    result = env.run(
+        *relative, "unlock", "--passphrase-stdin", stdin=PASSPHRASE + "\n", cwd=env.profile.parent
+    )
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"agent pid (\d+)", result.stdout)
+    assert match is not None
+    env.pids.append(int(match.group(1)))
+    assert client.status(env.profile) is not None  # the absolute path names the same socket
+    assert "Locked" in env.run(*relative, "lock", cwd=env.profile.parent).stdout
