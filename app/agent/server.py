@@ -158,7 +158,7 @@ class AgentServer:
         self._poll_interval = poll_interval
         self._connection_timeout = connection_timeout
         self._max_connections = max_connections
-        self._allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
+        self._allowed_uid = allowed_uid  # our own, read in start() (Windows has no getuid)
         self._last_request = clock()
         self._server: asyncio.AbstractServer | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -204,6 +204,8 @@ class AgentServer:
                 "The unlock agent is not available on this platform yet; commands ask for "
                 "the secret each time."
             )
+        if self._allowed_uid is None:
+            self._allowed_uid = os.getuid()
         self._closed = asyncio.Event()
         path = socket_path(self.profile_dir)
         _make_private_dir(path.parent)
