@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +11,12 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from app.config import KEYCHAIN_SERVICE, load_config
+from app.api_keys import keychain_account
+from app.config import load_config
 from app.errors import WrongSecretError
 from app.ui.main_window import MainWindow
 from app.ui.settings import SettingsDialog
+from app.vault.keychain import KEYCHAIN_SERVICE
 from tests.qt.conftest import QT_PASSPHRASE, MemoryKeyring
 
 API_KEY = "sk-test-NEVER-IN-FILE-0123456789"
@@ -24,6 +27,12 @@ def settings(main_window: MainWindow) -> SettingsDialog:
     dialog = main_window.open_settings()
     assert dialog is not None
     return dialog
+
+
+def _stored_key(keychain: MemoryKeyring, provider_name: str) -> str | None:
+    """The API key the OS keychain holds for a provider (stored base64-encoded)."""
+    stored = keychain.passwords.get((KEYCHAIN_SERVICE, keychain_account(provider_name)))
+    return None if stored is None else base64.b64decode(stored).decode("utf-8")
 
 
 def _config_text(main_window: MainWindow) -> str:
@@ -37,6 +46,7 @@ def test_add_provider_puts_the_key_in_the_keychain(
     main_window: MainWindow,
     settings: SettingsDialog,
     memory_keyring: MemoryKeyring,
+    run_async: Callable[..., Any],
 ) -> None:
     assert settings.provider_list.count() == 1
     dialog = settings.add_provider()
@@ -51,14 +61,16 @@ def test_add_provider_puts_the_key_in_the_keychain(
         dialog.save()
     qtbot.waitUntil(lambda: settings.provider_list.count() == 2)
 
-    assert memory_keyring.passwords[(KEYCHAIN_SERVICE, "cloud")] == API_KEY
+    assert _stored_key(memory_keyring, "cloud") == API_KEY
     text = _config_text(main_window)
     assert API_KEY not in text
     assert "api_key: keychain" in text
     assert "# the tiny local model" in text  # comments survive
     config = main_window.session.config
     entry = config.config.llm("cloud")
-    assert config.resolve_api_key(entry) == API_KEY
+    api_keys = main_window.session.api_keys
+    api_keys.forget()  # read it back from the keychain, not from memory
+    assert run_async(api_keys.resolve(entry)) == API_KEY
     assert main_window.session.service.config is config
     assert load_config(config.path, {}).config.llm("cloud").locality == "paid_cloud"
 
@@ -77,7 +89,7 @@ def test_add_provider_puts_the_key_in_the_keychain(
     settings.provider_list.setCurrentRow(1)
     settings.remove_selected_provider(confirm=False)
     qtbot.waitUntil(lambda: settings.provider_list.count() == 1, timeout=5_000)
-    assert (KEYCHAIN_SERVICE, "cloud") not in memory_keyring.passwords
+    assert _stored_key(memory_keyring, "cloud") is None
     assert "cloud" not in _config_text(main_window)
 
 
