@@ -62,7 +62,8 @@ class CaptchaService:
             raise invalid
         try:
             ok, _error = verify_solution(payload, self._hmac_key, check_expires=True)
-        except (ValueError, KeyError, TypeError) as exc:
+        # altcha trusts the payload's field types: a non-string salt raises AttributeError.
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise invalid from exc
         if not ok:
             raise invalid
