@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import keyring
 import pytest
 import qasync
+import shiboken6
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 from PySide6.QtCore import QSettings
@@ -155,6 +156,11 @@ def qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
     asyncio.events._set_running_loop(None)
     loop.close()
+    # qasync's close() only flags its timer object: the Qt timers of callbacks still
+    # pending (the sleep of a cancelled task) stay registered with it. Deleted here, on the
+    # GUI thread, they go with it; left to the garbage collector, a timer of a dead loop
+    # later fired into freed memory (a segfault in QTimerInfoList::activateTimers).
+    shiboken6.delete(loop._timer)  # type: ignore[attr-defined]
     asyncio.set_event_loop(None)
 
 
