@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pytest
-from altcha.v1 import solve_challenge
+from altcha.v1 import Challenge, solve_challenge
 
 from sync_server.auth.captcha import CaptchaService
 from sync_server.db import Database
@@ -32,7 +32,13 @@ def encode(payload: Any) -> str:
 def solved(captcha: CaptchaService) -> dict[str, Any]:
     challenge = captcha.challenge()
     solution = solve_challenge(
-        challenge.challenge, challenge.salt, challenge.algorithm, challenge.maxnumber
+        Challenge(
+            algorithm=cast(Literal["SHA-1", "SHA-256", "SHA-512"], challenge.algorithm),
+            challenge=challenge.challenge,
+            max_number=challenge.maxnumber,
+            salt=challenge.salt,
+            signature=challenge.signature,
+        )
     )
     assert solution is not None
     return {

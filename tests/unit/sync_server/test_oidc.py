@@ -239,7 +239,7 @@ async def test_malformed_and_disallowed_headers(issuer: Issuer) -> None:
     check = verifier(cache(issuer.handler))
     with pytest.raises(TokenError, match="malformed token"):
         await check.verify("not-a-jwt")
-    unsigned = jwt.encode({"sub": "alice"}, None, algorithm="none")
+    unsigned = jwt.encode({"sub": "alice"}, "", algorithm="none")
     with pytest.raises(TokenError, match="algorithm not allowed"):
         await check.verify(unsigned)
     # HS256 was configured, but symmetric algorithms are never accepted.
