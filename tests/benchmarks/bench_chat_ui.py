@@ -24,7 +24,6 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -109,46 +108,17 @@ def _wait(app: Any, condition: Callable[[], bool], timeout: float = 60.0) -> Non
 
 def bulk_chat(store: Any, messages: int, *, title: str = "Long chat") -> str:
     """A chat of ``messages`` alternating questions and Markdown answers (fast inserts)."""
-    from app.store.models import TitleSource
+    from tests.benchmarks._records import thread_chat
 
-    chat = store.create_chat(title=title, title_source=TitleSource.USER)
-    now = time.time() - messages
-    rows = []
-    parent: str | None = None
-    for n in range(messages):
-        message_id = uuid.uuid4().hex
-        role = "user" if n % 2 == 0 else "assistant"
-        content = (QUESTION if role == "user" else ANSWER).format(n=n)
-        rows.append((message_id, chat.id, parent, role, content, "complete", now + n, now + n))
-        parent = message_id
-    with store.transaction():
-        store.conn.executemany(
-            "INSERT INTO messages (id, chat_id, parent_id, role, content, status, created_at, "
-            "selected_at) VALUES (?,?,?,?,?,?,?,?)",
-            rows,
-        )
-        store.conn.execute(
-            "UPDATE chats SET active_leaf_id = ?, updated_at = ? WHERE id = ?",
-            (parent, time.time(), chat.id),
-        )
-    return str(chat.id)
+    contents = [(QUESTION if n % 2 == 0 else ANSWER).format(n=n) for n in range(messages)]
+    return thread_chat(store, contents, title=title)
 
 
 def bulk_chats(store: Any, count: int) -> None:
     """``count`` short chats (titles only) for the sidebar."""
-    now = time.time()
-    rows = [
-        (uuid.uuid4().hex, f"Chat number {n} about topic {n % 97}", "user", "standard", "", "",
-         None, None, int(n % 50 == 0), None, now - n * 60, now - n * 60, None)
-        for n in range(count)
-    ]  # fmt: skip
-    with store.transaction():
-        store.conn.executemany(
-            "INSERT INTO chats (id, title, title_source, tier, system_prompt, memory, provider, "
-            "model, pinned, active_leaf_id, created_at, updated_at, deleted_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+    from tests.benchmarks._records import titled_chats
+
+    titled_chats(store, count)
 
 
 # --- the fake model ------------------------------------------------------------------------

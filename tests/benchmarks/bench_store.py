@@ -27,6 +27,7 @@ import psutil
 from app.store.chats import ChatStore
 from app.store.models import Tier
 from app.vault.database import create_database, open_database
+from tests.benchmarks._records import thread_chat
 from tests.benchmarks._table import Row
 
 INSERTS = 2000
@@ -79,23 +80,7 @@ def _insert_seconds(conn: Any, texts: list[str]) -> float:
 
 def _bulk_chat(store: ChatStore, texts: list[str]) -> str:
     """A chat holding ``texts`` as one long thread (set-up, not measured)."""
-    chat = store.create_chat()
-    rows = []
-    parent = None
-    now = time.time()
-    for i, text in enumerate(texts):
-        message_id = secrets.token_hex(16)
-        role = "user" if i % 2 == 0 else "assistant"
-        rows.append((message_id, chat.id, parent, role, text, now + i, now + i))
-        parent = message_id
-    with store.transaction():
-        store.conn.executemany(
-            "INSERT INTO messages (id, chat_id, parent_id, role, content, created_at, "
-            "selected_at) VALUES (?,?,?,?,?,?,?)",
-            rows,
-        )
-        store.conn.execute("UPDATE chats SET active_leaf_id = ? WHERE id = ?", (parent, chat.id))
-    return chat.id
+    return thread_chat(store, texts)
 
 
 def run() -> list[Row]:
