@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.agent.protocol import is_supported
@@ -71,6 +73,17 @@ def llm_command() -> Path:
     return executable
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    wall: float  # seconds from start to exit
+    cpu: float  # user + system seconds of the process (and its children)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Setup:
     """A profile with a calibrated vault, a hushchat config and an llm config, one server."""
 
@@ -114,8 +127,9 @@ class Setup:
         env.update(extra)
         return env
 
-    def run(self, argv: list[str], *, stdin: str | None = None, **extra: str) -> float:
-        """Run to completion; wall seconds. Raises if it fails."""
+    def run(self, argv: list[str], *, stdin: str | None = None, **extra: str) -> Sample:
+        """Run to completion; wall and CPU seconds. Raises if it fails."""
+        cpu_before = _children_cpu()
         started = time.perf_counter()
         result = subprocess.run(
             argv,
@@ -128,9 +142,10 @@ class Setup:
             check=False,
         )
         elapsed = time.perf_counter() - started
+        cpu = _children_cpu() - cpu_before
         if result.returncode != 0:
             raise RuntimeError(f"{argv[0]} {argv[1]} failed: {result.stderr.strip()[-500:]}")
-        return elapsed
+        return Sample(elapsed, cpu)
 
     def prepare(self) -> None:
         # The default Argon2id parameters (what calibration picks on an idle 2-core machine),
@@ -153,7 +168,7 @@ class Setup:
         with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
             self.run([str(HUSHCHAT), "lock"])
 
-    def hushchat_turn(self, *, with_agent: bool) -> float:
+    def hushchat_turn(self, *, with_agent: bool) -> Sample:
         argv = [str(HUSHCHAT), "chat", "--max-tokens", str(MAX_TOKENS), PROMPT]
         if with_agent:
             return self.run(argv)
@@ -162,7 +177,7 @@ class Setup:
             argv, HUSHCHAT_PASSPHRASE=PASSPHRASE, XDG_RUNTIME_DIR=str(self.runtime / "none")
         )
 
-    def llm_turn(self) -> float:
+    def llm_turn(self) -> Sample:
         return self.run(
             [str(self.llm), "prompt", "-m", "tiny", "-o", "max_tokens", str(MAX_TOKENS), PROMPT]
         )
@@ -193,15 +208,24 @@ def _setup() -> Iterator[Setup]:
             shutil.rmtree(runtime, ignore_errors=True)
 
 
+def _median(samples: list[Sample], field: str) -> float:
+    return float(statistics.median(getattr(sample, field) for sample in samples))
+
+
+def _paired(left: list[Sample], right: list[Sample], field: str) -> float:
+    pairs = zip(left, right, strict=True)
+    return float(statistics.median(getattr(a, field) / getattr(b, field) for a, b in pairs))
+
+
 def run() -> list[Row]:
     with _setup() as setup:
         for _ in range(WARMUP_ROUNDS):
             setup.hushchat_turn(with_agent=True)
             setup.llm_turn()
             setup.hushchat_turn(with_agent=False)
-        agent: list[float] = []
-        llm: list[float] = []
-        no_agent: list[float] = []
+        agent: list[Sample] = []
+        llm: list[Sample] = []
+        no_agent: list[Sample] = []
         for index in range(ROUNDS):
             if index % 2:
                 llm.append(setup.llm_turn())
@@ -210,30 +234,36 @@ def run() -> list[Row]:
                 agent.append(setup.hushchat_turn(with_agent=True))
                 llm.append(setup.llm_turn())
             no_agent.append(setup.hushchat_turn(with_agent=False))
-    paired = statistics.median(a / b for a, b in zip(agent, llm, strict=True))
-    paired_kdf = statistics.median(a / b for a, b in zip(no_agent, llm, strict=True))
     note = f"median of {ROUNDS}, {MAX_TOKENS} tokens"
     return [
-        Row(
-            "CLI chat turn: hushchat, unlock agent running",
-            statistics.median(agent),
-            "s",
-            note=note,
-        ),
-        Row(
-            f"CLI chat turn: llm {LLM_VERSION}, same server", statistics.median(llm), "s", note=note
-        ),
+        Row("CLI chat turn: hushchat, agent running", _median(agent, "wall"), "s", note=note),
+        Row(f"CLI chat turn: llm {LLM_VERSION}", _median(llm, "wall"), "s", note=note),
         Row(
             "CLI chat turn: hushchat (agent) / llm",
-            paired,
+            _paired(agent, llm, "wall"),
             "x",
             budget=RATIO_BUDGET,
-            note="median of paired ratios",
+            note="wall time, median of paired ratios",
         ),
         Row(
             "CLI chat turn: hushchat, no agent (KDF paid)",
-            statistics.median(no_agent),
+            _median(no_agent, "wall"),
             "s",
-            note=f"{paired_kdf:.2f}x llm, reference",
+            note=f"{_paired(no_agent, llm, 'wall'):.2f}x llm, reference",
+        ),
+        Row(
+            "CLI chat turn CPU: hushchat (agent) / llm",
+            _paired(agent, llm, "cpu"),
+            "x",
+            note=(
+                f"{_median(agent, 'cpu'):.3f} s / {_median(llm, 'cpu'):.3f} s, "
+                "steadier than wall time on a busy machine"
+            ),
+        ),
+        Row(
+            "CLI chat turn CPU: hushchat, no agent / llm",
+            _paired(no_agent, llm, "cpu"),
+            "x",
+            note=f"{_median(no_agent, 'cpu'):.3f} s, reference",
         ),
     ]
