@@ -154,11 +154,6 @@ class Setup:
             [str(HUSHCHAT), "vault", "init", "--passphrase-stdin", *DEFAULT_KDF],
             stdin=PASSPHRASE + "\n",
         )
-        usage = subprocess.run(
-            [str(HUSHCHAT), "unlock", "--help"], capture_output=True, text=True, check=False
-        )
-        if "--for DURATION" not in usage.stdout:
-            raise BenchmarkUnavailableError("'hushchat unlock' is not registered in app/cli.py")
         self.run(
             [str(HUSHCHAT), "unlock", "--for", "1h", "--passphrase-stdin"],
             stdin=PASSPHRASE + "\n",
@@ -187,6 +182,11 @@ class Setup:
 def _setup() -> Iterator[Setup]:
     if not is_supported():
         raise BenchmarkUnavailableError("the unlock agent is Linux/macOS only")
+    usage = subprocess.run(
+        [str(HUSHCHAT), "unlock", "--help"], capture_output=True, text=True, check=False
+    )
+    if "--for DURATION" not in usage.stdout:
+        raise BenchmarkUnavailableError("'hushchat unlock' is not registered in app/cli.py")
     binary = find_llama_server()
     if binary is None:
         raise BenchmarkUnavailableError("llama-server not built (run .ci/build-llama-server)")
