@@ -196,9 +196,21 @@ class AgentServer:
         Raises :class:`AgentUnavailableError` on a platform without the agent (Windows)
         or when the socket directory is not private, :class:`AgentRunningError` when
         another process serves this profile already. A stale socket file is replaced.
+        A server that fails to start has wiped its keys: build a new one to try again.
         """
         if self._locked:
             raise AgentError("This agent has locked; start a new one with fresh keys.")
+        try:
+            await self._listen()
+        except BaseException:
+            self._locked = True
+            self._keys.wipe()
+            if self._closed is not None:
+                self._closed.set()
+            raise
+        log.info("unlock agent (%s) listening on %s", self.kind, self._socket_path)
+
+    async def _listen(self) -> None:
         if not is_supported():
             raise AgentUnavailableError(
                 "The unlock agent is not available on this platform yet; commands ask for "
@@ -233,7 +245,6 @@ class AgentServer:
         self._socket_identity = (info.st_dev, info.st_ino)
         self._last_request = self._clock()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
-        log.info("unlock agent (%s) listening on %s", self.kind, path)
 
     def close(self) -> None:
         """Lock now: wipe the keys, stop listening, remove the socket. Idempotent."""

@@ -246,6 +246,7 @@ async def test_start_refuses_a_directory_that_is_not_private(
     server = make_server(unlocked.agent_keys(), profile)
     with pytest.raises(AgentUnavailableError, match="not private"):
         await server.start()
+    assert server._keys.is_wiped
 
 
 # ----------------------------------------------------------------- one server per profile
@@ -257,6 +258,8 @@ async def test_second_server_for_the_profile_is_refused(
     second = make_server(unlocked.agent_keys(), profile)
     with pytest.raises(AgentRunningError, match="already serves"):
         await second.start()
+    assert second.is_locked and second._keys.is_wiped  # a failed start keeps no keys
+    await asyncio.wait_for(second.wait_closed(), 1)
     assert await asyncio.to_thread(client.request_keys, profile) is not None  # first intact
 
 
