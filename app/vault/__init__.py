@@ -6,46 +6,89 @@ the package is an implementation detail. See ``docs/security.md`` for the design
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from app.vault.database import ConnectionFactory
-from app.vault.errors import (
-    DamagedSlotFileError,
-    DatabaseDamagedError,
-    KdfBelowFloorError,
-    LastSlotError,
-    NoSecretAvailableError,
-    ProfileInUseError,
-    RecoveryCodeTypoError,
-    SlotNotFoundError,
-    SqlcipherMissingError,
-    UnlockMethodUnavailableError,
-    VaultError,
-    VaultExistsError,
-    VaultLockedError,
-    VaultNotFoundError,
-    WrongSecretError,
-)
-from app.vault.idle import Clock, ManualClock, MonotonicClock
-from app.vault.kdf import DEFAULT_PARAMS, FLOOR_PARAMS, KdfParams, calibrate
-from app.vault.keychain import KeyringStore, SecretStore
-from app.vault.profile import resolve_profile_dir
-from app.vault.recovery_code import RecoveryCode
-from app.vault.slots import TIERS, Tier
-from app.vault.strength import PassphraseStrength, assess_passphrase
-from app.vault.vault import DatabaseInfo, SlotInfo, Vault, VaultStatus
-
 if TYPE_CHECKING:
+    from app.vault.database import ConnectionFactory
+    from app.vault.errors import (
+        DamagedSlotFileError,
+        DatabaseDamagedError,
+        KdfBelowFloorError,
+        LastSlotError,
+        NoSecretAvailableError,
+        ProfileInUseError,
+        RecoveryCodeTypoError,
+        SlotNotFoundError,
+        SqlcipherMissingError,
+        UnlockMethodUnavailableError,
+        VaultError,
+        VaultExistsError,
+        VaultLockedError,
+        VaultNotFoundError,
+        WrongSecretError,
+    )
+    from app.vault.idle import Clock, ManualClock, MonotonicClock
+    from app.vault.kdf import DEFAULT_PARAMS, FLOOR_PARAMS, KdfParams, calibrate
+    from app.vault.keychain import KeyringStore, SecretStore
+    from app.vault.profile import resolve_profile_dir
+    from app.vault.recovery_code import RecoveryCode
     from app.vault.security_key import KeyPrompts, SecurityKey
+    from app.vault.slots import TIERS, Tier
+    from app.vault.strength import PassphraseStrength, assess_passphrase
+    from app.vault.vault import DatabaseInfo, SlotInfo, Vault, VaultStatus
+
+# Where each public name lives. Importing ``app.vault.errors`` (say) must not load the
+# whole package (SQLCipher, cryptography, keyring): names load on first use.
+_HOMES: dict[str, str] = {
+    "Clock": "app.vault.idle",
+    "ConnectionFactory": "app.vault.database",
+    "DEFAULT_PARAMS": "app.vault.kdf",
+    "DamagedSlotFileError": "app.vault.errors",
+    "DatabaseDamagedError": "app.vault.errors",
+    "DatabaseInfo": "app.vault.vault",
+    "FLOOR_PARAMS": "app.vault.kdf",
+    "KdfBelowFloorError": "app.vault.errors",
+    "KdfParams": "app.vault.kdf",
+    "KeyPrompts": "app.vault.security_key",
+    "KeyringStore": "app.vault.keychain",
+    "LastSlotError": "app.vault.errors",
+    "ManualClock": "app.vault.idle",
+    "MonotonicClock": "app.vault.idle",
+    "NoSecretAvailableError": "app.vault.errors",
+    "PassphraseStrength": "app.vault.strength",
+    "ProfileInUseError": "app.vault.errors",
+    "RecoveryCode": "app.vault.recovery_code",
+    "RecoveryCodeTypoError": "app.vault.errors",
+    "SecretStore": "app.vault.keychain",
+    "SecurityKey": "app.vault.security_key",
+    "SlotInfo": "app.vault.vault",
+    "SlotNotFoundError": "app.vault.errors",
+    "SqlcipherMissingError": "app.vault.errors",
+    "TIERS": "app.vault.slots",
+    "Tier": "app.vault.slots",
+    "UnlockMethodUnavailableError": "app.vault.errors",
+    "Vault": "app.vault.vault",
+    "VaultError": "app.vault.errors",
+    "VaultExistsError": "app.vault.errors",
+    "VaultLockedError": "app.vault.errors",
+    "VaultNotFoundError": "app.vault.errors",
+    "VaultStatus": "app.vault.vault",
+    "WrongSecretError": "app.vault.errors",
+    "assess_passphrase": "app.vault.strength",
+    "calibrate": "app.vault.kdf",
+    "resolve_profile_dir": "app.vault.profile",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the FIDO2 part (and the ``fido2`` package) only when it is used."""
-    if name in ("KeyPrompts", "SecurityKey"):
-        from app.vault import security_key
-
-        return getattr(security_key, name)
-    raise AttributeError(f"module 'app.vault' has no attribute {name!r}")
+    """Import a public name's module when the name is first used."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'app.vault' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from app.errors import HushchatError, UsageError
+from app.vault.errors import VaultLockedError
 from app.vault.kdf import KdfParams
 from app.vault.profile import resolve_profile_dir
 from app.vault.recovery_code import RecoveryCode
@@ -57,13 +58,22 @@ class _SecretSource:
         return getpass.getpass(prompt)
 
     def current(self, what: str = "passphrase", env: str = PASSPHRASE_ENV) -> str:
-        """The secret that unlocks the vault now."""
+        """The secret that unlocks the vault now.
+
+        With no way to get it (no terminal, no stdin line asked for, no variable set)
+        the vault stays locked: VaultLockedError (exit 4), saying how to unlock.
+        """
         if self._from_stdin:
             return self._stdin_line(what)
         value = os.environ.get(env)
         if value:
             return value
-        return self._prompt(f"Vault {what}: ", what, env)
+        if not sys.stdin.isatty():
+            raise VaultLockedError(
+                f"The vault is locked and there is no terminal to ask for the {what}: run "
+                f"`hushchat unlock` first, or pass --passphrase-stdin, or set {env}."
+            )
+        return getpass.getpass(f"Vault {what}: ")
 
     def new_passphrase(self, env: str = NEW_PASSPHRASE_ENV) -> str:
         """A new passphrase, confirmed when typed, with a strength warning on stderr."""
