@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def private_runtime_dir() -> Iterator[str]:
     runtime directory. Short, as socket paths are limited to about 100 bytes."""
     previous = os.environ.get("XDG_RUNTIME_DIR")
     path = tempfile.mkdtemp(prefix="hc-run-", dir="/tmp" if os.name != "nt" else None)
-    os.chmod(path, 0o700)
+    Path(path).chmod(0o700)
     os.environ["XDG_RUNTIME_DIR"] = path
     try:
         yield path
