@@ -43,7 +43,7 @@ if _typing.TYPE_CHECKING:
     from providers.base import Provider
     from providers.registry import create_provider, provider_types
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "Provider": "providers.base",

@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 import httpx
 
 from providers.base import (
+    PROGRESS,
     HTTPProvider,
+    Progress,
     WireCall,
     fold_memory,
     normalise_finish_reason,
@@ -95,8 +97,12 @@ class AnthropicProvider(HTTPProvider):
             body["stop_sequences"] = list(request.stop)
         return WireCall(f"{self.base_url}/v1/messages", body, self._parse)
 
-    async def _parse(self, response: httpx.Response) -> AsyncGenerator[ChatEvent, None]:
-        """Events from the Messages stream; it must end with ``message_stop``."""
+    async def _parse(self, response: httpx.Response) -> AsyncGenerator[ChatEvent | Progress, None]:
+        """Events from the Messages stream; it must end with ``message_stop``.
+
+        Token counts and the stop reason are delivered at ``message_stop``
+        (``PROGRESS`` when they arrive); ``ping`` events are keep-alives.
+        """
         name = self.spec.name
         input_tokens: int | None = None
         output_tokens: int | None = None
@@ -116,6 +122,7 @@ class AnthropicProvider(HTTPProvider):
                     usage = _object(data.get("message")).get("usage")
                     input_tokens = _count(_object(usage).get("input_tokens"), input_tokens)
                     output_tokens = _count(_object(usage).get("output_tokens"), output_tokens)
+                    yield PROGRESS
                 elif kind == "content_block_delta":
                     event = self._delta_event(data.get("delta"))
                     if event is not None:
@@ -127,6 +134,7 @@ class AnthropicProvider(HTTPProvider):
                     usage = _object(data.get("usage"))
                     input_tokens = _count(usage.get("input_tokens"), input_tokens)
                     output_tokens = _count(usage.get("output_tokens"), output_tokens)
+                    yield PROGRESS
                 elif kind == "message_stop":
                     if input_tokens is not None or output_tokens is not None:
                         yield UsageEvent(Usage(input_tokens, output_tokens))

@@ -4,7 +4,10 @@
 on. ``HTTPProvider`` owns one ``httpx.AsyncClient`` per provider and does what
 every wire format needs: auth headers, sending with safe retries, mapping
 failures to the error tree, closing the HTTP response whenever the event
-stream stops (finished, failed, closed by the caller or cancelled).
+stream stops (finished, failed, closed by the caller or cancelled), ending a
+stream that sends nothing but keep-alives, and choosing the route to the
+server: an on-prem server is always reached directly (never through an
+environment or system proxy), a proxy only when the entry names one.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -34,9 +38,10 @@ from providers.http_errors import (
     is_tls_failure,
     parse_retry_after,
     stream_cut,
+    stream_idle,
 )
 from providers.retry import RetryPolicy
-from providers.spec import ProviderSpec
+from providers.spec import Locality, ProviderSpec, is_local_url
 from providers.streams import decode_json
 from providers.types import ChatEvent, ChatMessage, ChatRequest, ModelInfo, Role
 
@@ -82,7 +87,20 @@ class Provider(Protocol):
     ) -> None: ...
 
 
-EventParser = Callable[[httpx.Response], AsyncGenerator[ChatEvent, None]]
+class Progress:
+    """What a parser yields when content arrived that it delivers later (a finish reason
+    or token counts held until the stream's end marker). It resets the stream's idle
+    clock and is not passed on; use the one instance, ``PROGRESS``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PROGRESS"
+
+
+PROGRESS = Progress()
+
+EventParser = Callable[[httpx.Response], AsyncGenerator[ChatEvent | Progress, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +110,35 @@ class WireCall:
     url: str
     body: dict[str, Any]
     parse: EventParser
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkRoute:
+    """How a provider reaches its server.
+
+    ``proxy`` is the proxy the entry names (None: none named). ``trust_env`` says
+    whether the environment's proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``), the system's proxy settings (macOS, Windows) and
+    ``.netrc`` apply.
+    """
+
+    proxy: str | None
+    trust_env: bool
+
+
+def network_route(spec: ProviderSpec) -> NetworkRoute:
+    """The route to ``spec``'s server.
+
+    An on-prem entry, or any entry whose ``base_url`` is a local address, never goes
+    through a proxy it did not name: the prompt of a Private chat must not reach a
+    proxy the user did not choose for it. An entry that names a proxy uses exactly
+    that one. Other (cloud) entries follow the environment's and the system's proxy
+    settings, which people behind corporate proxies need.
+    """
+    if spec.proxy is not None:
+        return NetworkRoute(proxy=spec.proxy, trust_env=False)
+    on_prem = spec.locality is Locality.ON_PREM or is_local_url(spec.base_url)
+    return NetworkRoute(proxy=None, trust_env=not on_prem)
 
 
 def fold_memory(system_prompt: str, memory: str) -> str:
@@ -196,16 +243,37 @@ class HTTPProvider(abc.ABC):
             base_url=self.base_url,
             timeout=spec.timeout,
             has_api_key=bool(api_key),
-            redact=Redactor.for_headers(api_key, headers),
+            redact=Redactor.for_headers(api_key, headers, proxy=spec.proxy),
             not_found_hint=self.not_found_hint,
+            proxy=spec.proxy,
         )
+        self.route = network_route(spec)
+        self._check_proxy()
+        verify: ssl.SSLContext | bool = True
+        if not self.route.trust_env and transport is None:
+            # Not trusting the environment for proxies must not drop a private CA the
+            # user named in SSL_CERT_FILE / SSL_CERT_DIR: read those here.
+            verify = httpx.create_ssl_context(trust_env=True)
         self._client = httpx.AsyncClient(
             transport=transport,
+            # ``transport`` replaces the network, the proxy included (tests).
+            proxy=self.route.proxy if transport is None else None,
+            trust_env=self.route.trust_env,
+            verify=verify,
             headers=headers,
             timeout=httpx.Timeout(spec.timeout),
             # Never follow redirects: a redirected POST is not the same request,
             # and some auth headers (x-api-key) would go along to the new host.
             follow_redirects=False,
+        )
+        logger.debug(
+            "provider %s: %s",
+            spec.name,
+            f"through the proxy at {display_url(self.route.proxy)}"
+            if self.route.proxy
+            else "with the environment's proxy settings"
+            if self.route.trust_env
+            else "direct, ignoring environment and system proxies",
         )
 
     def _check_base_url(self) -> None:
@@ -221,6 +289,24 @@ class HTTPProvider(abc.ABC):
         raise ProviderConfigError(
             f"`base_url` {display_url(self.base_url)!r} is not usable ({problem}); set it to the "
             "server's address, e.g. http://127.0.0.1:8080/v1.",
+            provider=self.spec.name,
+        )
+
+    def _check_proxy(self) -> None:
+        """Refuse a ``proxy`` that cannot work, when the provider is created."""
+        if self.route.proxy is None:
+            return
+        try:
+            url = httpx.URL(self.route.proxy)
+        except httpx.InvalidURL as exc:
+            problem = str(exc)
+        else:
+            if url.scheme in ("http", "https") and url.host:
+                return
+            problem = "it needs http:// or https:// and a host"
+        raise ProviderConfigError(
+            f"`proxy` {display_url(self.route.proxy)!r} is not usable ({problem}); set it to "
+            "the proxy's address, e.g. http://proxy.example.lan:3128.",
             provider=self.spec.name,
         )
 
@@ -247,7 +333,26 @@ class HTTPProvider(abc.ABC):
         delivered = 0
         try:
             async with aclosing(call.parse(response)) as events:
-                async for event in events:
+                while True:
+                    # The parsers yield content only (deltas, usage, finish, or PROGRESS
+                    # for content they deliver later) and read past keep-alives, each of
+                    # which resets the HTTP read timeout; so waiting for the next event
+                    # is what the idle timeout bounds. It covers only this wait, never
+                    # the caller's work between events.
+                    timer = asyncio.timeout(self.spec.stream_idle_timeout)
+                    try:
+                        async with timer:
+                            event = await anext(events)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError as exc:
+                        if not timer.expired():
+                            raise
+                        raise stream_idle(
+                            self._errors, self.spec.stream_idle_timeout, mid_answer=delivered > 0
+                        ) from exc
+                    if isinstance(event, Progress):
+                        continue
                     delivered += 1
                     yield event
         except httpx.DecodingError as exc:

@@ -66,11 +66,20 @@ class Redactor:
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     @classmethod
-    def for_headers(cls, api_key: str | None, headers: dict[str, str]) -> Redactor:
-        """A redactor for ``api_key`` and the values of headers whose names look secret."""
+    def for_headers(
+        cls, api_key: str | None, headers: dict[str, str], *, proxy: str | None = None
+    ) -> Redactor:
+        """A redactor for ``api_key``, the values of headers whose names look secret and
+        the credentials in a ``proxy`` URL."""
         secrets = [value for name, value in headers.items() if _SENSITIVE_HEADER.search(name)]
         if api_key:
             secrets.append(api_key)
+        if proxy:
+            try:
+                parts = urlsplit(proxy)
+                secrets += [parts.username or "", parts.password or ""]
+            except ValueError:  # not a URL: nothing to take out of it
+                pass
         return cls(secrets)
 
     def __call__(self, text: str) -> str:
@@ -161,6 +170,7 @@ class ErrorContext:
     has_api_key: bool
     redact: Redactor
     not_found_hint: str = "check `base_url` and the model name"
+    proxy: str | None = None  # the proxy the entry names, if any
 
 
 def _server_text(details: ErrorDetails, context: ErrorContext) -> str:
@@ -324,6 +334,17 @@ def from_transport_error(
             "`timeout` for this entry.",
             provider=name,
         )
+    if isinstance(exc, httpx.ProxyError):
+        which = (
+            f"the proxy at {display_url(context.proxy)} (the entry's `proxy`)"
+            if context.proxy is not None
+            else "the proxy set in the environment (HTTPS_PROXY, ALL_PROXY) or the system"
+        )
+        return ConnectionFailedError(
+            f"{which} failed on the way to the {context.server} at {url} ({detail}). Check "
+            "that the proxy is running and allows the connection.",
+            provider=name,
+        )
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return ProviderConfigError(
             f"`base_url` {url!r} is not a usable http:// or https:// URL ({detail}).",
@@ -341,6 +362,13 @@ def from_transport_error(
             return ConnectionFailedError(
                 f"could not resolve the host {host!r} ({detail}). Check `base_url` and the "
                 "network connection.",
+                provider=name,
+            )
+        if context.proxy is not None:
+            return ConnectionFailedError(
+                f"could not connect to the {context.server} at {url} through the proxy at "
+                f"{display_url(context.proxy)} ({detail}). Check that the proxy is running and "
+                "that `proxy` and `base_url` are right.",
                 provider=name,
             )
         return ConnectionFailedError(
@@ -367,5 +395,17 @@ def stream_cut(context: ErrorContext) -> ConnectionFailedError:
         f"the {context.server} at {display_url(context.base_url)} ended the stream before the "
         "answer was complete (no end marker); the answer is incomplete. Try again; if it keeps "
         "happening, check the server's logs.",
+        provider=context.provider,
+    )
+
+
+def stream_idle(context: ErrorContext, idle: float, *, mid_answer: bool) -> ProviderTimeoutError:
+    """The error for a stream that stayed open but sent no content for ``idle`` seconds."""
+    where = "mid-answer" if mid_answer else "before the first words"
+    return ProviderTimeoutError(
+        f"the {context.server} at {display_url(context.base_url)} stopped sending the answer: "
+        f"nothing of it arrived for {idle:g} s ({where}), though the connection stayed open. "
+        "The server may have stopped or hung; try again, and check the server. If its answers "
+        "really pause this long, raise `stream_idle_timeout` for this entry.",
         provider=context.provider,
     )

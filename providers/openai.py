@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from providers.base import (
+    PROGRESS,
     HTTPProvider,
+    Progress,
     WireCall,
     messages_with_memory,
     normalise_finish_reason,
@@ -69,11 +71,12 @@ class OpenAIProvider(HTTPProvider):
 
     async def _parse(
         self, response: httpx.Response, *, completions: bool
-    ) -> AsyncGenerator[ChatEvent, None]:
+    ) -> AsyncGenerator[ChatEvent | Progress, None]:
         """Events from the SSE chunks; the stream must end with ``data: [DONE]``.
 
         Usage arrives in its own chunk after the finish reason (``include_usage``),
-        so usage and finish are emitted together when the stream ends.
+        so usage and finish are emitted together when the stream ends (``PROGRESS``
+        when each arrives).
         """
         name = self.spec.name
         finish_reason: str | None = None
@@ -95,6 +98,7 @@ class OpenAIProvider(HTTPProvider):
                     raise self.stream_error(chunk)
                 if (chunk_usage := chunk.get("usage")) is not None:
                     usage = self._usage(chunk_usage)
+                    yield PROGRESS
                 choices = chunk.get("choices", [])
                 if not isinstance(choices, list):
                     raise self.protocol_error("`choices` that is not a list")
@@ -110,6 +114,7 @@ class OpenAIProvider(HTTPProvider):
                     if not isinstance(reason, str):
                         raise self.protocol_error("a `finish_reason` that is not a string")
                     finish_reason = reason
+                    yield PROGRESS
         if not done and finish_reason is None:
             raise self.stream_cut()
         if usage is not None:

@@ -67,4 +67,25 @@ class ProviderSpec(BaseModel):
     max_retries: Annotated[
         int, Field(ge=0, le=10, description="Retries for safe failures before the first token.")
     ] = 2
+    stream_idle_timeout: Annotated[
+        float,
+        Field(
+            gt=0,
+            description=(
+                "Seconds a streamed answer may go without content (text, reasoning, usage or "
+                "its end) before it fails; keep-alives do not count."
+            ),
+        ),
+    ] = 60.0
+    proxy: Annotated[
+        str | None,
+        Field(
+            repr=False,  # it may carry proxy credentials
+            description=(
+                "http:// or https:// URL of a proxy to reach the server through. When unset, "
+                "on-prem entries connect directly and ignore any environment or system proxy; "
+                "others use the environment's or system's proxy settings."
+            ),
+        ),
+    ] = None
     headers: dict[str, str] = Field(default_factory=dict)
