@@ -29,7 +29,10 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import MaxDepthExceededError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from app.errors import ConfigError
 from providers import Locality, ProviderSpec, default_locality
@@ -117,7 +120,7 @@ class LLMEntry(BaseModel):
     def _check_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"'{value}' is not an http:// or https:// URL")
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
     @property
@@ -396,16 +399,30 @@ def parse_config(
 ) -> Config:
     """Validate the YAML ``text``; ``source`` names it in error messages."""
     yaml = YAML(typ="rt")
+    yaml.Constructor = _ConfigConstructor
+    yaml.max_depth = _MAX_DEPTH  # deeper nesting: a MarkedYAMLError, not a RecursionError
     try:
         document = yaml.load(text)
+    except MaxDepthExceededError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark is not None else 1
+        raise ConfigError(
+            f"{source}:{line}: not valid YAML: nested more than {_MAX_DEPTH} levels deep"
+        ) from error
     except MarkedYAMLError as error:
-        mark = error.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{line}: not valid YAML: {error.problem}") from error
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{source}:{line}: not valid YAML: {error.problem}") from error
+    except ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        raise ConfigError(
+            f"{source}:{line}: not valid YAML: the control character "
+            f"U+{error.character:04X} is not allowed"
+        ) from error
     if document is None:
         return Config()
     if not isinstance(document, CommentedMap):
         raise ConfigError(f"{source}:1: the config must be a mapping of settings at the top level")
+    _check_expansion(document, source)
 
     problems: list[str] = []
     data = _substitute(document, document, (), env, source, problems)
@@ -424,6 +441,62 @@ def parse_config(
     if problems:
         raise ConfigError("\n".join(problems))
     return config
+
+
+#: Nesting deeper than any config needs is refused by the YAML composer.
+_MAX_DEPTH = 64
+#: The most values (mappings, lists, scalars; an alias counts each time it is used) a
+#: config may hold. Aliases nested in aliases ("billion laughs") would otherwise expand a
+#: few hundred bytes into billions of values, and the loader would run for hours.
+_MAX_VALUES = 10_000
+
+
+class _ConfigConstructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, its crashes on malformed tagged values reported.
+
+    ``!!int 0x``, ``!!bool maybe``, ``!!set x`` or ``!!timestamp 2001-02-30`` make the
+    library's constructors raise ValueError, KeyError, IndexError or AttributeError;
+    they become a ``ConstructorError`` at the value's position.
+    """
+
+    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
+        try:
+            return super().construct_non_recursive_object(node, tag)
+        except _LIBRARY_FAILURES as error:
+            raise ConstructorError(
+                None, None, f"cannot read this {node.tag} value", node.start_mark
+            ) from error
+
+    def construct_document(self, node: Any) -> Any:
+        # Collections are filled in after their parents; a failure there (a list inside a
+        # list used as a key, "? [[a]]") has no node of its own to point at.
+        try:
+            return super().construct_document(node)
+        except _LIBRARY_FAILURES as error:
+            raise ConstructorError(
+                None, None, f"cannot read this document ({type(error).__name__})", node.start_mark
+            ) from error
+
+
+_LIBRARY_FAILURES = (ArithmeticError, AttributeError, LookupError, TypeError, ValueError)
+
+
+def _check_expansion(document: CommentedMap, source: str) -> None:
+    """Refuse a document of more than ``_MAX_VALUES`` values once aliases are expanded."""
+    count = 0
+    line = 1
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > _MAX_VALUES:
+            raise ConfigError(
+                f"{source}:{line}: the config holds more than {_MAX_VALUES:,} values once its "
+                "aliases (*name) are expanded; write the values out instead"
+            )
+        if isinstance(node, CommentedMap | CommentedSeq):
+            line = node.lc.line + 1 if node.lc.line is not None else line
+            stack.extend(node.values() if isinstance(node, CommentedMap) else node)
 
 
 def _substitute(
@@ -489,7 +562,7 @@ def _check_semantics(
             hint = _did_you_mean(entry.type, known)
             problems.append(
                 f"{source}:{_line_of(document, (*where, 'type'))}: llms[{index}].type: "
-                f"'{entry.type}' is not a provider type{hint}; known: {', '.join(known)}"
+                f"{entry.type!r} is not a provider type{hint}; known: {', '.join(known)}"
             )
         if entry.locality is None and default_locality(entry.base_url) is None:
             problems.append(
@@ -500,7 +573,7 @@ def _check_semantics(
         if entry.provider_name in seen:
             problems.append(
                 f"{source}:{_line_of(document, (*where, 'provider_name'))}: "
-                f"llms[{index}].provider_name: '{entry.provider_name}' is used twice; "
+                f"llms[{index}].provider_name: {entry.provider_name!r} is used twice; "
                 "names must be unique"
             )
         seen.add(entry.provider_name)
@@ -516,7 +589,7 @@ def _check_semantics(
             hint = _did_you_mean(value, sorted(seen))
             problems.append(
                 f"{source}:{_line_of(document, (key,))}: {key}: "
-                f"'{value}' is not the provider_name of any llms entry{hint}"
+                f"{value!r} is not the provider_name of any llms entry{hint}"
             )
 
 
@@ -525,14 +598,15 @@ def _line_of(document: CommentedMap, loc: tuple[Any, ...]) -> int:
     line = 1
     node: Any = document
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
+        in_map = isinstance(node, CommentedMap) and part in node
+        in_list = isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)
+        if not (in_map or in_list):
             break
+        # A key merged in with "<<:", or an entry of an !!omap, has no position of its own.
+        position = (node.lc.data or {}).get(part)
+        if position is not None:
+            line = position[0] + 1
+        node = node[part]
     return line
 
 
@@ -542,7 +616,9 @@ def _dotted(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            name = str(part)
+            plain = name.isprintable() and name == name.strip() and name != ""
+            text += ("." if text else "") + (name if plain else repr(name))
     return text or "(top level)"
 
 
