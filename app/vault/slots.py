@@ -311,7 +311,8 @@ class SlotFile:
         """Parse and validate; raise :class:`DamagedSlotFileError` on any deviation."""
         try:
             document = json.loads(data.decode("ascii"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            # RecursionError: arrays or objects nested thousands deep.
             raise _damaged(f"it is not valid JSON ({type(error).__name__})") from None
         parser = _Parser(document)
         return parser.parse()
@@ -348,7 +349,7 @@ class _Parser:
         if document.get("format") != FORMAT:
             raise _damaged("it is not a Hushchat vault file")
         version = document.get("version")
-        if version != VERSION:
+        if type(version) is not int or version != VERSION:  # not 1.0, not true
             raise DamagedSlotFileError(
                 f"{SLOT_FILE_NAME} has format version {version!r}; this Hushchat reads "
                 f"version {VERSION}. Use the Hushchat release that wrote it, or a newer one."
@@ -357,7 +358,11 @@ class _Parser:
         checksum = document["checksum"]
         rest = {key: value for key, value in document.items() if key != "checksum"}
         expected = "sha256:" + hashlib.sha256(canonical_json(rest)).hexdigest()
-        if not isinstance(checksum, str) or not hmac.compare_digest(checksum, expected):
+        if (
+            not isinstance(checksum, str)
+            or not checksum.isascii()  # compare_digest refuses other strings (TypeError)
+            or not hmac.compare_digest(checksum, expected)
+        ):
             raise _damaged("its checksum does not match (truncated or edited)")
         vault_id = self._bytes(document["vault_id"], "vault_id", length=16)
         created = self._str(document["created"], "created")
@@ -400,8 +405,10 @@ class _Parser:
         text = self._str(value, where)
         try:
             raw = base64.b64decode(text, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: a string that is not ASCII
             raise _damaged(f"{where} is not base64") from None
+        if _b64(raw) != text:  # e.g. "AB==" for "AA==": the MAC covers the decoded bytes
+            raise _damaged(f"{where} is not base64 as Hushchat writes it")
         if length is not None and len(raw) != length:
             raise _damaged(f"{where} has the wrong length")
         return raw
@@ -470,7 +477,8 @@ class _Parser:
             data = self._object(
                 value, where, {"algorithm", "version", "memory_kib", "iterations", "parallelism"}
             )
-            if data["algorithm"] != "argon2id" or data["version"] != 0x13:
+            version = data["version"]
+            if data["algorithm"] != "argon2id" or type(version) is not int or version != 0x13:
                 raise _damaged(f"{where} names an unsupported KDF")
             for name in ("memory_kib", "iterations", "parallelism"):
                 if not isinstance(data[name], int) or isinstance(data[name], bool):
