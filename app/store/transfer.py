@@ -257,7 +257,7 @@ def _parse_json(data: bytes | str, source: str) -> Any:
                 "Nothing was imported"
             ) from error
     try:
-        return json.loads(data.removeprefix("\ufeff"))
+        parsed = json.loads(data.removeprefix("\ufeff"))
     except json.JSONDecodeError as error:
         raise ImportFormatError(
             f"{source} is not valid JSON (line {error.lineno}, column {error.colno}: "
@@ -268,6 +268,29 @@ def _parse_json(data: bytes | str, source: str) -> Any:
         raise ImportFormatError(
             f"{source} is nested too deeply to be a chat export. Nothing was imported"
         ) from error
+    if _SURROGATE.search(data) or _SURROGATE_ESCAPE.search(data):
+        parsed = _without_lone_surrogates(parsed)
+    return parsed
+
+
+# A lone UTF-16 surrogate: JavaScript apps write one when they cut an emoji in half
+# (a truncated title), as an escape like "\ud83d". SQLite stores only UTF-8 text.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _without_lone_surrogates(data: Any) -> Any:
+    """``data`` with every lone surrogate in its strings replaced by U+FFFD."""
+    root = [data]
+    stack: list[Any] = [root]  # iterative: the JSON may be nested a thousand deep
+    while stack:
+        node = stack.pop()
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(value, dict | list):
+                stack.append(value)
+            elif isinstance(value, str):
+                node[key] = _SURROGATE.sub("\ufffd", value)
+    return root[0]
 
 
 def _detect(data: Any, source: str) -> str:

@@ -1,0 +1,53 @@
+"""Exports the fuzzer (tests/fuzz/test_importers.py) found to crash the importers.
+
+A lone UTF-16 surrogate ("\\ud83d", what JavaScript writes for an emoji cut in half) in
+any string made SQLite raise UnicodeEncodeError mid-import. It becomes U+FFFD.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.store.library import Library, memory_connection
+from app.store.transfer import export_json, import_chats
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "transfer"
+
+
+@pytest.fixture
+def library() -> Library:
+    return Library(memory_connection(), memory_connection())
+
+
+def test_lone_surrogates_in_an_open_webui_export_become_replacement_characters(
+    library: Library,
+) -> None:
+    chats = json.loads((FIXTURES / "openwebui_export.json").read_text())
+    chats[0]["title"] = "Rust \ud83d"
+    message = next(iter(chats[0]["chat"]["history"]["messages"].values()))
+    message["content"] = "cut \udfff here"
+    chat_id = import_chats(library, json.dumps(chats), fmt="openwebui")[0]
+    exported = export_json(library, [chat_id])["chats"][0]
+    assert exported["title"] == "Rust \ufffd"
+    assert "cut \ufffd here" in [m["content"] for m in exported["messages"]]
+
+
+def test_lone_surrogates_in_our_own_format_are_replaced(library: Library) -> None:
+    export = json.loads((FIXTURES / "hushchat.json").read_text())
+    export["chats"][0]["memory"] = "\ud800"
+    export["chats"][0]["messages"][0]["model"] = "\udbff\udbff"
+    chat_id = import_chats(library, json.dumps(export), fmt="hushchat")[0]
+    exported = export_json(library, [chat_id])["chats"][0]
+    assert exported["memory"] == "\ufffd"
+    assert exported["messages"][0]["model"] == "\ufffd\ufffd"
+
+
+def test_a_pair_of_surrogate_escapes_is_one_character(library: Library) -> None:
+    """Not a crash: the fix must leave an escaped pair (an emoji) alone."""
+    export = json.loads((FIXTURES / "hushchat.json").read_text())
+    export["chats"][0]["title"] = "\U0001f600"  # json.dumps writes "\ud83d\ude00"
+    chat_id = import_chats(library, json.dumps(export), fmt="hushchat")[0]
+    assert export_json(library, [chat_id])["chats"][0]["title"] == "\U0001f600"
