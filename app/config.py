@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -35,6 +35,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
 from app.errors import ConfigError
+from app.privacy.policy import least_private
 from providers import Locality, ProviderSpec, default_locality
 
 CONFIG_ENV = "HUSHCHAT_CONFIG"
@@ -114,6 +115,37 @@ class LLMEntry(BaseModel):
         int,
         Field(ge=0, le=10, description="Retries of safe failures (connect, 429/503 before text)."),
     ] = 2
+    stream_idle_timeout: Annotated[
+        float,
+        Field(
+            gt=0,
+            description=(
+                "Seconds an answer may stream without any content (text, reasoning, usage or its "
+                "end) before it fails with the partial answer kept; keep-alives the server sends "
+                "do not count."
+            ),
+        ),
+    ] = 60.0
+    proxy: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Optional http:// or https:// proxy to reach the server through (credentials: "
+                "${ENV_VAR}). Without it, on-prem entries always connect directly, whatever "
+                "proxy the environment or system sets; cloud entries use that proxy."
+            )
+        ),
+    ] = None
+    proxy_locality: Annotated[
+        Locality | None,
+        Field(
+            description=(
+                "Where the proxy runs: on_prem, free_cloud or paid_cloud. The privacy tiers "
+                "judge the entry by the less private of locality and proxy_locality. Defaults "
+                "to on_prem for a loopback or private-network proxy; required for any other."
+            )
+        ),
+    ] = None
 
     @field_validator("base_url")
     @classmethod
@@ -123,13 +155,36 @@ class LLMEntry(BaseModel):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            usable = parts.scheme in {"http", "https"} and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            usable = False
+        if not usable:
+            raise ValueError(
+                f"{_without_credentials(value)!r} is not an http:// or https:// proxy URL"
+            )
+        return value.rstrip("/")
+
     @property
     def effective_locality(self) -> Locality:
-        """The declared locality, or the default for a local URL."""
+        """Where the chat's words go: the server's locality (declared, or the default for a
+        local URL) or, through a ``proxy``, the less private of it and the proxy's."""
         locality = self.locality or default_locality(self.base_url)
         if locality is None:  # validated by Config; kept for type narrowing
             raise ConfigError(f"{self.provider_name}: locality is required for {self.base_url}")
-        return locality
+        if self.proxy is None:
+            return locality
+        proxy_locality = self.proxy_locality or default_locality(self.proxy)
+        if proxy_locality is None:  # validated by Config; kept for type narrowing
+            raise ConfigError(f"{self.provider_name}: proxy_locality is required for its proxy")
+        return least_private(locality, proxy_locality)
 
     def to_spec(self, api_key: str | None = None) -> ProviderSpec:
         """The provider layer's spec for this entry, with the resolved API key."""
@@ -144,6 +199,8 @@ class LLMEntry(BaseModel):
             api_key=SecretStr(api_key) if api_key else None,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            stream_idle_timeout=self.stream_idle_timeout,
+            proxy=self.proxy,
         )
 
 
@@ -275,6 +332,15 @@ class LoadedConfig:
         """The provider spec of the named (or default) entry, with its key resolved."""
         entry = self.config.llm(name)
         return entry.to_spec(self.resolve_api_key(entry))
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without any ``user:password@``: safe to show in an error message."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(malformed URL)"
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def default_config_path() -> Path:
@@ -570,6 +636,23 @@ def _check_semantics(
                 f"required because {entry.base_url} is not a local address; "
                 "set on_prem, free_cloud or paid_cloud"
             )
+        if entry.proxy is None and entry.proxy_locality is not None:
+            problems.append(
+                f"{source}:{_line_of(document, (*where, 'proxy_locality'))}: "
+                f"llms[{index}].proxy_locality: set, but there is no proxy; add proxy: or "
+                "remove proxy_locality"
+            )
+        if (
+            entry.proxy is not None
+            and entry.proxy_locality is None
+            and default_locality(entry.proxy) is None
+        ):
+            problems.append(
+                f"{source}:{_line_of(document, (*where, 'proxy'))}: "
+                f"llms[{index}].proxy_locality: required because the proxy "
+                f"{_without_credentials(entry.proxy)} is not a local address; set on_prem, "
+                "free_cloud or paid_cloud"
+            )
         if entry.provider_name in seen:
             problems.append(
                 f"{source}:{_line_of(document, (*where, 'provider_name'))}: "
@@ -676,6 +759,9 @@ _EXAMPLE_ENTRIES: list[dict[str, Any]] = [
         "locality": "on_prem",
         "timeout": 60.0,
         "max_retries": 2,
+        "stream_idle_timeout": 60.0,
+        "proxy": None,
+        "proxy_locality": None,
     },
     {
         "provider_name": "ollama",

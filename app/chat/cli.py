@@ -1,7 +1,8 @@
 """``hushchat chat`` and ``hushchat chats …``: chatting and managing chats from a terminal.
 
 ``chat`` streams the answer to stdout and prints the chat id on stderr. A
-provider failure exits 3 with the partial answer kept (marked ``error``); the
+provider failure exits 3 with the partial answer kept (marked ``error``; an
+Ephemeral chat keeps nothing, and its error line says so); the
 tier's provider policy refusing exits 5; a locked vault or wrong secret exits 4.
 Ctrl-C stops the answer and keeps what arrived (marked ``stopped``).
 Ephemeral chats never open the vault and leave nothing on disk.
@@ -120,9 +121,11 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
     sys.stdout.write("\n")
     sys.stdout.flush()
     if finished is not None and finished.message.status == MessageStatus.ERROR:
-        raise ProviderFailedError(
-            f"{finished.error} (the partial answer is kept in chat {chat.id[:12]})"
-        )
+        if chat.tier is Tier.EPHEMERAL:  # in memory only: gone when the command ends
+            kept = "Ephemeral chat: nothing is kept"
+        else:
+            kept = f"the partial answer is kept in chat {chat.id[:12]}"
+        raise ProviderFailedError(f"{finished.error} ({kept})")
     await service.wait_for_titles(TITLE_WAIT_SECONDS)
     return ExitCode.OK
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import PolicyRefusedError
-from app.store.models import Tier
+from app.tiers import Tier  # not app.store: app.config imports this module
 from providers import Locality
 
 ALLOWED: dict[Tier, frozenset[Locality]] = {
@@ -28,6 +28,15 @@ _WHY = {
     Tier.PRIVATE: "Private chats only use on-prem models, so nothing leaves your network",
     Tier.EPHEMERAL: "Ephemeral chats only use on-prem or free models",
 }
+
+
+def least_private(*localities: Locality) -> Locality:
+    """The least private of ``localities``: the one the fewest tiers allow.
+
+    A provider reached through a proxy is judged by this of the server's and the
+    proxy's localities, since the chat's words pass through both.
+    """
+    return min(localities, key=lambda locality: sum(locality in a for a in ALLOWED.values()))
 
 
 @dataclass(frozen=True)
