@@ -13,6 +13,9 @@ Lifecycle::
       ├── create_vault(passphrase)        first run: creates, unlocks, opens the library
       ├── open_vault()                    later runs: take the profile lock (locked)
       ├── unlock_with_passphrase(...)     / recovery code / security key / keychain / Touch ID
+      │                                   (keychain and Touch ID open the Standard tier only:
+      │                                   ``locked_tiers`` then lists Private)
+      ├── rotate_keys(...)                new vault and database keys; chats reopen
       ├── lock()                          close the library (Ephemeral chats vanish), drop keys
       └── close()                         lock, release the profile, stop the runner threads
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +42,11 @@ from app.store.chats import StorageError
 from app.store.library import UNDO_SECONDS, Library
 from app.tiers import Tier
 from app.vault.idle import Clock, MonotonicClock
-from app.vault.kdf import KdfParams
+from app.vault.kdf import KdfParams, SlotKind
 from app.vault.keychain import KeyringStore, SecretStore
 from app.vault.recovery_code import RecoveryCode
-from app.vault.slots import SLOT_FILE_NAME
-from app.vault.vault import SlotInfo, Vault
+from app.vault.slots import SLOT_FILE_NAME, TIERS
+from app.vault.vault import Rotation, SlotInfo, TouchedKey, Vault
 
 if TYPE_CHECKING:  # fido2 loads only when a security key is used (start-up time)
     from app.agent.server import AgentServer
@@ -85,6 +88,7 @@ class Session:
         self._clock = clock or MonotonicClock()
         self._opening: asyncio.Lock | None = None
         self._agent: AgentServer | None = None
+        self._agent_on_locked: Callable[[str], None] | None = None
         self._idle_timeout = self._configured_idle_seconds()
         # How a security key is found: SecurityKey.discover (USB HID / Windows Hello) by
         # default; tests put a software authenticator here.
@@ -127,6 +131,20 @@ class Session:
         if self._service is None:
             raise VaultLockedError("The vault is locked; unlock it first.")
         return self._service
+
+    @property
+    def locked_tiers(self) -> tuple[Tier, ...]:
+        """While unlocked, the stored tiers that stayed closed: Private after a keychain or
+        Touch ID unlock (they open Standard only). Empty when locked or fully unlocked."""
+        vault = self.vault
+        if vault is None or not self.is_unlocked:
+            return ()
+        return tuple(tier for tier in TIERS if tier not in vault.open_tiers)
+
+    @property
+    def unlocked_with(self) -> SlotKind | None:
+        """How the vault was unlocked (``"recovery"`` after the recovery code, ...)."""
+        return self.vault.unlocked_with if self.vault is not None else None
 
     def slots(self) -> list[SlotInfo]:
         """The vault's key slots (no secret needed)."""
@@ -255,7 +273,13 @@ class Session:
         assert vault is not None
 
         def open_library() -> Library:
-            return Library(vault.connect(Tier.STANDARD), vault.connect(Tier.PRIVATE))
+            # Only the tiers this unlock opened: after a keychain or Touch ID unlock the
+            # library has no Private store (its chats stay closed until a full unlock).
+            tiers = vault.open_tiers
+            return Library(
+                vault.connect(Tier.STANDARD) if Tier.STANDARD in tiers else None,
+                vault.connect(Tier.PRIVATE) if Tier.PRIVATE in tiers else None,
+            )
 
         try:
             library = await self.runner.db(open_library)
@@ -297,6 +321,10 @@ class Session:
         vault = self.vault
         if vault is None or vault.is_locked or self._agent is not None:
             return False
+        self._agent_on_locked = on_locked  # serve again after a rotation or a Private unlock
+        if set(vault.open_tiers) != set(TIERS):  # the agent hands out both tiers' keys
+            log.info("not serving the command line: only %s is open", vault.open_tiers)
+            return False
         from app.agent.errors import AgentError
         from app.agent.server import AgentServer, LockReason
 
@@ -325,6 +353,14 @@ class Session:
 
     def lock(self) -> None:
         """Close the library (Ephemeral chats vanish) and drop every key from memory."""
+        self._close_library()
+        self._agent_on_locked = None
+        self.api_keys.forget()
+        if self.vault is not None:
+            self.vault.lock()
+
+    def _close_library(self) -> None:
+        """Stop serving the agent and close the library; the vault keeps its keys."""
         library, service = self._library, self._service
         self._library, self._service = None, None
         agent, self._agent = self._agent, None
@@ -335,9 +371,6 @@ class Session:
         if library is not None:
             # On the database thread, after any query still running there.
             self.runner.db_sync(library.close)
-        self.api_keys.forget()
-        if self.vault is not None:
-            self.vault.lock()
 
     def close(self) -> None:
         """Lock, release the profile for other processes and stop the runner threads."""
@@ -349,10 +382,77 @@ class Session:
 
     # ----------------------------------------------------------------- key slots
 
-    async def change_passphrase(self, new_passphrase: str) -> SlotInfo:
-        """Rewrap the vault key under a new passphrase (databases untouched)."""
+    async def verify_passphrase(self, passphrase: str) -> None:
+        """Check the vault's current passphrase (Argon2id, off the loop); WrongSecretError."""
         vault = await self._unlocked_vault()
+        await self.runner.blocking(vault.verify_passphrase, passphrase)
+
+    async def change_passphrase(
+        self, new_passphrase: str, *, current: str | None = None
+    ) -> SlotInfo:
+        """Rewrap the vault key under a new passphrase (databases untouched).
+
+        ``current`` is checked first; it may be left out only when the vault has no
+        passphrase or was unlocked with the recovery code (a forgotten passphrase).
+        """
+        vault = await self._unlocked_vault()
+        await self._check_current_passphrase(vault, current)
         return await self.runner.blocking(vault.change_passphrase, new_passphrase, kdf=self.kdf)
+
+    async def _check_current_passphrase(self, vault: Vault, current: str | None) -> None:
+        if current is not None:
+            await self.runner.blocking(vault.verify_passphrase, current)
+        elif vault.unlocked_with != "recovery" and self.has_slot("passphrase"):
+            from app.vault.errors import WrongSecretError
+
+            raise WrongSecretError("Type your current passphrase to change it.")
+
+    async def touch_security_key(self, key: SecurityKey) -> TouchedKey:
+        """Touch an enrolled security key for :meth:`rotate_keys` (it is kept then)."""
+        vault = await self._unlocked_vault()
+        return await self.runner.blocking(vault.touch_security_key, key)
+
+    async def rotate_keys(
+        self,
+        passphrase: str | None,
+        *,
+        current: str | None = None,
+        touched: Sequence[TouchedKey] = (),
+        drop: Collection[str] = (),
+    ) -> Rotation:
+        """Rotate every key (``Vault.rotate_keys``) and reopen the chats under the new ones.
+
+        ``passphrase`` is the passphrase to keep (the current one typed again, or a new
+        one with ``current`` checked first, as for :meth:`change_passphrase`); None drops
+        the passphrase slot. Every connection is closed like a lock does (Ephemeral chats
+        vanish), the keys stay in memory, and the library and the window's agent start
+        again with the new keys. Show the returned recovery code once.
+        """
+        vault = await self._unlocked_vault()
+        if current is not None:
+            await self.runner.blocking(vault.verify_passphrase, current)
+        elif (
+            passphrase is not None
+            and self.has_slot("passphrase")
+            and vault.unlocked_with != "recovery"  # after the recovery code: a new one
+        ):
+            await self.runner.blocking(vault.verify_passphrase, passphrase)
+        on_locked = self._agent_on_locked
+        self._close_library()
+        try:
+            rotation = await self.runner.blocking(
+                vault.rotate_keys,
+                passphrase=passphrase,
+                touched=touched,
+                drop=drop,
+                kdf=self.kdf,
+            )
+        finally:
+            if not vault.is_locked:  # locked: a rotation that could not finish (it says so)
+                await self._open_library()
+                if on_locked is not None:
+                    await self.serve_agent(on_locked)
+        return rotation
 
     async def regenerate_recovery_code(self) -> RecoveryCode:
         """Replace the recovery slot; the old code stops working."""
@@ -373,6 +473,23 @@ class Session:
         """Remove a key slot; ``LastSlotError`` refuses the last one."""
         vault = await self._unlocked_vault()
         await self.runner.blocking(vault.remove_slot, slot_id)
+
+    async def unlock_private(self, passphrase: str) -> None:
+        """After a keychain or Touch ID unlock (Standard only), open Private chats too.
+
+        A wrong passphrase (``WrongSecretError``) changes nothing. Otherwise the chats
+        reopen with both tiers, like after an unlock (Ephemeral chats vanish).
+        """
+        vault = await self._unlocked_vault()
+        await self.runner.blocking(vault.unlock_with_passphrase, passphrase)
+        await self._reopen_library()
+
+    async def _reopen_library(self) -> None:
+        on_locked = self._agent_on_locked
+        self._close_library()
+        await self._open_library()
+        if on_locked is not None:
+            await self.serve_agent(on_locked)
 
     async def _unlocked_vault(self) -> Vault:
         if self.vault is None or self.vault.is_locked:

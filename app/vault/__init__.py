@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         VaultExistsError,
         VaultLockedError,
         VaultNotFoundError,
+        WeakPassphraseError,
         WrongSecretError,
     )
     from app.vault.idle import Clock, ManualClock, MonotonicClock
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from app.vault.security_key import KeyPrompts, SecurityKey
     from app.vault.slots import TIERS, Tier
     from app.vault.strength import PassphraseStrength, assess_passphrase
-    from app.vault.vault import DatabaseInfo, SlotInfo, Vault, VaultStatus
+    from app.vault.vault import DatabaseInfo, Rotation, SlotInfo, TouchedKey, Vault, VaultStatus
 
 # Where each public name lives. Importing ``app.vault.errors`` (say) must not load the
 # whole package (SQLCipher, cryptography, keyring): names load on first use.
@@ -60,6 +61,7 @@ _HOMES: dict[str, str] = {
     "ProfileInUseError": "app.vault.errors",
     "RecoveryCode": "app.vault.recovery_code",
     "RecoveryCodeTypoError": "app.vault.errors",
+    "Rotation": "app.vault.vault",
     "SecretStore": "app.vault.keychain",
     "SecurityKey": "app.vault.security_key",
     "SlotInfo": "app.vault.vault",
@@ -67,6 +69,7 @@ _HOMES: dict[str, str] = {
     "SqlcipherMissingError": "app.vault.errors",
     "TIERS": "app.vault.slots",
     "Tier": "app.vault.slots",
+    "TouchedKey": "app.vault.vault",
     "UnlockMethodUnavailableError": "app.vault.errors",
     "Vault": "app.vault.vault",
     "VaultError": "app.vault.errors",
@@ -74,6 +77,7 @@ _HOMES: dict[str, str] = {
     "VaultLockedError": "app.vault.errors",
     "VaultNotFoundError": "app.vault.errors",
     "VaultStatus": "app.vault.vault",
+    "WeakPassphraseError": "app.vault.errors",
     "WrongSecretError": "app.vault.errors",
     "assess_passphrase": "app.vault.strength",
     "calibrate": "app.vault.kdf",
@@ -112,12 +116,14 @@ __all__ = [
     "ProfileInUseError",
     "RecoveryCode",
     "RecoveryCodeTypoError",
+    "Rotation",
     "SecretStore",
     "SecurityKey",
     "SlotInfo",
     "SlotNotFoundError",
     "SqlcipherMissingError",
     "Tier",
+    "TouchedKey",
     "UnlockMethodUnavailableError",
     "Vault",
     "VaultError",
@@ -125,6 +131,7 @@ __all__ = [
     "VaultLockedError",
     "VaultNotFoundError",
     "VaultStatus",
+    "WeakPassphraseError",
     "WrongSecretError",
     "assess_passphrase",
     "calibrate",

@@ -6,6 +6,11 @@ or the environment (``HUSHCHAT_PASSPHRASE`` for the current passphrase,
 ``HUSHCHAT_NEW_PASSPHRASE`` for a new one, ``HUSHCHAT_RECOVERY_CODE``). Failures are
 raised as ``app.errors`` exceptions; the top-level CLI prints one line and exits with
 the error's code (4 for a wrong secret or any vault problem).
+
+A new passphrase scoring below 3 of 4 (zxcvbn) is refused unless
+``--allow-weak-passphrase`` is given. ``rekey`` rotates every key (``Vault.rotate_keys``):
+it says which key slots it drops before dropping them, and prints the new recovery
+code; ``passwd --rotate`` and ``remove-slot --rotate`` end with the same rotation.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import getpass
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -24,8 +29,8 @@ from app.vault.errors import VaultLockedError
 from app.vault.kdf import KdfParams
 from app.vault.profile import resolve_profile_dir
 from app.vault.recovery_code import RecoveryCode
-from app.vault.strength import assess_passphrase
-from app.vault.vault import Vault
+from app.vault.strength import require_strong_passphrase
+from app.vault.vault import Rotation, SlotInfo, TouchedKey, Vault
 
 if TYPE_CHECKING:
     from app.session import Session
@@ -75,8 +80,14 @@ class _SecretSource:
             )
         return getpass.getpass(f"Vault {what}: ")
 
-    def new_passphrase(self, env: str = NEW_PASSPHRASE_ENV) -> str:
-        """A new passphrase, confirmed when typed, with a strength warning on stderr."""
+    @property
+    def is_interactive(self) -> bool:
+        """Whether questions can be asked on a terminal (not scripted through stdin)."""
+        return not self._from_stdin and sys.stdin.isatty()
+
+    def new_passphrase(self, env: str = NEW_PASSPHRASE_ENV, *, allow_weak: bool = False) -> str:
+        """A new passphrase, confirmed when typed; a weak one (zxcvbn score below 3) is
+        refused with the reason unless ``allow_weak`` (``--allow-weak-passphrase``)."""
         if self._from_stdin:
             value = self._stdin_line("new passphrase")
         elif os.environ.get(env):
@@ -87,7 +98,9 @@ class _SecretSource:
                 raise UsageError("The two passphrases differ; nothing was changed.")
         if not value:
             raise UsageError("The new passphrase is empty; nothing was changed.")
-        strength = assess_passphrase(value)
+        strength = require_strong_passphrase(
+            value, allow_weak=allow_weak, override="pass --allow-weak-passphrase to use it anyway"
+        )
         if strength.is_weak:
             print(f"warning: {strength.message()}", file=sys.stderr)
         return value
@@ -111,12 +124,22 @@ def _profile(args: argparse.Namespace) -> Path:
 
 @contextlib.contextmanager
 def _unlocked(args: argparse.Namespace) -> Iterator[Vault]:
+    with _unlocked_keeping_passphrase(args) as (vault, _passphrase):
+        yield vault
+
+
+@contextlib.contextmanager
+def _unlocked_keeping_passphrase(args: argparse.Namespace) -> Iterator[tuple[Vault, str | None]]:
+    """The unlocked vault and, when it was unlocked with it, the passphrase typed (a key
+    rotation keeps the passphrase slot with it instead of asking again)."""
     secrets_in = _SecretSource(args)
     vault = Vault.open(_profile(args))
+    passphrase: str | None = None
     try:
         method = args.unlock_with
         if method == "passphrase":
-            vault.unlock_with_passphrase(secrets_in.current())
+            passphrase = secrets_in.current()
+            vault.unlock_with_passphrase(passphrase)
         elif method == "recovery-code":
             vault.unlock_with_recovery_code(secrets_in.current("recovery code", RECOVERY_CODE_ENV))
         elif method == "security-key":
@@ -127,7 +150,7 @@ def _unlocked(args: argparse.Namespace) -> Iterator[Vault]:
             vault.unlock_with_keychain()
         else:
             vault.unlock_with_touch_id()
-        yield vault
+        yield vault, passphrase
     finally:
         vault.close()
 
@@ -148,7 +171,9 @@ def _kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
 def _cmd_init(args: argparse.Namespace) -> int:
     kdf = _kdf_from_args(args)
     Vault.check_can_create(_profile(args))  # before asking for a passphrase
-    passphrase = _SecretSource(args).new_passphrase(env=PASSPHRASE_ENV)
+    passphrase = _SecretSource(args).new_passphrase(
+        env=PASSPHRASE_ENV, allow_weak=args.allow_weak_passphrase
+    )
     if kdf is None:
         print("Calibrating the key derivation for this machine…", file=sys.stderr)
     vault, code = Vault.create(_profile(args), passphrase, kdf=kdf)
@@ -172,22 +197,41 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("a rekey was interrupted; the next unlock finishes it")
     print(f"key slots: {len(status.slots)}")
     for slot in status.slots:
-        print(f"  {slot.id}  {slot.kind:<12}  {slot.label}  ({slot.detail})")
+        opens = "" if slot.opens_everything else ", opens Standard chats only"
+        print(f"  {slot.id}  {slot.kind:<12}  {slot.label}  ({slot.detail}{opens})")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     with _unlocked(args) as vault:
-        vault.verify_databases()
-    print("ok: the secret opens the vault and both databases pass their integrity checks")
+        checked = vault.verify_databases()
+    if len(checked) > 1:
+        print("ok: the secret opens the vault and both databases pass their integrity checks")
+    else:
+        print(
+            "ok: the secret opens the Standard tier and its database passes its integrity "
+            "checks (it does not open Private chats: the keychain and Touch ID open Standard "
+            "only)"
+        )
     return 0
+
+
+_ROTATE_HINT: Final = (
+    "hint: an old copy of vault.json still opens this vault with the {what}; "
+    "'hushchat vault rekey' rotates every key so that such copies open nothing."
+)
 
 
 def _cmd_passwd(args: argparse.Namespace) -> int:
     with _unlocked(args) as vault:
-        new = _SecretSource(args).new_passphrase()
+        new = _SecretSource(args).new_passphrase(allow_weak=args.allow_weak_passphrase)
+        if args.rotate:
+            return _rotate(args, vault, passphrase=new)
         vault.change_passphrase(new)
     print("Passphrase changed.")
+    print(
+        _ROTATE_HINT.format(what="old passphrase") + " (Or use 'passwd --rotate'.)", file=sys.stderr
+    )
     return 0
 
 
@@ -215,17 +259,61 @@ def _cmd_add_keychain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _last_passphrase_warning(status_slots: Collection[SlotInfo], slot_id: str) -> str | None:
+    """The warning for removing the only passphrase slot, or None for any other slot."""
+    passphrases = [slot for slot in status_slots if slot.kind == "passphrase"]
+    if len(passphrases) != 1 or passphrases[0].id != slot_id or len(status_slots) < 2:
+        return None
+    others = sorted({slot.kind for slot in status_slots if slot.id != slot_id})
+    names = {
+        "recovery": "the recovery code",
+        "security-key": "your security keys",
+        "keychain": "this device's keychain (Standard chats only)",
+        "touch-id": "Touch ID (Standard chats only)",
+    }
+    remaining = ", ".join(names[kind] for kind in others if kind in names)
+    return (
+        "This is the vault's only passphrase: after removing it only "
+        f"{remaining or 'the other key slots'} will unlock the vault."
+    )
+
+
 def _cmd_remove_slot(args: argparse.Namespace) -> int:
+    slots = Vault.status(_profile(args)).slots
+    warning = _last_passphrase_warning(slots, args.slot_id)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("Removing a key slot needs confirmation; add --yes in scripts.")
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         answer = input(f"Remove key slot {args.slot_id}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing removed.")
             return 0
-    with _unlocked(args) as vault:
+    with _unlocked_keeping_passphrase(args) as (vault, typed):
+        if args.rotate:
+            removed = next((slot for slot in vault.slots() if slot.id == args.slot_id), None)
+            if removed is None:
+                vault.remove_slot(args.slot_id)  # raises the not-found error
+            assert removed is not None
+            passphrase = None
+            if removed.kind != "passphrase":
+                passphrase = _passphrase_to_keep(args, vault, typed)
+            return _rotate(
+                args,
+                vault,
+                passphrase=passphrase,
+                drop=(args.slot_id,),
+                recovery_code=removed.kind != "recovery",
+            )
         vault.remove_slot(args.slot_id)
     print(f"Removed key slot {args.slot_id}.")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        _ROTATE_HINT.format(what="removed slot's secret") + " (Or use 'remove-slot --rotate'.)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -235,7 +323,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     try:
         text = source.current("recovery code", RECOVERY_CODE_ENV)
         vault.unlock_with_recovery_code(RecoveryCode.parse(text))
-        vault.change_passphrase(source.new_passphrase())
+        vault.change_passphrase(source.new_passphrase(allow_weak=args.allow_weak_passphrase))
         new_code = vault.regenerate_recovery_code() if args.new_recovery_code else None
     finally:
         vault.close()
@@ -249,10 +337,102 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
 
 def _cmd_rekey(args: argparse.Namespace) -> int:
-    with _unlocked(args) as vault:
-        vault.rekey()
-    print("Both databases are re-encrypted under new keys.")
+    with _unlocked_keeping_passphrase(args) as (vault, typed):
+        return _rotate(args, vault, passphrase=_passphrase_to_keep(args, vault, typed))
+
+
+def _passphrase_to_keep(args: argparse.Namespace, vault: Vault, typed: str | None) -> str | None:
+    """The passphrase a rotation keeps: the one the vault was unlocked with, else asked for
+    (and checked against the passphrase slot). None when the vault has no passphrase."""
+    if typed is not None:
+        return typed
+    if not any(slot.kind == "passphrase" for slot in vault.slots()):
+        return None
+    passphrase = _SecretSource(args).current("passphrase (to keep it after the rotation)")
+    vault.verify_passphrase(passphrase)
+    return passphrase
+
+
+def _touch_security_keys(
+    args: argparse.Namespace, vault: Vault, drop: Collection[str]
+) -> list[TouchedKey]:
+    """On a terminal, ask for each enrolled security key whether to keep it, and touch it."""
+    wanted = [slot for slot in vault.slots() if slot.kind == "security-key" and slot.id not in drop]
+    if not wanted or not _SecretSource(args).is_interactive:
+        return []
+    from app.vault.security_key import SecurityKey
+
+    touched: list[TouchedKey] = []
+    for slot in wanted:
+        if any(item.slot_id == slot.id for item in touched):
+            continue
+        answer = input(
+            f"Keep security key '{slot.label}' ({slot.id})? Plug it in, answer y, then touch "
+            "it [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            continue
+        item = vault.touch_security_key(SecurityKey.discover(_TerminalPrompts()))
+        touched.append(item)
+        print(f"Security key slot {item.slot_id} will be kept.", file=sys.stderr)
+    return touched
+
+
+def _rotate(
+    args: argparse.Namespace,
+    vault: Vault,
+    *,
+    passphrase: str | None,
+    drop: Collection[str] = (),
+    recovery_code: bool = True,
+) -> int:
+    """Rotate every key: say which slots go, confirm, rotate, show the new recovery code."""
+    touched = _touch_security_keys(args, vault, drop)
+    dropped = vault.rotation_drops(
+        keep_passphrase=passphrase is not None,
+        touched=[item.slot_id for item in touched],
+        drop=drop,
+        recovery_code=recovery_code,
+    )
+    unasked = [slot for slot in dropped if slot.id not in drop]
+    if unasked:
+        listed = "; ".join(f"{slot.id} ({slot.kind}, {slot.label})" for slot in unasked)
+        print(
+            f"The key rotation drops these key slots, whose secrets will open nothing: {listed}.",
+            file=sys.stderr,
+        )
+        if not args.yes:
+            if not _SecretSource(args).is_interactive:
+                raise UsageError(
+                    "The key rotation would drop key slots (listed above); add --yes to drop "
+                    "them. Nothing was changed."
+                )
+            if input("Rotate the keys and drop them? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("Nothing changed.")
+                return 0
+    rotation = vault.rotate_keys(
+        passphrase=passphrase, touched=touched, drop=drop, recovery_code=recovery_code
+    )
+    _report_rotation(rotation)
     return 0
+
+
+def _report_rotation(rotation: Rotation) -> None:
+    print(
+        "Keys rotated: a new vault key and new database keys. Old copies of vault.json and "
+        "old secrets no longer open anything."
+    )
+    for slot in rotation.dropped:
+        print(f"Dropped key slot {slot.id} ({slot.kind}, {slot.label}).")
+    for slot in rotation.slots:
+        print(f"Key slot {slot.id}: {slot.kind}, {slot.label}.")
+    if rotation.recovery_code is not None:
+        print("New recovery code (the old one no longer works; shown only now, write it down):")
+        print()
+        print(rotation.recovery_code.formatted())
+        print()
+    if rotation.unfinished is not None:
+        print(f"warning: {rotation.unfinished}", file=sys.stderr)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -279,8 +459,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commands = vault.add_subparsers(dest="vault_command", metavar="COMMAND", required=True)
 
+    weak_parent = argparse.ArgumentParser(add_help=False)
+    weak_parent.add_argument(
+        "--allow-weak-passphrase",
+        action="store_true",
+        help="accept a new passphrase that zxcvbn scores below 3 of 4 (refused otherwise)",
+    )
+    yes_parent = argparse.ArgumentParser(add_help=False)
+    yes_parent.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (scripts)"
+    )
+    rotate_help = (
+        "then rotate every key (new vault and database keys, new recovery code; slots not "
+        "renewed are dropped), so that old copies of vault.json open nothing"
+    )
+
     init = commands.add_parser(
-        "init", parents=[secrets_parent], help="create a vault and print its recovery code"
+        "init",
+        parents=[secrets_parent, weak_parent],
+        help="create a vault and print its recovery code",
     )
     init.add_argument("--kdf-memory-mib", type=int, help="Argon2id memory (MiB, at least 64)")
     init.add_argument("--kdf-iterations", type=int, help="Argon2id passes (at least 3)")
@@ -293,9 +490,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands.add_parser(
         "verify", parents=both, help="check a secret and the databases (exit 0, or 4)"
     ).set_defaults(handler=_cmd_verify)
-    commands.add_parser("passwd", parents=both, help="change the passphrase").set_defaults(
-        handler=_cmd_passwd
+    passwd = commands.add_parser(
+        "passwd", parents=[*both, weak_parent, yes_parent], help="change the passphrase"
     )
+    passwd.add_argument("--rotate", action="store_true", help=rotate_help)
+    passwd.set_defaults(handler=_cmd_passwd)
     commands.add_parser("slots", help="list the key slots (no secret needed)").set_defaults(
         handler=_cmd_slots
     )
@@ -307,19 +506,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_keychain.add_argument("--label", default="This device's keychain")
     add_keychain.set_defaults(handler=_cmd_add_keychain)
-    remove = commands.add_parser("remove-slot", parents=both, help="remove a key slot")
+    remove = commands.add_parser(
+        "remove-slot", parents=[*both, yes_parent], help="remove a key slot"
+    )
     remove.add_argument("slot_id", metavar="ID", help="slot id from 'vault slots'")
-    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    remove.add_argument("--rotate", action="store_true", help=rotate_help)
     remove.set_defaults(handler=_cmd_remove_slot)
     recover = commands.add_parser(
-        "recover", parents=[secrets_parent], help="use the recovery code to set a new passphrase"
+        "recover",
+        parents=[secrets_parent, weak_parent],
+        help="use the recovery code to set a new passphrase",
     )
     recover.add_argument(
         "--new-recovery-code", action="store_true", help="also replace the recovery code"
     )
     recover.set_defaults(handler=_cmd_recover)
     commands.add_parser(
-        "rekey", parents=both, help="re-encrypt both databases under new keys"
+        "rekey",
+        parents=[*both, yes_parent],
+        help="rotate every key: new vault and database keys (both databases re-encrypted), "
+        "slots renewed for the secrets present, a new recovery code; old copies of "
+        "vault.json open nothing afterwards",
     ).set_defaults(handler=_cmd_rekey)
 
 

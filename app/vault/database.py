@@ -4,6 +4,12 @@ Every connection is keyed with the raw 256-bit key (no passphrase KDF inside SQL
 the vault already did the expensive part), then set to WAL, memory security, secure
 delete and in-memory temp storage. A build without SQLCipher (empty ``cipher_version``)
 is refused before any data could be written in the clear.
+
+File modes: every database file this module creates (a new vault's databases, the
+re-encrypted copy a rekey or rotation renames into place) is created empty with mode
+0600 *before* SQLite opens it; SQLite then gives its ``-wal``, ``-shm`` and ``-journal``
+files the database's own mode. No umask is changed (it is process-wide, and the app has
+other threads).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ __all__ = [
     "ConnectionFactory",
     "check_integrity",
     "create_database",
+    "create_private_file",
     "export_with_new_key",
     "key_opens",
     "open_database",
@@ -41,6 +48,7 @@ ConnectionFactory = Callable[[str], Any]
 # the threat model (docs/security.md). SQLCipher itself has defaulted it to OFF
 # since 4.5. The vault still overwrites the key buffers it owns on lock.
 MEMORY_SECURITY: Final = "OFF"
+_COMPANIONS: Final = ("-journal", "-wal", "-shm")
 _META_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS vault_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
 )
@@ -130,12 +138,19 @@ def key_opens(path: Path, raw_key: bytes, *, factory: ConnectionFactory = _defau
     return True
 
 
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (owner only); FileExistsError if it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    os.close(fd)
+
+
 def create_database(
     path: Path, raw_key: bytes, *, factory: ConnectionFactory = _default_factory
 ) -> None:
     """Create a new, empty encrypted database (WAL) holding only the ``vault_meta`` table."""
     if path.exists():
         raise FileExistsError(path)
+    create_private_file(path)  # SQLite accepts an empty file as a new database
     connection = factory(str(path))
     try:
         _apply_key(connection, raw_key)
@@ -181,8 +196,10 @@ def export_with_new_key(
     The source is checkpointed first so its WAL is empty; the target is fsynced and
     re-opened with the new key and checked before the caller may swap it in.
     """
-    with contextlib.suppress(FileNotFoundError):
-        target.unlink()
+    for stale in (target, *(target.with_name(target.name + s) for s in _COMPANIONS)):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    create_private_file(target)
     try:
         _export(source, old_key, target, new_key, factory)
     except sqlcipher3.DatabaseError as error:

@@ -7,6 +7,7 @@ Every message says what happened and what to do; none ever contains a secret::
     ├── WrongSecretError (app.errors)          passphrase / code / key does not open it
     │   ├── RecoveryCodeTypoError              a group of the code fails its checksum
     │   └── NoSecretAvailableError             no key plugged in, no keychain entry
+    ├── WeakPassphraseError                    a new passphrase scores below 3 of 4
     ├── VaultNotFoundError                     no vault in the profile directory
     ├── VaultExistsError                       ``init`` on a profile that has one
     ├── DamagedSlotFileError                   key-slot file truncated, edited, unknown
@@ -38,6 +39,7 @@ __all__ = [
     "VaultExistsError",
     "VaultLockedError",
     "VaultNotFoundError",
+    "WeakPassphraseError",
     "WrongSecretError",
 ]
 
@@ -48,6 +50,10 @@ class RecoveryCodeTypoError(WrongSecretError):
 
 class NoSecretAvailableError(WrongSecretError):
     """The unlock method has nothing to offer (no security key, no keychain entry)."""
+
+
+class WeakPassphraseError(VaultError):
+    """A new passphrase is too easy to guess (zxcvbn score below 3) and was not allowed."""
 
 
 class VaultNotFoundError(VaultError):

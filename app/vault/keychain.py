@@ -7,13 +7,18 @@ read the user's unlocked keychain can open the vault, which is why this is opt-i
 never replaces the passphrase. Provider API keys live under the same service
 (``app.api_keys``). Every entry is under ``KEYCHAIN_SERVICE``; a slot records the
 service it used, so slots made by earlier versions keep working.
+
+A keychain slot opens the Standard tier only (it wraps the Standard database key, not
+the vault key): Private chats stay behind the passphrase, a security key or the
+recovery code. On Windows, entries use local-machine persistence: keyring's default,
+"enterprise", roams the credential to every machine the user signs in to in a domain.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from app.vault.errors import NoSecretAvailableError, UnlockMethodUnavailableError
 
@@ -42,6 +47,22 @@ def _unavailable(error: Exception) -> UnlockMethodUnavailableError:
     )
 
 
+def _prefer_local_persistence(backend: Any) -> None:
+    """Keep Windows Credential Manager entries on this machine (not roaming).
+
+    keyring's ``WinVaultKeyring`` writes with ``CRED_PERSIST_ENTERPRISE`` unless told
+    otherwise; ``"local machine"`` is ``CRED_PERSIST_LOCAL_MACHINE``. A chainer backend
+    (several backends at once) is searched for it too.
+    """
+    try:
+        from keyring.backends.Windows import WinVaultKeyring
+    except ImportError:  # pragma: no cover - keyring always ships the module
+        return
+    for candidate in (backend, *getattr(backend, "backends", ())):
+        if isinstance(candidate, WinVaultKeyring):
+            candidate.persist = "local machine"
+
+
 class KeyringStore:
     """:class:`SecretStore` on the ``keyring`` package's default backend.
 
@@ -55,6 +76,7 @@ class KeyringStore:
         import keyring.errors
 
         try:
+            _prefer_local_persistence(keyring.get_keyring())
             keyring.set_password(service, account, base64.b64encode(secret).decode("ascii"))
         except keyring.errors.KeyringError as error:
             raise _unavailable(error) from None

@@ -7,14 +7,24 @@ One JSON document, versioned, written atomically. It holds
   (AES-256-GCM under ``HKDF(VK, "database-key-wrap")``, associated data = vault id,
   tier, file name, key generation);
 * ``pending_rekey`` - the next database keys while a rekey is in flight (crash safety);
-* ``slots`` - one AES-256-GCM wrap of the vault key per unlock method, under a key
-  derived from the method's secret; the associated data is the canonical JSON of every
-  other field of the slot plus the vault id, so editing any of them makes unwrap fail;
+* ``previous_keys`` (version 2) - while a key rotation finishes, the database keys the
+  files may still be encrypted with, wrapped under the *new* vault key (crash safety);
+* ``slots`` - one AES-256-GCM wrap per unlock method, under a key derived from the
+  method's secret; the associated data is the canonical JSON of every other field of the
+  slot plus the vault id, so editing any of them makes unwrap fail. Most slots wrap the
+  vault key; keychain and Touch ID slots with ``"tier": "standard"`` wrap only the
+  Standard database key (their associated data also binds that key's record), so they
+  cannot open Private chats;
 * ``mac`` - HMAC-SHA256 of everything above under ``HKDF(VK, "slot-file-mac")``, checked
-  after unlock: a slot removed or a wrap swapped by someone without the vault key is seen;
+  after every unlock that yields the vault key: a slot removed or a wrap swapped by
+  someone without the vault key is seen (a Standard-only unlock cannot check it; see
+  ``docs/security.md`` for why that is sound);
 * ``checksum`` - SHA-256 of the rest, checked before anything else so that truncation or
   accidental edits are reported as damage instead of as a wrong passphrase.
 
+Version 1 files (no ``previous_keys``; keychain slots that wrap the vault key) are read
+as they are and written back unchanged by the parser; the vault writes version 2 on its
+next change, and migrates version-1 keychain slots on the next full unlock.
 The format is documented with an example in ``docs/security.md``.
 """
 
@@ -40,6 +50,7 @@ from app.vault.kdf import KdfParams, SlotKind, hkdf_slot_key
 
 __all__ = [
     "FORMAT",
+    "READABLE_VERSIONS",
     "SLOT_FILE_NAME",
     "TIERS",
     "VERSION",
@@ -50,16 +61,22 @@ __all__ = [
     "WrappedKey",
     "canonical_json",
     "new_slot",
+    "new_tier_slot",
     "open_slot",
+    "open_tier_slot",
     "unwrap_database_key",
     "wrap_database_key",
 ]
 
 FORMAT: Final = "hushchat-vault"
-VERSION: Final = 1
+VERSION: Final = 2
+#: Version 1 lacks ``previous_keys`` and knows only keychain slots that wrap the vault key.
+READABLE_VERSIONS: Final = (1, 2)
 SLOT_FILE_NAME: Final = "vault.json"
 TIERS: Final = STORED_TIERS
 SLOT_KINDS: Final[tuple[str, ...]] = get_args(SlotKind)
+#: Slot kinds whose secret sits in an OS store any process of the user may read.
+STORE_KINDS: Final = ("keychain", "touch-id")
 _KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _SLOT_AD_PREFIX: Final = b"hushchat-vault/v1/slot\0"
@@ -110,7 +127,8 @@ class Slot:
 
     ``params`` holds the kind's public parameters as JSON values: Argon2id costs for a
     passphrase, credential id / RP id / user-verification flag for a security key, the
-    keychain service and account for keychain and Touch ID slots, nothing for recovery.
+    keychain service and account for keychain and Touch ID slots (plus ``"tier":
+    "standard"`` when the slot wraps only the Standard database key), nothing for recovery.
     """
 
     id: str
@@ -140,6 +158,28 @@ class Slot:
         """Return the AES-GCM associated data binding every field and the vault id."""
         return _SLOT_AD_PREFIX + canonical_json(
             {"vault_id": _b64(vault_id), "slot": self.public_json()}
+        )
+
+    @property
+    def tier(self) -> Tier | None:
+        """The one tier a Standard-only slot opens; None when it wraps the vault key."""
+        value = self.params.get("tier") if self.kind in STORE_KINDS else None
+        return cast(Tier, value) if value is not None else None
+
+    @property
+    def is_legacy_store_slot(self) -> bool:
+        """A keychain or Touch ID slot of format 1, wrapping the whole vault key."""
+        return self.kind in STORE_KINDS and self.tier is None
+
+    def tier_associated_data(self, vault_id: bytes, record: DatabaseKey) -> bytes:
+        """The associated data of a Standard-only wrap: the slot's fields, the vault id and
+        the database-key record (tier, file, generation) it opens."""
+        return _SLOT_AD_PREFIX + canonical_json(
+            {
+                "vault_id": _b64(vault_id),
+                "slot": self.public_json(),
+                "database": record.public_json(),
+            }
         )
 
     @property
@@ -192,6 +232,48 @@ def open_slot(slot: Slot, slot_secret: bytes, vault_id: bytes) -> bytes:
     if vault_key is None or len(vault_key) != _KEY_BYTES:
         raise WrongSecretError(_WRONG_SECRET_MESSAGES[slot.kind])
     return vault_key
+
+
+def new_tier_slot(
+    *,
+    kind: SlotKind,
+    label: str,
+    salt: bytes,
+    params: Mapping[str, Any],
+    slot_secret: bytes,
+    database_key: bytes,
+    record: DatabaseKey,
+    vault_id: bytes,
+) -> Slot:
+    """Create a slot wrapping one tier's raw database key (not the vault key).
+
+    ``record`` is the tier's current :class:`DatabaseKey`; its tier, file and generation are
+    bound into the associated data, so the slot stops opening anything after a rekey of
+    that tier (the vault re-creates such slots then).
+    """
+    draft = Slot(
+        id=secrets.token_hex(4),
+        kind=kind,
+        label=label,
+        created=_now(),
+        salt=salt,
+        params={**params, "tier": str(record.tier)},
+        wrapped=WrappedKey(b"", b""),
+    )
+    key = hkdf_slot_key(slot_secret, kind)
+    ad = draft.tier_associated_data(vault_id, record)
+    return replace(draft, wrapped=_seal(key, database_key, ad))
+
+
+def open_tier_slot(slot: Slot, slot_secret: bytes, vault_id: bytes, record: DatabaseKey) -> bytes:
+    """Unwrap the database key of a Standard-only slot, or raise :class:`WrongSecretError`."""
+    if slot.tier is None or slot.tier != record.tier:
+        raise ValueError(f"slot {slot.id} does not wrap the {record.tier} database key")
+    key = hkdf_slot_key(slot_secret, slot.kind)
+    raw = _open(key, slot.wrapped, slot.tier_associated_data(vault_id, record))
+    if raw is None or len(raw) != _KEY_BYTES:
+        raise WrongSecretError(_WRONG_SECRET_MESSAGES[slot.kind])
+    return raw
 
 
 _WRONG_SECRET_MESSAGES: Final[dict[str, str]] = {
@@ -260,12 +342,17 @@ class SlotFile:
     slots: tuple[Slot, ...]
     pending_rekey: Mapping[Tier, DatabaseKey] = field(default_factory=dict)
     mac: bytes = b""
+    #: Database keys a rotation replaced, kept (wrapped under the new vault key) until
+    #: every file is re-encrypted under its new key. Version 2 only.
+    previous_keys: Mapping[Tier, DatabaseKey] = field(default_factory=dict)
+    #: The format version read (files are written back as read; :meth:`sealed` upgrades).
+    version: int = VERSION
 
     def body_json(self) -> dict[str, Any]:
         """Return everything the MAC covers."""
-        return {
+        body: dict[str, Any] = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": self.version,
             "vault_id": _b64(self.vault_id),
             "created": self.created,
             "databases": {tier: self.databases[tier].to_json() for tier in TIERS},
@@ -274,6 +361,16 @@ class SlotFile:
             },
             "slots": [slot.to_json() for slot in self.slots],
         }
+        if self.version >= 2:
+            body["previous_keys"] = {
+                tier: record.to_json() for tier, record in sorted(self.previous_keys.items())
+            }
+        return body
+
+    @property
+    def is_settled(self) -> bool:
+        """Whether no rekey or rotation is waiting to be finished."""
+        return not self.pending_rekey and not self.previous_keys
 
     def compute_mac(self, vault_key: bytes) -> bytes:
         """Return HMAC-SHA256 of the body under the vault's file-MAC key."""
@@ -281,8 +378,9 @@ class SlotFile:
         return hmac.digest(key, _MAC_PREFIX + canonical_json(self.body_json()), "sha256")
 
     def sealed(self, vault_key: bytes) -> SlotFile:
-        """Return a copy whose MAC matches its content."""
-        return replace(self, mac=self.compute_mac(vault_key))
+        """Return a copy in the current format version whose MAC matches its content."""
+        upgraded = replace(self, version=VERSION)
+        return replace(upgraded, mac=upgraded.compute_mac(vault_key))
 
     def verify_mac(self, vault_key: bytes) -> None:
         """Raise :class:`DamagedSlotFileError` if the file was changed without the vault key."""
@@ -349,11 +447,14 @@ class _Parser:
         if document.get("format") != FORMAT:
             raise _damaged("it is not a Hushchat vault file")
         version = document.get("version")
-        if type(version) is not int or version != VERSION:  # not 1.0, not true
+        if type(version) is not int or version not in READABLE_VERSIONS:  # not 1.0, not true
             raise DamagedSlotFileError(
                 f"{SLOT_FILE_NAME} has format version {version!r}; this Hushchat reads "
-                f"version {VERSION}. Use the Hushchat release that wrote it, or a newer one."
+                f"versions {READABLE_VERSIONS[0]} to {VERSION}. Use the Hushchat release that "
+                "wrote it, or a newer one."
             )
+        if version >= 2:
+            keys.add("previous_keys")
         self._object(document, "the file", keys)
         checksum = document["checksum"]
         rest = {key: value for key, value in document.items() if key != "checksum"}
@@ -368,6 +469,11 @@ class _Parser:
         created = self._str(document["created"], "created")
         databases = self._databases(document["databases"], "databases", require_all=True)
         pending = self._databases(document["pending_rekey"], "pending_rekey", require_all=False)
+        previous: dict[Tier, DatabaseKey] = {}
+        if version >= 2:
+            previous = self._databases(
+                document["previous_keys"], "previous_keys", require_all=False
+            )
         slots_value = document["slots"]
         if not isinstance(slots_value, list) or not slots_value:
             raise _damaged("it lists no key slots")
@@ -375,7 +481,7 @@ class _Parser:
         if len({slot.id for slot in slots}) != len(slots):
             raise _damaged("two key slots share an id")
         mac = self._bytes(document["mac"], "mac", length=32)
-        return SlotFile(vault_id, created, databases, slots, pending, mac)
+        return SlotFile(vault_id, created, databases, slots, pending, mac, previous, version)
 
     def _object(
         self,
@@ -491,9 +597,13 @@ class _Parser:
             if not isinstance(data["user_verification"], bool):
                 raise _damaged(f"{where}.user_verification is not a boolean")
             return data
-        if kind in ("keychain", "touch-id"):
-            data = self._object(value, where, {"service", "account"})
+        if kind in STORE_KINDS:
+            data = self._object(
+                value, where, {"service", "account", "tier"}, required_only={"service", "account"}
+            )
             self._str(data["service"], f"{where}.service")
             self._str(data["account"], f"{where}.account")
+            if "tier" in data and data["tier"] != "standard":
+                raise _damaged(f'{where}.tier is not "standard"')
             return data
         return self._object(value, where, set())

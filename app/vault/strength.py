@@ -1,11 +1,15 @@
-"""Passphrase strength check (zxcvbn): warns, never blocks a non-empty passphrase."""
+"""Passphrase strength check (zxcvbn): a new passphrase scoring below 3 of 4 is refused
+unless the person says to use it anyway (``--allow-weak-passphrase`` on the command
+line, "Use anyway" in the window), after seeing why it is weak."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["PassphraseStrength", "assess_passphrase"]
+from app.vault.errors import WeakPassphraseError
+
+__all__ = ["PassphraseStrength", "assess_passphrase", "require_strong_passphrase"]
 
 _ACCEPTABLE_SCORE: Final = 3
 _MAX_CHECKED_CHARS: Final = 100  # zxcvbn slows down sharply on very long inputs
@@ -22,7 +26,7 @@ class PassphraseStrength:
 
     @property
     def is_weak(self) -> bool:
-        """Whether the UI/CLI should warn (score below 3 of 4)."""
+        """Whether the passphrase is refused unless allowed (score below 3 of 4)."""
         return self.score < _ACCEPTABLE_SCORE
 
     def message(self) -> str:
@@ -47,3 +51,18 @@ def assess_passphrase(passphrase: str, user_inputs: list[str] | None = None) -> 
         warning=str(feedback.get("warning") or ""),
         suggestions=tuple(str(item) for item in feedback.get("suggestions", [])),
     )
+
+
+def require_strong_passphrase(
+    passphrase: str, *, allow_weak: bool, override: str
+) -> PassphraseStrength:
+    """Assess a new passphrase; raise :class:`WeakPassphraseError` when it is weak and not
+    allowed. ``override`` tells the person how to use it anyway (the flag or the button);
+    the message says why it is weak and never contains the passphrase."""
+    strength = assess_passphrase(passphrase)
+    if strength.is_weak and not allow_weak:
+        raise WeakPassphraseError(
+            f"{strength.message()} Choose a stronger passphrase (a few unrelated words), or "
+            f"{override}."
+        )
+    return strength

@@ -287,7 +287,7 @@ def test_removed_slot_with_fixed_checksum_fails_the_mac() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d.update(version=2), "format version 2"),
+        (lambda d: d.update(version=3), "format version 3"),
         (lambda d: d.update(format="other"), "not a Hushchat vault"),
         (lambda d: d.update(extra=1), "unknown fields extra"),
         (lambda d: d.pop("mac"), "lacks mac"),

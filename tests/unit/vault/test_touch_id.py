@@ -16,6 +16,7 @@ from app.vault.touch_id import (
     TouchIdStore,
     is_touch_id_platform,
 )
+from tests.peers.vault_fixtures import PASSPHRASE
 
 
 class FakeSecurity:
@@ -84,7 +85,9 @@ def test_enrol_unlock_remove(unlocked: Vault, security: FakeSecurity) -> None:
     unlocked.lock()
     unlocked.unlock_with_touch_id()
     assert not unlocked.is_locked
+    assert unlocked.open_tiers == ("standard",)  # Touch ID opens Standard only
     assert security.prompts == ["unlock Hushchat"]
+    unlocked.unlock_with_passphrase(PASSPHRASE)  # removing a slot needs a full unlock
     unlocked.remove_slot(info.id)
     assert security.items == {}
 

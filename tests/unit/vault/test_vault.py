@@ -31,6 +31,7 @@ from app.vault.errors import (
 )
 from app.vault.recovery_code import RecoveryCode
 from tests.peers.vault_fixtures import TemplateVault, snapshot
+from tests.unit.vault.fake_store import FakeStore
 
 SENTINEL = "HUSHCHAT-SENTINEL-7d1f0c"
 
@@ -348,6 +349,8 @@ def test_keychain_slot_with_fake_store(unlocked: Vault) -> None:
     unlocked.lock()
     unlocked.unlock_with_keychain()
     assert not unlocked.is_locked
+    assert unlocked.open_tiers == ("standard",)  # the keychain opens Standard only
+    unlocked.unlock_with_passphrase("correct horse battery staple")
     unlocked.remove_slot(info.id)
     assert store.items == {}
     unlocked.lock()
@@ -365,25 +368,6 @@ def test_keychain_entry_missing(unlocked: Vault, profile: Path) -> None:
     with pytest.raises(NoSecretAvailableError, match="no entry"):
         unlocked.unlock_with_keychain()
     assert snapshot(profile) == before
-
-
-class FakeStore:
-    """An in-memory SecretStore."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str], bytes] = {}
-
-    def store(self, service: str, account: str, secret: bytes) -> None:
-        self.items[(service, account)] = secret
-
-    def load(self, service: str, account: str) -> bytes:
-        try:
-            return self.items[(service, account)]
-        except KeyError:
-            raise NoSecretAvailableError("This device's keychain has no entry.") from None
-
-    def delete(self, service: str, account: str) -> None:
-        self.items.pop((service, account), None)
 
 
 def test_failed_rekey_is_abandoned_cleanly(
