@@ -1,9 +1,13 @@
-"""Kill -9 at random points during a passphrase change and during a rekey.
+"""Kill -9 at random points during a passphrase change, a rekey and a key rotation.
 
 Each run copies a profile with data in both databases, starts a worker that unlocks
-and then changes the passphrase (or rekeys), and SIGKILLs it at a random moment within
-the operation's measured duration. Afterwards exactly one of the old and new secrets
-works, and every row is still there.
+and then changes the passphrase (or rekeys, or rotates every key), and SIGKILLs it at a
+random moment within the operation's measured duration. Afterwards exactly one of the
+old and new secrets works, and every row is still there. For the rotation, half of the
+kills are aimed at the few milliseconds between its commit and its end, and an old copy
+of ``vault.json`` with the old passphrase must open nothing current once it committed.
+
+``CAMPAIGN`` collects each campaign's figures; they are printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.vault import Vault, WrongSecretError
+from app.vault import DatabaseDamagedError, Vault, WrongSecretError
 from app.vault.database import key_opens
 from app.vault.slots import TIERS, SlotFile, unwrap_database_key
 from tests.peers.vault_fixtures import TemplateVault
 
 RUNS = 20
+ROTATION_RUNS = 24
 ROWS = 1500
 OLD = "correct horse battery staple"
 NEW = "a brand new passphrase for the crash test"
@@ -164,3 +170,84 @@ def test_kill_during_rekey(seeded: Path, tmp_path: Path) -> None:
         assert not after.pending_rekey
         shutil.rmtree(profile)
     assert pending_seen > 0, "no run was killed inside the rekey; widen the window"
+
+
+def _old_copy_opens_nothing(profile: Path, old_json: bytes, tmp_path: Path) -> None:
+    attacker = tmp_path / "attacker"
+    shutil.copytree(profile, attacker, ignore=shutil.ignore_patterns("vault.lock"))
+    (attacker / "vault.json").write_bytes(old_json)
+    with Vault.open(attacker) as vault:
+        vault.unlock_with_passphrase(OLD)  # the old file still opens for the old secret...
+        for tier in TIERS:
+            with pytest.raises(DatabaseDamagedError):  # ...and its keys open no database
+                vault.connect(tier)
+    shutil.rmtree(attacker)
+
+
+def _rotation_timing(seeded: Path, tmp_path: Path) -> tuple[float, float]:
+    """Seconds from READY to COMMITTED and from COMMITTED to DONE of one rotation."""
+    profile = tmp_path / "reference"
+    shutil.copytree(seeded, profile)
+    process = _start("rotate", profile)
+    start = time.perf_counter()
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "COMMITTED"
+    committed = time.perf_counter()
+    assert process.stdout.readline().strip() == "DONE"
+    done = time.perf_counter()
+    _finish(process)
+    shutil.rmtree(profile)
+    return committed - start, done - committed
+
+
+@pytest.mark.slow
+def test_kill_during_key_rotation(seeded: Path, tmp_path: Path) -> None:
+    before_commit, after_commit = _rotation_timing(seeded, tmp_path)
+    old_json = (seeded / "vault.json").read_bytes()
+    rng = random.Random(20261130)
+    phases = {"before the commit": 0, "after the commit": 0, "after the end": 0}
+    for run in range(ROTATION_RUNS):
+        profile = tmp_path / f"run{run}"
+        shutil.copytree(seeded, profile)
+        process = _start("rotate", profile)
+        assert process.stdout is not None
+        if run % 2 == 0:  # anywhere in the whole operation
+            time.sleep(rng.uniform(0, (before_commit + after_commit) * 1.2))
+        else:  # aimed at the swap after the commit
+            assert process.stdout.readline().strip() == "COMMITTED"
+            time.sleep(rng.uniform(0, after_commit * 1.3))
+        os.kill(process.pid, signal.SIGKILL)
+        _finish(process)
+
+        crashed = SlotFile.from_bytes((profile / "vault.json").read_bytes())
+        if crashed.previous_keys:
+            phases["after the commit"] += 1
+        elif crashed.databases[TIERS[0]].generation == 1:
+            phases["before the commit"] += 1
+        else:
+            phases["after the end"] += 1
+        old_works, new_works = _works(profile, OLD), _works(profile, NEW)
+        assert old_works != new_works, f"run {run}: old={old_works} new={new_works}"
+        working = NEW if new_works else OLD
+        _assert_all_rows(profile, working)
+        after = SlotFile.from_bytes((profile / "vault.json").read_bytes())
+        assert after.is_settled, f"run {run}"
+        assert [after.databases[tier].generation for tier in TIERS] == (
+            [2, 2] if new_works else [1, 1]
+        )
+        if new_works:
+            _old_copy_opens_nothing(profile, old_json, tmp_path)
+        shutil.rmtree(profile)
+    CAMPAIGN["key rotation"] = {"runs": ROTATION_RUNS, **phases, "rows lost": 0}
+    assert phases["before the commit"] > 0, phases
+    assert phases["after the commit"] > 0, phases
+
+
+CAMPAIGN: dict[str, dict[str, int]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_campaign() -> Iterator[None]:
+    yield
+    for name, figures in CAMPAIGN.items():
+        print(f"\ncrash campaign, {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
