@@ -27,6 +27,7 @@ import pytest
 
 from app.store.library import Library
 from app.store.models import MessageStatus
+from app.tiers import Tier
 from app.vault.vault import Vault
 from tests.integration.providers.logging_proxy import LoggingProxy
 from tests.integration.providers.stalling_server import PARTIAL_ANSWER, StallingServer
@@ -140,7 +141,7 @@ def open_library(profile: Path) -> Iterator[Library]:
     vault = Vault.open(profile)
     try:
         vault.unlock_with_passphrase(PASSPHRASE)
-        library = Library(vault.connect("standard"), vault.connect("private"))
+        library = Library(vault.connect(Tier.STANDARD), vault.connect(Tier.PRIVATE))
         try:
             yield library
         finally:

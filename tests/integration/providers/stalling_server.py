@@ -56,7 +56,8 @@ def _ollama_start(path: str) -> list[bytes]:
 
 
 def _anthropic_start(path: str) -> list[bytes]:
-    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    message: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant"}
+    message["content"] = []
     message["usage"] = {"input_tokens": 7, "output_tokens": 1}
     chunks = [_sse({"type": "message_start", "message": message}, "message_start")]
     block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}

@@ -11,7 +11,7 @@ any byte is sent. Cloud providers keep using the environment's proxy.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 import pytest
 
@@ -93,7 +93,7 @@ def entry(name: str, base_url: str, **fields: str) -> str:
 
 async def turn(service: ChatService, chat_id: str) -> TurnFinished:
     events: list[TurnEvent] = []
-    stream: AsyncIterator[TurnEvent] = service.send(chat_id, f"say {SENTINEL}", max_tokens=6)
+    stream: AsyncGenerator[TurnEvent, None] = service.send(chat_id, f"say {SENTINEL}", max_tokens=6)
     async with contextlib.aclosing(stream):
         events = [event async for event in stream]
     finished = events[-1]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -76,7 +77,7 @@ def head_of(wire: Wire, texts: list[str]) -> bytes:
     return wire.answer(texts, complete=False)
 
 
-def spec_for(wire: Wire, **fields: object) -> ProviderSpec:
+def spec_for(wire: Wire, **fields: Any) -> ProviderSpec:
     return make_spec(wire.type, timeout=5.0, stream_idle_timeout=IDLE_S, **fields)
 
 
