@@ -21,7 +21,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync_server import __version__
 from sync_server.auth.captcha import CaptchaService
@@ -32,8 +31,9 @@ from sync_server.db import Database
 from sync_server.errors import PROBLEM_MEDIA_TYPE, Problem, ProblemError, problem_response
 from sync_server.mailer import Mailer
 from sync_server.observability import RequestContextMiddleware, request_id_var
-from sync_server.ratelimit import RateLimiter
-from sync_server.routers import account, devices, escrow, health, recovery, sync
+from sync_server.ratelimit import RateLimiter, SignInBackoff
+from sync_server.routers import account, devices, docs, escrow, health, recovery, sync
+from sync_server.routing import BodySizeLimitMiddleware, RequestTooLargeError
 from sync_server.sealing import unwrap_private_key
 from sync_server.settings import Settings
 from sync_server.state import ServerState
@@ -76,6 +76,15 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, RequestTooLargeError):
+        return _problem(
+            request,
+            413,
+            "Request too large",
+            exc.detail,
+            slug="request-too-large",
+            headers={"Connection": "close"},
+        )
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     return _problem(request, exc.status_code, title, detail, headers=exc.headers)
@@ -100,60 +109,6 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         slug="invalid-request",
         extra={"errors": errors},
     )
-
-
-class BodySizeLimitMiddleware:
-    """Answers 413 to bodies over ``max_bytes`` before anything parses them."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413,
-            "Request too large",
-            f"Request bodies are limited to {self.max_bytes} bytes.",
-            slug="request-too-large",
-            request_id=request_id_var.get(),
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
 
 
 _PROBLEM_CODES = ("400", "401", "403", "404", "409", "413", "422", "429", "500", "503")
@@ -204,6 +159,7 @@ def create_app(
         db = Database(settings)
         http = httpx.AsyncClient(transport=http_transport, follow_redirects=False)
         cleanup: asyncio.Task[None] | None = None
+        state: ServerState | None = None
         mailer = Mailer(settings)
         try:
             if settings.auto_migrate:
@@ -229,14 +185,25 @@ def create_app(
                         settings.oidc_jwks_url,
                         ttl=settings.oidc_jwks_cache_seconds,
                         min_refresh=settings.oidc_jwks_min_refresh_seconds,
+                        grace=settings.oidc_jwks_grace_seconds,
+                        retry_max=settings.oidc_jwks_retry_max_seconds,
                     ),
                     issuer=settings.oidc_issuer,
                     audience=settings.oidc_audience,
                     algorithms=settings.oidc_algorithms,
                     leeway=settings.oidc_leeway_seconds,
+                    required_type=settings.oidc_require_token_type,
+                    max_lifetime=settings.oidc_max_token_lifetime_seconds,
                 )
             if settings.local_accounts_enabled:
-                state.local = LocalAccounts(settings, db, mailer)
+                backoff = SignInBackoff(
+                    limiter.storage,
+                    secret,
+                    free_attempts=settings.sign_in_backoff_free_attempts,
+                    max_seconds=settings.sign_in_backoff_max_seconds,
+                    enabled=settings.rate_limits_enabled,
+                )
+                state.local = LocalAccounts(settings, db, mailer, backoff)
             app.state.server = state
             cleanup = asyncio.create_task(
                 run_periodically(
@@ -250,6 +217,10 @@ def create_app(
                 cleanup.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await cleanup
+            if state is not None and state.verifier is not None:
+                await state.verifier.aclose()
+            if state is not None and state.local is not None:
+                state.local.close()
             await mailer.drain()
             await http.aclose()
             await db.close()
@@ -259,15 +230,18 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # /docs and /redoc come from sync_server.routers.docs, with assets in the package.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
     )
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    for module in (health, account, devices, sync, escrow, recovery):
+    for module in (health, account, devices, sync, escrow, recovery, docs):
         app.include_router(module.router)
+    docs.mount_assets(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -110,8 +110,10 @@ class Settings(BaseSettings):
     # --- secrets -------------------------------------------------------------------------
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Random secret (>= 32 characters) for CAPTCHA signatures and token "
-        "hashing. Generate with `hushchat-sync gen-keys`.",
+        description="Random secret (>= 32 characters) that keys the ALTCHA challenge "
+        "signatures and names the sign-in backoff counters (an HMAC of the e-mail address). "
+        "Tokens and codes are stored as SHA-256 hashes that do not use it. Generate with "
+        "`hushchat-sync gen-keys`.",
     )
     escrow_kek: SecretStr | None = Field(
         default=None,
@@ -151,7 +153,29 @@ class Settings(BaseSettings):
         ge=0,
         description="Minimum interval between JWKS refetches caused by unknown key ids.",
     )
+    oidc_jwks_grace_seconds: int = Field(
+        default=21600,
+        ge=0,
+        description="When the issuer cannot be reached after JWKS_CACHE_SECONDS, keep using "
+        "the cached keys this much longer (0: answer 503 at once).",
+    )
+    oidc_jwks_retry_max_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="After a failed JWKS fetch nobody fetches again for 1 s, doubling after "
+        "each further failure up to this.",
+    )
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed.")
+    oidc_require_token_type: str | None = Field(
+        default=None,
+        description="Accept only access tokens whose JWT typ header is this, e.g. at+jwt "
+        "(RFC 9068; case-insensitive, application/ prefix optional). Default: any typ.",
+    )
+    oidc_max_token_lifetime_seconds: int = Field(
+        default=86400,
+        ge=0,
+        description="Refuse access tokens whose exp - iat is longer than this (0: no limit).",
+    )
     oidc_require_verified_email: bool = Field(
         default=True,
         description="Refuse access tokens without email_verified=true (recovery always "
@@ -177,6 +201,29 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1, description="Argon2id iterations.")
     argon2_memory_kib: int = Field(default=65536, ge=8192, description="Argon2id memory (KiB).")
     argon2_parallelism: int = Field(default=4, ge=1, description="Argon2id lanes.")
+    argon2_max_concurrent: int = Field(
+        default=2,
+        ge=1,
+        description="Password hashes computed at once per process (each needs "
+        "ARGON2_MEMORY_KIB of memory); further sign-ins wait for a slot.",
+    )
+    argon2_max_waiting: int = Field(
+        default=32,
+        ge=0,
+        description="Sign-ins that may wait for a hash slot; beyond that the server answers "
+        "503 with Retry-After.",
+    )
+    sign_in_backoff_free_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins per e-mail address before the backoff starts.",
+    )
+    sign_in_backoff_max_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="Longest wait the sign-in backoff imposes: 1 s after the first failure "
+        "beyond the free ones, doubling with each further failure up to this.",
+    )
     altcha_max_number: int = Field(
         default=100_000, ge=1000, description="ALTCHA proof-of-work difficulty (search space)."
     )
@@ -218,6 +265,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=16 << 20, ge=4096, description="Largest request body (bytes)."
     )
+    max_unauthenticated_body_bytes: int = Field(
+        default=64 << 10,
+        ge=1024,
+        description="Largest request body read before the caller is authenticated (the "
+        "sign-up and sign-in endpoints); authenticated endpoints check the token first.",
+    )
     max_batch_records: int = Field(default=500, ge=1, description="Records per push.")
     max_page_size: int = Field(default=1000, ge=1, description="Largest pull page.")
     rate_limits_enabled: bool = Field(default=True, description="Enforce rate limits.")
@@ -232,6 +285,18 @@ class Settings(BaseSettings):
     )
     rate_limit_sign_in: str = Field(
         default="10/minute", description="Sign-up, sign-in, reset and recovery per address."
+    )
+    rate_limit_auth_failures: str = Field(
+        default="30/minute",
+        description="Failed authentications (401) per client address; beyond it the address "
+        "gets 429 for every authenticated call until the window moves on.",
+    )
+    rate_limit_ipv6_prefix: int = Field(
+        default=64,
+        ge=32,
+        le=128,
+        description="IPv6 clients are counted per network of this prefix length (one "
+        "customer's /64 is one address); IPv4 clients per address.",
     )
 
     # --- process -------------------------------------------------------------------------
@@ -253,6 +318,14 @@ class Settings(BaseSettings):
         default="INFO", description="Log level."
     )
     log_format: Literal["json", "text"] = Field(default="json", description="Log format.")
+
+    @field_validator("oidc_require_token_type")
+    @classmethod
+    def _normalise_token_type(cls, value: str | None) -> str | None:
+        """``typ`` is a media type: compared case-insensitively, ``application/`` optional."""
+        if value is None or not value.strip():
+            return None
+        return normalise_token_type(value)
 
     @classmethod
     def settings_customise_sources(
@@ -362,6 +435,12 @@ class Settings(BaseSettings):
             raise ConfigError("Cannot start: " + " ".join(found))
 
 
+def normalise_token_type(value: str) -> str:
+    """A JWT ``typ`` as compared: lower case, without the ``application/`` prefix (RFC 7515)."""
+    lowered = value.strip().lower()
+    return lowered.removeprefix("application/")
+
+
 def _is_acceptable_url(url: str, allow_http: bool) -> bool:
     parts = urlsplit(url)
     if parts.scheme == "https":
@@ -386,4 +465,4 @@ def load_settings(env_file: Path | None = None) -> Settings:
     return Settings(_env_file=env_file)
 
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "normalise_token_type"]

@@ -1,7 +1,12 @@
 """Local e-mail/password accounts (off by default; for small installs).
 
-* Passwords: Argon2id (argon2-cffi), hashed off the event loop; unknown e-mails are
-  checked against a dummy hash so timing does not reveal which addresses exist.
+* Passwords: Argon2id (argon2-cffi), hashed off the event loop in a pool of
+  ``ARGON2_MAX_CONCURRENT`` threads, so a burst of sign-ins can take neither every core
+  nor more than that many times ``ARGON2_MEMORY_KIB``; at most ``ARGON2_MAX_WAITING`` more
+  wait, the rest get 503. Unknown e-mails are checked against a dummy hash so timing does not reveal
+  which addresses exist.
+* Failed sign-ins back off per e-mail address (:class:`~sync_server.ratelimit.SignInBackoff`),
+  known and unknown addresses alike; a locked address gets 429 before any hashing.
 * E-mail codes (verification, password reset): 256-bit random, single use, expiring,
   stored as SHA-256 hashes, sent by mail.
 * Tokens: opaque ``hcl_…`` strings stored hashed; access tokens are short-lived; refresh
@@ -15,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -36,7 +44,10 @@ from sync_server.errors import ProblemError
 from sync_server.mailer import Mailer
 from sync_server.models import Account, Device, EmailToken, LocalToken, LocalUser
 from sync_server.protocol import Accepted, TokenResponse
+from sync_server.ratelimit import SignInBackoff
 from sync_server.settings import Settings
+
+_T = TypeVar("_T")
 
 LOCAL_TOKEN_PREFIX = "hcl_"  # noqa: S105 - a prefix, not a secret
 ACCEPTED_SIGNUP = Accepted(detail="If the address can be used, a verification code is on its way.")
@@ -59,10 +70,52 @@ def normalize_email(raw: str) -> str:
         raise ProblemError(422, "Invalid e-mail address", str(exc), slug="invalid-email") from exc
 
 
+class HashPool:
+    """Runs Argon2 computations on at most ``size`` threads, with at most ``max_waiting``
+    more queued; beyond that :meth:`run` answers 503 instead of queueing without bound.
+
+    A dedicated pool (rather than a semaphore around ``asyncio.to_thread``) keeps the bound
+    exact even when a waiting request is cancelled: a computation that has started runs to
+    its end on one of the ``size`` threads, a queued one is dropped.
+    """
+
+    def __init__(self, size: int, max_waiting: int) -> None:
+        self.size = size
+        self._max_pending = size + max_waiting
+        self._pending = 0
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="argon2")
+
+    async def run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)`` on a pool thread."""
+        if self._pending >= self._max_pending:
+            raise ProblemError(
+                503,
+                "Server busy",
+                "Too many sign-ins are being checked at once; try again in a moment.",
+                slug="busy",
+                headers={"Retry-After": "1"},
+            )
+        self._pending += 1
+        try:
+            return await asyncio.wrap_future(self._executor.submit(function, *args))
+        finally:
+            self._pending -= 1
+
+    def close(self) -> None:
+        """Drop queued computations; running ones finish on their threads."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 class LocalAccounts:
     """Sign-up, verification, sign-in, refresh and password reset."""
 
-    def __init__(self, settings: Settings, db: Database, mailer: Mailer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        mailer: Mailer,
+        backoff: SignInBackoff | None = None,
+    ) -> None:
         self._settings = settings
         self._db = db
         self._mailer = mailer
@@ -71,14 +124,20 @@ class LocalAccounts:
             memory_cost=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
+        self.hashing = HashPool(settings.argon2_max_concurrent, settings.argon2_max_waiting)
+        self._backoff = backoff
         self._dummy_hash: str | None = None
 
+    def close(self) -> None:
+        """Stop the hashing threads (queued work is dropped)."""
+        self.hashing.close()
+
     async def _hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self.hashing.run(self._hasher.hash, password)
 
     async def _verify_password(self, stored: str, password: str) -> bool:
         try:
-            return await asyncio.to_thread(self._hasher.verify, stored, password)
+            return await self.hashing.run(self._hasher.verify, stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
@@ -192,6 +251,8 @@ class LocalAccounts:
             address = normalize_email(email)
         except ProblemError as exc:
             raise failure from exc
+        if self._backoff is not None:
+            await self._backoff.refuse_if_locked(address)
         async with self._db.read() as session:
             user = (
                 await session.execute(select(LocalUser).where(LocalUser.email == address))
@@ -200,11 +261,14 @@ class LocalAccounts:
             if self._dummy_hash is None:
                 self._dummy_hash = await self._hash_password(secrets.token_hex(16))
             await self._verify_password(self._dummy_hash, password)
+            await self._failed(address)
             raise failure
-        if not await self._verify_password(user.password_hash, password):
+        correct = await self._verify_password(user.password_hash, password)
+        if not correct or user.verified_at is None or user.account_id is None:
+            await self._failed(address)
             raise failure
-        if user.verified_at is None or user.account_id is None:
-            raise failure
+        if self._backoff is not None:
+            await self._backoff.succeeded(address)
         if self._hasher.check_needs_rehash(user.password_hash):
             new_hash = await self._hash_password(password)
         else:
@@ -230,6 +294,10 @@ class LocalAccounts:
                 raise device_revoked()
             await audit(session, user.account_id, "account.signed_in", device_id)
             return await self._issue_pair(session, user.account_id, device_id, moment, new_id())
+
+    async def _failed(self, address: str) -> None:
+        if self._backoff is not None:
+            await self._backoff.failed(address)
 
     async def _issue_pair(
         self,

@@ -1,18 +1,25 @@
 """OIDC access-token validation against the issuer's JWKS (async, cached, rotation-aware).
 
 Checks, in order: the token parses; ``alg`` is on the allow-list (``none`` and HMAC never
-are); the signing key is found by ``kid`` in the issuer's JWKS (an unknown ``kid`` triggers
-at most one refetch per ``min_refresh`` seconds, which is how key rotation is picked up);
-the key type fits the algorithm; then signature, ``iss``, ``aud``, ``exp``, ``nbf`` and
-``iat`` via PyJWT with a small leeway. ``email`` is only trusted with ``email_verified``.
+are); ``typ`` is the required one when ``OIDC_REQUIRE_TOKEN_TYPE`` is set (``at+jwt``,
+RFC 9068, keeps ID tokens and other JWTs of the issuer out); the signing key is found by
+``kid`` in the issuer's JWKS (an unknown ``kid`` triggers at most one refetch per
+``min_refresh`` seconds, which is how key rotation is picked up); the key type fits the
+algorithm; then signature, ``iss``, ``aud``, ``exp``, ``nbf`` and ``iat`` via PyJWT with a
+small leeway; ``exp - iat`` is at most ``OIDC_MAX_TOKEN_LIFETIME_SECONDS``. ``email`` is
+only trusted with ``email_verified``. :class:`JwksCache` describes the fetching: shared,
+backing off after failures, with a grace period for cached keys.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +29,7 @@ import jwt
 from jwt import PyJWK
 
 from sync_server.errors import SyncServerError
+from sync_server.settings import normalise_token_type
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,10 @@ class TokenError(SyncServerError):
 
 class IssuerUnavailableError(SyncServerError):
     """The issuer's discovery document or JWKS could not be fetched."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -76,9 +88,18 @@ def token_hash(token: str) -> str:
 class JwksCache:
     """Signing keys of one issuer, fetched with httpx and cached.
 
-    Keys are kept ``ttl`` seconds; a token with an unknown ``kid`` causes a refetch unless
-    the last fetch was less than ``min_refresh`` seconds ago (so garbage kids cannot make us
-    hammer the issuer).
+    * Keys are trusted ``ttl`` seconds. A token with an unknown ``kid`` causes a refetch
+      unless the last fetch was less than ``min_refresh`` seconds ago (so garbage kids
+      cannot make us hammer the issuer).
+    * A fetch is one shared task: concurrent callers that need it await the same fetch,
+      and callers whose key is cached never wait for it (there is no lock around the
+      network).
+    * A failed fetch backs off: no new fetch for 1 s, doubling after each further failure
+      up to ``retry_max`` seconds; meanwhile callers that need a fetch get
+      :class:`IssuerUnavailableError` at once.
+    * Grace: after ``ttl``, cached keys are still used for up to ``grace`` more seconds
+      while they are being refetched in the background, and so while the issuer cannot be
+      reached; a successful fetch replaces them (a key the issuer dropped stops working).
     """
 
     def __init__(
@@ -89,15 +110,23 @@ class JwksCache:
         *,
         ttl: float,
         min_refresh: float,
+        grace: float = 0.0,
+        retry_max: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
         self._issuer = issuer
         self._jwks_url = jwks_url
         self._ttl = ttl
         self._min_refresh = min_refresh
+        self._grace = grace
+        self._retry_max = retry_max
+        self._clock = clock
         self._keys: dict[str | None, SigningKey] = {}
         self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._fetch: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._retry_at: float | None = None
 
     async def _discover(self) -> str:
         url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -122,7 +151,7 @@ class JwksCache:
             raise IssuerUnavailableError(f"{url} did not return a JSON object")
         return data
 
-    async def _refresh(self) -> None:
+    async def _download(self) -> dict[str | None, SigningKey]:
         if self._jwks_url is None:
             self._jwks_url = await self._discover()
         data = await self._get_json(self._jwks_url)
@@ -142,22 +171,81 @@ class JwksCache:
                 continue
             declared = raw.get("alg")
             keys[key.key_id] = SigningKey(key, declared if isinstance(declared, str) else None)
+        return keys
+
+    async def _refresh(self) -> None:
+        """One fetch; records success (new keys) or failure (the next backoff step)."""
+        try:
+            keys = await self._download()
+        except IssuerUnavailableError as exc:
+            self._failures += 1
+            delay = min(self._retry_max, 2.0 ** min(self._failures - 1, 30))
+            self._retry_at = self._clock() + delay
+            log.warning(
+                "jwks_fetch_failed",
+                extra={
+                    "issuer": self._issuer,
+                    "reason": str(exc),
+                    "failures": self._failures,
+                    "retry_in_s": delay,
+                    "cached_keys": len(self._keys),
+                },
+            )
+            raise
+        finally:
+            self._fetch = None
         self._keys = keys
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._clock()
+        self._failures = 0
+        self._retry_at = None
         log.info("jwks_fetched", extra={"keys": len(keys), "issuer": self._issuer})
 
+    def _start_fetch(self) -> asyncio.Task[None]:
+        """The running fetch, or a new one; raises while backing off after failures."""
+        if self._fetch is not None:
+            return self._fetch
+        now = self._clock()
+        if self._retry_at is not None and now < self._retry_at:
+            wait = math.ceil(self._retry_at - now)
+            raise IssuerUnavailableError(
+                f"the last fetch from {self._issuer} failed; next attempt in {wait} s",
+                retry_after=wait,
+            )
+        task = asyncio.create_task(self._refresh(), name="jwks-fetch")
+        # Nobody may be left to await it (cancelled requests, background refresh).
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._fetch = task
+        return task
+
+    async def _fetched(self) -> None:
+        """Wait for the shared fetch (a cancelled caller does not cancel it)."""
+        await asyncio.shield(self._start_fetch())
+
     async def get(self, kid: str | None) -> SigningKey | None:
-        """The key for ``kid``; refetches on expiry or (rate-limited) on a miss."""
-        async with self._lock:
-            now = time.monotonic()
-            stale = self._fetched_at is None or now - self._fetched_at > self._ttl
-            if stale:
-                await self._refresh()
-            elif self._lookup(kid) is None:
-                assert self._fetched_at is not None
-                if now - self._fetched_at >= self._min_refresh:
-                    await self._refresh()
-            return self._lookup(kid)
+        """The key for ``kid``; fetches when stale or (rate-limited) on a miss."""
+        now = self._clock()
+        key = self._lookup(kid)
+        age = None if self._fetched_at is None else now - self._fetched_at
+        if age is not None and age <= self._ttl:
+            if key is not None:
+                return key
+            if age < self._min_refresh:
+                return None  # unknown kid, and the keys were fetched a moment ago
+        elif key is not None and age is not None and age <= self._ttl + self._grace:
+            # Stale but within the grace period: answer now, refresh in the background.
+            with contextlib.suppress(IssuerUnavailableError):
+                self._start_fetch()
+            return key
+        await self._fetched()
+        return self._lookup(kid)
+
+    async def aclose(self) -> None:
+        """Cancel a fetch in progress (app shutdown)."""
+        task = self._fetch
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, IssuerUnavailableError):
+                await task
 
     def _lookup(self, kid: str | None) -> SigningKey | None:
         if kid is None:
@@ -177,12 +265,20 @@ class OidcVerifier:
         audience: str,
         algorithms: list[str],
         leeway: int,
+        required_type: str | None = None,
+        max_lifetime: int = 0,
     ) -> None:
         self._jwks = jwks
         self._issuer = issuer
         self._audience = audience
         self._algorithms = [a for a in algorithms if a in _KEY_TYPES]
         self._leeway = leeway
+        self._required_type = normalise_token_type(required_type) if required_type else None
+        self._max_lifetime = max_lifetime
+
+    async def aclose(self) -> None:
+        """Stop a JWKS fetch in progress (app shutdown)."""
+        await self._jwks.aclose()
 
     async def verify(self, token: str) -> VerifiedToken:
         """Validate ``token``; raises :class:`TokenError` with a client-safe reason."""
@@ -193,6 +289,10 @@ class OidcVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise TokenError("token algorithm not allowed")
+        if self._required_type is not None:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or normalise_token_type(typ) != self._required_type:
+                raise TokenError("token type not accepted")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise TokenError("malformed token")
@@ -221,6 +321,9 @@ class OidcVerifier:
             raise TokenError("token not valid yet") from exc
         except jwt.PyJWTError as exc:
             raise TokenError("token signature or claims invalid") from exc
+        lifetime = int(claims["exp"]) - int(claims["iat"])
+        if self._max_lifetime and lifetime > self._max_lifetime:
+            raise TokenError("token lifetime longer than this server accepts")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise TokenError("token has no usable subject")

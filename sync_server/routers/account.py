@@ -22,9 +22,10 @@ from sync_server.protocol import (
     TokenResponse,
     VerifyEmail,
 )
+from sync_server.routing import ApiRoute
 from sync_server.state import ServerState
 
-router = APIRouter(tags=["account"])
+router = APIRouter(tags=["account"], route_class=ApiRoute)
 
 
 @router.get("/v1/me", summary="The signed-in account")

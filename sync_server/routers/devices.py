@@ -12,8 +12,9 @@ from sync_server.deps import CurrentPrincipal, StateDep
 from sync_server.errors import ProblemError
 from sync_server.models import Device, LocalToken, Recovery
 from sync_server.protocol import DEVICE_ID_PATTERN, DeviceList, DeviceOut
+from sync_server.routing import ApiRoute
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], route_class=ApiRoute)
 
 
 @router.get("/v1/devices", summary="List devices")

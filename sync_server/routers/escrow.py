@@ -15,10 +15,11 @@ from sync_server.deps import CurrentPrincipal, StateDep
 from sync_server.errors import ProblemError
 from sync_server.models import AuditEvent, Escrow, Recovery
 from sync_server.protocol import AuditEventOut, EscrowPut, EscrowStatus, RecoveryOut
+from sync_server.routing import ApiRoute
 from sync_server.sealing import SealingError, escrow_aad, open_sealed
 from sync_server.state import ServerState
 
-router = APIRouter(tags=["escrow"])
+router = APIRouter(tags=["escrow"], route_class=ApiRoute)
 MAX_ESCROWED_KEY_BYTES = 64
 
 

@@ -18,9 +18,10 @@ from sync_server.protocol import (
     Meta,
     OidcMeta,
 )
+from sync_server.routing import ApiRoute
 from sync_server.sealing import ESCROW_ALGORITHM
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 log = logging.getLogger(__name__)
 
 

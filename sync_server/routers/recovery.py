@@ -27,6 +27,7 @@ from sync_server.protocol import (
     RecoveryStart,
 )
 from sync_server.routers.escrow import recovery_out
+from sync_server.routing import ApiRoute
 from sync_server.sealing import (
     SealingError,
     escrow_aad,
@@ -37,7 +38,7 @@ from sync_server.sealing import (
 )
 from sync_server.state import ServerState
 
-router = APIRouter(tags=["recovery"])
+router = APIRouter(tags=["recovery"], route_class=ApiRoute)
 
 
 def _require_verified(principal: Principal) -> None:

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Response
 from sync_server import records
 from sync_server.deps import CurrentPrincipal, StateDep
 from sync_server.protocol import MAX_SAFE_INTEGER, ChangesResponse, PushRequest, PushResponse
+from sync_server.routing import ApiRoute
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], route_class=ApiRoute)
 
 
 def _json(content: bytes) -> Response:

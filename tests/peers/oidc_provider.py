@@ -5,7 +5,8 @@ starts ``tests/peers/oidc/server.mjs`` on ``127.0.0.1`` and a free port, waits f
 discovery document (bounded), and stops it (terminate, then kill). ``rotate()`` restarts it
 with a new signing key first and the old one still published. ``login()`` runs the
 authorization-code flow with PKCE for the public native client, the user picked by
-``login_hint`` (the peer's scripted interaction), and returns the access token.
+``login_hint`` (the peer's scripted interaction), and returns the access token. The
+access tokens' lifetime and JWT ``typ`` header can be set (token-policy tests).
 """
 
 from __future__ import annotations
@@ -64,7 +65,15 @@ def _private_jwk(kid: str) -> dict[str, Any]:
 class OidcProvider:
     """A running ``oidc-provider`` on loopback."""
 
-    def __init__(self, workdir: Path, *, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        start_timeout: float = 20.0,
+        access_token_ttl: int = 300,
+        access_token_typ: str | None = None,
+    ) -> None:
+        """``access_token_typ`` replaces the JWT ``typ`` of access tokens (default at+jwt)."""
         reason = unavailable_reason()
         if reason:
             raise OidcProviderUnavailableError(reason)
@@ -72,6 +81,8 @@ class OidcProvider:
         self.port = _free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.start_timeout = start_timeout
+        self.access_token_ttl = access_token_ttl
+        self.access_token_typ = access_token_typ
         self.keys: list[dict[str, Any]] = [_private_jwk("kid-1")]
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -98,7 +109,13 @@ class OidcProvider:
                 "OIDC_JWKS_FILE": str(jwks_file),
                 "OIDC_AUDIENCE": AUDIENCE,
                 "OIDC_CLIENT_ID": CLIENT_ID,
+                "OIDC_ACCESS_TOKEN_TTL": str(self.access_token_ttl),
                 "NODE_ENV": "test",
+                **(
+                    {"OIDC_ACCESS_TOKEN_TYP": self.access_token_typ}
+                    if self.access_token_typ
+                    else {}
+                ),
             },
         )
         deadline = time.monotonic() + self.start_timeout

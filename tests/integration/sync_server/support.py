@@ -46,7 +46,9 @@ class FakeIssuer:
 
     keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
     published: list[str] = field(default_factory=list)
-    fetches: int = 0
+    fetches: int = 0  # JWKS downloads
+    requests: int = 0  # every request, discovery included
+    failing: bool = False  # answer 503 to everything (an outage)
 
     def add_key(self, kid: str, *, publish: bool = True) -> None:
         """Create an RSA key; publish it in the JWKS (first published key signs)."""
@@ -65,6 +67,11 @@ class FakeIssuer:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         """MockTransport handler."""
+        self.requests += 1
+        if self.failing:
+            if request.url.path.endswith("/protocol/certs"):
+                self.fetches += 1
+            return httpx.Response(503)
         if request.url.path.endswith("/.well-known/openid-configuration"):
             return httpx.Response(
                 200, json={"issuer": ISSUER, "jwks_uri": ISSUER + "/protocol/certs"}
@@ -87,9 +94,10 @@ class FakeIssuer:
         kid: str | None = None,
         alg: str = "RS256",
         lifetime: int = 300,
+        typ: str | None = None,
         **claims: Any,
     ) -> str:
-        """A signed access token (claims override the defaults)."""
+        """A signed access token (claims override the defaults; ``typ`` sets the header)."""
         now = int(time.time())
         body: dict[str, Any] = {
             "iss": ISSUER,
@@ -104,7 +112,10 @@ class FakeIssuer:
         }
         body.update(claims)
         kid = kid or self.published[0]
-        return jwt.encode(body, self.keys[kid], algorithm=alg, headers={"kid": kid})
+        headers: dict[str, Any] = {"kid": kid}
+        if typ is not None:
+            headers["typ"] = typ
+        return jwt.encode(body, self.keys[kid], algorithm=alg, headers=headers)
 
 
 def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
@@ -133,6 +144,12 @@ async def running(
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+def client_from(app: FastAPI, host: str) -> httpx.AsyncClient:
+    """An in-process client whose requests come from ``host`` (run inside ``running``)."""
+    transport = httpx.ASGITransport(app=app, client=(host, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 def b64(data: bytes) -> str:

@@ -54,7 +54,10 @@ async def test_framework_errors_are_problem_details(
     cases = [
         (api.get("/nowhere"), 404),
         (api.post("/healthz"), 405),
-        (api.get("/v1/sync/changes", headers={"X-Hushchat-Device": "bad id!"}), 422),
+        (api.get("/v1/sync/changes", headers={**auth, "X-Hushchat-Device": "bad id!"}), 422),
+        # Without credentials: 401 whatever else is wrong (here the device id too).
+        (api.get("/v1/sync/changes", headers={"X-Hushchat-Device": "bad id!"}), 401),
+        (api.post("/v1/sync/push", content=b"{not json"), 401),
         (api.post("/v1/sync/push", content=b"{not json", headers=auth), 422),
         (api.get("/v1/me", headers={"X-Hushchat-Device": "abcdefgh"}), 401),
     ]

@@ -7,7 +7,9 @@
 //     new file: new key first, old key still published),
 //   * a scripted login: /interaction/:uid signs in the account named by the authorization
 //     request's login_hint and grants the requested scopes, with no HTML involved.
-// Environment: OIDC_PORT, OIDC_JWKS_FILE, OIDC_AUDIENCE, OIDC_CLIENT_ID. Prints READY.
+// Environment: OIDC_PORT, OIDC_JWKS_FILE, OIDC_AUDIENCE, OIDC_CLIENT_ID; optional
+// OIDC_ACCESS_TOKEN_TTL (seconds, default 300) and OIDC_ACCESS_TOKEN_TYP (the JWT typ
+// header of access tokens; default oidc-provider's RFC 9068 "at+jwt"). Prints READY.
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
@@ -17,6 +19,8 @@ const issuer = `http://127.0.0.1:${port}`;
 const audience = process.env.OIDC_AUDIENCE ?? 'urn:hushchat:sync';
 const clientId = process.env.OIDC_CLIENT_ID ?? 'hushchat-desktop';
 const jwks = JSON.parse(readFileSync(process.env.OIDC_JWKS_FILE, 'utf8'));
+const accessTokenTTL = Number(process.env.OIDC_ACCESS_TOKEN_TTL ?? 300);
+const accessTokenTyp = process.env.OIDC_ACCESS_TOKEN_TYP;
 
 const accounts = {
   alice: { email: 'alice@example.org', email_verified: true },
@@ -38,6 +42,16 @@ const configuration = {
   cookies: { keys: ['hushchat-test-cookie-key-not-secret'] },
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },
   scopes: ['openid', 'email', 'offline_access', 'sync'],
+  // A different typ header, to test servers that require at+jwt.
+  ...(accessTokenTyp ? {
+    formats: {
+      customizers: {
+        jwt: async (_ctx, _token, jwt) => {
+          jwt.header = { ...jwt.header, typ: accessTokenTyp };
+        },
+      },
+    },
+  } : {}),
   features: {
     devInteractions: { enabled: false },
     resourceIndicators: {
@@ -47,7 +61,7 @@ const configuration = {
       getResourceServerInfo: () => ({
         scope: 'sync',
         audience,
-        accessTokenTTL: 300,
+        accessTokenTTL,
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg: 'RS256' } },
       }),
