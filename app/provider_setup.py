@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 
 DETECT_TIMEOUT_SECONDS = 2.0
 
+# The llms: fields the provider form edits (app/ui/provider_form.py); saving an entry
+# never drops the others.
+FORM_FIELDS = frozenset(
+    {"provider_name", "type", "base_url", "model_name", "context_size", "locality"}
+)
+
 # Config writes are read-modify-write of one file: one at a time, so none is lost.
 _config_write = threading.Lock()
 
@@ -172,8 +178,9 @@ def save_provider(
             llms.append(item)
         else:
             item = llms[index]
-            keep_key = "api_key" in item and "api_key" not in values
-            for key in [k for k in item if k not in values and not (k == "api_key" and keep_key)]:
+            # Fields the form edits and left empty are removed; the others (proxy,
+            # timeouts, template, an api_key not retyped) are kept as they were.
+            for key in [k for k in item if k in FORM_FIELDS and k not in values]:
                 del item[key]
         for key, value in values.items():
             item[key] = value

@@ -277,7 +277,7 @@ def test_killed_at_random_moments_never_corrupts(env: Env) -> None:
         process.stderr.close()
     with open_library(env.profile) as library:
         store = library.store_of(chat_id)
-        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert store.integrity_problems() == []
         thread = store.full_thread(chat_id)
         questions = [m.content for m in thread if m.role == "user"]
         assert questions == ["start", *[f"crash run {run}" for run in range(runs)]]
