@@ -344,6 +344,7 @@ def _cmd_rekey(args: argparse.Namespace) -> int:
 def _passphrase_to_keep(args: argparse.Namespace, vault: Vault, typed: str | None) -> str | None:
     """The passphrase a rotation keeps: the one the vault was unlocked with, else asked for
     (and checked against the passphrase slot). None when the vault has no passphrase."""
+    vault.require_vault_key()  # a keychain unlock cannot rotate: say so before asking
     if typed is not None:
         return typed
     if not any(slot.kind == "passphrase" for slot in vault.slots()):

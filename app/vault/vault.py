@@ -581,6 +581,11 @@ class Vault:
             self.lock()
             return True
 
+    def require_vault_key(self) -> None:
+        """Raise :class:`VaultLockedError`, saying what to unlock with, unless slot changes,
+        rekey and rotation are possible (a full unlock by a secret holds the vault key)."""
+        self._require_key()
+
     def _require_key(self) -> bytes:
         if self._vault_key is None:
             if self._unlocked_with in STORE_KINDS:
