@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -97,6 +98,32 @@ def cmd_app(args: list[str]) -> int:
     return run(hushchat, *args)
 
 
+def run_pytest_with_coverage(args: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """Run pytest under coverage.py; print the table and check the floors.
+
+    Branch coverage of app, providers and sync_server, with the Python subprocesses the
+    tests start (``[tool.coverage.*]`` in pyproject.toml). The floors of the critical
+    modules (``[tool.hushchat.coverage-floors]``) are enforced on a full run; with pytest
+    arguments (a part of the suite) misses are only reported. Returns the exit codes of
+    pytest and of the floor check.
+    """
+    data = Path(tempfile.mkdtemp(prefix="hushchat-coverage-"))
+    env = {**env, "COVERAGE_FILE": str(data / ".coverage")}
+    try:
+        pytest_code = run(PYTHON, "-m", "coverage", "run", "-m", "pytest", *args, env=env)
+        if run(PYTHON, "-m", "coverage", "combine", "--quiet", env=env) != 0:
+            say("coverage combine failed: no coverage figures")
+            return pytest_code, 1
+        run(PYTHON, "-m", "coverage", "report", "--skip-covered", env=env)
+        report = data / "coverage.json"
+        if run(PYTHON, "-m", "coverage", "json", "--quiet", "-o", report, env=env) != 0:
+            return pytest_code, 1
+        floors = [PYTHON, ROOT / "packaging" / "coverage_floors.py", report]
+        return pytest_code, run(*floors, *(["--report-only"] if args else []), env=env)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def cmd_test(args: list[str]) -> int:
     ensure_venv("requirements-dev.lock")
     env = dict(os.environ)
@@ -110,11 +137,13 @@ def cmd_test(args: list[str]) -> int:
     for name, command in checks:
         if run(*command, env=env) != 0:
             failed.append(name)
-    pytest_code = run(PYTHON, "-m", "pytest", *args, env=env)
+    pytest_code, floors_code = run_pytest_with_coverage(args, env)
     if pytest_code == 5:  # pytest found no test to run: that is a failure here
         say("pytest collected no tests")
     if pytest_code != 0:
         failed.append("pytest")
+    if floors_code != 0:
+        failed.append("coverage floors")
     if failed:
         say("FAILED: " + ", ".join(failed))
         return 1
