@@ -117,7 +117,7 @@ def check(report: dict[str, Any], floors: dict[str, float]) -> list[str]:
         figures = figures_of(entry, files)
         if figures is None:
             print(f"{entry:<{width}}  {'not measured':>18}  {'':>18}  {floor:.0f}%")
-            failures.append(f"{entry}: no measured file (renamed or moved? fix the floor table)")
+            failures.append(f"{entry}: no measured file (not run, or renamed: fix the floor table)")
             continue
         lines = f"{figures.lines_percent:5.1f}% {figures.lines_covered:>5}/{figures.lines:<5}"
         branches = (
