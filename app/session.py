@@ -407,6 +407,20 @@ class Session:
 
             raise WrongSecretError("Type your current passphrase to change it.")
 
+    def rotation_drops(
+        self,
+        *,
+        keep_passphrase: bool,
+        touched: Collection[str] = (),
+        drop: Collection[str] = (),
+    ) -> list[SlotInfo]:
+        """The key slots :meth:`rotate_keys` would drop (no secret needed, nothing changes)."""
+        if self.vault is None:
+            return []
+        return self.vault.rotation_drops(
+            keep_passphrase=keep_passphrase, touched=touched, drop=drop
+        )
+
     async def touch_security_key(self, key: SecurityKey) -> TouchedKey:
         """Touch an enrolled security key for :meth:`rotate_keys` (it is kept then)."""
         vault = await self._unlocked_vault()

@@ -2,7 +2,8 @@
 
 Three pages in a stack:
 
-1. a passphrase (typed twice) with a strength meter (zxcvbn, off the UI thread);
+1. a passphrase (typed twice) with a strength meter (zxcvbn, off the UI thread); a
+   weak one (score below 3 of 4) is refused with the reason until "Use anyway" is chosen;
 2. the recovery code with Copy, Save as file… and an "I have stored it" check that
    gates Continue, plus optional security-key enrolment;
 3. a first LLM provider: local servers found on their default ports are offered,
@@ -50,8 +51,9 @@ from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
 from app.ui.provider_form import ProviderFormWidget
 from app.vault.atomic_file import write_atomically
+from app.vault.errors import WeakPassphraseError
 from app.vault.recovery_code import RecoveryCode
-from app.vault.strength import PassphraseStrength, assess_passphrase
+from app.vault.strength import PassphraseStrength, assess_passphrase, require_strong_passphrase
 
 __all__ = ["FirstRunWidget", "PassphraseFieldsWidget", "RecoveryCodeWidget"]
 
@@ -67,14 +69,25 @@ def _label(text: str, role: str | None = None) -> QLabel:
 
 
 class PassphraseFieldsWidget(QWidget):
-    """A new passphrase typed twice, with a strength meter and advice."""
+    """A new passphrase typed twice, with a strength meter and advice.
+
+    A weak passphrase is refused by :meth:`check_strength` (its message says why);
+    ``use_anyway_button`` then appears, and choosing it emits ``weak_accepted`` so the
+    page can go on with that passphrase. Typing again withdraws the choice.
+    """
 
     changed = Signal()
+    weak_accepted = Signal()
 
     def __init__(self, runner: BlockingRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._runner = runner
         self.strength: PassphraseStrength | None = None
+        self.allow_weak = False
+        self.use_anyway_button = QPushButton("Use this passphrase &anyway")
+        self.use_anyway_button.setAccessibleName("Use the weak passphrase anyway")
+        self.use_anyway_button.hide()
+        self.use_anyway_button.clicked.connect(self._use_anyway)
         self.passphrase_edit = QLineEdit()
         self.passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.passphrase_edit.setAccessibleName("New passphrase")
@@ -102,6 +115,7 @@ class PassphraseFieldsWidget(QWidget):
         form.addRow("", self.meter)
         form.addRow("", self.verdict)
         form.addRow("&Repeat:", self.confirm_edit)
+        form.addRow("", self.use_anyway_button)
 
     def passphrase(self) -> str:
         """The typed passphrase."""
@@ -120,8 +134,29 @@ class PassphraseFieldsWidget(QWidget):
         self.passphrase_edit.clear()
         self.confirm_edit.clear()
 
+    async def check_strength(self) -> None:
+        """Refuse a weak passphrase (``WeakPassphraseError``, with the reason) unless
+        "Use anyway" was chosen for it; the button appears with the refusal."""
+        try:
+            await self._runner.blocking(
+                require_strong_passphrase,
+                self.passphrase(),
+                allow_weak=self.allow_weak,
+                override="choose “Use this passphrase anyway”",
+            )
+        except WeakPassphraseError:
+            self.use_anyway_button.show()
+            raise
+
+    def _use_anyway(self) -> None:
+        self.allow_weak = True
+        self.use_anyway_button.hide()
+        self.weak_accepted.emit()
+
     def _typed(self, _text: str) -> None:
         self.strength = None
+        self.allow_weak = False
+        self.use_anyway_button.hide()
         self._debounce.start()
         self.changed.emit()
 
@@ -250,6 +285,7 @@ class FirstRunWidget(QStackedWidget):
         )
         self.passphrase_fields = PassphraseFieldsWidget(self.session.runner)
         self.passphrase_fields.changed.connect(self._update_create_button)
+        self.passphrase_fields.weak_accepted.connect(self.create_vault)
         layout.addSpacing(8)
         layout.addWidget(self.passphrase_fields)
         self.create_error = _label("", "error")
@@ -275,17 +311,20 @@ class FirstRunWidget(QStackedWidget):
         self.create_error.setText(problem if problem and typed_both else "")
 
     def create_vault(self) -> None:
-        """Create the vault in the background (Argon2 takes about a second)."""
+        """Create the vault in the background (Argon2 takes about a second); a weak
+        passphrase is refused with the reason until "Use anyway" is chosen."""
         if self.passphrase_fields.problem() is not None or not self.create_button.isEnabled():
             return
         self.create_button.setEnabled(False)
         self.create_button.setText("Creating…")
+        self.create_error.clear()
         passphrase = self.passphrase_fields.passphrase()
-        tasks.start(
-            self.session.create_vault(passphrase),
-            on_done=self._created,
-            on_error=self._create_failed,
-        )
+
+        async def create() -> RecoveryCode:
+            await self.passphrase_fields.check_strength()
+            return await self.session.create_vault(passphrase)
+
+        tasks.start(create(), on_done=self._created, on_error=self._create_failed)
 
     def _created(self, code: RecoveryCode) -> None:
         self.passphrase_fields.clear()

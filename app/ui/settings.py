@@ -2,24 +2,30 @@
 
 Changes apply at once and are written to the config file (comments kept, atomic
 write); API keys go to the OS keychain, the file says ``api_key: keychain``.
-Security actions (key slots, passphrase, recovery code) call the vault through the
-session, off the UI thread.
+Security actions (key slots, passphrase, recovery code, key rotation, opening Private
+chats after a keychain unlock) call the vault through the session, off the UI thread.
+A rotation or a Private unlock closes and reopens every chat like a lock and unlock: the
+window's chat area (``MainWindow.chat_area``) is cleared before and reloaded after.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
@@ -34,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import LoadedConfig
+from app.errors import WrongSecretError
 from app.provider_setup import save_ui_settings
 from app.session import Session
 from app.ui import tasks
@@ -42,9 +49,17 @@ from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import set_role
 from app.ui.provider_form import ProviderFormWidget
 from app.vault.recovery_code import RecoveryCode
-from app.vault.vault import SlotInfo
+from app.vault.vault import Rotation, SlotInfo, TouchedKey
 
-__all__ = ["ChangePassphraseDialog", "ProviderDialog", "RecoveryCodeDialog", "SettingsDialog"]
+__all__ = [
+    "ChangePassphraseDialog",
+    "ProviderDialog",
+    "RecoveryCodeDialog",
+    "RotateKeysDialog",
+    "SettingsDialog",
+]
+
+T = TypeVar("T")
 
 _SLOT_KINDS = {
     "passphrase": "Passphrase",
@@ -121,13 +136,35 @@ class ProviderDialog(QDialog):
 
 
 class ChangePassphraseDialog(QDialog):
-    """A new passphrase, typed twice, with the strength meter."""
+    """The current passphrase, then a new one typed twice with the strength meter.
+
+    The current passphrase is asked for (and checked) unless the vault has none or was
+    unlocked with the recovery code (a forgotten passphrase is what that code is for). A
+    weak new passphrase is refused with the reason until "Use anyway" is chosen. With
+    "Also rotate all keys" ticked, ``rotation_requested(new, current)`` is emitted instead
+    of changing the slot: the settings dialog runs the rotation (it reopens the chats).
+    """
+
+    rotation_requested = Signal(str, object)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.setWindowTitle("Change passphrase")
+        self.needs_current = session.has_slot("passphrase") and session.unlocked_with != "recovery"
+        self.current_edit = QLineEdit()
+        self.current_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.current_edit.setAccessibleName("Current passphrase")
+        self.current_edit.setVisible(self.needs_current)
         self.fields = PassphraseFieldsWidget(session.runner)
+        self.fields.weak_accepted.connect(self.change)
+        self.rotate_check = QCheckBox("Also &rotate all keys")
+        self.rotate_check.setAccessibleName("Also rotate all keys")
+        self.rotate_check.setToolTip(
+            "New vault and database keys and a new recovery code: an old copy of the vault "
+            "file opens nothing with the old passphrase. Chats close and reopen (Ephemeral "
+            "chats vanish)."
+        )
         self.error_label = QLabel()
         self.error_label.setProperty("role", "error")
         self.error_label.setWordWrap(True)
@@ -140,32 +177,216 @@ class ChangePassphraseDialog(QDialog):
         layout.addWidget(
             _hint("Your chats stay as they are; only the passphrase that unlocks them changes.")
         )
+        if self.needs_current:
+            current = QFormLayout()
+            current.addRow("C&urrent passphrase:", self.current_edit)
+            layout.addLayout(current)
+        else:
+            layout.addWidget(
+                _hint("You unlocked with the recovery code: choose a new passphrase.")
+                if session.unlocked_with == "recovery"
+                else _hint("This vault has no passphrase yet.")
+            )
         layout.addWidget(self.fields)
+        layout.addWidget(self.rotate_check)
+        layout.addWidget(
+            _hint(
+                "Without rotation, a copy of the vault file made earlier still opens with "
+                "the old passphrase."
+            )
+        )
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
-        self.resize(460, self.sizeHint().height())
+        self.resize(480, self.sizeHint().height())
 
     def change(self) -> None:
-        """Rewrap the vault key under the new passphrase (in the background)."""
+        """Check the current and the new passphrase, then change it (in the background)."""
         problem = self.fields.problem()
+        current = self.current_edit.text() if self.needs_current else None
+        if self.needs_current and not current:
+            problem = "Type your current passphrase."
         if problem:
             self.error_label.setText(problem)
             return
         self.buttons.setEnabled(False)
-        tasks.start(
-            self.session.change_passphrase(self.fields.passphrase()),
-            on_done=lambda _slot: self.accept(),
-            on_error=self._failed,
-        )
+        self.error_label.clear()
+        new = self.fields.passphrase()
+        rotate = self.rotate_check.isChecked()
+
+        async def change() -> bool:
+            await self.fields.check_strength()
+            if rotate:
+                if current is not None:
+                    await self.session.verify_passphrase(current)
+                return True
+            await self.session.change_passphrase(new, current=current)
+            return False
+
+        def done(rotating: bool) -> None:
+            self.rotating = rotating
+            self.accept()
+            if rotating:
+                self.rotation_requested.emit(new, current)
+
+        tasks.start(change(), on_done=done, on_error=self._failed)
 
     def _failed(self, error: BaseException) -> None:
         self.buttons.setEnabled(True)
         self.error_label.setText(str(error))
+        if isinstance(error, WrongSecretError) and self.needs_current:
+            self.current_edit.setFocus()
+            self.current_edit.selectAll()
 
     def done(self, result: int) -> None:
-        """Forget the typed passphrase when the dialog closes."""
+        """Forget the typed passphrases when the dialog closes."""
         self.fields.clear()
+        self.current_edit.clear()
         super().done(result)
+
+
+class RotateKeysDialog(QDialog):
+    """Rotate every key: the passphrase typed again, security keys touched again.
+
+    Says which slots the rotation keeps and which it drops before anything happens;
+    ``rotation_requested(passphrase, touched, drop)`` starts it (the settings dialog runs
+    it). ``drop`` holds slots removed on the way (remove-and-rotate).
+    """
+
+    rotation_requested = Signal(object, object, object)
+
+    def __init__(
+        self, session: Session, drop: tuple[str, ...] = (), parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.drop = drop
+        self.touched: list[TouchedKey] = []
+        self.setWindowTitle("Rotate keys")
+        slots = [slot for slot in session.slots() if slot.id not in drop]
+        self.keeps_passphrase = any(slot.kind == "passphrase" for slot in slots)
+        self.recovered = session.unlocked_with == "recovery"
+        layout = QVBoxLayout(self)
+        layout.addWidget(
+            _hint(
+                "Hushchat makes a new vault key and new database keys and re-encrypts both "
+                "databases. Afterwards an old copy of the vault file opens nothing, with any "
+                "old secret. You get a new recovery code; the old one stops working."
+            )
+        )
+        form = QFormLayout()
+        self.passphrase_edit = QLineEdit()
+        self.passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase_edit.setAccessibleName("Passphrase to keep")
+        self.passphrase_edit.textChanged.connect(lambda _text: self._update())
+        if self.keeps_passphrase:
+            form.addRow(
+                "New &passphrase:" if self.recovered else "Your &passphrase:", self.passphrase_edit
+            )
+        self.key_buttons: dict[str, QPushButton] = {}
+        for slot in slots:
+            if slot.kind != "security-key":
+                continue
+            button = QPushButton("&Touch to keep")
+            button.setAccessibleName(f"Touch security key {slot.label} to keep it")
+            button.clicked.connect(self.touch_security_key)
+            self.key_buttons[slot.id] = button
+            form.addRow(f"{slot.label}:", button)
+        layout.addLayout(form)
+        if any(slot.kind in ("keychain", "touch-id") for slot in slots):
+            layout.addWidget(_hint("This device's keychain and Touch ID slots are re-created."))
+        self.drops_label = QLabel()
+        self.drops_label.setWordWrap(True)
+        self.drops_label.setAccessibleName("Key slots the rotation drops")
+        layout.addWidget(self.drops_label)
+        self.status_label = _hint("")
+        layout.addWidget(self.status_label)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.rotate_button = self.buttons.addButton(
+            "&Rotate keys", QDialogButtonBox.ButtonRole.AcceptRole
+        )
+        self.rotate_button.setAccessibleName("Rotate keys")
+        self.buttons.accepted.connect(self.rotate)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self._update()
+        self.resize(500, self.sizeHint().height())
+
+    def dropped(self) -> list[SlotInfo]:
+        """The slots the rotation would drop with what is typed and touched now."""
+        return self.session.rotation_drops(
+            keep_passphrase=bool(self.passphrase_edit.text()),
+            touched=[item.slot_id for item in self.touched],
+            drop=self.drop,
+        )
+
+    def _update(self) -> None:
+        dropped = self.dropped()
+        if dropped:
+            names = ", ".join(f"{_SLOT_KINDS.get(s.kind, s.kind)} “{s.label}”" for s in dropped)
+            self.drops_label.setText(f"Dropped (their secrets will open nothing): {names}.")
+            set_role(self.drops_label, "error")
+        else:
+            self.drops_label.setText("Every way to unlock is kept.")
+            set_role(self.drops_label, "hint")
+
+    def touch_security_key(self) -> None:
+        """Find a security key and touch it: its slot is kept under a fresh secret."""
+        prompts = QtKeyPrompts(self)
+        prompts.touch_requested.connect(
+            lambda: self.status_label.setText("Touch your security key now…")
+        )
+        self.status_label.setText("Looking for a security key…")
+
+        async def touch() -> TouchedKey:
+            key = await self.session.find_security_key(prompts)
+            return await self.session.touch_security_key(key)
+
+        tasks.start(touch(), on_done=self.add_touched, on_error=self._failed)
+
+    def add_touched(self, item: TouchedKey) -> None:
+        """Keep the security key that was touched."""
+        self.touched = [t for t in self.touched if t.slot_id != item.slot_id] + [item]
+        button = self.key_buttons.get(item.slot_id)
+        if button is not None:
+            button.setText("Kept")
+            button.setEnabled(False)
+        self.status_label.setText("")
+        self._update()
+
+    def _failed(self, error: BaseException) -> None:
+        set_role(self.status_label, "error")
+        self.status_label.setText(str(error))
+
+    def rotate(self) -> None:
+        """Hand the secrets to the settings dialog, which rotates and reopens the chats."""
+        passphrase = self.passphrase_edit.text() or None
+        if self.keeps_passphrase and passphrase is None:
+            answer = QMessageBox.question(
+                self,
+                "Rotate keys",
+                "Without your passphrase the rotated vault has no passphrase slot: only the "
+                "other ways listed will unlock it. Rotate anyway?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.rotation_requested.emit(passphrase, tuple(self.touched), self.drop)
+        self.accept()
+
+    def done(self, result: int) -> None:
+        """Forget the typed passphrase and the touched secrets."""
+        self.passphrase_edit.clear()
+        self.touched = []
+        super().done(result)
+
+
+class _ChatArea(Protocol):
+    """What the window's chat area offers around a lock (``MainWindow.chat_area``)."""
+
+    def clear(self) -> None: ...
+
+    def load(self) -> None: ...
+
+    def has_ephemeral_chats(self) -> bool: ...
 
 
 class RecoveryCodeDialog(QDialog):
@@ -427,7 +648,7 @@ class SettingsDialog(QDialog):
         page = QWidget()
         self.slot_tree = QTreeWidget()
         self.slot_tree.setAccessibleName("Ways to unlock (key slots)")
-        self.slot_tree.setHeaderLabels(["Method", "Label", "Details", "Added"])
+        self.slot_tree.setHeaderLabels(["Method", "Label", "Opens", "Details", "Added"])
         self.slot_tree.setRootIsDecorated(False)
         self.slot_tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.add_key_button = QPushButton("Add security &key…")
@@ -436,7 +657,9 @@ class SettingsDialog(QDialog):
         self.add_keychain_button = QPushButton("Remember on this &device")
         self.add_keychain_button.setAccessibleName("Remember the vault in this device's keychain")
         self.add_keychain_button.setToolTip(
-            "Convenience: anyone who can use this computer account can unlock."
+            "Convenience: anyone who can use this computer account can open your Standard "
+            "chats. Private chats still need your passphrase, a security key or the "
+            "recovery code."
         )
         self.add_keychain_button.clicked.connect(self.add_keychain)
         self.remove_slot_button = QPushButton("Re&move")
@@ -448,34 +671,75 @@ class SettingsDialog(QDialog):
         self.regenerate_button = QPushButton("New &recovery code…")
         self.regenerate_button.setAccessibleName("Regenerate the recovery code")
         self.regenerate_button.clicked.connect(self.regenerate_recovery_code)
+        self.rotate_button = QPushButton("R&otate keys…")
+        self.rotate_button.setAccessibleName("Rotate all keys")
+        self.rotate_button.setToolTip(
+            "New vault and database keys: old copies of the vault file open nothing."
+        )
+        self.rotate_button.clicked.connect(self.rotate_keys)
+        self.open_private_button = QPushButton("Open &Private chats…")
+        self.open_private_button.setAccessibleName("Open Private chats with the passphrase")
+        self.open_private_button.clicked.connect(self.open_private_chats)
+        self.tiers_label = _hint("")
+        self.tiers_label.setAccessibleName("Tiers open now")
         slot_buttons = QHBoxLayout()
         for button in (self.add_key_button, self.add_keychain_button, self.remove_slot_button):
             slot_buttons.addWidget(button)
         slot_buttons.addStretch(1)
         secret_buttons = QHBoxLayout()
-        secret_buttons.addWidget(self.change_passphrase_button)
-        secret_buttons.addWidget(self.regenerate_button)
+        for button in (self.change_passphrase_button, self.regenerate_button, self.rotate_button):
+            secret_buttons.addWidget(button)
         secret_buttons.addStretch(1)
+        private_row = QHBoxLayout()
+        private_row.addWidget(self.tiers_label, 1)
+        private_row.addWidget(self.open_private_button)
         layout = QVBoxLayout(page)
         layout.addWidget(self.slot_tree, 1)
         layout.addLayout(slot_buttons)
         layout.addSpacing(8)
         layout.addLayout(secret_buttons)
+        layout.addLayout(private_row)
         return page
 
     def refresh_slots(self) -> None:
-        """List the vault's key slots."""
+        """List the vault's key slots and what each opens; say which tiers are open."""
         self.slot_tree.clear()
         slots: list[SlotInfo] = self.session.slots()
         for slot in slots:
+            opens = "Standard and Private" if slot.opens_everything else "Standard only"
             item = QTreeWidgetItem(
-                [_SLOT_KINDS.get(slot.kind, slot.kind), slot.label, slot.detail, slot.created[:10]]
+                [
+                    _SLOT_KINDS.get(slot.kind, slot.kind),
+                    slot.label,
+                    opens,
+                    slot.detail,
+                    slot.created[:10],
+                ]
             )
             item.setData(0, Qt.ItemDataRole.UserRole, slot.id)
             self.slot_tree.addTopLevelItem(item)
-        for column in range(4):
+        for column in range(5):
             self.slot_tree.resizeColumnToContents(column)
         self.add_keychain_button.setEnabled(not self.session.has_slot("keychain"))
+        locked = self.session.locked_tiers
+        if locked:
+            self.tiers_label.setText(
+                "Private chats are closed: this device's keychain opens only Standard chats. "
+                "Unlock with your passphrase to open Private chats."
+            )
+        else:
+            self.tiers_label.setText("")
+        self.open_private_button.setVisible(bool(locked) and self.session.has_slot("passphrase"))
+        full = not locked
+        for button in (
+            self.add_key_button,
+            self.remove_slot_button,
+            self.change_passphrase_button,
+            self.regenerate_button,
+            self.rotate_button,
+        ):
+            button.setEnabled(full)
+        self.add_keychain_button.setEnabled(full and not self.session.has_slot("keychain"))
 
     def add_security_key(self) -> None:
         """Enrol a security key as another way to unlock."""
@@ -490,14 +754,17 @@ class SettingsDialog(QDialog):
         tasks.start(enrol(), on_done=self._slot_added, on_error=self._slot_failed)
 
     def add_keychain(self) -> None:
-        """Remember the vault in the OS keychain."""
+        """Remember the vault in the OS keychain (it opens Standard chats only)."""
         tasks.start(
             self.session.add_keychain(), on_done=self._slot_added, on_error=self._slot_failed
         )
 
     def _slot_added(self, slot: SlotInfo) -> None:
         self.refresh_slots()
-        self._show_status(f"Added “{slot.label}”.")
+        if slot.opens_everything:
+            self._show_status(f"Added “{slot.label}”.")
+        else:
+            self._show_status(f"Added “{slot.label}”: it opens Standard chats only.")
 
     def _slots_changed(self, message: str) -> None:
         self.refresh_slots()
@@ -507,34 +774,200 @@ class SettingsDialog(QDialog):
         self.refresh_slots()
         self._show_status(str(error), error=True)
 
-    def remove_selected_slot(self, *, confirm: bool = True) -> None:
-        """Remove the selected key slot after confirmation (never the last one)."""
+    def removal_warning(self, slot_id: str) -> str | None:
+        """The warning shown before the vault's only passphrase slot is removed."""
+        slots = self.session.slots()
+        passphrases = [slot for slot in slots if slot.kind == "passphrase"]
+        if len(slots) < 2 or len(passphrases) != 1 or passphrases[0].id != slot_id:
+            return None
+        others = {slot.kind for slot in slots if slot.id != slot_id}
+        left = [
+            name
+            for kind, name in (
+                ("recovery", "the recovery code"),
+                ("security-key", "your security keys"),
+                ("keychain", "this device's keychain (Standard chats only)"),
+                ("touch-id", "Touch ID (Standard chats only)"),
+            )
+            if kind in others
+        ]
+        return (
+            "This is your only passphrase. Afterwards only "
+            f"{', '.join(left) or 'the other ways listed'} will unlock the vault."
+        )
+
+    def remove_selected_slot(self, *, confirm: bool = True, rotate: bool = False) -> None:
+        """Remove the selected key slot after confirmation (never the last one); warn
+        before the only passphrase goes; optionally rotate every key as well."""
         item = self.slot_tree.currentItem()
         if item is None:
             self._show_status("Select a way to unlock first.", error=True)
             return
         slot_id = str(item.data(0, Qt.ItemDataRole.UserRole))
+        warning = self.removal_warning(slot_id)
         if confirm:
-            answer = QMessageBox.question(
-                self,
-                "Remove key slot",
-                f"Remove “{item.text(1)}” ({item.text(0)})? It will no longer unlock the vault.",
+            box = QMessageBox(self)
+            box.setIcon(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Question)
+            box.setWindowTitle("Remove key slot")
+            text = f"Remove “{item.text(1)}” ({item.text(0)})? It will no longer unlock the vault."
+            box.setText(f"{text}\n\n{warning}" if warning else text)
+            box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+            box.setDefaultButton(QMessageBox.StandardButton.No)
+            rotate_check = QCheckBox(
+                "Then rotate all keys, so that an old copy of the vault file opens nothing "
+                "with this slot's secret"
             )
-            if answer != QMessageBox.StandardButton.Yes:
+            box.setCheckBox(rotate_check)
+            if box.exec() != QMessageBox.StandardButton.Yes:
                 return
+            rotate = rotate_check.isChecked()
+        if rotate:
+            self.rotate_keys(drop=(slot_id,))
+            return
         tasks.start(
             self.session.remove_slot(slot_id),
-            on_done=lambda _none: self._slots_changed("Removed."),
+            on_done=lambda _none: self._slots_changed(
+                "Removed. " + (warning or "") + " Rotate keys to cut off old copies of the file."
+            ),
             on_error=self._slot_failed,
         )
 
     def change_passphrase(self) -> ChangePassphraseDialog:
         """Open the change-passphrase dialog (returned for tests)."""
         dialog = ChangePassphraseDialog(self.session, self)
-        dialog.accepted.connect(lambda: self._slots_changed("Passphrase changed."))
+        dialog.accepted.connect(
+            lambda: None if dialog.rotating else self._slots_changed("Passphrase changed.")
+        )
+        dialog.rotation_requested.connect(
+            lambda new, current: self.start_rotation(new, current=current)
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
+
+    def rotate_keys(self, drop: tuple[str, ...] = ()) -> RotateKeysDialog:
+        """Open the rotate-keys dialog (returned for tests)."""
+        dialog = RotateKeysDialog(self.session, drop, self)
+        dialog.rotation_requested.connect(
+            lambda passphrase, touched, dropped: self.start_rotation(
+                passphrase, touched=touched, drop=dropped
+            )
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _chat_area(self) -> _ChatArea | None:
+        return cast("_ChatArea | None", getattr(self.parentWidget(), "chat_area", None))
+
+    def _reopen_chats(
+        self,
+        work: Coroutine[Any, Any, T],
+        on_done: Callable[[T], None],
+        *,
+        confirm: bool,
+        verb: str,
+    ) -> bool:
+        """Run ``work``, which closes and reopens every chat (a rotation, opening Private
+        chats), like a lock and unlock: running answers stop, the window's chat list
+        clears and reloads. Asks first when Ephemeral chats would vanish."""
+        area = self._chat_area()
+        if confirm and area is not None and area.has_ephemeral_chats():
+            buttons = QMessageBox.StandardButton
+            answer = QMessageBox.warning(
+                self,
+                verb,
+                f"{verb} closes every chat for a moment: your Ephemeral chats exist only in "
+                "memory and will vanish for good. Continue?",
+                buttons.Cancel | buttons.Ok,
+                buttons.Cancel,
+            )
+            if answer != buttons.Ok:
+                work.close()
+                return False
+        tasks.cancel_all()
+        if area is not None:
+            area.clear()
+        self._set_security_busy(True)
+
+        def reload() -> None:
+            self._set_security_busy(False)
+            if area is not None and self.session.is_unlocked:
+                area.load()
+
+        def done(result: T) -> None:
+            reload()
+            on_done(result)
+
+        def failed(error: BaseException) -> None:
+            reload()
+            self._slot_failed(error)
+
+        tasks.start(work, on_done=done, on_error=failed)
+        return True
+
+    def _set_security_busy(self, busy: bool) -> None:
+        for button in (
+            self.rotate_button,
+            self.change_passphrase_button,
+            self.open_private_button,
+            self.remove_slot_button,
+        ):
+            button.setEnabled(not busy)
+        if not busy:
+            self.refresh_slots()
+
+    def start_rotation(
+        self,
+        passphrase: str | None,
+        *,
+        current: str | None = None,
+        touched: Sequence[TouchedKey] = (),
+        drop: Sequence[str] = (),
+        confirm: bool = True,
+    ) -> bool:
+        """Rotate every key (Ephemeral chats vanish: asks first); then show the new
+        recovery code and which slots were dropped. Returns whether it started."""
+        self._show_status("Rotating keys: re-encrypting your chats…")
+        return self._reopen_chats(
+            self.session.rotate_keys(passphrase, current=current, touched=touched, drop=drop),
+            self._rotated,
+            confirm=confirm,
+            verb="Rotating keys",
+        )
+
+    def _rotated(self, rotation: Rotation) -> None:
+        self.refresh_slots()
+        message = "Keys rotated: old copies of the vault file open nothing."
+        if rotation.dropped:
+            names = ", ".join(f"“{slot.label}”" for slot in rotation.dropped)
+            message += f" Dropped: {names}."
+        if rotation.unfinished:
+            self._show_status(f"{message} {rotation.unfinished}", error=True)
+        else:
+            self._show_status(message)
+        if rotation.recovery_code is not None:
+            self._show_new_code(rotation.recovery_code)
+
+    def open_private_chats(self, passphrase: str | None = None, *, confirm: bool = True) -> None:
+        """After a keychain unlock (Standard only), open Private chats with the passphrase."""
+        if passphrase is None:
+            text, ok = QInputDialog.getText(
+                self,
+                "Open Private chats",
+                "Your passphrase opens Private chats (the keychain opens only Standard ones):",
+                QLineEdit.EchoMode.Password,
+            )
+            if not ok or not text:
+                return
+            passphrase = text
+        self._show_status("Opening Private chats…")
+        self._reopen_chats(
+            self.session.unlock_private(passphrase),
+            lambda _none: self._slots_changed("Private chats are open."),
+            confirm=confirm,
+            verb="Opening Private chats",
+        )
 
     def regenerate_recovery_code(self, *, confirm: bool = True) -> None:
         """Replace the recovery code after confirmation and show the new one."""

@@ -75,8 +75,8 @@ class _SecretSource:
             return value
         if not sys.stdin.isatty():
             raise VaultLockedError(
-                f"The vault is locked and there is no terminal to ask for the {what}: run "
-                f"`hushchat unlock` first, or pass --passphrase-stdin, or set {env}."
+                f"The vault is locked, and without a terminal Hushchat cannot ask for the "
+                f"{what}. Run `hushchat unlock` first, or pass --passphrase-stdin, or set {env}."
             )
         return getpass.getpass(f"Vault {what}: ")
 

@@ -1234,6 +1234,7 @@ class Vault:
         named in ``drop`` (keychain and Touch ID slots are re-created, unless their store
         turns out to be unavailable then)."""
         dropped: list[SlotInfo] = []
+        recovery_code = recovery_code and not self._drops_recovery(drop)
         for slot in self._slot_file.slots:
             gone = slot.id in drop or (
                 (slot.kind == "passphrase" and not keep_passphrase)
@@ -1258,7 +1259,8 @@ class Vault:
         The new slots: a passphrase slot for ``passphrase`` (the current one typed again, or
         a new one; None drops the passphrase), one per security key in ``touched`` (from
         :meth:`touch_security_key`), keychain and Touch ID slots re-created with new items,
-        and a new recovery code (returned: show it once). Every other slot is dropped, and
+        and a new recovery code (returned: show it once; none with ``recovery_code`` False
+        or when the recovery slot is in ``drop``). Every other slot is dropped, and
         the generation of both database keys goes up, so unlock agents holding the old keys
         are refused. An old copy of ``vault.json`` with an old secret opens nothing current.
 
@@ -1279,6 +1281,7 @@ class Vault:
                 raise VaultLockedError(_FINISH_WITH_A_FULL_UNLOCK)
             if passphrase is not None and not passphrase:
                 raise WrongSecretError("The passphrase is empty; type it.")
+            recovery_code = recovery_code and not self._drops_recovery(drop)
             by_id = {item.slot_id: item for item in touched}
             for slot_id in by_id:
                 slot = old.slot(slot_id)
@@ -1370,6 +1373,9 @@ class Vault:
                 tuple(SlotInfo.of(slot) for slot in dropped),
                 unfinished,
             )
+
+    def _drops_recovery(self, drop: Collection[str]) -> bool:
+        return any(slot.id in drop for slot in self._slot_file.slots_of("recovery"))
 
     def _rotated_slots(
         self,

@@ -85,3 +85,36 @@ def test_test_connection_shows_the_error(
     assert "name" in first_run.provider_error.text()
     window.close()
     session.close()
+
+
+def test_a_weak_passphrase_is_refused_until_use_anyway(
+    qtbot: QtBot, qt_config: LoadedConfig, qt_profile: Path, window_settings: QSettings
+) -> None:
+    session = make_session(qt_config, qt_profile)
+    window = MainWindow(session, settings=window_settings)
+    qtbot.addWidget(window)
+    window.show()
+    first_run = window.first_run
+    assert first_run is not None
+    fields = first_run.passphrase_fields
+    fields.passphrase_edit.setText("qwerty123")
+    fields.confirm_edit.setText("qwerty123")
+    assert not fields.use_anyway_button.isVisibleTo(first_run)
+    first_run.create_button.click()
+    qtbot.waitUntil(lambda: "Weak passphrase" in first_run.create_error.text(), timeout=10_000)
+    assert "Use this passphrase anyway" in first_run.create_error.text()  # the way out
+    assert "qwerty123" not in first_run.create_error.text()
+    assert fields.use_anyway_button.isVisibleTo(first_run)
+    assert not (qt_profile / "vault.json").exists()
+    assert first_run.create_button.isEnabled()
+
+    fields.passphrase_edit.setText("qwerty1234")  # typing again withdraws the offer
+    fields.passphrase_edit.setText("qwerty123")
+    assert not fields.use_anyway_button.isVisibleTo(first_run)
+    first_run.create_button.click()
+    qtbot.waitUntil(lambda: fields.use_anyway_button.isVisibleTo(first_run), timeout=10_000)
+    fields.use_anyway_button.click()
+    qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=30_000)
+    assert (qt_profile / "vault.json").exists()
+    window.close()
+    session.close()

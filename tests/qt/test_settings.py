@@ -151,6 +151,7 @@ def test_change_passphrase(
     kinds = [settings.slot_tree.topLevelItem(i).text(0) for i in range(2)]
     assert kinds == ["Passphrase", "Recovery code"]
     dialog = settings.change_passphrase()
+    dialog.current_edit.setText(QT_PASSPHRASE)
     dialog.fields.passphrase_edit.setText("new violet harbour ninety")
     dialog.fields.confirm_edit.setText("different")
     dialog.change()

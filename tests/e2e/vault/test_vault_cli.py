@@ -102,11 +102,16 @@ def test_init_refuses_kdf_below_floor(tmp_path: Path) -> None:
     assert_one_line_error(result, 4, "below the floor")
 
 
-def test_weak_passphrase_is_warned_about(tmp_path: Path) -> None:
-    result = hushchat(tmp_path / "p", "init", "--passphrase-stdin", *FLOOR, stdin="password\n")
-    assert result.returncode == 0
-    assert "warning: Weak passphrase" in result.stderr
-    assert "password" not in result.stdout
+def test_weak_passphrase_is_refused_unless_allowed(tmp_path: Path) -> None:
+    result = hushchat(tmp_path / "p", "init", "--passphrase-stdin", *FLOOR, stdin="qwerty123\n")
+    assert_one_line_error(result, 4, "Weak passphrase")
+    assert "--allow-weak-passphrase" in result.stderr
+    assert not (tmp_path / "p" / "vault.json").exists()
+    allowed = hushchat(tmp_path / "p", "init", "--passphrase-stdin", "--allow-weak-passphrase",
+                       *FLOOR, stdin="qwerty123\n")  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning: Weak passphrase" in allowed.stderr
+    assert "qwerty123" not in allowed.stdout + allowed.stderr
 
 
 def test_verify_right_passphrase(profile: Path) -> None:
@@ -151,9 +156,10 @@ def test_missing_security_key_exit_4_and_nothing_changes(profile: Path) -> None:
     assert snapshot(profile) == before
 
 
-def test_no_terminal_and_no_secret_is_a_usage_error(profile: Path) -> None:
+def test_no_terminal_and_no_secret_leaves_the_vault_locked(profile: Path) -> None:
     result = hushchat(profile, "verify")
-    assert_one_line_error(result, 2, "--passphrase-stdin")
+    assert_one_line_error(result, 4, "--passphrase-stdin")  # locked: exit 4, how to unlock
+    assert "REDACTED" not in result.stderr
 
 
 def test_passwd_then_recover(profile: Path, recovery_code: str) -> None:
@@ -200,6 +206,32 @@ def test_rekey(profile: Path) -> None:
     assert after["standard.db"] != before["standard.db"]
     assert "key generation 2" in hushchat(profile, "status").stdout
     assert hushchat(profile, "verify", env={"HUSHCHAT_PASSPHRASE": PASSPHRASE}).returncode == 0
+
+
+def test_rekey_locks_out_old_copies_of_the_slot_file(
+    profile: Path, recovery_code: str, tmp_path: Path
+) -> None:
+    old_json = (profile / "vault.json").read_bytes()
+    result = hushchat(profile, "rekey", "--passphrase-stdin", stdin=PASSPHRASE + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "New recovery code" in result.stdout
+    new_code = "\n".join(re.findall(r"^\d{6}-\d{6}-\d{6}-\d{6}$", result.stdout, re.MULTILINE))
+    copy = tmp_path / "copy"
+    shutil.copytree(profile, copy)
+    (copy / "vault.json").write_bytes(old_json)
+    for env in ({"HUSHCHAT_PASSPHRASE": PASSPHRASE}, {"HUSHCHAT_RECOVERY_CODE": recovery_code}):
+        method = "passphrase" if "HUSHCHAT_PASSPHRASE" in env else "recovery-code"
+        stale = hushchat(copy, "verify", "--unlock-with", method, env=env)
+        assert stale.returncode == 4, stale.stderr
+        # SQLCipher itself logs the failed page decryption on stderr before Hushchat's line.
+        assert "does not match its key" in stale.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in stale.stderr
+    old_code = hushchat(profile, "verify", "--unlock-with", "recovery-code",
+                        env={"HUSHCHAT_RECOVERY_CODE": recovery_code})  # fmt: skip
+    assert_one_line_error(old_code, 4, "recovery code does not open this vault")
+    fresh = hushchat(profile, "verify", "--unlock-with", "recovery-code",
+                     env={"HUSHCHAT_RECOVERY_CODE": new_code})  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
 
 
 def test_truncated_slot_file_is_reported(profile: Path) -> None:

@@ -49,6 +49,8 @@ def test_remember_unlock_forget(session_env: dict[str, str], unlocked: Vault) ->
     unlocked.lock()
     unlocked.unlock_with_keychain()
     assert not unlocked.is_locked
+    assert unlocked.open_tiers == ("standard",)  # the keychain opens Standard only
+    unlocked.unlock_with_passphrase("correct horse battery staple")
     unlocked.remove_slot(info.id)
     assert _secret_tool_lookup(session_env, account) == ""
 
