@@ -430,26 +430,25 @@ class Session:
         self,
         passphrase: str | None,
         *,
+        new_passphrase: bool = False,
         current: str | None = None,
         touched: Sequence[TouchedKey] = (),
         drop: Collection[str] = (),
     ) -> Rotation:
         """Rotate every key (``Vault.rotate_keys``) and reopen the chats under the new ones.
 
-        ``passphrase`` is the passphrase to keep (the current one typed again, or a new
-        one with ``current`` checked first, as for :meth:`change_passphrase`); None drops
-        the passphrase slot. Every connection is closed like a lock does (Ephemeral chats
+        ``passphrase`` is the passphrase the rotated vault keeps; None drops the passphrase
+        slot. It must be the current one (checked first), unless ``new_passphrase``: then
+        ``current`` is checked as for :meth:`change_passphrase` (it may be left out after
+        the recovery code). Every connection is closed like a lock does (Ephemeral chats
         vanish), the keys stay in memory, and the library and the window's agent start
         again with the new keys. Show the returned recovery code once.
         """
         vault = await self._unlocked_vault()
-        if current is not None:
-            await self.runner.blocking(vault.verify_passphrase, current)
-        elif (
-            passphrase is not None
-            and self.has_slot("passphrase")
-            and vault.unlocked_with != "recovery"  # after the recovery code: a new one
-        ):
+        vault.require_vault_key()  # a keychain unlock cannot rotate: say so at once
+        if new_passphrase:
+            await self._check_current_passphrase(vault, current)
+        elif passphrase is not None and self.has_slot("passphrase"):
             await self.runner.blocking(vault.verify_passphrase, passphrase)
         on_locked = self._agent_on_locked
         self._close_library()

@@ -264,7 +264,6 @@ class RotateKeysDialog(QDialog):
         self.setWindowTitle("Rotate keys")
         slots = [slot for slot in session.slots() if slot.id not in drop]
         self.keeps_passphrase = any(slot.kind == "passphrase" for slot in slots)
-        self.recovered = session.unlocked_with == "recovery"
         layout = QVBoxLayout(self)
         layout.addWidget(
             _hint(
@@ -279,9 +278,7 @@ class RotateKeysDialog(QDialog):
         self.passphrase_edit.setAccessibleName("Passphrase to keep")
         self.passphrase_edit.textChanged.connect(lambda _text: self._update())
         if self.keeps_passphrase:
-            form.addRow(
-                "New &passphrase:" if self.recovered else "Your &passphrase:", self.passphrase_edit
-            )
+            form.addRow("Your &passphrase:", self.passphrase_edit)
         self.key_buttons: dict[str, QPushButton] = {}
         for slot in slots:
             if slot.kind != "security-key":
@@ -292,6 +289,10 @@ class RotateKeysDialog(QDialog):
             self.key_buttons[slot.id] = button
             form.addRow(f"{slot.label}:", button)
         layout.addLayout(form)
+        if self.keeps_passphrase and session.unlocked_with == "recovery":
+            layout.addWidget(
+                _hint("Forgot it? Use Change passphrase… instead, with “Also rotate all keys”.")
+            )
         if any(slot.kind in ("keychain", "touch-id") for slot in slots):
             layout.addWidget(_hint("This device's keychain and Touch ID slots are re-created."))
         self.drops_label = QLabel()
@@ -839,7 +840,7 @@ class SettingsDialog(QDialog):
             lambda: None if dialog.rotating else self._slots_changed("Passphrase changed.")
         )
         dialog.rotation_requested.connect(
-            lambda new, current: self.start_rotation(new, current=current)
+            lambda new, current: self.start_rotation(new, current=current, new_passphrase=True)
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
@@ -921,6 +922,7 @@ class SettingsDialog(QDialog):
         self,
         passphrase: str | None,
         *,
+        new_passphrase: bool = False,
         current: str | None = None,
         touched: Sequence[TouchedKey] = (),
         drop: Sequence[str] = (),
@@ -930,7 +932,13 @@ class SettingsDialog(QDialog):
         recovery code and which slots were dropped. Returns whether it started."""
         self._show_status("Rotating keys: re-encrypting your chats…")
         return self._reopen_chats(
-            self.session.rotate_keys(passphrase, current=current, touched=touched, drop=drop),
+            self.session.rotate_keys(
+                passphrase,
+                new_passphrase=new_passphrase,
+                current=current,
+                touched=touched,
+                drop=drop,
+            ),
             self._rotated,
             confirm=confirm,
             verb="Rotating keys",

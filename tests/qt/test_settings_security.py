@@ -217,3 +217,32 @@ def test_ephemeral_chats_are_asked_about_before_a_rotation(
     assert (qt_profile / "vault.json").read_bytes() == before
     assert area.has_ephemeral_chats()
     main_window.lock(confirm=False)  # the Ephemeral chat goes: closing asks nothing
+
+
+def test_change_passphrase_with_rotation(
+    qtbot: QtBot,
+    main_window: MainWindow,
+    settings: SettingsDialog,
+    run_async: Callable[..., Any],
+    qt_profile: Path,
+    tmp_path: Path,
+) -> None:
+    old_json = (qt_profile / "vault.json").read_bytes()
+    dialog = settings.change_passphrase()
+    dialog.current_edit.setText(QT_PASSPHRASE)
+    dialog.fields.passphrase_edit.setText(NEW)
+    dialog.fields.confirm_edit.setText(NEW)
+    dialog.rotate_check.setChecked(True)
+    dialog.change()
+    qtbot.waitUntil(lambda: hasattr(settings, "recovery_dialog"), timeout=30_000)
+    assert "Keys rotated" in settings.status_label.text()
+    session = main_window.session
+    assert session.is_unlocked
+    run_async(session.verify_passphrase(NEW))
+    copy = tmp_path / "copy"
+    shutil.copytree(qt_profile, copy, ignore=shutil.ignore_patterns("vault.lock"))
+    (copy / "vault.json").write_bytes(old_json)
+    with Vault.open(copy) as vault:
+        vault.unlock_with_passphrase(QT_PASSPHRASE)
+        with pytest.raises(DatabaseDamagedError):
+            vault.connect(Tier.PRIVATE)
