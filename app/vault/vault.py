@@ -1047,12 +1047,6 @@ class Vault:
             logger.info("%s slot %s removed", slot.kind, slot.id)
             self._delete_store_items([slot])
 
-    def is_last_passphrase(self, slot_id: str) -> bool:
-        """Whether ``slot_id`` is the vault's only passphrase slot (removing it leaves the
-        recovery code, security keys and device slots as the only ways in). No secret."""
-        passphrases = self._slot_file.slots_of("passphrase")
-        return len(passphrases) == 1 and passphrases[0].id == slot_id
-
     # ----------------------------------------------------------------- rekey
 
     def rekey(self, tiers: tuple[Tier, ...] = TIERS) -> None:

@@ -363,3 +363,47 @@ def test_recovery_code_type(unlocked: Vault) -> None:
     rotation = unlocked.rotate_keys(passphrase=PASSPHRASE, recovery_code=True)
     assert isinstance(rotation.recovery_code, RecoveryCode)
     assert "output" not in repr(rotation)
+
+
+def test_rotation_refusals(unlocked: Vault) -> None:
+    from app.vault import SlotNotFoundError, TouchedKey
+
+    with pytest.raises(WrongSecretError, match="empty"):
+        unlocked.rotate_keys(passphrase="")
+    recovery = next(slot for slot in unlocked.slots() if slot.kind == "recovery")
+    fake = TouchedKey(recovery.id, bytes(32), bytes(32), user_verified=False)
+    with pytest.raises(SlotNotFoundError, match="security-key"):
+        unlocked.rotate_keys(passphrase=PASSPHRASE, touched=[fake])
+    assert unlocked.slots()[1].id == recovery.id  # nothing changed
+
+
+def test_a_new_passphrase_slot_when_there_was_none(unlocked: Vault) -> None:
+    passphrase_slot = unlocked.slots()[0]
+    unlocked.remove_slot(passphrase_slot.id)
+    rotation = unlocked.rotate_keys(passphrase=NEW, kdf=FLOOR_PARAMS)
+    assert [slot.kind for slot in rotation.slots] == ["passphrase", "recovery"]
+    unlocked.lock()
+    unlocked.unlock_with_passphrase(NEW)
+
+
+def test_a_database_neither_key_opens_is_reported_not_overwritten(
+    unlocked: Vault, profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Killed(BaseException):
+        pass
+
+    def die(self: Vault, path: Path, temp: Path, what: str) -> None:
+        raise Killed
+
+    monkeypatch.setattr(Vault, "_swap_in", die)
+    with pytest.raises(Killed):
+        unlocked.rotate_keys(passphrase=NEW)
+    monkeypatch.undo()
+    unlocked.close()
+    (profile / "private.db").write_bytes(b"\0" * 8192)  # neither key opens this
+    before = snapshot(profile)
+    with Vault.open(profile) as vault:
+        with pytest.raises(DatabaseDamagedError, match="Neither the new nor the previous"):
+            vault.unlock_with_passphrase(NEW)
+        assert vault.is_locked
+    assert snapshot(profile)["private.db"] == before["private.db"]

@@ -324,3 +324,36 @@ def test_windows_backend_inside_a_chainer_is_found_too() -> None:
     _prefer_local_persistence(Chainer())
     assert backend.persist == "local machine"
     _prefer_local_persistence(object())  # any other backend: untouched, no error
+
+
+def test_an_interrupted_rekey_is_finished_with_a_new_keychain_slot(
+    with_keychain: Vault, store: FakeStore, profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_keychain.unlock_with_passphrase(PASSPHRASE)
+    (old_item,) = store.items
+
+    class Killed(BaseException):
+        pass
+
+    real_promote = Vault._promote_pending
+
+    def die(self: Vault, tier: Tier, new_key: bytes) -> None:
+        raise Killed
+
+    monkeypatch.setattr(Vault, "_promote_pending", die)
+    with pytest.raises(Killed):  # renamed in, but not yet recorded as current
+        with_keychain.rekey((Tier.STANDARD,))
+    monkeypatch.setattr(Vault, "_promote_pending", real_promote)
+    with_keychain.close()
+    assert _slot_file(profile).pending_rekey
+    with Vault.open(profile, secret_store=store) as vault:
+        with pytest.raises(VaultLockedError, match="interrupted"):
+            vault.unlock_with_keychain()
+        vault.unlock_with_passphrase(PASSPHRASE)  # finishes the rekey, re-creates the slot
+        assert _slot_file(profile).is_settled
+        assert old_item not in store.items and len(store.items) == 1
+        vault.lock()
+        vault.unlock_with_keychain()
+        assert vault.connect(Tier.STANDARD).execute("SELECT count(*) FROM notes").fetchone()
+        vault.unlock_with_keychain()  # again, already unlocked: nothing changes
+        assert vault.open_tiers == (Tier.STANDARD,)
