@@ -211,6 +211,17 @@ def normalise_finish_reason(raw: str | None) -> str:
     return "other"
 
 
+def _http_url_problem(value: str) -> str | None:
+    """Why ``value`` cannot be used as an http(s) address, or None when it can."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        return str(exc)
+    if url.scheme in ("http", "https") and url.host:
+        return None
+    return "it needs http:// or https:// and a host"
+
+
 class HTTPProvider(abc.ABC):
     """Base of the built-in provider types: one ``httpx.AsyncClient``, retries, error mapping.
 
@@ -278,14 +289,9 @@ class HTTPProvider(abc.ABC):
 
     def _check_base_url(self) -> None:
         """Refuse a ``base_url`` that cannot work, when the provider is created."""
-        try:
-            url = httpx.URL(self.base_url)
-        except httpx.InvalidURL as exc:
-            problem = str(exc)
-        else:
-            if url.scheme in ("http", "https") and url.host:
-                return
-            problem = "it needs http:// or https:// and a host"
+        problem = _http_url_problem(self.base_url)
+        if problem is None:
+            return
         raise ProviderConfigError(
             f"`base_url` {display_url(self.base_url)!r} is not usable ({problem}); set it to the "
             "server's address, e.g. http://127.0.0.1:8080/v1.",
@@ -296,14 +302,9 @@ class HTTPProvider(abc.ABC):
         """Refuse a ``proxy`` that cannot work, when the provider is created."""
         if self.route.proxy is None:
             return
-        try:
-            url = httpx.URL(self.route.proxy)
-        except httpx.InvalidURL as exc:
-            problem = str(exc)
-        else:
-            if url.scheme in ("http", "https") and url.host:
-                return
-            problem = "it needs http:// or https:// and a host"
+        problem = _http_url_problem(self.route.proxy)
+        if problem is None:
+            return
         raise ProviderConfigError(
             f"`proxy` {display_url(self.route.proxy)!r} is not usable ({problem}); set it to "
             "the proxy's address, e.g. http://proxy.example.lan:3128.",
