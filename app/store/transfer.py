@@ -25,9 +25,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from app.errors import UsageError
 from app.store.chats import ChatStore, new_id
@@ -502,6 +502,10 @@ def _require_type(data: Any, expected: type, root: str, fmt: str, source: str, w
 
 # --- import: our format ------------------------------------------------------------------------
 
+# What an SQLite INTEGER holds; a larger count made the insert raise OverflowError.
+_SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2**63), 2**63 - 1
+_Count = Annotated[int, Field(ge=_SQLITE_INT_MIN, le=_SQLITE_INT_MAX)]
+
 
 class _HcMessage(_Strict):
     id: str
@@ -513,12 +517,12 @@ class _HcMessage(_Strict):
     error: str | None = None
     provider: str | None = None
     model: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    prompt_tokens: _Count | None = None
+    completion_tokens: _Count | None = None
     created_at: datetime
     first_token_at: datetime | None = None
     finished_at: datetime | None = None
-    duration_ms: int | None = None
+    duration_ms: _Count | None = None
 
 
 class _HcChat(_Strict):
@@ -989,9 +993,14 @@ def _ow_message(
         id=new_id(), chat_id=chat_id, parent_id=parent_id, role=message.role, content=content,
         created_at=created, reasoning=reasoning, status=status, error=error,
         model=message.model if message.role == "assistant" else None,
-        prompt_tokens=prompt if isinstance(prompt, int) else None,
-        completion_tokens=completion if isinstance(completion, int) else None,
+        prompt_tokens=prompt if _is_count(prompt) else None,
+        completion_tokens=completion if _is_count(completion) else None,
     )  # fmt: skip
+
+
+def _is_count(value: Any) -> bool:
+    """Whether ``value`` is a token count SQLite can store (other apps' numbers are theirs)."""
+    return isinstance(value, int) and _SQLITE_INT_MIN <= value <= _SQLITE_INT_MAX
 
 
 def _ow_text(content: str | list[Any]) -> str:

@@ -2,6 +2,9 @@
 
 A lone UTF-16 surrogate ("\\ud83d", what JavaScript writes for an emoji cut in half) in
 any string made SQLite raise UnicodeEncodeError mid-import. It becomes U+FFFD.
+
+A token count beyond SQLite's INTEGER range made the insert raise OverflowError: our own
+format refuses it, another app's count is taken as unknown.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.store.library import Library, memory_connection
-from app.store.transfer import export_json, import_chats
+from app.store.transfer import ImportFormatError, export_json, import_chats
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "transfer"
 
@@ -51,3 +54,21 @@ def test_a_pair_of_surrogate_escapes_is_one_character(library: Library) -> None:
     export["chats"][0]["title"] = "\U0001f600"  # json.dumps writes "\ud83d\ude00"
     chat_id = import_chats(library, json.dumps(export), fmt="hushchat")[0]
     assert export_json(library, [chat_id])["chats"][0]["title"] == "\U0001f600"
+
+
+def test_a_count_too_large_for_sqlite_is_refused_in_our_own_format(library: Library) -> None:
+    # 2**64 tokens made the INSERT raise OverflowError, not ImportFormatError.
+    export = json.loads((FIXTURES / "hushchat.json").read_text())
+    export["chats"][0]["messages"][1]["prompt_tokens"] = 2**64
+    with pytest.raises(ImportFormatError, match=r"chats\[0\]\.messages\[1\]\.prompt_tokens"):
+        import_chats(library, json.dumps(export), fmt="hushchat")
+    assert library.list_chats() == []
+
+
+def test_a_count_too_large_for_sqlite_from_open_webui_is_unknown(library: Library) -> None:
+    chats = json.loads((FIXTURES / "openwebui_export.json").read_text())
+    for message in chats[0]["chat"]["history"]["messages"].values():
+        message["usage"] = {"prompt_tokens": 2**64, "completion_tokens": -(2**70)}
+    chat_id = import_chats(library, json.dumps(chats), fmt="openwebui")[0]
+    messages = export_json(library, [chat_id])["chats"][0]["messages"]
+    assert {(m["prompt_tokens"], m["completion_tokens"]) for m in messages} == {(None, None)}
