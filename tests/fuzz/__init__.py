@@ -1,0 +1,1 @@
+"""Property-based fuzzing of every parser of untrusted input (hypothesis; ``-m fuzz``)."""
