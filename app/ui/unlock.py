@@ -3,7 +3,10 @@
 A wrong secret is shown inline under the field, the typed text is kept (selected, so
 typing replaces it) and nothing on disk changes. "Use security key" appears when the
 vault has a security-key slot (on Windows it may be Windows Hello); Touch ID only on
-macOS with a Touch ID slot.
+macOS with a Touch ID slot. The page says what each way opens: the passphrase, a
+security key and the recovery code open Standard and Private chats; this device's
+keychain and Touch ID open Standard chats only. After an unlock with the recovery code
+it offers to set a new passphrase.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
+    QMessageBox,
     QPushButton,
     QStackedWidget,
     QVBoxLayout,
@@ -32,6 +38,11 @@ from app.ui.theme import icon
 
 __all__ = ["UnlockWidget"]
 
+_STANDARD_ONLY = (
+    "Opens Standard chats only: Private chats need your passphrase, a security key or the "
+    "recovery code."
+)
+
 
 class UnlockWidget(QWidget):
     """Unlock the vault; emits ``unlocked`` on success."""
@@ -42,6 +53,10 @@ class UnlockWidget(QWidget):
         super().__init__(parent)
         self.session = session
         self._busy = False
+        self._method = "passphrase"
+        #: The offer to set a new passphrase after a recovery-code unlock (for tests).
+        self.passphrase_offer: QMessageBox | None = None
+        self.new_passphrase_dialog: QDialog | None = None
         box = QWidget()
         layout = QVBoxLayout(box)
         logo = QLabel()
@@ -72,12 +87,15 @@ class UnlockWidget(QWidget):
         )
         self.security_key_button.setIcon(icon("key"))
         self.security_key_button.setAccessibleName("Unlock with a security key")
+        self.security_key_button.setToolTip("Opens Standard and Private chats.")
         self.security_key_button.clicked.connect(self.unlock_with_security_key)
         self.touch_id_button = QPushButton("Use &Touch ID")
         self.touch_id_button.setAccessibleName("Unlock with Touch ID")
+        self.touch_id_button.setToolTip(_STANDARD_ONLY)
         self.touch_id_button.clicked.connect(self.unlock_with_touch_id)
         self.keychain_button = QPushButton("Unlock from this &device's keychain")
         self.keychain_button.setAccessibleName("Unlock with this device's keychain")
+        self.keychain_button.setToolTip(_STANDARD_ONLY)
         self.keychain_button.clicked.connect(self.unlock_with_keychain)
         self.recovery_toggle = QPushButton("Use &recovery code")
         self.recovery_toggle.setFlat(True)
@@ -87,9 +105,14 @@ class UnlockWidget(QWidget):
         )
         self.recovery_toggle.setAccessibleName("Use the recovery code instead")
         self.recovery_toggle.clicked.connect(self.toggle_recovery_mode)
+        self.tiers_label = QLabel()
+        self.tiers_label.setWordWrap(True)
+        self.tiers_label.setProperty("role", "hint")
+        self.tiers_label.setAccessibleName("What each way to unlock opens")
         others = QVBoxLayout()
         for button in (self.security_key_button, self.touch_id_button, self.keychain_button):
             others.addWidget(button)
+        others.addWidget(self.tiers_label)
         links = QHBoxLayout()
         links.addWidget(self.recovery_toggle)
         links.addStretch(1)
@@ -151,10 +174,19 @@ class UnlockWidget(QWidget):
     def refresh(self) -> None:
         """Show the unlock methods this vault has; clear any previous message."""
         self.security_key_button.setVisible(self.session.has_slot("security-key"))
-        self.touch_id_button.setVisible(
-            sys.platform == "darwin" and self.session.has_slot("touch-id")
+        touch_id = sys.platform == "darwin" and self.session.has_slot("touch-id")
+        self.touch_id_button.setVisible(touch_id)
+        keychain = self.session.has_slot("keychain")
+        self.keychain_button.setVisible(keychain)
+        device = [name for name, shown in (("keychain", keychain), ("Touch ID", touch_id)) if shown]
+        self.tiers_label.setText(
+            "Your passphrase, a security key or the recovery code open all your chats; "
+            f"this device's {' and '.join(device)} {'open' if len(device) > 1 else 'opens'} "
+            "Standard chats only."
+            if device
+            else ""
         )
-        self.keychain_button.setVisible(self.session.has_slot("keychain"))
+        self.tiers_label.setVisible(bool(device))
         self.error_label.clear()
         self.status_label.clear()
 
@@ -209,7 +241,7 @@ class UnlockWidget(QWidget):
             if not code:
                 self._show_error("Type the recovery code.")
                 return
-            self._run(self.session.unlock_with_recovery_code(code), "Unlocking…")
+            self._run(self.session.unlock_with_recovery_code(code), "Unlocking…", "recovery")
         else:
             passphrase = self.passphrase_edit.text()
             if not passphrase:
@@ -230,19 +262,20 @@ class UnlockWidget(QWidget):
             key = await self.session.find_security_key(prompts)
             await self.session.unlock_with_security_key(key)
 
-        self._run(unlock(), "Looking for a security key…")
+        self._run(unlock(), "Looking for a security key…", "security-key")
 
     def unlock_with_touch_id(self) -> None:
         """Unlock with Touch ID (macOS)."""
         if not self._busy:
-            self._run(self.session.unlock_with_touch_id(), "Waiting for Touch ID…")
+            self._run(self.session.unlock_with_touch_id(), "Waiting for Touch ID…", "touch-id")
 
     def unlock_with_keychain(self) -> None:
         """Unlock with the secret remembered in this device's keychain."""
         if not self._busy:
-            self._run(self.session.unlock_with_keychain(), "Unlocking…")
+            self._run(self.session.unlock_with_keychain(), "Unlocking…", "keychain")
 
-    def _run(self, coro: Coroutine[Any, Any, None], text: str) -> None:
+    def _run(self, coro: Coroutine[Any, Any, None], text: str, method: str = "passphrase") -> None:
+        self._method = method
         self.error_label.clear()
         self._set_busy(True, text)
         tasks.start(coro, on_done=self._unlocked, on_error=self._failed)
@@ -252,6 +285,49 @@ class UnlockWidget(QWidget):
         self.passphrase_edit.clear()
         self.recovery_edit.clear()
         self.unlocked.emit()
+        if self.session.locked_tiers:
+            self._tell_window(
+                "Standard chats are open. Unlock with your passphrase to open Private chats "
+                "(Settings, Security page: Open Private chats…)."
+            )
+        if self._method == "recovery":
+            self.offer_new_passphrase()
+
+    def _tell_window(self, message: str) -> None:
+        window = self.window()
+        if isinstance(window, QMainWindow):
+            window.statusBar().showMessage(message)
+
+    def offer_new_passphrase(self) -> QMessageBox:
+        """After a recovery-code unlock: offer to set a new passphrase (the recovery code
+        is for a forgotten one). Yes opens the change-passphrase dialog, which then needs
+        no current passphrase."""
+        offer = QMessageBox(self.window())
+        offer.setIcon(QMessageBox.Icon.Question)
+        offer.setWindowTitle("Set a new passphrase?")
+        offer.setText(
+            "You unlocked with the recovery code. Set a new passphrase now? (You can also "
+            "do it later in Settings, on the Security page.)"
+        )
+        offer.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        offer.setDefaultButton(QMessageBox.StandardButton.Yes)
+        offer.finished.connect(self._offer_answered)
+        self.passphrase_offer = offer
+        offer.open()
+        return offer
+
+    def _offer_answered(self, result: int) -> None:
+        offer, self.passphrase_offer = self.passphrase_offer, None
+        if offer is None or offer.standardButton(offer.clickedButton()) != (
+            QMessageBox.StandardButton.Yes
+        ):
+            return
+        from app.ui.settings import ChangePassphraseDialog  # Qt dialogs of the settings
+
+        dialog = ChangePassphraseDialog(self.session, self.window())
+        dialog.accepted.connect(lambda: self._tell_window("Passphrase set."))
+        self.new_passphrase_dialog = dialog
+        dialog.open()
 
     def _failed(self, error: BaseException) -> None:
         self._set_busy(False)
