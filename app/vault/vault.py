@@ -237,7 +237,11 @@ def _tighten(path: Path, mode: int) -> None:
     if stat.S_ISLNK(info.st_mode):
         return  # never follow a link out of the profile
     if stat.S_IMODE(info.st_mode) & ~mode:
-        path.chmod(stat.S_IMODE(info.st_mode) & mode)
+        try:
+            path.chmod(stat.S_IMODE(info.st_mode) & mode)
+        except OSError as error:  # not ours, a read-only mount: open it anyway, say so
+            logger.warning("could not tighten the permissions of %s: %s", path.name, error)
+            return
         logger.info("tightened the permissions of %s", path.name)
 
 

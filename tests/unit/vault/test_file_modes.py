@@ -115,3 +115,20 @@ def test_an_existing_loose_directory_is_tightened_on_create(tmp_path: Path) -> N
     vault, _code = Vault.create(profile, PASSPHRASE, kdf=FLOOR_PARAMS)
     vault.close()
     _assert_private(profile)
+
+
+def test_a_mode_that_cannot_be_changed_does_not_stop_the_open(
+    profile: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    profile.chmod(0o755)
+    real_chmod = Path.chmod
+
+    def refuse(self: Path, mode: int, **kwargs: object) -> None:
+        if self == profile:
+            raise PermissionError("read-only mount")
+        real_chmod(self, mode)
+
+    monkeypatch.setattr(Path, "chmod", refuse)
+    with Vault.open(profile) as vault:
+        vault.unlock_with_passphrase(PASSPHRASE)
+    assert "could not tighten the permissions" in caplog.text
