@@ -842,7 +842,7 @@ def _gpt_parts(parts: list[Any]) -> str:
                 pieces.append(part["text"])
             elif kind == "image_asset_pointer":
                 pieces.append("[image not imported]")
-            elif kind not in _SILENT_PARTS:
+            elif not isinstance(kind, str) or kind not in _SILENT_PARTS:  # a list: unhashable
                 pieces.append("[attachment not imported]")
     return "\n\n".join(pieces)
 

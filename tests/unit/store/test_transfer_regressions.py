@@ -5,6 +5,8 @@ any string made SQLite raise UnicodeEncodeError mid-import. It becomes U+FFFD.
 
 A token count beyond SQLite's INTEGER range made the insert raise OverflowError: our own
 format refuses it, another app's count is taken as unknown.
+
+A ChatGPT message part whose ``content_type`` is a list raised TypeError (unhashable).
 """
 
 from __future__ import annotations
@@ -72,3 +74,20 @@ def test_a_count_too_large_for_sqlite_from_open_webui_is_unknown(library: Librar
     chat_id = import_chats(library, json.dumps(chats), fmt="openwebui")[0]
     messages = export_json(library, [chat_id])["chats"][0]["messages"]
     assert {(m["prompt_tokens"], m["completion_tokens"]) for m in messages} == {(None, None)}
+
+
+def test_a_chatgpt_part_whose_content_type_is_a_list_is_an_attachment(library: Library) -> None:
+    # `kind not in _SILENT_PARTS` raised TypeError: unhashable type: 'list'.
+    conversations = json.loads((FIXTURES / "chatgpt_conversations.json").read_text())
+    node = next(
+        node
+        for node in conversations[0]["mapping"].values()
+        if node.get("message") and node["message"]["author"]["role"] == "user"
+    )
+    node["message"]["content"] = {
+        "content_type": "multimodal_text",
+        "parts": [{"content_type": ["image_asset_pointer"]}, "What is this?"],
+    }
+    chat_id = import_chats(library, json.dumps(conversations), fmt="chatgpt")[0]
+    contents = [m["content"] for m in export_json(library, [chat_id])["chats"][0]["messages"]]
+    assert "[attachment not imported]\n\nWhat is this?" in contents
