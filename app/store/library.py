@@ -70,6 +70,12 @@ class Library:
         try:
             return self._stores[tier]
         except KeyError:
+            if tier is Tier.PRIVATE and Tier.STANDARD in self._stores:
+                raise UsageError(
+                    "Private chats are not open: the keychain and Touch ID open Standard "
+                    "chats only; unlock with your passphrase, a security key or the recovery "
+                    "code to open them"
+                ) from None
             raise UsageError(
                 f"{tier.value} chats are not available: unlock the vault first"
             ) from None

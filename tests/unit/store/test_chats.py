@@ -273,3 +273,9 @@ def test_big_message_round_trips(library: Library) -> None:
     message = store.add_message(chat.id, "user", big, parent_id=None)
     assert store.message(message.id).content == big
     assert store.message(message.id).status is MessageStatus.COMPLETE
+
+
+def test_a_standard_only_library_says_how_to_open_private(clock: Clock) -> None:
+    library = Library(memory_connection(), None, clock=clock)
+    with pytest.raises(UsageError, match="unlock with your passphrase"):
+        library.store(Tier.PRIVATE)
