@@ -4,6 +4,11 @@ Every subcommand returns one of the exit codes of ``app.errors.ExitCode``
 (0 ok, 1 unexpected, 2 usage or config, 3 provider, 4 vault, 5 privacy policy).
 Errors are one clear line per problem on stderr; ``--debug`` adds tracebacks
 and debug logging. Domains add their subcommands with ``register(subparsers)``.
+
+Start-up time: the command line is parsed twice. The first pass knows each command
+only by its name and help line (``COMMANDS``), so ``hushchat`` (the window),
+``--help`` and ``--version`` import no command's module; the second pass imports
+the module of the one command given and parses with its real arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from app import __version__
-from app.config import default_config_path, render_example
 from app.errors import ExitCode, HushchatError, ProviderFailedError
 from app.logs import configure_logging, redact, register_secret
 from app.runtime import load, positive_int
@@ -40,24 +44,64 @@ Handler = Callable[[argparse.Namespace], int]
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
-def _registrars() -> list[Registrar]:
-    """Subcommand groups owned by the app's domains, in help order."""
-    from app.chat.cli import register_chat, register_chats
-    from app.vault.cli import register as register_vault
+def _register_chat(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.chat.cli import register_chat
 
-    return [register_chat, register_chats, register_providers, register_config, register_vault]
+    register_chat(subparsers)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every domain's subcommands."""
+def _register_chats(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.chat.cli import register_chats
+
+    register_chats(subparsers)
+
+
+def _register_vault(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.vault.cli import register
+
+    register(subparsers)
+
+
+#: The top-level commands in help order: name → (help line, what adds it to the parser).
+#: Each registrar adds exactly its own command; a test checks that the help lines here are
+#: the ones the registrars give.
+COMMANDS: dict[str, tuple[str, Registrar]] = {
+    "chat": ("send a message and stream the answer", _register_chat),
+    "chats": ("list, show, search, export and manage chats", _register_chats),
+    "providers": ("list, inspect and try LLM providers", lambda s: register_providers(s)),
+    "config": ("show, check or explain the config file", lambda s: register_config(s)),
+    "vault": ("create and manage the encrypted vault", _register_vault),
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills in the platform's config path only when help is printed (it needs the schema)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text is not None and "{config_path}" in text:
+            from app.config import default_config_path
+
+            text = text.replace("{config_path}", str(default_config_path()))
+        return text
+
+
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser, with the real subcommands of ``commands`` (default: all).
+
+    Every other command is a stand-in with its name and help line that accepts any
+    arguments, which is enough to print the top-level help and to find the command.
+    """
+    real = set(COMMANDS) if commands is None else set(commands)
     parser = argparse.ArgumentParser(
         prog="hushchat",
         description="Hushchat: private, local-first chat with the LLMs you choose.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hushchat {__version__}")
     parser.add_argument(
         "--config", metavar="FILE", help="config file (default: $HUSHCHAT_CONFIG, then the "
-        f"platform config file {default_config_path()})"
+        "platform config file {config_path})"
     )  # fmt: skip
     parser.add_argument(
         "--profile", metavar="DIR", help="profile directory (default: $HUSHCHAT_PROFILE, "
@@ -68,15 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["human", "json"], help="log line format (default: from config)"
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for register in _registrars():
-        register(subparsers)
+    for name, (help_line, register) in COMMANDS.items():
+        if name in real:
+            register(subparsers)
+        else:
+            stand_in = subparsers.add_parser(name, help=help_line, add_help=False)
+            stand_in.set_defaults(stand_in=name)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line, importing only the module of the command it names."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(())
+    found, _rest = parser.parse_known_args(arguments)
+    command: str | None = getattr(found, "stand_in", None)
+    if command is not None:
+        parser = build_parser((command,))
+    return parser.parse_args(arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hushchat`` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     configure_logging("DEBUG" if args.debug else "WARNING", args.log_format or "human")
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:  # no subcommand: open the window
@@ -148,6 +206,8 @@ def register_config(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _config_path(args: argparse.Namespace) -> int:
+    from app.config import default_config_path
+
     loaded = load(args)
     print(loaded.path if loaded.path else f"{default_config_path()} (not present: defaults)")
     return ExitCode.OK
@@ -161,6 +221,8 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _config_example(_args: argparse.Namespace) -> int:
+    from app.config import render_example
+
     sys.stdout.write(render_example())
     return ExitCode.OK
 
@@ -215,7 +277,9 @@ def _providers_list(args: argparse.Namespace) -> int:
 
 def _providers_models(args: argparse.Namespace) -> int:
     loaded = load(args)
-    spec = loaded.provider_spec(args.name)
+    from app.api_keys import provider_spec
+
+    spec = provider_spec(loaded, args.name)
     if spec.api_key is not None:
         register_secret(spec.api_key.get_secret_value())
 
@@ -234,7 +298,9 @@ def _providers_models(args: argparse.Namespace) -> int:
 
 def _providers_probe(args: argparse.Namespace) -> int:
     loaded = load(args)
-    spec = loaded.provider_spec(args.name)
+    from app.api_keys import provider_spec
+
+    spec = provider_spec(loaded, args.name)
     if spec.api_key is not None:
         register_secret(spec.api_key.get_secret_value())
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt

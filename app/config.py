@@ -40,8 +40,6 @@ from providers import Locality, ProviderSpec, default_locality
 
 CONFIG_ENV = "HUSHCHAT_CONFIG"
 APP_NAME = "hushchat"
-KEYCHAIN_SERVICE = "hushchat-provider"
-
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -304,34 +302,6 @@ class LoadedConfig:
     config: Config
     path: Path | None
     env: Mapping[str, str]
-
-    def resolve_api_key(self, entry: LLMEntry) -> str | None:
-        """The API key of ``entry``: from the environment (already substituted) or keychain."""
-        if entry.api_key is None or entry.api_key == "":
-            return None
-        if entry.api_key == "keychain":
-            import keyring  # imported lazily: only entries that use the keychain need it
-            from keyring.errors import KeyringError
-
-            try:
-                key = keyring.get_password(KEYCHAIN_SERVICE, entry.provider_name)
-            except KeyringError as error:
-                raise ConfigError(
-                    f"{entry.provider_name}: the OS keychain is not available ({error}); "
-                    "use api_key: ${ENV_VAR} instead"
-                ) from error
-            if key is None:
-                raise ConfigError(
-                    f"{entry.provider_name}: no API key in the OS keychain (service "
-                    f"'{KEYCHAIN_SERVICE}', user '{entry.provider_name}'); add it there"
-                )
-            return key
-        return entry.api_key
-
-    def provider_spec(self, name: str | None = None) -> ProviderSpec:
-        """The provider spec of the named (or default) entry, with its key resolved."""
-        entry = self.config.llm(name)
-        return entry.to_spec(self.resolve_api_key(entry))
 
 
 def _without_credentials(url: str) -> str:
@@ -606,6 +576,26 @@ def _substitute(
     return _ENV_PATTERN.sub(replace, node)
 
 
+#: The provider types ``providers.registry`` always knows, and the entry-point group through
+#: which a plug-in adds others. Checking names against these imports no provider module
+#: (httpx, Jinja: start-up time); a test keeps them equal to the registry's.
+BUILTIN_PROVIDER_TYPES = ("anthropic", "ollama", "openai")
+PROVIDER_ENTRY_POINT_GROUP = "hushchat.providers"
+
+
+def installed_provider_types() -> list[str]:
+    """The built-in provider types and the names of the installed plug-ins' types, sorted.
+
+    Reads entry-point names from package metadata without importing a plug-in, so a
+    plug-in that fails to load passes here and fails with a clear error on first use.
+    """
+    from importlib import metadata
+
+    names = set(BUILTIN_PROVIDER_TYPES)
+    names.update(entry.name for entry in metadata.entry_points(group=PROVIDER_ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
 def _check_semantics(
     config: Config,
     document: CommentedMap,
@@ -614,13 +604,13 @@ def _check_semantics(
     provider_types: Callable[[], Iterator[str] | list[str] | set[str]] | None,
 ) -> None:
     """Checks that span fields: known types, localities, unique names, default_llm."""
-    if provider_types is None:
-        from providers import provider_types as registered
-
-        def provider_types() -> list[str]:
-            return sorted(registered())
-
-    known = sorted(provider_types())
+    types_used = {entry.type for entry in config.llms}
+    if provider_types is not None:
+        known = sorted(provider_types())
+    elif types_used <= set(BUILTIN_PROVIDER_TYPES):
+        known = list(BUILTIN_PROVIDER_TYPES)  # the usual case: no package metadata to read
+    else:
+        known = installed_provider_types()
     seen: set[str] = set()
     for index, entry in enumerate(config.llms):
         where = ("llms", index)

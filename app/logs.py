@@ -15,8 +15,6 @@ import sys
 import threading
 from typing import TextIO
 
-from pythonjsonlogger.json import JsonFormatter
-
 REDACTED = "[REDACTED]"
 
 _PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -91,6 +89,8 @@ def configure_logging(
             root.removeHandler(handler)
     handler = _OurHandler(stream or sys.stderr)
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # only for JSON lines: start-up time
+
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",

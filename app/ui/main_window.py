@@ -5,6 +5,11 @@ A ``QStackedWidget`` holds the pages; the session says which one applies. Lockin
 running work, clears every decrypted widget (the chat area's ``clear()``), closes
 the library (Ephemeral chats vanish, with a warning when asked on demand), drops the
 keys and shows the unlock page. Window geometry is remembered with ``QSettings``.
+
+Start-up: ``hushchat`` shows the window on the unlock page before the config, the
+session and the services are loaded (``MainWindow(None)``, then :meth:`MainWindow.set_session`
+after the first paint), with the theme remembered from the last run. Modules a page needs
+only once it is shown are imported then.
 """
 
 from __future__ import annotations
@@ -13,13 +18,23 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeyEvent, QKeySequence
+# Qt's namespace (``Qt.*``), ``QEvent`` and ``QMessageBox`` are reached through their
+# modules when used: PySide6 sets a class up on first use, ``Qt`` in tens of ms, and the
+# first frame needs none of them.
+from PySide6 import QtCore, QtWidgets
+from PySide6.QtCore import QByteArray, QObject, QSettings, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QPaintEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QPushButton,
     QStackedWidget,
     QToolButton,
@@ -28,13 +43,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import HushchatError
-from app.session import Session
-from app.ui import tasks
 from app.ui.layout import centered_page
-from app.ui.theme import apply_theme, icon
+from app.ui.theme import Scheme, apply_theme, effective_scheme, icon
 from app.ui.unlock import UnlockWidget
 
 if TYPE_CHECKING:  # imported when first needed: start-up time
+    from PySide6.QtCore import QEvent, Qt
+
+    from app.session import Session
     from app.ui.chat_area import ChatAreaWidget
     from app.ui.first_run import FirstRunWidget
     from app.ui.settings import SettingsDialog
@@ -43,25 +59,30 @@ __all__ = ["MainWindow"]
 
 log = logging.getLogger(__name__)
 
-_ACTIVITY_EVENTS = frozenset(
-    {
-        QEvent.Type.KeyPress,
-        QEvent.Type.MouseButtonPress,
-        QEvent.Type.Wheel,
-        QEvent.Type.TouchBegin,
-    }
-)
+# Appearance remembered from the last run (QSettings keys), so the first frame has the
+# user's theme before the config is read and without asking the desktop for its scheme.
+_THEME_KEY = "appearance/theme"
+_FONT_SIZE_KEY = "appearance/font_size"
+_SCHEME_KEY = "appearance/scheme"
 
 
 class _ActivityFilter(QObject):
-    """Sees every key press, click and scroll in the app: the user is there."""
+    """Sees every key press, click and scroll in the app: the user is there.
+
+    Installed with the session, after the first paint: the first event it sees makes
+    PySide6 set up every widget type it may be handed (tens of ms).
+    """
 
     def __init__(self, session: Session, parent: QObject) -> None:
         super().__init__(parent)
         self._session = session
+        kinds = QtCore.QEvent.Type
+        self._activity = frozenset(
+            {kinds.KeyPress, kinds.MouseButtonPress, kinds.Wheel, kinds.TouchBegin}
+        )
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() in _ACTIVITY_EVENTS:
+        if event.type() in self._activity:
             self._session.record_activity()
         return False
 
@@ -71,17 +92,23 @@ class MainWindow(QMainWindow):
 
     locked = Signal()
     unlocked = Signal()
+    #: The window's first frame has been painted (emitted once, after the paint).
+    first_painted = Signal()
 
     def __init__(
         self,
-        session: Session,
+        session: Session | None,
         *,
         settings: QSettings | None = None,
         idle_check_ms: int = 1000,
         parent: QWidget | None = None,
     ) -> None:
+        """A window for ``session``; ``None`` shows the unlock page of an existing vault
+        at once and waits for :meth:`set_session` (``hushchat``'s start-up)."""
         super().__init__(parent)
-        self.session = session
+        self._session: Session | None = None
+        self._painted = False
+        self._appearance: tuple[str, int, Scheme] | None = None
         self.settings = settings or QSettings()
         self.setWindowTitle("Hushchat")
         self.setWindowIcon(icon("hushchat"))
@@ -90,41 +117,66 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.setCentralWidget(self.stack)
         self.first_run: FirstRunWidget | None = None
-        self.unlock_page = UnlockWidget(session)
+        self.unlock_page = UnlockWidget(None)
         self.unlock_page.unlocked.connect(self._on_unlocked)
         self.stack.addWidget(self.unlock_page)
         # Built once the unlock page is up (while the user types, or while Argon2 runs
         # on a worker thread), so the first page appears sooner.
         self.chat_area: ChatAreaWidget | None = None
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setProperty("role", "error")
-        error_box = QWidget()
-        error_layout = QVBoxLayout(error_box)
-        error_layout.addWidget(self.error_label)
-        quit_button = QPushButton("&Quit")
-        quit_button.clicked.connect(self.close)
-        error_layout.addWidget(quit_button, 0, Qt.AlignmentFlag.AlignRight)
-        self.error_page = centered_page(error_box)
-        self.stack.addWidget(self.error_page)
+        # Built by show_error, the first time there is one.
+        self.error_label: QLabel | None = None
+        self.error_page: QWidget | None = None
 
         self._build_actions()
         self._build_menus()
         self._build_status_bar()
 
+        self._activity_filter: _ActivityFilter | None = None
+        self.idle_timer = QTimer(self)
+        self.idle_timer.setInterval(idle_check_ms)
+        self.idle_timer.timeout.connect(self.check_idle)
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._system_scheme_changed)
+
+        self._restore_geometry()
+        if session is None:
+            self.apply_appearance()  # as remembered from the last run
+            self.stack.setCurrentWidget(self.unlock_page)
+            self.unlock_page.focus_field()
+        else:
+            self.set_session(session)
+
+    @property
+    def session(self) -> Session:
+        """The session this window shows; raises ``RuntimeError`` before it is set."""
+        if self._session is None:
+            raise RuntimeError("the window has no session yet")
+        return self._session
+
+    @property
+    def _is_unlocked(self) -> bool:
+        return self._session is not None and self._session.is_unlocked
+
+    def set_session(self, session: Session) -> None:
+        """Show ``session``: its theme, then the first-run or unlock page; opens the vault."""
+        if self._session is not None:
+            raise RuntimeError("the window already has a session")
+        self._session = session
+        self.unlock_page.set_session(session)
         self._activity_filter = _ActivityFilter(session, self)
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self._activity_filter)
-        self.idle_timer = QTimer(self)
-        self.idle_timer.setInterval(idle_check_ms)
-        self.idle_timer.timeout.connect(self.check_idle)
         self.idle_timer.start()
-        QGuiApplication.styleHints().colorSchemeChanged.connect(self._system_scheme_changed)
-
-        self._restore_geometry()
         self.apply_appearance()
         self._start()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        """Paint; after the first frame (children included), emit ``first_painted``."""
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            # Tied to the window: nothing fires if it is deleted first.
+            QTimer.singleShot(0, self, self.first_painted.emit)
 
     # ----------------------------------------------------------------- building
 
@@ -145,8 +197,7 @@ class MainWindow(QMainWindow):
                     sequences.extend(QKeySequence.keyBindings(shortcut))
                 else:
                     sequences.append(QKeySequence(shortcut))
-            action.setShortcuts(sequences)
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.setShortcuts(sequences)  # in this window (Qt.WindowShortcut, the default)
         if icon_name:
             action.setIcon(icon(icon_name))
         action.triggered.connect(slot)
@@ -230,7 +281,7 @@ class MainWindow(QMainWindow):
         self.lock_button.setAccessibleName("Lock now")
         self.lock_button.setToolTip("Lock now (Ctrl+L)")
         bar.addPermanentWidget(self.lock_button)
-        self.lock_button.setVisible(self.session.is_unlocked)
+        self.lock_button.setVisible(self._is_unlocked)
 
     def _set_unlocked_actions(self, enabled: bool) -> None:
         for action in self._unlocked_actions:
@@ -256,7 +307,7 @@ class MainWindow(QMainWindow):
 
         def slot() -> None:
             area = self.chat_area
-            if area is not None and self.session.is_unlocked and self.stack.currentWidget() is area:
+            if area is not None and self._is_unlocked and self.stack.currentWidget() is area:
                 act(area)
 
         return slot
@@ -284,6 +335,8 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(self.first_run)
             self.stack.setCurrentWidget(self.first_run)
             return
+        from app.ui import tasks  # loads the provider layer's types: after the first paint
+
         self.stack.setCurrentWidget(self.unlock_page)
         self.unlock_page.focus_field()
         tasks.start(self.session.open_vault(), on_done=self._vault_opened, on_error=self.show_error)
@@ -295,6 +348,18 @@ class MainWindow(QMainWindow):
 
     def show_error(self, error: BaseException) -> None:
         """A problem the window cannot continue after (profile in use, damaged vault)."""
+        if self.error_label is None or self.error_page is None:
+            self.error_label = QLabel()
+            self.error_label.setWordWrap(True)
+            self.error_label.setProperty("role", "error")
+            error_box = QWidget()
+            error_layout = QVBoxLayout(error_box)
+            error_layout.addWidget(self.error_label)
+            quit_button = QPushButton("&Quit")
+            quit_button.clicked.connect(self.close)
+            error_layout.addWidget(quit_button, 0, QtCore.Qt.AlignmentFlag.AlignRight)
+            self.error_page = centered_page(error_box)
+            self.stack.addWidget(self.error_page)
         self.error_label.setText(str(error) if isinstance(error, HushchatError) else repr(error))
         self.stack.setCurrentWidget(self.error_page)
 
@@ -307,6 +372,8 @@ class MainWindow(QMainWindow):
             first_run.deleteLater()
 
     def _on_unlocked(self) -> None:
+        from app.ui import tasks
+
         area = self.ensure_chat_area()
         self.session.record_activity()
         area.load()
@@ -321,14 +388,14 @@ class MainWindow(QMainWindow):
     def _agent_locked(self, reason: str) -> None:
         """The key server locked itself (suspend, `hushchat lock`): lock the window too."""
         log.info("locking: the command-line key server locked (%s)", reason)
-        if self.session.is_unlocked:
+        if self._is_unlocked:
             self._lock_now()
 
     # ----------------------------------------------------------------- locking
 
     def check_idle(self) -> None:
         """Lock when the user has been away for the auto-lock time (timer-driven)."""
-        if not self.session.is_unlocked or self.current_page != "main":
+        if not self._is_unlocked or self.current_page != "main":
             return
         left = self.session.seconds_until_idle_lock()
         if left is not None and left <= 0:
@@ -337,7 +404,7 @@ class MainWindow(QMainWindow):
 
     def lock(self, *, confirm: bool = True) -> bool:
         """Lock now; asks first when Ephemeral chats would vanish. Returns whether locked."""
-        if not self.session.is_unlocked:
+        if not self._is_unlocked:
             return False
         if confirm and not self._ephemeral_may_vanish("Lock"):
             return False
@@ -345,6 +412,8 @@ class MainWindow(QMainWindow):
         return True
 
     def _lock_now(self) -> None:
+        from app.ui import tasks
+
         tasks.cancel_all()
         if self.chat_area is not None:
             self.chat_area.clear()
@@ -358,47 +427,77 @@ class MainWindow(QMainWindow):
 
     def _ephemeral_may_vanish(self, verb: str) -> bool:
         area = self.chat_area
-        if not self.session.is_unlocked or area is None or not area.has_ephemeral_chats():
+        if not self._is_unlocked or area is None or not area.has_ephemeral_chats():
             return True
-        answer = QMessageBox.warning(
+        buttons = QtWidgets.QMessageBox.StandardButton
+        answer = QtWidgets.QMessageBox.warning(
             self,
             f"{verb} Hushchat",
             f"Your Ephemeral chats exist only in memory and will vanish for good. {verb} anyway?",
-            QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Ok,
-            QMessageBox.StandardButton.Cancel,
+            buttons.Cancel | buttons.Ok,
+            buttons.Cancel,
         )
-        return answer == QMessageBox.StandardButton.Ok
+        return answer == buttons.Ok
 
     # ----------------------------------------------------------------- settings
 
     def open_settings(self) -> SettingsDialog | None:
         """Show the settings dialog (returned for tests)."""
-        if not self.session.is_unlocked:
+        if not self._is_unlocked:
             return None
         from app.ui.settings import SettingsDialog
 
         dialog = SettingsDialog(self.session, self)
         dialog.appearance_changed.connect(self.apply_appearance)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
 
     def apply_appearance(self) -> None:
-        """Apply the theme and font size of the current config."""
+        """Apply the theme and font size of the current config, and remember them.
+
+        Without a session yet, apply the ones remembered from the last run (nothing on the
+        very first run). Applies nothing when nothing changed: setting the same style sheet
+        again re-polishes every widget.
+        """
         app = QApplication.instance()
-        if isinstance(app, QApplication):
-            ui = self.session.config.config.ui
-            apply_theme(app, ui.theme, ui.font_size)
+        if not isinstance(app, QApplication):
+            return
+        appearance: tuple[str, int, Scheme]
+        if self._session is not None:
+            ui = self._session.config.config.ui
+            appearance = (ui.theme, ui.font_size, effective_scheme(ui.theme))
+        else:
+            remembered = self._remembered_appearance()
+            if remembered is None:
+                return
+            appearance = remembered
+        if appearance == self._appearance:
+            return
+        apply_theme(app, *appearance)
+        self._appearance = appearance
+        if self._session is not None and self._remembered_appearance() != appearance:
+            theme, font_size, scheme = appearance
+            self.settings.setValue(_THEME_KEY, theme)
+            self.settings.setValue(_FONT_SIZE_KEY, font_size)
+            self.settings.setValue(_SCHEME_KEY, scheme)
+
+    def _remembered_appearance(self) -> tuple[str, int, Scheme] | None:
+        theme = self.settings.value(_THEME_KEY)
+        size = str(self.settings.value(_FONT_SIZE_KEY))
+        scheme = self.settings.value(_SCHEME_KEY)
+        if not isinstance(theme, str) or not size.isdigit():
+            return None
+        return (theme, int(size), "dark" if scheme == "dark" else "light")
 
     def _system_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
-        if self.session.config.config.ui.theme == "system":
-            self.apply_appearance()
+        self.apply_appearance()  # re-applies if the theme follows the desktop
 
     def show_about(self) -> None:
         """The About box."""
         from app import __version__
 
-        QMessageBox.about(
+        QtWidgets.QMessageBox.about(
             self,
             "About Hushchat",
             f"<b>Hushchat {__version__}</b><p>Private, local-first chat with the LLMs you "
@@ -425,7 +524,8 @@ class MainWindow(QMainWindow):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Esc that no focused widget used: stop the answer."""
-        if event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+        qt = QtCore.Qt
+        if event.key() == qt.Key.Key_Escape and event.modifiers() == qt.KeyboardModifier.NoModifier:
             self._on_area(lambda area: area.stop())()
             event.accept()
             return
@@ -439,8 +539,8 @@ class MainWindow(QMainWindow):
         self.save_geometry()
         self.idle_timer.stop()
         app = QApplication.instance()
-        if app is not None:
+        if app is not None and self._activity_filter is not None:
             app.removeEventFilter(self._activity_filter)
-        if self.session.is_unlocked:
+        if self._is_unlocked:
             self._lock_now()
         event.accept()

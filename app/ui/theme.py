@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
@@ -101,6 +100,9 @@ def effective_scheme(theme: str) -> Scheme:
     """``light``/``dark`` as chosen, or the desktop's scheme for ``system``."""
     if theme in ("light", "dark"):
         return "dark" if theme == "dark" else "light"
+    # Asking costs tens of ms the first time: PySide6 sets up Qt's whole namespace.
+    from PySide6.QtCore import Qt
+
     hints = QGuiApplication.styleHints()
     return "dark" if hints.colorScheme() == Qt.ColorScheme.Dark else "light"
 
@@ -120,13 +122,19 @@ def _palette(scheme: Scheme) -> QPalette:
     return palette
 
 
-def apply_theme(app: QApplication, theme: str, font_size: int) -> Scheme:
-    """Apply the palette for ``theme`` (system/light/dark) and the base font size."""
+def apply_theme(
+    app: QApplication, theme: str, font_size: int, scheme: Scheme | None = None
+) -> Scheme:
+    """Apply the palette for ``theme`` (system/light/dark) and the base font size.
+
+    ``scheme`` is the colour scheme to use, when the caller knows it already (default: the
+    one ``theme`` means now, see :func:`effective_scheme`).
+    """
     if app.style().name().lower() != "fusion":
         fusion = QStyleFactory.create("Fusion")
         if fusion is not None:
             app.setStyle(fusion)
-    scheme = effective_scheme(theme)
+    scheme = scheme or effective_scheme(theme)
     app.setPalette(_palette(scheme))
     font = QFont(app.font())
     font.setPointSize(font_size)

@@ -7,13 +7,16 @@ macOS with a Touch ID slot. The page says what each way opens: the passphrase, a
 security key and the recovery code open Standard and Private chats; this device's
 keychain and Touch ID open Standard chats only. After an unlock with the recovery code
 it offers to set a new passphrase.
+
+The page can be shown before the session exists (start-up); an unlock asked for then
+starts once :meth:`UnlockWidget.set_session` hands the session over.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -30,11 +33,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import WrongSecretError
-from app.session import Session
-from app.ui import tasks
-from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
 from app.ui.theme import icon
+
+if TYPE_CHECKING:  # the session's modules load after the first paint: start-up time
+    from app.session import Session
 
 __all__ = ["UnlockWidget"]
 
@@ -49,10 +52,11 @@ class UnlockWidget(QWidget):
 
     unlocked = Signal()
 
-    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Session | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self._session = session
         self._busy = False
+        self._unlock_when_ready = False
         self._method = "passphrase"
         #: The offer to set a new passphrase after a recovery-code unlock (for tests).
         self.passphrase_offer: QMessageBox | None = None
@@ -171,12 +175,31 @@ class UnlockWidget(QWidget):
 
     # ----------------------------------------------------------------- state
 
+    @property
+    def session(self) -> Session:
+        """The session unlocked here; raises ``RuntimeError`` before it is set."""
+        if self._session is None:
+            raise RuntimeError("the unlock page has no session yet")
+        return self._session
+
+    def set_session(self, session: Session) -> None:
+        """Use ``session`` from now on; runs an unlock asked for while there was none."""
+        self._session = session
+        self.refresh()
+        if self._unlock_when_ready:
+            self._unlock_when_ready = False
+            self._set_busy(False)
+            self.unlock()
+
+    def _has_slot(self, kind: str) -> bool:
+        return self._session is not None and self._session.has_slot(kind)
+
     def refresh(self) -> None:
         """Show the unlock methods this vault has; clear any previous message."""
-        self.security_key_button.setVisible(self.session.has_slot("security-key"))
-        touch_id = sys.platform == "darwin" and self.session.has_slot("touch-id")
+        self.security_key_button.setVisible(self._has_slot("security-key"))
+        touch_id = sys.platform == "darwin" and self._has_slot("touch-id")
         self.touch_id_button.setVisible(touch_id)
-        keychain = self.session.has_slot("keychain")
+        keychain = self._has_slot("keychain")
         self.keychain_button.setVisible(keychain)
         device = [name for name, shown in (("keychain", keychain), ("Touch ID", touch_id)) if shown]
         self.tiers_label.setText(
@@ -236,6 +259,10 @@ class UnlockWidget(QWidget):
         """Unlock with the typed passphrase or recovery code."""
         if self._busy:
             return
+        if self._session is None:  # still starting: unlock as soon as the session is there
+            self._unlock_when_ready = True
+            self._set_busy(True, "Unlocking…")
+            return
         if self.in_recovery_mode:
             code = self.recovery_edit.text().strip()
             if not code:
@@ -253,6 +280,8 @@ class UnlockWidget(QWidget):
         """Find the security key and unlock with it (touch and maybe PIN prompts)."""
         if self._busy:
             return
+        from app.ui.key_prompts import QtKeyPrompts  # Qt's namespace: after the first paint
+
         prompts = QtKeyPrompts(self)
         prompts.touch_requested.connect(
             lambda: self.status_label.setText("Touch your security key now…")
@@ -275,6 +304,8 @@ class UnlockWidget(QWidget):
             self._run(self.session.unlock_with_keychain(), "Unlocking…", "keychain")
 
     def _run(self, coro: Coroutine[Any, Any, None], text: str, method: str = "passphrase") -> None:
+        from app.ui import tasks  # loads the provider layer's types: after the first paint
+
         self._method = method
         self.error_label.clear()
         self._set_busy(True, text)

@@ -15,14 +15,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
-import platformdirs
-
 from app.vault.errors import ProfileInUseError
 
-__all__ = ["LOCK_FILE_NAME", "PROFILE_ENV", "ProfileLock", "resolve_profile_dir"]
+__all__ = [
+    "LOCK_FILE_NAME",
+    "PROFILE_ENV",
+    "SLOT_FILE_NAME",
+    "ProfileLock",
+    "holds_vault",
+    "resolve_profile_dir",
+]
 
 PROFILE_ENV: Final = "HUSHCHAT_PROFILE"
 LOCK_FILE_NAME: Final = "vault.lock"
+#: The key slots (``app.vault.slots`` reads and writes it); a profile has a vault if it exists.
+SLOT_FILE_NAME: Final = "vault.json"
 
 
 def resolve_profile_dir(option: str | os.PathLike[str] | None = None) -> Path:
@@ -33,7 +40,14 @@ def resolve_profile_dir(option: str | os.PathLike[str] | None = None) -> Path:
     from_env = os.environ.get(PROFILE_ENV)
     if from_env:
         return Path(from_env).expanduser()
+    import platformdirs  # only for the default location: start-up time
+
     return platformdirs.user_data_path("hushchat", appauthor=False) / "profile"
+
+
+def holds_vault(profile_dir: Path) -> bool:
+    """Whether ``profile_dir`` holds a vault (else the window starts with the first run)."""
+    return (profile_dir / SLOT_FILE_NAME).exists()
 
 
 class ProfileLock:
