@@ -62,6 +62,14 @@ def _register_vault(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     register(subparsers)
 
 
+def _register_agent(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], command: str
+) -> None:
+    from app.agent.cli import register_lock, register_unlock
+
+    (register_unlock if command == "unlock" else register_lock)(subparsers)
+
+
 #: The top-level commands in help order: name → (help line, what adds it to the parser).
 #: Each registrar adds exactly its own command; a test checks that the help lines here are
 #: the ones the registrars give.
@@ -71,6 +79,11 @@ COMMANDS: dict[str, tuple[str, Registrar]] = {
     "providers": ("list, inspect and try LLM providers", lambda s: register_providers(s)),
     "config": ("show, check or explain the config file", lambda s: register_config(s)),
     "vault": ("create and manage the encrypted vault", _register_vault),
+    "unlock": (
+        "unlock once; later commands need no secret until idle, suspend or lock",
+        lambda s: _register_agent(s, "unlock"),
+    ),
+    "lock": ("lock now: the unlock agent forgets the keys", lambda s: _register_agent(s, "lock")),
 }
 
 
