@@ -15,8 +15,9 @@ only once it is shown are imported then.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Qt's namespace (``Qt.*``), ``QEvent`` and ``QMessageBox`` are reached through their
 # modules when used: PySide6 sets a class up on first use, ``Qt`` in tens of ms, and the
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # imported when first needed: start-up time
     from app.session import Session
     from app.ui.chat_area import ChatAreaWidget
     from app.ui.first_run import FirstRunWidget
+    from app.ui.screen_lock import ScreenLockWatcher
     from app.ui.settings import SettingsDialog
 
 __all__ = ["MainWindow"]
@@ -132,6 +134,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
 
         self._activity_filter: _ActivityFilter | None = None
+        self._screen_lock: ScreenLockWatcher | None = None
         self.idle_timer = QTimer(self)
         self.idle_timer.setInterval(idle_check_ms)
         self.idle_timer.timeout.connect(self.check_idle)
@@ -383,7 +386,40 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Unlocked.", 3000)
         # `hushchat` commands use this window's keys while it is unlocked.
         tasks.start(self.session.serve_agent(on_locked=self._agent_locked))
+        self._watch_screen_lock()
         self.unlocked.emit()
+
+    def _watch_screen_lock(self) -> None:
+        """Lock when the OS locks the screen or sleeps (set up at the first unlock)."""
+        if self._screen_lock is not None:
+            return
+        from app.ui.screen_lock import ScreenLockWatcher
+
+        self._screen_lock = ScreenLockWatcher(self)
+        self._screen_lock.lock_requested.connect(self._os_locked)
+        if sys.platform == "win32":
+            self._screen_lock.register_windows_session(int(self.winId()))
+
+    def _os_locked(self, reason: str) -> None:
+        if self._is_unlocked:
+            log.info("locking: %s", reason)
+            self._lock_now()
+
+    if sys.platform == "win32":  # only there: a Python hook costs on every native event
+
+        def nativeEvent(self, event_type: Any, message: Any) -> Any:
+            """Windows: session lock and suspend messages reach the screen-lock watcher."""
+            watcher = self._screen_lock
+            if (
+                watcher is not None
+                and sys.platform == "win32"
+                and bytes(event_type) == b"windows_generic_MSG"
+            ):
+                from ctypes import wintypes
+
+                msg = wintypes.MSG.from_address(int(message))
+                watcher.handle_windows_message(int(msg.message), int(msg.wParam))
+            return super().nativeEvent(event_type, message)
 
     def _agent_locked(self, reason: str) -> None:
         """The key server locked itself (suspend, `hushchat lock`): lock the window too."""
@@ -394,8 +430,9 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- locking
 
     def check_idle(self) -> None:
-        """Lock when the user has been away for the auto-lock time (timer-driven)."""
-        if not self._is_unlocked or self.current_page != "main":
+        """Lock when the user has been away for the auto-lock time (timer-driven); also
+        on the first-run pages once the vault exists (the recovery code is on screen)."""
+        if not self._is_unlocked or self.current_page not in ("main", "first_run"):
             return
         left = self.session.seconds_until_idle_lock()
         if left is not None and left <= 0:
@@ -417,6 +454,10 @@ class MainWindow(QMainWindow):
         tasks.cancel_all()
         if self.chat_area is not None:
             self.chat_area.clear()
+        first_run, self.first_run = self.first_run, None
+        if first_run is not None:  # locked on the recovery-code page: the code goes too
+            self.stack.removeWidget(first_run)
+            first_run.deleteLater()
         self.session.lock()
         self._set_unlocked_actions(False)
         self.unlock_page.reset()
