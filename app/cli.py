@@ -20,23 +20,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from app import __version__
 from app.errors import ExitCode, HushchatError, ProviderFailedError
 from app.logs import configure_logging, redact, register_secret
 from app.runtime import load, positive_int
-from providers import (
-    ChatMessage,
-    ChatRequest,
-    FinishEvent,
-    ProviderError,
-    ProviderSpec,
-    ReasoningDelta,
-    Role,
-    TextDelta,
-    UsageEvent,
-)
+
+if TYPE_CHECKING:  # the provider layer's models (pydantic) load with the commands that use them
+    from providers import ChatRequest, ProviderSpec
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HushchatError as error:
         _print_error(str(error))
         return error.exit_code
-    except ProviderError as error:
-        _print_error(str(error))
-        return ExitCode.PROVIDER
     except KeyboardInterrupt:
         _print_error("interrupted")
         return 130
     except Exception as error:  # the last line of defence: one line, not a traceback
+        from providers import ProviderError  # loaded already if this is one of its errors
+
+        if isinstance(error, ProviderError):
+            _print_error(str(error))
+            return ExitCode.PROVIDER
         if args.debug:
             raise
         log.debug("unexpected error", exc_info=True)
@@ -310,6 +304,8 @@ def _providers_models(args: argparse.Namespace) -> int:
 
 
 def _providers_probe(args: argparse.Namespace) -> int:
+    from providers import ChatMessage, ChatRequest, ProviderError, Role  # start-up: not at top
+
     loaded = load(args)
     from app.api_keys import provider_spec
 
@@ -370,7 +366,8 @@ class ProbeStats:
 async def _stream_probe(
     spec: ProviderSpec, request: ChatRequest, stats: ProbeStats, out: TextIO
 ) -> None:
-    from providers import create_provider  # the HTTP stack, only when needed
+    # The HTTP stack, only when needed.
+    from providers import FinishEvent, ReasoningDelta, TextDelta, UsageEvent, create_provider
 
     async with create_provider(spec) as provider:
         async for event in provider.stream_chat(request):
