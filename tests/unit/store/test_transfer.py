@@ -618,7 +618,7 @@ def test_unreadable_file_and_locked_tier(tmp_path: Path) -> None:
     library = _library(private=False)
     with pytest.raises(UsageError, match=r"cannot read .*missing\.json: No such file"):
         import_file(library, tmp_path / "missing.json")
-    with pytest.raises(UsageError, match="private chats are not available"):
+    with pytest.raises(UsageError, match="Private chats are not open"):
         import_file(library, FIXTURES / "hushchat.json", tier=Tier.PRIVATE)
     assert library.list_chats() == []
 

@@ -45,7 +45,7 @@ async def test_a_keychain_unlock_opens_only_the_standard_tier(session: Session) 
     assert session.unlocked_with == "keychain"
     assert await _titles(session) == {"standard chat"}
     assert Tier.PRIVATE not in session.library.tiers
-    with pytest.raises(UsageError, match="private chats are not available"):
+    with pytest.raises(UsageError, match="Private chats are not open"):
         await session.service.create_chat(Tier.PRIVATE)
     assert not await session.serve_agent()  # the agent hands out both keys: not here
     with pytest.raises(VaultLockedError, match="open only Standard"):
