@@ -68,6 +68,13 @@ _FONT_SIZE_KEY = "appearance/font_size"
 _SCHEME_KEY = "appearance/scheme"
 
 
+def _load_provider_layer() -> None:
+    """Import the providers' HTTP stack (httpx, Jinja; a tenth of a second or more)."""
+    import providers
+
+    _ = providers.create_provider  # loads the registry and what it needs (PEP 562)
+
+
 class _ActivityFilter(QObject):
     """Sees every key press, click and scroll in the app: the user is there.
 
@@ -345,9 +352,14 @@ class MainWindow(QMainWindow):
         tasks.start(self.session.open_vault(), on_done=self._vault_opened, on_error=self.show_error)
 
     def _vault_opened(self, _none: None) -> None:
+        from app.ui import tasks
+
         self.unlock_page.refresh()
         self.unlock_page.focus_field()
         self.ensure_chat_area()
+        # While the passphrase is typed (or Argon2 runs), so that neither the first answer
+        # nor the settings dialog waits for it.
+        tasks.start(self.session.runner.blocking(_load_provider_layer))
 
     def show_error(self, error: BaseException) -> None:
         """A problem the window cannot continue after (profile in use, damaged vault)."""
