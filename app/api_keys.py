@@ -26,6 +26,11 @@ __all__ = ["ApiKeys", "keychain_account", "provider_spec"]
 log = logging.getLogger(__name__)
 
 
+# Where Hushchat 0.1 kept a provider's key: this service, account = the provider's name,
+# the key as plain text. Read once and moved to the current place (:meth:`_migrate`).
+LEGACY_KEYCHAIN_SERVICE = "hushchat-provider"
+
+
 def keychain_account(provider_name: str) -> str:
     """The keychain account that holds the API key of ``provider_name``."""
     return f"provider/{provider_name}"
@@ -71,12 +76,41 @@ class ApiKeys:
                 "provider in the config file"
             ) from error
         except (NoSecretAvailableError, UnicodeDecodeError) as error:
+            legacy = self._migrate(name)
+            if legacy is not None:
+                with self._lock:
+                    self._cache[name] = legacy
+                return legacy
             raise ConfigError(
                 f"{name}: no API key for it in the OS keychain; enter the key again in "
                 "Settings, Providers, or write api_key: ${VAR} in the config file"
             ) from error
         with self._lock:
             self._cache[name] = key
+        return key
+
+    def _migrate(self, name: str) -> str | None:
+        """The key Hushchat 0.1 saved for ``name``, moved to today's place; None if none.
+
+        Only the OS keychain can hold such an entry (an injected store is not it)."""
+        if not isinstance(self._store, KeyringStore):
+            return None
+        import keyring
+        import keyring.errors
+
+        try:
+            key = keyring.get_password(LEGACY_KEYCHAIN_SERVICE, name)
+        except keyring.errors.KeyringError:
+            log.warning("could not look for %s's API key where Hushchat 0.1 kept it", name)
+            return None
+        if not key:
+            return None
+        self.save(name, key)
+        try:
+            keyring.delete_password(LEGACY_KEYCHAIN_SERVICE, name)
+        except keyring.errors.KeyringError:
+            log.warning("moved %s's API key; its old keychain entry could not be removed", name)
+        log.info("moved %s's API key to the keychain entry of this version", name)
         return key
 
     def save(self, provider_name: str, key: str) -> None:

@@ -20,7 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import keyring
 import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
 
 REQUIRED_BINARIES = ("dbus-daemon", "dbus-send", "gnome-keyring-daemon")
 KEYRING_PASSWORD = b"test-keyring-password"  # a throw-away keyring in a temp dir
@@ -132,3 +135,36 @@ def _wait_for_service(env: dict[str, str]) -> None:
             return
         time.sleep(0.05)
     pytest.fail("gnome-keyring-daemon did not register org.freedesktop.secrets")
+
+
+class MemoryKeyring(KeyringBackend):
+    """A ``keyring`` backend that keeps passwords in a dict: the OS keychain as the
+    ``keyring`` API presents it, for tests that need no Secret Service."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passwords: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.passwords.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.passwords[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.passwords.pop((service, username), None) is None:
+            raise PasswordDeleteError("no such password")
+
+
+@contextmanager
+def replaced_keyring() -> Iterator[MemoryKeyring]:
+    """``keyring``'s backend replaced by a :class:`MemoryKeyring` for the block."""
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)

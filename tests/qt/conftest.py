@@ -41,12 +41,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import keyring
 import pytest
 import qasync
 import shiboken6
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -56,6 +53,7 @@ from app.config import LoadedConfig, load_config
 from app.session import Session
 from app.ui import tasks
 from app.vault.kdf import FLOOR_PARAMS
+from tests.peers.keychain import MemoryKeyring, replaced_keyring
 from tests.peers.llama_server import LlamaServer, free_port
 from tests.peers.scripted_provider import ScriptedModel
 
@@ -90,34 +88,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
-class MemoryKeyring(KeyringBackend):
-    """A keyring backend that keeps passwords in a dict (tests only)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.passwords.pop((service, username), None) is None:
-            raise PasswordDeleteError("no such password")
-
-
 @pytest.fixture(autouse=True)
 def memory_keyring() -> Iterator[MemoryKeyring]:
     """The OS keychain, replaced by a dict for the test."""
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+    with replaced_keyring() as backend:
+        yield backend
 
 
 def drain(qapp: QApplication, until: Callable[[], bool], timeout: float = 5.0) -> bool:

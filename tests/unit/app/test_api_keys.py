@@ -119,3 +119,23 @@ def test_provider_spec_for_the_command_line() -> None:
     )
     spec = provider_spec(config, "cloud")
     assert spec.api_key is not None and spec.api_key.get_secret_value() == "sk-env-789"
+
+
+def test_a_key_saved_by_version_0_1_is_moved_to_todays_entry() -> None:
+    from app.api_keys import LEGACY_KEYCHAIN_SERVICE
+    from app.vault.keychain import KeyringStore
+    from tests.peers.keychain import replaced_keyring
+
+    with replaced_keyring() as backend:
+        backend.set_password(LEGACY_KEYCHAIN_SERVICE, "cloud", "sk-from-0.1")
+        keys = ApiKeys(KeyringStore())
+        assert keys.resolve_now(_entry("keychain")) == "sk-from-0.1"
+        assert (LEGACY_KEYCHAIN_SERVICE, "cloud") not in backend.passwords
+        # Stored where this version looks, so the next session finds it directly.
+        assert KeyringStore().load(KEYCHAIN_SERVICE, keychain_account("cloud")) == b"sk-from-0.1"
+        keys.forget()
+        assert ApiKeys(KeyringStore()).resolve_now(_entry("keychain")) == "sk-from-0.1"
+        # Nothing anywhere: the error says what to do.
+        backend.passwords.clear()
+        with pytest.raises(ConfigError, match="enter the key again"):
+            ApiKeys(KeyringStore()).resolve_now(_entry("keychain"))

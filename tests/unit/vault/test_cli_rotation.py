@@ -8,13 +8,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 
 from app.errors import ExitCode
 from app.vault import DatabaseDamagedError, RecoveryCode, Vault, WrongSecretError
+from tests.peers.keychain import MemoryKeyring, replaced_keyring
 from tests.peers.vault_fixtures import TemplateVault, snapshot
 from tests.unit.vault.test_cli_prompts import (
     FLOOR,
@@ -222,31 +220,10 @@ def test_removing_another_slot_does_not_warn(
 # ----------------------------------------------------------------- keychain: Standard only
 
 
-class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.passwords.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.passwords.pop((service, username), None) is None:
-            raise PasswordDeleteError("no such password")
-
-
 @pytest.fixture
 def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
+    with replaced_keyring() as backend:
+        yield backend
 
 
 def test_a_keychain_unlock_verifies_and_opens_standard_only(
