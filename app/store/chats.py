@@ -367,6 +367,8 @@ class ChatStore:
     def remove_moved(self, chat_id: str) -> None:
         """Delete the source copy of a chat that was moved to another tier."""
         with self.transaction():
+            # Not a delete for sync: the chat lives on in the other tier.
+            self._conn.execute("INSERT OR IGNORE INTO sync_moves (chat_id) VALUES (?)", (chat_id,))
             self._delete_rows(chat_id)
         self.compact()
 

@@ -124,6 +124,118 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX chats_moving ON chats (move_state) WHERE move_state IS NOT NULL;
         """,
     ),
+    Migration(
+        4,
+        "add_sync_state",
+        """
+        CREATE TABLE sync_keys (
+            key_id  TEXT PRIMARY KEY,
+            tier    TEXT NOT NULL,
+            epoch   INTEGER NOT NULL,
+            secret  BLOB NOT NULL,
+            state   TEXT NOT NULL CHECK (state IN ('current', 'next'))
+        );
+        CREATE TABLE sync_chat_keys (
+            chat_id  TEXT PRIMARY KEY,
+            key_id   TEXT NOT NULL,
+            secret   BLOB NOT NULL,
+            hlc      TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE sync_settings (
+            name   TEXT PRIMARY KEY,
+            value  BLOB
+        );
+        CREATE TABLE sync_records (
+            record_id         TEXT PRIMARY KEY,
+            kind              TEXT NOT NULL,
+            chat_id           TEXT,
+            server_revision   INTEGER NOT NULL DEFAULT 0,
+            server_deleted    INTEGER NOT NULL DEFAULT 0,
+            dirty             INTEGER NOT NULL DEFAULT 0,
+            local_deleted     INTEGER NOT NULL DEFAULT 0,
+            pending_revision  INTEGER,
+            pending_parent    INTEGER,
+            pending_deleted   INTEGER,
+            pending_key_id    TEXT,
+            pending_payload   BLOB,
+            state             TEXT
+        );
+        CREATE INDEX sync_records_dirty ON sync_records (dirty) WHERE dirty = 1;
+        CREATE INDEX sync_records_pending ON sync_records (pending_revision)
+            WHERE pending_revision IS NOT NULL;
+        CREATE INDEX sync_records_by_chat ON sync_records (chat_id);
+        CREATE TABLE sync_inbox (
+            record_id        TEXT PRIMARY KEY,
+            kind             TEXT NOT NULL,
+            revision         INTEGER NOT NULL,
+            parent_revision  INTEGER,
+            deleted          INTEGER NOT NULL,
+            key_id           TEXT NOT NULL,
+            payload          BLOB NOT NULL,
+            seq              INTEGER NOT NULL
+        );
+        CREATE TABLE sync_moves (chat_id TEXT PRIMARY KEY);
+        CREATE TABLE sync_applying (id INTEGER PRIMARY KEY CHECK (id = 1));
+
+        INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+            SELECT 'chatkey:' || id, 'chatkey', id, 1 FROM chats WHERE tier <> 'ephemeral';
+        INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+            SELECT 'chat:' || id, 'chat', id, 1 FROM chats WHERE tier <> 'ephemeral';
+        INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+            SELECT 'msg:' || m.id, 'message', m.chat_id, 1 FROM messages m
+            JOIN chats c ON c.id = m.chat_id WHERE c.tier <> 'ephemeral';
+
+        CREATE TRIGGER sync_chat_insert AFTER INSERT ON chats
+        WHEN new.tier <> 'ephemeral' AND NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            DELETE FROM sync_moves WHERE chat_id = new.id;
+            INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+                VALUES ('chatkey:' || new.id, 'chatkey', new.id, 1)
+                ON CONFLICT (record_id) DO UPDATE SET dirty = 1, local_deleted = 0;
+            INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+                VALUES ('chat:' || new.id, 'chat', new.id, 1)
+                ON CONFLICT (record_id) DO UPDATE SET dirty = 1, local_deleted = 0;
+        END;
+        CREATE TRIGGER sync_chat_update
+        AFTER UPDATE OF title, title_source, system_prompt, memory, provider, model, pinned,
+            active_leaf_id, move_state ON chats
+        WHEN new.tier <> 'ephemeral' AND NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            UPDATE sync_records SET dirty = 1 WHERE record_id = 'chat:' || new.id;
+        END;
+        CREATE TRIGGER sync_chat_delete AFTER DELETE ON chats
+        WHEN old.tier <> 'ephemeral' AND NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            DELETE FROM sync_records WHERE chat_id = old.id
+                AND (EXISTS (SELECT 1 FROM sync_moves WHERE chat_id = old.id)
+                     OR (server_revision = 0 AND pending_revision IS NULL));
+            INSERT INTO sync_settings (name, value)
+                SELECT 'rotate_pending', 1 FROM sync_records
+                WHERE record_id = 'chatkey:' || old.id
+                ON CONFLICT (name) DO UPDATE SET value = 1;
+            UPDATE sync_records SET dirty = 1, local_deleted = 1
+                WHERE chat_id = old.id AND kind IN ('chat', 'chatkey');
+        END;
+        CREATE TRIGGER sync_message_insert AFTER INSERT ON messages
+        WHEN NOT EXISTS (SELECT 1 FROM sync_applying)
+            AND EXISTS (SELECT 1 FROM chats WHERE id = new.chat_id AND tier <> 'ephemeral') BEGIN
+            INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+                VALUES ('msg:' || new.id, 'message', new.chat_id, 1)
+                ON CONFLICT (record_id) DO UPDATE SET dirty = 1, local_deleted = 0;
+        END;
+        CREATE TRIGGER sync_message_update
+        AFTER UPDATE OF content, reasoning, status, error ON messages
+        WHEN NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            UPDATE sync_records SET dirty = 1 WHERE record_id = 'msg:' || new.id;
+        END;
+        CREATE TRIGGER sync_message_delete AFTER DELETE ON messages
+        WHEN NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            DELETE FROM sync_records WHERE record_id = 'msg:' || old.id
+                AND (EXISTS (SELECT 1 FROM sync_moves WHERE chat_id = old.chat_id)
+                     OR (server_revision = 0 AND pending_revision IS NULL));
+            UPDATE sync_records SET dirty = 1, local_deleted = 1,
+                state = json_object('parent_id', old.parent_id)
+                WHERE record_id = 'msg:' || old.id;
+        END;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
