@@ -6,7 +6,10 @@
 //   * signing keys read from OIDC_JWKS_FILE (the test rotates keys by restarting with a
 //     new file: new key first, old key still published),
 //   * a scripted login: /interaction/:uid signs in the account named by the authorization
-//     request's login_hint and grants the requested scopes, with no HTML involved.
+//     request's login_hint and grants the requested scopes, with no HTML involved;
+//   * the device authorization grant (RFC 8628), its user-code pages reduced to the bare
+//     forms (hidden inputs a test can post back); the account is the device authorization
+//     request's login_hint, as above.
 // Environment: OIDC_PORT, OIDC_JWKS_FILE, OIDC_AUDIENCE, OIDC_CLIENT_ID; optional
 // OIDC_ACCESS_TOKEN_TTL (seconds, default 300) and OIDC_ACCESS_TOKEN_TYP (the JWT typ
 // header of access tokens; default oidc-provider's RFC 9068 "at+jwt"). Prints READY.
@@ -28,13 +31,21 @@ const accounts = {
   mallory: { email: 'mallory@example.org', email_verified: false },
 };
 
+// The device flow's pages: a title and the provider's form, nothing loaded from elsewhere.
+const bare = (title, form) => `<!DOCTYPE html><html><head><title>${title}</title></head>`
+  + `<body><h1>${title}</h1>${form}</body></html>`;
+
 const configuration = {
   clients: [{
     client_id: clientId,
     application_type: 'native',
     token_endpoint_auth_method: 'none',
     redirect_uris: ['http://127.0.0.1/callback'],
-    grant_types: ['authorization_code', 'refresh_token'],
+    grant_types: [
+      'authorization_code',
+      'refresh_token',
+      'urn:ietf:params:oauth:grant-type:device_code',
+    ],
     response_types: ['code'],
   }],
   jwks,
@@ -54,6 +65,12 @@ const configuration = {
   } : {}),
   features: {
     devInteractions: { enabled: false },
+    deviceFlow: {
+      enabled: true,
+      userCodeInputSource: async (ctx, form) => { ctx.body = bare('Enter code', form); },
+      userCodeConfirmSource: async (ctx, form) => { ctx.body = bare('Confirm', form); },
+      successSource: async (ctx) => { ctx.body = bare('Signed in', ''); },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => audience,
