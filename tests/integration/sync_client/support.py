@@ -6,21 +6,26 @@ loop and talks real HTTP to it); start-up and shut-down waits are bounded.
 :class:`ScriptedBrowser` plays the user's browser against the oidc-provider peer: it
 follows the peer's redirects (the peer's scripted interaction signs in the user named by
 ``login_hint``) and finally opens the loopback redirect, like a browser would.
+:func:`smtp_server` catches the local-account mails on loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from email import message_from_bytes
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urljoin
 
 import httpx
 import uvicorn
+from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 _START_TIMEOUT = 20.0
@@ -115,3 +120,40 @@ class ScriptedBrowser:
                     break
                 response = client.get(urljoin(str(response.request.url), location))
             return response.text
+
+
+class Mailbox:
+    """aiosmtpd handler keeping every message (recipients, subject, body)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str, str]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        """Store the message."""
+        message = message_from_bytes(envelope.content)
+        body = message.get_payload(decode=True)
+        assert isinstance(body, bytes)
+        self.messages.append((list(envelope.rcpt_tos), str(message["Subject"]), body.decode()))
+        return "250 OK"
+
+    async def wait_for(self, to: str, subject_part: str) -> str:
+        """The body of the first mail to ``to`` whose subject has ``subject_part`` (≤ 10 s)."""
+        for _ in range(200):
+            for recipients, subject, body in self.messages:
+                if recipients == [to] and subject_part in subject:
+                    return body
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no mail {subject_part!r} to {to}")
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on loopback capturing mail: (mailbox, port)."""
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
