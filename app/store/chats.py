@@ -37,6 +37,7 @@ from app.store.models import (
     Tier,
     TitleSource,
 )
+from app.store.sync_state import SyncState
 
 
 class ChatNotFoundError(HushchatError):
@@ -144,6 +145,10 @@ class ChatStore:
         self._clock = clock
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
+
+    def sync_state(self) -> SyncState:
+        """This database's sync bookkeeping (``app.store.sync_state``)."""
+        return SyncState(self, self._conn)
 
     def close(self) -> None:
         """Close the connection (Ephemeral chats vanish with it)."""

@@ -210,6 +210,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 SELECT 'rotate_pending', 1 FROM sync_records
                 WHERE record_id = 'chatkey:' || old.id
                 ON CONFLICT (name) DO UPDATE SET value = 1;
+            INSERT INTO sync_settings (name, value)
+                SELECT 'rotate_pending', 1 FROM sync_moves
+                WHERE chat_id = old.id AND old.tier = 'standard'
+                    AND EXISTS (SELECT 1 FROM sync_keys)
+                ON CONFLICT (name) DO UPDATE SET value = 1;
             UPDATE sync_records SET dirty = 1, local_deleted = 1
                 WHERE chat_id = old.id AND kind IN ('chat', 'chatkey');
         END;

@@ -1,0 +1,1357 @@
+"""``SyncEngine``: the client side of sync, over any ``SyncTransport``.
+
+One round (``sync_once``) pushes the outbox and pulls what other devices wrote::
+
+    local write ──trigger──> sync_records.dirty          (same transaction as the write)
+    seal      dirty ──> pending bytes + revision saved   (before the push: a retry re-sends
+                                                          the same bytes, the server answers
+                                                          "duplicate", never a second record)
+    push      pending ──> saved | conflict (merge with the server's copy, push again)
+    pull      changes(cursor) ──> apply one page per transaction, cursor saved with it
+
+``run`` repeats that in the background: a long-poll pull (``wait=25``), a push shortly
+after each local change (``notify_local_change``, debounced), backoff with jitter while
+offline, ``Retry-After`` honoured, and a stop with status ``signed_out`` when the server
+refuses the device.
+
+Keys (``app.sync.crypto``): each tier's sync key lives in that tier's database, so with
+Private locked no Private record is sealed, pushed or opened. Records whose key is not
+held here (a Private record while Private is locked, a record that arrived before its
+key) wait in the Standard database's inbox and are applied when the key is there.
+A record that does not decrypt under a key this device holds is tampered with (or
+replayed): it is counted, logged by id only, and never applied.
+
+Nothing here logs message text, titles, keys or tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.errors import HushchatError, UsageError
+from app.executor import BlockingRunner
+from app.store.library import Library
+from app.store.sync_state import InboxRecord, PendingRecord, SyncRow, SyncState
+from app.sync.crypto import (
+    KEYS_RECORD_ID,
+    AccountKeys,
+    ChatKey,
+    OpenedKeys,
+    RecordHeader,
+    RecordTamperedError,
+    SyncKey,
+    create_account_keys,
+    keys_header,
+    open_keys_with_passphrase,
+    open_keys_with_recovery,
+    open_record,
+    read_keys_record,
+    rewrap_passphrase,
+    seal_key_entry,
+    seal_keys_record,
+    seal_record,
+    unwrap_next_key,
+    wrap_next_key,
+)
+from app.sync.errors import (
+    SyncAuthError,
+    SyncError,
+    SyncOfflineError,
+    SyncRetryLaterError,
+)
+from app.sync.protocol import ChangesResponse, PushResponse, RecordIn, RecordOut
+from app.sync.records import (
+    FINAL_STATUSES,
+    ChatState,
+    Hlc,
+    decode_body,
+    encode_body,
+    kind_of,
+    message_values,
+)
+from app.tiers import STORED_TIERS, Tier
+
+if TYPE_CHECKING:
+    from app.chat.events import ChangeBus, ChatChanged
+    from app.chat.service import ChatService
+    from app.vault.kdf import KdfParams
+
+__all__ = [
+    "EngineStatus",
+    "SyncAuthError",
+    "SyncEngine",
+    "SyncKeysExistError",
+    "SyncNotSetUpError",
+    "SyncOfflineError",
+    "SyncReport",
+    "SyncRetryLaterError",
+    "SyncStatus",
+    "SyncTransport",
+]
+
+log = logging.getLogger(__name__)
+
+PUSH_BATCH = 100
+PAGE_SIZE = 500
+LONG_POLL_SECONDS = 25.0
+DEBOUNCE_SECONDS = 0.3
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 300.0
+_MAX_PUSH_ROUNDS = 30
+
+
+class SyncTransport(Protocol):
+    """What the engine needs of the server (``app/sync/client.py`` implements it).
+
+    Raises ``SyncOfflineError`` (retry later), ``SyncRetryLaterError`` (wait
+    ``retry_after`` seconds) or ``SyncAuthError`` (stop: the device is signed out).
+    """
+
+    async def push(self, records: list[RecordIn], *, atomic: bool = False) -> PushResponse: ...
+
+    async def changes(
+        self, cursor: int, *, limit: int | None = None, wait: float = 0.0
+    ) -> ChangesResponse: ...
+
+
+class SyncNotSetUpError(SyncError):
+    """This profile has no sync keys yet: set them up (first device) or join."""
+
+
+class SyncKeysExistError(SyncError):
+    """The account already has sync keys (set up on another device): join instead."""
+
+
+class SyncStatus(StrEnum):
+    IDLE = "idle"  # synced; waiting for changes
+    SYNCING = "syncing"
+    OFFLINE = "offline"  # the server cannot be reached, or asked to wait: retrying
+    ERROR = "error"  # something failed: ``reason`` says what; retrying with backoff
+    SIGNED_OUT = "signed_out"  # the server refused the device; stopped
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    state: SyncStatus
+    reason: str | None = None
+
+
+@dataclass
+class SyncReport:
+    """What one ``sync_once`` did (counts of records)."""
+
+    pushed: int = 0
+    pulled: int = 0
+    conflicts: int = 0
+    tampered: int = 0
+    deferred: int = 0
+
+
+# Push order: keys before what they open, tombstones after what they delete.
+_PRIORITY = {
+    ("chatkey", False): 0,
+    ("chat", False): 1,
+    ("message", False): 2,
+    ("message", True): 3,
+    ("chat", True): 4,
+    ("chatkey", True): 5,
+    ("rotation", False): 6,
+    ("keys", False): 7,
+}
+
+
+@dataclass
+class _Changes:
+    """Events to emit after a transaction commits, and moves to make."""
+
+    events: list[ChatChanged] = field(default_factory=list)
+    moves: dict[str, Tier] = field(default_factory=dict)
+
+    def add(self, event: ChatChanged) -> None:
+        if event not in self.events:
+            self.events.append(event)
+
+
+class _Keys:
+    """The keys open tiers hold, read once per database-thread step."""
+
+    def __init__(self, states: dict[Tier, SyncState]) -> None:
+        self.states = states
+        self.current: dict[Tier, SyncKey] = {}
+        self.next: dict[Tier, SyncKey] = {}
+        self.sync_by_id: dict[str, SyncKey] = {}
+        for tier, state in states.items():
+            for key_id, tier_name, epoch, secret, kind in state.sync_keys():
+                key = SyncKey(Tier(tier_name), epoch, key_id, secret)
+                (self.current if kind == "current" else self.next)[tier] = key
+                self.sync_by_id[key_id] = key
+
+    def chat_key_by_id(self, key_id: str) -> tuple[Tier, ChatKey] | None:
+        for tier, state in self.states.items():
+            found = state.chat_key_by_id(key_id)
+            if found is not None:
+                return tier, ChatKey(found[0], key_id, found[1])
+        return None
+
+    def chat_tier(self, chat_id: str) -> Tier | None:
+        for tier, state in self.states.items():
+            if state.chat_row(chat_id) is not None:
+                return tier
+        return None
+
+    def row(self, record_id: str) -> tuple[Tier, SyncRow] | None:
+        for tier, state in self.states.items():
+            found = state.row(record_id)
+            if found is not None:
+                return tier, found
+        return None
+
+
+class SyncEngine:
+    """Syncs a library's Standard and Private chats through ``transport``.
+
+    ``account_id`` is the account's id on the server (``GET /v1/me``); it is bound into
+    every record. Pass the chat service's ``runner`` so that the engine's database work
+    runs on the same database thread as everything else, and ``attach`` the service so
+    that local changes are pushed soon and remote ones refresh the window.
+    """
+
+    def __init__(
+        self,
+        library: Library,
+        transport: SyncTransport,
+        account_id: str,
+        *,
+        runner: BlockingRunner | None = None,
+        push_batch: int = PUSH_BATCH,
+        page_size: int = PAGE_SIZE,
+        long_poll: float = LONG_POLL_SECONDS,
+        debounce: float = DEBOUNCE_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.library = library
+        self.transport = transport
+        self.account_id = account_id
+        self.runner = runner or BlockingRunner()
+        self._push_batch = push_batch
+        self._page_size = page_size
+        self._long_poll = long_poll
+        self._debounce = debounce
+        self._clock = clock
+        self._hlc: Hlc | None = None
+        self._lock = asyncio.Lock()
+        self._local_change = asyncio.Event()
+        self._status = EngineStatus(SyncStatus.IDLE)
+        self._listeners: list[Callable[[EngineStatus], None]] = []
+        self._bus: ChangeBus | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._emitting = False
+
+    # --- status and wiring -------------------------------------------------------------------
+
+    @property
+    def status(self) -> EngineStatus:
+        return self._status
+
+    def add_status_listener(self, callback: Callable[[EngineStatus], None]) -> Callable[[], None]:
+        """Call ``callback`` on every status change; returns a function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def _set_status(self, state: SyncStatus, reason: str | None = None) -> None:
+        status = EngineStatus(state, reason)
+        if status == self._status:
+            return
+        self._status = status
+        for callback in list(self._listeners):
+            callback(status)
+
+    def attach(self, service: ChatService) -> None:
+        """Push after the service's changes; emit remote changes on its ``changes`` bus."""
+        self.detach()
+        self._bus = service.changes
+        self._unsubscribe = service.changes.subscribe(self._on_service_change)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = None
+        self._bus = None
+
+    def _on_service_change(self, _event: ChatChanged) -> None:
+        if not self._emitting:
+            self.notify_local_change()
+
+    def notify_local_change(self) -> None:
+        """A chat changed here: push soon (debounced)."""
+        self._local_change.set()
+
+    def _emit(self, changes: _Changes) -> None:
+        if self._bus is None:
+            return
+        self._emitting = True
+        try:
+            for event in changes.events:
+                self._bus.emit(event)
+        finally:
+            self._emitting = False
+
+    # --- database access ---------------------------------------------------------------------
+
+    def _states(self) -> dict[Tier, SyncState]:
+        return {
+            tier: self.library.store(tier).sync_state()
+            for tier in STORED_TIERS
+            if tier in self.library.tiers
+        }
+
+    def _standard(self, states: dict[Tier, SyncState]) -> SyncState:
+        try:
+            return states[Tier.STANDARD]
+        except KeyError:
+            raise UsageError("sync needs the vault unlocked") from None
+
+    def _clock_hlc(self, standard: SyncState) -> Hlc:
+        if self._hlc is None:
+            node = standard.setting("node")
+            if node is None:
+                node = secrets.token_hex(6)
+                with standard.transaction():
+                    standard.set_setting("node", node)
+            self._hlc = Hlc(str(node)) if self._clock is None else Hlc(str(node), self._clock)
+        return self._hlc
+
+    def _header(
+        self, record_id: str, kind: str, revision: int, deleted: bool, key_id: str
+    ) -> RecordHeader:
+        return RecordHeader(self.account_id, record_id, kind, revision, deleted, key_id)
+
+    @staticmethod
+    def _account_keys(standard: SyncState) -> AccountKeys | None:
+        raw = standard.setting("account_keys")
+        return None if raw is None else AccountKeys.from_json(json.loads(raw))
+
+    async def is_set_up(self) -> bool:
+        """Whether this profile holds the account's keys (set up or joined)."""
+
+        def read() -> bool:
+            return self._account_keys(self._standard(self._states())) is not None
+
+        return await self.runner.db(read)
+
+    # --- first device: set up the keys record -------------------------------------------------
+
+    async def setup_keys(
+        self, *, passphrase: str, recovery_secret: bytes | None, kdf: KdfParams
+    ) -> None:
+        """Create the account's sync keys and publish the "keys" record (first device).
+
+        ``passphrase`` and ``recovery_secret`` (the vault recovery code's secret) are the
+        only ways a new device will open the record. SyncKeysExistError if the account
+        already has one (then join with ``join_with_passphrase``). Both tiers must be open.
+        """
+        if Tier.PRIVATE not in self.library.tiers:
+            raise UsageError("setting up sync needs Private chats open: unlock with the passphrase")
+        account = await self.runner.blocking(
+            create_account_keys,
+            self.account_id,
+            passphrase=passphrase,
+            kdf=kdf,
+            recovery_secret=recovery_secret,
+        )
+        async with self._lock:
+            record = await self.runner.db(self._install_new_keys, account)
+            response = await self.transport.push([record], atomic=True)
+            (result,) = response.results
+            if result.status != "saved":
+                await self.runner.db(self._uninstall_keys)
+                raise SyncKeysExistError(
+                    "This sync account already has its keys (set up from another device): "
+                    "join it with your passphrase or recovery code."
+                )
+            await self.runner.db(self._after_keys_saved, record.revision, record.payload)
+        self.notify_local_change()
+
+    def _install_new_keys(self, account: AccountKeys) -> RecordIn:
+        states = self._states()
+        standard = self._standard(states)
+        if self._account_keys(standard) is not None:
+            raise SyncKeysExistError("This profile already has sync keys.")
+        keys = {tier: SyncKey.generate(tier) for tier in states}
+        for tier, state in states.items():
+            with state.transaction():
+                key = keys[tier]
+                state.put_sync_key(key.key_id, tier.value, key.epoch, key.secret, "current")
+        header = keys_header(self.account_id, 1, account)
+        entries = [
+            seal_key_entry(self.account_id, account.public_key, key) for key in keys.values()
+        ]
+        payload = seal_keys_record(header, account, entries)
+        with standard.transaction():
+            standard.set_setting("account_keys", json.dumps(account.to_json()))
+            standard.save_pending(
+                PendingRecord(KEYS_RECORD_ID, "keys", 1, None, False, account.key_id, payload), None
+            )
+        return RecordIn(
+            id=KEYS_RECORD_ID, kind="keys", revision=1, parent_revision=None, deleted=False,
+            key_id=account.key_id, payload=payload,
+        )  # fmt: skip
+
+    def _uninstall_keys(self) -> None:
+        states = self._states()
+        standard = self._standard(states)
+        for state in states.values():
+            with state.transaction():
+                for key_id, *_ in state.sync_keys():
+                    state.delete_sync_key(key_id)
+        with standard.transaction():
+            standard.set_setting("account_keys", None)
+            standard.delete_row(KEYS_RECORD_ID)
+
+    def _after_keys_saved(self, revision: int, payload: bytes) -> None:
+        standard = self._standard(self._states())
+        with standard.transaction():
+            standard.mark_pushed(KEYS_RECORD_ID, revision, False)
+            standard.set_setting("keys_payload", payload)
+            standard.set_setting("keys_stale", None)
+
+    # --- a new device: join with the passphrase or the recovery code --------------------------
+
+    async def join_with_passphrase(self, passphrase: str) -> SyncReport:
+        """Fetch the account's records, open the "keys" record with the passphrase (the
+        key-record private key is used once and forgotten) and apply everything."""
+        return await self._join(lambda h, p: open_keys_with_passphrase(h, p, passphrase))
+
+    async def join_with_recovery(self, recovery_secret: bytes) -> SyncReport:
+        """Like ``join_with_passphrase``, with the recovery code's secret."""
+        return await self._join(lambda h, p: open_keys_with_recovery(h, p, recovery_secret))
+
+    async def _join(self, opener: Callable[[RecordHeader, bytes], OpenedKeys]) -> SyncReport:
+        if Tier.PRIVATE not in self.library.tiers:
+            raise UsageError("joining sync needs Private chats open: unlock with the passphrase")
+        report = SyncReport()
+        async with self._lock:
+            # Without keys every record waits in the inbox, the keys record among them.
+            await self._pull(report)
+            found = await self.runner.db(self._inbox_keys_record)
+            if found is None:
+                raise SyncNotSetUpError(
+                    "This sync account has no keys yet: set up sync on your first device."
+                )
+            header = self._header(
+                KEYS_RECORD_ID, "keys", found.revision, found.deleted, found.key_id
+            )
+            opened = await self.runner.blocking(opener, header, found.payload)
+            await self.runner.db(self._install_joined_keys, opened, found)
+        more = await self.sync_once()
+        report.pushed += more.pushed
+        report.pulled += more.pulled
+        report.conflicts += more.conflicts
+        report.tampered += more.tampered
+        report.deferred = more.deferred
+        return report
+
+    def _inbox_keys_record(self) -> InboxRecord | None:
+        standard = self._standard(self._states())
+        for record in standard.inbox():
+            if record.record_id == KEYS_RECORD_ID:
+                return record
+        return None
+
+    def _install_joined_keys(self, opened: OpenedKeys, record: InboxRecord) -> None:
+        states = self._states()
+        standard = self._standard(states)
+        for tier, state in states.items():
+            key = opened.sync_keys.get(tier)
+            if key is None:
+                raise RecordTamperedError(f"the keys record holds no {tier.value} sync key")
+            with state.transaction():
+                for key_id, *_ in state.sync_keys():
+                    state.delete_sync_key(key_id)
+                state.put_sync_key(key.key_id, tier.value, key.epoch, key.secret, "current")
+        with standard.transaction():
+            standard.set_setting("account_keys", json.dumps(opened.account_keys.to_json()))
+            standard.set_setting("keys_payload", record.payload)
+            standard.put_row(KEYS_RECORD_ID, "keys", None, server_revision=record.revision)
+            standard.inbox_delete(KEYS_RECORD_ID)
+
+    # --- passphrase change --------------------------------------------------------------------
+
+    async def change_passphrase(self, current: str, new: str, kdf: KdfParams) -> None:
+        """Re-wrap the key-record private key for a new passphrase (the current one opens
+        it: WrongKeySecretError otherwise) and publish the "keys" record again."""
+
+        def read() -> AccountKeys:
+            account = self._account_keys(self._standard(self._states()))
+            if account is None:
+                raise SyncNotSetUpError("This profile has no sync keys to change.")
+            return account
+
+        account = await self.runner.db(read)
+        changed = await self.runner.blocking(
+            rewrap_passphrase,
+            self.account_id,
+            account,
+            current_passphrase=current,
+            new_passphrase=new,
+            kdf=kdf,
+        )
+
+        def save() -> None:
+            standard = self._standard(self._states())
+            with standard.transaction():
+                standard.set_setting("account_keys", json.dumps(changed.to_json()))
+                standard.set_setting("keys_stale", 1)
+
+        await self.runner.db(save)
+        self.notify_local_change()
+
+    # --- one round ----------------------------------------------------------------------------
+
+    async def sync_once(self) -> SyncReport:
+        """Push the outbox (merging conflicts), then pull until up to date, then push
+        what the merges left. SyncNotSetUpError before the keys are set up or joined."""
+        report = SyncReport()
+        async with self._lock:
+            set_up = await self.runner.db(
+                lambda: self._account_keys(self._standard(self._states())) is not None
+            )
+            if not set_up:
+                raise SyncNotSetUpError(
+                    "Sync is not set up on this device: set it up, or join with your "
+                    "passphrase or recovery code."
+                )
+            await self._apply_inbox(report)
+            await self._push(report)
+            await self._pull(report)
+            await self._push(report)
+            await self.runner.db(self._forget_moved_keys)
+            report.deferred = await self.runner.db(self._inbox_size)
+        return report
+
+    def _inbox_size(self) -> int:
+        return self._standard(self._states()).counts()[1]
+
+    # --- push ---------------------------------------------------------------------------------
+
+    async def _push(self, report: SyncReport) -> None:
+        for _ in range(_MAX_PUSH_ROUNDS):
+            pending = await self.runner.db(self._prepare)
+            if not pending:
+                return
+            for start in range(0, len(pending), self._push_batch):
+                batch = pending[start : start + self._push_batch]
+                response = await self.transport.push(
+                    [
+                        RecordIn(
+                            id=r.record_id, kind=r.kind, revision=r.revision,
+                            parent_revision=r.parent_revision, deleted=r.deleted,
+                            key_id=r.key_id, payload=r.payload,
+                        )
+                        for _tier, r in batch
+                    ]
+                )  # fmt: skip
+                changes = await self.runner.db(self._after_push, batch, response, report)
+                self._emit(changes)
+                await self._make_moves(changes)
+        log.warning("sync: records still waiting after %d push rounds", _MAX_PUSH_ROUNDS)
+
+    def _prepare(self) -> list[tuple[Tier, PendingRecord]]:
+        """Seal what changed (and start an epoch change if a delete asked for one);
+        the records to push, in push order."""
+        states = self._states()
+        standard = self._standard(states)
+        hlc = self._clock_hlc(standard)
+        keys = _Keys(states)
+        for tier, state in states.items():
+            current = keys.current.get(tier)
+            if current is None:
+                continue
+            if (
+                state.setting("rotate_pending")
+                and tier not in keys.next
+                and not state.has_unsent_deletes()
+            ):
+                self._start_rotation(state, current)
+                keys = _Keys(states)
+            if tier in keys.next:
+                continue  # chat keys are re-wrapped once the epoch change is saved
+            rows = state.dirty_rows()
+            if rows:
+                with state.transaction():
+                    for row in rows:
+                        self._seal(state, keys, row, hlc)
+        self._seal_keys_record(states, keys)
+        pending = [(tier, record) for tier, state in states.items() for record in state.pending()]
+        pending.sort(key=lambda item: _PRIORITY.get((item[1].kind, item[1].deleted), 8))
+        return pending
+
+    def _start_rotation(self, state: SyncState, current: SyncKey) -> None:
+        new = current.next_epoch()
+        record_id = f"rotate:{current.key_id}"
+        header = self._header(record_id, "rotation", 1, False, current.key_id)
+        payload = wrap_next_key(current, new, header)
+        with state.transaction():
+            state.put_sync_key(new.key_id, new.tier.value, new.epoch, new.secret, "next")
+            state.save_pending(
+                PendingRecord(record_id, "rotation", 1, None, False, current.key_id, payload), None
+            )
+        log.info("sync: starting a new %s key epoch (%d)", new.tier.value, new.epoch)
+
+    def _ensure_chat_key(self, state: SyncState, chat_id: str, hlc: Hlc) -> ChatKey:
+        found = state.chat_key(chat_id)
+        if found is not None:
+            return ChatKey(chat_id, found[0], found[1])
+        key = ChatKey.generate(chat_id)
+        state.put_chat_key(chat_id, key.key_id, key.secret, hlc.tick())
+        return key
+
+    def _seal(self, state: SyncState, keys: _Keys, row: SyncRow, hlc: Hlc) -> None:
+        """Seal one dirty record into its pending push (inside a transaction)."""
+        if row.server_deleted:
+            state.drop_pending(row.record_id, dirty=False)  # tombstones are final
+            return
+        if row.pending_revision is not None:
+            revision, parent = row.pending_revision, row.pending_parent
+        else:
+            revision, parent = row.server_revision + 1, row.server_revision or None
+        chat_id = row.chat_id
+        if chat_id is None:
+            state.set_dirty(row.record_id, False)
+            return
+        current = keys.current[state.tier]
+        body: dict[str, Any]
+        new_state: dict[str, Any] | None = None
+        unchanged = row.server_revision > 0 and row.pending_revision is None
+        if row.kind == "chatkey":
+            if row.local_deleted:
+                key_id, secret, body = current.key_id, current.secret, {"chat_id": chat_id}
+            else:
+                chat = state.chat_row(chat_id)
+                if chat is None or chat["move_state"] is not None:
+                    state.set_dirty(row.record_id, chat is not None)
+                    return
+                chat_key = self._ensure_chat_key(state, chat_id, hlc)
+                new_state = {"sync_key_id": current.key_id, "chat_key_id": chat_key.key_id}
+                if unchanged and row.state == new_state:
+                    state.set_dirty(row.record_id, False)
+                    return
+                stored = state.chat_key(chat_id)
+                key_id, secret = current.key_id, current.secret
+                body = {
+                    "chat_id": chat_id,
+                    "key_id": chat_key.key_id,
+                    "secret": _b64(chat_key.secret),
+                    "hlc": stored[2] if stored else "",
+                }
+        else:
+            found = state.chat_key(chat_id)
+            if row.local_deleted:
+                if found is None:
+                    state.delete_row(row.record_id)  # nothing can seal it: the key is gone
+                    return
+                key_id, secret = found[0], found[1]
+                body = {"chat_id": chat_id}
+                if row.kind == "message":
+                    body["parent_id"] = row.state.get("parent_id")
+            elif row.kind == "chat":
+                chat = state.chat_row(chat_id)
+                if chat is None or chat["move_state"] is not None:
+                    state.set_dirty(row.record_id, chat is not None)
+                    return
+                chat_key = self._ensure_chat_key(state, chat_id, hlc)
+                merged = ChatState.from_json(row.state) if row.state.get("values") else ChatState()
+                if row.state.get("awaiting_leaf"):
+                    # The shown version is a message that has not arrived yet: keep it.
+                    chat = {**chat, "active_leaf_id": merged.values.get("active_leaf_id")}
+                changed = merged.fold_local(chat, hlc)
+                new_state = {**merged.to_json(), "key_id": chat_key.key_id}
+                if row.state.get("awaiting_leaf"):
+                    new_state["awaiting_leaf"] = True
+                if unchanged and not changed and row.state.get("key_id") == chat_key.key_id:
+                    state.set_state(row.record_id, new_state)
+                    state.set_dirty(row.record_id, False)
+                    return
+                key_id, secret = chat_key.key_id, chat_key.secret
+                body = {"chat_id": chat_id, **merged.to_json()}
+            else:
+                message = state.message_row(row.record_id.removeprefix("msg:"))
+                if message is None:
+                    state.set_dirty(row.record_id, False)
+                    return
+                if message["status"] not in FINAL_STATUSES:
+                    return  # still streaming: synced once final
+                chat_key = self._ensure_chat_key(state, chat_id, hlc)
+                new_state = {"key_id": chat_key.key_id}
+                if unchanged and row.state.get("key_id") == chat_key.key_id:
+                    state.set_dirty(row.record_id, False)
+                    return
+                key_id, secret = chat_key.key_id, chat_key.secret
+                body = message
+        header = self._header(row.record_id, row.kind, revision, row.local_deleted, key_id)
+        payload = seal_record(secret, header, encode_body(body))
+        state.save_pending(
+            PendingRecord(
+                row.record_id, row.kind, revision, parent, row.local_deleted, key_id, payload
+            ),
+            new_state,
+        )
+
+    def _seal_keys_record(self, states: dict[Tier, SyncState], keys: _Keys) -> None:
+        """Publish the "keys" record again when it no longer names every open tier's
+        current key, names a retired one, or the slots changed."""
+        standard = self._standard(states)
+        account = self._account_keys(standard)
+        if account is None:
+            return
+        row = standard.row(KEYS_RECORD_ID)
+        if row is not None and row.pending_revision is not None:
+            return
+        last = standard.setting("keys_payload")
+        entries: list[dict[str, Any]] = []
+        if last is not None:
+            entries = list(json.loads(bytes(last)).get("entries", []))
+        ids = {entry.get("key_id") for entry in entries}
+        ours: set[str] = set()
+        for tier, state in states.items():
+            ours.update(json.loads(state.setting("retired_key_ids") or "[]"))
+            if tier in keys.current:
+                ours.add(keys.current[tier].key_id)
+        current_ids = {key.key_id for key in keys.current.values()}
+        stale = (
+            bool(standard.setting("keys_stale"))
+            or not current_ids <= ids
+            or bool((ours - current_ids) & ids)
+        )
+        if not stale:
+            return
+        kept = [entry for entry in entries if entry.get("key_id") not in ours]
+        fresh = [
+            seal_key_entry(self.account_id, account.public_key, key)
+            for key in keys.current.values()
+        ]
+        server_revision = row.server_revision if row is not None else 0
+        revision = server_revision + 1
+        header = keys_header(self.account_id, revision, account)
+        payload = seal_keys_record(header, account, kept + fresh)
+        with standard.transaction():
+            standard.save_pending(
+                PendingRecord(
+                    KEYS_RECORD_ID, "keys", revision, server_revision or None, False,
+                    account.key_id, payload,
+                ),
+                None,
+            )  # fmt: skip
+            standard.set_setting("keys_stale", None)
+
+    def _after_push(
+        self,
+        batch: list[tuple[Tier, PendingRecord]],
+        response: PushResponse,
+        report: SyncReport,
+    ) -> _Changes:
+        states = self._states()
+        results = {result.id: result for result in response.results}
+        conflicts: list[RecordOut] = []
+        changes = _Changes()
+        for tier, record in batch:
+            state = states.get(tier)
+            result = results.get(record.record_id)
+            if state is None or result is None:
+                continue
+            if result.status == "saved":
+                if not result.duplicate:
+                    report.pushed += 1
+                self._saved(states, tier, state, record)
+            elif result.status == "conflict":
+                report.conflicts += 1
+                if result.server_record is not None:
+                    conflicts.append(result.server_record)
+                else:
+                    with state.transaction():
+                        state.drop_pending(record.record_id, dirty=True)
+                        state.put_row(
+                            record.record_id, record.kind, self._chat_of(state, record),
+                            server_revision=0, dirty=True,
+                            state=(state.row(record.record_id) or _EMPTY_ROW).state,
+                        )  # fmt: skip
+            elif result.status == "rejected":
+                log.warning(
+                    "sync: the server refused record %s (%s)", record.record_id, result.reason
+                )
+                with state.transaction():
+                    state.drop_pending(record.record_id, dirty=False)
+                if "tombstone" in (result.reason or "") and record.kind == "chat":
+                    chat_id = record.record_id.removeprefix("chat:")
+                    self._delete_chat_locally(states, chat_id, changes)
+        if conflicts:
+            applied = self._apply_records(conflicts, report, cursor=None)
+            changes.events.extend(e for e in applied.events if e not in changes.events)
+            changes.moves.update(applied.moves)
+        return changes
+
+    @staticmethod
+    def _chat_of(state: SyncState, record: PendingRecord) -> str | None:
+        row = state.row(record.record_id)
+        return row.chat_id if row is not None else None
+
+    def _saved(
+        self, states: dict[Tier, SyncState], tier: Tier, state: SyncState, record: PendingRecord
+    ) -> None:
+        standard = self._standard(states)
+        with state.transaction():
+            state.mark_pushed(record.record_id, record.revision, record.deleted)
+            if record.kind == "chatkey" and record.deleted:
+                # The last record of a deleted chat is out: its key goes (crypto-shredding).
+                state.delete_chat_key(record.record_id.removeprefix("chatkey:"))
+            elif record.kind == "rotation":
+                self._finish_rotation(state, record.key_id, adopted=None)
+        if record.kind == "keys":
+            with standard.transaction():
+                standard.set_setting("keys_payload", record.payload)
+        if record.kind == "rotation":
+            with standard.transaction():
+                standard.set_setting("keys_stale", 1)
+
+    def _finish_rotation(self, state: SyncState, old_key_id: str, adopted: SyncKey | None) -> None:
+        """Inside a transaction: the old key goes, the next one (ours, or ``adopted`` from
+        another device) becomes current."""
+        keys = state.sync_keys()
+        ours = [k for k in keys if k[4] == "next"]
+        for key_id, *_ in keys:
+            if key_id == old_key_id or (adopted is not None and key_id != adopted.key_id):
+                state.delete_sync_key(key_id)
+        if adopted is not None:
+            state.put_sync_key(
+                adopted.key_id, adopted.tier.value, adopted.epoch, adopted.secret, "current"
+            )
+        elif ours:
+            key_id, tier, epoch, secret, _ = ours[0]
+            state.put_sync_key(key_id, tier, epoch, secret, "current")
+        retired = json.loads(state.setting("retired_key_ids") or "[]")
+        retired.append(old_key_id)
+        state.set_setting("retired_key_ids", json.dumps(retired[-50:]))
+        if adopted is None:
+            state.set_setting("rotate_pending", None)
+            state.mark_kind_dirty("chatkey")
+
+    # --- pull ---------------------------------------------------------------------------------
+
+    async def _pull(self, report: SyncReport, *, wait: float = 0.0) -> bool:
+        """Pull until up to date; True if anything arrived."""
+        arrived = False
+        while True:
+            cursor = await self.runner.db(self._cursor)
+            page = await self.transport.changes(cursor, limit=self._page_size, wait=wait)
+            wait = 0.0
+            if page.changes or page.cursor != cursor:
+                arrived = arrived or bool(page.changes)
+                changes = await self.runner.db(
+                    self._apply_records, page.changes, report, page.cursor
+                )
+                self._emit(changes)
+                await self._make_moves(changes)
+            if not page.has_more:
+                return arrived
+
+    def _cursor(self) -> int:
+        value = self._standard(self._states()).setting("cursor")
+        return int(value or 0)
+
+    async def _apply_inbox(self, report: SyncReport) -> None:
+        changes = await self.runner.db(self._apply_records, [], report, None)
+        self._emit(changes)
+        await self._make_moves(changes)
+
+    def _apply_records(
+        self, records: list[RecordOut], report: SyncReport, cursor: int | None
+    ) -> _Changes:
+        """Apply records (a page, or the server's copies after conflicts) and then what
+        the inbox can now open, all in one transaction per tier database; save the
+        cursor with them."""
+        states = self._states()
+        standard = self._standard(states)
+        hlc = self._clock_hlc(standard)
+        changes = _Changes()
+        with contextlib.ExitStack() as stack:
+            for state in states.values():
+                stack.enter_context(state.transaction())
+                stack.enter_context(state.applying())
+            for record in records:
+                incoming = InboxRecord(
+                    record.id, record.kind, record.revision, record.parent_revision,
+                    record.deleted, record.key_id, record.payload, record.seq,
+                )  # fmt: skip
+                report.pulled += 1
+                outcome = self._apply_one(states, incoming, hlc, changes)
+                if outcome == "tampered":
+                    report.tampered += 1
+                elif outcome == "deferred":
+                    standard.inbox_put(incoming)
+            progress = True
+            while progress:
+                progress = False
+                for waiting in standard.inbox():
+                    outcome = self._apply_one(states, waiting, hlc, changes)
+                    if outcome == "deferred":
+                        continue
+                    standard.inbox_delete(waiting.record_id)
+                    progress = progress or outcome == "applied"
+                    if outcome == "tampered":
+                        report.tampered += 1
+            if cursor is not None:
+                standard.set_setting("cursor", cursor)
+        return changes
+
+    def _apply_one(
+        self, states: dict[Tier, SyncState], record: InboxRecord, hlc: Hlc, changes: _Changes
+    ) -> str:
+        """Apply one record: "applied", "skipped" (already known, or not ours),
+        "deferred" (its key is not here yet) or "tampered"."""
+        if kind_of(record.record_id) != record.kind:
+            log.warning("sync: ignoring record %s of unexpected kind", record.record_id)
+            return "skipped"
+        keys = _Keys(states)
+        known = keys.row(record.record_id)
+        if known is not None and record.kind != "rotation":
+            _tier, row = known
+            if record.revision <= row.server_revision or row.server_deleted:
+                return "skipped"
+        header = self._header(
+            record.record_id, record.kind, record.revision, record.deleted, record.key_id
+        )
+        try:
+            if record.kind == "keys":
+                return self._apply_keys(states, record, header)
+            if record.kind == "rotation":
+                return self._apply_rotation(states, keys, record, header)
+            if record.kind == "chatkey":
+                return self._apply_chatkey(states, keys, record, header, hlc, changes)
+            found = keys.chat_key_by_id(record.key_id)
+            if found is None:
+                return "deferred"
+            key_tier, chat_key = found
+            body = decode_body(
+                open_record(chat_key.secret, header, record.payload), record.record_id
+            )
+            if body.get("chat_id") != chat_key.chat_id:
+                raise RecordTamperedError(f"record {record.record_id} names another chat")
+            if record.kind == "chat":
+                return self._apply_chat(
+                    states, keys, key_tier, chat_key, record, body, hlc, changes
+                )
+            return self._apply_message(states, keys, key_tier, chat_key, record, body, hlc, changes)
+        except RecordTamperedError:
+            log.warning(
+                "sync: record %s does not open; ignored (tampered or replayed)", record.record_id
+            )
+            return "tampered"
+
+    def _apply_keys(
+        self, states: dict[Tier, SyncState], record: InboxRecord, header: RecordHeader
+    ) -> str:
+        standard = self._standard(states)
+        account = self._account_keys(standard)
+        if account is None:
+            return "deferred"  # joining: opened with the passphrase or recovery code
+        slots, _entries = read_keys_record(header, record.payload, account.verify_key)
+        if header.key_id != account.key_id:
+            raise RecordTamperedError("the keys record names another key-record key")
+        if slots.get("public_key") != _b64(account.public_key):
+            raise RecordTamperedError("the keys record names another key-record key")
+        updated = AccountKeys(account.public_key, account.verify_key, account.signing_key, slots)
+        standard.set_setting("account_keys", json.dumps(updated.to_json()))
+        standard.set_setting("keys_payload", record.payload)
+        standard.put_row(KEYS_RECORD_ID, "keys", None, server_revision=record.revision)
+        return "applied"
+
+    def _apply_rotation(
+        self, states: dict[Tier, SyncState], keys: _Keys, record: InboxRecord, header: RecordHeader
+    ) -> str:
+        old = keys.sync_by_id.get(record.key_id)
+        if old is None:
+            return "deferred"
+        state = states[old.tier]
+        known = state.row(record.record_id)
+        if known is not None and record.revision <= known.server_revision:
+            return "skipped"
+        new = unwrap_next_key(old, header, record.payload)
+        if keys.current.get(old.tier) != old:
+            return "skipped"
+        ours = keys.next.get(old.tier)
+        state.put_row(record.record_id, "rotation", None, server_revision=record.revision)
+        if ours is not None and ours.key_id == new.key_id:
+            self._finish_rotation(state, old.key_id, adopted=None)
+            return "applied"
+        self._finish_rotation(state, old.key_id, adopted=new)
+        log.info("sync: moved to %s key epoch %d", new.tier.value, new.epoch)
+        return "applied"
+
+    def _apply_chatkey(
+        self,
+        states: dict[Tier, SyncState],
+        keys: _Keys,
+        record: InboxRecord,
+        header: RecordHeader,
+        hlc: Hlc,
+        changes: _Changes,
+    ) -> str:
+        sync_key = keys.sync_by_id.get(record.key_id)
+        if sync_key is None:
+            return "deferred"
+        if sync_key.tier not in states or keys.next.get(sync_key.tier) == sync_key:
+            return "deferred"
+        body = decode_body(open_record(sync_key.secret, header, record.payload), record.record_id)
+        chat_id = record.record_id.removeprefix("chatkey:")
+        if body.get("chat_id") != chat_id:
+            raise RecordTamperedError(f"record {record.record_id} names another chat")
+        tier = sync_key.tier
+        state = states[tier]
+        if record.deleted:
+            self._delete_chat_locally(states, chat_id, changes)
+            for other in states.values():
+                other.delete_chat_key(chat_id)
+            state.put_row(
+                record.record_id, "chatkey", chat_id, server_revision=record.revision,
+                server_deleted=True, local_deleted=True,
+            )  # fmt: skip
+            return "applied"
+        key_id, hlc_text = body.get("key_id"), body.get("hlc", "")
+        secret = _unb64(body.get("secret"))
+        if not isinstance(key_id, str) or not isinstance(hlc_text, str) or len(secret) != 32:
+            raise RecordTamperedError(f"record {record.record_id} is malformed")
+        hlc.observe(hlc_text)
+        local: tuple[Tier, tuple[str, bytes, str]] | None = None
+        for other_tier, other in states.items():
+            held = other.chat_key(chat_id)
+            if held is not None and (local is None or other_tier == keys.chat_tier(chat_id)):
+                local = (other_tier, held)
+        dirty = False
+        new_state = {"sync_key_id": sync_key.key_id, "chat_key_id": key_id}
+        if local is not None and local[1][0] != key_id and local[1][2] > hlc_text:
+            dirty = True  # our chat key (a later move or re-key) wins
+            new_state = {}
+        else:
+            state.put_chat_key(chat_id, key_id, secret, hlc_text)
+            here = keys.chat_tier(chat_id)
+            if here is not None and here != tier:
+                changes.moves[chat_id] = tier
+        current = keys.current.get(tier)
+        if current is not None and current.key_id != sync_key.key_id and not dirty:
+            dirty = True  # wrapped under an older epoch than ours: wrap again
+            new_state = {}
+        state.put_row(
+            record.record_id, "chatkey", chat_id, server_revision=record.revision,
+            dirty=dirty, state=new_state,
+        )  # fmt: skip
+        return "applied"
+
+    def _apply_chat(
+        self,
+        states: dict[Tier, SyncState],
+        keys: _Keys,
+        key_tier: Tier,
+        chat_key: ChatKey,
+        record: InboxRecord,
+        body: dict[str, Any],
+        hlc: Hlc,
+        changes: _Changes,
+    ) -> str:
+        from app.chat.events import ChatCreated, ChatRenamed, ChatUpdated, MessagesChanged
+
+        chat_id = chat_key.chat_id
+        if record.deleted:
+            self._delete_chat_locally(states, chat_id, changes)
+            for state in states.values():
+                state.delete_chat_key(chat_id)
+            states[key_tier].put_row(
+                record.record_id, "chat", chat_id, server_revision=record.revision,
+                server_deleted=True, local_deleted=True,
+            )  # fmt: skip
+            return "applied"
+        remote = ChatState.from_json(body)
+        for stamp in remote.clocks.values():
+            hlc.observe(stamp)
+        tier = keys.chat_tier(chat_id) or key_tier
+        state = states[tier]
+        row = state.row(record.record_id)
+        local_row = state.chat_row(chat_id)
+        if local_row is not None and local_row["move_state"] is not None:
+            return "deferred"
+        merged = (
+            ChatState.from_json(row.state) if row is not None and row.state.get("values") else None
+        )
+        local_ahead = False
+        if merged is None:
+            merged = ChatState()
+            if local_row is not None:
+                merged.fold_local(local_row, hlc)
+                local_ahead = True
+        elif local_row is not None and row is not None and (row.dirty or row.pending_revision):
+            if row.state.get("awaiting_leaf"):
+                local_row = {**local_row, "active_leaf_id": merged.values.get("active_leaf_id")}
+            merged.fold_local(local_row, hlc)
+        taken, ahead = merged.merge(remote)
+        local_ahead = local_ahead or ahead
+        values = merged.row_values(chat_id)
+        created = state.write_chat(values)
+        written = state.chat_row(chat_id)
+        new_state: dict[str, Any] = {**merged.to_json(), "key_id": chat_key.key_id}
+        if written is not None and written["active_leaf_id"] != values["active_leaf_id"]:
+            new_state["awaiting_leaf"] = True
+        current = state.chat_key(chat_id)
+        stale_key = current is not None and current[0] != chat_key.key_id
+        state.put_row(
+            record.record_id, "chat", chat_id, server_revision=record.revision,
+            dirty=local_ahead or stale_key, state=new_state,
+        )  # fmt: skip
+        if created:
+            changes.add(ChatCreated(chat_id))
+            changes.add(MessagesChanged(chat_id))
+        else:
+            if "title" in taken:
+                changes.add(ChatRenamed(chat_id))
+            if taken - {"title", "active_leaf_id"}:
+                changes.add(ChatUpdated(chat_id))
+            if "active_leaf_id" in taken:
+                changes.add(MessagesChanged(chat_id))
+        return "applied"
+
+    def _apply_message(
+        self,
+        states: dict[Tier, SyncState],
+        keys: _Keys,
+        key_tier: Tier,
+        chat_key: ChatKey,
+        record: InboxRecord,
+        body: dict[str, Any],
+        hlc: Hlc,
+        changes: _Changes,
+    ) -> str:
+        from app.chat.events import MessagesChanged
+
+        del hlc
+        chat_id = chat_key.chat_id
+        message_id = record.record_id.removeprefix("msg:")
+        tier = keys.chat_tier(chat_id) or key_tier
+        state = states[tier]
+        if record.deleted:
+            parent = body.get("parent_id")
+            removed = state.has_message(message_id)
+            if removed:
+                state.delete_message(message_id)
+                changes.add(MessagesChanged(chat_id))
+            state.put_row(
+                record.record_id, "message", chat_id, server_revision=record.revision,
+                server_deleted=True, local_deleted=True,
+                state={"parent_id": parent if isinstance(parent, str) else None},
+            )  # fmt: skip
+            return "applied"
+        values = message_values({**body, "id": message_id})
+        current = state.chat_key(chat_id)
+        stale_key = current is not None and current[0] != chat_key.key_id
+        if state.has_message(message_id):
+            state.put_row(
+                record.record_id, "message", chat_id, server_revision=record.revision,
+                dirty=stale_key, state={"key_id": chat_key.key_id},
+            )  # fmt: skip
+            return "applied"
+        chat = state.chat_row(chat_id)
+        if chat is None or chat["move_state"] is not None:
+            return "deferred"  # its chat has not arrived yet
+        parent = self._live_parent(state, values["parent_id"])
+        if parent is _MISSING:
+            return "deferred"  # its parent has not arrived yet
+        values["parent_id"] = parent
+        state.insert_message(values)
+        chat_row = state.row(f"chat:{chat_id}")
+        if chat_row is not None and chat_row.state.get("awaiting_leaf"):
+            wanted = chat_row.state.get("values", {}).get("active_leaf_id")
+            if wanted == message_id:
+                state.set_active_leaf(chat_id, message_id)
+                state.set_state(
+                    chat_row.record_id,
+                    {k: v for k, v in chat_row.state.items() if k != "awaiting_leaf"},
+                )
+        state.put_row(
+            record.record_id, "message", chat_id, server_revision=record.revision,
+            dirty=stale_key, state={"key_id": chat_key.key_id},
+        )  # fmt: skip
+        changes.add(MessagesChanged(chat_id))
+        return "applied"
+
+    @staticmethod
+    def _live_parent(state: SyncState, parent_id: str | None) -> str | object | None:
+        """The message a reply hangs under here: deleted parents are skipped the way a
+        local delete moves replies up; _MISSING if the parent has not arrived."""
+        seen: set[str] = set()
+        while parent_id is not None:
+            if state.has_message(parent_id):
+                return parent_id
+            row = state.row(f"msg:{parent_id}")
+            if row is None or not row.local_deleted or parent_id in seen:
+                return _MISSING
+            seen.add(parent_id)
+            up = row.state.get("parent_id")
+            parent_id = up if isinstance(up, str) else None
+        return None
+
+    def _delete_chat_locally(
+        self, states: dict[Tier, SyncState], chat_id: str, changes: _Changes
+    ) -> None:
+        """A chat deleted on another device: gone here too (delete beats edit)."""
+        from app.chat.events import ChatPurged
+
+        for state in states.values():
+            with _applying_if_needed(state):
+                if state.delete_chat(chat_id):
+                    changes.add(ChatPurged(chat_id))
+            state.forget_chat_rows(chat_id)
+
+    async def _make_moves(self, changes: _Changes) -> None:
+        """Chats another device moved between Standard and Private move here too."""
+        from app.chat.events import ChatMoved
+
+        for chat_id, tier in changes.moves.items():
+            if tier not in self.library.tiers:
+                continue
+            await self.runner.db(self.library.move, chat_id, tier)
+            if self._bus is not None:
+                self._emit(_Changes(events=[ChatMoved(chat_id, tier)]))
+
+    def _forget_moved_keys(self) -> None:
+        """Old chat keys of chats moved to another tier, once that tier's copies are out."""
+        states = self._states()
+        keys = _Keys(states)
+        for tier, state in states.items():
+            for chat_id, _key_id, _secret, _hlc in state.chat_keys():
+                if state.chat_row(chat_id) is not None:
+                    continue
+                here = keys.chat_tier(chat_id)
+                if here is None or here == tier:
+                    continue
+                if states[here].chat_key(chat_id) is not None and states[here].chat_is_settled(
+                    chat_id
+                ):
+                    with state.transaction():
+                        state.delete_chat_key(chat_id)
+
+    # --- the background loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sync until ``stop`` is set (or the server signs the device out)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._set_status(SyncStatus.SYNCING)
+                self._local_change.clear()
+                await self.sync_once()
+                failures = 0
+                self._set_status(SyncStatus.IDLE)
+                await self._wait_for_news(stop)
+            except SyncAuthError as error:
+                log.warning("sync: the server refused this device; stopping")
+                self._set_status(SyncStatus.SIGNED_OUT, str(error))
+                return
+            except SyncRetryLaterError as error:
+                self._set_status(SyncStatus.OFFLINE, str(error))
+                await self._sleep(stop, max(error.retry_after, 0.0))
+            except SyncOfflineError as error:
+                failures += 1
+                self._set_status(SyncStatus.OFFLINE, str(error))
+                await self._sleep(stop, _backoff(failures))
+            except SyncNotSetUpError as error:
+                self._set_status(SyncStatus.ERROR, str(error))
+                await self._sleep(stop, BACKOFF_MAX, wake_on_change=True)
+            except HushchatError as error:
+                failures += 1
+                log.warning("sync failed: %s", type(error).__name__)
+                self._set_status(SyncStatus.ERROR, str(error))
+                await self._sleep(stop, _backoff(failures))
+            except Exception:  # the loop must survive a bug; it is logged with its traceback
+                failures += 1
+                log.exception("sync: unexpected error")
+                self._set_status(SyncStatus.ERROR, "an unexpected error (details in the log)")
+                await self._sleep(stop, _backoff(failures))
+
+    async def _wait_for_news(self, stop: asyncio.Event) -> None:
+        """Long-poll the server while watching for local changes and ``stop``."""
+        report = SyncReport()
+        poll = asyncio.ensure_future(self._pull(report, wait=self._long_poll))
+        local = asyncio.ensure_future(self._local_change.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {poll, local, stopped}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if poll in done:
+                poll.result()  # raises what the transport raised
+            elif local in done:
+                await asyncio.sleep(self._debounce)
+        finally:
+            for task in (poll, local, stopped):
+                if not task.done():
+                    task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(poll, local, stopped, return_exceptions=True)
+
+    async def _sleep(
+        self, stop: asyncio.Event, seconds: float, *, wake_on_change: bool = False
+    ) -> None:
+        waits = [asyncio.ensure_future(stop.wait())]
+        if wake_on_change:
+            self._local_change.clear()
+            waits.append(asyncio.ensure_future(self._local_change.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+
+_MISSING: object = object()
+_EMPTY_ROW = SyncRow("", "", None, 0, False, False, False, None, None, None, None, None, {})
+
+
+def _backoff(failures: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures, 16))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - timing jitter, not a secret
+
+
+@contextlib.contextmanager
+def _applying_if_needed(state: SyncState) -> Iterator[None]:
+    """Deletes from a push result run outside ``_apply_records``: mark them remote."""
+    if state.applying_now():
+        yield
+        return
+    with state.transaction(), state.applying():
+        yield
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any) -> bytes:
+    import base64
+    import binascii
+
+    if not isinstance(text, str):
+        raise RecordTamperedError("a key is not base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RecordTamperedError("a key is not base64") from None

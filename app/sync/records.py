@@ -1,0 +1,262 @@
+"""What synced records hold, and how two versions of a chat's settings merge.
+
+Record ids and kinds (fixed; the server sees them, never the contents)::
+
+    keys              kind "keys"      the account's sync keys (``app.sync.crypto``)
+    rotate:<key id>   kind "rotation"  a tier's next sync key, sealed under the old one
+    chatkey:<chat>    kind "chatkey"   the chat's key, wrapped by its tier's sync key
+    chat:<chat>       kind "chat"      title, system prompt, memory, provider, model,
+                                       pinned, shown version, created/updated times
+    msg:<message>     kind "message"   one final message (never a half-streamed one)
+
+A chat's settings merge field by field: each field carries the hybrid logical clock
+(HLC) of its last change, the later change wins; for the title a user's title beats an
+automatic one whatever the clocks say. A message never changes once final, so messages
+merge as a union; a deleted chat (its tombstone) beats any edit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from app.sync.crypto import RecordTamperedError
+
+__all__ = [
+    "CHAT_FIELDS",
+    "FINAL_STATUSES",
+    "ChatState",
+    "Hlc",
+    "chat_values",
+    "decode_body",
+    "encode_body",
+    "kind_of",
+    "message_values",
+]
+
+KINDS: Final = {
+    "keys": "keys",
+    "rotate": "rotation",
+    "chatkey": "chatkey",
+    "chat": "chat",
+    "msg": "message",
+}
+
+# The merged fields of a chat ("title" carries the title and where it came from).
+CHAT_FIELDS: Final = (
+    "title",
+    "system_prompt",
+    "memory",
+    "provider",
+    "model",
+    "pinned",
+    "active_leaf_id",
+)
+_TITLE_RANK: Final = {"default": 0, "auto": 1, "user": 2}
+
+
+def kind_of(record_id: str) -> str | None:
+    """The kind a record id must have (None: not one of ours)."""
+    prefix = record_id.split(":", 1)[0]
+    return KINDS.get(prefix)
+
+
+def encode_body(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        dict(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def decode_body(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RecordTamperedError(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise RecordTamperedError(f"{what} is not a JSON object")
+    return value
+
+
+class Hlc:
+    """A hybrid logical clock: ``<ms>:<counter>:<node>`` strings that sort in time order,
+    stay ahead of every clock observed, and never tie between two devices."""
+
+    def __init__(self, node: str, clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self._clock = clock
+        self._ms = 0
+        self._counter = 0
+
+    def tick(self) -> str:
+        now = int(self._clock() * 1000)
+        if now > self._ms:
+            self._ms, self._counter = now, 0
+        else:
+            self._counter += 1
+        return f"{self._ms:015d}:{self._counter:06d}:{self.node}"
+
+    def observe(self, stamp: str) -> None:
+        """Move past a clock seen on another device."""
+        try:
+            ms_text, counter_text, _node = stamp.split(":", 2)
+            ms, counter = int(ms_text), int(counter_text)
+        except ValueError:
+            return
+        if (ms, counter) > (self._ms, self._counter):
+            self._ms, self._counter = ms, counter
+
+
+def chat_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The merged fields of a chat row (see ``SyncState.chat_row``)."""
+    return {
+        "title": [row["title"], row["title_source"]],
+        "system_prompt": row["system_prompt"],
+        "memory": row["memory"],
+        "provider": row["provider"],
+        "model": row["model"],
+        "pinned": bool(row["pinned"]),
+        "active_leaf_id": row["active_leaf_id"],
+    }
+
+
+@dataclass
+class ChatState:
+    """A chat's settings as last merged: values, their clocks, and the times."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    clocks: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "values": self.values,
+            "clocks": self.clocks,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChatState:
+        values, clocks = data.get("values", {}), data.get("clocks", {})
+        if not isinstance(values, dict) or not isinstance(clocks, dict):
+            raise RecordTamperedError("a chat record's fields are malformed")
+        state = cls(dict(values), {str(k): str(v) for k, v in clocks.items()})
+        try:
+            state.created_at = float(data.get("created_at", 0.0))
+            state.updated_at = float(data.get("updated_at", 0.0))
+        except (TypeError, ValueError):
+            raise RecordTamperedError("a chat record's times are malformed") from None
+        for name in CHAT_FIELDS:
+            if name not in state.values:
+                raise RecordTamperedError(f"a chat record lacks its {name}")
+        title = state.values["title"]
+        if (
+            not isinstance(title, list)
+            or len(title) != 2
+            or not isinstance(title[0], str)
+            or title[1] not in _TITLE_RANK
+        ):
+            raise RecordTamperedError("a chat record's title is malformed")
+        return state
+
+    def fold_local(self, row: Mapping[str, Any], hlc: Hlc) -> bool:
+        """Take the chat row's current values; a changed field gets a new clock.
+        Returns whether anything changed."""
+        current = chat_values(row)
+        changed = False
+        for name in CHAT_FIELDS:
+            if name not in self.values or self.values[name] != current[name]:
+                self.values[name] = current[name]
+                self.clocks[name] = hlc.tick()
+                changed = True
+        self.created_at = self.created_at or float(row["created_at"])
+        self.updated_at = max(self.updated_at, float(row["updated_at"]))
+        return changed
+
+    def merge(self, remote: ChatState) -> tuple[set[str], bool]:
+        """Merge ``remote`` into this state. Returns the fields that took the remote
+        value, and whether this side still has something the remote lacks."""
+        taken: set[str] = set()
+        local_ahead = False
+        for name in CHAT_FIELDS:
+            mine, theirs = self._key(name), remote._key(name)
+            if theirs > mine:
+                if self.values.get(name) != remote.values[name]:
+                    taken.add(name)
+                self.values[name] = remote.values[name]
+                self.clocks[name] = remote.clocks.get(name, "")
+            elif mine > theirs:
+                local_ahead = True
+        if remote.created_at and (not self.created_at or remote.created_at < self.created_at):
+            self.created_at = remote.created_at
+        self.updated_at = max(self.updated_at, remote.updated_at)
+        return taken, local_ahead
+
+    def _key(self, name: str) -> tuple[Any, ...]:
+        clock = self.clocks.get(name, "")
+        value = self.values.get(name)
+        tiebreak = json.dumps(value, sort_keys=True)
+        if name == "title":
+            rank = _TITLE_RANK.get(value[1], -1) if isinstance(value, list) else -1
+            return (rank, clock, tiebreak)
+        return (clock, tiebreak)
+
+    def row_values(self, chat_id: str) -> dict[str, Any]:
+        """The values ``SyncState.write_chat`` takes."""
+        title, source = self.values["title"]
+        return {
+            "id": chat_id,
+            "title": str(title)[:200],
+            "title_source": source,
+            "system_prompt": str(self.values["system_prompt"]),
+            "memory": str(self.values["memory"]),
+            "provider": _optional_str(self.values["provider"]),
+            "model": _optional_str(self.values["model"]),
+            "pinned": bool(self.values["pinned"]),
+            "active_leaf_id": _optional_str(self.values["active_leaf_id"]),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+_MESSAGE_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "id": (str,),
+    "chat_id": (str,),
+    "parent_id": (str, type(None)),
+    "role": (str,),
+    "content": (str,),
+    "status": (str,),
+    "created_at": (int, float),
+    "reasoning": (str,),
+    "error": (str, type(None)),
+    "provider": (str, type(None)),
+    "model": (str, type(None)),
+    "prompt_tokens": (int, type(None)),
+    "completion_tokens": (int, type(None)),
+    "first_token_at": (int, float, type(None)),
+    "finished_at": (int, float, type(None)),
+    "duration_ms": (int, type(None)),
+}
+FINAL_STATUSES: Final = frozenset({"complete", "stopped", "error"})
+_ROLES: Final = frozenset({"system", "user", "assistant"})
+
+
+def message_values(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A message record's fields, checked (RecordTamperedError if malformed)."""
+    values: dict[str, Any] = {}
+    for name, types in _MESSAGE_TYPES.items():
+        value = body.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise RecordTamperedError(f"a message record's {name} is malformed")
+        values[name] = value
+    if values["status"] not in FINAL_STATUSES or values["role"] not in _ROLES:
+        raise RecordTamperedError("a message record's role or status is malformed")
+    return values
