@@ -225,6 +225,37 @@ class SyncState:
         ).fetchone()
         return row is not None
 
+    def has_work(self) -> bool:
+        """Whether a record waits to be pushed, or to be sealed (a message still being
+        streamed does not count: it waits for its answer to finish)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM sync_records r WHERE r.pending_revision IS NOT NULL "
+            "OR (r.dirty = 1 AND NOT (r.kind = 'message' AND EXISTS ("
+            " SELECT 1 FROM messages m WHERE m.id = substr(r.record_id, 5)"
+            " AND m.status = 'partial'))) LIMIT 1"
+        ).fetchone()
+        return row is not None
+
+    def take_server_revision(self, record_id: str, revision: int) -> None:
+        """The server has a revision this device cannot read (its key is gone here):
+        push ours on top of it (sealed again: the pending bytes had another parent)."""
+        row = self.row(record_id)
+        if row is None:
+            return
+        state = (
+            {"values": row.state["values"], "clocks": row.state.get("clocks", {})}
+            if (row.kind == "chat" and "values" in row.state)
+            else {}
+        )
+        if state:
+            state = {**row.state, "push": True}
+        self._conn.execute(
+            "UPDATE sync_records SET server_revision = ?, dirty = 1, pending_revision = NULL, "
+            "pending_parent = NULL, pending_deleted = NULL, pending_key_id = NULL, "
+            "pending_payload = NULL, state = ? WHERE record_id = ?",
+            (revision, json.dumps(state) if state else None, record_id),
+        )
+
     def put_row(
         self,
         record_id: str,

@@ -579,8 +579,10 @@ class SyncEngine:
             if (
                 state.setting("rotate_pending")
                 and tier not in keys.next
-                and not state.has_unsent_deletes()
+                and not any(other.has_work() for other in states.values())
             ):
+                # Alone in its round: a conflict on anything sealed under the old key
+                # must still be readable when it comes back.
                 self._start_rotation(state, current)
                 keys = _Keys(states)
             if tier in keys.next:
@@ -677,7 +679,12 @@ class SyncEngine:
                 new_state = {**merged.to_json(), "key_id": chat_key.key_id}
                 if row.state.get("awaiting_leaf"):
                     new_state["awaiting_leaf"] = True
-                if unchanged and not changed and row.state.get("key_id") == chat_key.key_id:
+                if (
+                    unchanged
+                    and not changed
+                    and not row.state.get("push")
+                    and row.state.get("key_id") == chat_key.key_id
+                ):
                     state.set_state(row.record_id, new_state)
                     state.set_dirty(row.record_id, False)
                     return
@@ -794,7 +801,7 @@ class SyncEngine:
                     chat_id = record.record_id.removeprefix("chat:")
                     self._delete_chat_locally(states, chat_id, changes)
         if conflicts:
-            applied = self._apply_records(conflicts, report, cursor=None)
+            applied = self._apply_records(conflicts, report, cursor=None, conflicts=True)
             changes.events.extend(e for e in applied.events if e not in changes.events)
             changes.moves.update(applied.moves)
         return changes
@@ -873,7 +880,12 @@ class SyncEngine:
         await self._make_moves(changes)
 
     def _apply_records(
-        self, records: list[RecordOut], report: SyncReport, cursor: int | None
+        self,
+        records: list[RecordOut],
+        report: SyncReport,
+        cursor: int | None,
+        *,
+        conflicts: bool = False,
     ) -> _Changes:
         """Apply records (a page, or the server's copies after conflicts) and then what
         the inbox can now open, all in one transaction per tier database; save the
@@ -895,6 +907,8 @@ class SyncEngine:
                 outcome = self._apply_one(states, incoming, hlc, changes)
                 if outcome == "tampered":
                     report.tampered += 1
+                elif outcome == "deferred" and conflicts:
+                    self._unreadable_conflict(states, incoming)
                 elif outcome == "deferred":
                     standard.inbox_put(incoming)
             progress = True
@@ -912,6 +926,22 @@ class SyncEngine:
                 standard.set_setting("cursor", cursor)
         return changes
 
+    @staticmethod
+    def _unreadable_conflict(states: dict[Tier, SyncState], record: InboxRecord) -> None:
+        """The server's copy is sealed under a key this device no longer holds (the old
+        key of a chat this device moved, or an old epoch): ours goes on top of it. A
+        tombstone cannot be checked without its key; ours waits for it to arrive."""
+        for state in states.values():
+            row = state.row(record.record_id)
+            if row is None:
+                continue
+            if record.deleted:
+                state.drop_pending(record.record_id, dirty=False)
+                states[Tier.STANDARD].inbox_put(record)
+            else:
+                state.take_server_revision(record.record_id, record.revision)
+            return
+
     def _apply_one(
         self, states: dict[Tier, SyncState], record: InboxRecord, hlc: Hlc, changes: _Changes
     ) -> str:
@@ -922,7 +952,7 @@ class SyncEngine:
             return "skipped"
         keys = _Keys(states)
         known = keys.row(record.record_id)
-        if known is not None and record.kind != "rotation":
+        if known is not None:
             _tier, row = known
             if record.revision <= row.server_revision or row.server_deleted:
                 return "skipped"
@@ -1030,28 +1060,24 @@ class SyncEngine:
         if not isinstance(key_id, str) or not isinstance(hlc_text, str) or len(secret) != 32:
             raise RecordTamperedError(f"record {record.record_id} is malformed")
         hlc.observe(hlc_text)
-        local: tuple[Tier, tuple[str, bytes, str]] | None = None
-        for other_tier, other in states.items():
-            held = other.chat_key(chat_id)
-            if held is not None and (local is None or other_tier == keys.chat_tier(chat_id)):
-                local = (other_tier, held)
-        dirty = False
-        new_state = {"sync_key_id": sync_key.key_id, "chat_key_id": key_id}
-        if local is not None and local[1][0] != key_id and local[1][2] > hlc_text:
-            dirty = True  # our chat key (a later move or re-key) wins
-            new_state = {}
-        else:
-            state.put_chat_key(chat_id, key_id, secret, hlc_text)
-            here = keys.chat_tier(chat_id)
-            if here is not None and here != tier:
-                changes.moves[chat_id] = tier
+        home = keys.chat_tier(chat_id)
+        local = states[home].chat_key(chat_id) if home is not None else None
+        if local is not None and home is not None and local[0] != key_id and local[2] > hlc_text:
+            # Our chat key is later (this device moved or re-keyed the chat): it wins.
+            states[home].put_row(
+                record.record_id, "chatkey", chat_id, server_revision=record.revision,
+                dirty=True, state={},
+            )  # fmt: skip
+            return "applied"
+        state.put_chat_key(chat_id, key_id, secret, hlc_text)
+        if home is not None and home != tier:
+            changes.moves[chat_id] = tier  # moved on another device
         current = keys.current.get(tier)
-        if current is not None and current.key_id != sync_key.key_id and not dirty:
-            dirty = True  # wrapped under an older epoch than ours: wrap again
-            new_state = {}
+        stale = current is not None and current.key_id != sync_key.key_id
+        wrapped = {"sync_key_id": sync_key.key_id, "chat_key_id": key_id}
         state.put_row(
             record.record_id, "chatkey", chat_id, server_revision=record.revision,
-            dirty=dirty, state=new_state,
+            dirty=stale, state={} if stale else wrapped,
         )  # fmt: skip
         return "applied"
 
@@ -1108,6 +1134,8 @@ class SyncEngine:
         new_state: dict[str, Any] = {**merged.to_json(), "key_id": chat_key.key_id}
         if written is not None and written["active_leaf_id"] != values["active_leaf_id"]:
             new_state["awaiting_leaf"] = True
+        if local_ahead:
+            new_state["push"] = True  # this side has a field the server lacks
         current = state.chat_key(chat_id)
         stale_key = current is not None and current[0] != chat_key.key_id
         state.put_row(
@@ -1224,9 +1252,19 @@ class SyncEngine:
         for chat_id, tier in changes.moves.items():
             if tier not in self.library.tiers:
                 continue
-            await self.runner.db(self.library.move, chat_id, tier)
+            await self.runner.db(self._move, chat_id, tier)
             if self._bus is not None:
                 self._emit(_Changes(events=[ChatMoved(chat_id, tier)]))
+
+    def _move(self, chat_id: str, tier: Tier) -> None:
+        """Follow another device's move; the epoch change it needs is that device's."""
+        states = self._states()
+        flags = {t: state.setting("rotate_pending") for t, state in states.items()}
+        self.library.move(chat_id, tier)
+        for t, state in states.items():
+            if not flags[t] and state.setting("rotate_pending"):
+                with state.transaction():
+                    state.set_setting("rotate_pending", None)
 
     def _forget_moved_keys(self) -> None:
         """Old chat keys of chats moved to another tier, once that tier's copies are out."""
