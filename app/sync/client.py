@@ -81,14 +81,24 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_WAIT",
+    "REFRESH_MARGIN",
     "InsecureServerError",
+    "LocalTokens",
     "ServerConnection",
     "SyncClient",
     "SyncRefusedError",
     "TokensChanged",
+    "authlib_client",
     "check_server_url",
+    "device_name_header",
+    "http_options",
     "is_loopback_host",
+    "oauth_client",
     "parse_retry_after",
+    "problem_message",
+    "problem_slug",
 ]
 
 log = logging.getLogger(__name__)

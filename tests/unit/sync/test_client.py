@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import time
@@ -521,3 +522,9 @@ def test_device_names_become_printable_ascii() -> None:
     assert device_name_header("x" * 150) == "x" * 100
     assert device_name_header("🍎") is None
     assert device_name_header(None) is None
+
+
+@pytest.mark.parametrize("module", ["app.sync.client", "app.sync.login", "app.sync.account"])
+def test_the_public_surface_exists(module: str) -> None:
+    loaded = importlib.import_module(module)
+    assert all(hasattr(loaded, name) for name in loaded.__all__)
