@@ -1,9 +1,11 @@
 """Accounts, devices and token bindings: who is calling, from which device.
 
 An account is keyed by (issuer, subject). A device is registered on first use of its id
-(``X-Hushchat-Device``). An OIDC access token is bound, by hash, to the first device that
-presents it, so revoking a device makes its tokens useless even under another device id;
-a revoked device id can never be used again.
+(``X-Hushchat-Device``), which is the thumbprint of the key its DPoP proofs are signed
+with (checked by :mod:`sync_server.auth.dpop` before anything here runs); the row stores
+that thumbprint (``jkt``) and refuses any other key. An OIDC access token is bound, by
+hash, to the first device that presents it, so revoking a device makes its tokens useless
+even under another device id; a revoked device (its key) can never be used again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,25 @@ def unauthorized(detail: str) -> ProblemError:
         slug="unauthorized",
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
+
+
+def invalid_proof(detail: str) -> ProblemError:
+    """401 for a missing or unacceptable DPoP proof (RFC 9449 §7.1 challenge)."""
+    return ProblemError(
+        401,
+        "Unauthorized",
+        detail,
+        slug="invalid-dpop-proof",
+        headers={
+            "WWW-Authenticate": (
+                f'DPoP error="invalid_dpop_proof", error_description="{detail}", algs="ES256"'
+            )
+        },
+    )
+
+
+def _other_key() -> ProblemError:
+    return invalid_proof("This device id is bound to another key.")
 
 
 def device_revoked() -> ProblemError:
@@ -123,7 +144,7 @@ def _principal(
 
 
 async def _ensure_device(
-    session: AsyncSession, account_id: str, device_id: str, device_name: str | None
+    session: AsyncSession, account_id: str, device_id: str, jkt: str, device_name: str | None
 ) -> None:
     device = await session.get(Device, (account_id, device_id))
     moment = now()
@@ -133,6 +154,7 @@ async def _ensure_device(
                 Device(
                     account_id=account_id,
                     id=device_id,
+                    jkt=jkt,
                     name=device_name,
                     created_at=moment,
                     last_seen_at=moment,
@@ -140,8 +162,12 @@ async def _ensure_device(
             )
         await audit(session, account_id, "device.registered", device_id)
         return
+    if device.jkt is not None and device.jkt != jkt:
+        raise _other_key()
     if device.revoked_at is not None:
         raise device_revoked()
+    if device.jkt is None:
+        device.jkt = jkt  # registered before DPoP: bound by its first proof
     if moment - device.last_seen_at > _LAST_SEEN_RESOLUTION:
         device.last_seen_at = moment
     if device_name and device.name != device_name:
@@ -159,6 +185,7 @@ _OIDC_PRINCIPAL = (
         _devices.c.name.label("device_name"),
         _devices.c.last_seen_at.label("device_last_seen"),
         _devices.c.revoked_at.label("device_revoked"),
+        _devices.c.jkt.label("device_jkt"),
     )
     .select_from(
         _accounts.outerjoin(_bindings, _bindings.c.token_hash == bindparam("token_hash")).outerjoin(
@@ -178,6 +205,7 @@ _LOCAL_PRINCIPAL = (
         _devices.c.name.label("device_name"),
         _devices.c.last_seen_at.label("device_last_seen"),
         _devices.c.revoked_at.label("device_revoked"),
+        _devices.c.jkt.label("device_jkt"),
     )
     .select_from(
         _local_tokens.join(_accounts, _accounts.c.id == _local_tokens.c.account_id).outerjoin(
@@ -196,9 +224,12 @@ def _one_or_none(
 
 
 async def resolve_oidc(
-    db: Database, token: VerifiedToken, device_id: str, device_name: str | None
+    db: Database, token: VerifiedToken, device_id: str, jkt: str, device_name: str | None
 ) -> Principal:
-    """Find or create the account and device for a validated OIDC token."""
+    """Find or create the account and device for a validated OIDC token.
+
+    ``jkt`` is the thumbprint of the key whose DPoP proof came with the request.
+    """
     # One round trip on the hot path: account, this token's binding and this device.
     row = await db.run(
         _one_or_none,
@@ -213,10 +244,13 @@ async def resolve_oidc(
     if row is not None:
         if row.bound_device is not None and row.bound_device != device_id:
             raise unauthorized("This token belongs to another device.")
+        if row.device_jkt is not None and row.device_jkt != jkt:
+            raise _other_key()
         if row.device_revoked is not None:
             raise device_revoked()
         fresh = (
             row.bound_device is not None
+            and row.device_jkt is not None
             and row.email == token.email
             and row.email_verified == token.email_verified
             and row.device_last_seen is not None
@@ -241,7 +275,7 @@ async def resolve_oidc(
                     )
                 elif binding.device_id != device_id:
                     raise unauthorized("This token belongs to another device.")
-                await _ensure_device(session, account.id, device_id, device_name)
+                await _ensure_device(session, account.id, device_id, jkt, device_name)
                 return _principal(account, device_id, token.auth_time, "oidc")
         except IntegrityError:
             # A concurrent first request created the same row; the retry finds it.
@@ -276,9 +310,9 @@ async def _upsert_oidc_account(session: AsyncSession, token: VerifiedToken) -> A
 
 
 async def resolve_local(
-    db: Database, hashed: str, device_id: str, device_name: str | None
+    db: Database, hashed: str, device_id: str, jkt: str, device_name: str | None
 ) -> Principal:
-    """Resolve a local access token (by hash) bound to ``device_id``."""
+    """Resolve a local access token (by hash) bound to ``device_id`` (DPoP key ``jkt``)."""
     row = await db.run(
         _one_or_none, _LOCAL_PRINCIPAL, {"token_hash": hashed, "device_id": device_id}
     )
@@ -286,15 +320,18 @@ async def resolve_local(
         raise unauthorized("Invalid or expired access token.")
     if row.token_device != device_id:
         raise unauthorized("This token belongs to another device.")
+    if row.device_jkt is not None and row.device_jkt != jkt:
+        raise _other_key()
     if row.device_revoked is not None:
         raise device_revoked()
     principal = _principal(row, device_id, row.auth_time, "local")
     fresh = (
-        row.device_last_seen is not None
+        row.device_jkt is not None
+        and row.device_last_seen is not None
         and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
         and (not device_name or row.device_name == device_name)
     )
     if not fresh:
         async with db.write() as session:
-            await _ensure_device(session, row.id, device_id, device_name)
+            await _ensure_device(session, row.id, device_id, jkt, device_name)
     return principal

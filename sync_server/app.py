@@ -24,12 +24,14 @@ from starlette.responses import Response
 
 from sync_server import __version__
 from sync_server.auth.captcha import CaptchaService
+from sync_server.auth.dpop import DpopVerifier, MemoryReplayCache, ReplayCache, StorageReplayCache
 from sync_server.auth.local import LocalAccounts
 from sync_server.auth.oidc import JwksCache, OidcVerifier
 from sync_server.cleanup import run_periodically
 from sync_server.db import Database
 from sync_server.errors import PROBLEM_MEDIA_TYPE, Problem, ProblemError, problem_response
 from sync_server.mailer import Mailer
+from sync_server.notifier import ChangeNotifier
 from sync_server.observability import RequestContextMiddleware, request_id_var
 from sync_server.ratelimit import RateLimiter, SignInBackoff
 from sync_server.routers import account, devices, docs, escrow, health, recovery, sync
@@ -43,8 +45,10 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Hushchat's self-hosted sync server. It stores client-encrypted records it cannot read,
 escrows the Standard-tier key for recovery, and authenticates users with OIDC (or local
-accounts). Authenticated calls send `Authorization: Bearer <token>` and the device id in
-`X-Hushchat-Device`. Every error is an RFC 9457 problem document.
+accounts). Authenticated calls send `Authorization: Bearer <token>`, the device id in
+`X-Hushchat-Device` (the RFC 7638 thumbprint of the device's EC P-256 key) and a fresh
+DPoP proof (RFC 9449) signed with that key in `DPoP`. Every error is an RFC 9457 problem
+document.
 """
 
 
@@ -139,12 +143,25 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def _replay_cache(settings: Settings, limiter: RateLimiter) -> ReplayCache:
+    """DPoP jtis in the rate-limit storage when it is shared (Redis), else in memory."""
+    ttl = settings.dpop_max_age_seconds + settings.dpop_clock_skew_seconds + 1
+    if settings.rate_limit_storage_url.startswith(("memory", "async+memory")):
+        return MemoryReplayCache(settings.dpop_replay_cache_size, ttl)
+    return StorageReplayCache(limiter.storage, ttl)
+
+
 def create_app(
-    settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    handle_signals: bool = False,
 ) -> FastAPI:
     """Build the FastAPI app; raises ``ConfigError`` when settings are incomplete.
 
     ``http_transport`` replaces the network for calls to the OIDC issuer (tests).
+    ``handle_signals`` (``serve``) makes SIGINT/SIGTERM end waiting long-polls at once,
+    so a graceful shutdown does not wait for them.
     """
     settings.ensure_startable()
     assert settings.escrow_private_key is not None
@@ -161,6 +178,11 @@ def create_app(
         cleanup: asyncio.Task[None] | None = None
         state: ServerState | None = None
         mailer = Mailer(settings)
+        notifier = ChangeNotifier(
+            max_per_device=settings.long_poll_max_waiters_per_device,
+            max_per_account=settings.long_poll_max_waiters_per_account,
+        )
+        restore_signals = notifier.install_signal_hooks() if handle_signals else None
         try:
             if settings.auto_migrate:
                 await db.migrate()
@@ -176,6 +198,13 @@ def create_app(
                 captcha=CaptchaService(
                     secret, settings.altcha_max_number, settings.altcha_ttl_seconds
                 ),
+                dpop=DpopVerifier(
+                    _replay_cache(settings, limiter),
+                    max_age=settings.dpop_max_age_seconds,
+                    clock_skew=settings.dpop_clock_skew_seconds,
+                    public_url=settings.public_url,
+                ),
+                notifier=notifier,
             )
             if settings.oidc_issuer and settings.oidc_audience:
                 state.verifier = OidcVerifier(
@@ -213,6 +242,9 @@ def create_app(
             log.info("server_started", extra={"version": __version__, "sqlite": db.is_sqlite})
             yield
         finally:
+            notifier.close()
+            if restore_signals is not None:
+                restore_signals()
             if cleanup is not None:
                 cleanup.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -258,4 +290,4 @@ def create_app_from_environment() -> FastAPI:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, handle_signals=True)

@@ -69,7 +69,8 @@ def _serve(
     if workers < 1:
         raise ConfigError("--workers must be at least 1.")
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)  # validates the settings and the escrow key before forking
+    # Validates the settings and the escrow key before forking.
+    app = create_app(settings, handle_signals=True)
     options: dict[str, Any] = {
         "host": host or settings.host,
         "port": settings.port if port is None else port,

@@ -9,8 +9,13 @@ headers in OpenAPI) picks up its result. The order of the checks:
 2. ``Authorization: Bearer …`` is present (else 401 with ``WWW-Authenticate: Bearer``,
    whatever else the request lacks);
 3. ``X-Hushchat-Device`` (and ``X-Hushchat-Device-Name``) are well formed (else 422);
-4. the token is valid and bound to this device (else 401/403; 503 when the issuer's keys
-   cannot be had). Every 401 counts as a failed authentication of the address.
+4. the ``DPoP`` proof (RFC 9449, :mod:`sync_server.auth.dpop`) is present, signed by the
+   key whose thumbprint is the device id, made for this method, URL and token, fresh and
+   not replayed (else 401 with ``WWW-Authenticate: DPoP error="invalid_dpop_proof"``) —
+   no database work before this;
+5. the token is valid and bound to this device and its key (else 401/403; 503 when the
+   issuer's keys cannot be had). Every 401 counts as a failed authentication of the
+   address.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem
 
-from sync_server.accounts import Principal, resolve_local, resolve_oidc, unauthorized
+from sync_server.accounts import (
+    Principal,
+    invalid_proof,
+    resolve_local,
+    resolve_oidc,
+    unauthorized,
+)
+from sync_server.auth.dpop import DPOP_HEADER, DpopError
 from sync_server.auth.local import LOCAL_TOKEN_PREFIX
 from sync_server.auth.oidc import IssuerUnavailableError, TokenError, token_hash
 from sync_server.errors import ProblemError
@@ -116,14 +128,30 @@ def _device_headers(request: Request) -> tuple[str, str | None]:
     return device, name
 
 
-async def _resolve(state: ServerState, token: str, device_id: str, name: str | None) -> Principal:
+async def _check_proof(request: Request, state: ServerState, token: str, device_id: str) -> str:
+    """The device key's thumbprint, once the request's DPoP proof checks out."""
+    try:
+        return await state.dpop.verify(
+            request.headers.get(DPOP_HEADER),
+            method=request.method,
+            expected_uri=state.dpop.expected_uri(str(request.url), request.url.path),
+            access_token=token,
+            device_id=device_id,
+        )
+    except DpopError as exc:
+        raise invalid_proof(str(exc)) from exc
+
+
+async def _resolve(
+    state: ServerState, token: str, device_id: str, jkt: str, name: str | None
+) -> Principal:
     if len(token) > MAX_TOKEN_LENGTH:
         raise unauthorized("Token too long.")
     settings = state.settings
     if token.startswith(LOCAL_TOKEN_PREFIX):
         if not settings.local_accounts_enabled:
             raise unauthorized("Local accounts are disabled.")
-        return await resolve_local(state.db, token_hash(token), device_id, name)
+        return await resolve_local(state.db, token_hash(token), device_id, jkt, name)
     if state.verifier is None:
         raise unauthorized("No OIDC issuer is configured.")
     try:
@@ -145,7 +173,7 @@ async def _resolve(state: ServerState, token: str, device_id: str, name: str | N
             "Verify your e-mail address with your identity provider first.",
             slug="email-not-verified",
         )
-    return await resolve_oidc(state.db, verified, device_id, name)
+    return await resolve_oidc(state.db, verified, device_id, jkt, name)
 
 
 async def authenticate(request: Request, state: ServerState) -> Principal:
@@ -162,7 +190,8 @@ async def authenticate(request: Request, state: ServerState) -> Principal:
     try:
         token = _bearer_token(request)
         device_id, name = _device_headers(request)
-        principal = await _resolve(state, token, device_id, name)
+        jkt = await _check_proof(request, state, token, device_id)
+        principal = await _resolve(state, token, device_id, jkt, name)
     except ProblemError as exc:
         if exc.status == 401:
             await limiter.count_failure(address)
@@ -181,7 +210,16 @@ async def current_principal(
         Header(
             alias=DEVICE_HEADER,
             pattern=DEVICE_ID_PATTERN,
-            description="Stable random id of the calling device.",
+            description="The calling device's id: the RFC 7638 thumbprint of its DPoP key.",
+        ),
+    ],
+    dpop_header: Annotated[
+        str,
+        Header(
+            alias=DPOP_HEADER,
+            description="DPoP proof (RFC 9449): a compact JWS, header typ dpop+jwt, alg "
+            "ES256 and the device's public jwk; claims jti, htm, htu, iat and ath (base64url "
+            "SHA-256 of the access token). A fresh proof per request.",
         ),
     ],
     device_name_header: Annotated[
@@ -199,7 +237,7 @@ async def current_principal(
     The credential and header parameters document the API; :func:`authenticate` has
     already checked them (before the body was read) when FastAPI validates them here.
     """
-    del credentials, device_header, device_name_header
+    del credentials, device_header, device_name_header, dpop_header
     principal = await authenticate(request, state)
     await _count(state, response, state.limiter.user, "user:" + principal.account_id)
     return principal

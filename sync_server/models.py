@@ -83,9 +83,15 @@ class Account(Base):
 
 
 class Device(Base):
-    """A device of an account, registered on first use of its id."""
+    """A device of an account, registered on first use of its id.
+
+    ``jkt`` is the RFC 7638 thumbprint of the device's DPoP key, bound at registration
+    (the id is the same thumbprint; both are kept so a mismatch is refused, not assumed
+    away). A revoked device's row stays: its key can never be used on the account again.
+    """
 
     __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_account_jkt", "account_id", "jkt", unique=True),)
 
     account_id: Mapped[str] = mapped_column(
         ForeignKey(_FK_ACCOUNT, ondelete="CASCADE"), primary_key=True
@@ -95,6 +101,7 @@ class Device(Base):
     created_at: Mapped[datetime] = mapped_column(_TS)
     last_seen_at: Mapped[datetime] = mapped_column(_TS)
     revoked_at: Mapped[datetime | None] = mapped_column(_TS)
+    jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class TokenBinding(Base):

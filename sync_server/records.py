@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from binascii import b2a_base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -232,14 +232,23 @@ def check_sizes(request: PushRequest, settings: Settings) -> None:
             )
 
 
-async def push(db: Database, principal: Principal, request: PushRequest) -> bytes:
+async def push(
+    db: Database,
+    principal: Principal,
+    request: PushRequest,
+    on_change: Callable[[str], None] | None = None,
+) -> bytes:
     """Apply a batch in one transaction; the JSON of a ``PushResponse``.
 
-    See :mod:`sync_server.protocol` for the rules.
+    See :mod:`sync_server.protocol` for the rules. ``on_change(account_id)`` is called
+    once the transaction has committed a change (it wakes waiting pulls).
     """
     answer = await db.run_write(
         _push, principal.account_id, principal.device_id, request.records, request.atomic
     )
+    written = any(r["status"] == "saved" and not r["duplicate"] for r in answer["results"])
+    if on_change is not None and answer["applied"] and written:
+        on_change(principal.account_id)
     return _PUSH_JSON.dump_json(answer)
 
 
@@ -390,9 +399,13 @@ def _changes(connection: Connection, account_id: str, cursor: int, limit: int) -
     ).all()
 
 
-async def changes(db: Database, principal: Principal, cursor: int, limit: int) -> bytes:
-    """The JSON of a ``ChangesResponse``: changes with ``seq > cursor``, oldest first."""
-    rows = await db.run(_changes, principal.account_id, cursor, limit)
+async def changed_rows(db: Database, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
+    """Up to ``limit + 1`` stored rows with ``seq > cursor``, oldest first (one read)."""
+    return await db.run(_changes, account_id, cursor, limit)
+
+
+def changes_json(rows: Sequence[Any], cursor: int, limit: int) -> bytes:
+    """The JSON of a ``ChangesResponse`` from :func:`changed_rows`' answer."""
     page = rows[:limit]
     return _CHANGES_JSON.dump_json(
         {
@@ -401,3 +414,9 @@ async def changes(db: Database, principal: Principal, cursor: int, limit: int) -
             "has_more": len(rows) > limit,
         }
     )
+
+
+async def changes(db: Database, principal: Principal, cursor: int, limit: int) -> bytes:
+    """The JSON of a ``ChangesResponse``: changes with ``seq > cursor``, oldest first."""
+    rows = await changed_rows(db, principal.account_id, cursor, limit)
+    return changes_json(rows, cursor, limit)

@@ -242,7 +242,11 @@ class Settings(BaseSettings):
     )
     smtp_timeout_seconds: float = Field(default=20.0, gt=0, description="SMTP timeout.")
     public_url: str | None = Field(
-        default=None, description="Public base URL of this server, quoted in mails."
+        default=None,
+        description="Public base URL of this server (as clients reach it), quoted in mails. "
+        "DPoP proofs name the URL they were made for: when set, proofs are checked against "
+        "this scheme, host and path prefix instead of the URL the server sees (set it "
+        "behind a reverse proxy that changes the host or scheme).",
     )
 
     # --- escrow recovery -----------------------------------------------------------------
@@ -297,6 +301,48 @@ class Settings(BaseSettings):
         le=128,
         description="IPv6 clients are counted per network of this prefix length (one "
         "customer's /64 is one address); IPv4 clients per address.",
+    )
+
+    # --- device proofs (DPoP) -------------------------------------------------------------
+    dpop_max_age_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="How old a DPoP proof (its iat) may be; also how long its jti is "
+        "remembered against replay.",
+    )
+    dpop_clock_skew_seconds: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="How far in the future a DPoP proof's iat may be (device clocks ahead).",
+    )
+    dpop_replay_cache_size: int = Field(
+        default=100_000,
+        ge=1000,
+        description="Proof ids remembered per process when the rate-limit storage is "
+        "memory://; beyond it the accepted proof age shrinks instead of forgetting (with "
+        "Redis the jtis are kept there, shared by every process).",
+    )
+
+    # --- long-poll ---------------------------------------------------------------------------
+    long_poll_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="While a pull waits for changes, the database is re-checked this often "
+        "(changes pushed to another process or replica); pushes to this process wake it "
+        "at once.",
+    )
+    long_poll_max_waiters_per_device: int = Field(
+        default=2,
+        ge=1,
+        description="Pulls of one device that may wait at once; more answer 429.",
+    )
+    long_poll_max_waiters_per_account: int = Field(
+        default=32,
+        ge=1,
+        description="Pulls of one account that may wait at once (per process); more answer 429.",
     )
 
     # --- process -------------------------------------------------------------------------
@@ -405,6 +451,8 @@ class Settings(BaseSettings):
                     f"{ENV_PREFIX}OIDC_ALGORITHMS has unsupported entries {bad}; "
                     f"allowed: {DEFAULT_ALGORITHMS}."
                 )
+        if self.public_url and not _is_acceptable_url(self.public_url, allow_http=True):
+            found.append(f"{ENV_PREFIX}PUBLIC_URL must be an http:// or https:// URL.")
         if self.local_accounts_enabled and not self.smtp_enabled:
             found.append(
                 f"{ENV_PREFIX}SMTP_HOST is required with LOCAL_ACCOUNTS_ENABLED "

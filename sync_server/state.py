@@ -1,4 +1,5 @@
-"""Everything a running app holds: settings, database, keys, verifier, limiter, mailer."""
+"""Everything a running app holds: settings, database, keys, verifiers, limiter, mailer,
+and the change notifier of long-polling pulls."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from dataclasses import dataclass, field
 import httpx
 
 from sync_server.auth.captcha import CaptchaService
+from sync_server.auth.dpop import DpopVerifier
 from sync_server.auth.local import LocalAccounts
 from sync_server.auth.oidc import OidcVerifier
 from sync_server.db import Database
 from sync_server.mailer import Mailer
+from sync_server.notifier import ChangeNotifier
 from sync_server.ratelimit import RateLimiter
 from sync_server.sealing import EscrowKeyPair
 from sync_server.settings import Settings
@@ -27,6 +30,8 @@ class ServerState:
     limiter: RateLimiter
     mailer: Mailer
     captcha: CaptchaService
+    dpop: DpopVerifier
+    notifier: ChangeNotifier
     verifier: OidcVerifier | None = None
     local: LocalAccounts | None = None
     ready: bool = field(default=False)

@@ -1,10 +1,11 @@
-"""Record sync: ``GET /v1/sync/changes`` and ``POST /v1/sync/push``."""
+"""Record sync: ``GET /v1/sync/changes`` (long-poll with ``wait``) and ``POST /v1/sync/push``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from sync_server import records
 from sync_server.deps import CurrentPrincipal, StateDep
@@ -13,31 +14,76 @@ from sync_server.routing import ApiRoute
 
 router = APIRouter(tags=["sync"], route_class=ApiRoute)
 
+#: Longest ``wait`` a pull may ask for (seconds).
+MAX_WAIT_SECONDS = 30
 
-def _json(content: bytes) -> Response:
-    # Serialised once by sync_server.records; FastAPI would validate it again.
-    return Response(content=content, media_type="application/json")
+
+def _json(content: bytes, sub_response: Response) -> Response:
+    # Serialised once by sync_server.records; FastAPI would validate it again. FastAPI
+    # copies the dependencies' headers (RateLimit-*) only onto answers it builds itself.
+    answer = Response(content=content, media_type="application/json")
+    for name, value in sub_response.headers.items():
+        if name not in ("content-length", "content-type"):
+            answer.headers.append(name, value)
+    return answer
 
 
 @router.get(
     "/v1/sync/changes", summary="Pull changes since a cursor", response_model=ChangesResponse
 )
 async def get_changes(
+    request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     state: StateDep,
     cursor: Annotated[
         int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Last seq seen; 0 at start.")
     ] = 0,
     limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Long-poll: when nothing changed after cursor, wait up to this many "
+            "seconds for a change before answering (an empty page if none came).",
+        ),
+    ] = 0,
 ) -> Response:
-    """Records changed after ``cursor``, oldest first; ``has_more`` when another page waits."""
+    """Records changed after ``cursor``, oldest first; ``has_more`` when another page waits.
+
+    With ``wait``, a pull at the head of the account's changes is held until another
+    device pushes (answered at once) or ``wait`` seconds pass.
+    """
     maximum = state.settings.max_page_size
     page = min(limit or min(200, maximum), maximum)
-    return _json(await records.changes(state.db, principal, cursor, page))
+    account_id = principal.account_id
+    rows = await records.changed_rows(state.db, account_id, cursor, page)
+    notifier = state.notifier
+    if not rows and wait and not notifier.is_closed:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        interval = state.settings.long_poll_interval_seconds
+        with notifier.waiter(account_id, principal.device_id) as waiter:
+            while True:
+                # Listen first, then look: a push that commits after the look wakes us.
+                waiter.arm()
+                rows = await records.changed_rows(state.db, account_id, cursor, page)
+                remaining = deadline - loop.time()
+                if rows or remaining <= 0 or notifier.is_closed:
+                    break
+                # No database connection is held while sleeping.
+                await waiter.sleep(min(interval, remaining))
+                if await request.is_disconnected():
+                    break
+    return _json(records.changes_json(rows, cursor, page), response)
 
 
 @router.post("/v1/sync/push", summary="Push a batch of records", response_model=PushResponse)
-async def push(body: PushRequest, principal: CurrentPrincipal, state: StateDep) -> Response:
+async def push(
+    body: PushRequest, principal: CurrentPrincipal, state: StateDep, response: Response
+) -> Response:
     """Each record is saved, conflicts (with the server's copy) or is rejected."""
     records.check_sizes(body, state.settings)
-    return _json(await records.push(state.db, principal, body))
+    answer = await records.push(state.db, principal, body, state.notifier.changed)
+    return _json(answer, response)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.sync.dpop import DeviceKey
 from sync_server.app import create_app
 from tests.integration.sync_server.support import (
     ApiUser,
@@ -72,7 +73,7 @@ async def api(
 def user(api: httpx.AsyncClient, issuer: FakeIssuer) -> Callable[..., ApiUser]:
     """Factory: ``user("alice")`` → authenticated client for subject alice."""
 
-    def make(subject: str, device: str | None = None, **claims: Any) -> ApiUser:
+    def make(subject: str, device: DeviceKey | str | None = None, **claims: Any) -> ApiUser:
         return ApiUser(api, issuer.mint(subject, **claims), device or f"{subject}-device-1")
 
     return make

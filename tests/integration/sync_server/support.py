@@ -1,4 +1,9 @@
-"""Test support: a fake OIDC issuer (httpx MockTransport), settings, and API clients."""
+"""Test support: a fake OIDC issuer (httpx MockTransport), settings, and API clients.
+
+Every authenticated call carries a DPoP proof made by the desktop client's own
+:class:`app.sync.dpop.DeviceKey`: :func:`auth_headers` is the one place tests make them.
+Devices are named by labels; :func:`device_key` keeps one key per label.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
+from app.sync.dpop import DPOP_HEADER, DeviceKey, access_token_hash
 from sync_server.sealing import generate_secrets
 from sync_server.settings import Settings
 
+BASE_URL = "http://testserver"
 ISSUER = "https://issuer.test/realms/hushchat"
 AUDIENCE = "hushchat-sync"
 CLIENT_ID = "hushchat-desktop"
@@ -152,6 +159,65 @@ def client_from(app: FastAPI, host: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
+_DEVICE_KEYS: dict[str, DeviceKey] = {}
+
+
+def device_key(label: str) -> DeviceKey:
+    """The test device key called ``label`` (one per label for the whole test run)."""
+    key = _DEVICE_KEYS.get(label)
+    if key is None:
+        key = _DEVICE_KEYS[label] = DeviceKey.generate()
+    return key
+
+
+def auth_headers(
+    token: str,
+    method: str,
+    url: str,
+    device: DeviceKey | str = "device",
+    *,
+    base_url: str = BASE_URL,
+) -> dict[str, str]:
+    """Bearer token, device id and a fresh DPoP proof for one request.
+
+    ``url`` is a path (on ``base_url``) or a full URL, without the query; ``device`` a
+    key or the label of one (:func:`device_key`).
+    """
+    key = device if isinstance(device, DeviceKey) else device_key(device)
+    target = url if "://" in url else base_url.rstrip("/") + url
+    return {
+        "Authorization": f"Bearer {token}",
+        "X-Hushchat-Device": key.device_id,
+        DPOP_HEADER: key.proof(method, target, token),
+    }
+
+
+def crafted_proof(
+    key: DeviceKey,
+    method: str,
+    url: str,
+    token: str,
+    *,
+    header: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
+    """A DPoP proof with chosen header members and claims (None drops one), signed by
+    ``key`` with PyJWT: for the tests of what the server refuses."""
+    body: dict[str, Any] = {
+        "jti": secrets.token_urlsafe(16),
+        "htm": method,
+        "htu": url if "://" in url else BASE_URL + url,
+        "iat": int(time.time()),
+        "ath": access_token_hash(token),
+    }
+    body.update(claims)
+    headers: dict[str, Any] = {"typ": "dpop+jwt", "jwk": key.public_jwk}
+    headers.update(header or {})
+    body = {name: value for name, value in body.items() if value is not None}
+    headers = {name: value for name, value in headers.items() if value is not None}
+    return jwt.encode(body, key.to_pem(), algorithm="ES256", headers=headers)
+
+
 def b64(data: bytes) -> str:
     """Standard base64 text."""
     return base64.b64encode(data).decode()
@@ -180,33 +246,42 @@ def record(
 
 
 class ApiUser:
-    """An authenticated client: token + device id headers over a shared httpx client."""
+    """An authenticated client: token, device key and a fresh proof per request."""
 
-    def __init__(self, http: httpx.AsyncClient, token: str, device: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, token: str, device: DeviceKey | str) -> None:
         self.http = http
         self.token = token
-        self.device = device
+        self.key = device if isinstance(device, DeviceKey) else device_key(device)
 
     @property
-    def headers(self) -> dict[str, str]:
-        """Authorization and device headers."""
-        return {"Authorization": f"Bearer {self.token}", "X-Hushchat-Device": self.device}
+    def device(self) -> str:
+        """The device id: the key's thumbprint."""
+        return self.key.device_id
+
+    def headers(self, method: str, url: str) -> dict[str, str]:
+        """Authorization, device and DPoP headers for one request."""
+        return auth_headers(self.token, method, url, self.key, base_url=str(self.http.base_url))
+
+    async def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """A request with credentials (``headers`` given are added on top)."""
+        headers = {**self.headers(method, url), **kw.pop("headers", {})}
+        return await self.http.request(method, url, headers=headers, **kw)
 
     async def get(self, url: str, **kw: Any) -> httpx.Response:
         """GET with credentials."""
-        return await self.http.get(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+        return await self.request("GET", url, **kw)
 
     async def post(self, url: str, **kw: Any) -> httpx.Response:
         """POST with credentials."""
-        return await self.http.post(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+        return await self.request("POST", url, **kw)
 
     async def put(self, url: str, **kw: Any) -> httpx.Response:
         """PUT with credentials."""
-        return await self.http.put(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+        return await self.request("PUT", url, **kw)
 
     async def delete(self, url: str, **kw: Any) -> httpx.Response:
         """DELETE with credentials."""
-        return await self.http.delete(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+        return await self.request("DELETE", url, **kw)
 
     async def push(self, *records: dict[str, Any], atomic: bool = False) -> dict[str, Any]:
         """Push and return the JSON answer (asserting 200)."""

@@ -55,8 +55,8 @@ async def test_devices_are_per_account(user: UserFactory) -> None:
     await alice.get("/v1/me")
     await bob.get("/v1/me")
     bob_devices = (await bob.get("/v1/devices")).json()["devices"]
-    assert [d["id"] for d in bob_devices] == ["bob-device-1"]
-    response = await bob.delete("/v1/devices/alice-device-1")
+    assert [d["id"] for d in bob_devices] == [bob.device]
+    response = await bob.delete(f"/v1/devices/{alice.device}")
     assert response.status_code == 404
     assert (await alice.get("/v1/me")).status_code == 200
 

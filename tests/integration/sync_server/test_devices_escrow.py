@@ -17,6 +17,7 @@ from tests.integration.sync_server.support import (
     ApiUser,
     FakeIssuer,
     b64,
+    device_key,
     make_settings,
     record,
     running,
@@ -58,8 +59,9 @@ async def test_devices_listed_and_revoked(user: UserFactory) -> None:
     await laptop.get("/v1/me")
     await phone.post("/v1/sync/push", json={"records": [record("m1")]})
     listing = (await laptop.get("/v1/devices")).json()["devices"]
-    assert {d["id"]: d["current"] for d in listing} == {"laptop-0001": True, "phone-00001": False}
-    assert (await laptop.delete("/v1/devices/phone-00001")).status_code == 204
+    assert {d["id"]: d["current"] for d in listing} == {laptop.device: True, phone.device: False}
+    revoked = phone.device
+    assert (await laptop.delete(f"/v1/devices/{revoked}")).status_code == 204
     for call in (
         phone.get("/v1/sync/changes"),
         phone.post("/v1/sync/push", json={"records": [record("m2")]}),
@@ -68,10 +70,10 @@ async def test_devices_listed_and_revoked(user: UserFactory) -> None:
         assert response.status_code == 403
         assert response.json()["type"].endswith("device-revoked")
     # Same token under a new device id does not help: it is bound to the revoked device.
-    phone.device = "phone-00002"
+    phone.key = device_key("phone-00002")
     assert (await phone.get("/v1/sync/changes")).status_code == 401
     listing = (await laptop.get("/v1/devices")).json()["devices"]
-    assert next(d for d in listing if d["id"] == "phone-00001")["revoked_at"] is not None
+    assert next(d for d in listing if d["id"] == revoked)["revoked_at"] is not None
     assert (await laptop.delete("/v1/devices/no-such-device")).status_code == 404
 
 

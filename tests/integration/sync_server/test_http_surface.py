@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sync_server.app import create_app
-from tests.integration.sync_server.support import FakeIssuer, make_settings, running
+from tests.integration.sync_server.support import FakeIssuer, auth_headers, make_settings, running
 
 PROBLEM = "application/problem+json"
 
@@ -45,16 +45,27 @@ async def test_health_ready_and_docs(api: httpx.AsyncClient) -> None:
     push = schema["paths"]["/v1/sync/push"]["post"]
     assert PROBLEM in push["responses"]["422"]["content"]
     assert push["security"] == [{"HTTPBearer": []}]
+    headers = {p["name"]: p for p in push["parameters"] if p["in"] == "header"}
+    assert headers["DPoP"]["required"] and "RFC 9449" in headers["DPoP"]["description"]
+    assert headers["X-Hushchat-Device"]["required"]
+    changes = schema["paths"]["/v1/sync/changes"]["get"]
+    wait = next(p for p in changes["parameters"] if p["name"] == "wait")
+    assert wait["schema"]["maximum"] == 30 and wait["schema"]["minimum"] == 0
 
 
 async def test_framework_errors_are_problem_details(
     api: httpx.AsyncClient, issuer: FakeIssuer
 ) -> None:
-    auth = {"Authorization": f"Bearer {issuer.mint('alice')}", "X-Hushchat-Device": "abcdefgh"}
+    token = issuer.mint("alice")
+    auth = auth_headers(token, "POST", "/v1/sync/push", "abcdefgh")
     cases = [
         (api.get("/nowhere"), 404),
         (api.post("/healthz"), 405),
         (api.get("/v1/sync/changes", headers={**auth, "X-Hushchat-Device": "bad id!"}), 422),
+        # A token without a DPoP proof, or with a proof for another request: 401.
+        (api.get("/v1/me", headers={**auth, "DPoP": "not.a.proof"}), 401),
+        (api.get("/v1/me", headers={**auth, "DPoP": ""}), 401),
+        (api.get("/v1/me", headers=auth), 401),
         # Without credentials: 401 whatever else is wrong (here the device id too).
         (api.get("/v1/sync/changes", headers={"X-Hushchat-Device": "bad id!"}), 401),
         (api.post("/v1/sync/push", content=b"{not json"), 401),
@@ -98,11 +109,11 @@ async def test_unexpected_errors_are_500_problems(
 async def test_rate_limits_answer_429_with_headers(tmp_path: Path, issuer: FakeIssuer) -> None:
     settings = make_settings(tmp_path, rate_limit_user="3/minute", rate_limit_anonymous="2/minute")
     async with running(create_app(settings, http_transport=issuer.transport())) as api:
-        headers = {
-            "Authorization": f"Bearer {issuer.mint('alice')}",
-            "X-Hushchat-Device": "dev-12345",
-        }
-        statuses = [(await api.get("/v1/me", headers=headers)) for _ in range(4)]
+        alice = issuer.mint("alice")
+        statuses = [
+            (await api.get("/v1/me", headers=auth_headers(alice, "GET", "/v1/me", "dev-12345")))
+            for _ in range(4)
+        ]
         assert [r.status_code for r in statuses] == [200, 200, 200, 429]
         assert statuses[0].headers["RateLimit-Limit"] == "3"
         assert statuses[1].headers["RateLimit-Remaining"] == "1"
@@ -110,7 +121,7 @@ async def test_rate_limits_answer_429_with_headers(tmp_path: Path, issuer: FakeI
         assert limited.headers["content-type"] == PROBLEM
         assert int(limited.headers["Retry-After"]) >= 1
         # Another user is not affected by alice's limit.
-        bob = {"Authorization": f"Bearer {issuer.mint('bob')}", "X-Hushchat-Device": "dev-67890"}
+        bob = auth_headers(issuer.mint("bob"), "GET", "/v1/me", "dev-67890")
         assert (await api.get("/v1/me", headers=bob)).status_code == 200
         anonymous = [(await api.get("/v1/meta")).status_code for _ in range(3)]
         assert anonymous == [200, 200, 429]
@@ -120,10 +131,11 @@ async def test_logs_carry_no_tokens_or_payloads(
     api: httpx.AsyncClient, issuer: FakeIssuer, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = issuer.mint("alice")
+    headers = auth_headers(token, "POST", "/v1/sync/push", "dev-12345")
     with caplog.at_level(logging.DEBUG):
         await api.post(
             "/v1/sync/push",
-            headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": "dev-12345"},
+            headers=headers,
             json={
                 "records": [
                     {
@@ -139,4 +151,5 @@ async def test_logs_carry_no_tokens_or_payloads(
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "request" in text
     assert token not in text and token[-20:] not in text
+    assert headers["DPoP"][-20:] not in text
     assert "U0VDUkVUUEFZTE9BRA" not in text and "SECRETPAYLOAD" not in text

@@ -7,11 +7,11 @@ import asyncio
 from pathlib import Path
 
 from sync_server.app import create_app
-from tests.integration.sync_server.support import FakeIssuer, make_settings, running
+from tests.integration.sync_server.support import FakeIssuer, auth_headers, make_settings, running
 
 
 def _auth(token: str, device: str = "device-0001") -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
+    return auth_headers(token, "GET", "/v1/me", device)
 
 
 async def test_unknown_kids_during_an_outage_cost_one_fetch(

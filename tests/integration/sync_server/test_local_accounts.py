@@ -20,9 +20,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sync_server.app import create_app
 from sync_server.sealing import escrow_aad, public_key_from_bytes, seal
-from tests.integration.sync_server.support import make_settings, running
+from tests.integration.sync_server.support import (
+    auth_headers,
+    device_key,
+    make_settings,
+    running,
+)
 
-DEVICE = "local-device-1"
+LOCAL_KEY = device_key("local-device-1")
+DEVICE = LOCAL_KEY.device_id
 
 
 class Mailbox:
@@ -173,12 +179,12 @@ async def test_signup_verify_sign_in_refresh_reset(
     assert wrong.status_code == 401
 
     tokens = (await api.post("/v1/account/token", json={**signup, "device_id": DEVICE})).json()
-    headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Hushchat-Device": DEVICE}
-    me = await api.get("/v1/me", headers=headers)
+    access = tokens["access_token"]
+    me = await api.get("/v1/me", headers=auth_headers(access, "GET", "/v1/me", LOCAL_KEY))
     assert me.status_code == 200
     assert me.json()["issuer"] == "local" and me.json()["email_verified"] is True
     other_device = await api.get(
-        "/v1/me", headers={**headers, "X-Hushchat-Device": "another-device"}
+        "/v1/me", headers=auth_headers(access, "GET", "/v1/me", "another-device")
     )
     assert other_device.status_code == 401
 
@@ -191,7 +197,7 @@ async def test_signup_verify_sign_in_refresh_reset(
     )
     escrowed = await api.put(
         "/v1/escrow",
-        headers=headers,
+        headers=auth_headers(access, "PUT", "/v1/escrow", LOCAL_KEY),
         json={
             "tier": "standard",
             "key_id": "std",
@@ -200,11 +206,13 @@ async def test_signup_verify_sign_in_refresh_reset(
         },
     )
     assert escrowed.status_code == 200, escrowed.text
-    device_key = base64.b64encode(
+    recovery_key = base64.b64encode(
         X25519PrivateKey.generate().public_key().public_bytes_raw()
     ).decode()
     started = await api.post(
-        "/v1/recovery/start", headers=headers, json={"device_public_key": device_key}
+        "/v1/recovery/start",
+        headers=auth_headers(access, "POST", "/v1/recovery/start", LOCAL_KEY),
+        json={"device_public_key": recovery_key},
     )
     assert started.status_code == 202, started.text
     _, _, notice = await mailbox.wait_for("dana@example.org", "recovery of your Standard chats")

@@ -12,7 +12,12 @@ import jwt
 import pytest
 
 from sync_server.app import create_app
-from tests.integration.sync_server.support import make_settings, running, skip_or_fail
+from tests.integration.sync_server.support import (
+    auth_headers,
+    make_settings,
+    running,
+    skip_or_fail,
+)
 from tests.peers.oidc_provider import (
     AUDIENCE,
     CLIENT_ID,
@@ -34,8 +39,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]
         yield peer
 
 
-def _headers(token: str, device: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
+def _headers(token: str, device: str, method: str = "GET", path: str = "/v1/me") -> dict[str, str]:
+    return auth_headers(token, method, path, device)
 
 
 async def test_real_provider_tokens_and_key_rotation(
@@ -67,7 +72,7 @@ async def test_real_provider_tokens_and_key_rotation(
 
         push = await api.post(
             "/v1/sync/push",
-            headers=_headers(alice, "alice-laptop"),
+            headers=_headers(alice, "alice-laptop", "POST", "/v1/sync/push"),
             json={
                 "records": [
                     {

@@ -20,7 +20,12 @@ import jwt
 import pytest
 
 from sync_server.app import create_app
-from tests.integration.sync_server.support import make_settings, running, skip_or_fail
+from tests.integration.sync_server.support import (
+    auth_headers,
+    make_settings,
+    running,
+    skip_or_fail,
+)
 from tests.peers.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider, unavailable_reason
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
@@ -57,9 +62,7 @@ def _settings(tmp_path: Path, provider: OidcProvider, **overrides: Any) -> Any:
 
 
 async def _me(api: httpx.AsyncClient, token: str, device: str) -> httpx.Response:
-    return await api.get(
-        "/v1/me", headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
-    )
+    return await api.get("/v1/me", headers=auth_headers(token, "GET", "/v1/me", device))
 
 
 async def test_strict_server_accepts_rfc9068_tokens(standard: OidcProvider, tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ from sync_server.settings import Settings
 from tests.integration.sync_server.support import (
     ApiUser,
     FakeIssuer,
+    auth_headers,
+    device_key,
     make_settings,
     record,
     running,
@@ -132,8 +134,8 @@ async def _seed(settings: Settings, token: str, device: str) -> None:
 def test_serve_with_two_workers(tmp_path: Path) -> None:
     values = generate_secrets()
     settings = Settings(**{k.lower(): v for k, v in values.items()}, data_dir=tmp_path / "data")
-    token, device = "hcl_" + "w" * 40, "workers-device"
-    asyncio.run(_seed(settings, token, device))
+    token, key = "hcl_" + "w" * 40, device_key("workers-device")
+    asyncio.run(_seed(settings, token, key.device_id))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
     env_file = tmp_path / "sync.env"
     env_file.write_text("".join(f"HUSHCHAT_SYNC_{k}={v}\n" for k, v in values.items()))
@@ -152,9 +154,13 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    headers = {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
+    base_url = f"http://127.0.0.1:{port}"
+
+    def headers(method: str, path: str) -> dict[str, str]:
+        return auth_headers(token, method, path, key, base_url=base_url)
+
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        with httpx.Client(base_url=base_url, timeout=30) as http:
             deadline = time.monotonic() + 60
             while True:
                 assert process.poll() is None, log.read_text()
@@ -166,12 +172,16 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
 
             def push(n: int) -> int:
                 body = {"records": [record(f"w{n}-{i}") for i in range(5)]}
-                return http.post("/v1/sync/push", json=body, headers=headers).status_code
+                return http.post(
+                    "/v1/sync/push", json=body, headers=headers("POST", "/v1/sync/push")
+                ).status_code
 
             with ThreadPoolExecutor(max_workers=8) as pool:
                 assert list(pool.map(push, range(20))) == [200] * 20, log.read_text()
             pulled = http.get(
-                "/v1/sync/changes", params={"cursor": 0, "limit": 1000}, headers=headers
+                "/v1/sync/changes",
+                params={"cursor": 0, "limit": 1000},
+                headers=headers("GET", "/v1/sync/changes"),
             )
             seqs = [change["seq"] for change in pulled.json()["changes"]]
             assert seqs == list(range(1, 101))

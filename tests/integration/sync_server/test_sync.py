@@ -21,8 +21,8 @@ async def test_push_then_pull_round_trip(user: UserFactory) -> None:
     changes, cursor = await alice.pull_all()
     assert cursor == 2
     assert [(c["id"], c["kind"], c["seq"], c["device_id"]) for c in changes] == [
-        ("m1", "message", 1, "alice-device-1"),
-        ("m2", "chat", 2, "alice-device-1"),
+        ("m1", "message", 1, alice.device),
+        ("m2", "chat", 2, alice.device),
     ]
     assert changes[0]["payload"] == b64(b"m1@1")
     assert changes[0]["size"] == len(b"m1@1")

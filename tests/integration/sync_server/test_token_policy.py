@@ -11,13 +11,11 @@ import pytest
 
 from sync_server.app import create_app
 from sync_server.settings import Settings
-from tests.integration.sync_server.support import FakeIssuer, make_settings, running
+from tests.integration.sync_server.support import FakeIssuer, auth_headers, make_settings, running
 
 
 async def _status(api: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await api.get(
-        "/v1/me", headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": "device-01"}
-    )
+    return await api.get("/v1/me", headers=auth_headers(token, "GET", "/v1/me", "device-01"))
 
 
 async def _statuses(

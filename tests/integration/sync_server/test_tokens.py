@@ -19,12 +19,14 @@ from tests.integration.sync_server.support import (
     ISSUER,
     ApiUser,
     FakeIssuer,
+    auth_headers,
+    device_key,
     make_settings,
     running,
 )
 
 UserFactory = Callable[..., ApiUser]
-DEVICE = {"X-Hushchat-Device": "attacker-device"}
+DEVICE = "attacker-device"
 
 
 def _segment(data: dict[str, object]) -> str:
@@ -32,7 +34,7 @@ def _segment(data: dict[str, object]) -> str:
 
 
 async def _status(api: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await api.get("/v1/me", headers={"Authorization": f"Bearer {token}", **DEVICE})
+    return await api.get("/v1/me", headers=auth_headers(token, "GET", "/v1/me", DEVICE))
 
 
 def _claims(**overrides: object) -> dict[str, object]:
@@ -153,9 +155,7 @@ async def _rotate(api: httpx.AsyncClient, issuer: FakeIssuer) -> None:
     await asyncio.sleep(1.1)  # past the unknown-kid refetch interval
     new = issuer.mint("alice")
     assert jwt.get_unverified_header(new)["kid"] == "key-2"
-    response = await api.get(
-        "/v1/me", headers={"Authorization": f"Bearer {new}", "X-Hushchat-Device": "dev-rotated"}
-    )
+    response = await api.get("/v1/me", headers=auth_headers(new, "GET", "/v1/me", "dev-rotated"))
     assert response.status_code == 200
     assert (await _status(api, old)).status_code == 200
 
@@ -164,13 +164,9 @@ async def test_token_is_bound_to_its_first_device(
     api: httpx.AsyncClient, issuer: FakeIssuer
 ) -> None:
     token = issuer.mint("alice")
-    ok = await api.get(
-        "/v1/me", headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": "laptop-01"}
-    )
+    ok = await api.get("/v1/me", headers=auth_headers(token, "GET", "/v1/me", "laptop-01"))
     assert ok.status_code == 200
-    other = await api.get(
-        "/v1/me", headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": "phone-0001"}
-    )
+    other = await api.get("/v1/me", headers=auth_headers(token, "GET", "/v1/me", "phone-0001"))
     assert other.status_code == 401
 
 
@@ -178,5 +174,9 @@ async def test_garbage_tokens(api: httpx.AsyncClient) -> None:
     for token in ("x", "a.b.c", "hcl_nothing", "Bearer", "ey" * 5000):
         response = await _status(api, token)
         assert response.status_code == 401, token
-    response = await api.get("/v1/me", headers={"Authorization": "Basic Zm9vOmJhcg==", **DEVICE})
+    basic = {
+        "Authorization": "Basic Zm9vOmJhcg==",
+        "X-Hushchat-Device": device_key(DEVICE).device_id,
+    }
+    response = await api.get("/v1/me", headers=basic)
     assert response.status_code == 401

@@ -12,6 +12,7 @@ import pytest
 from sync_server.app import create_app
 from tests.integration.sync_server.support import (
     FakeIssuer,
+    auth_headers,
     client_from,
     make_settings,
     running,
@@ -21,8 +22,9 @@ PROBLEM = "application/problem+json"
 DEVICE = {"X-Hushchat-Device": "device-0001"}
 
 
-def _bad(n: int) -> dict[str, str]:
-    return {"Authorization": f"Bearer not-a-token-{n}", **DEVICE}
+def _bad(n: int, method: str = "GET", path: str = "/v1/me") -> dict[str, str]:
+    """A well-formed request (with a valid DPoP proof) whose token is wrong."""
+    return auth_headers(f"not-a-token-{n}", method, path, "device-0001")
 
 
 async def test_failed_authentications_end_in_429_per_address(
@@ -38,11 +40,13 @@ async def test_failed_authentications_end_in_429_per_address(
         assert 1 <= int(limited.headers["Retry-After"]) <= 60
         assert "failed authentications" in limited.json()["detail"]
         # The address is refused before any token check, even with a valid token ...
-        valid = {"Authorization": f"Bearer {issuer.mint('alice')}", **DEVICE}
+        alice = issuer.mint("alice")
+        valid = auth_headers(alice, "GET", "/v1/me", "device-0001")
         assert (await api.get("/v1/me", headers=valid)).status_code == 429
         # ... and so is a request without credentials; other addresses are not affected.
         assert (await api.get("/v1/me", headers=DEVICE)).status_code == 429
         async with client_from(app, "192.0.2.7") as other:
+            valid = auth_headers(alice, "GET", "/v1/me", "device-0001")
             assert (await other.get("/v1/me", headers=valid)).status_code == 200
             # Unauthenticated endpoints keep their own (anonymous) limit.
         assert (await api.get("/v1/meta")).status_code == 200
@@ -131,7 +135,7 @@ async def test_large_body_with_bad_token_is_not_read(
     api: httpx.AsyncClient, declare_length: bool
 ) -> None:
     body = CountingBody(8 << 20)  # under MAX_REQUEST_BYTES (16 MiB): only the token is wrong
-    headers = {**_bad(0), "Content-Type": "application/json"}
+    headers = {**_bad(0, "POST", "/v1/sync/push"), "Content-Type": "application/json"}
     if declare_length:
         headers["Content-Length"] = str(body.total)
     response = await api.post("/v1/sync/push", content=body, headers=headers)
@@ -173,19 +177,23 @@ async def test_unauthenticated_endpoints_take_small_bodies_only(api: httpx.Async
 async def test_authenticated_large_bodies_still_work(tmp_path: Path, issuer: FakeIssuer) -> None:
     settings = make_settings(tmp_path, max_request_bytes=256 << 10)
     app = create_app(settings, http_transport=issuer.transport())
-    headers = {"Authorization": f"Bearer {issuer.mint('alice')}", **DEVICE}
+    token = issuer.mint("alice")
+
+    def headers() -> dict[str, str]:
+        return auth_headers(token, "POST", "/v1/sync/push", "device-0001")
+
     payload = "QUJD" * (40 << 10)  # 160 KiB of base64 (120 KiB decoded): over the 64 KiB
     record = {"id": "big", "kind": "message", "revision": 1, "key_id": "k", "payload": payload}
     async with running(app) as api:
-        pushed = await api.post("/v1/sync/push", json={"records": [record]}, headers=headers)
+        pushed = await api.post("/v1/sync/push", json={"records": [record]}, headers=headers())
         assert pushed.status_code == 200, pushed.text
         assert pushed.json()["applied"]
         # Over MAX_REQUEST_BYTES: 413, declared or streamed.
         too_big = {**record, "payload": "QUJD" * (80 << 10)}
-        refused = await api.post("/v1/sync/push", json={"records": [too_big]}, headers=headers)
+        refused = await api.post("/v1/sync/push", json={"records": [too_big]}, headers=headers())
         assert refused.status_code == 413
         streamed = CountingBody(1 << 20, chunk=32 << 10)
-        refused = await api.post("/v1/sync/push", content=streamed, headers=headers)
+        refused = await api.post("/v1/sync/push", content=streamed, headers=headers())
         assert refused.status_code == 413
         assert refused.json()["type"].endswith("request-too-large")
         assert streamed.sent <= (256 << 10) + 2 * streamed.chunk

@@ -1,0 +1,164 @@
+"""The server's DPoP checks against proofs made by the desktop client's own device key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from limits.storage import storage_from_string
+
+from app.sync.dpop import DeviceKey
+from sync_server.auth.dpop import (
+    DpopError,
+    DpopVerifier,
+    MemoryReplayCache,
+    StorageReplayCache,
+    access_token_hash,
+    jwk_thumbprint,
+    normalise_uri,
+)
+
+URL = "https://sync.example.org/v1/sync/changes"
+TOKEN = "access-token-1"
+
+
+def _verifier(**kw: object) -> DpopVerifier:
+    options: dict[str, object] = {"max_age": 60, "clock_skew": 5}
+    options.update(kw)
+    return DpopVerifier(MemoryReplayCache(1000, 70), **options)  # type: ignore[arg-type]
+
+
+async def _verify(verifier: DpopVerifier, proof: str, key: DeviceKey, **kw: str) -> str:
+    return await verifier.verify(
+        proof,
+        method=kw.get("method", "GET"),
+        expected_uri=normalise_uri(kw.get("url", URL)),
+        access_token=kw.get("token", TOKEN),
+        device_id=kw.get("device", key.device_id),
+    )
+
+
+def test_the_thumbprint_is_the_clients_device_id() -> None:
+    for _ in range(5):
+        key = DeviceKey.generate()
+        assert jwk_thumbprint(key.public_jwk) == key.device_id
+    # RFC 9449 §7.1's example token and its ath, as the client computes it too.
+    token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"
+    assert access_token_hash(token) == "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+
+
+def test_uris_are_compared_as_rfc_3986_normalises_them() -> None:
+    assert (
+        normalise_uri("HTTPS://Sync.Example.ORG:443/v1/x?q=1#f") == "https://sync.example.org/v1/x"
+    )
+    assert normalise_uri("http://h:8080") == "http://h:8080/"
+    assert normalise_uri("http://h:80/a%2Db") == "http://h/a-b"
+    assert normalise_uri("http://[::1]:8080/p") == "http://[::1]:8080/p"
+    assert normalise_uri("http://user:pw@h/p") == "http://h/p"
+    for bad in ("ftp://h/p", "/v1/x", "http://h:99999/", "https:///p"):
+        assert normalise_uri(bad) is None, bad
+
+
+async def test_a_client_proof_verifies() -> None:
+    key = DeviceKey.generate()
+    verifier = _verifier()
+    proof = key.proof("GET", URL + "?cursor=5", TOKEN)
+    assert await _verify(verifier, proof, key) == key.device_id
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "POST"}, "htm"),
+        ({"url": "https://sync.example.org/v1/sync/push"}, "htu"),
+        ({"url": "http://sync.example.org/v1/sync/changes"}, "htu"),
+        ({"token": "another-token"}, "ath"),
+        ({"device": "A" * 43}, "device id"),
+    ],
+)
+async def test_a_proof_for_another_request_is_refused(change: dict[str, str], message: str) -> None:
+    key = DeviceKey.generate()
+    with pytest.raises(DpopError, match=message):
+        await _verify(_verifier(), key.proof("GET", URL, TOKEN), key, **change)
+
+
+async def test_replays_are_refused() -> None:
+    key = DeviceKey.generate()
+    verifier = _verifier()
+    proof = key.proof("GET", URL, TOKEN)
+    await _verify(verifier, proof, key)
+    with pytest.raises(DpopError, match="already used"):
+        await _verify(verifier, proof, key)
+
+
+async def test_iat_window() -> None:
+    key = DeviceKey.generate()
+    verifier = _verifier()
+    now = time.time()
+    await _verify(verifier, key.proof("GET", URL, TOKEN, now=now - 50), key)
+    await _verify(verifier, key.proof("GET", URL, TOKEN, now=now + 3), key)
+    with pytest.raises(DpopError, match="too old"):
+        await _verify(verifier, key.proof("GET", URL, TOKEN, now=now - 120), key)
+    with pytest.raises(DpopError, match="future"):
+        await _verify(verifier, key.proof("GET", URL, TOKEN, now=now + 30), key)
+
+
+async def test_malformed_proofs() -> None:
+    key = DeviceKey.generate()
+    verifier = _verifier()
+    for proof, message in [
+        (None, "required"),
+        ("", "required"),
+        ("x" * 5000, "too long"),
+        ("not-a-jws", "Malformed"),
+    ]:
+        with pytest.raises(DpopError, match=message):
+            await _verify(verifier, proof, key)  # type: ignore[arg-type]
+    # Proof signed by another key than the jwk in its header.
+    other = DeviceKey.generate()
+    header, _, _ = key.proof("GET", URL, TOKEN).partition(".")
+    _, body, signature = other.proof("GET", URL, TOKEN).split(".")
+    with pytest.raises(DpopError, match="signature"):
+        await _verify(verifier, f"{header}.{body}.{signature}", key)
+
+
+async def test_public_url_replaces_what_the_server_sees() -> None:
+    key = DeviceKey.generate()
+    verifier = _verifier(public_url="https://Sync.Example.org/hushchat/")
+    expected = verifier.expected_uri("http://10.0.0.5:8080/v1/me?x=1", "/v1/me")
+    assert expected == "https://sync.example.org/hushchat/v1/me"
+    proof = key.proof("GET", "https://sync.example.org/hushchat/v1/me", TOKEN)
+    assert await verifier.verify(
+        proof, method="GET", expected_uri=expected, access_token=TOKEN, device_id=key.device_id
+    )
+    assert _verifier().expected_uri("HTTP://Host:80/v1/me", "/v1/me") == "http://host/v1/me"
+
+
+async def test_memory_replay_cache_narrows_the_window_instead_of_forgetting() -> None:
+    cache = MemoryReplayCache(capacity=3, ttl=60)
+    assert await cache.first_use("a", 100)
+    assert not await cache.first_use("a", 100)
+    assert await cache.first_use("b", 101)
+    assert await cache.first_use("c", 102)
+    assert await cache.first_use("d", 103)  # "a" is dropped: nothing issued at or before 100
+    assert len(cache) == 3
+    assert not await cache.first_use("a", 100)
+    assert not await cache.first_use("e", 100)
+    assert await cache.first_use("f", 104)
+
+
+async def test_memory_replay_cache_forgets_after_its_ttl() -> None:
+    cache = MemoryReplayCache(capacity=10, ttl=0.05)
+    assert await cache.first_use("a", 1)
+    await asyncio.sleep(0.06)
+    assert await cache.first_use("b", 2)
+    assert len(cache) == 1
+
+
+async def test_storage_replay_cache() -> None:
+    storage = storage_from_string("async+memory://")
+    cache = StorageReplayCache(storage, 60)  # type: ignore[arg-type]
+    assert await cache.first_use("a", 1)
+    assert not await cache.first_use("a", 1)
+    assert await cache.first_use("b", 1)
