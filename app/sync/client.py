@@ -24,7 +24,8 @@ What the caller sees (``app/sync/errors.py``)::
     SyncRetryLaterError   429 and 503, ``retry_after`` from Retry-After (seconds or date)
     SyncAuthError         401 after one refresh (or without a refresh token), 403
     SyncProtocolError     an answer this client does not understand, 500
-    └── SyncRefusedError  another 4xx: ``status`` and the problem ``slug``
+    └── SyncRefusedError  another 4xx: ``status`` and the problem ``slug``; also a 401
+                          refusing the DPoP proof itself (clock, URL): no refresh helps
 
 Messages come from the server's problem details (RFC 9457); tokens never appear in a
 message or a log record.
@@ -565,6 +566,15 @@ class SyncClient(ServerConnection):
             content=content,
             request_timeout=request_timeout,
         )
+        if response.status_code == 401 and problem_slug(response) == "invalid-dpop-proof":
+            # A new token would not help: the proof itself was refused (most often a
+            # wrong clock on this computer, or a proxy that rewrites the URL).
+            raise SyncRefusedError(
+                f"The sync server {self._host} refused this device's proof of its key "
+                f"({problem_message(response, self._secrets())}).",
+                401,
+                "invalid-dpop-proof",
+            )
         if response.status_code == 401 and await self._refresh(used):
             response = await self.send(
                 method,

@@ -4,13 +4,15 @@ code, sign-in, sync, token rotation and the password reset, against the real ser
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.sync import dpop
 from app.sync.account import SyncAccount
-from app.sync.client import SyncClient
+from app.sync.client import SyncClient, SyncRefusedError
 from app.sync.errors import SyncAuthError
 from app.sync.login import (
     SignInError,
@@ -119,3 +121,22 @@ async def test_a_server_without_an_issuer_says_so(
     _, server = mail_and_server
     with pytest.raises(SignInError, match="e-mail/password accounts"):
         await sign_in_with_browser(server.url, open_browser=lambda url: True)
+
+
+async def test_a_wrong_clock_is_reported_not_treated_as_signed_out(
+    mail_and_server: tuple[Mailbox, LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailbox, server = mail_and_server
+    await sign_up_local(server.url, EMAIL, PASSWORD)
+    await verify_local_email(server.url, await _code(mailbox, "Confirm"))
+    account = await sign_in_local(server.url, EMAIL, PASSWORD)
+
+    class SlowClock:
+        @staticmethod
+        def time() -> float:
+            return time.time() - 3600
+
+    monkeypatch.setattr(dpop, "time", SlowClock)
+    async with SyncClient(account) as client:
+        with pytest.raises(SyncRefusedError, match="check the device clock"):
+            await client.me()

@@ -528,3 +528,15 @@ def test_device_names_become_printable_ascii() -> None:
 def test_the_public_surface_exists(module: str) -> None:
     loaded = importlib.import_module(module)
     assert all(hasattr(loaded, name) for name in loaded.__all__)
+
+
+async def test_a_refused_proof_is_not_a_sign_out_and_is_not_refreshed() -> None:
+    recorder = Recorder(
+        _problem(
+            401, "invalid-dpop-proof", "Unauthorized", "DPoP proof too old; check the device clock."
+        )
+    )
+    async with recorder.client(_account()) as client:
+        with pytest.raises(SyncRefusedError, match="check the device clock") as raised:
+            await client.me()
+    assert raised.value.status == 401 and len(recorder.requests) == 1
