@@ -853,22 +853,19 @@ class SyncEngine:
 
     # --- pull ---------------------------------------------------------------------------------
 
-    async def _pull(self, report: SyncReport, *, wait: float = 0.0) -> bool:
-        """Pull until up to date; True if anything arrived."""
-        arrived = False
+    async def _pull(self, report: SyncReport) -> None:
+        """Pull until up to date."""
         while True:
             cursor = await self.runner.db(self._cursor)
-            page = await self.transport.changes(cursor, limit=self._page_size, wait=wait)
-            wait = 0.0
+            page = await self.transport.changes(cursor, limit=self._page_size)
             if page.changes or page.cursor != cursor:
-                arrived = arrived or bool(page.changes)
                 changes = await self.runner.db(
                     self._apply_records, page.changes, report, page.cursor
                 )
                 self._emit(changes)
                 await self._make_moves(changes)
             if not page.has_more:
-                return arrived
+                return
 
     def _cursor(self) -> int:
         value = self._standard(self._states()).setting("cursor")
@@ -922,7 +919,7 @@ class SyncEngine:
                     progress = progress or outcome == "applied"
                     if outcome == "tampered":
                         report.tampered += 1
-            if cursor is not None:
+            if cursor is not None and cursor > int(standard.setting("cursor") or 0):
                 standard.set_setting("cursor", cursor)
         return changes
 
@@ -1323,8 +1320,12 @@ class SyncEngine:
 
     async def _wait_for_news(self, stop: asyncio.Event) -> None:
         """Long-poll the server while watching for local changes and ``stop``."""
-        report = SyncReport()
-        poll = asyncio.ensure_future(self._pull(report, wait=self._long_poll))
+        cursor = await self.runner.db(self._cursor)
+        # Only the request is cancelled when a local change comes first; applying a page
+        # is never interrupted (the next round applies what the poll would have).
+        poll = asyncio.ensure_future(
+            self.transport.changes(cursor, limit=self._page_size, wait=self._long_poll)
+        )
         local = asyncio.ensure_future(self._local_change.wait())
         stopped = asyncio.ensure_future(stop.wait())
         try:
@@ -1332,7 +1333,14 @@ class SyncEngine:
                 {poll, local, stopped}, return_when=asyncio.FIRST_COMPLETED
             )
             if poll in done:
-                poll.result()  # raises what the transport raised
+                page = poll.result()  # raises what the transport raised
+                if page.changes:
+                    async with self._lock:
+                        changes = await self.runner.db(
+                            self._apply_records, page.changes, SyncReport(), page.cursor
+                        )
+                    self._emit(changes)
+                    await self._make_moves(changes)
             elif local in done:
                 await asyncio.sleep(self._debounce)
         finally:
