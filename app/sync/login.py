@@ -68,13 +68,16 @@ from app.sync.protocol import Meta, OidcMeta
 
 __all__ = [
     "DEVICE_CODE_GRANT",
+    "IssuerEndpoints",
     "SignInError",
+    "SignInMethods",
     "confirm_password_reset",
     "default_device_name",
     "discover_issuer",
     "fetch_meta",
     "request_password_reset",
     "sign_in_local",
+    "sign_in_methods",
     "sign_in_with_browser",
     "sign_in_with_device_code",
     "sign_up_local",
@@ -172,6 +175,46 @@ async def discover_issuer(oauth: Any, issuer: str) -> IssuerEndpoints:
         authorization_endpoint=authorization,
         token_endpoint=token,
         device_authorization_endpoint=endpoint("device_authorization_endpoint", required=False),
+    )
+
+
+@dataclass(frozen=True)
+class SignInMethods:
+    """How one can sign in to a server: what the UI and the CLI offer.
+
+    ``issuer`` is the identity provider (None: none configured; then ``browser`` and
+    ``device_code`` are False); ``device_code`` is True when that provider offers the
+    device authorization grant; ``local_accounts`` when the server has its own accounts.
+    """
+
+    server_url: str
+    issuer: str | None
+    browser: bool
+    device_code: bool
+    local_accounts: bool
+
+
+async def sign_in_methods(
+    server_url: str,
+    *,
+    proxy: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> SignInMethods:
+    """Ask the server (``/v1/meta``) and its identity provider (discovery) how to sign in."""
+    url = check_server_url(server_url)
+    async with ServerConnection(url, proxy=proxy, transport=transport) as server:
+        meta = await server.meta()
+    if meta.oidc is None:
+        return SignInMethods(url, None, False, False, meta.local_accounts)
+    check_server_url(meta.oidc.issuer, what="identity provider")
+    async with oauth_client(proxy=proxy, transport=transport, timeout=DEFAULT_TIMEOUT) as oauth:
+        endpoints = await discover_issuer(oauth, meta.oidc.issuer)
+    return SignInMethods(
+        url,
+        meta.oidc.issuer,
+        True,
+        endpoints.device_authorization_endpoint is not None,
+        meta.local_accounts,
     )
 
 

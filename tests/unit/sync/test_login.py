@@ -22,6 +22,7 @@ from app.sync.login import (
     SignInError,
     default_device_name,
     sign_in_local,
+    sign_in_methods,
     sign_in_with_browser,
     sign_in_with_device_code,
     solve_altcha,
@@ -327,3 +328,22 @@ async def test_local_sign_in_errors(
 def test_default_device_name_is_printable_ascii() -> None:
     name = default_device_name()
     assert name.startswith("Hushchat") and name.isascii() and len(name) <= 100
+
+
+@pytest.mark.parametrize(
+    ("oidc", "device_endpoint", "expected"),
+    [
+        (True, True, (ISSUER, True, True, False)),
+        (True, False, (ISSUER, True, False, False)),
+        (False, True, (None, False, False, True)),
+    ],
+)
+async def test_sign_in_methods(
+    oidc: bool, device_endpoint: bool, expected: tuple[object, ...]
+) -> None:
+    world = World(oidc=oidc, device_endpoint=device_endpoint)
+    methods = await sign_in_methods(SERVER + "/", transport=world.transport())
+    assert methods.server_url == SERVER
+    assert (methods.issuer, methods.browser, methods.device_code, methods.local_accounts) == (
+        expected
+    )
