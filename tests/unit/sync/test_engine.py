@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.chat.events import ChangeBus, ChatChanged, ChatCreated, ChatPurged, MessagesChanged
+from app.errors import UsageError
 from app.store.models import MessageStatus, Tier, TitleSource
 from app.sync.crypto import (
     RecordHeader,
@@ -421,3 +422,77 @@ async def test_changing_the_passphrase_reaches_a_device_joining_later(
         await c.engine.join_with_passphrase(PASSPHRASE)
     await c.engine.join_with_passphrase("new passphrase here")
     assert c.dump() == a.dump()
+
+
+async def test_a_deleted_message_goes_everywhere_and_a_reply_to_it_moves_up(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    store = a.library.store(Tier.STANDARD)
+    chat = store.create_chat()
+    question = store.add_message(chat.id, "user", "q", parent_id=None)
+    answer = store.add_message(chat.id, "assistant", "a", parent_id=question.id)
+    await settle(a, b)
+    store.delete_message(answer.id)  # A deletes the answer ...
+    reply = b.library.store(Tier.STANDARD).add_message(
+        chat.id, "user", "thanks", parent_id=answer.id
+    )  # ... while B, offline, replies to it
+    await settle(a, b)
+    assert a.dump() == b.dump()
+    messages = {m[0]: m for m in a.dump()[chat.id]["messages"]}
+    assert answer.id not in messages
+    assert messages[reply.id][1] == question.id
+
+
+async def test_attach_pushes_after_service_changes_and_not_after_its_own(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+
+    class Service:
+        changes = ChangeBus()
+
+    service = Service()
+    b.engine.attach(service)  # type: ignore[arg-type]
+    service.changes.emit(ChatCreated("x"))
+    assert b.engine._local_change.is_set()
+    b.engine._local_change.clear()
+    chat_with_answer(a, Tier.STANDARD, "From A", "q", "a")
+    await a.engine.sync_once()
+    await b.engine.sync_once()  # emits ChatCreated on the service's bus
+    assert not b.engine._local_change.is_set()
+    b.engine.detach()
+    service.changes.emit(ChatCreated("y"))
+    assert not b.engine._local_change.is_set()
+
+
+async def test_records_of_an_unexpected_kind_or_a_forged_keys_record_are_ignored(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    chat_id = chat_with_answer(a, Tier.STANDARD, "Kind", "q", "a")
+    await a.engine.sync_once()
+    record = a.server.records[f"chat:{chat_id}"]
+    record.kind = "message"  # the server relabels it
+    keys = a.server.records["keys"]
+    body = json.loads(keys.payload)
+    body["entries"] = body["entries"][:1]  # drops a key: the signature no longer holds
+    a.server.seq += 1
+    keys.payload, keys.revision, keys.seq = (
+        json.dumps(body).encode(),
+        keys.revision + 1,
+        a.server.seq,
+    )
+    report = await b.engine.sync_once()
+    assert chat_id not in b.dump()
+    assert report.tampered == 1  # the keys record; the relabelled one is skipped by kind
+    assert b.library.store(Tier.STANDARD).sync_state().row("keys").server_revision < keys.revision
+
+
+async def test_setting_up_or_joining_needs_private_open(server: FakeServer) -> None:
+    device = Device(server, "a")
+    device.open(private=False)
+    with pytest.raises(UsageError, match="Private"):
+        await device.setup()
+    with pytest.raises(UsageError, match="Private"):
+        await device.engine.join_with_passphrase(PASSPHRASE)
