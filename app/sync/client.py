@@ -215,7 +215,8 @@ def device_name_header(name: str | None) -> str | None:
 
 def _redact(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
-        if secret:
+        # Short values (a too-short password the server refused) would blank out words.
+        if secret and len(secret) >= 8:
             text = text.replace(secret, "[redacted]")
     return text
 

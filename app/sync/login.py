@@ -48,7 +48,6 @@ from app.sync.client import (
     LocalTokens,
     ServerConnection,
     SyncClient,
-    SyncRefusedError,
     authlib_client,
     check_server_url,
     device_name_header,
@@ -58,7 +57,6 @@ from app.sync.client import (
 )
 from app.sync.dpop import DPOP_HEADER, DeviceKey
 from app.sync.errors import (
-    SyncAuthError,
     SyncError,
     SyncOfflineError,
     SyncProtocolError,
@@ -295,7 +293,7 @@ def _oauth_error_text(error: Any) -> str:
     return " ".join(text.split())[:200]
 
 
-async def _token_request(oauth: Any, host: str, call: Awaitable[Any]) -> dict[str, Any]:
+async def _token_request(host: str, call: Awaitable[Any]) -> dict[str, Any]:
     """Await an authlib token call, mapping network and HTTP failures."""
     try:
         token = await call
@@ -551,7 +549,6 @@ async def sign_in_with_browser(
             raise SignInError(f"The identity provider {host} sent no authorization code.")
         try:
             token = await _token_request(
-                oauth,
                 host,
                 oauth.fetch_token(
                     endpoints.token_endpoint,
@@ -667,7 +664,6 @@ async def sign_in_with_device_code(
                 raise SignInError("The sign-in code expired before it was used; try again.")
             try:
                 token = await _token_request(
-                    oauth,
                     host,
                     oauth.fetch_token(
                         endpoints.token_endpoint,
@@ -759,10 +755,6 @@ def solve_altcha(challenge: dict[str, Any]) -> str:
     raise ValueError("the ALTCHA challenge has no solution up to its maxnumber")
 
 
-def _local_error(error: SyncRefusedError | SyncAuthError) -> SignInError:
-    return SignInError(str(error))
-
-
 async def _local_call(
     server: ServerConnection,
     path: str,
@@ -776,10 +768,11 @@ async def _local_call(
             f"The sync server {server.server_url} has no e-mail/password accounts "
             f"({problem_message(response)})."
         )
-    try:
-        server.raise_for_status(response)
-    except (SyncRefusedError, SyncAuthError) as error:
-        raise _local_error(error) from None
+    if response.status_code in (400, 401, 403, 409, 422):
+        # Wrong password, unverified address, used code, weak password, revoked device:
+        # the server's problem says which, in words meant for the user.
+        raise SignInError(problem_message(response, body.values()))
+    server.raise_for_status(response)
     return response
 
 

@@ -25,6 +25,7 @@ from app.sync.login import (
     sign_in_methods,
     sign_in_with_browser,
     sign_in_with_device_code,
+    sign_up_local,
     solve_altcha,
 )
 
@@ -347,3 +348,33 @@ async def test_sign_in_methods(
     assert (methods.issuer, methods.browser, methods.device_code, methods.local_accounts) == (
         expected
     )
+
+
+async def test_sign_up_solves_the_captcha_and_reports_a_weak_password() -> None:
+    created = create_challenge(ChallengeOptions(hmac_key="k" * 32, max_number=500))
+    bodies: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/captcha/challenge":
+            return httpx.Response(
+                200,
+                json={
+                    "algorithm": created.algorithm,
+                    "challenge": created.challenge,
+                    "maxnumber": created.max_number,
+                    "salt": created.salt,
+                    "signature": created.signature,
+                },
+            )
+        bodies.append(json.loads(request.content))
+        return httpx.Response(
+            422,
+            json={"title": "Password too short", "detail": "Use at least 10 characters."},
+        )
+
+    with pytest.raises(SignInError, match="Password too short: Use at least 10"):
+        await sign_up_local(
+            SERVER, "new@example.org", "short", transport=httpx.MockTransport(answer)
+        )
+    ok, _ = verify_solution(bodies[0]["altcha"], "k" * 32, check_expires=False)
+    assert ok and bodies[0]["email"] == "new@example.org"
