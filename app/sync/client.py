@@ -466,6 +466,7 @@ class SyncClient(ServerConnection):
         self.account = account
         self._on_tokens_changed = on_tokens_changed
         self._refresh_margin = refresh_margin
+        self._token_lifetime: float | None = None
         self._refresh_lock = asyncio.Lock()
         self._oauth: AsyncOAuth2Client | None = None
 
@@ -556,7 +557,7 @@ class SyncClient(ServerConnection):
         """An authenticated request: refresh first if due; after a 401, refresh once and
         send it again (with a new proof); errors mapped as the module says."""
         account = self.account
-        if account.refresh_token and account.expires_within(self._refresh_margin):
+        if account.refresh_token and account.expires_within(self._margin()):
             await self._refresh(account.access_token)
         used = account.access_token
         response = await self.send(
@@ -595,6 +596,14 @@ class SyncClient(ServerConnection):
 
     # -- tokens -------------------------------------------------------------------------
 
+    def _margin(self) -> float:
+        """How early to refresh: ``refresh_margin``, but at most half the lifetime of the
+        token this client last received, so short-lived tokens are not refreshed before
+        every request."""
+        if self._token_lifetime is None:
+            return self._refresh_margin
+        return min(self._refresh_margin, self._token_lifetime / 2)
+
     async def _refresh(self, stale_access_token: str) -> bool:
         """Replace ``stale_access_token`` unless another task already did; False when
         there is no refresh token."""
@@ -607,6 +616,8 @@ class SyncClient(ServerConnection):
                 await self._refresh_local()
             else:
                 await self._refresh_oidc()
+            if self.account.expires_at is not None:
+                self._token_lifetime = max(self.account.expires_at - time.time(), 0.0)
             log.info("sync: access token refreshed for device %s", self.account.device_id)
         await self._notify_tokens_changed()
         return True

@@ -540,3 +540,19 @@ async def test_a_refused_proof_is_not_a_sign_out_and_is_not_refreshed() -> None:
         with pytest.raises(SyncRefusedError, match="check the device clock") as raised:
             await client.me()
     assert raised.value.status == 401 and len(recorder.requests) == 1
+
+
+async def test_short_lived_tokens_are_not_refreshed_before_every_request() -> None:
+    account = _account(expires_at=0)
+    recorder = Recorder(
+        lambda request: (
+            httpx.Response(200, json={"access_token": "hcl_short", "expires_in": 40})
+            if request.url.path.endswith("/refresh")
+            else httpx.Response(200, json=_me(account.device_id))
+        )
+    )
+    async with recorder.client(account, refresh_margin=60) as client:
+        for _ in range(3):
+            await client.me()
+    paths = [r.url.path.rsplit("/", 1)[-1] for r in recorder.requests]
+    assert paths == ["refresh", "me", "me", "me"]
