@@ -141,6 +141,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             secret   BLOB NOT NULL,
             hlc      TEXT NOT NULL DEFAULT ''
         );
+        CREATE INDEX sync_chat_keys_by_key ON sync_chat_keys (key_id);
         CREATE TABLE sync_settings (
             name   TEXT PRIMARY KEY,
             value  BLOB

@@ -168,6 +168,10 @@ class SyncState:
         rows = self._conn.execute("SELECT chat_id, key_id, secret, hlc FROM sync_chat_keys")
         return [(r[0], r[1], bytes(r[2]), r[3]) for r in rows.fetchall()]
 
+    def chat_key_ids(self) -> set[str]:
+        rows = self._conn.execute("SELECT key_id FROM sync_chat_keys").fetchall()
+        return {r[0] for r in rows}
+
     def chat_key(self, chat_id: str) -> tuple[str, bytes, str] | None:
         row = self._conn.execute(
             "SELECT key_id, secret, hlc FROM sync_chat_keys WHERE chat_id = ?", (chat_id,)
@@ -398,6 +402,10 @@ class SyncState:
             f"SELECT {_CHAT_SYNC_COLUMNS} FROM chats WHERE id = ?", (chat_id,)
         ).fetchone()
         return None if row is None else dict(zip(CHAT_SYNC_FIELDS, row, strict=True))
+
+    def has_chat_row(self, chat_id: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,))
+        return row.fetchone() is not None
 
     def message_row(self, message_id: str) -> dict[str, Any] | None:
         row = self._conn.execute(

@@ -175,9 +175,11 @@ class _Changes:
 
     events: list[ChatChanged] = field(default_factory=list)
     moves: dict[str, Tier] = field(default_factory=dict)
+    _seen: set[ChatChanged] = field(default_factory=set)
 
     def add(self, event: ChatChanged) -> None:
-        if event not in self.events:
+        if event not in self._seen:
+            self._seen.add(event)
             self.events.append(event)
 
 
@@ -195,6 +197,11 @@ class _Keys:
                 (self.current if kind == "current" else self.next)[tier] = key
                 self.sync_by_id[key_id] = key
 
+        self._chat_tiers: dict[str, Tier] = {}
+        self.known_ids = set(self.sync_by_id)
+        for state in states.values():
+            self.known_ids.update(state.chat_key_ids())
+
     def chat_key_by_id(self, key_id: str) -> tuple[Tier, ChatKey] | None:
         for tier, state in self.states.items():
             found = state.chat_key_by_id(key_id)
@@ -203,8 +210,11 @@ class _Keys:
         return None
 
     def chat_tier(self, chat_id: str) -> Tier | None:
+        if chat_id in self._chat_tiers:
+            return self._chat_tiers[chat_id]
         for tier, state in self.states.items():
-            if state.chat_row(chat_id) is not None:
+            if state.has_chat_row(chat_id):
+                self._chat_tiers[chat_id] = tier
                 return tier
         return None
 
@@ -802,7 +812,8 @@ class SyncEngine:
                     self._delete_chat_locally(states, chat_id, changes)
         if conflicts:
             applied = self._apply_records(conflicts, report, cursor=None, conflicts=True)
-            changes.events.extend(e for e in applied.events if e not in changes.events)
+            for event in applied.events:
+                changes.add(event)
             changes.moves.update(applied.moves)
         return changes
 
@@ -895,13 +906,16 @@ class SyncEngine:
             for state in states.values():
                 stack.enter_context(state.transaction())
                 stack.enter_context(state.applying())
+            keys = _Keys(states)
             for record in records:
                 incoming = InboxRecord(
                     record.id, record.kind, record.revision, record.parent_revision,
                     record.deleted, record.key_id, record.payload, record.seq,
                 )  # fmt: skip
                 report.pulled += 1
-                outcome = self._apply_one(states, incoming, hlc, changes)
+                outcome = self._apply_one(states, keys, incoming, hlc, changes)
+                if outcome == "applied" and incoming.kind != "message":
+                    keys = _Keys(states)
                 if outcome == "tampered":
                     report.tampered += 1
                 elif outcome == "deferred" and conflicts:
@@ -911,8 +925,13 @@ class SyncEngine:
             progress = True
             while progress:
                 progress = False
+                keys = _Keys(states)
                 for waiting in standard.inbox():
-                    outcome = self._apply_one(states, waiting, hlc, changes)
+                    if waiting.key_id not in keys.known_ids and waiting.kind != "keys":
+                        continue  # still no key for it here
+                    outcome = self._apply_one(states, keys, waiting, hlc, changes)
+                    if outcome == "applied" and waiting.kind != "message":
+                        keys = _Keys(states)
                     if outcome == "deferred":
                         continue
                     standard.inbox_delete(waiting.record_id)
@@ -940,19 +959,25 @@ class SyncEngine:
             return
 
     def _apply_one(
-        self, states: dict[Tier, SyncState], record: InboxRecord, hlc: Hlc, changes: _Changes
+        self,
+        states: dict[Tier, SyncState],
+        keys: _Keys,
+        record: InboxRecord,
+        hlc: Hlc,
+        changes: _Changes,
     ) -> str:
         """Apply one record: "applied", "skipped" (already known, or not ours),
         "deferred" (its key is not here yet) or "tampered"."""
         if kind_of(record.record_id) != record.kind:
             log.warning("sync: ignoring record %s of unexpected kind", record.record_id)
             return "skipped"
-        keys = _Keys(states)
         known = keys.row(record.record_id)
         if known is not None:
             _tier, row = known
             if record.revision <= row.server_revision or row.server_deleted:
                 return "skipped"
+        if record.kind != "keys" and record.key_id not in keys.known_ids:
+            return "deferred"
         header = self._header(
             record.record_id, record.kind, record.revision, record.deleted, record.key_id
         )

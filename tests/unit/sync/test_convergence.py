@@ -112,7 +112,7 @@ async def _run(operations: list[tuple[Any, ...]]) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
