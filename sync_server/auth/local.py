@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sync_server.accounts import (
@@ -281,16 +282,22 @@ class LocalAccounts:
             device = await session.get(Device, (user.account_id, device_id))
             moment = now()
             if device is None:
-                session.add(
-                    Device(
-                        account_id=user.account_id,
-                        id=device_id,
-                        created_at=moment,
-                        last_seen_at=moment,
-                    )
-                )
-                await audit(session, user.account_id, "device.registered", device_id)
-            elif device.revoked_at is not None:
+                try:
+                    async with session.begin_nested():
+                        session.add(
+                            Device(
+                                account_id=user.account_id,
+                                id=device_id,
+                                created_at=moment,
+                                last_seen_at=moment,
+                            )
+                        )
+                except IntegrityError:
+                    # A concurrent sign-in of the same device registered it first.
+                    device = await session.get(Device, (user.account_id, device_id))
+                else:
+                    await audit(session, user.account_id, "device.registered", device_id)
+            if device is not None and device.revoked_at is not None:
                 raise device_revoked()
             await audit(session, user.account_id, "account.signed_in", device_id)
             return await self._issue_pair(session, user.account_id, device_id, moment, new_id())

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
 from app.sync.dpop import DPOP_HEADER, DeviceKey, access_token_hash
+from sync_server.auth.oidc import token_hash
+from sync_server.db import Database
+from sync_server.models import Account, LocalToken
 from sync_server.sealing import generate_secrets
 from sync_server.settings import Settings
 
@@ -123,6 +127,41 @@ class FakeIssuer:
         if typ is not None:
             headers["typ"] = typ
         return jwt.encode(body, self.keys[kid], algorithm=alg, headers=headers)
+
+
+async def seed_local_token(settings: Settings, token: str, device: str) -> None:
+    """A migrated database with one local account and an hour-long access ``token`` bound
+    to ``device`` (for tests of ``serve`` processes, which have no fake issuer)."""
+    db = Database(settings)
+    try:
+        await db.migrate()
+        now = datetime.now(UTC)
+        async with db.write() as session:
+            session.add(
+                Account(
+                    id="a" * 32,
+                    issuer="local",
+                    subject="u",
+                    email=None,
+                    email_verified=False,
+                    last_seq=0,
+                    created_at=now,
+                )
+            )
+            await session.flush()
+            session.add(
+                LocalToken(
+                    token_hash=token_hash(token),
+                    account_id="a" * 32,
+                    device_id=device,
+                    kind="access",
+                    family_id="f" * 32,
+                    auth_time=now,
+                    expires_at=now + timedelta(hours=1),
+                )
+            )
+    finally:
+        await db.close()
 
 
 def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,9 +20,7 @@ import pytest
 from sqlalchemy import Connection
 
 from sync_server.app import create_app
-from sync_server.auth.oidc import token_hash
 from sync_server.db import Database
-from sync_server.models import Account, LocalToken
 from sync_server.sealing import generate_secrets
 from sync_server.settings import Settings
 from tests.integration.sync_server.support import (
@@ -34,6 +31,7 @@ from tests.integration.sync_server.support import (
     make_settings,
     record,
     running,
+    seed_local_token,
 )
 
 
@@ -97,45 +95,12 @@ def _free_port() -> int:
         return port
 
 
-async def _seed(settings: Settings, token: str, device: str) -> None:
-    db = Database(settings)
-    try:
-        await db.migrate()
-        now = datetime.now(UTC)
-        async with db.write() as session:
-            session.add(
-                Account(
-                    id="a" * 32,
-                    issuer="local",
-                    subject="u",
-                    email=None,
-                    email_verified=False,
-                    last_seq=0,
-                    created_at=now,
-                )
-            )
-            await session.flush()
-            session.add(
-                LocalToken(
-                    token_hash=token_hash(token),
-                    account_id="a" * 32,
-                    device_id=device,
-                    kind="access",
-                    family_id="f" * 32,
-                    auth_time=now,
-                    expires_at=now + timedelta(hours=1),
-                )
-            )
-    finally:
-        await db.close()
-
-
 @pytest.mark.slow
 def test_serve_with_two_workers(tmp_path: Path) -> None:
     values = generate_secrets()
     settings = Settings(**{k.lower(): v for k, v in values.items()}, data_dir=tmp_path / "data")
     token, key = "hcl_" + "w" * 40, device_key("workers-device")
-    asyncio.run(_seed(settings, token, key.device_id))
+    asyncio.run(seed_local_token(settings, token, key.device_id))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
     env_file = tmp_path / "sync.env"
     env_file.write_text("".join(f"HUSHCHAT_SYNC_{k}={v}\n" for k, v in values.items()))
