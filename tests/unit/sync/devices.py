@@ -36,6 +36,8 @@ class Device:
     name: str
     clock: Clock = field(default_factory=Clock)
 
+    account: str = ACCOUNT
+
     def __post_init__(self) -> None:
         self.standard = memory_connection()
         self.private = memory_connection()
@@ -47,7 +49,7 @@ class Device:
         """(Re)open the library: with Private, or Standard only (a keychain unlock)."""
         self.library = Library(self.standard, self.private if private else None, clock=self.clock)
         self.engine = SyncEngine(
-            self.library, self.transport, ACCOUNT, runner=self.runner, clock=self.clock
+            self.library, self.transport, self.account, runner=self.runner, clock=self.clock
         )
 
     async def setup(self) -> None:
