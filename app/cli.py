@@ -65,6 +65,12 @@ def _register_agent(
 #: The top-level commands in help order: name → (help line, what adds it to the parser).
 #: Each registrar adds exactly its own command; a test checks that the help lines here are
 #: the ones the registrars give.
+def _register_sync(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.sync.cli import register
+
+    register(subparsers)
+
+
 COMMANDS: dict[str, tuple[str, Registrar]] = {
     "chat": ("send a message and stream the answer", _register_chat),
     "chats": ("list, show, search, export and manage chats", _register_chats),
@@ -76,6 +82,7 @@ COMMANDS: dict[str, tuple[str, Registrar]] = {
         lambda s: _register_agent(s, "unlock"),
     ),
     "lock": ("lock now: the unlock agent forgets the keys", lambda s: _register_agent(s, "lock")),
+    "sync": ("sync chats with your own Hushchat sync server", lambda s: _register_sync(s)),
 }
 
 

@@ -50,6 +50,7 @@ from app.vault.vault import Rotation, SlotInfo, TouchedKey, Vault
 
 if TYPE_CHECKING:  # fido2 loads only when a security key is used (start-up time)
     from app.agent.server import AgentServer
+    from app.sync.service import SyncService
     from app.vault.security_key import KeyPrompts, SecurityKey
 
 __all__ = ["Session"]
@@ -85,6 +86,7 @@ class Session:
         self.api_keys = ApiKeys(self._secret_store, self.runner)
         self._library: Library | None = None
         self._service: ChatService | None = None
+        self._sync: SyncService | None = None
         self._clock = clock or MonotonicClock()
         self._opening: asyncio.Lock | None = None
         self._agent: AgentServer | None = None
@@ -131,6 +133,21 @@ class Session:
         if self._service is None:
             raise VaultLockedError("The vault is locked; unlock it first.")
         return self._service
+
+    @property
+    def sync(self) -> SyncService:
+        """Sync with the user's server (made on first use: most sessions never sync);
+        raises :class:`VaultLockedError` while locked, UsageError for Ephemeral-only."""
+        library, service = self.library, self.service
+        if self._sync is None:
+            if Tier.STANDARD not in library.tiers:
+                from app.errors import UsageError
+
+                raise UsageError("sync needs the vault: Ephemeral chats are never synced")
+            from app.sync.service import SyncService
+
+            self._sync = SyncService(library, service, self.runner)
+        return self._sync
 
     @property
     def locked_tiers(self) -> tuple[Tier, ...]:
@@ -363,6 +380,9 @@ class Session:
         """Stop serving the agent and close the library; the vault keeps its keys."""
         library, service = self._library, self._service
         self._library, self._service = None, None
+        sync, self._sync = self._sync, None
+        if sync is not None:  # before the library closes under it
+            sync.cancel()
         agent, self._agent = self._agent, None
         if agent is not None:
             agent.close()

@@ -6,11 +6,14 @@ decides: retry with backoff, wait as told, or stop and show the user they are si
 
 from __future__ import annotations
 
-from app.errors import HushchatError
+from app.errors import ExitCode, HushchatError
 
 
 class SyncError(HushchatError):
-    """Syncing failed; the message says what to do."""
+    """Syncing failed; the message says what to do. Commands exit with 3, as for a
+    model server that failed: a server the app depends on did not do its part."""
+
+    exit_code = ExitCode.PROVIDER
 
 
 class SyncOfflineError(SyncError):

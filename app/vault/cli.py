@@ -35,7 +35,14 @@ from app.vault.vault import Rotation, SlotInfo, TouchedKey, Vault
 if TYPE_CHECKING:
     from app.session import Session
 
-__all__ = ["main", "register", "unlock_parent_parsers", "unlock_session", "unlocked_vault"]
+__all__ = [
+    "SecretSource",
+    "main",
+    "register",
+    "unlock_parent_parsers",
+    "unlock_session",
+    "unlocked_vault",
+]
 
 PASSPHRASE_ENV: Final = "HUSHCHAT_PASSPHRASE"  # noqa: S105 - a variable name
 NEW_PASSPHRASE_ENV: Final = "HUSHCHAT_NEW_PASSPHRASE"  # noqa: S105 - a variable name
@@ -43,7 +50,7 @@ RECOVERY_CODE_ENV: Final = "HUSHCHAT_RECOVERY_CODE"
 UNLOCK_METHODS: Final = ("passphrase", "recovery-code", "security-key", "keychain", "touch-id")
 
 
-class _SecretSource:
+class SecretSource:
     """Reads secrets from stdin lines, the environment, or a hidden TTY prompt."""
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -132,7 +139,7 @@ def _unlocked(args: argparse.Namespace) -> Iterator[Vault]:
 def _unlocked_keeping_passphrase(args: argparse.Namespace) -> Iterator[tuple[Vault, str | None]]:
     """The unlocked vault and, when it was unlocked with it, the passphrase typed (a key
     rotation keeps the passphrase slot with it instead of asking again)."""
-    secrets_in = _SecretSource(args)
+    secrets_in = SecretSource(args)
     vault = Vault.open(_profile(args))
     passphrase: str | None = None
     try:
@@ -171,7 +178,7 @@ def _kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
 def _cmd_init(args: argparse.Namespace) -> int:
     kdf = _kdf_from_args(args)
     Vault.check_can_create(_profile(args))  # before asking for a passphrase
-    passphrase = _SecretSource(args).new_passphrase(
+    passphrase = SecretSource(args).new_passphrase(
         env=PASSPHRASE_ENV, allow_weak=args.allow_weak_passphrase
     )
     if kdf is None:
@@ -224,7 +231,7 @@ _ROTATE_HINT: Final = (
 
 def _cmd_passwd(args: argparse.Namespace) -> int:
     with _unlocked(args) as vault:
-        new = _SecretSource(args).new_passphrase(allow_weak=args.allow_weak_passphrase)
+        new = SecretSource(args).new_passphrase(allow_weak=args.allow_weak_passphrase)
         if args.rotate:
             return _rotate(args, vault, passphrase=new)
         vault.change_passphrase(new)
@@ -318,7 +325,7 @@ def _cmd_remove_slot(args: argparse.Namespace) -> int:
 
 
 def _cmd_recover(args: argparse.Namespace) -> int:
-    source = _SecretSource(args)
+    source = SecretSource(args)
     vault = Vault.open(_profile(args))
     try:
         text = source.current("recovery code", RECOVERY_CODE_ENV)
@@ -349,7 +356,7 @@ def _passphrase_to_keep(args: argparse.Namespace, vault: Vault, typed: str | Non
         return typed
     if not any(slot.kind == "passphrase" for slot in vault.slots()):
         return None
-    passphrase = _SecretSource(args).current("passphrase (to keep it after the rotation)")
+    passphrase = SecretSource(args).current("passphrase (to keep it after the rotation)")
     vault.verify_passphrase(passphrase)
     return passphrase
 
@@ -359,7 +366,7 @@ def _touch_security_keys(
 ) -> list[TouchedKey]:
     """On a terminal, ask for each enrolled security key whether to keep it, and touch it."""
     wanted = [slot for slot in vault.slots() if slot.kind == "security-key" and slot.id not in drop]
-    if not wanted or not _SecretSource(args).is_interactive:
+    if not wanted or not SecretSource(args).is_interactive:
         return []
     from app.vault.security_key import SecurityKey
 
@@ -403,7 +410,7 @@ def _rotate(
             file=sys.stderr,
         )
         if not args.yes:
-            if not _SecretSource(args).is_interactive:
+            if not SecretSource(args).is_interactive:
                 raise UsageError(
                     "The key rotation would drop key slots (listed above); add --yes to drop "
                     "them. Nothing was changed."
@@ -589,7 +596,7 @@ async def unlock_session(session: Session, args: argparse.Namespace) -> None:
     if method is None and not from_stdin and await session.unlock_with_agent():
         return
     await session.open_vault()  # a profile in use is reported before a secret is asked
-    source = _SecretSource(args)
+    source = SecretSource(args)
     method = method or "passphrase"
     if method == "passphrase":
         await session.unlock_with_passphrase(source.current())
