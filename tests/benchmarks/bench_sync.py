@@ -42,12 +42,18 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.sync.dpop import DeviceKey
 from sync_server.auth.oidc import token_hash
 from sync_server.db import Database
 from sync_server.models import Account, LocalToken
 from sync_server.sealing import generate_secrets
 from sync_server.settings import Settings
 from tests.benchmarks._table import BenchmarkUnavailableError, Row
+from tests.integration.sync_server.support import auth_headers
+
+#: A simulated device: its access token and its DPoP key (proofs are made per request,
+#: by the load generator, with the desktop client's own code).
+Credentials = tuple[str, DeviceKey]
 
 LEVELS = (1, 10, 100)
 BATCH = 100
@@ -81,7 +87,7 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
-async def _seed(settings: Settings, clients: int) -> list[tuple[str, str]]:
+async def _seed(settings: Settings, clients: int) -> list[Credentials]:
     db = Database(settings)
     try:
         await db.migrate()
@@ -90,7 +96,7 @@ async def _seed(settings: Settings, clients: int) -> list[tuple[str, str]]:
         async with db.write() as session:
             for n in range(clients):
                 account_id = f"{n:032x}"
-                token, device = f"hcl_bench{n:04d}{'x' * 30}", f"bench-device-{n:04d}"
+                token, key = f"hcl_bench{n:04d}{'x' * 30}", DeviceKey.generate()
                 session.add(
                     Account(
                         id=account_id,
@@ -107,14 +113,14 @@ async def _seed(settings: Settings, clients: int) -> list[tuple[str, str]]:
                     LocalToken(
                         token_hash=token_hash(token),
                         account_id=account_id,
-                        device_id=device,
+                        device_id=key.device_id,
                         kind="access",
                         family_id=account_id,
                         auth_time=now,
                         expires_at=now + timedelta(hours=2),
                     )
                 )
-                credentials.append((token, device))
+                credentials.append((token, key))
         return credentials
     finally:
         await db.close()
@@ -187,14 +193,13 @@ async def _clients(url: str, count: int, seconds: float) -> AsyncIterator[list[h
 
 
 async def _level(
-    url: str, credentials: list[tuple[str, str]], clients: int, round_no: str
+    url: str, credentials: list[Credentials], clients: int, round_no: str
 ) -> tuple[float, list[float], float, list[float]]:
     push_latency: list[float] = []
     pull_latency: list[float] = []
 
     async def push_client(http: httpx.AsyncClient, n: int) -> int:
-        token, device = credentials[n]
-        headers = {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
+        token, key = credentials[n]
         sent = 0
         for b in range(BATCHES_PER_CLIENT[clients]):
             records = [
@@ -207,6 +212,7 @@ async def _level(
                 }
                 for i in range(BATCH)
             ]
+            headers = auth_headers(token, "POST", "/v1/sync/push", key, base_url=url)
             started = time.perf_counter()
             response = await http.post("/v1/sync/push", json={"records": records}, headers=headers)
             push_latency.append(time.perf_counter() - started)
@@ -215,10 +221,10 @@ async def _level(
         return sent
 
     async def pull_client(http: httpx.AsyncClient, n: int) -> int:
-        token, device = credentials[n]
-        headers = {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
+        token, key = credentials[n]
         cursor, received = 0, 0
         while True:
+            headers = auth_headers(token, "GET", "/v1/sync/changes", key, base_url=url)
             started = time.perf_counter()
             response = await http.get(
                 "/v1/sync/changes", params={"cursor": cursor, "limit": 1000}, headers=headers
@@ -255,9 +261,7 @@ class _OpenLoop:
         self.elapsed = 0.0
 
 
-async def _open_loop(
-    url: str, credentials: list[tuple[str, str]], devices: int, tag: str
-) -> _OpenLoop:
+async def _open_loop(url: str, credentials: list[Credentials], devices: int, tag: str) -> _OpenLoop:
     """``devices`` devices, one push+pull cycle per ``LATENCY_PERIOD`` each."""
     result = _OpenLoop()
     cycles = round(LATENCY_SECONDS / LATENCY_PERIOD)
@@ -266,8 +270,7 @@ async def _open_loop(
 
         async def cycle(device: int, number: int, cursor: list[int]) -> None:
             http = https[device]
-            token, device_id = credentials[device]
-            headers = {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device_id}
+            token, key = credentials[device]
             records = [
                 {
                     "id": f"{tag}-{number}-{i}",
@@ -279,12 +282,15 @@ async def _open_loop(
                 for i in range(LATENCY_BATCH)
             ]
             try:
+                headers = auth_headers(token, "POST", "/v1/sync/push", key, base_url=url)
                 started = time.perf_counter()
                 response = await http.post(
                     "/v1/sync/push", json={"records": records}, headers=headers
                 )
                 response.raise_for_status()
                 pushed = time.perf_counter()
+                headers = auth_headers(token, "GET", "/v1/sync/changes", key, base_url=url)
+                pull_started = time.perf_counter()
                 response = await http.get(
                     "/v1/sync/changes", params={"cursor": cursor[0]}, headers=headers
                 )
@@ -296,7 +302,7 @@ async def _open_loop(
                 return
             if number > 0:  # the first cycle opens the connection: not counted
                 result.push.append(pushed - started)
-                result.pull.append(done - pushed)
+                result.pull.append(done - pull_started)
                 result.requests += 2
 
         async def device(n: int) -> None:

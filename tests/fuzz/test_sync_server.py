@@ -4,7 +4,8 @@
   or by pydantic's own JSON reader) to a model or a ``ValidationError``; a model they
   accept survives dumping and validating again.
 * Random bodies, headers and query strings sent to an app built by ``create_app`` and
-  run in-process (``httpx.ASGITransport``, SQLite in a temporary directory): push,
+  run in-process (``httpx.ASGITransport``, SQLite in a temporary directory), with a
+  valid token, device id and DPoP proof that are sometimes dropped or mangled: push,
   changes, escrow and recovery always answer below 500; errors are problem+json with
   their own status in the body.
 """
@@ -28,11 +29,17 @@ from pydantic import BaseModel, ValidationError
 from sync_server import protocol
 from sync_server.app import create_app
 from sync_server.errors import PROBLEM_MEDIA_TYPE
-from sync_server.protocol import DEVICE_HEADER, ChangesResponse, PushResponse
+from sync_server.protocol import ChangesResponse, PushResponse
 from tests.fuzz._profiles import FUZZ
 from tests.fuzz._stats import tried
 from tests.fuzz._strategies import dumps, json_values, mutated
-from tests.integration.sync_server.support import FakeIssuer, make_settings, record, running
+from tests.integration.sync_server.support import (
+    FakeIssuer,
+    auth_headers,
+    make_settings,
+    record,
+    running,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -136,7 +143,11 @@ class _Server:
 
     runner: asyncio.Runner
     client: httpx.AsyncClient
-    headers: dict[str, str]
+    token: str
+
+    def credentials(self, method: str, url: str) -> dict[str, str]:
+        """Token, device id and a fresh DPoP proof for one request."""
+        return auth_headers(self.token, method, url, DEVICE)
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         request = self.client.request(method, url, **kwargs)
@@ -147,8 +158,12 @@ class _Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
     issuer = FakeIssuer()
     issuer.add_key("key-1")
+    # Mangled credentials are 401s, which would soon use up the failed-authentication
+    # limit (tested in tests/integration) and leave only 429s to fuzz.
     settings = make_settings(
-        Path(tmp_path_factory.mktemp("sync")), rate_limit_global="1000000/minute"
+        Path(tmp_path_factory.mktemp("sync")),
+        rate_limit_global="1000000/minute",
+        rate_limit_auth_failures="1000000/minute",
     )
     app = create_app(settings, http_transport=issuer.transport())
     token = issuer.mint("fuzz", lifetime=3600)
@@ -156,7 +171,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
     context = running(app)
     client = runner.run(context.__aenter__())
     try:
-        yield _Server(runner, client, {"Authorization": f"Bearer {token}", DEVICE_HEADER: DEVICE})
+        yield _Server(runner, client, token)
     finally:
         runner.run(context.__aexit__(None, None, None))
         runner.close()
@@ -232,7 +247,7 @@ BODY_ENDPOINTS = [
 def test_push_answers_below_500(server: _Server, data: st.DataObject) -> None:
     tried("sync HTTP: POST /v1/sync/push")
     body = data.draw(PUSH_BODIES, label="body")
-    headers = data.draw(_headers(server.headers), label="headers")
+    headers = data.draw(_headers(server.credentials("POST", "/v1/sync/push")), label="headers")
     headers["Content-Type"] = data.draw(_CONTENT_TYPES, label="content type")
     _check(server.send("POST", "/v1/sync/push", content=body, headers=headers), PushResponse)
 
@@ -249,7 +264,7 @@ def test_changes_answers_below_500(
     server: _Server, params: dict[str, Any], data: st.DataObject
 ) -> None:
     tried("sync HTTP: GET /v1/sync/changes")
-    headers = data.draw(_headers(server.headers), label="headers")
+    headers = data.draw(_headers(server.credentials("GET", "/v1/sync/changes")), label="headers")
     response = server.send("GET", "/v1/sync/changes", params=params, headers=headers)
     _check(response, ChangesResponse)
 
@@ -262,6 +277,6 @@ def test_escrow_and_recovery_answer_below_500(
     tried("sync HTTP: escrow and recovery")
     method, url, model = endpoint
     body = data.draw(RAW_BODIES[model], label="body")
-    headers = data.draw(_headers(server.headers), label="headers")
+    headers = data.draw(_headers(server.credentials(method, url)), label="headers")
     headers["Content-Type"] = data.draw(_CONTENT_TYPES, label="content type")
     _check(server.send(method, url, content=body, headers=headers))
