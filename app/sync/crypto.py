@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Mapping
@@ -76,6 +77,7 @@ __all__ = [
     "seal_key_entry",
     "seal_keys_record",
     "seal_record",
+    "tier_slot",
     "unwrap_chat_key",
     "unwrap_next_key",
     "wrap_chat_key",
@@ -95,6 +97,7 @@ _SLOT_AAD: Final = b"hushchat-keys-slot-v2\0"
 _ENTRY_AAD: Final = b"hushchat-keys-entry-v2\0"
 _ENTRY_LABEL: Final = b"hushchat/sync/v2/keys-entry"
 _KEYS_SIGNED: Final = b"hushchat-keys-record-v2\0"
+_TIER_LABEL: Final = b"hushchat/sync/v2/tier-label"
 KEYS_RECORD_ID: Final = "keys"
 
 
@@ -471,23 +474,34 @@ def _entry_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
     ).derive(shared)
 
 
-def _entry_aad(account: str, key_id: str, recipient: bytes) -> bytes:
+def _entry_aad(account: str, key_id: str, slot: str, recipient: bytes) -> bytes:
     return _ENTRY_AAD + _canonical(
-        {"account": account, "key_id": key_id, "recipient": _b64(recipient)}
+        {"account": account, "key_id": key_id, "slot": slot, "recipient": _b64(recipient)}
     )
 
 
-def seal_key_entry(account: str, public_key: bytes, key: SyncKey) -> dict[str, Any]:
+def tier_slot(keys: AccountKeys, tier: Tier) -> str:
+    """The label of a tier's entry in the "keys" record: devices (which hold the signing
+    key) tell the entries apart, the server cannot tell Standard from Private."""
+    label_key = HKDF(
+        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=_TIER_LABEL
+    ).derive(keys.signing_key)
+    return hmac.new(label_key, tier.value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def seal_key_entry(account: str, keys: AccountKeys, key: SyncKey) -> dict[str, Any]:
     """One sync key sealed to the key-record public key: ephemeral-static X25519, HKDF,
-    AES-256-GCM, a fresh ephemeral key per seal. Only the key's id is readable."""
+    AES-256-GCM, a fresh ephemeral key per seal. Readable: the key's id and its tier's
+    opaque slot label (``tier_slot``)."""
     ephemeral = X25519PrivateKey.generate()
     epk = ephemeral.public_key().public_bytes_raw()
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public_key))
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(keys.public_key))
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    sealed = AESGCM(_entry_key(shared, epk, public_key)).encrypt(
-        nonce, _canonical(key.to_json()), _entry_aad(account, key.key_id, public_key)
+    slot = tier_slot(keys, key.tier)
+    sealed = AESGCM(_entry_key(shared, epk, keys.public_key)).encrypt(
+        nonce, _canonical(key.to_json()), _entry_aad(account, key.key_id, slot, keys.public_key)
     )
-    return {"key_id": key.key_id, "epk": _b64(epk), "sealed": _b64(nonce + sealed)}
+    return {"key_id": key.key_id, "slot": slot, "epk": _b64(epk), "sealed": _b64(nonce + sealed)}
 
 
 def _open_key_entry(account: str, private: X25519PrivateKey, entry: Any) -> SyncKey:
@@ -501,7 +515,7 @@ def _open_key_entry(account: str, private: X25519PrivateKey, entry: Any) -> Sync
         plain = AESGCM(_entry_key(shared, epk, recipient)).decrypt(
             blob[:_NONCE_BYTES],
             blob[_NONCE_BYTES:],
-            _entry_aad(account, entry["key_id"], recipient),
+            _entry_aad(account, entry["key_id"], str(entry.get("slot")), recipient),
         )
     except (InvalidTag, ValueError):
         raise RecordTamperedError("a keys record entry does not decrypt") from None
@@ -595,6 +609,8 @@ def _open_keys(
     sync_keys: dict[Tier, SyncKey] = {}
     for entry in entries:
         sync_key = _open_key_entry(header.account, private, entry)
+        if entry.get("slot") != tier_slot(account_keys, sync_key.tier):
+            raise RecordTamperedError("a keys record entry is labelled with another tier")
         if sync_key.tier in sync_keys:
             raise RecordTamperedError("the keys record holds two keys of one tier")
         sync_keys[sync_key.tier] = sync_key

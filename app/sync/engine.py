@@ -59,6 +59,7 @@ from app.sync.crypto import (
     seal_key_entry,
     seal_keys_record,
     seal_record,
+    tier_slot,
     unwrap_next_key,
     wrap_next_key,
 )
@@ -402,9 +403,7 @@ class SyncEngine:
                 key = keys[tier]
                 state.put_sync_key(key.key_id, tier.value, key.epoch, key.secret, "current")
         header = keys_header(self.account_id, 1, account)
-        entries = [
-            seal_key_entry(self.account_id, account.public_key, key) for key in keys.values()
-        ]
+        entries = [seal_key_entry(self.account_id, account, key) for key in keys.values()]
         payload = seal_keys_record(header, account, entries)
         with standard.transaction():
             standard.set_setting("account_keys", json.dumps(account.to_json()))
@@ -737,29 +736,23 @@ class SyncEngine:
         entries: list[dict[str, Any]] = []
         if last is not None:
             entries = list(json.loads(bytes(last)).get("entries", []))
-        ids = {entry.get("key_id") for entry in entries}
-        ours: set[str] = set()
-        for tier, state in states.items():
-            ours.update(json.loads(state.setting("retired_key_ids") or "[]"))
-            if tier in keys.current:
-                ours.add(keys.current[tier].key_id)
-        current_ids = {key.key_id for key in keys.current.values()}
-        stale = (
-            bool(standard.setting("keys_stale"))
-            or not current_ids <= ids
-            or bool((ours - current_ids) & ids)
-        )
-        if not stale:
+        by_slot = {str(entry.get("slot")): entry for entry in entries}
+        changed = bool(standard.setting("keys_stale"))  # new slots (passphrase changed)
+        for tier, key in keys.current.items():
+            slot = tier_slot(account, tier)
+            published = by_slot.get(slot)
+            retired = set(json.loads(states[tier].setting("retired_key_ids") or "[]"))
+            # A key id this device never held is a later epoch it has not pulled yet:
+            # left as it is. A retired one (or none) is replaced by the current key.
+            if published is None or published.get("key_id") in retired:
+                by_slot[slot] = seal_key_entry(self.account_id, account, key)
+                changed = True
+        if not changed:
             return
-        kept = [entry for entry in entries if entry.get("key_id") not in ours]
-        fresh = [
-            seal_key_entry(self.account_id, account.public_key, key)
-            for key in keys.current.values()
-        ]
         server_revision = row.server_revision if row is not None else 0
         revision = server_revision + 1
         header = keys_header(self.account_id, revision, account)
-        payload = seal_keys_record(header, account, kept + fresh)
+        payload = seal_keys_record(header, account, list(by_slot.values()))
         with standard.transaction():
             standard.save_pending(
                 PendingRecord(

@@ -111,7 +111,7 @@ def _keys_record(revision: int = 1) -> tuple[dict[Tier, SyncKey], AccountKeys, R
         ACCOUNT, passphrase=PASSPHRASE, kdf=FLOOR_PARAMS, recovery_secret=RECOVERY
     )
     header = keys_header(ACCOUNT, revision, account)
-    entries = [seal_key_entry(ACCOUNT, account.public_key, key) for key in sync_keys.values()]
+    entries = [seal_key_entry(ACCOUNT, account, key) for key in sync_keys.values()]
     return sync_keys, account, header, seal_keys_record(header, account, entries)
 
 
@@ -141,9 +141,7 @@ def test_a_device_reseals_without_the_passphrase_and_holds_nothing_that_opens_it
     stored = json.dumps(account.to_json())
     newer = sync_keys[Tier.STANDARD].next_epoch()
     header = keys_header(ACCOUNT, 2, account)
-    entries = [
-        seal_key_entry(ACCOUNT, account.public_key, k) for k in (newer, sync_keys[Tier.PRIVATE])
-    ]
+    entries = [seal_key_entry(ACCOUNT, account, k) for k in (newer, sync_keys[Tier.PRIVATE])]
     payload = seal_keys_record(header, account, entries)
     assert open_keys_with_passphrase(header, payload, PASSPHRASE).sync_keys[Tier.STANDARD] == newer
     # Only the public key, the verify/signing keys and the wrapped slots are stored.
@@ -166,7 +164,7 @@ def test_keys_record_binds_its_header_signature_and_kdf_parameters() -> None:
     forged = seal_keys_record(
         header,
         AccountKeys(account.public_key, account.verify_key, forged_keys.signing_key, account.slots),
-        [seal_key_entry(ACCOUNT, account.public_key, SyncKey.generate(Tier.STANDARD))],
+        [seal_key_entry(ACCOUNT, account, SyncKey.generate(Tier.STANDARD))],
     )
     with pytest.raises(RecordTamperedError, match="signature"):
         read_keys_record(header, forged, account.verify_key)
@@ -183,7 +181,7 @@ def test_changing_the_passphrase_rewraps_the_slot() -> None:
     changed = rewrap_passphrase(
         ACCOUNT, account, current_passphrase=PASSPHRASE, new_passphrase="new one", kdf=FLOOR_PARAMS
     )
-    entries = [seal_key_entry(ACCOUNT, changed.public_key, k) for k in sync_keys.values()]
+    entries = [seal_key_entry(ACCOUNT, changed, k) for k in sync_keys.values()]
     payload = seal_keys_record(header, changed, entries)
     assert open_keys_with_passphrase(header, payload, "new one").sync_keys == sync_keys
     assert open_keys_with_recovery(header, payload, RECOVERY).sync_keys == sync_keys

@@ -496,3 +496,27 @@ async def test_setting_up_or_joining_needs_private_open(server: FakeServer) -> N
         await device.setup()
     with pytest.raises(UsageError, match="Private"):
         await device.engine.join_with_passphrase(PASSPHRASE)
+
+
+async def test_deletes_in_both_tiers_on_two_devices_at_once_keep_the_keys_record_whole(
+    pair: tuple[Device, Device],
+) -> None:
+    """A moves Standard to a new epoch while B moves Private: the keys record ends with
+    one current key per tier, and a device joining afterwards reads everything."""
+    a, b = pair
+    standard = chat_with_answer(a, Tier.STANDARD, "S", "s", "s")
+    private = chat_with_answer(a, Tier.PRIVATE, "P", "p", "p")
+    kept = [chat_with_answer(a, tier, "K", "k", "k") for tier in (Tier.STANDARD, Tier.PRIVATE)]
+    await settle(a, b)
+    a.library.store(Tier.STANDARD).purge(standard)
+    b.library.store(Tier.PRIVATE).purge(private)
+    await a.engine.sync_once()
+    await b.engine.sync_once()
+    await settle(a, b)
+    assert a.dump() == b.dump() and set(a.dump()) == set(kept)
+    for tier in (Tier.STANDARD, Tier.PRIVATE):
+        ids = {tuple(k[0] for k in d.library.store(tier).sync_state().sync_keys()) for d in (a, b)}
+        assert len(ids) == 1  # both devices on the same single key
+    c = Device(a.server, "c")
+    await c.engine.join_with_passphrase(PASSPHRASE)
+    assert c.dump() == a.dump()
