@@ -38,7 +38,7 @@ SYNC_PASSWORD_ENV: Final = "HUSHCHAT_SYNC_PASSWORD"  # noqa: S105 - a variable n
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``hushchat sync …``."""
-    from app.vault.cli import unlock_parent_parsers
+    from app.vault.cli import add_kdf_arguments, unlock_parent_parsers
 
     unlock = unlock_parent_parsers()
     sync = subparsers.add_parser("sync", help="sync chats with your own Hushchat sync server")
@@ -77,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "for; HUSHCHAT_RECOVERY_CODE works too)",
     )
     login.add_argument("--device-name", help="how this device is listed (default: host name)")
+    add_kdf_arguments(login)  # for the vault a profile without one gets
     login.set_defaults(handler=_login)
 
     commands.add_parser(
@@ -113,10 +114,12 @@ def _login(args: argparse.Namespace) -> int:
 
 async def _login_async(args: argparse.Namespace) -> int:
     from app.session import Session
-    from app.vault.cli import SecretSource
+    from app.vault.cli import SecretSource, kdf_from_args
     from app.vault.profile import resolve_profile_dir
 
-    session = Session(load(args), resolve_profile_dir(getattr(args, "profile", None)))
+    session = Session(
+        load(args), resolve_profile_dir(getattr(args, "profile", None)), kdf=kdf_from_args(args)
+    )
     source = SecretSource(args)
     try:
         new_device = not session.vault_exists
@@ -228,6 +231,11 @@ def _recovery_secret(args: argparse.Namespace, source: object) -> bytes:
 
 
 def _kdf(session: Session) -> KdfParams:
+    """The Argon2id parameters of the vault's passphrase slot: the keys record's
+    passphrase wrap is as costly to attack as the vault's own."""
+    for slot in session.slots():
+        if slot.kdf is not None:
+            return slot.kdf
     from app.vault.kdf import calibrate
 
     return session.kdf or calibrate()

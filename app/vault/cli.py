@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SecretSource",
+    "add_kdf_arguments",
+    "kdf_from_args",
     "main",
     "register",
     "unlock_parent_parsers",
@@ -162,7 +164,14 @@ def _unlocked_keeping_passphrase(args: argparse.Namespace) -> Iterator[tuple[Vau
         vault.close()
 
 
-def _kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
+def add_kdf_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--kdf-memory-mib``/``--kdf-iterations``/``--kdf-parallelism`` for a new vault."""
+    parser.add_argument("--kdf-memory-mib", type=int, help="Argon2id memory (MiB, at least 64)")
+    parser.add_argument("--kdf-iterations", type=int, help="Argon2id passes (at least 3)")
+    parser.add_argument("--kdf-parallelism", type=int, help="Argon2id lanes (at least 4)")
+
+
+def kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
     values = (args.kdf_memory_mib, args.kdf_iterations, args.kdf_parallelism)
     if all(value is None for value in values):
         return None
@@ -176,7 +185,7 @@ def _kdf_from_args(args: argparse.Namespace) -> KdfParams | None:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    kdf = _kdf_from_args(args)
+    kdf = kdf_from_args(args)
     Vault.check_can_create(_profile(args))  # before asking for a passphrase
     passphrase = SecretSource(args).new_passphrase(
         env=PASSPHRASE_ENV, allow_weak=args.allow_weak_passphrase
@@ -487,9 +496,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parents=[secrets_parent, weak_parent],
         help="create a vault and print its recovery code",
     )
-    init.add_argument("--kdf-memory-mib", type=int, help="Argon2id memory (MiB, at least 64)")
-    init.add_argument("--kdf-iterations", type=int, help="Argon2id passes (at least 3)")
-    init.add_argument("--kdf-parallelism", type=int, help="Argon2id lanes (at least 4)")
+    add_kdf_arguments(init)
     init.set_defaults(handler=_cmd_init)
 
     commands.add_parser("status", help="describe the vault (no secret needed)").set_defaults(

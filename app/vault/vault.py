@@ -119,6 +119,8 @@ class SlotInfo:
     #: The tiers this slot opens: both for a passphrase, security key or recovery code;
     #: Standard only for keychain and Touch ID slots.
     tiers: tuple[Tier, ...] = TIERS
+    #: A passphrase slot's Argon2id parameters (the sync keys record reuses them).
+    kdf: KdfParams | None = None
 
     @property
     def opens_everything(self) -> bool:
@@ -141,7 +143,8 @@ class SlotInfo:
             tiers = (_STANDARD,)
         else:
             detail = "256-bit code, 16 groups"
-        return cls(slot.id, slot.kind, slot.label, slot.created, detail, tiers)
+        kdf = slot.kdf_params if slot.kind == "passphrase" else None
+        return cls(slot.id, slot.kind, slot.label, slot.created, detail, tiers, kdf)
 
 
 @dataclass(frozen=True, repr=False)
