@@ -29,7 +29,6 @@ from app.runtime import load, open_session
 if TYPE_CHECKING:
     from app.session import Session
     from app.sync.account import SyncAccount
-    from app.vault.kdf import KdfParams
 
 __all__ = ["register"]
 
@@ -200,7 +199,8 @@ async def _set_up_or_join(
         report = await sync.join(passphrase=passphrase)
     except SyncNotSetUpError:
         recovery = _recovery_secret(args, source) if args.recovery_code else None
-        await sync.set_up(passphrase=passphrase, recovery_secret=recovery, kdf=_kdf(session))
+        kdf = await sync.keys_record_kdf(session.slots(), session.kdf)
+        await sync.set_up(passphrase=passphrase, recovery_secret=recovery, kdf=kdf)
         report = await sync.sync_now()
         print(
             f"Signed in as {who}. This is the account's first device: its sync keys are on "
@@ -228,17 +228,6 @@ def _recovery_secret(args: argparse.Namespace, source: object) -> bytes:
 
     assert isinstance(source, SecretSource)
     return RecoveryCode.parse(source.current("recovery code", RECOVERY_CODE_ENV)).secret
-
-
-def _kdf(session: Session) -> KdfParams:
-    """The Argon2id parameters of the vault's passphrase slot: the keys record's
-    passphrase wrap is as costly to attack as the vault's own."""
-    for slot in session.slots():
-        if slot.kdf is not None:
-            return slot.kdf
-    from app.vault.kdf import calibrate
-
-    return session.kdf or calibrate()
 
 
 # ----------------------------------------------------------------- the other commands

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from app.errors import UsageError
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from app.chat.service import ChatService
     from app.sync.client import SyncClient
     from app.sync.engine import SyncTransport
+    from app.vault.vault import SlotInfo
 
 __all__ = ["ACCOUNT_SETTING", "NotSignedInError", "SyncService"]
 
@@ -209,6 +210,30 @@ class SyncService:
             return await engine.join_with_recovery(recovery_secret)
         raise UsageError("joining needs the account's passphrase or recovery code")
 
+    async def account_has_keys(self) -> bool:
+        """Whether the account already has sync keys on the server (another device set it
+        up: :meth:`join`) or not (this is its first device: :meth:`set_up`), asked before
+        the passphrase is. A device pushes nothing before it holds the keys, and the keys
+        record is the first thing the first device pushes: so the account has keys
+        exactly when the server holds any record of it (its cursor is past 0)."""
+        return (await self.client().me()).cursor > 0
+
+    async def keys_record_kdf(
+        self, slots: Iterable[SlotInfo], configured: KdfParams | None
+    ) -> KdfParams:
+        """The Argon2id parameters for :meth:`set_up`: those of the vault's passphrase
+        slot (``slots``), so the keys record's passphrase wrap is as costly to attack as
+        the vault's own; else ``configured``; else calibrated on this machine (off the
+        event loop)."""
+        for slot in slots:
+            if slot.kdf is not None:
+                return slot.kdf
+        if configured is not None:
+            return configured
+        from app.vault.kdf import calibrate
+
+        return await self._runner.blocking(calibrate)
+
     async def sync_now(self) -> SyncReport:
         """Push and pull once, now."""
         return await (await self.engine()).sync_once()
@@ -223,8 +248,15 @@ class SyncService:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def add_status_listener(self, callback: Callable[[EngineStatus], None]) -> None:
+    def add_status_listener(self, callback: Callable[[EngineStatus], None]) -> Callable[[], None]:
+        """Call ``callback`` with each new status; returns a function that stops it."""
         self._listeners.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):  # removed already
+                self._listeners.remove(callback)
+
+        return remove
 
     def _set_status(self, status: EngineStatus) -> None:
         self._status = status
