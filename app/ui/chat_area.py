@@ -161,6 +161,11 @@ class ChatAreaWidget(QWidget):
     def focus_composer(self) -> None:
         self.composer.editor.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
+    def set_sync_signed_in(self, signed_in: bool) -> None:
+        """Mark Ephemeral chats "not synced" while the profile is signed in to sync."""
+        self.sidebar.model.set_marks_unsynced(signed_in)
+        self.chat_view.set_marks_unsynced(signed_in)
+
     def has_ephemeral_chats(self) -> bool:
         """Whether closing or locking now would make Ephemeral chats vanish."""
         return self.sidebar.model.has_tier(Tier.EPHEMERAL)

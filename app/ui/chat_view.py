@@ -105,6 +105,7 @@ ROW_MARGIN_Y = 6
 BUBBLE_PAD = 10
 MARKER_KEY = "marker"
 EPHEMERAL_TINT = QColor(214, 160, 40)
+EPHEMERAL_BANNER = "Ephemeral — vanishes when closed. Nothing of this chat is saved."
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
 NEXT_MARK = "\u203a"
 
@@ -1085,7 +1086,7 @@ class ChatViewWidget(QWidget):
         super().__init__(parent)
         self._session = session
         self.setObjectName("chatView")
-        self.banner = QLabel("Ephemeral — vanishes when closed. Nothing of this chat is saved.")
+        self.banner = QLabel(EPHEMERAL_BANNER)
         self.banner.setObjectName("ephemeralBanner")
         self.banner.setAccessibleName("Ephemeral chat notice")
         self.banner.setWordWrap(True)
@@ -1267,6 +1268,10 @@ class ChatViewWidget(QWidget):
             self.list.setPalette(palette)
         else:
             self.list.setPalette(self.palette())
+
+    def set_marks_unsynced(self, marks: bool) -> None:
+        """While signed in to sync, the Ephemeral banner also says the chat is not synced."""
+        self.banner.setText(EPHEMERAL_BANNER + (" Not synced." if marks else ""))
 
     def is_ephemeral_look(self) -> bool:
         return self._is_ephemeral

@@ -1,4 +1,4 @@
-"""The settings dialog: providers, appearance, behaviour, security.
+"""The settings dialog: providers, appearance, behaviour, security, sync.
 
 Changes apply at once and are written to the config file (comments kept, atomic
 write); API keys go to the OS keychain, the file says ``api_key: keychain``.
@@ -6,6 +6,7 @@ Security actions (key slots, passphrase, recovery code, key rotation, opening Pr
 chats after a keychain unlock) call the vault through the session, off the UI thread.
 A rotation or a Private unlock closes and reopens every chat like a lock and unlock: the
 window's chat area (``MainWindow.chat_area``) is cleared before and reloaded after.
+The Sync tab is ``app.ui.sync_settings.SyncPageWidget``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import set_role
 from app.ui.provider_form import ProviderFormWidget
+from app.ui.sync_settings import SyncPageWidget
 from app.vault.recovery_code import RecoveryCode
 from app.vault.vault import Rotation, SlotInfo, TouchedKey
 
@@ -415,7 +417,7 @@ class RecoveryCodeDialog(QDialog):
 
 
 class SettingsDialog(QDialog):
-    """Providers, appearance, behaviour and security, in tabs."""
+    """Providers, appearance, behaviour, security and sync, in tabs."""
 
     appearance_changed = Signal()
     config_changed = Signal()
@@ -430,6 +432,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._appearance_tab(), "&Appearance")
         self.tabs.addTab(self._behaviour_tab(), "&Behaviour")
         self.tabs.addTab(self._security_tab(), "&Security")
+        self.sync_page = SyncPageWidget(session)
+        self.tabs.addTab(self.sync_page, "S&ync")
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         self.status_label.setAccessibleName("Settings status")
@@ -446,6 +450,17 @@ class SettingsDialog(QDialog):
     def _show_status(self, text: str, *, error: bool = False) -> None:
         set_role(self.status_label, "error" if error else "hint")
         self.status_label.setText(text)
+
+    def show_page(self, name: str) -> None:
+        """Show the tab ``name`` (``"sync"``; the others by their index in ``tabs``)."""
+        if name == "sync":
+            self.tabs.setCurrentWidget(self.sync_page)
+
+    def done(self, result: int) -> None:
+        """Closing: a sign-in waiting for the browser stops, the Sync tab stops following
+        the sync status."""
+        self.sync_page.stop_watching()
+        super().done(result)
 
     # ----------------------------------------------------------------- providers
 

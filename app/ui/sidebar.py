@@ -70,6 +70,7 @@ FIRST_PAGE = 150  # chats shown before the rest of a long list is read
 DISPLAY_ROLE = int(Qt.ItemDataRole.DisplayRole)
 EDIT_ROLE = int(Qt.ItemDataRole.EditRole)
 SUMMARY_ROLE = int(Qt.ItemDataRole.UserRole) + 10
+NOT_SYNCED = "Not synced: Ephemeral chats never leave this computer."
 
 
 def _choose_save_path(parent: QWidget, title: str, suggested: str, filter_: str) -> str:
@@ -95,9 +96,23 @@ class ChatListModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[ChatSummary] = []
+        #: Whether Ephemeral rows say "not synced" (the profile is signed in to sync).
+        self.marks_unsynced = False
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
+
+    def set_marks_unsynced(self, marks: bool) -> None:
+        """Say "not synced" on Ephemeral rows (while signed in to sync) or not."""
+        if marks == self.marks_unsynced:
+            return
+        self.marks_unsynced = marks
+        if self._rows:
+            self.dataChanged.emit(
+                self.index(0),
+                self.index(len(self._rows) - 1),
+                [Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.AccessibleTextRole],
+            )
 
     def data(
         self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
@@ -109,11 +124,14 @@ class ChatListModel(QAbstractListModel):
             return chat
         if role in (DISPLAY_ROLE, EDIT_ROLE):
             return chat.title
+        unsynced = self.marks_unsynced and chat.tier == Tier.EPHEMERAL
         if role == Qt.ItemDataRole.AccessibleTextRole:
             pinned = ", pinned" if chat.pinned else ""
-            return f"{chat.title}, {TIER_LABELS[chat.tier]} chat{pinned}"
+            mark = ", not synced" if unsynced else ""
+            return f"{chat.title}, {TIER_LABELS[chat.tier]} chat{pinned}{mark}"
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{chat.title}\n{TIER_LABELS[chat.tier]} chat"
+            mark = f"\n{NOT_SYNCED}" if unsynced else ""
+            return f"{chat.title}\n{TIER_LABELS[chat.tier]} chat{mark}"
         if role == self.ID_ROLE:
             return chat.id
         if role == self.TIER_ROLE:

@@ -1,0 +1,885 @@
+"""Settings, Sync: sign in to a sync server, set sync up or join it, devices, sign out.
+
+The page shows one of four steps, as the profile's state says:
+
+* **sign in**: the server address and this device's name; "Sign in" asks the server how
+  (``app.sync.login.sign_in_methods``) and starts the browser flow, or shows the e-mail
+  and password fields of a server with its own accounts; "Sign in with a code" when the
+  identity provider offers it;
+* **waiting**: "Continue in your browser…" (or the code to enter elsewhere) with Cancel,
+  which cancels the sign-in task (its loopback listener closes);
+* **keys**: after the sign-in, the first device of an account sets sync up (its vault
+  passphrase, checked against the vault, and optionally the recovery code open the keys
+  on other devices); another device joins with the account's passphrase;
+* **account**: the account, server and device name, the status, the account's devices
+  with Revoke, Sync now, Pause/Resume and Sign out.
+
+Everything runs through ``tasks.start`` on the session's sync service; errors are shown
+on the page in plain words (a bug is logged with its traceback by ``tasks``). Typed
+passphrases, passwords and recovery codes are cleared once used and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import shiboken6
+from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.errors import HushchatError, InternalError
+from app.session import Session
+from app.sync import login
+from app.sync.account import SyncAccount
+from app.sync.crypto import WrongKeySecretError
+from app.sync.engine import EngineStatus, SyncKeysExistError, SyncNotSetUpError
+from app.ui import tasks
+from app.ui.layout import set_role
+from app.ui.sync_status import SyncState, describe
+from app.vault.recovery_code import RecoveryCode
+
+if TYPE_CHECKING:
+    from app.sync.protocol import DeviceOut
+
+__all__ = ["SyncPageWidget"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_SERVER_HINT = "https://sync.example.org"
+
+
+def plain(error: BaseException) -> str:
+    """The message a person reads: a bug says only where its details are."""
+    if isinstance(error, InternalError):
+        return "Something went wrong; the details are in Hushchat's log. Please report this."
+    return str(error)
+
+
+def _hint(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setProperty("role", "hint")
+    return label
+
+
+def _password_edit(name: str) -> QLineEdit:
+    edit = QLineEdit()
+    edit.setEchoMode(QLineEdit.EchoMode.Password)
+    edit.setAccessibleName(name)
+    return edit
+
+
+class _EnterFilter(QObject):
+    """Enter in a field runs the step's action (and goes no further: the dialog's own
+    default button would close it)."""
+
+    def __init__(self, action: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._action = action
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        ):
+            self._action()
+            return True
+        return False
+
+
+def _on_enter(edit: QLineEdit, action: Callable[[], None]) -> None:
+    edit.installEventFilter(_EnterFilter(action, edit))
+
+
+class _ShownText(io.StringIO):
+    """What a sign-in flow writes for the user (the browser address when no browser
+    opened, the code to enter elsewhere), shown in a label as it arrives."""
+
+    def __init__(self, label: QLabel) -> None:
+        super().__init__()
+        self._label = label
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if shiboken6.isValid(self._label):
+            self._label.setText(self.getvalue().strip())
+        return written
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The profile's sync state as read for the page."""
+
+    account: SyncAccount | None
+    set_up: bool
+    running: bool
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+class SyncPageWidget(QWidget):
+    """The Sync tab of the settings dialog."""
+
+    #: Signed in or out (the window shows or hides its indicator).
+    account_changed = Signal()
+    #: Set up, joined, paused or resumed.
+    state_changed = Signal()
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.account: SyncAccount | None = None
+        self.methods: login.SignInMethods | None = None
+        self.joining = False
+        self.status: EngineStatus | None = None
+        self.devices: list[DeviceOut] = []
+        self._sign_in_task: asyncio.Task[Any] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._running = False
+
+        self.stack = QStackedWidget()
+        self.sign_in_step = self._sign_in_widget()
+        self.waiting_step = self._waiting_widget()
+        self.keys_step = self._keys_widget()
+        self.account_step = self._account_widget()
+        for step in (self.sign_in_step, self.waiting_step, self.keys_step, self.account_step):
+            self.stack.addWidget(step)
+        self.message_label = _hint()
+        self.message_label.setAccessibleName("Sync status message")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.message_label)
+        self.refresh()
+
+    # ----------------------------------------------------------------- building
+
+    def _sign_in_widget(self) -> QWidget:
+        page = QWidget()
+        self.server_edit = QLineEdit()
+        self.server_edit.setPlaceholderText(DEFAULT_SERVER_HINT)
+        self.server_edit.setAccessibleName("Sync server address")
+        self.server_edit.textEdited.connect(self._server_edited)
+        self.device_name_edit = QLineEdit(login.default_device_name())
+        self.device_name_edit.setAccessibleName("This device's name")
+        self.sign_in_button = QPushButton("S&ign in")
+        self.sign_in_button.setAccessibleName("Sign in to the sync server")
+        self.sign_in_button.clicked.connect(self.sign_in)
+        self.code_button = QPushButton("Sign in with a &code")
+        self.code_button.setAccessibleName("Sign in with a code entered on another device")
+        self.code_button.setToolTip(
+            "For when the browser is on another device: you get a code to enter there."
+        )
+        self.code_button.clicked.connect(self.sign_in_with_code)
+        self.code_button.hide()
+        self.email_edit = QLineEdit()
+        self.email_edit.setAccessibleName("E-mail address")
+        self.password_edit = _password_edit("Password")
+        self.local_button = QPushButton("Sign in with &e-mail")
+        self.local_button.setAccessibleName("Sign in with e-mail and password")
+        self.local_button.clicked.connect(self.sign_in_local)
+        self.local_box = QGroupBox("E-mail and password")
+        local = QFormLayout(self.local_box)
+        local.addRow("E-&mail:", self.email_edit)
+        local.addRow("Pass&word:", self.password_edit)
+        local.addRow("", self.local_button)
+        self.local_box.hide()
+        _on_enter(self.server_edit, self.sign_in)
+        _on_enter(self.device_name_edit, self.sign_in)
+        _on_enter(self.email_edit, self.sign_in_local)
+        _on_enter(self.password_edit, self.sign_in_local)
+
+        form = QFormLayout()
+        form.addRow("Sync ser&ver:", self.server_edit)
+        form.addRow("This &device:", self.device_name_edit)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.sign_in_button)
+        buttons.addWidget(self.code_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(page)
+        layout.addWidget(
+            _hint(
+                "Keep your chats in step between your computers through a sync server you "
+                "or your organisation runs. It stores only what this computer encrypted; "
+                "Ephemeral chats are never synced."
+            )
+        )
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.local_box)
+        layout.addStretch(1)
+        return page
+
+    def _waiting_widget(self) -> QWidget:
+        page = QWidget()
+        self.waiting_title = QLabel("Continue in your browser…")
+        self.waiting_title.setAccessibleName("Signing in")
+        self.waiting_detail = _hint()
+        self.waiting_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.waiting_detail.setAccessibleName("Sign-in instructions")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel the sign-in")
+        self.cancel_button.clicked.connect(self.cancel_sign_in)
+        row = QHBoxLayout()
+        row.addWidget(self.cancel_button)
+        row.addStretch(1)
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.waiting_title)
+        layout.addWidget(self.waiting_detail)
+        layout.addLayout(row)
+        layout.addStretch(1)
+        return page
+
+    def _keys_widget(self) -> QWidget:
+        page = QWidget()
+        self.keys_intro = _hint()
+        self.keys_passphrase_edit = _password_edit("Passphrase")
+        self.recovery_check = QCheckBox("Also let my &recovery code open them")
+        self.recovery_check.setAccessibleName("Also let the recovery code open the sync keys")
+        self.recovery_edit = QLineEdit()
+        self.recovery_edit.setAccessibleName("Recovery code")
+        self.recovery_edit.setPlaceholderText("1234-5678-…")
+        self.recovery_edit.setEnabled(False)
+        self.recovery_check.toggled.connect(self.recovery_edit.setEnabled)
+        self.keys_button = QPushButton("Set &up sync")
+        self.keys_button.clicked.connect(self.finish_keys)
+        self.keys_sign_out_button = QPushButton("Sign &out")
+        self.keys_sign_out_button.setAccessibleName("Sign out of the sync server")
+        self.keys_sign_out_button.clicked.connect(lambda: self.sign_out())
+        _on_enter(self.keys_passphrase_edit, self.finish_keys)
+        _on_enter(self.recovery_edit, self.finish_keys)
+        self.keys_form = QFormLayout()
+        self.keys_form.addRow("Passp&hrase:", self.keys_passphrase_edit)
+        self.keys_form.addRow("", self.recovery_check)
+        self.keys_form.addRow("Recovery code:", self.recovery_edit)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.keys_button)
+        buttons.addWidget(self.keys_sign_out_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(page)
+        layout.addWidget(self.keys_intro)
+        layout.addLayout(self.keys_form)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        return page
+
+    def _account_widget(self) -> QWidget:
+        page = QWidget()
+        self.email_label = QLabel()
+        self.email_label.setAccessibleName("Account")
+        self.server_label = QLabel()
+        self.server_label.setAccessibleName("Sync server")
+        self.device_label = QLabel()
+        self.device_label.setAccessibleName("This device")
+        self.state_label = QLabel()
+        self.state_label.setWordWrap(True)
+        self.state_label.setAccessibleName("Sync status")
+        for label in (self.email_label, self.server_label, self.device_label):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        info = QFormLayout()
+        info.addRow("Account:", self.email_label)
+        info.addRow("Server:", self.server_label)
+        info.addRow("This device:", self.device_label)
+        info.addRow("Status:", self.state_label)
+        self.device_tree = QTreeWidget()
+        self.device_tree.setAccessibleName("Devices signed in to the account")
+        self.device_tree.setHeaderLabels(["Device", "Last seen", ""])
+        self.device_tree.setRootIsDecorated(False)
+        self.device_tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.device_tree.currentItemChanged.connect(lambda *_: self._update_revoke())
+        self.revoke_button = QPushButton("&Revoke…")
+        self.revoke_button.setAccessibleName("Revoke the selected device")
+        self.revoke_button.setToolTip("Sign that device out for good (a lost laptop).")
+        self.revoke_button.clicked.connect(lambda: self.revoke_selected())
+        self.refresh_devices_button = QPushButton("Re&fresh")
+        self.refresh_devices_button.setAccessibleName("Refresh the device list")
+        self.refresh_devices_button.clicked.connect(self.load_devices)
+        self.sync_now_button = QPushButton("Sync &now")
+        self.sync_now_button.clicked.connect(self.sync_now)
+        self.pause_button = QPushButton("Pa&use sync")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.sign_out_button = QPushButton("Sign &out…")
+        self.sign_out_button.setAccessibleName("Sign out of the sync server")
+        self.sign_out_button.clicked.connect(lambda: self.sign_out())
+        device_buttons = QHBoxLayout()
+        device_buttons.addWidget(self.revoke_button)
+        device_buttons.addWidget(self.refresh_devices_button)
+        device_buttons.addStretch(1)
+        sync_buttons = QHBoxLayout()
+        for button in (self.sync_now_button, self.pause_button):
+            sync_buttons.addWidget(button)
+        sync_buttons.addStretch(1)
+        sync_buttons.addWidget(self.sign_out_button)
+        layout = QVBoxLayout(page)
+        layout.addLayout(info)
+        layout.addWidget(self.device_tree, 1)
+        layout.addLayout(device_buttons)
+        layout.addLayout(sync_buttons)
+        return page
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _run(
+        self,
+        coro: Coroutine[Any, Any, T],
+        on_done: Callable[[T], None],
+        on_error: Callable[[BaseException], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> asyncio.Task[T]:
+        """``tasks.start`` whose callbacks are skipped once the page is gone."""
+
+        def done(result: T) -> None:
+            if shiboken6.isValid(self):
+                on_done(result)
+
+        def failed(error: BaseException) -> None:
+            if shiboken6.isValid(self):
+                (on_error or self._failed)(error)
+
+        def cancelled() -> None:
+            if on_cancel is not None and shiboken6.isValid(self):
+                on_cancel()
+
+        return tasks.start(coro, on_done=done, on_error=failed, on_cancel=cancelled)
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        """A line under the step: what happened, or what went wrong and what to do."""
+        set_role(self.message_label, "error" if error else "hint")
+        self.message_label.setText(text)
+
+    def _failed(self, error: BaseException) -> None:
+        self._set_busy(False)
+        self.show_message(plain(error), error=True)
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (
+            self.sign_in_button,
+            self.code_button,
+            self.local_button,
+            self.keys_button,
+            self.keys_sign_out_button,
+            self.sync_now_button,
+            self.pause_button,
+            self.sign_out_button,
+            self.refresh_devices_button,
+        ):
+            button.setEnabled(not busy)
+        if not busy:
+            self._update_revoke()
+        else:
+            self.revoke_button.setEnabled(False)
+
+    @property
+    def step(self) -> str:
+        """``sign_in``, ``waiting``, ``keys`` or ``account`` (for tests)."""
+        current = self.stack.currentWidget()
+        steps = {
+            "sign_in": self.sign_in_step,
+            "waiting": self.waiting_step,
+            "keys": self.keys_step,
+            "account": self.account_step,
+        }
+        return next(name for name, step in steps.items() if step is current)
+
+    def _watch_status(self) -> None:
+        if self._unsubscribe is not None:
+            return
+
+        def changed(status: EngineStatus) -> None:
+            if not shiboken6.isValid(self):
+                self.stop_watching()
+                return
+            self.status = status
+            self._show_state()
+
+        self._unsubscribe = self.session.sync.add_status_listener(changed)
+
+    def stop_watching(self) -> None:
+        """Stop following the sync status, and cancel a sign-in waiting for the browser
+        (the settings dialog closes)."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        self.cancel_sign_in()
+
+    # ----------------------------------------------------------------- state
+
+    def refresh(self) -> None:
+        """Read the profile's sync state and show the step it calls for."""
+
+        async def read() -> _Read:
+            sync = self.session.sync
+            self._watch_status()
+            account = await sync.account()
+            set_up = account is not None and await sync.is_set_up()
+            return _Read(account, set_up, sync.running)
+
+        self._run(read(), self._show_read)
+
+    def _show_read(self, read: _Read) -> None:
+        self.account = read.account
+        self._set_busy(False)
+        if read.account is None:
+            self.stack.setCurrentWidget(self.sign_in_step)
+            self.server_edit.setFocus()
+            return
+        if not read.set_up:
+            self._choose_keys_step()
+            return
+        self._show_account(read.running)
+
+    def _show_account(self, running: bool) -> None:
+        account = self.account
+        assert account is not None
+        self.email_label.setText(account.email or account.account_id)
+        self.server_label.setText(account.server_url)
+        self.device_label.setText(account.device_name or "(no name)")
+        self._running = running
+        self._show_state()
+        self.stack.setCurrentWidget(self.account_step)
+        self.load_devices()
+
+    def _show_state(self) -> None:
+        running = self._running
+        state = SyncState(
+            signed_in=self.account is not None, set_up=True, running=running, status=self.status
+        )
+        self.state_label.setText(describe(state)[1])
+        self.pause_button.setText("Resu&me sync" if not running else "Pa&use sync")
+        self.pause_button.setAccessibleName("Resume sync" if not running else "Pause sync")
+
+    # ----------------------------------------------------------------- signing in
+
+    def _server_edited(self, _text: str) -> None:
+        self.methods = None
+        self.code_button.hide()
+        self.local_box.hide()
+
+    def _server_url(self) -> str | None:
+        url = self.server_edit.text().strip()
+        if not url:
+            self.show_message("Type the address of your sync server first.", error=True)
+            self.server_edit.setFocus()
+            return None
+        return url
+
+    def _device_name(self) -> str:
+        return self.device_name_edit.text().strip() or login.default_device_name()
+
+    def sign_in(self) -> None:
+        """Ask the server how to sign in; start the browser flow, or show the e-mail and
+        password fields of a server with only its own accounts."""
+        url = self._server_url()
+        if url is None:
+            return
+        if self.methods is not None and self.methods.server_url.rstrip("/") == url.rstrip("/"):
+            self._sign_in_with(self.methods)
+            return
+        self._set_busy(True)
+        self.show_message(f"Asking {url} how to sign in…")
+        self._run(login.sign_in_methods(url), self._sign_in_with)
+
+    def _sign_in_with(self, methods: login.SignInMethods) -> None:
+        self.methods = methods
+        self._set_busy(False)
+        self.code_button.setVisible(methods.device_code)
+        self.local_box.setVisible(methods.local_accounts)
+        if methods.browser:
+            self.sign_in_with_browser()
+        elif methods.local_accounts:
+            self.show_message(
+                "This server has its own accounts: sign in with your e-mail and password."
+            )
+            self.email_edit.setFocus()
+        else:
+            self.show_message(
+                "This sync server offers no way to sign in that Hushchat knows; ask its "
+                "administrator.",
+                error=True,
+            )
+
+    def sign_in_with_browser(self) -> None:
+        """The identity provider's page in the browser; waits for its answer."""
+        url = self._server_url()
+        if url is None:
+            return
+        shown = _ShownText(self.waiting_detail)
+        self._wait("Continue in your browser…")
+        self._start_sign_in(
+            login.sign_in_with_browser(
+                url,
+                device_name=self._device_name(),
+                open_browser=lambda address: QDesktopServices.openUrl(QUrl(address)),
+                output=shown,
+            )
+        )
+
+    def sign_in_with_code(self) -> None:
+        """A code to enter on another device (the device authorization grant)."""
+        url = self._server_url()
+        if url is None:
+            return
+        shown = _ShownText(self.waiting_detail)
+        self._wait("Enter the code on another device…")
+        self._start_sign_in(
+            login.sign_in_with_device_code(url, device_name=self._device_name(), output=shown)
+        )
+
+    def sign_in_local(self) -> None:
+        """The server's own account: e-mail and password."""
+        url = self._server_url()
+        if url is None:
+            return
+        email, password = self.email_edit.text().strip(), self.password_edit.text()
+        if not email or not password:
+            self.show_message("Type your e-mail address and password.", error=True)
+            (self.email_edit if not email else self.password_edit).setFocus()
+            return
+        self._set_busy(True)
+        self.show_message(f"Signing in to {url}…")
+        self._start_sign_in(
+            login.sign_in_local(url, email, password, device_name=self._device_name())
+        )
+
+    def _wait(self, title: str) -> None:
+        self.waiting_title.setText(title)
+        self.waiting_detail.setText("")
+        self.show_message("")
+        self.stack.setCurrentWidget(self.waiting_step)
+        self.cancel_button.setFocus()
+
+    def _start_sign_in(self, flow: Coroutine[Any, Any, SyncAccount]) -> None:
+        async def sign_in() -> _Read:
+            account = await flow
+            sync = self.session.sync
+            await sync.sign_in(account)
+            set_up = await sync.is_set_up()  # signed in again: the keys are still here
+            if set_up:
+                await sync.start()
+            return _Read(account, set_up, sync.running)
+
+        self._sign_in_task = self._run(
+            sign_in(),
+            self._signed_in,
+            on_error=self._sign_in_failed,
+            on_cancel=self._sign_in_cancelled,
+        )
+
+    def _signed_in(self, read: _Read) -> None:
+        self._sign_in_task = None
+        self.password_edit.clear()
+        self.status = None
+        account = read.account
+        assert account is not None
+        self.show_message(f"Signed in as {account.email or account.account_id}.")
+        self.account_changed.emit()
+        self._show_read(read)
+
+    def _sign_in_failed(self, error: BaseException) -> None:
+        self._sign_in_task = None
+        self.password_edit.clear()
+        self.stack.setCurrentWidget(self.sign_in_step)
+        self._failed(error)
+
+    def _sign_in_cancelled(self) -> None:
+        self._sign_in_task = None
+        self.stack.setCurrentWidget(self.sign_in_step)
+        self._set_busy(False)
+        self.show_message("Sign-in cancelled.")
+        self.sign_in_button.setFocus()
+
+    def cancel_sign_in(self) -> None:
+        """Stop waiting for the browser (or the code): nothing is signed in."""
+        task = self._sign_in_task
+        if task is not None and not task.done():
+            task.cancel()
+
+    # ----------------------------------------------------------------- set up or join
+
+    def _choose_keys_step(self) -> None:
+        self.stack.setCurrentWidget(self.keys_step)
+        self._set_busy(True)
+
+        def failed(error: BaseException) -> None:
+            self._show_keys_step(joining=True)
+            self._failed(error)
+
+        self._run(
+            self.session.sync.account_has_keys(),
+            lambda has: self._show_keys_step(joining=has),
+            on_error=failed,
+        )
+
+    def _show_keys_step(self, *, joining: bool) -> None:
+        self.joining = joining
+        self._set_busy(False)
+        account = self.account
+        who = account.email or account.account_id if account is not None else "your account"
+        if joining:
+            self.keys_intro.setText(
+                f"{who} already syncs from another device. Type the passphrase sync was set "
+                "up with there (that device's vault passphrase): it opens the account's sync "
+                "keys here; it never goes to the server."
+            )
+            self.keys_button.setText("&Join")
+            self.keys_button.setAccessibleName("Join the account's sync")
+        else:
+            self.keys_intro.setText(
+                f"This is the first device of {who}. Hushchat makes the account's sync keys "
+                "and locks them with your vault passphrase: your other devices open them "
+                "with the same passphrase. Ephemeral chats are never synced."
+            )
+            self.keys_button.setText("Set &up sync")
+            self.keys_button.setAccessibleName("Set up sync")
+        self.recovery_check.setVisible(not joining)
+        self.recovery_edit.setVisible(not joining)
+        label = self.keys_form.labelForField(self.recovery_edit)
+        if label is not None:
+            label.setVisible(not joining)
+        self.stack.setCurrentWidget(self.keys_step)
+        self.keys_passphrase_edit.setFocus()
+
+    def finish_keys(self) -> None:
+        """Set sync up (first device) or join it (another one), then start syncing."""
+        passphrase = self.keys_passphrase_edit.text()
+        if not passphrase:
+            self.show_message("Type the passphrase.", error=True)
+            self.keys_passphrase_edit.setFocus()
+            return
+        recovery: bytes | None = None
+        if not self.joining and self.recovery_check.isChecked():
+            try:
+                recovery = RecoveryCode.parse(self.recovery_edit.text()).secret
+            except HushchatError as error:  # a typo: the message says which group
+                self.show_message(str(error), error=True)
+                self.recovery_edit.setFocus()
+                return
+        self._set_busy(True)
+        session, sync = self.session, self.session.sync
+
+        async def set_up() -> str:
+            await session.verify_passphrase(passphrase)
+            kdf = await sync.keys_record_kdf(session.slots(), session.kdf)
+            await sync.set_up(passphrase=passphrase, recovery_secret=recovery, kdf=kdf)
+            await sync.start()
+            also = " and your recovery code" if recovery is not None else ""
+            return (
+                "Sync is set up: the account's keys are on the server, locked with your "
+                f"passphrase{also}. Your chats are being sent."
+            )
+
+        async def join() -> str:
+            report = await sync.join(passphrase=passphrase)
+            await sync.start()
+            return f"Joined: {report.pulled} changes fetched from your other devices."
+
+        if self.joining:
+            self.show_message("Opening the account's keys…")
+        else:
+            self.show_message("Setting up sync…")
+        self._run(join() if self.joining else set_up(), self._keys_done, self._keys_failed)
+
+    def _keys_done(self, message: str) -> None:
+        self.keys_passphrase_edit.clear()
+        self.recovery_edit.clear()
+        self.status = None
+        self.state_changed.emit()
+        self._show_account(self.session.sync.running)
+        self.show_message(message)
+
+    def _keys_failed(self, error: BaseException) -> None:
+        self._set_busy(False)
+        if isinstance(error, SyncNotSetUpError):  # nobody set it up after all
+            self._show_keys_step(joining=False)
+            self.show_message(
+                "This account has no sync keys yet: set sync up here with your vault passphrase.",
+                error=True,
+            )
+            return
+        if isinstance(error, SyncKeysExistError):  # another device was first
+            self._show_keys_step(joining=True)
+            self.show_message(
+                "Another device set this account up meanwhile: join it with the passphrase "
+                "it was set up with.",
+                error=True,
+            )
+            return
+        if isinstance(error, WrongKeySecretError):
+            self.show_message(
+                "This passphrase does not open the account's sync keys: type the passphrase "
+                "of the device sync was first set up on.",
+                error=True,
+            )
+        else:
+            self.show_message(plain(error), error=True)
+        self.keys_passphrase_edit.setFocus()
+        self.keys_passphrase_edit.selectAll()
+
+    # ----------------------------------------------------------------- account
+
+    def load_devices(self) -> None:
+        """List the account's devices (from the server)."""
+        self.refresh_devices_button.setEnabled(False)
+
+        async def read() -> list[DeviceOut]:
+            return await self.session.sync.client().devices()
+
+        def failed(error: BaseException) -> None:
+            self.refresh_devices_button.setEnabled(True)
+            self.show_message(f"Could not list the devices: {plain(error)}", error=True)
+
+        self._run(read(), self._show_devices, failed)
+
+    def _is_this_device(self, device: DeviceOut) -> bool:
+        account = self.account
+        return device.current or (account is not None and device.id == account.device_id)
+
+    def _show_devices(self, devices: list[DeviceOut]) -> None:
+        self.refresh_devices_button.setEnabled(True)
+        self.devices = devices
+        self.device_tree.clear()
+        for device in devices:
+            seen = "revoked" if device.revoked_at is not None else _when(device.last_seen_at)
+            here = "this device" if self._is_this_device(device) else ""
+            item = QTreeWidgetItem([device.name or "(no name)", seen, here])
+            item.setData(0, Qt.ItemDataRole.UserRole, device.id)
+            self.device_tree.addTopLevelItem(item)
+        for column in range(3):
+            self.device_tree.resizeColumnToContents(column)
+        self._update_revoke()
+
+    def _selected_device(self) -> DeviceOut | None:
+        item = self.device_tree.currentItem()
+        if item is None:
+            return None
+        device_id = item.data(0, Qt.ItemDataRole.UserRole)
+        return next((d for d in self.devices if d.id == device_id), None)
+
+    def _update_revoke(self) -> None:
+        device = self._selected_device()
+        self.revoke_button.setEnabled(
+            device is not None and device.revoked_at is None and not self._is_this_device(device)
+        )
+
+    def revoke_selected(self, *, confirm: bool = True) -> None:
+        """Sign the selected device out for good, after confirmation."""
+        device = self._selected_device()
+        if device is None or self._is_this_device(device):
+            self.show_message("Select another device to revoke.", error=True)
+            return
+        name = device.name or "this unnamed device"
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Revoke device",
+                f"Revoke “{name}”? It is signed out for good and can never sign in again "
+                "with its key; its chats stay on it but no longer sync.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.revoke_button.setEnabled(False)
+
+        def done(_none: None) -> None:
+            self.show_message(f"Revoked “{name}”.")
+            self.load_devices()
+
+        self._run(self.session.sync.client().revoke(device.id), done)
+
+    def sync_now(self) -> None:
+        """Send and fetch once, now."""
+        self.sync_now_button.setEnabled(False)
+        self.show_message("Syncing…")
+
+        def done(report: Any) -> None:
+            self.sync_now_button.setEnabled(True)
+            text = f"Synced: {report.pushed} sent, {report.pulled} fetched."
+            if report.deferred:
+                text += f" {report.deferred} wait until Private chats are open."
+            self.show_message(text)
+
+        self._run(self.session.sync.sync_now(), done)
+
+    def toggle_pause(self) -> None:
+        """Pause background sync (until Resume or the next unlock), or resume it."""
+        sync = self.session.sync
+        self.pause_button.setEnabled(False)
+        pausing = sync.running
+
+        async def toggle() -> bool:
+            if pausing:
+                await sync.stop()
+            else:
+                await sync.start()
+            return sync.running
+
+        def done(running: bool) -> None:
+            self.pause_button.setEnabled(True)
+            self._running = running
+            self._show_state()
+            self.show_message(
+                "Sync paused until you resume it or lock Hushchat." if pausing else "Sync resumed."
+            )
+            self.state_changed.emit()
+
+        self._run(toggle(), done)
+
+    def sign_out(self, *, confirm: bool = True) -> None:
+        """Sign this device out of the server (after confirmation); chats stay here."""
+        account = self.account
+        if account is None:
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Sign out of sync",
+                f"Sign this device out of {account.server_url}? Your chats stay on this "
+                "device; they are no longer synced, and this device leaves the account's "
+                "device list.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._set_busy(True)
+
+        def done(_none: None) -> None:
+            self.account = None
+            self.status = None
+            self.devices = []
+            self.device_tree.clear()
+            self.keys_passphrase_edit.clear()
+            self.server_edit.setText(account.server_url)
+            self.account_changed.emit()
+            self._set_busy(False)
+            self.stack.setCurrentWidget(self.sign_in_step)
+            self.show_message("Signed out. Your chats stay on this device.")
+
+        self._run(self.session.sync.sign_out(revoke=True), done)

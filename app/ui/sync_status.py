@@ -1,0 +1,84 @@
+"""The sync indicator of the main window's status bar, and the words for sync states.
+
+``SyncStatusButton`` shows in a word how sync is doing (synced, syncing, offline, error,
+signed out, paused, not set up) with the reason in its tooltip; the window feeds it from
+``SyncService.add_status_listener`` and what it reads after an unlock or a change made in
+Settings, Sync. Clicking it opens that page. It is hidden while the profile is not
+signed in to a sync server. :func:`describe` gives the settings page the same words.
+
+Loaded after an unlock (it imports the sync engine's types), never on the unlock path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtWidgets import QToolButton, QWidget
+
+from app.sync.engine import EngineStatus, SyncStatus
+
+__all__ = ["SyncState", "SyncStatusButton", "describe"]
+
+_OPEN = "Click to open Settings, Sync."
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What the window knows about sync: whether this profile is signed in, holds the
+    account's keys (``set_up``), syncs in the background (``running``), and the last
+    status the engine reported since the unlock (None: none yet)."""
+
+    signed_in: bool = False
+    set_up: bool = False
+    running: bool = False
+    status: EngineStatus | None = None
+
+
+def describe(state: SyncState) -> tuple[str, str]:
+    """A word or two for the status bar and a sentence with the reason."""
+    if not state.signed_in:
+        return "Not syncing", "This profile is not signed in to a sync server."
+    status = state.status
+    reason = f" ({status.reason})" if status is not None and status.reason else ""
+    if status is not None and status.state == SyncStatus.SIGNED_OUT:
+        return (
+            "Signed out",
+            f"The sync server no longer accepts this device{reason}. Sign in again; "
+            "your chats stay on this device.",
+        )
+    if not state.set_up:
+        return (
+            "Sync not set up",
+            "Signed in, but this device does not have the account's sync keys yet: "
+            "finish setting up sync.",
+        )
+    if not state.running:
+        return "Sync paused", "Sync is paused on this device: changes wait until you resume."
+    if status is None or status.state == SyncStatus.SYNCING:
+        return "Syncing…", "Sending and fetching changes."
+    if status.state == SyncStatus.IDLE:
+        return "Synced", "Your chats are up to date with the sync server."
+    if status.state == SyncStatus.OFFLINE:
+        return "Offline", f"The sync server cannot be reached{reason}; Hushchat keeps trying."
+    return "Sync error", f"Syncing failed{reason}; Hushchat tries again in a while."
+
+
+class SyncStatusButton(QToolButton):
+    """The status bar's sync indicator (hidden while not signed in)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("syncStatus")
+        self.setAutoRaise(True)
+        self.state = SyncState()
+        self.show_state(self.state)
+
+    def show_state(self, state: SyncState) -> None:
+        """Show ``state``: its words, the reason as tooltip; hidden when not signed in."""
+        self.state = state
+        short, long = describe(state)
+        self.setText(short)
+        self.setToolTip(f"{long}\n{_OPEN}")
+        self.setAccessibleName(f"Sync: {short}")
+        self.setAccessibleDescription(long)
+        self.setVisible(state.signed_in)
