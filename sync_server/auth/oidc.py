@@ -9,6 +9,12 @@ algorithm; then signature, ``iss``, ``aud``, ``exp``, ``nbf`` and ``iat`` via Py
 small leeway; ``exp - iat`` is at most ``OIDC_MAX_TOKEN_LIFETIME_SECONDS``. ``email`` is
 only trusted with ``email_verified``. :class:`JwksCache` describes the fetching: shared,
 backing off after failures, with a grace period for cached keys.
+
+A token that passed is remembered by its SHA-256 (never in clear) until it expires, at
+most :data:`VERIFIED_TOKEN_TTL` seconds (or the JWKS cache time if shorter), so a device's
+calls do not redo the signature check each time. Revocation is not cached: the device and
+the token's binding are looked up in the database on every request
+(:mod:`sync_server.accounts`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import hashlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +52,13 @@ _KEY_TYPES = {
     "ES512": "EC",
     "EdDSA": "OKP",
 }
+
+
+#: Longest time a verified token is trusted without checking it again (a signing key that
+#: the issuer withdraws stops being honoured within this, or the JWKS cache time).
+VERIFIED_TOKEN_TTL = 300
+#: Verified tokens remembered per process.
+VERIFIED_TOKEN_CACHE_SIZE = 10_000
 
 
 class TokenError(SyncServerError):
@@ -239,6 +253,11 @@ class JwksCache:
         await self._fetched()
         return self._lookup(kid)
 
+    @property
+    def ttl(self) -> float:
+        """How long fetched keys are trusted (seconds)."""
+        return self._ttl
+
     async def aclose(self) -> None:
         """Cancel a fetch in progress (app shutdown)."""
         task = self._fetch
@@ -267,8 +286,13 @@ class OidcVerifier:
         leeway: int,
         required_type: str | None = None,
         max_lifetime: int = 0,
+        cache_size: int = VERIFIED_TOKEN_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._jwks = jwks
+        self._cache: OrderedDict[str, tuple[float, VerifiedToken]] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
         self._issuer = issuer
         self._audience = audience
         self._algorithms = [a for a in algorithms if a in _KEY_TYPES]
@@ -281,7 +305,31 @@ class OidcVerifier:
         await self._jwks.aclose()
 
     async def verify(self, token: str) -> VerifiedToken:
-        """Validate ``token``; raises :class:`TokenError` with a client-safe reason."""
+        """Validate ``token``; raises :class:`TokenError` with a client-safe reason.
+
+        A token verified before is answered from the cache until it expires (at most
+        ``VERIFIED_TOKEN_TTL`` seconds after its check); failures are never cached.
+        """
+        hashed = token_hash(token)
+        now = self._clock()
+        cached = self._cache.get(hashed)
+        if cached is not None:
+            if cached[0] > now:
+                self._cache.move_to_end(hashed)
+                return cached[1]
+            del self._cache[hashed]
+        verified = await self._verify(token, hashed)
+        # Not beyond the keys' own freshness either: with OIDC_JWKS_GRACE_SECONDS=0 an
+        # issuer that cannot be reached makes cached tokens fail as the keys go stale.
+        trusted_for = min(VERIFIED_TOKEN_TTL, self._jwks.ttl)
+        until = min(verified.expires_at.timestamp(), now + trusted_for)
+        if self._cache_size and until > now:
+            self._cache[hashed] = (until, verified)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return verified
+
+    async def _verify(self, token: str, hashed: str) -> VerifiedToken:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -341,5 +389,5 @@ class OidcVerifier:
                 else None
             ),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
-            token_hash=token_hash(token),
+            token_hash=hashed,
         )

@@ -189,3 +189,15 @@ async def test_invalid_bodies_are_problem_422(user: UserFactory) -> None:
         problem = response.json()
         assert problem["status"] == 422 and problem["errors"]
         assert "not base64!" not in response.text
+
+
+async def test_sync_answers_carry_the_rate_limit_headers(user: UserFactory) -> None:
+    alice = user("alice")
+    pushed = await alice.post("/v1/sync/push", json={"records": [record("m1")]})
+    pulled = await alice.get("/v1/sync/changes")
+    for response in (pushed, pulled):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert int(response.headers["RateLimit-Limit"]) > 0
+        assert "RateLimit-Remaining" in response.headers
+        assert "RateLimit-Reset" in response.headers

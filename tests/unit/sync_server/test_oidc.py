@@ -268,3 +268,78 @@ async def test_a_forged_signature_is_refused(issuer: Issuer) -> None:
     token = jwt.encode(claims, forger, algorithm="ES256", headers={"kid": "key-1"})
     with pytest.raises(TokenError, match="signature or claims invalid"):
         await verifier(cache(issuer.handler)).verify(token)
+
+
+# --- the verified-token cache ---------------------------------------------------------------
+
+
+def _counting(check: OidcVerifier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every token the verifier really checks (cache misses)."""
+    checked: list[str] = []
+    real = check._verify
+
+    async def counting(token: str, hashed: str) -> Any:
+        checked.append(token)
+        return await real(token, hashed)
+
+    monkeypatch.setattr(check, "_verify", counting)
+    return checked
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [time.time()]
+    check = OidcVerifier(
+        cache(issuer.handler),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=["ES256"],
+        leeway=0,
+        clock=lambda: now[0],
+    )
+    checked = _counting(check, monkeypatch)
+    token = issuer.mint("key-1", exp=int(now[0]) + 120)
+    first = await check.verify(token)
+    assert await check.verify(token) == first
+    assert len(checked) == 1  # the second answer came from the cache
+    # Failures are not cached: a bad token is checked (and refused) every time.
+    wrong = issuer.mint("key-1", aud="another-api")
+    for _ in range(2):
+        with pytest.raises(TokenError):
+            await check.verify(wrong)
+    assert len(checked) == 3
+    # Past its expiry (by the verifier's clock) the token is checked again.
+    now[0] += 121
+    await check.verify(token)
+    assert len(checked) == 4
+
+
+async def test_the_cache_trusts_a_token_no_longer_than_its_ttl_and_stays_bounded(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sync_server.auth import oidc
+
+    now = [time.time()]
+    check = OidcVerifier(
+        cache(issuer.handler),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=["ES256"],
+        leeway=0,
+        cache_size=2,
+        clock=lambda: now[0],
+    )
+    checked = _counting(check, monkeypatch)
+    long_lived = issuer.mint("key-1", exp=int(time.time()) + 3600)
+    await check.verify(long_lived)
+    now[0] += oidc.VERIFIED_TOKEN_TTL - 1
+    await check.verify(long_lived)
+    assert len(checked) == 1
+    now[0] += 2
+    await check.verify(long_lived)
+    assert len(checked) == 2  # checked again after VERIFIED_TOKEN_TTL
+    tokens = [issuer.mint("key-1", sub=f"u{n}", exp=int(now[0]) + 600) for n in range(3)]
+    for token in tokens:
+        await check.verify(token)
+    assert len(check._cache) == 2
