@@ -4,12 +4,14 @@ synced, in the same chats on both, with no message lost that was not deleted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.store.models import Tier
+from app.sync.errors import SyncOfflineError
 from tests.unit.sync.devices import PASSPHRASE, Device
 from tests.unit.sync.fake_server import FakeServer
 
@@ -29,6 +31,8 @@ OPERATIONS = st.lists(
         st.tuples(st.just("purge"), DEVICE, CHAT),
         st.tuples(st.just("move"), DEVICE, CHAT),
         st.tuples(st.just("sync"), DEVICE),
+        st.tuples(st.just("sync_answer_lost"), DEVICE),
+        st.tuples(st.just("restart"), DEVICE, st.booleans()),
     ),
     max_size=14,
 )
@@ -38,19 +42,16 @@ def _apply(device: Device, chat_ids: list[str], op: tuple[Any, ...]) -> None:
     name = op[0]
     library = device.library
     if name == "new_chat":
-        chat_ids.append(library.store(op[2]).create_chat().id)
+        if op[2] in library.tiers:
+            chat_ids.append(library.store(op[2]).create_chat().id)
         return
-    if name == "sync":
+    if name in {"sync", "sync_answer_lost", "restart"}:
         return
     if op[2] >= len(chat_ids):
         return
     chat_id = chat_ids[op[2]]
     store = next(
-        (
-            library.store(t)
-            for t in (Tier.STANDARD, Tier.PRIVATE)
-            if library.store(t).has_chat(chat_id)
-        ),
+        (library.store(t) for t in library.tiers if library.store(t).has_chat(chat_id)),
         None,
     )
     if store is None:
@@ -77,7 +78,8 @@ def _apply(device: Device, chat_ids: list[str], op: tuple[Any, ...]) -> None:
         store.purge(chat_id)
     elif name == "move":
         other = Tier.PRIVATE if store.tier is Tier.STANDARD else Tier.STANDARD
-        library.move(chat_id, other)
+        if other in library.tiers:
+            library.move(chat_id, other)
 
 
 async def _run(operations: list[tuple[Any, ...]]) -> None:
@@ -92,9 +94,18 @@ async def _run(operations: list[tuple[Any, ...]]) -> None:
             device = devices[op[1]]
             if op[0] == "sync":
                 await device.engine.sync_once()
+            elif op[0] == "sync_answer_lost":
+                device.transport.lose_next_response = True
+                with contextlib.suppress(SyncOfflineError):
+                    await device.engine.sync_once()
+                device.transport.lose_next_response = False
+            elif op[0] == "restart":  # a new engine; Private open or not (keychain unlock)
+                device.open(private=op[2])
             else:
                 _apply(device, chat_ids, op)
             device.clock.now += 0.5
+        for device in devices:
+            device.open(private=True)
         for _ in range(3):
             for device in devices:
                 await device.engine.sync_once()
