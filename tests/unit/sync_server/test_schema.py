@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,45 @@ def test_alembic_files_ship_in_the_package() -> None:
     assert (package / "alembic.ini").is_file()
     assert (package / "migrations" / "env.py").is_file()
     assert list((package / "migrations" / "versions").glob("0001_*.py"))
+
+
+def _migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
+    from alembic import command
+
+    from sync_server.db import alembic_config
+
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(config, revision)
+
+
+async def test_0002_keeps_devices_registered_before_it(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    settings = Settings(
+        **{name.lower(): value for name, value in generate_secrets().items()},
+        data_dir=tmp_path,
+    )
+    db = Database(settings)
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_migrate, "0001")
+            await connection.execute(
+                text(
+                    "INSERT INTO accounts (id, issuer, subject, email_verified, last_seq, "
+                    "created_at) VALUES ('a', 'local', 'u', 0, 0, '2026-11-01 00:00:00')"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO devices (account_id, id, created_at, last_seen_at) "
+                    "VALUES ('a', 'old-device-1', '2026-11-01 00:00:00', '2026-11-01 00:00:00')"
+                )
+            )
+            await connection.run_sync(_migrate, "0002")
+            row = (await connection.execute(text("SELECT id, jkt FROM devices"))).one()
+            assert tuple(row) == ("old-device-1", None)  # bound by its first proof
+            await connection.run_sync(functools.partial(_migrate, down=True), "0001")  # back
+            assert (await connection.execute(text("SELECT id FROM devices"))).scalar_one()
+    finally:
+        await db.close()
