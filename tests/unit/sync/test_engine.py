@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -20,11 +21,12 @@ from app.sync.crypto import (
     open_record,
 )
 from app.sync.engine import (
+    EngineStatus,
     SyncKeysExistError,
     SyncNotSetUpError,
     SyncStatus,
 )
-from app.sync.errors import SyncOfflineError
+from app.sync.errors import SyncOfflineError, SyncRetryLaterError
 from tests.unit.sync.devices import ACCOUNT, KDF, PASSPHRASE, RECOVERY, Device
 from tests.unit.sync.fake_server import FakeServer
 
@@ -520,3 +522,36 @@ async def test_deletes_in_both_tiers_on_two_devices_at_once_keep_the_keys_record
     c = Device(a.server, "c")
     await c.engine.join_with_passphrase(PASSPHRASE)
     assert c.dump() == a.dump()
+
+
+async def test_the_loop_waits_as_told_and_survives_a_bug(
+    pair: tuple[Device, Device], caplog: pytest.LogCaptureFixture
+) -> None:
+    _a, b = pair
+    calls: list[float] = []
+    real_changes = b.transport.changes
+
+    async def changes(cursor: int, *, limit: int | None = None, wait: float = 0.0) -> Any:
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) == 1:
+            raise SyncRetryLaterError("The sync server is busy.", retry_after=0.3)
+        if len(calls) == 2:
+            raise RuntimeError("a bug")
+        return await real_changes(cursor, limit=limit, wait=min(wait, 0.05))
+
+    b.transport.changes = changes  # type: ignore[method-assign]
+    seen: list[EngineStatus] = []
+    b.engine.add_status_listener(seen.append)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(b.engine.run(stop))
+    for _ in range(300):
+        if len(calls) >= 4:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(loop, 10)
+    assert calls[1] - calls[0] >= 0.3  # Retry-After honoured
+    assert EngineStatus(SyncStatus.OFFLINE, "The sync server is busy.") in seen
+    assert any(s.state is SyncStatus.ERROR for s in seen)  # the bug: logged, loop goes on
+    assert "unexpected error" in caplog.text and "Traceback" in caplog.text
+    assert len(calls) >= 4
