@@ -289,6 +289,9 @@ class SyncEngine:
     def attach(self, service: ChatService) -> None:
         """Push after the service's changes; emit remote changes on its ``changes`` bus."""
         self.detach()
+        # One database thread for the service's writes and the engine's: a SQLite
+        # connection must not be used from two threads at once.
+        self.runner = service.runner
         self._bus = service.changes
         self._unsubscribe = service.changes.subscribe(self._on_service_change)
 
@@ -407,6 +410,7 @@ class SyncEngine:
         payload = seal_keys_record(header, account, entries)
         with standard.transaction():
             standard.set_setting("account_keys", json.dumps(account.to_json()))
+            standard.set_setting("account_id", self.account_id)
             standard.save_pending(
                 PendingRecord(KEYS_RECORD_ID, "keys", 1, None, False, account.key_id, payload), None
             )
@@ -424,6 +428,7 @@ class SyncEngine:
                     state.delete_sync_key(key_id)
         with standard.transaction():
             standard.set_setting("account_keys", None)
+            standard.set_setting("account_id", None)
             standard.delete_row(KEYS_RECORD_ID)
 
     def _after_keys_saved(self, revision: int, payload: bytes) -> None:
@@ -489,6 +494,7 @@ class SyncEngine:
                 state.put_sync_key(key.key_id, tier.value, key.epoch, key.secret, "current")
         with standard.transaction():
             standard.set_setting("account_keys", json.dumps(opened.account_keys.to_json()))
+            standard.set_setting("account_id", self.account_id)
             standard.set_setting("keys_payload", record.payload)
             standard.put_row(KEYS_RECORD_ID, "keys", None, server_revision=record.revision)
             standard.inbox_delete(KEYS_RECORD_ID)
@@ -531,9 +537,7 @@ class SyncEngine:
         what the merges left. SyncNotSetUpError before the keys are set up or joined."""
         report = SyncReport()
         async with self._lock:
-            set_up = await self.runner.db(
-                lambda: self._account_keys(self._standard(self._states())) is not None
-            )
+            set_up = await self.runner.db(self._check_account)
             if not set_up:
                 raise SyncNotSetUpError(
                     "Sync is not set up on this device: set it up, or join with your "
@@ -546,6 +550,19 @@ class SyncEngine:
             await self.runner.db(self._forget_moved_keys)
             report.deferred = await self.runner.db(self._inbox_size)
         return report
+
+    def _check_account(self) -> bool:
+        """Whether the keys are set up here, for this account."""
+        standard = self._standard(self._states())
+        if self._account_keys(standard) is None:
+            return False
+        stored = standard.setting("account_id")
+        if stored is not None and stored != self.account_id:
+            raise SyncError(
+                "This profile syncs with another account; sign out of it before signing in "
+                "to a different one."
+            )
+        return True
 
     def _inbox_size(self) -> int:
         return self._standard(self._states()).counts()[1]

@@ -26,7 +26,7 @@ from app.sync.engine import (
     SyncNotSetUpError,
     SyncStatus,
 )
-from app.sync.errors import SyncOfflineError, SyncRetryLaterError
+from app.sync.errors import SyncError, SyncOfflineError, SyncRetryLaterError
 from tests.unit.sync.devices import ACCOUNT, KDF, PASSPHRASE, RECOVERY, Device
 from tests.unit.sync.fake_server import FakeServer
 
@@ -453,6 +453,7 @@ async def test_attach_pushes_after_service_changes_and_not_after_its_own(
 
     class Service:
         changes = ChangeBus()
+        runner = b.runner
 
     service = Service()
     b.engine.attach(service)  # type: ignore[arg-type]
@@ -555,3 +556,13 @@ async def test_the_loop_waits_as_told_and_survives_a_bug(
     assert any(s.state is SyncStatus.ERROR for s in seen)  # the bug: logged, loop goes on
     assert "unexpected error" in caplog.text and "Traceback" in caplog.text
     assert len(calls) >= 4
+
+
+async def test_a_profile_set_up_for_one_account_refuses_another(
+    pair: tuple[Device, Device],
+) -> None:
+    _a, b = pair
+    b.account = "someone-else"
+    b.open(private=True)
+    with pytest.raises(SyncError, match="another account"):
+        await b.engine.sync_once()
