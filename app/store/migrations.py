@@ -216,7 +216,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 WHERE chat_id = old.id AND old.tier = 'standard'
                     AND EXISTS (SELECT 1 FROM sync_keys)
                 ON CONFLICT (name) DO UPDATE SET value = 1;
-            UPDATE sync_records SET dirty = 1, local_deleted = 1
+            UPDATE sync_records SET dirty = 1, local_deleted = 1, state = NULL
                 WHERE chat_id = old.id AND kind IN ('chat', 'chatkey');
         END;
         CREATE TRIGGER sync_message_insert AFTER INSERT ON messages

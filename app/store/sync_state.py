@@ -339,7 +339,8 @@ class SyncState:
         self._conn.execute(
             "UPDATE sync_records SET dirty = 0, local_deleted = 1, pending_revision = NULL, "
             "pending_parent = NULL, pending_deleted = NULL, pending_key_id = NULL, "
-            "pending_payload = NULL WHERE chat_id = ?",
+            "pending_payload = NULL, state = CASE WHEN kind = 'message' THEN state END "
+            "WHERE chat_id = ?",
             (chat_id,),
         )
 

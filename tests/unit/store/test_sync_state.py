@@ -71,8 +71,11 @@ def test_purging_a_pushed_chat_asks_for_a_new_epoch(store: ChatStore) -> None:
     with state.transaction():
         state.put_row(f"chatkey:{chat.id}", "chatkey", chat.id, server_revision=1)
         state.put_row(f"chat:{chat.id}", "chat", chat.id, server_revision=1)
+    with state.transaction():
+        state.set_state(f"chat:{chat.id}", {"values": {"title": ["secret title", "user"]}})
     store.purge(chat.id)
     assert state.setting("rotate_pending") == 1
+    assert state.row(f"chat:{chat.id}").state == {}  # nothing of the chat is kept
     assert dirty(state) == {
         f"chatkey:{chat.id}": (True, True),
         f"chat:{chat.id}": (True, True),

@@ -91,3 +91,13 @@ class Device:
             keys += [secret for _id, _tier, _epoch, secret, _state in state.sync_keys()]
             keys += [secret for _chat, _id, secret, _hlc in state.chat_keys()]
         return keys
+
+    @staticmethod
+    def database_text(conn: Any) -> str:
+        """Every row of every table of a database, as text (to look for leftovers)."""
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        return "\n".join(
+            repr(row) for table in tables for row in conn.execute(f'SELECT * FROM "{table}"')
+        )

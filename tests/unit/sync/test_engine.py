@@ -190,6 +190,9 @@ async def test_deleting_a_chat_shreds_it_from_earlier_server_backups(
         (key,) = device.library.store(Tier.PRIVATE).sync_state().sync_keys()
         assert key[2] == max(epochs_before) + 1 and key[4] == "current"
 
+    for device in (a, b):  # nothing of it is left in either database, sync state included
+        rows = device.database_text(device.private)
+        assert "shred-me" not in rows and "Doomed" not in rows and "keep-me" in rows
     held = a.held_keys() + b.held_keys()
     assert doomed_ids <= set(backup)  # chatkey, chat, two messages
     for record in backup.values():
