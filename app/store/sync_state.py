@@ -260,6 +260,15 @@ class SyncState:
             (revision, json.dumps(state) if state else None, record_id),
         )
 
+    def rebase_tombstone(self, record_id: str, revision: int) -> None:
+        """Seal this record's tombstone again on top of the server's ``revision``."""
+        self._conn.execute(
+            "UPDATE sync_records SET server_revision = ?, dirty = 1, pending_revision = NULL, "
+            "pending_parent = NULL, pending_deleted = NULL, pending_key_id = NULL, "
+            "pending_payload = NULL WHERE record_id = ? AND server_revision < ?",
+            (revision, record_id, revision),
+        )
+
     def put_row(
         self,
         record_id: str,

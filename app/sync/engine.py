@@ -838,9 +838,9 @@ class SyncEngine:
         standard = self._standard(states)
         with state.transaction():
             state.mark_pushed(record.record_id, record.revision, record.deleted)
-            if record.kind == "chatkey" and record.deleted:
-                # The last record of a deleted chat is out: its key goes (crypto-shredding).
-                state.delete_chat_key(record.record_id.removeprefix("chatkey:"))
+            chat_row = state.row(record.record_id)
+            if record.deleted and chat_row is not None and chat_row.chat_id is not None:
+                self._forget_shredded_key(state, chat_row.chat_id)
             elif record.kind == "rotation":
                 self._finish_rotation(state, record.key_id, adopted=None)
         if record.kind == "keys":
@@ -983,8 +983,16 @@ class SyncEngine:
             return "skipped"
         known = keys.row(record.record_id)
         if known is not None:
-            _tier, row = known
+            tier, row = known
             if record.revision <= row.server_revision or row.server_deleted:
+                return "skipped"
+            if record.deleted and row.local_deleted and not row.dirty:
+                # Deleted here already (and its key may be gone): nothing to open.
+                states[tier].put_row(
+                    record.record_id, record.kind, row.chat_id,
+                    server_revision=record.revision, server_deleted=True, local_deleted=True,
+                    state=row.state,
+                )  # fmt: skip
                 return "skipped"
         if record.kind != "keys" and record.key_id not in keys.known_ids:
             return "deferred"
@@ -1087,6 +1095,8 @@ class SyncEngine:
                 server_deleted=True, local_deleted=True,
             )  # fmt: skip
             return "applied"
+        if self._deleted_here(states, chat_id):
+            return self._keep_our_delete(states, record)
         key_id, hlc_text = body.get("key_id"), body.get("hlc", "")
         secret = _unb64(body.get("secret"))
         if not isinstance(key_id, str) or not isinstance(hlc_text, str) or len(secret) != 32:
@@ -1136,6 +1146,8 @@ class SyncEngine:
                 server_deleted=True, local_deleted=True,
             )  # fmt: skip
             return "applied"
+        if self._deleted_here(states, chat_id):
+            return self._keep_our_delete(states, record)
         remote = ChatState.from_json(body)
         for stamp in remote.clocks.values():
             hlc.observe(stamp)
@@ -1216,6 +1228,8 @@ class SyncEngine:
                 state={"parent_id": parent if isinstance(parent, str) else None},
             )  # fmt: skip
             return "applied"
+        if self._deleted_here(states, chat_id):
+            return self._keep_our_delete(states, record)
         values = message_values({**body, "id": message_id})
         current = state.chat_key(chat_id)
         stale_key = current is not None and current[0] != chat_key.key_id
@@ -1248,6 +1262,33 @@ class SyncEngine:
         )  # fmt: skip
         changes.add(MessagesChanged(chat_id))
         return "applied"
+
+    @staticmethod
+    def _forget_shredded_key(state: SyncState, chat_id: str) -> None:
+        """Once every tombstone of a deleted chat is on the server, its key goes
+        (crypto-shredding); until then it may have to seal one again."""
+        key_row = state.row(f"chatkey:{chat_id}")
+        if key_row is not None and key_row.server_deleted and state.chat_is_settled(chat_id):
+            state.delete_chat_key(chat_id)
+
+    @staticmethod
+    def _deleted_here(states: dict[Tier, SyncState], chat_id: str) -> bool:
+        """Whether this device deleted the chat and its tombstones are not all out."""
+        for state in states.values():
+            row = state.row(f"chat:{chat_id}")
+            if row is not None and row.local_deleted:
+                return True
+        return False
+
+    @staticmethod
+    def _keep_our_delete(states: dict[Tier, SyncState], record: InboxRecord) -> str:
+        """An edit of a chat deleted here: the delete wins. Our tombstone for the record,
+        if it has one, goes on top of the server's revision; anything else is dropped."""
+        for state in states.values():
+            row = state.row(record.record_id)
+            if row is not None and row.local_deleted:
+                state.rebase_tombstone(record.record_id, record.revision)
+        return "skipped"
 
     @staticmethod
     def _live_parent(state: SyncState, parent_id: str | None) -> str | object | None:

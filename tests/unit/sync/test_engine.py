@@ -569,3 +569,20 @@ async def test_a_profile_set_up_for_one_account_refuses_another(
     b.open(private=True)
     with pytest.raises(SyncError, match="another account"):
         await b.engine.sync_once()
+
+
+async def test_a_delete_beats_an_edit_that_reached_the_server_first(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    doomed = chat_with_answer(a, Tier.STANDARD, "Doomed", "q", "a")
+    await settle(a, b)
+    b_store = b.library.store(Tier.STANDARD)
+    b_store.rename(doomed, "Edited first")
+    b_store.add_message(doomed, "user", "late message", parent_id=None)
+    await b.engine.sync_once()  # the edit is on the server ...
+    a.library.store(Tier.STANDARD).purge(doomed)  # ... when A, offline, deletes the chat
+    await a.engine.sync_once()
+    await settle(b, a)
+    assert doomed not in a.dump() and doomed not in b.dump()
+    assert a.server.records[f"chat:{doomed}"].deleted
