@@ -111,6 +111,13 @@ async def _run(operations: list[tuple[Any, ...]]) -> None:
                 await device.engine.sync_once()
         first, second = devices[0].dump(), devices[1].dump()
         assert first == second
+        # The server agrees: a chat both show has a live record, a chat gone a tombstone.
+        live = {
+            record.id.removeprefix("chat:")
+            for record in server.records.values()
+            if record.kind == "chat" and not record.deleted
+        }
+        assert live == set(first)
         for device in devices:
             waiting = [
                 device.library.store(t).sync_state().counts()[0]
