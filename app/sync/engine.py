@@ -199,6 +199,7 @@ class _Keys:
                 self.sync_by_id[key_id] = key
 
         self._chat_tiers: dict[str, Tier] = {}
+        self._deleted: dict[str, bool] = {}
         self.known_ids = set(self.sync_by_id)
         for state in states.values():
             self.known_ids.update(state.chat_key_ids())
@@ -218,6 +219,13 @@ class _Keys:
                 self._chat_tiers[chat_id] = tier
                 return tier
         return None
+
+    def deleted_here(self, chat_id: str) -> bool:
+        """Whether this device deleted the chat (its tombstones may not all be out)."""
+        if chat_id not in self._deleted:
+            found = self.row(f"chat:{chat_id}")
+            self._deleted[chat_id] = found is not None and found[1].local_deleted
+        return self._deleted[chat_id]
 
     def row(self, record_id: str) -> tuple[Tier, SyncRow] | None:
         for tier, state in self.states.items():
@@ -1095,7 +1103,7 @@ class SyncEngine:
                 server_deleted=True, local_deleted=True,
             )  # fmt: skip
             return "applied"
-        if self._deleted_here(states, chat_id):
+        if keys.deleted_here(chat_id):
             return self._keep_our_delete(states, record)
         key_id, hlc_text = body.get("key_id"), body.get("hlc", "")
         secret = _unb64(body.get("secret"))
@@ -1146,7 +1154,7 @@ class SyncEngine:
                 server_deleted=True, local_deleted=True,
             )  # fmt: skip
             return "applied"
-        if self._deleted_here(states, chat_id):
+        if keys.deleted_here(chat_id):
             return self._keep_our_delete(states, record)
         remote = ChatState.from_json(body)
         for stamp in remote.clocks.values():
@@ -1228,7 +1236,7 @@ class SyncEngine:
                 state={"parent_id": parent if isinstance(parent, str) else None},
             )  # fmt: skip
             return "applied"
-        if self._deleted_here(states, chat_id):
+        if keys.deleted_here(chat_id):
             return self._keep_our_delete(states, record)
         values = message_values({**body, "id": message_id})
         current = state.chat_key(chat_id)
@@ -1270,15 +1278,6 @@ class SyncEngine:
         key_row = state.row(f"chatkey:{chat_id}")
         if key_row is not None and key_row.server_deleted and state.chat_is_settled(chat_id):
             state.delete_chat_key(chat_id)
-
-    @staticmethod
-    def _deleted_here(states: dict[Tier, SyncState], chat_id: str) -> bool:
-        """Whether this device deleted the chat and its tombstones are not all out."""
-        for state in states.values():
-            row = state.row(f"chat:{chat_id}")
-            if row is not None and row.local_deleted:
-                return True
-        return False
 
     @staticmethod
     def _keep_our_delete(states: dict[Tier, SyncState], record: InboxRecord) -> str:
