@@ -29,6 +29,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections import OrderedDict
 from typing import Any, Final, Protocol
@@ -38,6 +39,8 @@ import jwt
 from limits.aio.storage import Storage
 
 from sync_server.errors import SyncServerError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ALGORITHMS",
@@ -83,6 +86,22 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
     return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def _origin(uri: str | None) -> str | None:
+    if uri is None:
+        return None
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _log_origins(claimed: str | None, expected: str | None) -> None:
+    """Say which origins differ (a proxy without PUBLIC_URL shows up here); no paths."""
+    if _origin(claimed) != _origin(expected):
+        log.info(
+            "dpop_origin_mismatch",
+            extra={"claimed_origin": _origin(claimed), "expected_origin": _origin(expected)},
+        )
 
 
 def _header(proof: str) -> dict[str, Any]:
@@ -270,7 +289,9 @@ class DpopVerifier:
         if claims["htm"] != method:
             raise DpopError("DPoP proof htm does not match the request method.")
         htu = claims["htu"]
-        if not isinstance(htu, str) or expected_uri is None or normalise_uri(htu) != expected_uri:
+        claimed = normalise_uri(htu) if isinstance(htu, str) else None
+        if claimed is None or expected_uri is None or claimed != expected_uri:
+            _log_origins(claimed, expected_uri)
             raise DpopError("DPoP proof htu does not match the request URL.")
         issued_at = claims["iat"]
         if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):

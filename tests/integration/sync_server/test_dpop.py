@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -187,7 +188,7 @@ async def test_failed_proofs_count_as_failed_authentications(
 
 
 async def test_behind_a_proxy_proofs_name_the_public_url(
-    tmp_path: Path, issuer: FakeIssuer
+    tmp_path: Path, issuer: FakeIssuer, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = make_settings(tmp_path, public_url="https://sync.example.org/hushchat")
     async with running(create_app(settings, http_transport=issuer.transport())) as api:
@@ -197,7 +198,11 @@ async def test_behind_a_proxy_proofs_name_the_public_url(
         )
         assert (await api.get("/v1/me", headers=public)).status_code == 200
         internal = auth_headers(token, "GET", "/v1/me", "alice-laptop")
-        _assert_invalid_proof(await api.get("/v1/me", headers=internal), "htu")
+        with caplog.at_level(logging.INFO, logger="sync_server.auth.dpop"):
+            _assert_invalid_proof(await api.get("/v1/me", headers=internal), "htu")
+        [mismatch] = [r for r in caplog.records if r.message == "dpop_origin_mismatch"]
+        assert mismatch.__dict__["claimed_origin"] == "http://testserver"
+        assert mismatch.__dict__["expected_origin"] == "https://sync.example.org"
 
 
 def test_public_url_must_be_a_url(tmp_path: Path) -> None:
