@@ -102,6 +102,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PUSH_BATCH = 100
+# The server's defaults (``GET /v1/meta`` says what a server allows).
+MAX_RECORD_BYTES = 1 << 20
+MAX_REQUEST_BYTES = 16 << 20
 PAGE_SIZE = 500
 LONG_POLL_SECONDS = 25.0
 DEBOUNCE_SECONDS = 0.3
@@ -252,6 +255,8 @@ class SyncEngine:
         *,
         runner: BlockingRunner | None = None,
         push_batch: int = PUSH_BATCH,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
         page_size: int = PAGE_SIZE,
         long_poll: float = LONG_POLL_SECONDS,
         debounce: float = DEBOUNCE_SECONDS,
@@ -262,6 +267,8 @@ class SyncEngine:
         self.account_id = account_id
         self.runner = runner or BlockingRunner()
         self._push_batch = push_batch
+        self._record_bytes = max_record_bytes
+        self._request_bytes = max_request_bytes // 2  # room for the rest of the request
         self._page_size = page_size
         self._long_poll = long_poll
         self._debounce = debounce
@@ -582,8 +589,7 @@ class SyncEngine:
             pending = await self.runner.db(self._prepare)
             if not pending:
                 return
-            for start in range(0, len(pending), self._push_batch):
-                batch = pending[start : start + self._push_batch]
+            for batch in self._batches(pending):
                 response = await self.transport.push(
                     [
                         RecordIn(
@@ -598,6 +604,23 @@ class SyncEngine:
                 self._emit(changes)
                 await self._make_moves(changes)
         log.warning("sync: records still waiting after %d push rounds", _MAX_PUSH_ROUNDS)
+
+    def _batches(
+        self, pending: list[tuple[Tier, PendingRecord]]
+    ) -> Iterator[list[tuple[Tier, PendingRecord]]]:
+        """Push batches within the server's record count and request size."""
+        batch: list[tuple[Tier, PendingRecord]] = []
+        size = 0
+        for item in pending:
+            # base64 (4/3) plus the JSON around each record
+            cost = len(item[1].payload) * 4 // 3 + 512
+            if batch and (len(batch) >= self._push_batch or size + cost > self._request_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append(item)
+            size += cost
+        if batch:
+            yield batch
 
     def _prepare(self) -> list[tuple[Tier, PendingRecord]]:
         """Seal what changed (and start an epoch change if a delete asked for one);
@@ -627,7 +650,20 @@ class SyncEngine:
                     for row in rows:
                         self._seal(state, keys, row, hlc)
         self._seal_keys_record(states, keys)
-        pending = [(tier, record) for tier, state in states.items() for record in state.pending()]
+        pending: list[tuple[Tier, PendingRecord]] = []
+        for tier, state in states.items():
+            for record in state.pending():
+                if len(record.payload) > self._record_bytes:
+                    # The server would refuse it (413) and hold up every other record.
+                    log.warning(
+                        "sync: record %s is too large to sync (%d bytes)",
+                        record.record_id,
+                        len(record.payload),
+                    )
+                    with state.transaction():
+                        state.drop_pending(record.record_id, dirty=False)
+                    continue
+                pending.append((tier, record))
         pending.sort(key=lambda item: _PRIORITY.get((item[1].kind, item[1].deleted), 8))
         return pending
 
@@ -737,7 +773,7 @@ class SyncEngine:
                     state.set_dirty(row.record_id, False)
                     return
                 key_id, secret = chat_key.key_id, chat_key.secret
-                body = message
+                body = _fit(message, self._record_bytes - 64)
         header = self._header(row.record_id, row.kind, revision, row.local_deleted, key_id)
         payload = seal_record(secret, header, encode_body(body))
         state.save_pending(
@@ -1442,6 +1478,24 @@ class SyncEngine:
 
 _MISSING: object = object()
 _EMPTY_ROW = SyncRow("", "", None, 0, False, False, False, None, None, None, None, None, {})
+
+
+TRUNCATED_MARK = "\n\n[Truncated for sync: the whole message is on the device that wrote it.]"
+
+
+def _fit(message: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A message body within ``limit`` bytes: a message too large for the server goes
+    without its reasoning and with its text cut (marked), so the thread stays whole."""
+    if len(encode_body(message)) <= limit:
+        return message
+    body = {**message, "reasoning": ""}
+    while (over := len(encode_body(body)) - limit) > 0:
+        raw = str(body["content"]).removesuffix(TRUNCATED_MARK).encode()
+        keep = max(0, len(raw) - over - len(TRUNCATED_MARK.encode()) - 64)
+        body["content"] = raw[:keep].decode("utf-8", "ignore") + TRUNCATED_MARK
+        if keep == 0:
+            break
+    return body
 
 
 def _backoff(failures: int) -> float:

@@ -586,3 +586,26 @@ async def test_a_delete_beats_an_edit_that_reached_the_server_first(
     await settle(b, a)
     assert doomed not in a.dump() and doomed not in b.dump()
     assert a.server.records[f"chat:{doomed}"].deleted
+
+
+async def test_a_message_too_large_for_the_server_is_cut_and_the_thread_stays_whole(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    a.engine._record_bytes = 4096
+    a.engine._request_bytes = 6000  # about one large record per request
+    store = a.library.store(Tier.STANDARD)
+    chat = store.create_chat()
+    question = store.add_message(chat.id, "user", "q", parent_id=None)
+    huge = store.add_message(chat.id, "assistant", "é" * 20_000, parent_id=question.id)
+    store.add_message(chat.id, "user", "after", parent_id=huge.id)
+    pushes = a.server.pushes
+    await settle(a, b)
+    assert a.server.pushes - pushes >= 3
+    assert max(len(r.payload) for r in a.server.records.values()) <= 4096
+    messages = {m[0]: m for m in b.dump()[chat.id]["messages"]}
+    assert len(messages) == 3
+    assert messages[huge.id][3].endswith(
+        "[Truncated for sync: the whole message is on the device that wrote it.]"
+    )
+    assert messages[huge.id][3].startswith("é" * 100)
