@@ -17,6 +17,12 @@ async load generator in this process. Two kinds of figures:
   printed with the figures; p50/p99 per request of this run are what the DESIGN §8
   "p99 ≤ 50 ms at 100 concurrent clients" budget is about. A device's first cycle (TCP
   connection set-up) is not counted.
+* **Propagation (long-poll)**: a second device of one account waits on
+  ``GET /v1/sync/changes?wait=30`` while the first pushes one record; the time from sending
+  the push to the waiting pull's answer, ``PROPAGATION_ROUNDS`` times (DESIGN §8: a change
+  is visible on another device within 2 s). With several workers the pull and the push
+  may land on different processes, and the pull sees the change by re-checking the
+  database (``LONG_POLL_INTERVAL_SECONDS``).
 
 Bounded: a fixed number of requests per level, a timeout per request, loopback only.
 """
@@ -37,6 +43,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -69,6 +76,9 @@ LATENCY_PERIOD = 1.0  # seconds between two sync cycles of one device
 LATENCY_SECONDS = 20.0  # schedule length: LATENCY_SECONDS / LATENCY_PERIOD cycles per device
 LATENCY_BATCH = 10  # records pushed per cycle
 LATENCY_TIMEOUT = 10.0  # per request; a timed-out request counts as an error
+# Long-poll propagation: rounds of "B waits, A pushes one record".
+PROPAGATION_ROUNDS = 30
+PROPAGATION_BUDGET_MS = 2000.0
 # Server processes for the runs (`serve --workers`); 1 is the default of `serve`. The
 # second figure set is for SQLite only (PostgreSQL scales out with replicas anyway).
 WORKERS = (1, 2)
@@ -124,6 +134,67 @@ async def _seed(settings: Settings, clients: int) -> list[Credentials]:
         return credentials
     finally:
         await db.close()
+
+
+async def _seed_second_device(settings: Settings) -> Credentials:
+    """Another device (token and key) of the first seeded account."""
+    db = Database(settings)
+    try:
+        now = datetime.now(UTC)
+        token, key = f"hcl_second{'y' * 34}", DeviceKey.generate()
+        async with db.write() as session:
+            session.add(
+                LocalToken(
+                    token_hash=token_hash(token),
+                    account_id=f"{0:032x}",
+                    device_id=key.device_id,
+                    kind="access",
+                    family_id="second-device",
+                    auth_time=now,
+                    expires_at=now + timedelta(hours=2),
+                )
+            )
+        return token, key
+    finally:
+        await db.close()
+
+
+async def _propagation(url: str, pusher: Credentials, waiter: Credentials, tag: str) -> list[float]:
+    """Seconds from sending a push to the other device's waiting pull answering."""
+    delays: list[float] = []
+    async with _clients(url, 2, 60) as (push_http, pull_http):
+
+        async def pull(cursor: int, wait: int) -> dict[str, Any]:
+            headers = auth_headers(waiter[0], "GET", "/v1/sync/changes", waiter[1], base_url=url)
+            params = {"cursor": cursor, "limit": 1000, "wait": wait}
+            response = await pull_http.get("/v1/sync/changes", params=params, headers=headers)
+            response.raise_for_status()
+            page: dict[str, Any] = response.json()
+            return page
+
+        cursor = 0
+        while True:
+            page = await pull(cursor, 0)
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                break
+        for number in range(PROPAGATION_ROUNDS):
+            waiting = asyncio.create_task(pull(cursor, 30))
+            await asyncio.sleep(0.3)  # the pull is waiting on the server now
+            body = {"records": [_one_record(f"{tag}-{number}")]}
+            headers = auth_headers(pusher[0], "POST", "/v1/sync/push", pusher[1], base_url=url)
+            started = time.perf_counter()
+            (await push_http.post("/v1/sync/push", json=body, headers=headers)).raise_for_status()
+            page = await waiting
+            delays.append(time.perf_counter() - started)
+            if not page["changes"]:
+                raise BenchmarkUnavailableError("a waiting pull answered without the change")
+            cursor = page["cursor"]
+    return delays
+
+
+def _one_record(record_id: str) -> dict[str, Any]:
+    return {"id": record_id, "kind": "message", "revision": 1, "key_id": "k", "payload": PAYLOAD}
 
 
 async def _reset_postgres(url: str) -> None:
@@ -387,6 +458,7 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
     if database_url:
         await _reset_postgres(database_url)
     credentials = await _seed(settings, max(*LEVELS, *LATENCY_LEVELS))
+    second = await _seed_second_device(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
     env.update({f"HUSHCHAT_SYNC_{k}": v for k, v in values.items()})
     env.update(
@@ -417,6 +489,18 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
                 )
                 run = await _open_loop(server.url, credentials, devices, f"w{workers}d{devices}")
                 rows += _latency_rows(tag, devices, run)
+            delays = await _propagation(server.url, credentials[0], second, f"w{workers}p")
+            tag = f"sync {label} ({process}), change on A seen by B's long-poll"
+            rows += [
+                Row(f"{tag}: p50", statistics.median(delays) * 1000, "ms"),
+                Row(
+                    f"{tag}: p99",
+                    _percentile(delays, 0.99) * 1000,
+                    "ms",
+                    PROPAGATION_BUDGET_MS,
+                    note=f"{PROPAGATION_ROUNDS} rounds",
+                ),
+            ]
         finally:
             server.stop()
     return rows
