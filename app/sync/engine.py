@@ -27,6 +27,8 @@ Nothing here logs message text, titles, keys or tokens.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -37,6 +39,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.chat.events import (
+    ChangeBus,
+    ChatChanged,
+    ChatCreated,
+    ChatMoved,
+    ChatPurged,
+    ChatRenamed,
+    ChatUpdated,
+    MessagesChanged,
+)
 from app.errors import HushchatError, UsageError
 from app.executor import BlockingRunner
 from app.store.library import Library
@@ -82,7 +94,6 @@ from app.sync.records import (
 from app.tiers import STORED_TIERS, Tier
 
 if TYPE_CHECKING:
-    from app.chat.events import ChangeBus, ChatChanged
     from app.chat.service import ChatService
     from app.vault.kdf import KdfParams
 
@@ -1178,8 +1189,6 @@ class SyncEngine:
         hlc: Hlc,
         changes: _Changes,
     ) -> str:
-        from app.chat.events import ChatCreated, ChatRenamed, ChatUpdated, MessagesChanged
-
         chat_id = chat_key.chat_id
         if record.deleted:
             self._delete_chat_locally(states, chat_id, changes)
@@ -1253,8 +1262,6 @@ class SyncEngine:
         hlc: Hlc,
         changes: _Changes,
     ) -> str:
-        from app.chat.events import MessagesChanged
-
         del hlc
         chat_id = chat_key.chat_id
         message_id = record.record_id.removeprefix("msg:")
@@ -1345,8 +1352,6 @@ class SyncEngine:
         self, states: dict[Tier, SyncState], chat_id: str, changes: _Changes
     ) -> None:
         """A chat deleted on another device: gone here too (delete beats edit)."""
-        from app.chat.events import ChatPurged
-
         for state in states.values():
             with _applying_if_needed(state):
                 if state.delete_chat(chat_id):
@@ -1355,8 +1360,6 @@ class SyncEngine:
 
     async def _make_moves(self, changes: _Changes) -> None:
         """Chats another device moved between Standard and Private move here too."""
-        from app.chat.events import ChatMoved
-
         for chat_id, tier in changes.moves.items():
             if tier not in self.library.tiers:
                 continue
@@ -1515,15 +1518,10 @@ def _applying_if_needed(state: SyncState) -> Iterator[None]:
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode("ascii")
 
 
 def _unb64(text: Any) -> bytes:
-    import base64
-    import binascii
-
     if not isinstance(text, str):
         raise RecordTamperedError("a key is not base64 text")
     try:
