@@ -380,6 +380,16 @@ class SyncEngine:
         raw = standard.setting("account_keys")
         return None if raw is None else AccountKeys.from_json(json.loads(raw))
 
+    async def backlog(self) -> tuple[int, int]:
+        """(local changes not yet on the server, received records waiting for a key)."""
+
+        def read() -> tuple[int, int]:
+            states = self._states()
+            waiting = sum(state.counts()[0] for state in states.values())
+            return waiting, self._standard(states).counts()[1]
+
+        return await self.runner.db(read)
+
     async def is_set_up(self) -> bool:
         """Whether this profile holds the account's keys (set up or joined)."""
 

@@ -314,6 +314,7 @@ async def test_private_records_wait_while_private_is_locked(pair: tuple[Device, 
     await a.engine.sync_once()
     report = await b.engine.sync_once()
     assert report.deferred == 4  # the Private chat's chatkey, chat and two messages
+    assert await b.engine.backlog() == (0, 4)
     assert standard_chat in b.dump() and private_chat not in b.dump()
     # B has a Private chat of its own from before: it is not pushed while locked.
     b_private = b.library  # the Private database is closed: nothing to read or push
