@@ -240,26 +240,6 @@ class SyncState:
         ).fetchone()
         return row is not None
 
-    def take_server_revision(self, record_id: str, revision: int) -> None:
-        """The server has a revision this device cannot read (its key is gone here):
-        push ours on top of it (sealed again: the pending bytes had another parent)."""
-        row = self.row(record_id)
-        if row is None:
-            return
-        state = (
-            {"values": row.state["values"], "clocks": row.state.get("clocks", {})}
-            if (row.kind == "chat" and "values" in row.state)
-            else {}
-        )
-        if state:
-            state = {**row.state, "push": True}
-        self._conn.execute(
-            "UPDATE sync_records SET server_revision = ?, dirty = 1, pending_revision = NULL, "
-            "pending_parent = NULL, pending_deleted = NULL, pending_key_id = NULL, "
-            "pending_payload = NULL, state = ? WHERE record_id = ?",
-            (revision, json.dumps(state) if state else None, record_id),
-        )
-
     def rebase_tombstone(self, record_id: str, revision: int) -> None:
         """Seal this record's tombstone again on top of the server's ``revision``."""
         self._conn.execute(

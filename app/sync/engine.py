@@ -1019,19 +1019,15 @@ class SyncEngine:
 
     @staticmethod
     def _unreadable_conflict(states: dict[Tier, SyncState], record: InboxRecord) -> None:
-        """The server's copy is sealed under a key this device no longer holds (the old
-        key of a chat this device moved, or an old epoch): ours goes on top of it. A
-        tombstone cannot be checked without its key; ours waits for it to arrive."""
+        """The server's copy is sealed under a key this device does not hold (yet): a
+        Private chat's records while Private is locked, say, after another device moved
+        the chat there. Ours is never pushed over what we cannot read (that could put a
+        Private chat back under the Standard key): the copy waits in the inbox, and when
+        its key comes it is merged like any record, which marks ours again if it is ahead."""
         for state in states.values():
-            row = state.row(record.record_id)
-            if row is None:
-                continue
-            if record.deleted:
+            if state.row(record.record_id) is not None:
                 state.drop_pending(record.record_id, dirty=False)
-                states[Tier.STANDARD].inbox_put(record)
-            else:
-                state.take_server_revision(record.record_id, record.revision)
-            return
+        states[Tier.STANDARD].inbox_put(record)
 
     def _apply_one(
         self,

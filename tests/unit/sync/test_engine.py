@@ -610,3 +610,37 @@ async def test_a_message_too_large_for_the_server_is_cut_and_the_thread_stays_wh
         "[Truncated for sync: the whole message is on the device that wrote it.]"
     )
     assert messages[huge.id][3].startswith("é" * 100)
+
+
+async def test_edits_from_a_device_with_private_locked_never_reexpose_a_chat_moved_to_private(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    chat_id = chat_with_answer(a, Tier.STANDARD, "Becomes private", "q", "a")
+    await settle(a, b)
+    a.library.move(chat_id, Tier.PRIVATE)
+    await a.engine.sync_once()
+    new_key = a.library.store(Tier.PRIVATE).sync_state().chat_key(chat_id)
+    assert new_key is not None
+    # B opened with the keychain (Standard only) still has the chat as Standard, edits it.
+    b.open(private=False)
+    b_store = b.library.store(Tier.STANDARD)
+    b.clock.now = a.clock.now + 10
+    b_store.rename(chat_id, "Renamed on B")
+    leaf = b_store.chat(chat_id).active_leaf_id
+    b_store.add_message(chat_id, "user", "from B", parent_id=leaf)
+    await b.engine.sync_once()
+    assert a.server.records[f"chat:{chat_id}"].key_id == new_key[0]
+    assert (
+        a.server.records[f"chatkey:{chat_id}"].key_id
+        != b.library.store(Tier.STANDARD).sync_state().sync_keys()[0][0]
+    )
+    # With Private open again, B follows the move and its edits are merged.
+    b.open(private=True)
+    await settle(b, a)
+    assert a.dump() == b.dump()
+    shown = a.dump()[chat_id]
+    assert shown["tier"] == "private" and shown["title"] == "Renamed on B"
+    assert "from B" in {m[3] for m in shown["messages"]}
+    chat_records = [r for r in a.server.records.values() if r.kind in {"chat", "message"}]
+    assert {r.key_id for r in chat_records} == {new_key[0]}
