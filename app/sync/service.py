@@ -116,7 +116,7 @@ class SyncService:
         await self.stop()
         await self._runner.db(self._write_account, account)
         self._account = account
-        self._engine = None
+        self._drop_engine()
         self._client = None
 
     async def _save_tokens(self, account: SyncAccount) -> None:
@@ -142,7 +142,7 @@ class SyncService:
         await self._close_client()
         await self._runner.db(self._write_account, None)
         self._account = None
-        self._engine = None
+        self._drop_engine()
         self._set_status(_NOT_SIGNED_IN)
 
     # ----------------------------------------------------------------- client and engine
@@ -175,8 +175,16 @@ class SyncService:
                 long_poll=self._long_poll,
             )
             engine.add_status_listener(self._set_status)
+            # Remote changes reach the chat service's change bus (the window's views)
+            # whether they come from join, sync_now or the background loop.
+            engine.attach(self._chats)
             self._engine = engine
         return self._engine
+
+    def _drop_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.detach()
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
@@ -286,10 +294,9 @@ class SyncService:
             self._set_status(EngineStatus(SyncStatus.ERROR, "sync stopped (details in the log)"))
 
     async def stop(self) -> None:
-        """Stop the background sync (waits for the page being applied, if any)."""
+        """Stop the background sync (waits for the page being applied, if any). The
+        engine stays attached to the chat service: "sync now" still shows its changes."""
         task, self._task = self._task, None
-        if self._engine is not None:
-            self._engine.detach()
         if task is None:
             return
         self._stop.set()

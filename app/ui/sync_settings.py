@@ -176,6 +176,7 @@ class SyncPageWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.message_label)
+        self._set_busy(True)  # until the profile's state is read
         self.refresh()
 
     # ----------------------------------------------------------------- building
@@ -443,6 +444,8 @@ class SyncPageWidget(QWidget):
         self._run(read(), self._show_read)
 
     def _show_read(self, read: _Read) -> None:
+        if self._sign_in_task is not None:  # read before a sign-in that is under way
+            return
         self.account = read.account
         self._set_busy(False)
         if read.account is None:
@@ -531,10 +534,11 @@ class SyncPageWidget(QWidget):
             return
         shown = _ShownText(self.waiting_detail)
         self._wait("Continue in your browser…")
+        name = self._device_name()
         self._start_sign_in(
-            login.sign_in_with_browser(
+            lambda: login.sign_in_with_browser(
                 url,
-                device_name=self._device_name(),
+                device_name=name,
                 open_browser=lambda address: QDesktopServices.openUrl(QUrl(address)),
                 output=shown,
             )
@@ -547,8 +551,9 @@ class SyncPageWidget(QWidget):
             return
         shown = _ShownText(self.waiting_detail)
         self._wait("Enter the code on another device…")
+        name = self._device_name()
         self._start_sign_in(
-            login.sign_in_with_device_code(url, device_name=self._device_name(), output=shown)
+            lambda: login.sign_in_with_device_code(url, device_name=name, output=shown)
         )
 
     def sign_in_local(self) -> None:
@@ -563,9 +568,8 @@ class SyncPageWidget(QWidget):
             return
         self._set_busy(True)
         self.show_message(f"Signing in to {url}…")
-        self._start_sign_in(
-            login.sign_in_local(url, email, password, device_name=self._device_name())
-        )
+        name = self._device_name()
+        self._start_sign_in(lambda: login.sign_in_local(url, email, password, device_name=name))
 
     def _wait(self, title: str) -> None:
         self.waiting_title.setText(title)
@@ -574,9 +578,11 @@ class SyncPageWidget(QWidget):
         self.stack.setCurrentWidget(self.waiting_step)
         self.cancel_button.setFocus()
 
-    def _start_sign_in(self, flow: Coroutine[Any, Any, SyncAccount]) -> None:
+    def _start_sign_in(self, flow: Callable[[], Coroutine[Any, Any, SyncAccount]]) -> None:
+        # The flow's coroutine is made in the task: one cancelled before it ran leaves
+        # no coroutine never awaited.
         async def sign_in() -> _Read:
-            account = await flow
+            account = await flow()
             sync = self.session.sync
             await sync.sign_in(account)
             set_up = await sync.is_set_up()  # signed in again: the keys are still here
