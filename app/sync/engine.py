@@ -935,7 +935,9 @@ class SyncEngine:
         state.set_setting("retired_key_ids", json.dumps(retired[-50:]))
         if adopted is None:
             state.set_setting("rotate_pending", None)
-            state.mark_kind_dirty("chatkey")
+        # Chat keys this device wrapped under the old key (before it heard of the new
+        # epoch) are wrapped again; the others already are (their state says so).
+        state.mark_kind_dirty("chatkey")
 
     # --- pull ---------------------------------------------------------------------------------
 

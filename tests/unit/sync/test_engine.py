@@ -644,3 +644,21 @@ async def test_edits_from_a_device_with_private_locked_never_reexpose_a_chat_mov
     assert "from B" in {m[3] for m in shown["messages"]}
     chat_records = [r for r in a.server.records.values() if r.kind in {"chat", "message"}]
     assert {r.key_id for r in chat_records} == {new_key[0]}
+
+
+async def test_a_chat_wrapped_under_the_old_epoch_before_hearing_of_the_new_one_is_rewrapped(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    doomed = chat_with_answer(a, Tier.STANDARD, "Doomed", "q", "a")
+    await settle(a, b)
+    a.library.store(Tier.STANDARD).purge(doomed)
+    await a.engine.sync_once()  # new Standard epoch; A no longer holds the old key
+    fresh = chat_with_answer(b, Tier.STANDARD, "Made on B", "q", "a")
+    await b.engine.sync_once()  # pushed under the old key, then B hears of the new one
+    await settle(a, b)
+    assert fresh in a.dump() and a.dump() == b.dump()
+    assert await a.engine.backlog() == (0, 0)
+    c = Device(a.server, "c")
+    await c.engine.join_with_passphrase(PASSPHRASE)
+    assert c.dump() == a.dump()
