@@ -278,6 +278,8 @@ class SyncService:
             return True
         if not await self.is_set_up():
             return False
+        if self.running:  # another start() won while this one awaited
+            return True
         engine = await self.engine()
         engine.attach(self._chats)
         self._stop = asyncio.Event()

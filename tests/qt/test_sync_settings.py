@@ -182,13 +182,21 @@ def world(monkeypatch: pytest.MonkeyPatch) -> SyncWorld:
 
 
 @pytest.fixture(autouse=True)
-def sync_stopped_after(main_window: MainWindow, run_async: Callable[..., Any]) -> Iterator[None]:
-    """Stop background sync before the session closes (its task is not one of ``tasks``'
-    and would be left pending)."""
+def sync_stopped_after(
+    qtbot: QtBot, main_window: MainWindow, run_async: Callable[..., Any]
+) -> Iterator[None]:
+    """Let background sync end before the loop closes: its task is not one of ``tasks``'.
+    (pytest-qt closes the window first, which locks: the session cancels sync.)"""
     yield
     session = main_window.session
     if session.is_unlocked:
         run_async(session.sync.stop())
+
+    def ended() -> bool:
+        loop = asyncio.get_event_loop()
+        return not any(t.get_name() == "hushchat-sync" for t in asyncio.all_tasks(loop))
+
+    qtbot.waitUntil(ended, timeout=WAIT)
 
 
 @pytest.fixture
