@@ -489,6 +489,12 @@ class MainWindow(QMainWindow):
         if self.chat_area is not None:
             self.chat_area.set_sync_signed_in(state.signed_in)
 
+    def _sync_after_reopen(self) -> None:
+        """The chats were closed and reopened (their sync service with them): follow the
+        new one, and sync in the background again when set up."""
+        self._forget_sync()
+        self.start_sync()
+
     def _forget_sync(self) -> None:
         """On lock: the sync service goes with the library; so does what it showed."""
         self._sync_generation += 1
@@ -604,6 +610,7 @@ class MainWindow(QMainWindow):
         dialog.appearance_changed.connect(self.apply_appearance)
         dialog.sync_page.account_changed.connect(lambda: self.refresh_sync(account_changed=True))
         dialog.sync_page.state_changed.connect(lambda: self.refresh_sync())
+        dialog.chats_reopened.connect(self._sync_after_reopen)
         if page is not None:
             dialog.show_page(page)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -421,6 +421,9 @@ class SettingsDialog(QDialog):
 
     appearance_changed = Signal()
     config_changed = Signal()
+    #: Every chat was closed and reopened (a rotation, opening Private chats): the
+    #: session's services are new ones (sync included).
+    chats_reopened = Signal()
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -434,6 +437,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._security_tab(), "&Security")
         self.sync_page = SyncPageWidget(session)
         self.tabs.addTab(self.sync_page, "S&ync")
+        self.chats_reopened.connect(self.sync_page.follow_new_service)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         self.status_label.setAccessibleName("Settings status")
@@ -910,6 +914,8 @@ class SettingsDialog(QDialog):
             self._set_security_busy(False)
             if area is not None and self.session.is_unlocked:
                 area.load()
+            if self.session.is_unlocked:
+                self.chats_reopened.emit()
 
         def done(result: T) -> None:
             reload()

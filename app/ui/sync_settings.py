@@ -417,6 +417,7 @@ class SyncPageWidget(QWidget):
                 self.stop_watching()
                 return
             self.status = status
+            self._running = self.session.sync.running
             self._show_state()
 
         self._unsubscribe = self.session.sync.add_status_listener(changed)
@@ -428,6 +429,13 @@ class SyncPageWidget(QWidget):
         if unsubscribe is not None:
             unsubscribe()
         self.cancel_sign_in()
+
+    def follow_new_service(self) -> None:
+        """The chats were closed and reopened: the session has a new sync service (the
+        old one, and the listener on it, are gone)."""
+        self._unsubscribe = None
+        self.status = None
+        self.refresh()
 
     # ----------------------------------------------------------------- state
 

@@ -22,6 +22,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
+from app.session import Session
 from app.store.models import TitleSource
 from app.sync import login
 from app.sync import service as sync_service
@@ -41,7 +42,7 @@ from tests.unit.sync.devices import ACCOUNT, PASSPHRASE, Device
 from tests.unit.sync.fake_server import FakeServer, FakeTransport
 
 SERVER_URL = "https://sync.example.org"
-WAIT = 10_000
+WAIT = 20_000  # the machine may be busy: waits end as soon as they can
 MOMENT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
@@ -183,14 +184,14 @@ def world(monkeypatch: pytest.MonkeyPatch) -> SyncWorld:
 
 @pytest.fixture(autouse=True)
 def sync_stopped_after(
-    qtbot: QtBot, main_window: MainWindow, run_async: Callable[..., Any]
+    qtbot: QtBot, unlocked_session: Session, run_async: Callable[..., Any]
 ) -> Iterator[None]:
-    """Let background sync end before the loop closes: its task is not one of ``tasks``'.
-    (pytest-qt closes the window first, which locks: the session cancels sync.)"""
+    """Let background sync end before the session closes and the loop with it: its task
+    is not one of ``tasks``'. (By then the window is closed, which locked: the session
+    cancelled sync.)"""
     yield
-    session = main_window.session
-    if session.is_unlocked:
-        run_async(session.sync.stop())
+    if unlocked_session.is_unlocked:
+        run_async(unlocked_session.sync.stop())
 
     def ended() -> bool:
         loop = asyncio.get_event_loop()
@@ -668,3 +669,26 @@ def test_ephemeral_chats_say_not_synced_only_while_signed_in(
     row = model.row_of(chat.id)
     assert row is not None
     assert "Not synced" not in str(model.index(row, 0).data(Qt.ItemDataRole.ToolTipRole))
+
+
+def test_sync_runs_again_after_a_key_rotation_reopens_the_chats(
+    qtbot: QtBot, main_window: MainWindow, world: SyncWorld, run_async: Callable[..., Any]
+) -> None:
+    signed_in_and_set_up(qtbot, main_window, run_async, world)
+    old = main_window.session.sync
+    dialog, page = open_sync_page(main_window)
+    assert dialog.start_rotation(QT_PASSPHRASE, confirm=False)
+    qtbot.waitUntil(lambda: hasattr(dialog, "recovery_dialog"), timeout=30_000)
+    session = main_window.session
+    qtbot.waitUntil(lambda: session.sync is not old and session.sync.running, timeout=WAIT)
+    assert not old.running
+    qtbot.waitUntil(lambda: page.step == "account", timeout=WAIT)
+    button = main_window.sync_button
+    qtbot.waitUntil(
+        lambda: button is not None and button.isVisible() and button.text() == "Synced",
+        timeout=WAIT,
+    )
+    session.sync._set_status(EngineStatus(SyncStatus.OFFLINE, "no route to host"))
+    assert "no route to host" in page.state_label.text()
+    assert button is not None and button.text() == "Offline"
+    dialog.recovery_dialog.close()
