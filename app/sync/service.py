@@ -278,8 +278,8 @@ class SyncService:
             return True
         if not await self.is_set_up():
             return False
-        if self.running:  # another start() won while this one awaited
-            return True
+        if self._task is not None and not self._task.done():  # another start() won
+            return True  # while this one awaited
         engine = await self.engine()
         engine.attach(self._chats)
         self._stop = asyncio.Event()
