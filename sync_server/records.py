@@ -414,9 +414,3 @@ def changes_json(rows: Sequence[Any], cursor: int, limit: int) -> bytes:
             "has_more": len(rows) > limit,
         }
     )
-
-
-async def changes(db: Database, principal: Principal, cursor: int, limit: int) -> bytes:
-    """The JSON of a ``ChangesResponse``: changes with ``seq > cursor``, oldest first."""
-    rows = await changed_rows(db, principal.account_id, cursor, limit)
-    return changes_json(rows, cursor, limit)
