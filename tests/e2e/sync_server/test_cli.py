@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from sync_server.auth.oidc import token_hash
+from tests.integration.sync_server.support import auth_headers, device_key
 
 pytestmark = pytest.mark.slow
 
@@ -204,9 +205,8 @@ def test_sigkill_during_batch_push_is_all_or_nothing(
         "HUSHCHAT_SYNC_MAX_REQUEST_BYTES": str(64 << 20),
         "HUSHCHAT_SYNC_LOG_LEVEL": "WARNING",
     }
-    token, device = "hcl_" + "t" * 43, "kill-test-device"
-    _seed_local_token(env, token, device)
-    headers = {"Authorization": f"Bearer {token}", "X-Hushchat-Device": device}
+    token, key = "hcl_" + "t" * 43, device_key("kill-test-device")
+    _seed_local_token(env, token, key.device_id)
     batch_size = 2000
     payload = base64.b64encode(os.urandom(4096)).decode()
     outcomes: list[int] = []
@@ -224,6 +224,14 @@ def test_sigkill_during_batch_push_is_all_or_nothing(
         ]
         before = _count_records(tmp_path / "data")
         with httpx.Client(timeout=30) as client:
+            # The device is let in (token and DPoP proof): a refused push would "survive"
+            # every kill without testing anything.
+            me = client.get(
+                server.url + "/v1/me",
+                headers=auth_headers(token, "GET", server.url + "/v1/me", key),
+            )
+            assert me.status_code == 200, me.text
+            headers = auth_headers(token, "POST", server.url + "/v1/sync/push", key)
             request = client.build_request(
                 "POST", server.url + "/v1/sync/push", json={"records": records}, headers=headers
             )

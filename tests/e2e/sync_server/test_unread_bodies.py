@@ -52,7 +52,8 @@ def test_a_huge_body_with_a_bad_token_is_refused_unread(tmp_path: Path) -> None:
         answer, closed = _exchange(server.port, head + b'{"records": [], "padding": "xxxx')
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
         assert b"connection: close" in answer.lower()
-        assert b"www-authenticate: bearer" in answer.lower()
+        # No DPoP proof came with the token: the DPoP challenge (RFC 9449 §7.1).
+        assert b"www-authenticate: dpop" in answer.lower()
         assert closed, "the server kept the connection open to read the body"
         assert time.monotonic() - started < 5
         # Without any credentials at all: the same.
