@@ -57,7 +57,7 @@ from app.sync.crypto import WrongKeySecretError
 from app.sync.engine import EngineStatus, SyncKeysExistError, SyncNotSetUpError
 from app.ui import tasks
 from app.ui.layout import set_role
-from app.ui.sync_status import SyncState, describe
+from app.ui.sync_status import SyncState, describe, without_exception_names
 from app.vault.recovery_code import RecoveryCode
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def plain(error: BaseException) -> str:
     """The message a person reads: a bug says only where its details are."""
     if isinstance(error, InternalError):
         return "Something went wrong; the details are in Hushchat's log. Please report this."
-    return str(error)
+    return without_exception_names(str(error))
 
 
 def _hint(text: str = "") -> QLabel:

@@ -11,15 +11,26 @@ Loaded after an unlock (it imports the sync engine's types), never on the unlock
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from PySide6.QtWidgets import QToolButton, QWidget
 
 from app.sync.engine import EngineStatus, SyncStatus
 
-__all__ = ["SyncState", "SyncStatusButton", "describe"]
+__all__ = ["SyncState", "SyncStatusButton", "describe", "without_exception_names"]
 
 _OPEN = "Click to open Settings, Sync."
+
+# "(ConnectError)" or ": ReadError." in the transport's messages: what failed, in words
+# a person does not need (the log has them).
+_NAMED = re.compile(r" \((?:[A-Z][a-z0-9]+){1,5}(?:Error|Exception|Timeout)\)")
+_NAMED_END = re.compile(r": (?:[A-Z][a-z0-9]+){1,5}(?:Error|Exception|Timeout)\.$")
+
+
+def without_exception_names(text: str) -> str:
+    """``text`` without the exception class names some sync messages carry."""
+    return _NAMED_END.sub(".", _NAMED.sub("", text))
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,9 @@ def describe(state: SyncState) -> tuple[str, str]:
     if not state.signed_in:
         return "Not syncing", "This profile is not signed in to a sync server."
     status = state.status
-    reason = f" ({status.reason})" if status is not None and status.reason else ""
+    reason = ""
+    if status is not None and status.reason:
+        reason = f" ({without_exception_names(status.reason).rstrip('.')})"
     if status is not None and status.state == SyncStatus.SIGNED_OUT:
         return (
             "Signed out",
