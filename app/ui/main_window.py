@@ -438,7 +438,7 @@ class MainWindow(QMainWindow):
         generation = self._sync_generation
         session = self.session
 
-        async def read() -> tuple[bool, bool, bool]:
+        async def read() -> tuple[bool, bool, bool, int]:
             await session.runner.blocking(_load_sync_layer)
             sync = session.sync
             if self._sync_unsubscribe is None:
@@ -447,18 +447,21 @@ class MainWindow(QMainWindow):
             set_up = account is not None and await sync.is_set_up()
             if start and set_up:
                 await sync.start()
-            return account is not None, set_up, sync.running
+            waiting = 0
+            if set_up and not sync.running:  # paused: say what waits
+                waiting, _deferred = await (await sync.engine()).backlog()
+            return account is not None, set_up, sync.running, waiting
 
-        def done(state: tuple[bool, bool, bool]) -> None:
+        def done(state: tuple[bool, bool, bool, int]) -> None:
             if generation != self._sync_generation or not self._is_unlocked:
                 return
             from app.ui.sync_status import SyncState
 
-            signed_in, set_up, running = state
+            signed_in, set_up, running, waiting = state
             status = None
             if self._sync_state is not None and not account_changed:
                 status = self._sync_state.status
-            self._show_sync(SyncState(signed_in, set_up, running, status))
+            self._show_sync(SyncState(signed_in, set_up, running, status, waiting))
 
         def failed(error: BaseException) -> None:
             # Ephemeral-only, or locked meanwhile: nothing to show. A bug was logged.
@@ -468,14 +471,40 @@ class MainWindow(QMainWindow):
 
     def _sync_status_changed(self, status: object) -> None:
         """The sync service reported a new status (on the loop, i.e. the UI thread)."""
-        from app.sync.engine import EngineStatus
+        from app.sync.engine import EngineStatus, SyncStatus
         from app.ui.sync_status import SyncState
 
         if not isinstance(status, EngineStatus) or not self._is_unlocked:
             return
         current = self._sync_state or SyncState()
-        running = self.session.sync.running
-        self._show_sync(SyncState(current.signed_in, current.set_up, running, status))
+        sync = self.session.sync
+        self._show_sync(SyncState(current.signed_in, current.set_up, sync.running, status))
+        if status.state in (SyncStatus.OFFLINE, SyncStatus.ERROR):
+            self._read_backlog()
+
+    def _read_backlog(self) -> None:
+        """Sync is not keeping up: say how many local changes wait to be sent."""
+        from dataclasses import replace
+
+        from app.ui import tasks
+
+        generation = self._sync_generation
+        sync = self.session.sync
+
+        async def read() -> int:
+            waiting, _deferred = await (await sync.engine()).backlog()
+            return waiting
+
+        def done(waiting: int) -> None:
+            state = self._sync_state
+            if generation == self._sync_generation and self._is_unlocked and state is not None:
+                self._show_sync(replace(state, waiting=waiting))
+
+        tasks.start(
+            read(),
+            on_done=done,
+            on_error=lambda error: log.info("sync backlog not read: %s", type(error).__name__),
+        )
 
     def _show_sync(self, state: SyncState) -> None:
         from app.ui.sync_status import SyncStatusButton

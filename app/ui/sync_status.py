@@ -36,17 +36,29 @@ def without_exception_names(text: str) -> str:
 @dataclass(frozen=True)
 class SyncState:
     """What the window knows about sync: whether this profile is signed in, holds the
-    account's keys (``set_up``), syncs in the background (``running``), and the last
-    status the engine reported since the unlock (None: none yet)."""
+    account's keys (``set_up``), syncs in the background (``running``), the last status
+    the engine reported since the unlock (None: none yet), and how many local changes
+    wait to be sent (``waiting``, read when sync is not keeping up)."""
 
     signed_in: bool = False
     set_up: bool = False
     running: bool = False
     status: EngineStatus | None = None
+    waiting: int = 0
 
 
 def describe(state: SyncState) -> tuple[str, str]:
     """A word or two for the status bar and a sentence with the reason."""
+    short, long = _describe(state)
+    if state.waiting and short not in ("Synced", "Syncing…", "Not syncing"):
+        long += (
+            f" {state.waiting} change{'s' if state.waiting != 1 else ''} on this device "
+            f"wait{'s' if state.waiting == 1 else ''} to be sent."
+        )
+    return short, long
+
+
+def _describe(state: SyncState) -> tuple[str, str]:
     if not state.signed_in:
         return "Not syncing", "This profile is not signed in to a sync server."
     status = state.status

@@ -540,6 +540,10 @@ def test_sync_now_and_pause_resume(
     assert "paused" in page.state_label.text()
     button = main_window.sync_button
     qtbot.waitUntil(lambda: button is not None and button.text() == "Sync paused", timeout=WAIT)
+    assert button is not None and "to be sent" not in button.toolTip()  # nothing to send
+    run_async(main_window.session.service.create_chat(Tier.STANDARD))
+    main_window.refresh_sync()
+    qtbot.waitUntil(lambda: "to be sent" in button.toolTip(), timeout=WAIT)
     page.pause_button.click()
     qtbot.waitUntil(lambda: sync.running and page.pause_button.isEnabled(), timeout=WAIT)
     assert page.message_label.text() == "Sync resumed."
