@@ -36,6 +36,7 @@ from app.tiers import Tier
 from app.ui.main_window import MainWindow
 from app.ui.settings import SettingsDialog
 from app.ui.sync_settings import SyncPageWidget
+from app.ui.sync_status import SyncStatusButton
 from app.vault.recovery_code import RecoveryCode
 from tests.qt.conftest import QT_PASSPHRASE
 from tests.unit.sync.devices import ACCOUNT, PASSPHRASE, Device
@@ -261,6 +262,14 @@ def signed_in_and_set_up(
     return account
 
 
+def indicator(qtbot: QtBot, window: MainWindow) -> SyncStatusButton:
+    """The status bar's sync indicator, once the window has made it (after the first
+    read of the profile's sync state, which runs in the background)."""
+    qtbot.waitUntil(lambda: window.sync_button is not None, timeout=WAIT)
+    assert window.sync_button is not None
+    return window.sync_button
+
+
 def sidebar_titles(window: MainWindow) -> list[str]:
     area = window.chat_area
     assert area is not None
@@ -327,7 +336,7 @@ def test_first_device_signs_in_with_the_browser_and_sets_up_sync(
     # Background sync runs, and the window's indicator says so.
     session = main_window.session
     qtbot.waitUntil(lambda: session.sync.running, timeout=WAIT)
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and button.text() == "Synced", timeout=WAIT)
     assert button is not None and button.isVisible()
     dialog.close()
@@ -519,7 +528,7 @@ def test_revoke_asks_naming_the_device_and_sign_out_says_chats_stay(
     assert page.server_edit.text() == SERVER_URL
     assert run_async(main_window.session.sync.account()) is None
     assert not main_window.session.sync.running
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and not button.isVisible(), timeout=WAIT)
 
 
@@ -538,7 +547,7 @@ def test_sync_now_and_pause_resume(
     qtbot.waitUntil(lambda: not sync.running and page.pause_button.isEnabled(), timeout=WAIT)
     assert page.pause_button.text() == "Resu&me sync"
     assert "paused" in page.state_label.text()
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and button.text() == "Sync paused", timeout=WAIT)
     assert button is not None and "to be sent" not in button.toolTip()  # nothing to send
     run_async(main_window.session.service.create_chat(Tier.STANDARD))
@@ -578,7 +587,7 @@ def test_the_indicator_follows_the_status_and_opens_the_sync_page(
     qtbot: QtBot, main_window: MainWindow, world: SyncWorld, run_async: Callable[..., Any]
 ) -> None:
     signed_in_and_set_up(qtbot, main_window, run_async, world)
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and button.text() == "Synced", timeout=WAIT)
     assert button is not None and button.isVisible()
     sync = main_window.session.sync
@@ -607,7 +616,7 @@ def test_a_revoked_device_shows_signed_out(
     qtbot: QtBot, main_window: MainWindow, world: SyncWorld, run_async: Callable[..., Any]
 ) -> None:
     account = signed_in_and_set_up(qtbot, main_window, run_async, world)
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and button.text() == "Synced", timeout=WAIT)
     world.devices[account.device_id] = world.devices[account.device_id].model_copy(
         update={"revoked_at": MOMENT}
@@ -630,7 +639,7 @@ def test_sync_starts_after_unlock_when_set_up(
         main_window.unlock_page.unlock()
     session = main_window.session
     qtbot.waitUntil(lambda: session.sync.running, timeout=WAIT)
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and button.text() == "Synced", timeout=WAIT)
     assert button is not None and button.isVisible()
 
@@ -641,7 +650,7 @@ def test_signed_in_but_not_set_up_does_not_start(
     sync = main_window.session.sync
     run_async(sync.sign_in(world.account("This laptop")))
     main_window.start_sync()
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and button.isVisible(), timeout=WAIT)
     assert button is not None and button.text() == "Sync not set up"
     assert not sync.running
@@ -704,7 +713,7 @@ def test_sync_runs_again_after_a_key_rotation_reopens_the_chats(
     qtbot.waitUntil(lambda: session.sync is not old and session.sync.running, timeout=WAIT)
     assert not old.running
     qtbot.waitUntil(lambda: page.step == "account", timeout=WAIT)
-    button = main_window.sync_button
+    button = indicator(qtbot, main_window)
     qtbot.waitUntil(
         lambda: button is not None and button.isVisible() and button.text() == "Synced",
         timeout=WAIT,
