@@ -485,6 +485,11 @@ class SyncEngine:
         """Like ``join_with_passphrase``, with the recovery code's secret."""
         return await self._join(lambda h, p: open_keys_with_recovery(h, p, recovery_secret))
 
+    async def join_with(self, opener: Callable[[RecordHeader, bytes], OpenedKeys]) -> SyncReport:
+        """Like ``join_with_passphrase``, with any way of opening the "keys" record (linking
+        from another device hands over the key-record keys themselves)."""
+        return await self._join(opener)
+
     async def _join(self, opener: Callable[[RecordHeader, bytes], OpenedKeys]) -> SyncReport:
         if Tier.PRIVATE not in self.library.tiers:
             raise UsageError("joining sync needs Private chats open: unlock with the passphrase")
