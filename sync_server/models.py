@@ -80,6 +80,21 @@ class Account(Base):
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(_TS)
+    #: No recovery may start before this (set after an e-mail change or password reset).
+    recovery_blocked_until: Mapped[datetime | None] = mapped_column(_TS)
+
+
+class AccountEmail(Base):
+    """Every verified address ever seen for an account: recovery notices go to all of them,
+    so an address changed at the identity provider cannot silence the old one."""
+
+    __tablename__ = "account_emails"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey(_FK_ACCOUNT, ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(_TS)
 
 
 class Device(Base):
@@ -154,9 +169,15 @@ class Escrow(Base):
 
 
 class Recovery(Base):
-    """A recovery request: pending → completed | cancelled."""
+    """A recovery request: pending → ready → completed, or cancelled | expired.
+
+    ``sealed_answer`` is written by ``hushchat-sync escrow process`` (the only code that
+    holds the escrow private key): the escrowed key sealed to ``device_public_key``.
+    ``cancel_token_hash`` is the SHA-256 of the single-use cancel link mailed at start.
+    """
 
     __tablename__ = "recoveries"
+    __table_args__ = (Index("ix_recoveries_cancel_token_hash", "cancel_token_hash", unique=True),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey(_FK_ACCOUNT, ondelete="CASCADE"), index=True)
@@ -168,6 +189,12 @@ class Recovery(Base):
     expires_at: Mapped[datetime] = mapped_column(_TS)
     finished_at: Mapped[datetime | None] = mapped_column(_TS)
     finished_by_device: Mapped[str | None] = mapped_column(String(64))
+    approved_by_device: Mapped[str | None] = mapped_column(String(64))
+    ready_at: Mapped[datetime | None] = mapped_column(_TS)
+    sealed_answer: Mapped[bytes | None] = mapped_column(LargeBinary)
+    answer_key_id: Mapped[str | None] = mapped_column(String(64))
+    cancel_token_hash: Mapped[str | None] = mapped_column(String(64))
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditEvent(Base):
