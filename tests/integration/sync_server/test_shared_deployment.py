@@ -176,9 +176,10 @@ def test_two_processes_share_the_database_the_replay_cache_and_the_limits(
     deployment: Deployment,
 ) -> None:
     one, two = deployment.urls
-    with httpx.Client(base_url=one, timeout=30) as first, httpx.Client(
-        base_url=two, timeout=30
-    ) as second:
+    with (
+        httpx.Client(base_url=one, timeout=30) as first,
+        httpx.Client(base_url=two, timeout=30) as second,
+    ):
         # 1. A long-poll on the second process sees a push through the first in ≤ 2 s.
         def long_poll() -> tuple[float, list[str]]:
             answer = second.get(
