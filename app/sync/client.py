@@ -68,11 +68,17 @@ from app.sync.protocol import (
     ChangesResponse,
     DeviceList,
     DeviceOut,
+    EscrowPut,
+    EscrowStatus,
     Me,
     Meta,
     PushRequest,
     PushResponse,
     RecordIn,
+    RecoveryAction,
+    RecoveryOut,
+    RecoveryResult,
+    RecoveryStart,
 )
 
 if TYPE_CHECKING:
@@ -87,6 +93,7 @@ __all__ = [
     "REFRESH_MARGIN",
     "InsecureServerError",
     "LocalTokens",
+    "RecoveryWaitError",
     "ServerConnection",
     "SyncClient",
     "SyncRefusedError",
@@ -132,6 +139,16 @@ class SyncRefusedError(SyncProtocolError):
         super().__init__(message)
         self.status = status
         self.slug = slug
+
+
+class RecoveryWaitError(SyncRefusedError):
+    """``POST /v1/recovery/complete`` came too early: ``slug`` is ``recovery-delay`` (the
+    delay runs) or ``recovery-waiting`` (the server's escrow step has not answered yet);
+    ``retry_after`` seconds from the server's Retry-After."""
+
+    def __init__(self, message: str, slug: str, retry_after: float) -> None:
+        super().__init__(message, 409, slug)
+        self.retry_after = retry_after
 
 
 def is_loopback_host(host: str) -> bool:
@@ -495,6 +512,64 @@ class SyncClient(ServerConnection):
         """
         await self.request("DELETE", f"/v1/devices/{device_id}", expect=204)
 
+    # -- escrow and recovery (``app/sync/escrow.py``, ``app/sync/recovery.py``) ------------
+
+    async def escrow_status(self) -> EscrowStatus:
+        """``GET /v1/escrow``: whether the server holds an escrowed Standard key."""
+        return self.parse(await self.request("GET", "/v1/escrow"), EscrowStatus)
+
+    async def put_escrow(self, key_id: str, server_key_id: str, sealed_key: bytes) -> None:
+        """``PUT /v1/escrow``: store the sealed Standard sync key (replacing the last one).
+
+        :class:`SyncRefusedError` with slug ``escrow-key-changed`` when the server's
+        escrow key is no longer ``server_key_id`` (fetch ``/v1/meta`` and seal again).
+        """
+        body = EscrowPut(key_id=key_id, server_key_id=server_key_id, sealed_key=sealed_key)
+        await self.request("PUT", "/v1/escrow", content=body.model_dump_json().encode())
+
+    async def delete_escrow(self) -> None:
+        """``DELETE /v1/escrow``: forget the escrowed key (pending recoveries end too)."""
+        await self.request("DELETE", "/v1/escrow", expect=204)
+
+    async def start_recovery(self, device_public_key: bytes) -> RecoveryOut:
+        """``POST /v1/recovery/start`` with this device's ephemeral X25519 public key."""
+        body = RecoveryStart(device_public_key=device_public_key).model_dump_json().encode()
+        response = await self.request("POST", "/v1/recovery/start", content=body, expect=202)
+        return self.parse(response, RecoveryOut)
+
+    async def approve_recovery(self, recovery_id: str) -> RecoveryOut:
+        """``POST /v1/recovery/approve`` (from another device): it may complete at once."""
+        return await self._recovery_action("approve", recovery_id)
+
+    async def cancel_recovery(self, recovery_id: str) -> RecoveryOut:
+        """``POST /v1/recovery/cancel`` (any device of the account)."""
+        return await self._recovery_action("cancel", recovery_id)
+
+    async def _recovery_action(self, action: str, recovery_id: str) -> RecoveryOut:
+        body = RecoveryAction(recovery_id=recovery_id).model_dump_json().encode()
+        response = await self.request("POST", f"/v1/recovery/{action}", content=body)
+        return self.parse(response, RecoveryOut)
+
+    async def complete_recovery(self, recovery_id: str) -> RecoveryResult:
+        """``POST /v1/recovery/complete`` from the device that started it.
+
+        :class:`RecoveryWaitError` while it cannot complete yet (delay running, or the
+        server's escrow step not done); :class:`SyncRefusedError` (``not-pending``,
+        ``recovery-expired``, …) when it never will.
+        """
+        body = RecoveryAction(recovery_id=recovery_id).model_dump_json().encode()
+        path = "/v1/recovery/complete"
+        response = await self.request("POST", path, content=body, check=False)
+        slug = problem_slug(response)
+        if response.status_code == 409 and slug in ("recovery-delay", "recovery-waiting"):
+            raise RecoveryWaitError(
+                problem_message(response, self._secrets()),
+                slug,
+                parse_retry_after(response.headers.get("Retry-After")),
+            )
+        self.raise_for_status(response)
+        return self.parse(response, RecoveryResult)
+
     async def push(self, records: list[RecordIn], *, atomic: bool = False) -> PushResponse:
         """``POST /v1/sync/push``: each record is saved, conflicts or is rejected."""
         if not records:
@@ -553,9 +628,11 @@ class SyncClient(ServerConnection):
         content: bytes | None = None,
         request_timeout: httpx.Timeout | None = None,
         expect: int = 200,
+        check: bool = True,
     ) -> httpx.Response:
         """An authenticated request: refresh first if due; after a 401, refresh once and
-        send it again (with a new proof); errors mapped as the module says."""
+        send it again (with a new proof); errors mapped as the module says (``check``
+        False: any answer after that is returned as it is)."""
         account = self.account
         if account.refresh_token and account.expires_within(self._margin()):
             await self._refresh(account.access_token)
@@ -586,6 +663,8 @@ class SyncClient(ServerConnection):
                 content=content,
                 request_timeout=request_timeout,
             )
+        if not check:
+            return response
         self.raise_for_status(response)
         if response.status_code != expect:
             raise SyncProtocolError(

@@ -53,6 +53,7 @@ from app.errors import HushchatError, UsageError
 from app.executor import BlockingRunner
 from app.store.library import Library
 from app.store.sync_state import InboxRecord, PendingRecord, SyncRow, SyncState
+from app.sync import escrow
 from app.sync.crypto import (
     KEYS_RECORD_ID,
     AccountKeys,
@@ -79,9 +80,10 @@ from app.sync.errors import (
     SyncAuthError,
     SyncError,
     SyncOfflineError,
+    SyncProtocolError,
     SyncRetryLaterError,
 )
-from app.sync.protocol import ChangesResponse, PushResponse, RecordIn, RecordOut
+from app.sync.protocol import ChangesResponse, PushResponse, RecordIn, RecordOut, RecoveryOut
 from app.sync.records import (
     FINAL_STATUSES,
     ChatState,
@@ -158,6 +160,14 @@ class SyncStatus(StrEnum):
 class EngineStatus:
     state: SyncStatus
     reason: str | None = None
+    # The account's recoveries in progress (pending or ready), from the last pull: a new
+    # device is getting the Standard key from the server's escrow (``sync status``).
+    recoveries: tuple[RecoveryOut, ...] = ()
+
+
+#: ``sync_settings`` flag of a device that holds only the Standard sync key (recovered
+#: from the escrow): it cannot open the account's "keys" record.
+STANDARD_ONLY_SETTING = "standard_only"
 
 
 @dataclass
@@ -288,6 +298,7 @@ class SyncEngine:
         self._lock = asyncio.Lock()
         self._local_change = asyncio.Event()
         self._status = EngineStatus(SyncStatus.IDLE)
+        self._recoveries: tuple[RecoveryOut, ...] = ()
         self._listeners: list[Callable[[EngineStatus], None]] = []
         self._bus: ChangeBus | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -305,12 +316,21 @@ class SyncEngine:
         return lambda: self._listeners.remove(callback)
 
     def _set_status(self, state: SyncStatus, reason: str | None = None) -> None:
-        status = EngineStatus(state, reason)
+        status = EngineStatus(state, reason, self._recoveries)
         if status == self._status:
             return
         self._status = status
         for callback in list(self._listeners):
             callback(status)
+
+    def _note_recoveries(self, page: ChangesResponse) -> None:
+        """Keep the account's recoveries in progress from a changes answer (it lists them
+        all every time) in the status."""
+        recoveries = tuple(r for r in page.recoveries if r.status in ("pending", "ready"))
+        if recoveries == self._recoveries:
+            return
+        self._recoveries = recoveries
+        self._set_status(self._status.state, self._status.reason)
 
     def attach(self, service: ChatService) -> None:
         """Push after the service's changes; emit remote changes on its ``changes`` bus."""
@@ -394,7 +414,19 @@ class SyncEngine:
         """Whether this profile holds the account's keys (set up or joined)."""
 
         def read() -> bool:
-            return self._account_keys(self._standard(self._states())) is not None
+            standard = self._standard(self._states())
+            return self._account_keys(standard) is not None or bool(
+                standard.setting(STANDARD_ONLY_SETTING)
+            )
+
+        return await self.runner.db(read)
+
+    async def is_standard_only(self) -> bool:
+        """Whether this profile holds only the Standard sync key (recovered from the
+        escrow): Private chats of the account stay unreadable here."""
+
+        def read() -> bool:
+            return bool(self._standard(self._states()).setting(STANDARD_ONLY_SETTING))
 
         return await self.runner.db(read)
 
@@ -450,6 +482,8 @@ class SyncEngine:
             standard.save_pending(
                 PendingRecord(KEYS_RECORD_ID, "keys", 1, None, False, account.key_id, payload), None
             )
+            if Tier.STANDARD in keys:
+                escrow.mark_needed(standard, keys[Tier.STANDARD].key_id, create=True)
         return RecordIn(
             id=KEYS_RECORD_ID, kind="keys", revision=1, parent_revision=None, deleted=False,
             key_id=account.key_id, payload=payload,
@@ -465,6 +499,7 @@ class SyncEngine:
         with standard.transaction():
             standard.set_setting("account_keys", None)
             standard.set_setting("account_id", None)
+            standard.set_setting(escrow.NEEDED_SETTING, None)
             standard.delete_row(KEYS_RECORD_ID)
 
     def _after_keys_saved(self, revision: int, payload: bytes) -> None:
@@ -536,9 +571,162 @@ class SyncEngine:
         with standard.transaction():
             standard.set_setting("account_keys", json.dumps(opened.account_keys.to_json()))
             standard.set_setting("account_id", self.account_id)
+            standard.set_setting(STANDARD_ONLY_SETTING, None)
             standard.set_setting("keys_payload", record.payload)
             standard.put_row(KEYS_RECORD_ID, "keys", None, server_revision=record.revision)
             standard.inbox_delete(KEYS_RECORD_ID)
+
+    # --- a recovered device: the Standard sync key from the escrow only ----------------------
+
+    async def join_with_standard_key(self, key: SyncKey) -> SyncReport:
+        """Join with the Standard sync key alone (recovered from the server's escrow:
+        ``app/sync/recovery.py``) and fetch every Standard chat.
+
+        The account's "keys" record cannot be opened without the passphrase or recovery
+        code: it is left as it is on the server (other devices keep using it) and waits,
+        unopened, in this device's inbox, like every Private record. If the Standard key
+        is an older epoch, the "rotate:<key id>" records lead it to the current one.
+        Private chats made here are not synced (no device could read them)."""
+        if key.tier is not Tier.STANDARD:
+            raise ValueError("only a Standard sync key can be recovered")
+        report = SyncReport()
+        async with self._lock:
+            await self._pull(report)
+            await self.runner.db(self._install_standard_key, key)
+        more = await self.sync_once()
+        report.pushed += more.pushed
+        report.pulled += more.pulled
+        report.conflicts += more.conflicts
+        report.tampered += more.tampered
+        report.deferred = more.deferred
+        return report
+
+    def _install_standard_key(self, key: SyncKey) -> None:
+        states = self._states()
+        standard = self._standard(states)
+        if self._account_keys(standard) is not None:
+            raise SyncKeysExistError("This profile already has the account's sync keys.")
+        with standard.transaction():
+            for key_id, *_ in standard.sync_keys():
+                standard.delete_sync_key(key_id)
+            standard.put_sync_key(key.key_id, key.tier.value, key.epoch, key.secret, "current")
+            standard.set_setting("account_id", self.account_id)
+            standard.set_setting(STANDARD_ONLY_SETTING, 1)
+            # The server holds this key in its escrow already.
+            standard.set_setting(escrow.DONE_SETTING, key.key_id)
+
+    # --- escrow of the Standard sync key --------------------------------------------------
+
+    async def escrow_state(self) -> tuple[bool, str | None, str | None]:
+        """(turned off here, key id waiting to be escrowed, key id the server accepted)."""
+
+        def read() -> tuple[bool, str | None, str | None]:
+            standard = self._standard(self._states())
+            waiting = escrow.needed(standard)
+            done = standard.setting(escrow.DONE_SETTING)
+            return (
+                bool(standard.setting(escrow.OFF_SETTING)),
+                waiting[0] if waiting else None,
+                None if done is None else str(done),
+            )
+
+        return await self.runner.db(read)
+
+    async def set_escrow(self, enabled: bool) -> None:
+        """Turn the escrow of the Standard sync key on (escrow the current key now) or
+        off (the server forgets it: ``DELETE /v1/escrow``; remembered here, and no device
+        escrows a later key epoch while the server holds none)."""
+        transport = self.transport
+        if not isinstance(transport, escrow.EscrowTransport):
+            raise UsageError("this sync connection cannot escrow keys")
+        async with self._lock:
+            if not await self.runner.db(self._check_account):
+                raise SyncNotSetUpError("Sync is not set up on this device.")
+            if enabled:
+
+                def turn_on() -> None:
+                    states = self._states()
+                    standard = self._standard(states)
+                    key = _Keys(states).current.get(Tier.STANDARD)
+                    if key is None:
+                        raise SyncNotSetUpError("This device holds no Standard sync key.")
+                    with standard.transaction():
+                        standard.set_setting(escrow.OFF_SETTING, None)
+                        escrow.mark_needed(standard, key.key_id, create=True)
+
+                await self.runner.db(turn_on)
+                await self._escrow(transport)
+            else:
+                await transport.delete_escrow()
+
+                def turn_off() -> None:
+                    standard = self._standard(self._states())
+                    with standard.transaction():
+                        standard.set_setting(escrow.OFF_SETTING, 1)
+                        standard.set_setting(escrow.NEEDED_SETTING, None)
+                        standard.set_setting(escrow.DONE_SETTING, None)
+
+                await self.runner.db(turn_off)
+
+    async def _escrow_if_needed(self) -> None:
+        """Escrow the Standard sync key if a set-up or a new key epoch asked for it (the
+        request stays in the database until the server accepted it). A refusal is logged
+        and retried next round; it never stops syncing."""
+        transport = self.transport
+        if not isinstance(transport, escrow.EscrowTransport):
+            return
+        try:
+            await self._escrow(transport)
+        except (SyncProtocolError, escrow.SealingError) as error:
+            log.warning("sync: escrowing the Standard key failed (%s); retrying later", error)
+
+    async def _escrow(self, transport: escrow.EscrowTransport) -> None:
+        def read() -> tuple[tuple[str, bool] | None, SyncKey | None]:
+            states = self._states()
+            standard = self._standard(states)
+            if standard.setting(escrow.OFF_SETTING):
+                return None, None
+            return escrow.needed(standard), _Keys(states).current.get(Tier.STANDARD)
+
+        waiting, key = await self.runner.db(read)
+        if waiting is None or key is None:
+            return
+        _key_id, create = waiting
+        accepted = False
+        if not create and not (await transport.escrow_status()).escrowed:
+            log.info("sync: no escrow on the server (turned off); not escrowing the new key")
+        else:
+            plaintext = escrow.encode_escrowed_key(key)
+            aad = escrow.escrow_aad(self.account_id, key.key_id)
+            for attempt in range(2):
+                meta = (await transport.meta()).escrow
+                if meta.algorithm != escrow.ESCROW_ALGORITHM:
+                    raise escrow.SealingError(
+                        f"the server's escrow uses {meta.algorithm!r}, which this Hushchat "
+                        "does not know"
+                    )
+                sealed = escrow.seal(meta.public_key, plaintext, aad)
+                try:
+                    await transport.put_escrow(key.key_id, meta.key_id, sealed)
+                except SyncProtocolError as error:
+                    if getattr(error, "slug", None) == "escrow-key-changed" and attempt == 0:
+                        log.info("sync: the server's escrow key changed; sealing again")
+                        continue
+                    raise
+                accepted = True
+                break
+
+        def done() -> None:
+            standard = self._standard(self._states())
+            with standard.transaction():
+                if escrow.needed(standard) == waiting:
+                    standard.set_setting(escrow.NEEDED_SETTING, None)
+                if accepted:
+                    standard.set_setting(escrow.DONE_SETTING, key.key_id)
+
+        await self.runner.db(done)
+        if accepted:
+            log.info("sync: the Standard sync key (epoch %d) is escrowed", key.epoch)
 
     # --- passphrase change --------------------------------------------------------------------
 
@@ -589,13 +777,14 @@ class SyncEngine:
             await self._pull(report)
             await self._push(report)
             await self.runner.db(self._forget_moved_keys)
+            await self._escrow_if_needed()
             report.deferred = await self.runner.db(self._inbox_size)
         return report
 
     def _check_account(self) -> bool:
         """Whether the keys are set up here, for this account."""
         standard = self._standard(self._states())
-        if self._account_keys(standard) is None:
+        if self._account_keys(standard) is None and not standard.setting(STANDARD_ONLY_SETTING):
             return False
         stored = standard.setting("account_id")
         if stored is not None and stored != self.account_id:
@@ -940,6 +1129,10 @@ class SyncEngine:
         state.set_setting("retired_key_ids", json.dumps(retired[-50:]))
         if adopted is None:
             state.set_setting("rotate_pending", None)
+            if state.tier is Tier.STANDARD and ours:
+                # This device made the new epoch: it replaces the escrowed key (if the
+                # account has one); devices that follow it leave that to this one.
+                escrow.mark_needed(state, ours[0][0], create=False)
         # Chat keys this device wrapped under the old key (before it heard of the new
         # epoch) are wrapped again; the others already are (their state says so).
         state.mark_kind_dirty("chatkey")
@@ -951,6 +1144,7 @@ class SyncEngine:
         while True:
             cursor = await self.runner.db(self._cursor)
             page = await self.transport.changes(cursor, limit=self._page_size)
+            self._note_recoveries(page)
             if page.changes or page.cursor != cursor:
                 changes = await self.runner.db(
                     self._apply_records, page.changes, report, page.cursor
@@ -1461,6 +1655,7 @@ class SyncEngine:
             )
             if poll in done:
                 page = poll.result()  # raises what the transport raised
+                self._note_recoveries(page)
                 if page.changes:
                     async with self._lock:
                         changes = await self.runner.db(

@@ -21,6 +21,8 @@ __all__ = [
     "ChangesResponse",
     "DeviceList",
     "DeviceOut",
+    "EscrowPut",
+    "EscrowStatus",
     "Me",
     "Meta",
     "PushRequest",
@@ -28,6 +30,10 @@ __all__ = [
     "PushResult",
     "RecordIn",
     "RecordOut",
+    "RecoveryAction",
+    "RecoveryOut",
+    "RecoveryResult",
+    "RecoveryStart",
 ]
 
 PROTOCOL_VERSION = 1
@@ -108,10 +114,26 @@ class PushResponse(_Received):
     cursor: int
 
 
+class RecoveryOut(_Received):
+    """A recovery request of the account (``pending``, ``ready``, ``completed``,
+    ``cancelled`` or ``expired``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    status: str
+    device_id: str
+    created_at: datetime
+    not_before: datetime
+    expires_at: datetime
+
+
 class ChangesResponse(_Received):
     changes: list[RecordOut]
     cursor: int
     has_more: bool
+    # The account's pending/ready recoveries (older servers send none).
+    recoveries: list[RecoveryOut] = Field(default_factory=list)
 
 
 class OidcMeta(_Received):
@@ -166,3 +188,41 @@ class DeviceOut(_Received):
 
 class DeviceList(_Received):
     devices: list[DeviceOut]
+
+
+class EscrowPut(_Sent):
+    """``PUT /v1/escrow``: the Standard sync key sealed to the server's escrow key."""
+
+    tier: Literal["standard"] = "standard"
+    key_id: str
+    server_key_id: str
+    sealed_key: Base64Bytes
+
+
+class EscrowStatus(_Received):
+    """``GET /v1/escrow`` (the parts the client reads)."""
+
+    escrowed: bool
+    key_id: str | None = None
+    server_key_id: str | None = None
+    updated_at: datetime | None = None
+
+
+class RecoveryStart(_Sent):
+    """``POST /v1/recovery/start``: the new device's ephemeral X25519 public key."""
+
+    device_public_key: Base64Bytes
+
+
+class RecoveryAction(_Sent):
+    """``POST /v1/recovery/approve|cancel|complete``."""
+
+    recovery_id: str
+
+
+class RecoveryResult(_Received):
+    """``POST /v1/recovery/complete``: the escrowed key sealed to the device key."""
+
+    recovery_id: str
+    key_id: str
+    sealed_key: Base64Bytes
