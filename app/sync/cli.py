@@ -25,10 +25,18 @@ from typing import TYPE_CHECKING, Final
 
 from app.errors import ExitCode, UsageError
 from app.runtime import load, open_session
+from app.sync.errors import SyncError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from app.session import Session
     from app.sync.account import SyncAccount
+    from app.sync.client import SyncClient
+    from app.sync.crypto import SyncKey
+    from app.sync.dpop import DeviceKey
+    from app.sync.protocol import RecoveryOut
+    from app.sync.recovery import PendingRecovery
 
 __all__ = ["register"]
 
@@ -102,6 +110,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     revoke.add_argument("id", help="the device id (or its first characters) from `sync devices`")
     revoke.set_defaults(handler=_revoke)
+    _register_escrow_and_recovery(commands, unlock)
 
 
 # ----------------------------------------------------------------- login
@@ -166,17 +175,23 @@ def _local_password(args: argparse.Namespace, source: object) -> str:
     return getpass.getpass(f"Password of {args.local} on the sync server: ")
 
 
-async def _sign_in(args: argparse.Namespace, password: str | None) -> SyncAccount:
+async def _sign_in(
+    args: argparse.Namespace, password: str | None, device_key: DeviceKey | None = None
+) -> SyncAccount:
     from app.sync import login
 
     name = args.device_name or login.default_device_name()
     if args.local:
         assert password is not None
-        return await login.sign_in_local(args.server, args.local, password, device_name=name)
+        return await login.sign_in_local(
+            args.server, args.local, password, device_name=name, device_key=device_key
+        )
     if args.device:
-        return await login.sign_in_with_device_code(args.server, device_name=name)
+        return await login.sign_in_with_device_code(
+            args.server, device_name=name, device_key=device_key
+        )
     return await login.sign_in_with_browser(
-        args.server, device_name=name, no_browser=args.no_browser
+        args.server, device_name=name, no_browser=args.no_browser, device_key=device_key
     )
 
 
@@ -266,6 +281,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"keys:     {'on this device' if set_up else 'not set up (sync login again)'}")
         me = await session.sync.client().me()
         print(f"server cursor: {me.cursor} (changes the server holds for the account)")
+        await _print_escrow_and_recoveries(session, me.cursor)
 
     _run(args, work)
     return ExitCode.OK
@@ -329,3 +345,298 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def _when(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+# ----------------------------------------------------------------- escrow and recovery
+
+ESCROW_WARNING: Final = (
+    "Escrow keeps your Standard sync key on the sync server, sealed to the server's escrow "
+    "key, so that `hushchat vault recover --server URL` can bring your Standard chats back "
+    "if you lose both your passphrase and your recovery code. Whoever holds the server's "
+    "escrow key file (with its key-encryption key) and its database can read your Standard "
+    "synced chats. Private chats are never escrowed: nobody but you can read them."
+)
+
+
+def _register_escrow_and_recovery(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    unlock: list[argparse.ArgumentParser],
+) -> None:
+    """``sync escrow on|off|status`` and ``sync recovery approve|cancel ID``."""
+    escrow = commands.add_parser(
+        "escrow",
+        parents=unlock,
+        help="whether the server keeps your Standard sync key for recovery (default: on)",
+        description=ESCROW_WARNING,
+    )
+    escrow.add_argument("setting", choices=("on", "off", "status"))
+    escrow.set_defaults(handler=_escrow)
+    recovery = commands.add_parser(
+        "recovery",
+        parents=unlock,
+        help="cancel or approve a recovery of your Standard chats started on a new device",
+    )
+    recovery.add_argument("action", choices=("cancel", "approve"))
+    recovery.add_argument("id", help="the recovery id `hushchat sync status` shows")
+    recovery.set_defaults(handler=_recovery)
+
+
+async def _pending_recoveries(session: Session, cursor: int) -> list[RecoveryOut]:
+    """The account's recoveries in progress (from a changes answer: contract §7)."""
+    page = await session.sync.client().changes(cursor, limit=1)
+    return [r for r in page.recoveries if r.status in ("pending", "ready")]
+
+
+def _print_recoveries(recoveries: list[RecoveryOut], this_device: str) -> None:
+    for recovery in recoveries:
+        who = "this device" if recovery.device_id == this_device else recovery.device_id[:12]
+        print(
+            f"RECOVERY {recovery.status.upper()}: {recovery.id} — device {who} started "
+            f"recovering your Standard chats from the escrow at {_when(recovery.created_at)}; "
+            f"it can complete from {_when(recovery.not_before)} (expires "
+            f"{_when(recovery.expires_at)})."
+        )
+        if recovery.device_id != this_device:
+            print(f"  not you? hushchat sync recovery cancel {recovery.id}")
+            print(f"  you?     hushchat sync recovery approve {recovery.id}  (completes at once)")
+
+
+async def _print_escrow_and_recoveries(session: Session, cursor: int) -> None:
+    account = await _signed_in(session)
+    if await session.sync.is_set_up():
+        engine = await session.sync.engine()
+        if await engine.is_standard_only():
+            print(
+                "          Standard only (recovered from the escrow): Private chats of "
+                "the account cannot be read here"
+            )
+        off, waiting, done = await engine.escrow_state()
+        if off:
+            print("escrow:   off (`hushchat sync escrow on` to turn it on)")
+        elif waiting:
+            print("escrow:   on; the current Standard key is sent with the next sync")
+        else:
+            print(f"escrow:   on (Standard key {done or '?'} escrowed; Private never)")
+    _print_recoveries(await _pending_recoveries(session, cursor), account.device_id)
+
+
+def _escrow(args: argparse.Namespace) -> int:
+    async def work(session: Session) -> None:
+        await _signed_in(session)
+        engine = await session.sync.engine()
+        if args.setting == "off":
+            await engine.set_escrow(False)
+            print(
+                "Escrow is off: the server no longer holds your Standard sync key, and "
+                "pending recoveries were cancelled. Without your passphrase or recovery code "
+                "your synced chats cannot be recovered now."
+            )
+            return
+        if args.setting == "on":
+            await engine.set_escrow(True)
+            print("Escrow is on.")
+            print(ESCROW_WARNING)
+            return
+        off, waiting, done = await engine.escrow_state()
+        server = await session.sync.client().escrow_status()
+        print(f"on this device: {'off' if off else 'on'}")
+        if waiting:
+            print(f"waiting to be escrowed: Standard key {waiting}")
+        print(
+            "on the server:  "
+            + (f"Standard key {server.key_id} escrowed" if server.escrowed else "nothing escrowed")
+            + (" (from this device)" if server.escrowed and server.key_id == done else "")
+        )
+        print(ESCROW_WARNING)
+
+    _run(args, work)
+    return ExitCode.OK
+
+
+def _recovery(args: argparse.Namespace) -> int:
+    async def work(session: Session) -> None:
+        account = await _signed_in(session)
+        client = session.sync.client()
+        me = await client.me()
+        known = await _pending_recoveries(session, me.cursor)
+        matches = [r for r in known if r.id.startswith(args.id)]
+        recovery_id = matches[0].id if len(matches) == 1 else args.id
+        if args.action == "cancel":
+            done = await client.cancel_recovery(recovery_id)
+            print(
+                f"cancelled recovery {done.id} (device {done.device_id[:12]}); it cannot "
+                "complete now"
+            )
+        else:
+            if any(r.id == recovery_id and r.device_id == account.device_id for r in known):
+                raise UsageError(
+                    "that recovery was started on this device: approve it from another "
+                    "device of the account"
+                )
+            done = await client.approve_recovery(recovery_id)
+            print(
+                f"approved recovery {done.id}: device {done.device_id[:12]} can get your "
+                "Standard sync key now"
+            )
+
+    _run(args, work)
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------- vault recover --server
+
+
+def add_recover_server_arguments(recover: argparse.ArgumentParser) -> None:
+    """``vault recover --server URL [--resume] [--no-wait]`` and the sign-in options."""
+    recover.add_argument(
+        "--server",
+        metavar="URL",
+        help="lost passphrase AND recovery code: recover the Standard chats from the sync "
+        "server's escrow into a new vault (a new or empty profile; Private chats stay "
+        "unreadable)",
+    )
+    recover.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --server: complete the recovery this profile started (signs in again)",
+    )
+    recover.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="with --server: start the recovery and exit; complete it later with --resume",
+    )
+    how = recover.add_mutually_exclusive_group()
+    how.add_argument(
+        "--no-browser", action="store_true", help="with --server: print the sign-in address"
+    )
+    how.add_argument(
+        "--device", action="store_true", help="with --server: sign in with a device code"
+    )
+    how.add_argument(
+        "--local",
+        metavar="EMAIL",
+        help=f"with --server: a local account (password from a prompt, {SYNC_PASSWORD_ENV} "
+        "or the line after the new passphrase with --passphrase-stdin)",
+    )
+    recover.add_argument("--device-name", help="with --server: how this device is listed")
+
+
+def recover_from_server(args: argparse.Namespace) -> int:
+    """``hushchat vault recover --server URL``: see ``app/sync/recovery.py``."""
+    return asyncio.run(_recover_from_server(args))
+
+
+async def _recover_from_server(args: argparse.Namespace) -> int:
+    from app.session import Session
+    from app.sync.client import SyncClient, check_server_url
+    from app.sync.dpop import DeviceKey
+    from app.sync.recovery import PendingRecovery, start_recovery
+    from app.vault.cli import SecretSource, kdf_from_args
+    from app.vault.profile import resolve_profile_dir
+    from app.vault.vault import Vault
+
+    profile = resolve_profile_dir(getattr(args, "profile", None))
+    session = Session(load(args), profile, kdf=kdf_from_args(args))
+    if session.vault_exists:
+        raise UsageError(
+            f"{profile} already has a vault. `hushchat vault recover --server` is for a lost "
+            "vault (passphrase and recovery code both lost) and makes a new one: run it with "
+            "a new --profile. To set a new passphrase with your recovery code, run "
+            "`hushchat vault recover` without --server."
+        )
+    Vault.check_can_create(profile)
+    server = check_server_url(args.server)
+    pending = PendingRecovery.load(profile)
+    if args.resume and pending is None:
+        raise UsageError(
+            "No recovery was started in this profile: start one with "
+            "`hushchat vault recover --server URL`."
+        )
+    if pending is not None and not args.resume:
+        raise UsageError(
+            f"A recovery is in progress in this profile ({pending.recovery_id}): complete it "
+            f"with `hushchat vault recover --server {pending.server_url} --resume`, or delete "
+            f"{PendingRecovery.path(profile)} to start over."
+        )
+    if pending is not None and pending.server_url != server:
+        raise UsageError(f"The recovery in progress is with {pending.server_url}, not {server}.")
+    source = SecretSource(args)
+    passphrase = (
+        None
+        if args.no_wait and pending is None
+        else source.new_passphrase(allow_weak=args.allow_weak_passphrase)
+    )
+    password = _local_password(args, source) if args.local else None
+    device_key = DeviceKey.from_pem(pending.device_key_pem) if pending else DeviceKey.generate()
+    account = await _sign_in(args, password, device_key)
+    if pending is not None and account.account_id != pending.account_id:
+        raise UsageError(
+            "You signed in to another account than the one the recovery was started for."
+        )
+    async with SyncClient(account) as client:
+        if pending is None:
+            pending = await start_recovery(client, profile, device_key_pem=device_key.to_pem())
+            print(
+                f"Recovery {pending.recovery_id} started. It can complete after "
+                f"{_when(pending.not_before)} (expires {_when(pending.expires_at)}). Your "
+                "other devices and your e-mail address were told: from any signed-in device "
+                f"it can be cancelled (`hushchat sync recovery cancel {pending.recovery_id}`) "
+                "or approved at once (`… approve`).",
+                file=sys.stderr,
+            )
+            if args.no_wait:
+                print(
+                    f"Complete it later with: hushchat vault recover --server {server} --resume",
+                    file=sys.stderr,
+                )
+                return ExitCode.OK
+        key = await _complete(client, pending, profile)
+    assert passphrase is not None
+    try:
+        code = await session.create_vault(passphrase)
+        print(f"Created a new vault in {profile}.")
+        print("Recovery code (shown only now; write it down and keep it somewhere safe):")
+        print()
+        print(code.formatted())
+        print()
+        await session.sync.sign_in(account)
+        engine = await session.sync.engine()
+        report = await engine.join_with_standard_key(key)
+        await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile)
+        chats = await session.service.list_chats()
+        print(
+            f"Recovered the Standard sync key: {len(chats)} Standard chats are back "
+            f"({report.pulled} records fetched). Private chats stay unreadable: their key "
+            "was never escrowed, and only your old passphrase or recovery code opens it.",
+            file=sys.stderr,
+        )
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, session.close)
+    return ExitCode.OK
+
+
+async def _complete(client: SyncClient, pending: PendingRecovery, profile: Path) -> SyncKey:
+    """Wait for the server's answer and open it; a recovery that can no longer complete
+    (cancelled, expired) is forgotten here with a message that says what to do."""
+    from app.sync.client import SyncRefusedError
+    from app.sync.recovery import PendingRecovery, complete_recovery
+
+    def waiting(slug: str, seconds: float) -> None:
+        why = (
+            "the recovery delay is running"
+            if slug == "recovery-delay"
+            else "the server's escrow step has not answered yet"
+        )
+        print(f"Waiting: {why}; asking again in {seconds:.0f} s…", file=sys.stderr, flush=True)
+
+    try:
+        return await complete_recovery(client, pending, profile, on_wait=waiting)
+    except SyncRefusedError as error:
+        if error.slug not in ("not-pending", "recovery-expired", "not-found"):
+            raise
+        await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile)
+        raise SyncError(
+            f"The recovery {pending.recovery_id} cannot complete: it was cancelled (from "
+            "another device, or by turning escrow off) or it expired. Start a new one with "
+            "`hushchat vault recover --server URL` if it was you."
+        ) from error

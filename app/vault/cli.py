@@ -334,6 +334,12 @@ def _cmd_remove_slot(args: argparse.Namespace) -> int:
 
 
 def _cmd_recover(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        from app.sync.cli import recover_from_server
+
+        return recover_from_server(args)
+    if args.resume or args.no_wait:
+        raise UsageError("--resume and --no-wait go with --server URL.")
     source = SecretSource(args)
     vault = Vault.open(_profile(args))
     try:
@@ -530,11 +536,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     recover = commands.add_parser(
         "recover",
         parents=[secrets_parent, weak_parent],
-        help="use the recovery code to set a new passphrase",
+        help="use the recovery code to set a new passphrase (or, with --server, recover "
+        "the Standard chats from the sync server's escrow into a new vault)",
     )
     recover.add_argument(
         "--new-recovery-code", action="store_true", help="also replace the recovery code"
     )
+    from app.sync.cli import add_recover_server_arguments
+
+    add_recover_server_arguments(recover)
+    add_kdf_arguments(recover)  # for the new vault of a recovery with --server
     recover.set_defaults(handler=_cmd_recover)
     commands.add_parser(
         "rekey",
