@@ -24,6 +24,13 @@ from sync_server.auth.oidc import VerifiedToken
 from sync_server.db import Database
 from sync_server.errors import ProblemError
 from sync_server.models import Account, AuditEvent, Device, LocalToken, TokenBinding
+from sync_server.recoveries import (
+    PendingMails,
+    RecoveryNotices,
+    known_addresses,
+    lock_recovery,
+    remember_address,
+)
 
 log = logging.getLogger(__name__)
 LOCAL_ISSUER = "local"
@@ -224,11 +231,19 @@ def _one_or_none(
 
 
 async def resolve_oidc(
-    db: Database, token: VerifiedToken, device_id: str, jkt: str, device_name: str | None
+    db: Database,
+    token: VerifiedToken,
+    device_id: str,
+    jkt: str,
+    device_name: str | None,
+    notices: RecoveryNotices | None = None,
 ) -> Principal:
     """Find or create the account and device for a validated OIDC token.
 
-    ``jkt`` is the thumbprint of the key whose DPoP proof came with the request.
+    ``jkt`` is the thumbprint of the key whose DPoP proof came with the request. A
+    verified address the account has not had before (an e-mail change at the issuer)
+    locks recovery (:func:`sync_server.recoveries.lock_recovery`); ``notices`` mails
+    every known address about it.
     """
     # One round trip on the hot path: account, this token's binding and this device.
     row = await db.run(
@@ -259,10 +274,12 @@ async def resolve_oidc(
         )
         if fresh:
             return _principal(row, device_id, token.auth_time, "oidc")
+    delay = notices.settings.recovery_delay_seconds if notices is not None else 86400
     for attempt in range(2):
+        mails = PendingMails()
         try:
             async with db.write() as session:
-                account = await _upsert_oidc_account(session, token)
+                account = await _upsert_oidc_account(session, token, mails, delay)
                 binding = await session.get(TokenBinding, token.token_hash)
                 if binding is None:
                     session.add(
@@ -276,15 +293,21 @@ async def resolve_oidc(
                 elif binding.device_id != device_id:
                     raise unauthorized("This token belongs to another device.")
                 await _ensure_device(session, account.id, device_id, jkt, device_name)
-                return _principal(account, device_id, token.auth_time, "oidc")
+                principal = _principal(account, device_id, token.auth_time, "oidc")
         except IntegrityError:
             # A concurrent first request created the same row; the retry finds it.
             if attempt:
                 raise
+        else:
+            if notices is not None:
+                notices.send(mails)
+            return principal
     raise AssertionError("unreachable")
 
 
-async def _upsert_oidc_account(session: AsyncSession, token: VerifiedToken) -> Account:
+async def _upsert_oidc_account(
+    session: AsyncSession, token: VerifiedToken, mails: PendingMails, delay_seconds: int
+) -> Account:
     account = (
         await session.execute(
             select(Account).where(Account.issuer == token.issuer, Account.subject == token.subject)
@@ -303,9 +326,35 @@ async def _upsert_oidc_account(session: AsyncSession, token: VerifiedToken) -> A
         async with session.begin_nested():
             session.add(account)
         await audit(session, account.id, "account.created", None)
-    elif account.email != token.email or account.email_verified != token.email_verified:
+        if token.email_verified and token.email:
+            await remember_address(session, account.id, token.email, account.created_at)
+        return account
+    previous = account.email
+    if account.email != token.email or account.email_verified != token.email_verified:
         account.email = token.email
         account.email_verified = token.email_verified
+    if token.email_verified and token.email:
+        known = await known_addresses(session, account.id)
+        moment = now()
+        if await remember_address(session, account.id, token.email, moment):
+            earlier = set(known)
+            if previous and previous.strip().lower() != token.email.strip().lower():
+                earlier.add(previous.strip().lower())
+            if earlier:
+                await audit(session, account.id, "account.email_changed", None)
+                await lock_recovery(
+                    session,
+                    account,
+                    "email-changed",
+                    moment,
+                    delay_seconds,
+                    mails,
+                    explanation=(
+                        "A new e-mail address was verified for your Hushchat sync account "
+                        f"at {moment:%Y-%m-%d %H:%M} UTC; this notice goes to every address "
+                        "the account has used."
+                    ),
+                )
     return account
 
 

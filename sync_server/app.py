@@ -1,7 +1,8 @@
 """The application factory: :func:`create_app` assembles settings, routers and handlers.
 
 ``create_app`` refuses to build an app from incomplete settings (:class:`ConfigError`
-naming the variables) or an escrow key that does not unwrap. The lifespan opens the
+naming the variables) or a malformed escrow public key. The app holds the escrow *public*
+key only; ``hushchat-sync escrow process`` opens escrows. The lifespan opens the
 database, applies migrations (``AUTO_MIGRATE``, the default) or refuses an out-of-date
 schema, and runs the periodic clean-up.
 """
@@ -30,13 +31,22 @@ from sync_server.auth.oidc import JwksCache, OidcVerifier
 from sync_server.cleanup import run_periodically
 from sync_server.db import Database
 from sync_server.errors import PROBLEM_MEDIA_TYPE, Problem, ProblemError, problem_response
+from sync_server.escrow_worker import serve_escrow_key
 from sync_server.mailer import Mailer
 from sync_server.notifier import ChangeNotifier
 from sync_server.observability import RequestContextMiddleware, request_id_var
 from sync_server.ratelimit import RateLimiter, SignInBackoff
-from sync_server.routers import account, devices, docs, escrow, health, recovery, sync
+from sync_server.routers import (
+    account,
+    devices,
+    docs,
+    escrow,
+    health,
+    recovery,
+    recovery_page,
+    sync,
+)
 from sync_server.routing import BodySizeLimitMiddleware, RequestTooLargeError
-from sync_server.sealing import unwrap_private_key
 from sync_server.settings import Settings
 from sync_server.state import ServerState
 
@@ -164,10 +174,15 @@ def create_app(
     so a graceful shutdown does not wait for them.
     """
     settings.ensure_startable()
-    assert settings.escrow_private_key is not None
-    escrow_keys = unwrap_private_key(
-        settings.escrow_private_key.get_secret_value(), settings.kek_bytes()
-    )
+    escrow_keys = serve_escrow_key(settings)
+    if settings.escrow_private_key is not None or settings.escrow_kek is not None:
+        log.warning(
+            "escrow_private_key_configured_for_server",
+            extra={
+                "detail": "serve uses only the escrow public key; give ESCROW_PRIVATE_KEY and "
+                "ESCROW_KEK to `hushchat-sync escrow process` only"
+            },
+        )
     limiter = RateLimiter(settings)
     secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
 
@@ -271,7 +286,7 @@ def create_app(
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    for module in (health, account, devices, sync, escrow, recovery, docs):
+    for module in (health, account, devices, sync, escrow, recovery, recovery_page, docs):
         app.include_router(module.router)
     docs.mount_assets(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -38,8 +38,8 @@ async def cleanup_once(db: Database, unverified_ttl_seconds: int) -> dict[str, i
                 LocalUser.created_at < moment - timedelta(seconds=unverified_ttl_seconds),
             ),
             "expired_recoveries": update(Recovery)
-            .where(Recovery.status == "pending", Recovery.expires_at < moment)
-            .values(status="cancelled", finished_at=moment),
+            .where(Recovery.status.in_(("pending", "ready")), Recovery.expires_at < moment)
+            .values(status="expired", finished_at=moment, sealed_answer=None),
         }
         for name, statement in statements.items():
             result = await session.execute(statement)

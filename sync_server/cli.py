@@ -1,4 +1,9 @@
-"""The ``hushchat-sync`` command: ``serve``, ``migrate``, ``gen-keys``, ``check-config``.
+"""The ``hushchat-sync`` command: ``serve``, ``migrate``, ``gen-keys``, ``check-config``,
+``escrow process`` and ``escrow public-key``.
+
+``serve`` needs only the escrow public key. ``escrow process`` is the only command that
+opens escrowed keys (it needs ``ESCROW_PRIVATE_KEY`` and ``ESCROW_KEK``); run it where the
+server's environment does not reach those two.
 
 Exit codes: 0 success, 1 the check found problems / the operation failed, 2 the settings
 are incomplete (the message names the variable to set).
@@ -18,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync_server import __version__
 from sync_server.errors import ConfigError, DatabaseNotMigratedError
-from sync_server.sealing import generate_secrets, unwrap_private_key
+from sync_server.sealing import generate_secrets
 from sync_server.settings import ENV_PREFIX, Settings, load_settings
 
 #: App factory each ``serve --workers N`` process imports.
@@ -50,6 +55,37 @@ def _parser() -> argparse.ArgumentParser:
         "gen-keys", help="Print a new secret key, escrow key pair and KEK as env lines."
     )
     commands.add_parser("check-config", help="Print what is missing or wrong, then exit.")
+    escrow = commands.add_parser(
+        "escrow", help="Escrow key holder: seal recovery answers (needs the private key)."
+    )
+    escrow_commands = escrow.add_subparsers(dest="escrow_command", required=True)
+    process = escrow_commands.add_parser(
+        "process",
+        help="Seal the escrowed key to each recovery past its delay (the only code that "
+        "opens escrows).",
+    )
+    mode = process.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="One pass, then exit (for timers).")
+    mode.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="Seconds between passes, until SIGTERM/SIGINT (default: "
+        "ESCROW_PROCESS_INTERVAL_SECONDS).",
+    )
+    for command in (
+        process,
+        escrow_commands.add_parser(
+            "public-key", help="Print ESCROW_PUBLIC_KEY for the wrapped private key (for serve)."
+        ),
+    ):
+        command.add_argument(
+            "--key-file",
+            type=Path,
+            default=None,
+            help="File with the wrapped escrow private key (instead of ESCROW_PRIVATE_KEY).",
+        )
     return parser
 
 
@@ -119,12 +155,19 @@ async def _database_status(settings: Settings) -> str:
 
 
 def _check_config(settings: Settings) -> int:
+    from sync_server.escrow_worker import load_escrow_keys, serve_escrow_key
+
     problems = settings.problems()
+    if not problems:
+        try:
+            public = serve_escrow_key(settings)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        else:
+            print(f"ok: escrow public key (key id {public.key_id})")
     if not problems and settings.escrow_private_key is not None:
         try:
-            keys = unwrap_private_key(
-                settings.escrow_private_key.get_secret_value(), settings.kek_bytes()
-            )
+            keys = load_escrow_keys(settings)
         except ConfigError as exc:
             problems.append(str(exc))
         else:
@@ -145,6 +188,21 @@ def _check_config(settings: Settings) -> int:
     return 0
 
 
+def _escrow(settings: Settings, args: argparse.Namespace) -> int:
+    from sync_server.escrow_worker import load_escrow_keys, run
+    from sync_server.observability import configure_logging
+
+    keys = load_escrow_keys(settings, args.key_file)
+    if args.escrow_command == "public-key":
+        print(f"{ENV_PREFIX}ESCROW_PUBLIC_KEY={keys.public.to_text()}")
+        return 0
+    configure_logging(settings.log_level, settings.log_format)
+    interval = args.interval or settings.escrow_process_interval_seconds
+    if interval <= 0:
+        raise ConfigError("--interval must be more than 0 seconds.")
+    return asyncio.run(run(settings, keys, once=args.once, interval=interval))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hushchat-sync``."""
     args = _parser().parse_args(argv)
@@ -156,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.env_file)
         if args.command == "check-config":
             return _check_config(settings)
+        if args.command == "escrow":
+            return _escrow(settings, args)
         if args.command == "migrate":
             revision = asyncio.run(_migrate(settings))
             print(f"database at revision {revision}")

@@ -40,6 +40,7 @@ from sync_server.auth.local import LOCAL_TOKEN_PREFIX
 from sync_server.auth.oidc import IssuerUnavailableError, TokenError, token_hash
 from sync_server.errors import ProblemError
 from sync_server.protocol import DEVICE_HEADER, DEVICE_ID_PATTERN, DEVICE_NAME_HEADER
+from sync_server.recoveries import RecoveryNotices
 from sync_server.state import ServerState
 
 MAX_TOKEN_LENGTH = 8192
@@ -173,7 +174,8 @@ async def _resolve(
             "Verify your e-mail address with your identity provider first.",
             slug="email-not-verified",
         )
-    return await resolve_oidc(state.db, verified, device_id, jkt, name)
+    notices = RecoveryNotices(state.mailer, settings)
+    return await resolve_oidc(state.db, verified, device_id, jkt, name, notices)
 
 
 async def authenticate(request: Request, state: ServerState) -> Principal:

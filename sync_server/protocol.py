@@ -46,6 +46,8 @@ DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 RECORD_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 KIND_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 KEY_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+#: Escrowed Standard sync key ids (the client's ``new_key_id``: 16 hex characters).
+ESCROW_KEY_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
@@ -153,14 +155,6 @@ class PushResponse(_Wire):
     cursor: int = Field(description="The account's newest sequence number after the push.")
 
 
-class ChangesResponse(_Wire):
-    """``GET /v1/sync/changes`` answer: changes with seq > cursor, oldest first."""
-
-    changes: list[RecordOut]
-    cursor: int = Field(description="Pass this as ?cursor= next time (never decreases).")
-    has_more: bool
-
-
 class OidcMeta(_Wire):
     """How clients log in with OIDC (authorization code + PKCE, loopback redirect)."""
 
@@ -237,9 +231,16 @@ class EscrowPut(_Wire):
     """
 
     tier: Literal["standard"]
-    key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN)]
-    server_key_id: str = Field(description="key_id of the escrow public key used.")
-    sealed_key: Base64Bytes
+    key_id: Annotated[str, Field(pattern=ESCROW_KEY_ID_PATTERN)] = Field(
+        description="Id of the client's Standard sync key (part of the associated data)."
+    )
+    server_key_id: str = Field(
+        max_length=64, description="key_id of the escrow public key used (from /v1/meta)."
+    )
+    sealed_key: Base64Bytes = Field(
+        description="Sealed box v1 of the key material: 77 to 317 bytes. The server checks "
+        "its shape only; it cannot open it."
+    )
 
 
 class AuditEventOut(_Wire):
@@ -250,15 +251,36 @@ class AuditEventOut(_Wire):
     created_at: datetime
 
 
+RecoveryStatus = Literal["pending", "ready", "completed", "cancelled", "expired"]
+
+
 class RecoveryOut(_Wire):
-    """A recovery request."""
+    """A recovery request.
+
+    ``pending``: waiting for ``not_before`` (any other device may cancel or approve);
+    ``ready``: the escrow command sealed the answer, the starting device may complete;
+    then ``completed``, or ``cancelled`` / ``expired``.
+    """
 
     id: str
-    status: Literal["pending", "completed", "cancelled"]
+    status: RecoveryStatus
     device_id: str
     created_at: datetime
     not_before: datetime
     expires_at: datetime
+
+
+class ChangesResponse(_Wire):
+    """``GET /v1/sync/changes`` answer: changes with seq > cursor, oldest first."""
+
+    changes: list[RecordOut]
+    cursor: int = Field(description="Pass this as ?cursor= next time (never decreases).")
+    has_more: bool
+    recoveries: list[RecoveryOut] = Field(
+        default_factory=list,
+        description="The account's pending and ready recoveries (every answer), so each "
+        "device can warn its user and cancel one it did not start.",
+    )
 
 
 class EscrowStatus(_Wire):
@@ -280,6 +302,12 @@ class RecoveryStart(_Wire):
 
 class RecoveryCancel(_Wire):
     """``POST /v1/recovery/cancel``."""
+
+    recovery_id: str = Field(max_length=64)
+
+
+class RecoveryApprove(_Wire):
+    """``POST /v1/recovery/approve``: another device of the account skips the delay."""
 
     recovery_id: str = Field(max_length=64)
 

@@ -27,7 +27,7 @@ from typing_extensions import TypedDict
 from sync_server.accounts import Principal, now, unauthorized
 from sync_server.db import Database
 from sync_server.errors import ProblemError
-from sync_server.models import Account, Record
+from sync_server.models import Account, Record, Recovery
 from sync_server.protocol import PushRequest, RecordIn
 from sync_server.settings import Settings
 
@@ -90,12 +90,24 @@ class _RecordJson(TypedDict):
     payload: str
 
 
+class _RecoveryJson(TypedDict):
+    """:class:`~sync_server.protocol.RecoveryOut`."""
+
+    id: str
+    status: str
+    device_id: str
+    created_at: datetime
+    not_before: datetime
+    expires_at: datetime
+
+
 class _ChangesJson(TypedDict):
     """:class:`~sync_server.protocol.ChangesResponse`."""
 
     changes: list[_RecordJson]
     cursor: int
     has_more: bool
+    recoveries: list[_RecoveryJson]
 
 
 class _PushResultJson(TypedDict):
@@ -404,7 +416,56 @@ async def changed_rows(db: Database, account_id: str, cursor: int, limit: int) -
     return await db.run(_changes, account_id, cursor, limit)
 
 
-def changes_json(rows: Sequence[Any], cursor: int, limit: int) -> bytes:
+_recoveries = cast(Table, Recovery.__table__)
+_OPEN_RECOVERIES = (
+    select(
+        _recoveries.c.id,
+        _recoveries.c.status,
+        _recoveries.c.device_id,
+        _recoveries.c.created_at,
+        _recoveries.c.not_before,
+        _recoveries.c.expires_at,
+    )
+    .where(
+        _recoveries.c.account_id == bindparam("account_id"),
+        _recoveries.c.status.in_(("pending", "ready")),
+    )
+    .order_by(_recoveries.c.created_at)
+)
+
+
+def _changes_and_recoveries(
+    connection: Connection, account_id: str, cursor: int, limit: int
+) -> tuple[Sequence[Any], list[_RecoveryJson]]:
+    rows = _changes(connection, account_id, cursor, limit)
+    found = connection.execute(_OPEN_RECOVERIES, {"account_id": account_id}).all()
+    recoveries: list[_RecoveryJson] = [
+        {
+            "id": row.id,
+            "status": row.status,
+            "device_id": row.device_id,
+            "created_at": row.created_at,
+            "not_before": row.not_before,
+            "expires_at": row.expires_at,
+        }
+        for row in found
+    ]
+    return rows, recoveries
+
+
+async def changed_rows_and_recoveries(
+    db: Database, account_id: str, cursor: int, limit: int
+) -> tuple[Sequence[Any], list[_RecoveryJson]]:
+    """:func:`changed_rows` and the account's pending/ready recoveries, in one read."""
+    return await db.run(_changes_and_recoveries, account_id, cursor, limit)
+
+
+def changes_json(
+    rows: Sequence[Any],
+    cursor: int,
+    limit: int,
+    recoveries: Sequence[_RecoveryJson] = (),
+) -> bytes:
     """The JSON of a ``ChangesResponse`` from :func:`changed_rows`' answer."""
     page = rows[:limit]
     return _CHANGES_JSON.dump_json(
@@ -412,5 +473,6 @@ def changes_json(rows: Sequence[Any], cursor: int, limit: int) -> bytes:
             "changes": _page(page),
             "cursor": page[-1].seq if page else cursor,
             "has_more": len(rows) > limit,
+            "recoveries": list(recoveries),
         }
     )

@@ -9,7 +9,10 @@ escrow public key) and for the recovery answer (sealed to the new device's ephem
                          info = b"hushchat sealed box v1", length = 32)
     AAD    = the context string given by the protocol (see ``escrow_aad``/``recovery_aad``)
 
-The escrow private key is stored by the operator wrapped by a key-encryption key (KEK)::
+The server answers requests with the escrow *public* key only (``ESCROW_PUBLIC_KEY``):
+it checks an upload's shape (:func:`check_sealed_shape`) and never opens it. Only
+``hushchat-sync escrow process`` holds the private key, stored by the operator wrapped by
+a key-encryption key (KEK)::
 
     wrapped = base64( nonce (12) || AES-256-GCM(KEK, raw X25519 private key, AAD) )
     AAD     = b"hushchat-sync escrow private key v1"
@@ -36,6 +39,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sync_server.errors import ConfigError, SyncServerError
 
 SEALED_BOX_VERSION = 1
+#: Overhead of a v1 sealed box: version, ephemeral public key, nonce, GCM tag.
+SEALED_BOX_OVERHEAD = 1 + 32 + 12 + 16
+#: Escrowed plaintext: a 32-byte key with at most a few bytes of framing; at most 256.
+MIN_ESCROW_PLAINTEXT = 16
+MAX_ESCROW_PLAINTEXT = 256
 _HKDF_INFO = b"hushchat sealed box v1"
 _KEK_AAD = b"hushchat-sync escrow private key v1"
 ESCROW_ALGORITHM = "X25519-HKDF-SHA256-AES256GCM"
@@ -122,9 +130,53 @@ def open_sealed(recipient: X25519PrivateKey, sealed: bytes, aad: bytes) -> bytes
         raise SealingError("sealed box failed authentication") from exc
 
 
+def check_sealed_shape(sealed: bytes, min_plaintext: int, max_plaintext: int) -> None:
+    """Raise :class:`SealingError` unless ``sealed`` looks like a v1 sealed box of a
+    plaintext of ``min_plaintext`` to ``max_plaintext`` bytes (nothing is decrypted)."""
+    if not sealed or sealed[0] != SEALED_BOX_VERSION:
+        raise SealingError("not a version-1 sealed box")
+    low, high = SEALED_BOX_OVERHEAD + min_plaintext, SEALED_BOX_OVERHEAD + max_plaintext
+    if not low <= len(sealed) <= high:
+        raise SealingError(f"a sealed key is {low} to {high} bytes, not {len(sealed)}")
+
+
+def key_id_of(public_bytes: bytes) -> str:
+    """Short fingerprint of an escrow public key, so clients notice a key change."""
+    return hashlib.sha256(public_bytes).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EscrowPublicKey:
+    """The escrow public key: all the request path needs (uploads are sealed to it)."""
+
+    public_bytes: bytes
+
+    @property
+    def key_id(self) -> str:
+        """Short fingerprint of the public key, so clients notice a key change."""
+        return key_id_of(self.public_bytes)
+
+    def to_text(self) -> str:
+        """The ``ESCROW_PUBLIC_KEY`` setting's form: base64 of the raw 32 bytes."""
+        return base64.b64encode(self.public_bytes).decode()
+
+
+def parse_public_key(text: str) -> EscrowPublicKey:
+    """Read ``ESCROW_PUBLIC_KEY`` (base64 of 32 bytes); :class:`ConfigError` if malformed."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        public_key_from_bytes(raw)
+    except (binascii.Error, ValueError, SealingError) as exc:
+        raise ConfigError(
+            "HUSHCHAT_SYNC_ESCROW_PUBLIC_KEY must be the base64 of a 32-byte X25519 public "
+            "key, as printed by `hushchat-sync gen-keys` or `hushchat-sync escrow public-key`."
+        ) from exc
+    return EscrowPublicKey(raw)
+
+
 @dataclass(frozen=True)
 class EscrowKeyPair:
-    """The server's escrow key pair, unwrapped in memory."""
+    """The server's escrow key pair, unwrapped in memory (``escrow process`` only)."""
 
     private_key: X25519PrivateKey
 
@@ -136,7 +188,12 @@ class EscrowKeyPair:
     @property
     def key_id(self) -> str:
         """Short fingerprint of the public key, so clients notice a key change."""
-        return hashlib.sha256(self.public_bytes).hexdigest()[:16]
+        return key_id_of(self.public_bytes)
+
+    @property
+    def public(self) -> EscrowPublicKey:
+        """The public half."""
+        return EscrowPublicKey(self.public_bytes)
 
 
 def wrap_private_key(private_key: X25519PrivateKey, kek: bytes) -> str:
@@ -164,10 +221,14 @@ def unwrap_private_key(wrapped: str, kek: bytes) -> EscrowKeyPair:
 
 
 def generate_secrets() -> dict[str, str]:
-    """Fresh secret key, KEK and wrapped escrow key, as setting-name → value."""
+    """Fresh secret key, escrow public key, KEK and wrapped escrow private key, as
+    setting-name → value. ``serve`` needs SECRET_KEY and ESCROW_PUBLIC_KEY; only
+    ``escrow process`` needs ESCROW_KEK and ESCROW_PRIVATE_KEY."""
     kek = os.urandom(32)
+    private = X25519PrivateKey.generate()
     return {
         "SECRET_KEY": secrets.token_urlsafe(48),
+        "ESCROW_PUBLIC_KEY": base64.b64encode(_raw_public(private.public_key())).decode(),
         "ESCROW_KEK": base64.b64encode(kek).decode(),
-        "ESCROW_PRIVATE_KEY": wrap_private_key(X25519PrivateKey.generate(), kek),
+        "ESCROW_PRIVATE_KEY": wrap_private_key(private, kek),
     }

@@ -115,13 +115,27 @@ class Settings(BaseSettings):
         "Tokens and codes are stored as SHA-256 hashes that do not use it. Generate with "
         "`hushchat-sync gen-keys`.",
     )
+    escrow_public_key: str | None = Field(
+        default=None,
+        description="Escrow X25519 public key (base64, 32 bytes; from `gen-keys`). The only "
+        "escrow key `serve` needs: uploads are sealed to it and never opened by the server.",
+    )
     escrow_kek: SecretStr | None = Field(
         default=None,
-        description="Key-encryption key (base64, 32 bytes) that unwraps the escrow private key.",
+        description="Key-encryption key (base64, 32 bytes) that unwraps the escrow private "
+        "key. Give it to `hushchat-sync escrow process` only, not to `serve`.",
     )
     escrow_private_key: SecretStr | None = Field(
         default=None,
-        description="Escrow X25519 private key wrapped by ESCROW_KEK (from `gen-keys`).",
+        description="Escrow X25519 private key wrapped by ESCROW_KEK (from `gen-keys`). Give "
+        "it to `hushchat-sync escrow process` only; `serve` ignores it (older set-ups that "
+        "give it to `serve` without ESCROW_PUBLIC_KEY get the public key derived from it).",
+    )
+    escrow_process_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="`escrow process --interval` default: seconds between passes.",
     )
 
     # --- OIDC ----------------------------------------------------------------------------
@@ -422,19 +436,54 @@ class Settings(BaseSettings):
             found.append(f"{ENV_PREFIX}SECRET_KEY is not set (run `hushchat-sync gen-keys`).")
         elif secret.strip().lower() in _PLACEHOLDERS or len(secret) < 32:
             found.append(f"{ENV_PREFIX}SECRET_KEY is a placeholder or shorter than 32 characters.")
+        if self.escrow_public_key is not None:
+            if not _is_public_key(self.escrow_public_key):
+                found.append(
+                    f"{ENV_PREFIX}ESCROW_PUBLIC_KEY must be the base64 of 32 bytes (from "
+                    "`hushchat-sync gen-keys`)."
+                )
+        elif self.escrow_private_key is None or self.escrow_kek is None:
+            found.append(
+                f"{ENV_PREFIX}ESCROW_PUBLIC_KEY is not set (run `hushchat-sync gen-keys`; "
+                f"give {ENV_PREFIX}ESCROW_PRIVATE_KEY and {ENV_PREFIX}ESCROW_KEK only to "
+                "`hushchat-sync escrow process`)."
+            )
+        found.extend(self._kek_problems())
+        return found + self._other_problems()
+
+    def _kek_problems(self) -> list[str]:
         kek = self.escrow_kek.get_secret_value() if self.escrow_kek else None
         if kek is None:
-            found.append(f"{ENV_PREFIX}ESCROW_KEK is not set (run `hushchat-sync gen-keys`).")
-        else:
-            try:
-                if len(base64.b64decode(kek, validate=True)) != 32:
-                    found.append(f"{ENV_PREFIX}ESCROW_KEK must be 32 bytes, base64-encoded.")
-            except (binascii.Error, ValueError):
-                found.append(f"{ENV_PREFIX}ESCROW_KEK is not valid base64.")
+            return []
+        try:
+            if len(base64.b64decode(kek, validate=True)) != 32:
+                return [f"{ENV_PREFIX}ESCROW_KEK must be 32 bytes, base64-encoded."]
+        except (binascii.Error, ValueError):
+            return [f"{ENV_PREFIX}ESCROW_KEK is not valid base64."]
+        return []
+
+    def escrow_process_problems(self) -> list[str]:
+        """What keeps ``hushchat-sync escrow process`` from opening escrows."""
+        found: list[str] = []
         if self.escrow_private_key is None:
             found.append(
-                f"{ENV_PREFIX}ESCROW_PRIVATE_KEY is not set (run `hushchat-sync gen-keys`)."
+                f"{ENV_PREFIX}ESCROW_PRIVATE_KEY is not set (or pass --key-file): the escrow "
+                "command needs the wrapped escrow private key from `hushchat-sync gen-keys`."
             )
+        if self.escrow_kek is None:
+            found.append(
+                f"{ENV_PREFIX}ESCROW_KEK is not set: the escrow command needs the "
+                "key-encryption key from `hushchat-sync gen-keys`."
+            )
+        found.extend(self._kek_problems())
+        if self.escrow_public_key is not None and not _is_public_key(self.escrow_public_key):
+            found.append(f"{ENV_PREFIX}ESCROW_PUBLIC_KEY must be the base64 of 32 bytes.")
+        if self.public_url and not _is_acceptable_url(self.public_url, allow_http=True):
+            found.append(f"{ENV_PREFIX}PUBLIC_URL must be an http:// or https:// URL.")
+        return found
+
+    def _other_problems(self) -> list[str]:
+        found: list[str] = []
         if self.oidc_issuer:
             if not self.oidc_audience:
                 found.append(f"{ENV_PREFIX}OIDC_AUDIENCE is required with OIDC_ISSUER.")
@@ -467,6 +516,14 @@ class Settings(BaseSettings):
             found.append(
                 "Neither OIDC_ISSUER nor LOCAL_ACCOUNTS_ENABLED is set: nobody can sign in."
             )
+        if self.escrow_private_key is not None or self.escrow_kek is not None:
+            found.append(
+                "ESCROW_PRIVATE_KEY/ESCROW_KEK are set for the server: `serve` does not use "
+                "them (it needs only ESCROW_PUBLIC_KEY). Give them only to "
+                "`hushchat-sync escrow process`, so the server process alone cannot open "
+                "escrowed keys; set ESCROW_PUBLIC_KEY (`hushchat-sync escrow public-key` "
+                "prints it)."
+            )
         memory_limits = self.rate_limit_storage_url.startswith(("memory", "async+memory"))
         if self.workers > 1 and self.rate_limits_enabled and memory_limits:
             found.append(
@@ -487,6 +544,13 @@ def normalise_token_type(value: str) -> str:
     """A JWT ``typ`` as compared: lower case, without the ``application/`` prefix (RFC 7515)."""
     lowered = value.strip().lower()
     return lowered.removeprefix("application/")
+
+
+def _is_public_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text.strip(), validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _is_acceptable_url(url: str, allow_http: bool) -> bool:

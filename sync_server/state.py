@@ -15,7 +15,7 @@ from sync_server.db import Database
 from sync_server.mailer import Mailer
 from sync_server.notifier import ChangeNotifier
 from sync_server.ratelimit import RateLimiter
-from sync_server.sealing import EscrowKeyPair
+from sync_server.sealing import EscrowPublicKey
 from sync_server.settings import Settings
 
 
@@ -25,7 +25,7 @@ class ServerState:
 
     settings: Settings
     db: Database
-    escrow: EscrowKeyPair
+    escrow: EscrowPublicKey  # the public key only: the server never opens an escrow
     http: httpx.AsyncClient
     limiter: RateLimiter
     mailer: Mailer

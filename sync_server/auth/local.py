@@ -46,6 +46,12 @@ from sync_server.mailer import Mailer
 from sync_server.models import Account, Device, EmailToken, LocalToken, LocalUser
 from sync_server.protocol import Accepted, TokenResponse
 from sync_server.ratelimit import SignInBackoff
+from sync_server.recoveries import (
+    PendingMails,
+    RecoveryNotices,
+    lock_recovery,
+    remember_address,
+)
 from sync_server.settings import Settings
 
 _T = TypeVar("_T")
@@ -237,6 +243,8 @@ class LocalAccounts:
             await session.flush()
             user.account_id = account.id
             await audit(session, account.id, "account.created", None, "local")
+        assert user.account_id is not None
+        await remember_address(session, user.account_id, user.email, moment)
 
     async def verify_email(self, code: str) -> Accepted:
         """Redeem a verification code; the account exists from now on."""
@@ -380,9 +388,15 @@ class LocalAccounts:
         return ACCEPTED_RESET
 
     async def confirm_reset(self, code: str, password: str) -> Accepted:
-        """Set a new password with a reset code; signs out every device's local tokens."""
+        """Set a new password with a reset code; signs out every device's local tokens.
+
+        The devices signed out could no longer cancel a recovery started by whoever reset
+        the password, so a reset also cancels open recoveries, blocks new ones for
+        ``RECOVERY_DELAY_SECONDS`` and tells every known address.
+        """
         self._check_password(password)
         password_hash = await self._hash_password(password)
+        mails = PendingMails()
         async with self._db.write() as session:
             user = await self._consume_code(session, code, "reset")
             user.password_hash = password_hash
@@ -392,4 +406,20 @@ class LocalAccounts:
                 delete(LocalToken).where(LocalToken.account_id == user.account_id)
             )
             await audit(session, user.account_id, "account.password_reset", None)
+            account = await session.get(Account, user.account_id)
+            assert account is not None  # FK with ON DELETE CASCADE
+            moment = now()
+            await lock_recovery(
+                session,
+                account,
+                "password-reset",
+                moment,
+                self._settings.recovery_delay_seconds,
+                mails,
+                explanation=(
+                    "The password of your Hushchat sync account was reset at "
+                    f"{moment:%Y-%m-%d %H:%M} UTC and every device was signed out."
+                ),
+            )
+        RecoveryNotices(self._mailer, self._settings).send(mails)
         return Accepted(detail="Password changed; sign in again on every device.")

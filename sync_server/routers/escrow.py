@@ -1,26 +1,33 @@
 """Standard-tier key escrow: ``GET|PUT|DELETE /v1/escrow``.
 
-The client seals its Standard database key to the server's escrow public key (see
-:mod:`sync_server.sealing`); the server checks that it can open it (so a recovery will
-work) and stores the sealed form only. Private-tier keys are never accepted.
+The client seals its Standard sync key to the escrow public key (see
+:mod:`sync_server.sealing`). The server holds only that public key: it checks the upload's
+shape (a v1 sealed box of 16 to 256 bytes of plaintext, sealed to the current key id) and
+stores it; it cannot open it. Only ``hushchat-sync escrow process`` can. Private-tier keys
+are never accepted.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from sync_server.accounts import Principal, audit, now
 from sync_server.deps import CurrentPrincipal, StateDep
 from sync_server.errors import ProblemError
 from sync_server.models import AuditEvent, Escrow, Recovery
 from sync_server.protocol import AuditEventOut, EscrowPut, EscrowStatus, RecoveryOut
+from sync_server.recoveries import OPEN_STATUSES, cancel_open
 from sync_server.routing import ApiRoute
-from sync_server.sealing import SealingError, escrow_aad, open_sealed
+from sync_server.sealing import (
+    MAX_ESCROW_PLAINTEXT,
+    MIN_ESCROW_PLAINTEXT,
+    SealingError,
+    check_sealed_shape,
+)
 from sync_server.state import ServerState
 
 router = APIRouter(tags=["escrow"], route_class=ApiRoute)
-MAX_ESCROWED_KEY_BYTES = 64
 
 
 def recovery_out(row: Recovery) -> RecoveryOut:
@@ -41,7 +48,10 @@ async def _status(state: ServerState, principal: Principal) -> EscrowStatus:
         pending = (
             await session.execute(
                 select(Recovery)
-                .where(Recovery.account_id == principal.account_id, Recovery.status == "pending")
+                .where(
+                    Recovery.account_id == principal.account_id,
+                    Recovery.status.in_(OPEN_STATUSES),
+                )
                 .order_by(Recovery.created_at)
             )
         ).scalars()
@@ -85,23 +95,15 @@ async def put_escrow(body: EscrowPut, principal: CurrentPrincipal, state: StateD
             slug="escrow-key-changed",
         )
     try:
-        key = open_sealed(
-            state.escrow.private_key, body.sealed_key, escrow_aad(principal.account_id, body.key_id)
-        )
+        # Shape only: the server has no escrow private key to open it with.
+        check_sealed_shape(body.sealed_key, MIN_ESCROW_PLAINTEXT, MAX_ESCROW_PLAINTEXT)
     except SealingError as exc:
         raise ProblemError(
             422,
-            "Sealed key unusable",
-            "The sealed key does not open with this server's escrow key for this account.",
-            slug="escrow-unreadable",
+            "Malformed sealed key",
+            f"sealed_key must be a version-1 sealed box of the key ({exc}).",
+            slug="escrow-malformed",
         ) from exc
-    if not 16 <= len(key) <= MAX_ESCROWED_KEY_BYTES:
-        raise ProblemError(
-            422,
-            "Sealed key unusable",
-            "The escrowed key must be 16 to 64 bytes.",
-            slug="escrow-unreadable",
-        )
     moment = now()
     async with state.db.write() as session:
         row = await session.get(Escrow, principal.account_id)
@@ -131,15 +133,17 @@ async def put_escrow(body: EscrowPut, principal: CurrentPrincipal, state: StateD
     "/v1/escrow", status_code=status.HTTP_204_NO_CONTENT, summary="Remove the escrowed key"
 )
 async def delete_escrow(principal: CurrentPrincipal, state: StateDep) -> Response:
-    """Forget the escrowed key and cancel pending recoveries."""
+    """Forget the escrowed key and cancel pending and ready recoveries."""
     async with state.db.write() as session:
         row = await session.get(Escrow, principal.account_id)
         if row is not None:
             await session.delete(row)
-        await session.execute(
-            update(Recovery)
-            .where(Recovery.account_id == principal.account_id, Recovery.status == "pending")
-            .values(status="cancelled", finished_at=now(), finished_by_device=principal.device_id)
+        await cancel_open(
+            session,
+            principal.account_id,
+            now(),
+            "escrow-deleted",
+            by_device=principal.device_id,
         )
         await audit(session, principal.account_id, "escrow.deleted", principal.device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

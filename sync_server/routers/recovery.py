@@ -1,44 +1,57 @@
-"""Escrow recovery: ``POST /v1/recovery/start|cancel|complete``.
+"""Escrow recovery: ``POST /v1/recovery/start|approve|cancel|complete``.
 
-1. ``start`` from the new device: needs a verified e-mail and a fresh login (``auth_time``
-   within ``RECOVERY_MAX_AUTH_AGE_SECONDS``) and the device's ephemeral X25519 public key;
-   the account's address is notified.
-2. For ``RECOVERY_DELAY_SECONDS`` any device of the account can ``cancel`` it.
-3. ``complete`` from the same device after the delay: the server opens the escrowed key and
-   seals it to the ephemeral public key. Every step is in the audit trail.
+1. ``start`` from the new device: needs a verified e-mail, a fresh login (``auth_time``
+   within ``RECOVERY_MAX_AUTH_AGE_SECONDS``), the device's ephemeral X25519 public key,
+   and an account whose recovery is not blocked (an e-mail change or password reset blocks
+   it for ``RECOVERY_DELAY_SECONDS``: 409 ``recovery-blocked``). Every verified address
+   the account ever had is mailed, with a single-use cancel link.
+2. Until ``not_before`` (``RECOVERY_DELAY_SECONDS`` later) any device of the account can
+   ``cancel`` it; *another* device can ``approve`` it, which skips the rest of the delay.
+3. After ``not_before``, ``hushchat-sync escrow process`` (the only holder of the escrow
+   private key) opens the escrowed key and seals it to the device's key: status ``ready``.
+4. ``complete`` from the starting device returns that sealed answer (``recovery-delay``
+   before ``not_before``, ``recovery-waiting`` until the escrow command has run).
+
+The server process itself never opens an escrow. Every step is in the audit trail.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, status
-from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sync_server.accounts import Principal, audit, new_id, now
 from sync_server.deps import CurrentPrincipal, SignInLimits, StateDep
 from sync_server.errors import ProblemError
-from sync_server.models import Escrow, Recovery
+from sync_server.models import Account, Device, Escrow, Recovery
 from sync_server.protocol import (
+    RecoveryApprove,
     RecoveryCancel,
     RecoveryComplete,
     RecoveryOut,
     RecoveryResult,
     RecoveryStart,
 )
+from sync_server.recoveries import (
+    OPEN_STATUSES,
+    PendingMails,
+    RecoveryNotices,
+    cancel_open,
+    known_addresses,
+    new_cancel_token,
+    simple_mail,
+    started_mail,
+)
 from sync_server.routers.escrow import recovery_out
 from sync_server.routing import ApiRoute
-from sync_server.sealing import (
-    SealingError,
-    escrow_aad,
-    open_sealed,
-    public_key_from_bytes,
-    recovery_aad,
-    seal,
-)
-from sync_server.state import ServerState
+from sync_server.sealing import SealingError, public_key_from_bytes
 
 router = APIRouter(tags=["recovery"], route_class=ApiRoute)
+
+#: Seconds a device waits before asking again while the escrow command has not run.
+WAITING_RETRY_SECONDS = 5
 
 
 def _require_verified(principal: Principal) -> None:
@@ -66,17 +79,39 @@ def _require_fresh_login(principal: Principal, max_age: int) -> None:
         )
 
 
-def _notify(state: ServerState, principal: Principal, subject: str, body: str) -> None:
-    if principal.email:
-        state.mailer.send_later(principal.email, subject, body, purpose="recovery")
+def _not_open(row: Recovery) -> ProblemError:
+    reasons = {
+        "email-changed": " because the account's e-mail address changed",
+        "password-reset": " because the account's password was reset",
+        "escrow-deleted": " because the escrowed key was deleted",
+        "escrow-unreadable": ": the escrowed key could not be opened; escrow it again from a "
+        "device that has it",
+        "link": " from the link in the notice mail",
+        "replaced": " because this device started a newer recovery",
+    }
+    detail = f"The recovery is {row.status}"
+    if row.status == "cancelled" and row.cancel_reason:
+        detail += reasons.get(row.cancel_reason, "")
+    return ProblemError(409, "Not pending", detail + ".", slug="not-pending")
 
 
-async def _own_recovery(state: ServerState, principal: Principal, recovery_id: str) -> Recovery:
-    async with state.db.read() as session:
-        row = await session.get(Recovery, recovery_id)
+def _expired() -> ProblemError:
+    return ProblemError(
+        409, "Expired", "The recovery expired; start a new one.", slug="recovery-expired"
+    )
+
+
+async def _own_recovery(session: AsyncSession, principal: Principal, recovery_id: str) -> Recovery:
+    row = await session.get(Recovery, recovery_id)
     if row is None or row.account_id != principal.account_id:
         raise ProblemError(404, "Not found", "No such recovery request.", slug="not-found")
     return row
+
+
+def _expire(row: Recovery, moment: datetime) -> None:
+    row.status = "expired"
+    row.finished_at = moment
+    row.sealed_answer = None
 
 
 @router.post(
@@ -96,18 +131,34 @@ async def start(body: RecoveryStart, principal: CurrentPrincipal, state: StateDe
             422, "Invalid device key", "device_public_key must be 32 bytes.", slug="invalid-key"
         ) from exc
     settings = state.settings
+    notices = RecoveryNotices(state.mailer, settings)
+    mails = PendingMails()
     moment = now()
+    token, token_hash = new_cancel_token()
     async with state.db.write() as session:
+        account = await session.get(Account, principal.account_id)
+        assert account is not None  # the principal was just resolved
+        blocked = account.recovery_blocked_until
+        if blocked is not None and moment < blocked:
+            wait = int((blocked - moment).total_seconds()) + 1
+            raise ProblemError(
+                409,
+                "Recovery blocked",
+                "The account's e-mail address changed or its password was reset recently; "
+                f"a recovery can start in {wait} s.",
+                slug="recovery-blocked",
+                headers={"Retry-After": str(wait)},
+                extra={"blocked_until": blocked.isoformat()},
+            )
         if await session.get(Escrow, principal.account_id) is None:
             raise ProblemError(404, "Nothing escrowed", "No key is escrowed.", slug="no-escrow")
-        await session.execute(
-            update(Recovery)
-            .where(
-                Recovery.account_id == principal.account_id,
-                Recovery.device_id == principal.device_id,
-                Recovery.status == "pending",
-            )
-            .values(status="cancelled", finished_at=moment, finished_by_device=principal.device_id)
+        await cancel_open(
+            session,
+            principal.account_id,
+            moment,
+            "replaced",
+            by_device=principal.device_id,
+            only_device=principal.device_id,
         )
         not_before = moment + timedelta(seconds=settings.recovery_delay_seconds)
         row = Recovery(
@@ -119,45 +170,77 @@ async def start(body: RecoveryStart, principal: CurrentPrincipal, state: StateDe
             created_at=moment,
             not_before=not_before,
             expires_at=not_before + timedelta(seconds=settings.recovery_window_seconds),
+            cancel_token_hash=token_hash,
         )
         session.add(row)
         await audit(session, principal.account_id, "recovery.started", principal.device_id, row.id)
-    _notify(
-        state,
-        principal,
-        "Hushchat: recovery of your Standard chats started",
-        f"A device ({principal.device_id}) started recovering the key of your Standard chats "
-        f"at {moment:%Y-%m-%d %H:%M} UTC. It can complete after {not_before:%Y-%m-%d %H:%M} "
-        "UTC. If this was not you, cancel it now from another signed-in device.",
-    )
-    return recovery_out(row)
+        device = await session.get(Device, (principal.account_id, principal.device_id))
+        subject, text = started_mail(
+            row, device.name if device else None, notices.cancel_link(token)
+        )
+        mails.add(await known_addresses(session, principal.account_id), subject, text)
+        result = recovery_out(row)
+    notices.send(mails)
+    state.notifier.changed(principal.account_id)
+    return result
+
+
+@router.post("/v1/recovery/approve", summary="Approve another device's recovery now")
+async def approve(
+    body: RecoveryApprove, principal: CurrentPrincipal, state: StateDep
+) -> RecoveryOut:
+    """Another signed-in device of the account vouches for the recovery: no more delay."""
+    notices = RecoveryNotices(state.mailer, state.settings)
+    mails = PendingMails()
+    moment = now()
+    async with state.db.write() as session:
+        row = await _own_recovery(session, principal, body.recovery_id)
+        if row.device_id == principal.device_id:
+            raise ProblemError(
+                403,
+                "Same device",
+                "Approve the recovery from another signed-in device of the account.",
+                slug="wrong-device",
+            )
+        if row.status == "expired" or (row.status in OPEN_STATUSES and moment > row.expires_at):
+            raise _expired()
+        if row.status != "pending":
+            raise _not_open(row)
+        if row.not_before > moment:
+            row.not_before = moment
+        row.approved_by_device = principal.device_id
+        await audit(session, principal.account_id, "recovery.approved", principal.device_id, row.id)
+        subject, text = simple_mail("approved", row, moment)
+        mails.add(await known_addresses(session, principal.account_id), subject, text)
+        result = recovery_out(row)
+    notices.send(mails)
+    state.notifier.changed(principal.account_id)
+    return result
 
 
 @router.post("/v1/recovery/cancel", summary="Cancel a pending recovery")
 async def cancel(body: RecoveryCancel, principal: CurrentPrincipal, state: StateDep) -> RecoveryOut:
-    """Any device of the account can cancel while it is pending."""
-    row = await _own_recovery(state, principal, body.recovery_id)
+    """Any device of the account can cancel while it is pending or ready."""
+    notices = RecoveryNotices(state.mailer, state.settings)
+    mails = PendingMails()
+    moment = now()
     async with state.db.write() as session:
-        current = await session.get(Recovery, row.id)
-        assert current is not None
-        if current.status != "pending":
-            raise ProblemError(
-                409, "Not pending", f"The recovery is {current.status}.", slug="not-pending"
-            )
-        current.status = "cancelled"
-        current.finished_at = now()
-        current.finished_by_device = principal.device_id
+        row = await _own_recovery(session, principal, body.recovery_id)
+        if row.status not in OPEN_STATUSES:
+            raise _not_open(row)
+        row.status = "cancelled"
+        row.finished_at = moment
+        row.finished_by_device = principal.device_id
+        row.cancel_reason = "device"
+        row.sealed_answer = None
         await audit(
             session, principal.account_id, "recovery.cancelled", principal.device_id, row.id
         )
-        result = recovery_out(current)
-    _notify(
-        state,
-        principal,
-        "Hushchat: recovery cancelled",
-        f"The recovery started by device {row.device_id} was cancelled by device "
-        f"{principal.device_id}.",
-    )
+        subject, text = simple_mail("cancelled", row, moment)
+        mails.add(await known_addresses(session, principal.account_id), subject, text)
+        result = recovery_out(row)
+    notices.send(mails)
+    state.notifier.changed(principal.account_id)
     return result
 
 
@@ -171,72 +254,68 @@ async def complete(
     principal: CurrentPrincipal,
     state: StateDep,
 ) -> RecoveryResult:
-    """After the delay, the same device gets the key sealed to its ephemeral public key."""
+    """Once the escrow command has sealed the answer, the starting device receives it."""
     _require_verified(principal)
-    row = await _own_recovery(state, principal, body.recovery_id)
-    if row.device_id != principal.device_id:
-        raise ProblemError(
-            403,
-            "Other device",
-            "Complete the recovery on the device that started it.",
-            slug="wrong-device",
-        )
+    notices = RecoveryNotices(state.mailer, state.settings)
+    mails = PendingMails()
     async with state.db.write() as session:
-        current = await session.get(Recovery, row.id)
-        assert current is not None
+        row = await _own_recovery(session, principal, body.recovery_id)
+        if row.device_id != principal.device_id:
+            raise ProblemError(
+                403,
+                "Other device",
+                "Complete the recovery on the device that started it.",
+                slug="wrong-device",
+            )
         moment = now()
-        if current.status != "pending":
-            raise ProblemError(
-                409, "Not pending", f"The recovery is {current.status}.", slug="not-pending"
+        if row.status in OPEN_STATUSES and moment > row.expires_at:
+            # Recorded (the transaction commits), then refused below.
+            _expire(row, moment)
+            await audit(session, principal.account_id, "recovery.expired", None, row.id)
+            result = None
+        else:
+            result = _answer(row, moment)
+            row.status = "completed"
+            row.finished_at = moment
+            row.finished_by_device = principal.device_id
+            row.sealed_answer = None
+            await audit(
+                session, principal.account_id, "recovery.completed", principal.device_id, row.id
             )
-        if moment < current.not_before:
-            wait = int((current.not_before - moment).total_seconds()) + 1
-            raise ProblemError(
-                409,
-                "Too early",
-                f"The recovery can complete in {wait} s unless cancelled.",
-                slug="recovery-delay",
-                headers={"Retry-After": str(wait)},
-                extra={"not_before": current.not_before.isoformat()},
-            )
-        if moment > current.expires_at:
-            raise ProblemError(
-                409, "Expired", "The recovery expired; start a new one.", slug="recovery-expired"
-            )
-        escrow = (
-            await session.execute(select(Escrow).where(Escrow.account_id == principal.account_id))
-        ).scalar_one_or_none()
-        if escrow is None:
-            raise ProblemError(404, "Nothing escrowed", "No key is escrowed.", slug="no-escrow")
-        try:
-            key = open_sealed(
-                state.escrow.private_key,
-                escrow.sealed_key,
-                escrow_aad(principal.account_id, escrow.key_id),
-            )
-        except SealingError as exc:
-            raise ProblemError(
-                500,
-                "Escrow unreadable",
-                "The escrowed key no longer opens (escrow key replaced?).",
-                slug="escrow-unreadable",
-            ) from exc
-        sealed = seal(
-            public_key_from_bytes(current.device_public_key),
-            key,
-            recovery_aad(principal.account_id, current.id),
+            subject, text = simple_mail("completed", row, moment)
+            mails.add(await known_addresses(session, principal.account_id), subject, text)
+    if result is None:
+        raise _expired()
+    notices.send(mails)
+    state.notifier.changed(principal.account_id)
+    return result
+
+
+def _answer(row: Recovery, moment: datetime) -> RecoveryResult:
+    """The sealed answer of a ready recovery, or the problem saying why there is none."""
+    if row.status == "expired":
+        raise _expired()
+    if row.status not in OPEN_STATUSES:
+        raise _not_open(row)
+    if moment < row.not_before:
+        wait = int((row.not_before - moment).total_seconds()) + 1
+        raise ProblemError(
+            409,
+            "Too early",
+            f"The recovery can complete in {wait} s unless cancelled.",
+            slug="recovery-delay",
+            headers={"Retry-After": str(wait)},
+            extra={"not_before": row.not_before.isoformat()},
         )
-        current.status = "completed"
-        current.finished_at = moment
-        current.finished_by_device = principal.device_id
-        await audit(
-            session, principal.account_id, "recovery.completed", principal.device_id, row.id
+    if row.status != "ready" or row.sealed_answer is None or row.answer_key_id is None:
+        raise ProblemError(
+            409,
+            "Waiting for the escrow service",
+            "The delay is over; the server's escrow service has not sealed the key for "
+            f"this device yet. Ask again in {WAITING_RETRY_SECONDS} s.",
+            slug="recovery-waiting",
+            headers={"Retry-After": str(WAITING_RETRY_SECONDS)},
         )
-        key_id = escrow.key_id
-    _notify(
-        state,
-        principal,
-        "Hushchat: recovery completed",
-        f"Device {principal.device_id} recovered the key of your Standard chats.",
+    return RecoveryResult(
+        recovery_id=row.id, key_id=row.answer_key_id, sealed_key=row.sealed_answer
     )
-    return RecoveryResult(recovery_id=row.id, key_id=key_id, sealed_key=sealed)

@@ -52,31 +52,35 @@ async def get_changes(
 ) -> Response:
     """Records changed after ``cursor``, oldest first; ``has_more`` when another page waits.
 
-    With ``wait``, a pull at the head of the account's changes is held until another
-    device pushes (answered at once) or ``wait`` seconds pass.
+    Every answer also lists the account's pending and ready recoveries. With ``wait``, a
+    pull at the head of the account's changes is held until another device pushes, a
+    recovery starts or changes (answered at once) or ``wait`` seconds pass.
     """
     maximum = state.settings.max_page_size
     page = min(limit or min(200, maximum), maximum)
     account_id = principal.account_id
-    rows = await records.changed_rows(state.db, account_id, cursor, page)
+    rows, recoveries = await records.changed_rows_and_recoveries(state.db, account_id, cursor, page)
     notifier = state.notifier
     if not rows and wait and not notifier.is_closed:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         interval = state.settings.long_poll_interval_seconds
+        seen = recoveries
         with notifier.waiter(account_id, principal.device_id) as waiter:
             while True:
                 # Listen first, then look: a push that commits after the look wakes us.
                 waiter.arm()
-                rows = await records.changed_rows(state.db, account_id, cursor, page)
+                rows, recoveries = await records.changed_rows_and_recoveries(
+                    state.db, account_id, cursor, page
+                )
                 remaining = deadline - loop.time()
-                if rows or remaining <= 0 or notifier.is_closed:
+                if rows or recoveries != seen or remaining <= 0 or notifier.is_closed:
                     break
                 # No database connection is held while sleeping.
                 await waiter.sleep(min(interval, remaining))
                 if await request.is_disconnected():
                     break
-    return _json(records.changes_json(rows, cursor, page), response)
+    return _json(records.changes_json(rows, cursor, page, recoveries), response)
 
 
 @router.post("/v1/sync/push", summary="Push a batch of records", response_model=PushResponse)

@@ -62,10 +62,25 @@ def test_changes_json_matches_the_model() -> None:
         for s in stored
     ]
     fast = records._CHANGES_JSON.dump_json(
-        {"changes": records._page(rows), "cursor": 17, "has_more": True}
+        {"changes": records._page(rows), "cursor": 17, "has_more": True, "recoveries": []}
     )
     model = ChangesResponse(changes=[_model(s) for s in stored], cursor=17, has_more=True)
     assert fast == model.model_dump_json().encode()
+    moment = datetime(2026, 11, 30, 9, 8, 7, 123456, tzinfo=UTC)
+    recovery: records._RecoveryJson = {
+        "id": "r" * 32,
+        "status": "ready",
+        "device_id": "device-0002",
+        "created_at": moment,
+        "not_before": moment + timedelta(days=1),
+        "expires_at": moment + timedelta(days=8),
+    }
+    fast = records.changes_json([], 5, 10, [recovery])
+    model = ChangesResponse.model_validate(
+        {"changes": [], "cursor": 5, "has_more": False, "recoveries": [recovery]}
+    )
+    assert fast == model.model_dump_json().encode()
+    assert b'"status":"ready"' in fast
     assert [records._out(s) for s in stored] == records._page(rows)
 
 
