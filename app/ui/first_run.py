@@ -1,11 +1,14 @@
 """First run: create the vault, keep the recovery code, add a first provider.
 
-Three pages in a stack:
+Three pages in a stack (four for someone who already uses Hushchat elsewhere):
 
 1. a passphrase (typed twice) with a strength meter (zxcvbn, off the UI thread); a
    weak one (score below 3 of 4) is refused with the reason until "Use anyway" is chosen;
 2. the recovery code with Copy, Save as file… and an "I have stored it" check that
    gates Continue, plus optional security-key enrolment;
+2b. when "I use Hushchat on another computer" was ticked on page 1: the Sync page of
+   Settings (sign in to the sync server, then join with the account's passphrase), so this
+   computer fetches the chats of the others before anything else; it can be skipped;
 3. a first LLM provider: local servers found on their default ports are offered,
    or one is entered by hand; "Test connection" shows the models or the error.
 
@@ -50,6 +53,7 @@ from app.ui import tasks
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
 from app.ui.provider_form import ProviderFormWidget
+from app.ui.sync_settings import SyncPageWidget
 from app.vault.atomic_file import write_atomically
 from app.vault.errors import WeakPassphraseError
 from app.vault.recovery_code import RecoveryCode
@@ -267,8 +271,10 @@ class FirstRunWidget(QStackedWidget):
         # Which servers "detect" asks; tests point it at their own server.
         self.local_servers: Sequence[LocalServer] = DEFAULT_LOCAL_SERVERS
         self.detected: list[DetectedServer] = []
+        self.sync_page: SyncPageWidget | None = None  # made once the vault is unlocked
         self._build_create_page()
         self._build_recovery_page()
+        self._build_sync_page()
         self._build_provider_page()
 
     # ----------------------------------------------------------------- page 1
@@ -288,6 +294,19 @@ class FirstRunWidget(QStackedWidget):
         self.passphrase_fields.weak_accepted.connect(self.create_vault)
         layout.addSpacing(8)
         layout.addWidget(self.passphrase_fields)
+        self.from_server_check = QCheckBox(
+            "I use Hushchat on another computer: &bring my chats from my sync server"
+        )
+        self.from_server_check.setAccessibleName("Bring my chats from my sync server")
+        self.from_server_hint = _label(
+            "Choose the passphrase you use there: it also opens your account's sync keys. "
+            "You sign in to the server after the recovery code.",
+            "hint",
+        )
+        self.from_server_hint.hide()
+        self.from_server_check.toggled.connect(self.from_server_hint.setVisible)
+        layout.addWidget(self.from_server_check)
+        layout.addWidget(self.from_server_hint)
         self.create_error = _label("", "error")
         self.create_error.setAccessibleName("Vault creation error")
         layout.addWidget(self.create_error)
@@ -363,7 +382,7 @@ class FirstRunWidget(QStackedWidget):
         self.continue_button = QPushButton("C&ontinue")
         self.continue_button.setAccessibleName("Continue")
         self.continue_button.setEnabled(False)
-        self.continue_button.clicked.connect(self.show_provider_page)
+        self.continue_button.clicked.connect(self.after_recovery_code)
         self.recovery.confirmed.connect(self.continue_button.setEnabled)
         row = QHBoxLayout()
         row.addWidget(self.security_key_button)
@@ -399,6 +418,54 @@ class FirstRunWidget(QStackedWidget):
         self.security_key_button.setEnabled(True)
         set_role(self.security_key_status, "error")
         self.security_key_status.setText(str(error))
+
+    # ----------------------------------------------------------------- page 2b
+
+    def _build_sync_page(self) -> None:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.addWidget(_label("Bring your chats from your sync server", "title"))
+        layout.addWidget(
+            _label(
+                "Sign in to the sync server your other computer uses, then type the "
+                "passphrase sync was set up with there. Your chats arrive in the background."
+            )
+        )
+        self.sync_holder = QVBoxLayout()
+        layout.addLayout(self.sync_holder, 1)
+        self.sync_skip_button = QPushButton("S&kip")
+        self.sync_skip_button.setAccessibleName("Skip syncing for now")
+        self.sync_skip_button.setToolTip("You can sign in later: Settings, Sync.")
+        self.sync_skip_button.clicked.connect(self.show_provider_page)
+        self.sync_continue_button = QPushButton("C&ontinue")
+        self.sync_continue_button.setAccessibleName("Continue")
+        self.sync_continue_button.clicked.connect(self.show_provider_page)
+        row = QHBoxLayout()
+        row.addWidget(self.sync_skip_button)
+        row.addStretch(1)
+        row.addWidget(self.sync_continue_button)
+        layout.addLayout(row)
+        self.sync_step_page = centered_page(box, 620)
+        self.addWidget(self.sync_step_page)
+
+    def after_recovery_code(self) -> None:
+        """Continue from the recovery code: to the sync server when this computer joins
+        the others, else to the provider page."""
+        if not self.from_server_check.isChecked():
+            self.show_provider_page()
+            return
+        self.recovery.set_code(None)  # the code leaves the screen once stored
+        if self.sync_page is None:
+            self.sync_page = SyncPageWidget(self.session)
+            self.sync_page.stack.currentChanged.connect(self._sync_state_changed)
+            self.sync_holder.addWidget(self.sync_page)
+        self._sync_state_changed()
+        self.setCurrentWidget(self.sync_step_page)
+
+    def _sync_state_changed(self) -> None:
+        joined = self.sync_page is not None and self.sync_page.step == "account"
+        self.sync_skip_button.setVisible(not joined)
+        self.sync_continue_button.setDefault(joined)
 
     # ----------------------------------------------------------------- page 3
 
@@ -449,6 +516,8 @@ class FirstRunWidget(QStackedWidget):
     def show_provider_page(self) -> None:
         """Go to the provider page and look for local servers."""
         self.recovery.set_code(None)  # the code leaves the screen once stored
+        if self.sync_page is not None:  # stop following sync (it goes on in the background)
+            self.sync_page.stop_watching()
         self.setCurrentWidget(self.provider_page)
         if self.session.config.config.llms:
             self.provider_form.set_entry(self.session.config.config.llms[0])

@@ -101,7 +101,7 @@ def test_a_weak_passphrase_is_refused_until_use_anyway(
     fields.confirm_edit.setText("qwerty123")
     assert not fields.use_anyway_button.isVisibleTo(first_run)
     first_run.create_button.click()
-    qtbot.waitUntil(lambda: "Weak passphrase" in first_run.create_error.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Weak passphrase" in first_run.create_error.text(), timeout=30_000)
     assert "Use this passphrase anyway" in first_run.create_error.text()  # the way out
     assert "qwerty123" not in first_run.create_error.text()
     assert fields.use_anyway_button.isVisibleTo(first_run)
@@ -112,7 +112,7 @@ def test_a_weak_passphrase_is_refused_until_use_anyway(
     fields.passphrase_edit.setText("qwerty123")
     assert not fields.use_anyway_button.isVisibleTo(first_run)
     first_run.create_button.click()
-    qtbot.waitUntil(lambda: fields.use_anyway_button.isVisibleTo(first_run), timeout=10_000)
+    qtbot.waitUntil(lambda: fields.use_anyway_button.isVisibleTo(first_run), timeout=30_000)
     fields.use_anyway_button.click()
     qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=30_000)
     assert (qt_profile / "vault.json").exists()

@@ -15,13 +15,15 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
+from app.config import LoadedConfig
 from app.session import Session
 from app.store.models import TitleSource
 from app.sync import login
@@ -38,7 +40,7 @@ from app.ui.settings import SettingsDialog
 from app.ui.sync_settings import SyncPageWidget
 from app.ui.sync_status import SyncStatusButton
 from app.vault.recovery_code import RecoveryCode
-from tests.qt.conftest import QT_PASSPHRASE
+from tests.qt.conftest import QT_PASSPHRASE, close_session, make_session
 from tests.unit.sync.devices import ACCOUNT, PASSPHRASE, Device
 from tests.unit.sync.fake_server import FakeServer, FakeTransport
 
@@ -722,3 +724,91 @@ def test_sync_runs_again_after_a_key_rotation_reopens_the_chats(
     assert "no route to host" in page.state_label.text()
     assert button is not None and button.text() == "Offline"
     dialog.recovery_dialog.close()
+
+
+def test_first_run_brings_the_chats_of_another_computer(
+    qtbot: QtBot,
+    world: SyncWorld,
+    other_device: Device,
+    run_async: Callable[..., Any],
+    qt_config: LoadedConfig,
+    tmp_path: Path,
+    window_settings: QSettings,
+) -> None:
+    store = other_device.library.store(Tier.STANDARD)
+    store.create_chat(title="Holiday plans", title_source=TitleSource.USER)
+    run_async(other_device.setup())
+    run_async(other_device.engine.sync_once())
+
+    profile = tmp_path / "new-computer"
+    session = make_session(qt_config, profile)
+    window = MainWindow(session, settings=window_settings)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        first_run = window.first_run
+        assert first_run is not None and window.current_page == "first_run"
+        assert first_run.from_server_hint.isHidden()
+        first_run.from_server_check.setChecked(True)
+        assert not first_run.from_server_hint.isHidden()
+        fields = first_run.passphrase_fields
+        fields.passphrase_edit.setText(PASSPHRASE)  # the account's passphrase
+        fields.confirm_edit.setText(PASSPHRASE)
+        qtbot.waitUntil(first_run.create_button.isEnabled, timeout=WAIT)
+        first_run.create_button.click()
+        qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=WAIT)
+        first_run.recovery.stored_check.setChecked(True)
+        first_run.continue_button.click()
+
+        assert first_run.currentWidget() is first_run.sync_step_page
+        page = first_run.sync_page
+        assert page is not None and not first_run.sync_skip_button.isHidden()
+        sign_in_with_browser(qtbot, page)
+        qtbot.waitUntil(lambda: page.step == "keys" and page.keys_button.isEnabled(), timeout=WAIT)
+        assert page.joining
+        page.keys_passphrase_edit.setText(PASSPHRASE)
+        page.keys_button.click()
+        qtbot.waitUntil(lambda: page.step == "account", timeout=WAIT)
+        assert first_run.sync_skip_button.isHidden()
+        assert session.sync.running
+
+        first_run.sync_continue_button.click()
+        assert first_run.currentWidget() is first_run.provider_page
+        first_run.skip_button.click()
+        assert window.current_page == "main"
+        qtbot.waitUntil(lambda: "Holiday plans" in sidebar_titles(window), timeout=WAIT)
+        button = indicator(qtbot, window)
+        qtbot.waitUntil(lambda: button.text() == "Synced", timeout=WAIT)
+    finally:
+        window.close()
+        if session.is_unlocked:
+            run_async(session.sync.stop())
+        close_session(session)
+
+
+def test_first_run_without_the_tick_goes_straight_to_the_provider(
+    qtbot: QtBot,
+    run_async: Callable[..., Any],
+    qt_config: LoadedConfig,
+    tmp_path: Path,
+    window_settings: QSettings,
+) -> None:
+    session = make_session(qt_config, tmp_path / "only-computer")
+    window = MainWindow(session, settings=window_settings)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        first_run = window.first_run
+        assert first_run is not None
+        first_run.passphrase_fields.passphrase_edit.setText(PASSPHRASE)
+        first_run.passphrase_fields.confirm_edit.setText(PASSPHRASE)
+        qtbot.waitUntil(first_run.create_button.isEnabled, timeout=WAIT)
+        first_run.create_button.click()
+        qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=WAIT)
+        first_run.recovery.stored_check.setChecked(True)
+        first_run.continue_button.click()
+        assert first_run.currentWidget() is first_run.provider_page
+        assert first_run.sync_page is None  # nothing asked the sync server
+    finally:
+        window.close()
+        close_session(session)
