@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.sync.errors import SyncAuthError, SyncOfflineError
-from app.sync.protocol import ChangesResponse, PushResponse, PushResult, RecordIn, RecordOut
+from app.sync.protocol import (
+    ChangesResponse,
+    EscrowMeta,
+    EscrowStatus,
+    LimitsMeta,
+    Meta,
+    PushResponse,
+    PushResult,
+    RecordIn,
+    RecordOut,
+    RecoveryOut,
+)
 
 
 @dataclass
@@ -195,3 +207,107 @@ class FakeTransport:
             raise SyncAuthError("This device was signed out; sign in again.")
         if self.offline:
             raise SyncOfflineError("The sync server cannot be reached.")
+
+
+class FakeEscrow:
+    """The server side of escrow as the wire contract has it: an X25519 escrow key pair
+    (``/v1/meta``), the sealed key as uploaded (never opened on ``PUT``: only its shape
+    and the escrow key id are checked), and the account's recoveries for changes."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        self.private_key = X25519PrivateKey.generate()
+        self.stored: tuple[str, str, bytes] | None = None  # key id, server key id, sealed
+        self.puts = 0
+        self.recoveries: list[RecoveryOut] = []
+        self.change_key_after_meta = False  # the operator replaces the key mid-upload
+
+    @property
+    def public_bytes(self) -> bytes:
+        from app.sync.escrow import raw_public
+
+        return raw_public(self.private_key.public_key())
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(self.public_bytes).hexdigest()[:16]
+
+    def meta(self) -> Meta:
+        answer = Meta(
+            server_version="test", protocol_version=1, oidc=None, local_accounts=True,
+            escrow=EscrowMeta(
+                algorithm="X25519-HKDF-SHA256-AES256GCM", public_key=self.public_bytes,
+                key_id=self.key_id,
+            ),
+            limits=LimitsMeta(
+                max_record_bytes=1 << 20, max_request_bytes=16 << 20, max_batch_records=500,
+                max_page_size=1000,
+            ),
+            recovery_delay_seconds=60,
+        )  # fmt: skip
+        if self.change_key_after_meta:
+            from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+            self.change_key_after_meta = False
+            self.private_key = X25519PrivateKey.generate()
+        return answer
+
+    def put(self, key_id: str, server_key_id: str, sealed: bytes) -> None:
+        from app.sync.client import SyncRefusedError
+
+        if server_key_id != self.key_id:
+            raise SyncRefusedError("escrow key changed", 409, "escrow-key-changed")
+        if not (sealed[:1] == b"\x01" and 77 <= len(sealed) <= 317):
+            raise SyncRefusedError("malformed", 422, "escrow-malformed")
+        self.puts += 1
+        self.stored = (key_id, server_key_id, sealed)
+
+    def open(self, account_id: str) -> bytes:
+        """What the operator (key file + database) can read."""
+        from app.sync.escrow import escrow_aad, open_sealed
+
+        assert self.stored is not None
+        key_id, _server_key_id, sealed = self.stored
+        return open_sealed(self.private_key, sealed, escrow_aad(account_id, key_id))
+
+
+class EscrowFakeTransport(FakeTransport):
+    """A :class:`FakeTransport` with the escrow calls (``app.sync.escrow.EscrowTransport``)."""
+
+    def __init__(self, server: FakeServer, device_id: str, escrow: FakeEscrow) -> None:
+        super().__init__(server, device_id)
+        self.escrow = escrow
+        self.escrow_offline = False
+
+    def _check_escrow(self) -> None:
+        self._check()
+        if self.escrow_offline:
+            raise SyncOfflineError("The sync server cannot be reached.")
+
+    async def meta(self) -> Meta:
+        self._check_escrow()
+        return self.escrow.meta()
+
+    async def escrow_status(self) -> EscrowStatus:
+        self._check_escrow()
+        stored = self.escrow.stored
+        return EscrowStatus(
+            escrowed=stored is not None,
+            key_id=stored[0] if stored else None,
+            server_key_id=stored[1] if stored else None,
+        )
+
+    async def put_escrow(self, key_id: str, server_key_id: str, sealed_key: bytes) -> None:
+        self._check_escrow()
+        self.escrow.put(key_id, server_key_id, sealed_key)
+
+    async def delete_escrow(self) -> None:
+        self._check_escrow()
+        self.escrow.stored = None
+
+    async def changes(
+        self, cursor: int, *, limit: int | None = None, wait: float = 0.0
+    ) -> ChangesResponse:
+        page = await super().changes(cursor, limit=limit, wait=wait)
+        return page.model_copy(update={"recoveries": list(self.escrow.recoveries)})
