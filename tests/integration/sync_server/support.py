@@ -7,30 +7,38 @@ Devices are named by labels; :func:`device_key` keeps one key per label.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import os
 import secrets
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
 
 from app.sync.dpop import DPOP_HEADER, DeviceKey, access_token_hash
 from sync_server.auth.oidc import token_hash
 from sync_server.db import Database
+from sync_server.escrow_worker import PassResult, load_escrow_keys, process_once
 from sync_server.models import Account, LocalToken
-from sync_server.sealing import generate_secrets
+from sync_server.sealing import escrow_aad, generate_secrets, public_key_from_bytes, seal
 from sync_server.settings import Settings
 
 BASE_URL = "http://testserver"
@@ -343,3 +351,128 @@ class ApiUser:
             cursor = page["cursor"]
             if not page["has_more"]:
                 return changes, cursor
+
+
+# --- escrow recovery ---------------------------------------------------------------------
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``HUSHCHAT_SYNC_*`` variables reproducing ``settings`` (every value that differs
+    from the default), on top of this process's environment minus other such variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
+    defaults = Settings.model_construct()
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None or value == getattr(defaults, name, None):
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = json.dumps(value)
+        env[f"HUSHCHAT_SYNC_{name.upper()}"] = str(value)
+    return env
+
+
+def run_escrow_once(
+    env_or_settings: Settings | dict[str, str], *, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sync_server escrow process --once`` (the only code that opens
+    escrows) with the server's environment: a ``Settings`` (turned into variables) or the
+    environment itself. With ``check`` a non-zero exit fails with the command's output."""
+    env = (
+        settings_env(env_or_settings) if isinstance(env_or_settings, Settings) else env_or_settings
+    )
+    env = {**env, "HUSHCHAT_SYNC_LOG_FORMAT": env.get("HUSHCHAT_SYNC_LOG_FORMAT", "text")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sync_server", "escrow", "process", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, f"escrow process failed:\n{result.stdout}{result.stderr}"
+    return result
+
+
+async def escrow_pass(settings: Settings) -> PassResult:
+    """One escrow pass in this process (faster than :func:`run_escrow_once`)."""
+    keys = load_escrow_keys(settings)
+    db = Database(settings)
+    try:
+        return await process_once(db, keys)
+    finally:
+        await db.close()
+
+
+def server_settings(settings: Settings) -> Settings:
+    """``settings`` as a server should get them: the escrow public key only."""
+    return settings.model_copy(update={"escrow_private_key": None, "escrow_kek": None})
+
+
+def x25519_keypair() -> tuple[X25519PrivateKey, str]:
+    """A device's ephemeral recovery key pair: private key and base64 public key."""
+    private = X25519PrivateKey.generate()
+    return private, b64(private.public_key().public_bytes_raw())
+
+
+async def upload_escrow(
+    user: ApiUser, key: bytes = bytes(range(32)), key_id: str = "std-key-0001"
+) -> httpx.Response:
+    """Seal ``key`` to the server's escrow public key and ``PUT /v1/escrow``."""
+    meta = (await user.http.get("/v1/meta")).json()["escrow"]
+    account_id = (await user.get("/v1/me")).json()["id"]
+    public = public_key_from_bytes(base64.b64decode(meta["public_key"]))
+    return await user.put(
+        "/v1/escrow",
+        json={
+            "tier": "standard",
+            "key_id": key_id,
+            "server_key_id": meta["key_id"],
+            "sealed_key": b64(seal(public, key, escrow_aad(account_id, key_id))),
+        },
+    )
+
+
+class Mailbox:
+    """aiosmtpd handler that keeps every message: (recipients, subject, body)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str, str]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Store recipients, subject and body."""
+        message = message_from_bytes(envelope.content)
+        body = message.get_payload(decode=True)
+        assert isinstance(body, bytes)
+        self.messages.append((list(envelope.rcpt_tos), str(message["Subject"]), body.decode()))
+        return "250 OK"
+
+    def to(self, address: str, subject_part: str = "") -> list[tuple[list[str], str, str]]:
+        """Mails received so far for ``address`` whose subject contains ``subject_part``."""
+        return [m for m in self.messages if m[0] == [address] and subject_part in m[1]]
+
+    async def wait_for(self, to: str, subject_part: str) -> tuple[list[str], str, str]:
+        """The first mail to ``to`` whose subject contains ``subject_part`` (waits ≤ 10 s)."""
+        for _ in range(200):
+            found = self.to(to, subject_part)
+            if found:
+                return found[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no mail {subject_part!r} to {to}; got {self.messages}")
+
+
+@contextlib.contextmanager
+def smtp_capture() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server on 127.0.0.1 capturing mail: (mailbox, port); stopped on exit."""
+    mailbox = Mailbox()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()

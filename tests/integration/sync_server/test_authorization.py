@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from sync_server.app import create_app
 from sync_server.sealing import escrow_aad, public_key_from_bytes, seal
-from tests.integration.sync_server.support import ApiUser, b64, record
+from tests.integration.sync_server.support import (
+    ApiUser,
+    FakeIssuer,
+    b64,
+    escrow_pass,
+    make_settings,
+    record,
+    running,
+    server_settings,
+    x25519_keypair,
+)
 
 UserFactory = Callable[..., ApiUser]
 
@@ -16,15 +29,13 @@ UserFactory = Callable[..., ApiUser]
 async def _escrow(user: ApiUser, key: bytes) -> None:
     meta = (await user.http.get("/v1/meta")).json()
     me = (await user.get("/v1/me")).json()
-    import base64
-
     public = public_key_from_bytes(base64.b64decode(meta["escrow"]["public_key"]))
-    sealed = seal(public, key, escrow_aad(me["id"], "std-1"))
+    sealed = seal(public, key, escrow_aad(me["id"], "std-key-1"))
     response = await user.put(
         "/v1/escrow",
         json={
             "tier": "standard",
-            "key_id": "std-1",
+            "key_id": "std-key-1",
             "server_key_id": meta["escrow"]["key_id"],
             "sealed_key": b64(sealed),
         },
@@ -82,24 +93,39 @@ async def test_escrow_and_recovery_are_per_account(user: UserFactory) -> None:
     assert (await alice.get("/v1/escrow")).json()["escrowed"] is True
 
 
-async def test_a_sealed_key_of_another_account_is_refused(user: UserFactory) -> None:
-    alice, bob = user("alice"), user("bob")
-    meta = (await alice.http.get("/v1/meta")).json()
-    alice_id = (await alice.get("/v1/me")).json()["id"]
-    import base64
-
-    public = public_key_from_bytes(base64.b64decode(meta["escrow"]["public_key"]))
-    sealed_for_alice = seal(public, b"K" * 32, escrow_aad(alice_id, "std-1"))
-    response = await bob.put(
-        "/v1/escrow",
-        json={
-            "tier": "standard",
-            "key_id": "std-1",
-            "server_key_id": meta["escrow"]["key_id"],
-            "sealed_key": b64(sealed_for_alice),
-        },
-    )
-    assert response.status_code == 422
+async def test_a_sealed_key_of_another_account_never_opens_for_it(
+    tmp_path: Path, database_url: str | None, issuer: FakeIssuer
+) -> None:
+    # The server cannot open uploads, so it stores B's copy of A's sealed key; the escrow
+    # command refuses it (the associated data names A's account) and cancels B's recovery.
+    settings = make_settings(tmp_path, database_url, recovery_delay_seconds=0)
+    async with running(
+        create_app(server_settings(settings), http_transport=issuer.transport())
+    ) as api:
+        alice = ApiUser(api, issuer.mint("alice"), "alice-device-1")
+        bob = ApiUser(api, issuer.mint("bob"), "bob-device-1")
+        meta = (await alice.http.get("/v1/meta")).json()
+        alice_id = (await alice.get("/v1/me")).json()["id"]
+        public = public_key_from_bytes(base64.b64decode(meta["escrow"]["public_key"]))
+        sealed_for_alice = seal(public, b"K" * 32, escrow_aad(alice_id, "std-key-1"))
+        response = await bob.put(
+            "/v1/escrow",
+            json={
+                "tier": "standard",
+                "key_id": "std-key-1",
+                "server_key_id": meta["escrow"]["key_id"],
+                "sealed_key": b64(sealed_for_alice),
+            },
+        )
+        assert response.status_code == 200, response.text
+        _, device_public = x25519_keypair()
+        started = await bob.post("/v1/recovery/start", json={"device_public_key": device_public})
+        assert started.status_code == 202, started.text
+        outcome = await escrow_pass(settings)
+        assert outcome.failed == [started.json()["id"]] and outcome.sealed == []
+        done = await bob.post("/v1/recovery/complete", json={"recovery_id": started.json()["id"]})
+        assert done.status_code == 409
+        assert "could not be opened" in done.json()["detail"]
 
 
 async def test_deleting_an_account_removes_only_its_data(user: UserFactory) -> None:

@@ -1,4 +1,6 @@
-"""Devices (list, revoke), escrow and the recovery flow with its delay and audit trail."""
+"""Devices (list, revoke), escrow and the recovery flow with its delay and audit trail.
+
+The server holds the escrow public key only; ``escrow_pass`` plays the escrow command."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from tests.integration.sync_server.support import (
     FakeIssuer,
     b64,
     device_key,
+    escrow_pass,
     make_settings,
     record,
     running,
+    server_settings,
 )
 
 UserFactory = Callable[..., ApiUser]
@@ -35,9 +39,9 @@ async def escrow_key(user: ApiUser) -> dict[str, Any]:
         "/v1/escrow",
         json={
             "tier": "standard",
-            "key_id": "std-1",
+            "key_id": "std-key-1",
             "server_key_id": meta["escrow"]["key_id"],
-            "sealed_key": b64(seal(public, STANDARD_KEY, escrow_aad(account_id, "std-1"))),
+            "sealed_key": b64(seal(public, STANDARD_KEY, escrow_aad(account_id, "std-key-1"))),
         },
     )
     assert response.status_code == 200, response.text
@@ -81,14 +85,26 @@ async def test_escrow_put_get_delete(user: UserFactory) -> None:
     alice = user("alice")
     assert (await alice.get("/v1/escrow")).json()["escrowed"] is False
     status = await escrow_key(alice)
-    assert status["escrowed"] is True and status["key_id"] == "std-1"
+    assert status["escrowed"] is True and status["key_id"] == "std-key-1"
     assert status["audit"][0]["event"] == "escrow.stored"
     private_tier = await alice.put(
         "/v1/escrow",
         json={"tier": "private", "key_id": "p", "server_key_id": "x", "sealed_key": b64(b"x")},
     )
     assert private_tier.status_code == 422
-    garbage = await alice.put(
+    for malformed in (b"\x02" + b"\x00" * 80, b"\x01" + b"\x00" * 75, b"\x01" * 318):
+        garbage = await alice.put(
+            "/v1/escrow",
+            json={
+                "tier": "standard",
+                "key_id": "std-key-1",
+                "server_key_id": status["server_key_id"],
+                "sealed_key": b64(malformed),
+            },
+        )
+        assert garbage.status_code == 422, len(malformed)
+        assert garbage.json()["type"].endswith("escrow-malformed")
+    short_id = await alice.put(
         "/v1/escrow",
         json={
             "tier": "standard",
@@ -97,7 +113,7 @@ async def test_escrow_put_get_delete(user: UserFactory) -> None:
             "sealed_key": b64(b"\x01" + b"\x00" * 80),
         },
     )
-    assert garbage.status_code == 422
+    assert short_id.status_code == 422
     assert (await alice.delete("/v1/escrow")).status_code == 204
     assert (await alice.get("/v1/escrow")).json()["escrowed"] is False
 
@@ -106,7 +122,8 @@ async def test_recovery_complete_after_delay(
     tmp_path: Path, database_url: str | None, issuer: FakeIssuer
 ) -> None:
     settings = make_settings(tmp_path, database_url, recovery_delay_seconds=0)
-    async with running(create_app(settings, http_transport=issuer.transport())) as api:
+    served = server_settings(settings)
+    async with running(create_app(served, http_transport=issuer.transport())) as api:
         old = ApiUser(api, issuer.mint("alice"), "old-laptop-1")
         await escrow_key(old)
         new = ApiUser(api, issuer.mint("alice"), "new-laptop-1")
@@ -119,6 +136,14 @@ async def test_recovery_complete_after_delay(
         # Only the device that started it may complete it.
         wrong = await old.post("/v1/recovery/complete", json={"recovery_id": recovery_id})
         assert wrong.status_code == 403
+        # The delay is over but the escrow command has not run: the server cannot answer.
+        waiting = await new.post("/v1/recovery/complete", json={"recovery_id": recovery_id})
+        assert waiting.status_code == 409, waiting.text
+        assert waiting.json()["type"].endswith("recovery-waiting")
+        assert waiting.headers["Retry-After"] == "5"
+        assert (await escrow_pass(settings)).sealed == [recovery_id]
+        ready = (await old.get("/v1/escrow")).json()["pending_recoveries"]
+        assert [(p["id"], p["status"]) for p in ready] == [(recovery_id, "ready")]
         done = await new.post("/v1/recovery/complete", json={"recovery_id": recovery_id})
         assert done.status_code == 200, done.text
         body = done.json()
@@ -130,7 +155,7 @@ async def test_recovery_complete_after_delay(
         again = await new.post("/v1/recovery/complete", json={"recovery_id": recovery_id})
         assert again.status_code == 409
         events = [e["event"] for e in (await old.get("/v1/escrow")).json()["audit"]]
-        assert events[:2] == ["recovery.completed", "recovery.started"]
+        assert events[:3] == ["recovery.completed", "recovery.ready", "recovery.started"]
 
 
 async def test_recovery_waits_and_can_be_cancelled_from_another_device(user: UserFactory) -> None:

@@ -193,14 +193,14 @@ async def test_signup_verify_sign_in_refresh_reset(
     sealed = seal(
         public_key_from_bytes(base64.b64decode(meta["public_key"])),
         bytes(32),
-        escrow_aad(me.json()["id"], "std"),
+        escrow_aad(me.json()["id"], "std-key-1"),
     )
     escrowed = await api.put(
         "/v1/escrow",
         headers=auth_headers(access, "PUT", "/v1/escrow", LOCAL_KEY),
         json={
             "tier": "standard",
-            "key_id": "std",
+            "key_id": "std-key-1",
             "server_key_id": meta["key_id"],
             "sealed_key": base64.b64encode(sealed).decode(),
         },
