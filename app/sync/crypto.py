@@ -69,6 +69,7 @@ __all__ = [
     "WrongKeySecretError",
     "create_account_keys",
     "keys_header",
+    "open_keys_with_link",
     "open_keys_with_passphrase",
     "open_keys_with_recovery",
     "open_record",
@@ -596,6 +597,41 @@ def open_keys_with_recovery(
     """The sync keys and account keys, with the recovery code's secret."""
     slots, _ = read_keys_record(header, payload, None)
     return _open_keys(header, payload, slots, "recovery", _slot_key("recovery", recovery_secret))
+
+
+def open_keys_with_link(
+    header: RecordHeader,
+    payload: bytes,
+    account_keys: AccountKeys,
+    sync_keys: Mapping[Tier, SyncKey],
+) -> OpenedKeys:
+    """The keys another device of the account handed over (``app.sync.pairing``: its
+    account keys and current sync keys), checked against the "keys" record: signed with
+    that signing key, sealed to that public key, and holding exactly those sync keys.
+    No slot is opened (the key-record private key never leaves the slots); the slots
+    blob kept is the record's. RecordTamperedError if anything differs."""
+    signing = Ed25519PrivateKey.from_private_bytes(account_keys.signing_key)
+    if signing.public_key().public_bytes_raw() != account_keys.verify_key:
+        raise RecordTamperedError("the linked signing key does not match its verify key")
+    slots, entries = read_keys_record(header, payload, account_keys.verify_key)
+    if (
+        header.key_id != account_keys.key_id
+        or _unb64(slots.get("public_key"), "the key-record public key") != account_keys.public_key
+        or _unb64(slots.get("verify_key"), "the verify key") != account_keys.verify_key
+    ):
+        raise RecordTamperedError(
+            "the keys record belongs to other account keys than the linked ones"
+        )
+    expected = {tier_slot(account_keys, tier): key for tier, key in sync_keys.items()}
+    found = {entry.get("slot"): entry.get("key_id") for entry in entries}
+    if len(found) != len(entries) or found != {slot: key.key_id for slot, key in expected.items()}:
+        raise RecordTamperedError(
+            "the linked sync keys are not the ones in the account's keys record"
+        )
+    linked = AccountKeys(
+        account_keys.public_key, account_keys.verify_key, account_keys.signing_key, dict(slots)
+    )
+    return OpenedKeys(dict(sync_keys), linked)
 
 
 def _open_keys(

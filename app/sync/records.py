@@ -8,6 +8,9 @@ Record ids and kinds (fixed; the server sees them, never the contents)::
     chat:<chat>       kind "chat"      title, system prompt, memory, provider, model,
                                        pinned, shown version, created/updated times
     msg:<message>     kind "message"   one final message (never a half-streamed one)
+    pair:<n>:<step>   kind "pair"      the relay of a device link (``app.sync.pairing``):
+                                       not synced data; the engine skips it (at debug
+                                       level: ``_QuietPairingSkips``)
 
 A chat's settings merge field by field: each field carries the hybrid logical clock
 (HLC) of its last change, the later change wins; for the title a user's title beats an
@@ -18,6 +21,7 @@ merge as a union; a deleted chat (its tombstone) beats any edit.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +66,38 @@ def kind_of(record_id: str) -> str | None:
     """The kind a record id must have (None: not one of ours)."""
     prefix = record_id.split(":", 1)[0]
     return KINDS.get(prefix)
+
+
+PAIRING_PREFIX: Final = "pair"
+
+
+def is_pairing_record(record_id: str) -> bool:
+    """Whether a record id is one of a device link's relay records (``pair:…``)."""
+    return record_id.split(":", 1)[0] == PAIRING_PREFIX
+
+
+class _QuietPairingSkips(logging.Filter):
+    """The engine skips a record whose id names no kind of its own with a warning (a
+    newer client's data, or damage). A device link's relay records (``pair:…``) are
+    expected there on every device of the account: their skip is logged at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.levelno == logging.WARNING
+            and isinstance(record.msg, str)
+            and "of unexpected kind" in record.msg
+            and isinstance(args, tuple)
+            and len(args) == 1
+            and isinstance(args[0], str)
+            and is_pairing_record(args[0])
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("app.sync.engine").addFilter(_QuietPairingSkips())
 
 
 def encode_body(value: Mapping[str, Any]) -> bytes:
