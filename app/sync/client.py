@@ -547,8 +547,21 @@ class SyncClient(ServerConnection):
 
     async def _recovery_action(self, action: str, recovery_id: str) -> RecoveryOut:
         body = RecoveryAction(recovery_id=recovery_id).model_dump_json().encode()
-        response = await self.request("POST", f"/v1/recovery/{action}", content=body)
+        response = await self.request("POST", f"/v1/recovery/{action}", content=body, check=False)
+        self._raise_wrong_device(response)
+        self.raise_for_status(response)
         return self.parse(response, RecoveryOut)
+
+    def _raise_wrong_device(self, response: httpx.Response) -> None:
+        """A recovery call from the wrong device is refused (403 ``wrong-device``): a
+        usage error, not a sign-out like other 403 answers."""
+        if response.status_code == 403 and problem_slug(response) == "wrong-device":
+            raise SyncRefusedError(
+                f"The sync server {self._host} refused: "
+                f"{problem_message(response, self._secrets())}",
+                403,
+                "wrong-device",
+            )
 
     async def complete_recovery(self, recovery_id: str) -> RecoveryResult:
         """``POST /v1/recovery/complete`` from the device that started it.
@@ -567,6 +580,7 @@ class SyncClient(ServerConnection):
                 slug,
                 parse_retry_after(response.headers.get("Retry-After")),
             )
+        self._raise_wrong_device(response)
         self.raise_for_status(response)
         return self.parse(response, RecoveryResult)
 
