@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 from app.errors import ExitCode, UsageError
 from app.runtime import load, open_session
+from app.sync import pairing_cli
 from app.sync.errors import SyncError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 SYNC_PASSWORD_ENV: Final = "HUSHCHAT_SYNC_PASSWORD"  # noqa: S105 - a variable name
+_Finish = Callable[["Session", argparse.Namespace, object, str], Awaitable[None]]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,6 +112,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     revoke.add_argument("id", help="the device id (or its first characters) from `sync devices`")
     revoke.set_defaults(handler=_revoke)
+    pairing_cli.register(commands, unlock)  # `sync link` and `sync join CODE`
     _register_escrow_and_recovery(commands, unlock)
 
 
@@ -120,7 +123,13 @@ def _login(args: argparse.Namespace) -> int:
     return asyncio.run(_login_async(args))
 
 
-async def _login_async(args: argparse.Namespace) -> int:
+async def _login_async(
+    args: argparse.Namespace,
+    finish: _Finish | None = None,
+    new_vault_prompt: str = "passphrase of your sync account",
+) -> int:
+    """Sign in, create or unlock the vault, keep the account; then ``finish`` (default:
+    set up or join with the passphrase; ``sync join`` links with a pairing code)."""
     from app.session import Session
     from app.vault.cli import SecretSource, kdf_from_args
     from app.vault.profile import resolve_profile_dir
@@ -131,9 +140,7 @@ async def _login_async(args: argparse.Namespace) -> int:
     source = SecretSource(args)
     try:
         new_device = not session.vault_exists
-        passphrase = source.current(
-            "passphrase of your sync account" if new_device else "passphrase"
-        )
+        passphrase = source.current(new_vault_prompt if new_device else "passphrase")
         password = _local_password(args, source) if args.local else None
         account = await _sign_in(args, password)
         if new_device:
@@ -147,7 +154,7 @@ async def _login_async(args: argparse.Namespace) -> int:
             await session.open_vault()
             await session.unlock_with_passphrase(passphrase)
         await session.sync.sign_in(account)
-        await _set_up_or_join(session, args, source, passphrase)
+        await (finish or _set_up_or_join)(session, args, source, passphrase)
     finally:
         await asyncio.get_running_loop().run_in_executor(None, session.close)
     return ExitCode.OK
