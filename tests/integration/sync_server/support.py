@@ -382,7 +382,6 @@ def run_escrow_once(
     env = (
         settings_env(env_or_settings) if isinstance(env_or_settings, Settings) else env_or_settings
     )
-    env = {**env, "HUSHCHAT_SYNC_LOG_FORMAT": env.get("HUSHCHAT_SYNC_LOG_FORMAT", "text")}
     result = subprocess.run(
         [sys.executable, "-m", "sync_server", "escrow", "process", "--once"],
         env=env,
