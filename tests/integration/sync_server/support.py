@@ -475,3 +475,22 @@ def smtp_capture() -> Iterator[tuple[Mailbox, int]]:
         yield mailbox, port
     finally:
         controller.stop()
+
+
+async def solve_altcha(api: httpx.AsyncClient) -> str:
+    """Fetch an ALTCHA challenge from the server and solve it like the widget does."""
+    from altcha.v1 import solve_challenge
+
+    data = (await api.get("/v1/captcha/challenge")).json()
+    solution = await asyncio.to_thread(
+        solve_challenge, data["challenge"], data["salt"], data["algorithm"], data["maxnumber"]
+    )
+    assert solution is not None
+    payload = {
+        "algorithm": data["algorithm"],
+        "challenge": data["challenge"],
+        "number": solution.number,
+        "salt": data["salt"],
+        "signature": data["signature"],
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
