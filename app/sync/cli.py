@@ -544,16 +544,20 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
 
     profile = resolve_profile_dir(getattr(args, "profile", None))
     session = Session(load(args), profile, kdf=kdf_from_args(args))
-    if session.vault_exists:
+    pending = PendingRecovery.load(profile)
+    # A new vault made with the recovered key, interrupted before the key was installed:
+    # --resume unlocks it with its (new) passphrase and finishes.
+    finishing = session.vault_exists and args.resume and pending is not None and pending.recovered
+    if session.vault_exists and not finishing:
         raise UsageError(
             f"{profile} already has a vault. `hushchat vault recover --server` is for a lost "
             "vault (passphrase and recovery code both lost) and makes a new one: run it with "
             "a new --profile. To set a new passphrase with your recovery code, run "
             "`hushchat vault recover` without --server."
         )
-    Vault.check_can_create(profile)
+    if not finishing:
+        Vault.check_can_create(profile)
     server = check_server_url(args.server)
-    pending = PendingRecovery.load(profile)
     if args.resume and pending is None:
         raise UsageError(
             "No recovery was started in this profile: start one with "
@@ -568,11 +572,12 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
     if pending is not None and pending.server_url != server:
         raise UsageError(f"The recovery in progress is with {pending.server_url}, not {server}.")
     source = SecretSource(args)
-    passphrase = (
-        None
-        if args.no_wait and pending is None
-        else source.new_passphrase(allow_weak=args.allow_weak_passphrase)
-    )
+    if finishing:
+        passphrase: str | None = source.current("passphrase of the new vault")
+    elif args.no_wait and pending is None:
+        passphrase = None
+    else:
+        passphrase = source.new_passphrase(allow_weak=args.allow_weak_passphrase)
     password = _local_password(args, source) if args.local else None
     device_key = DeviceKey.from_pem(pending.device_key_pem) if pending else DeviceKey.generate()
     account = await _sign_in(args, password, device_key)
@@ -600,16 +605,23 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
         key = await _complete(client, pending, profile)
     assert passphrase is not None
     try:
-        code = await session.create_vault(passphrase)
-        print(f"Created a new vault in {profile}.")
-        print("Recovery code (shown only now; write it down and keep it somewhere safe):")
-        print()
-        print(code.formatted())
-        print()
+        if finishing:
+            await session.open_vault()
+            await session.unlock_with_passphrase(passphrase)
+        else:
+            code = await session.create_vault(passphrase)
+            print(f"Created a new vault in {profile}.")
+            print("Recovery code (shown only now; write it down and keep it somewhere safe):")
+            print()
+            print(code.formatted())
+            print()
         await session.sync.sign_in(account)
         engine = await session.sync.engine()
-        report = await engine.join_with_standard_key(key)
+        if not await engine.is_set_up():
+            await engine.install_standard_key(key)
+        # Installed: from here `hushchat sync now` fetches whatever this run does not.
         await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile)
+        report = await engine.sync_once()
         chats = await session.service.list_chats()
         print(
             f"Recovered the Standard sync key: {len(chats)} Standard chats are back "

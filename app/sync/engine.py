@@ -587,19 +587,16 @@ class SyncEngine:
         unopened, in this device's inbox, like every Private record. If the Standard key
         is an older epoch, the "rotate:<key id>" records lead it to the current one.
         Private chats made here are not synced (no device could read them)."""
+        await self.install_standard_key(key)
+        return await self.sync_once()
+
+    async def install_standard_key(self, key: SyncKey) -> None:
+        """The local half of :meth:`join_with_standard_key` (no network): afterwards the
+        device counts as set up, and any later round fetches the Standard chats."""
         if key.tier is not Tier.STANDARD:
             raise ValueError("only a Standard sync key can be recovered")
-        report = SyncReport()
         async with self._lock:
-            await self._pull(report)
             await self.runner.db(self._install_standard_key, key)
-        more = await self.sync_once()
-        report.pushed += more.pushed
-        report.pulled += more.pulled
-        report.conflicts += more.conflicts
-        report.tampered += more.tampered
-        report.deferred = more.deferred
-        return report
 
     def _install_standard_key(self, key: SyncKey) -> None:
         states = self._states()
