@@ -169,8 +169,7 @@ class FaultProxy:
         try:
             await self._upstream(connection, reader)
             if connection.fault != "stall":  # a half-closed client may still read
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(downstream), timeout=10)
+                await asyncio.wait({downstream}, timeout=10)
         finally:
             self._close(connection)
             downstream.cancel()

@@ -324,6 +324,18 @@ def _sync_now(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return process
 
 
+async def _exited(process: subprocess.Popen[bytes], seconds: float) -> int:
+    """The exit status of ``process``, waiting without blocking the event loop."""
+    deadline = time.monotonic() + seconds
+    while (status := process.poll()) is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)
+            raise AssertionError(f"still running after {seconds} s")
+        await asyncio.sleep(0.02)
+    return status
+
+
 async def _kill_during_push(
     process: subprocess.Popen[bytes], proxy: FaultProxy, nth: int, delay: float
 ) -> bool:
@@ -378,12 +390,16 @@ async def test_sync_now_killed_20_times_during_its_push_loses_and_doubles_nothin
                 if process.poll() is None:
                     process.kill()
                     process.wait(timeout=10)
-            assert killed, f"sync now ended before kill {attempt + 1}: {process.returncode}"
+            assert killed, (
+                f"sync now ended before kill {attempt + 1} (exit {process.returncode}): "
+                + (home / "err.txt").read_text()[-1500:]
+            )
             kills += 1
         assert kills == 20
 
         clean = _sync_now(home, env)
-        assert clean.wait(timeout=120) == 0, (home / "err.txt").read_text()
+        # Not Popen.wait: the proxy runs on this event loop.
+        assert await _exited(clean, 120) == 0, (home / "err.txt").read_text()[-1500:]
 
         a = await _reopen(profile)
         try:
