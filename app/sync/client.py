@@ -524,7 +524,9 @@ class SyncClient(ServerConnection):
         :class:`SyncRefusedError` with slug ``escrow-key-changed`` when the server's
         escrow key is no longer ``server_key_id`` (fetch ``/v1/meta`` and seal again).
         """
-        body = EscrowPut(key_id=key_id, server_key_id=server_key_id, sealed_key=sealed_key)
+        body = EscrowPut(
+            tier="standard", key_id=key_id, server_key_id=server_key_id, sealed_key=sealed_key
+        )
         await self.request("PUT", "/v1/escrow", content=body.model_dump_json().encode())
 
     async def delete_escrow(self) -> None:

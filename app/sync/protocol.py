@@ -193,7 +193,7 @@ class DeviceList(_Received):
 class EscrowPut(_Sent):
     """``PUT /v1/escrow``: the Standard sync key sealed to the server's escrow key."""
 
-    tier: Literal["standard"] = "standard"
+    tier: Literal["standard"]
     key_id: str
     server_key_id: str
     sealed_key: Base64Bytes

@@ -74,6 +74,40 @@ def test_client_and_server_open_each_others_boxes_and_bind_the_context() -> None
         escrow.seal(b"short", b"x", aad)
 
 
+@pytest.mark.parametrize(
+    ("client_name", "server_name"),
+    [
+        ("EscrowPut", "EscrowPut"),
+        ("RecoveryStart", "RecoveryStart"),
+        ("RecoveryOut", "RecoveryOut"),
+        ("RecoveryResult", "RecoveryResult"),
+        ("RecoveryAction", "RecoveryApprove"),
+        ("RecoveryAction", "RecoveryCancel"),
+        ("RecoveryAction", "RecoveryComplete"),
+        ("ChangesResponse", "ChangesResponse"),
+    ],
+)
+def test_the_escrow_and_recovery_wire_models_agree_with_the_server(
+    client_name: str, server_name: str
+) -> None:
+    from app.sync import protocol as client
+    from sync_server import protocol as server
+    from tests.unit.sync.test_protocol import _shape
+
+    assert _shape(getattr(client, client_name)) == _shape(getattr(server, server_name))
+
+
+def test_the_client_reads_the_fields_it_needs_of_the_escrow_status() -> None:
+    from app.sync import protocol as client
+    from sync_server import protocol as server
+    from tests.unit.sync.test_protocol import _shape
+
+    ours, theirs = _shape(client.EscrowStatus), _shape(server.EscrowStatus)
+    assert {name: kinds for name, (kinds, _) in ours.items()} == {
+        name: theirs[name][0] for name in ours
+    }
+
+
 def test_the_escrowed_key_format() -> None:
     key = SyncKey.generate(Tier.STANDARD, epoch=7)
     plaintext = escrow.encode_escrowed_key(key)
