@@ -58,6 +58,7 @@ def keyed_env(tmp_path: Path) -> dict[str, str]:
     lines = generated.stdout.strip().splitlines()
     assert {line.split("=", 1)[0] for line in lines} == {
         "HUSHCHAT_SYNC_SECRET_KEY",
+        "HUSHCHAT_SYNC_ESCROW_PUBLIC_KEY",
         "HUSHCHAT_SYNC_ESCROW_KEK",
         "HUSHCHAT_SYNC_ESCROW_PRIVATE_KEY",
     }

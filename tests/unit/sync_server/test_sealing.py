@@ -10,10 +10,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sync_server.errors import ConfigError
 from sync_server.sealing import (
+    MAX_ESCROW_PLAINTEXT,
+    MIN_ESCROW_PLAINTEXT,
     SealingError,
+    check_sealed_shape,
     escrow_aad,
     generate_secrets,
     open_sealed,
+    parse_public_key,
     public_key_from_bytes,
     seal,
     seal_deterministic,
@@ -79,3 +83,35 @@ def test_sealed_box_vector() -> None:
     )
     assert sealed.hex() == VECTOR
     assert open_sealed(recipient, bytes.fromhex(VECTOR), aad) == bytes(range(200, 232))
+
+
+def test_generated_public_key_is_the_private_keys_half() -> None:
+    values = generate_secrets()
+    pair = unwrap_private_key(values["ESCROW_PRIVATE_KEY"], base64.b64decode(values["ESCROW_KEK"]))
+    public = parse_public_key(values["ESCROW_PUBLIC_KEY"])
+    assert public.public_bytes == pair.public_bytes and public.key_id == pair.key_id
+    assert pair.public.to_text() == values["ESCROW_PUBLIC_KEY"]
+    # What is sealed to the published public key opens with the wrapped private key.
+    sealed = seal(public_key_from_bytes(public.public_bytes), b"k" * 32, b"aad")
+    assert open_sealed(pair.private_key, sealed, b"aad") == b"k" * 32
+    for bad in ("", "not base64!", base64.b64encode(bytes(31)).decode()):
+        with pytest.raises(ConfigError, match="ESCROW_PUBLIC_KEY"):
+            parse_public_key(bad)
+
+
+def test_sealed_shape_bounds() -> None:
+    recipient = X25519PrivateKey.generate().public_key()
+    smallest = seal(recipient, bytes(MIN_ESCROW_PLAINTEXT), b"")
+    largest = seal(recipient, bytes(MAX_ESCROW_PLAINTEXT), b"")
+    assert (len(smallest), len(largest)) == (77, 317)
+    for sealed in (smallest, largest, seal(recipient, bytes(32), b"")):
+        check_sealed_shape(sealed, MIN_ESCROW_PLAINTEXT, MAX_ESCROW_PLAINTEXT)
+    for sealed in (
+        b"",
+        smallest[:-1],
+        largest + b"x",
+        b"\x02" + smallest[1:],
+        bytes.fromhex(VECTOR)[:76],
+    ):
+        with pytest.raises(SealingError):
+            check_sealed_shape(sealed, MIN_ESCROW_PLAINTEXT, MAX_ESCROW_PLAINTEXT)

@@ -101,3 +101,24 @@ def test_every_setting_is_documented() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, name
         assert f"HUSHCHAT_SYNC_{name.upper()}" in doc, name
+
+
+def test_server_needs_only_the_public_key() -> None:
+    values = _secrets()
+    public_only = Settings(
+        secret_key=values["secret_key"], escrow_public_key=values["escrow_public_key"]
+    )
+    assert public_only.problems() == []
+    assert not any("ESCROW_PRIVATE_KEY" in w for w in public_only.warnings())
+    assert any("ESCROW_PRIVATE_KEY" in p for p in public_only.escrow_process_problems())
+    # An older set-up (private key and KEK, no public key) still starts, with a warning.
+    legacy = Settings(
+        secret_key=values["secret_key"],
+        escrow_kek=values["escrow_kek"],
+        escrow_private_key=values["escrow_private_key"],
+    )
+    assert legacy.problems() == []
+    assert any("escrow process" in w for w in legacy.warnings())
+    assert legacy.escrow_process_problems() == []
+    bad = Settings(secret_key=values["secret_key"], escrow_public_key="AAAA")
+    assert any("ESCROW_PUBLIC_KEY" in p for p in bad.problems())
