@@ -126,6 +126,7 @@ class IssuerEndpoints:
     authorization_endpoint: str
     token_endpoint: str
     device_authorization_endpoint: str | None
+    revocation_endpoint: str | None = None
 
 
 async def discover_issuer(oauth: Any, issuer: str) -> IssuerEndpoints:
@@ -173,7 +174,47 @@ async def discover_issuer(oauth: Any, issuer: str) -> IssuerEndpoints:
         authorization_endpoint=authorization,
         token_endpoint=token,
         device_authorization_endpoint=endpoint("device_authorization_endpoint", required=False),
+        revocation_endpoint=endpoint("revocation_endpoint", required=False),
     )
+
+
+async def revoke_refresh_token(
+    account: SyncAccount,
+    *,
+    proxy: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> bool:
+    """Ask the identity provider to revoke ``account``'s refresh token (RFC 7009), as
+    signing out does: a copy of the token (a backup of the vault, a stolen laptop's disk)
+    then renews nothing. True when the provider revoked it; False when there is nothing
+    to revoke or the provider offers no revocation endpoint. Local accounts' tokens are
+    the sync server's own and end when the device is revoked there."""
+    if account.sign_in != "oidc" or not account.refresh_token or not account.issuer:
+        return False
+    host = urlsplit(account.issuer).netloc
+    async with oauth_client(
+        proxy=proxy, transport=transport, timeout=DEFAULT_TIMEOUT, client_id=account.client_id
+    ) as oauth:
+        endpoints = await discover_issuer(oauth, account.issuer)
+        if endpoints.revocation_endpoint is None:
+            log.info("the identity provider %s has no revocation endpoint", host)
+            return False
+        try:
+            response = await oauth.revoke_token(
+                endpoints.revocation_endpoint,
+                token=account.refresh_token,
+                token_type_hint="refresh_token",  # noqa: S106 (a hint, not a secret)
+            )
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
+            raise SyncOfflineError(
+                f"Cannot reach the identity provider {host} ({type(error).__name__})."
+            ) from error
+    if response.status_code != 200:  # RFC 7009 §2.2: 200 also for an unknown token
+        raise SignInError(
+            f"The identity provider {host} did not revoke the sign-in "
+            f"({_oauth_answer_error(response)})."
+        )
+    return True
 
 
 @dataclass(frozen=True)

@@ -126,19 +126,25 @@ class SyncService:
             await self._runner.db(self._write_account, account)
 
     async def sign_out(self, *, revoke: bool = True) -> None:
-        """Forget the account on this device (and revoke this device on the server unless
-        ``revoke`` is False). Chats and sync keys stay; signing in again resumes."""
+        """Forget the account on this device (and, unless ``revoke`` is False, revoke this
+        device on the server and the refresh token at the identity provider). Chats and
+        sync keys stay; signing in again resumes."""
         account = await self.account()
         if account is None:
             return
         await self.stop()
         if revoke:
+            from app.sync import login
             from app.sync.errors import SyncError
 
             try:
                 await self.client().revoke(account.device_id)
             except SyncError as error:  # signed out here anyway; the server may be gone
                 log.warning("could not revoke this device on the server: %s", error)
+            try:  # a copy of the refresh token (a vault backup) then renews nothing
+                await login.revoke_refresh_token(account)
+            except SyncError as error:
+                log.warning("could not revoke the sign-in at the identity provider: %s", error)
         await self._close_client()
         await self._runner.db(self._write_account, None)
         self._account = None

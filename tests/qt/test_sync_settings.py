@@ -123,6 +123,10 @@ class SyncWorld:
             raise self.sign_in_error
         return self.account(device_name, email)
 
+    async def revoke_refresh_token(self, account: SyncAccount, **_: Any) -> bool:
+        self.calls.append(("revoke-sign-in", account.device_id))
+        return True
+
 
 class FakeClient(FakeTransport):
     """The session's ``SyncClient``: the fake server's push and pull, plus the account."""
@@ -182,6 +186,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> SyncWorld:
     for name in ("sign_in_methods", "sign_in_with_browser", "sign_in_with_device_code"):
         monkeypatch.setattr(login, name, getattr(world, name))
     monkeypatch.setattr(login, "sign_in_local", world.sign_in_local)
+    monkeypatch.setattr(login, "revoke_refresh_token", world.revoke_refresh_token)
     return world
 
 
@@ -489,7 +494,7 @@ def test_revoke_asks_naming_the_device_and_sign_out_says_chats_stay(
     run_async: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    signed_in_and_set_up(qtbot, main_window, run_async, world)
+    device_id = signed_in_and_set_up(qtbot, main_window, run_async, world).device_id
     world.add_device("device-lost", "Old laptop")
     _dialog, page = open_sync_page(main_window)
     qtbot.waitUntil(lambda: page.device_tree.topLevelItemCount() == 2, timeout=WAIT)
@@ -529,6 +534,7 @@ def test_revoke_asks_naming_the_device_and_sign_out_says_chats_stay(
     assert "chats stay on this device" in page.message_label.text()
     assert page.server_edit.text() == SERVER_URL
     assert run_async(main_window.session.sync.account()) is None
+    assert ("revoke-sign-in", device_id) in world.calls  # at the identity provider too
     assert not main_window.session.sync.running
     button = indicator(qtbot, main_window)
     qtbot.waitUntil(lambda: button is not None and not button.isVisible(), timeout=WAIT)

@@ -21,7 +21,12 @@ from app.sync.account import SyncAccount
 from app.sync.client import SyncClient
 from app.sync.dpop import DeviceKey
 from app.sync.errors import SyncAuthError
-from app.sync.login import SignInError, sign_in_with_browser, sign_in_with_device_code
+from app.sync.login import (
+    SignInError,
+    revoke_refresh_token,
+    sign_in_with_browser,
+    sign_in_with_device_code,
+)
 from app.sync.protocol import RecordIn
 from sync_server.app import create_app
 from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
@@ -120,6 +125,29 @@ async def test_browser_sign_in_then_sync(
         assert restored.access_token == account.access_token
         assert (await client.me()).id == me.id
     _assert_no_secret_logged(caplog, account)
+
+
+async def test_signing_out_revokes_the_refresh_token_at_the_provider(
+    server: LiveServer,
+) -> None:
+    account = await sign_in_with_browser(
+        server.url,
+        open_browser=ScriptedBrowser().open,
+        output=io.StringIO(),
+        login_hint="alice",
+        wait_seconds=30,
+    )
+    copy = SyncAccount.from_json(account.to_json())  # e.g. in a backup of the vault
+    async with SyncClient(account) as client:
+        await client.refresh()  # the refresh token works…
+    assert await revoke_refresh_token(account)
+    async with SyncClient(account) as client:
+        with pytest.raises(SyncAuthError, match="no longer accepts this sign-in"):
+            await client.refresh()  # …and no longer after the revocation
+    assert copy.refresh_token != account.refresh_token  # rotated by the refresh above
+    local = SyncAccount.from_json(account.to_json())
+    local.sign_in = "local"
+    assert not await revoke_refresh_token(local)  # the server's own tokens: nothing here
 
 
 async def test_long_poll_returns_when_another_device_pushes(server: LiveServer) -> None:

@@ -65,6 +65,7 @@ const configuration = {
   } : {}),
   features: {
     devInteractions: { enabled: false },
+    revocation: { enabled: true },
     deviceFlow: {
       enabled: true,
       userCodeInputSource: async (ctx, form) => { ctx.body = bare('Enter code', form); },
