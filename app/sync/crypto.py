@@ -610,6 +610,8 @@ def open_keys_with_link(
     that signing key, sealed to that public key, and holding exactly those sync keys.
     No slot is opened (the key-record private key never leaves the slots); the slots
     blob kept is the record's. RecordTamperedError if anything differs."""
+    if any(key.tier is not tier for tier, key in sync_keys.items()):
+        raise RecordTamperedError("a linked sync key is filed under another tier")
     signing = Ed25519PrivateKey.from_private_bytes(account_keys.signing_key)
     if signing.public_key().public_bytes_raw() != account_keys.verify_key:
         raise RecordTamperedError("the linked signing key does not match its verify key")

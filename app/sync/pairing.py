@@ -217,6 +217,7 @@ def _finish(
     try:
         shared = spake.finish(theirs)
     except Exception as error:  # spake2 raises several unrelated types for a bad message
+        log.warning("pairing: the other device's SPAKE2 message was refused (%r)", error)
         raise PairingError(
             "The other device's pairing message is not valid (changed on the way?); nothing "
             "was sent or installed. Run `hushchat sync link` again."

@@ -249,6 +249,9 @@ async def test_the_keys_must_be_those_of_the_keys_record(
             open_keys_with_link(header, stored.payload, account, swapped)
     with pytest.raises(RecordTamperedError, match="not the ones"):
         open_keys_with_link(header, stored.payload, account, {Tier.STANDARD: keys[Tier.STANDARD]})
+    crossed = {Tier.STANDARD: keys[Tier.PRIVATE], Tier.PRIVATE: keys[Tier.STANDARD]}
+    with pytest.raises(RecordTamperedError, match="another tier"):
+        open_keys_with_link(header, stored.payload, account, crossed)
     changed = bytearray(stored.payload)
     changed[len(changed) // 2] ^= 1
     with pytest.raises(RecordTamperedError):
