@@ -76,7 +76,7 @@ async def test_without_a_push_the_answer_is_an_empty_page_after_wait(user: UserF
     cursor = (await alice.push(record("m1")))["cursor"]
     response, elapsed = await _wait(alice, cursor, 1)
     assert response.status_code == 200
-    assert response.json() == {"changes": [], "cursor": cursor, "has_more": False}
+    assert response.json() == {"changes": [], "cursor": cursor, "has_more": False, "recoveries": []}
     assert elapsed >= 0.9
     # Another account's push does not wake alice.
     bob = user("bob")

@@ -134,7 +134,7 @@ async def test_paging_and_monotonic_cursor(user: UserFactory) -> None:
     response = await alice.get("/v1/sync/changes", params={"cursor": cursor})
     assert [(c["id"], c["seq"]) for c in response.json()["changes"]] == [("m000", 26)]
     empty = await alice.get("/v1/sync/changes", params={"cursor": 1000})
-    assert empty.json() == {"changes": [], "cursor": 1000, "has_more": False}
+    assert empty.json() == {"changes": [], "cursor": 1000, "has_more": False, "recoveries": []}
 
 
 async def test_concurrent_pushes_get_distinct_gapless_sequence(user: UserFactory) -> None:
