@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -125,6 +126,33 @@ def test_sync_link_then_sync_join_on_a_new_profile(server: LiveServer, tmp_path:
     again = _join(_new_home(tmp_path / "e"), server, code)
     assert again.returncode == 3, again.stderr
     assert "used already" in again.stderr, again.stderr
+
+
+def test_ctrl_c_withdraws_the_code(server: LiveServer, tmp_path: Path) -> None:
+    a = asyncio.run(_make_device(tmp_path / "a", {"plans A": Tier.STANDARD}))
+    assert a.login(server, "laptop A").returncode == 0
+    link = subprocess.Popen(
+        [str(HUSHCHAT), "sync", "link", "--passphrase-stdin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=a.env(),
+    )  # fmt: skip
+    try:
+        assert link.stdin is not None and link.stdout is not None
+        link.stdin.write(PASSPHRASE + "\n")
+        link.stdin.close()
+        code = link.stdout.readline().strip()
+        assert _CODE.match(code), code
+        link.send_signal(signal.SIGINT)
+        assert link.wait(timeout=60) == 130
+    finally:
+        link.kill()
+        link.wait(timeout=10)
+        for stream in (link.stdout, link.stderr):
+            if stream is not None:
+                stream.close()
+    late = _join(_new_home(tmp_path / "d"), server, code)
+    assert late.returncode == 3, late.stderr
+    assert "expired or was used already" in late.stderr, late.stderr
 
 
 def _new_home(home: Path) -> Device:
