@@ -466,7 +466,7 @@ class SyncEngine:
     def _install_new_keys(self, account: AccountKeys) -> RecordIn:
         states = self._states()
         standard = self._standard(states)
-        if self._account_keys(standard) is not None:
+        if self._account_keys(standard) is not None or standard.setting(STANDARD_ONLY_SETTING):
             raise SyncKeysExistError("This profile already has sync keys.")
         keys = {tier: SyncKey.generate(tier) for tier in states}
         for tier, state in states.items():

@@ -19,7 +19,7 @@ from app.sync.engine import STANDARD_ONLY_SETTING, EngineStatus, SyncKeysExistEr
 from app.sync.errors import SyncOfflineError
 from app.sync.protocol import RecoveryOut
 from sync_server import sealing as server_sealing
-from tests.unit.sync.devices import ACCOUNT, Device
+from tests.unit.sync.devices import ACCOUNT, PASSPHRASE, Device
 from tests.unit.sync.fake_server import EscrowFakeTransport, FakeEscrow, FakeServer
 from tests.unit.sync_server.test_sealing import VECTOR as SERVER_VECTOR
 
@@ -254,8 +254,6 @@ async def test_another_device_with_escrow_off_on_the_server_does_not_escrow_its_
     await a.engine.sync_once()
     b = _escrowing(a.server, "b", vault)
     try:
-        from tests.unit.sync.devices import PASSPHRASE
-
         await b.engine.join_with_passphrase(PASSPHRASE)
         await a.engine.set_escrow(False)
         store = b.library.store(Tier.STANDARD)
@@ -312,8 +310,15 @@ async def test_a_device_with_the_standard_key_only_gets_standard_chats(
         assert "from-c" in {chat["title"] for chat in a.dump().values()}
         with pytest.raises(SyncKeysExistError):
             await a.runner.db(a.engine._install_standard_key, recovered)
+        with pytest.raises(SyncKeysExistError):  # its recovered key is never replaced
+            await c.setup()
+        assert _current(c, Tier.STANDARD).key_id == _current(a, Tier.STANDARD).key_id
         flag = c.library.store(Tier.STANDARD).sync_state().setting(STANDARD_ONLY_SETTING)
         assert flag
+        # The old passphrase found again: the keys record waiting in the inbox opens, and
+        # the Private chats arrive.
+        await c.engine.join_with_passphrase(PASSPHRASE)
+        assert private.id in c.dump() and not await c.engine.is_standard_only()
     finally:
         c.runner.shutdown()
 
