@@ -523,7 +523,8 @@ def add_recover_server_arguments(recover: argparse.ArgumentParser) -> None:
         "--local",
         metavar="EMAIL",
         help=f"with --server: a local account (password from a prompt, {SYNC_PASSWORD_ENV} "
-        "or the line after the new passphrase with --passphrase-stdin)",
+        "or, with --passphrase-stdin, the line after the new passphrase: the first line "
+        "when --no-wait starts a recovery)",
     )
     recover.add_argument("--device-name", help="with --server: how this device is listed")
 
