@@ -90,6 +90,7 @@ from app.sync.records import (
     Hlc,
     decode_body,
     encode_body,
+    is_pairing_record,
     kind_of,
     message_values,
 )
@@ -1238,7 +1239,10 @@ class SyncEngine:
         """Apply one record: "applied", "skipped" (already known, or not ours),
         "deferred" (its key is not here yet) or "tampered"."""
         if kind_of(record.record_id) != record.kind:
-            log.warning("sync: ignoring record %s of unexpected kind", record.record_id)
+            if is_pairing_record(record.record_id):  # a device link's relay: not ours to apply
+                log.debug("sync: skipping the link relay record %s", record.record_id)
+            else:  # a newer client's data, or damage
+                log.warning("sync: ignoring record %s of unexpected kind", record.record_id)
             return "skipped"
         known = keys.row(record.record_id)
         if known is not None:

@@ -21,7 +21,6 @@ merge as a union; a deleted chat (its tombstone) beats any edit.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ __all__ = [
     "chat_values",
     "decode_body",
     "encode_body",
+    "is_pairing_record",
     "kind_of",
     "message_values",
 ]
@@ -74,30 +74,6 @@ PAIRING_PREFIX: Final = "pair"
 def is_pairing_record(record_id: str) -> bool:
     """Whether a record id is one of a device link's relay records (``pair:…``)."""
     return record_id.split(":", 1)[0] == PAIRING_PREFIX
-
-
-class _QuietPairingSkips(logging.Filter):
-    """The engine skips a record whose id names no kind of its own with a warning (a
-    newer client's data, or damage). A device link's relay records (``pair:…``) are
-    expected there on every device of the account: their skip is logged at debug level."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if (
-            record.levelno == logging.WARNING
-            and isinstance(record.msg, str)
-            and "of unexpected kind" in record.msg
-            and isinstance(args, tuple)
-            and len(args) == 1
-            and isinstance(args[0], str)
-            and is_pairing_record(args[0])
-        ):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
-
-
-logging.getLogger("app.sync.engine").addFilter(_QuietPairingSkips())
 
 
 def encode_body(value: Mapping[str, Any]) -> bytes:
