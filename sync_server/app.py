@@ -31,11 +31,12 @@ from sync_server.auth.oidc import JwksCache, OidcVerifier
 from sync_server.cleanup import run_periodically
 from sync_server.db import Database
 from sync_server.errors import PROBLEM_MEDIA_TYPE, Problem, ProblemError, problem_response
-from sync_server.escrow_worker import serve_escrow_key
+from sync_server.escrow_worker import load_escrow_keys, run_in_server, serve_escrow_key
 from sync_server.mailer import Mailer
 from sync_server.notifier import ChangeNotifier
 from sync_server.observability import RequestContextMiddleware, request_id_var
 from sync_server.ratelimit import RateLimiter, SignInBackoff
+from sync_server.recoveries import RecoveryNotices
 from sync_server.routers import (
     account,
     devices,
@@ -47,6 +48,7 @@ from sync_server.routers import (
     sync,
 )
 from sync_server.routing import BodySizeLimitMiddleware, RequestTooLargeError
+from sync_server.sealing import EscrowKeyPair
 from sync_server.settings import Settings
 from sync_server.state import ServerState
 
@@ -175,12 +177,17 @@ def create_app(
     """
     settings.ensure_startable()
     escrow_keys = serve_escrow_key(settings)
-    if settings.escrow_private_key is not None or settings.escrow_kek is not None:
+    legacy_keys: EscrowKeyPair | None = None
+    if settings.escrow_private_key is not None and settings.escrow_kek is not None:
+        # An older set-up: keep its recoveries working with escrow passes in a background
+        # task (never on the request path), and say that the key belongs elsewhere.
+        legacy_keys = load_escrow_keys(settings)
         log.warning(
             "escrow_private_key_configured_for_server",
             extra={
-                "detail": "serve uses only the escrow public key; give ESCROW_PRIVATE_KEY and "
-                "ESCROW_KEK to `hushchat-sync escrow process` only"
+                "detail": "serve runs the escrow passes itself because it was given "
+                "ESCROW_PRIVATE_KEY and ESCROW_KEK; give it only ESCROW_PUBLIC_KEY and run "
+                "`hushchat-sync escrow process` where those two are kept"
             },
         )
     limiter = RateLimiter(settings)
@@ -191,6 +198,7 @@ def create_app(
         db = Database(settings)
         http = httpx.AsyncClient(transport=http_transport, follow_redirects=False)
         cleanup: asyncio.Task[None] | None = None
+        escrow_task: asyncio.Task[None] | None = None
         state: ServerState | None = None
         mailer = Mailer(settings)
         notifier = ChangeNotifier(
@@ -254,16 +262,26 @@ def create_app(
                     db, settings.cleanup_interval_seconds, settings.email_token_ttl_seconds
                 )
             )
+            if legacy_keys is not None:
+                escrow_task = asyncio.create_task(
+                    run_in_server(
+                        db,
+                        legacy_keys,
+                        RecoveryNotices(mailer, settings),
+                        settings.escrow_process_interval_seconds,
+                    )
+                )
             log.info("server_started", extra={"version": __version__, "sqlite": db.is_sqlite})
             yield
         finally:
             notifier.close()
             if restore_signals is not None:
                 restore_signals()
-            if cleanup is not None:
-                cleanup.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await cleanup
+            for task in (cleanup, escrow_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if state is not None and state.verifier is not None:
                 await state.verifier.aclose()
             if state is not None and state.local is not None:

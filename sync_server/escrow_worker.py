@@ -152,7 +152,9 @@ async def _seal_one(
 ) -> bool | None:
     """Seal one recovery's answer: True sealed, False failed, None no longer due."""
     async with db.write() as session:
-        row = await session.get(Recovery, recovery_id)
+        # Locked (PostgreSQL; SQLite writers are serialised anyway), so two escrow passes
+        # or a concurrent cancel cannot interleave with this one.
+        row = await session.get(Recovery, recovery_id, with_for_update=True)
         moment = now()
         if row is None or row.status != "pending" or row.not_before > moment:
             return None  # cancelled or changed since it was listed
@@ -218,6 +220,29 @@ async def process_once(
             if notices is not None:
                 notices.send(mails)
     return result
+
+
+async def run_in_server(
+    db: Database, keys: EscrowKeyPair, notices: RecoveryNotices, interval: float
+) -> None:
+    """Escrow passes inside ``serve`` for older set-ups that give it the private key (a
+    background task, never the request path), every ``interval`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            outcome = await process_once(db, keys, notices)
+        except SQLAlchemyError:
+            log.exception("escrow_pass_failed")
+        else:
+            if outcome.sealed or outcome.failed or outcome.expired:
+                log.info(
+                    "escrow_pass_done",
+                    extra={
+                        "sealed": len(outcome.sealed),
+                        "failed": len(outcome.failed),
+                        "expired": len(outcome.expired),
+                    },
+                )
 
 
 async def run(settings: Settings, keys: EscrowKeyPair, *, once: bool, interval: float) -> int:

@@ -128,14 +128,16 @@ class Settings(BaseSettings):
     escrow_private_key: SecretStr | None = Field(
         default=None,
         description="Escrow X25519 private key wrapped by ESCROW_KEK (from `gen-keys`). Give "
-        "it to `hushchat-sync escrow process` only; `serve` ignores it (older set-ups that "
-        "give it to `serve` without ESCROW_PUBLIC_KEY get the public key derived from it).",
+        "it to `hushchat-sync escrow process` only. (Older set-ups that give it and the KEK "
+        "to `serve` keep working: `serve` then runs the escrow passes in the background and "
+        "can open escrowed keys; check-config warns.)",
     )
     escrow_process_interval_seconds: float = Field(
         default=10.0,
         gt=0,
         le=3600,
-        description="`escrow process --interval` default: seconds between passes.",
+        description="`escrow process --interval` default: seconds between passes (also "
+        "the interval of the passes an older `serve` given the private key runs).",
     )
 
     # --- OIDC ----------------------------------------------------------------------------
@@ -518,11 +520,11 @@ class Settings(BaseSettings):
             )
         if self.escrow_private_key is not None or self.escrow_kek is not None:
             found.append(
-                "ESCROW_PRIVATE_KEY/ESCROW_KEK are set for the server: `serve` does not use "
-                "them (it needs only ESCROW_PUBLIC_KEY). Give them only to "
-                "`hushchat-sync escrow process`, so the server process alone cannot open "
-                "escrowed keys; set ESCROW_PUBLIC_KEY (`hushchat-sync escrow public-key` "
-                "prints it)."
+                "ESCROW_PRIVATE_KEY/ESCROW_KEK are set for the server: `serve` then runs the "
+                "escrow passes itself (in the background, never on the request path), so the "
+                "server process can open escrowed keys. Give it only ESCROW_PUBLIC_KEY "
+                "(`hushchat-sync escrow public-key` prints it) and run "
+                "`hushchat-sync escrow process` where the private key and KEK are kept."
             )
         memory_limits = self.rate_limit_storage_url.startswith(("memory", "async+memory"))
         if self.workers > 1 and self.rate_limits_enabled and memory_limits:

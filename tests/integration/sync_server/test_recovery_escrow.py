@@ -3,6 +3,7 @@ escrow private key, and only ``hushchat-sync escrow process`` seals recovery ans
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sync_server.app import create_app
+from sync_server.escrow_worker import load_escrow_keys
 from sync_server.sealing import escrow_aad, open_sealed, recovery_aad, seal
 from sync_server.settings import Settings
 from tests.integration.sync_server.support import (
@@ -192,8 +194,6 @@ async def test_recoveries_are_in_every_changes_answer(
 async def test_a_waiting_pull_answers_when_a_recovery_starts(
     tmp_path: Path, database_url: str | None, issuer: FakeIssuer
 ) -> None:
-    import asyncio
-
     settings = make_settings(tmp_path, database_url)
     async with served(settings, issuer) as api:
         old = ApiUser(api, issuer.mint("alice"), "alice-old-1")
@@ -331,3 +331,36 @@ def test_escrow_loop_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     text = log.read_text()
     assert "escrow_process_stopped" in text
     assert "Traceback" not in text
+
+
+async def test_an_older_server_given_the_private_key_still_completes_recoveries(
+    tmp_path: Path, database_url: str | None, issuer: FakeIssuer
+) -> None:
+    # Settings from before ESCROW_PUBLIC_KEY: serve derives the public key and runs the
+    # escrow passes in a background task, so such deployments keep working.
+    settings = make_settings(
+        tmp_path, database_url, recovery_delay_seconds=0, escrow_process_interval_seconds=0.1
+    ).model_copy(update={"escrow_public_key": None})
+    async with running(create_app(settings, http_transport=issuer.transport())) as api:
+        meta = (await api.get("/v1/meta")).json()["escrow"]
+        assert meta["key_id"] == load_escrow_keys(settings).key_id
+        old = ApiUser(api, issuer.mint("alice"), "alice-old-1")
+        assert (await upload_escrow(old, STANDARD_KEY)).status_code == 200
+        new = ApiUser(api, issuer.mint("alice"), "alice-new-1")
+        private, public = x25519_keypair()
+        recovery = (await new.post("/v1/recovery/start", json={"device_public_key": public})).json()
+        deadline = time.monotonic() + 10
+        while True:
+            done = await new.post("/v1/recovery/complete", json={"recovery_id": recovery["id"]})
+            if done.status_code == 200:
+                break
+            assert done.json()["type"].endswith("recovery-waiting"), done.text
+            assert time.monotonic() < deadline, "the background escrow pass never ran"
+            await asyncio.sleep(0.1)
+        account_id = (await new.get("/v1/me")).json()["id"]
+        opened = open_sealed(
+            private,
+            base64.b64decode(done.json()["sealed_key"]),
+            recovery_aad(account_id, recovery["id"]),
+        )
+        assert opened == STANDARD_KEY
