@@ -41,6 +41,7 @@ from sync_server.recoveries import (
     cancel_open,
     known_addresses,
     new_cancel_token,
+    remember_address,
     simple_mail,
     started_mail,
 )
@@ -174,6 +175,9 @@ async def start(body: RecoveryStart, principal: CurrentPrincipal, state: StateDe
         )
         session.add(row)
         await audit(session, principal.account_id, "recovery.started", principal.device_id, row.id)
+        assert principal.email is not None  # _require_verified
+        # Normally known already (recorded when the address was first seen verified).
+        await remember_address(session, principal.account_id, principal.email, moment)
         device = await session.get(Device, (principal.account_id, principal.device_id))
         subject, text = started_mail(
             row, device.name if device else None, notices.cancel_link(token)
