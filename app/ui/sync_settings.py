@@ -62,6 +62,7 @@ from app.vault.recovery_code import RecoveryCode
 
 if TYPE_CHECKING:
     from app.sync.protocol import DeviceOut
+    from app.ui.sync_link import LinkDeviceDialog
 
 __all__ = ["SyncPageWidget"]
 
@@ -163,6 +164,7 @@ class SyncPageWidget(QWidget):
         self._sign_in_task: asyncio.Task[Any] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._running = False
+        self.link_dialog: LinkDeviceDialog | None = None
 
         self.stack = QStackedWidget()
         self.sign_in_step = self._sign_in_widget()
@@ -321,6 +323,13 @@ class SyncPageWidget(QWidget):
         self.refresh_devices_button = QPushButton("Re&fresh")
         self.refresh_devices_button.setAccessibleName("Refresh the device list")
         self.refresh_devices_button.clicked.connect(self.load_devices)
+        self.link_button = QPushButton("&Link a device…")
+        self.link_button.setAccessibleName("Link a new device with a pairing code")
+        self.link_button.setToolTip(
+            "Show a pairing code to type on your new computer: it gets this account's "
+            "chats without the passphrase."
+        )
+        self.link_button.clicked.connect(lambda: self.link_device())
         self.sync_now_button = QPushButton("Sync &now")
         self.sync_now_button.clicked.connect(self.sync_now)
         self.pause_button = QPushButton("Pa&use sync")
@@ -332,6 +341,7 @@ class SyncPageWidget(QWidget):
         device_buttons.addWidget(self.revoke_button)
         device_buttons.addWidget(self.refresh_devices_button)
         device_buttons.addStretch(1)
+        device_buttons.addWidget(self.link_button)
         sync_buttons = QHBoxLayout()
         for button in (self.sync_now_button, self.pause_button):
             sync_buttons.addWidget(button)
@@ -389,6 +399,7 @@ class SyncPageWidget(QWidget):
             self.pause_button,
             self.sign_out_button,
             self.refresh_devices_button,
+            self.link_button,
         ):
             button.setEnabled(not busy)
         if not busy:
@@ -429,6 +440,9 @@ class SyncPageWidget(QWidget):
         if unsubscribe is not None:
             unsubscribe()
         self.cancel_sign_in()
+        dialog = self.link_dialog
+        if dialog is not None and shiboken6.isValid(dialog) and dialog.isVisible():
+            dialog.reject()  # its code stops working
 
     def follow_new_service(self) -> None:
         """The chats were closed and reopened: the session has a new sync service (the
@@ -826,6 +840,25 @@ class SyncPageWidget(QWidget):
             self.load_devices()
 
         self._run(self.session.sync.client().revoke(device.id), done)
+
+    def link_device(self) -> LinkDeviceDialog:
+        """Show a pairing code for a new device and wait for it (a modal dialog)."""
+        from app.ui.sync_link import LinkDeviceDialog
+
+        dialog = LinkDeviceDialog(self.session, self.account, self)
+        self.link_dialog = dialog
+        dialog.finished.connect(lambda _result: self._link_closed(dialog))
+        dialog.open()
+        dialog.start()
+        return dialog
+
+    def _link_closed(self, dialog: LinkDeviceDialog) -> None:
+        if dialog.linked_name is not None:
+            self.show_message(f"Linked {dialog.linked_name}.")
+            self.load_devices()
+        if self.link_dialog is dialog:
+            self.link_dialog = None
+        dialog.deleteLater()
 
     def sync_now(self) -> None:
         """Send and fetch once, now."""
