@@ -226,6 +226,23 @@ def test_escrow_command_needs_the_private_key(tmp_path: Path) -> None:
     result = run_escrow_once({k: v for k, v in mismatched.items() if v is not None}, check=False)
     assert result.returncode == 2
     assert "does not belong" in result.stderr
+    # `escrow public-key` prints the server's setting, from the env or from --key-file.
+    assert settings.escrow_private_key is not None
+    key_file = tmp_path / "escrow-key"
+    key_file.write_text(settings.escrow_private_key.get_secret_value() + "\n")
+    without_key = {
+        k: v for k, v in settings_env(settings).items() if k != "HUSHCHAT_SYNC_ESCROW_PRIVATE_KEY"
+    }
+    printed = subprocess.run(
+        [sys.executable, "-m", "sync_server", "escrow", "public-key", "--key-file", str(key_file)],
+        env=without_key,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == f"HUSHCHAT_SYNC_ESCROW_PUBLIC_KEY={settings.escrow_public_key}\n"
 
 
 def _free_port() -> int:
