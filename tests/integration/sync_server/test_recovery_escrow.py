@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sync_server.app import create_app
+from sync_server.db import Database
 from sync_server.escrow_worker import load_escrow_keys
+from sync_server.models import Recovery
 from sync_server.sealing import escrow_aad, open_sealed, recovery_aad, seal
 from sync_server.settings import Settings
 from tests.integration.sync_server.support import (
@@ -381,3 +384,33 @@ async def test_an_older_server_given_the_private_key_still_completes_recoveries(
             recovery_aad(account_id, recovery["id"]),
         )
         assert opened == STANDARD_KEY
+
+
+async def test_expired_recoveries_are_expired_and_their_answers_wiped(
+    tmp_path: Path, database_url: str | None, issuer: FakeIssuer
+) -> None:
+    settings = make_settings(tmp_path, database_url, recovery_delay_seconds=0)
+    async with served(settings, issuer) as api:
+        old = ApiUser(api, issuer.mint("alice"), "alice-old-1")
+        await upload_escrow(old)
+        new = ApiUser(api, issuer.mint("alice"), "alice-new-1")
+        _, public = x25519_keypair()
+        recovery = (await new.post("/v1/recovery/start", json={"device_public_key": public})).json()
+        assert (await escrow_pass(settings)).sealed == [recovery["id"]]
+        db = Database(settings)
+        try:
+            async with db.write() as session:
+                row = await session.get(Recovery, recovery["id"])
+                assert row is not None and row.sealed_answer is not None
+                row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+            assert (await escrow_pass(settings)).expired == [recovery["id"]]
+            async with db.read() as session:
+                row = await session.get(Recovery, recovery["id"])
+                assert row is not None
+                assert (row.status, row.sealed_answer) == ("expired", None)
+        finally:
+            await db.close()
+        late = await new.post("/v1/recovery/complete", json={"recovery_id": recovery["id"]})
+        assert late.status_code == 409
+        assert late.json()["type"].endswith("recovery-expired")
+        assert (await old.get("/v1/sync/changes")).json()["recoveries"] == []
