@@ -117,14 +117,15 @@ class RecoveryNotices:
         return f"{base.rstrip('/')}{CANCEL_PATH}?token={token}"
 
 
-def started_mail(
-    recovery: Recovery, device_name: str | None, cancel_link: str | None
-) -> tuple[str, str]:
-    """Subject and body of the "recovery started" notice."""
-    device = f"{device_name} ({recovery.device_id})" if device_name else recovery.device_id
+def started_mail(recovery: Recovery, cancel_link: str | None) -> tuple[str, str]:
+    """Subject and body of the "recovery started" notice.
+
+    The device is named by its id only: its display name is chosen by whoever started
+    the recovery and has no place in a security notice.
+    """
     lines = [
-        f"A device, {device}, started recovering the key of your Standard synced chats at "
-        f"{_when(recovery.created_at)}.",
+        f"A device, {recovery.device_id}, started recovering the key of your Standard "
+        f"synced chats at {_when(recovery.created_at)}.",
         f"Unless it is cancelled it can complete after {_when(recovery.not_before)}.",
         "",
         "If this was not you, cancel it now:",

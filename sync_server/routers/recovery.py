@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sync_server.accounts import Principal, audit, new_id, now
 from sync_server.deps import CurrentPrincipal, SignInLimits, StateDep
 from sync_server.errors import ProblemError
-from sync_server.models import Account, Device, Escrow, Recovery
+from sync_server.models import Account, Escrow, Recovery
 from sync_server.protocol import (
     RecoveryApprove,
     RecoveryCancel,
@@ -178,10 +178,7 @@ async def start(body: RecoveryStart, principal: CurrentPrincipal, state: StateDe
         assert principal.email is not None  # _require_verified
         # Normally known already (recorded when the address was first seen verified).
         await remember_address(session, principal.account_id, principal.email, moment)
-        device = await session.get(Device, (principal.account_id, principal.device_id))
-        subject, text = started_mail(
-            row, device.name if device else None, notices.cancel_link(token)
-        )
+        subject, text = started_mail(row, notices.cancel_link(token))
         mails.add(await known_addresses(session, principal.account_id), subject, text)
         result = recovery_out(row)
     notices.send(mails)
