@@ -7,8 +7,8 @@ them and :meth:`FaultProxy.wait_seen` waits for the n-th one. :meth:`FaultProxy.
 the next requests whose request line contains a pattern fail in one of three ways, after
 the request went upstream (so the server may well have done the work):
 
-* ``cut``: the first few bytes of the answer reach the client, then both sides are closed
-  (a connection dropped mid-response);
+* ``cut``: the first half of the answer's first read reaches the client (in the headers
+  or the body), then both sides are closed (a connection dropped mid-response);
 * ``stall``: the answer is held back; the connection stays open, silent, until the client
   gives up (its timeout) or the proxy heals or stops;
 * ``reset``: when the answer starts, the client's side is closed with an RST
@@ -39,7 +39,7 @@ FaultMode = Literal["cut", "stall", "reset"]
 
 _LOOPBACK = "127.0.0.1"
 _CHUNK = 64 * 1024
-_CUT_BYTES = 12  # "HTTP/1.1 200" and no more
+_CUT_BYTES = 12  # at least "HTTP/1.1 200"
 _TAIL = 64  # bytes kept across reads so a request line split between two reads is seen
 
 
@@ -55,6 +55,7 @@ class _Connection:
     client_writer: asyncio.StreamWriter
     upstream_writer: asyncio.StreamWriter | None = None
     fault: FaultMode | None = None
+    held: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -66,6 +67,8 @@ class FaultProxy:
         self.max_connections = max_connections
         self.port = 0
         self.faults_done: Counter[FaultMode] = Counter()
+        #: Answers ``stall`` is holding back or held (the server did the work).
+        self.answers_held = 0
         self._faults: list[_Fault] = []
         self._watched: set[bytes] = set()
         self._seen: Counter[bytes] = Counter()
@@ -227,9 +230,12 @@ class FaultProxy:
             while data := await reader.read(_CHUNK):
                 mode = connection.fault
                 if mode == "stall":
+                    if not connection.held:
+                        connection.held = True
+                        self.answers_held += 1
                     continue  # held back: the client hears nothing more
                 if mode == "cut":
-                    client.write(data[:_CUT_BYTES])
+                    client.write(data[: max(_CUT_BYTES, len(data) // 2)])
                     with contextlib.suppress(ConnectionError, OSError):
                         await client.drain()
                     self._close(connection)
