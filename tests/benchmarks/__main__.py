@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m tests.benchmarks [NAME ...]``.
 
 Imports every ``bench_*.py`` module in this package (or only those whose name contains one
-of the NAMEs), calls its ``run() -> list[Row]`` and prints one table of figure / value /
+of the NAMEs; a NAME that is a whole module name, ``bench_sync``, selects only that one),
+calls its ``run() -> list[Row]`` and prints one table of figure / value /
 budget / ratio. A module that cannot run here raises ``BenchmarkUnavailableError`` and is
 listed as skipped. Figures over budget are reported, not failed (shared DESIGN §8); the exit
 status is non-zero only when a benchmark crashed.
@@ -30,13 +31,23 @@ def benchmark_modules(names: Sequence[str] = ()) -> list[str]:
         if info.name.startswith("bench_")
     )
     if names:
-        found = [module for module in found if any(name in module for name in names)]
+        # A whole module name selects just that module ("bench_sync", not also
+        # "bench_sync_client"); any other NAME selects every module whose name has it.
+        found = [
+            module
+            for module in found
+            if any(name == module or (name in module and name not in found) for name in names)
+        ]
     return [f"{package.__name__}.{module}" for module in found]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", help="run only bench modules whose name has this")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help="run only bench modules whose name has this (a whole name, bench_sync: only it)",
+    )
     args = parser.parse_args(argv)
 
     modules = benchmark_modules(args.names)

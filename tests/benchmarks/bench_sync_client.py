@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from app.chat.events import ChatChanged, ChatRenamed
 from app.config import Config, LoadedConfig
@@ -95,7 +96,8 @@ async def _close(session: Session) -> None:
 @contextlib.asynccontextmanager
 async def _server(workdir: Path) -> AsyncIterator[tuple[str, Credentials, Credentials]]:
     values = generate_secrets()
-    settings = Settings(**{k.lower(): v for k, v in values.items()}, data_dir=workdir / "server")
+    options: dict[str, Any] = {k.lower(): v for k, v in values.items()}
+    settings = Settings(**options, data_dir=workdir / "server")
     first = (await _seed(settings, 1))[0]
     second = await _seed_second_device(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -178,7 +179,8 @@ async def seeded(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, list[Cred
     values = generate_secrets()
     data_dir = tmp_path / "server"
     data_dir.mkdir()
-    settings = Settings(**{k.lower(): v for k, v in values.items()}, data_dir=data_dir)
+    options: dict[str, Any] = {k.lower(): v for k, v in values.items()}
+    settings = Settings(**options, data_dir=data_dir)
     devices = await _seed(settings, 3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_")}
     env.update({f"HUSHCHAT_SYNC_{k}": v for k, v in values.items()})
