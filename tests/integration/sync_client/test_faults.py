@@ -599,3 +599,45 @@ async def test_cut_stall_and_reset_exchanges_then_heal_converge(
         copy = await b.session.runner.db(_messages, b.session)
     _assert_same(source, copy)
     assert len(source) == 3 * 20 + 10 + 6 * len(_CASES)
+
+
+async def _title(device: _Device, chat_id: str) -> str:
+    return (await device.session.service.chat(chat_id)).title
+
+
+async def test_a_lost_answer_then_new_changes_before_the_retry_lose_nothing(
+    pair: tuple[_Device, _Device],
+) -> None:
+    """The server saved A's rename but A never heard (the answer held back past A's
+    timeout); A renames again and B renames too before A retries: A's retry carries the
+    same revision with other bytes (a conflict, not a duplicate) and both end on the last
+    rename."""
+    a, b = pair
+    chat_id = next(c.id for c in await a.session.service.list_chats() if c.tier is Tier.STANDARD)
+    await a.session.service.rename(chat_id, "first title on A")
+    a.proxy.arm(PUSH, "stall", times=1)
+    with pytest.raises(SyncOfflineError):
+        await a.engine.sync_once()
+    assert a.proxy.answers_held == 1, "the server answered the push (and saved it)"
+    a.proxy.heal()
+
+    await b.engine.sync_once()
+    assert await _title(b, chat_id) == "first title on A"
+    await asyncio.sleep(0.02)
+    await b.session.service.rename(chat_id, "title on B")
+    await b.engine.sync_once()
+    await asyncio.sleep(0.02)
+    await a.session.service.rename(chat_id, "second title on A")
+    store = a.session.library.store(Tier.STANDARD)
+    await a.session.runner.db(lambda: thread_chat(store, ["late question", "late answer"]))
+
+    await a.engine.sync_once()
+    await b.engine.sync_once()
+    await a.engine.sync_once()
+    assert await a.engine.backlog() == (0, 0)
+    assert await b.engine.backlog() == (0, 0)
+    assert await _title(a, chat_id) == await _title(b, chat_id) == "second title on A"
+    source = await a.session.runner.db(_messages, a.session)
+    copy = await b.session.runner.db(_messages, b.session)
+    _assert_same(source, copy)
+    assert {"late question", "late answer"} <= set(copy.values())
