@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # imported when first needed: start-up time
     from app.ui.first_run import FirstRunWidget
     from app.ui.screen_lock import ScreenLockWatcher
     from app.ui.settings import SettingsDialog
+    from app.ui.sync_recovery_notice import RecoveryBanner
     from app.ui.sync_status import SyncState, SyncStatusButton
 
 __all__ = ["MainWindow"]
@@ -138,7 +139,13 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(640, 420)
 
         self.stack = QStackedWidget()
-        self.setCentralWidget(self.stack)
+        # The stack under an optional notice (a recovery another device started).
+        central = QWidget()
+        self._central_layout = QVBoxLayout(central)
+        self._central_layout.setContentsMargins(0, 0, 0, 0)
+        self._central_layout.setSpacing(0)
+        self._central_layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
         self.first_run: FirstRunWidget | None = None
         self.unlock_page = UnlockWidget(None)
         self.unlock_page.unlocked.connect(self._on_unlocked)
@@ -155,6 +162,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         # Built at the first unlock (it imports the sync engine's types).
         self.sync_button: SyncStatusButton | None = None
+        self.recovery_banner: RecoveryBanner | None = None
         self._sync_state: SyncState | None = None
         self._sync_unsubscribe: Callable[[], None] | None = None
         self._sync_generation = 0
@@ -438,7 +446,7 @@ class MainWindow(QMainWindow):
         generation = self._sync_generation
         session = self.session
 
-        async def read() -> tuple[bool, bool, bool, int]:
+        async def read() -> tuple[bool, bool, bool, int, str | None]:
             await session.runner.blocking(_load_sync_layer)
             sync = session.sync
             if self._sync_unsubscribe is None:
@@ -450,18 +458,19 @@ class MainWindow(QMainWindow):
             waiting = 0
             if set_up and not sync.running:  # paused: say what waits
                 waiting, _deferred = await (await sync.engine()).backlog()
-            return account is not None, set_up, sync.running, waiting
+            device_id = account.device_id if account is not None else None
+            return account is not None, set_up, sync.running, waiting, device_id
 
-        def done(state: tuple[bool, bool, bool, int]) -> None:
+        def done(state: tuple[bool, bool, bool, int, str | None]) -> None:
             if generation != self._sync_generation or not self._is_unlocked:
                 return
             from app.ui.sync_status import SyncState
 
-            signed_in, set_up, running, waiting = state
+            signed_in, set_up, running, waiting, device_id = state
             status = None
             if self._sync_state is not None and not account_changed:
                 status = self._sync_state.status
-            self._show_sync(SyncState(signed_in, set_up, running, status, waiting))
+            self._show_sync(SyncState(signed_in, set_up, running, status, waiting, device_id))
 
         def failed(error: BaseException) -> None:
             # Ephemeral-only, or locked meanwhile: nothing to show. A bug was logged.
@@ -478,7 +487,15 @@ class MainWindow(QMainWindow):
             return
         current = self._sync_state or SyncState()
         sync = self.session.sync
-        self._show_sync(SyncState(current.signed_in, current.set_up, sync.running, status))
+        self._show_sync(
+            SyncState(
+                current.signed_in,
+                current.set_up,
+                sync.running,
+                status,
+                device_id=current.device_id,
+            )
+        )
         if status.state in (SyncStatus.OFFLINE, SyncStatus.ERROR):
             self._read_backlog()
 
@@ -517,6 +534,21 @@ class MainWindow(QMainWindow):
         self.sync_button.show_state(state)
         if self.chat_area is not None:
             self.chat_area.set_sync_signed_in(state.signed_in)
+        self._show_recoveries(state)
+
+    def _show_recoveries(self, state: SyncState) -> None:
+        """The banner above the chats while another device recovers the account's
+        Standard chats (``app.ui.sync_recovery_notice``)."""
+        recoveries = state.recoveries
+        if self.recovery_banner is None:
+            if not recoveries:
+                return
+            from app.ui.sync_recovery_notice import RecoveryBanner
+
+            self.recovery_banner = RecoveryBanner()
+            self.recovery_banner.details_requested.connect(lambda: self.open_settings("sync"))
+            self._central_layout.insertWidget(0, self.recovery_banner)
+        self.recovery_banner.show_recoveries(self.session, recoveries)
 
     def _sync_after_reopen(self) -> None:
         """The chats were closed and reopened (their sync service with them): follow the
@@ -533,6 +565,8 @@ class MainWindow(QMainWindow):
         self._sync_state = None
         if self.sync_button is not None:
             self.sync_button.hide()
+        if self.recovery_banner is not None:
+            self.recovery_banner.reset()
 
     def _watch_screen_lock(self) -> None:
         """Lock when the OS locks the screen or sleeps (set up at the first unlock)."""

@@ -25,7 +25,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,7 +61,7 @@ from app.ui.sync_status import SyncState, describe, without_exception_names
 from app.vault.recovery_code import RecoveryCode
 
 if TYPE_CHECKING:
-    from app.sync.protocol import DeviceOut
+    from app.sync.protocol import DeviceOut, RecoveryOut
     from app.ui.sync_link import LinkDeviceDialog
 
 __all__ = ["SyncPageWidget"]
@@ -165,6 +165,7 @@ class SyncPageWidget(QWidget):
         self._unsubscribe: Callable[[], None] | None = None
         self._running = False
         self.link_dialog: LinkDeviceDialog | None = None
+        self.recoveries: list[RecoveryOut] = []
 
         self.stack = QStackedWidget()
         self.sign_in_step = self._sign_in_widget()
@@ -337,6 +338,37 @@ class SyncPageWidget(QWidget):
         self.sign_out_button = QPushButton("Sign &out…")
         self.sign_out_button.setAccessibleName("Sign out of the sync server")
         self.sign_out_button.clicked.connect(lambda: self.sign_out())
+        self.recovery_box = QGroupBox("Recoveries in progress")
+        self.recovery_box.setAccessibleName("Recoveries of the account in progress")
+        self.recovery_tree = QTreeWidget()
+        self.recovery_tree.setAccessibleName("Recoveries started on other devices")
+        self.recovery_tree.setHeaderLabels(["Device", "Started", "Can complete", "Status"])
+        self.recovery_tree.setRootIsDecorated(False)
+        self.recovery_tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.recovery_tree.setMaximumHeight(110)
+        self.cancel_recovery_button = QPushButton("&Cancel recovery…")
+        self.cancel_recovery_button.setAccessibleName("Cancel the selected recovery")
+        self.cancel_recovery_button.clicked.connect(lambda: self.recovery_action("cancel"))
+        self.approve_recovery_button = QPushButton("Appro&ve recovery…")
+        self.approve_recovery_button.setAccessibleName(
+            "Approve the selected recovery (only if it is you)"
+        )
+        self.approve_recovery_button.clicked.connect(lambda: self.recovery_action("approve"))
+        recovery_buttons = QHBoxLayout()
+        recovery_buttons.addWidget(self.cancel_recovery_button)
+        recovery_buttons.addWidget(self.approve_recovery_button)
+        recovery_buttons.addStretch(1)
+        recovery_layout = QVBoxLayout(self.recovery_box)
+        recovery_layout.addWidget(
+            _hint(
+                "Someone who lost the passphrase and the recovery code is getting your "
+                "Standard chats back on a new device. If it was not you, cancel it; approve "
+                "it only if it is you (it then completes at once)."
+            )
+        )
+        recovery_layout.addWidget(self.recovery_tree)
+        recovery_layout.addLayout(recovery_buttons)
+        self.recovery_box.hide()
         device_buttons = QHBoxLayout()
         device_buttons.addWidget(self.revoke_button)
         device_buttons.addWidget(self.refresh_devices_button)
@@ -349,6 +381,7 @@ class SyncPageWidget(QWidget):
         sync_buttons.addWidget(self.sign_out_button)
         layout = QVBoxLayout(page)
         layout.addLayout(info)
+        layout.addWidget(self.recovery_box)
         layout.addWidget(self.device_tree, 1)
         layout.addLayout(device_buttons)
         layout.addLayout(sync_buttons)
@@ -493,9 +526,16 @@ class SyncPageWidget(QWidget):
     def _show_state(self) -> None:
         running = self._running
         state = SyncState(
-            signed_in=self.account is not None, set_up=True, running=running, status=self.status
+            signed_in=self.account is not None,
+            set_up=True,
+            running=running,
+            status=self.status,
+            device_id=self.account.device_id if self.account is not None else None,
         )
         self.state_label.setText(describe(state)[1])
+        if self.status is None:  # none since the page opened: the service's last one
+            state = replace(state, status=self.session.sync.status)
+        self._show_recoveries(state.recoveries)
         self.pause_button.setText("Resu&me sync" if not running else "Pa&use sync")
         self.pause_button.setAccessibleName("Resume sync" if not running else "Pause sync")
 
@@ -859,6 +899,61 @@ class SyncPageWidget(QWidget):
         if self.link_dialog is dialog:
             self.link_dialog = None
         dialog.deleteLater()
+
+    def _show_recoveries(self, recoveries: list[RecoveryOut]) -> None:
+        """The account's recoveries started on other devices (the box hides when none)."""
+        from app.ui.sync_recovery_notice import describe_recovery
+
+        self.recoveries = recoveries
+        selected = self._selected_recovery()
+        self.recovery_tree.clear()
+        names = {device.id: device.name for device in self.devices}
+        for recovery in recoveries:
+            device = names.get(recovery.device_id) or recovery.device_id[:12]
+            can = "now" if recovery.status == "ready" else _when(recovery.not_before)
+            item = QTreeWidgetItem([device, _when(recovery.created_at), can, recovery.status])
+            item.setData(0, Qt.ItemDataRole.UserRole, recovery.id)
+            item.setToolTip(0, describe_recovery(recovery))
+            self.recovery_tree.addTopLevelItem(item)
+            if selected is None or recovery.id == selected.id:
+                self.recovery_tree.setCurrentItem(item)
+                selected = recovery
+        for column in range(4):
+            self.recovery_tree.resizeColumnToContents(column)
+        self.recovery_box.setVisible(bool(recoveries))
+
+    def _selected_recovery(self) -> RecoveryOut | None:
+        item = self.recovery_tree.currentItem()
+        if item is None:
+            return None
+        recovery_id = item.data(0, Qt.ItemDataRole.UserRole)
+        return next((r for r in self.recoveries if r.id == recovery_id), None)
+
+    def recovery_action(self, action: str, *, confirm: bool = True) -> None:
+        """Cancel or approve the selected recovery, after asking."""
+        from app.ui.sync_recovery_notice import act_on_recovery, confirm_recovery_action
+
+        recovery = self._selected_recovery()
+        if recovery is None:
+            self.show_message("Select a recovery first.", error=True)
+            return
+        if confirm and not confirm_recovery_action(self, action, recovery):
+            return
+        for button in (self.cancel_recovery_button, self.approve_recovery_button):
+            button.setEnabled(False)
+
+        def done(said: str) -> None:
+            for button in (self.cancel_recovery_button, self.approve_recovery_button):
+                button.setEnabled(True)
+            self.show_message(said)
+
+        def failed(error: BaseException) -> None:
+            for button in (self.cancel_recovery_button, self.approve_recovery_button):
+                button.setEnabled(True)
+            verb = "cancel" if action == "cancel" else "approve"
+            self.show_message(f"Could not {verb} the recovery: {plain(error)}", error=True)
+
+        self._run(act_on_recovery(self.session, action, recovery.id), done, failed)
 
     def sync_now(self) -> None:
         """Send and fetch once, now."""

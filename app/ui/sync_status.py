@@ -1,10 +1,11 @@
 """The sync indicator of the main window's status bar, and the words for sync states.
 
 ``SyncStatusButton`` shows in a word how sync is doing (synced, syncing, offline, error,
-signed out, paused, not set up) with the reason in its tooltip; the window feeds it from
-``SyncService.add_status_listener`` and what it reads after an unlock or a change made in
-Settings, Sync. Clicking it opens that page. It is hidden while the profile is not
-signed in to a sync server. :func:`describe` gives the settings page the same words.
+signed out, paused, not set up; "Recovery pending", with a warning icon, while another
+device recovers the account's Standard chats) with the reason in its tooltip; the window
+feeds it from ``SyncService.add_status_listener`` and what it reads after an unlock or a
+change made in Settings, Sync. Clicking it opens that page. It is hidden while the
+profile is not signed in to a sync server. :func:`describe` gives the settings page the same words.
 
 Loaded after an unlock (it imports the sync engine's types), never on the unlock path.
 """
@@ -14,9 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from PySide6.QtWidgets import QToolButton, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QStyle, QToolButton, QWidget
 
 from app.sync.engine import EngineStatus, SyncStatus
+from app.sync.protocol import RecoveryOut
 
 __all__ = ["SyncState", "SyncStatusButton", "describe", "without_exception_names"]
 
@@ -38,18 +42,41 @@ class SyncState:
     """What the window knows about sync: whether this profile is signed in, holds the
     account's keys (``set_up``), syncs in the background (``running``), the last status
     the engine reported since the unlock (None: none yet), and how many local changes
-    wait to be sent (``waiting``, read when sync is not keeping up)."""
+    wait to be sent (``waiting``, read when sync is not keeping up), and this device's id
+    on the server (``device_id``: a recovery another device started is a warning)."""
 
     signed_in: bool = False
     set_up: bool = False
     running: bool = False
     status: EngineStatus | None = None
     waiting: int = 0
+    device_id: str | None = None
+
+    @property
+    def recoveries(self) -> list[RecoveryOut]:
+        """Recoveries of the account in progress that another device started."""
+        if self.status is None or not self.signed_in:
+            return []
+        return [
+            r
+            for r in self.status.recoveries
+            if r.status in ("pending", "ready") and r.device_id != (self.device_id or "")
+        ]
 
 
 def describe(state: SyncState) -> tuple[str, str]:
     """A word or two for the status bar and a sentence with the reason."""
     short, long = _describe(state)
+    recoveries = state.recoveries
+    if recoveries and short != "Signed out":
+        first = recoveries[0]
+        when = first.not_before.astimezone().strftime("%Y-%m-%d %H:%M")
+        more = f" ({len(recoveries)} in all)" if len(recoveries) > 1 else ""
+        return (
+            "Recovery pending",
+            f"A device started recovering your Standard chats from the sync server{more}; "
+            f"it can complete at {when}. If it was not you, cancel it. (Sync: {short}.)",
+        )
     if state.waiting and short not in ("Synced", "Syncing…", "Not syncing"):
         long += (
             f" {state.waiting} change{'s' if state.waiting != 1 else ''} on this device "
@@ -106,4 +133,12 @@ class SyncStatusButton(QToolButton):
         self.setToolTip(f"{long}\n{_OPEN}")
         self.setAccessibleName(f"Sync: {short}")
         self.setAccessibleDescription(long)
+        warning = bool(state.recoveries) and short == "Recovery pending"
+        self.setProperty("warning", warning)
+        if warning:
+            self.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
+            self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        else:
+            self.setIcon(QIcon())
+            self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.setVisible(state.signed_in)

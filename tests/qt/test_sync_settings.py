@@ -29,11 +29,12 @@ from app.store.models import TitleSource
 from app.sync import login
 from app.sync import service as sync_service
 from app.sync.account import SyncAccount
+from app.sync.client import SyncRefusedError
 from app.sync.dpop import DeviceKey
 from app.sync.engine import EngineStatus, SyncStatus
 from app.sync.errors import SyncAuthError, SyncOfflineError
 from app.sync.login import SignInError, SignInMethods
-from app.sync.protocol import DeviceOut, Me
+from app.sync.protocol import ChangesResponse, DeviceOut, Me, RecoveryOut
 from app.tiers import Tier
 from app.ui.main_window import MainWindow
 from app.ui.settings import SettingsDialog
@@ -65,6 +66,8 @@ class SyncWorld:
     #: Raised by the next sign-in flow instead of signing in.
     sign_in_error: BaseException | None = None
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    #: The account's recoveries, listed in every changes answer (as the real server does).
+    recoveries: list[RecoveryOut] = field(default_factory=list)
 
     def add_device(self, device_id: str, name: str) -> None:
         self.devices[device_id] = DeviceOut(
@@ -167,6 +170,28 @@ class FakeClient(FakeTransport):
         self.world.calls.append(("revoke", device_id))
         device = self.world.devices[device_id]
         self.world.devices[device_id] = device.model_copy(update={"revoked_at": MOMENT})
+
+    async def changes(
+        self, cursor: int, *, limit: int | None = None, wait: float = 0.0
+    ) -> ChangesResponse:
+        page = await super().changes(cursor, limit=limit, wait=wait)
+        return page.model_copy(update={"recoveries": list(self.world.recoveries)})
+
+    async def cancel_recovery(self, recovery_id: str) -> RecoveryOut:
+        return self._recovery_action("cancel", recovery_id, "cancelled")
+
+    async def approve_recovery(self, recovery_id: str) -> RecoveryOut:
+        return self._recovery_action("approve", recovery_id, "ready")
+
+    def _recovery_action(self, action: str, recovery_id: str, status: str) -> RecoveryOut:
+        self._check()
+        self.world.calls.append((f"{action}-recovery", recovery_id))
+        for index, recovery in enumerate(self.world.recoveries):
+            if recovery.id == recovery_id:
+                done = recovery.model_copy(update={"status": status})
+                self.world.recoveries[index] = done
+                return done
+        raise SyncRefusedError("The sync server knows no such recovery.", 404, "not-found")
 
     async def aclose(self) -> None:
         return None
