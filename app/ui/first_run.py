@@ -7,8 +7,10 @@ Three pages in a stack (four for someone who already uses Hushchat elsewhere):
 2. the recovery code with Copy, Save as file… and an "I have stored it" check that
    gates Continue, plus optional security-key enrolment;
 2b. when "I use Hushchat on another computer" was ticked on page 1: the Sync page of
-   Settings (sign in to the sync server, then join with the account's passphrase), so this
-   computer fetches the chats of the others before anything else; it can be skipped;
+   Settings (sign in to the sync server, then join with the account's passphrase or, as
+   chosen under the tick, with a pairing code another computer shows: then the passphrase
+   of page 1 is any new one), so this computer fetches the chats of the others before
+   anything else; it can be skipped;
 3. a first LLM provider: local servers found on their default ports are offered,
    or one is entered by hand; "Test connection" shows the models or the error.
 
@@ -35,6 +37,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -298,15 +301,32 @@ class FirstRunWidget(QStackedWidget):
             "I use Hushchat on another computer: &bring my chats from my sync server"
         )
         self.from_server_check.setAccessibleName("Bring my chats from my sync server")
-        self.from_server_hint = _label(
-            "Choose the passphrase you use there: it also opens your account's sync keys. "
-            "You sign in to the server after the recovery code.",
-            "hint",
+        # How this computer gets the account's keys after signing in (the Sync page's
+        # keys step offers both again).
+        self.with_passphrase_radio = QRadioButton(
+            "With the passphrase I use &there (choose that same passphrase above)"
         )
-        self.from_server_hint.hide()
-        self.from_server_check.toggled.connect(self.from_server_hint.setVisible)
+        self.with_passphrase_radio.setAccessibleName(
+            "Join with the passphrase used on the other computer"
+        )
+        self.with_code_radio = QRadioButton(
+            "Link from another computer with a pairing &code (any new passphrase above)"
+        )
+        self.with_code_radio.setAccessibleName("Link from another computer with a pairing code")
+        self.with_passphrase_radio.setChecked(True)
+        self.from_server_hint = _label("", "hint")
+        self.from_server_options = QWidget()
+        options = QVBoxLayout(self.from_server_options)
+        options.setContentsMargins(24, 0, 0, 0)
+        options.addWidget(self.with_passphrase_radio)
+        options.addWidget(self.with_code_radio)
+        options.addWidget(self.from_server_hint)
+        self.from_server_options.hide()
+        self.from_server_check.toggled.connect(self.from_server_options.setVisible)
+        self.with_code_radio.toggled.connect(lambda _on: self._explain_from_server())
+        self._explain_from_server()
         layout.addWidget(self.from_server_check)
-        layout.addWidget(self.from_server_hint)
+        layout.addWidget(self.from_server_options)
         self.create_error = _label("", "error")
         self.create_error.setAccessibleName("Vault creation error")
         layout.addWidget(self.create_error)
@@ -322,6 +342,25 @@ class FirstRunWidget(QStackedWidget):
         layout.addLayout(row)
         self.create_page = centered_page(box)
         self.addWidget(self.create_page)
+
+    @property
+    def with_pairing_code(self) -> bool:
+        """Bring the chats with a pairing code (rather than the account's passphrase)."""
+        return self.from_server_check.isChecked() and self.with_code_radio.isChecked()
+
+    def _explain_from_server(self) -> None:
+        if self.with_code_radio.isChecked():
+            self.from_server_hint.setText(
+                "After the recovery code you sign in to the sync server and type the code "
+                "your other computer shows (there: Settings, Sync, Link a device…). It hands "
+                "over your Standard and Private chats; this passphrase is only this "
+                "computer's."
+            )
+        else:
+            self.from_server_hint.setText(
+                "Choose the passphrase you use there: it also opens your account's sync "
+                "keys. You sign in to the server after the recovery code."
+            )
 
     def _update_create_button(self) -> None:
         problem = self.passphrase_fields.problem()
@@ -428,7 +467,8 @@ class FirstRunWidget(QStackedWidget):
         layout.addWidget(
             _label(
                 "Sign in to the sync server your other computer uses, then type the "
-                "passphrase sync was set up with there. Your chats arrive in the background."
+                "passphrase sync was set up with there, or a pairing code that computer "
+                "shows. Your chats arrive in the background."
             )
         )
         self.sync_holder = QVBoxLayout()
@@ -457,6 +497,7 @@ class FirstRunWidget(QStackedWidget):
         self.recovery.set_code(None)  # the code leaves the screen once stored
         if self.sync_page is None:
             self.sync_page = SyncPageWidget(self.session)
+            self.sync_page.prefer_pairing_code = self.with_pairing_code
             self.sync_page.stack.currentChanged.connect(self._sync_state_changed)
             self.sync_holder.addWidget(self.sync_page)
         self._sync_state_changed()

@@ -10,9 +10,13 @@ The page shows one of four steps, as the profile's state says:
   which cancels the sign-in task (its loopback listener closes);
 * **keys**: after the sign-in, the first device of an account sets sync up (its vault
   passphrase, checked against the vault, and optionally the recovery code open the keys
-  on other devices); another device joins with the account's passphrase;
+  on other devices); another device joins with the account's passphrase, or with a
+  pairing code a computer that syncs already shows ("Use a pairing code instead of the
+  passphrase", ``app.sync.pairing.join_with_code``);
 * **account**: the account, server and device name, the status, the account's devices
-  with Revoke, Sync now, Pause/Resume and Sign out.
+  with Revoke, "Link a device…" (a pairing code for a new computer, ``app.ui.sync_link``),
+  the recoveries in progress started on other devices (Cancel/Approve), Sync now,
+  Pause/Resume and Sign out.
 
 Everything runs through ``tasks.start`` on the session's sync service; errors are shown
 on the page in plain words (a bug is logged with its traceback by ``tasks``). Typed
@@ -42,6 +46,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QRadioButton,
     QStackedWidget,
     QTreeWidget,
     QTreeWidgetItem,
@@ -165,6 +170,8 @@ class SyncPageWidget(QWidget):
         self._unsubscribe: Callable[[], None] | None = None
         self._running = False
         self.link_dialog: LinkDeviceDialog | None = None
+        #: Joining: offer the pairing code first (the first run's choice).
+        self.prefer_pairing_code = False
         self.recoveries: list[RecoveryOut] = []
 
         self.stack = QStackedWidget()
@@ -278,8 +285,27 @@ class SyncPageWidget(QWidget):
         self.keys_sign_out_button.clicked.connect(lambda: self.sign_out())
         _on_enter(self.keys_passphrase_edit, self.finish_keys)
         _on_enter(self.recovery_edit, self.finish_keys)
+        # Joining: the account's passphrase, or a pairing code another computer shows.
+        self.join_passphrase_radio = QRadioButton("Use the pa&ssphrase sync was set up with")
+        self.join_passphrase_radio.setAccessibleName("Join with the account's passphrase")
+        self.join_code_radio = QRadioButton("Use a pairing code &instead of the passphrase")
+        self.join_code_radio.setAccessibleName("Join with a pairing code from another computer")
+        self.join_passphrase_radio.setChecked(True)
+        self.join_code_radio.toggled.connect(lambda _on: self._show_join_way())
+        self.pairing_code_edit = QLineEdit()
+        self.pairing_code_edit.setAccessibleName("Pairing code")
+        self.pairing_code_edit.setPlaceholderText("4127-abacus-nimble-tundra")
+        self.pairing_code_hint = _hint(
+            "On a computer that syncs already: Settings, Sync, Link a device… shows the "
+            "code (or `hushchat sync link` there). It works once, for ten minutes."
+        )
+        _on_enter(self.pairing_code_edit, self.finish_keys)
         self.keys_form = QFormLayout()
+        self.keys_form.addRow("", self.join_passphrase_radio)
+        self.keys_form.addRow("", self.join_code_radio)
         self.keys_form.addRow("Passp&hrase:", self.keys_passphrase_edit)
+        self.keys_form.addRow("Pairing co&de:", self.pairing_code_edit)
+        self.keys_form.addRow("", self.pairing_code_hint)
         self.keys_form.addRow("", self.recovery_check)
         self.keys_form.addRow("Recovery code:", self.recovery_edit)
         buttons = QHBoxLayout()
@@ -713,10 +739,9 @@ class SyncPageWidget(QWidget):
             self.keys_intro.setText(
                 f"{who} already syncs from another device. Type the passphrase sync was set "
                 "up with there (that device's vault passphrase): it opens the account's sync "
-                "keys here; it never goes to the server."
+                "keys here; it never goes to the server. Or type a pairing code that device "
+                "shows: it hands the keys over, no passphrase needed."
             )
-            self.keys_button.setText("&Join")
-            self.keys_button.setAccessibleName("Join the account's sync")
         else:
             self.keys_intro.setText(
                 f"This is the first device of {who}. Hushchat makes the account's sync keys "
@@ -725,16 +750,41 @@ class SyncPageWidget(QWidget):
             )
             self.keys_button.setText("Set &up sync")
             self.keys_button.setAccessibleName("Set up sync")
-        self.recovery_check.setVisible(not joining)
-        self.recovery_edit.setVisible(not joining)
-        label = self.keys_form.labelForField(self.recovery_edit)
-        if label is not None:
-            label.setVisible(not joining)
+        self.keys_form.setRowVisible(self.recovery_check, not joining)
+        self.keys_form.setRowVisible(self.recovery_edit, not joining)
+        self.keys_form.setRowVisible(self.join_passphrase_radio, joining)
+        self.keys_form.setRowVisible(self.join_code_radio, joining)
+        if joining and self.prefer_pairing_code:
+            self.join_code_radio.setChecked(True)
         self.stack.setCurrentWidget(self.keys_step)
-        self.keys_passphrase_edit.setFocus()
+        self._show_join_way()
+
+    @property
+    def with_pairing_code(self) -> bool:
+        """Joining with a pairing code rather than the account's passphrase."""
+        return self.joining and self.join_code_radio.isChecked()
+
+    def _show_join_way(self) -> None:
+        code = self.with_pairing_code
+        self.keys_form.setRowVisible(self.keys_passphrase_edit, not code)
+        self.keys_form.setRowVisible(self.pairing_code_edit, code)
+        self.keys_form.setRowVisible(self.pairing_code_hint, code)
+        if not self.joining:
+            return
+        if code:
+            self.keys_button.setText("&Link")
+            self.keys_button.setAccessibleName("Link this computer with the pairing code")
+            self.pairing_code_edit.setFocus()
+        else:
+            self.keys_button.setText("&Join")
+            self.keys_button.setAccessibleName("Join the account's sync")
+            self.keys_passphrase_edit.setFocus()
 
     def finish_keys(self) -> None:
         """Set sync up (first device) or join it (another one), then start syncing."""
+        if self.with_pairing_code:
+            self.join_with_pairing_code()
+            return
         passphrase = self.keys_passphrase_edit.text()
         if not passphrase:
             self.show_message("Type the passphrase.", error=True)
@@ -773,7 +823,35 @@ class SyncPageWidget(QWidget):
             self.show_message("Setting up sync…")
         self._run(join() if self.joining else set_up(), self._keys_done, self._keys_failed)
 
+    def join_with_pairing_code(self) -> None:
+        """Join with a pairing code shown on another computer (``join_with_code``): that
+        computer hands over the account's keys; every chat is then fetched."""
+        from app.sync.pairing import PairingCode, join_with_code
+
+        try:
+            code = PairingCode.parse(self.pairing_code_edit.text())
+        except HushchatError as error:  # a typo: said before anything is sent
+            self.show_message(
+                str(error).replace("`hushchat sync link`", "Link a device…"), error=True
+            )
+            self.pairing_code_edit.setFocus()
+            return
+        self._set_busy(True)
+        sync = self.session.sync
+
+        async def link() -> str:
+            report = await join_with_code(sync, code)
+            await sync.start()
+            return (
+                f"Linked: joined the account's chats, Standard and Private ({report.pulled} "
+                "changes fetched)."
+            )
+
+        self.show_message("Linking with the other computer (it must still show the code)…")
+        self._run(link(), self._keys_done, self._keys_failed)
+
     def _keys_done(self, message: str) -> None:
+        self.pairing_code_edit.clear()
         self.keys_passphrase_edit.clear()
         self.recovery_edit.clear()
         self.status = None
@@ -783,6 +861,15 @@ class SyncPageWidget(QWidget):
 
     def _keys_failed(self, error: BaseException) -> None:
         self._set_busy(False)
+        from app.sync.pairing import PairingError
+
+        if isinstance(error, PairingError):
+            from app.ui.sync_link import pairing_message
+
+            self.show_message(pairing_message(error, new_device=True), error=True)
+            self.pairing_code_edit.clear()  # a code works once
+            self.pairing_code_edit.setFocus()
+            return
         if isinstance(error, SyncNotSetUpError):  # nobody set it up after all
             self._show_keys_step(joining=False)
             self.show_message(

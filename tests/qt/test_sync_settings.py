@@ -779,9 +779,10 @@ def test_first_run_brings_the_chats_of_another_computer(
     try:
         first_run = window.first_run
         assert first_run is not None and window.current_page == "first_run"
-        assert first_run.from_server_hint.isHidden()
+        assert first_run.from_server_options.isHidden()
         first_run.from_server_check.setChecked(True)
-        assert not first_run.from_server_hint.isHidden()
+        assert not first_run.from_server_options.isHidden()
+        assert "Choose the passphrase you use there" in first_run.from_server_hint.text()
         fields = first_run.passphrase_fields
         fields.passphrase_edit.setText(PASSPHRASE)  # the account's passphrase
         fields.confirm_edit.setText(PASSPHRASE)
