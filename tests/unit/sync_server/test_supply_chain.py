@@ -103,3 +103,29 @@ def test_llama_server_build_refuses_a_tampered_sdist_before_using_it(tmp_path: P
     # Only the download (Python, no pip) ran; nothing unpacked or built the file.
     assert calls and all(call.startswith("python3 - ") for call in calls), calls
     assert not (tmp_path / "cache" / "llama-server-0.3.36").exists()
+
+
+def test_deployment_files_keep_the_escrow_private_key_away_from_the_server() -> None:
+    """docs/server.md: the server process holds the escrow public key only; the private
+    key and its KEK go to the escrow command alone (compose service, Helm CronJob)."""
+    private = ("ESCROW_KEK", "ESCROW_PRIVATE_KEY")
+    compose = (ROOT / "packaging" / "compose.yaml").read_text("utf-8")
+    services = re.split(r"^  (?=\w[\w-]*:\n)", compose.split("\nservices:\n", 1)[1], flags=re.M)
+    by_name = {block.split(":", 1)[0]: block for block in services if block.strip()}
+    assert "escrow.env" not in by_name["sync"] and "escrow.env" not in by_name["migrate"]
+    assert "escrow.env" in by_name["escrow"]
+    assert '["escrow", "process"' in by_name["escrow"]
+
+    chart = ROOT / "packaging" / "helm" / "hushchat-sync" / "templates"
+    helpers = (chart / "_helpers.tpl").read_text("utf-8")
+    shared, escrow_env = helpers.split('define "hushchat-sync.escrowEnv"', 1)
+    server_env = shared.split('define "hushchat-sync.env"', 1)[1]
+    assert "ESCROW_PUBLIC_KEY" in server_env
+    assert not any(name in server_env for name in private)
+    assert all(name in escrow_env for name in private)
+    for template in chart.glob("*.yaml"):
+        uses_escrow_env = "hushchat-sync.escrowEnv" in template.read_text("utf-8")
+        assert uses_escrow_env == (template.name == "escrow-cronjob.yaml"), template.name
+    cronjob = (chart / "escrow-cronjob.yaml").read_text("utf-8")
+    assert '["escrow", "process", "--once"]' in cronjob
+    assert "concurrencyPolicy: Forbid" in cronjob

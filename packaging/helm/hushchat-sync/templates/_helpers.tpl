@@ -32,10 +32,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "hushchat-sync.env" -}}
 - name: HUSHCHAT_SYNC_SECRET_KEY_FILE
   value: /run/secrets/hushchat-sync/SECRET_KEY
-- name: HUSHCHAT_SYNC_ESCROW_KEK_FILE
-  value: /run/secrets/hushchat-sync/ESCROW_KEK
-- name: HUSHCHAT_SYNC_ESCROW_PRIVATE_KEY_FILE
-  value: /run/secrets/hushchat-sync/ESCROW_PRIVATE_KEY
+- name: HUSHCHAT_SYNC_ESCROW_PUBLIC_KEY_FILE
+  value: /run/secrets/hushchat-sync/ESCROW_PUBLIC_KEY
 - name: HUSHCHAT_SYNC_DATA_DIR
   value: /var/lib/hushchat-sync
 - name: HUSHCHAT_SYNC_HOST
@@ -73,4 +71,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- with .Values.extraEnvFrom }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/* The escrow private key and its KEK: only for the escrow CronJob (never the server pods). */}}
+{{- define "hushchat-sync.escrowEnv" -}}
+- name: HUSHCHAT_SYNC_ESCROW_KEK_FILE
+  value: /run/secrets/hushchat-sync-escrow/ESCROW_KEK
+- name: HUSHCHAT_SYNC_ESCROW_PRIVATE_KEY_FILE
+  value: /run/secrets/hushchat-sync-escrow/ESCROW_PRIVATE_KEY
 {{- end -}}
