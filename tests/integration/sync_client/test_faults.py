@@ -343,7 +343,9 @@ async def _kill_during_push(
     process: subprocess.Popen[bytes], proxy: FaultProxy, nth: int, delay: float
 ) -> bool:
     """SIGKILL ``process`` ``delay`` s after the proxy saw its ``nth`` push (``nth`` 0: once
-    the proxy holds back an answer); False when it ended by itself first."""
+    the proxy holds back an answer), and at the latest when it sees the push after the
+    next (so a fast machine does not finish the push between kills); False when it ended
+    by itself first."""
     target = proxy.seen(PUSH) + nth
     held = proxy.answers_held + (nth == 0)
     deadline = time.monotonic() + 60
@@ -352,7 +354,8 @@ async def _kill_during_push(
             return False
         assert time.monotonic() < deadline, "no push within 60 s"
         await asyncio.sleep(0.005)
-    await asyncio.sleep(delay)
+    with contextlib.suppress(TimeoutError):
+        await proxy.wait_seen(PUSH, target + 2, delay)
     if process.poll() is not None:
         return False
     process.send_signal(signal.SIGKILL)
@@ -427,6 +430,89 @@ async def _reopen(profile: Path) -> Session:
     session = Session(LoadedConfig(Config(), None, {}), profile, secret_store=FakeStore())
     await session.unlock_with_passphrase(PASSPHRASE)
     return session
+
+
+_JOIN_DRIVER = """
+import asyncio, sys
+from pathlib import Path
+from app.config import Config, LoadedConfig
+from app.session import Session
+
+async def main() -> None:
+    session = Session(LoadedConfig(Config(), None, {}), Path(sys.argv[1]))
+    await session.unlock_with_passphrase(sys.stdin.readline().rstrip("\\n"))
+    try:
+        if await session.sync.is_set_up():  # what `sync login` does on a joined profile
+            await session.sync.sync_now()
+        else:
+            await session.sync.join(passphrase=sys.argv[2])
+    finally:
+        await session.sync.close()
+        session.close()
+
+asyncio.run(main())
+"""
+
+
+def _join_process(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with (home / "out.txt").open("wb") as out, (home / "err.txt").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _JOIN_DRIVER, str(home / "profile"), PASSPHRASE],
+            stdin=subprocess.PIPE, stdout=out, stderr=err, env=env,
+        )  # fmt: skip
+    assert process.stdin is not None
+    process.stdin.write(PASSPHRASE.encode() + b"\n")
+    process.stdin.close()
+    return process
+
+
+async def test_a_new_device_killed_while_it_joins_then_joins(
+    seeded: tuple[ServerProcess, list[Credentials]], tmp_path: Path
+) -> None:
+    server, devices = seeded
+    await server.start()
+    async with FaultProxy(server.port) as proxy, _sessions() as opened:
+        proxy.watch(PULL)
+        a = await _new_profile(tmp_path / "a")
+        opened.append(a)
+        await _fill(a, 4, standard=(20, 100), private=(1, 40))
+        await a.sync.sign_in(_account(proxy.url, devices[0], "A"))
+        await a.sync.set_up(passphrase=PASSPHRASE, recovery_secret=None, kdf=FLOOR_PARAMS)
+        await a.sync.sync_now()
+        source = await a.runner.db(_messages, a)
+
+        home = tmp_path / "b"
+        (home / "tmp").mkdir(parents=True)
+        b = await _new_profile(home / "profile", secret_store=False)
+        try:
+            await b.sync.sign_in(_account(proxy.url, devices[1], "B"))
+        finally:
+            await _close(b)
+        env = _cli_env(home, home / "profile")
+        rng = random.Random(5)
+        kills = 0
+        for _ in range(5):
+            process = _join_process(home, env)
+            try:
+                target, deadline = proxy.seen(PULL) + 1, time.monotonic() + 60
+                while proxy.seen(PULL) < target and process.poll() is None:
+                    assert time.monotonic() < deadline, "no pull within 60 s"
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(rng.uniform(0.0, 0.3))  # fetching or applying a page
+                if process.poll() is not None:
+                    break  # joined before this kill: a fast machine
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            finally:
+                await _exited(process, 30)
+        assert kills >= 3, (home / "err.txt").read_text()[-1500:]
+        clean = _join_process(home, env)
+        assert await _exited(clean, 120) == 0, (home / "err.txt").read_text()[-1500:]
+        b = await _reopen(home / "profile")
+        opened.append(b)
+        assert await b.sync.is_set_up()
+        copy = await b.runner.db(_messages, b)
+    _assert_same(source, copy)
 
 
 # ----------------------------------------------------------------- kill -9 of the server
