@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Final
 from app.errors import ExitCode, UsageError
 from app.runtime import load, open_session
 from app.sync import pairing_cli
-from app.sync.errors import SyncError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -538,7 +537,7 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
     from app.session import Session
     from app.sync.client import SyncClient, check_server_url
     from app.sync.dpop import DeviceKey
-    from app.sync.recovery import PendingRecovery, start_recovery
+    from app.sync.recovery import PendingRecovery, install_recovered_key, start_recovery
     from app.vault.cli import SecretSource, kdf_from_args
     from app.vault.profile import resolve_profile_dir
     from app.vault.vault import Vault
@@ -616,17 +615,11 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
             print()
             print(code.formatted())
             print()
-        await session.sync.sign_in(account)
-        engine = await session.sync.engine()
-        if not await engine.is_set_up():
-            await engine.install_standard_key(key)
         # Installed: from here `hushchat sync now` fetches whatever this run does not.
-        await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile)
-        report = await engine.sync_once()
-        chats = await session.service.list_chats()
+        recovered = await install_recovered_key(session, account, key, profile)
         print(
-            f"Recovered the Standard sync key: {len(chats)} Standard chats are back "
-            f"({report.pulled} records fetched). Private chats stay unreadable: their key "
+            f"Recovered the Standard sync key: {recovered.chats} Standard chats are back "
+            f"({recovered.pulled} records fetched). Private chats stay unreadable: their key "
             "was never escrowed, and only your old passphrase or recovery code opens it.",
             file=sys.stderr,
         )
@@ -638,8 +631,7 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
 async def _complete(client: SyncClient, pending: PendingRecovery, profile: Path) -> SyncKey:
     """Wait for the server's answer and open it; a recovery that can no longer complete
     (cancelled, expired) is forgotten here with a message that says what to do."""
-    from app.sync.client import SyncRefusedError
-    from app.sync.recovery import PendingRecovery, complete_recovery
+    from app.sync.recovery import RecoveryEndedError, complete_or_forget
 
     def waiting(slug: str, seconds: float) -> None:
         why = (
@@ -650,13 +642,8 @@ async def _complete(client: SyncClient, pending: PendingRecovery, profile: Path)
         print(f"Waiting: {why}; asking again in {seconds:.0f} s…", file=sys.stderr, flush=True)
 
     try:
-        return await complete_recovery(client, pending, profile, on_wait=waiting)
-    except SyncRefusedError as error:
-        if error.slug not in ("not-pending", "recovery-expired", "not-found"):
-            raise
-        await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile)
-        raise SyncError(
-            f"The recovery {pending.recovery_id} cannot complete: it was cancelled (from "
-            "another device, or by turning escrow off) or it expired. Start a new one with "
-            "`hushchat vault recover --server URL` if it was you."
-        ) from error
+        return await complete_or_forget(client, pending, profile, on_wait=waiting)
+    except RecoveryEndedError as error:
+        raise RecoveryEndedError(
+            f"{error} Start a new one with `hushchat vault recover --server URL` if it was you."
+        ) from error.__cause__

@@ -14,6 +14,12 @@ private key, the device key (the device id is its thumbprint, and only the devic
 started a recovery may complete it) and, once opened, the recovered key itself. The file
 holds no sign-in tokens (``--resume`` signs in again) and is deleted when the recovery is
 done, cancelled or expired. Nothing here logs a key.
+
+The CLI (``app.sync.cli``) and the window (``app.ui.server_recovery``) share the steps:
+:func:`start_recovery`, :func:`complete_or_forget` (wait, open, or forget a recovery that
+was cancelled or expired), :func:`install_recovered_key` (in the new vault: sign in,
+install, fetch) and, in the window, :func:`set_old_vault_aside` (the old vault's files
+move into a timestamped directory of the profile; nothing is deleted).
 """
 
 from __future__ import annotations
@@ -37,16 +43,24 @@ from app.sync.errors import SyncError
 from app.sync.escrow import decode_escrowed_key, open_sealed, raw_public, recovery_aad
 from app.tiers import Tier
 from app.vault.atomic_file import write_atomically
+from app.vault.profile import SLOT_FILE_NAME
 
 if TYPE_CHECKING:
+    from app.session import Session
+    from app.sync.account import SyncAccount
     from app.sync.client import SyncClient
     from app.sync.protocol import RecoveryOut
 
 __all__ = [
     "PENDING_FILE",
     "PendingRecovery",
+    "Recovered",
+    "RecoveryEndedError",
     "RecoveryFileError",
+    "complete_or_forget",
     "complete_recovery",
+    "install_recovered_key",
+    "set_old_vault_aside",
     "start_recovery",
 ]
 
@@ -208,3 +222,86 @@ async def complete_recovery(
     await asyncio.get_running_loop().run_in_executor(None, pending.save, profile_dir)
     log.info("sync: recovery %s completed", pending.recovery_id)
     return key
+
+
+# --- the steps the CLI and the window share ------------------------------------------------
+
+
+class RecoveryEndedError(SyncError):
+    """The recovery can no longer complete (cancelled from another device or by turning
+    escrow off, or expired); its pending file was deleted."""
+
+
+async def complete_or_forget(
+    client: SyncClient,
+    pending: PendingRecovery,
+    profile_dir: Path,
+    *,
+    on_wait: Callable[[str, float], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> SyncKey:
+    """:func:`complete_recovery`, waiting as the server says; a recovery that can no longer
+    complete is forgotten (the pending file is deleted) and :class:`RecoveryEndedError`
+    says so."""
+    from app.sync.client import SyncRefusedError
+
+    try:
+        return await complete_recovery(client, pending, profile_dir, on_wait=on_wait, sleep=sleep)
+    except SyncRefusedError as error:
+        if error.slug not in ("not-pending", "recovery-expired", "not-found"):
+            raise
+        await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile_dir)
+        raise RecoveryEndedError(
+            f"The recovery {pending.recovery_id} cannot complete: it was cancelled (from "
+            "another device, or by turning escrow off) or it expired."
+        ) from error
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a finished recovery brought back."""
+
+    chats: int
+    pulled: int
+
+
+async def install_recovered_key(
+    session: Session, account: SyncAccount, key: SyncKey, profile_dir: Path
+) -> Recovered:
+    """In the new vault (unlocked): sign in with ``account``, install the recovered
+    Standard sync key, forget the pending recovery (from here ``sync now`` fetches what
+    this round does not) and fetch the Standard chats once."""
+    await session.sync.sign_in(account)
+    engine = await session.sync.engine()
+    if not await engine.is_set_up():
+        await engine.install_standard_key(key)
+    await asyncio.get_running_loop().run_in_executor(None, PendingRecovery.delete, profile_dir)
+    report = await engine.sync_once()
+    chats = await session.service.list_chats()
+    log.info("sync: recovered key installed; %d records fetched", report.pulled)
+    return Recovered(chats=len(chats), pulled=report.pulled)
+
+
+#: The files of a vault that a recovery keeps aside (with SQLite's companions).
+VAULT_FILES: Final = (SLOT_FILE_NAME, "standard.db", "private.db")
+
+
+def set_old_vault_aside(profile_dir: Path, now: datetime) -> Path | None:
+    """Move the old vault's files (which nobody can open any more) into
+    ``vault-before-recovery-<timestamp>`` in the profile, so a new vault can be created;
+    nothing is deleted. Returns that directory (None: there was nothing to move)."""
+    names = [
+        name + suffix
+        for name in VAULT_FILES
+        for suffix in ("", "-wal", "-shm", "-journal")
+        if (profile_dir / (name + suffix)).exists()
+    ]
+    if not names:
+        return None
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    aside = profile_dir / f"vault-before-recovery-{stamp}"
+    aside.mkdir(mode=0o700)
+    for name in names:
+        (profile_dir / name).rename(aside / name)
+    log.info("recovery: the old vault's %d files were moved to %s", len(names), aside.name)
+    return aside
