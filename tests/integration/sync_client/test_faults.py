@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -115,9 +114,9 @@ class ServerProcess:
         raise AssertionError("the sync server did not become ready")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, whatever it was doing."""
+        """SIGKILL (TerminateProcess on Windows): no shutdown, whatever it was doing."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        self.process.kill()
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
@@ -358,7 +357,7 @@ async def _kill_during_push(
         await proxy.wait_seen(PUSH, target + 2, delay)
     if process.poll() is not None:
         return False
-    process.send_signal(signal.SIGKILL)
+    process.kill()  # SIGKILL; TerminateProcess on Windows
     process.wait(timeout=10)
     return True
 
@@ -501,7 +500,7 @@ async def test_a_new_device_killed_while_it_joins_then_joins(
                 await asyncio.sleep(rng.uniform(0.0, 0.3))  # fetching or applying a page
                 if process.poll() is not None:
                     break  # joined before this kill: a fast machine
-                process.send_signal(signal.SIGKILL)
+                process.kill()  # SIGKILL; TerminateProcess on Windows
                 kills += 1
             finally:
                 await _exited(process, 30)
