@@ -61,6 +61,7 @@ __all__ = [
     "complete_recovery",
     "install_recovered_key",
     "set_old_vault_aside",
+    "set_session_vault_aside",
     "start_recovery",
 ]
 
@@ -305,3 +306,14 @@ def set_old_vault_aside(profile_dir: Path, now: datetime) -> Path | None:
         (profile_dir / name).rename(aside / name)
     log.info("recovery: the old vault's %d files were moved to %s", len(names), aside.name)
     return aside
+
+
+async def set_session_vault_aside(session: Session, now: datetime) -> Path | None:
+    """Close the session's old vault (locked: nobody can open it), which releases the
+    profile, and move its files aside (:func:`set_old_vault_aside`)."""
+    vault = session.vault
+    if vault is not None:
+        session.lock()
+        session.vault = None
+        await session.runner.blocking(vault.close)
+    return await session.runner.blocking(set_old_vault_aside, session.profile_dir, now)

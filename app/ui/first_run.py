@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDialog,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -275,6 +277,8 @@ class FirstRunWidget(QStackedWidget):
         self.local_servers: Sequence[LocalServer] = DEFAULT_LOCAL_SERVERS
         self.detected: list[DetectedServer] = []
         self.sync_page: SyncPageWidget | None = None  # made once the vault is unlocked
+        #: The dialog finishing a recovery from the sync server (for tests).
+        self.server_recovery: QDialog | None = None
         self._build_create_page()
         self._build_recovery_page()
         self._build_sync_page()
@@ -327,6 +331,17 @@ class FirstRunWidget(QStackedWidget):
         self._explain_from_server()
         layout.addWidget(self.from_server_check)
         layout.addWidget(self.from_server_options)
+        # A recovery from the sync server started in this profile (the old vault moved
+        # away, or `hushchat vault recover --server --no-wait`): finish it.
+        self.finish_recovery_button = QPushButton("&Finish the recovery from the sync server…")
+        self.finish_recovery_button.setAccessibleName("Finish the recovery from the sync server")
+        self.finish_recovery_button.setToolTip(
+            "A recovery of your Standard chats was started in this profile: finish it "
+            "instead of starting afresh."
+        )
+        self.finish_recovery_button.clicked.connect(lambda: self.finish_recovery())
+        self.finish_recovery_button.setVisible(self._has_pending_recovery())
+        layout.addWidget(self.finish_recovery_button)
         self.create_error = _label("", "error")
         self.create_error.setAccessibleName("Vault creation error")
         layout.addWidget(self.create_error)
@@ -342,6 +357,29 @@ class FirstRunWidget(QStackedWidget):
         layout.addLayout(row)
         self.create_page = centered_page(box)
         self.addWidget(self.create_page)
+
+    def _has_pending_recovery(self) -> bool:
+        from app.sync.recovery import PendingRecovery
+
+        return PendingRecovery.path(self.session.profile_dir).exists()
+
+    def finish_recovery(self) -> QDialog:
+        """Finish the recovery from the sync server started in this profile: it makes the
+        vault, and the first run is done."""
+        from app.ui.server_recovery import ServerRecoveryDialog
+
+        dialog = ServerRecoveryDialog(self.session, self.window())
+        dialog.recovered.connect(self.completed.emit)
+        dialog.finished.connect(lambda _result: self._recovery_closed(dialog))
+        self.server_recovery = dialog
+        dialog.open()
+        return dialog
+
+    def _recovery_closed(self, dialog: QDialog) -> None:
+        if shiboken6.isValid(self):
+            self.server_recovery = None
+            self.finish_recovery_button.setVisible(self._has_pending_recovery())
+        dialog.deleteLater()
 
     @property
     def with_pairing_code(self) -> bool:

@@ -6,7 +6,10 @@ vault has a security-key slot (on Windows it may be Windows Hello); Touch ID onl
 macOS with a Touch ID slot. The page says what each way opens: the passphrase, a
 security key and the recovery code open Standard and Private chats; this device's
 keychain and Touch ID open Standard chats only. After an unlock with the recovery code
-it offers to set a new passphrase.
+it offers to set a new passphrase. Next to the recovery code, for someone who lost it
+too, "Recover Standard chats from my sync server…" opens ``app.ui.server_recovery`` (a
+new vault with the Standard chats the server kept; the old one is set aside), and
+"Finish the recovery…" appears while such a recovery is in progress.
 
 The page can be shown before the session exists (start-up); an unlock asked for then
 starts once :meth:`UnlockWidget.set_session` hands the session over.
@@ -109,6 +112,31 @@ class UnlockWidget(QWidget):
         )
         self.recovery_toggle.setAccessibleName("Use the recovery code instead")
         self.recovery_toggle.clicked.connect(self.toggle_recovery_mode)
+        # Lost the passphrase AND the recovery code: the sync server's escrow
+        # (``app.ui.server_recovery``). Shown with the recovery code field.
+        self.server_recovery_button = QPushButton(
+            "Lost the recovery code too? Recover Standard chats from my &sync server…"
+        )
+        self.server_recovery_button.setFlat(True)
+        self.server_recovery_button.setStyleSheet(
+            "QPushButton { padding: 4px 0px; text-align: left; color: palette(link); }"
+        )
+        self.server_recovery_button.setAccessibleName("Recover Standard chats from my sync server")
+        self.server_recovery_button.setToolTip(
+            "Makes a new vault with the Standard chats your sync server kept; Private chats "
+            "are lost. The old vault is kept aside."
+        )
+        self.server_recovery_button.clicked.connect(lambda: self.recover_from_server())
+        self.server_recovery_button.hide()
+        self.finish_recovery_button = QPushButton("&Finish the recovery from the sync server…")
+        self.finish_recovery_button.setAccessibleName("Finish the recovery from the sync server")
+        self.finish_recovery_button.setToolTip(
+            "A recovery of your Standard chats was started on this computer."
+        )
+        self.finish_recovery_button.clicked.connect(lambda: self.recover_from_server())
+        self.finish_recovery_button.hide()
+        #: The dialog of a recovery from the sync server (for tests).
+        self.server_recovery: QDialog | None = None
         self.tiers_label = QLabel()
         self.tiers_label.setWordWrap(True)
         self.tiers_label.setProperty("role", "hint")
@@ -121,8 +149,10 @@ class UnlockWidget(QWidget):
         links.addWidget(self.recovery_toggle)
         links.addStretch(1)
         layout.addSpacing(8)
+        layout.addWidget(self.finish_recovery_button)
         layout.addLayout(others)
         layout.addLayout(links)
+        layout.addWidget(self.server_recovery_button)
         self.status_label = QLabel()
         self.status_label.setProperty("role", "hint")
         self.status_label.setWordWrap(True)
@@ -210,6 +240,7 @@ class UnlockWidget(QWidget):
             else ""
         )
         self.tiers_label.setVisible(bool(device))
+        self.finish_recovery_button.setVisible(self.has_pending_recovery)
         self.error_label.clear()
         self.status_label.clear()
 
@@ -219,6 +250,7 @@ class UnlockWidget(QWidget):
         self.recovery_edit.clear()
         self.modes.setCurrentIndex(0)
         self.recovery_toggle.setText("Use &recovery code")
+        self.server_recovery_button.hide()
         self._set_busy(False)
         self.refresh()
 
@@ -237,8 +269,47 @@ class UnlockWidget(QWidget):
         recovery = not self.in_recovery_mode
         self.modes.setCurrentIndex(1 if recovery else 0)
         self.recovery_toggle.setText("Use &passphrase" if recovery else "Use &recovery code")
+        self.server_recovery_button.setVisible(recovery)
         self.error_label.clear()
         self.focus_field()
+
+    @property
+    def has_pending_recovery(self) -> bool:
+        """Whether a recovery from the sync server was started here and not finished."""
+        if self._session is None:
+            return False
+        from app.sync.recovery import PendingRecovery  # after the first paint
+
+        return PendingRecovery.path(self._session.profile_dir).exists()
+
+    def recover_from_server(self) -> QDialog | None:
+        """Open the recovery from the sync server (or finish the one in progress)."""
+        if self._session is None or self._busy:
+            return None
+        from app.ui.server_recovery import ServerRecoveryDialog
+
+        dialog = ServerRecoveryDialog(self.session, self.window())
+        dialog.recovered.connect(self._recovered_from_server)
+        dialog.finished.connect(lambda _result: self._server_recovery_closed(dialog))
+        self.server_recovery = dialog
+        dialog.open()
+        return dialog
+
+    def _recovered_from_server(self) -> None:
+        """A new vault was made and unlocked with the recovered Standard chats."""
+        self.passphrase_edit.clear()
+        self.recovery_edit.clear()
+        self.modes.setCurrentIndex(0)
+        self.recovery_toggle.setText("Use &recovery code")
+        self.server_recovery_button.hide()
+        self.refresh()
+        self.unlocked.emit()
+
+    def _server_recovery_closed(self, dialog: QDialog) -> None:
+        if self.server_recovery is dialog:
+            self.server_recovery = None
+        self.finish_recovery_button.setVisible(self.has_pending_recovery)
+        dialog.deleteLater()
 
     def _set_busy(self, busy: bool, text: str = "") -> None:
         self._busy = busy
@@ -249,6 +320,8 @@ class UnlockWidget(QWidget):
             self.touch_id_button,
             self.keychain_button,
             self.recovery_toggle,
+            self.server_recovery_button,
+            self.finish_recovery_button,
         ):
             widget.setEnabled(not busy)
         self.status_label.setText(text)
