@@ -333,7 +333,7 @@ class FirstRunWidget(QStackedWidget):
         layout.addWidget(self.from_server_options)
         # A recovery from the sync server started in this profile (the old vault moved
         # away, or `hushchat vault recover --server --no-wait`): finish it.
-        self.finish_recovery_button = QPushButton("&Finish the recovery from the sync server…")
+        self.finish_recovery_button = QPushButton("Fi&nish the recovery from the sync server…")
         self.finish_recovery_button.setAccessibleName("Finish the recovery from the sync server")
         self.finish_recovery_button.setToolTip(
             "A recovery of your Standard chats was started in this profile: finish it "

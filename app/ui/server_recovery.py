@@ -156,6 +156,9 @@ class ServerRecoveryDialog(QDialog):
         self.aside: Path | None = None
         self.result_said = ""
         self.started_at = clock()
+        # The new vault once made (its recovery code, where the old one went): a failed
+        # fetch is tried again without making another.
+        self._made: tuple[RecoveryCode, Path | None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._load_error = ""
         try:
@@ -687,7 +690,7 @@ class ServerRecoveryDialog(QDialog):
 
     def create_vault(self) -> None:
         """Set the old vault aside, make the new one, install the key and fetch."""
-        if self.passphrase_fields.problem() is not None or self.busy:
+        if (self.passphrase_fields.problem() is not None and self._made is None) or self.busy:
             return
         key, account = self.key, self.account
         if key is None or account is None:
@@ -698,9 +701,13 @@ class ServerRecoveryDialog(QDialog):
         session, fields, now = self.session, self.passphrase_fields, self.clock()
 
         async def create() -> tuple[RecoveryCode, Recovered, Path | None]:
-            await fields.check_strength()
-            aside = await set_session_vault_aside(session, datetime.fromtimestamp(now, UTC))
-            code = await session.create_vault(passphrase)
+            made = self._made
+            if made is None:  # (a second try after a failed fetch skips this)
+                await fields.check_strength()
+                aside = await set_session_vault_aside(session, datetime.fromtimestamp(now, UTC))
+                code = await session.create_vault(passphrase)
+                made = self._made = (code, aside)
+            code, aside = made
             recovered = await install_recovered_key(session, account, key, session.profile_dir)
             return code, recovered, aside
 
@@ -710,6 +717,15 @@ class ServerRecoveryDialog(QDialog):
         self.create_button.setEnabled(True)
         if isinstance(error, WeakPassphraseError):
             self.say(str(error), error=True)
+            return
+        if self._made is not None:  # the vault is made; installing or fetching failed
+            self.passphrase_fields.setEnabled(False)
+            self.create_button.setText("T&ry again")
+            self.say(
+                f"The new vault is made, but the key could not be installed or the chats "
+                f"fetched: {plain(error)} Try again.",
+                error=True,
+            )
             return
         self._failed(error)
 

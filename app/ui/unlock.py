@@ -128,7 +128,7 @@ class UnlockWidget(QWidget):
         )
         self.server_recovery_button.clicked.connect(lambda: self.recover_from_server())
         self.server_recovery_button.hide()
-        self.finish_recovery_button = QPushButton("&Finish the recovery from the sync server…")
+        self.finish_recovery_button = QPushButton("Fi&nish the recovery from the sync server…")
         self.finish_recovery_button.setAccessibleName("Finish the recovery from the sync server")
         self.finish_recovery_button.setToolTip(
             "A recovery of your Standard chats was started on this computer."

@@ -32,6 +32,7 @@ from app.sync.account import SyncAccount
 from app.sync.client import RecoveryWaitError, SyncRefusedError
 from app.sync.crypto import SyncKey
 from app.sync.dpop import DeviceKey
+from app.sync.errors import SyncOfflineError
 from app.sync.pairing import _read_keys
 from app.sync.protocol import RecoveryOut, RecoveryResult
 from app.sync.recovery import PENDING_FILE, start_recovery
@@ -285,7 +286,17 @@ def test_the_first_run_finishes_a_recovery_started_in_the_profile(
     qt_config: LoadedConfig,
     tmp_path: Path,
     window_settings: QSettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    install = server_recovery.install_recovered_key
+    failures = [SyncOfflineError("The sync server cannot be reached.")]
+
+    async def flaky_install(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await install(*args)
+
+    monkeypatch.setattr(server_recovery, "install_recovered_key", flaky_install)
     profile = tmp_path / "empty"
     device_key = DeviceKey.generate()
     account = world.account("New laptop")
@@ -311,6 +322,12 @@ def test_the_first_run_finishes_a_recovery_started_in_the_profile(
         dialog.passphrase_fields.passphrase_edit.setText(NEW_PASSPHRASE)
         dialog.passphrase_fields.confirm_edit.setText(NEW_PASSPHRASE)
         qtbot.waitUntil(dialog.create_button.isEnabled, timeout=WAIT)
+        dialog.create_button.click()
+        # The fetch failed once: the vault is made, and Try again installs and fetches.
+        qtbot.waitUntil(lambda: "Try again" in dialog.message_label.text(), timeout=30_000)
+        assert "cannot be reached" in dialog.message_label.text()
+        assert session.vault_exists and dialog.step == "passphrase"
+        assert dialog.create_button.text() == "T&ry again"
         dialog.create_button.click()
         qtbot.waitUntil(lambda: dialog.step == "done", timeout=30_000)
         assert window.current_page == "main"
