@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -82,13 +83,22 @@ def pairing_message(error: BaseException, *, new_device: bool) -> str:
             )
         return f"The code expired (ten minutes) before a device used it. {again}"
     if isinstance(error, PairingError):
-        text = without_exception_names(str(error))
-        for cli in ("Run `hushchat sync link` there again.", "run the link again."):
-            text = text.replace(cli, "")
-        return f"{text.strip()} {again}"
+        return f"{_without_commands(without_exception_names(str(error)))} {again}"
     from app.ui.sync_settings import plain
 
     return plain(error)
+
+
+def _without_commands(text: str) -> str:
+    """``text`` without its sentences that name a command (the window has buttons)."""
+    sentences = re.split(r"(?<=[.;])\s+", text.strip())
+    kept = [
+        sentence
+        for sentence in sentences
+        if "`hushchat" not in sentence and not sentence.lower().startswith("run the link")
+    ]
+    said = " ".join(kept).rstrip(";").strip()
+    return said if not said or said.endswith((".", ")")) else f"{said}."
 
 
 def _remaining(seconds: float) -> str:
@@ -122,11 +132,12 @@ class LinkDeviceDialog(QDialog):
         server = account.server_url if account is not None else "your sync server"
         who = (account.email or account.account_id) if account is not None else "this account"
         intro = QLabel(
-            "On the new computer, start Hushchat, choose \u201cBring my chats from my sync "
-            f"server\u201d, sign in to {server} as {who} and type this code when asked (or "
-            "Settings, Sync, \u201cUse a pairing code instead of the passphrase\u201d). It "
-            "gets your Standard and Private chats; no passphrase crosses the server, and "
-            "the server never sees the code."
+            f"On the new computer, sign in to {server} as {who}, then type this code: in "
+            "Hushchat's first run, tick \u201cBring my chats from my sync server\u201d and "
+            "choose \u201cLink from another computer with a pairing code\u201d; or in "
+            "Settings, Sync, choose \u201cUse a pairing code instead of the "
+            "passphrase\u201d. It gets your Standard and Private chats; no passphrase is "
+            "typed there, and the server never sees the code."
         )
         intro.setWordWrap(True)
         intro.setProperty("role", "hint")

@@ -179,3 +179,22 @@ def test_cancel_while_waiting_withdraws_the_code(
         run_async(join_with_code(new_device.engine, code, step_timeout=5), 30_000)
     assert new_device.held_keys() == []
     assert not page.message_label.text().startswith("Linked")
+
+
+def test_pairing_errors_are_said_without_command_lines() -> None:
+    from app.sync.pairing import PairingError
+    from app.ui.sync_link import pairing_message
+
+    error = PairingError(
+        "The keys from the other device are not those of the account's keys record: "
+        "nothing was installed. Run `hushchat sync link` there again."
+    )
+    said = pairing_message(error, new_device=True)
+    assert "hushchat" not in said and "nothing was installed." in said
+    assert "Link a device…" in said
+    said = pairing_message(
+        PairingError("The pairing message 'join' is malformed; run the link again."),
+        new_device=False,
+    )
+    assert said.startswith("The pairing message 'join' is malformed. Press New code")
+    assert "Press New code" in pairing_message(WrongPairingCodeError("x"), new_device=False)
