@@ -8,11 +8,14 @@ converges (nothing left to push), a second device joins, and it holds exactly th
 messages — the same ids with the same text, none twice, none missing — and the server
 holds every message record once.
 
-* ``hushchat sync now`` of a profile with thousands of unsynced messages is SIGKILLed 20
-  times during its push (while the server's answer to a saved batch is held back, at the
-  n-th push request the proxy sees, or a random 50-300 ms after the first), then runs to
-  its end;
+* ``sync now`` (``app.session.Session`` in a subprocess) of a profile with thousands of
+  unsynced messages is SIGKILLed 20 times during its push (while the server's answer to
+  a saved batch is held back, at the n-th push request the proxy sees, or a random
+  50-300 ms after the first), then ``hushchat sync now`` runs to its end;
+* a new device is SIGKILLed while it joins (fetching or applying pages), then joins;
 * the server is SIGKILLed mid-batch three times and restarted on the same database;
+* a push is saved but its answer lost, then both devices change the same chat before
+  the retry (the same revision with other bytes: a conflict, merged);
 * through the proxy, pushes and then long-poll pulls are cut mid-response, stalled past
   the client's timeout and reset (RST): the running engines back off and converge once
   the proxy heals.
@@ -375,7 +378,7 @@ async def test_sync_now_killed_20_times_during_its_push_loses_and_doubles_nothin
         proxy.watch(PUSH)
         a = await _new_profile(profile, secret_store=False)
         try:
-            await _fill(a, 1, standard=(40, 100), private=(2, 60))
+            await _fill(a, 1, standard=(30, 100), private=(2, 60))
             await a.sync.sign_in(_account(proxy.url, devices[0], "A"))
             await a.sync.set_up(passphrase=PASSPHRASE, recovery_secret=None, kdf=FLOOR_PARAMS)
         finally:
@@ -394,7 +397,7 @@ async def test_sync_now_killed_20_times_during_its_push_loses_and_doubles_nothin
                 nth, delay = 1 + (attempt // 3) % 3, rng.uniform(0.0, 0.03)
             else:  # 50-300 ms into the push
                 nth, delay = 1, rng.uniform(0.05, 0.3)
-            process = _sync_now(home, env)
+            process = _driver(home, env)
             try:
                 killed = await _kill_during_push(process, proxy, nth, delay)
             finally:
@@ -419,7 +422,7 @@ async def test_sync_now_killed_20_times_during_its_push_loses_and_doubles_nothin
             source = await a.runner.db(_messages, a)
         finally:
             await _close(a)
-        assert len(source) == 40 * 100 + 2 * 60
+        assert len(source) == 30 * 100 + 2 * 60
         copy = await _joined_messages(tmp_path / "b", proxy.url, devices[1])
     _assert_same(source, copy)
     assert server.message_records() == (len(source), len(source))
@@ -431,7 +434,7 @@ async def _reopen(profile: Path) -> Session:
     return session
 
 
-_JOIN_DRIVER = """
+_SYNC_DRIVER = """
 import asyncio, sys
 from pathlib import Path
 from app.config import Config, LoadedConfig
@@ -453,10 +456,12 @@ asyncio.run(main())
 """
 
 
-def _join_process(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _driver(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """What ``sync login`` (joined or not) and ``sync now`` do, without the CLI's start-up
+    (a second less per run): unlock, then sync now, or join when not joined yet."""
     with (home / "out.txt").open("wb") as out, (home / "err.txt").open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-c", _JOIN_DRIVER, str(home / "profile"), PASSPHRASE],
+            [sys.executable, "-c", _SYNC_DRIVER, str(home / "profile"), PASSPHRASE],
             stdin=subprocess.PIPE, stdout=out, stderr=err, env=env,
         )  # fmt: skip
     assert process.stdin is not None
@@ -474,7 +479,7 @@ async def test_a_new_device_killed_while_it_joins_then_joins(
         proxy.watch(PULL)
         a = await _new_profile(tmp_path / "a")
         opened.append(a)
-        await _fill(a, 4, standard=(20, 100), private=(1, 40))
+        await _fill(a, 4, standard=(15, 100), private=(1, 40))
         await a.sync.sign_in(_account(proxy.url, devices[0], "A"))
         await a.sync.set_up(passphrase=PASSPHRASE, recovery_secret=None, kdf=FLOOR_PARAMS)
         await a.sync.sync_now()
@@ -490,8 +495,8 @@ async def test_a_new_device_killed_while_it_joins_then_joins(
         env = _cli_env(home, home / "profile")
         rng = random.Random(5)
         kills = 0
-        for _ in range(5):
-            process = _join_process(home, env)
+        for _ in range(4):
+            process = _driver(home, env)
             try:
                 target, deadline = proxy.seen(PULL) + 1, time.monotonic() + 60
                 while proxy.seen(PULL) < target and process.poll() is None:
@@ -504,8 +509,8 @@ async def test_a_new_device_killed_while_it_joins_then_joins(
                 kills += 1
             finally:
                 await _exited(process, 30)
-        assert kills >= 3, (home / "err.txt").read_text()[-1500:]
-        clean = _join_process(home, env)
+        assert kills >= 2, (home / "err.txt").read_text()[-1500:]
+        clean = _driver(home, env)
         assert await _exited(clean, 120) == 0, (home / "err.txt").read_text()[-1500:]
         b = await _reopen(home / "profile")
         opened.append(b)
