@@ -337,3 +337,9 @@ def test_the_first_run_finishes_a_recovery_started_in_the_profile(
         dialog.finish_button.click()
     finally:
         closed(qtbot, session, window, run_async)
+
+
+def test_the_unlock_screen_names_the_pending_file_as_the_recovery_module_does() -> None:
+    from app.ui.unlock import PENDING_RECOVERY_FILE
+
+    assert PENDING_RECOVERY_FILE == PENDING_FILE
