@@ -37,6 +37,59 @@ LOCAL_ISSUER = "local"
 _LAST_SEEN_RESOLUTION = timedelta(minutes=5)
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A caller whose token, device headers and DPoP proof checked out, before any lookup.
+
+    ``token`` is the verified OIDC token (``None`` for a local token). ``account_id`` is
+    the account this credential belonged to when it was last resolved
+    (:class:`AccountCache`); whether it is still valid is only known from the database.
+    """
+
+    via: Literal["oidc", "local"]
+    token_hash: str
+    device_id: str
+    jkt: str
+    device_name: str | None
+    token: VerifiedToken | None = None
+    account_id: str | None = None
+
+    @property
+    def cache_key(self) -> str:
+        """What names the account: the local token, or the OIDC (issuer, subject)."""
+        if self.token is None:
+            return "local:" + self.token_hash
+        return f"oidc:{self.token.issuer}\n{self.token.subject}"
+
+
+class AccountCache:
+    """Which account a credential named when it was last resolved (bounded, in memory).
+
+    This is a routing hint, never a grant: a token's account cannot change, and every
+    request that uses the hint checks the token, the device and its key in the database,
+    in the same transaction as its work. The hint only lets the server count the per-user
+    rate limit before that transaction. An entry that stops resolving is dropped.
+    """
+
+    def __init__(self, size: int = 65536) -> None:
+        self._size = size
+        self._accounts: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        """The account ``key`` named, if remembered."""
+        return self._accounts.get(key)
+
+    def put(self, key: str, account_id: str) -> None:
+        """Remember that ``key`` names ``account_id`` (forgets everything when full)."""
+        if len(self._accounts) >= self._size and key not in self._accounts:
+            self._accounts.clear()
+        self._accounts[key] = account_id
+
+    def drop(self, key: str) -> None:
+        """Forget ``key`` (its credential no longer resolves)."""
+        self._accounts.pop(key, None)
+
+
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller."""
@@ -230,6 +283,96 @@ def _one_or_none(
     return connection.execute(query, parameters).one_or_none()
 
 
+def check_oidc(
+    connection: Connection,
+    token: VerifiedToken,
+    device_id: str,
+    jkt: str,
+    device_name: str | None,
+) -> Principal | None:
+    """The caller when its account, token binding and device need no write, else ``None``.
+
+    One query (account, this token's binding and this device); raises the 401/403
+    problems of a token bound to another device, another key or a revoked device.
+    """
+    row = _one_or_none(
+        connection,
+        _OIDC_PRINCIPAL,
+        {
+            "token_hash": token.token_hash,
+            "device_id": device_id,
+            "issuer": token.issuer,
+            "subject": token.subject,
+        },
+    )
+    if row is None:
+        return None
+    if row.bound_device is not None and row.bound_device != device_id:
+        raise unauthorized("This token belongs to another device.")
+    if row.device_jkt is not None and row.device_jkt != jkt:
+        raise _other_key()
+    if row.device_revoked is not None:
+        raise device_revoked()
+    fresh = (
+        row.bound_device is not None
+        and row.device_jkt is not None
+        and row.email == token.email
+        and row.email_verified == token.email_verified
+        and row.device_last_seen is not None
+        and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
+        and (not device_name or row.device_name == device_name)
+    )
+    return _principal(row, device_id, token.auth_time, "oidc") if fresh else None
+
+
+def check_local(
+    connection: Connection, hashed: str, device_id: str, jkt: str, device_name: str | None
+) -> tuple[Principal, bool]:
+    """The caller of a local access token, and whether its device row needs no write.
+
+    One query; raises the 401/403 problems of an unknown, expired or foreign token, another
+    key or a revoked device.
+    """
+    row = _one_or_none(connection, _LOCAL_PRINCIPAL, {"token_hash": hashed, "device_id": device_id})
+    if row is None or row.kind != "access" or row.expires_at <= now():
+        raise unauthorized("Invalid or expired access token.")
+    if row.token_device != device_id:
+        raise unauthorized("This token belongs to another device.")
+    if row.device_jkt is not None and row.device_jkt != jkt:
+        raise _other_key()
+    if row.device_revoked is not None:
+        raise device_revoked()
+    principal = _principal(row, device_id, row.auth_time, "local")
+    fresh = (
+        row.device_jkt is not None
+        and row.device_last_seen is not None
+        and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
+        and (not device_name or row.device_name == device_name)
+    )
+    return principal, fresh
+
+
+def check_credential(connection: Connection, credential: Credential) -> Principal | None:
+    """:func:`check_local` or :func:`check_oidc` inside a caller's transaction.
+
+    ``None`` when resolving the credential needs a write (first use of a device or token,
+    ``last_seen_at`` due, a new name or e-mail, an account that is gone): the caller then
+    resolves it with :func:`resolve_local` / :func:`resolve_oidc` and tries again.
+    """
+    if credential.token is None:
+        principal, fresh = check_local(
+            connection,
+            credential.token_hash,
+            credential.device_id,
+            credential.jkt,
+            credential.device_name,
+        )
+        return principal if fresh else None
+    return check_oidc(
+        connection, credential.token, credential.device_id, credential.jkt, credential.device_name
+    )
+
+
 async def resolve_oidc(
     db: Database,
     token: VerifiedToken,
@@ -246,34 +389,9 @@ async def resolve_oidc(
     every known address about it.
     """
     # One round trip on the hot path: account, this token's binding and this device.
-    row = await db.run(
-        _one_or_none,
-        _OIDC_PRINCIPAL,
-        {
-            "token_hash": token.token_hash,
-            "device_id": device_id,
-            "issuer": token.issuer,
-            "subject": token.subject,
-        },
-    )
-    if row is not None:
-        if row.bound_device is not None and row.bound_device != device_id:
-            raise unauthorized("This token belongs to another device.")
-        if row.device_jkt is not None and row.device_jkt != jkt:
-            raise _other_key()
-        if row.device_revoked is not None:
-            raise device_revoked()
-        fresh = (
-            row.bound_device is not None
-            and row.device_jkt is not None
-            and row.email == token.email
-            and row.email_verified == token.email_verified
-            and row.device_last_seen is not None
-            and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
-            and (not device_name or row.device_name == device_name)
-        )
-        if fresh:
-            return _principal(row, device_id, token.auth_time, "oidc")
+    found = await db.run(check_oidc, token, device_id, jkt, device_name)
+    if found is not None:
+        return found
     delay = notices.settings.recovery_delay_seconds if notices is not None else 86400
     for attempt in range(2):
         mails = PendingMails()
@@ -362,25 +480,8 @@ async def resolve_local(
     db: Database, hashed: str, device_id: str, jkt: str, device_name: str | None
 ) -> Principal:
     """Resolve a local access token (by hash) bound to ``device_id`` (DPoP key ``jkt``)."""
-    row = await db.run(
-        _one_or_none, _LOCAL_PRINCIPAL, {"token_hash": hashed, "device_id": device_id}
-    )
-    if row is None or row.kind != "access" or row.expires_at <= now():
-        raise unauthorized("Invalid or expired access token.")
-    if row.token_device != device_id:
-        raise unauthorized("This token belongs to another device.")
-    if row.device_jkt is not None and row.device_jkt != jkt:
-        raise _other_key()
-    if row.device_revoked is not None:
-        raise device_revoked()
-    principal = _principal(row, device_id, row.auth_time, "local")
-    fresh = (
-        row.device_jkt is not None
-        and row.device_last_seen is not None
-        and now() - row.device_last_seen <= _LAST_SEEN_RESOLUTION
-        and (not device_name or row.device_name == device_name)
-    )
+    principal, fresh = await db.run(check_local, hashed, device_id, jkt, device_name)
     if not fresh:
         async with db.write() as session:
-            await _ensure_device(session, row.id, device_id, jkt, device_name)
+            await _ensure_device(session, principal.account_id, device_id, jkt, device_name)
     return principal

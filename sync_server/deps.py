@@ -16,12 +16,21 @@ headers in OpenAPI) picks up its result. The order of the checks:
 5. the token is valid and bound to this device and its key (else 401/403; 503 when the
    issuer's keys cannot be had). Every 401 counts as a failed authentication of the
    address.
+
+``GET /v1/sync/changes`` and ``POST /v1/sync/push`` declare :data:`SyncCaller` instead of
+:data:`CurrentPrincipal`: when the credential was resolved before (:class:`AccountCache`)
+and the body is no larger than an unauthenticated one may be, step 5's database lookup
+runs inside the endpoint's own transaction (:func:`settle`), so the request is one
+transaction instead of two.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +38,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem
 
 from sync_server.accounts import (
+    Credential,
     Principal,
     invalid_proof,
     resolve_local,
@@ -47,6 +57,9 @@ MAX_TOKEN_LENGTH = 8192
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _DEVICE_NAME = re.compile(r"^[ -~]{0,100}$")
 _PRINCIPAL_KEY = "hushchat_principal"
+T = TypeVar("T")
+#: Who is calling: resolved (:class:`Principal`) or checked up to the database lookup.
+Caller = Principal | Credential
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -143,16 +156,17 @@ async def _check_proof(request: Request, state: ServerState, token: str, device_
         raise invalid_proof(str(exc)) from exc
 
 
-async def _resolve(
+async def _credential(
     state: ServerState, token: str, device_id: str, jkt: str, name: str | None
-) -> Principal:
+) -> Credential:
+    """Step 5 up to the database: the token's form, and an OIDC token's signature and claims."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise unauthorized("Token too long.")
     settings = state.settings
     if token.startswith(LOCAL_TOKEN_PREFIX):
         if not settings.local_accounts_enabled:
             raise unauthorized("Local accounts are disabled.")
-        return await resolve_local(state.db, token_hash(token), device_id, jkt, name)
+        return Credential("local", token_hash(token), device_id, jkt, name)
     if state.verifier is None:
         raise unauthorized("No OIDC issuer is configured.")
     try:
@@ -174,32 +188,104 @@ async def _resolve(
             "Verify your e-mail address with your identity provider first.",
             slug="email-not-verified",
         )
-    notices = RecoveryNotices(state.mailer, settings)
-    return await resolve_oidc(state.db, verified, device_id, jkt, name, notices)
+    return Credential("oidc", verified.token_hash, device_id, jkt, name, verified)
 
 
-async def authenticate(request: Request, state: ServerState) -> Principal:
+async def _resolve(state: ServerState, credential: Credential) -> Principal:
+    """Step 5's database part: find (or register) the account, token binding and device."""
+    if credential.token is None:
+        principal = await resolve_local(
+            state.db,
+            credential.token_hash,
+            credential.device_id,
+            credential.jkt,
+            credential.device_name,
+        )
+    else:
+        notices = RecoveryNotices(state.mailer, state.settings)
+        principal = await resolve_oidc(
+            state.db,
+            credential.token,
+            credential.device_id,
+            credential.jkt,
+            credential.device_name,
+            notices,
+        )
+    state.accounts.put(credential.cache_key, principal.account_id)
+    return principal
+
+
+@contextlib.asynccontextmanager
+async def _failures_counted(
+    request: Request, state: ServerState, forget: str | None = None
+) -> AsyncIterator[None]:
+    """Count a 401 raised inside as a failed authentication of the address.
+
+    ``forget``: the :class:`~sync_server.accounts.AccountCache` key to drop on a 401.
+    """
+    try:
+        yield
+    except ProblemError as exc:
+        if exc.status == 401:
+            if forget is not None:
+                state.accounts.drop(forget)
+            limiter = state.limiter
+            await limiter.count_failure(limiter.address(client_address(request)))
+        raise
+
+
+async def authenticate(request: Request, state: ServerState, *, defer: bool = False) -> Caller:
     """Who is calling, checked in the order of the module docstring; raises problems.
 
-    The result is remembered on the request, so the dependency does not check twice.
+    With ``defer``, a credential whose account is known (:class:`AccountCache`) is
+    returned as a :class:`Credential` without the database lookup; the endpoint does it
+    in its own transaction (:func:`settle`). The result is remembered on the request, so
+    the dependency does not check twice.
     """
     remembered = request.scope.get(_PRINCIPAL_KEY)
-    if isinstance(remembered, Principal):
+    if isinstance(remembered, Principal | Credential):
         return remembered
     limiter = state.limiter
-    address = limiter.address(client_address(request))
-    await limiter.refuse_if_failing(address)
-    try:
+    await limiter.refuse_if_failing(limiter.address(client_address(request)))
+    caller: Caller
+    async with _failures_counted(request, state):
         token = _bearer_token(request)
         device_id, name = _device_headers(request)
         jkt = await _check_proof(request, state, token, device_id)
-        principal = await _resolve(state, token, device_id, jkt, name)
-    except ProblemError as exc:
-        if exc.status == 401:
-            await limiter.count_failure(address)
-        raise
-    request.scope[_PRINCIPAL_KEY] = principal
-    return principal
+        credential = await _credential(state, token, device_id, jkt, name)
+        account_id = state.accounts.get(credential.cache_key) if defer else None
+        if account_id is not None:
+            caller = dataclasses.replace(credential, account_id=account_id)
+        else:
+            caller = await _resolve(state, credential)
+    request.scope[_PRINCIPAL_KEY] = caller
+    return caller
+
+
+async def settle(
+    request: Request,
+    state: ServerState,
+    caller: Caller,
+    attempt: Callable[[Caller], Awaitable[T | None]],
+) -> T:
+    """``attempt(caller)``: the endpoint's transaction, which checks a :class:`Credential`.
+
+    ``attempt`` returns ``None`` when the credential needs a write to resolve (see
+    :func:`sync_server.accounts.check_credential`); then it is resolved as on a first
+    request and ``attempt`` runs once more with the :class:`Principal`. A 401 from the
+    check counts as a failed authentication, as in :func:`authenticate`.
+    """
+    if isinstance(caller, Credential):
+        async with _failures_counted(request, state, forget=caller.cache_key):
+            result = await attempt(caller)
+            if result is not None:
+                return result
+            caller = await _resolve(state, caller)
+        request.scope[_PRINCIPAL_KEY] = caller
+    result = await attempt(caller)
+    if result is None:
+        raise RuntimeError("an endpoint's transaction refused a resolved principal")
+    return result
 
 
 async def current_principal(
@@ -241,21 +327,81 @@ async def current_principal(
     """
     del credentials, device_header, device_name_header, dpop_header
     principal = await authenticate(request, state)
+    if not isinstance(principal, Principal):
+        raise RuntimeError("current_principal on a route that defers authentication")
     await _count(state, response, state.limiter.user, "user:" + principal.account_id)
     return principal
 
 
-def needs_principal(dependant: Any) -> bool:
-    """True when an endpoint's dependency tree includes :func:`current_principal`."""
+async def sync_caller(
+    request: Request,
+    response: Response,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    device_header: Annotated[
+        str,
+        Header(
+            alias=DEVICE_HEADER,
+            pattern=DEVICE_ID_PATTERN,
+            description="The calling device's id: the RFC 7638 thumbprint of its DPoP key.",
+        ),
+    ],
+    dpop_header: Annotated[
+        str,
+        Header(
+            alias=DPOP_HEADER,
+            description="DPoP proof (RFC 9449): a compact JWS, header typ dpop+jwt, alg "
+            "ES256 and the device's public jwk; claims jti, htm, htu, iat and ath (base64url "
+            "SHA-256 of the access token). A fresh proof per request.",
+        ),
+    ],
+    device_name_header: Annotated[
+        str | None,
+        Header(
+            alias=DEVICE_NAME_HEADER,
+            max_length=100,
+            pattern=r"^[ -~]*$",
+            description="Human-readable device name (ASCII), shown in the device list.",
+        ),
+    ] = None,
+) -> Caller:
+    """:func:`current_principal` for the sync endpoints: the caller may be a :class:`Credential`.
+
+    The per-user limit is counted against the account the credential named
+    (:class:`~sync_server.accounts.AccountCache`); the endpoint checks it in its
+    transaction with :func:`settle`.
+    """
+    del credentials, device_header, device_name_header, dpop_header
+    caller = await authenticate(request, state, defer=True)
+    account_id = caller.account_id
+    if account_id is None:
+        raise RuntimeError("a deferred credential without its account")
+    await _count(state, response, state.limiter.user, "user:" + account_id)
+    return caller
+
+
+def _depends_on(dependant: Any, function: Callable[..., Any]) -> bool:
     stack = [dependant]
     while stack:
         item = stack.pop()
-        if getattr(item, "call", None) is current_principal:
+        if getattr(item, "call", None) is function:
             return True
         stack.extend(getattr(item, "dependencies", ()))
     return False
 
 
+def needs_principal(dependant: Any) -> bool:
+    """True when an endpoint's dependency tree includes :func:`current_principal` (or
+    :func:`sync_caller`)."""
+    return _depends_on(dependant, current_principal) or defers_lookup(dependant)
+
+
+def defers_lookup(dependant: Any) -> bool:
+    """True when an endpoint checks its caller in its own transaction (:func:`sync_caller`)."""
+    return _depends_on(dependant, sync_caller)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+SyncCaller = Annotated[Caller, Depends(sync_caller)]
 AnonymousLimits = Depends(anonymous_limits)
 SignInLimits = Depends(sign_in_limits)

@@ -6,9 +6,17 @@ numbers are handed out in commit order and a reader's cursor never skips a chang
 is one transaction: killed half-way, nothing of it remains. Rules: :mod:`protocol`.
 
 Both run as plain functions over a synchronous connection in one transaction
-(:meth:`Database.run`): existing rows of a batch are loaded with one ``IN (…)`` query,
-new and changed rows are written with one executemany each, and rows are handled as Core
-tuples rather than ORM objects.
+(:meth:`Database.run`): existing rows of a batch are loaded with one query, new and changed
+rows are written with one executemany each, and rows are handled as Core tuples rather than
+ORM objects. The statements are built once, with bound parameters, so SQLAlchemy's
+compiled cache serves them. A caller given as a :class:`~sync_server.accounts.Credential`
+is checked (token, device, key) by the same transaction, before its work.
+
+"Which ids of this batch exist" is asked so that the plan does not depend on the table's
+statistics: on SQLite as ``record_id IN (…)`` (the primary key), on PostgreSQL as one
+primary-key probe per id (``unnest`` of the ids, ``LATERAL … LIMIT 1``). A plain
+``IN (…)``/``= ANY`` there lets the planner of a fresh, un-ANALYZEd table choose the
+``(account_id, seq)`` index and read the whole account per batch.
 """
 
 from __future__ import annotations
@@ -21,10 +29,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
 from typing_extensions import TypedDict
 
-from sync_server.accounts import Principal, now, unauthorized
+from sync_server.accounts import Credential, Principal, check_credential, now, unauthorized
 from sync_server.db import Database
 from sync_server.errors import ProblemError
 from sync_server.models import Account, Record, Recovery
@@ -55,6 +63,31 @@ _UPDATE = update(_records).where(
     _records.c.account_id == bindparam("b_account_id"),
     _records.c.record_id == bindparam("b_record_id"),
 )
+_LAST_SEQ = (
+    select(_accounts.c.last_seq).where(_accounts.c.id == bindparam("account_id")).with_for_update()
+)
+_SET_LAST_SEQ = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("b_account_id"))
+    .values(last_seq=bindparam("last_seq"))
+)
+_EXISTING = select(*_COLUMNS).where(
+    _records.c.account_id == bindparam("account_id"),
+    _records.c.record_id.in_(bindparam("ids", expanding=True)),
+)
+# PostgreSQL: one primary-key probe per id, whatever the statistics say (module docstring).
+_EXISTING_POSTGRES = text(
+    "SELECT r.* FROM unnest(CAST(:ids AS varchar[])) AS wanted(id) CROSS JOIN LATERAL ("
+    "SELECT record_id, kind, revision, parent_revision, deleted, key_id, device_id, size,"
+    " seq, updated_at, payload FROM records"
+    " WHERE records.account_id = :account_id AND records.record_id = wanted.id LIMIT 1"
+    ") AS r"
+).columns(*_COLUMNS)
+
+
+def existing_query(dialect: str) -> Any:
+    """The "which of these ids exist" statement of a dialect (``account_id``, ``ids``)."""
+    return _EXISTING_POSTGRES if dialect == "postgresql" else _EXISTING
 
 
 @dataclass(slots=True)
@@ -108,6 +141,10 @@ class _ChangesJson(TypedDict):
     cursor: int
     has_more: bool
     recoveries: list[_RecoveryJson]
+
+
+#: Rows of a pull page (up to ``limit + 1``) and the account's open recoveries.
+ChangesFound = tuple[Sequence[Any], list[_RecoveryJson]]
 
 
 class _PushResultJson(TypedDict):
@@ -246,22 +283,43 @@ def check_sizes(request: PushRequest, settings: Settings) -> None:
 
 async def push(
     db: Database,
-    principal: Principal,
+    caller: Principal | Credential,
     request: PushRequest,
     on_change: Callable[[str], None] | None = None,
-) -> bytes:
+) -> bytes | None:
     """Apply a batch in one transaction; the JSON of a ``PushResponse``.
 
     See :mod:`sync_server.protocol` for the rules. ``on_change(account_id)`` is called
-    once the transaction has committed a change (it wakes waiting pulls).
+    once the transaction has committed a change (it wakes waiting pulls). A
+    :class:`Credential` is checked first in the same transaction; ``None`` when it needs
+    a write to resolve (:func:`sync_server.deps.settle`), with nothing done.
     """
-    answer = await db.run_write(
-        _push, principal.account_id, principal.device_id, request.records, request.atomic
-    )
+    answer = await db.run_write(_push_as, caller, request.records, request.atomic)
+    if answer is None:
+        return None
     written = any(r["status"] == "saved" and not r["duplicate"] for r in answer["results"])
-    if on_change is not None and answer["applied"] and written:
-        on_change(principal.account_id)
+    if on_change is not None and answer["applied"] and written and caller.account_id:
+        on_change(caller.account_id)
     return _PUSH_JSON.dump_json(answer)
+
+
+def _checked(connection: Connection, caller: Principal | Credential) -> Principal | None:
+    """The principal of ``caller``, checked in this transaction when it is a credential."""
+    if isinstance(caller, Principal):
+        return caller
+    principal = check_credential(connection, caller)
+    if principal is None or principal.account_id != caller.account_id:
+        return None
+    return principal
+
+
+def _push_as(
+    connection: Connection, caller: Principal | Credential, records: list[RecordIn], atomic: bool
+) -> _PushJson | None:
+    principal = _checked(connection, caller)
+    if principal is None:
+        return None
+    return _push(connection, principal.account_id, principal.device_id, records, atomic)
 
 
 def _result(
@@ -291,22 +349,18 @@ def _push(
     records: list[RecordIn],
     atomic: bool,
 ) -> _PushJson:
-    last_seq = connection.execute(
-        select(_accounts.c.last_seq).where(_accounts.c.id == account_id).with_for_update()
-    ).scalar_one_or_none()
+    last_seq = connection.execute(_LAST_SEQ, {"account_id": account_id}).scalar_one_or_none()
     if last_seq is None:
         raise unauthorized("Account no longer exists.")
     ids = list({record.id for record in records})
     current: dict[str, _Stored] = {}
+    existing = existing_query(connection.dialect.name)
     for start in range(0, len(ids), _LOOKUP_CHUNK):
         rows = connection.execute(
-            select(*_COLUMNS).where(
-                _records.c.account_id == account_id,
-                _records.c.record_id.in_(ids[start : start + _LOOKUP_CHUNK]),
-            )
+            existing, {"account_id": account_id, "ids": ids[start : start + _LOOKUP_CHUNK]}
         )
         for row in rows:
-            current[row.record_id] = _Stored(*row)
+            current[row[0]] = _Stored(*row)
     stored = set(current)
     seq = last_seq
     moment = now()
@@ -362,9 +416,7 @@ def _push(
     if updates:
         connection.execute(_UPDATE, updates)
     if seq != last_seq:
-        connection.execute(
-            update(_accounts).where(_accounts.c.id == account_id).values(last_seq=seq)
-        )
+        connection.execute(_SET_LAST_SEQ, {"b_account_id": account_id, "last_seq": seq})
     return {"applied": True, "results": results, "cursor": seq}
 
 
@@ -458,6 +510,23 @@ async def changed_rows_and_recoveries(
 ) -> tuple[Sequence[Any], list[_RecoveryJson]]:
     """:func:`changed_rows` and the account's pending/ready recoveries, in one read."""
     return await db.run(_changes_and_recoveries, account_id, cursor, limit)
+
+
+def _changes_as(
+    connection: Connection, caller: Principal | Credential, cursor: int, limit: int
+) -> ChangesFound | None:
+    principal = _checked(connection, caller)
+    if principal is None:
+        return None
+    return _changes_and_recoveries(connection, principal.account_id, cursor, limit)
+
+
+async def changes_as(
+    db: Database, caller: Principal | Credential, cursor: int, limit: int
+) -> ChangesFound | None:
+    """:func:`changed_rows_and_recoveries` of the caller's account, in one read that also
+    checks a :class:`Credential` first; ``None`` when it needs a write to resolve."""
+    return await db.run(_changes_as, caller, cursor, limit)
 
 
 def changes_json(

@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync_server.deps import authenticate, needs_principal
+from sync_server.deps import authenticate, defers_lookup, needs_principal
 from sync_server.errors import problem_response
 from sync_server.observability import request_id_var
 
@@ -127,21 +127,30 @@ class ApiRoute(APIRoute):
     Endpoints that declare :data:`sync_server.deps.CurrentPrincipal` are authenticated
     first; the others may only receive ``MAX_UNAUTHENTICATED_BODY_BYTES``. (Routers are
     included without router-level dependencies, so the route's own dependency tree is
-    the whole one.)
+    the whole one.) Endpoints that declare :data:`sync_server.deps.SyncCaller` may leave
+    the database lookup to their own transaction, but only when the body is declared and
+    no larger than ``MAX_UNAUTHENTICATED_BODY_BYTES`` (or absent): a larger body is read
+    only after the lookup, as on the other endpoints.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, preceded by authentication or the small body limit."""
         handler = super().get_route_handler()
         authenticates = needs_principal(self.dependant)
+        defers = defers_lookup(self.dependant)
 
         async def run(request: Request) -> Response:
             state = request.app.state.server
-            if authenticates:
+            scope = request.scope
+            if defers:
+                limit = state.settings.max_unauthenticated_body_bytes
+                length = declared_length(scope)
+                small = length <= limit if length is not None else not _has_body(scope)
+                await authenticate(request, state, defer=small)
+            elif authenticates:
                 await authenticate(request, state)
             else:
                 limit = state.settings.max_unauthenticated_body_bytes
-                scope = request.scope
                 scope[BODY_LIMIT_KEY] = min(scope.get(BODY_LIMIT_KEY, limit), limit)
                 length = declared_length(scope)
                 if length is not None and length > limit:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from sync_server.accounts import AccountCache
 from sync_server.auth.captcha import CaptchaService
 from sync_server.auth.dpop import DpopVerifier
 from sync_server.auth.local import LocalAccounts
@@ -35,3 +36,5 @@ class ServerState:
     verifier: OidcVerifier | None = None
     local: LocalAccounts | None = None
     ready: bool = field(default=False)
+    #: Which account a credential named when last resolved (a hint; see AccountCache).
+    accounts: AccountCache = field(default_factory=AccountCache)

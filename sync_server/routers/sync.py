@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from sync_server import records
-from sync_server.deps import CurrentPrincipal, StateDep
+from sync_server.deps import Caller, StateDep, SyncCaller, settle
 from sync_server.protocol import MAX_SAFE_INTEGER, ChangesResponse, PushRequest, PushResponse
 from sync_server.routing import ApiRoute
 
@@ -34,7 +35,7 @@ def _json(content: bytes, sub_response: Response) -> Response:
 async def get_changes(
     request: Request,
     response: Response,
-    principal: CurrentPrincipal,
+    caller: SyncCaller,
     state: StateDep,
     cursor: Annotated[
         int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Last seq seen; 0 at start.")
@@ -58,15 +59,20 @@ async def get_changes(
     """
     maximum = state.settings.max_page_size
     page = min(limit or min(200, maximum), maximum)
-    account_id = principal.account_id
-    rows, recoveries = await records.changed_rows_and_recoveries(state.db, account_id, cursor, page)
+
+    def look(who: Caller) -> Awaitable[records.ChangesFound | None]:
+        return records.changes_as(state.db, who, cursor, page)
+
+    # The caller is checked by the same read transaction as the first look.
+    rows, recoveries = await settle(request, state, caller, look)
+    account_id = _account(caller)
     notifier = state.notifier
     if not rows and wait and not notifier.is_closed:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         interval = state.settings.long_poll_interval_seconds
         seen = recoveries
-        with notifier.waiter(account_id, principal.device_id) as waiter:
+        with notifier.waiter(account_id, caller.device_id) as waiter:
             while True:
                 # Listen first, then look: a push that commits after the look wakes us.
                 waiter.arm()
@@ -85,9 +91,20 @@ async def get_changes(
 
 @router.post("/v1/sync/push", summary="Push a batch of records", response_model=PushResponse)
 async def push(
-    body: PushRequest, principal: CurrentPrincipal, state: StateDep, response: Response
+    request: Request, body: PushRequest, caller: SyncCaller, state: StateDep, response: Response
 ) -> Response:
     """Each record is saved, conflicts (with the server's copy) or is rejected."""
     records.check_sizes(body, state.settings)
-    answer = await records.push(state.db, principal, body, state.notifier.changed)
-    return _json(answer, response)
+
+    def write(who: Caller) -> Awaitable[bytes | None]:
+        return records.push(state.db, who, body, state.notifier.changed)
+
+    # One write transaction checks the caller and applies the batch.
+    return _json(await settle(request, state, caller, write), response)
+
+
+def _account(caller: Caller) -> str:
+    """The caller's account, once :func:`settle` has checked it."""
+    if caller.account_id is None:
+        raise RuntimeError("a sync caller without its account")
+    return caller.account_id

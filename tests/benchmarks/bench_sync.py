@@ -7,16 +7,20 @@ async load generator in this process. Two kinds of figures:
 
 * **Throughput (closed-loop bursts)** at 1, 10 and 100 clients: each client pushes batches
   of 100 records (256-byte payloads) back to back, then pulls everything back in pages of
-  1,000. Records/s is the budgeted figure. The per-request p50/p99 of these bursts measure
-  queueing at saturation (100 clients x 100 records arrive at the same instant), not the
-  latency a client sees; they are labelled "burst" and carry no budget.
+  100. Records/s is the budgeted figure (DESIGN §8 on SQLite; on PostgreSQL the server's own
+  floors: push ≥ 12,000 records/s, pull ≥ 60,000 records/s). The per-request p50/p99 of
+  these bursts measure queueing at saturation (100 clients x 100 records arrive at the same
+  instant), not the latency a client sees; they are labelled "burst" and carry no budget.
 * **Latency (open loop)**: 25 and 100 simulated devices, each running one sync cycle per second
   (push a batch of 10 records, then pull its changes) on a fixed schedule with a random
   phase, for ``LATENCY_SECONDS``. Cycles start on schedule whether or not earlier ones have
   finished, so a slow server is not hidden by clients waiting for it. The offered load is
   printed with the figures; p50/p99 per request of this run are what the DESIGN §8
-  "p99 ≤ 50 ms at 100 concurrent clients" budget is about. A device's first cycle (TCP
-  connection set-up) is not counted.
+  "p99 ≤ 50 ms at 100 concurrent clients" budget is about (tightened to 20 ms for SQLite
+  with one process, docs/server.md "Performance"). A device's first cycle (TCP connection
+  set-up) is not counted. The server's CPU time (its processes' user + system time, read
+  with psutil before and after the run) divided by the requests it answered is the
+  "CPU per request" figure (budget 0.8 ms at 100 devices).
 * **Propagation (long-poll)**: a second device of one account waits on
   ``GET /v1/sync/changes?wait=30`` while the first pushes one record; the time from sending
   the push to the waiting pull's answer, ``PROPAGATION_ROUNDS`` times (DESIGN §8: a change
@@ -46,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -67,9 +72,14 @@ BATCH = 100
 PAYLOAD = base64.b64encode(os.urandom(256)).decode()
 # Batches per client at each level: bounded total work (~2,000-10,000 records per level).
 BATCHES_PER_CLIENT = {1: 20, 10: 5, 100: 1}
-PUSH_BUDGET = 2000.0
-PULL_BUDGET = 10000.0
+PULL_PAGE = 100
+PUSH_BUDGET = {"SQLite": 2000.0, "PostgreSQL": 12000.0}
+PULL_BUDGET = {"SQLite": 10000.0, "PostgreSQL": 60000.0}
 P99_BUDGET_MS = 50.0
+#: p99 of all requests at 100 devices on SQLite with one server process.
+P99_ONE_PROCESS_BUDGET_MS = 20.0
+#: Server CPU time per answered request at 100 devices.
+CPU_PER_REQUEST_BUDGET_MS = 0.8
 # Open-loop latency scenario.
 LATENCY_LEVELS = (25, 100)  # devices; 100 is the budgeted level, 25 shows an unloaded server
 LATENCY_PERIOD = 1.0  # seconds between two sync cycles of one device
@@ -232,6 +242,20 @@ class _Server:
                 await asyncio.sleep(0.1)
         raise BenchmarkUnavailableError("sync server did not become ready")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server and its worker processes so far.
+
+        A worker that exited is not counted; the workers of ``serve --workers N`` live as
+        long as the server.
+        """
+        total = 0.0
+        root = psutil.Process(self.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -298,7 +322,9 @@ async def _level(
             headers = auth_headers(token, "GET", "/v1/sync/changes", key, base_url=url)
             started = time.perf_counter()
             response = await http.get(
-                "/v1/sync/changes", params={"cursor": cursor, "limit": 1000}, headers=headers
+                "/v1/sync/changes",
+                params={"cursor": cursor, "limit": PULL_PAGE},
+                headers=headers,
             )
             pull_latency.append(time.perf_counter() - started)
             response.raise_for_status()
@@ -329,12 +355,17 @@ class _OpenLoop:
         self.pull: list[float] = []
         self.errors = 0
         self.requests = 0
+        self.answered = 0  # every answered request, the first cycles' too
+        self.cpu = 0.0  # server CPU seconds over the run
         self.elapsed = 0.0
         self.finished = 0  # cycles that completed or failed
 
 
-async def _open_loop(url: str, credentials: list[Credentials], devices: int, tag: str) -> _OpenLoop:
+async def _open_loop(
+    server: _Server, credentials: list[Credentials], devices: int, tag: str
+) -> _OpenLoop:
     """``devices`` devices, one push+pull cycle per ``LATENCY_PERIOD`` each."""
+    url = server.url
     result = _OpenLoop()
     cycles = round(LATENCY_SECONDS / LATENCY_PERIOD)
     rng = random.Random(20261125)
@@ -360,6 +391,7 @@ async def _open_loop(url: str, credentials: list[Credentials], devices: int, tag
                     "/v1/sync/push", json={"records": records}, headers=headers
                 )
                 response.raise_for_status()
+                result.answered += 1
                 pushed = time.perf_counter()
                 headers = auth_headers(token, "GET", "/v1/sync/changes", key, base_url=url)
                 pull_started = time.perf_counter()
@@ -367,6 +399,7 @@ async def _open_loop(url: str, credentials: list[Credentials], devices: int, tag
                     "/v1/sync/changes", params={"cursor": cursor[0]}, headers=headers
                 )
                 response.raise_for_status()
+                result.answered += 1
                 done = time.perf_counter()
                 cursor[0] = max(cursor[0], response.json()["cursor"])
             except httpx.HTTPError:
@@ -392,18 +425,20 @@ async def _open_loop(url: str, credentials: list[Credentials], devices: int, tag
             await asyncio.gather(*tasks)
 
         start = time.perf_counter() + 0.5
+        cpu_before = server.cpu_seconds()
         runs = [asyncio.create_task(device(n)) for n in range(devices)]
         _, late = await asyncio.wait(runs, timeout=LATENCY_SECONDS + 4 * LATENCY_TIMEOUT)
         for run in late:  # a server that fell this far behind: its unfinished cycles fail
             run.cancel()
         await asyncio.gather(*late, return_exceptions=True)
         result.errors += devices * cycles - result.finished
+        result.cpu = server.cpu_seconds() - cpu_before
         result.elapsed = time.perf_counter() - start
     return result
 
 
 def _throughput_rows(
-    tag: str, clients: int, figures: tuple[float, list[float], float, list[float]]
+    label: str, tag: str, clients: int, figures: tuple[float, list[float], float, list[float]]
 ) -> list[Row]:
     push_rate, push_lat, pull_rate, pull_lat = figures
     burst = "burst " if clients > 1 else ""
@@ -412,7 +447,7 @@ def _throughput_rows(
             f"{tag}: push",
             push_rate,
             "records/s",
-            PUSH_BUDGET,
+            PUSH_BUDGET[label],
             higher_is_better=True,
             note=f"batches of {BATCH}",
         ),
@@ -422,18 +457,20 @@ def _throughput_rows(
             f"{tag}: pull",
             pull_rate,
             "records/s",
-            PULL_BUDGET,
+            PULL_BUDGET[label],
             higher_is_better=True,
-            note="pages of 1,000",
+            note=f"pages of {PULL_PAGE}",
         ),
         Row(f"{tag}: pull {burst}p50", statistics.median(pull_lat) * 1000, "ms"),
         Row(f"{tag}: pull {burst}p99", _percentile(pull_lat, 0.99) * 1000, "ms"),
     ]
 
 
-def _latency_rows(tag: str, devices: int, run: _OpenLoop) -> list[Row]:
+def _latency_rows(tag: str, devices: int, run: _OpenLoop, *, tight: bool) -> list[Row]:
+    """``tight``: the 20 ms p99 budget (SQLite, one process) instead of DESIGN's 50 ms."""
     rate = devices / LATENCY_PERIOD
     budget = P99_BUDGET_MS if devices == 100 else None
+    all_budget = P99_ONE_PROCESS_BUDGET_MS if tight and devices == 100 else budget
     offered = (
         f"offered {2 * rate:,.0f} req/s = {rate:,.0f} pushes of {LATENCY_BATCH} "
         f"+ {rate:,.0f} pulls/s"
@@ -448,8 +485,15 @@ def _latency_rows(tag: str, devices: int, run: _OpenLoop) -> list[Row]:
         Row(f"{tag}: push p99", _percentile(run.push, 0.99) * 1000, "ms", budget),
         Row(f"{tag}: pull p50", statistics.median(run.pull) * 1000, "ms"),
         Row(f"{tag}: pull p99", _percentile(run.pull, 0.99) * 1000, "ms", budget),
-        Row(f"{tag}: all requests p99", _percentile(both, 0.99) * 1000, "ms", budget),
+        Row(f"{tag}: all requests p99", _percentile(both, 0.99) * 1000, "ms", all_budget),
         Row(f"{tag}: errors (timeouts, failures)", float(run.errors), "requests"),
+        Row(
+            f"{tag}: server CPU per request",
+            run.cpu / run.answered * 1000 if run.answered else float("inf"),
+            "ms",
+            CPU_PER_REQUEST_BUDGET_MS if devices == 100 else None,
+            note=f"{run.cpu:.1f} s CPU / {run.answered} requests",
+        ),
     ]
 
 
@@ -486,14 +530,15 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
                 figures = await _level(server.url, credentials, clients, f"w{workers}c{clients}")
                 many = "s" if clients > 1 else ""
                 tag = f"sync {label} ({process}), {clients} client{many}"
-                rows += _throughput_rows(tag, clients, figures)
+                rows += _throughput_rows(label, tag, clients, figures)
             for devices in LATENCY_LEVELS:
                 tag = (
                     f"sync {label} ({process}), open loop, {devices} devices "
                     f"x 1 cycle/{LATENCY_PERIOD:g} s"
                 )
-                run = await _open_loop(server.url, credentials, devices, f"w{workers}d{devices}")
-                rows += _latency_rows(tag, devices, run)
+                run = await _open_loop(server, credentials, devices, f"w{workers}d{devices}")
+                tight = database_url is None and workers == 1
+                rows += _latency_rows(tag, devices, run, tight=tight)
             delays = await _propagation(server.url, credentials[0], second, f"w{workers}p")
             tag = f"sync {label} ({process}), change on A seen by B's long-poll"
             rows += [

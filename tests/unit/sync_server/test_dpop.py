@@ -162,3 +162,22 @@ async def test_storage_replay_cache() -> None:
     assert await cache.first_use("a", 1)
     assert not await cache.first_use("a", 1)
     assert await cache.first_use("b", 1)
+
+
+async def test_the_compact_jws_is_checked_strictly() -> None:
+    """The server's own JWS check (not PyJWT's) refuses what a strict decoder refuses."""
+    key = DeviceKey.generate()
+    header, body, signature = key.proof("GET", URL, TOKEN).split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    short = signature[:-4]
+    for proof in [
+        f"{header}.{body}.{flipped}",  # another signature
+        f"{header}.{body}.{short}",  # not 64 bytes
+        f"{header}.{body}.{signature}.x",  # four segments
+        f"{header}.{body}",  # two
+        f"{header}.{body}!.{signature}",  # junk in the payload (a lax decoder drops it)
+        f"{header}.{body}.{signature[:-1]}+",  # base64, not base64url
+        f"{header}.{body}x.{signature}",  # payload changed
+    ]:
+        with pytest.raises(DpopError, match=r"signature|Malformed"):
+            await _verify(_verifier(), proof, key)
