@@ -163,7 +163,11 @@ class ChatStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction; rolled back whole on any error."""
+        """One write transaction; rolled back whole on any error. Inside another one it
+        joins it (the outer one commits or rolls back everything)."""
+        if self._conn.in_transaction:
+            yield
+            return
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except DATABASE_ERRORS as error:

@@ -83,7 +83,14 @@ from app.sync.errors import (
     SyncProtocolError,
     SyncRetryLaterError,
 )
-from app.sync.protocol import ChangesResponse, PushResponse, RecordIn, RecordOut, RecoveryOut
+from app.sync.protocol import (
+    ChangesResponse,
+    PushResponse,
+    PushResult,
+    RecordIn,
+    RecordOut,
+    RecoveryOut,
+)
 from app.sync.records import (
     FINAL_STATUSES,
     ChatState,
@@ -1047,6 +1054,28 @@ class SyncEngine:
         results = {result.id: result for result in response.results}
         conflicts: list[RecordOut] = []
         changes = _Changes()
+        with contextlib.ExitStack() as transactions:
+            # One transaction per database for the whole answer, not one per record.
+            for tier in {tier for tier, _record in batch}:
+                if tier in states:
+                    transactions.enter_context(states[tier].transaction())
+            self._record_results(batch, states, results, report, conflicts, changes)
+        if conflicts:
+            applied = self._apply_records(conflicts, report, cursor=None, conflicts=True)
+            for event in applied.events:
+                changes.add(event)
+            changes.moves.update(applied.moves)
+        return changes
+
+    def _record_results(
+        self,
+        batch: list[tuple[Tier, PendingRecord]],
+        states: dict[Tier, SyncState],
+        results: dict[str, PushResult],
+        report: SyncReport,
+        conflicts: list[RecordOut],
+        changes: _Changes,
+    ) -> None:
         for tier, record in batch:
             state = states.get(tier)
             result = results.get(record.record_id)
@@ -1077,12 +1106,6 @@ class SyncEngine:
                 if "tombstone" in (result.reason or "") and record.kind == "chat":
                     chat_id = record.record_id.removeprefix("chat:")
                     self._delete_chat_locally(states, chat_id, changes)
-        if conflicts:
-            applied = self._apply_records(conflicts, report, cursor=None, conflicts=True)
-            for event in applied.events:
-                changes.add(event)
-            changes.moves.update(applied.moves)
-        return changes
 
     @staticmethod
     def _chat_of(state: SyncState, record: PendingRecord) -> str | None:
