@@ -538,8 +538,10 @@ class SyncEngine:
             raise UsageError("joining sync needs Private chats open: unlock with the passphrase")
         report = SyncReport()
         async with self._lock:
-            # Without keys every record waits in the inbox, the keys record among them.
-            await self._pull(report)
+            # Without keys every record waits in the inbox, the keys record among them
+            # (it comes first: a new account's first record). The rest is pulled after
+            # the keys are in, and applied as it arrives rather than from the inbox.
+            await self._pull(report, until=lambda: self._inbox_keys_record() is not None)
             found = await self.runner.db(self._inbox_keys_record)
             if found is None:
                 raise SyncNotSetUpError(
@@ -1160,8 +1162,9 @@ class SyncEngine:
 
     # --- pull ---------------------------------------------------------------------------------
 
-    async def _pull(self, report: SyncReport) -> None:
-        """Pull until up to date."""
+    async def _pull(self, report: SyncReport, *, until: Callable[[], bool] | None = None) -> None:
+        """Pull until up to date (or, with ``until``, until it returns True: it runs in
+        the database thread after each page)."""
         while True:
             cursor = await self.runner.db(self._cursor)
             page = await self.transport.changes(cursor, limit=self._page_size)
@@ -1173,6 +1176,8 @@ class SyncEngine:
                 self._emit(changes)
                 await self._make_moves(changes)
             if not page.has_more:
+                return
+            if until is not None and await self.runner.db(until):
                 return
 
     def _cursor(self) -> int:
