@@ -127,6 +127,8 @@ class ChatService:
         self._checkpoint_seconds = checkpoint_seconds
         self._clock = clock
         self._title_tasks: set[asyncio.Task[None]] = set()
+        # Answers this process is writing (sync sends them once they end).
+        self.streaming: set[str] = set()
         # Learned per provider from reported prompt token counts (see _learn_ratio).
         self._tokens_per_byte: dict[str, float] = {}
 
@@ -448,6 +450,7 @@ class ChatService:
             store.add_message, chat.id, "assistant", "", parent_id=question.id,
             status=MessageStatus.PARTIAL, provider=entry.provider_name, model=spec.model,
         )  # fmt: skip
+        self.streaming.add(answer.id)
         self.changes.emit(MessagesChanged(chat.id))
         yield TurnStarted(
             chat.id, user, answer.id, context.dropped + older, context.estimated_tokens
@@ -560,17 +563,20 @@ class ChatService:
         fields: dict[str, Any],
     ) -> Message:
         finished = self._clock()
-        await self.runner.db(
-            store.update_message,
-            message_id,
-            content="".join(text),
-            reasoning="".join(reasoning),
-            status=status,
-            error=str(error) if error else None,
-            finished_at=finished,
-            duration_ms=int((finished - started) * 1000),
-            **fields,
-        )
+        try:
+            await self.runner.db(
+                store.update_message,
+                message_id,
+                content="".join(text),
+                reasoning="".join(reasoning),
+                status=status,
+                error=str(error) if error else None,
+                finished_at=finished,
+                duration_ms=int((finished - started) * 1000),
+                **fields,
+            )
+        finally:  # written or not (the vault locked), nobody writes it any more
+            self.streaming.discard(message_id)
         message: Message = await self.runner.db(store.message, message_id)
         return message
 

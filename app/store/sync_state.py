@@ -453,6 +453,18 @@ class SyncState:
             [*(values[name] for name in MESSAGE_SYNC_FIELDS), values["created_at"]],
         )
 
+    def replace_partial_message(self, values: dict[str, Any]) -> bool:
+        """An answer cut off here gets its newer version from the device that wrote it
+        (content, status and timings; never its place in the tree). Final messages do
+        not change: False."""
+        fields = [f for f in MESSAGE_SYNC_FIELDS if f not in ("id", "chat_id", "parent_id")]
+        cursor = self._conn.execute(
+            f"UPDATE messages SET {', '.join(f'{f} = ?' for f in fields)} "
+            "WHERE id = ? AND status = 'partial'",
+            [*(values[f] for f in fields), values["id"]],
+        )
+        return bool(cursor.rowcount > 0)
+
     def delete_message(self, message_id: str) -> str | None:
         """Delete a message, its replies moving up to its parent; returns the parent."""
         row = self._conn.execute(

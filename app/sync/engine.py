@@ -309,6 +309,9 @@ class SyncEngine:
         self._recoveries: tuple[RecoveryOut, ...] = ()
         self._listeners: list[Callable[[EngineStatus], None]] = []
         self._bus: ChangeBus | None = None
+        # Whether an answer is being written by this process (then it is not sent until it
+        # ends); a partial answer nobody writes any more (the app stopped) is sent as is.
+        self._streaming: Callable[[str], bool] = lambda _message_id: False
         self._unsubscribe: Callable[[], None] | None = None
         self._emitting = False
 
@@ -346,6 +349,7 @@ class SyncEngine:
         # One database thread for the service's writes and the engine's: a SQLite
         # connection must not be used from two threads at once.
         self.runner = service.runner
+        self._streaming = service.streaming.__contains__
         self._bus = service.changes
         self._unsubscribe = service.changes.subscribe(self._on_service_change)
 
@@ -987,11 +991,17 @@ class SyncEngine:
                 if message is None:
                     state.set_dirty(row.record_id, False)
                     return
-                if message["status"] not in FINAL_STATUSES:
-                    return  # still streaming: synced once final
+                if message["status"] not in FINAL_STATUSES and self._streaming(message["id"]):
+                    return  # still streaming here: synced once final (it stays dirty)
                 chat_key = self._ensure_chat_key(state, chat_id, hlc)
                 new_state = {"key_id": chat_key.key_id}
-                if unchanged and row.state.get("key_id") == chat_key.key_id:
+                if message["status"] not in FINAL_STATUSES:
+                    new_state["partial"] = True  # sent cut off: its final version follows
+                if (
+                    unchanged
+                    and row.state.get("key_id") == chat_key.key_id
+                    and not row.state.get("partial")  # a message changes only once, then
+                ):
                     state.set_dirty(row.record_id, False)
                     return
                 key_id, secret = chat_key.key_id, chat_key.secret
@@ -1521,6 +1531,8 @@ class SyncEngine:
         current = state.chat_key(chat_id)
         stale_key = current is not None and current[0] != chat_key.key_id
         if state.has_message(message_id):
+            if state.replace_partial_message(values):  # its writer finished it
+                changes.add(MessagesChanged(chat_id))
             state.put_row(
                 record.record_id, "message", chat_id, server_revision=record.revision,
                 dirty=stale_key, state={"key_id": chat_key.key_id},

@@ -258,6 +258,9 @@ _MESSAGE_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "duration_ms": (int, type(None)),
 }
 FINAL_STATUSES: Final = frozenset({"complete", "stopped", "error"})
+# "partial": an answer cut off (the app stopped mid-answer on the device that wrote it);
+# it may later be replaced by its final version (a newer revision of the same record).
+_STATUSES: Final = FINAL_STATUSES | {"partial"}
 _ROLES: Final = frozenset({"system", "user", "assistant"})
 
 
@@ -269,6 +272,6 @@ def message_values(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(value, types) or isinstance(value, bool):
             raise RecordTamperedError(f"a message record's {name} is malformed")
         values[name] = value
-    if values["status"] not in FINAL_STATUSES or values["role"] not in _ROLES:
+    if values["status"] not in _STATUSES or values["role"] not in _ROLES:
         raise RecordTamperedError("a message record's role or status is malformed")
     return values

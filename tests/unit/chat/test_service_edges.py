@@ -102,6 +102,23 @@ async def test_reasoning_is_streamed_and_saved_beside_the_answer(h: Harness) -> 
     assert (saved.message.reasoning, saved.message.content) == ("Let me think.", "42")
 
 
+async def test_the_answer_being_written_is_known_until_it_ends(h: Harness) -> None:
+    """Sync leaves an answer alone while this process writes it (ChatService.streaming)."""
+    seen: list[set[str]] = []
+
+    async def slow(_request: ChatRequest) -> AsyncIterator[Any]:
+        seen.append(set(h.service.streaming))
+        yield TextDelta("42")
+        yield FinishEvent("stop")
+
+    h.script = slow
+    chat = await h.service.create_chat()
+    finished = (await h.run(h.service.send(chat.id, "The answer?")))[-1]
+    assert isinstance(finished, TurnFinished)
+    assert seen == [{finished.message.id}]
+    assert h.service.streaming == set()
+
+
 async def test_a_stream_that_ends_without_a_finish_is_an_error_that_keeps_the_text(
     h: Harness,
 ) -> None:

@@ -290,7 +290,7 @@ async def test_ephemeral_chats_never_leave_the_device(pair: tuple[Device, Device
     assert chat.id not in b.dump()
 
 
-async def test_a_partial_answer_waits_until_it_is_final(pair: tuple[Device, Device]) -> None:
+async def test_a_partial_answer_waits_while_it_streams_here(pair: tuple[Device, Device]) -> None:
     a, b = pair
     store = a.library.store(Tier.STANDARD)
     chat = store.create_chat()
@@ -298,11 +298,41 @@ async def test_a_partial_answer_waits_until_it_is_final(pair: tuple[Device, Devi
     answer = store.add_message(
         chat.id, "assistant", "stream", parent_id=user.id, status=MessageStatus.PARTIAL
     )
+    a.engine._streaming = {answer.id}.__contains__  # as ChatService.streaming does
     await settle(a, b)
     assert f"msg:{answer.id}" not in a.server.records
     store.update_message(answer.id, content="streamed", status=MessageStatus.COMPLETE)
     await settle(a, b)
     assert b.dump() == a.dump()
+
+
+async def test_an_interrupted_answer_syncs_and_its_final_version_replaces_it(
+    pair: tuple[Device, Device],
+) -> None:
+    """The app stopped mid-answer: nobody streams it any more, so it is sent as it is
+    (partial); if its device finishes it later, the final version replaces it."""
+    a, b = pair
+    store = a.library.store(Tier.STANDARD)
+    chat = store.create_chat()
+    user = store.add_message(chat.id, "user", "q", parent_id=None)
+    answer = store.add_message(
+        chat.id, "assistant", "half an an", parent_id=user.id, status=MessageStatus.PARTIAL
+    )
+    await settle(a, b)
+    received = b.library.store(Tier.STANDARD).message(answer.id)
+    assert (received.content, received.status) == ("half an an", MessageStatus.PARTIAL)
+
+    store.update_message(answer.id, content="half an answer", status=MessageStatus.COMPLETE)
+    await settle(a, b)
+    received = b.library.store(Tier.STANDARD).message(answer.id)
+    assert (received.content, received.status) == ("half an answer", MessageStatus.COMPLETE)
+    assert b.dump() == a.dump()
+
+    # A final message does not change any more: a later revision cannot rewrite it.
+    b_state = b.library.store(Tier.STANDARD).sync_state()
+    assert not b_state.replace_partial_message(
+        {**b_state.message_row(answer.id), "content": "rewritten"}  # type: ignore[dict-item]
+    )
 
 
 async def test_private_records_wait_while_private_is_locked(pair: tuple[Device, Device]) -> None:
@@ -458,6 +488,7 @@ async def test_attach_pushes_after_service_changes_and_not_after_its_own(
     class Service:
         changes = ChangeBus()
         runner = b.runner
+        streaming: set[str] = set()
 
     service = Service()
     b.engine.attach(service)  # type: ignore[arg-type]
