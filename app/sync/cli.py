@@ -44,6 +44,34 @@ SYNC_PASSWORD_ENV: Final = "HUSHCHAT_SYNC_PASSWORD"  # noqa: S105 - a variable n
 _Finish = Callable[["Session", argparse.Namespace, object, str], Awaitable[None]]
 
 
+def add_sign_in_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    prefix: str = "",
+    stdin_text: str = "the line after the passphrase with --passphrase-stdin",
+) -> None:
+    """How to sign in: ``--no-browser``, ``--device`` or ``--local EMAIL`` (default: the
+    browser); ``prefix`` starts each help text (``"with --server: "``), ``stdin_text``
+    says where a local account's password is read with ``--passphrase-stdin``."""
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--no-browser",
+        action="store_true",
+        help=f"{prefix}print the sign-in address on stderr instead of opening a browser",
+    )
+    how.add_argument(
+        "--device",
+        action="store_true",
+        help=f"{prefix}sign in with a code entered on another device (no browser here)",
+    )
+    how.add_argument(
+        "--local",
+        metavar="EMAIL",
+        help=f"{prefix}a local account of the server (password from a prompt, "
+        f"{SYNC_PASSWORD_ENV} or {stdin_text})",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``hushchat sync …``."""
     from app.vault.cli import add_kdf_arguments, unlock_parent_parsers
@@ -56,23 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "login", help="sign in to a sync server and sync this profile's chats"
     )
     login.add_argument("--server", required=True, metavar="URL", help="the sync server")
-    how = login.add_mutually_exclusive_group()
-    how.add_argument(
-        "--no-browser",
-        action="store_true",
-        help="print the sign-in address on stderr instead of opening a browser",
-    )
-    how.add_argument(
-        "--device",
-        action="store_true",
-        help="sign in with a code entered on another device (no browser here)",
-    )
-    how.add_argument(
-        "--local",
-        metavar="EMAIL",
-        help=f"a local account of the server (password from a prompt, {SYNC_PASSWORD_ENV} or "
-        "the line after the passphrase with --passphrase-stdin)",
-    )
+    add_sign_in_arguments(login)
     login.add_argument(
         "--passphrase-stdin",
         action="store_true",
@@ -511,19 +523,11 @@ def add_recover_server_arguments(recover: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --server: start the recovery and exit; complete it later with --resume",
     )
-    how = recover.add_mutually_exclusive_group()
-    how.add_argument(
-        "--no-browser", action="store_true", help="with --server: print the sign-in address"
-    )
-    how.add_argument(
-        "--device", action="store_true", help="with --server: sign in with a device code"
-    )
-    how.add_argument(
-        "--local",
-        metavar="EMAIL",
-        help=f"with --server: a local account (password from a prompt, {SYNC_PASSWORD_ENV} "
-        "or, with --passphrase-stdin, the line after the new passphrase: the first line "
-        "when --no-wait starts a recovery)",
+    add_sign_in_arguments(
+        recover,
+        prefix="with --server: ",
+        stdin_text="with --passphrase-stdin the line after the new passphrase (the "
+        "first line when --no-wait starts a recovery)",
     )
     recover.add_argument("--device-name", help="with --server: how this device is listed")
 

@@ -33,7 +33,7 @@ def register(
     unlock: list[argparse.ArgumentParser],
 ) -> None:
     """Add ``link`` and ``join`` to ``hushchat sync``."""
-    from app.sync.cli import SYNC_PASSWORD_ENV
+    from app.sync.cli import add_sign_in_arguments
     from app.vault.cli import add_kdf_arguments
 
     commands.add_parser(
@@ -51,23 +51,7 @@ def register(
         "code", help="the pairing code `hushchat sync link` shows on the other device"
     )
     join.add_argument("--server", required=True, metavar="URL", help="the sync server")
-    how = join.add_mutually_exclusive_group()
-    how.add_argument(
-        "--no-browser",
-        action="store_true",
-        help="print the sign-in address on stderr instead of opening a browser",
-    )
-    how.add_argument(
-        "--device",
-        action="store_true",
-        help="sign in with a code entered on another device (no browser here)",
-    )
-    how.add_argument(
-        "--local",
-        metavar="EMAIL",
-        help=f"a local account of the server (password from a prompt, {SYNC_PASSWORD_ENV} or "
-        "the line after the passphrase with --passphrase-stdin)",
-    )
+    add_sign_in_arguments(join)
     join.add_argument(
         "--passphrase-stdin",
         action="store_true",
