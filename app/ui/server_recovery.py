@@ -34,16 +34,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
     QStackedWidget,
@@ -67,7 +64,9 @@ from app.sync.recovery import (
 from app.ui import tasks
 from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
 from app.ui.layout import set_role
-from app.ui.sync_settings import _hint, _password_edit, _ShownText, plain
+from app.ui.sign_in_form import ShownText, SignInFlow, SignInForm
+from app.ui.sign_in_form import hint_label as _hint
+from app.ui.sync_settings import plain
 from app.vault.errors import WeakPassphraseError
 
 if TYPE_CHECKING:
@@ -152,7 +151,6 @@ class ServerRecoveryDialog(QDialog):
         self.pending: PendingRecovery | None = None
         self.account: SyncAccount | None = None
         self.key: SyncKey | None = None
-        self.methods: login.SignInMethods | None = None
         self.aside: Path | None = None
         self.result_said = ""
         self.started_at = clock()
@@ -248,38 +246,25 @@ class ServerRecoveryDialog(QDialog):
 
     def _sign_in_widget(self) -> QWidget:
         page = QWidget()
-        self.server_edit = QLineEdit()
-        self.server_edit.setPlaceholderText("https://sync.example.org")
-        self.server_edit.setAccessibleName("Sync server address")
-        self.server_edit.textEdited.connect(lambda _t: self._forget_methods())
+        self.sign_in_form = SignInForm(
+            "The account your chats were synced with. The server asks for a fresh "
+            "sign-in before it starts a recovery.",
+            device_key=lambda: self.device_key,
+        )
+        form = self.sign_in_form
+        form.chosen.connect(self._sign_in_chosen)
+        form.said.connect(lambda text, error: self.say(text, error=error))
+        # The form's fields and buttons, by the names tests and the rest of the dialog use.
+        self.server_edit, self.device_name_edit = form.server_edit, form.device_name_edit
+        self.sign_in_button, self.code_button = form.sign_in_button, form.code_button
+        self.email_edit, self.password_edit = form.email_edit, form.password_edit
+        self.local_button, self.local_box = form.local_button, form.local_box
         if self.pending is not None:
             self.server_edit.setText(self.pending.server_url)
             self.server_edit.setReadOnly(True)
-        self.device_name_edit = QLineEdit(
-            (self.pending.device_name if self.pending is not None else None)
-            or login.default_device_name()
-        )
-        self.device_name_edit.setAccessibleName("This device's name")
-        self.sign_in_button = QPushButton("S&ign in")
-        self.sign_in_button.setAccessibleName("Sign in to the sync server")
+            if self.pending.device_name:
+                self.device_name_edit.setText(self.pending.device_name)
         self.sign_in_button.setDefault(True)
-        self.sign_in_button.clicked.connect(self.sign_in)
-        self.code_button = QPushButton("Sign in with a &code")
-        self.code_button.setAccessibleName("Sign in with a code entered on another device")
-        self.code_button.clicked.connect(self.sign_in_with_code)
-        self.code_button.hide()
-        self.email_edit = QLineEdit()
-        self.email_edit.setAccessibleName("E-mail address")
-        self.password_edit = _password_edit("Password")
-        self.local_button = QPushButton("Sign in with &e-mail")
-        self.local_button.setAccessibleName("Sign in with e-mail and password")
-        self.local_button.clicked.connect(self.sign_in_local)
-        self.local_box = QGroupBox("E-mail and password")
-        local = QFormLayout(self.local_box)
-        local.addRow("E-&mail:", self.email_edit)
-        local.addRow("Pass&word:", self.password_edit)
-        local.addRow("", self.local_button)
-        self.local_box.hide()
         self.sign_in_detail = _hint()
         self.sign_in_detail.setAccessibleName("Sign-in instructions")
         self.sign_in_detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -287,25 +272,10 @@ class ServerRecoveryDialog(QDialog):
         self.cancel_sign_in_button.setAccessibleName("Cancel the sign-in")
         self.cancel_sign_in_button.clicked.connect(self._cancel_task)
         self.cancel_sign_in_button.hide()
-        form = QFormLayout()
-        form.addRow("Sync ser&ver:", self.server_edit)
-        form.addRow("This &device:", self.device_name_edit)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.sign_in_button)
-        buttons.addWidget(self.code_button)
-        buttons.addWidget(self.cancel_sign_in_button)
-        buttons.addStretch(1)
+        form.buttons.insertWidget(2, self.cancel_sign_in_button)
         layout = QVBoxLayout(page)
         layout.addWidget(_title("Sign in to your sync server"))
-        layout.addWidget(
-            _hint(
-                "The account your chats were synced with. The server asks for a fresh "
-                "sign-in before it starts a recovery."
-            )
-        )
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.local_box)
+        layout.addWidget(form)
         layout.addWidget(self.sign_in_detail)
         layout.addStretch(1)
         return page
@@ -423,19 +393,7 @@ class ServerRecoveryDialog(QDialog):
         on_error: Callable[[BaseException], None] | None = None,
         on_cancel: Callable[[], None] | None = None,
     ) -> None:
-        def done(result: T) -> None:
-            if shiboken6.isValid(self):
-                on_done(result)
-
-        def failed(error: BaseException) -> None:
-            if shiboken6.isValid(self):
-                (on_error or self._failed)(error)
-
-        def cancelled() -> None:
-            if on_cancel is not None and shiboken6.isValid(self):
-                on_cancel()
-
-        self._task = tasks.start(coro, on_done=done, on_error=failed, on_cancel=cancelled)
+        self._task = tasks.start_for(self, coro, on_done, on_error or self._failed, on_cancel)
 
     def say(self, text: str, *, error: bool = False) -> None:
         set_role(self.message_label, "error" if error else "hint")
@@ -458,94 +416,33 @@ class ServerRecoveryDialog(QDialog):
         self.say("")
         (self.device_name_edit if self.pending is not None else self.server_edit).setFocus()
 
-    def _forget_methods(self) -> None:
-        self.methods = None
-        self.code_button.hide()
-        self.local_box.hide()
-
-    def _server_url(self) -> str | None:
-        url = self.server_edit.text().strip()
-        if not url:
-            self.say("Type the address of your sync server first.", error=True)
-            self.server_edit.setFocus()
-            return None
-        return url
-
-    def _device_name(self) -> str:
-        return self.device_name_edit.text().strip() or login.default_device_name()
+    @property
+    def methods(self) -> login.SignInMethods | None:
+        """How the server said one signs in (once asked)."""
+        return self.sign_in_form.methods
 
     def _signing_in(self, busy: bool) -> None:
-        for button in (self.sign_in_button, self.code_button, self.local_button):
-            button.setEnabled(not busy)
+        self.sign_in_form.set_busy(busy)
         self.cancel_sign_in_button.setVisible(busy)
 
     def sign_in(self) -> None:
         """Ask the server how to sign in; the browser, or the e-mail and password fields."""
-        url = self._server_url()
-        if url is None or self.busy:
-            return
-        self._signing_in(True)
-        self.say(f"Asking {url} how to sign in…")
-        self._run(login.sign_in_methods(url), self._sign_in_with, self._sign_in_failed)
-
-    def _sign_in_with(self, methods: login.SignInMethods) -> None:
-        self.methods = methods
-        self._signing_in(False)
-        self.code_button.setVisible(methods.device_code)
-        self.local_box.setVisible(methods.local_accounts)
-        if methods.browser:
-            self._browser()
-        elif methods.local_accounts:
-            self.say("This server has its own accounts: sign in with your e-mail and password.")
-            self.email_edit.setFocus()
-        else:
-            self.say(
-                "This sync server offers no way to sign in that Hushchat knows; ask its "
-                "administrator.",
-                error=True,
-            )
-
-    def _browser(self) -> None:
-        url, name, key = self.server_edit.text().strip(), self._device_name(), self.device_key
-        shown = _ShownText(self.sign_in_detail)
-        self.say("Continue in your browser…")
-        self._start_sign_in(
-            lambda: login.sign_in_with_browser(
-                url,
-                device_name=name,
-                open_browser=lambda address: QDesktopServices.openUrl(QUrl(address)),
-                output=shown,
-                device_key=key,
-            )
-        )
+        if not self.busy:
+            self.sign_in_form.sign_in()
 
     def sign_in_with_code(self) -> None:
-        url = self._server_url()
-        if url is None or self.busy:
-            return
-        shown = _ShownText(self.sign_in_detail)
-        self.say("Enter the code on another device…")
-        name, key = self._device_name(), self.device_key
-        self._start_sign_in(
-            lambda: login.sign_in_with_device_code(
-                url, device_name=name, output=shown, device_key=key
-            )
-        )
+        if not self.busy:
+            self.sign_in_form.sign_in_with_code()
 
     def sign_in_local(self) -> None:
-        url = self._server_url()
-        if url is None or self.busy:
-            return
-        email, password = self.email_edit.text().strip(), self.password_edit.text()
-        if not email or not password:
-            self.say("Type your e-mail address and password.", error=True)
-            (self.email_edit if not email else self.password_edit).setFocus()
-            return
-        self.say(f"Signing in to {url}…")
-        name, key = self._device_name(), self.device_key
-        self._start_sign_in(
-            lambda: login.sign_in_local(url, email, password, device_name=name, device_key=key)
-        )
+        if not self.busy:
+            self.sign_in_form.sign_in_local()
+
+    def _sign_in_chosen(self, title: str, flow: SignInFlow) -> None:
+        shown = ShownText(self.sign_in_detail)
+        if title:
+            self.say(title)
+        self._start_sign_in(lambda: flow(shown))
 
     def _start_sign_in(self, flow: Callable[[], Coroutine[Any, Any, SyncAccount]]) -> None:
         self._signing_in(True)

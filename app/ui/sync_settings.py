@@ -26,7 +26,6 @@ passphrases, passwords and recovery codes are cleared once used and never logged
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -34,8 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QKeyEvent
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -62,6 +60,14 @@ from app.sync.crypto import WrongKeySecretError
 from app.sync.engine import EngineStatus, SyncKeysExistError, SyncNotSetUpError
 from app.ui import tasks
 from app.ui.layout import set_role
+from app.ui.sign_in_form import (
+    ShownText,
+    SignInFlow,
+    SignInForm,
+    hint_label,
+    on_enter,
+    password_edit,
+)
 from app.ui.sync_status import SyncState, describe, without_exception_names
 from app.vault.recovery_code import RecoveryCode
 
@@ -75,8 +81,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_SERVER_HINT = "https://sync.example.org"
-
 
 def plain(error: BaseException) -> str:
     """The message a person reads: a bug says only where its details are."""
@@ -85,56 +89,9 @@ def plain(error: BaseException) -> str:
     return without_exception_names(str(error))
 
 
-def _hint(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    label.setProperty("role", "hint")
-    return label
-
-
-def _password_edit(name: str) -> QLineEdit:
-    edit = QLineEdit()
-    edit.setEchoMode(QLineEdit.EchoMode.Password)
-    edit.setAccessibleName(name)
-    return edit
-
-
-class _EnterFilter(QObject):
-    """Enter in a field runs the step's action (and goes no further: the dialog's own
-    default button would close it)."""
-
-    def __init__(self, action: Callable[[], None], parent: QObject) -> None:
-        super().__init__(parent)
-        self._action = action
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if (
-            event.type() == QEvent.Type.KeyPress
-            and isinstance(event, QKeyEvent)
-            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-        ):
-            self._action()
-            return True
-        return False
-
-
-def _on_enter(edit: QLineEdit, action: Callable[[], None]) -> None:
-    edit.installEventFilter(_EnterFilter(action, edit))
-
-
-class _ShownText(io.StringIO):
-    """What a sign-in flow writes for the user (the browser address when no browser
-    opened, the code to enter elsewhere), shown in a label as it arrives."""
-
-    def __init__(self, label: QLabel) -> None:
-        super().__init__()
-        self._label = label
-
-    def write(self, text: str) -> int:
-        written = super().write(text)
-        if shiboken6.isValid(self._label):
-            self._label.setText(self.getvalue().strip())
-        return written
+_hint = hint_label
+_password_edit = password_edit
+_on_enter = on_enter
 
 
 @dataclass(frozen=True)
@@ -162,7 +119,6 @@ class SyncPageWidget(QWidget):
         super().__init__(parent)
         self.session = session
         self.account: SyncAccount | None = None
-        self.methods: login.SignInMethods | None = None
         self.joining = False
         self.status: EngineStatus | None = None
         self.devices: list[DeviceOut] = []
@@ -193,57 +149,21 @@ class SyncPageWidget(QWidget):
 
     def _sign_in_widget(self) -> QWidget:
         page = QWidget()
-        self.server_edit = QLineEdit()
-        self.server_edit.setPlaceholderText(DEFAULT_SERVER_HINT)
-        self.server_edit.setAccessibleName("Sync server address")
-        self.server_edit.textEdited.connect(self._server_edited)
-        self.device_name_edit = QLineEdit(login.default_device_name())
-        self.device_name_edit.setAccessibleName("This device's name")
-        self.sign_in_button = QPushButton("S&ign in")
-        self.sign_in_button.setAccessibleName("Sign in to the sync server")
-        self.sign_in_button.clicked.connect(self.sign_in)
-        self.code_button = QPushButton("Sign in with a &code")
-        self.code_button.setAccessibleName("Sign in with a code entered on another device")
-        self.code_button.setToolTip(
-            "For when the browser is on another device: you get a code to enter there."
+        self.sign_in_form = SignInForm(
+            "Keep your chats in step between your computers through a sync server you "
+            "or your organisation runs. It stores only what this computer encrypted; "
+            "Ephemeral chats are never synced."
         )
-        self.code_button.clicked.connect(self.sign_in_with_code)
-        self.code_button.hide()
-        self.email_edit = QLineEdit()
-        self.email_edit.setAccessibleName("E-mail address")
-        self.password_edit = _password_edit("Password")
-        self.local_button = QPushButton("Sign in with &e-mail")
-        self.local_button.setAccessibleName("Sign in with e-mail and password")
-        self.local_button.clicked.connect(self.sign_in_local)
-        self.local_box = QGroupBox("E-mail and password")
-        local = QFormLayout(self.local_box)
-        local.addRow("E-&mail:", self.email_edit)
-        local.addRow("Pass&word:", self.password_edit)
-        local.addRow("", self.local_button)
-        self.local_box.hide()
-        _on_enter(self.server_edit, self.sign_in)
-        _on_enter(self.device_name_edit, self.sign_in)
-        _on_enter(self.email_edit, self.sign_in_local)
-        _on_enter(self.password_edit, self.sign_in_local)
-
-        form = QFormLayout()
-        form.addRow("Sync ser&ver:", self.server_edit)
-        form.addRow("This &device:", self.device_name_edit)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.sign_in_button)
-        buttons.addWidget(self.code_button)
-        buttons.addStretch(1)
+        form = self.sign_in_form
+        form.chosen.connect(self._sign_in_chosen)
+        form.said.connect(lambda text, error: self.show_message(text, error=error))
+        # The form's fields and buttons, by the names tests and the rest of the page use.
+        self.server_edit, self.device_name_edit = form.server_edit, form.device_name_edit
+        self.sign_in_button, self.code_button = form.sign_in_button, form.code_button
+        self.email_edit, self.password_edit = form.email_edit, form.password_edit
+        self.local_button, self.local_box = form.local_button, form.local_box
         layout = QVBoxLayout(page)
-        layout.addWidget(
-            _hint(
-                "Keep your chats in step between your computers through a sync server you "
-                "or your organisation runs. It stores only what this computer encrypted; "
-                "Ephemeral chats are never synced."
-            )
-        )
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.local_box)
+        layout.addWidget(form)
         layout.addStretch(1)
         return page
 
@@ -423,20 +343,7 @@ class SyncPageWidget(QWidget):
         on_cancel: Callable[[], None] | None = None,
     ) -> asyncio.Task[T]:
         """``tasks.start`` whose callbacks are skipped once the page is gone."""
-
-        def done(result: T) -> None:
-            if shiboken6.isValid(self):
-                on_done(result)
-
-        def failed(error: BaseException) -> None:
-            if shiboken6.isValid(self):
-                (on_error or self._failed)(error)
-
-        def cancelled() -> None:
-            if on_cancel is not None and shiboken6.isValid(self):
-                on_cancel()
-
-        return tasks.start(coro, on_done=done, on_error=failed, on_cancel=cancelled)
+        return tasks.start_for(self, coro, on_done, on_error or self._failed, on_cancel)
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         """A line under the step: what happened, or what went wrong and what to do."""
@@ -567,97 +474,35 @@ class SyncPageWidget(QWidget):
 
     # ----------------------------------------------------------------- signing in
 
-    def _server_edited(self, _text: str) -> None:
-        self.methods = None
-        self.code_button.hide()
-        self.local_box.hide()
-
-    def _server_url(self) -> str | None:
-        url = self.server_edit.text().strip()
-        if not url:
-            self.show_message("Type the address of your sync server first.", error=True)
-            self.server_edit.setFocus()
-            return None
-        return url
-
-    def _device_name(self) -> str:
-        return self.device_name_edit.text().strip() or login.default_device_name()
+    @property
+    def methods(self) -> login.SignInMethods | None:
+        """How the server said one signs in (once asked)."""
+        return self.sign_in_form.methods
 
     def sign_in(self) -> None:
         """Ask the server how to sign in; start the browser flow, or show the e-mail and
         password fields of a server with only its own accounts."""
-        url = self._server_url()
-        if url is None:
-            return
-        if self.methods is not None and self.methods.server_url.rstrip("/") == url.rstrip("/"):
-            self._sign_in_with(self.methods)
-            return
-        self._set_busy(True)
-        self.show_message(f"Asking {url} how to sign in…")
-        self._run(login.sign_in_methods(url), self._sign_in_with)
-
-    def _sign_in_with(self, methods: login.SignInMethods) -> None:
-        self.methods = methods
-        self._set_busy(False)
-        self.code_button.setVisible(methods.device_code)
-        self.local_box.setVisible(methods.local_accounts)
-        if methods.browser:
-            self.sign_in_with_browser()
-        elif methods.local_accounts:
-            self.show_message(
-                "This server has its own accounts: sign in with your e-mail and password."
-            )
-            self.email_edit.setFocus()
-        else:
-            self.show_message(
-                "This sync server offers no way to sign in that Hushchat knows; ask its "
-                "administrator.",
-                error=True,
-            )
+        self.sign_in_form.sign_in()
 
     def sign_in_with_browser(self) -> None:
         """The identity provider's page in the browser; waits for its answer."""
-        url = self._server_url()
-        if url is None:
-            return
-        shown = _ShownText(self.waiting_detail)
-        self._wait("Continue in your browser…")
-        name = self._device_name()
-        self._start_sign_in(
-            lambda: login.sign_in_with_browser(
-                url,
-                device_name=name,
-                open_browser=lambda address: QDesktopServices.openUrl(QUrl(address)),
-                output=shown,
-            )
-        )
+        self.sign_in_form.sign_in_with_browser()
 
     def sign_in_with_code(self) -> None:
         """A code to enter on another device (the device authorization grant)."""
-        url = self._server_url()
-        if url is None:
-            return
-        shown = _ShownText(self.waiting_detail)
-        self._wait("Enter the code on another device…")
-        name = self._device_name()
-        self._start_sign_in(
-            lambda: login.sign_in_with_device_code(url, device_name=name, output=shown)
-        )
+        self.sign_in_form.sign_in_with_code()
 
     def sign_in_local(self) -> None:
         """The server's own account: e-mail and password."""
-        url = self._server_url()
-        if url is None:
-            return
-        email, password = self.email_edit.text().strip(), self.password_edit.text()
-        if not email or not password:
-            self.show_message("Type your e-mail address and password.", error=True)
-            (self.email_edit if not email else self.password_edit).setFocus()
-            return
-        self._set_busy(True)
-        self.show_message(f"Signing in to {url}…")
-        name = self._device_name()
-        self._start_sign_in(lambda: login.sign_in_local(url, email, password, device_name=name))
+        self.sign_in_form.sign_in_local()
+
+    def _sign_in_chosen(self, title: str, flow: SignInFlow) -> None:
+        shown = ShownText(self.waiting_detail)
+        if title:  # the browser, or a code: wait on the waiting step
+            self._wait(title)
+        else:  # e-mail and password: a moment, on this step
+            self._set_busy(True)
+        self._start_sign_in(lambda: flow(shown))
 
     def _wait(self, title: str) -> None:
         self.waiting_title.setText(title)

@@ -15,6 +15,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import shiboken6
+from PySide6.QtCore import QObject
+
 from app.errors import HushchatError, InternalError
 from providers import ProviderError
 
@@ -71,6 +74,31 @@ def start(
 
     task.add_done_callback(finished)
     return task
+
+
+def start_for(
+    widget: QObject,
+    coro: Coroutine[Any, Any, T],
+    on_done: Callable[[T], None],
+    on_error: Callable[[BaseException], None],
+    on_cancel: Callable[[], None] | None = None,
+) -> asyncio.Task[T]:
+    """:func:`start` whose callbacks are skipped once ``widget`` is gone (a closed
+    dialog, a page the window replaced)."""
+
+    def done(result: T) -> None:
+        if shiboken6.isValid(widget):
+            on_done(result)
+
+    def failed(error: BaseException) -> None:
+        if shiboken6.isValid(widget):
+            on_error(error)
+
+    def cancelled() -> None:
+        if on_cancel is not None and shiboken6.isValid(widget):
+            on_cancel()
+
+    return start(coro, on_done=done, on_error=failed, on_cancel=cancelled)
 
 
 def running() -> int:
