@@ -373,11 +373,16 @@ async def sync_caller(
     """
     del credentials, device_header, device_name_header, dpop_header
     caller = await authenticate(request, state, defer=True)
+    await count_caller(state, response, caller)
+    return caller
+
+
+async def count_caller(state: ServerState, response: Response, caller: Caller) -> None:
+    """Count a sync request against the per-user and global limits; set the headers."""
     account_id = caller.account_id
     if account_id is None:
         raise RuntimeError("a deferred credential without its account")
     await _count(state, response, state.limiter.user, "user:" + account_id)
-    return caller
 
 
 def _depends_on(dependant: Any, function: Callable[..., Any]) -> bool:

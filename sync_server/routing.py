@@ -15,8 +15,8 @@ An unauthenticated caller must not make the server read (let alone parse) a larg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -28,6 +28,27 @@ from sync_server.errors import problem_response
 from sync_server.observability import request_id_var
 
 BODY_LIMIT_KEY = "hushchat_body_limit"
+_FAST_PATH = "_hushchat_fast_path"
+#: A fast path: ``(request, state, caller)`` → the answer, or ``None`` to let FastAPI
+#: handle the request (anything unusual: its validation answers are the reference).
+FastPath = Callable[[Request, Any, Any], Awaitable[Response | None]]
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def fast_path(handler: FastPath) -> Callable[[_Endpoint], _Endpoint]:
+    """Give an endpoint a handler that skips FastAPI's parameter solving when it can.
+
+    The endpoint stays registered (and documented) as it is; :class:`ApiRoute` tries
+    ``handler`` after authenticating and calls FastAPI's handler when it returns ``None``.
+    The caller is remembered on the request, so FastAPI does not check the DPoP proof
+    (nor count the request) again.
+    """
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, _FAST_PATH, handler)
+        return endpoint
+
+    return mark
 
 
 class RequestTooLargeError(StarletteHTTPException):
@@ -138,6 +159,7 @@ class ApiRoute(APIRoute):
         handler = super().get_route_handler()
         authenticates = needs_principal(self.dependant)
         defers = defers_lookup(self.dependant)
+        fast: FastPath | None = getattr(self.endpoint, _FAST_PATH, None) if defers else None
 
         async def run(request: Request) -> Response:
             state = request.app.state.server
@@ -146,7 +168,11 @@ class ApiRoute(APIRoute):
                 limit = state.settings.max_unauthenticated_body_bytes
                 length = declared_length(scope)
                 small = length <= limit if length is not None else not _has_body(scope)
-                await authenticate(request, state, defer=small)
+                caller = await authenticate(request, state, defer=small)
+                if fast is not None:
+                    answer = await fast(request, state, caller)
+                    if answer is not None:
+                        return answer
             elif authenticates:
                 await authenticate(request, state)
             else:

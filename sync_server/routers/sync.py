@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Awaitable
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 
 from sync_server import records
-from sync_server.deps import Caller, StateDep, SyncCaller, settle
+from sync_server.deps import Caller, StateDep, SyncCaller, count_caller, settle
 from sync_server.protocol import MAX_SAFE_INTEGER, ChangesResponse, PushRequest, PushResponse
-from sync_server.routing import ApiRoute
+from sync_server.routing import ApiRoute, fast_path
+from sync_server.state import ServerState
 
 router = APIRouter(tags=["sync"], route_class=ApiRoute)
 
@@ -29,9 +34,69 @@ def _json(content: bytes, sub_response: Response) -> Response:
     return answer
 
 
+_DIGITS = re.compile(r"[0-9]{1,16}")
+_JSON_TYPE = re.compile(r"application/json\s*(;\s*charset=\"?utf-8\"?\s*)?", re.IGNORECASE)
+
+
+def _plain_query(request: Request) -> dict[str, int] | None:
+    """``cursor``/``limit``/``wait`` when each is a plain in-range number, given once.
+
+    ``None`` for anything else, so that FastAPI answers it (with its 422 details).
+    """
+    found: dict[str, int] = {}
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in ("cursor", "limit", "wait"):
+            continue
+        if name in found or not _DIGITS.fullmatch(value):
+            return None
+        found[name] = int(value)
+    if found.get("cursor", 0) > MAX_SAFE_INTEGER or found.get("limit", 1) < 1:
+        return None
+    if found.get("wait", 0) > MAX_WAIT_SECONDS:
+        return None
+    return found
+
+
+async def _fast_changes(request: Request, state: ServerState, caller: Caller) -> Response | None:
+    """:func:`get_changes` without FastAPI's parameter solving (see ``fast_path``)."""
+    query = _plain_query(request)
+    if query is None:
+        return None
+    response = Response()
+    await count_caller(state, response, caller)
+    return await get_changes(
+        request,
+        response,
+        caller,
+        state,
+        cursor=query.get("cursor", 0),
+        limit=query.get("limit"),
+        wait=query.get("wait", 0),
+    )
+
+
+async def _fast_push(request: Request, state: ServerState, caller: Caller) -> Response | None:
+    """:func:`push` without FastAPI's parameter solving (see ``fast_path``).
+
+    The body is parsed and validated as FastAPI would (JSON, then the model in Python
+    mode); when either fails FastAPI handles the request and gives its answer.
+    """
+    if not _JSON_TYPE.fullmatch(request.headers.get("content-type", "")):
+        return None
+    try:
+        body = PushRequest.model_validate(await request.json())
+    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError):
+        return None
+    response = Response()
+    await count_caller(state, response, caller)
+    return await push(request, body, caller, state, response)
+
+
 @router.get(
     "/v1/sync/changes", summary="Pull changes since a cursor", response_model=ChangesResponse
 )
+@fast_path(_fast_changes)
 async def get_changes(
     request: Request,
     response: Response,
@@ -90,6 +155,7 @@ async def get_changes(
 
 
 @router.post("/v1/sync/push", summary="Push a batch of records", response_model=PushResponse)
+@fast_path(_fast_push)
 async def push(
     request: Request, body: PushRequest, caller: SyncCaller, state: StateDep, response: Response
 ) -> Response:
