@@ -1,4 +1,4 @@
-"""Signing in to a sync server: the form Settings › Sync and the server recovery share.
+"""Signing in to a sync server: the form the Sync settings page and the server recovery share.
 
 The form holds the server address, this device's name and the ways to sign in the server
 offers (asked with :func:`app.sync.login.sign_in_methods` the first time): the browser
@@ -197,9 +197,7 @@ class SignInForm(QWidget):
             return
         self.set_busy(True)
         self.said.emit(f"Asking {url} how to sign in…", False)
-        tasks.start_for(
-            self, login.sign_in_methods(url), self._sign_in_with, self._methods_failed
-        )
+        tasks.start_for(self, login.sign_in_methods(url), self._sign_in_with, self._methods_failed)
 
     def _methods_failed(self, error: BaseException) -> None:
         from app.ui.sync_settings import plain

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -488,7 +488,7 @@ async def test_attach_pushes_after_service_changes_and_not_after_its_own(
     class Service:
         changes = ChangeBus()
         runner = b.runner
-        streaming: set[str] = set()
+        streaming: ClassVar[set[str]] = set()
 
     service = Service()
     b.engine.attach(service)  # type: ignore[arg-type]
