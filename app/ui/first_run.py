@@ -145,17 +145,20 @@ class PassphraseFieldsWidget(QWidget):
 
     async def check_strength(self) -> None:
         """Refuse a weak passphrase (``WeakPassphraseError``, with the reason) unless
-        "Use anyway" was chosen for it; the button appears with the refusal."""
-        try:
-            await self._runner.blocking(
-                require_strong_passphrase,
-                self.passphrase(),
-                allow_weak=self.allow_weak,
-                override="choose “Use this passphrase anyway”",
-            )
-        except WeakPassphraseError:
+        "Use anyway" was chosen for it. The caller's failure handler passes the error to
+        ``offer_use_anyway`` once its form is usable again: a button shown here, before
+        that, could be clicked while the form still counts as busy, and the click lost."""
+        await self._runner.blocking(
+            require_strong_passphrase,
+            self.passphrase(),
+            allow_weak=self.allow_weak,
+            override="choose “Use this passphrase anyway”",
+        )
+
+    def offer_use_anyway(self, error: BaseException) -> None:
+        """Show "Use this passphrase anyway" if ``error`` refused a weak passphrase."""
+        if isinstance(error, WeakPassphraseError):
             self.use_anyway_button.show()
-            raise
 
     def _use_anyway(self) -> None:
         self.allow_weak = True
@@ -433,6 +436,7 @@ class FirstRunWidget(QStackedWidget):
         self.create_button.setText("Create &vault")
         self.create_button.setEnabled(True)
         self.create_error.setText(str(error))
+        self.passphrase_fields.offer_use_anyway(error)
 
     # ----------------------------------------------------------------- page 2
 

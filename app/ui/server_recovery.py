@@ -614,6 +614,7 @@ class ServerRecoveryDialog(QDialog):
         self.create_button.setEnabled(True)
         if isinstance(error, WeakPassphraseError):
             self.say(str(error), error=True)
+            self.passphrase_fields.offer_use_anyway(error)
             return
         if self._made is not None:  # the vault is made; installing or fetching failed
             self.passphrase_fields.setEnabled(False)

@@ -235,6 +235,7 @@ class ChangePassphraseDialog(QDialog):
     def _failed(self, error: BaseException) -> None:
         self.buttons.setEnabled(True)
         self.error_label.setText(str(error))
+        self.fields.offer_use_anyway(error)
         if isinstance(error, WrongSecretError) and self.needs_current:
             self.current_edit.setFocus()
             self.current_edit.selectAll()

@@ -113,6 +113,9 @@ def test_a_weak_passphrase_is_refused_until_use_anyway(
     assert not fields.use_anyway_button.isVisibleTo(first_run)
     first_run.create_button.click()
     qtbot.waitUntil(lambda: fields.use_anyway_button.isVisibleTo(first_run), timeout=30_000)
+    # The offer appears only once the form is usable again: a click on it while the
+    # refused attempt still counted as busy was lost (the vault was never made).
+    assert first_run.create_button.isEnabled()
     fields.use_anyway_button.click()
     qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=30_000)
     assert (qt_profile / "vault.json").exists()
