@@ -358,16 +358,19 @@ class ProbeStats:
         self.deltas += 1
 
     def summary(self) -> str:
+        """Time to first token, tokens and a rate that names its interval (app.chat.stats)."""
+        from app.chat.stats import answer_stats, stats_line
+
         if self.first is None or self.last is None:
             return f"no text received (finish: {self.finish or 'unknown'})"
-        tokens = self.completion_tokens or self.deltas
-        ttft = self.first - self.started
-        span = self.last - self.first
-        rate = f"{(tokens - 1) / span:.1f} tokens/s" if span > 0 and tokens > 1 else "n/a"
-        return (
-            f"time to first token {ttft:.3f} s; {tokens} tokens in {self.last - self.started:.3f} s"
-            f" ({rate}); finish: {self.finish or 'unknown'}"
+        stats = answer_stats(
+            started=self.started,
+            first_token=self.first,
+            finished=self.last,
+            tokens=self.completion_tokens or self.deltas,
+            chunks=self.deltas,
         )
+        return f"{stats_line(stats)}; finish: {self.finish or 'unknown'}"
 
 
 async def _stream_probe(

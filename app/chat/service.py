@@ -563,6 +563,10 @@ class ChatService:
         fields: dict[str, Any],
     ) -> Message:
         finished = self._clock()
+        if fields.get("completion_tokens") is None and text:
+            # The server did not report usage: count the text chunks (about one token each)
+            # so the answer's stats line has a figure (app.chat.stats).
+            fields = {**fields, "completion_tokens": len(text)}
         try:
             await self.runner.db(
                 store.update_message,
