@@ -87,6 +87,32 @@ class Provider(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class SupportsContextLength(Protocol):
+    """A provider that can say the context window its server gives a model.
+
+    The built-in types do (``HTTPProvider.context_length``); it is a protocol of its own
+    rather than a method of ``Provider`` so that types written before 0.2.0 still load.
+    Ask through :func:`context_length`, which answers None for those.
+    """
+
+    async def context_length(self, model: str | None = None) -> int | None:
+        """The context window, in tokens, the server gives ``model`` (None: the spec's).
+
+        None when the server does not say (or cannot be asked): the caller then uses
+        the configured ``context_size``. Never raises for a server that does not know
+        the question; a server that cannot be reached answers None too.
+        """
+        ...
+
+
+async def context_length(provider: object, model: str | None = None) -> int | None:
+    """``provider.context_length(model)`` if the type can say, else None."""
+    if not isinstance(provider, SupportsContextLength):
+        return None
+    return await provider.context_length(model)
+
+
 class Progress:
     """What a parser yields when content arrived that it delivers later (a finish reason
     or token counts held until the stream's end marker). It resets the stream's idle
@@ -196,6 +222,13 @@ def sampling_options(
     if request.seed is not None:
         options["seed"] = request.seed
     return options
+
+
+def positive_int(value: Any) -> int | None:
+    """``value`` if it is a positive integer (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
 
 
 def normalise_finish_reason(raw: str | None) -> str:
@@ -322,6 +355,36 @@ class HTTPProvider(abc.ABC):
     @abc.abstractmethod
     async def list_models(self) -> list[ModelInfo]:
         """The models the server offers."""
+
+    async def context_length(self, model: str | None = None) -> int | None:
+        """The context window the server gives ``model``; None unless a type knows how to ask."""
+        return None
+
+    async def probe_json(self, method: str, url: str, *, json: dict[str, Any] | None = None) -> Any:
+        """One request for metadata (no retries) and its JSON body; None on any failure.
+
+        For optional questions (the context window) that many servers do not answer:
+        a 404, a refused connection or a body that is not JSON all mean "not said".
+        """
+        try:
+            response = await self._client.request(method, url, json=json)
+        except httpx.HTTPError as exc:
+            logger.debug("provider %s: %s failed: %s", self.spec.name, display_url(url), type(exc))
+            return None
+        if not response.is_success:
+            logger.debug(
+                "provider %s: %s %s -> %d",
+                self.spec.name,
+                method,
+                display_url(url),
+                response.status_code,
+            )
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            logger.debug("provider %s: %s is not JSON", self.spec.name, display_url(url))
+            return None
 
     def model_for(self, request: ChatRequest) -> str:
         """The model to ask for: the request's override, else the spec's."""

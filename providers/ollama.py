@@ -5,6 +5,11 @@ goes to ``POST {base_url}/api/generate`` with ``raw: true``. Each line is a JSON
 object; the last has ``done: true`` with ``done_reason`` and the token counts
 ``prompt_eval_count`` / ``eval_count``. Models come from ``GET /api/tags``.
 ``base_url`` is the server root, e.g. ``http://127.0.0.1:11434``.
+
+The context window: every request sets ``options.num_ctx`` to the entry's
+``context_size``, so the window is that, capped by what ``POST /api/show`` says the
+model holds (``model_info["<arch>.context_length"]``, else a ``num_ctx`` parameter
+of its Modelfile).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from providers.base import (
     WireCall,
     messages_with_memory,
     normalise_finish_reason,
+    positive_int,
     sampling_options,
 )
 from providers.spec import ProviderSpec
@@ -148,3 +154,45 @@ class OllamaProvider(HTTPProvider):
                 )
             )
         return models
+
+    async def context_length(self, model: str | None = None) -> int | None:
+        """The window ``model`` gets here: ``context_size`` (sent as ``num_ctx``), capped by
+        the model's own length from ``POST {base_url}/api/show``; None when Ollama does not
+        say (the caller then uses ``context_size`` alone)."""
+        shown = await self.probe_json(
+            "POST", f"{self.base_url}/api/show", json={"model": model or self.spec.model}
+        )
+        if not isinstance(shown, dict):
+            return None
+        size: int | None = None
+        info = shown.get("model_info")
+        if isinstance(info, dict):
+            architecture = info.get("general.architecture")
+            if isinstance(architecture, str):
+                size = positive_int(info.get(f"{architecture}.context_length"))
+            if size is None:
+                size = next(
+                    (
+                        found
+                        for key, value in info.items()
+                        if key.endswith(".context_length")
+                        and (found := positive_int(value)) is not None
+                    ),
+                    None,
+                )
+        if size is None:
+            size = _num_ctx(shown.get("parameters"))
+        if size is None:
+            return None
+        return min(size, self.spec.context_size)
+
+
+def _num_ctx(parameters: object) -> int | None:
+    """``num_ctx`` from ``/api/show``'s ``parameters`` text (``"num_ctx 8192\n..."``)."""
+    if not isinstance(parameters, str):
+        return None
+    for line in parameters.splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name == "num_ctx" and value.strip().isdigit():
+            return positive_int(int(value.strip()))
+    return None

@@ -5,6 +5,11 @@ mode, Completions (``POST {base_url}/completions`` with one raw prompt). That
 covers OpenAI, llama.cpp's llama-server, LM Studio, vLLM, OpenRouter, Groq and
 the like; ``base_url`` conventionally ends in ``/v1``. Models come from
 ``GET {base_url}/models``.
+
+The context window is asked of the server (``context_length``): vLLM states
+``max_model_len`` and OpenRouter ``context_length`` in the model list; a local
+llama.cpp server answers ``GET /props`` with the ``n_ctx`` it runs with, LM Studio
+``GET /api/v0/models`` with ``loaded_context_length``/``max_context_length``.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from providers.base import (
     WireCall,
     messages_with_memory,
     normalise_finish_reason,
+    positive_int,
     sampling_options,
 )
-from providers.spec import ProviderSpec
+from providers.spec import Locality, ProviderSpec, is_local_url
 from providers.streams import aiter_sse, decode_json
 from providers.template import template_of
 from providers.types import (
@@ -181,8 +187,63 @@ class OpenAIProvider(HTTPProvider):
             )
         return models
 
+    async def context_length(self, model: str | None = None) -> int | None:
+        """The context window the server gives ``model`` (default: the spec's), or None.
+
+        Asked in this order, each answer that says nothing passing to the next:
+
+        1. ``GET {base_url}/models``: the entry of ``model`` with vLLM's ``max_model_len``
+           or OpenRouter's ``context_length``;
+        2. for a local server only (on-prem entry or local address), llama.cpp's
+           ``GET {root}/props``: ``default_generation_settings.n_ctx`` (top-level
+           ``n_ctx`` in newer builds), the window of one slot;
+        3. likewise LM Studio's ``GET {root}/api/v0/models``: ``loaded_context_length``
+           of the loaded model, else its ``max_context_length``.
+
+        ``root`` is ``base_url`` without its ``/v1``. Failures (404, no answer, not JSON)
+        count as "not said"; nothing is retried.
+        """
+        wanted = model or self.spec.model
+        listed = await self.probe_json("GET", f"{self.base_url}/models")
+        entry = _entry_of(listed, "data", wanted)
+        if entry is not None:
+            size = _context_size(entry)
+            if size is not None:
+                return size
+        if not (self.spec.locality is Locality.ON_PREM or is_local_url(self.base_url)):
+            return None
+        root = self.base_url.removesuffix("/v1")
+        props = await self.probe_json("GET", f"{root}/props")
+        if isinstance(props, dict):
+            settings = props.get("default_generation_settings")
+            size = positive_int(props.get("n_ctx"))
+            if size is None and isinstance(settings, dict):
+                size = positive_int(settings.get("n_ctx"))
+            if size is not None:
+                return size
+        studio = await self.probe_json("GET", f"{root}/api/v0/models")
+        entry = _entry_of(studio, "data", wanted)
+        if entry is not None:
+            return positive_int(entry.get("loaded_context_length")) or positive_int(
+                entry.get("max_context_length")
+            )
+        return None
+
+
+def _entry_of(payload: Any, key: str, model: str) -> dict[str, Any] | None:
+    """The entry of ``model`` in ``payload[key]`` (a list of objects with ``id``); the only
+    entry when there is just one (servers that serve one model name it as they like)."""
+    entries = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        return None
+    objects = [entry for entry in entries if isinstance(entry, dict)]
+    for entry in objects:
+        if entry.get("id") == model:
+            return entry
+    return objects[0] if len(objects) == 1 else None
+
 
 def _context_size(entry: dict[str, Any]) -> int | None:
-    """The context size a model entry states (OpenRouter's ``context_length``), if any."""
-    value = entry.get("context_length")
-    return value if isinstance(value, int) and value > 0 else None
+    """The context size a model entry states: vLLM's ``max_model_len`` or OpenRouter's
+    ``context_length``, if any."""
+    return positive_int(entry.get("max_model_len")) or positive_int(entry.get("context_length"))
