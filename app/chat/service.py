@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.api_keys import ApiKeys
-from app.chat.context import DEFAULT_TOKENS_PER_BYTE, Context, build_context
+from app.chat.context import (
+    DEFAULT_TOKENS_PER_BYTE,
+    Context,
+    ContextOverflowError,
+    ContextUse,
+    ContextWindow,
+    build_context,
+    measure_use,
+)
 from app.chat.events import (
     ChangeBus,
     ChatCreated,
@@ -131,6 +139,8 @@ class ChatService:
         self.streaming: set[str] = set()
         # Learned per provider from reported prompt token counts (see _learn_ratio).
         self._tokens_per_byte: dict[str, float] = {}
+        # Context windows servers stated, per (provider, model); None: the server did not say.
+        self._windows: dict[tuple[str, str], int | None] = {}
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -153,6 +163,57 @@ class ChatService:
     def check_policy(self, chat: Chat, entry: LLMEntry) -> None:
         """PolicyRefusedError if the chat's tier may not use this provider."""
         policy.require(chat.tier, entry.effective_locality, entry.provider_name)
+
+    async def context_window(self, chat: Chat) -> ContextWindow:
+        """The context size ``chat``'s turns are fitted into: what the server states for the
+        chat's model (asked once per provider and model), else the configured size."""
+        entry = self.provider_entry(chat)
+        key = (entry.provider_name, chat.model or entry.model_name)
+        if key not in self._windows:
+            detected: int | None = None
+            try:
+                from providers.base import context_length
+
+                spec = await self._spec(entry, chat.model)
+                async with self._provider_factory(spec) as provider:
+                    detected = await context_length(provider, spec.model)
+            except ProviderError as error:
+                log.info("context size of %s not detected: %s", entry.provider_name, type(error))
+            self._windows[key] = detected
+            log.info(
+                "context size of %s: %s", entry.provider_name, detected or "not stated, configured"
+            )
+        detected = self._windows[key]
+        if detected is not None:
+            return ContextWindow(detected, "server")
+        return ContextWindow(entry.context_size, "config")
+
+    async def context_use(
+        self, chat_id: str, draft: str = "", *, max_tokens: int | None = None
+    ) -> ContextUse:
+        """What sending ``draft`` in the chat now would take of its context window."""
+        store = await self.runner.db(self.library.store_of, chat_id)
+        chat = await self.runner.db(store.chat, chat_id)
+        entry = self.provider_entry(chat)
+        window = await self.context_window(chat)
+        page = await self.runner.db(store.thread, chat_id, limit=HISTORY_WINDOW, before=None)
+        ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
+        return measure_use(
+            chat.system_prompt, chat.memory, page.messages, draft, window=window,
+            max_tokens=max_tokens, tokens_per_byte=ratio,
+        )  # fmt: skip
+
+    async def _require_fits(
+        self, chat: Chat, entry: LLMEntry, text: str, max_tokens: int | None
+    ) -> None:
+        """ContextOverflowError, before anything is written, if ``text`` cannot fit at all."""
+        ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
+        use = measure_use(
+            chat.system_prompt, chat.memory, [], text, window=await self.context_window(chat),
+            max_tokens=max_tokens, tokens_per_byte=ratio,
+        )  # fmt: skip
+        if not use.fits:
+            raise ContextOverflowError(use.overflow_message())
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -361,6 +422,7 @@ class ChatService:
         chat = await self.runner.db(store.chat, chat_id)
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
+        await self._require_fits(chat, entry, text, max_tokens)
         user = await self.runner.db(
             store.add_message, chat_id, "user", text, parent_id=chat.active_leaf_id
         )
@@ -411,6 +473,7 @@ class ChatService:
             return
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
+        await self._require_fits(chat, entry, text, max_tokens)
         user = await self.runner.db(
             store.add_message, chat.id, "user", text, parent_id=original.parent_id
         )
@@ -441,8 +504,9 @@ class ChatService:
         if page.has_older:
             older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
         ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
+        window = await self.context_window(chat)
         context = build_context(
-            chat.system_prompt, chat.memory, history, context_size=entry.context_size,
+            chat.system_prompt, chat.memory, history, context_size=window.size,
             max_tokens=max_tokens, tokens_per_byte=ratio,
         )  # fmt: skip
         spec = await self._spec(entry, chat.model)
@@ -501,7 +565,7 @@ class ChatService:
                         self._tokens_per_byte[entry.provider_name] = ratio
                         context = build_context(
                             chat.system_prompt, chat.memory, history,
-                            context_size=entry.context_size, max_tokens=max_tokens,
+                            context_size=window.size, max_tokens=max_tokens,
                             tokens_per_byte=ratio,
                         )  # fmt: skip
                         log.info("context refused as too long; retrying with a smaller one")
