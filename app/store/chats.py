@@ -28,6 +28,7 @@ from app.store.migrations import migrate
 from app.store.models import (
     DEFAULT_TITLE,
     Chat,
+    ChatParams,
     ChatRecord,
     ChatSummary,
     Message,
@@ -54,7 +55,7 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlcipher3.Error, sqlite3.Error)
 
 _CHAT_COLUMNS = (
     "id, title, title_source, tier, system_prompt, memory, provider, model, pinned, "
-    "active_leaf_id, created_at, updated_at, deleted_at"
+    "active_leaf_id, created_at, updated_at, deleted_at, params"
 )
 _MESSAGE_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
@@ -82,6 +83,7 @@ _CHAT_FIELDS = {
     "provider",
     "model",
     "pinned",
+    "params",
 }
 
 
@@ -105,6 +107,7 @@ def _chat(row: Sequence[Any]) -> Chat:
         created_at=row[10],
         updated_at=row[11],
         deleted_at=row[12],
+        params=ChatParams.from_text(row[13]),
     )
 
 
@@ -200,15 +203,17 @@ class ChatStore:
         model: str | None = None,
         chat_id: str | None = None,
         created_at: float | None = None,
+        params: ChatParams | None = None,
     ) -> Chat:
         """Create a chat titled "New Chat" (until it is named)."""
         now = self._clock()
         chat_id = chat_id or new_id()
         with self.transaction():
             self._conn.execute(
-                f"INSERT INTO chats ({_CHAT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO chats ({_CHAT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (chat_id, title, title_source.value, self.tier.value, system_prompt, memory,
-                 provider, model, 0, None, created_at or now, now, None),
+                 provider, model, 0, None, created_at or now, now, None,
+                 (params or ChatParams()).to_text()),
             )  # fmt: skip
         return self.chat(chat_id)
 
@@ -255,12 +260,18 @@ class ChatStore:
         return [_summary(r) for r in rows]
 
     def update_chat(self, chat_id: str, **fields: Any) -> Chat:
-        """Change title, title_source, system_prompt, memory, provider, model or pinned."""
+        """Change title, title_source, system_prompt, memory, provider, model, pinned or
+        params (a ``ChatParams``)."""
         unknown = set(fields) - _CHAT_FIELDS
         if unknown:
             raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
         self.chat(chat_id)
         values = {k: (v.value if isinstance(v, TitleSource) else v) for k, v in fields.items()}
+        if "params" in fields:
+            params = fields["params"]
+            if not isinstance(params, ChatParams):
+                raise TypeError("params must be a ChatParams")
+            values["params"] = params.to_text()
         if "pinned" in values:
             values["pinned"] = int(bool(values["pinned"]))
         assignments = ", ".join(f"{name} = ?" for name in values)
@@ -345,11 +356,12 @@ class ChatStore:
                 chat = record.chat
                 self._conn.execute(
                     f"INSERT INTO chats ({_CHAT_COLUMNS}, move_state) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (chat.id, chat.title, chat.title_source.value, self.tier.value,
                      chat.system_prompt, chat.memory, chat.provider, chat.model,
                      int(chat.pinned), chat.active_leaf_id, chat.created_at, chat.updated_at,
-                     chat.deleted_at, "incoming" if incoming else None),
+                     chat.deleted_at, chat.params.to_text(),
+                     "incoming" if incoming else None),
                 )  # fmt: skip
                 self._conn.executemany(
                     f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "

@@ -242,6 +242,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        5,
+        "add_chat_params",
+        """
+        ALTER TABLE chats ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+
+        DROP TRIGGER sync_chat_update;
+        CREATE TRIGGER sync_chat_update
+        AFTER UPDATE OF title, title_source, system_prompt, memory, provider, model, pinned,
+            active_leaf_id, move_state, params ON chats
+        WHEN new.tier <> 'ephemeral' AND NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            UPDATE sync_records SET dirty = 1 WHERE record_id = 'chat:' || new.id;
+        END;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

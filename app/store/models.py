@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Final
 
 from app.tiers import Tier
 
 __all__ = [
     "DEFAULT_TITLE",
     "Chat",
+    "ChatParams",
     "ChatRecord",
     "ChatSummary",
     "Message",
@@ -36,6 +41,89 @@ class TitleSource(StrEnum):
 
 DEFAULT_TITLE = "New Chat"
 
+# The most stop sequences a chat keeps (OpenAI accepts 4; llama.cpp and Ollama more).
+MAX_STOP_SEQUENCES: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ChatParams:
+    """A chat's own model parameters; None (every field by default) means "use the
+    provider's default" (the config entry's, else the server's).
+
+    Stored as a JSON object in ``chats.params`` and synced as one field of the chat
+    record; only the fields that are set are written, and a value this version does not
+    understand is ignored on reading (a newer device may send more).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    context_size: int | None = None
+    stop: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set, as a JSON object."""
+        data: dict[str, Any] = {}
+        for name in ("temperature", "top_p", "max_tokens", "context_size"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.stop is not None:
+            data["stop"] = list(self.stop)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> ChatParams:
+        """Parameters from a stored or synced JSON object; out-of-range or malformed
+        values (and anything that is not an object) read as "provider default"."""
+        if not isinstance(data, Mapping):
+            return cls()
+        return cls(
+            temperature=_number(data.get("temperature"), 0.0, 2.0),
+            top_p=_number(data.get("top_p"), 0.0, 1.0, open_low=True),
+            max_tokens=_count(data.get("max_tokens")),
+            context_size=_count(data.get("context_size")),
+            stop=_stop(data.get("stop")),
+        )
+
+    def to_text(self) -> str:
+        """How the ``chats.params`` column stores them."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_text(cls, text: str | None) -> ChatParams:
+        """Parameters from the ``chats.params`` column (not JSON: the provider's defaults)."""
+        try:
+            return cls.from_json(json.loads(text or "{}"))
+        except ValueError:
+            return cls()
+
+    @property
+    def is_default(self) -> bool:
+        return self == ChatParams()
+
+
+def _number(value: Any, low: float, high: float, *, open_low: bool = False) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number > high or number < low or (open_low and number == low):
+        return None
+    return number
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def _stop(value: Any) -> tuple[str, ...] | None:
+    if not isinstance(value, list | tuple):
+        return None
+    stops = tuple(s for s in value if isinstance(s, str) and s)
+    return stops[:MAX_STOP_SEQUENCES]
+
 
 @dataclass(frozen=True, slots=True)
 class Chat:
@@ -52,6 +140,7 @@ class Chat:
     created_at: float
     updated_at: float
     deleted_at: float | None = None
+    params: ChatParams = field(default_factory=ChatParams)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from app.store.models import ChatParams
+
 if TYPE_CHECKING:
     from app.store.chats import ChatStore
 
@@ -38,7 +40,7 @@ _ROW_COLUMNS = (
 )
 _CHAT_SYNC_COLUMNS = (
     "id, title, title_source, system_prompt, memory, provider, model, pinned, active_leaf_id, "
-    "created_at, updated_at, move_state"
+    "created_at, updated_at, move_state, params"
 )
 _MESSAGE_SYNC_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
@@ -409,23 +411,25 @@ class SyncState:
 
     def write_chat(self, values: dict[str, Any]) -> bool:
         """Insert or update a chat from merged record values; True if it was new."""
+        params = ChatParams.from_json(values.get("params")).to_text()
         exists = self._conn.execute("SELECT 1 FROM chats WHERE id = ?", (values["id"],))
         if exists.fetchone() is None:
             self._conn.execute(
                 "INSERT INTO chats (id, title, title_source, tier, system_prompt, memory, "
-                "provider, model, pinned, active_leaf_id, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "provider, model, pinned, active_leaf_id, created_at, updated_at, params) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (values["id"], values["title"], values["title_source"], self.tier.value,
                  values["system_prompt"], values["memory"], values["provider"], values["model"],
                  int(bool(values["pinned"])), self._existing_leaf(values["active_leaf_id"]),
-                 values["created_at"], values["updated_at"]),
+                 values["created_at"], values["updated_at"], params),
             )  # fmt: skip
             return True
         self._conn.execute(
             "UPDATE chats SET title = ?, title_source = ?, system_prompt = ?, memory = ?, "
-            "provider = ?, model = ?, pinned = ?, updated_at = MAX(updated_at, ?) WHERE id = ?",
+            "provider = ?, model = ?, pinned = ?, params = ?, updated_at = MAX(updated_at, ?) "
+            "WHERE id = ?",
             (values["title"], values["title_source"], values["system_prompt"], values["memory"],
-             values["provider"], values["model"], int(bool(values["pinned"])),
+             values["provider"], values["model"], int(bool(values["pinned"])), params,
              values["updated_at"], values["id"]),
         )  # fmt: skip
         leaf = self._existing_leaf(values["active_leaf_id"])

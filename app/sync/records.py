@@ -6,7 +6,8 @@ Record ids and kinds (fixed; the server sees them, never the contents)::
     rotate:<key id>   kind "rotation"  a tier's next sync key, sealed under the old one
     chatkey:<chat>    kind "chatkey"   the chat's key, wrapped by its tier's sync key
     chat:<chat>       kind "chat"      title, system prompt, memory, provider, model,
-                                       pinned, shown version, created/updated times
+                                       pinned, shown version, model parameters,
+                                       created/updated times
     msg:<message>     kind "message"   one final message (never a half-streamed one)
     pair:<n>:<step>   kind "pair"      the relay of a device link (``app.sync.pairing``):
                                        not synced data; the engine skips it (at debug
@@ -16,6 +17,13 @@ A chat's settings merge field by field: each field carries the hybrid logical cl
 (HLC) of its last change, the later change wins; for the title a user's title beats an
 automatic one whatever the clocks say. A message never changes once final, so messages
 merge as a union; a deleted chat (its tombstone) beats any edit.
+
+Records stay readable both ways between versions. A field added later (``params``, the
+chat's model parameters, since store version 5) is optional: a record from an older
+device lacks it and reads as its default with no clock, so any value set here wins; an
+older device keeps the field it does not know in the record's values as it found them
+(its checks and merge cover only the fields it knows), and the field's clock keeps a
+stale copy from winning later.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from app.store.models import ChatParams
 from app.sync.crypto import RecordTamperedError
 
 __all__ = [
@@ -50,7 +59,8 @@ KINDS: Final = {
 }
 
 # The merged fields of a chat ("title" carries the title and where it came from).
-CHAT_FIELDS: Final = (
+# Every record carries these; older versions refuse a record that lacks one.
+REQUIRED_CHAT_FIELDS: Final = (
     "title",
     "system_prompt",
     "memory",
@@ -59,6 +69,9 @@ CHAT_FIELDS: Final = (
     "pinned",
     "active_leaf_id",
 )
+# Fields added later, with the value a record that lacks them (from an older device) has.
+OPTIONAL_CHAT_FIELDS: Final[dict[str, Any]] = {"params": {}}
+CHAT_FIELDS: Final = (*REQUIRED_CHAT_FIELDS, *OPTIONAL_CHAT_FIELDS)
 _TITLE_RANK: Final = {"default": 0, "auto": 1, "user": 2}
 
 
@@ -131,7 +144,24 @@ def chat_values(row: Mapping[str, Any]) -> dict[str, Any]:
         "model": row["model"],
         "pinned": bool(row["pinned"]),
         "active_leaf_id": row["active_leaf_id"],
+        "params": _params(row.get("params")),
     }
+
+
+def _params(value: Any) -> dict[str, Any]:
+    """A chat's parameters as the record holds them (a JSON object; see ``ChatParams``)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = {}
+    return ChatParams.from_json(value).to_json()
+
+
+def _same(name: str, mine: Any, theirs: Any) -> bool:
+    if name == "params":  # a newer device's extra parameters are not a local change
+        return _params(mine) == _params(theirs)
+    return bool(mine == theirs)
 
 
 @dataclass
@@ -162,9 +192,11 @@ class ChatState:
             state.updated_at = float(data.get("updated_at", 0.0))
         except (TypeError, ValueError):
             raise RecordTamperedError("a chat record's times are malformed") from None
-        for name in CHAT_FIELDS:
+        for name in REQUIRED_CHAT_FIELDS:
             if name not in state.values:
                 raise RecordTamperedError(f"a chat record lacks its {name}")
+        for name, default in OPTIONAL_CHAT_FIELDS.items():
+            state.values.setdefault(name, default)  # from an older device: no clock
         title = state.values["title"]
         if (
             not isinstance(title, list)
@@ -181,7 +213,7 @@ class ChatState:
         current = chat_values(row)
         changed = False
         for name in CHAT_FIELDS:
-            if name not in self.values or self.values[name] != current[name]:
+            if name not in self.values or not _same(name, self.values[name], current[name]):
                 self.values[name] = current[name]
                 self.clocks[name] = hlc.tick()
                 changed = True
@@ -230,6 +262,7 @@ class ChatState:
             "model": _optional_str(self.values["model"]),
             "pinned": bool(self.values["pinned"]),
             "active_leaf_id": _optional_str(self.values["active_leaf_id"]),
+            "params": _params(self.values.get("params")),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
