@@ -92,7 +92,8 @@ class LLMEntry(BaseModel):
         Field(
             description=(
                 "API key reference, never the key itself: ${ENV_VAR} to read it from the "
-                "environment, or 'keychain' to read it from the OS keychain."
+                "environment, 'vault' for a key kept in the vault (encrypted with the Standard "
+                "chats) or 'keychain' for one kept in the OS keychain (both set from Settings)."
             )
         ),
     ] = None
@@ -551,11 +552,12 @@ def _substitute(
     if not isinstance(node, str):
         return node
     line = _line_of(document, loc)
-    if loc and loc[-1] == "api_key" and node and node != "keychain" and "${" not in node:
+    kept = node in ("keychain", "vault")  # a key the window keeps (app/api_keys.py)
+    if loc and loc[-1] == "api_key" and node and not kept and "${" not in node:
         out.append(
             f"{source}:{line}: {_dotted(loc)}: write a reference, not "
-            "the key itself: api_key: ${ENV_VAR} (set ENV_VAR in the environment) or "
-            "api_key: keychain"
+            "the key itself: api_key: ${ENV_VAR} (set ENV_VAR in the environment), or enter "
+            "the key in Settings, Providers (the file then says api_key: vault or keychain)"
         )
         return None
 

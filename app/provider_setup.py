@@ -5,12 +5,14 @@ The first-run page and the settings dialog share these coroutines and functions:
 * ``detect_local_servers``: asks Ollama, llama.cpp and LM Studio on their default
   loopback ports for their models, all at once, with a short timeout;
 * ``test_connection``: lists the models of an entry the user typed in;
+* ``connection_problem``: one sentence for a failed test, naming the URL and what to do;
 * ``save_provider`` / ``remove_provider``: edit ``llms:`` in the config file (comments
-  kept, atomic write). An API key goes to the OS keychain through ``app.api_keys``
-  and the file says only ``api_key: keychain``; the key is never written to the file.
+  kept, atomic write). An API key goes to the vault or the OS keychain through
+  ``app.api_keys`` and the file says only ``api_key: vault`` or ``api_key: keychain``;
+  the key is never written to the file.
 
-Keychain calls block (D-Bus, Keychain Services), so widgets run the save/remove
-functions through ``BlockingRunner.blocking``.
+Keychain and database calls block (D-Bus, Keychain Services, SQLCipher), so widgets
+run the save/remove functions through ``BlockingRunner.blocking``.
 """
 
 from __future__ import annotations
@@ -25,14 +27,26 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from app.api_keys import ApiKeys
+from app.api_keys import KEY_PLACES, ApiKeys, KeyPlace
 from app.config import LLMEntry, LoadedConfig, update_config_file
-from providers import Locality, ProviderError, ProviderSpec, create_provider, default_locality
+from app.provider_presets import preset_named
+from providers import (
+    AuthError,
+    Locality,
+    ProviderConfigError,
+    ProviderError,
+    ProviderSpec,
+    ProviderTimeoutError,
+    RateLimitedError,
+    create_provider,
+    default_locality,
+)
 
 __all__ = [
     "DEFAULT_LOCAL_SERVERS",
     "DetectedServer",
     "LocalServer",
+    "connection_problem",
     "detect_local_servers",
     "remove_provider",
     "save_provider",
@@ -63,10 +77,9 @@ class LocalServer:
     base_url: str
 
 
-DEFAULT_LOCAL_SERVERS: tuple[LocalServer, ...] = (
-    LocalServer("Ollama", "ollama", "ollama", "http://127.0.0.1:11434"),
-    LocalServer("llama.cpp server", "llama-cpp", "openai", "http://127.0.0.1:8080/v1"),
-    LocalServer("LM Studio", "lm-studio", "openai", "http://127.0.0.1:1234/v1"),
+DEFAULT_LOCAL_SERVERS: tuple[LocalServer, ...] = tuple(
+    LocalServer(preset.label, preset.provider_name, preset.type, preset.base_url)
+    for preset in map(preset_named, ("ollama", "llama-cpp", "lm-studio"))
 )
 
 
@@ -108,6 +121,46 @@ async def test_connection(entry: Mapping[str, Any], api_key: str | None = None) 
     return [model.id for model in models]
 
 
+def connection_problem(error: BaseException, base_url: str) -> str:
+    """One sentence for a failed connection test: what happened at ``base_url`` and
+    what to do, without the provider layer's field names (``base_url``, ``api_key``)."""
+    url = base_url.strip().rstrip("/") or "that address"
+    text = str(getattr(error, "message", "") or error)
+    if isinstance(error, AuthError):
+        if error.status == 403:
+            return f"The server at {url} refused access; check that the API key may use its models."
+        return f"The server at {url} did not accept the API key; check the key and type it again."
+    if isinstance(error, RateLimitedError):
+        return f"The server at {url} is limiting requests; wait a moment and test again."
+    if isinstance(error, ProviderConfigError):
+        return f"{url} is not a usable address; it should start with http:// or https://."
+    if isinstance(error, ProviderTimeoutError):
+        return (
+            f"The server at {url} did not answer in time; check that it is running and "
+            "reachable, then test again."
+        )
+    if isinstance(error, ProviderError) and error.status == 404:
+        return (
+            f"The server at {url} has no model list there; check the address (for most "
+            "OpenAI-compatible servers it ends in /v1)."
+        )
+    if isinstance(error, ProviderError) and error.status is not None:
+        return (
+            f"The server at {url} answered with an error (HTTP {error.status}); check the "
+            "address and the key, then test again."
+        )
+    if "resolve the host" in text:
+        return f"The host of {url} was not found; check the address and the network connection."
+    if "TLS handshake" in text:
+        return f"The secure connection to {url} failed; check http:// or https:// in the address."
+    if isinstance(error, ProviderError | TimeoutError | OSError):
+        return (
+            f"Nothing answered at {url}; check that the server is running and that the "
+            "address is right."
+        )
+    return f"The test of {url} failed ({type(error).__name__}); check the address and try again."
+
+
 async def _probe(server: LocalServer) -> DetectedServer | None:
     entry = {
         "provider_name": server.provider_name,
@@ -142,21 +195,33 @@ def save_provider(
     *,
     keys: ApiKeys,
     api_key: str | None = None,
+    key_place: KeyPlace | None = None,
     replaces: str | None = None,
     make_default: bool = False,
 ) -> LoadedConfig:
-    """Add or replace an ``llms:`` entry; store ``api_key`` in the OS keychain.
+    """Add or replace an ``llms:`` entry; keep ``api_key`` in the vault or the keychain.
 
-    ``replaces`` names the entry being edited (it may be renamed). An empty
-    ``api_key`` keeps whatever key reference the entry had. Blocking: run it off
-    the UI thread. Returns the re-validated config.
+    ``replaces`` names the entry being edited (it may be renamed). ``key_place`` is
+    where a key is kept: None for the keychain when one answers, else the vault. An
+    empty ``api_key`` keeps whatever key the entry had; a kept one follows a rename or
+    a new ``key_place``. Blocking: run it off the UI thread. Returns the re-validated
+    config.
     """
     name = str(entry["provider_name"])
     values = {key: value for key, value in entry.items() if value not in (None, "")}
+    old_name = replaces or name
+    old = next((e for e in config.config.llms if e.provider_name == old_name), None)
+    old_place = next((p for p in KEY_PLACES if old is not None and old.api_key == p), None)
     if api_key:
-        LLMEntry.model_validate({**values, "api_key": "keychain"})  # before anything is kept
-        keys.save(name, api_key)
-        values["api_key"] = "keychain"
+        LLMEntry.model_validate({**values, "api_key": "vault"})  # before anything is kept
+        values["api_key"] = keys.save(name, api_key, key_place)
+        if old_place is not None and old_name != name:
+            keys.delete(old_name)
+    elif old_place is not None:
+        new_place = key_place or old_place
+        LLMEntry.model_validate({**values, "api_key": new_place})
+        keys.move(old_name, old_place, name, new_place)
+        values["api_key"] = new_place
     LLMEntry.model_validate(values)  # a clear error before the file is touched
 
     def change(document: CommentedMap) -> None:
@@ -192,7 +257,7 @@ def save_provider(
 
 
 def remove_provider(config: LoadedConfig, name: str, *, keys: ApiKeys) -> LoadedConfig:
-    """Remove the ``llms:`` entry ``name`` and its keychain key. Blocking."""
+    """Remove the ``llms:`` entry ``name`` and its kept key (vault or keychain). Blocking."""
 
     def change(document: CommentedMap) -> None:
         llms = document.get("llms")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.api_keys import ApiKeys
+from app.api_keys import ApiKeys, KeyPlace
 from app.chat.service import ChatService, ProviderFactory
 from app.config import LoadedConfig
 from app.errors import VaultLockedError
@@ -83,7 +83,9 @@ class Session:
         self._provider_factory = provider_factory
         # One secret store for the vault's keychain slots and the providers' API keys.
         self._secret_store: SecretStore = secret_store or KeyringStore()
-        self.api_keys = ApiKeys(self._secret_store, self.runner)
+        self.api_keys = ApiKeys(
+            self._secret_store, self.runner, vault_connect=self._connect_standard
+        )
         self._library: Library | None = None
         self._service: ChatService | None = None
         self._sync: SyncService | None = None
@@ -95,6 +97,12 @@ class Session:
         # How a security key is found: SecurityKey.discover (USB HID / Windows Hello) by
         # default; tests put a software authenticator here.
         self.security_key_factory: Callable[[KeyPrompts], SecurityKey] | None = None
+
+    def _connect_standard(self) -> Any:
+        """A new connection to the Standard database (API keys kept in the vault)."""
+        if self.vault is None:
+            raise VaultLockedError("The vault is not open; unlock it first.")
+        return self.vault.connect(Tier.STANDARD)
 
     @classmethod
     def ephemeral_only(
@@ -536,21 +544,23 @@ class Session:
         entry: Mapping[str, Any],
         *,
         api_key: str | None = None,
+        key_place: KeyPlace | None = None,
         replaces: str | None = None,
         make_default: bool = False,
     ) -> LoadedConfig:
-        """Add or replace an ``llms:`` entry (API key to the keychain) and use it now."""
+        """Add or replace an ``llms:`` entry (API key to the vault or the keychain, see
+        ``app.api_keys``) and use it now."""
         from app.provider_setup import save_provider
 
         config = await self.runner.blocking(
             save_provider, self.config, entry, keys=self.api_keys, api_key=api_key,
-            replaces=replaces, make_default=make_default,
+            key_place=key_place, replaces=replaces, make_default=make_default,
         )  # fmt: skip
         self.apply_config(config)
         return config
 
     async def remove_provider(self, name: str) -> LoadedConfig:
-        """Remove an ``llms:`` entry and its keychain key, and stop using it now."""
+        """Remove an ``llms:`` entry and its kept key, and stop using it now."""
         from app.provider_setup import remove_provider
 
         config = await self.runner.blocking(remove_provider, self.config, name, keys=self.api_keys)

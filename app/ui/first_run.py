@@ -57,7 +57,7 @@ from app.session import Session
 from app.ui import tasks
 from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import centered_page, set_role
-from app.ui.provider_form import ProviderFormWidget
+from app.ui.provider_form import ProviderFormWidget, plural
 from app.ui.sync_settings import SyncPageWidget
 from app.vault.atomic_file import write_atomically
 from app.vault.errors import WeakPassphraseError
@@ -578,8 +578,10 @@ class FirstRunWidget(QStackedWidget):
         layout.addLayout(detect_row)
         layout.addWidget(self.detected_list)
         self.provider_form = ProviderFormWidget()
+        self.provider_form.tested.connect(self._provider_tested)
         layout.addWidget(self.provider_form)
         self.provider_error = _label("", "error")
+        self.provider_error.setAccessibleName("Problem saving the provider")
         layout.addWidget(self.provider_error)
         self.skip_button = QPushButton("&Skip for now")
         self.skip_button.setAccessibleName("Skip adding a provider")
@@ -627,14 +629,21 @@ class FirstRunWidget(QStackedWidget):
             self.detected_list.addItem(item)
         self.detected_list.setVisible(bool(found))
         if found:
-            self.detect_status.setText(f"Found {len(found)} local server(s).")
+            self.detect_status.setText(
+                f"Found {plural(len(found), 'local server')}; pick one, or choose a preset below."
+            )
             self.detected_list.setCurrentRow(0)
         else:
-            self.detect_status.setText("No local server answered. Enter one by hand below.")
+            self.detect_status.setText(
+                "No local server answered; choose a preset below or enter a server by hand."
+            )
 
     def _detect_failed(self, error: BaseException) -> None:
         self.detect_button.setEnabled(True)
-        self.detect_status.setText(f"Detection failed: {error}")
+        self.detect_status.setText(
+            f"Looking for local servers failed ({error}); choose a preset below or enter a "
+            "server by hand."
+        )
 
     def _pick_detected(self, row: int) -> None:
         if not 0 <= row < len(self.detected):
@@ -650,8 +659,13 @@ class FirstRunWidget(QStackedWidget):
             }
         )
 
+    def _provider_tested(self, ok: bool) -> None:
+        """A successful test answers the last complaint (e.g. "Choose a model")."""
+        if ok and self.provider_form.problem() is None:
+            self.provider_error.clear()
+
     def save_provider(self) -> None:
-        """Save the entry (API key to the keychain) and finish."""
+        """Save the entry (API key to the vault or the keychain) and finish."""
         problem = self.provider_form.problem()
         if problem:
             self.provider_error.setText(problem)
@@ -661,7 +675,12 @@ class FirstRunWidget(QStackedWidget):
         entry = self.provider_form.entry()
         api_key = self.provider_form.api_key()
         tasks.start(
-            self.session.save_provider(entry, api_key=api_key, make_default=True),
+            self.session.save_provider(
+                entry,
+                api_key=api_key,
+                key_place=self.provider_form.key_place(),
+                make_default=True,
+            ),
             on_done=self._provider_saved,
             on_error=self._provider_failed,
         )

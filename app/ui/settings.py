@@ -1,7 +1,8 @@
 """The settings dialog: providers, appearance, behaviour, security, sync.
 
 Changes apply at once and are written to the config file (comments kept, atomic
-write); API keys go to the OS keychain, the file says ``api_key: keychain``.
+write); API keys go to the vault or the OS keychain, the file says ``api_key: vault`` or
+``api_key: keychain``.
 Security actions (key slots, passphrase, recovery code, key rotation, opening Private
 chats after a keychain unlock) call the vault through the session, off the UI thread.
 A rotation or a Private unlock closes and reopens every chat like a lock and unlock: the
@@ -80,7 +81,7 @@ def _hint(text: str) -> QLabel:
 
 
 class ProviderDialog(QDialog):
-    """Add or edit one provider; saving stores the API key in the keychain."""
+    """Add or edit one provider; saving keeps the API key in the vault or the keychain."""
 
     def __init__(
         self, session: Session, entry: dict[str, Any] | None, parent: QWidget | None = None
@@ -92,9 +93,11 @@ class ProviderDialog(QDialog):
         self.form = ProviderFormWidget()
         if entry:
             self.form.set_entry(entry)
+        self.form.tested.connect(self._tested)
         self.error_label = QLabel()
         self.error_label.setProperty("role", "error")
         self.error_label.setWordWrap(True)
+        self.error_label.setAccessibleName("Problem saving the provider")
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
@@ -103,28 +106,40 @@ class ProviderDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form)
         layout.addWidget(
-            _hint("API keys are kept in your operating system's keychain, never in the file.")
+            _hint(
+                "API keys are kept in the vault or your operating system's keychain, never "
+                "in the config file."
+            )
         )
         layout.addWidget(self.error_label)
+        layout.addStretch(1)
         layout.addWidget(self.buttons)
-        self.resize(560, self.sizeHint().height())
+        self.resize(600, self.sizeHint().height())
+
+    def _tested(self, ok: bool) -> None:
+        """A successful test answers the last complaint (e.g. "Choose a model")."""
+        if ok and self.form.problem() is None:
+            self.error_label.clear()
 
     def save(self) -> None:
-        """Validate, write the config entry and the keychain key, then close."""
+        """Validate, write the config entry and keep the key, then close."""
         problem = self.form.problem()
         if problem:
             self.error_label.setText(problem)
             return
+        self.error_label.clear()
         self.buttons.setEnabled(False)
-        tasks.start(
+        tasks.start_for(
+            self,
             self.session.save_provider(
                 self.form.entry(),
                 api_key=self.form.api_key(),
+                key_place=self.form.key_place(),
                 replaces=self._replaces,
                 make_default=not self.session.config.config.llms,
             ),
-            on_done=self._saved,
-            on_error=self._failed,
+            self._saved,
+            self._failed,
         )
 
     def _saved(self, config: LoadedConfig) -> None:

@@ -76,10 +76,16 @@ def test_test_connection_shows_the_error(
     qtbot.waitUntil(lambda: first_run.detect_button.isEnabled(), timeout=5_000)
     assert "No local server" in first_run.detect_status.text(), first_run.detect_status.text()
     form = first_run.provider_form
-    form.url_edit.setText(f"http://127.0.0.1:{free_port()}/v1")
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    form.url_edit.setText(url)
     form.test_button.click()
-    qtbot.waitUntil(lambda: "Could not connect" in form.result_label.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Nothing answered" in form.result_label.text(), timeout=10_000)
     assert form.result_label.property("role") == "error"
+    # One human sentence naming the URL: not "Could not connect: test: could not connect to
+    # the ... Check that it is running and that `base_url` is right." (issue 12, item 11).
+    text = form.result_label.text()
+    assert text.startswith(f"Nothing answered at {url};"), text
+    assert "`" not in text and "test:" not in text and text.count(". ") == 0
     form.name_edit.clear()
     first_run.save_provider()
     assert "name" in first_run.provider_error.text()

@@ -104,6 +104,7 @@ def test_save_and_delete_use_one_service_and_the_provider_account() -> None:
 
 
 def test_saving_without_a_keychain_says_what_to_do_instead() -> None:
+    # Without a vault to fall back on (the command line), the environment is the way.
     with pytest.raises(ConfigError, match=r"no OS keychain.*environment variable"):
         ApiKeys(FakeStore(available=False)).save("cloud", "sk-x-123456")
     ApiKeys(FakeStore(available=False)).delete("cloud")  # gone is fine, no keychain too
