@@ -1,10 +1,31 @@
-"""Two small layout helpers shared by the pages: a centred column and label roles."""
+"""Layout helpers: a centred column, label roles, and the chat area's side panels.
+
+``PanelLayout`` shows and hides the side panels of a horizontal ``QSplitter`` (the
+sidebar and the chat settings panel) so the chat column in the middle stays readable:
+
+* each panel has a width breakpoint; below it the panel collapses by itself, and it
+  comes back when the splitter is wide enough again;
+* the user's explicit choice (the toggle buttons, Ctrl+B / Ctrl+Shift+B) is remembered
+  separately from that automatic collapse: a panel the user hid stays hidden at every
+  width (and across runs, in ``QSettings``); a panel the user opened while it was
+  collapsed stays open until the width next crosses its breakpoint;
+* whatever is shown, the chat column keeps at least ``CHAT_MIN_WIDTH``: panels shown
+  automatically give way first, then those the user opened longest ago.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+import itertools
+from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["centered_page", "set_role"]
+from PySide6.QtCore import QEvent, QObject, QSettings, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+
+__all__ = ["CHAT_MIN_WIDTH", "PanelLayout", "PanelSpec", "centered_page", "set_role"]
+
+#: The chat column is never narrower than this (px), whatever panels are shown.
+CHAT_MIN_WIDTH: Final = 320
 
 
 def centered_page(content: QWidget, max_width: int = 560) -> QWidget:
@@ -27,3 +48,164 @@ def set_role(label: QLabel, role: str) -> None:
     label.setProperty("role", role)
     label.style().unpolish(label)
     label.style().polish(label)
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """A side panel of the splitter: its name (``QSettings`` key), widget and widths."""
+
+    name: str
+    widget: QWidget
+    #: Below this splitter width the panel collapses by itself.
+    breakpoint: int
+    #: The width it gets when it is shown again.
+    preferred_width: int
+    #: Never narrower (the widget's own minimum size hint counts too).
+    min_width: int
+
+
+@dataclass(eq=False)  # compared by identity
+class _PanelState:
+    spec: PanelSpec
+    wanted: bool = True  # the user's explicit choice (persisted)
+    opened_at: int = 0  # >0: opened by the user while collapsed (order of opening)
+    collapsed: bool = False  # the splitter is narrower than the breakpoint
+    shown: bool = True
+    last_width: int = 0
+
+
+class PanelLayout(QObject):
+    """Shows, hides and sizes the side panels of ``splitter`` (see the module docstring)."""
+
+    #: A panel was shown (True) or hidden (False): name, shown.
+    visibility_changed = Signal(str, bool)
+
+    def __init__(
+        self,
+        splitter: QSplitter,
+        center: QWidget,
+        panels: list[PanelSpec],
+        settings: QSettings | None = None,
+        *,
+        chat_min_width: int = CHAT_MIN_WIDTH,
+    ) -> None:
+        super().__init__(splitter)
+        self._splitter = splitter
+        self._center = center
+        self._settings = settings
+        self._chat_min = chat_min_width
+        self._order = itertools.count(1)
+        self._states: dict[str, _PanelState] = {}
+        center.setMinimumWidth(chat_min_width)
+        splitter.setCollapsible(splitter.indexOf(center), False)
+        splitter.setChildrenCollapsible(False)  # the toggles hide panels, not a drag to 0
+        splitter.setHandleWidth(max(splitter.handleWidth(), 5))
+        for spec in panels:
+            minimum = max(spec.min_width, spec.widget.minimumSizeHint().width())
+            spec.widget.setMinimumWidth(minimum)
+            state = _PanelState(spec, wanted=self._remembered(spec.name))
+            state.last_width = max(minimum, spec.preferred_width)
+            self._states[spec.name] = state
+        splitter.installEventFilter(self)
+        self.update_layout()
+
+    # --- the toggles' interface ---------------------------------------------------------
+
+    def is_shown(self, name: str) -> bool:
+        """Whether the panel ``name`` is shown now."""
+        return self._states[name].shown
+
+    def is_wanted(self, name: str) -> bool:
+        """The user's explicit choice for ``name`` (True unless they hid it)."""
+        return self._states[name].wanted
+
+    def is_collapsed(self, name: str) -> bool:
+        """Whether ``name`` is below its width breakpoint (collapsed unless opened)."""
+        return self._states[name].collapsed
+
+    def toggle(self, name: str) -> bool:
+        """Hide ``name`` if shown, else show it (the user asked); returns whether shown."""
+        return self.set_shown(name, not self._states[name].shown)
+
+    def set_shown(self, name: str, shown: bool) -> bool:
+        """Show or hide ``name`` because the user asked; returns whether it is shown."""
+        state = self._states[name]
+        if shown:
+            state.wanted = True
+            # Opened by hand: it wins over automatic panels until the next breakpoint.
+            state.opened_at = next(self._order)
+        else:
+            if not state.collapsed or not state.opened_at:
+                state.wanted = False  # hidden at a width where it would show: remember
+            state.opened_at = 0
+        self._remember(name, state.wanted)
+        self.update_layout()
+        return state.shown
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self._splitter and event.type() == QEvent.Type.Resize:
+            self.update_layout()
+        return False
+
+    def update_layout(self) -> None:
+        """Apply the breakpoints and the user's choices to the splitter's current width."""
+        width = self._splitter.width()
+        for state in self._states.values():
+            collapsed = width < state.spec.breakpoint
+            if collapsed != state.collapsed:
+                state.opened_at = 0  # a breakpoint crossed: back to automatic
+            state.collapsed = collapsed
+        shown = [s for s in self._states.values() if s.opened_at or (s.wanted and not s.collapsed)]
+        handle = self._splitter.handleWidth()
+        while shown and (
+            sum(s.spec.widget.minimumWidth() + handle for s in shown) + self._chat_min > width
+        ):
+            automatic = [s for s in shown if not s.opened_at]
+            victim = automatic[-1] if automatic else min(shown, key=lambda s: s.opened_at)
+            shown.remove(victim)
+        changed = False
+        for state in self._states.values():
+            now = state in shown
+            if now != state.shown:
+                if state.shown and state.spec.widget.width() > 0:
+                    state.last_width = state.spec.widget.width()
+                state.shown = now
+                state.spec.widget.setVisible(now)
+                changed = True
+                self.visibility_changed.emit(state.spec.name, now)
+        if changed:
+            self._resize_panels(width)
+
+    def _resize_panels(self, width: int) -> None:
+        """Give the shown panels their last (or preferred) width, the chat the rest."""
+        splitter = self._splitter
+        sizes = [0] * splitter.count()
+        room = width - self._chat_min
+        for state in self._states.values():
+            index = splitter.indexOf(state.spec.widget)
+            if state.shown and index >= 0:
+                sizes[index] = max(state.spec.widget.minimumWidth(), state.last_width)
+        panels = sum(sizes)
+        if panels > room > 0:  # shrink proportionally, never below a minimum
+            for state in self._states.values():
+                index = splitter.indexOf(state.spec.widget)
+                if index >= 0 and sizes[index]:
+                    share = sizes[index] * room // panels
+                    sizes[index] = max(state.spec.widget.minimumWidth(), share)
+        center = splitter.indexOf(self._center)
+        sizes[center] = max(self._chat_min, width - sum(sizes))
+        splitter.setSizes(sizes)
+
+    # --- persistence --------------------------------------------------------------------
+
+    def _remembered(self, name: str) -> bool:
+        if self._settings is None:
+            return True
+        value = self._settings.value(f"layout/{name}_shown", True)
+        return str(value).lower() not in ("false", "0")
+
+    def _remember(self, name: str, wanted: bool) -> None:
+        if self._settings is not None:
+            self._settings.setValue(f"layout/{name}_shown", wanted)

@@ -43,14 +43,16 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
+    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.errors import HushchatError
-from app.ui.layout import centered_page
+from app.ui.layout import PanelLayout, PanelSpec, centered_page
 from app.ui.theme import Scheme, apply_theme, effective_scheme, icon
 from app.ui.unlock import UnlockWidget
 
@@ -74,6 +76,17 @@ log = logging.getLogger(__name__)
 _THEME_KEY = "appearance/theme"
 _FONT_SIZE_KEY = "appearance/font_size"
 _SCHEME_KEY = "appearance/scheme"
+
+# Side panels of the chat area: (name, breakpoint, preferred width, minimum width) in px.
+# Below its breakpoint a panel collapses by itself (app.ui.layout.PanelLayout).
+SIDEBAR_PANEL = ("sidebar", 640, 260, 200)
+CHAT_SETTINGS_PANEL = ("chat_settings", 1100, 300, 240)
+
+
+def key_bindings(key: QKeySequence.StandardKey) -> list[QKeySequence]:
+    """The platform's sequences for a standard key (they differ between desktops: Quit is
+    Ctrl+Q on X11, GNOME and KDE, nothing on Windows); a seam for tests."""
+    return QKeySequence.keyBindings(key)
 
 
 def _load_sync_layer() -> None:
@@ -136,7 +149,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.setWindowTitle("Hushchat")
         self.setWindowIcon(icon("hushchat"))
-        self.setMinimumSize(640, 420)
+        # Narrow enough for half a small screen: the side panels collapse to fit.
+        self.setMinimumSize(420, 360)
 
         self.stack = QStackedWidget()
         # The stack under an optional notice (a recovery another device started).
@@ -156,9 +170,12 @@ class MainWindow(QMainWindow):
         # Built by show_error, the first time there is one.
         self.error_label: QLabel | None = None
         self.error_page: QWidget | None = None
+        # Built with the chat area: shows, hides and collapses its side panels.
+        self.panels: PanelLayout | None = None
 
         self._build_actions()
         self._build_menus()
+        self._build_layout_bar()
         self._build_status_bar()
         # Built at the first unlock (it imports the sync engine's types).
         self.sync_button: SyncStatusButton | None = None
@@ -199,6 +216,9 @@ class MainWindow(QMainWindow):
             raise RuntimeError("the window already has a session")
         self._session = session
         self.unlock_page.set_session(session)
+        from app.ui.help import install_recent_log
+
+        install_recent_log()  # the last log lines, for Help > Report a problem
         self._activity_filter = _ActivityFilter(session, self)
         app = QApplication.instance()
         if app is not None:
@@ -231,9 +251,12 @@ class MainWindow(QMainWindow):
             sequences: list[QKeySequence] = []
             for shortcut in shortcuts:
                 if isinstance(shortcut, QKeySequence.StandardKey):
-                    sequences.extend(QKeySequence.keyBindings(shortcut))
+                    bindings = key_bindings(shortcut)
                 else:
-                    sequences.append(QKeySequence(shortcut))
+                    bindings = [QKeySequence(shortcut)]
+                # A sequence twice (StandardKey.Quit is Ctrl+Q on Linux and Windows) makes
+                # Qt report an ambiguous shortcut and trigger nothing.
+                sequences.extend(b for b in bindings if not b.isEmpty() and b not in sequences)
             action.setShortcuts(sequences)  # in this window (Qt.WindowShortcut, the default)
         if icon_name:
             action.setIcon(icon(icon_name))
@@ -284,6 +307,36 @@ class MainWindow(QMainWindow):
             "&Quit", self.close, [QKeySequence.StandardKey.Quit, "Ctrl+Q"], needs_unlock=False
         )
         self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        self.toggle_sidebar_action = self._action(
+            "Show &sidebar",
+            self._on_area(lambda _a: self.toggle_panel("sidebar")),
+            ["Ctrl+B"],
+            icon_name="sidebar",
+        )
+        self.toggle_chat_settings_action = self._action(
+            "Show chat s&ettings",
+            self._on_area(lambda _a: self.toggle_panel("chat_settings")),
+            ["Ctrl+Shift+B"],
+            icon_name="chat-settings-panel",
+        )
+        for action in (self.toggle_sidebar_action, self.toggle_chat_settings_action):
+            action.setCheckable(True)
+            action.setChecked(True)
+        self.user_guide_action = self._action(
+            "&User guide",
+            lambda: self.show_user_guide(),
+            [QKeySequence.StandardKey.HelpContents, "F1"],
+            needs_unlock=False,
+        )
+        self.shortcuts_action = self._action(
+            "&Keyboard shortcuts",
+            lambda: self.show_shortcuts(),
+            ["Ctrl+/"],
+            needs_unlock=False,
+        )
+        self.report_action = self._action(
+            "&Report a problem…", lambda: self.report_problem(), needs_unlock=False
+        )
         self.about_action = self._action("&About Hushchat", self.show_about, needs_unlock=False)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self._set_unlocked_actions(False)
@@ -307,8 +360,36 @@ class MainWindow(QMainWindow):
         )
         chat_menu.addSeparator()
         chat_menu.addActions([self.stop_action, self.regenerate_action])
+        view_menu = bar.addMenu("&View")
+        view_menu.addActions([self.toggle_sidebar_action, self.toggle_chat_settings_action])
         help_menu = bar.addMenu("&Help")
+        help_menu.addActions([self.user_guide_action, self.shortcuts_action])
+        help_menu.addSeparator()
+        help_menu.addAction(self.report_action)
         help_menu.addAction(self.about_action)
+
+    def _build_layout_bar(self) -> None:
+        """The bar above the chats: the sidebar toggle left, the chat settings one right."""
+        bar = QToolBar("Panels", self)
+        bar.setObjectName("layoutBar")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.toggleViewAction().setVisible(False)  # not hidden by a right click
+        bar.addAction(self.toggle_sidebar_action)
+        spacer = QWidget(bar)
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        bar.addAction(self.toggle_chat_settings_action)
+        for action, name, keys in (
+            (self.toggle_sidebar_action, "Show or hide the sidebar", "Ctrl+B"),
+            (self.toggle_chat_settings_action, "Show or hide the chat settings", "Ctrl+Shift+B"),
+        ):
+            button = bar.widgetForAction(action)
+            button.setAccessibleName(name)
+            button.setToolTip(f"{name} ({keys})")
+        self.addToolBar(bar)
+        self.layout_bar = bar
+        bar.hide()  # shown with the chats
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -337,7 +418,41 @@ class MainWindow(QMainWindow):
         area.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.stack.addWidget(area)
         self.chat_area = area
+        center = area.splitter.widget(area.splitter.indexOf(area.sidebar) + 1)
+        specs = [
+            PanelSpec(name, widget, breakpoint, preferred, minimum)
+            for (name, breakpoint, preferred, minimum), widget in (
+                (SIDEBAR_PANEL, area.sidebar),
+                (CHAT_SETTINGS_PANEL, area.settings_panel),
+            )
+        ]
+        if center is None:
+            raise RuntimeError("the chat area's splitter has no chat column")
+        self.panels = PanelLayout(area.splitter, center, specs, self.settings)
+        self.panels.visibility_changed.connect(lambda _name, _shown: self._sync_panel_actions())
+        self._sync_panel_actions()
         return area
+
+    # ----------------------------------------------------------------- layout
+
+    def toggle_panel(self, name: str) -> bool:
+        """Show or hide the side panel ``name`` (``sidebar``, ``chat_settings``), as the
+        user asked; returns whether it is shown now."""
+        if self.panels is None:
+            return False
+        shown = self.panels.toggle(name)
+        self._sync_panel_actions()
+        return shown
+
+    def _sync_panel_actions(self) -> None:
+        panels = self.panels
+        if panels is None:
+            return
+        for action, name in (
+            (self.toggle_sidebar_action, "sidebar"),
+            (self.toggle_chat_settings_action, "chat_settings"),
+        ):
+            action.setChecked(panels.is_shown(name))
 
     def _on_area(self, act: Callable[[ChatAreaWidget], object]) -> Callable[[], None]:
         """A slot that applies ``act`` to the chat area when it is shown and unlocked."""
@@ -420,6 +535,7 @@ class MainWindow(QMainWindow):
         self.session.record_activity()
         area.load()
         self.stack.setCurrentWidget(area)
+        self.layout_bar.show()
         self._set_unlocked_actions(True)
         area.focus_composer()
         self.statusBar().showMessage("Unlocked.", 3000)
@@ -640,6 +756,7 @@ class MainWindow(QMainWindow):
         self._forget_sync()
         self.session.lock()
         self._set_unlocked_actions(False)
+        self.layout_bar.hide()
         self.unlock_page.reset()
         self.stack.setCurrentWidget(self.unlock_page)
         self.unlock_page.focus_field()
@@ -720,6 +837,67 @@ class MainWindow(QMainWindow):
     def _system_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
         self.apply_appearance()  # re-applies if the theme follows the desktop
 
+    # ----------------------------------------------------------------- help
+
+    def all_actions(self) -> list[QAction]:
+        """The window's actions in menu order (the shortcuts overlay lists these)."""
+        actions: list[QAction] = []
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            if isinstance(menu, QtWidgets.QMenu):
+                actions.extend(a for a in menu.actions() if not a.isSeparator())
+        actions.extend(a for a in self.actions() if a not in actions)
+        return actions
+
+    def show_shortcuts(self) -> QtWidgets.QDialog:
+        """The keyboard shortcuts overlay (Ctrl+/), listing every action's keys."""
+        from app.ui.help import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self.all_actions(), self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def show_user_guide(self) -> QtWidgets.QDialog | None:
+        """The user guide (F1); a clear message where it looked when it is missing."""
+        from app.ui.help import UserGuideDialog, user_guide_candidates, user_guide_path
+
+        path = user_guide_path()
+        if path is None:
+            places = "\n".join(f"  {p}" for p in user_guide_candidates())
+            QtWidgets.QMessageBox.information(
+                self,
+                "User guide not found",
+                "The user guide is not installed with this copy of Hushchat. It was "
+                f"looked for in:\n{places}\n\nRead docs/user-guide.md in Hushchat's "
+                "source, or set HUSHCHAT_DOCS_DIR to a folder that holds it.",
+            )
+            return None
+        dialog = UserGuideDialog(path, self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def report_problem(self) -> str:
+        """Copy versions, platform and the last log lines (no message content, secrets
+        removed) to the clipboard, and say so; returns the copied text."""
+        from app.ui.help import problem_report
+
+        text = problem_report()
+        QGuiApplication.clipboard().setText(text)
+        box = QtWidgets.QMessageBox(self)
+        box.setIcon(QtWidgets.QMessageBox.Icon.Information)
+        box.setWindowTitle("Report a problem")
+        box.setText(
+            "A description for a problem report is on the clipboard: Hushchat's version, "
+            "your platform and the last log lines. It holds no message text, keys or "
+            "passphrases. Paste it into your report and say what you did and what happened."
+        )
+        box.setDetailedText(text)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return text
+
     def show_about(self) -> None:
         """The About box."""
         from app import __version__
@@ -742,6 +920,7 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if isinstance(state, QByteArray | bytes):
             self.restoreState(state)
+        self.layout_bar.setVisible(self.current_page == "main")  # restoreState shows it
 
     def save_geometry(self) -> None:
         """Remember the window's size, position and state."""

@@ -1,17 +1,21 @@
-"""The main window: shortcuts reach the chat area, geometry is remembered."""
+"""The main window: shortcuts reach the chat area, none is registered twice (Ctrl+Q
+quits), geometry is remembered."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PySide6.QtCore import QSettings, QSize, Qt
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from pytestqt.qtbot import QtBot
 
 from app.session import Session
+from app.ui import main_window as main_window_module
 from app.ui.main_window import MainWindow
+from tests.qt.conftest import shown_main_window
 
 # What the window's actions may call on the chat area.
 AREA_METHODS = (
@@ -52,7 +56,7 @@ EXPECTED = {
 
 def test_menus_and_shortcuts(main_window: MainWindow) -> None:
     names = [action.text() for action in main_window.menuBar().actions()]
-    assert names == ["&File", "&Chat", "&Help"]
+    assert names == ["&File", "&Chat", "&View", "&Help"]
     shortcuts = {
         name: [s.toString() for s in getattr(main_window, name).shortcuts()] for name in EXPECTED
     }
@@ -66,6 +70,73 @@ def test_menus_and_shortcuts(main_window: MainWindow) -> None:
     settings = main_window.settings_action.shortcuts()
     assert QKeySequence("Ctrl+,") in settings
     assert QKeySequence("Ctrl+Q") in main_window.quit_action.shortcuts()
+
+
+def registered_shortcuts(window: MainWindow) -> dict[tuple[str, int], list[str]]:
+    """Every key sequence of every QAction and QShortcut under the window, by (sequence,
+    context), with who registered it (an action listing a sequence twice counts twice)."""
+    found: dict[tuple[str, int], list[str]] = {}
+    owners: list[QAction | QShortcut] = [*window.actions()]
+    owners += [a for a in window.findChildren(QAction) if a not in owners]
+    owners += window.findChildren(QShortcut)
+    for owner in owners:
+        keys = owner.shortcuts() if isinstance(owner, QAction) else owner.keys()
+        name = owner.text() if isinstance(owner, QAction) else owner.objectName() or "QShortcut"
+        for key in keys:
+            if not key.isEmpty():
+                found.setdefault((key.toString(), int(owner.shortcutContext().value)), []).append(
+                    name
+                )
+    return found
+
+
+# Standard keys as an X11 desktop (GNOME, KDE, xcb) binds them; offscreen Qt uses the
+# Windows table, where Quit has no key and the bug did not show.
+X11_BINDINGS = {
+    QKeySequence.StandardKey.Quit: ["Ctrl+Q"],
+    QKeySequence.StandardKey.Preferences: ["Ctrl+,"],
+    QKeySequence.StandardKey.HelpContents: ["F1"],
+}
+
+
+@pytest.fixture(params=["platform", "x11"])
+def any_desktop_window(
+    request: pytest.FixtureRequest,
+    qtbot: QtBot,
+    unlocked_session: Session,
+    window_settings: QSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[MainWindow]:
+    """The main window with this platform's standard keys, and with an X11 desktop's."""
+    if request.param == "x11":
+        real = main_window_module.key_bindings
+
+        def x11(key: QKeySequence.StandardKey) -> list[QKeySequence]:
+            if key in X11_BINDINGS:
+                return [QKeySequence(s) for s in X11_BINDINGS[key]]
+            return real(key)
+
+        monkeypatch.setattr(main_window_module, "key_bindings", x11)
+    yield from shown_main_window(qtbot, unlocked_session, window_settings)
+
+
+def test_no_shortcut_is_registered_twice(any_desktop_window: MainWindow) -> None:
+    """Issue 12 item 1: StandardKey.Quit and "Ctrl+Q" both registered made Ctrl+Q
+    ambiguous (Qt triggers nothing); the same for any other pair."""
+    found = registered_shortcuts(any_desktop_window)
+    assert ("Ctrl+Q", int(Qt.ShortcutContext.WindowShortcut.value)) in found
+    twice = {key: names for key, names in found.items() if len(names) > 1}
+    assert twice == {}
+
+
+def test_ctrl_q_quits(qtbot: QtBot, any_desktop_window: MainWindow) -> None:
+    """Ctrl+Q closes the window (it was ambiguous and did nothing)."""
+    window = any_desktop_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+    window.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5_000)
 
 
 @pytest.mark.parametrize("action_name", sorted(EXPECTED))
