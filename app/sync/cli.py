@@ -74,7 +74,7 @@ def add_sign_in_arguments(
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``hushchat sync …``."""
-    from app.vault.cli import add_kdf_arguments, unlock_parent_parsers
+    from app.vault.cli import add_new_vault_arguments, unlock_parent_parsers
 
     unlock = unlock_parent_parsers()
     sync = subparsers.add_parser("sync", help="sync chats with your own Hushchat sync server")
@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "for; HUSHCHAT_RECOVERY_CODE works too)",
     )
     login.add_argument("--device-name", help="how this device is listed (default: host name)")
-    add_kdf_arguments(login)  # for the vault a profile without one gets
+    add_new_vault_arguments(login)  # for the vault a profile without one gets
     login.set_defaults(handler=_login)
 
     commands.add_parser(
@@ -142,7 +142,8 @@ async def _login_async(
     """Sign in, create or unlock the vault, keep the account; then ``finish`` (default:
     set up or join with the passphrase; ``sync join`` links with a pairing code)."""
     from app.session import Session
-    from app.vault.cli import SecretSource, kdf_from_args
+    from app.vault.cli import PASSPHRASE_ENV, SecretSource, kdf_from_args
+    from app.vault.errors import WrongSecretError
     from app.vault.profile import resolve_profile_dir
 
     session = Session(
@@ -151,7 +152,12 @@ async def _login_async(
     source = SecretSource(args)
     try:
         new_device = not session.vault_exists
-        passphrase = source.current(new_vault_prompt if new_device else "passphrase")
+        if new_device:  # the vault made with it must not hold a typo: typed twice
+            passphrase = source.new_passphrase(
+                PASSPHRASE_ENV, allow_weak=args.allow_weak_passphrase, what=new_vault_prompt
+            )
+        else:
+            passphrase = source.current()
         password = _local_password(args, source) if args.local else None
         account = await _sign_in(args, password)
         if new_device:
@@ -165,10 +171,34 @@ async def _login_async(
             await session.open_vault()
             await session.unlock_with_passphrase(passphrase)
         await session.sync.sign_in(account)
-        await (finish or _set_up_or_join)(session, args, source, passphrase)
+        try:
+            await (finish or _set_up_or_join)(session, args, source, passphrase)
+        except WrongSecretError:
+            if new_device:
+                await _discard_new_vault(session)
+            raise
     finally:
         await asyncio.get_running_loop().run_in_executor(None, session.close)
     return ExitCode.OK
+
+
+async def _discard_new_vault(session: Session) -> None:
+    """Remove the vault this command created a moment ago with a passphrase that does not
+    open the account's keys (it holds nothing yet), so that running the command again
+    with the right one starts from a profile without a vault."""
+    import shutil
+    from datetime import UTC
+
+    from app.sync.recovery import set_session_vault_aside
+
+    aside = await set_session_vault_aside(session, datetime.now(UTC))
+    if aside is not None:
+        await session.runner.blocking(shutil.rmtree, aside)
+    print(
+        "The vault this command created for this device was removed again (it held "
+        "nothing yet).",
+        file=sys.stderr,
+    )
 
 
 def _local_password(args: argparse.Namespace, source: object) -> str:

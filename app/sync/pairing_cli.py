@@ -34,7 +34,7 @@ def register(
 ) -> None:
     """Add ``link`` and ``join`` to ``hushchat sync``."""
     from app.sync.cli import add_sign_in_arguments
-    from app.vault.cli import add_kdf_arguments
+    from app.vault.cli import add_new_vault_arguments
 
     commands.add_parser(
         "link",
@@ -59,7 +59,7 @@ def register(
         "standard input",
     )
     join.add_argument("--device-name", help="how this device is listed (default: host name)")
-    add_kdf_arguments(join)  # for the vault a profile without one gets
+    add_new_vault_arguments(join)  # for the vault a profile without one gets
     join.set_defaults(handler=_join, recovery_code=False)
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SecretSource",
-    "add_kdf_arguments",
+    "add_new_vault_arguments",
     "kdf_from_args",
     "main",
     "register",
@@ -94,16 +94,23 @@ class SecretSource:
         """Whether questions can be asked on a terminal (not scripted through stdin)."""
         return not self._from_stdin and sys.stdin.isatty()
 
-    def new_passphrase(self, env: str = NEW_PASSPHRASE_ENV, *, allow_weak: bool = False) -> str:
+    def new_passphrase(
+        self,
+        env: str = NEW_PASSPHRASE_ENV,
+        *,
+        allow_weak: bool = False,
+        what: str = "new passphrase",
+    ) -> str:
         """A new passphrase, confirmed when typed; a weak one (zxcvbn score below 3) is
-        refused with the reason unless ``allow_weak`` (``--allow-weak-passphrase``)."""
+        refused with the reason unless ``allow_weak`` (``--allow-weak-passphrase``).
+        ``what`` names it in the prompts."""
         if self._from_stdin:
-            value = self._stdin_line("new passphrase")
+            value = self._stdin_line(what)
         elif os.environ.get(env):
             value = os.environ[env]
         else:
-            value = self._prompt("New passphrase: ", "new passphrase", env)
-            if getpass.getpass("Repeat the new passphrase: ") != value:
+            value = self._prompt(f"{what[:1].upper()}{what[1:]}: ", what, env)
+            if getpass.getpass(f"Repeat the {what}: ") != value:
                 raise UsageError("The two passphrases differ; nothing was changed.")
         if not value:
             raise UsageError("The new passphrase is empty; nothing was changed.")
@@ -164,8 +171,19 @@ def _unlocked_keeping_passphrase(args: argparse.Namespace) -> Iterator[tuple[Vau
         vault.close()
 
 
-def add_kdf_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--kdf-memory-mib``/``--kdf-iterations``/``--kdf-parallelism`` for a new vault."""
+def add_weak_passphrase_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allow-weak-passphrase``: accept a new passphrase the strength check refuses."""
+    parser.add_argument(
+        "--allow-weak-passphrase",
+        action="store_true",
+        help="accept a new passphrase that zxcvbn scores below 3 of 4 (refused otherwise)",
+    )
+
+
+def add_new_vault_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a command that may create a vault takes: ``--allow-weak-passphrase`` and
+    ``--kdf-memory-mib``/``--kdf-iterations``/``--kdf-parallelism``."""
+    add_weak_passphrase_argument(parser)
     parser.add_argument("--kdf-memory-mib", type=int, help="Argon2id memory (MiB, at least 64)")
     parser.add_argument("--kdf-iterations", type=int, help="Argon2id passes (at least 3)")
     parser.add_argument("--kdf-parallelism", type=int, help="Argon2id lanes (at least 4)")
@@ -483,11 +501,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = vault.add_subparsers(dest="vault_command", metavar="COMMAND", required=True)
 
     weak_parent = argparse.ArgumentParser(add_help=False)
-    weak_parent.add_argument(
-        "--allow-weak-passphrase",
-        action="store_true",
-        help="accept a new passphrase that zxcvbn scores below 3 of 4 (refused otherwise)",
-    )
+    add_weak_passphrase_argument(weak_parent)
     yes_parent = argparse.ArgumentParser(add_help=False)
     yes_parent.add_argument(
         "--yes", action="store_true", help="do not ask for confirmation (scripts)"
@@ -499,10 +513,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     init = commands.add_parser(
         "init",
-        parents=[secrets_parent, weak_parent],
+        parents=[secrets_parent],
         help="create a vault and print its recovery code",
     )
-    add_kdf_arguments(init)
+    add_new_vault_arguments(init)
     init.set_defaults(handler=_cmd_init)
 
     commands.add_parser("status", help="describe the vault (no secret needed)").set_defaults(
@@ -535,7 +549,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove.set_defaults(handler=_cmd_remove_slot)
     recover = commands.add_parser(
         "recover",
-        parents=[secrets_parent, weak_parent],
+        parents=[secrets_parent],
         help="use the recovery code to set a new passphrase (or, with --server, recover "
         "the Standard chats from the sync server's escrow into a new vault)",
     )
@@ -545,7 +559,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from app.sync.cli import add_recover_server_arguments
 
     add_recover_server_arguments(recover)
-    add_kdf_arguments(recover)  # for the new vault of a recovery with --server
+    add_new_vault_arguments(recover)  # the new passphrase; the new vault with --server
     recover.set_defaults(handler=_cmd_recover)
     commands.add_parser(
         "rekey",

@@ -14,76 +14,47 @@ import asyncio
 import re
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from app.tiers import Tier
-from tests.e2e.test_sync_cli import (
-    _AUTH_URL,
+from tests.e2e.sync_support import (
     HUSHCHAT,
+    KDF,
     PASSPHRASE,
     Device,
-    _make_device,
+    make_device,
     provider,
     server,
 )
-from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
+from tests.integration.sync_client.support import LiveServer
 
-__all__ = ["provider", "server"]  # the fixtures, shared with test_sync_cli
+__all__ = ["provider", "server"]  # the fixtures
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
 
 D_PASSPHRASE = "a different passphrase for the new laptop"
-KDF = ("--kdf-memory-mib", "64", "--kdf-iterations", "3", "--kdf-parallelism", "4")
 _CODE = re.compile(r"^\d{1,4}(-[a-z]+){3}$")
 
 
 def _join(device: Device, server: LiveServer, code: str) -> subprocess.CompletedProcess[str]:
-    """``sync join CODE --no-browser``: open the printed address like a browser would."""
-    process = subprocess.Popen(
-        [str(HUSHCHAT), "sync", "join", code, "--server", server.url, "--no-browser",
-         "--passphrase-stdin", "--device-name", "laptop D", *KDF],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=device.env(),
+    """``sync join CODE --no-browser`` with D's new passphrase."""
+    return device.signed_in(
+        "sync", "join", code, "--server", server.url, "--no-browser", "--passphrase-stdin",
+        "--device-name", "laptop D", *KDF,
+        stdin=D_PASSPHRASE + "\n",
     )  # fmt: skip
-    assert process.stdin is not None and process.stderr is not None
-    process.stdin.write(D_PASSPHRASE + "\n")
-    process.stdin.close()
-    seen: list[str] = []
-    browser = ScriptedBrowser()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            seen.append(line)
-            match = _AUTH_URL.search(line)
-            if match:
-                browser.open(match.group(1) + "&login_hint=alice")
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        process.wait(timeout=120)
-    finally:
-        process.kill()
-        reader.join(timeout=10)
-        assert process.stdout is not None
-        stdout = process.stdout.read()
-        process.stdout.close()
-        process.stderr.close()
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, "".join(seen))
 
 
 def test_sync_link_then_sync_join_on_a_new_profile(server: LiveServer, tmp_path: Path) -> None:
     a = asyncio.run(
-        _make_device(tmp_path / "a", {"plans A": Tier.STANDARD, "diary A": Tier.PRIVATE})
+        make_device(tmp_path / "a", {"plans A": Tier.STANDARD, "diary A": Tier.PRIVATE})
     )
     first = a.login(server, "laptop A")
     assert first.returncode == 0, first.stderr
 
-    d = _new_home(tmp_path / "d")
+    d = Device.new(tmp_path / "d")
     typo = d.run("sync", "join", "12-abacus-qwertz-able", "--server", server.url)
     assert typo.returncode == 2, typo.stderr
     assert "'qwertz' is not a word" in typo.stderr
@@ -123,13 +94,13 @@ def test_sync_link_then_sync_join_on_a_new_profile(server: LiveServer, tmp_path:
     assert "on this device" in status.stdout
 
     # The code was used: another new device's join with it is refused (exit 3).
-    again = _join(_new_home(tmp_path / "e"), server, code)
+    again = _join(Device.new(tmp_path / "e"), server, code)
     assert again.returncode == 3, again.stderr
     assert "used already" in again.stderr, again.stderr
 
 
 def test_ctrl_c_withdraws_the_code(server: LiveServer, tmp_path: Path) -> None:
-    a = asyncio.run(_make_device(tmp_path / "a", {"plans A": Tier.STANDARD}))
+    a = asyncio.run(make_device(tmp_path / "a", {"plans A": Tier.STANDARD}))
     assert a.login(server, "laptop A").returncode == 0
     link = subprocess.Popen(
         [str(HUSHCHAT), "sync", "link", "--passphrase-stdin"],
@@ -150,12 +121,6 @@ def test_ctrl_c_withdraws_the_code(server: LiveServer, tmp_path: Path) -> None:
         for stream in (link.stdout, link.stderr):
             if stream is not None:
                 stream.close()
-    late = _join(_new_home(tmp_path / "d"), server, code)
+    late = _join(Device.new(tmp_path / "d"), server, code)
     assert late.returncode == 3, late.stderr
     assert "expired or was used already" in late.stderr, late.stderr
-
-
-def _new_home(home: Path) -> Device:
-    (home / "tmp").mkdir(parents=True)
-    (home / "config.yml").write_text("llms: []\n", encoding="utf-8")
-    return Device(home)

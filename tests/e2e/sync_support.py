@@ -1,0 +1,166 @@
+"""What the ``hushchat sync …`` subprocess tests share: the oidc-provider peer, a sync
+server on loopback, and :class:`Device`, one HOME with its own profile and config that
+runs ``hushchat`` and signs in with ``--no-browser`` (the test plays the browser with the
+address the command prints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Config, LoadedConfig
+from app.session import Session
+from app.tiers import Tier
+from app.vault import FLOOR_PARAMS
+from sync_server.app import create_app
+from sync_server.settings import Settings
+from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
+from tests.integration.sync_server.support import make_settings, skip_or_fail
+from tests.peers.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider, unavailable_reason
+
+HUSHCHAT = Path(sys.executable).with_name("hushchat")
+PASSPHRASE = "correct horse battery staple for sync"
+SCOPES = "openid email offline_access sync"
+#: Argon2 at its floor for vaults the commands create (fast tests).
+KDF = ("--kdf-memory-mib", "64", "--kdf-iterations", "3", "--kdf-parallelism", "4")
+_AUTH_URL = re.compile(r"(http://127\.0\.0\.1:\d+/auth\?\S+)")
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """The oidc-provider peer (one per test module)."""
+    reason = unavailable_reason()
+    if reason:
+        skip_or_fail(f"oidc-provider peer unavailable: {reason}")
+    with OidcProvider(tmp_path_factory.mktemp("oidc")) as peer:
+        yield peer
+
+
+def server_settings(provider: OidcProvider, directory: Path, **overrides: Any) -> Settings:
+    """Settings of a sync server that trusts ``provider``."""
+    return make_settings(
+        directory,
+        oidc_issuer=provider.issuer,
+        oidc_audience=AUDIENCE,
+        oidc_client_id=CLIENT_ID,
+        oidc_scopes=SCOPES,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def server(provider: OidcProvider, tmp_path: Path) -> Iterator[LiveServer]:
+    """A sync server on loopback with its own SQLite database."""
+    with LiveServer(create_app(server_settings(provider, tmp_path / "server"))) as live:
+        yield live
+
+
+@dataclass
+class Device:
+    """One computer: a HOME with its own profile, config and temporary directory."""
+
+    home: Path
+
+    @classmethod
+    def new(cls, home: Path) -> Device:
+        """A HOME with an empty config and no vault."""
+        (home / "tmp").mkdir(parents=True)
+        (home / "config.yml").write_text("llms: []\n", encoding="utf-8")
+        return cls(home)
+
+    @property
+    def profile(self) -> Path:
+        return self.home / "profile"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HUSHCHAT_", "XDG_"))}
+        env.update(
+            HOME=str(self.home),
+            TMPDIR=str(self.home / "tmp"),
+            XDG_CONFIG_HOME=str(self.home / ".config"),
+            XDG_DATA_HOME=str(self.home / ".local" / "share"),
+            XDG_STATE_HOME=str(self.home / ".local" / "state"),
+            HUSHCHAT_PROFILE=str(self.profile),
+            HUSHCHAT_CONFIG=str(self.home / "config.yml"),
+        )
+        return env
+
+    def run(self, *args: str, stdin: str = PASSPHRASE + "\n") -> subprocess.CompletedProcess[str]:
+        """``hushchat ARGS`` with ``stdin``, to its end."""
+        return subprocess.run(
+            [str(HUSHCHAT), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=120,
+            check=False,
+        )
+
+    def signed_in(self, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        """A command that signs in with ``--no-browser``: the test opens the printed
+        address like the user's browser would (picking the account ``alice``)."""
+        process = subprocess.Popen(
+            [str(HUSHCHAT), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=self.env(),
+        )  # fmt: skip
+        assert process.stdin is not None and process.stderr is not None
+        process.stdin.write(stdin)
+        process.stdin.close()
+        seen: list[str] = []
+        browser = ScriptedBrowser()
+
+        def read() -> None:
+            assert process.stderr is not None
+            for line in process.stderr:
+                seen.append(line)
+                match = _AUTH_URL.search(line)
+                if match:  # the user picks their account at the issuer
+                    browser.open(match.group(1) + "&login_hint=alice")
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            process.wait(timeout=120)
+        finally:
+            process.kill()
+            reader.join(timeout=10)
+            assert process.stdout is not None
+            stdout = process.stdout.read()
+            process.stdout.close()
+            process.stderr.close()
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, "".join(seen))
+
+    def login(
+        self, server: LiveServer, name: str, passphrase: str = PASSPHRASE
+    ) -> subprocess.CompletedProcess[str]:
+        """``sync login --no-browser`` with ``passphrase`` on stdin."""
+        return self.signed_in(
+            "sync", "login", "--server", server.url, "--no-browser", "--passphrase-stdin",
+            "--device-name", name, *KDF,
+            stdin=passphrase + "\n",
+        )  # fmt: skip
+
+
+async def make_device(home: Path, chats: dict[str, Tier]) -> Device:
+    """A HOME whose vault (passphrase :data:`PASSPHRASE`) holds ``chats`` (title → tier)."""
+    device = Device.new(home)
+    session = Session(LoadedConfig(Config(), None, {}), device.profile, kdf=FLOOR_PARAMS)
+    await session.create_vault(PASSPHRASE)
+    for title, tier in chats.items():
+        chat = await session.service.create_chat(tier)
+        await session.service.rename(chat.id, title)
+    await asyncio.get_running_loop().run_in_executor(None, session.close)
+    return device
