@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -103,7 +104,7 @@ class ProviderDialog(QDialog):
         )
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
+        layout = self._layout = QVBoxLayout(self)
         layout.addWidget(self.form)
         layout.addWidget(
             _hint(
@@ -116,10 +117,27 @@ class ProviderDialog(QDialog):
         layout.addWidget(self.buttons)
         self.resize(600, self.sizeHint().height())
 
+    def showEvent(self, event: QShowEvent) -> None:
+        """Fit the height to the contents once the style is applied."""
+        super().showEvent(event)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Keep the form at its natural height when a wrapped message grows: Qt does not
+        count word-wrapped labels in a window's minimum height, so a long error used to
+        squeeze the fields instead of making the dialog taller."""
+        self._layout.activate()
+        needed = self._layout.totalHeightForWidth(self.width())
+        if needed > 0:
+            self.setMinimumHeight(needed)
+            if needed > self.height():
+                self.resize(self.width(), needed)
+
     def _tested(self, ok: bool) -> None:
         """A successful test answers the last complaint (e.g. "Choose a model")."""
         if ok and self.form.problem() is None:
             self.error_label.clear()
+        self._fit_height()
 
     def save(self) -> None:
         """Validate, write the config entry and keep the key, then close."""
@@ -150,6 +168,7 @@ class ProviderDialog(QDialog):
     def _failed(self, error: BaseException) -> None:
         self.buttons.setEnabled(True)
         self.error_label.setText(str(error))
+        self._fit_height()
 
 
 class ChangePassphraseDialog(QDialog):

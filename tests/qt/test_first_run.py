@@ -7,7 +7,9 @@ Detecting a local server and testing the connection over the wire are in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from PySide6.QtCore import QSettings
 from pytestqt.qtbot import QtBot
 
@@ -125,5 +127,46 @@ def test_a_weak_passphrase_is_refused_until_use_anyway(
     fields.use_anyway_button.click()
     qtbot.waitUntil(lambda: first_run.currentWidget() is first_run.recovery_page, timeout=30_000)
     assert (qt_profile / "vault.json").exists()
+    window.close()
+    session.close()
+
+
+def test_detected_servers_are_counted_in_words_and_a_good_test_clears_the_error(
+    qtbot: QtBot,
+    qt_config: LoadedConfig,
+    qt_profile: Path,
+    window_settings: QSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.provider_setup import DEFAULT_LOCAL_SERVERS, DetectedServer
+    from app.ui import provider_form
+
+    async def models(entry: dict[str, Any], api_key: str | None = None) -> list[str]:
+        return ["tiny-llama"]
+
+    monkeypatch.setattr(provider_form, "test_connection", models)
+    session = make_session(qt_config, qt_profile)
+    window = MainWindow(session, settings=window_settings)
+    qtbot.addWidget(window)
+    first_run = window.first_run
+    assert first_run is not None
+    first_run.local_servers = []
+    first_run.show_provider_page()
+    qtbot.waitUntil(lambda: first_run.detect_button.isEnabled(), timeout=10_000)
+    ollama, llama = DEFAULT_LOCAL_SERVERS[:2]
+    first_run._detected([DetectedServer(llama, ())])
+    assert first_run.detect_status.text().startswith("Found 1 local server;")
+    first_run._detected([DetectedServer(ollama, ("a",)), DetectedServer(llama, ("b",))])
+    assert first_run.detect_status.text().startswith("Found 2 local servers;")
+    assert "(s)" not in first_run.detect_status.text()
+
+    # "Choose a model" goes once a test has listed the models (it used to stay).
+    form = first_run.provider_form
+    form.set_entry({"provider_name": "box", "type": "openai", "base_url": llama.base_url})
+    first_run.save_provider()
+    assert "Choose a model" in first_run.provider_error.text()
+    form.test_button.click()
+    qtbot.waitUntil(lambda: form.model_combo.currentText() == "tiny-llama", timeout=10_000)
+    assert first_run.provider_error.text() == ""
     window.close()
     session.close()
