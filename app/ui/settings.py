@@ -588,7 +588,7 @@ class SettingsDialog(QDialog):
         self._show_status("Provider saved.")
 
     def remove_selected_provider(self, *, confirm: bool = True) -> None:
-        """Remove the selected provider (and its keychain key) after confirmation."""
+        """Remove the selected provider (and its kept API key) after confirmation."""
         name = self._selected_provider()
         if name is None:
             return
