@@ -9,8 +9,9 @@ sidebar and the chat settings panel) so the chat column in the middle stays read
   separately from that automatic collapse: a panel the user hid stays hidden at every
   width (and across runs, in ``QSettings``); a panel the user opened while it was
   collapsed stays open until the width next crosses its breakpoint;
-* whatever is shown, the chat column keeps at least ``CHAT_MIN_WIDTH``: panels shown
-  automatically give way first, then those the user opened longest ago.
+* the chat column keeps at least ``CHAT_MIN_WIDTH`` (``CHAT_FLOOR_WIDTH`` while a panel
+  the user opened by hand needs the room): panels shown automatically give way first,
+  then those the user opened longest ago.
 """
 
 from __future__ import annotations
@@ -22,10 +23,19 @@ from typing import Final
 from PySide6.QtCore import QEvent, QObject, QSettings, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
-__all__ = ["CHAT_MIN_WIDTH", "PanelLayout", "PanelSpec", "centered_page", "set_role"]
+__all__ = [
+    "CHAT_FLOOR_WIDTH",
+    "CHAT_MIN_WIDTH",
+    "PanelLayout",
+    "PanelSpec",
+    "centered_page",
+    "set_role",
+]
 
 #: The chat column is never narrower than this (px), whatever panels are shown.
 CHAT_MIN_WIDTH: Final = 320
+#: ... except while the user opened a panel by hand at a narrow width.
+CHAT_FLOOR_WIDTH: Final = 240
 
 
 def centered_page(content: QWidget, max_width: int = 560) -> QWidget:
@@ -88,12 +98,14 @@ class PanelLayout(QObject):
         settings: QSettings | None = None,
         *,
         chat_min_width: int = CHAT_MIN_WIDTH,
+        chat_floor_width: int = CHAT_FLOOR_WIDTH,
     ) -> None:
         super().__init__(splitter)
         self._splitter = splitter
         self._center = center
         self._settings = settings
         self._chat_min = chat_min_width
+        self._chat_floor = min(chat_floor_width, chat_min_width)
         self._order = itertools.count(1)
         self._states: dict[str, _PanelState] = {}
         center.setMinimumWidth(chat_min_width)
@@ -107,6 +119,7 @@ class PanelLayout(QObject):
             state.last_width = max(minimum, spec.preferred_width)
             self._states[spec.name] = state
         splitter.installEventFilter(self)
+        splitter.splitterMoved.connect(self._dragged)
         self.update_layout()
 
     # --- the toggles' interface ---------------------------------------------------------
@@ -159,30 +172,45 @@ class PanelLayout(QObject):
             state.collapsed = collapsed
         shown = [s for s in self._states.values() if s.opened_at or (s.wanted and not s.collapsed)]
         handle = self._splitter.handleWidth()
+
+        def chat_min(shown: list[_PanelState]) -> int:
+            by_hand = any(s.opened_at for s in shown)
+            return self._chat_floor if by_hand else self._chat_min
+
         while shown and (
-            sum(s.spec.widget.minimumWidth() + handle for s in shown) + self._chat_min > width
+            sum(s.spec.widget.minimumWidth() + handle for s in shown) + chat_min(shown) > width
         ):
             automatic = [s for s in shown if not s.opened_at]
             victim = automatic[-1] if automatic else min(shown, key=lambda s: s.opened_at)
             shown.remove(victim)
+        minimum = chat_min(shown)
+        if minimum < self._center.minimumWidth():  # before a panel needs the room
+            self._center.setMinimumWidth(minimum)
         changed = False
         for state in self._states.values():
             now = state in shown
             if now != state.shown:
-                if state.shown and state.spec.widget.width() > 0:
-                    state.last_width = state.spec.widget.width()
                 state.shown = now
                 state.spec.widget.setVisible(now)
                 changed = True
                 self.visibility_changed.emit(state.spec.name, now)
+        if minimum > self._center.minimumWidth():  # after the panels made room
+            self._center.setMinimumWidth(minimum)
         if changed:
-            self._resize_panels(width)
+            self._resize_panels(width, minimum)
 
-    def _resize_panels(self, width: int) -> None:
+    def _dragged(self, _pos: int, _index: int) -> None:
+        """The user dragged a handle: shown panels come back at the width they have now
+        (a panel squeezed by a narrowing window keeps the width it was given)."""
+        for state in self._states.values():
+            if state.shown:
+                state.last_width = state.spec.widget.width()
+
+    def _resize_panels(self, width: int, chat_min: int) -> None:
         """Give the shown panels their last (or preferred) width, the chat the rest."""
         splitter = self._splitter
         sizes = [0] * splitter.count()
-        room = width - self._chat_min
+        room = width - chat_min - splitter.handleWidth() * (splitter.count() - 1)
         for state in self._states.values():
             index = splitter.indexOf(state.spec.widget)
             if state.shown and index >= 0:
@@ -195,7 +223,7 @@ class PanelLayout(QObject):
                     share = sizes[index] * room // panels
                     sizes[index] = max(state.spec.widget.minimumWidth(), share)
         center = splitter.indexOf(self._center)
-        sizes[center] = max(self._chat_min, width - sum(sizes))
+        sizes[center] = max(chat_min, width - sum(sizes))
         splitter.setSizes(sizes)
 
     # --- persistence --------------------------------------------------------------------

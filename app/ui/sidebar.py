@@ -70,6 +70,7 @@ FIRST_PAGE = 150  # chats shown before the rest of a long list is read
 DISPLAY_ROLE = int(Qt.ItemDataRole.DisplayRole)
 EDIT_ROLE = int(Qt.ItemDataRole.EditRole)
 SUMMARY_ROLE = int(Qt.ItemDataRole.UserRole) + 10
+ROW_MIN_WIDTH = 120  # a chat row's width hint: the badge and a few letters of the title
 NOT_SYNCED = "Not synced: Ephemeral chats never leave this computer."
 
 
@@ -310,7 +311,9 @@ class ChatItemDelegate(QStyledItemDelegate):
         self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> QSize:
         metrics = QFontMetrics(option.font)
-        return QSize(200, metrics.lineSpacing() + 14)
+        # Narrow: rows take the list's width, the title elides (a wider hint made a
+        # narrow sidebar scroll sideways and cut the tier badge off).
+        return QSize(ROW_MIN_WIDTH, metrics.lineSpacing() + 14)
 
     def paint(
         self,
@@ -467,6 +470,7 @@ class SidebarWidget(QWidget):
         self.list.setItemDelegate(ChatItemDelegate(self.list))
         self.list.setUniformItemSizes(True)
         self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed
             | QAbstractItemView.EditTrigger.SelectedClicked
@@ -482,6 +486,7 @@ class SidebarWidget(QWidget):
         self.result_list.setModel(self.results)
         self.result_list.setItemDelegate(SearchHitDelegate(self.result_list))
         self.result_list.setUniformItemSizes(True)
+        self.result_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.result_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.result_list.activated.connect(self._open_hit)
         self.result_list.clicked.connect(self._open_hit)

@@ -64,7 +64,8 @@ _DARK = {
     QPalette.ColorRole.Shadow: "#000000",
 }
 
-# Small touches Fusion lacks: roomier inputs, a calm focus ring, the error label style.
+# Small touches Fusion lacks: roomier inputs, a calm focus ring, the error label style,
+# splitter handles one can see (and that light up under the pointer).
 _STYLE_SHEET = """
 QLineEdit, QPlainTextEdit, QTextEdit {
     padding: 4px 6px;
@@ -92,6 +93,14 @@ QLabel[role="title"] {
 }
 QPlainTextEdit[role="code"] {
     font-family: monospace;
+}
+QSplitter::handle:horizontal {
+    background: %(border)s;
+    margin: 8px 2px;
+    border-radius: 1px;
+}
+QSplitter::handle:horizontal:hover {
+    background: palette(highlight);
 }
 """
 
