@@ -78,6 +78,47 @@ class LLMEntry(BaseModel):
         int,
         Field(gt=0, description="Context window of the model in tokens; history is trimmed to it."),
     ] = 4096
+    temperature: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=2,
+            description=(
+                "Default sampling temperature (0 to 2) of chats using this entry; a chat's own "
+                "setting wins. null: the server's default."
+            ),
+        ),
+    ] = None
+    top_p: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=1,
+            description=(
+                "Default nucleus sampling top-p (above 0, at most 1) of chats using this entry; "
+                "a chat's own setting wins. null: the server's default."
+            ),
+        ),
+    ] = None
+    max_tokens: Annotated[
+        int | None,
+        Field(
+            gt=0,
+            description=(
+                "Default longest answer in tokens of chats using this entry (bounds a runaway "
+                "answer); a chat's own setting wins. null: the server's default."
+            ),
+        ),
+    ] = None
+    stop: Annotated[
+        list[str] | None,
+        Field(
+            description=(
+                "Default stop sequences of chats using this entry: the answer ends before any "
+                "of them; a chat's own setting wins. null: none."
+            ),
+        ),
+    ] = None
     template: Annotated[
         str | None,
         Field(
@@ -746,6 +787,10 @@ _EXAMPLE_ENTRIES: list[dict[str, Any]] = [
         "base_url": "http://127.0.0.1:8080/v1",
         "model_name": "local-model",
         "context_size": 8192,
+        "temperature": None,
+        "top_p": None,
+        "max_tokens": None,
+        "stop": None,
         "template": None,
         "api_key": None,
         "locality": "on_prem",

@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,6 +51,7 @@ from app.chat.events import (
     TurnReasoning,
     TurnStarted,
 )
+from app.chat.titles import TITLE_WORDS, clean_title, heuristic_title
 from app.config import Config, LLMEntry, LoadedConfig
 from app.errors import ConfigError, UsageError
 from app.executor import BlockingRunner
@@ -59,8 +60,8 @@ from app.privacy import policy
 from app.store.chats import DATABASE_ERRORS, ChatStore, StorageError
 from app.store.library import Library
 from app.store.models import (
-    DEFAULT_TITLE,
     Chat,
+    ChatParams,
     ChatSummary,
     Message,
     MessageStatus,
@@ -98,8 +99,6 @@ def create_provider(spec: ProviderSpec) -> Provider:
 
 
 MAX_MESSAGE_CHARS = 4_000_000
-TITLE_WORDS = 6
-TITLE_CHARS = 60
 # Messages read from the thread to fill the context: more than any context window holds.
 HISTORY_WINDOW = 2000
 # What saving a stopped answer may meet when the vault locked meanwhile.
@@ -184,9 +183,10 @@ class ChatService:
                 "context size of %s: %s", entry.provider_name, detected or "not stated, configured"
             )
         detected = self._windows[key]
-        if detected is not None:
+        own = chat.params.context_size  # the chat's own setting, capped by the server's
+        if detected is not None and (own is None or own >= detected):
             return ContextWindow(detected, "server")
-        return ContextWindow(entry.context_size, "config")
+        return ContextWindow(own or entry.context_size, "config")
 
     async def context_use(
         self, chat_id: str, draft: str = "", *, max_tokens: int | None = None
@@ -198,6 +198,8 @@ class ChatService:
         window = await self.context_window(chat)
         page = await self.runner.db(store.thread, chat_id, limit=HISTORY_WINDOW, before=None)
         ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
+        if max_tokens is None:  # the chat's (or its provider's) longest answer is reserved
+            max_tokens = effective_params(entry, chat.params).max_tokens
         return measure_use(
             chat.system_prompt, chat.memory, page.messages, draft, window=window,
             max_tokens=max_tokens, tokens_per_byte=ratio,
@@ -208,6 +210,8 @@ class ChatService:
     ) -> None:
         """ContextOverflowError, before anything is written, if ``text`` cannot fit at all."""
         ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
+        if max_tokens is None:
+            max_tokens = effective_params(entry, chat.params).max_tokens
         use = measure_use(
             chat.system_prompt, chat.memory, [], text, window=await self.context_window(chat),
             max_tokens=max_tokens, tokens_per_byte=ratio,
@@ -288,12 +292,18 @@ class ChatService:
         await self.runner.blocking(write_atomically, path, text.encode("utf-8"))
 
     async def import_file(self, path: Path, *, fmt: str | None, tier: Tier) -> list[str]:
-        """Import an export file (ours, ChatGPT's, Open WebUI's) into ``tier``."""
+        """Import an export file (ours, ChatGPT's, Open WebUI's) into ``tier``.
+
+        A chat whose provider the tier does not allow (or that this config lacks) comes
+        in bound to the tier's default provider (:func:`default_provider`), or to none
+        when no configured one is allowed.
+        """
         from app.store import transfer
 
         chat_ids = await self.runner.db(
-            transfer.import_file, self.library, path, fmt=fmt, tier=tier
-        )
+            transfer.import_file, self.library, path, fmt=fmt, tier=tier,
+            bind=lambda chat: bind_to_allowed_provider(self.config.config, chat),
+        )  # fmt: skip
         for chat_id in chat_ids:
             self.changes.emit(ChatCreated(chat_id))
         return chat_ids
@@ -505,11 +515,16 @@ class ChatService:
             older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
         ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
         window = await self.context_window(chat)
+        params = effective_params(entry, chat.params)
+        if max_tokens is None:
+            max_tokens = params.max_tokens
         context = build_context(
             chat.system_prompt, chat.memory, history, context_size=window.size,
             max_tokens=max_tokens, tokens_per_byte=ratio,
         )  # fmt: skip
         spec = await self._spec(entry, chat.model)
+        if chat.params.context_size is not None:  # Ollama loads the model with it (num_ctx)
+            spec = spec.model_copy(update={"context_size": window.size})
         answer = await self.runner.db(
             store.add_message, chat.id, "assistant", "", parent_id=question.id,
             status=MessageStatus.PARTIAL, provider=entry.provider_name, model=spec.model,
@@ -530,8 +545,10 @@ class ChatService:
             async with self._provider_factory(spec) as provider:
                 for attempt in range(CONTEXT_RETRIES + 1):
                     request = ChatRequest(
-                        messages=context.messages, memory=context.memory, max_tokens=max_tokens
-                    )
+                        messages=context.messages, memory=context.memory, max_tokens=max_tokens,
+                        temperature=params.temperature, top_p=params.top_p,
+                        stop=list(params.stop or ()),
+                    )  # fmt: skip
                     stream = provider.stream_chat(request)
                     try:
                         async with closing(stream):
@@ -677,14 +694,29 @@ class ChatService:
             self.changes.emit(ChatRenamed(chat_id))
 
     async def _model_title(self, chat: Chat, question: str, answer: str) -> str | None:
-        """A title from a model the tier allows, or None to fall back to the heuristic."""
+        """A title from a model the tier allows, or None to fall back to the heuristic.
+
+        The configured ``title_llm`` if the chat's tier allows it, else the chat's own
+        model (a Private chat with a cloud title model is titled by its local one)."""
         config = self.config.config
-        name = config.title_llm or chat.provider
         if not config.llms:
             return None
-        entry = config.llm(name)
-        if not policy.decision(chat.tier, entry.effective_locality).allowed:
+        candidates: list[tuple[str | None, str | None]] = []
+        if config.title_llm:
+            candidates.append((config.title_llm, None))
+        candidates.append((chat.provider, chat.model))
+        chosen: tuple[LLMEntry, str | None] | None = None
+        for name, model in candidates:
+            try:
+                entry = config.llm(name)
+            except ConfigError:  # a provider removed from the config
+                continue
+            if policy.decision(chat.tier, entry.effective_locality).allowed:
+                chosen = entry, model
+                break
+        if chosen is None:
             return None
+        entry, model = chosen
         prompt = (
             f"Write a title of at most {TITLE_WORDS} words for this conversation. "
             "Answer with the title only.\n\n"
@@ -695,7 +727,7 @@ class ChatService:
         )
         pieces: list[str] = []
         try:
-            async with self._provider_factory(await self._spec(entry)) as provider:
+            async with self._provider_factory(await self._spec(entry, model)) as provider:
                 stream = provider.stream_chat(request)
                 async with closing(stream):
                     async for event in stream:
@@ -720,6 +752,42 @@ def default_provider(config: Config, tier: Tier) -> LLMEntry | None:
         if policy.decision(tier, entry.effective_locality).allowed:
             return entry
     return None
+
+
+def effective_params(entry: LLMEntry, params: ChatParams) -> ChatParams:
+    """The parameters a chat's request is sent with: each of the chat's own values, else
+    its provider entry's default (``temperature``, ``top_p``, ``max_tokens``, ``stop`` and
+    ``context_size`` in the config), else None (the server's default). The context size
+    actually used may be smaller: the server's stated one caps it (``context_window``)."""
+    return ChatParams(
+        temperature=params.temperature if params.temperature is not None else entry.temperature,
+        top_p=params.top_p if params.top_p is not None else entry.top_p,
+        max_tokens=params.max_tokens if params.max_tokens is not None else entry.max_tokens,
+        context_size=params.context_size or entry.context_size,
+        stop=params.stop if params.stop is not None else _stops(entry.stop),
+    )
+
+
+def _stops(stop: list[str] | None) -> tuple[str, ...] | None:
+    return None if stop is None else tuple(stop)
+
+
+def bind_to_allowed_provider(config: Config, chat: Chat) -> Chat:
+    """``chat`` as it may be kept in its tier: unchanged if the provider it would use is
+    configured and allowed there, else bound to the tier's default provider (or to none
+    when no configured provider is allowed; sending then says what to do)."""
+    if not config.llms:
+        return chat
+    try:
+        entry: LLMEntry | None = config.llm(chat.provider)
+    except ConfigError:
+        entry = None
+    if entry is not None and policy.decision(chat.tier, entry.effective_locality).allowed:
+        return chat
+    allowed = default_provider(config, chat.tier)
+    if allowed is None:
+        return replace(chat, provider=None, model=None)
+    return replace(chat, provider=allowed.provider_name, model=allowed.model_name)
 
 
 def provider_choices(config: Config, tier: Tier) -> list[tuple[LLMEntry, policy.Decision]]:
@@ -771,27 +839,3 @@ def _history_up_to(thread: list[Message], message_id: str) -> list[Message]:
         if message.id == message_id:
             return thread[: index + 1]
     return thread
-
-
-def clean_title(raw: str) -> str | None:
-    """A model's title answer tidied up, or None if nothing usable is left."""
-    line = next((line for line in raw.strip().splitlines() if line.strip()), "")
-    line = re.sub(r"^(title|titel)\s*[:\-]\s*", "", line.strip(), flags=re.IGNORECASE)
-    line = line.strip(" \"'`*#.\u201c\u201d\u2018\u2019")
-    words = line.split()
-    if not words or not any(ch.isalpha() for ch in line):
-        return None
-    title = " ".join(words[:TITLE_WORDS])
-    return title[:TITLE_CHARS].rstrip()
-
-
-def heuristic_title(first_message: str) -> str:
-    """A title from the first words of the user's first message."""
-    line = next((ln for ln in first_message.strip().splitlines() if ln.strip()), "")
-    words = re.sub(r"\s+", " ", line).strip().split(" ")
-    title = " ".join(words[:TITLE_WORDS]).strip(" .,:;!?")
-    if not title:
-        return DEFAULT_TITLE
-    if len(title) > TITLE_CHARS:
-        title = title[: TITLE_CHARS - 1].rstrip() + "…"
-    return title[0].upper() + title[1:]

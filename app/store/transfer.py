@@ -189,11 +189,17 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def import_file(
-    library: Library, path: Path, *, fmt: str | None = None, tier: Tier = Tier.STANDARD
+    library: Library,
+    path: Path,
+    *,
+    fmt: str | None = None,
+    tier: Tier = Tier.STANDARD,
+    bind: Callable[[Chat], Chat] | None = None,
 ) -> list[str]:
     """Import the chats of an export file into ``tier``; returns the new chats' ids.
 
-    Files larger than ``MAX_IMPORT_BYTES`` are refused before they are read.
+    Files larger than ``MAX_IMPORT_BYTES`` are refused before they are read. ``bind``
+    (see :func:`import_chats`) may rebind each chat before it is written.
     """
     try:
         size = path.stat().st_size
@@ -202,7 +208,7 @@ def import_file(
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise UsageError(f"cannot read {path}: {reason}") from error
-    return import_chats(library, data, fmt=fmt, tier=tier, source=str(path))
+    return import_chats(library, data, fmt=fmt, tier=tier, source=str(path), bind=bind)
 
 
 def import_chats(
@@ -212,6 +218,7 @@ def import_chats(
     fmt: str | None = None,
     tier: Tier = Tier.STANDARD,
     source: str = "<input>",
+    bind: Callable[[Chat], Chat] | None = None,
 ) -> list[str]:
     """Import the chats in ``data`` into ``tier`` in one transaction; returns their ids.
 
@@ -220,7 +227,8 @@ def import_chats(
     exists in the profile; such a chat gets new ids throughout. Chats from other
     apps always get new ids. ``source`` names the input in error messages.
     Raises ImportFormatError, naming the JSON path, if anything is wrong:
-    then nothing is imported.
+    then nothing is imported. ``bind`` returns each chat as it should be written (the
+    chat service binds it to a provider the tier allows).
     """
     if fmt is not None and fmt not in IMPORT_FORMATS:
         raise UsageError(f"unknown import format '{fmt}'; use {', '.join(IMPORT_FORMATS)}")
@@ -234,6 +242,8 @@ def import_chats(
         records = _from_chatgpt(parsed, source, tier)
     else:
         records = _from_openwebui(parsed, source, tier)
+    if bind is not None:
+        records = [ChatRecord(bind(r.chat), r.messages) for r in records]
     chat_ids = _write(library, store, records, keep_ids=fmt == "hushchat")
     log.info("imported %d chats (%s format) into %s", len(chat_ids), fmt, tier.value)
     return chat_ids
