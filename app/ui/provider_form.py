@@ -11,6 +11,7 @@ never in the config file (see ``app.provider_setup`` and ``app.api_keys``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from PySide6.QtCore import QTimer, Signal
@@ -74,6 +75,10 @@ class ProviderFormWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._had_key = False
+        self._stored_url = ""  # the base URL the stored key belongs to
+        # Reads the stored key of the entry being edited (the settings dialog sets it), so
+        # Test connection works without typing the key again.
+        self.stored_key: Callable[[], Awaitable[str | None]] | None = None
         self._preset: ProviderPreset | None = None
         self._listing = 0  # generation of the latest model listing; older results are dropped
         self.preset_combo = QComboBox()
@@ -138,7 +143,7 @@ class ProviderFormWidget(QWidget):
         form.addRow("&Type:", self.type_combo)
         form.addRow("Base &URL:", self.url_edit)
         form.addRow("API &key:", self.key_edit)
-        form.addRow("Keep the key:", self.key_place_combo)
+        form.addRow("K&eep the key:", self.key_place_combo)
         form.addRow("&Model:", self.model_combo)
         form.addRow("&Context size:", self.context_spin)
         form.addRow("&Runs:", self.locality_combo)
@@ -172,6 +177,7 @@ class ProviderFormWidget(QWidget):
         self._set_locality(str(data.get("locality") or ""))
         place = data.get("api_key")
         self._had_key = bool(place)
+        self._stored_url = str(data.get("base_url") or "")
         self.key_place_combo.setCurrentIndex(
             max(0, self.key_place_combo.findData(place if place in ("vault", "keychain") else ""))
         )
@@ -288,10 +294,18 @@ class ProviderFormWidget(QWidget):
         self._show("hint", f"Connecting to {data['base_url']}…")
         tasks.start_for(
             self,
-            test_connection(data, self.api_key()),
+            self._models(data),
             lambda models: self._tested(listing, models),
             lambda error: self._failed(listing, data["base_url"], error),
         )
+
+    async def _models(self, data: dict[str, Any]) -> list[str]:
+        key = self.api_key()
+        # The stored key goes only to the server it was stored for, never to a new URL.
+        same_server = data["base_url"].rstrip("/") == self._stored_url.strip().rstrip("/")
+        if key is None and self._had_key and self.stored_key is not None and same_server:
+            key = await self.stored_key()
+        return await test_connection(data, key)
 
     @property
     def is_busy(self) -> bool:

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.config import LoadedConfig
+from app.config import LLMEntry, LoadedConfig
 from app.errors import WrongSecretError
 from app.provider_setup import save_ui_settings
 from app.session import Session
@@ -94,6 +94,9 @@ class ProviderDialog(QDialog):
         self.form = ProviderFormWidget()
         if entry:
             self.form.set_entry(entry)
+            if entry.get("api_key"):
+                stored = LLMEntry.model_validate(entry)
+                self.form.stored_key = lambda: session.api_keys.resolve(stored)
         self.form.tested.connect(self._tested)
         self.error_label = QLabel()
         self.error_label.setProperty("role", "error")

@@ -253,3 +253,24 @@ def test_a_stored_key_moves_when_the_place_changes(
     assert entry.api_key == "vault"
     main_window.session.api_keys.forget()
     assert run_async(main_window.session.api_keys.resolve(entry)) == API_KEY
+
+
+def test_testing_an_edited_provider_uses_its_stored_key_for_its_own_server_only(
+    qtbot: QtBot, settings: SettingsDialog, servers: FakeServers, no_keychain: None
+) -> None:
+    dialog = _add_cloud(qtbot, settings)
+    with qtbot.waitSignal(dialog.accepted, timeout=20_000):
+        dialog.save()
+    servers.calls.clear()
+    settings.provider_list.setCurrentRow(1)
+    edit = settings.edit_provider()
+    assert edit is not None
+    form = edit.form
+    assert form.key_place() == "vault" and form.api_key() is None
+    form.test_button.click()
+    qtbot.waitUntil(lambda: bool(servers.calls) and _idle(form), timeout=20_000)
+    assert servers.calls == [("https://api.openai.com/v1", API_KEY)]
+    form.url_edit.setText("https://elsewhere.example/v1")
+    form.test_button.click()
+    qtbot.waitUntil(lambda: len(servers.calls) == 2 and _idle(form), timeout=20_000)
+    assert servers.calls[1] == ("https://elsewhere.example/v1", None)  # never sent elsewhere
