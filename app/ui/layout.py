@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from PySide6.QtCore import QEvent, QObject, QSettings, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtGui import Qt as QtGui_Qt
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 __all__ = [
     "CHAT_FLOOR_WIDTH",
@@ -29,6 +37,7 @@ __all__ = [
     "PanelLayout",
     "PanelSpec",
     "centered_page",
+    "clipped_widgets",
     "set_role",
 ]
 
@@ -58,6 +67,39 @@ def set_role(label: QLabel, role: str) -> None:
     label.setProperty("role", role)
     label.style().unpolish(label)
     label.style().polish(label)
+
+
+def clipped_widgets(root: QWidget) -> list[str]:
+    """Visible labels and buttons under ``root`` whose text does not fit them (for the
+    layout tests and ``packaging/screenshots.py``); empty when nothing is cut off.
+
+    A one-line label needs its text's advance (``QFontMetrics``) within its width; a
+    wrapping or rich-text label its height for its width; a button its minimum size hint.
+    """
+    problems: list[str] = []
+    for widget in root.findChildren(QWidget):
+        if not widget.isVisible() or widget.width() <= 0:
+            continue
+        name = f"{type(widget).__name__} {widget.objectName() or widget.accessibleName()!r}"
+        if isinstance(widget, QLabel) and widget.text() and widget.pixmap().isNull():
+            rect = widget.contentsRect()
+            if widget.wordWrap() or QtGui_Qt.mightBeRichText(widget.text()):
+                needed = widget.heightForWidth(rect.width() + 2 * widget.margin())
+                if needed > widget.height() + 1:
+                    problems.append(f"{name}: needs {needed} px high, has {widget.height()}")
+            else:
+                text = widget.text()
+                if widget.buddy() is not None:  # "&Name": the ampersand is not drawn
+                    text = text.replace("&&", "\0").replace("&", "").replace("\0", "&")
+                lines = text.splitlines() or [""]
+                advance = max(widget.fontMetrics().horizontalAdvance(line) for line in lines)
+                if advance > rect.width() + 1:
+                    problems.append(f"{name} {widget.text()!r}: {advance} > {rect.width()} px")
+        elif isinstance(widget, QAbstractButton) and widget.text():
+            hint = widget.minimumSizeHint().width()
+            if hint > widget.width() + 1:
+                problems.append(f"{name} {widget.text()!r}: {hint} > {widget.width()} px")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -113,10 +155,8 @@ class PanelLayout(QObject):
         splitter.setChildrenCollapsible(False)  # the toggles hide panels, not a drag to 0
         splitter.setHandleWidth(max(splitter.handleWidth(), 5))
         for spec in panels:
-            minimum = max(spec.min_width, spec.widget.minimumSizeHint().width())
-            spec.widget.setMinimumWidth(minimum)
             state = _PanelState(spec, wanted=self._remembered(spec.name))
-            state.last_width = max(minimum, spec.preferred_width)
+            state.last_width = spec.preferred_width
             self._states[spec.name] = state
         splitter.installEventFilter(self)
         splitter.splitterMoved.connect(self._dragged)
@@ -177,9 +217,7 @@ class PanelLayout(QObject):
             by_hand = any(s.opened_at for s in shown)
             return self._chat_floor if by_hand else self._chat_min
 
-        while shown and (
-            sum(s.spec.widget.minimumWidth() + handle for s in shown) + chat_min(shown) > width
-        ):
+        while shown and (sum(self._min_width(s) + handle for s in shown) + chat_min(shown) > width):
             automatic = [s for s in shown if not s.opened_at]
             victim = automatic[-1] if automatic else min(shown, key=lambda s: s.opened_at)
             shown.remove(victim)
@@ -199,6 +237,13 @@ class PanelLayout(QObject):
         if changed:
             self._resize_panels(width, minimum)
 
+    @staticmethod
+    def _min_width(state: _PanelState) -> int:
+        """The panel's minimum: its spec's, or what its contents need (which can change)."""
+        widget = state.spec.widget
+        needed = max(widget.minimumWidth(), widget.minimumSizeHint().width())
+        return min(max(state.spec.min_width, needed), widget.maximumWidth())
+
     def _dragged(self, _pos: int, _index: int) -> None:
         """The user dragged a handle: shown panels come back at the width they have now
         (a panel squeezed by a narrowing window keeps the width it was given)."""
@@ -214,14 +259,14 @@ class PanelLayout(QObject):
         for state in self._states.values():
             index = splitter.indexOf(state.spec.widget)
             if state.shown and index >= 0:
-                sizes[index] = max(state.spec.widget.minimumWidth(), state.last_width)
+                sizes[index] = max(self._min_width(state), state.last_width)
         panels = sum(sizes)
         if panels > room > 0:  # shrink proportionally, never below a minimum
             for state in self._states.values():
                 index = splitter.indexOf(state.spec.widget)
                 if index >= 0 and sizes[index]:
                     share = sizes[index] * room // panels
-                    sizes[index] = max(state.spec.widget.minimumWidth(), share)
+                    sizes[index] = max(self._min_width(state), share)
         center = splitter.indexOf(self._center)
         sizes[center] = max(chat_min, width - sum(sizes))
         splitter.setSizes(sizes)

@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
         self.user_guide_action = self._action(
             "&User guide",
             lambda: self.show_user_guide(),
-            [QKeySequence.StandardKey.HelpContents, "F1"],
+            ["F1"],
             needs_unlock=False,
         )
         self.shortcuts_action = self._action(

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import Qt as QtGuiQt
-from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractButton, QApplication
 from pytestqt.qtbot import QtBot
 
 from app.session import Session
-from app.ui.layout import CHAT_FLOOR_WIDTH, CHAT_MIN_WIDTH
+from app.ui.layout import CHAT_FLOOR_WIDTH, CHAT_MIN_WIDTH, clipped_widgets
 from app.ui.main_window import CHAT_SETTINGS_PANEL, SIDEBAR_PANEL, MainWindow
 from app.ui.theme import apply_theme
 from tests.qt.conftest import shown_main_window
@@ -169,31 +168,6 @@ def test_toggle_buttons_have_names_and_work(qtbot: QtBot, window: MainWindow) ->
 # --- nothing clipped ------------------------------------------------------------------------
 
 
-def clipped(root: QWidget) -> list[str]:
-    """Visible labels and buttons under ``root`` whose text does not fit them."""
-    problems: list[str] = []
-    for widget in root.findChildren(QWidget):
-        if not widget.isVisible() or widget.width() <= 0:
-            continue
-        name = f"{type(widget).__name__} {widget.objectName() or widget.accessibleName()!r}"
-        if isinstance(widget, QLabel) and widget.text() and widget.pixmap().isNull():
-            rect = widget.contentsRect()
-            if widget.wordWrap() or QtGuiQt.mightBeRichText(widget.text()):
-                needed = widget.heightForWidth(rect.width() + 2 * widget.margin())
-                if needed > widget.height() + 1:
-                    problems.append(f"{name}: needs {needed} px high, has {widget.height()}")
-            else:
-                lines = widget.text().splitlines() or [""]
-                text_width = max(widget.fontMetrics().horizontalAdvance(line) for line in lines)
-                if text_width > rect.width() + 1:
-                    problems.append(f"{name} {widget.text()!r}: {text_width} > {rect.width()}")
-        elif isinstance(widget, QAbstractButton) and widget.text():
-            hint = widget.minimumSizeHint().width()
-            if hint > widget.width() + 1:
-                problems.append(f"{name} {widget.text()!r}: {hint} > {widget.width()}")
-    return problems
-
-
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_nothing_is_clipped_at_any_width(
     qtbot: QtBot, window: MainWindow, unlocked_session: Session, theme: str
@@ -212,7 +186,7 @@ def test_nothing_is_clipped_at_any_width(
             qtbot.wait(50)  # one round of layout requests and repaints
             path = out / f"layout-{width}-{theme}.png"
             assert window.grab().save(str(path), "PNG"), path
-            assert clipped(window) == [], width
+            assert clipped_widgets(window) == [], width
             assert center_width(window) >= CHAT_MIN_WIDTH, width
             # Chat rows fit the sidebar: no sideways scrolling, no badge cut off.
             assert not area.sidebar.list.horizontalScrollBar().isVisible(), width
@@ -223,3 +197,29 @@ def test_nothing_is_clipped_at_any_width(
                 assert window.rect().contains(corner), width
     finally:
         apply_theme(app, "light", 11, "light")
+
+
+def test_the_clipping_check_sees_a_cut_off_label(qtbot: QtBot) -> None:
+    """The check above can fail: a label narrower than its text, a squeezed button."""
+    from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+
+    root = QWidget()
+    qtbot.addWidget(root)
+    label = QLabel("A label much wider than the room it gets", root)
+    label.setFixedWidth(60)
+    button = QPushButton("A button with a long text", root)
+    button.setFixedWidth(40)
+    wrapped = QLabel("word " * 60, root)
+    wrapped.setWordWrap(True)
+    wrapped.setFixedSize(80, 20)
+    layout = QHBoxLayout(root)
+    for widget in (label, button, wrapped):
+        layout.addWidget(widget)
+    root.show()
+    qtbot.waitExposed(root)
+    problems = clipped_widgets(root)
+    assert len(problems) == 3, problems
+    label.setMinimumWidth(0)
+    label.setMaximumWidth(16_777_215)
+    label.setText("fits")
+    assert len(clipped_widgets(root)) == 2
