@@ -126,7 +126,8 @@ class ChatService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.library = library
-        self.config = config
+        self._config_listeners: list[Callable[[], None]] = []
+        self._config = config
         self.runner = runner or BlockingRunner()
         self.changes = ChangeBus()
         self.api_keys = api_keys or ApiKeys(runner=self.runner)
@@ -142,6 +143,28 @@ class ChatService:
         self._windows: dict[tuple[str, str], int | None] = {}
 
     # --- providers and policy ----------------------------------------------------------------
+
+    @property
+    def config(self) -> LoadedConfig:
+        """The config chats are served with; setting it (``Session.apply_config``, after
+        Settings saved a provider) tells every :meth:`follow_config` listener."""
+        return self._config
+
+    @config.setter
+    def config(self, config: LoadedConfig) -> None:
+        self._config = config
+        for listener in list(self._config_listeners):
+            listener()
+
+    def follow_config(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each config change; returns a function that stops it."""
+        self._config_listeners.append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):  # stopped twice
+                self._config_listeners.remove(listener)
+
+        return stop
 
     def provider_entry(self, chat: Chat) -> LLMEntry:
         """The config entry serving ``chat`` (its own, else the default)."""

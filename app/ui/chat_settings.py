@@ -1,46 +1,112 @@
-"""The chat settings panel: model, privacy tier, system prompt, memory, context use.
+"""The chat settings panel: model, privacy tier, model parameters, system prompt,
+memory, context use.
 
 The model picker lists every configured provider entry; those the chat's tier
 forbids are shown disabled, with the policy's reason as tooltip and below the
-picker. Moving the chat to another tier goes through the service (which refuses
-when the chat's model is not allowed there). An Ephemeral chat offers "Keep",
+picker; it follows config changes (a provider added in Settings appears at once).
+Model parameters (temperature, top-p, max tokens, context length, stop sequences)
+each have "Default": the provider entry's value from the config, else the server's.
+Moving the chat to another tier goes through the service (which refuses when the
+chat's model is not allowed there). An Ephemeral chat offers "Keep",
 which moves it to Standard or Private. The context indicator shows the tokens
 the last turn sent against the model's context size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMenu,
     QPlainTextEdit,
     QProgressBar,
+    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.chat.events import TurnStarted
-from app.chat.service import provider_choices, sending_blocked_reason
+from app.chat.events import ChatChanged, ChatUpdated, TurnStarted
+from app.chat.service import effective_params, provider_choices, sending_blocked_reason
 from app.config import Config, LLMEntry
 from app.errors import ConfigError
 from app.session import Session
-from app.store.models import Chat, Tier
+from app.store.models import MAX_STOP_SEQUENCES, Chat, ChatParams, Tier
 from app.ui import tasks
 
-__all__ = ["ChatSettingsPanel", "sending_blocked_reason"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ChatSettingsPanel",
+    "format_stop_sequences",
+    "parse_stop_sequences",
+    "sending_blocked_reason",
+]
 
 SAVE_DELAY_MS = 800
 PROVIDER_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 TIER_NAMES = {Tier.STANDARD: "Standard", Tier.PRIVATE: "Private", Tier.EPHEMERAL: "Ephemeral"}
+# What a parameter's editor shows under "Default" when neither the config nor the chat
+# sets it (the server then uses its own value, which the app does not know).
+TYPICAL_VALUES: dict[str, float] = {
+    "temperature": 0.8,
+    "top_p": 1.0,
+    "max_tokens": 1024,
+    "context_size": 4096,
+}
+
+
+def parse_stop_sequences(text: str) -> tuple[str, ...]:
+    """Stop sequences typed as one line: separated by commas; ``\\n`` is a line break,
+    ``\\t`` a tab, ``\\,`` a comma and ``\\\\`` a backslash. Blank ones are dropped."""
+    escapes = {"n": "\n", "t": "\t", ",": ",", "\\": "\\"}
+    sequences: list[str] = []
+    current: list[str] = []
+    chars = iter(text)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            current.append(escapes.get(following, "\\" + following))
+        elif char == ",":
+            sequences.append("".join(current).strip(" "))
+            current = []
+        else:
+            current.append(char)
+    sequences.append("".join(current).strip(" "))
+    return tuple(seq for seq in sequences if seq)[:MAX_STOP_SEQUENCES]
+
+
+def format_stop_sequences(sequences: tuple[str, ...] | None) -> str:
+    """The line :func:`parse_stop_sequences` reads back as ``sequences``."""
+    escaped = (
+        seq.replace("\\", "\\\\").replace(",", "\\,").replace("\n", "\\n").replace("\t", "\\t")
+        for seq in sequences or ()
+    )
+    return ", ".join(escaped)
+
+
+@dataclass(frozen=True)
+class _ParamRow:
+    """One model parameter's editor and its "Default" box."""
+
+    name: str
+    editor: QDoubleSpinBox | QSpinBox | QLineEdit
+    default: QCheckBox
 
 
 class ChatSettingsPanel(QWidget):
@@ -55,6 +121,8 @@ class ChatSettingsPanel(QWidget):
         self.setObjectName("chatSettings")
         self.chat: Chat | None = None
         self._loading = False
+        self._stop_following: Callable[[], None] | None = None
+        self._followed: object | None = None
 
         self.providers = QComboBox(self)
         self.providers.setSizeAdjustPolicy(
@@ -97,6 +165,54 @@ class ChatSettingsPanel(QWidget):
         self.memory.setAccessibleName("Memory")
         self.memory.setPlaceholderText("Facts the model should always know in this chat")
 
+        self.params_box = QGroupBox("Model parameters", self)
+        self.params_box.setAccessibleName("Model parameters")
+        self.temperature = QDoubleSpinBox(self.params_box)
+        self.temperature.setRange(0.0, 2.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setDecimals(2)
+        self.top_p = QDoubleSpinBox(self.params_box)
+        self.top_p.setRange(0.01, 1.0)
+        self.top_p.setSingleStep(0.05)
+        self.top_p.setDecimals(2)
+        self.max_tokens = QSpinBox(self.params_box)
+        self.max_tokens.setRange(1, 1_000_000)
+        self.max_tokens.setSingleStep(64)
+        self.max_tokens.setGroupSeparatorShown(True)
+        self.context_length = QSpinBox(self.params_box)
+        self.context_length.setRange(128, 10_000_000)
+        self.context_length.setSingleStep(1024)
+        self.context_length.setGroupSeparatorShown(True)
+        self.stop_sequences = QLineEdit(self.params_box)
+        self.stop_sequences.setPlaceholderText("e.g. ###, \\n\\n")
+        self.stop_sequences.setToolTip(
+            "Text that ends the answer. Separate several with commas; write \\n for a line "
+            "break and \\, for a comma."
+        )
+        params_form = QFormLayout(self.params_box)
+        params_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self._param_rows: list[_ParamRow] = []
+        for name, label, editor, what in (
+            ("temperature", "Te&mperature", self.temperature, "temperature"),
+            ("top_p", "Top-&p", self.top_p, "top-p"),
+            ("max_tokens", "Ma&x tokens", self.max_tokens, "longest answer in tokens"),
+            ("context_size", "Context &length", self.context_length, "context length in tokens"),
+            ("stop", "&Stop sequences", self.stop_sequences, "stop sequences"),
+        ):
+            editor.setAccessibleName(label.replace("&", ""))
+            if isinstance(editor, QAbstractSpinBox):
+                editor.setKeyboardTracking(False)  # save the number typed, not each digit
+            default = QCheckBox("Default", self.params_box)
+            default.setAccessibleName(f"Use the provider's default {what}")
+            row = QHBoxLayout()
+            row.setContentsMargins(0, 0, 0, 0)
+            row.addWidget(editor, 1)
+            row.addWidget(default)
+            caption = QLabel(label, self.params_box)
+            caption.setBuddy(editor)
+            params_form.addRow(caption, row)
+            self._param_rows.append(_ParamRow(name, editor, default))
+
         self.context = QProgressBar(self)
         self.context.setAccessibleName("Context used")
         self.context.setTextVisible(True)
@@ -120,6 +236,7 @@ class ChatSettingsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.addLayout(form)
+        layout.addWidget(self.params_box)
         layout.addWidget(QLabel("System prompt", self))
         layout.addWidget(self.system_prompt, 2)
         layout.addWidget(QLabel("Memory", self))
@@ -132,6 +249,18 @@ class ChatSettingsPanel(QWidget):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save_texts)
+        self._params_timer = QTimer(self)
+        self._params_timer.setSingleShot(True)
+        self._params_timer.setInterval(SAVE_DELAY_MS)
+        self._params_timer.timeout.connect(self.save_params)
+        for param in self._param_rows:
+            param.default.toggled.connect(
+                lambda checked, row=param: self._default_toggled(row, checked)
+            )
+            if isinstance(param.editor, QLineEdit):
+                param.editor.editingFinished.connect(self._params_changed)
+            else:
+                param.editor.valueChanged.connect(self._params_changed)
         self.system_prompt.textChanged.connect(self._texts_changed)
         self.memory.textChanged.connect(self._texts_changed)
         self.providers.activated.connect(self._provider_chosen)
@@ -149,7 +278,9 @@ class ChatSettingsPanel(QWidget):
         """Show ``chat``'s settings (None: nothing open)."""
         if self.chat is not None and (chat is None or chat.id != self.chat.id):
             self.save_texts()
+            self.save_params()
             self.reset_context()
+        self._follow_config()
         self.chat = chat
         self._loading = True
         try:
@@ -159,10 +290,13 @@ class ChatSettingsPanel(QWidget):
                 self.providers,
                 self.model_name,
                 self.tier,
+                self.params_box,
                 self.system_prompt,
                 self.memory,
             ):
                 widget.setEnabled(enabled)
+            if not self._params_timer.isActive():  # never overwrite what is being edited
+                self._show_params(chat)
             if chat is None:
                 self.system_prompt.clear()
                 self.memory.clear()
@@ -184,6 +318,117 @@ class ChatSettingsPanel(QWidget):
             self.tier_note.setText(_tier_note(chat.tier))
         finally:
             self._loading = False
+
+    def _follow_config(self) -> None:
+        """Refresh on config changes of the session's current chat service (a provider
+        added in Settings must appear in the open chat's model list at once)."""
+        if not self._session.is_unlocked:
+            return
+        service = self._session.service
+        if self._followed is service:
+            return
+        self._stop_follow()
+        stop_config = service.follow_config(self._config_changed)
+        stop_changes = service.changes.subscribe(self._chat_changed)
+
+        def stop() -> None:
+            stop_config()
+            with contextlib.suppress(ValueError):  # already unsubscribed
+                stop_changes()
+
+        self._stop_following, self._followed = stop, service
+        self.destroyed.connect(stop)  # a panel that is gone must not be called
+
+    def _stop_follow(self) -> None:
+        if self._stop_following is not None:
+            self._stop_following()
+        self._stop_following = self._followed = None
+
+    def _config_changed(self) -> None:
+        self.set_chat(self.chat)
+
+    def _chat_changed(self, change: ChatChanged) -> None:
+        """Settings of the open chat changed elsewhere (another device, the command line):
+        the parameters are re-read (the chat view reloads the rest)."""
+        chat = self.chat
+        if chat is None or change.chat_id != chat.id or not isinstance(change, ChatUpdated):
+            return
+
+        def read(fresh: Chat) -> None:
+            if self.chat is not None and self.chat.id == fresh.id and fresh.params != chat.params:
+                self.set_chat(fresh)
+
+        def failed(error: BaseException) -> None:  # e.g. deleted meanwhile: the view says so
+            log.info("chat settings not re-read: %s", type(error).__name__)
+
+        tasks.start_for(self, self._session.service.chat(chat.id), on_done=read, on_error=failed)
+
+    def _entry(self, chat: Chat) -> LLMEntry | None:
+        if not self._config.llms:
+            return None
+        try:
+            return self._config.llm(chat.provider)
+        except ConfigError:
+            return None
+
+    def _show_params(self, chat: Chat | None) -> None:
+        """Show the chat's own parameters; "Default" ones show the provider's value."""
+        own = chat.params if chat is not None else ChatParams()
+        entry = self._entry(chat) if chat is not None else None
+        defaults = effective_params(entry, ChatParams()) if entry is not None else ChatParams()
+        for param in self._param_rows:
+            value = getattr(own, param.name)
+            default = getattr(defaults, param.name)
+            shown = value if value is not None else default
+            param.default.setChecked(value is None)
+            param.editor.setEnabled(value is not None)
+            if isinstance(param.editor, QLineEdit):
+                param.editor.setText(format_stop_sequences(shown))
+                described = format_stop_sequences(default) or "none"
+            else:
+                typical = TYPICAL_VALUES[param.name]
+                number = shown if shown is not None else typical
+                if isinstance(param.editor, QSpinBox):
+                    param.editor.setValue(int(number))
+                else:
+                    param.editor.setValue(float(number))
+                described = "the server's own" if default is None else f"{default:,}"
+            param.default.setToolTip(f"Use the provider's default ({described})")
+
+    def _default_toggled(self, param: _ParamRow, checked: bool) -> None:
+        param.editor.setEnabled(not checked)
+        if not checked and not self._loading:
+            param.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+        self._params_changed()
+
+    def _params_changed(self) -> None:
+        if not self._loading and self.chat is not None:
+            self.activity.emit()
+            self._params_timer.start()
+
+    def shown_params(self) -> ChatParams:
+        """The parameters the panel's controls show (None where "Default" is ticked)."""
+        values: dict[str, Any] = {}
+        for param in self._param_rows:
+            if param.default.isChecked():
+                values[param.name] = None
+            elif isinstance(param.editor, QLineEdit):
+                values[param.name] = parse_stop_sequences(param.editor.text())
+            elif isinstance(param.editor, QSpinBox):
+                values[param.name] = param.editor.value()
+            else:
+                values[param.name] = round(param.editor.value(), 2)
+        return ChatParams(**values)
+
+    def save_params(self) -> None:
+        """Save the model parameters if they were edited."""
+        self._params_timer.stop()
+        chat = self.chat
+        if chat is None:
+            return
+        params = self.shown_params()
+        if params != chat.params:
+            self._update(chat.id, params=params)
 
     def _entry_model(self, chat: Chat) -> str:
         try:
@@ -245,6 +490,7 @@ class ChatSettingsPanel(QWidget):
     def clear(self) -> None:
         """Drop everything shown (on lock), without saving."""
         self._save_timer.stop()
+        self._params_timer.stop()
         self.chat = None
         self._loading = True
         try:
@@ -253,6 +499,7 @@ class ChatSettingsPanel(QWidget):
         finally:
             self._loading = False
         self.set_chat(None)
+        self._stop_follow()
         self.reset_context()
 
     # context indicator -------------------------------------------------------------------
@@ -268,7 +515,8 @@ class ChatSettingsPanel(QWidget):
         if self.chat is None or event.chat_id != self.chat.id:
             return
         try:
-            size = self._config.llm(self.chat.provider).context_size
+            configured = self._config.llm(self.chat.provider).context_size
+            size = self.chat.params.context_size or configured
         except ConfigError:
             return
         used = min(event.context_tokens, size)
