@@ -9,9 +9,10 @@ import pytest
 
 from app.chat.events import TurnDelta, TurnEvent, TurnFinished, TurnStarted
 from app.chat.service import ChatService
+from app.chat.stats import message_stats_line
 from app.config import LoadedConfig, parse_config
 from app.store.library import Library, memory_connection
-from app.store.models import DEFAULT_TITLE, MessageStatus, Tier, TitleSource
+from app.store.models import DEFAULT_TITLE, ChatParams, MessageStatus, Tier, TitleSource
 from tests.peers.llama_server import MODEL_ALIAS, LlamaServer
 
 pytestmark = pytest.mark.llama_server
@@ -70,7 +71,8 @@ async def test_stop_mid_answer_keeps_partial(service: ChatService) -> None:
     await turn.aclose()
     last = service.library.store(Tier.STANDARD).full_thread(chat.id)[-1]
     assert last.status is MessageStatus.STOPPED
-    assert last.content and last.completion_tokens is None
+    # No usage arrives for a stopped answer: the chunks are counted for its stats line.
+    assert last.content and last.completion_tokens == 20
 
 
 async def test_regenerate_and_edit_make_versions(service: ChatService) -> None:
@@ -100,3 +102,36 @@ async def test_context_trimmed_on_a_512_token_model(service: ChatService) -> Non
     assert started.dropped > 40
     # The server accepted what was sent: the trimmed context fits its window.
     assert isinstance(finished, TurnFinished) and finished.error is None
+
+
+async def test_the_chats_max_tokens_bounds_a_runaway_answer(service: ChatService) -> None:
+    chat = await service.create_chat()
+    await service.update(chat.id, params=ChatParams(max_tokens=5, temperature=0.0))
+    events = await collect(service.send(chat.id, "Count from one to one hundred in words."))
+    finished = events[-1]
+    assert isinstance(finished, TurnFinished) and finished.error is None
+    # The server stopped at the limit and says so in its usage.
+    assert finished.message.completion_tokens == 5
+    assert finished.message.status is MessageStatus.COMPLETE
+    line = message_stats_line(finished.message)
+    assert line is not None and line.startswith("5 tokens in ")
+
+
+async def test_the_chats_stop_sequence_ends_the_answer(service: ChatService) -> None:
+    chat = await service.create_chat()
+    params = ChatParams(max_tokens=40, temperature=0.0)
+    await service.update(chat.id, params=params)
+    first = await collect(service.send(chat.id, "Write a long story about a cat."))
+    free = first[-1]
+    assert isinstance(free, TurnFinished) and free.message.content.strip()
+    # A stop sequence taken from that answer (deterministic at temperature 0) ends the
+    # same answer before it.
+    words = free.message.content.split()
+    assert len(words) >= 3, free.message.content
+    stop = words[2]
+    await service.update(chat.id, params=ChatParams(max_tokens=40, temperature=0.0, stop=(stop,)))
+    second = await collect(service.regenerate(chat.id))
+    stopped = second[-1]
+    assert isinstance(stopped, TurnFinished) and stopped.error is None
+    assert stop not in stopped.message.content
+    assert len(stopped.message.content) < len(free.message.content)
