@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,45 +23,31 @@ from app.session import Session
 from app.tiers import Tier
 from app.vault import FLOOR_PARAMS
 from sync_server.app import create_app
-from sync_server.settings import Settings
+from tests.integration.sync_client.peers import oidc_settings, provider
 from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
-from tests.integration.sync_server.support import make_settings, skip_or_fail
-from tests.peers.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider, unavailable_reason
+from tests.peers.oidc_provider import OidcProvider
 
 HUSHCHAT = Path(sys.executable).with_name("hushchat")
 PASSPHRASE = "correct horse battery staple for sync"
-SCOPES = "openid email offline_access sync"
 #: Argon2 at its floor for vaults the commands create (fast tests).
 KDF = ("--kdf-memory-mib", "64", "--kdf-iterations", "3", "--kdf-parallelism", "4")
 _AUTH_URL = re.compile(r"(http://127\.0\.0\.1:\d+/auth\?\S+)")
 
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    """The oidc-provider peer (one per test module)."""
-    reason = unavailable_reason()
-    if reason:
-        skip_or_fail(f"oidc-provider peer unavailable: {reason}")
-    with OidcProvider(tmp_path_factory.mktemp("oidc")) as peer:
-        yield peer
-
-
-def server_settings(provider: OidcProvider, directory: Path, **overrides: Any) -> Settings:
-    """Settings of a sync server that trusts ``provider``."""
-    return make_settings(
-        directory,
-        oidc_issuer=provider.issuer,
-        oidc_audience=AUDIENCE,
-        oidc_client_id=CLIENT_ID,
-        oidc_scopes=SCOPES,
-        **overrides,
-    )
+__all__ = [
+    "HUSHCHAT",
+    "KDF",
+    "PASSPHRASE",
+    "Device",
+    "make_device",
+    "provider",
+    "server",
+]
 
 
 @pytest.fixture
 def server(provider: OidcProvider, tmp_path: Path) -> Iterator[LiveServer]:
     """A sync server on loopback with its own SQLite database."""
-    with LiveServer(create_app(server_settings(provider, tmp_path / "server"))) as live:
+    with LiveServer(create_app(oidc_settings(provider, tmp_path / "server"))) as live:
         yield live
 
 

@@ -18,10 +18,9 @@ import pytest
 
 from app.tiers import Tier
 from sync_server.app import create_app
-from sync_server.db import Database
-from sync_server.escrow_worker import load_escrow_keys, process_once
 from sync_server.settings import Settings
-from tests.e2e.sync_support import Device, make_device, provider, server_settings
+from tests.e2e.sync_support import Device, make_device, provider
+from tests.integration.sync_client.peers import escrow_step, oidc_settings, serving
 from tests.integration.sync_client.support import LiveServer
 from tests.peers.oidc_provider import OidcProvider
 
@@ -34,15 +33,7 @@ NEW_PASSPHRASE = "an entirely new passphrase after losing everything"
 
 @pytest.fixture
 def settings(provider: OidcProvider, tmp_path: Path) -> Settings:
-    return server_settings(provider, tmp_path / "server", recovery_delay_seconds=3600)
-
-
-async def _escrow_step(settings: Settings) -> list[str]:
-    db = Database(settings)
-    try:
-        return (await process_once(db, load_escrow_keys(settings))).sealed
-    finally:
-        await db.close()
+    return oidc_settings(provider, tmp_path / "server", recovery_delay_seconds=3600)
 
 
 async def test_recover_standard_chats_from_the_escrow_with_the_cli(
@@ -51,8 +42,7 @@ async def test_recover_standard_chats_from_the_escrow_with_the_cli(
     a = await make_device(tmp_path / "a", {"plans A": Tier.STANDARD, "diary A": Tier.PRIVATE})
     c = Device.new(tmp_path / "c")
 
-    serving = settings.model_copy(update={"escrow_private_key": None, "escrow_kek": None})
-    with LiveServer(create_app(serving)) as server:
+    with LiveServer(create_app(serving(settings))) as server:
         login = a.login(server, "laptop A")
         assert login.returncode == 0, login.stderr
         escrow = a.run("sync", "escrow", "status", "--passphrase-stdin")
@@ -81,7 +71,7 @@ async def test_recover_standard_chats_from_the_escrow_with_the_cli(
         assert f"hushchat sync recovery cancel {recovery_id}" in status.stdout
         approved = a.run("sync", "recovery", "approve", recovery_id, "--passphrase-stdin")
         assert approved.returncode == 0, approved.stderr
-        assert await _escrow_step(settings) == [recovery_id]
+        assert await escrow_step(settings) == [recovery_id]
 
         resumed = c.signed_in(
             "vault", "recover", "--server", server.url, "--resume", "--no-browser",

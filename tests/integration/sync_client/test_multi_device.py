@@ -26,19 +26,16 @@ from app.session import Session
 from app.sync.crypto import RecordHeader, RecordTamperedError, open_record
 from app.sync.engine import SyncStatus
 from app.sync.errors import SyncAuthError
-from app.sync.login import sign_in_with_browser
 from app.tiers import Tier
 from app.vault import FLOOR_PARAMS
-from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
+from tests.integration.sync_client.peers import provider, server, server_dir, sign_in_alice
+from tests.integration.sync_client.support import LiveServer
 from tests.integration.sync_client.test_two_devices import (
     PASSPHRASE,
     _eventually,
     _sign_in,
     _titles,
     devices,
-    provider,
-    server,
-    server_dir,
 )
 
 __all__ = ["devices", "provider", "server", "server_dir"]  # fixtures, re-used
@@ -208,14 +205,7 @@ async def test_a_revoked_device_is_signed_out_and_its_key_cannot_come_back(
 
     # Signing in again with the same device key: the server refuses that key for good.
     with pytest.raises(SyncAuthError, match="revoked"):
-        again = await sign_in_with_browser(
-            server.url,
-            device_key=b_account.device_key,
-            device_name="B again",
-            open_browser=ScriptedBrowser().open,
-            wait_seconds=30,
-            login_hint="alice",
-        )
+        again = await sign_in_alice(server, "B again", b_account.device_key)
         await b.sync.sign_in(again)
         await b.sync.sync_now()
     devices_seen = {d.id: d for d in await a.sync.client().devices()}

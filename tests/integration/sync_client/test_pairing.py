@@ -11,7 +11,7 @@ on both sides and D holds nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from app.sync.pairing import (
 from app.sync.pairing_words import WORDS
 from app.tiers import Tier
 from app.vault import FLOOR_PARAMS
-from sync_server.app import create_app
+from tests.integration.sync_client.peers import close_sessions, provider, server, server_dir
 from tests.integration.sync_client.support import LiveServer
 from tests.integration.sync_client.test_two_devices import (
     PASSPHRASE,
@@ -39,41 +39,10 @@ from tests.integration.sync_client.test_two_devices import (
     _sign_in,
     _titles,
 )
-from tests.integration.sync_server.support import make_settings, skip_or_fail
-from tests.peers.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider, unavailable_reason
+
+__all__ = ["provider", "server", "server_dir"]  # the fixtures
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
-
-SCOPES = "openid email offline_access sync"
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    reason = unavailable_reason()
-    if reason:
-        skip_or_fail(f"oidc-provider peer unavailable: {reason}")
-    with OidcProvider(tmp_path_factory.mktemp("oidc")) as peer:
-        yield peer
-
-
-@pytest.fixture
-def server_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "server"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def server(provider: OidcProvider, server_dir: Path) -> Iterator[LiveServer]:
-    settings = make_settings(
-        server_dir,
-        oidc_issuer=provider.issuer,
-        oidc_audience=AUDIENCE,
-        oidc_client_id=CLIENT_ID,
-        oidc_scopes=SCOPES,
-    )
-    with LiveServer(create_app(settings)) as live:
-        yield live
 
 
 @pytest.fixture
@@ -91,10 +60,7 @@ async def devices(tmp_path: Path, server: LiveServer) -> AsyncIterator[tuple[Ses
         await _sign_in(d, server, "D")
         yield a, d
     finally:
-        for session in (a, d):
-            if session.is_unlocked:
-                await session.sync.close()
-            await asyncio.get_running_loop().run_in_executor(None, session.close)
+        await close_sessions((a, d))
 
 
 async def _held_keys(session: Session) -> list[bytes]:

@@ -12,7 +12,7 @@ cancelling it from A makes C's completion fail; approving it from A ends the del
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +21,26 @@ from app.config import LoadedConfig, parse_config
 from app.session import Session
 from app.sync.client import RecoveryWaitError, SyncClient, SyncRefusedError
 from app.sync.dpop import DeviceKey
-from app.sync.login import sign_in_with_browser
 from app.sync.recovery import PendingRecovery, complete_recovery, start_recovery
 from app.tiers import Tier
 from app.vault import FLOOR_PARAMS
 from sync_server.app import create_app
-from sync_server.db import Database
-from sync_server.escrow_worker import load_escrow_keys, process_once
-from sync_server.settings import Settings
-from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
-from tests.integration.sync_server.support import make_settings, skip_or_fail
-from tests.peers.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider, unavailable_reason
+from tests.integration.sync_client.peers import (
+    close_sessions,
+    escrow_step,
+    oidc_settings,
+    provider,
+    serving,
+    sign_in_alice,
+)
+from tests.integration.sync_client.support import LiveServer
+from tests.peers.oidc_provider import OidcProvider
 from tests.unit.vault.fake_store import FakeStore
+
+__all__ = ["provider"]  # the fixture
 
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
 
-SCOPES = "openid email offline_access sync"
 PASSPHRASE = "correct horse battery staple orbit"
 NEW_PASSPHRASE = "a completely new passphrase for the recovered vault"
 SENTINEL_STANDARD = "sentinel-standard-5d1e77"
@@ -45,45 +49,6 @@ CONFIG = """
 llms:
   - {provider_name: local, type: openai, base_url: 'http://127.0.0.1:9/v1', model_name: m}
 """
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    reason = unavailable_reason()
-    if reason:
-        skip_or_fail(f"oidc-provider peer unavailable: {reason}")
-    with OidcProvider(tmp_path_factory.mktemp("oidc")) as peer:
-        yield peer
-
-
-def _settings(provider: OidcProvider, tmp_path: Path, delay: int) -> Settings:
-    path = tmp_path / "server"
-    path.mkdir()
-    return make_settings(
-        path,
-        oidc_issuer=provider.issuer,
-        oidc_audience=AUDIENCE,
-        oidc_client_id=CLIENT_ID,
-        oidc_scopes=SCOPES,
-        recovery_delay_seconds=delay,
-    )
-
-
-def _serving(settings: Settings) -> Settings:
-    """What ``serve`` gets: the escrow public key only (the private key stays with the
-    escrow command)."""
-    assert settings.escrow_public_key is not None
-    return settings.model_copy(update={"escrow_private_key": None, "escrow_kek": None})
-
-
-async def _escrow_step(settings: Settings) -> list[str]:
-    """One pass of the operator's escrow command (``escrow process --once``): the ids of
-    the recoveries it sealed an answer for."""
-    db = Database(settings)
-    try:
-        return (await process_once(db, load_escrow_keys(settings))).sealed
-    finally:
-        await db.close()
 
 
 def _session(path: Path) -> Session:
@@ -99,21 +64,7 @@ def _session(path: Path) -> Session:
 async def sessions(tmp_path: Path) -> AsyncIterator[list[Session]]:
     made: list[Session] = []
     yield made
-    for session in made:
-        if session.is_unlocked:
-            await session.sync.close()
-        await asyncio.get_running_loop().run_in_executor(None, session.close)
-
-
-async def _sign_in(server: LiveServer, name: str, key: DeviceKey | None = None) -> object:
-    return await sign_in_with_browser(
-        server.url,
-        device_name=name,
-        open_browser=ScriptedBrowser().open,
-        wait_seconds=30,
-        login_hint="alice",
-        device_key=key,
-    )
+    await close_sessions(made)
 
 
 async def _device_a(server: LiveServer, tmp_path: Path, sessions: list[Session]) -> Session:
@@ -125,8 +76,8 @@ async def _device_a(server: LiveServer, tmp_path: Path, sessions: list[Session])
     await a.service.rename(standard.id, f"Standard {SENTINEL_STANDARD}")
     private = await a.service.create_chat(Tier.PRIVATE)
     await a.service.rename(private.id, f"Private {SENTINEL_PRIVATE}")
-    account = await _sign_in(server, "A")
-    await a.sync.sign_in(account)  # type: ignore[arg-type]
+    account = await sign_in_alice(server, "A")
+    await a.sync.sign_in(account)
     await a.sync.set_up(passphrase=PASSPHRASE, recovery_secret=None, kdf=FLOOR_PARAMS)
     await a.sync.sync_now()  # the escrow goes with the first round after set-up
     engine = await a.sync.engine()
@@ -145,14 +96,14 @@ async def _pending_on(a: Session) -> list[str]:
 async def test_a_lost_vault_gets_its_standard_chats_back_and_never_the_private_ones(
     provider: OidcProvider, tmp_path: Path, sessions: list[Session]
 ) -> None:
-    settings = _settings(provider, tmp_path, delay=2)
-    with LiveServer(create_app(_serving(settings))) as server:
+    settings = oidc_settings(provider, tmp_path / "server", recovery_delay_seconds=2)
+    with LiveServer(create_app(serving(settings))) as server:
         a = await _device_a(server, tmp_path, sessions)
 
         c_dir = tmp_path / "c"
         key = DeviceKey.generate()
-        account = await _sign_in(server, "C", key)
-        async with SyncClient(account) as client:  # type: ignore[arg-type]
+        account = await sign_in_alice(server, "C", key)
+        async with SyncClient(account) as client:
             pending = await start_recovery(client, c_dir, device_key_pem=key.to_pem())
             stored = PendingRecovery.path(c_dir)
             assert stored.stat().st_mode & 0o777 == 0o600
@@ -167,14 +118,14 @@ async def test_a_lost_vault_gets_its_standard_chats_back_and_never_the_private_o
             with pytest.raises(RecoveryWaitError) as waiting:
                 await complete_recovery(client, pending, c_dir, wait=False)
             assert waiting.value.slug == "recovery-waiting"
-            assert await _escrow_step(settings) == [pending.recovery_id]
+            assert await escrow_step(settings) == [pending.recovery_id]
             recovered = await complete_recovery(client, pending, c_dir)
         assert recovered.tier is Tier.STANDARD
 
         c = _session(c_dir)
         sessions.append(c)
         await c.create_vault(NEW_PASSPHRASE)
-        await c.sync.sign_in(account)  # type: ignore[arg-type]
+        await c.sync.sign_in(account)
         engine = await c.sync.engine()
         report = await engine.join_with_standard_key(recovered)
         PendingRecovery.delete(c_dir)
@@ -194,19 +145,19 @@ async def test_a_lost_vault_gets_its_standard_chats_back_and_never_the_private_o
 async def test_another_device_cancels_or_approves_a_recovery(
     provider: OidcProvider, tmp_path: Path, sessions: list[Session]
 ) -> None:
-    settings = _settings(provider, tmp_path, delay=3600)
-    with LiveServer(create_app(_serving(settings))) as server:
+    settings = oidc_settings(provider, tmp_path / "server", recovery_delay_seconds=3600)
+    with LiveServer(create_app(serving(settings))) as server:
         a = await _device_a(server, tmp_path, sessions)
 
         # Cancelled from A: C's completion fails for good.
         key = DeviceKey.generate()
-        account = await _sign_in(server, "C", key)
-        async with SyncClient(account) as client:  # type: ignore[arg-type]
+        account = await sign_in_alice(server, "C", key)
+        async with SyncClient(account) as client:
             first = await start_recovery(client, tmp_path / "c1", device_key_pem=key.to_pem())
             assert await _pending_on(a) == [first.recovery_id]
             cancelled = await a.sync.client().cancel_recovery(first.recovery_id)
             assert cancelled.status == "cancelled"
-            assert await _escrow_step(settings) == []
+            assert await escrow_step(settings) == []
             with pytest.raises(SyncRefusedError) as refused:
                 await complete_recovery(client, first, tmp_path / "c1", wait=False)
             assert refused.value.slug == "not-pending"
@@ -215,8 +166,8 @@ async def test_another_device_cancels_or_approves_a_recovery(
 
         # Approved from A: no delay left; the escrow step answers, C completes at once.
         key = DeviceKey.generate()
-        account = await _sign_in(server, "D", key)
-        async with SyncClient(account) as client:  # type: ignore[arg-type]
+        account = await sign_in_alice(server, "D", key)
+        async with SyncClient(account) as client:
             second = await start_recovery(client, tmp_path / "c2", device_key_pem=key.to_pem())
             with pytest.raises(RecoveryWaitError) as early:
                 await complete_recovery(client, second, tmp_path / "c2", wait=False)
@@ -226,7 +177,7 @@ async def test_another_device_cancels_or_approves_a_recovery(
             assert same.value.status == 403
             approved = await a.sync.client().approve_recovery(second.recovery_id)
             assert approved.id == second.recovery_id
-            assert await _escrow_step(settings) == [second.recovery_id]
+            assert await escrow_step(settings) == [second.recovery_id]
             recovered = await complete_recovery(client, second, tmp_path / "c2", wait=False)
         engine = await a.sync.engine()
         standard_id = (await engine.escrow_state())[2]

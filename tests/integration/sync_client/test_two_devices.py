@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +20,23 @@ import pytest
 from app.config import LoadedConfig, parse_config
 from app.session import Session
 from app.sync.engine import SyncStatus
-from app.sync.login import sign_in_with_browser
 from app.tiers import Tier
 from app.vault import FLOOR_PARAMS
-from sync_server.app import create_app
-from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
-from tests.integration.sync_server.support import make_settings, skip_or_fail
-from tests.peers.oidc_provider import AUDIENCE, CLIENT_ID, OidcProvider, unavailable_reason
+from tests.integration.sync_client.peers import (
+    close_sessions,
+    provider,
+    server,
+    server_dir,
+    sign_in_alice,
+)
+from tests.integration.sync_client.support import LiveServer
 from tests.peers.scripted_provider import ScriptedModel, answer
 from tests.unit.vault.fake_store import FakeStore
 
+__all__ = ["provider", "server", "server_dir"]  # the fixtures
+
 pytestmark = [pytest.mark.oidc, pytest.mark.slow]
 
-SCOPES = "openid email offline_access sync"
 PASSPHRASE = "correct horse battery staple orbit"
 SENTINEL_STANDARD = "sentinel-standard-7f3a9c"
 SENTINEL_PRIVATE = "sentinel-private-2b8e41"
@@ -41,35 +45,6 @@ CONFIG = """
 llms:
   - {provider_name: local, type: openai, base_url: 'http://127.0.0.1:9/v1', model_name: m}
 """
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    reason = unavailable_reason()
-    if reason:
-        skip_or_fail(f"oidc-provider peer unavailable: {reason}")
-    with OidcProvider(tmp_path_factory.mktemp("oidc")) as peer:
-        yield peer
-
-
-@pytest.fixture
-def server_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "server"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def server(provider: OidcProvider, server_dir: Path) -> Iterator[LiveServer]:
-    settings = make_settings(
-        server_dir,
-        oidc_issuer=provider.issuer,
-        oidc_audience=AUDIENCE,
-        oidc_client_id=CLIENT_ID,
-        oidc_scopes=SCOPES,
-    )
-    with LiveServer(create_app(settings)) as live:
-        yield live
 
 
 async def _device(tmp_path: Path, name: str) -> Session:
@@ -92,21 +67,11 @@ async def devices(tmp_path: Path) -> AsyncIterator[tuple[Session, Session]]:
     try:
         yield a, b
     finally:
-        for session in (a, b):
-            if session.is_unlocked:
-                await session.sync.close()
-            await asyncio.get_running_loop().run_in_executor(None, session.close)
+        await close_sessions((a, b))
 
 
 async def _sign_in(session: Session, server: LiveServer, name: str) -> None:
-    account = await sign_in_with_browser(
-        server.url,
-        device_name=name,
-        open_browser=ScriptedBrowser().open,
-        wait_seconds=30,
-        login_hint="alice",
-    )
-    await session.sync.sign_in(account)
+    await session.sync.sign_in(await sign_in_alice(server, name))
 
 
 async def _titles(session: Session) -> dict[str, str]:
