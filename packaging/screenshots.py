@@ -1,21 +1,27 @@
 """Screenshots of the real app's main states, for the user guide and CI artifacts.
 
-Run under a virtual X server::
+Run under a virtual X server (or with ``QT_QPA_PLATFORM=offscreen``)::
 
-    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python packaging/screenshots.py
+    xvfb-run -a -s "-screen 0 2700x1000x24" .venv/bin/python packaging/screenshots.py
 
 It drives the real window (first run, unlock, main, chat, settings) in a throwaway
-profile, once per theme (light and dark), and writes PNGs to ``artifacts/screenshots/``
-(``--out`` to change). Answers come from a scripted provider (``--live`` is not offered:
-a real model's text would differ on every run), streamed through the real chat service.
-Every PNG is checked to be non-blank (enough distinct colours); the exit status is
-non-zero when one is not, or when a state could not be reached.
+profile, once per theme (light and dark), then shows the chat at each width of
+``WIDTHS`` (``layout-<width>-<theme>.png``), and writes PNGs to ``artifacts/screenshots/``
+(``--out`` to change; ``--update-docs`` also copies the ones docs/user-guide.md shows to
+``docs/images/``). Answers come from a scripted provider (``--live`` is not offered: a
+real model's text would differ on every run), streamed through the real chat service.
+Every PNG is checked to be non-blank (enough distinct colours), and at each width no
+label or button may be cut off (``app.ui.layout.clipped_widgets``) and the chat column
+must keep its minimum; the exit status is non-zero when a check fails, or when a state
+could not be reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +37,9 @@ if str(ROOT) not in sys.path:
 MIN_COLOURS = 24
 PASSPHRASE = "velvet harbour seventy lantern"  # noqa: S105 (a throwaway profile)
 WINDOW_SIZE = (1280, 860)
+#: The widths the layout is shown (and checked) at, px.
+WIDTHS = (480, 700, 1024, 1440, 2560)
+DOCS = ROOT / "docs"
 
 QUESTION = "How do I read a large CSV file in Python without loading it all into memory?"
 ANSWER = """Read it **row by row** with the standard library's `csv` module — the file object \
@@ -163,7 +172,38 @@ def write_config(path: Path, theme: str) -> None:
     )
 
 
-async def capture_theme(theme: str, out_dir: Path, written: list[Path]) -> None:
+async def capture_widths(
+    window: Any, theme: str, out_dir: Path, written: list[Path], problems: list[str]
+) -> None:
+    """The open chat at each of ``WIDTHS``; what is cut off goes to ``problems``."""
+    from app.ui.layout import CHAT_MIN_WIDTH, clipped_widgets
+
+    height = window.height()
+    for width in WIDTHS:
+        window.resize(width, height)
+
+        def resized(width: int = width) -> bool:
+            return bool(window.width() == width)
+
+        await wait_until(resized, what=f"{width} px wide")
+        await settle()
+        save(window, out_dir, f"layout-{width}-{theme}", written)
+        where = f"layout-{width}-{theme}"
+        problems.extend(f"{where}: {problem}" for problem in clipped_widgets(window))
+        chat = window.chat_area.chat_view.width()
+        if chat < CHAT_MIN_WIDTH:
+            problems.append(f"{where}: the chat column is {chat} px (< {CHAT_MIN_WIDTH})")
+        for action in (window.toggle_sidebar_action, window.toggle_chat_settings_action):
+            button = window.layout_bar.widgetForAction(action)
+            if not button.isVisible():
+                problems.append(f"{where}: the {action.text()!r} toggle is not visible")
+    window.resize(*WINDOW_SIZE)
+    await settle()
+
+
+async def capture_theme(
+    theme: str, out_dir: Path, written: list[Path], problems: list[str]
+) -> None:
     """Drive a fresh profile through every state in ``theme`` and save the grabs."""
     from PySide6.QtCore import QSettings
 
@@ -189,7 +229,7 @@ async def capture_theme(theme: str, out_dir: Path, written: list[Path]) -> None:
         window.resize(*WINDOW_SIZE)
         window.show()
         try:
-            await run_states(window, session, theme, out_dir, written)
+            await run_states(window, session, theme, out_dir, written, problems)
         finally:
             tasks.cancel_all()
             await settle(0.1)
@@ -198,7 +238,7 @@ async def capture_theme(theme: str, out_dir: Path, written: list[Path]) -> None:
 
 
 async def run_states(
-    window: Any, session: Any, theme: str, out_dir: Path, written: list[Path]
+    window: Any, session: Any, theme: str, out_dir: Path, written: list[Path], problems: list[str]
 ) -> None:
     from app.store.models import Tier
     from app.ui import tasks
@@ -248,6 +288,7 @@ async def run_states(
     await service.wait_for_titles(5)
     await settle(0.8)
     save(window, out_dir, f"chatting-{theme}", written)
+    await capture_widths(window, theme, out_dir, written, problems)
 
     dialog = window.open_settings()
     assert dialog is not None
@@ -279,10 +320,31 @@ def check_pngs(paths: list[Path]) -> list[str]:
     return problems
 
 
+def update_docs(out_dir: Path) -> list[Path]:
+    """Copy the screenshots docs/user-guide.md shows (``images/<name>.png``) to
+    ``docs/images/``; returns the copies."""
+    guide = (DOCS / "user-guide.md").read_text(encoding="utf-8")
+    copied = []
+    for name in sorted(set(re.findall(r"\(images/([\w.-]+\.png)\)", guide))):
+        source = out_dir / name
+        if source.is_file():
+            target = DOCS / "images" / name
+            shutil.copyfile(source, target)
+            copied.append(target)
+        else:
+            print(f"not taken, left as it was: docs/images/{name}", file=sys.stderr)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "screenshots")
     parser.add_argument("--themes", nargs="+", default=["light", "dark"])
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="copy the screenshots docs/user-guide.md shows to docs/images/",
+    )
     args = parser.parse_args(argv)
     out_dir: Path = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -295,18 +357,24 @@ def main(argv: list[str] | None = None) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     written: list[Path] = []
+    clipped: list[str] = []
 
     async def everything() -> None:
         for theme in args.themes:
-            await capture_theme(theme, out_dir, written)
+            await capture_theme(theme, out_dir, written, clipped)
 
     with loop:
         loop.run_until_complete(everything())
     problems = check_pngs(written)
     for problem in problems:
         print(f"BLANK {problem}", file=sys.stderr)
-    print(f"{len(written)} screenshots, {len(problems)} blank")
-    return 1 if problems or not written else 0
+    for problem in clipped:
+        print(f"CLIPPED {problem}", file=sys.stderr)
+    print(f"{len(written)} screenshots, {len(problems)} blank, {len(clipped)} clipped")
+    if args.update_docs and not problems and not clipped:
+        for path in update_docs(out_dir):
+            print(f"updated {path.relative_to(ROOT)}")
+    return 1 if problems or clipped or not written else 0
 
 
 if __name__ == "__main__":

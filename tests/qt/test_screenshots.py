@@ -1,4 +1,5 @@
-"""The screenshot script drives the real app under Xvfb and writes non-blank PNGs.
+"""The screenshot script drives the real app under Xvfb and writes non-blank PNGs,
+the chat at each layout width among them, with nothing cut off (the script checks).
 
 Runs ``packaging/screenshots.py`` under ``xvfb-run``; the PNGs land in
 ``artifacts/screenshots/`` (or ``$HUSHCHAT_SCREENSHOTS_DIR``) for CI to keep. Without
@@ -17,7 +18,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STATES = ("first-run", "recovery-code", "main-empty", "chatting", "settings", "unlock")
+STATES = (
+    "first-run",
+    "recovery-code",
+    "main-empty",
+    "chatting",
+    "settings",
+    "unlock",
+    *(f"layout-{width}" for width in (480, 700, 1024, 1440, 2560)),
+)
 
 
 @pytest.mark.slow
@@ -38,7 +47,7 @@ def test_screenshots_of_the_main_states() -> None:
             xvfb_run,
             "-a",
             "-s",
-            "-screen 0 1400x900x24",
+            "-screen 0 2700x1000x24",  # room for the 2560 px layout
             sys.executable,
             str(ROOT / "packaging" / "screenshots.py"),
             "--out",
@@ -51,6 +60,7 @@ def test_screenshots_of_the_main_states() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "0 blank, 0 clipped" in result.stdout
     for theme in ("light", "dark"):
         for state in STATES:
             path = out / f"{state}-{theme}.png"
