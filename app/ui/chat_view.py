@@ -58,7 +58,10 @@ from PySide6.QtGui import (
     QPalette,
     QPixmap,
     QResizeEvent,
+    QTextBlockFormat,
+    QTextCursor,
     QTextDocument,
+    QTextOption,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -447,6 +450,9 @@ class MessageDelegate(QStyledItemDelegate):
         self._pixmap_bytes = 0
         self.is_dark = False
         self.last_regenerable: str | None = None
+        #: Long code lines wrap inside the message (the painted view cannot scroll one
+        #: block sideways); off, they are cut at the message's edge.
+        self.wrap_code = True
 
     # caches ------------------------------------------------------------------------------
 
@@ -572,6 +578,8 @@ class MessageDelegate(QStyledItemDelegate):
         document.setDefaultFont(self._view.font())
         document.setDefaultStyleSheet("p { margin-top: 0px; margin-bottom: 6px; }")
         document.setHtml(html)
+        if self.wrap_code and "<pre" in html:
+            _wrap_preformatted(document)
         document.setTextWidth(self._width)
         entry = (document, code_blocks)
         self._docs[key] = entry
@@ -828,6 +836,23 @@ class MessageDelegate(QStyledItemDelegate):
         return None
 
 
+def _wrap_preformatted(document: QTextDocument) -> None:
+    """Let the lines of code blocks (``<pre>``) wrap at the document's width, anywhere if
+    a word is longer than a line; their spaces and line breaks are kept."""
+    option = document.defaultTextOption()
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    document.setDefaultTextOption(option)
+    block = document.begin()
+    cursor = QTextCursor(document)
+    while block.isValid():
+        if block.blockFormat().nonBreakableLines():
+            cursor.setPosition(block.position())
+            wrapping = QTextBlockFormat()
+            wrapping.setNonBreakableLines(False)
+            cursor.mergeBlockFormat(wrapping)
+        block = block.next()
+
+
 def _chunk_renderer(
     chunk: Chunk, dark: bool, *, highlight: bool
 ) -> Callable[[], tuple[str, list[str]]]:
@@ -890,6 +915,8 @@ class MessageListView(QListView):
         self._measure_timer.timeout.connect(self._measure_slice)
         self._measure_queue: list[str] = []
         self._last_width = -1
+        #: Keep the end in view (see ``follows_end``); scrolling by the user decides it.
+        self.follow_end = True
         self.message_delegate.reset_caches()
 
     # positions ---------------------------------------------------------------------------
@@ -898,11 +925,16 @@ class MessageListView(QListView):
         bar = self.verticalScrollBar()
         return bar.value() >= bar.maximum() - 4
 
+    def follows_end(self) -> bool:
+        """Whether the view keeps the end of the chat in view as rows change: since a chat
+        was opened or a message sent, until the user scrolls away from the end."""
+        return self.follow_end or self.is_at_bottom()
+
     def keep_position(self, change: Callable[[], None]) -> None:
         """Apply ``change`` to the model, keeping the rows on screen where they were
         (or keeping the end in view if it was)."""
         model = self.message_model
-        at_bottom = self.is_at_bottom() or model.rowCount() == 0
+        at_bottom = self.follows_end() or model.rowCount() == 0
         anchor_key: str | None = None
         anchor_top = 0
         if not at_bottom:
@@ -970,6 +1002,9 @@ class MessageListView(QListView):
     # Qt overrides ------------------------------------------------------------------------
 
     def verticalScrollbarValueChanged(self, value: int) -> None:
+        # Growing content leaves the value alone; a scroll away from the end (the user's,
+        # or a jump to a message) moves it: following stops, and resumes at the end.
+        self.follow_end = self.is_at_bottom()
         # Not calling the base class: its fetchMore is for lists that grow downwards.
         if value <= 2 * self.viewport().height() and self.message_model.can_fetch_older():
             self.message_model.fetch_older()
@@ -1014,6 +1049,17 @@ class MessageListView(QListView):
         if found is None:
             return None
         return row, found[0], found[1]
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        # A press on a link (a code block's Copy, a footer action) is the link's: it must
+        # not make the row current, which scrolls a tall message to its top.
+        if event.button() == Qt.MouseButton.LeftButton and self._hit(event.position().toPoint()):
+            event.accept()
+            return
+        value = self.verticalScrollBar().value()
+        super().mousePressEvent(event)
+        # Clicking into a message taller than the pane must not jump to its top either.
+        self.verticalScrollBar().setValue(value)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         hit = self._hit(event.position().toPoint())
@@ -1202,14 +1248,22 @@ class ChatViewWidget(QWidget):
         delegate.last_regenerable = _last_regenerable(page.messages)
         turn = self._turns.get(chat.id)
         if opening:
+            self.list.follow_end = True
             self.model.show_page(chat.id, page, thread_length=length)
             self.list.measure_visible_from_bottom()
             self.list.doItemsLayout()
             self.list.scrollToBottom()
         else:
-            self.list.keep_position(
-                lambda: self.model.show_page(chat.id, page, thread_length=length)
-            )
+
+            def update() -> None:
+                self.model.show_page(chat.id, page, thread_length=length)
+                if turn is None and self.model.stream is not None:
+                    # The turn ended: its saved answer replaces the streamed text in the
+                    # same layout pass, so the row never shrinks to the empty message it
+                    # was while streaming (that left the pane blank after Stop).
+                    self.model.start_stream(None)
+
+            self.list.keep_position(update)
         if turn is not None and turn.stream is not None:
             self.list.keep_position(lambda: self.model.start_stream(turn.stream))
             self._repaint.start()
@@ -1322,6 +1376,8 @@ class ChatViewWidget(QWidget):
     def _run_turn(self, chat_id: str, make: Callable[[], AsyncIterator[TurnEvent]]) -> None:
         turn = _Turn(chat_id)
         self._turns[chat_id] = turn
+        if chat_id == self.chat_id:
+            self.list.follow_end = True  # what was sent, and its answer, are shown
 
         async def consume() -> None:
             events = cast(AsyncGenerator[TurnEvent, None], make())
@@ -1366,7 +1422,9 @@ class ChatViewWidget(QWidget):
             return
         del self._turns[turn.chat_id]
         if turn.chat_id == self.chat_id:
-            self.model.start_stream(None)
+            # The streamed text stays on screen until the reload brings the saved answer
+            # (see ``_show``); only then is the stream dropped.
+            self._flush_stream()
             self._repaint.stop()
             self.streaming_changed.emit(False)
             self._painted_length = -1
@@ -1387,7 +1445,7 @@ class ChatViewWidget(QWidget):
         model = self.model
         delegate = self.list.message_delegate
         row = model.row(number)
-        at_bottom = self.list.is_at_bottom()
+        at_bottom = self.list.follows_end()
         before = self.list.visualRect(model.index(number))
         height = delegate.layout(row, model).height
         if height != before.height():

@@ -16,7 +16,7 @@ from app.store.models import MessageStatus, Tier
 from app.ui.chat_area import ChatAreaWidget
 from providers import ServerError
 from tests.benchmarks.bench_chat_ui import bulk_chat
-from tests.peers.scripted_provider import ScriptedModel, answer, failing
+from tests.peers.scripted_provider import ScriptedModel, answer, endless, failing
 from tests.qt.drivers import shown_area
 
 WAIT = 20_000
@@ -289,3 +289,130 @@ def test_composer_says_why_it_cannot_send(qtbot: QtBot, area: ChatAreaWidget) ->
     area.composer.submitted.connect(sent.append)
     area.composer.submit()
     assert not sent
+
+
+# --- issue 12: Stop, code blocks, Copy -----------------------------------------------------
+
+
+def _visible_rows(area: ChatAreaWidget) -> list[int]:
+    """Rows that have pixels inside the viewport."""
+    view = area.chat_view.list
+    port = view.viewport().rect()
+    return [
+        number
+        for number in range(view.message_model.rowCount())
+        if view.visualRect(view.message_model.index(number)).intersects(port)
+    ]
+
+
+def _stop_after(qtbot: QtBot, area: ChatAreaWidget, characters: int) -> None:
+    chat_view = area.chat_view
+    known = {message.id for message in chat_view.model.messages}
+    area.composer.submit()
+
+    def streamed() -> bool:
+        stream = chat_view.model.stream
+        return stream is not None and stream.message_id not in known and stream.length > characters
+
+    qtbot.waitUntil(streamed, timeout=WAIT)
+    area.stop()
+
+    def stopped() -> bool:
+        shown = chat_view.model.messages
+        return (
+            not chat_view.is_streaming()
+            and bool(shown)
+            and shown[-1].status is MessageStatus.STOPPED
+        )
+
+    qtbot.waitUntil(stopped, timeout=WAIT)
+    qtbot.wait(300)  # let the reload and measuring after the turn settle
+
+
+@pytest.mark.parametrize("characters", [6000, 300])
+def test_pane_shows_the_stopped_answer_at_the_bottom(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel, characters: int
+) -> None:
+    # Issue 12, item 4: after Stop a long answer left the pane blank, a short one sat at the
+    # top with most of the pane blank below.
+    open_new_chat(qtbot, area)
+    for number in range(4):
+        scripted_model.script = answer(f"answer {number} " + "words " * 80)
+        send_and_wait(qtbot, area, f"question {number}")
+    scripted_model.script = endless("more words ", delay=0.002)
+    area.composer.editor.setPlainText("go on")
+    _stop_after(qtbot, area, characters)
+    view = area.chat_view.list
+    model = view.message_model
+    last = model.rowCount() - 1
+    rect = view.visualRect(model.index(last))
+    port = view.viewport().rect()
+    assert last in _visible_rows(area), "the stopped answer is on screen"
+    assert view.is_at_bottom()
+    # The answer ends at the bottom of the pane, not above a blank area.
+    assert abs(rect.bottom() - port.bottom()) <= 2 * view.verticalScrollBar().singleStep()
+    assert rect.height() == view.message_delegate.layout(model.row(last), model).height
+
+
+def test_long_code_lines_wrap_inside_the_message(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    # Issue 12, item 5: long code lines were cut off at the message's edge.
+    long_line = "result = compute(" + ", ".join(f"argument_{n}" for n in range(60)) + ")"
+    scripted_model.script = answer(f"Here:\n\n```python\n{long_line}\n```\n")
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "long code please")
+    view = area.chat_view.list
+    model = view.message_model
+    delegate = view.message_delegate
+    layout = delegate.layout(model.row(model.rowCount() - 1), model)
+    width = delegate.content_width()
+    for part in layout.parts:
+        assert part.document.size().width() <= width + 1, "nothing is drawn past the edge"
+    text = "".join(part.document.toPlainText() for part in layout.parts)
+    assert "argument_59)" in text
+
+
+def test_copy_on_a_code_block_keeps_the_view_still(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    # Issue 12, item 5: Copy on a code block jumped the view to the top of the message.
+    prose = "\n\n".join(f"Paragraph {n}: " + "words " * 40 for n in range(30))
+    scripted_model.script = answer(f"{prose}\n\n```python\nprint('copied')\n```\n\nThe end.")
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "a long answer with code at the end")
+    view = area.chat_view.list
+    model = view.message_model
+    number = model.rowCount() - 1
+    row = model.row(number)
+    qtbot.waitUntil(
+        lambda: all(
+            part.key[3]
+            for part in view.message_delegate.layout(row, model).parts
+            if part.key[0] == "chunk"
+        ),
+        timeout=WAIT,
+    )
+    # The question above was the current row (clicked or reached with the keyboard).
+    view.setCurrentIndex(model.index(number - 1))
+    view.scrollToBottom()
+    qtbot.wait(100)
+    rect = view.visualRect(model.index(number))
+    assert rect.top() < 0, "the message is taller than the pane and its top is off screen"
+    target = None
+    port = view.viewport().rect()
+    for y in range(max(rect.top(), 0), min(rect.bottom(), port.bottom()), 2):
+        for x in range(rect.left(), rect.right(), 4):
+            hit = view.message_delegate.anchor_at(row, model, QPoint(x, y) - rect.topLeft())
+            if hit is not None and hit[0] == "copy:0":
+                target = QPoint(x, y)
+                break
+        if target is not None:
+            break
+    assert target is not None, "the code block's Copy link is on screen"
+    before = view.verticalScrollBar().value()
+    QGuiApplication.clipboard().clear()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=target)
+    assert QGuiApplication.clipboard().text() == "print('copied')\n"
+    qtbot.wait(100)
+    assert view.verticalScrollBar().value() == before
