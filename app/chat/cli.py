@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.chat.events import TurnDelta, TurnFinished, TurnReasoning, TurnStarted
+from app.chat.stats import message_stats_line
 from app.errors import ExitCode, ProviderFailedError, UsageError
 from app.runtime import open_session, positive_int
 from app.session import Session
-from app.store.models import MessageStatus, Tier
+from app.store.models import ChatParams, MessageStatus, Tier
 from app.vault.cli import unlock_parent_parsers
 
 TITLE_WAIT_SECONDS = 15.0
@@ -120,6 +121,9 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
                 finished = event
     sys.stdout.write("\n")
     sys.stdout.flush()
+    stats = message_stats_line(finished.message) if finished is not None else None
+    if stats:
+        print(stats, file=sys.stderr, flush=True)
     if finished is not None and finished.message.status == MessageStatus.ERROR:
         if chat.tier is Tier.EPHEMERAL:  # in memory only: gone when the command ends
             kept = "Ephemeral chat: nothing is kept"
@@ -201,11 +205,16 @@ def _show(args: argparse.Namespace) -> int:
             print(f"\nSystem prompt: {chat.system_prompt}")
         if chat.memory:
             print(f"Memory: {chat.memory}")
+        if not chat.params.is_default:
+            print(f"Parameters: {describe_params(chat.params)}")
         for message in await service.full_thread(chat.id):
             versions = f" [{message.version}/{message.versions}]" if message.versions > 1 else ""
             status = "" if message.status == MessageStatus.COMPLETE else f" ({message.status})"
             who = "You" if message.role == "user" else f"Assistant ({message.model or '?'})"
             print(f"\n## {who}{versions}{status}\n\n{message.content}")
+            stats = message_stats_line(message)
+            if stats:
+                print(f"\n_{stats}_")
 
     _run(args, work)
     return ExitCode.OK
@@ -282,3 +291,21 @@ def _import(args: argparse.Namespace) -> int:
     ids = _run(args, work)
     print(f"imported {len(ids)} chat(s)", file=sys.stderr)
     return ExitCode.OK
+
+
+def describe_params(params: ChatParams) -> str:
+    """A chat's own parameters on one line ("temperature 0.3, max tokens 64"); the ones
+    left at the provider's default are not named."""
+    parts = []
+    if params.temperature is not None:
+        parts.append(f"temperature {params.temperature:g}")
+    if params.top_p is not None:
+        parts.append(f"top-p {params.top_p:g}")
+    if params.max_tokens is not None:
+        parts.append(f"max tokens {params.max_tokens:,}")
+    if params.context_size is not None:
+        parts.append(f"context length {params.context_size:,}")
+    if params.stop is not None:
+        stops = ", ".join(repr(s) for s in params.stop) or "none"
+        parts.append(f"stop sequences {stops}")
+    return "; ".join(parts)

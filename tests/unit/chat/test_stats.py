@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+from app.chat.cli import describe_params
 from app.chat.stats import answer_stats, message_stats_line, stats_line
 from app.cli import ProbeStats
-from app.store.models import Message, MessageStatus
+from app.store.models import ChatParams, Message, MessageStatus
 
 
 def figures(line: str) -> tuple[int, float, float, float]:
@@ -117,3 +118,11 @@ def test_probe_summary_of_a_burst_does_not_contradict_itself() -> None:
     tokens, total, _first, rate = figures(summary)
     assert rate == pytest.approx(tokens / total, rel=0.01)
     assert rate < 1000  # the old summary said 11000 tokens/s
+
+
+def test_chats_show_describes_only_the_chats_own_parameters() -> None:
+    assert describe_params(ChatParams()) == ""
+    assert describe_params(ChatParams(temperature=0.3, max_tokens=1024, stop=("###", "\n"))) == (
+        "temperature 0.3; max tokens 1,024; stop sequences '###', '\\n'"
+    )
+    assert describe_params(ChatParams(stop=())) == "stop sequences none"
