@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QUrl
+from PySide6.QtGui import QAction, QImageReader, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -180,6 +180,10 @@ class UserGuideDialog(QDialog):
         self.browser.setAccessibleName("User guide")
         self.browser.setOpenExternalLinks(True)  # web links go to the browser
         self.browser.setSearchPaths([str(path.parent)])
+        self._sizes: dict[str, QSize] = {}
+        self._fitted_width = 0
+        self.browser.sourceChanged.connect(lambda _url: self.fit_images(force=True))
+        self.browser.viewport().installEventFilter(self)
         self.browser.setSource(QUrl.fromLocalFile(str(path)))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
@@ -187,6 +191,48 @@ class UserGuideDialog(QDialog):
         layout.addWidget(self.browser, 1)
         layout.addWidget(buttons)
         self.resize(820, 680)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize and watched is self.browser.viewport():
+            self.fit_images()
+        return False
+
+    def fit_images(self, *, force: bool = False) -> None:
+        """Scale the screenshots down to the browser's width (no sideways scrolling)."""
+        document = self.browser.document()
+        width = self.browser.viewport().width() - int(2 * document.documentMargin()) - 8
+        if width <= 0 or (width == self._fitted_width and not force):
+            return
+        self._fitted_width = width
+        base = self.browser.source()
+        cursor = QTextCursor(document)
+        block = document.begin()
+        while block.isValid():
+            fragments = block.begin()
+            while not fragments.atEnd():
+                fragment = fragments.fragment()
+                image = fragment.charFormat().toImageFormat()
+                if fragment.charFormat().isImageFormat() and image.name():
+                    size = self._natural_size(base.resolved(QUrl(image.name())).toLocalFile())
+                    if size.isValid() and size.width() > 0:
+                        scale = min(1.0, width / size.width())
+                        image.setWidth(size.width() * scale)
+                        image.setHeight(size.height() * scale)
+                        cursor.setPosition(fragment.position())
+                        cursor.setPosition(
+                            fragment.position() + fragment.length(),
+                            QTextCursor.MoveMode.KeepAnchor,
+                        )
+                        cursor.setCharFormat(image)
+                fragments += 1
+            block = block.next()
+
+    def _natural_size(self, path: str) -> QSize:
+        if not path:  # not a local file: left as it is
+            return QSize()
+        if path not in self._sizes:
+            self._sizes[path] = QImageReader(path).size()  # reads the header only
+        return self._sizes[path]
 
 
 # --- report a problem ----------------------------------------------------------------------

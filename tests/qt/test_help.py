@@ -74,6 +74,19 @@ def test_f1_opens_the_user_guide(qtbot: QtBot, main_window: MainWindow) -> None:
     assert isinstance(dialog, UserGuideDialog)
     assert "Hushchat user guide" in dialog.browser.toPlainText()
     assert dialog.browser.source().toLocalFile().endswith("docs/user-guide.md")
+    # The screenshots are scaled to the browser's width: no sideways scrolling for them.
+    widths = []
+    block = dialog.browser.document().begin()
+    while block.isValid():
+        fragments = block.begin()
+        while not fragments.atEnd():
+            char_format = fragments.fragment().charFormat()
+            if char_format.isImageFormat():
+                widths.append(char_format.toImageFormat().width())
+            fragments += 1
+        block = block.next()
+    assert len(widths) >= 5
+    assert 0 < max(widths) <= dialog.browser.viewport().width()
     dialog.close()
 
 
