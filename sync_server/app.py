@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from sync_server import __version__
 from sync_server.auth.captcha import CaptchaService
@@ -33,6 +34,7 @@ from sync_server.cleanup import run_periodically
 from sync_server.db import Database
 from sync_server.errors import PROBLEM_MEDIA_TYPE, Problem, ProblemError, problem_response
 from sync_server.escrow_worker import load_escrow_keys, run_in_server, serve_escrow_key
+from sync_server.fastlane import FastLane
 from sync_server.mailer import Mailer
 from sync_server.notifier import ChangeNotifier
 from sync_server.observability import RequestContextMiddleware, request_id_var
@@ -172,12 +174,15 @@ def create_app(
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
     handle_signals: bool = False,
+    fast_lane: bool = True,
 ) -> FastAPI:
     """Build the FastAPI app; raises ``ConfigError`` when settings are incomplete.
 
     ``http_transport`` replaces the network for calls to the OIDC issuer (tests).
     ``handle_signals`` (``serve``) makes SIGINT/SIGTERM end waiting long-polls at once,
-    so a graceful shutdown does not wait for them.
+    so a graceful shutdown does not wait for them. ``fast_lane=False`` sends every
+    request through FastAPI (:mod:`sync_server.fastlane` answers the ordinary sync
+    requests otherwise; the tests compare both).
     """
     settings.ensure_startable()
     escrow_keys = serve_escrow_key(settings)
@@ -294,7 +299,7 @@ def create_app(
             await http.aclose()
             await db.close()
 
-    app = FastAPI(
+    app = SyncServerApp(
         title="Hushchat sync server",
         version=__version__,
         description=DESCRIPTION,
@@ -316,7 +321,29 @@ def create_app(
     documented = list(app.routes)
     _sync_first(app)
     app.openapi = lambda: _custom_openapi(app, documented)  # type: ignore[method-assign]
+    if fast_lane:
+        app.fast_lane = FastLane(super(SyncServerApp, app).__call__, app.server_state)
     return app
+
+
+class SyncServerApp(FastAPI):
+    """The FastAPI app, with :mod:`sync_server.fastlane` in front for the sync requests."""
+
+    #: ``None``: every request goes through FastAPI (``create_app(fast_lane=False)``).
+    fast_lane: FastLane | None = None
+
+    def server_state(self) -> ServerState | None:
+        """The running server's state; ``None`` before the lifespan started."""
+        state: ServerState | None = getattr(self.state, "server", None)
+        return state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point: the fast lane's requests to it, the rest to FastAPI."""
+        lane = self.fast_lane
+        if lane is not None and scope["type"] == "http" and lane.takes(scope):
+            await lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _sync_first(app: FastAPI) -> None:

@@ -21,7 +21,10 @@ headers in OpenAPI) picks up its result. The order of the checks:
 :data:`CurrentPrincipal`: when the credential was resolved before (:class:`AccountCache`)
 and the body is no larger than an unauthenticated one may be, step 5's database lookup
 runs inside the endpoint's own transaction (:func:`settle`), so the request is one
-transaction instead of two.
+transaction instead of two. :mod:`sync_server.fastlane` answers ordinary sync requests
+before FastAPI: it runs the same checks (:func:`authenticate_view` on a
+:class:`RequestView` read from the ASGI scope) and, when they fail, leaves the error for
+:func:`authenticate` to raise on the FastAPI path (:class:`Refused`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request, Response
@@ -81,6 +84,51 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestView:
+    """What authentication reads of a request.
+
+    Made from a Starlette ``Request`` (:meth:`of`) or, by :mod:`sync_server.fastlane`,
+    straight from the ASGI scope; both give the same values.
+    """
+
+    #: The ASGI scope (the outcome of authentication is remembered in it).
+    scope: MutableMapping[str, Any]
+    #: Header values by lower-case name (the first of repeated headers).
+    headers: Mapping[str, str]
+    method: str
+    #: The request URL as the server sees it (``str(request.url)``) and its path.
+    url: str
+    path: str
+    #: The peer address (:func:`client_address`).
+    client: str
+
+    @classmethod
+    def of(cls, request: Request) -> RequestView:
+        """The view of a Starlette request."""
+        url = request.url
+        return cls(
+            request.scope,
+            request.headers,
+            request.method,
+            str(url),
+            url.path,
+            client_address(request),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refused:
+    """Authentication already failed with ``error`` (remembered in the scope).
+
+    :mod:`sync_server.fastlane` authenticates before it hands an unusual request to
+    FastAPI; FastAPI then raises the same error at the same point (the proof was used
+    and the failure counted once).
+    """
+
+    error: Exception
+
+
 async def _count(state: ServerState, response: Response, limit: RateLimitItem, key: str) -> None:
     """Count the request against ``limit`` for ``key`` and the global limit; set the headers."""
     limiter = state.limiter
@@ -110,8 +158,8 @@ def _missing_credentials() -> ProblemError:
     )
 
 
-def _bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def _bearer_token(headers: Mapping[str, str]) -> str:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _missing_credentials()
@@ -122,8 +170,13 @@ def _header_error(name: str, message: str, kind: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("header", name), "msg": message, "type": kind}])
 
 
-def _device_headers(request: Request) -> tuple[str, str | None]:
-    device = request.headers.get(DEVICE_HEADER)
+_DEVICE_KEY = DEVICE_HEADER.lower()
+_DEVICE_NAME_KEY = DEVICE_NAME_HEADER.lower()
+_DPOP_KEY = DPOP_HEADER.lower()
+
+
+def _device_headers(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    device = headers.get(_DEVICE_KEY)
     if device is None:
         raise _header_error(DEVICE_HEADER, "Field required", "missing")
     if not _DEVICE_ID.match(device):
@@ -132,7 +185,7 @@ def _device_headers(request: Request) -> tuple[str, str | None]:
             f"String should match pattern '{DEVICE_ID_PATTERN}'",
             "string_pattern_mismatch",
         )
-    name = request.headers.get(DEVICE_NAME_HEADER)
+    name = headers.get(_DEVICE_NAME_KEY)
     if name is not None and not _DEVICE_NAME.match(name):
         raise _header_error(
             DEVICE_NAME_HEADER,
@@ -142,13 +195,13 @@ def _device_headers(request: Request) -> tuple[str, str | None]:
     return device, name
 
 
-async def _check_proof(request: Request, state: ServerState, token: str, device_id: str) -> str:
+async def _check_proof(view: RequestView, state: ServerState, token: str, device_id: str) -> str:
     """The device key's thumbprint, once the request's DPoP proof checks out."""
     try:
         return await state.dpop.verify(
-            request.headers.get(DPOP_HEADER),
-            method=request.method,
-            expected_uri=state.dpop.expected_uri(str(request.url), request.url.path),
+            view.headers.get(_DPOP_KEY),
+            method=view.method,
+            expected_uri=state.dpop.expected_uri(view.url, view.path),
             access_token=token,
             device_id=device_id,
         )
@@ -217,9 +270,9 @@ async def _resolve(state: ServerState, credential: Credential) -> Principal:
 
 @contextlib.asynccontextmanager
 async def _failures_counted(
-    request: Request, state: ServerState, forget: str | None = None
+    client: str, state: ServerState, forget: str | None = None
 ) -> AsyncIterator[None]:
-    """Count a 401 raised inside as a failed authentication of the address.
+    """Count a 401 raised inside as a failed authentication of the address ``client``.
 
     ``forget``: the :class:`~sync_server.accounts.AccountCache` key to drop on a 401.
     """
@@ -230,7 +283,7 @@ async def _failures_counted(
             if forget is not None:
                 state.accounts.drop(forget)
             limiter = state.limiter
-            await limiter.count_failure(limiter.address(client_address(request)))
+            await limiter.count_failure(limiter.address(client))
         raise
 
 
@@ -245,25 +298,40 @@ async def authenticate(request: Request, state: ServerState, *, defer: bool = Fa
     remembered = request.scope.get(_PRINCIPAL_KEY)
     if isinstance(remembered, Principal | Credential):
         return remembered
+    if isinstance(remembered, Refused):
+        raise remembered.error
+    return await authenticate_view(RequestView.of(request), state, defer=defer)
+
+
+async def authenticate_view(
+    view: RequestView, state: ServerState, *, defer: bool = False
+) -> Caller:
+    """:func:`authenticate` on a :class:`RequestView` (the caller is remembered in its scope)."""
     limiter = state.limiter
-    await limiter.refuse_if_failing(limiter.address(client_address(request)))
+    await limiter.refuse_if_failing(limiter.address(view.client))
     caller: Caller
-    async with _failures_counted(request, state):
-        token = _bearer_token(request)
-        device_id, name = _device_headers(request)
-        jkt = await _check_proof(request, state, token, device_id)
+    async with _failures_counted(view.client, state):
+        token = _bearer_token(view.headers)
+        device_id, name = _device_headers(view.headers)
+        jkt = await _check_proof(view, state, token, device_id)
         credential = await _credential(state, token, device_id, jkt, name)
         account_id = state.accounts.get(credential.cache_key) if defer else None
         if account_id is not None:
             caller = dataclasses.replace(credential, account_id=account_id)
         else:
             caller = await _resolve(state, credential)
-    request.scope[_PRINCIPAL_KEY] = caller
+    view.scope[_PRINCIPAL_KEY] = caller
     return caller
 
 
+def refuse(scope: MutableMapping[str, Any], error: Exception) -> None:
+    """Make :func:`authenticate` raise ``error`` for this request (see :class:`Refused`)."""
+    scope[_PRINCIPAL_KEY] = Refused(error)
+
+
 async def settle(
-    request: Request,
+    scope: MutableMapping[str, Any],
+    client: str,
     state: ServerState,
     caller: Caller,
     attempt: Callable[[Caller], Awaitable[T | None]],
@@ -273,52 +341,62 @@ async def settle(
     ``attempt`` returns ``None`` when the credential needs a write to resolve (see
     :func:`sync_server.accounts.check_credential`); then it is resolved as on a first
     request and ``attempt`` runs once more with the :class:`Principal`. A 401 from the
-    check counts as a failed authentication, as in :func:`authenticate`.
+    check counts as a failed authentication of the address ``client``, as in
+    :func:`authenticate`; ``scope`` is the request's, where the caller is remembered.
     """
     if isinstance(caller, Credential):
-        async with _failures_counted(request, state, forget=caller.cache_key):
+        async with _failures_counted(client, state, forget=caller.cache_key):
             result = await attempt(caller)
             if result is not None:
                 return result
             caller = await _resolve(state, caller)
-        request.scope[_PRINCIPAL_KEY] = caller
+        scope[_PRINCIPAL_KEY] = caller
     result = await attempt(caller)
     if result is None:
         raise RuntimeError("an endpoint's transaction refused a resolved principal")
     return result
 
 
+#: The credential and header parameters of :func:`current_principal` and
+#: :func:`sync_caller`: they document the API (bearer scheme and device headers);
+#: :func:`authenticate` has already checked them when FastAPI validates them.
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+DeviceHeader = Annotated[
+    str,
+    Header(
+        alias=DEVICE_HEADER,
+        pattern=DEVICE_ID_PATTERN,
+        description="The calling device's id: the RFC 7638 thumbprint of its DPoP key.",
+    ),
+]
+DpopHeader = Annotated[
+    str,
+    Header(
+        alias=DPOP_HEADER,
+        description="DPoP proof (RFC 9449): a compact JWS, header typ dpop+jwt, alg "
+        "ES256 and the device's public jwk; claims jti, htm, htu, iat and ath (base64url "
+        "SHA-256 of the access token). A fresh proof per request.",
+    ),
+]
+DeviceNameHeader = Annotated[
+    str | None,
+    Header(
+        alias=DEVICE_NAME_HEADER,
+        max_length=100,
+        pattern=r"^[ -~]*$",
+        description="Human-readable device name (ASCII), shown in the device list.",
+    ),
+]
+
+
 async def current_principal(
     request: Request,
     response: Response,
     state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    device_header: Annotated[
-        str,
-        Header(
-            alias=DEVICE_HEADER,
-            pattern=DEVICE_ID_PATTERN,
-            description="The calling device's id: the RFC 7638 thumbprint of its DPoP key.",
-        ),
-    ],
-    dpop_header: Annotated[
-        str,
-        Header(
-            alias=DPOP_HEADER,
-            description="DPoP proof (RFC 9449): a compact JWS, header typ dpop+jwt, alg "
-            "ES256 and the device's public jwk; claims jti, htm, htu, iat and ath (base64url "
-            "SHA-256 of the access token). A fresh proof per request.",
-        ),
-    ],
-    device_name_header: Annotated[
-        str | None,
-        Header(
-            alias=DEVICE_NAME_HEADER,
-            max_length=100,
-            pattern=r"^[ -~]*$",
-            description="Human-readable device name (ASCII), shown in the device list.",
-        ),
-    ] = None,
+    credentials: BearerCredentials,
+    device_header: DeviceHeader,
+    dpop_header: DpopHeader,
+    device_name_header: DeviceNameHeader = None,
 ) -> Principal:
     """The authenticated caller (see :func:`authenticate`); applies the per-user limit.
 
@@ -337,33 +415,10 @@ async def sync_caller(
     request: Request,
     response: Response,
     state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    device_header: Annotated[
-        str,
-        Header(
-            alias=DEVICE_HEADER,
-            pattern=DEVICE_ID_PATTERN,
-            description="The calling device's id: the RFC 7638 thumbprint of its DPoP key.",
-        ),
-    ],
-    dpop_header: Annotated[
-        str,
-        Header(
-            alias=DPOP_HEADER,
-            description="DPoP proof (RFC 9449): a compact JWS, header typ dpop+jwt, alg "
-            "ES256 and the device's public jwk; claims jti, htm, htu, iat and ath (base64url "
-            "SHA-256 of the access token). A fresh proof per request.",
-        ),
-    ],
-    device_name_header: Annotated[
-        str | None,
-        Header(
-            alias=DEVICE_NAME_HEADER,
-            max_length=100,
-            pattern=r"^[ -~]*$",
-            description="Human-readable device name (ASCII), shown in the device list.",
-        ),
-    ] = None,
+    credentials: BearerCredentials,
+    device_header: DeviceHeader,
+    dpop_header: DpopHeader,
+    device_name_header: DeviceNameHeader = None,
 ) -> Caller:
     """:func:`current_principal` for the sync endpoints: the caller may be a :class:`Credential`.
 
@@ -379,10 +434,16 @@ async def sync_caller(
 
 async def count_caller(state: ServerState, response: Response, caller: Caller) -> None:
     """Count a sync request against the per-user and global limits; set the headers."""
+    response.headers.update(await caller_limits(state, caller))
+
+
+async def caller_limits(state: ServerState, caller: Caller) -> dict[str, str]:
+    """:func:`count_caller`: the ``RateLimit-*`` headers, or 429 when a limit is used up."""
     account_id = caller.account_id
     if account_id is None:
         raise RuntimeError("a deferred credential without its account")
-    await _count(state, response, state.limiter.user, "user:" + account_id)
+    limiter = state.limiter
+    return await limiter.hit([(limiter.user, "user:" + account_id), (limiter.global_, "global")])
 
 
 def _depends_on(dependant: Any, function: Callable[..., Any]) -> bool:

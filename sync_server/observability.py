@@ -16,11 +16,14 @@ import sys
 import time
 
 from pythonjsonlogger.json import JsonFormatter
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync_server.errors import problem_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
+#: Where a request's id is kept in the ASGI scope once assigned (:func:`request_id_of`).
+REQUEST_ID_KEY = "hushchat_request_id"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
@@ -59,6 +62,48 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
+def request_id_of(scope: Scope) -> str:
+    """The request's id: the client's ``X-Request-ID`` if short and plain, else a new one.
+
+    Assigned once per request and kept in the scope, so that :mod:`sync_server.fastlane`
+    and this middleware use the same id for a request the fast lane hands on.
+    """
+    assigned: str | None = scope.get(REQUEST_ID_KEY)
+    if assigned is not None:
+        return assigned
+    supplied = None
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            supplied = value.decode("latin-1")
+            break
+    request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else secrets.token_hex(8)
+    scope[REQUEST_ID_KEY] = request_id
+    return request_id
+
+
+def log_access(scope: Scope, status: int, started: float) -> None:
+    """The one access-log line of a request (no query string, headers or body)."""
+    access_log.info(
+        "request",
+        extra={
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+
+
+def internal_error(request_id: str) -> Response:
+    """The answer to an unexpected error (logged by the caller)."""
+    return problem_response(
+        500,
+        "Internal Server Error",
+        "Unexpected error; quote the request id when reporting it.",
+        request_id=request_id,
+    )
+
+
 class RequestContextMiddleware:
     """Assigns the request id and writes one access-log line per request."""
 
@@ -70,14 +115,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = None
-        for name, value in scope.get("headers", []):
-            if name == b"x-request-id":
-                supplied = value.decode("latin-1")
-                break
-        request_id = (
-            supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else secrets.token_hex(8)
-        )
+        request_id = request_id_of(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -99,21 +137,7 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("unhandled_error")
             if not response_started:
-                response = problem_response(
-                    500,
-                    "Internal Server Error",
-                    "Unexpected error; quote the request id when reporting it.",
-                    request_id=request_id,
-                )
-                await response(scope, receive, send_with_id)
+                await internal_error(request_id)(scope, receive, send_with_id)
         finally:
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            log_access(scope, status, started)
             request_id_var.reset(token)

@@ -11,6 +11,10 @@ An unauthenticated caller must not make the server read (let alone parse) a larg
   that need a principal, and sets the small limit on the others.
 * A response sent before the body was read to its end carries ``Connection: close``, so
   the server does not read the rest of it just to reuse the connection.
+
+Ordinary ``POST /v1/sync/push`` and ``GET /v1/sync/changes`` requests do not come this way:
+:mod:`sync_server.fastlane` answers them in front of FastAPI, and hands everything else
+(with the same limits) to the app, where these layers apply.
 """
 
 from __future__ import annotations

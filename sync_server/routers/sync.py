@@ -11,9 +11,17 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
+from starlette.types import Scope
 
 from sync_server import records
-from sync_server.deps import Caller, StateDep, SyncCaller, count_caller, settle
+from sync_server.deps import (
+    Caller,
+    StateDep,
+    SyncCaller,
+    client_address,
+    count_caller,
+    settle,
+)
 from sync_server.protocol import MAX_SAFE_INTEGER, ChangesResponse, PushRequest, PushResponse
 from sync_server.routing import ApiRoute, fast_path
 from sync_server.state import ServerState
@@ -35,16 +43,16 @@ def _json(content: bytes, sub_response: Response) -> Response:
 
 
 _DIGITS = re.compile(r"[0-9]{1,16}")
-_JSON_TYPE = re.compile(r"application/json\s*(;\s*charset=\"?utf-8\"?\s*)?", re.IGNORECASE)
+JSON_TYPE = re.compile(r"application/json\s*(;\s*charset=\"?utf-8\"?\s*)?", re.IGNORECASE)
 
 
-def _plain_query(request: Request) -> dict[str, int] | None:
+def plain_query(scope: Scope) -> dict[str, int] | None:
     """``cursor``/``limit``/``wait`` when each is a plain in-range number, given once.
 
     ``None`` for anything else, so that FastAPI answers it (with its 422 details).
     """
     found: dict[str, int] = {}
-    query = request.scope.get("query_string", b"").decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name not in ("cursor", "limit", "wait"):
             continue
@@ -60,7 +68,7 @@ def _plain_query(request: Request) -> dict[str, int] | None:
 
 async def _fast_changes(request: Request, state: ServerState, caller: Caller) -> Response | None:
     """:func:`get_changes` without FastAPI's parameter solving (see ``fast_path``)."""
-    query = _plain_query(request)
+    query = plain_query(request.scope)
     if query is None:
         return None
     response = Response()
@@ -82,7 +90,7 @@ async def _fast_push(request: Request, state: ServerState, caller: Caller) -> Re
     The body is parsed and validated as FastAPI would (JSON, then the model in Python
     mode); when either fails FastAPI handles the request and gives its answer.
     """
-    if not _JSON_TYPE.fullmatch(request.headers.get("content-type", "")):
+    if not JSON_TYPE.fullmatch(request.headers.get("content-type", "")):
         return None
     try:
         body = PushRequest.model_validate(await request.json())
@@ -129,7 +137,8 @@ async def get_changes(
         return records.changes_as(state.db, who, cursor, page)
 
     # The caller is checked by the same read transaction as the first look.
-    rows, recoveries = await settle(request, state, caller, look)
+    client = client_address(request)
+    rows, recoveries = await settle(request.scope, client, state, caller, look)
     account_id = _account(caller)
     notifier = state.notifier
     if not rows and wait and not notifier.is_closed:
@@ -166,7 +175,9 @@ async def push(
         return records.push(state.db, who, body, state.notifier.changed)
 
     # One write transaction checks the caller and applies the batch.
-    return _json(await settle(request, state, caller, write), response)
+    return _json(
+        await settle(request.scope, client_address(request), state, caller, write), response
+    )
 
 
 def _account(caller: Caller) -> str:

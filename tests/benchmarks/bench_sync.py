@@ -36,8 +36,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -48,13 +50,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.sync.dpop import DeviceKey
+from app.sync.dpop import DeviceKey, access_token_hash
+from sync_server.auth.dpop import jwk_thumbprint
 from sync_server.auth.oidc import token_hash
 from sync_server.db import Database
 from sync_server.models import Account, LocalToken
@@ -92,6 +99,19 @@ PROPAGATION_BUDGET_MS = 2000.0
 # Server processes for the runs (`serve --workers`); 1 is the default of `serve`. The
 # second figure set is for SQLite only (PostgreSQL scales out with replicas anyway).
 WORKERS = (1, 2)
+#: Narrow a run (A/B comparisons on a shared machine): worker counts ("1", "1,2"), parts
+#: ("throughput,latency,propagation") and open-loop device counts ("100"), comma-separated.
+WORKERS_ENV = "HUSHCHAT_BENCH_SYNC_WORKERS"
+PARTS_ENV = "HUSHCHAT_BENCH_SYNC_PARTS"
+DEVICES_ENV = "HUSHCHAT_BENCH_SYNC_DEVICES"
+
+
+def _chosen(name: str, default: tuple[Any, ...]) -> tuple[Any, ...]:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    kind = type(default[0])
+    return tuple(kind(part.strip()) for part in value.split(",") if part.strip())
 
 
 def _free_port() -> int:
@@ -347,6 +367,122 @@ async def _level(
     return push_rate, push_latency, pull_rate, pull_latency
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class _ProofSigner:
+    """Fresh DPoP proofs for one device key, made with ``cryptography`` directly.
+
+    The same proofs as :meth:`DeviceKey.proof` (a new ``jti`` and ``iat`` per request),
+    at a fraction of the load generator's CPU: the open loop must measure the server,
+    and on two shared cores a costly load generator takes the server's CPU.
+    """
+
+    def __init__(self, key: DeviceKey, token: str) -> None:
+        private = serialization.load_pem_private_key(key.to_pem(), password=None)
+        if not isinstance(private, ec.EllipticCurvePrivateKey):
+            raise TypeError("a device key is an EC key")
+        self._key = private
+        jwk = key.public_jwk
+        if jwk_thumbprint(jwk) != key.device_id:
+            raise ValueError("the key's thumbprint is not its device id")
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}
+        self._header = _b64url(json.dumps(header, separators=(",", ":")).encode())
+        self._ath = access_token_hash(token)
+        self.headers = f"Authorization: Bearer {token}\r\nX-Hushchat-Device: {key.device_id}\r\n"
+
+    def proof(self, method: str, url: str) -> str:
+        """A proof for ``method`` on ``url`` (no query)."""
+        claims = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method,
+            "htu": url,
+            "iat": int(time.time()),
+            "ath": self._ath,
+        }
+        signing = self._header + "." + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        r, s = decode_dss_signature(self._key.sign(signing.encode(), ec.ECDSA(hashes.SHA256())))
+        return signing + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+class _RawConnection:
+    """One keep-alive HTTP/1.1 connection, with just enough client for the open loop.
+
+    httpx cost the load generator about 6 ms of CPU per request here, more than the
+    server; this costs a tenth of that, so the two cores go to the server.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._host = f"{host}:{port}".encode()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, target: str, headers: str, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """Send one request; its status and body."""
+        if self._writer is None or self._reader is None:
+            self._reader, self._writer = await asyncio.open_connection(*self._address)
+        head = f"{method} {target} HTTP/1.1\r\nHost: ".encode() + self._host + b"\r\n"
+        head += headers.encode()
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
+        self._writer.write(head + b"\r\n" + (body or b""))
+        answer = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(answer[9:12])
+        length, close = 0, False
+        for line in answer.lower().split(b"\r\n")[1:]:
+            if line.startswith(b"content-length:"):
+                length = int(line[15:])
+            elif line.startswith(b"connection:") and b"close" in line:
+                close = True
+        content = await self._reader.readexactly(length)
+        if close:
+            self.close()
+        return status, content
+
+    def close(self) -> None:
+        """Drop the connection (the next request opens a new one)."""
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+class _RawDevice:
+    """A device's connections for the open loop (its cycles may overlap)."""
+
+    def __init__(self, url: str, credentials: Credentials) -> None:
+        parts = urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._url = url.rstrip("/")
+        self.signer = _ProofSigner(credentials[1], credentials[0])
+        self._idle: list[_RawConnection] = []
+
+    async def call(self, method: str, path: str, query: str = "", body: bytes | None = None) -> Any:
+        """One request; the JSON answer, or ``httpx.HTTPError`` on failure or timeout."""
+        connection = self._idle.pop() if self._idle else _RawConnection(self._host, self._port)
+        headers = self.signer.headers + f"DPoP: {self.signer.proof(method, self._url + path)}\r\n"
+        try:
+            status, content = await asyncio.wait_for(
+                connection.request(method, path + query, headers, body), LATENCY_TIMEOUT
+            )
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            connection.close()
+            raise httpx.TransportError(f"{method} {path}: {exc!r}") from exc
+        self._idle.append(connection)
+        if status != 200:
+            raise httpx.HTTPError(f"{method} {path}: HTTP {status}")
+        return json.loads(content)
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+
+
 class _OpenLoop:
     """Result of the open-loop latency run."""
 
@@ -357,8 +493,10 @@ class _OpenLoop:
         self.requests = 0
         self.answered = 0  # every answered request, the first cycles' too
         self.cpu = 0.0  # server CPU seconds over the run
+        self.client_cpu = 0.0  # the load generator's (this process's) CPU seconds
         self.elapsed = 0.0
         self.finished = 0  # cycles that completed or failed
+        self.error_kinds: dict[str, int] = {}
 
 
 async def _open_loop(
@@ -369,11 +507,11 @@ async def _open_loop(
     result = _OpenLoop()
     cycles = round(LATENCY_SECONDS / LATENCY_PERIOD)
     rng = random.Random(20261125)
-    async with _clients(url, devices, LATENCY_TIMEOUT) as https:
+    raw = [_RawDevice(url, credentials[n]) for n in range(devices)]
+    try:
 
         async def cycle(device: int, number: int, cursor: list[int]) -> None:
-            http = https[device]
-            token, key = credentials[device]
+            client = raw[device]
             records = [
                 {
                     "id": f"{tag}-{number}-{i}",
@@ -385,24 +523,19 @@ async def _open_loop(
                 for i in range(LATENCY_BATCH)
             ]
             try:
-                headers = auth_headers(token, "POST", "/v1/sync/push", key, base_url=url)
+                body = json.dumps({"records": records}).encode()
                 started = time.perf_counter()
-                response = await http.post(
-                    "/v1/sync/push", json={"records": records}, headers=headers
-                )
-                response.raise_for_status()
+                await client.call("POST", "/v1/sync/push", body=body)
                 result.answered += 1
                 pushed = time.perf_counter()
-                headers = auth_headers(token, "GET", "/v1/sync/changes", key, base_url=url)
                 pull_started = time.perf_counter()
-                response = await http.get(
-                    "/v1/sync/changes", params={"cursor": cursor[0]}, headers=headers
-                )
-                response.raise_for_status()
+                page = await client.call("GET", "/v1/sync/changes", f"?cursor={cursor[0]}")
                 result.answered += 1
                 done = time.perf_counter()
-                cursor[0] = max(cursor[0], response.json()["cursor"])
-            except httpx.HTTPError:
+                cursor[0] = max(cursor[0], page["cursor"])
+            except httpx.HTTPError as exc:
+                kind = str(exc).split(":", 2)[-1].strip()[:40]
+                result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
                 result.errors += 1
                 result.finished += 1
                 return
@@ -426,6 +559,7 @@ async def _open_loop(
 
         start = time.perf_counter() + 0.5
         cpu_before = server.cpu_seconds()
+        client_before = time.process_time()
         runs = [asyncio.create_task(device(n)) for n in range(devices)]
         _, late = await asyncio.wait(runs, timeout=LATENCY_SECONDS + 4 * LATENCY_TIMEOUT)
         for run in late:  # a server that fell this far behind: its unfinished cycles fail
@@ -433,7 +567,11 @@ async def _open_loop(
         await asyncio.gather(*late, return_exceptions=True)
         result.errors += devices * cycles - result.finished
         result.cpu = server.cpu_seconds() - cpu_before
+        result.client_cpu = time.process_time() - client_before
         result.elapsed = time.perf_counter() - start
+    finally:
+        for client in raw:
+            client.close()
     return result
 
 
@@ -486,13 +624,24 @@ def _latency_rows(tag: str, devices: int, run: _OpenLoop, *, tight: bool) -> lis
         Row(f"{tag}: pull p50", statistics.median(run.pull) * 1000, "ms"),
         Row(f"{tag}: pull p99", _percentile(run.pull, 0.99) * 1000, "ms", budget),
         Row(f"{tag}: all requests p99", _percentile(both, 0.99) * 1000, "ms", all_budget),
-        Row(f"{tag}: errors (timeouts, failures)", float(run.errors), "requests"),
+        Row(
+            f"{tag}: errors (timeouts, failures)",
+            float(run.errors),
+            "requests",
+            note=", ".join(f"{n} {kind}" for kind, n in sorted(run.error_kinds.items())),
+        ),
         Row(
             f"{tag}: server CPU per request",
             run.cpu / run.answered * 1000 if run.answered else float("inf"),
             "ms",
             CPU_PER_REQUEST_BUDGET_MS if devices == 100 else None,
             note=f"{run.cpu:.1f} s CPU / {run.answered} requests",
+        ),
+        Row(
+            f"{tag}: load generator CPU per request",
+            run.client_cpu / run.answered * 1000 if run.answered else float("inf"),
+            "ms",
+            note=f"{run.client_cpu:.1f} s CPU over {run.elapsed:.1f} s",
         ),
     ]
 
@@ -521,17 +670,19 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
     if database_url:
         env["HUSHCHAT_SYNC_DATABASE_URL"] = database_url
     rows: list[Row] = []
-    for workers in WORKERS if database_url is None else WORKERS[:1]:
+    parts = _chosen(PARTS_ENV, ("throughput", "latency", "propagation"))
+    workers_chosen = _chosen(WORKERS_ENV, WORKERS)
+    for workers in workers_chosen if database_url is None else workers_chosen[:1]:
         server = _Server(env, workdir / f"{label}.log", workers)
         process = f"{workers} worker{'s' if workers > 1 else ''}"
         try:
             await server.wait_ready()
-            for clients in LEVELS:
+            for clients in LEVELS if "throughput" in parts else ():
                 figures = await _level(server.url, credentials, clients, f"w{workers}c{clients}")
                 many = "s" if clients > 1 else ""
                 tag = f"sync {label} ({process}), {clients} client{many}"
                 rows += _throughput_rows(label, tag, clients, figures)
-            for devices in LATENCY_LEVELS:
+            for devices in _chosen(DEVICES_ENV, LATENCY_LEVELS) if "latency" in parts else ():
                 tag = (
                     f"sync {label} ({process}), open loop, {devices} devices "
                     f"x 1 cycle/{LATENCY_PERIOD:g} s"
@@ -539,6 +690,8 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
                 run = await _open_loop(server, credentials, devices, f"w{workers}d{devices}")
                 tight = database_url is None and workers == 1
                 rows += _latency_rows(tag, devices, run, tight=tight)
+            if "propagation" not in parts:
+                continue
             delays = await _propagation(server.url, credentials[0], second, f"w{workers}p")
             tag = f"sync {label} ({process}), change on A seen by B's long-poll"
             rows += [

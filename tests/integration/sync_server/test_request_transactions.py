@@ -132,23 +132,33 @@ async def test_a_forged_token_on_a_fast_path_request_is_still_refused(
 async def test_plain_sync_requests_skip_fastapi_and_odd_ones_get_its_answers(
     served: tuple[FastAPI, httpx.AsyncClient], issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sync_server import fastlane
+    from sync_server.deps import caller_limits, count_caller
     from sync_server.routers import sync
 
     _, client = served
     alice = ApiUser(client, issuer.mint("alice"), "alice-device-1")
     await alice.push(record("warm"))
     fast: list[str] = []
-    counted = sync.count_caller
+    routed: list[str] = []
+    limits = caller_limits
+    counted = count_caller
 
-    async def spy(state: Any, response: Any, caller: Any) -> None:
+    async def lane_spy(state: Any, caller: Any) -> dict[str, str]:
         fast.append(caller.device_id)
+        return await limits(state, caller)
+
+    async def route_spy(state: Any, response: Any, caller: Any) -> None:
+        routed.append(caller.device_id)
         await counted(state, response, caller)
 
-    monkeypatch.setattr(sync, "count_caller", spy)
+    monkeypatch.setattr(fastlane, "caller_limits", lane_spy)
+    monkeypatch.setattr(sync, "count_caller", route_spy)
     plain = await alice.get("/v1/sync/changes", params={"cursor": 0, "limit": 5, "wait": 0})
     pushed = await alice.post("/v1/sync/push", json={"records": [record("m1")]})
     assert plain.status_code == 200 and pushed.status_code == 200, (plain.text, pushed.text)
-    assert fast == [alice.device, alice.device]
+    assert fast == [alice.device, alice.device]  # answered by sync_server.fastlane
+    assert routed == []
     for answer in (plain, pushed):
         assert int(answer.headers["RateLimit-Limit"]) > 0
         assert "RateLimit-Remaining" in answer.headers and "X-Request-ID" in answer.headers
@@ -177,4 +187,4 @@ async def test_plain_sync_requests_skip_fastapi_and_odd_ones_get_its_answers(
         response = await alice.post("/v1/sync/push", **kwargs)
         assert response.status_code == 422, (kwargs, response.text)
         assert response.json()["errors"][0]["loc"][0] == "body", response.text
-    assert fast == [alice.device, alice.device]  # none of the odd ones took the fast path
+    assert fast == [alice.device, alice.device]  # none of the odd ones took the fast lane
