@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Final
-
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+from typing import TYPE_CHECKING, Final
 
 from app.store.models import DEFAULT_TITLE
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 __all__ = ["TITLE_CHARS", "TITLE_WORDS", "clean_title", "heuristic_title", "plain_text"]
 
@@ -26,6 +27,8 @@ TITLE_CHARS: Final = 60
 
 @functools.cache
 def _parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt  # on the first title, not when the service loads
+
     return MarkdownIt("commonmark", {"html": False})
 
 
