@@ -40,6 +40,7 @@ from app.errors import VaultLockedError
 from app.executor import BlockingRunner
 from app.store.chats import StorageError
 from app.store.library import UNDO_SECONDS, Library
+from app.store.vault_keys import VaultMeta
 from app.tiers import Tier
 from app.vault.idle import Clock, MonotonicClock
 from app.vault.kdf import KdfParams, SlotKind
@@ -56,6 +57,9 @@ if TYPE_CHECKING:  # fido2 loads only when a security key is used (start-up time
 __all__ = ["Session"]
 
 log = logging.getLogger(__name__)
+
+# vault_meta row: storing the recovery code was put off and not confirmed since.
+_RECOVERY_UNCONFIRMED = "recovery-code/unconfirmed"
 
 
 class Session:
@@ -86,6 +90,7 @@ class Session:
         self.api_keys = ApiKeys(
             self._secret_store, self.runner, vault_connect=self._connect_standard
         )
+        self._meta = VaultMeta(self._connect_standard)
         self._library: Library | None = None
         self._service: ChatService | None = None
         self._sync: SyncService | None = None
@@ -499,6 +504,33 @@ class Session:
         """Replace the recovery slot; the old code stops working."""
         vault = await self._unlocked_vault()
         return await self.runner.blocking(vault.regenerate_recovery_code)
+
+    async def recovery_code_unconfirmed(self) -> bool:
+        """Whether storing the recovery code was put off ("Remind me later") and not
+        confirmed since (the window then reminds at every unlock). False while the
+        Standard tier is locked."""
+        if self.vault is None or Tier.STANDARD not in self.vault.open_tiers:
+            return False
+        value = await self.runner.blocking(self._meta.get, _RECOVERY_UNCONFIRMED)
+        return value is not None
+
+    async def postpone_recovery_code(self) -> None:
+        """Remember that the recovery code was not confirmed stored. The code itself is
+        not kept anywhere: the reminder offers a new one (:meth:`new_recovery_code`)."""
+        await self._unlocked_vault()
+        await self.runner.blocking(self._meta.put, _RECOVERY_UNCONFIRMED, "1")
+
+    async def new_recovery_code(self) -> RecoveryCode:
+        """A new recovery code for someone who put storing it off: the old one stops
+        working; the reminder stays until :meth:`confirm_recovery_code_stored`."""
+        code = await self.regenerate_recovery_code()
+        await self.runner.blocking(self._meta.put, _RECOVERY_UNCONFIRMED, "1")
+        return code
+
+    async def confirm_recovery_code_stored(self) -> None:
+        """The recovery code is stored: no more reminders."""
+        await self._unlocked_vault()
+        await self.runner.blocking(self._meta.delete, _RECOVERY_UNCONFIRMED)
 
     async def add_security_key(self, key: SecurityKey, label: str) -> SlotInfo:
         """Enrol a FIDO2 credential as another way to unlock."""

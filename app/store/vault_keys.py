@@ -1,6 +1,6 @@
-"""Provider API keys kept in the Standard database (``api_key: vault``).
-
-The SQL half of :mod:`app.api_keys`: one row of the ``vault_meta`` table per provider.
+"""Small values kept in the Standard database's ``vault_meta`` table: provider API keys
+(``api_key: vault``; the SQL half of :mod:`app.api_keys`) and flags such as "the
+recovery code was not confirmed stored yet".
 """
 
 from __future__ import annotations
@@ -11,22 +11,20 @@ from typing import Any, Final
 
 from app.vault.errors import DatabaseDamagedError
 
-__all__ = ["VaultKeyStore"]
+__all__ = ["VaultKeyStore", "VaultMeta"]
 
 log = logging.getLogger(__name__)
 
 
-class VaultKeyStore:
-    """Provider keys in the Standard database, encrypted with the Standard tier's key.
+class VaultMeta:
+    """Named rows of the Standard database's ``vault_meta`` table (which every vault
+    database has had since format 1): small values kept encrypted with the Standard
+    tier's key, copied by a rekey or rotation with the rest.
 
     ``connect`` opens a new connection to ``standard.db`` (``Vault.connect``); it raises
     a :class:`VaultError` while the vault or its Standard tier is locked. Each call opens
-    and closes its own connection, so it is safe on any worker thread. Keys live in the
-    ``vault_meta`` table every vault database has had since format 1, one row per
-    provider: no schema change, and a rekey or rotation copies them with the rest.
+    and closes its own connection, so it is safe on any worker thread.
     """
-
-    _PREFIX: Final = "provider-key/"
 
     def __init__(self, connect: Callable[[], Any]) -> None:
         self._connect = connect
@@ -38,7 +36,7 @@ class VaultKeyStore:
         try:
             return list(connection.execute(sql, args).fetchall())
         except sqlcipher3.Error as error:
-            log.warning("provider keys in the Standard database failed", exc_info=True)
+            log.warning("vault_meta in the Standard database failed", exc_info=True)
             raise DatabaseDamagedError(
                 "The Standard database could not be read or written; check the disk and "
                 "run 'hushchat vault verify'."
@@ -46,21 +44,37 @@ class VaultKeyStore:
         finally:
             connection.close()
 
+    def put(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name``, replacing any previous one."""
+        self._run("INSERT OR REPLACE INTO vault_meta (name, value) VALUES (?, ?)", name, value)
+
+    def get(self, name: str) -> str | None:
+        """The value kept under ``name``, or None."""
+        rows = self._run("SELECT value FROM vault_meta WHERE name = ?", name)
+        return str(rows[0][0]) if rows else None
+
+    def delete(self, name: str) -> None:
+        """Forget ``name``; none kept is fine."""
+        self._run("DELETE FROM vault_meta WHERE name = ?", name)
+
+
+class VaultKeyStore:
+    """Provider keys in the Standard database (:class:`VaultMeta`), one row per provider
+    named ``provider-key/<provider_name>``."""
+
+    _PREFIX: Final = "provider-key/"
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._meta = VaultMeta(connect)
+
     def store(self, provider_name: str, key: str) -> None:
         """Keep ``key`` for ``provider_name``, replacing any previous one."""
-        self._run(
-            "INSERT OR REPLACE INTO vault_meta (name, value) VALUES (?, ?)",
-            self._PREFIX + provider_name,
-            key,
-        )
+        self._meta.put(self._PREFIX + provider_name, key)
 
     def load(self, provider_name: str) -> str | None:
         """The key kept for ``provider_name``, or None."""
-        rows = self._run(
-            "SELECT value FROM vault_meta WHERE name = ?", self._PREFIX + provider_name
-        )
-        return str(rows[0][0]) if rows else None
+        return self._meta.get(self._PREFIX + provider_name)
 
     def delete(self, provider_name: str) -> None:
         """Forget the key of ``provider_name``; none kept is fine."""
-        self._run("DELETE FROM vault_meta WHERE name = ?", self._PREFIX + provider_name)
+        self._meta.delete(self._PREFIX + provider_name)

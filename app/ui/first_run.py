@@ -19,6 +19,7 @@ Three pages in a stack (four for someone who already uses Hushchat elsewhere):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,6 +68,9 @@ from app.vault.strength import PassphraseStrength, assess_passphrase, require_st
 __all__ = ["FirstRunWidget", "PassphraseFieldsWidget", "RecoveryCodeWidget"]
 
 _STRENGTH_WORDS = ("Very weak", "Weak", "Fair", "Strong", "Very strong")
+
+
+log = logging.getLogger(__name__)
 
 
 def _label(text: str, role: str | None = None) -> QLabel:
@@ -279,6 +283,8 @@ class FirstRunWidget(QStackedWidget):
         # Which servers "detect" asks; tests point it at their own server.
         self.local_servers: Sequence[LocalServer] = DEFAULT_LOCAL_SERVERS
         self.detected: list[DetectedServer] = []
+        #: The one local server found while the recovery code is shown (used at once).
+        self.quick_server: DetectedServer | None = None
         self.sync_page: SyncPageWidget | None = None  # made once the vault is unlocked
         #: The dialog finishing a recovery from the sync server (for tests).
         self.server_recovery: QDialog | None = None
@@ -430,6 +436,7 @@ class FirstRunWidget(QStackedWidget):
         self.create_button.setText("Create &vault")
         self.recovery.set_code(code)
         self.setCurrentWidget(self.recovery_page)
+        self._look_for_a_local_server()
         self.vault_created.emit()
 
     def _create_failed(self, error: BaseException) -> None:
@@ -465,11 +472,32 @@ class FirstRunWidget(QStackedWidget):
         self.continue_button.setEnabled(False)
         self.continue_button.clicked.connect(self.after_recovery_code)
         self.recovery.confirmed.connect(self.continue_button.setEnabled)
+        self.later_button = QPushButton("Remind me &later")
+        self.later_button.setAccessibleName("Store the recovery code later")
+        self.later_button.setToolTip(
+            "Go on without storing the code now: the window reminds you after every "
+            "unlock and shows a new code when you are ready."
+        )
+        self.later_button.clicked.connect(self.postpone_recovery_code)
+        # What comes next: a local server found while the passphrase was chosen is used
+        # straight away (one page less); "Choose another model…" shows the provider page.
+        self.next_hint = _label("", "hint")
+        self.next_hint.setAccessibleName("What comes next")
+        self.next_hint.hide()
+        self.choose_model_button = QPushButton("C&hoose another model…")
+        self.choose_model_button.setAccessibleName("Choose another model")
+        self.choose_model_button.hide()
+        self.choose_model_button.clicked.connect(self._choose_another_model)
+        next_row = QHBoxLayout()
+        next_row.addWidget(self.next_hint, 1)
+        next_row.addWidget(self.choose_model_button)
         row = QHBoxLayout()
         row.addWidget(self.security_key_button)
         row.addStretch(1)
+        row.addWidget(self.later_button)
         row.addWidget(self.continue_button)
         layout.addWidget(self.security_key_status)
+        layout.addLayout(next_row)
         layout.addLayout(row)
         self.recovery_page = centered_page(box)
         self.addWidget(self.recovery_page)
@@ -530,10 +558,62 @@ class FirstRunWidget(QStackedWidget):
         self.sync_step_page = centered_page(box, 620)
         self.addWidget(self.sync_step_page)
 
+    def postpone_recovery_code(self) -> None:
+        """ "Remind me later": remember that the code was not stored, and go on."""
+        self.later_button.setEnabled(False)
+        tasks.start_for(
+            self,
+            self.session.postpone_recovery_code(),
+            lambda _none: self.after_recovery_code(),
+            self._postpone_failed,
+        )
+
+    def _postpone_failed(self, error: BaseException) -> None:
+        self.later_button.setEnabled(True)
+        set_role(self.security_key_status, "error")
+        self.security_key_status.setText(str(error))
+
+    def _look_for_a_local_server(self) -> None:
+        """While the recovery code is read: is there exactly one local server with a
+        model? Then it becomes the first provider without the provider page."""
+        self.quick_server = None
+        if self.session.config.config.llms:
+            return
+        tasks.start_for(
+            self,
+            detect_local_servers(self.local_servers),
+            self._local_servers_found,
+            self._local_servers_failed,
+        )
+
+    def _local_servers_found(self, found: list[DetectedServer]) -> None:
+        usable = [server for server in found if server.models]
+        if len(usable) != 1 or self.from_server_check.isChecked():
+            return
+        self.quick_server = usable[0]
+        self.next_hint.setText(
+            f"Next: chat with {usable[0].models[0]} on {usable[0].server.label}, found on "
+            "this computer (Settings, Providers changes it)."
+        )
+        self.next_hint.show()
+        self.choose_model_button.show()
+
+    def _local_servers_failed(self, error: BaseException) -> None:
+        log.warning("looking for local servers failed", exc_info=error)
+
+    def _choose_another_model(self) -> None:
+        self.quick_server = None
+        self.next_hint.hide()
+        self.choose_model_button.hide()
+
     def after_recovery_code(self) -> None:
         """Continue from the recovery code: to the sync server when this computer joins
-        the others, else to the provider page."""
+        the others; else straight to the chats with the local server found meanwhile, or
+        to the provider page."""
         if not self.from_server_check.isChecked():
+            if self.quick_server is not None:
+                self._use_local_server(self.quick_server)
+                return
             self.show_provider_page()
             return
         self.recovery.set_code(None)  # the code leaves the screen once stored
@@ -658,6 +738,32 @@ class FirstRunWidget(QStackedWidget):
                 "models": list(found.models),
             }
         )
+
+    def _use_local_server(self, found: DetectedServer) -> None:
+        self.recovery.set_code(None)  # the code leaves the screen
+        self.continue_button.setEnabled(False)
+        self.later_button.setEnabled(False)
+        self.next_hint.setText(f"Connecting to {found.server.label}…")
+        entry = {
+            "provider_name": found.server.provider_name,
+            "type": found.server.type,
+            "base_url": found.server.base_url,
+            "model_name": found.models[0],
+            "locality": "on_prem",
+        }
+        tasks.start_for(
+            self,
+            self.session.save_provider(entry, api_key=None, make_default=True),
+            self._provider_saved,
+            self._local_server_failed,
+        )
+
+    def _local_server_failed(self, error: BaseException) -> None:
+        """Saving the found server failed: the provider page says why and offers the rest."""
+        self.quick_server = None
+        self.later_button.setEnabled(True)
+        self.show_provider_page()
+        self.provider_error.setText(str(error))
 
     def _provider_tested(self, ok: bool) -> None:
         """A successful test answers the last complaint (e.g. "Choose a model")."""
