@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QEvent,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -29,7 +30,15 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeyEvent,
+    QPainter,
+    QPalette,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -435,6 +444,8 @@ class SidebarWidget(QWidget):
     """Chat list, search and New Chat; renames, pins, moves, exports and deletes chats."""
 
     chat_selected = Signal(str)  # chat id
+    #: A search hit was opened: chat id, and the matched message's id ("" for a title).
+    hit_opened = Signal(str, str)
     new_chat_requested = Signal(str)  # tier value
     status_message = Signal(str)
     activity = Signal()
@@ -490,6 +501,9 @@ class SidebarWidget(QWidget):
         self.result_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.result_list.activated.connect(self._open_hit)
         self.result_list.clicked.connect(self._open_hit)
+        # Down from the search field into the hits, Enter opens one, Up/Esc go back.
+        self.search.installEventFilter(self)
+        self.result_list.installEventFilter(self)
         self.no_results = QLabel("No chat contains that.", self)
         self.no_results.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.stack = QStackedWidget(self)
@@ -679,6 +693,46 @@ class SidebarWidget(QWidget):
             self.activity.emit()
             self.select_chat(hit.chat_id)
             self.chat_selected.emit(hit.chat_id)
+            self.hit_opened.emit(hit.chat_id, hit.message_id or "")
+
+    def _showing_hits(self) -> bool:
+        return self.stack.currentWidget() is self.result_list and self.results.rowCount() > 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Search by keyboard: in the field, Down moves into the hits (or the chats), Enter
+        opens the first hit, Esc clears the search; in the hits, Enter opens one, Up on
+        the first and Esc go back to the field."""
+        if event.type() != QEvent.Type.KeyPress or not isinstance(event, QKeyEvent):
+            return False
+        if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        key = event.key()
+        enter = key in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if watched is self.search:
+            if key == Qt.Key.Key_Down:
+                view = self.result_list if self._showing_hits() else self.list
+                if view.model().rowCount() == 0:
+                    return False
+                view.setFocus(Qt.FocusReason.TabFocusReason)
+                current = view.currentIndex()
+                view.setCurrentIndex(current if current.isValid() else view.model().index(0, 0))
+                return True
+            if enter and self._showing_hits():
+                current = self.result_list.currentIndex()
+                self._open_hit(current if current.isValid() else self.results.index(0))
+                return True
+            if key == Qt.Key.Key_Escape and self.search.text():
+                self.search.clear()  # back to the chat list
+                return True
+        elif watched is self.result_list:
+            if enter:
+                self._open_hit(self.result_list.currentIndex())
+                return True
+            first = self.result_list.currentIndex().row() <= 0
+            if key == Qt.Key.Key_Escape or (key == Qt.Key.Key_Up and first):
+                self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+                return True
+        return False
 
     # chat actions ------------------------------------------------------------------------
 
