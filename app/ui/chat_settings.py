@@ -61,8 +61,9 @@ __all__ = [
 SAVE_DELAY_MS = 800
 PROVIDER_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 TIER_NAMES = {Tier.STANDARD: "Standard", Tier.PRIVATE: "Private", Tier.EPHEMERAL: "Ephemeral"}
-# What a parameter's editor shows under "Default" when neither the config nor the chat
-# sets it (the server then uses its own value, which the app does not know).
+# Shown under "Default" when neither the config nor the chat sets a value (the server
+# then uses its own, which the app does not know); unticking starts from TYPICAL_VALUES.
+SERVER_DEFAULT_TEXT = "server default"
 TYPICAL_VALUES: dict[str, float] = {
     "temperature": 0.8,
     "top_p": 1.0,
@@ -107,6 +108,7 @@ class _ParamRow:
     name: str
     editor: QDoubleSpinBox | QSpinBox | QLineEdit
     default: QCheckBox
+    minimum: float = 0.0  # the smallest value a spin box takes (below it: "server default")
 
 
 class ChatSettingsPanel(QWidget):
@@ -211,7 +213,8 @@ class ChatSettingsPanel(QWidget):
             caption = QLabel(label, self.params_box)
             caption.setBuddy(editor)
             params_form.addRow(caption, row)
-            self._param_rows.append(_ParamRow(name, editor, default))
+            minimum = editor.minimum() if isinstance(editor, QAbstractSpinBox) else 0.0
+            self._param_rows.append(_ParamRow(name, editor, default, minimum))
 
         self.context = QProgressBar(self)
         self.context.setAccessibleName("Context used")
@@ -386,19 +389,20 @@ class ChatSettingsPanel(QWidget):
                 param.editor.setText(format_stop_sequences(shown))
                 described = format_stop_sequences(default) or "none"
             else:
-                typical = TYPICAL_VALUES[param.name]
-                number = shown if shown is not None else typical
-                if isinstance(param.editor, QSpinBox):
-                    param.editor.setValue(int(number))
+                if shown is None:
+                    _show_server_default(param)
                 else:
-                    param.editor.setValue(float(number))
+                    _set_number(param, shown)
                 described = "the server's own" if default is None else f"{default:,}"
             param.default.setToolTip(f"Use the provider's default ({described})")
 
     def _default_toggled(self, param: _ParamRow, checked: bool) -> None:
         param.editor.setEnabled(not checked)
         if not checked and not self._loading:
-            param.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+            editor = param.editor
+            if isinstance(editor, QAbstractSpinBox) and editor.specialValueText():
+                _set_number(param, TYPICAL_VALUES[param.name])  # a value of one's own
+            editor.setFocus(Qt.FocusReason.OtherFocusReason)
         self._params_changed()
 
     def _params_changed(self) -> None:
@@ -600,6 +604,31 @@ class ChatSettingsPanel(QWidget):
                 self.set_chat(chat)
 
         tasks.start(self._session.service.update(chat_id, **fields), on_done=done, on_error=refused)
+
+
+def _show_server_default(param: _ParamRow) -> None:
+    """The spin box reads "server default": one step below its range, Qt's special value."""
+    editor = param.editor
+    if isinstance(editor, QSpinBox):
+        editor.setMinimum(int(param.minimum) - 1)
+        editor.setSpecialValueText(SERVER_DEFAULT_TEXT)
+        editor.setValue(editor.minimum())
+    elif isinstance(editor, QDoubleSpinBox):
+        editor.setMinimum(param.minimum - 0.01)
+        editor.setSpecialValueText(SERVER_DEFAULT_TEXT)
+        editor.setValue(editor.minimum())
+
+
+def _set_number(param: _ParamRow, number: float) -> None:
+    editor = param.editor
+    if isinstance(editor, QSpinBox):
+        editor.setSpecialValueText("")
+        editor.setMinimum(int(param.minimum))
+        editor.setValue(int(number))
+    elif isinstance(editor, QDoubleSpinBox):
+        editor.setSpecialValueText("")
+        editor.setMinimum(param.minimum)
+        editor.setValue(float(number))
 
 
 def _entry_label(entry: LLMEntry) -> str:

@@ -58,11 +58,14 @@ def test_parameters_start_at_default_and_edits_are_saved_and_sent(
     assert all(row.default.isChecked() for row in rows.values())
     assert not panel.temperature.isEnabled()
     assert "the server's own" in rows["temperature"].default.toolTip()
+    assert panel.temperature.text() == "server default"  # no number the server may not use
+    assert panel.context_length.value() == 512  # the config entry's context size
     assert "512" in rows["context_size"].default.toolTip()  # the config entry's context size
     assert panel.shown_params() == ChatParams()
 
     qtbot.mouseClick(rows["temperature"].default, Qt.MouseButton.LeftButton)
     assert panel.temperature.isEnabled()
+    assert panel.temperature.value() == pytest.approx(0.8)  # a starting value of one's own
     panel.temperature.setValue(0.25)
     rows["max_tokens"].default.setChecked(False)
     panel.max_tokens.setValue(6)
