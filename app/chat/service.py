@@ -596,18 +596,21 @@ class ChatService:
                                         store.update_message, answer.id,
                                         content="".join(text), reasoning="".join(reasoning),
                                     )  # fmt: skip
-                    except ContextTooLongError:
+                    except ContextTooLongError as refused:
                         if text or reasoning or attempt == CONTEXT_RETRIES:
                             raise
                         # The server counts more tokens than we estimated: halve what we
                         # think fits, remember it for this provider, and try once more.
                         ratio *= 2
                         self._tokens_per_byte[entry.provider_name] = ratio
-                        context = build_context(
-                            chat.system_prompt, chat.memory, history,
-                            context_size=window.size, max_tokens=max_tokens,
-                            tokens_per_byte=ratio,
-                        )  # fmt: skip
+                        try:
+                            context = build_context(
+                                chat.system_prompt, chat.memory, history,
+                                context_size=window.size, max_tokens=max_tokens,
+                                tokens_per_byte=ratio,
+                            )  # fmt: skip
+                        except ContextOverflowError:
+                            raise refused from None  # the question alone is too long
                         log.info("context refused as too long; retrying with a smaller one")
                         yield TurnStarted(
                             chat.id, user, answer.id, context.dropped + older,

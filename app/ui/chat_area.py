@@ -15,6 +15,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
+from app.chat.context import ContextUse
 from app.chat.events import ChatChanged
 from app.chat.service import sending_blocked_reason
 from app.config import Config
@@ -81,6 +82,10 @@ class ChatAreaWidget(QWidget):
         self.chat_view.turn_started.connect(self.settings_panel.show_turn)
         self.chat_view.streaming_changed.connect(self.composer.set_streaming)
         self.chat_view.edit_requested.connect(self.composer.start_edit)
+        self.chat_view.send_refused.connect(self._send_refused)
+        self.chat_view.fix_requested.connect(self._fix)
+        self.chat_view.streaming_changed.connect(self._streaming_changed)
+        self.composer.choose_model_requested.connect(self.choose_model)
         for part in (self.sidebar, self.chat_view, self.composer, self.settings_panel):
             part.activity.connect(self.activity)
         for part in (self.sidebar, self.chat_view, self.settings_panel):
@@ -161,6 +166,14 @@ class ChatAreaWidget(QWidget):
     def focus_composer(self) -> None:
         self.composer.editor.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
+    def choose_model(self) -> None:
+        """Open the chat's model picker (the fix a refused or too long message offers)."""
+        panel = self.settings_panel
+        if not panel.isVisible():
+            panel.show()
+        panel.providers.setFocus(Qt.FocusReason.OtherFocusReason)
+        panel.providers.showPopup()
+
     def set_sync_signed_in(self, signed_in: bool) -> None:
         """Mark Ephemeral chats "not synced" while the profile is signed in to sync."""
         self.sidebar.model.set_marks_unsynced(signed_in)
@@ -188,8 +201,57 @@ class ChatAreaWidget(QWidget):
     def _chat_loaded(self, chat: Chat | None) -> None:
         self.settings_panel.set_chat(chat)
         self._update_composer(chat)
+        self._measure_context()
         if chat is None:
             self.sidebar.select_chat(None)
+
+    def _streaming_changed(self, streaming: bool) -> None:
+        if not streaming:
+            self._measure_context()  # the answer now counts too
+
+    def _measure_context(self) -> None:
+        """Ask the service what the open chat takes of its context window (the meter)."""
+        chat_id = self.chat_view.chat_id
+        if chat_id is None or self.composer.is_blocked:
+            self.composer.set_context(None)
+            return
+        generation = self._generation
+
+        def measured(use: ContextUse) -> None:
+            if generation == self._generation and chat_id == self.chat_view.chat_id:
+                self.composer.set_context(use)
+
+        def failed(error: BaseException) -> None:
+            log.info("context use not measured: %s", type(error).__name__)
+            self.composer.set_context(None)
+
+        tasks.start_for(
+            self,
+            self._session.service.context_use(chat_id, max_tokens=self.chat_view.max_tokens),
+            on_done=measured,
+            on_error=failed,
+        )
+
+    def _send_refused(self, text: str, kind: str) -> None:
+        """A send failed before anything was saved: give the text back, show the state now.
+
+        The refusal may come from a change the panels have not shown yet (a provider
+        re-labelled as cloud in Settings): they are refreshed from the current config.
+        """
+        self.composer.restore(text)
+        chat = self.chat_view.chat
+        self.settings_panel.set_chat(chat)
+        self._update_composer(chat)
+        if kind in ("ContextOverflowError", "ContextTooLongError"):
+            self._measure_context()
+
+    def _fix(self, action: str) -> None:
+        if action == "choose-model":
+            self.choose_model()
+        elif action == "shorten":
+            self.focus_composer()
+        elif action == "resend":
+            self.composer.submit()
 
     def _update_composer(self, chat: Chat | None) -> None:
         self.composer.set_blocked(sending_blocked_reason(self._config, chat))

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -107,6 +108,18 @@ ROW_MARGIN_X = 16
 ROW_MARGIN_Y = 6
 BUBBLE_PAD = 10
 MARKER_KEY = "marker"
+NOTICE_KEY = "notice"
+ERROR_COLOR = "#c01c28"
+# What a failure offers, by the kind of error (a ``ChatViewWidget._on_action`` name, a label).
+CHOOSE_MODEL = ("choose-model", "Choose another model")
+SHORTEN = ("shorten", "Shorten the message")
+TRY_AGAIN = ("resend", "Try again")
+NOTICE_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "PolicyRefusedError": (CHOOSE_MODEL,),
+    "ContextOverflowError": (SHORTEN, CHOOSE_MODEL),
+    "ContextTooLongError": (SHORTEN, CHOOSE_MODEL),
+    "ConfigError": (CHOOSE_MODEL, TRY_AGAIN),
+}
 EPHEMERAL_TINT = QColor(214, 160, 40)
 EPHEMERAL_BANNER = "Ephemeral — vanishes when closed. Nothing of this chat is saved."
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
@@ -136,11 +149,16 @@ class ChatDocument(QTextDocument):
 
 @dataclass(slots=True)
 class _Row:
-    """One row: a message, or the context marker (``message`` None)."""
+    """One row: a message, the context marker, or a notice (``message`` None).
+
+    A notice (key ``NOTICE_KEY``) says why the last send failed before any message was
+    saved, under the conversation, with the ``actions`` that fix it.
+    """
 
     key: str
     message: Message | None = None
     text: str = ""
+    actions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -190,6 +208,7 @@ class MessageListModel(QAbstractListModel):
         self._marker_at: int | None = None
         self._marker_dropped = 0
         self._first_position: int | None = None  # thread position of _messages[0]
+        self._notice: _Row | None = None
 
     # Qt interface ------------------------------------------------------------------------
 
@@ -275,6 +294,7 @@ class MessageListModel(QAbstractListModel):
         self._marker_at = None
         self._first_position = None
         self._fetching_older = False
+        self._notice = None
         self.endResetModel()
 
     def show_page(self, chat_id: str, page: ThreadPage, *, thread_length: int | None) -> None:
@@ -284,6 +304,7 @@ class MessageListModel(QAbstractListModel):
             self.beginResetModel()
             self.chat_id = chat_id
             self._stream = None
+            self._notice = None
             self._marker_at = None
             self._messages = list(page.messages)
             self.has_older = page.has_older
@@ -311,6 +332,21 @@ class MessageListModel(QAbstractListModel):
     @property
     def has_marker(self) -> bool:
         return self._marker_at is not None
+
+    @property
+    def notice(self) -> _Row | None:
+        """The notice under the conversation, if one is shown."""
+        return self._notice
+
+    def set_notice(self, text: str, actions: tuple[tuple[str, str], ...] = ()) -> None:
+        """Show ``text`` (why a send failed) with ``actions`` under the last message."""
+        self._notice = _Row(NOTICE_KEY, None, text, actions)
+        self._apply_rows(self._build_rows())
+
+    def clear_notice(self) -> None:
+        if self._notice is not None:
+            self._notice = None
+            self._apply_rows(self._build_rows())
 
     def can_fetch_older(self) -> bool:
         return self.has_older and not self._fetching_older and bool(self._messages)
@@ -349,6 +385,8 @@ class MessageListModel(QAbstractListModel):
 
     def _build_rows(self) -> list[_Row]:
         rows = [_Row(m.id, m) for m in self._messages]
+        if self._notice is not None:
+            rows.append(self._notice)
         if self._marker_at is None:
             return rows
         text = (
@@ -357,7 +395,7 @@ class MessageListModel(QAbstractListModel):
         )
         where = 0
         if self._first_position is not None:
-            where = min(max(self._marker_at - self._first_position, 0), len(rows))
+            where = min(max(self._marker_at - self._first_position, 0), len(self._messages))
         rows.insert(where, _Row(MARKER_KEY, None, text))
         return rows
 
@@ -383,7 +421,11 @@ class MessageListModel(QAbstractListModel):
             self.endInsertRows()
         for number, row in enumerate(new):
             current = self._rows[number]
-            if current.message != row.message or current.text != row.text:
+            if (
+                current.message != row.message
+                or current.text != row.text
+                or current.actions != row.actions
+            ):
                 self._rows[number] = row
                 index = self.index(number)
                 self.dataChanged.emit(index, index)
@@ -416,7 +458,7 @@ class _Layout:
 def _signature(row: _Row, content_length: int, streaming: bool) -> tuple[Any, ...]:
     message = row.message
     if message is None:
-        return (row.key, row.text)
+        return (row.key, row.text, row.actions)
     return (
         message.id,
         message.status,
@@ -453,6 +495,8 @@ class MessageDelegate(QStyledItemDelegate):
         #: Long code lines wrap inside the message (the painted view cannot scroll one
         #: block sideways); off, they are cut at the message's edge.
         self.wrap_code = True
+        #: The error kind of answers that failed in this session, by message id.
+        self.error_kinds: dict[str, str] = {}
 
     # caches ------------------------------------------------------------------------------
 
@@ -533,6 +577,8 @@ class MessageDelegate(QStyledItemDelegate):
         """A quick guess at a row's height from its length (before it is measured)."""
         metrics = QFontMetrics(self._view.font())
         line = metrics.lineSpacing()
+        if row.key == NOTICE_KEY:
+            return 4 * line + 2 * (ROW_MARGIN_Y + BUBBLE_PAD)
         if row.message is None:
             return line + 2 * ROW_MARGIN_Y + 8
         width = self.content_width()
@@ -589,6 +635,13 @@ class MessageDelegate(QStyledItemDelegate):
 
     def _make_layout(self, row: _Row, model: MessageListModel, width: int) -> _Layout:
         metrics = QFontMetrics(self._view.font())
+        if row.key == NOTICE_KEY:
+            html = self._notice_html(row)
+            key: tuple[Any, ...] = ("notice", html, width, self._generation)
+            document, _ = self._document(key, lambda: (html, []))
+            top = ROW_MARGIN_Y + BUBBLE_PAD
+            height = top + math.ceil(document.size().height()) + BUBBLE_PAD + ROW_MARGIN_Y
+            return _Layout([_Part(top, document, [], key)], "", height, top)
         if row.message is None:
             height = metrics.lineSpacing() + 2 * ROW_MARGIN_Y + 8
             return _Layout([], row.text, height, 0)
@@ -676,6 +729,16 @@ class MessageDelegate(QStyledItemDelegate):
         self._splits[message_id] = (text, chunks)
         return chunks
 
+    def _link(self, name: str, label: str) -> str:
+        link = self._view.palette().color(QPalette.ColorRole.Link).name()
+        return f'<a href="action:{name}" style="color:{link};text-decoration:none;">{label}</a>'
+
+    def _notice_html(self, row: _Row) -> str:
+        actions = "&nbsp;&nbsp;·&nbsp;&nbsp;".join(self._link(n, label) for n, label in row.actions)
+        return f'<p style="color:{ERROR_COLOR};"><b>Not sent.</b> {_escape(row.text)}</p>' + (
+            f"<p>{actions}</p>" if actions else ""
+        )
+
     def _footer_html(self, message: Message, streaming: bool, model: MessageListModel) -> str:
         link = self._view.palette().color(QPalette.ColorRole.Link).name()
         muted = self._view.palette().color(QPalette.ColorRole.PlaceholderText).name()
@@ -697,7 +760,11 @@ class MessageDelegate(QStyledItemDelegate):
                 )
             if message.status is MessageStatus.ERROR:
                 reason = message.error or "the model failed"
-                items.append(f'<span style="color:#c01c28;">Error: {_escape(reason)}</span>')
+                items.append(f'<span style="color:{ERROR_COLOR};">Error: {_escape(reason)}</span>')
+                kind = self.error_kinds.get(message.id)
+                if kind == "ContextTooLongError" or (kind is None and _says_too_long(reason)):
+                    items.append(action("edit-question", "Shorten the question"))
+                    items.append(action("choose-model", "Choose another model"))
                 items.append(action("retry", "Retry"))
             elif message.status is MessageStatus.STOPPED:
                 items.append(f'<span style="color:{muted};">Stopped</span>')
@@ -741,6 +808,10 @@ class MessageDelegate(QStyledItemDelegate):
         palette = option.palette
         painter.save()
         painter.setClipRect(rect)
+        if row.key == NOTICE_KEY:
+            self._paint_notice(painter, rect, palette, layout)
+            painter.restore()
+            return
         if row.message is None:
             self._paint_marker(painter, rect, palette, layout.header)
             painter.restore()
@@ -790,6 +861,24 @@ class MessageDelegate(QStyledItemDelegate):
         if model.is_streaming(row):
             stream = model.stream
             self.streaming_painted.emit(len(stream.shown) if stream else 0)
+
+    def _paint_notice(
+        self, painter: QPainter, rect: QRect, palette: QPalette, layout: _Layout
+    ) -> None:
+        bubble = rect.adjusted(ROW_MARGIN_X, ROW_MARGIN_Y, -ROW_MARGIN_X, -ROW_MARGIN_Y)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        border = QColor(ERROR_COLOR)
+        fill = QColor(ERROR_COLOR)
+        fill.setAlpha(22)
+        painter.setPen(border)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(QRectF(bubble).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        left = rect.left() + ROW_MARGIN_X + BUBBLE_PAD
+        ratio = self._view.devicePixelRatioF()
+        for part in layout.parts:
+            painter.drawPixmap(
+                QPointF(left, rect.top() + part.top), self._pixmap(part, palette, ratio)
+            )
 
     def _paint_marker(self, painter: QPainter, rect: QRect, palette: QPalette, text: str) -> None:
         color = QColor(palette.color(QPalette.ColorRole.PlaceholderText))
@@ -917,6 +1006,7 @@ class MessageListView(QListView):
         self._last_width = -1
         #: Keep the end in view (see ``follows_end``); scrolling by the user decides it.
         self.follow_end = True
+        self.verticalScrollBar().rangeChanged.connect(self._range_changed)
         self.message_delegate.reset_caches()
 
     # positions ---------------------------------------------------------------------------
@@ -953,6 +1043,12 @@ class MessageListView(QListView):
                 rect = self.visualRect(model.index(number))
                 bar = self.verticalScrollBar()
                 bar.setValue(bar.value() + rect.top() - anchor_top)
+
+    def _range_changed(self, _minimum: int, maximum: int) -> None:
+        # Qt lays rows out again on its own schedule too (a row's height measured, a
+        # delayed layout): while following, the end stays in view whatever moved it.
+        if self.follow_end:
+            self.verticalScrollBar().setValue(maximum)
 
     def measure_visible_from_bottom(self) -> None:
         """Measure the rows that fill the screen from the end (before the first paint)."""
@@ -1042,7 +1138,7 @@ class MessageListView(QListView):
         if not index.isValid():
             return None
         row = self.message_model.row(index.row())
-        if row.message is None:
+        if row.message is None and row.key != NOTICE_KEY:
             return None
         local = pos - self.visualRect(index).topLeft()
         found = self.message_delegate.anchor_at(row, self.message_model, local)
@@ -1072,8 +1168,7 @@ class MessageListView(QListView):
             hit = self._hit(event.position().toPoint())
             if hit is not None:
                 row, href, code_blocks = hit
-                assert row.message is not None
-                self.activate_link(row.message.id, href, code_blocks)
+                self.activate_link(row.message.id if row.message else "", href, code_blocks)
                 return
         super().mouseReleaseEvent(event)
 
@@ -1125,6 +1220,11 @@ class ChatViewWidget(QWidget):
     turn_started = Signal(object)  # TurnStarted of the open chat
     streaming_changed = Signal(bool)  # whether the open chat has a turn running
     edit_requested = Signal(str, str)  # message id, its text
+    #: A send or edit failed before anything was saved: the text to give back to the
+    #: composer, and the kind of error (``PolicyRefusedError``, ``ContextOverflowError``...).
+    send_refused = Signal(str, str)
+    #: The user asked for the fix a failure offers: "choose-model", "shorten" or "resend".
+    fix_requested = Signal(str)
     status_message = Signal(str)
     activity = Signal()
 
@@ -1340,6 +1440,7 @@ class ChatViewWidget(QWidget):
         self._run_turn(
             chat_id,
             lambda: self._session.service.send(chat_id, text, max_tokens=self.max_tokens),
+            draft=text,
         )
         return True
 
@@ -1362,6 +1463,7 @@ class ChatViewWidget(QWidget):
         self._run_turn(
             chat_id,
             lambda: self._session.service.edit(message_id, text, max_tokens=self.max_tokens),
+            draft=text,
         )
         return True
 
@@ -1373,11 +1475,19 @@ class ChatViewWidget(QWidget):
         turn.task.cancel()
         return True
 
-    def _run_turn(self, chat_id: str, make: Callable[[], AsyncIterator[TurnEvent]]) -> None:
+    def _run_turn(
+        self,
+        chat_id: str,
+        make: Callable[[], AsyncIterator[TurnEvent]],
+        *,
+        draft: str | None = None,
+    ) -> None:
+        """Run one turn; ``draft`` is what the user typed (given back if it is refused)."""
         turn = _Turn(chat_id)
         self._turns[chat_id] = turn
         if chat_id == self.chat_id:
             self.list.follow_end = True  # what was sent, and its answer, are shown
+            self.model.clear_notice()
 
         async def consume() -> None:
             events = cast(AsyncGenerator[TurnEvent, None], make())
@@ -1389,8 +1499,13 @@ class ChatViewWidget(QWidget):
             self._end_turn(turn)
 
         def failed(error: BaseException) -> None:
+            # Refused before anything was saved (the policy, a message that cannot fit, a
+            # provider that cannot be set up): say so under the conversation, with the fix.
             self._end_turn(turn)
-            self.status_message.emit(str(error))
+            kind = type(error).__name__
+            if chat_id == self.chat_id:
+                self.show_notice(_sentence(str(error)), NOTICE_ACTIONS.get(kind, (TRY_AGAIN,)))
+            self.send_refused.emit(draft or "", kind)
 
         turn.task = tasks.start(consume(), on_done=finished, on_error=failed)
         turn.task.add_done_callback(lambda task: finished() if task.cancelled() else None)
@@ -1414,8 +1529,9 @@ class ChatViewWidget(QWidget):
                 self.turn_started.emit(event)
                 self.reload()
                 self._repaint.start()
-        elif isinstance(event, TurnFinished) and event.error and current:
-            self.status_message.emit(f"The answer failed: {event.error}")
+        elif isinstance(event, TurnFinished) and event.error_kind:
+            # Shown in the answer's own row, with the fix for its kind (see _footer_html).
+            self.list.message_delegate.error_kinds[event.message.id] = event.error_kind
 
     def _end_turn(self, turn: _Turn) -> None:
         if self._turns.get(turn.chat_id) is not turn:
@@ -1424,7 +1540,17 @@ class ChatViewWidget(QWidget):
         if turn.chat_id == self.chat_id:
             # The streamed text stays on screen until the reload brings the saved answer
             # (see ``_show``); only then is the stream dropped.
-            self._flush_stream()
+            stream = self.model.stream
+            saved = self.model.message(stream.message_id) if stream is not None else None
+            if (
+                stream is not None
+                and saved is not None
+                and saved.status is not MessageStatus.PARTIAL
+                and saved.content == stream.text()
+            ):
+                self.list.keep_position(lambda: self.model.start_stream(None))
+            else:
+                self._flush_stream()
             self._repaint.stop()
             self.streaming_changed.emit(False)
             self._painted_length = -1
@@ -1457,9 +1583,22 @@ class ChatViewWidget(QWidget):
 
     # message actions ---------------------------------------------------------------------
 
+    def show_notice(self, text: str, actions: tuple[tuple[str, str], ...] = ()) -> None:
+        """Say under the conversation why the last send failed, with ``actions`` to fix it."""
+        self.list.follow_end = True
+        self.list.keep_position(lambda: self.model.set_notice(text, actions))
+
     def _on_action(self, name: str, message_id: str) -> None:
         self.activity.emit()
+        if name in ("choose-model", "shorten", "resend"):
+            self.fix_requested.emit(name)
+            return
         message = self.model.message(message_id)
+        if name == "edit-question" and message is not None and message.parent_id:
+            question = self.model.message(message.parent_id)
+            if question is not None:
+                self.edit_requested.emit(question.id, question.content)
+            return
         if name == "copied-code":
             self.status_message.emit("Code copied")
             return
@@ -1525,6 +1664,20 @@ class ChatViewWidget(QWidget):
         for action in menu.actions()[1:]:
             action.setEnabled(not busy)
         menu.exec(position)
+
+
+def _says_too_long(error: str) -> bool:
+    """Whether a saved error says the context was too long (its kind is not saved)."""
+    return re.search(r"context (window|size|length)", error, re.IGNORECASE) is not None
+
+
+def _sentence(text: str) -> str:
+    """An error's text as a sentence: capital first letter, full stop at the end."""
+    text = text.strip()
+    if not text:
+        return "Something went wrong."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _settings_of(chat: Chat | None) -> tuple[Any, ...]:

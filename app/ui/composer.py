@@ -5,12 +5,20 @@ in the config's ``ui`` section, Ctrl+Enter sends and Enter starts a new line.
 When the chat's tier allows no provider, the composer is disabled and says why.
 Editing a sent message reuses the composer: a bar names what is being edited
 and Escape cancels.
+
+Under the editor a context meter estimates what sending the draft would take of the
+model's context window (system prompt, memory, the history that fits, the draft and
+the room kept for the answer) and names where the window's size comes from (the
+server or the configuration). A draft that cannot fit is not sent: the meter says by
+how much to shorten it and offers to choose another model. Sending clears the editor
+as an undoable edit (Ctrl+Z brings the text back), and a send refused afterwards
+gives the text back.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -22,9 +30,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chat.context import ContextUse
+
 __all__ = ["ComposerWidget", "MessageEdit"]
 
 SEND_KEYS = ("enter", "ctrl_enter")
+METER_DELAY_MS = 150
 
 
 class MessageEdit(QPlainTextEdit):
@@ -73,6 +84,7 @@ class ComposerWidget(QWidget):
     submitted = Signal(str)  # a new message
     edit_submitted = Signal(str, str)  # message id, new text
     stop_requested = Signal()
+    choose_model_requested = Signal()  # the fix for a draft too long for the model
     activity = Signal()
 
     def __init__(self, parent: QWidget | None = None, *, send_key: str = "enter") -> None:
@@ -100,6 +112,25 @@ class ComposerWidget(QWidget):
         bar.addWidget(self.edit_label, 1)
         bar.addWidget(cancel)
         self.edit_bar.hide()
+        self.meter = QLabel(self)
+        self.meter.setObjectName("contextMeter")
+        self.meter.setWordWrap(True)
+        self.meter.setAccessibleName("Context use")
+        self.meter.hide()
+        self.choose_model = QToolButton(self)
+        self.choose_model.setText("Choose another &model")
+        self.choose_model.setAccessibleName("Choose a model with a larger context")
+        self.choose_model.clicked.connect(self.choose_model_requested)
+        self.choose_model.hide()
+        meter_row = QHBoxLayout()
+        meter_row.setContentsMargins(0, 0, 0, 0)
+        meter_row.addWidget(self.meter, 1)
+        meter_row.addWidget(self.choose_model, 0, Qt.AlignmentFlag.AlignTop)
+        self._context: ContextUse | None = None
+        self._meter_timer = QTimer(self)
+        self._meter_timer.setSingleShot(True)
+        self._meter_timer.setInterval(METER_DELAY_MS)
+        self._meter_timer.timeout.connect(self._update_meter)
 
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
@@ -111,6 +142,7 @@ class ComposerWidget(QWidget):
         layout.addWidget(self.edit_bar)
         layout.addWidget(self.reason)
         layout.addLayout(row)
+        layout.addLayout(meter_row)
 
         self._editing: str | None = None
         self._streaming = False
@@ -118,6 +150,7 @@ class ComposerWidget(QWidget):
         self.editor.send_requested.connect(self.submit)
         self.editor.cancel_requested.connect(self._escape)
         self.editor.typed.connect(self.activity)
+        self.editor.textChanged.connect(self._meter_timer.start)
         self.send_button.clicked.connect(self._button_clicked)
         self._update_hint()
 
@@ -143,6 +176,28 @@ class ComposerWidget(QWidget):
         self.reason.setVisible(bool(reason))
         self.editor.setEnabled(not reason)
         self._update_button()
+
+    @property
+    def context_use(self) -> ContextUse | None:
+        """What the draft would take of the context window (None: not known yet)."""
+        if self._context is None:
+            return None
+        return self._context.with_draft(self.editor.toPlainText())
+
+    def set_context(self, use: ContextUse | None) -> None:
+        """The chat's context use without a draft (None: unknown; the meter is hidden)."""
+        self._context = use
+        self._update_meter()
+
+    def restore(self, text: str) -> None:
+        """Give back ``text`` of a send that was refused, unless something new was typed."""
+        if not text or self.editor.toPlainText().strip():
+            return
+        cursor = self.editor.textCursor()
+        cursor.select(QTextCursor.SelectionType.Document)
+        cursor.insertText(text)
+        self.editor.setTextCursor(cursor)
+        self.editor.setFocus()
 
     def set_streaming(self, streaming: bool) -> None:
         """While an answer streams the button stops it instead of sending."""
@@ -170,6 +225,7 @@ class ComposerWidget(QWidget):
         self._editing = None
         self.edit_bar.hide()
         self.editor.clear()
+        self.set_context(None)
 
     # actions -----------------------------------------------------------------------------
 
@@ -179,13 +235,56 @@ class ComposerWidget(QWidget):
         if not text.strip() or self._blocked_reason or self._streaming:
             return
         self.activity.emit()
+        use = self.context_use
+        if use is not None and not use.fits:
+            self._update_meter()  # says why, and the text stays where it is
+            return
         editing, self._editing = self._editing, None
-        self.editor.clear()
+        # An undoable edit (not clear()): Ctrl+Z brings the text back.
+        cursor = self.editor.textCursor()
+        cursor.select(QTextCursor.SelectionType.Document)
+        cursor.removeSelectedText()
         self.edit_bar.hide()
         if editing is not None:
             self.edit_submitted.emit(editing, text)
         else:
             self.submitted.emit(text)
+
+    def _update_meter(self) -> None:
+        self._meter_timer.stop()
+        use = self.context_use
+        if use is None:
+            self.meter.hide()
+            self.choose_model.hide()
+            return
+        self.meter.show()
+        parts = [
+            ("system prompt", use.system),
+            ("memory", use.memory),
+            ("history", use.history),
+            ("this message", use.draft),
+            ("kept for the answer", use.reserve),
+        ]
+        breakdown = ", ".join(f"{name} {tokens:,}" for name, tokens in parts if tokens)
+        dropped = (
+            f"; {use.dropped:,} older message{'s' if use.dropped != 1 else ''} will not be sent"
+            if use.dropped
+            else ""
+        )
+        self.meter.setToolTip(
+            f"Estimated tokens: {breakdown}{dropped}. Context: {use.window.describe()}."
+        )
+        if use.fits:
+            self.meter.setStyleSheet("")
+            self.meter.setText(
+                f"Context: about {min(use.total, use.window.size):,} of "
+                f"{use.window.describe()}{dropped}"
+            )
+            self.choose_model.hide()
+            return
+        self.meter.setStyleSheet("color: #c01c28;")
+        self.meter.setText(use.overflow_message())
+        self.choose_model.show()
 
     def _escape(self) -> None:
         if self._editing is not None:
