@@ -369,3 +369,45 @@ async def test_the_lane_writes_the_access_log_line(
     line = lines[0]
     assert (line.method, line.path, line.status) == ("GET", "/v1/sync/changes", 200)  # type: ignore[attr-defined]
     assert "cursor" not in line.getMessage()
+
+
+async def test_an_unexpected_error_is_a_logged_500_alike(
+    served: tuple[SyncServerApp, httpx.AsyncClient],
+    issuer: FakeIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sync_server import records
+
+    app, client = served
+
+    async def broken(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("boom")
+
+    async def push(client: httpx.AsyncClient, tag: str) -> httpx.Response:
+        user = _user(client, issuer, f"{tag}-broken")
+        await _warm(user)
+        with monkeypatch.context() as patch:
+            patch.setattr(records, "push", broken)
+            return await user.post(
+                "/v1/sync/push", json={"records": [record("e1")]}, headers=REQUEST_ID
+            )
+
+    caplog.set_level("ERROR")
+    answer = await _compare(app, client, push, handed=False)
+    assert answer.status_code == 500 and answer.json()["request_id"] == REQUEST_ID["X-Request-ID"]
+    errors = [r for r in caplog.records if r.getMessage() == "unhandled_error"]
+    assert len(errors) == 2 and all(r.exc_info for r in errors)
+
+
+async def test_a_generated_request_id_is_the_one_in_the_problem(
+    served: tuple[SyncServerApp, httpx.AsyncClient], issuer: FakeIssuer
+) -> None:
+    _, client = served
+    user = _user(client, issuer, "generated-id")
+    await _warm(user)
+    body = {"records": [record("big", payload=b"z" * 2000)]}
+    answer = await user.post("/v1/sync/push", json=body)  # answered by the lane: 413
+    assert answer.status_code == 413
+    assert answer.json()["request_id"] == answer.headers["X-Request-ID"]
+    assert len(answer.headers["X-Request-ID"]) == 16
