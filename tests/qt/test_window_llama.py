@@ -23,7 +23,7 @@ from app.store.models import DEFAULT_TITLE, MessageStatus
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.main_window import MainWindow
 from tests.peers.llama_server import CANCEL_LOG_PATTERN, LlamaServer, free_port
-from tests.qt.conftest import close_session, make_session, unlock_new_vault
+from tests.qt.conftest import close_session, make_session, unlock_new_vault, write_config
 from tests.qt.drivers import (
     WAIT,
     create_vault_on_first_run,
@@ -113,6 +113,53 @@ def test_context_marker_on_small_model(qtbot: QtBot, area: ChatAreaWidget) -> No
     marker_at = next(n for n, row in enumerate(rows) if row.message is None)
     dropped = int(markers()[0].split()[0])
     assert marker_at == dropped
+
+
+@pytest.fixture
+def area_4096(
+    qtbot: QtBot,
+    llama_server: LlamaServer,
+    qt_profile: Path,
+    tmp_path: Path,
+    run_async: Callable[..., Any],
+) -> Iterator[ChatAreaWidget]:
+    """The chat area over the real llama-server (n_ctx 512) configured for 4,096 tokens,
+    as first-run detection used to leave it (issue 12, item 7)."""
+    path = write_config(tmp_path / "config.yml", f"{llama_server.base_url}/v1")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("context_size: 512", "context_size: 4096"),
+        encoding="utf-8",
+    )
+    session = unlock_new_vault(make_session(load_config(path, {}), qt_profile), run_async)
+    yield from shown_area(qtbot, session, max_tokens=ANSWER_TOKENS)
+    close_session(session)
+
+
+def test_context_size_stated_by_the_server_wins_and_the_meter_says_so(
+    qtbot: QtBot, area_4096: ChatAreaWidget
+) -> None:
+    area = area_4096
+    start_chat(qtbot, area)
+    composer = area.composer
+    qtbot.waitUntil(lambda: composer.context_use is not None, timeout=WAIT)
+    use = composer.context_use
+    assert use is not None and use.window.size == 512 and use.window.source == "server"
+    assert "of 512 tokens (reported by the server)" in composer.meter.text()
+    before = use.total
+    send(qtbot, area, "Tell me about zebrafish please")
+    # The meter counts the answer once it is there.
+    qtbot.waitUntil(
+        lambda: composer.context_use is not None and composer.context_use.total > before + 16,
+        timeout=WAIT,
+    )
+    # ~600 tokens fit the configured 4,096 but not the server's 512: not sent, and why.
+    typed = "zebrafish " * 240
+    composer.editor.setPlainText(typed)
+    qtbot.keyClick(composer.editor, "\r")
+    qtbot.waitUntil(lambda: "Shorten it by about" in composer.meter.text(), timeout=WAIT)
+    assert "512 tokens (reported by the server)" in composer.meter.text()
+    assert composer.editor.toPlainText() == typed
+    assert len(messages(area)) == 2
 
 
 def test_first_run_creates_vault_and_adds_the_detected_server(
