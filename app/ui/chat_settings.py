@@ -64,6 +64,7 @@ TIER_NAMES = {Tier.STANDARD: "Standard", Tier.PRIVATE: "Private", Tier.EPHEMERAL
 # Shown under "Default" when neither the config nor the chat sets a value (the server
 # then uses its own, which the app does not know); unticking starts from TYPICAL_VALUES.
 SERVER_DEFAULT_TEXT = "server default"
+STOP_HINT = "e.g. ###, \\n\\n"
 TYPICAL_VALUES: dict[str, float] = {
     "temperature": 0.8,
     "top_p": 1.0,
@@ -186,7 +187,7 @@ class ChatSettingsPanel(QWidget):
         self.context_length.setSingleStep(1024)
         self.context_length.setGroupSeparatorShown(True)
         self.stop_sequences = QLineEdit(self.params_box)
-        self.stop_sequences.setPlaceholderText("e.g. ###, \\n\\n")
+        self.stop_sequences.setPlaceholderText(STOP_HINT)
         self.stop_sequences.setToolTip(
             "Text that ends the answer. Separate several with commas; write \\n for a line "
             "break and \\, for a comma."
@@ -387,6 +388,7 @@ class ChatSettingsPanel(QWidget):
             param.editor.setEnabled(value is not None)
             if isinstance(param.editor, QLineEdit):
                 param.editor.setText(format_stop_sequences(shown))
+                param.editor.setPlaceholderText(STOP_HINT if value is not None else "none")
                 described = format_stop_sequences(default) or "none"
             else:
                 if shown is None:
@@ -402,6 +404,8 @@ class ChatSettingsPanel(QWidget):
             editor = param.editor
             if isinstance(editor, QAbstractSpinBox) and editor.specialValueText():
                 _set_number(param, TYPICAL_VALUES[param.name])  # a value of one's own
+            elif isinstance(editor, QLineEdit):
+                editor.setPlaceholderText(STOP_HINT)
             editor.setFocus(Qt.FocusReason.OtherFocusReason)
         self._params_changed()
 
