@@ -193,7 +193,18 @@ class PanelLayout(QObject):
             state.opened_at = 0
         self._remember(name, state.wanted)
         self.update_layout()
+        if shown and not state.shown:  # no room even next to the narrowest chat
+            state.opened_at = 0
         return state.shown
+
+    def available_width(self) -> int:
+        """The splitter's width now."""
+        return self._splitter.width()
+
+    def width_needed(self, name: str) -> int:
+        """How wide the splitter must be to show ``name`` next to the chat column."""
+        state = self._states[name]
+        return self._min_width(state) + self._splitter.handleWidth() + self._chat_floor
 
     # --- layout ---------------------------------------------------------------------------
 

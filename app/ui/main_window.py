@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # imported when first needed: start-up time
     from app.session import Session
     from app.ui.chat_area import ChatAreaWidget
     from app.ui.first_run import FirstRunWidget
+    from app.ui.recovery_reminder import RecoveryReminderBanner
     from app.ui.screen_lock import ScreenLockWatcher
     from app.ui.settings import SettingsDialog
     from app.ui.sync_recovery_notice import RecoveryBanner
@@ -180,6 +181,8 @@ class MainWindow(QMainWindow):
         # Built at the first unlock (it imports the sync engine's types).
         self.sync_button: SyncStatusButton | None = None
         self.recovery_banner: RecoveryBanner | None = None
+        #: "Store your recovery code": while storing it is put off (built when needed).
+        self.recovery_reminder: RecoveryReminderBanner | None = None
         self._sync_state: SyncState | None = None
         self._sync_unsubscribe: Callable[[], None] | None = None
         self._sync_generation = 0
@@ -275,9 +278,7 @@ class MainWindow(QMainWindow):
         self.new_ephemeral_action = self._action(
             "New &ephemeral chat", area(lambda a: a.new_chat("ephemeral")), ["Ctrl+Shift+N"]
         )
-        self.search_action = self._action(
-            "&Search chats", area(lambda a: a.focus_search()), ["Ctrl+K", "Ctrl+F"]
-        )
+        self.search_action = self._action("&Search chats", area(self._search), ["Ctrl+K", "Ctrl+F"])
         self.next_chat_action = self._action(
             "Ne&xt chat", area(lambda a: a.select_next_chat()), ["Ctrl+Tab", "Alt+Down"]
         )
@@ -438,11 +439,27 @@ class MainWindow(QMainWindow):
     def toggle_panel(self, name: str) -> bool:
         """Show or hide the side panel ``name`` (``sidebar``, ``chat_settings``), as the
         user asked; returns whether it is shown now."""
-        if self.panels is None:
+        panels = self.panels
+        if panels is None:
             return False
-        shown = self.panels.toggle(name)
+        wanted = not panels.is_shown(name)
+        shown = panels.toggle(name)
         self._sync_panel_actions()
+        if wanted and not shown:
+            what = "the sidebar" if name == "sidebar" else "the chat settings"
+            extra = panels.width_needed(name) - panels.available_width()
+            self.statusBar().showMessage(
+                f"No room for {what} next to the chat: make the window {extra} px wider.",
+                5000,
+            )
         return shown
+
+    def _search(self, area: ChatAreaWidget) -> None:
+        """Focus the search field, showing the sidebar first if it is hidden."""
+        if self.panels is not None and not self.panels.is_shown("sidebar"):
+            self.panels.set_shown("sidebar", True)
+            self._sync_panel_actions()
+        area.focus_search()
 
     def _sync_panel_actions(self) -> None:
         panels = self.panels
@@ -543,7 +560,17 @@ class MainWindow(QMainWindow):
         tasks.start(self.session.serve_agent(on_locked=self._agent_locked))
         self._watch_screen_lock()
         self.start_sync()
+        self._remind_of_the_recovery_code()
         self.unlocked.emit()
+
+    def _remind_of_the_recovery_code(self) -> None:
+        """After an unlock: the reminder, if storing the recovery code was put off."""
+        if self.recovery_reminder is None:
+            from app.ui.recovery_reminder import RecoveryReminderBanner
+
+            self.recovery_reminder = RecoveryReminderBanner()
+            self._central_layout.insertWidget(0, self.recovery_reminder)
+        self.recovery_reminder.check(self.session)
 
     # ----------------------------------------------------------------- sync
 
@@ -683,6 +710,8 @@ class MainWindow(QMainWindow):
             self.sync_button.hide()
         if self.recovery_banner is not None:
             self.recovery_banner.reset()
+        if self.recovery_reminder is not None:
+            self.recovery_reminder.reset()
 
     def _watch_screen_lock(self) -> None:
         """Lock when the OS locks the screen or sleeps (set up at the first unlock)."""

@@ -150,6 +150,17 @@ def test_the_hidden_sidebar_is_remembered(
     second.close()
 
 
+def test_search_shows_a_hidden_sidebar(qtbot: QtBot, window: MainWindow) -> None:
+    resize(qtbot, window, 480)
+    assert shown(window) == (False, False)
+    press(qtbot, window, "Ctrl+K")
+    area = window.chat_area
+    assert area is not None
+    assert shown(window) == (True, False)
+    assert window.toggle_sidebar_action.isChecked()
+    qtbot.waitUntil(area.sidebar.search.hasFocus, timeout=WAIT)
+
+
 def test_toggle_buttons_have_names_and_work(qtbot: QtBot, window: MainWindow) -> None:
     resize(qtbot, window, 1440)
     bar = window.layout_bar
@@ -195,6 +206,20 @@ def test_nothing_is_clipped_at_any_width(
                 assert button.isVisible(), width
                 corner = button.mapTo(window, button.rect().bottomRight())
                 assert window.rect().contains(corner), width
+            if width <= 1024:  # each panel opened by hand where it had folded away
+                for panel in ("sidebar", "chat_settings"):
+                    if window.panels is not None and not window.panels.is_shown(panel):
+                        if not window.toggle_panel(panel):  # no room: it says so
+                            message = window.statusBar().currentMessage()
+                            assert "px wider" in message, (width, panel)
+                            assert width < window.panels.width_needed(panel)
+                            continue
+                        qtbot.wait(50)
+                        path = out / f"layout-{width}-{panel}-{theme}.png"
+                        assert window.grab().save(str(path), "PNG"), path
+                        assert clipped_widgets(window) == [], (width, panel)
+                        assert center_width(window) >= CHAT_FLOOR_WIDTH, (width, panel)
+                        window.toggle_panel(panel)
     finally:
         apply_theme(app, "light", 11, "light")
 
