@@ -139,8 +139,8 @@ class ChatService:
         self.streaming: set[str] = set()
         # Learned per provider from reported prompt token counts (see _learn_ratio).
         self._tokens_per_byte: dict[str, float] = {}
-        # Context windows servers stated, per (provider, model); None: the server did not say.
-        self._windows: dict[tuple[str, str], int | None] = {}
+        # Context windows servers stated, per (provider, base URL, model); None: not said.
+        self._windows: dict[tuple[str, str, str], int | None] = {}
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class ChatService:
         """The context size ``chat``'s turns are fitted into: what the server states for the
         chat's model (asked once per provider and model), else the configured size."""
         entry = self.provider_entry(chat)
-        key = (entry.provider_name, chat.model or entry.model_name)
+        key = (entry.provider_name, entry.base_url, chat.model or entry.model_name)
         if key not in self._windows:
             detected: int | None = None
             try:
