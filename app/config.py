@@ -281,6 +281,15 @@ class UISettings(BaseModel):
             )
         ),
     ] = "enter"
+    code_blocks: Annotated[
+        Literal["wrap", "scroll"],
+        Field(
+            description=(
+                "Code lines longer than a message is wide: wrap (shown on several lines) or "
+                "scroll (the block scrolls sideways with Shift+wheel)."
+            )
+        ),
+    ] = "wrap"
     auto_lock_minutes: Annotated[
         int,
         Field(

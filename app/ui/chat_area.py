@@ -48,6 +48,7 @@ class ChatAreaWidget(QWidget):
         self.sidebar = SidebarWidget(session, self)
         self.chat_view = ChatViewWidget(session, self)
         self.composer = ComposerWidget(self, send_key=self._ui_setting("send_key", "enter"))
+        self._apply_code_blocks()
         self.settings_panel = ChatSettingsPanel(session, self)
         # Long model names must not widen the panel at the chat's expense.
         self.settings_panel.setMaximumWidth(380)
@@ -99,6 +100,7 @@ class ChatAreaWidget(QWidget):
         if self._unsubscribe is None:
             self._unsubscribe = self._session.service.changes.subscribe(self._on_change)
         self.composer.set_send_key(self._ui_setting("send_key", "enter"))
+        self._apply_code_blocks()
         self.sidebar.load()
         self._update_composer(None)
 
@@ -193,6 +195,14 @@ class ChatAreaWidget(QWidget):
         ui = getattr(self._config, "ui", None)
         value = getattr(ui, name, default) if ui is not None else default
         return value if isinstance(value, str) else default
+
+    def _apply_code_blocks(self) -> None:
+        """Wrap long code lines, or let code blocks scroll sideways (``ui.code_blocks``)."""
+        wrap = self._ui_setting("code_blocks", "wrap") != "scroll"
+        delegate = self.chat_view.list.message_delegate
+        if delegate.wrap_code != wrap:
+            delegate.wrap_code = wrap
+            self.chat_view.list.keep_position(delegate.reset_caches)
 
     def _on_change(self, change: ChatChanged) -> None:
         self.sidebar.on_chat_changed(change)

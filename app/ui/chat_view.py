@@ -63,6 +63,7 @@ from PySide6.QtGui import (
     QTextCursor,
     QTextDocument,
     QTextOption,
+    QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -492,9 +493,11 @@ class MessageDelegate(QStyledItemDelegate):
         self._pixmap_bytes = 0
         self.is_dark = False
         self.last_regenerable: str | None = None
-        #: Long code lines wrap inside the message (the painted view cannot scroll one
-        #: block sideways); off, they are cut at the message's edge.
+        #: Long code lines wrap inside the message; off, a block wider than the message
+        #: scrolls sideways (Shift+wheel or a sideways swipe over it) and shows a bar.
         self.wrap_code = True
+        #: How far each wide part is scrolled sideways, by part key.
+        self._offsets: dict[tuple[Any, ...], float] = {}
         #: The error kind of answers that failed in this session, by message id.
         self.error_kinds: dict[str, str] = {}
 
@@ -849,18 +852,54 @@ class MessageDelegate(QStyledItemDelegate):
             height = part.document.size().height()
             if top + height < clip.top() or top > clip.bottom():
                 continue
+            wide = part.document.size().width() > self._width + 1
+            offset = self._offsets.get(part.key, 0.0) if wide else 0.0
+            if wide:
+                painter.save()
+                painter.setClipRect(
+                    QRectF(left, top, self._width, height), Qt.ClipOperation.IntersectClip
+                )
             if not part.is_growing:
-                painter.drawPixmap(QPointF(left, top), self._pixmap(part, palette, ratio))
-                continue
-            painter.save()
-            painter.translate(left, top)
-            context.clip = QRectF(0, 0, self._width, height)
-            part.document.documentLayout().draw(painter, context)
-            painter.restore()
+                painter.drawPixmap(QPointF(left - offset, top), self._pixmap(part, palette, ratio))
+            else:
+                painter.save()
+                painter.translate(left - offset, top)
+                context.clip = QRectF(offset, 0, self._width, height)
+                part.document.documentLayout().draw(painter, context)
+                painter.restore()
+            if wide:
+                self._paint_scroll_bar(painter, part, QRectF(left, top, self._width, height))
+                painter.restore()
         painter.restore()
         if model.is_streaming(row):
             stream = model.stream
             self.streaming_painted.emit(len(stream.shown) if stream else 0)
+
+    def _paint_scroll_bar(self, painter: QPainter, part: _Part, area: QRectF) -> None:
+        """A thin bar under a part wider than the message: how much is shown, and where."""
+        full = part.document.size().width()
+        length = max(24.0, area.width() * area.width() / full)
+        start = (area.width() - length) * self._offsets.get(part.key, 0.0) / (full - area.width())
+        color = QColor(self._view.palette().color(QPalette.ColorRole.PlaceholderText))
+        color.setAlpha(140)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawRoundedRect(QRectF(area.left() + start, area.bottom() - 4, length, 3), 1.5, 1.5)
+
+    def scroll_part(self, row: _Row, model: MessageListModel, point: QPoint, delta: float) -> bool:
+        """Scroll the wide part under ``point`` (relative to the row) sideways by ``delta``
+        pixels; False when there is none (the wheel then scrolls the list)."""
+        if self.wrap_code:
+            return False
+        layout = self.layout(row, model)
+        for part in layout.parts:
+            size = part.document.size()
+            if 0 <= point.y() - part.top <= size.height() and size.width() > self._width + 1:
+                limit = size.width() - self._width
+                offset = min(max(self._offsets.get(part.key, 0.0) + delta, 0.0), limit)
+                self._offsets[part.key] = offset
+                return True
+        return False
 
     def _paint_notice(
         self, painter: QPainter, rect: QRect, palette: QPalette, layout: _Layout
@@ -917,7 +956,7 @@ class MessageDelegate(QStyledItemDelegate):
         layout = self.layout(row, model)
         x = point.x() - ROW_MARGIN_X - BUBBLE_PAD
         for part in layout.parts:
-            local = QPointF(x, point.y() - part.top)
+            local = QPointF(x + self._offsets.get(part.key, 0.0), point.y() - part.top)
             if 0 <= local.y() <= part.document.size().height():
                 href = part.document.documentLayout().anchorAt(local)
                 if href:
@@ -1156,6 +1195,24 @@ class MessageListView(QListView):
         super().mousePressEvent(event)
         # Clicking into a message taller than the pane must not jump to its top either.
         self.verticalScrollBar().setValue(value)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        # Sideways (a horizontal swipe, or Shift+wheel) over a code block wider than the
+        # message scrolls that block when code does not wrap.
+        angle = event.angleDelta()
+        sideways = angle.x() or (
+            angle.y() if event.modifiers() & Qt.KeyboardModifier.ShiftModifier else 0
+        )
+        position = event.position().toPoint()
+        index = self.indexAt(position)
+        if sideways and index.isValid():
+            row = self.message_model.row(index.row())
+            local = position - self.visualRect(index).topLeft()
+            if self.message_delegate.scroll_part(row, self.message_model, local, -sideways / 2):
+                self.viewport().update(self.visualRect(index))
+                event.accept()
+                return
+        super().wheelEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         hit = self._hit(event.position().toPoint())

@@ -7,16 +7,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QGuiApplication, QTextCursor
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication, QTextCursor, QWheelEvent
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from app.config import load_config
 from app.session import Session
 from app.store.models import MessageStatus, Tier
 from app.ui.chat_area import ChatAreaWidget
+from app.ui.chat_view import BUBBLE_PAD, ROW_MARGIN_X
 from providers import ServerError
 from tests.benchmarks.bench_chat_ui import bulk_chat
 from tests.peers.scripted_provider import ScriptedModel, answer, endless, failing
+from tests.qt.conftest import (
+    close_session,
+    closed_port_url,
+    make_session,
+    unlock_new_vault,
+    write_config,
+)
 from tests.qt.drivers import shown_area
 
 WAIT = 20_000
@@ -416,3 +426,50 @@ def test_copy_on_a_code_block_keeps_the_view_still(
     assert QGuiApplication.clipboard().text() == "print('copied')\n"
     qtbot.wait(100)
     assert view.verticalScrollBar().value() == before
+
+
+def test_code_blocks_scroll_sideways_when_set_to(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    # ui.code_blocks: scroll - a long line is not wrapped; the block scrolls sideways.
+    long_line = "result = compute(" + ", ".join(f"argument_{n}" for n in range(60)) + ")"
+    scripted_model.script = answer(f"Here:\n\n```python\n{long_line}\n```\n")
+    view = area.chat_view.list
+    delegate = view.message_delegate
+    delegate.wrap_code = False
+    delegate.reset_caches()
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "long code please")
+    model = view.message_model
+    number = model.rowCount() - 1
+    row = model.row(number)
+    width = delegate.content_width()
+    wide = [p for p in delegate.layout(row, model).parts if p.document.size().width() > width]
+    assert wide, "the code block keeps its long line"
+    part = wide[0]
+    rect = view.visualRect(model.index(number))
+    inside = rect.topLeft() + QPoint(ROW_MARGIN_X + BUBBLE_PAD + 40, part.top + 8)
+    qtbot.waitUntil(lambda: view.visualRect(model.index(number)).contains(inside), timeout=WAIT)
+    before = view.verticalScrollBar().value()
+    event = QWheelEvent(
+        QPointF(inside), QPointF(view.viewport().mapToGlobal(inside)), QPoint(0, 0),
+        QPoint(0, -240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.ShiftModifier,
+        Qt.ScrollPhase.NoScrollPhase, False,
+    )  # fmt: skip
+    QApplication.sendEvent(view.viewport(), event)
+    assert delegate._offsets.get(part.key, 0.0) > 0, "the block scrolled sideways"
+    assert view.verticalScrollBar().value() == before, "the list did not move"
+    assert view.grab().isNull() is False  # painting a scrolled block works
+
+
+def test_code_blocks_setting_is_read_from_the_config(
+    qtbot: QtBot, tmp_path: Path, qt_profile: Path, run_async: Callable[..., Any]
+) -> None:
+    path = write_config(tmp_path / "config.yml", closed_port_url(), extra="  code_blocks: scroll\n")
+    session = unlock_new_vault(make_session(load_config(path, {}), qt_profile), run_async)
+    try:
+        widget = ChatAreaWidget(session)
+        assert widget.chat_view.list.message_delegate.wrap_code is False
+        widget.deleteLater()
+    finally:
+        close_session(session)
