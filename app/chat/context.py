@@ -160,9 +160,13 @@ class ContextUse:
 
     def overflow_message(self) -> str:
         """Why the draft cannot be sent, and what to do."""
+        fixed = (("the system prompt", self.system), ("the memory", self.memory))
+        alongside = [name for name, tokens in fixed if tokens]
+        alongside.append(f"{self.reserve:,} tokens kept for the answer")
+        together = ", ".join(alongside[:-1]) + (" and " if len(alongside) > 1 else "")
         return (
-            f"This message is about {self.draft:,} tokens; with the system prompt, the memory "
-            f"and {self.reserve:,} tokens kept for the answer it needs about "
+            f"This message is about {self.draft:,} tokens; with {together}{alongside[-1]} "
+            "it needs about "
             f"{self.system + self.memory + self.draft + self.reserve:,}, more than the model's "
             f"context of {self.window.describe()}. Shorten it by about {self.over:,} tokens "
             "(roughly "
