@@ -455,23 +455,29 @@ class _RawDevice:
 
     def __init__(self, url: str, credentials: Credentials) -> None:
         parts = urlsplit(url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._url = url.rstrip("/")
         self.signer = _ProofSigner(credentials[1], credentials[0])
         self._idle: list[_RawConnection] = []
+        # At most 4 connections per device, as the httpx clients had: a device whose
+        # cycles pile up waits for one (counted in its latency) instead of opening more.
+        self._slots = asyncio.Semaphore(4)
 
     async def call(self, method: str, path: str, query: str = "", body: bytes | None = None) -> Any:
         """One request; the JSON answer, or ``httpx.HTTPError`` on failure or timeout."""
-        connection = self._idle.pop() if self._idle else _RawConnection(self._host, self._port)
-        headers = self.signer.headers + f"DPoP: {self.signer.proof(method, self._url + path)}\r\n"
         try:
-            status, content = await asyncio.wait_for(
-                connection.request(method, path + query, headers, body), LATENCY_TIMEOUT
-            )
+            async with asyncio.timeout(LATENCY_TIMEOUT), self._slots:
+                connection = self._idle.pop() if self._idle else _RawConnection(*self._address)
+                proof = self.signer.proof(method, self._url + path)
+                headers = f"{self.signer.headers}DPoP: {proof}\r\n"
+                try:
+                    status, content = await connection.request(method, path + query, headers, body)
+                except BaseException:
+                    connection.close()
+                    raise
+                self._idle.append(connection)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            connection.close()
             raise httpx.TransportError(f"{method} {path}: {exc!r}") from exc
-        self._idle.append(connection)
         if status != 200:
             raise httpx.HTTPError(f"{method} {path}: HTTP {status}")
         return json.loads(content)
