@@ -1560,8 +1560,12 @@ class ChatViewWidget(QWidget):
             # provider that cannot be set up): say so under the conversation, with the fix.
             self._end_turn(turn)
             kind = type(error).__name__
+            actions = NOTICE_ACTIONS.get(kind, (TRY_AGAIN,))
+            if draft is None:  # a regenerate: trying again is regenerating, not sending
+                actions = tuple(("retry", label) if a == TRY_AGAIN[0] else (a, label)
+                                for a, label in actions)  # fmt: skip
             if chat_id == self.chat_id:
-                self.show_notice(_sentence(str(error)), NOTICE_ACTIONS.get(kind, (TRY_AGAIN,)))
+                self.show_notice(_sentence(str(error)), actions)
             self.send_refused.emit(draft or "", kind)
 
         turn.task = tasks.start(consume(), on_done=finished, on_error=failed)
@@ -1649,6 +1653,9 @@ class ChatViewWidget(QWidget):
         self.activity.emit()
         if name in ("choose-model", "shorten", "resend"):
             self.fix_requested.emit(name)
+            return
+        if name == "retry" and not message_id:  # a notice's "Try again" of a regenerate
+            self.regenerate()
             return
         message = self.model.message(message_id)
         if name == "edit-question" and message is not None and message.parent_id:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QPoint, Qt
 from pytestqt.qtbot import QtBot
 
 from app.config import load_config
@@ -92,6 +93,30 @@ def test_policy_refusal_keeps_the_text_and_says_why_in_the_chat(
     assert not area.settings_panel.provider_allowed("tiny")
     assert area.composer.is_blocked and area.composer.reason.isVisible()
     assert not any("refused" in line.lower() or "cloud" in line.lower() for line in status)
+    # The fix is a link in the notice: it opens the chat's model picker.
+    view = area.chat_view.list
+    model = view.message_model
+    number = model.row_number(NOTICE_KEY)
+    assert number is not None
+    rect = view.visualRect(model.index(number))
+    target = None
+    for y in range(rect.top(), rect.bottom(), 2):
+        for x in range(rect.left(), rect.right(), 4):
+            hit = view.message_delegate.anchor_at(
+                model.row(number), model, QPoint(x, y) - rect.topLeft()
+            )
+            if hit is not None and hit[0] == "action:choose-model":
+                target = QPoint(x, y)
+                break
+        if target is not None:
+            break
+    assert target is not None, "the notice has a Choose another model link"
+    fixes: list[str] = []
+    area.chat_view.fix_requested.connect(fixes.append)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=target)
+    assert fixes == ["choose-model"]
+    qtbot.waitUntil(lambda: area.settings_panel.providers.view().isVisible(), timeout=WAIT)
+    area.settings_panel.providers.hidePopup()
 
 
 # --- item 3: a message longer than the context ----------------------------------------------
