@@ -310,21 +310,19 @@ class FirstRunWidget(QStackedWidget):
         self.passphrase_fields.weak_accepted.connect(self.create_vault)
         layout.addSpacing(8)
         layout.addWidget(self.passphrase_fields)
-        self.from_server_check = QCheckBox(
-            "I use Hushchat on another computer: &bring my chats from my sync server"
-        )
+        self.from_server_check = QCheckBox("I use Hushchat on another computer: &bring my chats")
         self.from_server_check.setAccessibleName("Bring my chats from my sync server")
+        self.from_server_check.setToolTip(
+            "Sign in to your sync server after the recovery code and fetch the chats of "
+            "your other computers."
+        )
         # How this computer gets the account's keys after signing in (the Sync page's
         # keys step offers both again).
-        self.with_passphrase_radio = QRadioButton(
-            "With the passphrase I use &there (choose that same passphrase above)"
-        )
+        self.with_passphrase_radio = QRadioButton("With the passphrase I use &there")
         self.with_passphrase_radio.setAccessibleName(
             "Join with the passphrase used on the other computer"
         )
-        self.with_code_radio = QRadioButton(
-            "Link from another computer with a pairing &code (any new passphrase above)"
-        )
+        self.with_code_radio = QRadioButton("With a pairing &code from the other computer")
         self.with_code_radio.setAccessibleName("Link from another computer with a pairing code")
         self.with_passphrase_radio.setChecked(True)
         self.from_server_hint = _label("", "hint")

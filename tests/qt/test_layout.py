@@ -250,12 +250,11 @@ def test_the_clipping_check_sees_a_cut_off_label(qtbot: QtBot) -> None:
     assert len(clipped_widgets(root)) == 2
 
 
-# The first-run page's sync check box is one unwrapped line of 582 px (the page's
-# column is at most 560): cut off at every width (app/ui/first_run.py, not this layout's).
+# The first-run page's sync check box was one unwrapped line of 582 px (the page's
+# column is at most 560): cut off at every width.
 FIRST_RUN_SYNC_CHECK = "'Bring my chats from my sync server'"
 
 
-@pytest.mark.xfail(strict=True, reason="first_run.py: the sync check box does not wrap")
 def test_the_first_run_sync_check_box_fits(
     qtbot: QtBot, qt_config: object, tmp_path: Path, window_settings: QSettings
 ) -> None:
