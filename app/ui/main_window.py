@@ -564,13 +564,35 @@ class MainWindow(QMainWindow):
         self.unlocked.emit()
 
     def _remind_of_the_recovery_code(self) -> None:
-        """After an unlock: the reminder, if storing the recovery code was put off."""
-        if self.recovery_reminder is None:
+        """After an unlock: the reminder, if storing the recovery code was put off.
+
+        The banner is built only when there is something to remind of: its module imports
+        the first-run page and the sync forms (a second and more), which the unlock must
+        not wait for."""
+        if self.recovery_reminder is not None:
+            self.recovery_reminder.check(self.session)
+            return
+        from app.ui import tasks
+
+        session = self.session
+
+        def done(unconfirmed: bool) -> None:
+            if not unconfirmed or not self._is_unlocked or self.recovery_reminder is not None:
+                return
             from app.ui.recovery_reminder import RecoveryReminderBanner
 
             self.recovery_reminder = RecoveryReminderBanner()
             self._central_layout.insertWidget(0, self.recovery_reminder)
-        self.recovery_reminder.check(self.session)
+            self.recovery_reminder.check(session)
+
+        tasks.start_for(
+            self,
+            session.recovery_code_unconfirmed(),
+            on_done=done,
+            on_error=lambda error: log.info(
+                "recovery-code reminder not checked: %s", type(error).__name__
+            ),
+        )
 
     # ----------------------------------------------------------------- sync
 
