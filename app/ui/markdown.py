@@ -26,13 +26,22 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.texmath import texmath_plugin
 from pygments import highlight  # type: ignore[import-untyped]
 from pygments.formatters import HtmlFormatter  # type: ignore[import-untyped]
 from pygments.lexer import Lexer  # type: ignore[import-untyped]
 from pygments.lexers import get_lexer_by_name  # type: ignore[import-untyped]
 from pygments.util import ClassNotFound  # type: ignore[import-untyped]
 
-__all__ = ["Chunk", "Rendered", "render_markdown", "snippet_html", "split_blocks"]
+__all__ = [
+    "Chunk",
+    "Rendered",
+    "math_html",
+    "render_markdown",
+    "snippet_html",
+    "split_blocks",
+]
 
 SAFE_SCHEMES = ("http://", "https://", "mailto:")
 # A code block longer than this is shown unhighlighted: pygments is too slow for it
@@ -48,13 +57,18 @@ class Palette:
     code_border: str
     code_header: str
     quote: str
+    quote_bar: str
     table_border: str
     link: str
     pygments_style: str
 
 
-LIGHT = Palette("#f4f5f7", "#dfe1e5", "#6a6f76", "#5f6670", "#c9ccd1", "#1a5fb4", "default")
-DARK = Palette("#24272b", "#3a3e44", "#9aa0a6", "#a3a9b1", "#4a4f56", "#78aeed", "monokai")
+LIGHT = Palette(
+    "#f4f5f7", "#dfe1e5", "#6a6f76", "#5f6670", "#b8bcc3", "#c9ccd1", "#1a5fb4", "default"
+)
+DARK = Palette(
+    "#24272b", "#3a3e44", "#9aa0a6", "#a3a9b1", "#5a6068", "#4a4f56", "#78aeed", "monokai"
+)
 
 
 @dataclass(slots=True)
@@ -88,6 +102,10 @@ class Chunk:
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
+    # Math: $…$ and $$…$$ (not "$5 and $10": no digit or space right inside the
+    # dollars), \(…\) and \[…\].
+    md.use(dollarmath_plugin, allow_digits=False, allow_space=False, allow_labels=False)
+    md.use(texmath_plugin, delimiters="brackets")
     for name, rule in (
         ("fence", _render_fence),
         ("code_block", _render_fence),
@@ -98,6 +116,10 @@ def _parser() -> MarkdownIt:
         ("blockquote_open", _render_blockquote_open),
         ("blockquote_close", _render_blockquote_close),
         ("code_inline", _render_code_inline),
+        ("math_inline", _render_math_inline),
+        ("math_inline_double", _render_math_block),
+        ("math_block", _render_math_block),
+        ("math_block_eqno", _render_math_block),
     ):
         md.add_render_rule(name, rule)
     return md
@@ -190,14 +212,117 @@ def _render_table_open(
 def _render_blockquote_open(
     _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
+    # QTextDocument draws no CSS borders: the bar is a narrow coloured table cell.
     palette = _env_palette(env)
-    return f'<blockquote style="color:{palette.quote};">\n'
+    return (
+        '<table cellspacing="0" cellpadding="0" border="0" style="margin-top:4px;'
+        f'margin-bottom:4px;"><tr><td width="3" bgcolor="{palette.quote_bar}"></td>'
+        f'<td style="padding-left:10px;color:{palette.quote};">\n'
+    )
 
 
 def _render_blockquote_close(
     _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
 ) -> str:
-    return "</blockquote>\n"
+    return "</td></tr></table>\n"
+
+
+def _render_math_inline(
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    return f'<span style="font-family:serif;">{math_html(tokens[idx].content)}</span>'
+
+
+def _render_math_block(
+    _renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: dict[str, Any]
+) -> str:
+    return (
+        f'<p align="center" style="font-family:serif;">'
+        f"{math_html(tokens[idx].content.strip())}</p>\n"
+    )
+
+
+# --- math -----------------------------------------------------------------------------------
+
+# Markers for super- and subscripts in pylatexenc's text, made tags after escaping.
+_SUP_OPEN, _SUB_OPEN, _SUP_CLOSE, _SUB_CLOSE = "\x01", "\x02", "\x03", "\x04"
+_MACRO = re.compile(r"\\[A-Za-z]+")
+
+
+def _scripts_as_macros(tex: str) -> str:
+    """``x^{2}``, ``x^2``, ``x_\\alpha`` → ``x\\hcsup{2}``… so that the converter keeps
+    what is raised or lowered (it prints ``^`` and ``_`` as they are)."""
+    out: list[str] = []
+    i = 0
+    while i < len(tex):
+        char = tex[i]
+        if char not in "^_" or i + 1 >= len(tex):
+            out.append(char)
+            i += 1
+            continue
+        start = i + 1
+        if tex[start] == "{":
+            depth, end = 0, start
+            while end < len(tex):
+                depth += {"{": 1, "}": -1}.get(tex[end], 0)
+                if depth == 0:
+                    break
+                end += 1
+            argument, i = tex[start + 1 : end], end + 1
+        elif match := _MACRO.match(tex, start):
+            argument, i = match.group(0), match.end()
+        else:
+            argument, i = tex[start], start + 1
+        macro = "hcsup" if char == "^" else "hcsub"
+        out.append(f"\\{macro}{{{_scripts_as_macros(argument)}}}")
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _latex() -> tuple[Any, Any]:
+    from pylatexenc import latex2text, latexwalker, macrospec  # type: ignore[import-untyped]
+
+    walker_db = latexwalker.get_default_latex_context_db()
+    walker_db.add_context_category(
+        "hushchat",
+        macros=[macrospec.MacroSpec("hcsup", "{"), macrospec.MacroSpec("hcsub", "{")],
+        prepend=True,
+    )
+    text_db = latex2text.get_default_latex_context_db()
+    text_db.add_context_category(
+        "hushchat",
+        macros=[
+            latex2text.MacroTextSpec("hcsup", simplify_repl=f"{_SUP_OPEN}%s{_SUP_CLOSE}"),
+            latex2text.MacroTextSpec("hcsub", simplify_repl=f"{_SUB_OPEN}%s{_SUB_CLOSE}"),
+        ],
+        prepend=True,
+    )
+    return walker_db, latex2text.LatexNodes2Text(latex_context=text_db, math_mode="text")
+
+
+@functools.lru_cache(maxsize=256)
+def math_html(tex: str) -> str:
+    """LaTeX math as HTML text: symbols as Unicode (pylatexenc), scripts as
+    ``<sup>``/``<sub>``; what cannot be parsed is shown as typed."""
+    from pylatexenc import latexwalker
+
+    walker_db, converter = _latex()
+    try:
+        nodes, _, _ = latexwalker.LatexWalker(
+            _scripts_as_macros(tex), latex_context=walker_db, tolerant_parsing=True
+        ).get_latex_nodes()
+        text = str(converter.nodelist_to_text(nodes)).strip()
+    except (latexwalker.LatexWalkerError, RecursionError, ValueError):
+        return html.escape(tex)
+    text = html.escape(text)
+    for marker, tag in (
+        (_SUP_OPEN, "<sup>"),
+        (_SUP_CLOSE, "</sup>"),
+        (_SUB_OPEN, "<sub>"),
+        (_SUB_CLOSE, "</sub>"),
+    ):
+        text = text.replace(marker, tag)
+    return text
 
 
 @functools.lru_cache(maxsize=64)

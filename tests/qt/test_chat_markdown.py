@@ -96,3 +96,31 @@ def test_split_blocks_closes_and_reopens_long_code_blocks() -> None:
     assert all(c.text.rstrip().endswith("```") for c in chunks[:-1])
     rendered = [render_markdown(c.text, opens_in_fence=c.opens_in_fence) for c in chunks]
     assert 'href="copy:0"' in rendered[0].html and "copy:" not in rendered[1].html
+
+
+def test_math_is_rendered_and_prices_stay_text(qapp: object) -> None:
+    """Issue 12 item 11: math was shown as typed."""
+    inline = render_markdown(r"Euler: $e^{i\pi}+1=0$, and \(\alpha_1 \leq \sqrt{x}\).").html
+    assert "e<sup>iπ</sup>+1=0" in inline
+    assert "\N{GREEK SMALL LETTER ALPHA}<sub>1</sub> ≤" in inline and "\\alpha" not in inline
+    block = render_markdown("$$\\sum_{n=1}^\\infty \\frac{1}{n^2}$$\n").html
+    assert '<p align="center"' in block and "∑<sub>n=1</sub><sup>∞</sup>" in block
+    assert "∑" in render_markdown("\\[\\sum_i x_i\\]\n").html
+    prices = render_markdown("It costs $5 and $10, or $ 3 $.").html
+    assert "<sup>" not in prices and "$5 and $10" in prices
+    hostile = render_markdown(r"$<img src=x>\frac{a}{b}$").html
+    assert "<img" not in hostile and "&lt;img" in hostile
+    broken = render_markdown(r"odd $\frac{a}{$ math").html  # never an exception
+    assert "odd" in broken and "math" in broken
+    document = ChatDocument()
+    document.setHtml(inline)
+    assert "e" in document.toPlainText() and "π" in document.toPlainText()
+
+
+def test_blockquotes_have_a_bar() -> None:
+    """Issue 12 item 11: blockquotes were drawn without a bar."""
+    rendered = render_markdown("> quoted *text*\n").html
+    assert 'bgcolor="#b8bcc3"' in rendered  # the bar: a narrow coloured cell
+    assert "<em>text</em>" in rendered
+    dark = render_markdown("> q\n", dark=True).html
+    assert 'bgcolor="#5a6068"' in dark
