@@ -28,6 +28,7 @@ stale copy from winning later.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -196,7 +197,7 @@ class ChatState:
             if name not in state.values:
                 raise RecordTamperedError(f"a chat record lacks its {name}")
         for name, default in OPTIONAL_CHAT_FIELDS.items():
-            state.values.setdefault(name, default)  # from an older device: no clock
+            state.values.setdefault(name, copy.deepcopy(default))  # from an older device: no clock
         title = state.values["title"]
         if (
             not isinstance(title, list)
