@@ -3,7 +3,10 @@
 Starts ``hushchat-sync serve`` as a subprocess on loopback (SQLite in a temp dir, and
 PostgreSQL too when ``HUSHCHAT_TEST_POSTGRES_URL`` is set), seeds one account + local
 access token per simulated client directly in the database, then drives it from a bounded
-async load generator in this process. Two kinds of figures:
+async load generator in this process: plain HTTP/1.1 on keep-alive sockets with a fresh
+DPoP proof per request signed with ``cryptography`` (``_RawDevice``), because httpx cost the
+generator more CPU per request than the server and the two share the machine's cores.
+Two kinds of figures:
 
 * **Throughput (closed-loop bursts)** at 1, 10 and 100 clients: each client pushes batches
   of 100 records (256-byte payloads) back to back, then pulls everything back in pages of
@@ -313,8 +316,7 @@ async def _level(
     push_latency: list[float] = []
     pull_latency: list[float] = []
 
-    async def push_client(http: httpx.AsyncClient, n: int) -> int:
-        token, key = credentials[n]
+    async def push_client(device: _RawDevice, n: int) -> int:
         sent = 0
         for b in range(BATCHES_PER_CLIENT[clients]):
             records = [
@@ -327,43 +329,43 @@ async def _level(
                 }
                 for i in range(BATCH)
             ]
-            headers = auth_headers(token, "POST", "/v1/sync/push", key, base_url=url)
+            body = json.dumps({"records": records}).encode()
             started = time.perf_counter()
-            response = await http.post("/v1/sync/push", json={"records": records}, headers=headers)
+            await device.call("POST", "/v1/sync/push", body=body)
             push_latency.append(time.perf_counter() - started)
-            response.raise_for_status()
             sent += BATCH
         return sent
 
-    async def pull_client(http: httpx.AsyncClient, n: int) -> int:
-        token, key = credentials[n]
+    async def pull_client(device: _RawDevice, n: int) -> int:
         cursor, received = 0, 0
         while True:
-            headers = auth_headers(token, "GET", "/v1/sync/changes", key, base_url=url)
             started = time.perf_counter()
-            response = await http.get(
-                "/v1/sync/changes",
-                params={"cursor": cursor, "limit": PULL_PAGE},
-                headers=headers,
+            page = await device.call(
+                "GET", "/v1/sync/changes", f"?cursor={cursor}&limit={PULL_PAGE}"
             )
             pull_latency.append(time.perf_counter() - started)
-            response.raise_for_status()
-            page = response.json()
             received += len(page["changes"])
             cursor = page["cursor"]
             if not page["has_more"]:
                 return received
 
-    # Fresh connections per phase: uvicorn closes idle keep-alive connections after 5 s,
-    # and reusing one of those races with the close.
-    async with _clients(url, clients, 120) as https:
+    # The same lean client as the open loop (see _RawDevice); fresh connections per phase.
+    devices = [_RawDevice(url, credentials[n], timeout=120) for n in range(clients)]
+    try:
         started = time.perf_counter()
-        pushed = sum(await asyncio.gather(*[push_client(https[n], n) for n in range(clients)]))
+        pushed = sum(await asyncio.gather(*[push_client(devices[n], n) for n in range(clients)]))
         push_rate = pushed / (time.perf_counter() - started)
-    async with _clients(url, clients, 120) as https:
+    finally:
+        for device in devices:
+            device.close()
+    devices = [_RawDevice(url, credentials[n], timeout=120) for n in range(clients)]
+    try:
         started = time.perf_counter()
-        pulled = sum(await asyncio.gather(*[pull_client(https[n], n) for n in range(clients)]))
+        pulled = sum(await asyncio.gather(*[pull_client(devices[n], n) for n in range(clients)]))
         pull_rate = pulled / (time.perf_counter() - started)
+    finally:
+        for device in devices:
+            device.close()
     return push_rate, push_latency, pull_rate, pull_latency
 
 
@@ -451,10 +453,13 @@ class _RawConnection:
 
 
 class _RawDevice:
-    """A device's connections for the open loop (its cycles may overlap)."""
+    """A device's connections (the open loop's cycles may overlap)."""
 
-    def __init__(self, url: str, credentials: Credentials) -> None:
+    def __init__(
+        self, url: str, credentials: Credentials, timeout: float = LATENCY_TIMEOUT
+    ) -> None:
         parts = urlsplit(url)
+        self._timeout = timeout
         self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._url = url.rstrip("/")
         self.signer = _ProofSigner(credentials[1], credentials[0])
@@ -466,7 +471,7 @@ class _RawDevice:
     async def call(self, method: str, path: str, query: str = "", body: bytes | None = None) -> Any:
         """One request; the JSON answer, or ``httpx.HTTPError`` on failure or timeout."""
         try:
-            async with asyncio.timeout(LATENCY_TIMEOUT), self._slots:
+            async with asyncio.timeout(self._timeout), self._slots:
                 connection = self._idle.pop() if self._idle else _RawConnection(*self._address)
                 proof = self.signer.proof(method, self._url + path)
                 headers = f"{self.signer.headers}DPoP: {proof}\r\n"
