@@ -47,6 +47,9 @@ from providers.types import ChatEvent, ChatMessage, ChatRequest, ModelInfo, Role
 
 logger = logging.getLogger(__name__)
 
+#: The longest a metadata question (``HTTPProvider.probe_json``) may take, in seconds.
+PROBE_SECONDS = 5.0
+
 
 @runtime_checkable
 class Provider(Protocol):
@@ -364,11 +367,15 @@ class HTTPProvider(abc.ABC):
         """One request for metadata (no retries) and its JSON body; None on any failure.
 
         For optional questions (the context window) that many servers do not answer:
-        a 404, a refused connection or a body that is not JSON all mean "not said".
+        a 404, a refused connection, a body that is not JSON or an answer that takes longer
+        than ``PROBE_SECONDS`` in all (a server that streams something else there) all
+        mean "not said".
         """
+        seconds = min(self.spec.timeout, PROBE_SECONDS)
         try:
-            response = await self._client.request(method, url, json=json)
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(seconds):
+                response = await self._client.request(method, url, json=json, timeout=seconds)
+        except (httpx.HTTPError, TimeoutError) as exc:
             logger.debug("provider %s: %s failed: %s", self.spec.name, display_url(url), type(exc))
             return None
         if not response.is_success:

@@ -192,3 +192,27 @@ async def test_a_type_without_the_method_answers_none() -> None:
     spec = make_spec("openai")
     async with create_provider(spec, transport=transport(routes)) as provider:
         assert await context_length(provider, "test-model") == 512
+
+
+async def test_a_server_that_never_finishes_its_answer_is_given_up_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import providers.base
+
+    monkeypatch.setattr(providers.base, "PROBE_SECONDS", 0.2)
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            while True:
+                await asyncio.sleep(0.05)
+                yield b" "
+
+    def stall(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Endless())
+
+    spec = make_spec("ollama")
+    async with create_provider(spec, transport=httpx.MockTransport(stall)) as provider:
+        async with asyncio.timeout(5):
+            assert await provider.context_length() is None
