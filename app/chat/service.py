@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -103,6 +104,8 @@ MAX_MESSAGE_CHARS = 4_000_000
 HISTORY_WINDOW = 2000
 # What saving a stopped answer may meet when the vault locked meanwhile.
 LOCK_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StorageError)
+# Messages the context meter reads first (more only while they all fit).
+CONTEXT_USE_PAGE = 100
 # Times a turn is retried with a smaller context when the server says it is too long.
 CONTEXT_RETRIES = 2
 
@@ -219,14 +222,25 @@ class ChatService:
         chat = await self.runner.db(store.chat, chat_id)
         entry = self.provider_entry(chat)
         window = await self.context_window(chat)
-        page = await self.runner.db(store.thread, chat_id, limit=HISTORY_WINDOW, before=None)
         ratio = self._tokens_per_byte.get(entry.provider_name, DEFAULT_TOKENS_PER_BYTE)
         if max_tokens is None:  # the chat's (or its provider's) longest answer is reserved
             max_tokens = effective_params(entry, chat.params).max_tokens
-        return measure_use(
-            chat.system_prompt, chat.memory, page.messages, draft, window=window,
-            max_tokens=max_tokens, tokens_per_byte=ratio,
-        )  # fmt: skip
+        # The newest messages first, more only while all of them fit (a long chat's
+        # newest page usually fills the window: one small read when the chat opens).
+        limit = CONTEXT_USE_PAGE
+        while True:
+            page = await self.runner.db(store.thread, chat_id, limit=limit, before=None)
+            use = measure_use(
+                chat.system_prompt, chat.memory, page.messages, draft, window=window,
+                max_tokens=max_tokens, tokens_per_byte=ratio,
+            )  # fmt: skip
+            if use.dropped or not page.has_older or limit >= HISTORY_WINDOW:
+                break
+            limit = min(limit * 4, HISTORY_WINDOW)
+        if page.has_older:  # the messages before the page are not sent either
+            older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
+            use = dataclasses.replace(use, dropped=use.dropped + older)
+        return use
 
     async def _require_fits(
         self, chat: Chat, entry: LLMEntry, text: str, max_tokens: int | None

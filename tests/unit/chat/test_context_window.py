@@ -103,3 +103,22 @@ def test_an_overflow_says_by_how_much_and_what_to_do() -> None:
     text = use.overflow_message()
     assert "512 tokens (reported by the server)" in text
     assert "Shorten it by about 220 tokens" in text and "larger context" in text
+
+
+async def test_the_meter_of_a_long_chat_reads_its_newest_page_and_counts_every_dropped(
+    h: Harness,
+) -> None:
+    StatingProvider.stated = None  # configured 4,096
+    chat = await h.service.create_chat(Tier.STANDARD)
+    store = h.library.store(Tier.STANDARD)
+    parent = None
+    for number in range(300):
+        role = "user" if number % 2 == 0 else "assistant"
+        parent = store.add_message(
+            chat.id, role, f"message {number} " + "x" * 200, parent_id=parent
+        ).id
+    use = await h.service.context_use(chat.id, "a draft")
+    assert use.window == ContextWindow(4096, "config")
+    sent = 300 - use.dropped
+    assert 0 < sent < 100 and use.history > 0
+    assert use.history + use.reserve + use.draft <= 4096
