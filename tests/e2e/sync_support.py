@@ -7,7 +7,6 @@ address the command prints).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from app.session import Session
 from app.tiers import Tier
 from app.vault import FLOOR_PARAMS
 from sync_server.app import create_app
+from tests.homes import home_env
 from tests.integration.sync_client.peers import oidc_settings, provider
 from tests.integration.sync_client.support import LiveServer, ScriptedBrowser
 from tests.peers.oidc_provider import OidcProvider
@@ -69,17 +69,7 @@ class Device:
         return self.home / "profile"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HUSHCHAT_", "XDG_"))}
-        env.update(
-            HOME=str(self.home),
-            TMPDIR=str(self.home / "tmp"),
-            XDG_CONFIG_HOME=str(self.home / ".config"),
-            XDG_DATA_HOME=str(self.home / ".local" / "share"),
-            XDG_STATE_HOME=str(self.home / ".local" / "state"),
-            HUSHCHAT_PROFILE=str(self.profile),
-            HUSHCHAT_CONFIG=str(self.home / "config.yml"),
-        )
-        return env
+        return home_env(self.home, self.profile, self.home / "config.yml")
 
     def run(self, *args: str, stdin: str = PASSPHRASE + "\n") -> subprocess.CompletedProcess[str]:
         """``hushchat ARGS`` with ``stdin``, to its end."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import re
 import signal
@@ -26,6 +25,7 @@ import pytest
 from app.store.library import Library
 from app.store.models import MessageStatus
 from app.vault.vault import Vault
+from tests.homes import home_env
 from tests.peers.llama_server import MODEL_ALIAS, LlamaServer
 
 HUSHCHAT = Path(sys.executable).with_name("hushchat")
@@ -49,18 +49,8 @@ class Env:
     base_url: str
 
     def vars(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HUSHCHAT_", "XDG_"))}
-        env.update(
-            HOME=str(self.home),
-            TMPDIR=str(self.home / "tmp"),
-            XDG_CONFIG_HOME=str(self.home / ".config"),
-            XDG_DATA_HOME=str(self.home / ".local" / "share"),
-            XDG_CACHE_HOME=str(self.home / ".cache"),
-            XDG_STATE_HOME=str(self.home / ".local" / "state"),
-            HUSHCHAT_PROFILE=str(self.profile),
-            HUSHCHAT_CONFIG=str(self.config),
-            HUSHCHAT_PASSPHRASE=PASSPHRASE,
-        )
+        env = home_env(self.home, self.profile, self.config)
+        env["HUSHCHAT_PASSPHRASE"] = PASSPHRASE
         env.update(extra)
         return env
 

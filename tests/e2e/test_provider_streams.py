@@ -14,7 +14,6 @@ No llama-server: the servers are small Python ones on loopback.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from app.store.library import Library
 from app.store.models import MessageStatus
 from app.tiers import Tier
 from app.vault.vault import Vault
+from tests.homes import home_env
 from tests.integration.providers.logging_proxy import LoggingProxy
 from tests.integration.providers.stalling_server import PARTIAL_ANSWER, StallingServer
 
@@ -60,22 +60,8 @@ class Profile:
     def run(
         self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        variables = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("HUSHCHAT_", "XDG_")) and k.upper() not in PROXY_VARIABLES
-        }
-        variables.update(
-            HOME=str(self.home),
-            TMPDIR=str(self.home / "tmp"),
-            XDG_CONFIG_HOME=str(self.home / ".config"),
-            XDG_DATA_HOME=str(self.home / ".local" / "share"),
-            XDG_CACHE_HOME=str(self.home / ".cache"),
-            XDG_STATE_HOME=str(self.home / ".local" / "state"),
-            HUSHCHAT_PROFILE=str(self.profile),
-            HUSHCHAT_CONFIG=str(self.config),
-            HUSHCHAT_PASSPHRASE=PASSPHRASE,
-        )
+        variables = home_env(self.home, self.profile, self.config, drop=PROXY_VARIABLES)
+        variables["HUSHCHAT_PASSPHRASE"] = PASSPHRASE
         variables.update(env or {})
         return subprocess.run(
             [str(HUSHCHAT), *args],

@@ -58,6 +58,7 @@ from sync_server.models import Account, LocalToken
 from sync_server.sealing import generate_secrets
 from sync_server.settings import Settings
 from tests.benchmarks._records import thread_chat
+from tests.homes import home_env
 from tests.integration.sync_client.fault_proxy import FaultMode, FaultProxy
 from tests.integration.sync_client.support import free_port
 from tests.unit.vault.fake_store import FakeStore
@@ -303,17 +304,7 @@ def _assert_same(source: Messages, copy: Messages) -> None:
 
 
 def _cli_env(home: Path, profile: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUSHCHAT_", "XDG_"))}
-    env.update(
-        HOME=str(home),
-        TMPDIR=str(home / "tmp"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_STATE_HOME=str(home / ".local" / "state"),
-        HUSHCHAT_PROFILE=str(profile),
-        HUSHCHAT_CONFIG=str(home / "config.yml"),
-    )
-    return env
+    return home_env(home, profile, home / "config.yml")
 
 
 def _sync_now(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
