@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from app.chat.context import ContextUse
@@ -30,6 +30,9 @@ from app.ui.sidebar import SidebarWidget
 __all__ = ["ChatAreaWidget"]
 
 log = logging.getLogger(__name__)
+
+#: How long after a chat opens its context meter is measured, in milliseconds.
+METER_DELAY_MS = 200
 
 
 class ChatAreaWidget(QWidget):
@@ -91,6 +94,10 @@ class ChatAreaWidget(QWidget):
             part.activity.connect(self.activity)
         for part in (self.sidebar, self.chat_view, self.settings_panel):
             part.status_message.connect(self.status_message)
+        self._meter_timer = QTimer(self)
+        self._meter_timer.setSingleShot(True)
+        self._meter_timer.setInterval(METER_DELAY_MS)
+        self._meter_timer.timeout.connect(self._measure_context)
         self._update_composer(None)
 
     # the shell's interface ---------------------------------------------------------------
@@ -107,6 +114,7 @@ class ChatAreaWidget(QWidget):
     def clear(self) -> None:
         """Stop every answer and drop all decrypted content from models and widgets."""
         self._generation += 1
+        self._meter_timer.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -211,7 +219,9 @@ class ChatAreaWidget(QWidget):
     def _chat_loaded(self, chat: Chat | None) -> None:
         self.settings_panel.set_chat(chat)
         self._update_composer(chat)
-        self._measure_context()
+        # After the chat's first paint (opening a long chat stays as fast as before);
+        # quick switches between chats measure only the last one.
+        self._meter_timer.start()
         if chat is None:
             self.sidebar.select_chat(None)
 
@@ -224,6 +234,10 @@ class ChatAreaWidget(QWidget):
         chat_id = self.chat_view.chat_id
         if chat_id is None or self.composer.is_blocked:
             self.composer.set_context(None)
+            return
+        if self.chat_view.model.chat_id != chat_id:
+            # Another chat is being opened: its page must not wait behind this read on
+            # the database thread; it measures once it is shown (chat_loaded).
             return
         generation = self._generation
 

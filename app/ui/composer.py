@@ -116,7 +116,9 @@ class ComposerWidget(QWidget):
         self.meter.setObjectName("contextMeter")
         self.meter.setWordWrap(True)
         self.meter.setAccessibleName("Context use")
-        self.meter.hide()
+        # Its line is always there: the meter appearing or going must not change the
+        # composer's height (that would lay the whole message list out again).
+        self.meter.setMinimumHeight(self.meter.fontMetrics().lineSpacing())
         self.choose_model = QToolButton(self)
         self.choose_model.setText("Choose another &model")
         self.choose_model.setAccessibleName("Choose a model with a larger context")
@@ -254,10 +256,10 @@ class ComposerWidget(QWidget):
         self._meter_timer.stop()
         use = self.context_use
         if use is None:
-            self.meter.hide()
+            self.meter.clear()
+            self.meter.setToolTip("")
             self.choose_model.hide()
             return
-        self.meter.show()
         parts = [
             ("system prompt", use.system),
             ("memory", use.memory),
