@@ -16,6 +16,7 @@ anything is sent, so the window can refuse a message that cannot fit and say by 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,8 @@ class ContextUse:
     ``dropped`` of them); ``reserve`` is kept for the answer. ``total`` never counts
     more history than is sent. ``over`` is by how many tokens the draft, the system
     prompt, the memory and the reserve together exceed the window (0: it fits).
+    ``more_older``: the chat has messages before the ones measured, not sent either and
+    not counted in ``dropped`` (counting them would read the whole thread).
     """
 
     window: ContextWindow
@@ -134,6 +137,7 @@ class ContextUse:
     draft: int
     reserve: int
     tokens_per_byte: float
+    more_older: bool = False
 
     @property
     def total(self) -> int:
@@ -153,10 +157,7 @@ class ContextUse:
         History is left as measured (it may in truth lose an old message to a longer
         draft; the meter is an estimate and ``fits`` does not depend on it)."""
         cost = estimate_tokens(draft, self.tokens_per_byte) + MESSAGE_OVERHEAD if draft else 0
-        return ContextUse(
-            self.window, self.system, self.memory, self.history, self.dropped, cost,
-            self.reserve, self.tokens_per_byte,
-        )  # fmt: skip
+        return dataclasses.replace(self, draft=cost)
 
     def overflow_message(self) -> str:
         """Why the draft cannot be sent, and what to do."""

@@ -237,10 +237,7 @@ class ChatService:
             if use.dropped or not page.has_older or limit >= HISTORY_WINDOW:
                 break
             limit = min(limit * 4, HISTORY_WINDOW)
-        if page.has_older:  # the messages before the page are not sent either
-            older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
-            use = dataclasses.replace(use, dropped=use.dropped + older)
-        return use
+        return dataclasses.replace(use, more_older=page.has_older)
 
     async def _require_fits(
         self, chat: Chat, entry: LLMEntry, text: str, max_tokens: int | None

@@ -268,11 +268,13 @@ class ComposerWidget(QWidget):
             ("kept for the answer", use.reserve),
         ]
         breakdown = ", ".join(f"{name} {tokens:,}" for name, tokens in parts if tokens)
-        dropped = (
-            f"; {use.dropped:,} older message{'s' if use.dropped != 1 else ''} will not be sent"
-            if use.dropped
-            else ""
-        )
+        if use.more_older:
+            dropped = "; the oldest messages will not be sent"
+        elif use.dropped:
+            plural = "s" if use.dropped != 1 else ""
+            dropped = f"; {use.dropped:,} older message{plural} will not be sent"
+        else:
+            dropped = ""
         self.meter.setToolTip(
             f"Estimated tokens: {breakdown}{dropped}. Context: {use.window.describe()}."
         )
