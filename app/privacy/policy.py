@@ -53,6 +53,25 @@ def decision(tier: Tier, locality: Locality, provider_name: str = "this provider
     return Decision(False, f"{_WHY[tier]}; {provider_name} is {where}")
 
 
+def refusals_summary(tier: Tier, refused: list[tuple[str, Locality]]) -> str:
+    """One sentence for every provider ``tier`` refuses (name, locality): the reason once,
+    then which providers it rules out, grouped by where they run ("" for none)."""
+    if not refused:
+        return ""
+    groups: dict[Locality, list[str]] = {}
+    for name, locality in refused:
+        groups.setdefault(locality, []).append(name)
+    parts = [
+        f"{_names(names)} {'is' if len(names) == 1 else 'are'} {where.value.replace('_', ' ')}"
+        for where, names in groups.items()
+    ]
+    return f"{_WHY.get(tier, 'This tier refuses them')}; {'; '.join(parts)}."
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def require(tier: Tier, locality: Locality, provider_name: str) -> None:
     """Raise PolicyRefusedError (exit 5) when ``tier`` may not use the provider."""
     verdict = decision(tier, locality, provider_name)

@@ -45,9 +45,11 @@ from app.chat.events import ChatChanged, ChatUpdated, TurnStarted
 from app.chat.service import effective_params, provider_choices, sending_blocked_reason
 from app.config import Config, LLMEntry
 from app.errors import ConfigError
+from app.privacy.policy import refusals_summary
 from app.session import Session
 from app.store.models import MAX_STOP_SEQUENCES, Chat, ChatParams, Tier
 from app.ui import tasks
+from providers import Locality
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +467,7 @@ class ChatSettingsPanel(QWidget):
                 current = self._config.llm(chat.provider).provider_name
             except ConfigError:
                 current = chat.provider
-        reasons: list[str] = []
+        refused: list[tuple[str, Locality]] = []
         for entry, verdict in provider_choices(self._config, tier):
             item = QStandardItem(_entry_label(entry))
             item.setData(entry.provider_name, PROVIDER_ROLE)
@@ -473,7 +475,7 @@ class ChatSettingsPanel(QWidget):
             if not verdict.allowed:
                 item.setToolTip(verdict.reason)
                 item.setData(verdict.reason, Qt.ItemDataRole.AccessibleDescriptionRole)
-                reasons.append(verdict.reason)
+                refused.append((entry.provider_name, entry.effective_locality))
             self._provider_items.appendRow(item)
         if current is not None:
             index = self.providers.findData(current, PROVIDER_ROLE)
@@ -481,8 +483,8 @@ class ChatSettingsPanel(QWidget):
         if not self._config.llms:
             self.forbidden.setText("No model is set up: add a provider in Settings.")
             self.forbidden.show()
-        elif reasons:
-            self.forbidden.setText("Not available here: " + "; ".join(reasons) + ".")
+        elif refused:
+            self.forbidden.setText(f"Not available here: {refusals_summary(tier, refused)}")
             self.forbidden.show()
         else:
             self.forbidden.hide()

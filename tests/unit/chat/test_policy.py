@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ExitCode, PolicyRefusedError
-from app.privacy.policy import decision, require
+from app.privacy.policy import decision, refusals_summary, require
 from app.store.models import Tier
 from providers import Locality
 
@@ -34,3 +34,19 @@ def test_matrix(case: tuple[Tier, Locality], allowed: bool) -> None:
         with pytest.raises(PolicyRefusedError) as caught:
             require(tier, locality, "cloud-x")
         assert caught.value.exit_code == ExitCode.POLICY
+
+
+def test_refusals_are_said_once_with_the_providers_grouped() -> None:
+    """Issue 12 item 11: "Not available here" repeated one sentence per provider."""
+    text = refusals_summary(
+        Tier.PRIVATE,
+        [
+            ("openai", Locality.PAID_CLOUD),
+            ("groq", Locality.FREE_CLOUD),
+            ("anthropic", Locality.PAID_CLOUD),
+        ],
+    )
+    assert text.count("Private chats only use on-prem models") == 1
+    assert "openai and anthropic are paid cloud" in text
+    assert "groq is free cloud" in text
+    assert refusals_summary(Tier.PRIVATE, []) == ""
