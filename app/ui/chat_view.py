@@ -90,6 +90,7 @@ from app.chat.events import (
     TurnReasoning,
     TurnStarted,
 )
+from app.chat.stats import message_stats_line
 from app.session import Session
 from app.store.models import Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
@@ -226,7 +227,11 @@ class MessageListModel(QAbstractListModel):
             if row.message is None:
                 return row.text
             who = "You" if row.message.role == "user" else "Assistant"
-            return f"{who}: {self.content_of(row)}"
+            text = f"{who}: {self.content_of(row)}"
+            stats = None if self.is_streaming(row) else message_stats_line(row.message)
+            if role == Qt.ItemDataRole.AccessibleTextRole and stats:
+                text += f"\n{stats}"
+            return text
         if role == self.ROW_ROLE:
             return row
         return None
@@ -779,9 +784,39 @@ class MessageDelegate(QStyledItemDelegate):
             elif message.id == self.last_regenerable and message.status is not MessageStatus.ERROR:
                 items.append(action("regenerate", "Regenerate"))
             items.append(action("delete", "Delete"))
-        return (
+        html = (
             '<span style="font-size:small;">' + "&nbsp;&nbsp;·&nbsp;&nbsp;".join(items) + "</span>"
         )
+        stats = None if streaming else message_stats_line(message)
+        if stats:
+            font = self._stats_font()
+            shown = QFontMetrics(font).elidedText(stats, Qt.TextElideMode.ElideRight, self._width)
+            size = (
+                f"{font.pointSizeF():.1f}pt" if font.pointSizeF() > 0 else f"{font.pixelSize()}px"
+            )
+            html += (
+                f'<p style="margin:0; font-size:{size}; color:{muted}; white-space:pre;">'
+                f"{_escape(shown)}</p>"
+            )
+        return html
+
+    def _stats_font(self) -> QFont:
+        """The small font of an answer's stats line."""
+        font = QFont(self._view.font())
+        if font.pointSizeF() > 0:
+            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+        else:
+            font.setPixelSize(max(8, round(font.pixelSize() * 0.85)))
+        return font
+
+    def footer_text(self, row: _Row, model: MessageListModel) -> str:
+        """The plain text of a message's footer as painted (actions, then the stats line)."""
+        if row.message is None:
+            return ""
+        for part in self.layout(row, model).parts:
+            if part.key and part.key[0] == "footer":
+                return part.document.toPlainText()
+        return ""
 
     # Qt interface ------------------------------------------------------------------------
 

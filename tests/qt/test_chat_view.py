@@ -473,3 +473,32 @@ def test_code_blocks_setting_is_read_from_the_config(
         widget.deleteLater()
     finally:
         close_session(session)
+
+
+def test_answer_shows_its_stats_line_and_a_question_none(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    # Issue 12, "Answer stats": time to first token, tokens, tokens/s and model under
+    # each answer, in its footer (and in its accessible text).
+    scripted_model.script = answer("Some ", "words ", "here.", delay=0.01)
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "stats please")
+    view = area.chat_view.list
+    model = view.message_model
+    delegate = view.message_delegate
+    question, reply = model.row(model.rowCount() - 2), model.row(model.rowCount() - 1)
+    assert reply.message is not None and reply.message.role == "assistant"
+    footer = delegate.footer_text(reply, model)
+    assert "Regenerate" in footer
+    assert "3 tokens in " in footer and "time to first token" in footer
+    assert "tokens/s" in footer
+    accessible = model.data(model.index(model.rowCount() - 1), Qt.ItemDataRole.AccessibleTextRole)
+    assert "3 tokens in " in accessible
+    assert "tokens/s" not in delegate.footer_text(question, model)
+    asked = model.data(model.index(model.rowCount() - 2), Qt.ItemDataRole.AccessibleTextRole)
+    assert "tokens" not in asked
+    # A narrow row elides the line instead of wrapping it.
+    area.resize(420, 700)
+    qtbot.waitUntil(lambda: delegate.content_width() < 300, timeout=WAIT)
+    stats_line = delegate.footer_text(reply, model).splitlines()[-1]
+    assert stats_line.endswith("\u2026")
