@@ -287,11 +287,15 @@ class ChatService:
 
         return await self.runner.db(read)
 
-    async def older_messages(self, chat_id: str, before: str, *, limit: int) -> ThreadPage:
-        """The ``limit`` messages of the thread before message ``before``."""
+    async def older_messages(
+        self, chat_id: str, before: str, *, limit: int, through: str | None = None
+    ) -> ThreadPage:
+        """The ``limit`` messages of the thread before message ``before``; with ``through``
+        (an older message, a search hit), every message back to it and ``limit`` more."""
 
         def read() -> ThreadPage:
-            return self.library.store_of(chat_id).thread(chat_id, limit=limit, before=before)
+            store = self.library.store_of(chat_id)
+            return store.thread(chat_id, limit=limit, before=before, through=through)
 
         return await self.runner.db(read)
 

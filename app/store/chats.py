@@ -504,12 +504,26 @@ class ChatStore:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def thread(self, chat_id: str, *, limit: int = 100, before: str | None = None) -> ThreadPage:
-        """The newest ``limit`` messages of the active thread (or those before ``before``)."""
+    def thread(
+        self,
+        chat_id: str,
+        *,
+        limit: int = 100,
+        before: str | None = None,
+        through: str | None = None,
+    ) -> ThreadPage:
+        """The newest ``limit`` messages of the active thread (or those before ``before``).
+
+        With ``through`` (a message of the active thread), the page reaches back to that
+        message and ``limit`` more before it (a search hit opened with what led to it);
+        a message not on the active thread (another version's branch) is ignored.
+        """
         chat = self.chat(chat_id)
         start = chat.active_leaf_id
         if before is not None:
             start = self.message(before).parent_id
+        if through is not None and start is not None:
+            limit += self._depth_of(start, through) + 1
         rows = []
         if start is not None:
             rows = self._conn.execute(
@@ -528,6 +542,23 @@ class ChatStore:
         has_older = len(rows) > limit
         rows = rows[-limit:] if has_older else rows
         return ThreadPage(self._with_versions(chat_id, rows), has_older)
+
+    def _depth_of(self, start: str, message_id: str) -> int:
+        """How many messages lie between ``start`` (included) and ``message_id`` walking
+        up the thread; -1 when ``message_id`` is not on it."""
+        row = self._conn.execute(
+            """
+            WITH RECURSIVE path(id, depth) AS (
+                SELECT ?, 0
+                UNION ALL
+                SELECT m.parent_id, path.depth + 1 FROM messages m JOIN path ON m.id = path.id
+                WHERE m.parent_id IS NOT NULL AND path.id != ?
+            )
+            SELECT depth FROM path WHERE id = ?
+            """,
+            (start, message_id, message_id),
+        ).fetchone()
+        return -1 if row is None else int(row[0])
 
     def thread_length(self, message_id: str) -> int:
         """How many messages the thread ending at ``message_id`` has (it included)."""

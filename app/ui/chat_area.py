@@ -20,10 +20,10 @@ from app.chat.events import ChatChanged
 from app.chat.service import sending_blocked_reason
 from app.config import Config
 from app.session import Session
-from app.store.models import Chat, Tier
+from app.store.models import Chat, ThreadPage, Tier
 from app.ui import tasks
 from app.ui.chat_settings import ChatSettingsPanel
-from app.ui.chat_view import ChatViewWidget
+from app.ui.chat_view import PAGE_SIZE, ChatViewWidget
 from app.ui.composer import ComposerWidget
 from app.ui.sidebar import SidebarWidget
 
@@ -46,6 +46,7 @@ class ChatAreaWidget(QWidget):
         self._session = session
         self._unsubscribe: Callable[[], None] | None = None
         self._generation = 0  # bumped by clear(): late results of older work are dropped
+        self._hit: tuple[str, str] | None = None  # search hit to show once its chat is open
         self.setObjectName("chatArea")
 
         self.sidebar = SidebarWidget(session, self)
@@ -79,6 +80,7 @@ class ChatAreaWidget(QWidget):
 
         self.sidebar.chat_selected.connect(self.open_chat)
         self.sidebar.new_chat_requested.connect(self.new_chat)
+        self.sidebar.hit_opened.connect(self.open_hit)
         self.composer.submitted.connect(self._send)
         self.composer.edit_submitted.connect(self._edit)
         self.composer.stop_requested.connect(self.stop)
@@ -114,6 +116,7 @@ class ChatAreaWidget(QWidget):
     def clear(self) -> None:
         """Stop every answer and drop all decrypted content from models and widgets."""
         self._generation += 1
+        self._hit = None
         self._meter_timer.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -153,6 +156,13 @@ class ChatAreaWidget(QWidget):
         self.composer.cancel_edit()
         self.sidebar.select_chat(chat_id)
         self.chat_view.open_chat(chat_id)
+
+    def open_hit(self, chat_id: str, message_id: str) -> None:
+        """Open a search hit: its chat, scrolled to the matched message, which becomes the
+        current row ("" when the title matched: the chat's newest messages)."""
+        self.open_chat(chat_id)
+        self._hit = (chat_id, message_id) if message_id else None
+        self._show_hit()
 
     def focus_search(self) -> None:
         self.sidebar.focus_search()
@@ -224,6 +234,65 @@ class ChatAreaWidget(QWidget):
         self._meter_timer.start()
         if chat is None:
             self.sidebar.select_chat(None)
+        self._show_hit()
+
+    def _show_hit(self) -> None:
+        """Scroll to the search hit waiting to be shown, reading the messages from it to
+        the loaded ones first if it is older (scrolling up still loads older pages)."""
+        if self._hit is None:
+            return
+        chat_id, message_id = self._hit
+        view = self.chat_view
+        if view.chat_id != chat_id:  # another chat was opened meanwhile
+            self._hit = None
+            return
+        if view.model.chat_id != chat_id:  # still opening: chat_loaded calls again
+            return
+        self._hit = None
+        if view.scroll_to_message(message_id):
+            view.list.setFocus(Qt.FocusReason.OtherFocusReason)  # the focus ring marks it
+            return
+        loaded = view.model.messages
+        if not loaded or not view.model.has_older:
+            self._hit_not_shown()
+            return
+        before = loaded[0].id
+        generation = self._generation
+
+        def read(page: ThreadPage) -> None:
+            if generation != self._generation or view.chat_id != chat_id:
+                return
+            model = view.model
+            now = model.messages
+            if now and now[0].id != before:
+                # An older page arrived first (the view fetches as it scrolls): again.
+                self._hit = (chat_id, message_id)
+                self._show_hit()
+                return
+            view.list.keep_position(lambda: model.add_older(chat_id, before, page))
+            if view.scroll_to_message(message_id):
+                view.list.setFocus(Qt.FocusReason.OtherFocusReason)
+            else:
+                self._hit_not_shown()
+
+        def failed(error: BaseException) -> None:
+            log.warning("search hit not read: %s", type(error).__name__)
+            self.status_message.emit(f"Could not read the chat: {error}")
+
+        tasks.start_for(
+            self,
+            self._session.service.older_messages(
+                chat_id, before, limit=PAGE_SIZE // 2, through=message_id
+            ),
+            on_done=read,
+            on_error=failed,
+        )
+
+    def _hit_not_shown(self) -> None:
+        self.status_message.emit(
+            "The matched message is in another version of this chat; show it with "
+            "Previous version or Next version in the menu of an edited message."
+        )
 
     def _streaming_changed(self, streaming: bool) -> None:
         if not streaming:

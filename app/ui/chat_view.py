@@ -1400,6 +1400,23 @@ class ChatViewWidget(QWidget):
             return
         self._load(chat_id, PAGE_SIZE, opening=True)
 
+    def scroll_to_message(self, message_id: str) -> bool:
+        """Scroll the loaded message ``message_id`` to the middle of the view and make it
+        the current row (a search hit opened); False when it is not loaded."""
+        number = self.model.row_number(message_id)
+        if number is None:
+            return False
+        delegate = self.list.message_delegate
+        for near in range(max(0, number - 3), min(self.model.rowCount(), number + 4)):
+            delegate.measure(self.model.row(near), self.model)  # real heights, a true place
+        self.list.doItemsLayout()
+        index = self.model.index(number)
+        self.list.follow_end = False
+        self.list.setCurrentIndex(index)
+        self.list.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.list.request_measure()
+        return True
+
     def reload(self) -> None:
         """Re-read the open chat (after a change), updating only the rows that differ."""
         if self.chat_id is None or self._reload_pending:
