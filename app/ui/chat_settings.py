@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chat.context import ContextWindow
 from app.chat.events import ChatChanged, ChatUpdated, TurnStarted
 from app.chat.service import effective_params, provider_choices, sending_blocked_reason
 from app.config import Config, LLMEntry
@@ -521,24 +522,34 @@ class ChatSettingsPanel(QWidget):
         self.context_note.clear()
 
     def show_turn(self, event: TurnStarted) -> None:
-        """Show how much of the context the turn that just started uses."""
-        if self.chat is None or event.chat_id != self.chat.id:
+        """Show how much of the context the turn that just started uses, against the size
+        the turn was fitted into (the server's stated size wins, as in the composer)."""
+        chat = self.chat
+        if chat is None or event.chat_id != chat.id or not self._session.is_unlocked:
             return
-        try:
-            configured = self._config.llm(self.chat.provider).context_size
-            size = self.chat.params.context_size or configured
-        except ConfigError:
-            return
-        used = min(event.context_tokens, size)
-        self.context.setRange(0, size)
-        self.context.setValue(used)
-        self.context.setFormat(f"{event.context_tokens:,} of {size:,} tokens")
-        if event.dropped:
-            self.context_note.setText(
-                f"{event.dropped:,} older messages did not fit and were not sent."
-            )
-        else:
-            self.context_note.clear()
+
+        def show(window: ContextWindow) -> None:
+            if self.chat is None or self.chat.id != event.chat_id:
+                return
+            size = window.size
+            self.context.setRange(0, size)
+            self.context.setValue(min(event.context_tokens, size))
+            self.context.setFormat(f"{event.context_tokens:,} of {size:,} tokens")
+            self.context.setToolTip(f"Context size: {window.describe()}")
+            if event.dropped:
+                self.context_note.setText(
+                    f"{event.dropped:,} older messages did not fit and were not sent."
+                )
+            else:
+                self.context_note.clear()
+
+        def failed(error: BaseException) -> None:  # e.g. its provider was removed
+            log.info("context size not shown: %s", type(error).__name__)
+
+        # The turn has just asked for the size: the service answers from its cache.
+        tasks.start_for(
+            self, self._session.service.context_window(chat), on_done=show, on_error=failed
+        )
 
     # changes -----------------------------------------------------------------------------
 

@@ -19,9 +19,16 @@ from app.store.models import DEFAULT_TITLE, MessageStatus, Tier
 from app.ui import chat_view, tasks
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_settings import PROVIDER_ROLE
+from providers import ProviderSpec
 from tests.peers.scripted_provider import DEFAULT_TITLE as DEFAULT_MODEL_TITLE
-from tests.peers.scripted_provider import ScriptedModel, endless
-from tests.qt.conftest import close_session, closed_port_url, make_session, unlock_new_vault
+from tests.peers.scripted_provider import ScriptedModel, ScriptedProvider, endless
+from tests.qt.conftest import (
+    close_session,
+    closed_port_url,
+    make_session,
+    unlock_new_vault,
+    write_config,
+)
 from tests.qt.drivers import (
     WAIT,
     messages,
@@ -334,3 +341,46 @@ def test_clear_drops_all_content(qtbot: QtBot, area: ChatAreaWidget) -> None:
     area.clear()
     assert not any("pelican" in text for text in widget_texts(area))
     assert area.sidebar.model.rowCount() == 0 and area.chat_view.model.rowCount() == 0
+
+
+# --- the chat settings panel's context meter -----------------------------------------------
+
+
+class StatingProvider(ScriptedProvider):
+    """A scripted provider whose server states a 512-token context (as llama.cpp's n_ctx)."""
+
+    async def context_length(self, model: str | None = None) -> int | None:
+        return 512
+
+
+@pytest.fixture
+def area_4096(
+    qtbot: QtBot, tmp_path: Path, qt_profile: Path, run_async: Callable[..., Any]
+) -> Iterator[ChatAreaWidget]:
+    """The chat area over a model configured for 4,096 tokens whose server says 512."""
+    path = write_config(tmp_path / "config.yml", closed_port_url())
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("context_size: 512", "context_size: 4096"),
+        encoding="utf-8",
+    )
+    model = ScriptedModel()
+
+    def factory(spec: ProviderSpec) -> StatingProvider:
+        return StatingProvider(spec, model.local_answer)
+
+    session = make_session(load_config(path, {}), qt_profile, provider_factory=factory)
+    unlock_new_vault(session, run_async)
+    yield from shown_area(qtbot, session, max_tokens=40)
+    close_session(session)
+
+
+def test_settings_panel_meter_counts_against_the_size_the_server_states(
+    qtbot: QtBot, area_4096: ChatAreaWidget
+) -> None:
+    area = area_4096
+    start_chat(qtbot, area)
+    panel = area.settings_panel
+    send(qtbot, area, "Tell me about zebrafish please")
+    qtbot.waitUntil(lambda: panel.context.maximum() == 512, timeout=WAIT)
+    assert panel.context.format().endswith("of 512 tokens")
+    assert "512 tokens (reported by the server)" in panel.context.toolTip()
