@@ -11,7 +11,8 @@ regenerate, edit) as tasks on the event loop; streamed text goes into a buffer
 and the streaming row is repainted at most every ``REPAINT_MS`` so the UI thread
 never stalls however fast the model is.
 
-There is never one widget per message.
+There is never one widget per message: only the message whose text is being selected
+has one (``MessageSelector``), laid over it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QFrame,
     QLabel,
     QListView,
@@ -75,6 +77,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -505,6 +508,9 @@ class MessageDelegate(QStyledItemDelegate):
         self._offsets: dict[tuple[Any, ...], float] = {}
         #: The error kind of answers that failed in this session, by message id.
         self.error_kinds: dict[str, str] = {}
+        #: The row whose text is open for selection (see ``MessageListView.open_selection``):
+        #: its text is laid out as one document, drawn by the selector over the row.
+        self.selecting: str | None = None
 
     # caches ------------------------------------------------------------------------------
 
@@ -579,7 +585,8 @@ class MessageDelegate(QStyledItemDelegate):
             else len(row.message.content if row.message else row.text)
         )
         regenerable = row.message is not None and row.message.id == self.last_regenerable
-        return (*_signature(row, content, streaming), regenerable, self._generation)
+        selecting = row.key == self.selecting
+        return (*_signature(row, content, streaming), regenerable, selecting, self._generation)
 
     def estimate(self, row: _Row, model: MessageListModel) -> int:
         """A quick guess at a row's height from its length (before it is measured)."""
@@ -626,7 +633,15 @@ class MessageDelegate(QStyledItemDelegate):
             self._docs.move_to_end(key)
             return cached
         html, code_blocks = make()
-        document = ChatDocument()
+        entry = (self.new_document(html), code_blocks)
+        self._docs[key] = entry
+        if len(self._docs) > DOC_CACHE_SIZE:
+            self._docs.popitem(last=False)
+        return entry
+
+    def new_document(self, html: str, parent: QObject | None = None) -> ChatDocument:
+        """A document of ``html`` laid out as messages are, at the current width."""
+        document = ChatDocument(parent)
         document.setUndoRedoEnabled(False)
         document.setDocumentMargin(0)
         document.setDefaultFont(self._view.font())
@@ -635,11 +650,16 @@ class MessageDelegate(QStyledItemDelegate):
         if self.wrap_code and "<pre" in html:
             _wrap_preformatted(document)
         document.setTextWidth(self._width)
-        entry = (document, code_blocks)
-        self._docs[key] = entry
-        if len(self._docs) > DOC_CACHE_SIZE:
-            self._docs.popitem(last=False)
-        return entry
+        return document
+
+    def selection_part(self, row: _Row, model: MessageListModel) -> tuple[_Part, str] | None:
+        """The part holding the whole text of the row open for selection, and its HTML."""
+        if row.key != self.selecting:
+            return None
+        for part in self.layout(row, model).parts:
+            if part.key and part.key[0] == "whole":
+                return part, part.key[1]
+        return None
 
     def _make_layout(self, row: _Row, model: MessageListModel, width: int) -> _Layout:
         metrics = QFontMetrics(self._view.font())
@@ -660,7 +680,18 @@ class MessageDelegate(QStyledItemDelegate):
         content_top = top
         parts: list[_Part] = []
         text = model.content_of(row)
-        chunks = self._split(message.id, text, streaming)
+        chunks: list[Chunk] | None = [] if row.key == self.selecting and not streaming else None
+        if chunks is not None and text:
+            # Open for selection: the whole text in one document, with the selector's.
+            rendered = render_markdown(text, dark=self.is_dark, highlight=True)
+            whole: tuple[Any, ...] = ("whole", rendered.html, width, self._generation)
+            document, code_blocks = self._document(
+                whole, lambda: (rendered.html, rendered.code_blocks)
+            )
+            parts.append(_Part(top, document, code_blocks, whole))
+            top += math.ceil(document.size().height())
+        if chunks is None:
+            chunks = self._split(message.id, text, streaming)
         for number, chunk in enumerate(chunks):
             # The growing end of an answer is shown without syntax colours until it is
             # complete: highlighting all of it again every frame would cost too much.
@@ -885,8 +916,8 @@ class MessageDelegate(QStyledItemDelegate):
         for part in layout.parts:
             top = rect.top() + part.top
             height = part.document.size().height()
-            if top + height < clip.top() or top > clip.bottom():
-                continue
+            if top + height < clip.top() or top > clip.bottom() or part.key[0] == "whole":
+                continue  # (the text open for selection is drawn by the selector)
             wide = part.document.size().width() > self._width + 1
             offset = self._offsets.get(part.key, 0.0) if wide else 0.0
             if wide:
@@ -1048,6 +1079,78 @@ def _header(message: Message, streaming: bool) -> str:
 # --- view ----------------------------------------------------------------------------------
 
 
+class MessageSelector(QTextBrowser):
+    """The text of one message, selectable with the mouse and the keyboard.
+
+    Only one exists per list: it is laid over the message open for selection (the
+    delegate then lays that message's text out as the same single document and leaves it
+    for the selector to draw). Read-only; links work as in the painted message; nothing is
+    loaded. Esc leaves it.
+    """
+
+    def __init__(self, view: MessageListView) -> None:
+        super().__init__(view.viewport())
+        self._view = view
+        self.message_id = ""
+        self.code_blocks: list[str] = []
+        self._document: ChatDocument | None = None
+        self.setObjectName("messageSelector")
+        self.setAccessibleName("Message text")
+        self.setAccessibleDescription(
+            "Select with the mouse or Shift and the arrow keys; Ctrl+C copies; Esc leaves."
+        )
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setUndoRedoEnabled(False)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextBrowserInteraction
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.FixedPixelWidth)
+        self.setStyleSheet("QTextBrowser#messageSelector { background: transparent; }")
+        self.viewport().setAutoFillBackground(False)
+        self.anchorClicked.connect(self._follow)
+        self.hide()
+
+    def hold_message(self, message_id: str, document: ChatDocument, code_blocks: list[str]) -> None:
+        """Hold ``document`` (the message's text), replacing the one held before."""
+        self.message_id = message_id
+        self.code_blocks = code_blocks
+        self.setLineWrapColumnOrWidth(math.ceil(document.textWidth()))
+        self.setDocument(document)
+        self._document = document  # held here; the one before goes once replaced
+
+    def loadResource(self, kind: int, name: QUrl | str) -> Any:
+        return None  # model output fetches nothing
+
+    def _follow(self, url: QUrl) -> None:
+        self._view.activate_link(self.message_id, url.toString(), self.code_blocks)
+
+    def event(self, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Escape
+        ):
+            event.accept()  # Esc leaves the selection first (not the window's Esc: Stop)
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self._view.close_selection()
+            self._view.setFocus()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        self._view.wheelEvent(event)  # the list scrolls, not the message
+
+
 class MessageListView(QListView):
     """The list: per-pixel scrolling, links in messages, older pages at the top."""
 
@@ -1082,6 +1185,112 @@ class MessageListView(QListView):
         self.follow_end = True
         self.verticalScrollBar().rangeChanged.connect(self._range_changed)
         self.message_delegate.reset_caches()
+        self.selector = MessageSelector(self)
+        self._dragging_into_selector = False
+        self._place_timer = QTimer(self)
+        self._place_timer.setSingleShot(True)
+        self._place_timer.setInterval(0)
+        self._place_timer.timeout.connect(self._place_selection)
+        model = self.message_model
+        model.modelReset.connect(self.close_selection)
+        model.dataChanged.connect(self._selection_data_changed)
+
+    # selecting text ----------------------------------------------------------------------
+
+    def selected_message(self) -> str | None:
+        """The id of the message open for selection, if one is."""
+        key = self.message_delegate.selecting
+        return key if key is not None and self.selector.isVisible() else None
+
+    def open_selection(self, number: int) -> bool:
+        """Make the text of row ``number`` selectable (closing any other); False when the
+        row has no finished message text."""
+        model = self.message_model
+        delegate = self.message_delegate
+        row = model.row(number)
+        if row.message is None or model.is_streaming(row) or not row.message.content:
+            return False
+        if delegate.selecting == row.key and self.selector.isVisible():
+            return True
+        self.close_selection()
+        delegate.selecting = row.key
+        found = delegate.selection_part(row, model)  # (measures the row as it now is)
+        if found is None:
+            delegate.selecting = None
+            return False
+        self.keep_position(lambda: None)
+        part, html = found
+        self.selector.hold_message(row.key, delegate.new_document(html), part.code_blocks)
+        self.selector.show()
+        self._place_selection()
+        return self.selector.isVisible()
+
+    def close_selection(self) -> None:
+        """Paint the message open for selection again (its selection is dropped)."""
+        self._dragging_into_selector = False
+        if self.message_delegate.selecting is None:
+            return
+        had_focus = self.selector.hasFocus()
+        key, self.message_delegate.selecting = self.message_delegate.selecting, None
+        model = self.message_model
+        number = model.row_number(key)
+        if number is not None:
+            self.message_delegate.layout(model.row(number), model)  # painted as chunks again
+        self.selector.hide()
+        self.selector.clear()
+        if had_focus:
+            self.setFocus()
+        self.keep_position(lambda: None)
+        self.viewport().update()
+
+    def _place_selection(self) -> None:
+        """Lay the selector over its message; close it once the message is off screen."""
+        key = self.message_delegate.selecting
+        if key is None:
+            return
+        model = self.message_model
+        number = model.row_number(key)
+        found = None
+        if number is not None:
+            found = self.message_delegate.selection_part(model.row(number), model)
+        if number is None or found is None:
+            self.close_selection()
+            return
+        part = found[0]
+        rect = self.visualRect(model.index(number))
+        if not rect.intersects(self.viewport().rect()):
+            self.close_selection()  # scrolled out
+            return
+        size = part.document.size()
+        geometry = QRect(
+            rect.left() + ROW_MARGIN_X + BUBBLE_PAD,
+            rect.top() + part.top,
+            math.ceil(size.width()),
+            math.ceil(size.height()),
+        )
+        if self.selector.geometry() != geometry:
+            self.selector.setGeometry(geometry)
+
+    def _selection_data_changed(self, first: QModelIndex, last: QModelIndex) -> None:
+        key = self.message_delegate.selecting
+        if key is None:
+            return
+        number = self.message_model.row_number(key)
+        if number is None or first.row() <= number <= last.row():
+            self.close_selection()  # the message changed
+
+    def _forward_to_selector(self, event: QMouseEvent) -> None:
+        target = self.selector.viewport()
+        local = QPointF(target.mapFrom(self.viewport(), event.position().toPoint()))
+        forwarded = QMouseEvent(
+            event.type(),
+            local,
+            event.globalPosition(),
+            event.button(),
+            event.buttons(),
+            event.modifiers(),
+        )
+        QApplication.sendEvent(target, forwarded)
 
     # positions ---------------------------------------------------------------------------
 
@@ -1175,6 +1384,8 @@ class MessageListView(QListView):
         # Growing content leaves the value alone; a scroll away from the end (the user's,
         # or a jump to a message) moves it: following stops, and resumes at the end.
         self.follow_end = self.is_at_bottom()
+        if self.message_delegate.selecting is not None:
+            self._place_timer.start()  # once the rows are laid out
         # Not calling the base class: its fetchMore is for lists that grow downwards.
         if value <= 2 * self.viewport().height() and self.message_model.can_fetch_older():
             self.message_model.fetch_older()
@@ -1183,12 +1394,15 @@ class MessageListView(QListView):
         width = event.size().width()
         if width != self._last_width:
             self._last_width = width
+            self.close_selection()  # its layout was for the old width
             self.keep_position(self.message_delegate.reset_width)
             self.request_measure()
         super().resizeEvent(event)
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.FontChange):
+            if self.message_delegate.selecting is not None:
+                self.close_selection()
             self.message_delegate.reset_caches()
             self.keep_position(lambda: None)
             self.request_measure()
@@ -1205,6 +1419,8 @@ class MessageListView(QListView):
                 self.placeholder,
             )
             painter.end()
+        if self.message_delegate.selecting is not None:
+            self._place_selection()
         self.painted.emit()
 
     def _hit(self, pos: QPoint) -> tuple[_Row, str, list[str]] | None:
@@ -1230,6 +1446,19 @@ class MessageListView(QListView):
         super().mousePressEvent(event)
         # Clicking into a message taller than the pane must not jump to its top either.
         self.verticalScrollBar().setValue(value)
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        # A click into a message opens its text for selection; the same press (and the
+        # drag that follows it) selects in it.
+        position = event.position().toPoint()
+        index = self.indexAt(position)
+        if not index.isValid() or not self.open_selection(index.row()):
+            self.close_selection()
+            return
+        self.selector.setFocus(Qt.FocusReason.MouseFocusReason)
+        if self.selector.geometry().contains(position):
+            self._dragging_into_selector = True
+            self._forward_to_selector(event)
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         # Sideways (a horizontal swipe, or Shift+wheel) over a code block wider than the
@@ -1250,12 +1479,20 @@ class MessageListView(QListView):
         super().wheelEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._dragging_into_selector and self.selector.isVisible():
+            self._forward_to_selector(event)
+            return
         hit = self._hit(event.position().toPoint())
         cursor = Qt.CursorShape.PointingHandCursor if hit else Qt.CursorShape.ArrowCursor
         self.viewport().setCursor(cursor)
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._dragging_into_selector:
+            self._dragging_into_selector = False
+            if self.selector.isVisible():
+                self._forward_to_selector(event)
+            return
         if event.button() == Qt.MouseButton.LeftButton:
             hit = self._hit(event.position().toPoint())
             if hit is not None:
@@ -1287,6 +1524,15 @@ class MessageListView(QListView):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         index = self.currentIndex()
+        if (
+            index.isValid()
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_F2)
+            and self.open_selection(index.row())
+        ):
+            # The current message's text, to select with Shift and the arrow keys.
+            self.selector.setFocus(Qt.FocusReason.ShortcutFocusReason)
+            event.accept()
+            return
         if index.isValid() and event.matches(QKeySequence.StandardKey.Copy):
             row = self.message_model.row(index.row())
             if row.message is not None:
