@@ -6,6 +6,9 @@ profile, with the real ``ChatService``; only the model is fake: a provider yield
 
 * open a 10,000-message chat: time from ``open_chat`` to the first paint of its rows,
   and the process's memory growth (RSS) once its page is shown and measured;
+* open a search hit 500 and 9,990 messages before the newest of such a chat: time from
+  ``ChatAreaWidget.open_hit`` to a paint showing the hit as the current row (the view
+  grows only upwards, so it loads from the hit to the newest);
 * a 5,000-chat sidebar: time from ``load`` to the first paint of the list, and the
   longest frame while scrolling it programmatically from top to bottom, a third of a
   page per frame (each frame: the scroll, then the paint of what it uncovered);
@@ -172,12 +175,17 @@ class _BenchSession:
             session.library, config, runner=session.runner, provider_factory=_fast_provider
         )
 
+    @property
+    def is_unlocked(self) -> bool:
+        """As ``Session.is_unlocked``: the chat settings panel follows the service only then."""
+        return self.vault is None or not self.vault.is_locked
+
 
 # --- measurements --------------------------------------------------------------------------
 
 
 def _rss() -> int:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     return int(psutil.Process().memory_info().rss)
 
@@ -201,7 +209,7 @@ def _open_long_chats(app: Any, area: Any, session: Any, chat_ids: list[str]) -> 
         view.list.painted.connect(on_paint)
         started = time.perf_counter()
         view.open_chat(chat_id)
-        _wait(app, lambda painted=painted: bool(painted))
+        _wait(app, lambda painted=painted: bool(painted))  # type: ignore[misc]
         times.append((painted[0] - started) * 1000)
         # Let the idle measurer finish the loaded page, then look at memory.
         _wait(app, lambda: not view.list._measure_timer.isActive())
@@ -223,6 +231,45 @@ def _open_long_chats(app: Any, area: Any, session: Any, chat_ids: list[str]) -> 
             note="RSS, page shown and measured",
         ),
     ]
+
+
+def _open_hits(app: Any, area: Any, session: Any, chat_ids: list[str], back: int) -> Row:
+    """Open a search hit ``back`` messages before the newest of each long chat (the view
+    loads from it to the newest); time from ``open_hit`` to a paint showing it current."""
+    view = area.chat_view
+    times: list[float] = []
+    for chat_id in chat_ids:
+        thread = _run(app, session.service.full_thread(chat_id))
+        hit = thread[-back].id
+        view.open_chat(None)
+        view.list.message_delegate.reset_caches()
+        _wait(app, lambda: True)
+        app.processEvents()
+        painted: list[float] = []
+
+        def on_paint(painted: list[float] = painted, hit: str = hit) -> None:
+            number = view.model.row_number(hit)
+            if number is not None and not painted:
+                index = view.model.index(number)
+                if view.list.currentIndex() == index and view.list.visualRect(index).intersects(
+                    view.list.viewport().rect()
+                ):
+                    painted.append(time.perf_counter())
+
+        view.list.painted.connect(on_paint)
+        started = time.perf_counter()
+        area.open_hit(chat_id, hit)
+        _wait(app, lambda painted=painted: bool(painted))  # type: ignore[misc]
+        times.append((painted[0] - started) * 1000)
+        view.list.painted.disconnect(on_paint)
+    view.open_chat(None)  # not waiting for the idle measurer to go through 10,000 rows
+    return Row(
+        f"open a search hit {back:,} messages back in 10,000: first paint showing it",
+        statistics.median(times),
+        "ms",
+        150,
+        note=f"median of {len(times)}, max {max(times):.0f} ms",
+    )
 
 
 def _scroll_older(app: Any, area: Any) -> Row:
@@ -293,6 +340,8 @@ def run() -> list[Row]:
         _wait(app, lambda: not area.chat_view.list._measure_timer.isActive())
         rows += _open_long_chats(app, area, session, long_ids[1:])
         rows.append(_scroll_older(app, area))
+        rows.append(_open_hits(app, area, session, long_ids[1:], 500))
+        rows.append(_open_hits(app, area, session, long_ids[1:], LONG_CHAT_MESSAGES - 10))
         rows += _streaming_rows(app, area, session)
 
         area.clear()
@@ -302,7 +351,7 @@ def run() -> list[Row]:
         area.deleteLater()
         app.processEvents()
         real.close()
-    loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
+    loop._QEventLoop__is_running = False  # type: ignore[attr-defined, unused-ignore]
     asyncio.events._set_running_loop(None)
     loop.close()
     asyncio.set_event_loop(None)
