@@ -156,6 +156,9 @@ class ChatAreaWidget(QWidget):
         self.composer.cancel_edit()
         self.sidebar.select_chat(chat_id)
         self.chat_view.open_chat(chat_id)
+        # The composer follows the chat now, not once its page is read: another chat's
+        # answer must not leave it on "Stop" (a send there was ignored until then).
+        self.composer.set_streaming(self.chat_view.is_streaming())
 
     def open_hit(self, chat_id: str, message_id: str) -> None:
         """Open a search hit: its chat, scrolled to the matched message, which becomes the

@@ -5,6 +5,7 @@ search, tiers and the policy, Ephemeral chats, the context marker. No peer is ne
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -384,3 +385,57 @@ def test_settings_panel_meter_counts_against_the_size_the_server_states(
     qtbot.waitUntil(lambda: panel.context.maximum() == 512, timeout=WAIT)
     assert panel.context.format().endswith("of 512 tokens")
     assert "512 tokens (reported by the server)" in panel.context.toolTip()
+
+
+# --- a send right after a new chat opened ----------------------------------------------------
+
+
+def test_send_at_once_in_a_new_chat_is_answered(qtbot: QtBot, area: ChatAreaWidget) -> None:
+    area.new_chat()
+    area.composer.editor.setPlainText("hello right away")
+    qtbot.keyClick(area.composer.editor, "\r")  # before the new chat is even created
+    answer = wait_answer(qtbot, area, 2)
+    assert answer.status is MessageStatus.COMPLETE
+    assert messages(area)[0].content == "hello right away"
+
+
+def test_send_in_a_chat_opened_while_another_answers_is_sent(
+    qtbot: QtBot,
+    area: ChatAreaWidget,
+    unlocked_session: Session,
+    scripted_model: ScriptedModel,
+    run_async: Callable[..., Any],
+) -> None:
+    """Chat A streams; chat B is opened and, before its page is read (the database thread
+    is busy with other work), the user sends there: the message must go out, not wait
+    behind A's "Stop" state until B's page arrives."""
+    first = start_chat(qtbot, area)
+    scripted_model.script = endless()  # the first chat's answer streams until stopped
+    area.composer.editor.setPlainText("go on forever")
+    area.composer.submit()
+    view = area.chat_view
+    qtbot.waitUntil(lambda: view.model.stream is not None and view.model.stream.length > 20)
+    scripted_model.script = scripted_model.local_answer  # later requests answer at once
+    second = run_async(unlocked_session.service.create_chat(Tier.STANDARD)).id
+    busy = threading.Event()
+    release = threading.Event()
+
+    def background_work() -> None:  # what else is queued on the database thread
+        busy.set()
+        release.wait(WAIT / 1000)
+
+    unlocked_session.runner._db.submit(background_work)
+    assert busy.wait(WAIT / 1000)
+    try:
+        area.open_chat(second)
+        area.composer.editor.setPlainText("hello right away")
+        qtbot.keyClick(area.composer.editor, "\r")
+        assert area.composer.editor.toPlainText() == "", "the message was sent"
+        assert view.is_streaming(second)
+    finally:
+        release.set()
+    answer = wait_answer(qtbot, area, 2)
+    assert answer.status is MessageStatus.COMPLETE and view.chat_id == second
+    assert view.is_streaming(first), "answered while the other chat still streams"
+    view.stop(first)
+    qtbot.waitUntil(lambda: not view.is_streaming(first), timeout=WAIT)
