@@ -125,6 +125,8 @@ NOTICE_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "ContextTooLongError": (SHORTEN, CHOOSE_MODEL),
     "ConfigError": (CHOOSE_MODEL, TRY_AGAIN),
 }
+#: How a Markdown table starts in rendered HTML (code blocks and quotes are tables too).
+TABLE_MARK = '<table border="1"'
 EPHEMERAL_TINT = QColor(214, 160, 40)
 EPHEMERAL_BANNER = "Ephemeral — vanishes when closed. Nothing of this chat is saved."
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
@@ -646,10 +648,21 @@ class MessageDelegate(QStyledItemDelegate):
         document.setDocumentMargin(0)
         document.setDefaultFont(self._view.font())
         document.setDefaultStyleSheet("p { margin-top: 0px; margin-bottom: 6px; }")
+        # Lines break between words only: a narrow message never splits a word (nor a
+        # table cell's word) that fits on a line.
+        option = document.defaultTextOption()
+        option.setWrapMode(QTextOption.WrapMode.WordWrap)
+        document.setDefaultTextOption(option)
         document.setHtml(html)
         if self.wrap_code and "<pre" in html:
             _wrap_preformatted(document)
         document.setTextWidth(self._width)
+        if document.size().width() > self._width + 1 and TABLE_MARK not in html:
+            # A single word wider than the whole line (a long URL, a hash, a long
+            # identifier in code) is then broken where the line ends. A table keeps its
+            # words whole and scrolls sideways instead (see ``scroll_part``).
+            option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+            document.setDefaultTextOption(option)
         return document
 
     def selection_part(self, row: _Row, model: MessageListModel) -> tuple[_Part, str] | None:
@@ -954,9 +967,8 @@ class MessageDelegate(QStyledItemDelegate):
 
     def scroll_part(self, row: _Row, model: MessageListModel, point: QPoint, delta: float) -> bool:
         """Scroll the wide part under ``point`` (relative to the row) sideways by ``delta``
-        pixels; False when there is none (the wheel then scrolls the list)."""
-        if self.wrap_code:
-            return False
+        pixels; False when there is none (the wheel then scrolls the list). With code set
+        to wrap, only a table wider than the message is that wide."""
         layout = self.layout(row, model)
         for part in layout.parts:
             size = part.document.size()
@@ -1031,11 +1043,8 @@ class MessageDelegate(QStyledItemDelegate):
 
 
 def _wrap_preformatted(document: QTextDocument) -> None:
-    """Let the lines of code blocks (``<pre>``) wrap at the document's width, anywhere if
-    a word is longer than a line; their spaces and line breaks are kept."""
-    option = document.defaultTextOption()
-    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
-    document.setDefaultTextOption(option)
+    """Let the lines of code blocks (``<pre>``) wrap at the document's width, between
+    words as prose does; their spaces and line breaks are kept."""
     block = document.begin()
     cursor = QTextCursor(document)
     while block.isValid():

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QGuiApplication, QTextCursor, QWheelEvent
+from PySide6.QtGui import QGuiApplication, QTextCursor, QTextDocument, QWheelEvent
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -502,3 +502,64 @@ def test_answer_shows_its_stats_line_and_a_question_none(
     qtbot.waitUntil(lambda: delegate.content_width() < 300, timeout=WAIT)
     stats_line = delegate.footer_text(reply, model).splitlines()[-1]
     assert stats_line.endswith("\u2026")
+
+
+def _line_starts(document: QTextDocument) -> list[tuple[str, int]]:
+    """(block text, start) of every laid-out line of ``document``."""
+    starts = []
+    block = document.begin()
+    while block.isValid():
+        layout = block.layout()
+        for number in range(layout.lineCount()):
+            starts.append((block.text(), layout.lineAt(number).textStart()))
+        block = block.next()
+    return starts
+
+
+def _breaks_mid_word(text: str, start: int) -> bool:
+    return 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum()
+
+
+@pytest.mark.parametrize("width", [160, 240])
+def test_narrow_messages_break_lines_between_words(qtbot: QtBot, width: int) -> None:
+    # Issue 12, item 8: at 700 px (a ~150 px column) links, table cells ("pandas.read_csv(
+    # chun / ksize=...)") and code lines broke in the middle of words.
+    from app.store.models import Message, ThreadPage
+    from app.ui.chat_view import MessageListView
+
+    view = MessageListView()
+    qtbot.addWidget(view)
+    view.resize(width + 2 * (ROW_MARGIN_X + BUBBLE_PAD), 500)
+    view.show()
+    delegate = view.message_delegate
+    qtbot.waitUntil(lambda: delegate.content_width() == width, timeout=WAIT)
+    text = (
+        "Read the documentation at https://pandas.pydata.org/docs/user_guide/io.html "
+        "before reading large files in pieces with the chunksize parameter.\n\n"
+        "| function | use |\n|---|---|\n"
+        "| pandas.read_csv(chunksize=1000) | reads a file in chunks of rows |\n\n"
+        "```python\nfor chunk in pandas.read_csv(path, chunksize=1000): process(chunk)\n```\n"
+    )
+    message = Message("m1", "c1", None, "assistant", text, MessageStatus.COMPLETE, 0.0)
+    view.message_model.show_page("c1", ThreadPage([message], False), thread_length=None)
+    model = view.message_model
+    layout = delegate.layout(model.row(0), model)
+    chunks = [part for part in layout.parts if part.key[0] == "chunk"]
+    assert chunks
+    for part in chunks:
+        for line_text, start in _line_starts(part.document):
+            assert not _breaks_mid_word(line_text, start), (line_text[:start], line_text[start:])
+    # A table wider than the message keeps its words and scrolls sideways (not cut off).
+    for part in chunks:
+        if part.document.size().width() > width + 1:
+            assert "pandas.read_csv(chunksize=1000)" in part.document.toPlainText()
+            point = QPoint(ROW_MARGIN_X + BUBBLE_PAD + 4, part.top + 4)
+            assert delegate.scroll_part(model.row(0), model, point, 40.0)
+    # A single word longer than the whole line is broken where the line ends (the only
+    # mid-word break): nothing is drawn past the message's edge.
+    token = "x" * 200
+    long_word = Message("m2", "c1", "m1", "user", f"hash {token} end", MessageStatus.COMPLETE, 1.0)
+    view.message_model.show_page("c1", ThreadPage([message, long_word], False), thread_length=None)
+    parts = delegate.layout(model.row(1), model).parts
+    assert all(part.document.size().width() <= width + 1 for part in parts)
+    assert token in "".join(part.document.toPlainText() for part in parts).replace("\n", "")
