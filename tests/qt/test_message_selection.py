@@ -176,3 +176,32 @@ def test_an_answer_still_streams_while_another_message_is_selected(
     assert view.selected_message() == earlier_key
     assert chat_view.stop()
     qtbot.waitUntil(lambda: not chat_view.is_streaming(), timeout=WAIT)
+
+
+def test_links_still_work_in_a_message_open_for_selection(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    scripted_model.script = answer("Run:\n\n```python\nprint('from the selector')\n```\n")
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "code to select")
+    view = area.chat_view.list
+    model = view.message_model
+    last = model.rowCount() - 1
+    assert view.open_selection(last)
+    selector = view.selector
+    target = None
+    for y in range(0, selector.height(), 2):
+        for x in range(0, selector.width(), 3):
+            if selector.anchorAt(QPoint(x, y)) == "copy:0":
+                target = QPoint(x, y)
+                break
+        if target is not None:
+            break
+    assert target is not None, "the code block's Copy link is in the selector"
+    QGuiApplication.clipboard().clear()
+    qtbot.mouseClick(selector.viewport(), Qt.MouseButton.LeftButton, pos=target)
+    qtbot.waitUntil(
+        lambda: QGuiApplication.clipboard().text() == "print('from the selector')\n",
+        timeout=WAIT,
+    )
+    assert view.selected_message() == model.row(last).key
