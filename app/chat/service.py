@@ -299,6 +299,16 @@ class ChatService:
 
         return await self.runner.db(read)
 
+    async def messages_through(self, chat_id: str, message_id: str, *, limit: int) -> ThreadPage:
+        """The thread's newest messages back to ``message_id`` (a search hit) and ``limit``
+        more before it; the newest ``limit`` when it is not on the shown thread."""
+
+        def read() -> ThreadPage:
+            store = self.library.store_of(chat_id)
+            return store.thread(chat_id, limit=limit, through=message_id)
+
+        return await self.runner.db(read)
+
     async def full_thread(self, chat_id: str) -> list[Message]:
         """Every message of the chat's shown thread, oldest first."""
         return await self.runner.db(lambda: self.library.store_of(chat_id).full_thread(chat_id))

@@ -47,6 +47,7 @@ class ChatAreaWidget(QWidget):
         self._unsubscribe: Callable[[], None] | None = None
         self._generation = 0  # bumped by clear(): late results of older work are dropped
         self._hit: tuple[str, str] | None = None  # search hit to show once its chat is open
+        self._hit_page: ThreadPage | None = None  # the messages from the newest to the hit
         self.setObjectName("chatArea")
 
         self.sidebar = SidebarWidget(session, self)
@@ -116,7 +117,7 @@ class ChatAreaWidget(QWidget):
     def clear(self) -> None:
         """Stop every answer and drop all decrypted content from models and widgets."""
         self._generation += 1
-        self._hit = None
+        self._hit = self._hit_page = None
         self._meter_timer.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -165,7 +166,30 @@ class ChatAreaWidget(QWidget):
         current row ("" when the title matched: the chat's newest messages)."""
         self.open_chat(chat_id)
         self._hit = (chat_id, message_id) if message_id else None
-        self._show_hit()
+        self._hit_page = None
+        view = self.chat_view
+        if self._hit is None:
+            return
+        if view.model.chat_id == chat_id and view.scroll_to_message(message_id):
+            self._hit = None
+            view.list.setFocus(Qt.FocusReason.OtherFocusReason)  # the focus ring marks it
+            return
+        # The messages from the newest back to the hit are read now, right behind the
+        # view's own first page (one read, no wait for that page to be shown first).
+        generation = self._generation
+        wanted = self._hit
+
+        def read(page: ThreadPage) -> None:
+            if generation == self._generation and self._hit == wanted:
+                self._hit_page = page
+                self._show_hit()
+
+        tasks.start_for(
+            self,
+            self._session.service.messages_through(chat_id, message_id, limit=PAGE_SIZE // 2),
+            on_done=read,
+            on_error=self._hit_read_failed,
+        )
 
     def focus_search(self) -> None:
         self.sidebar.focus_search()
@@ -240,26 +264,43 @@ class ChatAreaWidget(QWidget):
         self._show_hit()
 
     def _show_hit(self) -> None:
-        """Scroll to the search hit waiting to be shown, reading the messages from it to
-        the loaded ones first if it is older (scrolling up still loads older pages)."""
+        """Show the search hit once both its chat's first page and the messages back to
+        the hit are there: those older than the page go above it (scrolling up still
+        loads older pages), then the view scrolls to the hit."""
         if self._hit is None:
             return
         chat_id, message_id = self._hit
         view = self.chat_view
         if view.chat_id != chat_id:  # another chat was opened meanwhile
-            self._hit = None
+            self._hit = self._hit_page = None
             return
-        if view.model.chat_id != chat_id:  # still opening: chat_loaded calls again
+        page = self._hit_page
+        if view.model.chat_id != chat_id or page is None:  # the other read calls again
             return
-        self._hit = None
+        self._hit = self._hit_page = None
         if view.scroll_to_message(message_id):
             view.list.setFocus(Qt.FocusReason.OtherFocusReason)  # the focus ring marks it
             return
-        loaded = view.model.messages
-        if not loaded or not view.model.has_older:
+        if all(m.id != message_id for m in page.messages):
             self._hit_not_shown()
             return
-        before = loaded[0].id
+        loaded = view.model.messages
+        count = len(loaded)
+        ids = [m.id for m in page.messages]
+        if not loaded or len(ids) <= count or ids[-count:] != [m.id for m in loaded]:
+            # The chat changed between the two reads, or the view fetched older pages.
+            self._read_hit_before(chat_id, message_id, loaded[0].id if loaded else None)
+            return
+        older = ThreadPage(page.messages[: len(ids) - count], page.has_older)
+        view.list.keep_position(lambda: view.model.add_older(chat_id, loaded[0].id, older))
+        self._scroll_to_hit(message_id)
+
+    def _read_hit_before(self, chat_id: str, message_id: str, before: str | None) -> None:
+        """Read the messages from the hit to ``before`` (the oldest shown) and show it."""
+        view = self.chat_view
+        if before is None:
+            self._hit_not_shown()
+            return
         generation = self._generation
 
         def read(page: ThreadPage) -> None:
@@ -269,18 +310,10 @@ class ChatAreaWidget(QWidget):
             now = model.messages
             if now and now[0].id != before:
                 # An older page arrived first (the view fetches as it scrolls): again.
-                self._hit = (chat_id, message_id)
-                self._show_hit()
+                self._read_hit_before(chat_id, message_id, now[0].id)
                 return
             view.list.keep_position(lambda: model.add_older(chat_id, before, page))
-            if view.scroll_to_message(message_id):
-                view.list.setFocus(Qt.FocusReason.OtherFocusReason)
-            else:
-                self._hit_not_shown()
-
-        def failed(error: BaseException) -> None:
-            log.warning("search hit not read: %s", type(error).__name__)
-            self.status_message.emit(f"Could not read the chat: {error}")
+            self._scroll_to_hit(message_id)
 
         tasks.start_for(
             self,
@@ -288,8 +321,19 @@ class ChatAreaWidget(QWidget):
                 chat_id, before, limit=PAGE_SIZE // 2, through=message_id
             ),
             on_done=read,
-            on_error=failed,
+            on_error=self._hit_read_failed,
         )
+
+    def _scroll_to_hit(self, message_id: str) -> None:
+        if self.chat_view.scroll_to_message(message_id):
+            self.chat_view.list.setFocus(Qt.FocusReason.OtherFocusReason)
+        else:
+            self._hit_not_shown()
+
+    def _hit_read_failed(self, error: BaseException) -> None:
+        self._hit = self._hit_page = None
+        log.warning("search hit not read: %s", type(error).__name__)
+        self.status_message.emit(f"Could not read the chat: {error}")
 
     def _hit_not_shown(self) -> None:
         self.status_message.emit(

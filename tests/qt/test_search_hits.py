@@ -127,3 +127,22 @@ def test_a_title_hit_opens_the_newest_messages(
     qtbot.waitUntil(lambda: area.chat_view.list.is_at_bottom(), timeout=WAIT)
     assert area.chat_view.model.messages[-1].id == ids[-1]
     assert area.chat_view.list.currentIndex() == QModelIndex()
+
+
+def test_a_hit_in_another_version_says_how_to_find_it(
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
+) -> None:
+    chat_id, ids = long_chat(unlocked_session, run_async)
+    store = unlocked_session.library.store(Tier.STANDARD)
+    # A message above the hit edited: the hit is now on the version not shown.
+    edited = run_async(
+        unlocked_session.runner.db(
+            store.add_message, chat_id, "user", "an edited question", parent_id=ids[HIT_AT - 2]
+        )
+    )
+    said: list[str] = []
+    area.status_message.connect(said.append)
+    area.open_hit(chat_id, ids[HIT_AT])
+    qtbot.waitUntil(lambda: any("another version" in text for text in said), timeout=WAIT)
+    assert area.chat_view.model.messages[-1].id == edited.id
+    assert area.chat_view.list.currentIndex() == QModelIndex()
