@@ -1274,7 +1274,8 @@ class MessageListView(QListView):
         geometry = QRect(
             rect.left() + ROW_MARGIN_X + BUBBLE_PAD,
             rect.top() + part.top,
-            math.ceil(size.width()),
+            # Within the message: code that does not wrap scrolls inside the selector.
+            min(math.ceil(size.width()), self.message_delegate.content_width()),
             math.ceil(size.height()),
         )
         if self.selector.geometry() != geometry:
