@@ -205,3 +205,26 @@ def test_links_still_work_in_a_message_open_for_selection(
         timeout=WAIT,
     )
     assert view.selected_message() == model.row(last).key
+
+
+def test_a_message_that_changes_is_closed_for_selection(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    scripted_model.script = answer(ANSWER)
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "first")
+    chat_view = area.chat_view
+    view = chat_view.list
+    model = view.message_model
+    last = model.rowCount() - 1
+    old_key = model.row(last).key
+    assert view.open_selection(last)
+    scripted_model.script = answer("A new version of the answer.")
+    assert chat_view.regenerate()
+    qtbot.waitUntil(lambda: view.selected_message() is None, timeout=WAIT)
+    qtbot.waitUntil(
+        lambda: not chat_view.is_streaming() and model.row(model.rowCount() - 1).key != old_key,
+        timeout=WAIT,
+    )
+    assert view.message_delegate.selecting is None
+    assert not view.selector.isVisible()
