@@ -195,8 +195,7 @@ async def _discard_new_vault(session: Session) -> None:
     if aside is not None:
         await session.runner.blocking(shutil.rmtree, aside)
     print(
-        "The vault this command created for this device was removed again (it held "
-        "nothing yet).",
+        "The vault this command created for this device was removed again (it held nothing yet).",
         file=sys.stderr,
     )
 
