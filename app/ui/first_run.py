@@ -293,6 +293,12 @@ class FirstRunWidget(QStackedWidget):
         self._build_sync_page()
         self._build_provider_page()
 
+    def forget(self) -> None:
+        """Wipe what is on screen now: the recovery code and the typed passphrase (on
+        lock, before the widget is deleted: deletion waits for the event loop)."""
+        self.recovery.set_code(None)
+        self.passphrase_fields.clear()
+
     # ----------------------------------------------------------------- page 1
 
     def _build_create_page(self) -> None:

@@ -802,6 +802,7 @@ class MainWindow(QMainWindow):
             self.chat_area.clear()
         first_run, self.first_run = self.first_run, None
         if first_run is not None:  # locked on the recovery-code page: the code goes too
+            first_run.forget()
             self.stack.removeWidget(first_run)
             first_run.deleteLater()
         self._forget_sync()
