@@ -105,4 +105,6 @@ def configure_logging(
     # httpx logs every request line at INFO; keep it to warnings unless debugging.
     logging.getLogger("httpx").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # markdown-it traces every block rule of every render at DEBUG: noise, and slow.
+    logging.getLogger("markdown_it").setLevel(logging.WARNING)
     return handler

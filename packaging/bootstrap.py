@@ -63,6 +63,9 @@ def ensure_venv(lock: str) -> None:
     stamp = VENV / f".installed-{lock}"
     if stamp.exists() and stamp.read_text() == digest:
         return
+    if _installed_within_another_lock(lock_path):
+        stamp.write_text(digest)  # e.g. the app's lock after the test lock: nothing to add
+        return
     must(PYTHON, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", lock_path)
     # The project itself, editable, without touching the locked dependency set.
     must(
@@ -70,6 +73,29 @@ def ensure_venv(lock: str) -> None:
         "--editable", ROOT,
     )  # fmt: skip
     stamp.write_text(digest)
+
+
+def _pins(lock_path: Path) -> set[str]:
+    """The requirement lines of a lock file (``name==version ; marker``), hashes aside."""
+    pins = set()
+    for line in lock_path.read_text(encoding="utf-8").splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            pins.add(line.rstrip("\\ ").lower().replace("_", "-"))
+    return pins
+
+
+def _installed_within_another_lock(lock_path: Path) -> bool:
+    """Whether a lock installed here, and unchanged since, pins everything ``lock_path``
+    pins (the test lock includes the app's): then installing it would add nothing."""
+    wanted = _pins(lock_path)
+    for stamp in VENV.glob(".installed-*"):
+        other = ROOT / stamp.name.removeprefix(".installed-")
+        if other == lock_path or not other.is_file():
+            continue
+        digest = hashlib.sha256(other.read_bytes()).hexdigest()
+        if stamp.read_text() == digest and wanted <= _pins(other):
+            return True
+    return False
 
 
 def build_peers(env: dict[str, str]) -> None:

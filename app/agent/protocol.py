@@ -62,6 +62,7 @@ HEADER: Final = struct.Struct(">I")
 MAX_REQUEST_BYTES: Final = 1024
 MAX_RESPONSE_BYTES: Final = 16 * 1024
 _HASH_CHARS: Final = 24
+_MAX_SOCKET_PATH_BYTES: Final = 104
 # macOS <sys/un.h>: SOL_LOCAL = 0, LOCAL_PEERCRED = 1 (a struct xucred).
 _SOL_LOCAL: Final = 0
 _LOCAL_PEERCRED: Final = 1
@@ -82,13 +83,25 @@ def is_supported() -> bool:
 
 
 def runtime_dir() -> Path:
-    """The per-user directory that holds the agents' sockets (not created here)."""
+    """The per-user directory that holds the agents' sockets (not created here).
+
+    ``$XDG_RUNTIME_DIR/hushchat``, else ``hushchat-UID`` in the temporary directory, else
+    in ``/tmp``: the first whose socket paths fit a Unix socket address (about 100 bytes;
+    a deep ``$TMPDIR``, as macOS gives, would make binding fail)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and Path(xdg).is_absolute() and Path(xdg).is_dir():
+    if xdg and Path(xdg).is_absolute() and Path(xdg).is_dir() and _fits(Path(xdg) / "hushchat"):
         return Path(xdg) / "hushchat"
     import tempfile  # only on this path: XDG_RUNTIME_DIR is the common case on Linux
 
-    return Path(tempfile.gettempdir()) / f"hushchat-{os.getuid()}"
+    private = Path(tempfile.gettempdir()) / f"hushchat-{os.getuid()}"
+    return private if _fits(private) else Path("/tmp") / f"hushchat-{os.getuid()}"  # noqa: S108
+
+
+def _fits(directory: Path) -> bool:
+    """Whether a socket in ``directory`` fits ``sockaddr_un`` (104 bytes on macOS, 108 on
+    Linux, with the terminating NUL)."""
+    longest = directory / f"agent-{'0' * _HASH_CHARS}.sock"
+    return len(os.fsencode(longest)) < _MAX_SOCKET_PATH_BYTES
 
 
 def _profile_hash(profile_dir: Path) -> str:

@@ -292,6 +292,19 @@ class FirstRunWidget(QStackedWidget):
         self._build_recovery_page()
         self._build_sync_page()
         self._build_provider_page()
+        self.currentChanged.connect(self._page_shown)
+        self._page_shown(self.currentIndex())
+
+    def _page_shown(self, _index: int) -> None:
+        """Name each page in the log (``--debug``): support and the screen-count test
+        read which screens a first run went through."""
+        pages = {
+            id(self.create_page): "passphrase",
+            id(self.recovery_page): "recovery code",
+            id(self.sync_step_page): "sync server",
+            id(self.provider_page): "provider",
+        }
+        log.info("first run: the %s page", pages.get(id(self.currentWidget()), "other"))
 
     def forget(self) -> None:
         """Wipe what is on screen now: the recovery code and the typed passphrase (on
@@ -595,6 +608,7 @@ class FirstRunWidget(QStackedWidget):
         if len(usable) != 1 or self.from_server_check.isChecked():
             return
         self.quick_server = usable[0]
+        log.info("first run: found the model %s on %s", usable[0].models[0], usable[0].server.label)
         self.next_hint.setText(
             f"Next: chat with {usable[0].models[0]} on {usable[0].server.label}, found on "
             "this computer (Settings, Providers changes it)."

@@ -503,6 +503,7 @@ class MainWindow(QMainWindow):
             self.first_run.completed.connect(self._on_first_run_completed)
             self.stack.addWidget(self.first_run)
             self.stack.setCurrentWidget(self.first_run)
+            self.first_run.passphrase_fields.passphrase_edit.setFocus()
             return
         from app.ui import tasks  # loads the provider layer's types: after the first paint
 
@@ -555,6 +556,7 @@ class MainWindow(QMainWindow):
         self.layout_bar.show()
         self._set_unlocked_actions(True)
         area.focus_composer()
+        log.info("unlocked: the chats page")
         self.statusBar().showMessage("Unlocked.", 3000)
         # `hushchat` commands use this window's keys while it is unlocked.
         tasks.start(self.session.serve_agent(on_locked=self._agent_locked))

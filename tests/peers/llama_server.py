@@ -93,13 +93,17 @@ class LlamaServer:
         *,
         parallel: int = 1,
         startup_timeout: float = 60.0,
+        port: int | None = None,
+        n_predict: int | None = None,
     ) -> None:
         self.binary = binary
         self.model_path = model_path
         self.log_path = log_path
         self.parallel = parallel
         self.startup_timeout = startup_timeout
-        self.port = free_port()
+        self.port = free_port() if port is None else port
+        # The answer length when a request sets none (-1: until the model stops).
+        self.n_predict = n_predict
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -150,6 +154,7 @@ class LlamaServer:
             "0",
             "--no-cache-idle-slots",
             "--offline",
+            *(["--n-predict", str(self.n_predict)] if self.n_predict is not None else []),
         ]
 
     def start(self) -> None:

@@ -54,17 +54,38 @@ def test_socket_path_is_per_profile_and_follows_resolution(
     assert socket_path(tmp_path / "other") != socket_path(real)
 
 
-def test_socket_path_without_xdg_runtime_dir(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+def test_socket_path_without_xdg_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its answer
-    assert runtime_dir() == tmp_path / f"hushchat-{os.getuid()}"
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/path")
-    assert runtime_dir() == tmp_path / f"hushchat-{os.getuid()}"
+    short = Path(tempfile.mkdtemp(prefix="hc-", dir="/tmp"))
+    try:
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        monkeypatch.setenv("TMPDIR", str(short))
+        monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its answer
+        assert runtime_dir() == short / f"hushchat-{os.getuid()}"
+        monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/path")
+        assert runtime_dir() == short / f"hushchat-{os.getuid()}"
+    finally:
+        short.rmdir()
+
+
+def test_socket_path_fits_a_unix_socket_address_however_deep_the_runtime_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    monkeypatch.setenv("TMPDIR", str(deep))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    path = socket_path(tmp_path / "profile")
+    assert path.parent == Path("/tmp") / f"hushchat-{os.getuid()}"
+    assert len(os.fsencode(path)) < 104
+    with socket.socket(socket.AF_UNIX) as listener:  # binds where the deep path could not
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        listener.bind(str(path))
+    path.unlink()
 
 
 def test_private_dir_problem(tmp_path: Path) -> None:

@@ -82,3 +82,12 @@ def test_configuring_twice_keeps_one_handler() -> None:
         assert second in root.handlers
     finally:
         logging.getLogger().removeHandler(second)
+
+
+def test_debug_leaves_out_markdown_its_rule_trace(stream: io.StringIO) -> None:
+    from markdown_it import MarkdownIt
+
+    MarkdownIt("commonmark").render("A paragraph with *emphasis*.\n\n- a list\n")
+    logging.getLogger("hushchat.test").debug("our own debug line")
+    assert "markdown_it" not in stream.getvalue()
+    assert "our own debug line" in stream.getvalue()
