@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from app.chat.context import ContextUse
 from app.chat.events import ChatChanged
@@ -411,10 +411,19 @@ class ChatAreaWidget(QWidget):
                 self.open_chat(chat.id)
                 self.chat_view.send(text)
 
+        def failed(error: BaseException) -> None:
+            if generation != self._generation:
+                return
+            self.composer.give_back(text)
+            QMessageBox.warning(
+                self,
+                "The chat was not started",
+                f"{error}\n\nYour message is back in the message box: send it again when "
+                "the problem is solved.",
+            )
+
         tasks.start(
-            self._session.service.create_chat(Tier.STANDARD),
-            on_done=created,
-            on_error=lambda error: self.status_message.emit(str(error)),
+            self._session.service.create_chat(Tier.STANDARD), on_done=created, on_error=failed
         )
 
     def _edit(self, message_id: str, text: str) -> None:

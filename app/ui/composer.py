@@ -252,6 +252,14 @@ class ComposerWidget(QWidget):
         else:
             self.submitted.emit(text)
 
+    def give_back(self, text: str) -> None:
+        """Put a message that could not be sent back in the box (undoably), unless
+        something new was typed meanwhile (then Ctrl+Z still brings it back)."""
+        if self.editor.toPlainText():
+            return
+        self.editor.textCursor().insertText(text)
+        self.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def _update_meter(self) -> None:
         self._meter_timer.stop()
         use = self.context_use

@@ -203,3 +203,32 @@ def test_sending_clears_the_composer_as_an_undoable_edit(
     assert area.composer.editor.toPlainText() == ""
     area.composer.editor.undo()
     assert area.composer.editor.toPlainText() == "keep me around"
+
+
+def test_a_first_message_whose_chat_cannot_be_made_comes_back_with_the_reason(
+    qtbot: QtBot,
+    area: ChatAreaWidget,
+    status: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing open: the first message starts a chat; when that fails (a full disk), the
+    reason is shown in a dialog, not the status bar, and the message is back in the box."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.store.chats import StorageError
+
+    async def refuse(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("The disk is full: free some space.")
+
+    monkeypatch.setattr(area._session.service, "create_chat", refuse)
+    shown: list[str] = []
+    monkeypatch.setattr(
+        QMessageBox, "warning", lambda _parent, _title, text, *_rest: shown.append(text)
+    )
+    assert area.chat_view.chat_id is None
+    area.composer.editor.setPlainText("a first question worth keeping")
+    area.composer.submit()
+    qtbot.waitUntil(lambda: bool(shown), timeout=WAIT)
+    assert "The disk is full" in shown[0]
+    assert area.composer.editor.toPlainText() == "a first question worth keeping"
+    assert not any("disk" in line for line in status)
