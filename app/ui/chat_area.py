@@ -40,6 +40,8 @@ class ChatAreaWidget(QWidget):
 
     activity = Signal()  # the user did something (the shell restarts the idle-lock timer)
     status_message = Signal(str)
+    #: A failure to show where the user looks (the window's error banner).
+    error_message = Signal(str)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,6 +99,8 @@ class ChatAreaWidget(QWidget):
             part.activity.connect(self.activity)
         for part in (self.sidebar, self.chat_view, self.settings_panel):
             part.status_message.connect(self.status_message)
+        for part in (self.sidebar, self.settings_panel):
+            part.error_message.connect(self.error_message)
         self._meter_timer = QTimer(self)
         self._meter_timer.setSingleShot(True)
         self._meter_timer.setInterval(METER_DELAY_MS)
@@ -133,7 +137,7 @@ class ChatAreaWidget(QWidget):
         self.activity.emit()
         chosen = Tier(tier)
         if self._config.llms and self._session.service.default_provider(chosen) is None:
-            self.status_message.emit(
+            self.error_message.emit(
                 f"No configured model is allowed in {chosen.value.title()} chats; "
                 "add an on-prem provider in Settings."
             )
@@ -149,7 +153,7 @@ class ChatAreaWidget(QWidget):
         tasks.start(
             self._session.service.create_chat(chosen),
             on_done=created,
-            on_error=lambda error: self.status_message.emit(str(error)),
+            on_error=lambda error: self.error_message.emit(str(error)),
         )
 
     def open_chat(self, chat_id: str) -> None:

@@ -119,6 +119,7 @@ class ChatSettingsPanel(QWidget):
     """Settings of the open chat; every change goes to the chat service."""
 
     status_message = Signal(str)
+    error_message = Signal(str)  # a failure: shown until dismissed
     activity = Signal()
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
@@ -603,7 +604,7 @@ class ChatSettingsPanel(QWidget):
 
         def refused(error: BaseException) -> None:
             self.set_chat(self.chat)
-            self.status_message.emit(str(error))
+            self.error_message.emit(str(error))
 
         tasks.start(
             self._session.service.move(chat.id, tier),
@@ -614,7 +615,7 @@ class ChatSettingsPanel(QWidget):
     def _update(self, chat_id: str, **fields: Any) -> None:
         def refused(error: BaseException) -> None:
             self.set_chat(self.chat)
-            self.status_message.emit(str(error))
+            self.error_message.emit(str(error))
 
         def done(chat: Chat) -> None:
             if self.chat is not None and chat.id == self.chat.id:

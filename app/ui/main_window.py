@@ -52,6 +52,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.errors import HushchatError
+from app.ui.error_banner import ErrorBanner
 from app.ui.layout import PanelLayout, PanelSpec, centered_page
 from app.ui.theme import Scheme, apply_theme, effective_scheme, icon
 from app.ui.unlock import UnlockWidget
@@ -161,6 +162,9 @@ class MainWindow(QMainWindow):
         self._central_layout.setSpacing(0)
         self._central_layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+        #: Failures the user must see (not the status bar: that is for passing news).
+        self.error_banner = ErrorBanner()
+        self._central_layout.insertWidget(0, self.error_banner)
         self.first_run: FirstRunWidget | None = None
         self.unlock_page = UnlockWidget(None)
         self.unlock_page.unlocked.connect(self._on_unlocked)
@@ -417,6 +421,7 @@ class MainWindow(QMainWindow):
         area = ChatAreaWidget(self.session, self)
         area.activity.connect(self.session.record_activity)
         area.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        area.error_message.connect(self.error_banner.show_error)
         self.stack.addWidget(area)
         self.chat_area = area
         center = area.splitter.widget(area.splitter.indexOf(area.sidebar) + 1)
@@ -815,6 +820,7 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.unlock_page)
         self.unlock_page.focus_field()
         self.statusBar().clearMessage()
+        self.error_banner.dismiss()
         self.locked.emit()
 
     def _ephemeral_may_vanish(self, verb: str) -> bool:

@@ -448,6 +448,7 @@ class SidebarWidget(QWidget):
     hit_opened = Signal(str, str)
     new_chat_requested = Signal(str)  # tier value
     status_message = Signal(str)
+    error_message = Signal(str)  # a failure: shown until dismissed
     activity = Signal()
 
     undo_seconds = 10.0
@@ -568,7 +569,7 @@ class SidebarWidget(QWidget):
         tasks.start(
             read(),
             on_done=done,
-            on_error=lambda error: self.status_message.emit(f"Could not list chats: {error}"),
+            on_error=lambda error: self.error_message.emit(f"Could not list chats: {error}"),
         )
 
     def clear(self) -> None:
@@ -684,7 +685,7 @@ class SidebarWidget(QWidget):
         tasks.start(
             self._session.service.search(query),
             on_done=done,
-            on_error=lambda error: self.status_message.emit(f"Search failed: {error}"),
+            on_error=lambda error: self.error_message.emit(f"Search failed: {error}"),
         )
 
     def _open_hit(self, index: QModelIndex) -> None:
@@ -775,7 +776,7 @@ class SidebarWidget(QWidget):
             if done_message:
                 self.status_message.emit(done_message)
 
-        tasks.start(coro, on_done=done, on_error=lambda e: self.status_message.emit(str(e)))
+        tasks.start(coro, on_done=done, on_error=lambda e: self.error_message.emit(str(e)))
 
     def rename(self, chat_id: str, title: str) -> None:
         self.activity.emit()
@@ -829,7 +830,7 @@ class SidebarWidget(QWidget):
         tasks.start(
             self._session.service.delete_chat(chat_id),
             on_done=done,
-            on_error=lambda e: self.status_message.emit(str(e)),
+            on_error=lambda e: self.error_message.emit(str(e)),
         )
 
     def undo_delete(self) -> None:

@@ -278,9 +278,10 @@ def test_composer_blocked_when_tier_forbids_the_model(
         timeout=WAIT,
     )
     assert not area.composer.is_blocked
-    # Moving a cloud chat to Private is refused, and the reason is shown.
+    # Moving a cloud chat to Private is refused, and the reason is shown (not as a
+    # passing status-bar line: as an error that stays until dismissed).
     shown: list[str] = []
-    area.status_message.connect(shown.append)
+    area.error_message.connect(shown.append)
     area.settings_panel.move_to(Tier.PRIVATE)
     qtbot.waitUntil(lambda: any("refused" in text for text in shown), timeout=WAIT)
 

@@ -202,3 +202,37 @@ def test_about_and_icons(main_window: MainWindow, monkeypatch: pytest.MonkeyPatc
     # SVG icons render sharp at a high device pixel ratio.
     pixmap = main_window.windowIcon().pixmap(QSize(32, 32), 2.0)
     assert pixmap.width() == 64 and pixmap.devicePixelRatio() == 2.0
+
+
+def test_failures_show_in_a_banner_until_dismissed_and_go_on_lock(
+    qtbot: QtBot, main_window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure (here: renaming a chat that another device deleted meanwhile) is shown
+    above the chats until dismissed, not as a status-bar line that fades in 5 s."""
+    area = main_window.chat_area
+    assert area is not None
+    banner = main_window.error_banner
+    assert not banner.isVisible()
+
+    async def gone(*_args: object, **_kwargs: object) -> None:
+        from app.store.chats import ChatNotFoundError
+
+        raise ChatNotFoundError("That chat no longer exists: it was deleted on another device.")
+
+    monkeypatch.setattr(main_window.session.service, "rename", gone)
+    area.sidebar.rename("0123456789ab", "A new title")
+    qtbot.waitUntil(banner.isVisible, timeout=10_000)
+    assert "no longer exists" in banner.text
+    assert "no longer exists" not in main_window.statusBar().currentMessage()
+    area.sidebar.rename("0123456789ab", "A new title")  # the same failure counts, no stack
+    qtbot.waitUntil(
+        lambda: "(\N{MULTIPLICATION SIGN}2)" in banner.text_label.text(), timeout=10_000
+    )
+    banner.dismiss_button.setFocus()
+    qtbot.keyClick(banner.dismiss_button, Qt.Key.Key_Escape)
+    assert not banner.isVisible()
+
+    area.sidebar.rename("0123456789ab", "A new title")
+    qtbot.waitUntil(banner.isVisible, timeout=10_000)
+    main_window.lock(confirm=False)
+    assert not banner.isVisible() and banner.text == ""  # it may name a chat
