@@ -6,7 +6,9 @@ home of its own (no config, no vault), under Xvfb; ``xdotool`` types into it. A
 llama-server on llama.cpp's default port (8080) is the local server the first run detects
 while the recovery code is on screen. Screens are read from the app's ``--debug`` log
 ("first run: the … page", "unlocked: the chats page"); the answer is read back with
-``hushchat chats show`` through the window's own key server (no passphrase asked).
+``hushchat chats show`` through the window's own key server (no passphrase asked). Then
+Ctrl+L locks (the command line loses the keys with the window), the passphrase typed on
+the unlock page opens it again, and Ctrl+Q quits with exit status 0.
 
 Needs Xvfb and xdotool (Debian packages ``xvfb``, ``xdotool``): skipped without them
 locally, a failure in CI (``CI=true``), which must run it.
@@ -241,6 +243,16 @@ def test_readme_app_command_first_launch_to_a_streamed_answer_in_three_screens(
         pages = re.findall(r"first run: the ([a-z ]+) page", app.log())
         assert pages == ["passphrase", "recovery code"], pages
         assert "provider page" not in app.log()  # the detected server made it unnecessary
+
+        # Ctrl+L locks: the command line loses the window's keys with it; the passphrase
+        # typed on the unlock page brings the chats back.
+        app.key("ctrl+l")
+        app.wait_for("vault locked")
+        assert app.hushchat("chats", "list").returncode == 4  # locked, no passphrase given
+        app.type(PASSPHRASE)
+        app.key("Return")
+        app.wait_for(lambda log: log.count("unlocked: the chats page") == 2)
+        assert app.hushchat("chats", "list").returncode == 0
 
         app.key("ctrl+q")
         assert app.process.wait(timeout=60) == 0, app.log()[-4000:]
