@@ -511,13 +511,27 @@ class ChatStore:
         limit: int = 100,
         before: str | None = None,
         through: str | None = None,
+        after: str | None = None,
     ) -> ThreadPage:
         """The newest ``limit`` messages of the active thread (or those before ``before``).
 
         With ``through`` (a message of the active thread), the page reaches back to that
         message and ``limit`` more before it (a search hit opened with what led to it);
         a message not on the active thread (another version's branch) is ignored.
+
+        With ``after`` (a message of the active thread), the ``limit`` messages that follow
+        it instead, ``has_newer`` saying whether more follow them (scrolling down a window
+        opened with ``thread_window``); an empty page when it is not on the thread.
         """
+        if after is not None:
+            if limit < 1:
+                raise ValueError("limit must be at least 1")
+            leaf = self.chat(chat_id).active_leaf_id
+            window = [] if leaf is None else self._window_rows(leaf, after, 0, limit)
+            newer = [row for row in window if int(row[0]) < int(row[1])]
+            has_newer = bool(newer) and int(newer[-1][0]) > 0
+            messages = self._with_versions(chat_id, [row[2:] for row in newer])
+            return ThreadPage(messages, bool(window), has_newer)
         chat = self.chat(chat_id)
         start = chat.active_leaf_id
         if before is not None:
@@ -542,6 +556,60 @@ class ChatStore:
         has_older = len(rows) > limit
         rows = rows[-limit:] if has_older else rows
         return ThreadPage(self._with_versions(chat_id, rows), has_older)
+
+    def thread_window(
+        self, chat_id: str, message_id: str, *, older: int = 50, newer: int = 50
+    ) -> ThreadPage:
+        """The active thread around ``message_id`` (a search hit): up to ``older`` messages
+        before it, it, and up to ``newer`` after it, oldest first, with ``has_older`` and
+        ``has_newer``; an empty page when it is not on the active thread (another
+        version's branch, or not in this chat).
+
+        One query: the thread is walked up from the active leaf (one primary-key lookup
+        per message, ids only) to ``older`` messages beyond the hit; only the window's
+        rows are read whole.
+        """
+        leaf = self.chat(chat_id).active_leaf_id
+        if leaf is None:
+            return ThreadPage([], False)
+        rows = self._window_rows(leaf, message_id, older, newer)
+        if not rows:
+            return ThreadPage([], False)
+        anchor_depth = int(rows[0][1])
+        # rows: (depth, anchor depth, *message columns), oldest (deepest) first, one
+        # more than ``older`` before the anchor when the thread goes on.
+        has_older = int(rows[0][0]) > anchor_depth + older
+        if has_older:
+            rows = rows[1:]
+        has_newer = int(rows[-1][0]) > 0
+        messages = [row[2:] for row in rows]
+        return ThreadPage(self._with_versions(chat_id, messages), has_older, has_newer)
+
+    def _window_rows(self, leaf: str, anchor: str, older: int, newer: int) -> list[Sequence[Any]]:
+        """The path from ``leaf`` up to ``older + 1`` messages beyond ``anchor``, keeping
+        those from ``newer`` after it: (depth from the leaf, the anchor's depth, *columns),
+        deepest first; empty when ``anchor`` is not on the path."""
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        rows: list[Sequence[Any]] = self._conn.execute(
+            f"""
+            WITH RECURSIVE path(id, depth, hit) AS (
+                SELECT :leaf, 0, CASE WHEN :leaf = :anchor THEN 0 END
+                UNION ALL
+                SELECT m.parent_id, path.depth + 1,
+                       COALESCE(path.hit, CASE WHEN m.parent_id = :anchor THEN path.depth + 1 END)
+                FROM messages m JOIN path ON m.id = path.id
+                WHERE m.parent_id IS NOT NULL
+                  AND (path.hit IS NULL OR path.depth <= path.hit + :older)
+            ),
+            anchor(depth) AS (SELECT depth FROM path WHERE id = :anchor)
+            SELECT path.depth, anchor.depth, {columns}
+            FROM path JOIN anchor JOIN messages m ON m.id = path.id
+            WHERE path.depth >= anchor.depth - :newer
+            ORDER BY path.depth DESC
+            """,
+            {"leaf": leaf, "anchor": anchor, "older": older, "newer": newer},
+        ).fetchall()
+        return rows
 
     def _depth_of(self, start: str, message_id: str) -> int:
         """How many messages lie between ``start`` (included) and ``message_id`` walking
