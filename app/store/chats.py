@@ -527,11 +527,11 @@ class ChatStore:
             if limit < 1:
                 raise ValueError("limit must be at least 1")
             leaf = self.chat(chat_id).active_leaf_id
-            window = [] if leaf is None else self._window_rows(leaf, after, 0, limit)
-            newer = [row for row in window if int(row[0]) < int(row[1])]
-            has_newer = bool(newer) and int(newer[-1][0]) > 0
-            messages = self._with_versions(chat_id, [row[2:] for row in newer])
-            return ThreadPage(messages, bool(window), has_newer)
+            window = None if leaf is None else self._window(chat_id, leaf, after, 0, limit)
+            if window is None:
+                return ThreadPage([], False)
+            rows, _, has_newer = window  # rows[0] is ``after`` itself
+            return ThreadPage(self._with_versions(chat_id, rows[1:]), True, has_newer)
         chat = self.chat(chat_id)
         start = chat.active_leaf_id
         if before is not None:
@@ -565,25 +565,91 @@ class ChatStore:
         ``has_newer``; an empty page when it is not on the active thread (another
         version's branch, or not in this chat).
 
-        One query: the thread is walked up from the active leaf (one primary-key lookup
-        per message, ids only) to ``older`` messages beyond the hit; only the window's
-        rows are read whole.
+        A chat without versions (no edit or regenerate: one message per parent) is read
+        around the message only: ``older`` parents up, ``newer`` replies down, however
+        far back it is. Otherwise one walk up from the active leaf to ``older`` messages
+        beyond the hit decides what is on the thread (ids only; only the window's rows are
+        read whole).
         """
         leaf = self.chat(chat_id).active_leaf_id
-        if leaf is None:
+        window = None if leaf is None else self._window(chat_id, leaf, message_id, older, newer)
+        if window is None:
             return ThreadPage([], False)
-        rows = self._window_rows(leaf, message_id, older, newer)
+        rows, has_older, has_newer = window
+        return ThreadPage(self._with_versions(chat_id, rows), has_older, has_newer)
+
+    def _window(
+        self, chat_id: str, leaf: str, anchor: str, older: int, newer: int
+    ) -> tuple[list[Sequence[Any]], bool, bool] | None:
+        """The rows of the active thread (ending at ``leaf``) from ``older`` before
+        ``anchor`` to ``newer`` after it, oldest first, whether more come before and after;
+        None when ``anchor`` is not on that thread."""
+        if self._is_linear(chat_id, leaf):
+            return self._linear_window(chat_id, anchor, older, newer)
+        rows = self._window_rows(leaf, anchor, older, newer)
         if not rows:
-            return ThreadPage([], False)
+            return None
         anchor_depth = int(rows[0][1])
         # rows: (depth, anchor depth, *message columns), oldest (deepest) first, one
         # more than ``older`` before the anchor when the thread goes on.
         has_older = int(rows[0][0]) > anchor_depth + older
         if has_older:
             rows = rows[1:]
-        has_newer = int(rows[-1][0]) > 0
-        messages = [row[2:] for row in rows]
-        return ThreadPage(self._with_versions(chat_id, messages), has_older, has_newer)
+        return [row[2:] for row in rows], has_older, int(rows[-1][0]) > 0
+
+    def _is_linear(self, chat_id: str, leaf: str) -> bool:
+        """Whether the chat is one chain ending at ``leaf``: one root, no message with two
+        replies (no versions), nothing after the leaf; then every message is on the active
+        thread. Reads the parent index only."""
+        branched = self._conn.execute(
+            "SELECT 1 FROM messages WHERE chat_id = ? GROUP BY parent_id HAVING COUNT(*) > 1 "
+            "LIMIT 1",
+            (chat_id,),
+        ).fetchone()
+        if branched is not None:
+            return False
+        below = self._conn.execute(
+            "SELECT 1 FROM messages WHERE chat_id = ? AND parent_id = ? LIMIT 1", (chat_id, leaf)
+        ).fetchone()
+        return below is None
+
+    def _linear_window(
+        self, chat_id: str, anchor: str, older: int, newer: int
+    ) -> tuple[list[Sequence[Any]], bool, bool] | None:
+        """``_window`` in a chat without versions: parents up from ``anchor`` and replies
+        down from it (one index lookup per message of the window; CROSS JOIN keeps SQLite
+        from scanning the chat's messages instead)."""
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        rows = self._conn.execute(
+            f"""
+            WITH RECURSIVE
+            up(id, k) AS (
+                SELECT :anchor, 0
+                UNION ALL
+                SELECT m.parent_id, up.k - 1 FROM up CROSS JOIN messages m ON m.id = up.id
+                WHERE m.parent_id IS NOT NULL AND up.k > -1 - :older
+            ),
+            down(id, k) AS (
+                SELECT :anchor, 0
+                UNION ALL
+                SELECT m.id, down.k + 1
+                FROM down CROSS JOIN messages m ON m.chat_id = :chat AND m.parent_id = down.id
+                WHERE down.k < :newer + 1
+            ),
+            path(id, k) AS (SELECT id, k FROM up UNION ALL SELECT id, k FROM down WHERE k > 0)
+            SELECT path.k, {columns}
+            FROM path CROSS JOIN messages m ON m.id = path.id
+            WHERE m.chat_id = :chat
+            ORDER BY path.k
+            """,
+            {"anchor": anchor, "chat": chat_id, "older": older, "newer": newer},
+        ).fetchall()
+        if not any(row[0] == 0 for row in rows):
+            return None  # not a message of this chat
+        has_older = int(rows[0][0]) < -older
+        has_newer = int(rows[-1][0]) > newer
+        rows = rows[int(has_older) : len(rows) - int(has_newer)]
+        return [row[1:] for row in rows], has_older, has_newer
 
     def _window_rows(self, leaf: str, anchor: str, older: int, newer: int) -> list[Sequence[Any]]:
         """The path from ``leaf`` up to ``older + 1`` messages beyond ``anchor``, keeping

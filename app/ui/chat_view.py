@@ -86,6 +86,7 @@ from app.chat.events import (
     ChatChanged,
     ChatDeleted,
     ChatPurged,
+    ChatRestored,
     MessagesChanged,
     TurnDelta,
     TurnEvent,
@@ -1672,6 +1673,8 @@ class ChatViewWidget(QWidget):
         self._turns: dict[str, _Turn] = {}
         self._generation = 0
         self._reload_pending = False
+        #: A pending reload may bring new messages (not only the chat's record changed).
+        self._reload_messages = False
         self._repaint = QTimer(self)
         self._repaint.setInterval(REPAINT_MS)
         self._repaint.timeout.connect(self._flush_stream)
@@ -1719,7 +1722,9 @@ class ChatViewWidget(QWidget):
         same = chat_id is not None and chat_id == self._wanted == self.model.chat_id
         self._generation += 1
         self._wanted = chat_id
-        if not same:
+        if same:
+            self.list.close_selection()  # its message may not be in the window
+        else:
             self._painted_length = -1
             self._repaint.stop()
         if chat_id is None:
@@ -1773,8 +1778,10 @@ class ChatViewWidget(QWidget):
         self.list.request_measure()
         return True
 
-    def reload(self) -> None:
-        """Re-read the open chat (after a change), updating only the rows that differ."""
+    def reload(self, *, messages: bool = True) -> None:
+        """Re-read the open chat (after a change), updating only the rows that differ;
+        ``messages`` False: only the chat's record changed (title, settings, tier)."""
+        self._reload_messages |= messages
         if self.chat_id is None or self._reload_pending:
             return
         self._reload_pending = True
@@ -1782,15 +1789,36 @@ class ChatViewWidget(QWidget):
 
     def _reload_now(self) -> None:
         self._reload_pending = False
+        messages, self._reload_messages = self._reload_messages, False
         if self.chat_id is not None:
             opening = self.model.chat_id != self.chat_id
             if not opening and self.model.has_newer:
-                # A window around a search hit: a change may have added messages at the
-                # newest end, which is not loaded; the newest page replaces the window.
-                self._jump_to_newest()
+                if messages:
+                    # A window around a search hit: new messages belong at the newest
+                    # end, which is not loaded; the newest page replaces the window.
+                    self._jump_to_newest()
+                else:
+                    self._reload_chat_record()
                 return
             loaded = len(self.model.messages) if not opening else 0
             self._load(self.chat_id, max(PAGE_SIZE, loaded), opening=opening)
+
+    def _reload_chat_record(self) -> None:
+        """Re-read only the open chat's record (the window shown stays as it is)."""
+        chat_id = self.chat_id
+        generation = self._generation
+        if chat_id is None:
+            return
+
+        def done(chat: Chat) -> None:
+            if generation != self._generation or chat.id != self.chat_id:
+                return
+            previous, self.chat = self.chat, chat
+            self._set_ephemeral(chat.tier == Tier.EPHEMERAL)
+            if _settings_of(chat) != _settings_of(previous):
+                self.chat_loaded.emit(chat)
+
+        tasks.start(self._session.service.chat(chat_id), on_done=done, on_error=self._on_load_error)
 
     def _load(
         self,
@@ -1949,7 +1977,7 @@ class ChatViewWidget(QWidget):
         elif isinstance(change, MessagesChanged) and change.chat_id in self._turns:
             return  # the turn reloads when it starts and ends
         else:
-            self.reload()
+            self.reload(messages=isinstance(change, MessagesChanged | ChatRestored))
 
     def _set_ephemeral(self, ephemeral: bool) -> None:
         if ephemeral == self._is_ephemeral:

@@ -5,7 +5,7 @@ a tree (edits and regenerations add versions; only the active path counts)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -22,43 +22,59 @@ def store() -> Iterator[ChatStore]:
     library.close()
 
 
-def chain(store: ChatStore, count: int) -> tuple[str, list[str]]:
-    chat = store.create_chat()
-    ids: list[str] = []
-    parent = None
-    for i in range(count):
-        role = "user" if i % 2 == 0 else "assistant"
-        parent = store.add_message(chat.id, role, f"message {i}", parent_id=parent).id
-        ids.append(parent)
-    return chat.id, ids
+@pytest.fixture(params=["one version", "with versions"])
+def versions(request: pytest.FixtureRequest) -> bool:
+    """Each window test runs on a chain without versions (read around the message) and
+    on one where an early answer has a second version not shown (walked from the leaf)."""
+    return bool(request.param == "with versions")
+
+
+@pytest.fixture
+def chain(store: ChatStore, versions: bool) -> Callable[[ChatStore, int], tuple[str, list[str]]]:
+    def make(store: ChatStore, count: int) -> tuple[str, list[str]]:
+        chat = store.create_chat()
+        ids: list[str] = []
+        parent = None
+        for i in range(count):
+            role = "user" if i % 2 == 0 else "assistant"
+            parent = store.add_message(chat.id, role, f"message {i}", parent_id=parent).id
+            ids.append(parent)
+        if versions and count > 1:
+            store.add_message(chat.id, "assistant", "v2", parent_id=ids[0], make_active=False)
+        return chat.id, ids
+
+    return make
+
+
+Chain = Callable[[ChatStore, int], tuple[str, list[str]]]
 
 
 def ids_of(page: object) -> list[str]:
     return [m.id for m in page.messages]  # type: ignore[attr-defined]
 
 
-def test_a_window_holds_n_before_and_m_after_the_message(store: ChatStore) -> None:
+def test_a_window_holds_n_before_and_m_after_the_message(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 300)
     page = store.thread_window(chat_id, ids[100], older=10, newer=20)
     assert ids_of(page) == ids[90:121]
     assert page.has_older and page.has_newer
 
 
-def test_a_window_at_the_first_message_has_no_older(store: ChatStore) -> None:
+def test_a_window_at_the_first_message_has_no_older(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 300)
     page = store.thread_window(chat_id, ids[0], older=10, newer=5)
     assert ids_of(page) == ids[:6]
     assert not page.has_older and page.has_newer
 
 
-def test_a_window_at_the_newest_message_has_no_newer(store: ChatStore) -> None:
+def test_a_window_at_the_newest_message_has_no_newer(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 300)
     page = store.thread_window(chat_id, ids[-1], older=10, newer=5)
     assert ids_of(page) == ids[-11:]
     assert page.has_older and not page.has_newer
 
 
-def test_edges_exactly_reached_are_not_more(store: ChatStore) -> None:
+def test_edges_exactly_reached_are_not_more(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 21)
     page = store.thread_window(chat_id, ids[10], older=10, newer=10)
     assert ids_of(page) == ids
@@ -68,7 +84,7 @@ def test_edges_exactly_reached_are_not_more(store: ChatStore) -> None:
     assert page.has_older and page.has_newer
 
 
-def test_a_tiny_chat_is_all_there(store: ChatStore) -> None:
+def test_a_tiny_chat_is_all_there(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 1)
     page = store.thread_window(chat_id, ids[0], older=50, newer=50)
     assert ids_of(page) == ids
@@ -77,7 +93,7 @@ def test_a_tiny_chat_is_all_there(store: ChatStore) -> None:
     assert ids_of(store.thread_window(empty.id, ids[0])) == []
 
 
-def test_a_message_of_another_version_gives_an_empty_window(store: ChatStore) -> None:
+def test_a_message_of_another_version_gives_an_empty_window(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 40)
     # A second version of message 20 becomes the active thread: 20.. are not on it.
     branch = store.add_message(chat_id, "user", "edited", parent_id=ids[19]).id
@@ -86,7 +102,7 @@ def test_a_message_of_another_version_gives_an_empty_window(store: ChatStore) ->
     assert page.messages == [] and not page.has_older and not page.has_newer
 
 
-def test_a_window_follows_the_active_versions(store: ChatStore) -> None:
+def test_a_window_follows_the_active_versions(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 40)
     branch = store.add_message(chat_id, "user", "edited", parent_id=ids[19]).id
     leaf = store.add_message(chat_id, "assistant", "other answer", parent_id=branch).id
@@ -102,7 +118,7 @@ def test_a_window_follows_the_active_versions(store: ChatStore) -> None:
     assert page.messages[7].id == ids[20] and page.messages[7].version == 1
 
 
-def test_newer_pages_walk_down_to_the_newest_without_gaps(store: ChatStore) -> None:
+def test_newer_pages_walk_down_to_the_newest_without_gaps(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 250)
     page = store.thread_window(chat_id, ids[30], older=5, newer=5)
     seen = ids_of(page)
@@ -113,7 +129,7 @@ def test_newer_pages_walk_down_to_the_newest_without_gaps(store: ChatStore) -> N
     assert seen == ids[25:]
 
 
-def test_newer_after_the_newest_or_another_version_is_empty(store: ChatStore) -> None:
+def test_newer_after_the_newest_or_another_version_is_empty(store: ChatStore, chain: Chain) -> None:
     chat_id, ids = chain(store, 30)
     page = store.thread(chat_id, limit=10, after=ids[-1])
     assert page.messages == [] and not page.has_newer
@@ -136,3 +152,22 @@ def test_a_window_deep_in_a_10000_message_chat_is_one_quick_read(store: ChatStor
     walks = [s for s in statements if "WITH RECURSIVE" in s]
     assert len(walks) == 1, "one walk of the thread, not one per page"
     assert elapsed < 2.0  # generous (a loaded machine); about 40 ms here
+
+
+def test_a_message_of_another_chat_gives_an_empty_window(store: ChatStore, chain: Chain) -> None:
+    chat_id, _ids = chain(store, 10)
+    _other, other_ids = chain(store, 10)
+    assert store.thread_window(chat_id, other_ids[5]).messages == []
+    assert store.thread(chat_id, limit=5, after=other_ids[5]).messages == []
+
+
+def test_messages_after_the_active_leaf_are_not_in_the_window(
+    store: ChatStore, chain: Chain
+) -> None:
+    chat_id, ids = chain(store, 30)
+    # Written below the leaf without being shown (a sync of another device's draft).
+    store.add_message(chat_id, "user", "not shown", parent_id=ids[-1], make_active=False)
+    page = store.thread_window(chat_id, ids[-5], older=2, newer=10)
+    assert ids_of(page) == ids[-7:]
+    assert not page.has_newer
+    assert store.thread(chat_id, limit=10, after=ids[-1]).messages == []
