@@ -15,6 +15,7 @@ from pytestqt.qtbot import QtBot
 from app.chat.events import MessagesChanged
 from app.session import Session
 from app.store.models import Tier
+from app.ui import tasks
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_view import MARKER_KEY, PAGE_SIZE
 from tests.benchmarks._records import thread_chat
@@ -189,3 +190,21 @@ def test_a_second_hit_in_the_same_chat_far_from_the_window_moves_the_window(
     assert second in shown and ids[-2_500] not in shown
     assert len(shown) <= PAGE_SIZE + 1
     assert_consecutive(shown, ids)
+
+
+def test_renaming_the_chat_while_windowed_keeps_the_window(
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
+) -> None:
+    chat_id, ids = make_chat(unlocked_session, run_async, 1_000)
+    hit = open_window(qtbot, area, chat_id, ids, 600)
+    qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)  # pages fetched ahead
+    before = loaded_ids(area)
+    assert before[-1] != ids[-1]
+    run_async(unlocked_session.service.rename(chat_id, "A new name"))
+    qtbot.waitUntil(
+        lambda: area.chat_view.chat is not None and area.chat_view.chat.title == "A new name",
+        timeout=WAIT,
+    )
+    qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
+    assert loaded_ids(area)[: len(before)] == before, "the window stays (no jump)"
+    assert area.chat_view.model.has_newer and hit_shown(area, hit)
