@@ -107,6 +107,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 REPAINT_MS = 30
 MEASURE_SLICE_SECONDS = 0.006
+LAYOUT_BATCH_MS = 150
 DOC_CACHE_SIZE = 800
 # Rendered parts are kept as pictures (blitting beats re-drawing rich text every frame).
 PIXMAP_CACHE_BYTES = 48 * 1024 * 1024
@@ -1238,6 +1239,13 @@ class MessageListView(QListView):
         self._measure_timer.setInterval(0)
         self._measure_timer.timeout.connect(self._measure_slice)
         self._measure_queue: list[str] = []
+        # Rows measured off screen are laid out together, at most every LAYOUT_BATCH_MS:
+        # a layout goes through every loaded row, far more than a slice of measuring.
+        self._layout_due = False
+        self._layout_timer = QTimer(self)
+        self._layout_timer.setSingleShot(True)
+        self._layout_timer.setInterval(LAYOUT_BATCH_MS)
+        self._layout_timer.timeout.connect(self._apply_due_layout)
         self._last_width = -1
         #: Keep the end in view (see ``follows_end``); scrolling by the user decides it.
         self.follow_end = True
@@ -1441,15 +1449,35 @@ class MessageListView(QListView):
         model = self.message_model
         delegate = self.message_delegate
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
-        changed = False
+        changed = on_screen = False
+        first = self.indexAt(QPoint(4, 4)).row()
+        last = self.indexAt(QPoint(4, self.viewport().height() - 4)).row()
         while self._measure_queue and time.perf_counter() < deadline:
             number = model.row_number(self._measure_queue.pop(0))
-            if number is not None and not model.is_streaming(model.row(number)):
-                changed |= delegate.measure(model.row(number), model)[1]
+            if (
+                number is not None
+                and not model.is_streaming(model.row(number))
+                and delegate.measure(model.row(number), model)[1]
+            ):
+                changed = True
+                on_screen |= first < 0 or last < 0 or first <= number <= last
         if not self._measure_queue:
             self._measure_timer.stop()
-        if changed:
-            self.keep_position(lambda: None)
+        if on_screen or ((changed or self._layout_due) and not self._measure_queue):
+            self._apply_due_layout(force=True)
+        elif changed:
+            self._layout_due = True
+            if not self._layout_timer.isActive():
+                self._layout_timer.start()
+
+    def _apply_due_layout(self, *, force: bool = False) -> None:
+        """Lay the rows out again for heights measured off screen (the rows on screen
+        stay where they are)."""
+        if not (force or self._layout_due):
+            return
+        self._layout_due = False
+        self._layout_timer.stop()
+        self.keep_position(lambda: None)
 
     # Qt overrides ------------------------------------------------------------------------
 
