@@ -208,3 +208,34 @@ def test_renaming_the_chat_while_windowed_keeps_the_window(
     qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
     assert loaded_ids(area)[: len(before)] == before, "the window stays (no jump)"
     assert area.chat_view.model.has_newer and hit_shown(area, hit)
+
+
+def test_the_context_marker_is_not_put_under_a_window_and_comes_back_at_the_newest(
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
+) -> None:
+    chat_id, ids = make_chat(unlocked_session, run_async, 1_000)
+    area.open_chat(chat_id)
+    model = area.chat_view.model
+    qtbot.waitUntil(lambda: model.chat_id == chat_id, timeout=WAIT)
+    qtbot.waitUntil(lambda: area.composer.editor.isEnabled(), timeout=WAIT)
+    area.composer.editor.setPlainText("a question at the end")
+    qtbot.keyClick(area.composer.editor, "\r")
+    wait_answer(qtbot, area, 2)
+
+    def marker_and_next() -> tuple[int, str] | None:
+        rows = [model.row(n).key for n in range(model.rowCount())]
+        if MARKER_KEY not in rows:
+            return None
+        at = rows.index(MARKER_KEY)
+        return at, rows[at + 1]
+
+    qtbot.waitUntil(lambda: marker_and_next() is not None, timeout=WAIT)  # 512-token context
+    before = marker_and_next()
+    assert before is not None and before[0] > 0
+    qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
+    open_window(qtbot, area, chat_id, ids, 700)
+    assert model.has_newer and marker_and_next() is None, "no marker under an old window"
+    qtbot.keyClick(area.chat_view.list, Qt.Key.Key_End)
+    qtbot.waitUntil(lambda: not model.has_newer and marker_and_next() is not None, timeout=WAIT)
+    after = marker_and_next()
+    assert after is not None and after[1] == before[1], "the marker sits where it did"
