@@ -1795,9 +1795,20 @@ class ChatViewWidget(QWidget):
         number = self.model.row_number(message_id)
         if number is None:
             return False
+        # Real heights for the rows that will fill the screen around it (a true place),
+        # and no more: each costs a Markdown rendering before the first paint.
         delegate = self.list.message_delegate
-        for near in range(max(0, number - 3), min(self.model.rowCount(), number + 4)):
-            delegate.measure(self.model.row(near), self.model)  # real heights, a true place
+        model = self.model
+        height, _ = delegate.measure(model.row(number), model)
+        need = max(0, (self.list.viewport().height() - height) // 2) + ROW_MARGIN_Y
+        filled, near = 0, number - 1
+        while near >= 0 and filled < need:
+            filled += delegate.measure(model.row(near), model)[0]
+            near -= 1
+        filled, near = 0, number + 1
+        while near < model.rowCount() and filled < need:
+            filled += delegate.measure(model.row(near), model)[0]
+            near += 1
         self.list.doItemsLayout()
         index = self.model.index(number)
         self.list.follow_end = False
