@@ -1,8 +1,9 @@
 """The message list of one chat: a virtualized view over its thread, and its turns.
 
 ``MessageListModel`` holds the loaded page(s) of the active thread (newest page
-first, older pages fetched as the user scrolls up) plus the "N older messages
-not sent to the model" marker. ``MessageDelegate`` paints each row from
+first, older pages fetched as the user scrolls up; a search hit opens a window
+around it instead, newer pages fetched as the user scrolls down) plus the "N older
+messages not sent to the model" marker. ``MessageDelegate`` paints each row from
 QTextDocuments of rendered Markdown, cached per message, chunk and width, so a
 10,000-message chat costs what its visible rows cost; heights of rows never
 painted are estimated first and measured in small idle slices afterwards, with
