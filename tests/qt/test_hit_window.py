@@ -239,3 +239,40 @@ def test_the_context_marker_is_not_put_under_a_window_and_comes_back_at_the_newe
     qtbot.waitUntil(lambda: not model.has_newer and marker_and_next() is not None, timeout=WAIT)
     after = marker_and_next()
     assert after is not None and after[1] == before[1], "the marker sits where it did"
+
+
+def test_regenerating_from_a_window_shows_the_newest_with_the_new_answer(
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
+) -> None:
+    chat_id, ids = make_chat(unlocked_session, run_async, 1_000)
+    open_window(qtbot, area, chat_id, ids, 600)
+    area.regenerate()  # Ctrl+R
+    model = area.chat_view.model
+    qtbot.waitUntil(
+        lambda: not area.chat_view.is_streaming() and bool(model.messages)
+        and model.messages[-1].parent_id == ids[-2] and model.messages[-1].id != ids[-1],
+        timeout=WAIT,
+    )  # fmt: skip
+    shown = loaded_ids(area)
+    assert not model.has_newer
+    assert shown[:-1] == ids[-len(shown) : -1], "the newest page, no gap"
+    assert model.messages[-1].version == 2
+
+
+def test_editing_a_message_of_a_window_shows_the_new_branch_at_the_newest(
+    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
+) -> None:
+    chat_id, ids = make_chat(unlocked_session, run_async, 1_000)
+    hit = open_window(qtbot, area, chat_id, ids, 600)  # a question (even position)
+    assert area.chat_view.edit(hit, "the question asked again")
+    model = area.chat_view.model
+    qtbot.waitUntil(
+        lambda: not area.chat_view.is_streaming() and len(model.messages) >= 2
+        and model.messages[-2].content == "the question asked again"
+        and model.messages[-1].role == "assistant",
+        timeout=WAIT,
+    )  # fmt: skip
+    shown = model.messages
+    assert not model.has_newer
+    assert shown[-2].parent_id == ids[ids.index(hit) - 1]
+    assert [m.id for m in shown[:-2]] == ids[ids.index(hit) - len(shown) + 2 : ids.index(hit)]
