@@ -210,8 +210,13 @@ def test_renaming_the_chat_while_windowed_keeps_the_window(
     assert area.chat_view.model.has_newer and hit_shown(area, hit)
 
 
+@pytest.mark.parametrize("how", ["end", "scrolling"])
 def test_the_context_marker_is_not_put_under_a_window_and_comes_back_at_the_newest(
-    qtbot: QtBot, area: ChatAreaWidget, unlocked_session: Session, run_async: Callable[..., Any]
+    qtbot: QtBot,
+    area: ChatAreaWidget,
+    unlocked_session: Session,
+    run_async: Callable[..., Any],
+    how: str,
 ) -> None:
     chat_id, ids = make_chat(unlocked_session, run_async, 1_000)
     area.open_chat(chat_id)
@@ -235,10 +240,19 @@ def test_the_context_marker_is_not_put_under_a_window_and_comes_back_at_the_newe
     qtbot.waitUntil(lambda: tasks.running() == 0, timeout=WAIT)
     open_window(qtbot, area, chat_id, ids, 700)
     assert model.has_newer and marker_and_next() is None, "no marker under an old window"
-    qtbot.keyClick(area.chat_view.list, Qt.Key.Key_End)
+    if how == "end":
+        qtbot.keyClick(area.chat_view.list, Qt.Key.Key_End)
+    else:  # scrolling down page after page to the newest
+        bar = area.chat_view.list.verticalScrollBar()
+        for _ in range(600):
+            if not model.has_newer and bar.value() >= bar.maximum():
+                break
+            bar.setValue(min(bar.maximum(), bar.value() + 400))
+            qtbot.wait(10)
     qtbot.waitUntil(lambda: not model.has_newer and marker_and_next() is not None, timeout=WAIT)
     after = marker_and_next()
     assert after is not None and after[1] == before[1], "the marker sits where it did"
+    assert_consecutive(loaded_ids(area)[:-2], ids)
 
 
 def test_regenerating_from_a_window_shows_the_newest_with_the_new_answer(
