@@ -287,6 +287,33 @@ class ChatService:
 
         return await self.runner.db(read)
 
+    async def open_around(
+        self, chat_id: str, message_id: str, *, older: int, newer: int
+    ) -> tuple[Chat, ThreadPage]:
+        """The chat and the window of its thread around ``message_id`` (a search hit):
+        ``older`` messages before it and ``newer`` after it, read together; the newest
+        ``older + newer + 1`` when it is not on the shown thread (another version)."""
+
+        def read() -> tuple[Chat, ThreadPage]:
+            store = self.library.store_of(chat_id)
+            chat = store.chat(chat_id)
+            page = store.thread_window(chat_id, message_id, older=older, newer=newer)
+            if not page.messages:
+                page = store.thread(chat_id, limit=older + newer + 1)
+            return chat, page
+
+        return await self.runner.db(read)
+
+    async def newer_messages(self, chat_id: str, after: str, *, limit: int) -> ThreadPage:
+        """The ``limit`` messages of the thread after message ``after`` (scrolling down a
+        window); an empty page when ``after`` is no longer on the thread."""
+
+        def read() -> ThreadPage:
+            store = self.library.store_of(chat_id)
+            return store.thread(chat_id, limit=limit, after=after)
+
+        return await self.runner.db(read)
+
     async def older_messages(
         self, chat_id: str, before: str, *, limit: int, through: str | None = None
     ) -> ThreadPage:

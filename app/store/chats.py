@@ -511,13 +511,27 @@ class ChatStore:
         limit: int = 100,
         before: str | None = None,
         through: str | None = None,
+        after: str | None = None,
     ) -> ThreadPage:
         """The newest ``limit`` messages of the active thread (or those before ``before``).
 
         With ``through`` (a message of the active thread), the page reaches back to that
         message and ``limit`` more before it (a search hit opened with what led to it);
         a message not on the active thread (another version's branch) is ignored.
+
+        With ``after`` (a message of the active thread), the ``limit`` messages that follow
+        it instead, ``has_newer`` saying whether more follow them (scrolling down a window
+        opened with ``thread_window``); an empty page when it is not on the thread.
         """
+        if after is not None:
+            if limit < 1:
+                raise ValueError("limit must be at least 1")
+            leaf = self.chat(chat_id).active_leaf_id
+            window = None if leaf is None else self._window(chat_id, leaf, after, 0, limit)
+            if window is None:
+                return ThreadPage([], False)
+            rows, _, has_newer = window  # rows[0] is ``after`` itself
+            return ThreadPage(self._with_versions(chat_id, rows[1:]), True, has_newer)
         chat = self.chat(chat_id)
         start = chat.active_leaf_id
         if before is not None:
@@ -542,6 +556,126 @@ class ChatStore:
         has_older = len(rows) > limit
         rows = rows[-limit:] if has_older else rows
         return ThreadPage(self._with_versions(chat_id, rows), has_older)
+
+    def thread_window(
+        self, chat_id: str, message_id: str, *, older: int = 50, newer: int = 50
+    ) -> ThreadPage:
+        """The active thread around ``message_id`` (a search hit): up to ``older`` messages
+        before it, it, and up to ``newer`` after it, oldest first, with ``has_older`` and
+        ``has_newer``; an empty page when it is not on the active thread (another
+        version's branch, or not in this chat).
+
+        A chat without versions (no edit or regenerate: one message per parent) is read
+        around the message only: ``older`` parents up, ``newer`` replies down, however
+        far back it is. Otherwise one walk up from the active leaf to ``older`` messages
+        beyond the hit decides what is on the thread (ids only; only the window's rows are
+        read whole).
+        """
+        leaf = self.chat(chat_id).active_leaf_id
+        window = None if leaf is None else self._window(chat_id, leaf, message_id, older, newer)
+        if window is None:
+            return ThreadPage([], False)
+        rows, has_older, has_newer = window
+        return ThreadPage(self._with_versions(chat_id, rows), has_older, has_newer)
+
+    def _window(
+        self, chat_id: str, leaf: str, anchor: str, older: int, newer: int
+    ) -> tuple[list[Sequence[Any]], bool, bool] | None:
+        """The rows of the active thread (ending at ``leaf``) from ``older`` before
+        ``anchor`` to ``newer`` after it, oldest first, whether more come before and after;
+        None when ``anchor`` is not on that thread."""
+        if self._is_linear(chat_id, leaf):
+            return self._linear_window(chat_id, anchor, older, newer)
+        rows = self._window_rows(leaf, anchor, older, newer)
+        if not rows:
+            return None
+        anchor_depth = int(rows[0][1])
+        # rows: (depth, anchor depth, *message columns), oldest (deepest) first, one
+        # more than ``older`` before the anchor when the thread goes on.
+        has_older = int(rows[0][0]) > anchor_depth + older
+        if has_older:
+            rows = rows[1:]
+        return [row[2:] for row in rows], has_older, int(rows[-1][0]) > 0
+
+    def _is_linear(self, chat_id: str, leaf: str) -> bool:
+        """Whether the chat is one chain ending at ``leaf``: one root, no message with two
+        replies (no versions), nothing after the leaf; then every message is on the active
+        thread. Reads the parent index only."""
+        branched = self._conn.execute(
+            "SELECT 1 FROM messages WHERE chat_id = ? GROUP BY parent_id HAVING COUNT(*) > 1 "
+            "LIMIT 1",
+            (chat_id,),
+        ).fetchone()
+        if branched is not None:
+            return False
+        below = self._conn.execute(
+            "SELECT 1 FROM messages WHERE chat_id = ? AND parent_id = ? LIMIT 1", (chat_id, leaf)
+        ).fetchone()
+        return below is None
+
+    def _linear_window(
+        self, chat_id: str, anchor: str, older: int, newer: int
+    ) -> tuple[list[Sequence[Any]], bool, bool] | None:
+        """``_window`` in a chat without versions: parents up from ``anchor`` and replies
+        down from it (one index lookup per message of the window; CROSS JOIN keeps SQLite
+        from scanning the chat's messages instead)."""
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        rows = self._conn.execute(
+            f"""
+            WITH RECURSIVE
+            up(id, k) AS (
+                SELECT :anchor, 0
+                UNION ALL
+                SELECT m.parent_id, up.k - 1 FROM up CROSS JOIN messages m ON m.id = up.id
+                WHERE m.parent_id IS NOT NULL AND up.k > -1 - :older
+            ),
+            down(id, k) AS (
+                SELECT :anchor, 0
+                UNION ALL
+                SELECT m.id, down.k + 1
+                FROM down CROSS JOIN messages m ON m.chat_id = :chat AND m.parent_id = down.id
+                WHERE down.k < :newer + 1
+            ),
+            path(id, k) AS (SELECT id, k FROM up UNION ALL SELECT id, k FROM down WHERE k > 0)
+            SELECT path.k, {columns}
+            FROM path CROSS JOIN messages m ON m.id = path.id
+            WHERE m.chat_id = :chat
+            ORDER BY path.k
+            """,
+            {"anchor": anchor, "chat": chat_id, "older": older, "newer": newer},
+        ).fetchall()
+        if not any(row[0] == 0 for row in rows):
+            return None  # not a message of this chat
+        has_older = int(rows[0][0]) < -older
+        has_newer = int(rows[-1][0]) > newer
+        rows = rows[int(has_older) : len(rows) - int(has_newer)]
+        return [row[1:] for row in rows], has_older, has_newer
+
+    def _window_rows(self, leaf: str, anchor: str, older: int, newer: int) -> list[Sequence[Any]]:
+        """The path from ``leaf`` up to ``older + 1`` messages beyond ``anchor``, keeping
+        those from ``newer`` after it: (depth from the leaf, the anchor's depth, *columns),
+        deepest first; empty when ``anchor`` is not on the path."""
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        rows: list[Sequence[Any]] = self._conn.execute(
+            f"""
+            WITH RECURSIVE path(id, depth, hit) AS (
+                SELECT :leaf, 0, CASE WHEN :leaf = :anchor THEN 0 END
+                UNION ALL
+                SELECT m.parent_id, path.depth + 1,
+                       COALESCE(path.hit, CASE WHEN m.parent_id = :anchor THEN path.depth + 1 END)
+                FROM messages m JOIN path ON m.id = path.id
+                WHERE m.parent_id IS NOT NULL
+                  AND (path.hit IS NULL OR path.depth <= path.hit + :older)
+            ),
+            anchor(depth) AS (SELECT depth FROM path WHERE id = :anchor)
+            SELECT path.depth, anchor.depth, {columns}
+            FROM path JOIN anchor JOIN messages m ON m.id = path.id
+            WHERE path.depth >= anchor.depth - :newer
+            ORDER BY path.depth DESC
+            """,
+            {"leaf": leaf, "anchor": anchor, "older": older, "newer": newer},
+        ).fetchall()
+        return rows
 
     def _depth_of(self, start: str, message_id: str) -> int:
         """How many messages lie between ``start`` (included) and ``message_id`` walking

@@ -181,11 +181,14 @@ class ThreadPage:
     """Consecutive messages of a chat's active thread, oldest first.
 
     ``has_older`` says whether messages before ``messages[0]`` exist; pass
-    ``messages[0].id`` as ``before`` to get them.
+    ``messages[0].id`` as ``before`` to get them. ``has_newer`` says whether the thread
+    goes on after ``messages[-1]`` (a window around a search hit); pass
+    ``messages[-1].id`` as ``after`` to get the next newer page.
     """
 
     messages: list[Message]
     has_older: bool
+    has_newer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

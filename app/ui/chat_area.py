@@ -20,10 +20,10 @@ from app.chat.events import ChatChanged
 from app.chat.service import sending_blocked_reason
 from app.config import Config
 from app.session import Session
-from app.store.models import Chat, ThreadPage, Tier
+from app.store.models import Chat, Tier
 from app.ui import tasks
 from app.ui.chat_settings import ChatSettingsPanel
-from app.ui.chat_view import PAGE_SIZE, ChatViewWidget
+from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
 from app.ui.sidebar import SidebarWidget
 
@@ -48,8 +48,6 @@ class ChatAreaWidget(QWidget):
         self._session = session
         self._unsubscribe: Callable[[], None] | None = None
         self._generation = 0  # bumped by clear(): late results of older work are dropped
-        self._hit: tuple[str, str] | None = None  # search hit to show once its chat is open
-        self._hit_page: ThreadPage | None = None  # the messages from the newest to the hit
         self.setObjectName("chatArea")
 
         self.sidebar = SidebarWidget(session, self)
@@ -88,6 +86,7 @@ class ChatAreaWidget(QWidget):
         self.composer.edit_submitted.connect(self._edit)
         self.composer.stop_requested.connect(self.stop)
         self.chat_view.chat_loaded.connect(self._chat_loaded)
+        self.chat_view.hit_shown.connect(self._hit_shown)
         self.chat_view.turn_started.connect(self.settings_panel.show_turn)
         self.chat_view.streaming_changed.connect(self.composer.set_streaming)
         self.chat_view.edit_requested.connect(self.composer.start_edit)
@@ -121,7 +120,6 @@ class ChatAreaWidget(QWidget):
     def clear(self) -> None:
         """Stop every answer and drop all decrypted content from models and widgets."""
         self._generation += 1
-        self._hit = self._hit_page = None
         self._meter_timer.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -156,44 +154,31 @@ class ChatAreaWidget(QWidget):
             on_error=lambda error: self.error_message.emit(str(error)),
         )
 
-    def open_chat(self, chat_id: str) -> None:
-        """Show ``chat_id`` in the view and select it in the sidebar."""
+    def open_chat(self, chat_id: str, around: str | None = None) -> None:
+        """Show ``chat_id`` in the view and select it in the sidebar; with ``around`` (a
+        search hit), the part of its thread around that message."""
         self.composer.cancel_edit()
         self.sidebar.select_chat(chat_id)
-        self.chat_view.open_chat(chat_id)
+        self.chat_view.open_chat(chat_id, around=around)
         # The composer follows the chat now, not once its page is read: another chat's
         # answer must not leave it on "Stop" (a send there was ignored until then).
         self.composer.set_streaming(self.chat_view.is_streaming())
 
     def open_hit(self, chat_id: str, message_id: str) -> None:
         """Open a search hit: its chat, scrolled to the matched message, which becomes the
-        current row ("" when the title matched: the chat's newest messages)."""
-        self.open_chat(chat_id)
-        self._hit = (chat_id, message_id) if message_id else None
-        self._hit_page = None
+        current row ("" when the title matched: the chat's newest messages).
+
+        A hit not loaded is shown in a window of the thread around it (one read, however
+        far back it is); scrolling up or down from there loads further pages."""
         view = self.chat_view
-        if self._hit is None:
+        if not message_id:
+            self.open_chat(chat_id)
             return
-        if view.model.chat_id == chat_id and view.scroll_to_message(message_id):
-            self._hit = None
+        if view.chat_id == chat_id == view.model.chat_id and view.scroll_to_message(message_id):
+            self.sidebar.select_chat(chat_id)
             view.list.setFocus(Qt.FocusReason.OtherFocusReason)  # the focus ring marks it
             return
-        # The messages from the newest back to the hit are read now, right behind the
-        # view's own first page (one read, no wait for that page to be shown first).
-        generation = self._generation
-        wanted = self._hit
-
-        def read(page: ThreadPage) -> None:
-            if generation == self._generation and self._hit == wanted:
-                self._hit_page = page
-                self._show_hit()
-
-        tasks.start_for(
-            self,
-            self._session.service.messages_through(chat_id, message_id, limit=PAGE_SIZE // 2),
-            on_done=read,
-            on_error=self._hit_read_failed,
-        )
+        self.open_chat(chat_id, around=message_id)
 
     def focus_search(self) -> None:
         self.sidebar.focus_search()
@@ -265,79 +250,13 @@ class ChatAreaWidget(QWidget):
         self._meter_timer.start()
         if chat is None:
             self.sidebar.select_chat(None)
-        self._show_hit()
 
-    def _show_hit(self) -> None:
-        """Show the search hit once both its chat's first page and the messages back to
-        the hit are there: those older than the page go above it (scrolling up still
-        loads older pages), then the view scrolls to the hit."""
-        if self._hit is None:
-            return
-        chat_id, message_id = self._hit
-        view = self.chat_view
-        if view.chat_id != chat_id:  # another chat was opened meanwhile
-            self._hit = self._hit_page = None
-            return
-        page = self._hit_page
-        if view.model.chat_id != chat_id or page is None:  # the other read calls again
-            return
-        self._hit = self._hit_page = None
-        if view.scroll_to_message(message_id):
-            view.list.setFocus(Qt.FocusReason.OtherFocusReason)  # the focus ring marks it
-            return
-        if all(m.id != message_id for m in page.messages):
-            self._hit_not_shown()
-            return
-        loaded = view.model.messages
-        count = len(loaded)
-        ids = [m.id for m in page.messages]
-        if not loaded or len(ids) <= count or ids[-count:] != [m.id for m in loaded]:
-            # The chat changed between the two reads, or the view fetched older pages.
-            self._read_hit_before(chat_id, message_id, loaded[0].id if loaded else None)
-            return
-        older = ThreadPage(page.messages[: len(ids) - count], page.has_older)
-        view.list.keep_position(lambda: view.model.add_older(chat_id, loaded[0].id, older))
-        self._scroll_to_hit(message_id)
-
-    def _read_hit_before(self, chat_id: str, message_id: str, before: str | None) -> None:
-        """Read the messages from the hit to ``before`` (the oldest shown) and show it."""
-        view = self.chat_view
-        if before is None:
-            self._hit_not_shown()
-            return
-        generation = self._generation
-
-        def read(page: ThreadPage) -> None:
-            if generation != self._generation or view.chat_id != chat_id:
-                return
-            model = view.model
-            now = model.messages
-            if now and now[0].id != before:
-                # An older page arrived first (the view fetches as it scrolls): again.
-                self._read_hit_before(chat_id, message_id, now[0].id)
-                return
-            view.list.keep_position(lambda: model.add_older(chat_id, before, page))
-            self._scroll_to_hit(message_id)
-
-        tasks.start_for(
-            self,
-            self._session.service.older_messages(
-                chat_id, before, limit=PAGE_SIZE // 2, through=message_id
-            ),
-            on_done=read,
-            on_error=self._hit_read_failed,
-        )
-
-    def _scroll_to_hit(self, message_id: str) -> None:
-        if self.chat_view.scroll_to_message(message_id):
-            self.chat_view.list.setFocus(Qt.FocusReason.OtherFocusReason)
+    def _hit_shown(self, _message_id: str, found: bool) -> None:
+        """The view opened a search hit: mark it, or say where it is."""
+        if found:
+            self.chat_view.list.setFocus(Qt.FocusReason.OtherFocusReason)  # the focus ring
         else:
             self._hit_not_shown()
-
-    def _hit_read_failed(self, error: BaseException) -> None:
-        self._hit = self._hit_page = None
-        log.warning("search hit not read: %s", type(error).__name__)
-        self.status_message.emit(f"Could not read the chat: {error}")
 
     def _hit_not_shown(self) -> None:
         self.status_message.emit(

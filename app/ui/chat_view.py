@@ -1,8 +1,9 @@
 """The message list of one chat: a virtualized view over its thread, and its turns.
 
 ``MessageListModel`` holds the loaded page(s) of the active thread (newest page
-first, older pages fetched as the user scrolls up) plus the "N older messages
-not sent to the model" marker. ``MessageDelegate`` paints each row from
+first, older pages fetched as the user scrolls up; a search hit opens a window
+around it instead, newer pages fetched as the user scrolls down) plus the "N older
+messages not sent to the model" marker. ``MessageDelegate`` paints each row from
 QTextDocuments of rendered Markdown, cached per message, chunk and width, so a
 10,000-message chat costs what its visible rows cost; heights of rows never
 painted are estimated first and measured in small idle slices afterwards, with
@@ -86,6 +87,7 @@ from app.chat.events import (
     ChatChanged,
     ChatDeleted,
     ChatPurged,
+    ChatRestored,
     MessagesChanged,
     TurnDelta,
     TurnEvent,
@@ -106,6 +108,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 REPAINT_MS = 30
 MEASURE_SLICE_SECONDS = 0.006
+LAYOUT_BATCH_MS = 150
 DOC_CACHE_SIZE = 800
 # Rendered parts are kept as pictures (blitting beats re-drawing rich text every frame).
 PIXMAP_CACHE_BYTES = 48 * 1024 * 1024
@@ -198,19 +201,27 @@ class MessageListModel(QAbstractListModel):
     (Qt's own ``canFetchMore``/``fetchMore`` grow a list at the *bottom* and fire
     whenever the last row is visible, which for a chat shown from its newest end
     would load the whole history; so the view asks for older pages explicitly.)
+
+    A search hit opens a *window* around it that may not reach the newest message
+    (``has_newer``); newer pages are fetched with ``fetch_newer`` when the user
+    scrolls to its bottom. While ``has_newer``, nothing that belongs at the newest end
+    (the context marker, the last answer's Regenerate) is shown under the window.
     """
 
     older_requested = Signal(str)  # id of the oldest loaded message
+    newer_requested = Signal(str)  # id of the newest loaded message (a window's last)
     ROW_ROLE: ClassVar[int] = int(Qt.ItemDataRole.UserRole) + 1
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.chat_id: str | None = None
         self.has_older = False
+        self.has_newer = False
         self._rows: list[_Row] = []
         self._messages: list[Message] = []
         self._stream: _Stream | None = None
         self._fetching_older = False
+        self._fetching_newer = False
         # The marker sits before the message at this absolute thread position.
         self._marker_at: int | None = None
         self._marker_dropped = 0
@@ -299,18 +310,21 @@ class MessageListModel(QAbstractListModel):
         self.beginResetModel()
         self.chat_id = None
         self.has_older = False
+        self.has_newer = False
         self._rows = []
         self._messages = []
         self._stream = None
         self._marker_at = None
         self._first_position = None
         self._fetching_older = False
+        self._fetching_newer = False
         self._notice = None
         self.endResetModel()
 
     def show_page(self, chat_id: str, page: ThreadPage, *, thread_length: int | None) -> None:
-        """Show ``page`` as the newest messages of ``chat_id`` (a new chat resets, the
-        same chat is updated row by row)."""
+        """Show ``page`` as the newest messages of ``chat_id``, or as a window around a
+        message when ``page.has_newer`` (a new chat resets, the same chat is updated row
+        by row)."""
         if chat_id != self.chat_id:
             self.beginResetModel()
             self.chat_id = chat_id
@@ -319,13 +333,17 @@ class MessageListModel(QAbstractListModel):
             self._marker_at = None
             self._messages = list(page.messages)
             self.has_older = page.has_older
+            self.has_newer = page.has_newer
             self._first_position = self._position_from(thread_length)
             self._fetching_older = False
+            self._fetching_newer = False
             self._rows = self._build_rows()
             self.endResetModel()
             return
         self._messages = list(page.messages)
         self.has_older = page.has_older
+        self.has_newer = page.has_newer
+        self._fetching_newer = False
         self._first_position = self._position_from(thread_length)
         self._apply_rows(self._build_rows())
 
@@ -338,6 +356,23 @@ class MessageListModel(QAbstractListModel):
         self.has_older = page.has_older
         if self._first_position is not None:
             self._first_position -= len(page.messages)
+        self._apply_rows(self._build_rows())
+
+    def add_newer(self, chat_id: str, after: str, page: ThreadPage) -> None:
+        """Put a newer page below the loaded messages (a window scrolled down), if it
+        still fits there: ``after`` is still the newest loaded message."""
+        self._fetching_newer = False
+        if (
+            chat_id != self.chat_id
+            or not self.has_newer
+            or not self._messages
+            or self._messages[-1].id != after
+        ):
+            return
+        self._messages += page.messages
+        self.has_newer = page.has_newer
+        if not page.messages:  # ``after`` left the thread meanwhile: a reload follows
+            self.has_newer = False
         self._apply_rows(self._build_rows())
 
     @property
@@ -371,6 +406,18 @@ class MessageListModel(QAbstractListModel):
     def older_fetch_failed(self) -> None:
         self._fetching_older = False
 
+    def can_fetch_newer(self) -> bool:
+        return self.has_newer and not self._fetching_newer and bool(self._messages)
+
+    def fetch_newer(self) -> None:
+        """Ask (``newer_requested``) for the page after the newest loaded message."""
+        if self.can_fetch_newer():
+            self._fetching_newer = True
+            self.newer_requested.emit(self._messages[-1].id)
+
+    def newer_fetch_failed(self) -> None:
+        self._fetching_newer = False
+
     def start_stream(self, stream: _Stream | None) -> None:
         """Show ``stream``'s text in its answer's row (None: no answer is streaming)."""
         self._stream = stream
@@ -390,6 +437,8 @@ class MessageListModel(QAbstractListModel):
         self._apply_rows(self._build_rows())
 
     def _position_from(self, thread_length: int | None) -> int | None:
+        if self.has_newer:  # a window: where it sits in the thread is not known
+            return None
         if thread_length is None:
             return self._first_position if self._marker_at is not None else None
         return thread_length - len(self._messages)
@@ -398,7 +447,7 @@ class MessageListModel(QAbstractListModel):
         rows = [_Row(m.id, m) for m in self._messages]
         if self._notice is not None:
             rows.append(self._notice)
-        if self._marker_at is None:
+        if self._marker_at is None or self.has_newer:
             return rows
         text = (
             f"{self._marker_dropped:,} older message{'s' if self._marker_dropped != 1 else ''} "
@@ -1164,6 +1213,8 @@ class MessageListView(QListView):
     """The list: per-pixel scrolling, links in messages, older pages at the top."""
 
     painted = Signal()
+    #: End or Ctrl+End in a window that does not reach the newest message.
+    newest_requested = Signal()
     action_triggered = Signal(str, str)  # action name, message id
     context_menu_requested = Signal(QPoint, str)  # global position, message id
 
@@ -1189,6 +1240,13 @@ class MessageListView(QListView):
         self._measure_timer.setInterval(0)
         self._measure_timer.timeout.connect(self._measure_slice)
         self._measure_queue: list[str] = []
+        # Rows measured off screen are laid out together, at most every LAYOUT_BATCH_MS:
+        # a layout goes through every loaded row, far more than a slice of measuring.
+        self._layout_due = False
+        self._layout_timer = QTimer(self)
+        self._layout_timer.setSingleShot(True)
+        self._layout_timer.setInterval(LAYOUT_BATCH_MS)
+        self._layout_timer.timeout.connect(self._apply_due_layout)
         self._last_width = -1
         #: Keep the end in view (see ``follows_end``); scrolling by the user decides it.
         self.follow_end = True
@@ -1310,8 +1368,22 @@ class MessageListView(QListView):
 
     def follows_end(self) -> bool:
         """Whether the view keeps the end of the chat in view as rows change: since a chat
-        was opened or a message sent, until the user scrolls away from the end."""
+        was opened or a message sent, until the user scrolls away from the end. Never in
+        a window that does not reach the newest message (its end is not the chat's)."""
+        if self.message_model.has_newer:
+            return False
         return self.follow_end or self.is_at_bottom()
+
+    def fetch_near_edges(self) -> None:
+        """Ask for the older (newer) page when the top (bottom) is near: within two
+        screens."""
+        bar = self.verticalScrollBar()
+        reach = 2 * self.viewport().height()
+        model = self.message_model
+        if bar.value() <= reach and model.can_fetch_older():
+            model.fetch_older()
+        if bar.value() >= bar.maximum() - reach and model.can_fetch_newer():
+            model.fetch_newer()
 
     def keep_position(self, change: Callable[[], None]) -> None:
         """Apply ``change`` to the model, keeping the rows on screen where they were
@@ -1378,27 +1450,46 @@ class MessageListView(QListView):
         model = self.message_model
         delegate = self.message_delegate
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
-        changed = False
+        changed = on_screen = False
+        first = self.indexAt(QPoint(4, 4)).row()
+        last = self.indexAt(QPoint(4, self.viewport().height() - 4)).row()
         while self._measure_queue and time.perf_counter() < deadline:
             number = model.row_number(self._measure_queue.pop(0))
-            if number is not None and not model.is_streaming(model.row(number)):
-                changed |= delegate.measure(model.row(number), model)[1]
+            if (
+                number is not None
+                and not model.is_streaming(model.row(number))
+                and delegate.measure(model.row(number), model)[1]
+            ):
+                changed = True
+                on_screen |= first < 0 or last < 0 or first <= number <= last
         if not self._measure_queue:
             self._measure_timer.stop()
-        if changed:
-            self.keep_position(lambda: None)
+        if on_screen or ((changed or self._layout_due) and not self._measure_queue):
+            self._apply_due_layout(force=True)
+        elif changed:
+            self._layout_due = True
+            if not self._layout_timer.isActive():
+                self._layout_timer.start()
+
+    def _apply_due_layout(self, *, force: bool = False) -> None:
+        """Lay the rows out again for heights measured off screen (the rows on screen
+        stay where they are)."""
+        if not (force or self._layout_due):
+            return
+        self._layout_due = False
+        self._layout_timer.stop()
+        self.keep_position(lambda: None)
 
     # Qt overrides ------------------------------------------------------------------------
 
     def verticalScrollbarValueChanged(self, value: int) -> None:
         # Growing content leaves the value alone; a scroll away from the end (the user's,
         # or a jump to a message) moves it: following stops, and resumes at the end.
-        self.follow_end = self.is_at_bottom()
+        self.follow_end = self.is_at_bottom() and not self.message_model.has_newer
         if self.message_delegate.selecting is not None:
             self._place_timer.start()  # once the rows are laid out
-        # Not calling the base class: its fetchMore is for lists that grow downwards.
-        if value <= 2 * self.viewport().height() and self.message_model.can_fetch_older():
-            self.message_model.fetch_older()
+        # Not calling the base class: its fetchMore would fetch on every visible last row.
+        self.fetch_near_edges()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         width = event.size().width()
@@ -1548,6 +1639,11 @@ class MessageListView(QListView):
             if row.message is not None:
                 self.action_triggered.emit("copy", row.message.id)
                 return
+        if event.key() == Qt.Key.Key_End and self.message_model.has_newer:
+            # The newest message is not loaded: the chat's newest page replaces the window.
+            self.newest_requested.emit()
+            event.accept()
+            return
         super().keyPressEvent(event)
 
 
@@ -1568,6 +1664,9 @@ class ChatViewWidget(QWidget):
     turn_started = Signal(object)  # TurnStarted of the open chat
     streaming_changed = Signal(bool)  # whether the open chat has a turn running
     edit_requested = Signal(str, str)  # message id, its text
+    #: A search hit opened with ``open_chat(..., around=)``: its id, and whether it is on
+    #: the thread shown (False: it is in another version; the newest messages are shown).
+    hit_shown = Signal(str, bool)
     #: A send or edit failed before anything was saved: the text to give back to the
     #: composer, and the kind of error (``PolicyRefusedError``, ``ContextOverflowError``...).
     send_refused = Signal(str, str)
@@ -1595,12 +1694,16 @@ class ChatViewWidget(QWidget):
         layout.addWidget(self.list, 1)
         self.model = self.list.message_model
         self.model.older_requested.connect(self._load_older)
+        self.model.newer_requested.connect(self._load_newer)
+        self.list.newest_requested.connect(self.scroll_to_newest)
         self.list.action_triggered.connect(self._on_action)
         self.list.context_menu_requested.connect(self._show_menu)
         self.chat: Chat | None = None
         self._turns: dict[str, _Turn] = {}
         self._generation = 0
         self._reload_pending = False
+        #: A pending reload may bring new messages (not only the chat's record changed).
+        self._reload_messages = False
         self._repaint = QTimer(self)
         self._repaint.setInterval(REPAINT_MS)
         self._repaint.timeout.connect(self._flush_stream)
@@ -1639,14 +1742,20 @@ class ChatViewWidget(QWidget):
 
     # opening and reloading ---------------------------------------------------------------
 
-    def open_chat(self, chat_id: str | None) -> None:
-        """Show ``chat_id``'s newest messages (None: show nothing)."""
-        if chat_id == self._wanted and chat_id is not None:
+    def open_chat(self, chat_id: str | None, *, around: str | None = None) -> None:
+        """Show ``chat_id``'s newest messages (None: show nothing); with ``around`` (a
+        search hit), a window of the thread around that message instead, scrolled to it
+        and made the current row (``hit_shown`` says whether it was on the thread)."""
+        if chat_id == self._wanted and chat_id is not None and around is None:
             return
+        same = chat_id is not None and chat_id == self._wanted == self.model.chat_id
         self._generation += 1
         self._wanted = chat_id
-        self._painted_length = -1
-        self._repaint.stop()
+        if same:
+            self.list.close_selection()  # its message may not be in the window
+        else:
+            self._painted_length = -1
+            self._repaint.stop()
         if chat_id is None:
             self.chat = None
             self.model.clear()
@@ -1654,7 +1763,32 @@ class ChatViewWidget(QWidget):
             self.streaming_changed.emit(False)
             self.chat_loaded.emit(None)
             return
-        self._load(chat_id, PAGE_SIZE, opening=True)
+        self._load(chat_id, PAGE_SIZE, opening=not same, around=around)
+
+    def scroll_to_newest(self) -> None:
+        """Show the newest message (End, Ctrl+End): the chat's newest page is read first
+        when a window around a search hit is shown."""
+        if self.chat_id is None or self.model.chat_id != self.chat_id:
+            return
+        if self.model.has_newer:
+            self._load(self.chat_id, PAGE_SIZE, opening=False, jump=True, current=True)
+            return
+        self.list.follow_end = True
+        self.list.scrollToBottom()
+        self._set_current_to_last()
+
+    def _set_current_to_last(self) -> None:
+        for number in range(self.model.rowCount() - 1, -1, -1):
+            if self.model.row(number).message is not None:
+                self.list.setCurrentIndex(self.model.index(number))
+                return
+
+    def _jump_to_newest(self) -> None:
+        """Replace a window that does not reach the newest message by the newest page
+        (before a turn adds to the chat: nothing new is put under an old window)."""
+        if self.chat_id is not None and self.model.has_newer:
+            self.list.close_selection()
+            self._load(self.chat_id, PAGE_SIZE, opening=False, jump=True)
 
     def scroll_to_message(self, message_id: str) -> bool:
         """Scroll the loaded message ``message_id`` to the middle of the view and make it
@@ -1662,9 +1796,20 @@ class ChatViewWidget(QWidget):
         number = self.model.row_number(message_id)
         if number is None:
             return False
+        # Real heights for the rows that will fill the screen around it (a true place),
+        # and no more: each costs a Markdown rendering before the first paint.
         delegate = self.list.message_delegate
-        for near in range(max(0, number - 3), min(self.model.rowCount(), number + 4)):
-            delegate.measure(self.model.row(near), self.model)  # real heights, a true place
+        model = self.model
+        height, _ = delegate.measure(model.row(number), model)
+        need = max(0, (self.list.viewport().height() - height) // 2) + ROW_MARGIN_Y
+        filled, near = 0, number - 1
+        while near >= 0 and filled < need:
+            filled += delegate.measure(model.row(near), model)[0]
+            near -= 1
+        filled, near = 0, number + 1
+        while near < model.rowCount() and filled < need:
+            filled += delegate.measure(model.row(near), model)[0]
+            near += 1
         self.list.doItemsLayout()
         index = self.model.index(number)
         self.list.follow_end = False
@@ -1673,8 +1818,10 @@ class ChatViewWidget(QWidget):
         self.list.request_measure()
         return True
 
-    def reload(self) -> None:
-        """Re-read the open chat (after a change), updating only the rows that differ."""
+    def reload(self, *, messages: bool = True) -> None:
+        """Re-read the open chat (after a change), updating only the rows that differ;
+        ``messages`` False: only the chat's record changed (title, settings, tier)."""
+        self._reload_messages |= messages
         if self.chat_id is None or self._reload_pending:
             return
         self._reload_pending = True
@@ -1682,42 +1829,106 @@ class ChatViewWidget(QWidget):
 
     def _reload_now(self) -> None:
         self._reload_pending = False
+        messages, self._reload_messages = self._reload_messages, False
         if self.chat_id is not None:
             opening = self.model.chat_id != self.chat_id
+            if not opening and self.model.has_newer:
+                if messages:
+                    # A window around a search hit: new messages belong at the newest
+                    # end, which is not loaded; the newest page replaces the window.
+                    self._jump_to_newest()
+                else:
+                    self._reload_chat_record()
+                return
             loaded = len(self.model.messages) if not opening else 0
             self._load(self.chat_id, max(PAGE_SIZE, loaded), opening=opening)
 
-    def _load(self, chat_id: str, limit: int, *, opening: bool) -> None:
+    def _reload_chat_record(self) -> None:
+        """Re-read only the open chat's record (the window shown stays as it is)."""
+        chat_id = self.chat_id
+        generation = self._generation
+        if chat_id is None:
+            return
+
+        def done(chat: Chat) -> None:
+            if generation != self._generation or chat.id != self.chat_id:
+                return
+            previous, self.chat = self.chat, chat
+            self._set_ephemeral(chat.tier == Tier.EPHEMERAL)
+            if _settings_of(chat) != _settings_of(previous):
+                self.chat_loaded.emit(chat)
+
+        tasks.start(self._session.service.chat(chat_id), on_done=done, on_error=self._on_load_error)
+
+    def _load(
+        self,
+        chat_id: str,
+        limit: int,
+        *,
+        opening: bool,
+        around: str | None = None,
+        jump: bool = False,
+        current: bool = False,
+    ) -> None:
+        """Read the chat and show it: its newest ``limit`` messages, or the window around
+        message ``around``; ``jump`` scrolls to the end (``current``: and makes the last
+        message the current row)."""
         generation = self._generation
         with_length = chat_id in self._turns or (not opening and self.model._marker_at is not None)
+        service = self._session.service
 
         def done(result: tuple[Chat, ThreadPage, int | None]) -> None:
             if generation != self._generation:
                 return
             chat, page, length = result
-            self._show(chat, page, length, opening=opening)
+            self._show(chat, page, length, opening=opening, around=around, jump=jump)
+            if current:
+                self._set_current_to_last()
 
-        tasks.start(
-            self._session.service.open_chat(chat_id, limit=limit, with_length=with_length),
-            on_done=done,
-            on_error=self._on_load_error,
-        )
+        if around is None:
+            tasks.start(
+                service.open_chat(chat_id, limit=limit, with_length=with_length),
+                on_done=done,
+                on_error=self._on_load_error,
+            )
+            return
+
+        async def read_around() -> tuple[Chat, ThreadPage, int | None]:
+            half = limit // 2
+            chat, page = await service.open_around(chat_id, around, older=half, newer=half)
+            return chat, page, None
+
+        tasks.start(read_around(), on_done=done, on_error=self._on_load_error)
 
     def _on_load_error(self, error: BaseException) -> None:
         self.status_message.emit(f"Could not read the chat: {error}")
 
-    def _show(self, chat: Chat, page: ThreadPage, length: int | None, *, opening: bool) -> None:
+    def _show(
+        self,
+        chat: Chat,
+        page: ThreadPage,
+        length: int | None,
+        *,
+        opening: bool,
+        around: str | None = None,
+        jump: bool = False,
+    ) -> None:
         previous, self.chat = self.chat, chat
         self._set_ephemeral(chat.tier == Tier.EPHEMERAL)
         delegate = self.list.message_delegate
-        delegate.last_regenerable = _last_regenerable(page.messages)
+        # A window's last answer is not the chat's: nothing to regenerate there.
+        delegate.last_regenerable = None if page.has_newer else _last_regenerable(page.messages)
         turn = self._turns.get(chat.id)
-        if opening:
+        hit_found: bool | None = None
+        if opening or jump or around is not None:
             self.list.follow_end = True
             self.model.show_page(chat.id, page, thread_length=length)
-            self.list.measure_visible_from_bottom()
-            self.list.doItemsLayout()
-            self.list.scrollToBottom()
+            hit_found = around is not None and self.scroll_to_message(around)
+            if not hit_found:
+                self.list.follow_end = True
+                self.list.measure_visible_from_bottom()
+                self.list.doItemsLayout()
+                self.list.scrollToBottom()
         else:
 
             def update() -> None:
@@ -1737,6 +1948,8 @@ class ChatViewWidget(QWidget):
             self.chat_loaded.emit(chat)
         if opening:
             self.streaming_changed.emit(turn is not None)
+        if around is not None:
+            self.hit_shown.emit(around, bool(hit_found))
 
     def _load_older(self, before: str) -> None:
         chat_id = self.model.chat_id
@@ -1746,6 +1959,7 @@ class ChatViewWidget(QWidget):
 
         def done(page: ThreadPage) -> None:
             if generation != self._generation:
+                self.model.older_fetch_failed()  # another chat or window: may fetch again
                 return
             self.list.keep_position(lambda: self.model.add_older(chat_id, before, page))
             self.list.request_measure()
@@ -1760,6 +1974,40 @@ class ChatViewWidget(QWidget):
             on_error=failed,
         )
 
+    def _load_newer(self, after: str) -> None:
+        """Append the page after ``after`` (the newest loaded message of a window)."""
+        chat_id = self.model.chat_id
+        if chat_id is None or chat_id != self._wanted:
+            self.model.newer_fetch_failed()
+            return
+        generation = self._generation
+
+        def done(page: ThreadPage) -> None:
+            if generation != self._generation:
+                self.model.newer_fetch_failed()
+                return
+            model = self.model
+            # Rows go in below: those on screen stay where they are (never following
+            # the end here: that would scroll on and fetch the next page at once).
+            self.list.keep_position(lambda: model.add_newer(chat_id, after, page))
+            delegate = self.list.message_delegate
+            if not model.has_newer:
+                delegate.last_regenerable = _last_regenerable(model.messages)
+                if model.has_marker or not page.messages:
+                    self.reload()  # the marker's place (or a thread that changed) is read
+            self.list.request_measure()
+            self.list.fetch_near_edges()
+
+        def failed(error: BaseException) -> None:
+            self.model.newer_fetch_failed()
+            self._on_load_error(error)
+
+        tasks.start(
+            self._session.service.newer_messages(chat_id, after, limit=PAGE_SIZE),
+            on_done=done,
+            on_error=failed,
+        )
+
     def on_chat_changed(self, change: ChatChanged) -> None:
         """A change from the service: refresh what it names, if it is this chat."""
         if change.chat_id != self.chat_id:
@@ -1769,7 +2017,7 @@ class ChatViewWidget(QWidget):
         elif isinstance(change, MessagesChanged) and change.chat_id in self._turns:
             return  # the turn reloads when it starts and ends
         else:
-            self.reload()
+            self.reload(messages=isinstance(change, MessagesChanged | ChatRestored))
 
     def _set_ephemeral(self, ephemeral: bool) -> None:
         if ephemeral == self._is_ephemeral:
@@ -1802,6 +2050,7 @@ class ChatViewWidget(QWidget):
         chat_id = self.chat_id
         if chat_id is None or chat_id in self._turns:
             return False
+        self._jump_to_newest()
         self._run_turn(
             chat_id,
             lambda: self._session.service.send(chat_id, text, max_tokens=self.max_tokens),
@@ -1814,6 +2063,7 @@ class ChatViewWidget(QWidget):
         chat_id = self.chat_id
         if chat_id is None or chat_id in self._turns or not self.model.messages:
             return False
+        self._jump_to_newest()
         self._run_turn(
             chat_id,
             lambda: self._session.service.regenerate(chat_id, max_tokens=self.max_tokens),
@@ -1825,6 +2075,7 @@ class ChatViewWidget(QWidget):
         chat_id = self.chat_id
         if chat_id is None or chat_id in self._turns:
             return False
+        self._jump_to_newest()
         self._run_turn(
             chat_id,
             lambda: self._session.service.edit(message_id, text, max_tokens=self.max_tokens),

@@ -8,7 +8,7 @@ profile, with the real ``ChatService``; only the model is fake: a provider yield
   and the process's memory growth (RSS) once its page is shown and measured;
 * open a search hit 500 and 9,990 messages before the newest of such a chat: time from
   ``ChatAreaWidget.open_hit`` to a paint showing the hit as the current row (the view
-  grows only upwards, so it loads from the hit to the newest);
+  opens a window of the thread around the hit, one read however far back it is);
 * a 5,000-chat sidebar: time from ``load`` to the first paint of the list, and the
   longest frame while scrolling it programmatically from top to bottom, a third of a
   page per frame (each frame: the scroll, then the paint of what it uncovered);
@@ -235,7 +235,7 @@ def _open_long_chats(app: Any, area: Any, session: Any, chat_ids: list[str]) -> 
 
 def _open_hits(app: Any, area: Any, session: Any, chat_ids: list[str], back: int) -> Row:
     """Open a search hit ``back`` messages before the newest of each long chat (the view
-    loads from it to the newest); time from ``open_hit`` to a paint showing it current."""
+    loads a window around it); time from ``open_hit`` to a paint showing it current."""
     view = area.chat_view
     times: list[float] = []
     for chat_id in chat_ids:

@@ -1,6 +1,7 @@
 """Opening a search hit shows the matched message (issue 12, item 10): the chat opens
 with the page that holds the hit, scrolled to it, the hit the current row; by mouse and
-by keyboard; scrolling up from there still loads older pages, down reaches the newest."""
+by keyboard; scrolling up from there still loads older pages, down reaches the newest.
+See also test_hit_window.py (a window around the hit, not everything after it)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,9 @@ def test_clicking_an_old_hit_shows_that_message(
     qtbot.waitUntil(lambda: hit_shown(area, ids[HIT_AT]), timeout=WAIT)
     assert area.chat_view.chat_id == chat_id
     shown = area.chat_view.model.messages
-    assert shown[-1].id == ids[-1], "loaded from the hit to the newest message"
+    first = ids.index(shown[0].id)
+    assert [m.id for m in shown] == ids[first : first + len(shown)], "a window, no gap"
+    assert len(shown) <= 101 and area.chat_view.model.has_newer, "not all up to the newest"
     assert WORD in shown[area.chat_view.model.row_number(ids[HIT_AT]) or 0].content
     assert area.chat_view.list.hasFocus(), "the hit is marked by the focus ring"
 
@@ -115,7 +118,8 @@ def test_scrolling_up_from_a_hit_loads_older_pages(
         bar.setValue(max(0, bar.value() - area.chat_view.list.viewport().height()))
         qtbot.wait(20)
     qtbot.waitUntil(lambda: model.messages[0].id == ids[0], timeout=WAIT)
-    assert [m.id for m in model.messages] == ids
+    loaded = [m.id for m in model.messages]
+    assert loaded == ids[: len(loaded)], "older pages above the window, no gap"
 
 
 def test_a_title_hit_opens_the_newest_messages(
