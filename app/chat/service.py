@@ -314,25 +314,12 @@ class ChatService:
 
         return await self.runner.db(read)
 
-    async def older_messages(
-        self, chat_id: str, before: str, *, limit: int, through: str | None = None
-    ) -> ThreadPage:
-        """The ``limit`` messages of the thread before message ``before``; with ``through``
-        (an older message, a search hit), every message back to it and ``limit`` more."""
+    async def older_messages(self, chat_id: str, before: str, *, limit: int) -> ThreadPage:
+        """The ``limit`` messages of the thread before message ``before``."""
 
         def read() -> ThreadPage:
             store = self.library.store_of(chat_id)
-            return store.thread(chat_id, limit=limit, before=before, through=through)
-
-        return await self.runner.db(read)
-
-    async def messages_through(self, chat_id: str, message_id: str, *, limit: int) -> ThreadPage:
-        """The thread's newest messages back to ``message_id`` (a search hit) and ``limit``
-        more before it; the newest ``limit`` when it is not on the shown thread."""
-
-        def read() -> ThreadPage:
-            store = self.library.store_of(chat_id)
-            return store.thread(chat_id, limit=limit, through=message_id)
+            return store.thread(chat_id, limit=limit, before=before)
 
         return await self.runner.db(read)
 

@@ -510,14 +510,9 @@ class ChatStore:
         *,
         limit: int = 100,
         before: str | None = None,
-        through: str | None = None,
         after: str | None = None,
     ) -> ThreadPage:
         """The newest ``limit`` messages of the active thread (or those before ``before``).
-
-        With ``through`` (a message of the active thread), the page reaches back to that
-        message and ``limit`` more before it (a search hit opened with what led to it);
-        a message not on the active thread (another version's branch) is ignored.
 
         With ``after`` (a message of the active thread), the ``limit`` messages that follow
         it instead, ``has_newer`` saying whether more follow them (scrolling down a window
@@ -536,8 +531,6 @@ class ChatStore:
         start = chat.active_leaf_id
         if before is not None:
             start = self.message(before).parent_id
-        if through is not None and start is not None:
-            limit += self._depth_of(start, through) + 1
         rows = []
         if start is not None:
             rows = self._conn.execute(
@@ -676,23 +669,6 @@ class ChatStore:
             {"leaf": leaf, "anchor": anchor, "older": older, "newer": newer},
         ).fetchall()
         return rows
-
-    def _depth_of(self, start: str, message_id: str) -> int:
-        """How many messages lie between ``start`` (included) and ``message_id`` walking
-        up the thread; -1 when ``message_id`` is not on it."""
-        row = self._conn.execute(
-            """
-            WITH RECURSIVE path(id, depth) AS (
-                SELECT ?, 0
-                UNION ALL
-                SELECT m.parent_id, path.depth + 1 FROM messages m JOIN path ON m.id = path.id
-                WHERE m.parent_id IS NOT NULL AND path.id != ?
-            )
-            SELECT depth FROM path WHERE id = ?
-            """,
-            (start, message_id, message_id),
-        ).fetchone()
-        return -1 if row is None else int(row[0])
 
     def thread_length(self, message_id: str) -> int:
         """How many messages the thread ending at ``message_id`` has (it included)."""

@@ -98,7 +98,7 @@ class ChatAreaWidget(QWidget):
             part.activity.connect(self.activity)
         for part in (self.sidebar, self.chat_view, self.settings_panel):
             part.status_message.connect(self.status_message)
-        for part in (self.sidebar, self.settings_panel):
+        for part in (self.sidebar, self.chat_view, self.settings_panel):
             part.error_message.connect(self.error_message)
         self._meter_timer = QTimer(self)
         self._meter_timer.setSingleShot(True)

@@ -1673,6 +1673,7 @@ class ChatViewWidget(QWidget):
     #: The user asked for the fix a failure offers: "choose-model", "shorten" or "resend".
     fix_requested = Signal(str)
     status_message = Signal(str)
+    error_message = Signal(str)  # a failure: shown until dismissed
     activity = Signal()
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
@@ -1901,7 +1902,7 @@ class ChatViewWidget(QWidget):
         tasks.start(read_around(), on_done=done, on_error=self._on_load_error)
 
     def _on_load_error(self, error: BaseException) -> None:
-        self.status_message.emit(f"Could not read the chat: {error}")
+        self.error_message.emit(f"Could not read the chat: {error}")
 
     def _show(
         self,
@@ -2266,7 +2267,7 @@ class ChatViewWidget(QWidget):
         )
 
     def _on_action_error(self, error: BaseException) -> None:
-        self.status_message.emit(str(error))
+        self.error_message.emit(str(error))
 
     def _show_menu(self, position: QPoint, message_id: str) -> None:
         message = self.model.message(message_id)
