@@ -563,3 +563,27 @@ def test_narrow_messages_break_lines_between_words(qtbot: QtBot, width: int) -> 
     parts = delegate.layout(model.row(1), model).parts
     assert all(part.document.size().width() <= width + 1 for part in parts)
     assert token in "".join(part.document.toPlainText() for part in parts).replace("\n", "")
+
+
+def test_a_message_that_could_not_be_deleted_says_so_until_dismissed(
+    qtbot: QtBot, area: ChatAreaWidget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.store.chats import StorageError
+
+    open_new_chat(qtbot, area)
+    send_and_wait(qtbot, area, "a question to keep")
+    message_id = area.chat_view.model.messages[0].id
+
+    async def refuse(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("The disk is full: free some space, then try again.")
+
+    monkeypatch.setattr(area._session.service, "delete_message", refuse)
+    errors: list[str] = []
+    statuses: list[str] = []
+    area.error_message.connect(errors.append)
+    area.status_message.connect(statuses.append)
+    area.chat_view.delete_message(message_id, confirmed=True)
+    qtbot.waitUntil(lambda: bool(errors), timeout=10_000)
+    assert "disk is full" in errors[0]
+    assert not any("disk" in text for text in statuses)
+    assert area.chat_view.model.messages[0].id == message_id
