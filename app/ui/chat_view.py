@@ -1453,7 +1453,7 @@ class MessageListView(QListView):
         changed = on_screen = False
         first = self.indexAt(QPoint(4, 4)).row()
         last = self.indexAt(QPoint(4, self.viewport().height() - 4)).row()
-        while self._measure_queue and time.perf_counter() < deadline:
+        while self._measure_queue:  # at least one row a slice, however busy the machine
             number = model.row_number(self._measure_queue.pop(0))
             if (
                 number is not None
@@ -1462,6 +1462,8 @@ class MessageListView(QListView):
             ):
                 changed = True
                 on_screen |= first < 0 or last < 0 or first <= number <= last
+            if time.perf_counter() >= deadline:
+                break
         if not self._measure_queue:
             self._measure_timer.stop()
         if on_screen or ((changed or self._layout_due) and not self._measure_queue):

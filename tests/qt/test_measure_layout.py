@@ -55,7 +55,7 @@ def test_rows_measured_off_screen_are_laid_out_once(
     view = opened(qtbot, area, unlocked_session, run_async)
     model = view.message_model
     view.message_delegate.reset_caches()  # every height guessed again
-    monkeypatch.setattr(chat_view, "MEASURE_SLICE_SECONDS", 0.0005)  # a row per slice
+    monkeypatch.setattr(chat_view, "MEASURE_SLICE_SECONDS", 0.0)  # one row a slice
     view._measure_queue = [model.row(n).key for n in range(0, 40)]  # far above the screen
     layouts = count_layouts(view, monkeypatch)
     slices = 0
@@ -76,7 +76,7 @@ def test_a_row_on_screen_measured_is_laid_out_at_once(
     view = opened(qtbot, area, unlocked_session, run_async)
     model = view.message_model
     view.message_delegate.reset_caches()
-    monkeypatch.setattr(chat_view, "MEASURE_SLICE_SECONDS", 0.0005)
+    monkeypatch.setattr(chat_view, "MEASURE_SLICE_SECONDS", 0.0)  # one row a slice
     last = model.rowCount() - 1
     view._measure_queue = [model.row(last).key, model.row(0).key, model.row(1).key]
     layouts = count_layouts(view, monkeypatch)
