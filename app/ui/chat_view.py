@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -497,6 +498,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._pixmaps: OrderedDict[tuple[Any, ...], QPixmap] = OrderedDict()
         self._splits: dict[str, tuple[str, list[Chunk]]] = {}
         self._highlights: OrderedDict[tuple[Any, ...], tuple[Chunk, str]] = OrderedDict()
+        #: The open last block of the streaming answer, re-rendered as it grows.
+        self._tail: tuple[tuple[Any, ...], tuple[QTextDocument, list[str]]] | None = None
         self._highlight_timer = QTimer(self)
         self._highlight_timer.setInterval(0)
         self._highlight_timer.timeout.connect(self._highlight_slice)
@@ -524,6 +527,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._docs.clear()
         self._splits.clear()
         self._highlights.clear()
+        self._tail = None
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
@@ -706,19 +710,29 @@ class MessageDelegate(QStyledItemDelegate):
         if chunks is None:
             chunks = self._split(message.id, text, streaming)
         for number, chunk in enumerate(chunks):
-            # The growing end of an answer is shown without syntax colours until it is
-            # complete: highlighting all of it again every frame would cost too much.
             growing = streaming and number == len(chunks) - 1
-            key = self._chunk_key(chunk, highlight=not growing)
+            key = self._chunk_key(chunk, highlight=True)
             plain = self._chunk_key(chunk, highlight=False)
-            if not growing and key not in self._docs and plain in self._docs:
+            if key not in self._docs and (
+                growing or (plain not in self._docs and self._shown_as_blocks(chunk, streaming))
+            ):
+                # A chunk of a streaming answer is shown block by block (see
+                # ``_block_parts``): each frame renders only its open last block. Once
+                # complete it is rendered whole, coloured, when idle, and replaces them.
+                if not growing:
+                    self._defer_highlight(key, chunk, row.key)
+                for block_part in self._block_parts(chunk, top, growing=growing):
+                    parts.append(block_part)
+                    top += math.ceil(block_part.document.size().height())
+                continue
+            if key not in self._docs and plain in self._docs:
                 # Just finished growing: keep showing it plain and colour it when idle.
                 self._defer_highlight(key, chunk, row.key)
                 key = plain
             document, code_blocks = self._document(
                 key, _chunk_renderer(chunk, self.is_dark, highlight=key[3])
             )
-            parts.append(_Part(top, document, code_blocks, key, growing))
+            parts.append(_Part(top, document, code_blocks, key))
             top += math.ceil(document.size().height())
         footer = self._footer_html(message, streaming, model)
         if footer:
@@ -739,6 +753,46 @@ class MessageDelegate(QStyledItemDelegate):
             self._generation,
         )
 
+    def _block_key(self, block: Chunk) -> tuple[Any, ...]:
+        return ("block", block.text, block.opens_in_fence, False, self._width, self._generation)
+
+    def _shown_as_blocks(self, chunk: Chunk, streaming: bool) -> bool:
+        """Whether ``chunk`` is (or was, until its answer ended) shown block by block: a
+        chunk of a streaming answer, or one whose first block is still cached."""
+        if streaming:
+            return True
+        key = self._block_key(_blocks_of(chunk)[0])
+        return key in self._docs or (self._tail is not None and self._tail[0] == key)
+
+    def _block_parts(self, chunk: Chunk, top: int, *, growing: bool) -> list[_Part]:
+        """``chunk`` as one uncoloured document per top-level block, from ``top``.
+
+        Every block but the last of a growing chunk is complete: its rendering (and its
+        picture) is cached and reused every frame. The last one is re-rendered each frame
+        and kept out of the document cache (it only grows)."""
+        parts: list[_Part] = []
+        blocks = _blocks_of(chunk)
+        for number, block in enumerate(blocks):
+            key = self._block_key(block)
+            make = _chunk_renderer(block, self.is_dark, highlight=False)
+            open_end = growing and number == len(blocks) - 1
+            if open_end:
+                tail = self._tail
+                if tail is None or tail[0] != key:
+                    html, code_blocks = make()
+                    tail = (key, (self.new_document(html), code_blocks))
+                    self._tail = tail
+                document, code_blocks = tail[1]
+            else:
+                if self._tail is not None and self._tail[0] == key:
+                    # The open block just ended as it was last drawn: keep its document.
+                    self._docs[key] = self._tail[1]
+                    self._tail = None
+                document, code_blocks = self._document(key, make)
+            parts.append(_Part(top, document, code_blocks, key, open_end))
+            top += math.ceil(document.size().height())
+        return parts
+
     def _defer_highlight(self, key: tuple[Any, ...], chunk: Chunk, row_key: str) -> None:
         self._highlights[key] = (chunk, row_key)
         if not self._highlight_timer.isActive():
@@ -748,10 +802,13 @@ class MessageDelegate(QStyledItemDelegate):
         """Colour a few chunks that finished streaming, then redraw their rows."""
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
         rows: set[str] = set()
-        while self._highlights and time.perf_counter() < deadline:
+        longest = 0.0  # the longest chunk so far: the next is not begun if it may not fit
+        while self._highlights and time.perf_counter() + longest < deadline:
             key, (chunk, row_key) = self._highlights.popitem(last=False)
             if key[4] == self._width and key[5] == self._generation:
+                began = time.perf_counter()
                 self._document(key, _chunk_renderer(chunk, self.is_dark, highlight=True))
+                longest = max(longest, time.perf_counter() - began)
                 rows.add(row_key)
         if not self._highlights:
             self._highlight_timer.stop()
@@ -1054,6 +1111,17 @@ def _wrap_preformatted(document: QTextDocument) -> None:
             wrapping.setNonBreakableLines(False)
             cursor.mergeBlockFormat(wrapping)
         block = block.next()
+
+
+@functools.lru_cache(maxsize=256)
+def _blocks_of(chunk: Chunk) -> list[Chunk]:
+    """The top-level blocks of ``chunk`` (a block continuing a code block that the
+    previous chunk opened keeps saying so); never empty."""
+    blocks = split_blocks(chunk.text, soft_limit=0) or [Chunk(chunk.text)]
+    first = blocks[0]
+    if chunk.opens_in_fence and not first.opens_in_fence:
+        blocks[0] = Chunk(first.text, True)
+    return [Chunk(block.text, block.opens_in_fence) for block in blocks]
 
 
 def _chunk_renderer(
