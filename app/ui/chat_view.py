@@ -500,6 +500,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._highlights: OrderedDict[tuple[Any, ...], tuple[Chunk, str]] = OrderedDict()
         #: The open last block of the streaming answer, re-rendered as it grows.
         self._tail: tuple[tuple[Any, ...], tuple[QTextDocument, list[str]]] | None = None
+        #: The coloured HTML of chunks in ``_highlights`` whose document is made next.
+        self._highlight_html: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
         self._highlight_timer = QTimer(self)
         self._highlight_timer.setInterval(0)
         self._highlight_timer.timeout.connect(self._highlight_slice)
@@ -527,6 +529,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._docs.clear()
         self._splits.clear()
         self._highlights.clear()
+        self._highlight_html.clear()
         self._tail = None
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
@@ -799,17 +802,32 @@ class MessageDelegate(QStyledItemDelegate):
             self._highlight_timer.start()
 
     def _highlight_slice(self) -> None:
-        """Colour a few chunks that finished streaming, then redraw their rows."""
+        """Colour a few chunks that finished streaming, then redraw their rows.
+
+        A chunk takes two steps (its coloured HTML, then its document); while an answer
+        streams, one step per event-loop turn, so that a frame of the stream never
+        waits for more than one of them."""
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
+        one_step = self._view.message_model.stream is not None
         rows: set[str] = set()
-        longest = 0.0  # the longest chunk so far: the next is not begun if it may not fit
+        longest = 0.0  # the longest step so far: the next is not begun if it may not fit
         while self._highlights and time.perf_counter() + longest < deadline:
-            key, (chunk, row_key) = self._highlights.popitem(last=False)
-            if key[4] == self._width and key[5] == self._generation:
-                began = time.perf_counter()
-                self._document(key, _chunk_renderer(chunk, self.is_dark, highlight=True))
-                longest = max(longest, time.perf_counter() - began)
+            key, (chunk, row_key) = next(iter(self._highlights.items()))
+            if key[4] != self._width or key[5] != self._generation:
+                self._highlights.popitem(last=False)
+                self._highlight_html.pop(key, None)
+                continue
+            began = time.perf_counter()
+            made = self._highlight_html.pop(key, None)
+            if made is None:
+                self._highlight_html[key] = _chunk_renderer(chunk, self.is_dark, highlight=True)()
+            else:
+                self._highlights.popitem(last=False)
+                self._document(key, lambda made=made: made)  # type: ignore[misc]
                 rows.add(row_key)
+            longest = max(longest, time.perf_counter() - began)
+            if one_step:
+                break
         if not self._highlights:
             self._highlight_timer.stop()
         model = self._view.message_model

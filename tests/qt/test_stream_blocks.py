@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -46,6 +47,8 @@ def view(qtbot: QtBot) -> Iterator[MessageListView]:
     widget = MessageListView()
     qtbot.addWidget(widget)
     widget.resize(900, 700)
+    # (its width stays the same when the text grows taller than the view)
+    widget.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
     widget.show()
     widget.message_model.show_page(
         "chat", ThreadPage([_message()], has_older=False), thread_length=1
@@ -157,3 +160,24 @@ def test_streamed_answer_ends_drawn_as_opened_from_the_store(
     view.open_chat(chat.id)
     qtbot.waitUntil(lambda: len(view.model.messages) == 2, timeout=WAIT)
     assert _drawn(area) == streamed
+
+
+def test_a_completed_chunk_is_replaced_by_its_coloured_whole_when_idle(
+    view: MessageListView,
+) -> None:
+    stream = _Stream("answer")
+    view.message_model.start_stream(stream)
+    text = ANSWER * 3
+    chunks = split_blocks(text)
+    assert len(chunks) > 1
+    parts = _stream_to(view, stream, text)
+    assert parts[0].key[0] == "block"  # not yet made whole
+    delegate = view.message_delegate
+    # Two steps per chunk (its coloured HTML, then its document), one per turn while
+    # the answer streams: the first step alone changes nothing on screen.
+    delegate._highlight_slice()
+    assert _stream_to(view, stream, text)[0].key[0] == "block"
+    delegate._highlight_slice()
+    parts = _stream_to(view, stream, text)
+    assert parts[0].key[:2] == ("chunk", chunks[0].text) and parts[0].key[3]
+    assert not parts[0].is_growing
