@@ -474,7 +474,8 @@ def _streaming_rows(app: Any, area: Any, session: Any) -> list[Row]:
             stall,
             "ms",
             16,
-            note=f"1 ms heartbeat, {len(gaps):,} gaps; {rate:,.0f} deltas/s delivered",
+            note=f"1 ms heartbeat, {len(gaps):,} gaps, {sum(1 for g in gaps if g > 16)} over "
+            f"16 ms; {rate:,.0f} deltas/s delivered",
         ),
         Row(
             "streaming 2,000 tokens/s: display lag (p95)",
