@@ -107,6 +107,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 REPAINT_MS = 30
 MEASURE_SLICE_SECONDS = 0.006
+#: While an answer streams, a step of colouring a finished chunk runs at most this often.
+HIGHLIGHT_STREAMING_MS = 12
 DOC_CACHE_SIZE = 800
 # Rendered parts are kept as pictures (blitting beats re-drawing rich text every frame).
 PIXMAP_CACHE_BYTES = 48 * 1024 * 1024
@@ -805,10 +807,12 @@ class MessageDelegate(QStyledItemDelegate):
         """Colour a few chunks that finished streaming, then redraw their rows.
 
         A chunk takes two steps (its coloured HTML, then its document); while an answer
-        streams, one step per event-loop turn, so that a frame of the stream never
-        waits for more than one of them."""
+        streams, one step per ``HIGHLIGHT_STREAMING_MS``, so that a frame of the stream
+        never waits for more than one of them."""
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
         one_step = self._view.message_model.stream is not None
+        # (and not in every turn: between steps the stream's frames come first)
+        self._highlight_timer.setInterval(HIGHLIGHT_STREAMING_MS if one_step else 0)
         rows: set[str] = set()
         longest = 0.0  # the longest step so far: the next is not begun if it may not fit
         while self._highlights and time.perf_counter() + longest < deadline:

@@ -173,7 +173,7 @@ def test_a_completed_chunk_is_replaced_by_its_coloured_whole_when_idle(
     parts = _stream_to(view, stream, text)
     assert parts[0].key[0] == "block"  # not yet made whole
     delegate = view.message_delegate
-    # Two steps per chunk (its coloured HTML, then its document), one per turn while
+    # Two steps per chunk (its coloured HTML, then its document), one at a time while
     # the answer streams: the first step alone changes nothing on screen.
     delegate._highlight_slice()
     assert _stream_to(view, stream, text)[0].key[0] == "block"
