@@ -1150,12 +1150,20 @@ def _chunk_renderer(
     chunk: Chunk, dark: bool, *, highlight: bool
 ) -> Callable[[], tuple[str, list[str]]]:
     def make() -> tuple[str, list[str]]:
-        rendered = render_markdown(
-            chunk.text, dark=dark, opens_in_fence=chunk.opens_in_fence, highlight=highlight
-        )
-        return rendered.html, rendered.code_blocks
+        html, code_blocks = _chunk_html(chunk.text, chunk.opens_in_fence, dark, highlight)
+        return html, list(code_blocks)
 
     return make
+
+
+@functools.lru_cache(maxsize=512)
+def _chunk_html(
+    text: str, opens_in_fence: bool, dark: bool, highlight: bool
+) -> tuple[str, tuple[str, ...]]:
+    """The HTML of a chunk (whatever the width: when the view's width changes, as when
+    its scroll bar appears under a growing answer, only the documents are made again)."""
+    rendered = render_markdown(text, dark=dark, opens_in_fence=opens_in_fence, highlight=highlight)
+    return rendered.html, tuple(rendered.code_blocks)
 
 
 def _escape(text: str) -> str:

@@ -181,3 +181,31 @@ def test_a_completed_chunk_is_replaced_by_its_coloured_whole_when_idle(
     parts = _stream_to(view, stream, text)
     assert parts[0].key[:2] == ("chunk", chunks[0].text) and parts[0].key[3]
     assert not parts[0].is_growing
+
+
+def test_a_width_change_lays_documents_out_again_without_rendering_markdown(
+    view: MessageListView, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A growing answer makes the view's scroll bar appear: every document is made again
+    # at the new width, but the Markdown of the blocks already shown is not rendered again.
+    import app.ui.chat_view as chat_view
+
+    stream = _Stream("answer")
+    view.message_model.start_stream(stream)
+    text = ANSWER + "Unique ending for this test.\n\n"
+    before = _stream_to(view, stream, text)
+    rendered: list[str] = []
+    real = chat_view.render_markdown
+
+    def counting(text: str, **options: Any) -> Any:
+        rendered.append(text)
+        return real(text, **options)
+
+    monkeypatch.setattr(chat_view, "render_markdown", counting)
+    view.resize(700, 700)
+    QApplication.processEvents()
+    after = _stream_to(view, stream, text)
+    width = view.message_delegate.content_width()
+    assert after[0].document.textWidth() == width != before[0].document.textWidth()
+    assert [part.key[1] for part in after] == [part.key[1] for part in before]
+    assert rendered == []
