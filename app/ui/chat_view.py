@@ -504,6 +504,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._tail: tuple[tuple[Any, ...], tuple[QTextDocument, list[str]]] | None = None
         #: The coloured HTML of chunks in ``_highlights`` whose document is made next.
         self._highlight_html: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
+        #: Chunks in ``_highlights`` whose picture is drawn: they are shown next.
+        self._pictured: set[tuple[Any, ...]] = set()
         self._highlight_timer = QTimer(self)
         self._highlight_timer.setInterval(0)
         self._highlight_timer.timeout.connect(self._highlight_slice)
@@ -532,6 +534,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._splits.clear()
         self._highlights.clear()
         self._highlight_html.clear()
+        self._pictured.clear()
         self._tail = None
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
@@ -718,7 +721,8 @@ class MessageDelegate(QStyledItemDelegate):
             growing = streaming and number == len(chunks) - 1
             key = self._chunk_key(chunk, highlight=True)
             plain = self._chunk_key(chunk, highlight=False)
-            if key not in self._docs and (
+            pending = key not in self._docs or key in self._highlights  # not yet shown
+            if pending and (
                 growing or (plain not in self._docs and self._shown_as_blocks(chunk, streaming))
             ):
                 # A chunk of a streaming answer is shown block by block (see
@@ -730,7 +734,7 @@ class MessageDelegate(QStyledItemDelegate):
                     parts.append(block_part)
                     top += math.ceil(block_part.document.size().height())
                 continue
-            if key not in self._docs and plain in self._docs:
+            if pending and plain in self._docs:
                 # Just finished growing: keep showing it plain and colour it when idle.
                 self._defer_highlight(key, chunk, row.key)
                 key = plain
@@ -806,9 +810,10 @@ class MessageDelegate(QStyledItemDelegate):
     def _highlight_slice(self) -> None:
         """Colour a few chunks that finished streaming, then redraw their rows.
 
-        A chunk takes two steps (its coloured HTML, then its document); while an answer
-        streams, one step per ``HIGHLIGHT_STREAMING_MS``, so that a frame of the stream
-        never waits for more than one of them."""
+        A chunk takes steps: its coloured HTML, its document, (while an answer streams)
+        its picture, then it is shown. While an answer streams, one step runs per
+        ``HIGHLIGHT_STREAMING_MS``, so that a frame of the stream never waits for more
+        than one of them."""
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
         one_step = self._view.message_model.stream is not None
         # (and not in every turn: between steps the stream's frames come first)
@@ -820,14 +825,22 @@ class MessageDelegate(QStyledItemDelegate):
             if key[4] != self._width or key[5] != self._generation:
                 self._highlights.popitem(last=False)
                 self._highlight_html.pop(key, None)
+                self._pictured.discard(key)
                 continue
             began = time.perf_counter()
             made = self._highlight_html.pop(key, None)
-            if made is None:
+            if key not in self._docs and made is None:
                 self._highlight_html[key] = _chunk_renderer(chunk, self.is_dark, highlight=True)()
+            elif key not in self._docs:
+                self._document(key, lambda made=made: made)  # type: ignore[misc]
+            elif one_step and key not in self._pictured:
+                document, code_blocks = self._docs[key]
+                part = _Part(0, document, code_blocks, key)
+                self._pixmap(part, self._view.palette(), self._view.devicePixelRatioF())
+                self._pictured.add(key)
             else:
                 self._highlights.popitem(last=False)
-                self._document(key, lambda made=made: made)  # type: ignore[misc]
+                self._pictured.discard(key)
                 rows.add(row_key)
             longest = max(longest, time.perf_counter() - began)
             if one_step:

@@ -173,10 +173,11 @@ def test_a_completed_chunk_is_replaced_by_its_coloured_whole_when_idle(
     parts = _stream_to(view, stream, text)
     assert parts[0].key[0] == "block"  # not yet made whole
     delegate = view.message_delegate
-    # Two steps per chunk (its coloured HTML, then its document), one at a time while
-    # the answer streams: the first step alone changes nothing on screen.
-    delegate._highlight_slice()
-    assert _stream_to(view, stream, text)[0].key[0] == "block"
+    # Steps per chunk (its coloured HTML, its document, its picture, then shown), one at
+    # a time while the answer streams: until the last, nothing changes on screen.
+    for _ in range(3):
+        delegate._highlight_slice()
+        assert _stream_to(view, stream, text)[0].key[0] == "block"
     delegate._highlight_slice()
     parts = _stream_to(view, stream, text)
     assert parts[0].key[:2] == ("chunk", chunks[0].text) and parts[0].key[3]
