@@ -506,6 +506,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._highlight_html: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
         #: Chunks in ``_highlights`` whose picture is drawn: they are shown next.
         self._pictured: set[tuple[Any, ...]] = set()
+        #: Rows (answers that streamed) that have been shown block by block.
+        self._block_rows: set[str] = set()
         self._highlight_timer = QTimer(self)
         self._highlight_timer.setInterval(0)
         self._highlight_timer.timeout.connect(self._highlight_slice)
@@ -535,6 +537,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._highlights.clear()
         self._highlight_html.clear()
         self._pictured.clear()
+        self._block_rows.clear()
         self._tail = None
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
@@ -723,13 +726,15 @@ class MessageDelegate(QStyledItemDelegate):
             plain = self._chunk_key(chunk, highlight=False)
             pending = key not in self._docs or key in self._highlights  # not yet shown
             if pending and (
-                growing or (plain not in self._docs and self._shown_as_blocks(chunk, streaming))
+                growing
+                or (plain not in self._docs and self._shown_as_blocks(row.key, chunk, streaming))
             ):
                 # A chunk of a streaming answer is shown block by block (see
                 # ``_block_parts``): each frame renders only its open last block. Once
                 # complete it is rendered whole, coloured, when idle, and replaces them.
                 if not growing:
                     self._defer_highlight(key, chunk, row.key)
+                self._block_rows.add(row.key)
                 for block_part in self._block_parts(chunk, top, growing=growing):
                     parts.append(block_part)
                     top += math.ceil(block_part.document.size().height())
@@ -765,11 +770,14 @@ class MessageDelegate(QStyledItemDelegate):
     def _block_key(self, block: Chunk) -> tuple[Any, ...]:
         return ("block", block.text, block.opens_in_fence, False, self._width, self._generation)
 
-    def _shown_as_blocks(self, chunk: Chunk, streaming: bool) -> bool:
+    def _shown_as_blocks(self, row_key: str, chunk: Chunk, streaming: bool) -> bool:
         """Whether ``chunk`` is (or was, until its answer ended) shown block by block: a
-        chunk of a streaming answer, or one whose first block is still cached."""
+        chunk of a streaming answer, or of an answer that streamed whose first block is
+        still cached."""
         if streaming:
             return True
+        if row_key not in self._block_rows:
+            return False
         key = self._block_key(_blocks_of(chunk)[0])
         return key in self._docs or (self._tail is not None and self._tail[0] == key)
 
