@@ -15,7 +15,7 @@ from app.session import Session
 from app.store.models import Message, MessageStatus, ThreadPage
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_view import MessageListView, _blocks_of, _Stream
-from app.ui.markdown import Chunk, split_blocks
+from app.ui.markdown import Chunk, render_markdown, split_blocks
 from tests.peers.scripted_provider import ScriptedModel, answer
 from tests.qt.drivers import shown_area
 
@@ -189,20 +189,17 @@ def test_a_width_change_lays_documents_out_again_without_rendering_markdown(
 ) -> None:
     # A growing answer makes the view's scroll bar appear: every document is made again
     # at the new width, but the Markdown of the blocks already shown is not rendered again.
-    import app.ui.chat_view as chat_view
-
     stream = _Stream("answer")
     view.message_model.start_stream(stream)
     text = ANSWER + "Unique ending for this test.\n\n"
     before = _stream_to(view, stream, text)
     rendered: list[str] = []
-    real = chat_view.render_markdown
 
     def counting(text: str, **options: Any) -> Any:
         rendered.append(text)
-        return real(text, **options)
+        return render_markdown(text, **options)
 
-    monkeypatch.setattr(chat_view, "render_markdown", counting)
+    monkeypatch.setattr("app.ui.chat_view.render_markdown", counting)
     view.resize(700, 700)
     QApplication.processEvents()
     after = _stream_to(view, stream, text)
