@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -109,6 +110,8 @@ PAGE_SIZE = 100
 REPAINT_MS = 30
 MEASURE_SLICE_SECONDS = 0.006
 LAYOUT_BATCH_MS = 150
+#: While an answer streams, a step of colouring a finished chunk runs at most this often.
+HIGHLIGHT_STREAMING_MS = 12
 DOC_CACHE_SIZE = 800
 # Rendered parts are kept as pictures (blitting beats re-drawing rich text every frame).
 PIXMAP_CACHE_BYTES = 48 * 1024 * 1024
@@ -546,6 +549,14 @@ class MessageDelegate(QStyledItemDelegate):
         self._pixmaps: OrderedDict[tuple[Any, ...], QPixmap] = OrderedDict()
         self._splits: dict[str, tuple[str, list[Chunk]]] = {}
         self._highlights: OrderedDict[tuple[Any, ...], tuple[Chunk, str]] = OrderedDict()
+        #: The open last block of the streaming answer, re-rendered as it grows.
+        self._tail: tuple[tuple[Any, ...], tuple[QTextDocument, list[str]]] | None = None
+        #: The coloured HTML of chunks in ``_highlights`` whose document is made next.
+        self._highlight_html: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
+        #: Chunks in ``_highlights`` whose picture is drawn: they are shown next.
+        self._pictured: set[tuple[Any, ...]] = set()
+        #: Rows (answers that streamed) that have been shown block by block.
+        self._block_rows: set[str] = set()
         self._highlight_timer = QTimer(self)
         self._highlight_timer.setInterval(0)
         self._highlight_timer.timeout.connect(self._highlight_slice)
@@ -573,6 +584,10 @@ class MessageDelegate(QStyledItemDelegate):
         self._docs.clear()
         self._splits.clear()
         self._highlights.clear()
+        self._highlight_html.clear()
+        self._pictured.clear()
+        self._block_rows.clear()
+        self._tail = None
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
@@ -755,19 +770,32 @@ class MessageDelegate(QStyledItemDelegate):
         if chunks is None:
             chunks = self._split(message.id, text, streaming)
         for number, chunk in enumerate(chunks):
-            # The growing end of an answer is shown without syntax colours until it is
-            # complete: highlighting all of it again every frame would cost too much.
             growing = streaming and number == len(chunks) - 1
-            key = self._chunk_key(chunk, highlight=not growing)
+            key = self._chunk_key(chunk, highlight=True)
             plain = self._chunk_key(chunk, highlight=False)
-            if not growing and key not in self._docs and plain in self._docs:
+            pending = key not in self._docs or key in self._highlights  # not yet shown
+            if pending and (
+                growing
+                or (plain not in self._docs and self._shown_as_blocks(row.key, chunk, streaming))
+            ):
+                # A chunk of a streaming answer is shown block by block (see
+                # ``_block_parts``): each frame renders only its open last block. Once
+                # complete it is rendered whole, coloured, when idle, and replaces them.
+                if not growing:
+                    self._defer_highlight(key, chunk, row.key)
+                self._block_rows.add(row.key)
+                for block_part in self._block_parts(chunk, top, growing=growing):
+                    parts.append(block_part)
+                    top += math.ceil(block_part.document.size().height())
+                continue
+            if pending and plain in self._docs:
                 # Just finished growing: keep showing it plain and colour it when idle.
                 self._defer_highlight(key, chunk, row.key)
                 key = plain
             document, code_blocks = self._document(
                 key, _chunk_renderer(chunk, self.is_dark, highlight=key[3])
             )
-            parts.append(_Part(top, document, code_blocks, key, growing))
+            parts.append(_Part(top, document, code_blocks, key))
             top += math.ceil(document.size().height())
         footer = self._footer_html(message, streaming, model)
         if footer:
@@ -788,20 +816,92 @@ class MessageDelegate(QStyledItemDelegate):
             self._generation,
         )
 
+    def _block_key(self, block: Chunk) -> tuple[Any, ...]:
+        return ("block", block.text, block.opens_in_fence, False, self._width, self._generation)
+
+    def _shown_as_blocks(self, row_key: str, chunk: Chunk, streaming: bool) -> bool:
+        """Whether ``chunk`` is (or was, until its answer ended) shown block by block: a
+        chunk of a streaming answer, or of an answer that streamed whose first block is
+        still cached."""
+        if streaming:
+            return True
+        if row_key not in self._block_rows:
+            return False
+        key = self._block_key(_blocks_of(chunk)[0])
+        return key in self._docs or (self._tail is not None and self._tail[0] == key)
+
+    def _block_parts(self, chunk: Chunk, top: int, *, growing: bool) -> list[_Part]:
+        """``chunk`` as one uncoloured document per top-level block, from ``top``.
+
+        Every block but the last of a growing chunk is complete: its rendering (and its
+        picture) is cached and reused every frame. The last one is re-rendered each frame
+        and kept out of the document cache (it only grows)."""
+        parts: list[_Part] = []
+        blocks = _blocks_of(chunk)
+        for number, block in enumerate(blocks):
+            key = self._block_key(block)
+            make = _chunk_renderer(block, self.is_dark, highlight=False)
+            open_end = growing and number == len(blocks) - 1
+            if open_end:
+                tail = self._tail
+                if tail is None or tail[0] != key:
+                    html, code_blocks = make()
+                    tail = (key, (self.new_document(html), code_blocks))
+                    self._tail = tail
+                document, code_blocks = tail[1]
+            else:
+                if self._tail is not None and self._tail[0] == key:
+                    # The open block just ended as it was last drawn: keep its document.
+                    self._docs[key] = self._tail[1]
+                    self._tail = None
+                document, code_blocks = self._document(key, make)
+            parts.append(_Part(top, document, code_blocks, key, open_end))
+            top += math.ceil(document.size().height())
+        return parts
+
     def _defer_highlight(self, key: tuple[Any, ...], chunk: Chunk, row_key: str) -> None:
         self._highlights[key] = (chunk, row_key)
         if not self._highlight_timer.isActive():
             self._highlight_timer.start()
 
     def _highlight_slice(self) -> None:
-        """Colour a few chunks that finished streaming, then redraw their rows."""
+        """Colour a few chunks that finished streaming, then redraw their rows.
+
+        A chunk takes steps: its coloured HTML, its document, (while an answer streams)
+        its picture, then it is shown. While an answer streams, one step runs per
+        ``HIGHLIGHT_STREAMING_MS``, so that a frame of the stream never waits for more
+        than one of them."""
         deadline = time.perf_counter() + MEASURE_SLICE_SECONDS
+        one_step = self._view.message_model.stream is not None
+        # (and not in every turn: between steps the stream's frames come first)
+        self._highlight_timer.setInterval(HIGHLIGHT_STREAMING_MS if one_step else 0)
         rows: set[str] = set()
-        while self._highlights and time.perf_counter() < deadline:
-            key, (chunk, row_key) = self._highlights.popitem(last=False)
-            if key[4] == self._width and key[5] == self._generation:
-                self._document(key, _chunk_renderer(chunk, self.is_dark, highlight=True))
+        longest = 0.0  # the longest step so far: the next is not begun if it may not fit
+        while self._highlights and time.perf_counter() + longest < deadline:
+            key, (chunk, row_key) = next(iter(self._highlights.items()))
+            if key[4] != self._width or key[5] != self._generation:
+                self._highlights.popitem(last=False)
+                self._highlight_html.pop(key, None)
+                self._pictured.discard(key)
+                continue
+            began = time.perf_counter()
+            made = self._highlight_html.pop(key, None)
+            if key not in self._docs and made is None:
+                self._highlight_html[key] = _chunk_renderer(chunk, self.is_dark, highlight=True)()
+            elif key not in self._docs:
+                self._document(key, lambda made=made: made)  # type: ignore[misc]
+            elif one_step and key not in self._pictured:
+                document, code_blocks = self._docs[key]
+                part = _Part(0, document, code_blocks, key)
+                self._pixmap(part, self._view.palette(), self._view.devicePixelRatioF())
+                self._pictured.add(key)
+            else:
+                self._highlights.popitem(last=False)
+                self._pictured.discard(key)
                 rows.add(row_key)
+            longest = max(longest, time.perf_counter() - began)
+            if one_step:
+                break
         if not self._highlights:
             self._highlight_timer.stop()
         model = self._view.message_model
@@ -1105,16 +1205,35 @@ def _wrap_preformatted(document: QTextDocument) -> None:
         block = block.next()
 
 
+@functools.lru_cache(maxsize=256)
+def _blocks_of(chunk: Chunk) -> list[Chunk]:
+    """The top-level blocks of ``chunk`` (a block continuing a code block that the
+    previous chunk opened keeps saying so); never empty."""
+    blocks = split_blocks(chunk.text, soft_limit=0) or [Chunk(chunk.text)]
+    first = blocks[0]
+    if chunk.opens_in_fence and not first.opens_in_fence:
+        blocks[0] = Chunk(first.text, True)
+    return [Chunk(block.text, block.opens_in_fence) for block in blocks]
+
+
 def _chunk_renderer(
     chunk: Chunk, dark: bool, *, highlight: bool
 ) -> Callable[[], tuple[str, list[str]]]:
     def make() -> tuple[str, list[str]]:
-        rendered = render_markdown(
-            chunk.text, dark=dark, opens_in_fence=chunk.opens_in_fence, highlight=highlight
-        )
-        return rendered.html, rendered.code_blocks
+        html, code_blocks = _chunk_html(chunk.text, chunk.opens_in_fence, dark, highlight)
+        return html, list(code_blocks)
 
     return make
+
+
+@functools.lru_cache(maxsize=512)
+def _chunk_html(
+    text: str, opens_in_fence: bool, dark: bool, highlight: bool
+) -> tuple[str, tuple[str, ...]]:
+    """The HTML of a chunk (whatever the width: when the view's width changes, as when
+    its scroll bar appears under a growing answer, only the documents are made again)."""
+    rendered = render_markdown(text, dark=dark, opens_in_fence=opens_in_fence, highlight=highlight)
+    return rendered.html, tuple(rendered.code_blocks)
 
 
 def _escape(text: str) -> str:
