@@ -3,6 +3,7 @@ private runtime directory for the unlock agent's sockets."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -31,3 +32,16 @@ def private_runtime_dir() -> Iterator[str]:
         else:
             os.environ["XDG_RUNTIME_DIR"] = previous
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_the_collector() -> Iterator[None]:
+    """An unlocked window freezes the objects alive then out of the garbage collector
+    (app.ui.gc_policy); in the test process that would keep every earlier test's cyclic
+    garbage for good, so each test ends with the collector as it found it."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
+    from app.ui import gc_policy
+
+    gc_policy.set_streaming(False)

@@ -21,7 +21,7 @@ from app.chat.service import sending_blocked_reason
 from app.config import Config
 from app.session import Session
 from app.store.models import Chat, Tier
-from app.ui import tasks
+from app.ui import gc_policy, tasks
 from app.ui.chat_settings import ChatSettingsPanel
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
@@ -265,6 +265,7 @@ class ChatAreaWidget(QWidget):
         )
 
     def _streaming_changed(self, streaming: bool) -> None:
+        gc_policy.set_streaming(streaming)  # no full collection stalls a streaming answer
         if not streaming:
             self._measure_context()  # the answer now counts too
 

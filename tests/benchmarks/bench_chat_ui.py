@@ -310,7 +310,7 @@ def run() -> list[Row]:
     from app.config import LoadedConfig, parse_config
     from app.session import Session
     from app.store.models import Tier
-    from app.ui import tasks
+    from app.ui import gc_policy, tasks
     from app.ui.chat_area import ChatAreaWidget
     from app.vault.kdf import FLOOR_PARAMS
 
@@ -334,6 +334,7 @@ def run() -> list[Row]:
         area.show()
         _wait(app, area.isVisible)
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents)
+        gc_policy.freeze_long_lived()  # as the window does once unlocked
 
         rows += _sidebar_rows(app, area)
         # Warm up (imports, fonts, pygments lexers) on one chat, then measure cold opens.

@@ -587,3 +587,26 @@ def test_a_message_that_could_not_be_deleted_says_so_until_dismissed(
     assert "disk is full" in errors[0]
     assert not any("disk" in text for text in statuses)
     assert area.chat_view.model.messages[0].id == message_id
+
+
+def test_no_full_garbage_collection_while_an_answer_streams(
+    qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
+) -> None:
+    """A full collection walks every object (70-100 ms with long chats loaded): it waits
+    while an answer streams, and comes back when the answer ends (app.ui.gc_policy)."""
+    import gc
+
+    from app.ui import gc_policy
+
+    thresholds = gc.get_threshold()
+    scripted_model.script = endless()
+    open_new_chat(qtbot, area)
+    area.composer.editor.setPlainText("stream until stopped")
+    area.composer.submit()
+    qtbot.waitUntil(area.chat_view.is_streaming, timeout=10_000)
+    assert gc_policy.streaming_deferred()
+    assert gc.get_threshold()[2] > thresholds[2]
+    area.chat_view.stop()
+    qtbot.waitUntil(lambda: not area.chat_view.is_streaming(), timeout=10_000)
+    assert not gc_policy.streaming_deferred()
+    assert gc.get_threshold() == thresholds

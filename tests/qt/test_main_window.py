@@ -236,3 +236,12 @@ def test_failures_show_in_a_banner_until_dismissed_and_go_on_lock(
     qtbot.waitUntil(banner.isVisible, timeout=10_000)
     main_window.lock(confirm=False)
     assert not banner.isVisible() and banner.text == ""  # it may name a chat
+
+
+def test_long_lived_objects_are_frozen_out_of_the_collector_after_an_unlock(
+    qtbot: QtBot, main_window: MainWindow
+) -> None:
+    import gc
+
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=10_000)
+    assert main_window.session.is_unlocked
