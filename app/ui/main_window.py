@@ -563,7 +563,7 @@ class MainWindow(QMainWindow):
 
         # Later full collections skip the app's own objects; after the chats are shown
         # (it starts with a full collection, tens of milliseconds).
-        QTimer.singleShot(FREEZE_AFTER_UNLOCK_MS, gc_policy.freeze_long_lived)
+        QTimer.singleShot(FREEZE_AFTER_UNLOCK_MS, self, gc_policy.freeze_long_lived)
         self.stack.setCurrentWidget(area)
         self.layout_bar.show()
         self._set_unlocked_actions(True)
