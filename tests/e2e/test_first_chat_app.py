@@ -119,8 +119,14 @@ class App:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def wait_for(self, what: str | Callable[[str], bool], timeout: float = WAIT) -> None:
-        """Until the log has ``what`` (or ``what(log)`` holds); fails if the app exits."""
+    def wait_for(
+        self,
+        what: str | Callable[[str], bool],
+        timeout: float = WAIT,
+        what_else: Callable[[], str] = str,
+    ) -> None:
+        """Until the log has ``what`` (or ``what(log)`` holds); fails if the app exits
+        (``what_else()`` adds to the failure what the test saw last)."""
         deadline = time.monotonic() + timeout
         test = what if callable(what) else (lambda log: what in log)
         while time.monotonic() < deadline:
@@ -129,7 +135,10 @@ class App:
             if self.process.poll() is not None:
                 pytest.fail(f"the app exited ({self.process.returncode}):\n{self.log()[-4000:]}")
             time.sleep(0.1)
-        pytest.fail(f"waited {timeout:.0f} s for {what!r}; the app's log:\n{self.log()[-4000:]}")
+        pytest.fail(
+            f"waited {timeout:.0f} s for {what!r} ({what_else()}); the app's log:\n"
+            f"{self.log()[-4000:]}"
+        )
 
     def xdotool(self, *args: str) -> str:
         result = subprocess.run(
@@ -229,15 +238,21 @@ def test_readme_app_command_first_launch_to_a_streamed_answer_in_three_screens(
 
         def answered(_log: str) -> bool:
             listed = app.hushchat("chats", "list")
+            shown[:] = [f"chats list: exit {listed.returncode}: {listed.stderr}"]
             if listed.returncode != 0 or not listed.stdout.strip():
                 return False
             chat_id = listed.stdout.split()[0].rstrip("*")
             result = app.hushchat("chats", "show", chat_id)
             shown[:] = [result.stdout]
-            # The answer is complete once it has no status mark such as "(streaming)".
-            return bool(re.search(r"^## Assistant \(tiny-llama\)\n\n\S", result.stdout, re.M))
+            # The answer is complete once it has no status mark such as "(streaming)" and
+            # its stats line (time to first token, tokens/s) is under it. Its text is the
+            # tiny random model's: any characters, spaces first perhaps.
+            answer = re.search(
+                r"^## Assistant \(tiny-llama\)\n\n(.+)\n\n_(.+)_$", result.stdout, re.M | re.S
+            )
+            return answer is not None and "tokens" in answer.group(2)
 
-        app.wait_for(answered)
+        app.wait_for(answered, what_else=lambda: shown[0] if shown else "")
         assert "## You\n\nTell me about zebrafish please" in shown[0]
 
         pages = re.findall(r"first run: the ([a-z ]+) page", app.log())
