@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Final, Literal
 
 from app.config import LLMEntry, LoadedConfig
@@ -79,9 +80,10 @@ def keychain_account(provider_name: str) -> str:
 class ApiKeys:
     """Resolves, saves, moves and deletes provider API keys; caches resolved keys.
 
-    ``vault_connect`` opens a connection to the Standard database (the session passes
-    its vault's); without it (the command line's ``provider_spec``) keys kept in the
-    vault cannot be read and the error says so.
+    ``vault_connect`` gives a connection to the Standard database for one operation, as
+    a context manager (the session passes its vault's ``connection``); without it (the
+    command line's ``provider_spec``) keys kept in the vault cannot be read and the error
+    says so.
     """
 
     def __init__(
@@ -89,7 +91,7 @@ class ApiKeys:
         store: SecretStore | None = None,
         runner: BlockingRunner | None = None,
         *,
-        vault_connect: Callable[[], Any] | None = None,
+        vault_connect: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self._store: SecretStore = store or KeyringStore()
         self._vault = VaultKeyStore(vault_connect) if vault_connect is not None else None

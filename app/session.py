@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,11 +104,12 @@ class Session:
         # default; tests put a software authenticator here.
         self.security_key_factory: Callable[[KeyPrompts], SecurityKey] | None = None
 
-    def _connect_standard(self) -> Any:
-        """A new connection to the Standard database (API keys kept in the vault)."""
+    def _connect_standard(self) -> AbstractContextManager[Any]:
+        """A connection to the Standard database for one operation (API keys and flags
+        kept in the vault; the vault does not lock under it)."""
         if self.vault is None:
             raise VaultLockedError("The vault is not open; unlock it first.")
-        return self.vault.connect(Tier.STANDARD)
+        return self.vault.connection(Tier.STANDARD)
 
     @classmethod
     def ephemeral_only(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from app.vault.errors import DatabaseDamagedError
@@ -21,28 +22,27 @@ class VaultMeta:
     database has had since format 1): small values kept encrypted with the Standard
     tier's key, copied by a rekey or rotation with the rest.
 
-    ``connect`` opens a new connection to ``standard.db`` (``Vault.connect``); it raises
-    a :class:`VaultError` while the vault or its Standard tier is locked. Each call opens
-    and closes its own connection, so it is safe on any worker thread.
+    ``connect`` gives a connection to ``standard.db`` for one operation as a context
+    manager (``Vault.connection``: closed after it, and the vault does not lock while it
+    is in use); it raises a :class:`VaultError` while the vault or its Standard tier is
+    locked. Each call has its own connection, so it is safe on any worker thread.
     """
 
-    def __init__(self, connect: Callable[[], Any]) -> None:
+    def __init__(self, connect: Callable[[], AbstractContextManager[Any]]) -> None:
         self._connect = connect
 
     def _run(self, sql: str, *args: str) -> list[Any]:
         import sqlcipher3
 
-        connection = self._connect()
-        try:
-            return list(connection.execute(sql, args).fetchall())
-        except sqlcipher3.Error as error:
-            log.warning("vault_meta in the Standard database failed", exc_info=True)
-            raise DatabaseDamagedError(
-                "The Standard database could not be read or written; check the disk and "
-                "run 'hushchat vault verify'."
-            ) from error
-        finally:
-            connection.close()
+        with self._connect() as connection:
+            try:
+                return list(connection.execute(sql, args).fetchall())
+            except sqlcipher3.Error as error:
+                log.warning("vault_meta in the Standard database failed", exc_info=True)
+                raise DatabaseDamagedError(
+                    "The Standard database could not be read or written; check the disk "
+                    "and run 'hushchat vault verify'."
+                ) from error
 
     def put(self, name: str, value: str) -> None:
         """Keep ``value`` under ``name``, replacing any previous one."""
@@ -64,7 +64,7 @@ class VaultKeyStore:
 
     _PREFIX: Final = "provider-key/"
 
-    def __init__(self, connect: Callable[[], Any]) -> None:
+    def __init__(self, connect: Callable[[], AbstractContextManager[Any]]) -> None:
         self._meta = VaultMeta(connect)
 
     def store(self, provider_name: str, key: str) -> None:

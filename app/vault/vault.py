@@ -826,6 +826,20 @@ class Vault:
             self._idle.record_activity()
             return connection
 
+    @contextlib.contextmanager
+    def connection(self, tier: Tier) -> Iterator[Any]:
+        """A connection for one short operation on any thread, closed after it.
+
+        Held under the vault's state lock, so :meth:`lock` (from the window's thread)
+        waits for it instead of closing the connection under a running query, which
+        crashes SQLite."""
+        with self._state_lock:
+            connection = self.connect(tier)
+            try:
+                yield connection
+            finally:
+                connection.close()
+
     def verify_databases(self) -> tuple[Tier, ...]:
         """Run SQLCipher's page authentication and SQLite's integrity check on the files
         of the open tiers (both after a full unlock); return the tiers checked."""

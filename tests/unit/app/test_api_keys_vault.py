@@ -49,7 +49,7 @@ def _entry(api_key: str | None, name: str = "cloud") -> LLMEntry:
 
 
 def _keys(vault: Vault, store: object | None = None) -> ApiKeys:
-    return ApiKeys(store or KeyringStore(), vault_connect=lambda: vault.connect(Tier.STANDARD))  # type: ignore[arg-type]
+    return ApiKeys(store or KeyringStore(), vault_connect=lambda: vault.connection(Tier.STANDARD))  # type: ignore[arg-type]
 
 
 def _plain_anywhere(profile: Path, secret: str) -> list[str]:
