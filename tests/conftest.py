@@ -37,11 +37,11 @@ def private_runtime_dir() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _unfreeze_the_collector() -> Iterator[None]:
     """An unlocked window freezes the objects alive then out of the garbage collector
-    (app.ui.gc_policy); in the test process that would keep every earlier test's cyclic
+    (app.gc_policy); in the test process that would keep every earlier test's cyclic
     garbage for good, so each test ends with the collector as it found it."""
     yield
     if gc.get_freeze_count():
         gc.unfreeze()
-    from app.ui import gc_policy
+    from app import gc_policy
 
     gc_policy.set_streaming(False)

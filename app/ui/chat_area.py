@@ -15,13 +15,14 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QSplitter, QVBoxLayout, QWidget
 
+from app import gc_policy
 from app.chat.context import ContextUse
 from app.chat.events import ChatChanged
 from app.chat.service import sending_blocked_reason
 from app.config import Config
 from app.session import Session
 from app.store.models import Chat, Tier
-from app.ui import gc_policy, tasks
+from app.ui import tasks
 from app.ui.chat_settings import ChatSettingsPanel
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget

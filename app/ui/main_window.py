@@ -83,7 +83,7 @@ _SCHEME_KEY = "appearance/scheme"
 # Below its breakpoint a panel collapses by itself (app.ui.layout.PanelLayout).
 SIDEBAR_PANEL = ("sidebar", 640, 260, 200)
 CHAT_SETTINGS_PANEL = ("chat_settings", 1100, 300, 240)
-# After an unlock, long-lived objects are frozen out of the collector (app.ui.gc_policy).
+# After an unlock, long-lived objects are frozen out of the collector (app.gc_policy).
 FREEZE_AFTER_UNLOCK_MS = 1000
 
 
@@ -559,7 +559,7 @@ class MainWindow(QMainWindow):
         area = self.ensure_chat_area()
         self.session.record_activity()
         area.load()
-        from app.ui import gc_policy
+        from app import gc_policy
 
         # Later full collections skip the app's own objects; after the chats are shown
         # (it starts with a full collection, tens of milliseconds).

@@ -307,10 +307,11 @@ def run() -> list[Row]:
     import qasync
     from PySide6.QtCore import QEventLoop
 
+    from app import gc_policy
     from app.config import LoadedConfig, parse_config
     from app.session import Session
     from app.store.models import Tier
-    from app.ui import gc_policy, tasks
+    from app.ui import tasks
     from app.ui.chat_area import ChatAreaWidget
     from app.vault.kdf import FLOOR_PARAMS
 

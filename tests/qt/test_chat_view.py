@@ -593,10 +593,10 @@ def test_no_full_garbage_collection_while_an_answer_streams(
     qtbot: QtBot, area: ChatAreaWidget, scripted_model: ScriptedModel
 ) -> None:
     """A full collection walks every object (70-100 ms with long chats loaded): it waits
-    while an answer streams, and comes back when the answer ends (app.ui.gc_policy)."""
+    while an answer streams, and comes back when the answer ends (app.gc_policy)."""
     import gc
 
-    from app.ui import gc_policy
+    from app import gc_policy
 
     thresholds = gc.get_threshold()
     scripted_model.script = endless()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from app.ui import gc_policy
+from app import gc_policy
 
 
 def test_full_collections_wait_while_streaming_and_come_back_after() -> None:
