@@ -140,3 +140,14 @@ def create_vault_on_first_run(
     assert not first_run.continue_button.isEnabled()
     first_run.recovery.stored_check.setChecked(True)
     assert first_run.continue_button.isEnabled()
+
+
+def hit_shown(area: ChatAreaWidget, message_id: str) -> bool:
+    """Whether the search hit ``message_id`` is the current row and on screen."""
+    view = area.chat_view.list
+    number = area.chat_view.model.row_number(message_id)
+    if number is None:
+        return False
+    index = area.chat_view.model.index(number)
+    visible = view.visualRect(index).intersects(view.viewport().rect())
+    return visible and view.currentIndex() == index

@@ -19,7 +19,7 @@ from app.ui import tasks
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_view import MARKER_KEY, PAGE_SIZE
 from tests.benchmarks._records import thread_chat
-from tests.qt.drivers import WAIT, shown_area, wait_answer
+from tests.qt.drivers import WAIT, hit_shown, shown_area, wait_answer
 
 BIG = 10_000
 BACK = 5_000
@@ -36,17 +36,6 @@ def make_chat(session: Session, run_async: Callable[..., Any], count: int) -> tu
     chat_id = run_async(session.runner.db(thread_chat, store, contents, title="Long one"))
     thread = run_async(session.service.full_thread(chat_id), timeout=60_000)
     return chat_id, [m.id for m in thread]
-
-
-def hit_shown(area: ChatAreaWidget, message_id: str) -> bool:
-    view = area.chat_view.list
-    number = area.chat_view.model.row_number(message_id)
-    if number is None:
-        return False
-    index = area.chat_view.model.index(number)
-    return view.currentIndex() == index and view.visualRect(index).intersects(
-        view.viewport().rect()
-    )
 
 
 def loaded_ids(area: ChatAreaWidget) -> list[str]:

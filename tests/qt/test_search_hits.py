@@ -16,7 +16,7 @@ from app.session import Session
 from app.store.models import Tier
 from app.ui.chat_area import ChatAreaWidget
 from tests.benchmarks._records import thread_chat
-from tests.qt.drivers import WAIT, shown_area
+from tests.qt.drivers import WAIT, hit_shown, shown_area
 
 MESSAGES = 500
 HIT_AT = 40  # well before the newest page (the view opens with the newest 100)
@@ -44,16 +44,6 @@ def search(qtbot: QtBot, area: ChatAreaWidget, text: str) -> None:
     area.focus_search()
     qtbot.keyClicks(area.sidebar.search, text)
     qtbot.waitUntil(lambda: area.sidebar.results.rowCount() == 1, timeout=WAIT)
-
-
-def hit_shown(area: ChatAreaWidget, message_id: str) -> bool:
-    view = area.chat_view.list
-    number = area.chat_view.model.row_number(message_id)
-    if number is None:
-        return False
-    index = area.chat_view.model.index(number)
-    visible = view.visualRect(index).intersects(view.viewport().rect())
-    return visible and view.currentIndex() == index
 
 
 def test_clicking_an_old_hit_shows_that_message(
