@@ -1,9 +1,10 @@
 """Hushchat's LLM provider layer: async streaming chat over the wire formats of
 OpenAI-compatible servers, Ollama and Anthropic, plus raw-prompt template mode.
 
-This package imports nothing from ``app`` or ``sync_server`` so that it can be
-split into its own distribution. Its public API is exactly ``__all__``; it
-follows semantic versioning (``__version__``), documented in ``docs/providers.md``.
+This package imports nothing from ``app`` or ``sync_server``: it is also built as its
+own distribution, ``hushchat-providers`` (``packaging/providers/``). Its public API is
+exactly ``__all__``; it follows semantic versioning (``__version__``), documented in
+``docs/providers.md``.
 
 The names that need the HTTP stack (``Provider``, ``create_provider``,
 ``provider_types``) are loaded on first use, so that importing the package for its
