@@ -16,8 +16,13 @@ _REF_PREFIX = "#/components/schemas/"
 
 
 def _cell(text: object) -> str:
-    """Text made safe for one Markdown table cell."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Text made safe for one Markdown table cell: one line, pipes escaped.
+
+    A pipe inside a code span needs no escape (the table extension keeps code spans
+    whole) and would show its backslash, so only pipes outside backticks are escaped.
+    """
+    parts = " ".join(str(text).split()).split("`")
+    return "`".join(part if i % 2 else part.replace("|", "\\|") for i, part in enumerate(parts))
 
 
 def _anchor(name: str) -> str:

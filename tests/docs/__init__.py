@@ -1,4 +1,4 @@
-"""Tests of the documentation site and the separately built packages."""
+"""Tests of the documentation site (mkdocs.yml, docs/hooks/)."""
 
 from pathlib import Path
 
