@@ -300,6 +300,34 @@ class UISettings(BaseModel):
     ] = 15
 
 
+#: Where ``updates.check`` reads the latest release (app/updates.py).
+DEFAULT_RELEASES_URL = "https://api.github.com/repos/hushchat/hushchat/releases/latest"
+
+
+class UpdateSettings(BaseModel):
+    """The opt-in check for a newer release (app/updates.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check: Annotated[
+        bool,
+        Field(
+            description=(
+                "Ask the project's release page for a newer version once a run, after "
+                "unlocking, and "
+                "show a link to it. Off by default; never downloads anything."
+            )
+        ),
+    ] = False
+    url: Annotated[
+        str,
+        Field(
+            pattern=r"^https://\S+$",
+            description="Where the latest release is read (GitHub's latest-release API).",
+        ),
+    ] = DEFAULT_RELEASES_URL
+
+
 class Config(BaseModel):
     """The whole ``.config.yml``."""
 
@@ -326,6 +354,9 @@ class Config(BaseModel):
     )
     ui: Annotated[UISettings, Field(description="Desktop window settings.")] = Field(
         default_factory=UISettings
+    )
+    updates: Annotated[UpdateSettings, Field(description="Checking for a newer release.")] = Field(
+        default_factory=UpdateSettings
     )
 
     def llm(self, name: str | None = None) -> LLMEntry:
@@ -890,9 +921,11 @@ def render_example() -> str:
         out += _comment_block(field.description or "", "  ")
         out.append(f"  {name}: {_yaml_scalar(field.default)}")
     out.append("")
-    out += _comment_block(fields["ui"].description or "", "")
-    out.append("ui:")
-    for name, field in UISettings.model_fields.items():
-        out += _comment_block(field.description or "", "  ")
-        out.append(f"  {name}: {_yaml_scalar(field.default)}")
-    return "\n".join(out) + "\n"
+    for section, model in (("ui", UISettings), ("updates", UpdateSettings)):
+        out += _comment_block(fields[section].description or "", "")
+        out.append(f"{section}:")
+        for name, field in model.model_fields.items():
+            out += _comment_block(field.description or "", "  ")
+            out.append(f"  {name}: {_yaml_scalar(field.default)}")
+        out.append("")
+    return "\n".join(out[:-1]) + "\n"

@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # imported when first needed: start-up time
     from app.ui.settings import SettingsDialog
     from app.ui.sync_recovery_notice import RecoveryBanner
     from app.ui.sync_status import SyncState, SyncStatusButton
+    from app.ui.update_banner import UpdateBanner
 
 __all__ = ["MainWindow"]
 
@@ -189,6 +190,9 @@ class MainWindow(QMainWindow):
         self.recovery_banner: RecoveryBanner | None = None
         #: "Store your recovery code": while storing it is put off (built when needed).
         self.recovery_reminder: RecoveryReminderBanner | None = None
+        #: The link to a newer release (``updates.check``), checked once a run.
+        self.update_banner: UpdateBanner | None = None
+        self._update_checked = False
         self._sync_state: SyncState | None = None
         self._sync_unsubscribe: Callable[[], None] | None = None
         self._sync_generation = 0
@@ -575,6 +579,7 @@ class MainWindow(QMainWindow):
         self._watch_screen_lock()
         self.start_sync()
         self._remind_of_the_recovery_code()
+        self._check_for_updates()
         self.unlocked.emit()
 
     def _remind_of_the_recovery_code(self) -> None:
@@ -607,6 +612,31 @@ class MainWindow(QMainWindow):
                 "recovery-code reminder not checked: %s", type(error).__name__
             ),
         )
+
+    def _check_for_updates(self) -> None:
+        """After the first unlock of a run, when ``updates.check`` is on: a link to a newer
+        release, if there is one (app/updates.py). A failed check is logged, not shown."""
+        settings = self.session.config.config.updates
+        if not settings.check or self._update_checked:
+            return
+        self._update_checked = True
+        from app import updates
+        from app.ui import tasks
+
+        def done(release: updates.Release | None) -> None:
+            log.info("update check: %s", f"{release.version} available" if release else "current")
+            if release is None:
+                return
+            from app.ui.update_banner import UpdateBanner
+
+            self.update_banner = UpdateBanner(release)
+            self._central_layout.insertWidget(0, self.update_banner)
+
+        def failed(error: BaseException) -> None:
+            # An UpdateCheckError says what happened; a bug was logged with its traceback.
+            log.info("update check failed: %s", error)
+
+        tasks.start_for(self, updates.newer_release(settings.url), on_done=done, on_error=failed)
 
     # ----------------------------------------------------------------- sync
 
