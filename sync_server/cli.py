@@ -106,7 +106,7 @@ def _serve(
         raise ConfigError("--workers must be at least 1.")
     configure_logging(settings.log_level, settings.log_format)
     # Validates the settings and the escrow key before forking.
-    app = create_app(settings, handle_signals=True)
+    app = create_app(settings, handle_signals=True, freeze_gc=True)
     options: dict[str, Any] = {
         "host": host or settings.host,
         "port": settings.port if port is None else port,
@@ -125,6 +125,8 @@ def _serve(
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     os.environ[f"{ENV_PREFIX}AUTO_MIGRATE"] = "false"
+    # Each worker knows it is one of several (a SQLite file is then not served inline).
+    os.environ[f"{ENV_PREFIX}WORKERS"] = str(workers)
     if env_file is not None:
         os.environ[f"{ENV_PREFIX}ENV_FILE"] = str(env_file.resolve())
     uvicorn.run(WORKER_APP, factory=True, workers=workers, **options)

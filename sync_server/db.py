@@ -15,6 +15,20 @@ function over a synchronous :class:`~sqlalchemy.Connection`, executed as one tra
 On SQLite it runs on a small thread pool with the stdlib ``sqlite3`` driver — one thread
 hop per transaction instead of several per statement through aiosqlite; on PostgreSQL it
 runs in the asyncpg connection's greenlet (``AsyncConnection.run_sync``).
+
+Short transactions (:meth:`Database.run_short`, :meth:`Database.run_write_short`: the fast
+lane's push of at most ``max_unauthenticated_body_bytes`` and its pull of a default-sized
+page) on a SQLite file served by one process with ``synchronous=NORMAL`` (no fsync in a
+commit) run on the event loop's own thread instead:
+they take well under a millisecond of SQLite, and the hop to a thread cost more than that
+(futures, wake-ups and the GIL passed back and forth: at 100 devices the writer thread's
+queue put the push p99 at 130-190 ms, inline it is ~20 ms; ``tests/benchmarks/
+bench_sync.py``). Inline writes take the same asyncio write lock as :meth:`Database.write`,
+so they never wait on a SQLite lock held by this process's aiosqlite connection (which would
+need the blocked loop to commit). Those connections do not checkpoint the WAL on commit
+(``wal_autocheckpoint=0``): a checkpoint copies and syncs pages for tens of milliseconds,
+which would stall the loop; :meth:`Database.checkpoint_periodically` runs passive
+checkpoints on a thread instead (they never block readers or writers).
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -35,6 +50,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -73,6 +89,8 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+log = logging.getLogger(__name__)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -81,6 +99,10 @@ SQLITE_BEGIN = "hushchat_sqlite_begin"
 #: SQLite page cache per connection (KiB, as a negative ``cache_size``) and memory map.
 SQLITE_CACHE_KIB = 16384
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024
+#: Seconds between two background WAL checkpoints when requests run on the event loop.
+SQLITE_CHECKPOINT_SECONDS = 1.0
+#: The WAL file is truncated back to this size after a checkpoint lets it restart.
+SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -116,26 +138,37 @@ def _sqlite_file_url(settings: Settings) -> URL | None:
     return url.set(drivername="sqlite+pysqlite")
 
 
-def create_sqlite_sync_engine(url: URL, pool_size: int, synchronous: str) -> Engine:
-    """Synchronous engine (stdlib ``sqlite3``) on the same file, for :meth:`Database.run`."""
+def create_sqlite_sync_engine(
+    url: URL, pool_size: int, synchronous: str, *, autocheckpoint: bool = True
+) -> Engine:
+    """Synchronous engine (stdlib ``sqlite3``) on the same file, for :meth:`Database.run`.
+
+    ``autocheckpoint=False``: its connections never checkpoint the WAL on commit (someone
+    must call :meth:`Database.checkpoint`).
+    """
     engine = create_sync_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         connect_args={"check_same_thread": False},
     )
-    _sqlite_events(engine, synchronous)
+    _sqlite_events(engine, synchronous, autocheckpoint=autocheckpoint)
     return engine
 
 
-def _sqlite_events(engine: Engine, synchronous: str) -> None:
+def _sqlite_events(engine: Engine, synchronous: str, *, autocheckpoint: bool = True) -> None:
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"unsupported SQLite synchronous mode {synchronous!r}")
-    event.listen(engine, "connect", functools.partial(_sqlite_pragmas, synchronous=synchronous))
+    pragmas = functools.partial(
+        _sqlite_pragmas, synchronous=synchronous, autocheckpoint=autocheckpoint
+    )
+    event.listen(engine, "connect", pragmas)
     event.listen(engine, "begin", _sqlite_begin)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) -> None:
+def _sqlite_pragmas(
+    dbapi_connection: Any, _record: Any, *, synchronous: str, autocheckpoint: bool = True
+) -> None:
     # The driver must not open transactions by itself (it would BEGIN DEFERRED just before
     # the first write); _sqlite_begin emits BEGIN / BEGIN IMMEDIATE instead.
     dbapi_connection.isolation_level = None
@@ -151,6 +184,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) ->
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
     finally:
         cursor.close()
 
@@ -182,9 +218,18 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._sync_engine: Engine | None = None
         sqlite_file = _sqlite_file_url(settings)
+        #: Short transactions run on the event loop's thread (module docstring).
+        self.inline = (
+            sqlite_file is not None
+            and settings.workers == 1
+            and settings.sqlite_synchronous == "NORMAL"  # FULL: an fsync in every commit
+        )
         if sqlite_file is not None:
             self._sync_engine = create_sqlite_sync_engine(
-                sqlite_file, settings.db_pool_size + 1, settings.sqlite_synchronous
+                sqlite_file,
+                settings.db_pool_size + 1,
+                settings.sqlite_synchronous,
+                autocheckpoint=not self.inline,
             )
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hushchat-db-write")
         self._readers = ThreadPoolExecutor(
@@ -210,6 +255,68 @@ class Database:
     ) -> T:
         """Run ``fn(connection, *args)`` in one write transaction (committed unless it raises)."""
         return await self._run(functools.partial(fn, **kwargs), args, write=True)
+
+    async def run_short(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """:meth:`run` for a transaction known to be short: on the loop's thread when
+        :attr:`inline` (module docstring), else exactly :meth:`run`."""
+        if self.inline:
+            assert self._sync_engine is not None
+            return _in_transaction(
+                self._sync_engine, functools.partial(fn, **kwargs), args, "BEGIN"
+            )
+        return await self._run(functools.partial(fn, **kwargs), args, write=False)
+
+    async def run_write_short(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """:meth:`run_write` for a transaction known to be short (see :meth:`run_short`)."""
+        if self.inline:
+            assert self._sync_engine is not None
+            async with self._write_lock:
+                call = functools.partial(fn, **kwargs)
+                return _in_transaction(self._sync_engine, call, args, "BEGIN IMMEDIATE")
+        return await self._run(functools.partial(fn, **kwargs), args, write=True)
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One passive WAL checkpoint (blocking: call it on a thread).
+
+        Returns SQLite's ``(busy, wal frames, frames checkpointed)``. Passive: copies what
+        it can without waiting for readers or writers, so requests never wait for it.
+        """
+        assert self._sync_engine is not None, "checkpoints are for a SQLite file"
+        with self._sync_engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                busy, frames, done = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                cursor.close()
+        return int(busy), int(frames), int(done)
+
+    async def checkpoint_periodically(self, interval: float = SQLITE_CHECKPOINT_SECONDS) -> None:
+        """Checkpoint the WAL every ``interval`` seconds on a thread, until cancelled.
+
+        Needed when :attr:`inline` (the request connections do not checkpoint); does nothing
+        otherwise. A failed checkpoint is logged and tried again next time.
+        """
+        if not self.inline:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(self._readers, self.checkpoint)
+            except OperationalError:
+                log.exception("sqlite_checkpoint_failed")
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
         if self._sync_engine is not None:

@@ -52,6 +52,9 @@ log = logging.getLogger("sync_server.observability")
 PUSH_PATH = "/v1/sync/push"
 CHANGES_PATH = "/v1/sync/changes"
 _PATHS = frozenset((PUSH_PATH, CHANGES_PATH))
+#: Pull pages up to this many records count as short transactions
+#: (:meth:`sync_server.db.Database.run_short`); the default page is 200.
+INLINE_PAGE = 200
 
 #: An answer: status, raw headers (without the request id) and body.
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -155,7 +158,8 @@ async def _push(call: _Call, caller: Caller) -> Answer | Receive:
         records.check_sizes(request, state.settings)
 
         def write(who: Caller) -> Awaitable[bytes | None]:
-            return records.push(state.db, who, request, state.notifier.changed)
+            # At most max_unauthenticated_body_bytes of records: a short transaction.
+            return records.push(state.db, who, request, state.notifier.changed, short=True)
 
         content = await settle(call.scope, call.view.client, state, caller, write)
     except ProblemError as exc:
@@ -171,7 +175,7 @@ async def _changes(call: _Call, caller: Caller) -> Answer | Receive:
     page = min(call.query.get("limit") or min(200, maximum), maximum)
 
     def look(who: Caller) -> Awaitable[records.ChangesFound | None]:
-        return records.changes_as(state.db, who, cursor, page)
+        return records.changes_as(state.db, who, cursor, page, short=page <= INLINE_PAGE)
 
     try:
         limits = await caller_limits(state, caller)

@@ -286,15 +286,19 @@ async def push(
     caller: Principal | Credential,
     request: PushRequest,
     on_change: Callable[[str], None] | None = None,
+    *,
+    short: bool = False,
 ) -> bytes | None:
     """Apply a batch in one transaction; the JSON of a ``PushResponse``.
 
     See :mod:`sync_server.protocol` for the rules. ``on_change(account_id)`` is called
     once the transaction has committed a change (it wakes waiting pulls). A
     :class:`Credential` is checked first in the same transaction; ``None`` when it needs
-    a write to resolve (:func:`sync_server.deps.settle`), with nothing done.
+    a write to resolve (:func:`sync_server.deps.settle`), with nothing done. ``short``:
+    the batch is small (:meth:`~sync_server.db.Database.run_write_short`).
     """
-    answer = await db.run_write(_push_as, caller, request.records, request.atomic)
+    run = db.run_write_short if short else db.run_write
+    answer = await run(_push_as, caller, request.records, request.atomic)
     if answer is None:
         return None
     written = any(r["status"] == "saved" and not r["duplicate"] for r in answer["results"])
@@ -522,11 +526,13 @@ def _changes_as(
 
 
 async def changes_as(
-    db: Database, caller: Principal | Credential, cursor: int, limit: int
+    db: Database, caller: Principal | Credential, cursor: int, limit: int, *, short: bool = False
 ) -> ChangesFound | None:
     """:func:`changed_rows_and_recoveries` of the caller's account, in one read that also
-    checks a :class:`Credential` first; ``None`` when it needs a write to resolve."""
-    return await db.run(_changes_as, caller, cursor, limit)
+    checks a :class:`Credential` first; ``None`` when it needs a write to resolve.
+    ``short``: the page is small (:meth:`~sync_server.db.Database.run_short`)."""
+    run = db.run_short if short else db.run
+    return await run(_changes_as, caller, cursor, limit)
 
 
 def changes_json(

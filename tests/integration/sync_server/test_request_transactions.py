@@ -33,7 +33,7 @@ class _Counted:
 
     def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        for name in ("run", "run_write", "write", "read"):
+        for name in ("run", "run_write", "run_short", "run_write_short", "write", "read"):
             original = getattr(db, name)
             monkeypatch.setattr(db, name, self._counting(original))
 
