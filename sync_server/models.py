@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -134,7 +135,18 @@ class Record(Base):
     """One client-encrypted record; the payload is opaque to the server."""
 
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_account_seq", "account_id", "seq", unique=True),)
+    # Partial (seq > 0, which every stored seq is): only a query that says so — the pull —
+    # can use it, so the push's per-id probe always takes the primary key (migration 0004).
+    __table_args__ = (
+        Index(
+            "ix_records_account_seq",
+            "account_id",
+            "seq",
+            unique=True,
+            postgresql_where=text("seq > 0"),
+            sqlite_where=text("seq > 0"),
+        ),
+    )
 
     account_id: Mapped[str] = mapped_column(
         ForeignKey(_FK_ACCOUNT, ondelete="CASCADE"), primary_key=True

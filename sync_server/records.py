@@ -29,7 +29,16 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from typing_extensions import TypedDict
 
 from sync_server.accounts import Credential, Principal, check_credential, now, unauthorized
@@ -455,7 +464,13 @@ def _update_row(account_id: str, record: _Stored) -> dict[str, Any]:
 
 _CHANGES = (
     select(*_COLUMNS)
-    .where(_records.c.account_id == bindparam("account_id"), _records.c.seq > bindparam("cursor"))
+    .where(
+        _records.c.account_id == bindparam("account_id"),
+        _records.c.seq > bindparam("cursor"),
+        # Always true; it lets the partial index ix_records_account_seq serve the pull
+        # (whatever the cursor's value in a generic plan). See models.Record.
+        _records.c.seq > literal_column("0"),
+    )
     .order_by(_records.c.seq)
     .limit(bindparam("limit"))
 )

@@ -36,7 +36,7 @@ async def test_migrations_match_models(tmp_path: Path) -> None:
         await db.migrate()  # idempotent
     finally:
         await db.close()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 async def test_unmigrated_database_is_refused(tmp_path: Path) -> None:
