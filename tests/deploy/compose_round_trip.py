@@ -9,7 +9,8 @@ Run by .github/workflows/server-image.yml once the stack is up (no Docker engine
 2. gets an access token for the realm's test user alice with the password grant of the
    CI-only client ``hushchat-compose-check`` (packaging/keycloak/hushchat-realm.json);
 3. pushes one record from a device with a DPoP-proofed request (the desktop client's own
-   :class:`app.sync.dpop.DeviceKey`), pulls it from a second device and compares;
+   :class:`app.sync.dpop.DeviceKey`), pulls it from a second device (signed in on its
+   own: the server binds a token to the first device that uses it) and compares;
 4. checks that a request without a proof is refused.
 
 Exits 0 when everything matched; otherwise prints what failed and exits 1.
@@ -106,8 +107,9 @@ def round_trip(server: str, realm_url: str, timeout: float) -> None:
         wait_for(http, f"{server}/healthz", timeout)
         wait_for(http, f"{server}/readyz", timeout)
         wait_for(http, f"{realm_url}/.well-known/openid-configuration", timeout)
-        token = password_grant(http, realm_url)
-        print("ok: access token from Keycloak (password grant of the test user)")
+        # A token is bound to the first device that uses it: one sign-in per device.
+        token, phone_token = password_grant(http, realm_url), password_grant(http, realm_url)
+        print("ok: two access tokens from Keycloak (password grant of the test user)")
         laptop, phone = DeviceKey.generate(), DeviceKey.generate()
         me = expect(signed(http, laptop, token, "GET", "/v1/me"), 200, "GET /v1/me")
         print(f"ok: signed in as account {me.get('id')}")
@@ -134,7 +136,9 @@ def round_trip(server: str, realm_url: str, timeout: float) -> None:
         cursor, found = 0, None
         while True:
             page = expect(
-                signed(http, phone, token, "GET", "/v1/sync/changes", params={"cursor": cursor}),
+                signed(
+                    http, phone, phone_token, "GET", "/v1/sync/changes", params={"cursor": cursor}
+                ),
                 200,
                 "pull",
             )
@@ -149,7 +153,10 @@ def round_trip(server: str, realm_url: str, timeout: float) -> None:
         if base64.b64decode(found["payload"]) != payload or found["revision"] != 1:
             raise RoundTripError(f"device 2 got {record_id} with another payload or revision")
         print(f"ok: device 2 pulled {record_id} with the same payload")
-        bare = http.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        bare = http.get(
+            "/v1/me",
+            headers={"Authorization": f"Bearer {token}", "X-Hushchat-Device": laptop.device_id},
+        )
         if bare.status_code != 401:
             raise RoundTripError(f"a request without a DPoP proof got HTTP {bare.status_code}")
         print("ok: a request without a DPoP proof is refused (401)")
