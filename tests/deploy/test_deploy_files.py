@@ -224,6 +224,20 @@ def test_dockerfile_is_multi_stage_non_root_hashed_and_checks_a_real_route() -> 
     print("NOT run here: docker build (no Docker engine); server-image.yml builds the image")
 
 
+def test_the_build_context_is_an_allow_list_that_has_every_copy_source() -> None:
+    dockerfile = (PACKAGING / "Dockerfile").read_text("utf-8")
+    ignore = (PACKAGING / "Dockerfile.dockerignore").read_text("utf-8").splitlines()
+    rules = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
+    assert rules[0] == "*"  # .venv, .git, dist/ and data stay out
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    sources = set()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            sources |= set(line.split()[1:-1])
+    assert sources
+    assert sources <= allowed, sources - allowed
+
+
 # --- Helm chart -------------------------------------------------------------------------
 
 
