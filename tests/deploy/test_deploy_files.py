@@ -35,7 +35,15 @@ PACKAGING = ROOT / "packaging"
 CHART = PACKAGING / "helm" / "hushchat-sync"
 WORKFLOWS = ROOT / ".github" / "workflows"
 SERVER_WORKFLOW = WORKFLOWS / "server-image.yml"
-CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+#: Installed next to the running Python (bin/ or Scripts\ with .exe on Windows).
+CHECK_JSONSCHEMA = next(
+    (
+        path
+        for name in ("check-jsonschema", "check-jsonschema.exe")
+        if (path := Path(sys.executable).with_name(name)).exists()
+    ),
+    Path(sys.executable).with_name("check-jsonschema"),
+)
 SYNC_IMAGE = "hushchat-sync:local"
 ENV_NAME = re.compile(rf"\b{ENV_PREFIX}[A-Z0-9_]*[A-Z0-9]\b")
 #: The Kubernetes version values.yaml's blocks are validated against.
