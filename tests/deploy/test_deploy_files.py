@@ -14,6 +14,7 @@ Kubernetes-typed blocks of values.yaml against the Kubernetes schemas
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,7 +27,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from sync_server.routers import health
-from sync_server.settings import ENV_PREFIX, Settings
+from sync_server.sealing import generate_secrets
+from sync_server.settings import ENV_PREFIX, Settings, load_settings
 
 pytestmark = pytest.mark.deploy
 
@@ -178,6 +180,45 @@ def test_compose_sets_only_existing_settings_and_wires_its_services() -> None:
     # The key files' names as `gen-keys` prints them.
     generated = {f"{ENV_PREFIX}{n}" for n in ("SECRET_KEY", "ESCROW_PUBLIC_KEY", "ESCROW_KEK")}
     assert unknown_settings(generated | {f"{ENV_PREFIX}ESCROW_PRIVATE_KEY"}) == []
+
+
+def _compose_settings(service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings one compose service starts with (its env files as the header makes them)."""
+    compose = load_yaml(PACKAGING / "compose.yaml")
+    spec = compose["services"][service]
+    keys = {f"{ENV_PREFIX}{name}": value for name, value in generate_secrets().items()}
+    files = {
+        "sync.env": ("SECRET_KEY", "ESCROW_PUBLIC_KEY"),
+        "escrow.env": ("ESCROW_KEK", "ESCROW_PRIVATE_KEY"),
+    }
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for env_file in spec.get("env_file", []):
+        for name in files[env_file]:
+            monkeypatch.setenv(f"{ENV_PREFIX}{name}", keys[f"{ENV_PREFIX}{name}"])
+    secrets_dir = tmp_path / "run-secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    url = "postgresql+asyncpg://hushchat:pw@postgres/hushchat_sync\n"
+    (secrets_dir / "database_url").write_text(url, "utf-8")
+    for name, value in spec.get("environment", {}).items():
+        value = str(value).replace("/run/secrets", str(secrets_dir))
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
+def test_the_compose_services_start_with_their_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync = _compose_settings("sync", tmp_path, monkeypatch)
+    assert sync.problems() == []
+    assert sync.effective_database_url.startswith("postgresql+asyncpg://hushchat:pw@postgres/")
+    assert sync.escrow_kek is None and sync.escrow_private_key is None
+    assert sync.auto_migrate is False and sync.oidc_enabled
+    escrow = _compose_settings("escrow", tmp_path, monkeypatch)
+    assert escrow.escrow_process_problems() == []
+    migrate = _compose_settings("migrate", tmp_path, monkeypatch)
+    assert migrate.effective_database_url == sync.effective_database_url
 
 
 def test_compose_oidc_settings_match_the_keycloak_realm() -> None:
