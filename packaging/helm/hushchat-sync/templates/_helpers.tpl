@@ -28,6 +28,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the pre-install/pre-upgrade migration Job runs: database.migrateJob with
+PostgreSQL. The server pods then start with AUTO_MIGRATE=false; otherwise (SQLite) they
+migrate at start-up. Both templates use this one condition. */}}
+{{- define "hushchat-sync.migrateJob" -}}
+{{- if and .Values.database.migrateJob .Values.database.urlSecret.name -}}true{{- end -}}
+{{- end -}}
+
 {{/* Environment shared by the server pods and the migration job. */}}
 {{- define "hushchat-sync.env" -}}
 - name: HUSHCHAT_SYNC_SECRET_KEY_FILE
