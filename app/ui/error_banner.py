@@ -15,30 +15,30 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from app.ui.layout import set_role
 
-__all__ = ["ErrorBanner"]
+__all__ = ["Banner", "ErrorBanner"]
 
 
-class ErrorBanner(QFrame):
-    """One error with a Dismiss button (Esc while it has the focus)."""
+class Banner(QFrame):
+    """A line above the chats with a Dismiss button (Esc while it has the focus)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, name: str, what: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("errorBanner")
-        self.setAccessibleName("Error")
+        self.setObjectName(name)
+        self.setAccessibleName(what)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.text_label = QLabel()
         self.text_label.setWordWrap(True)
         self.text_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        set_role(self.text_label, "error")
         self.dismiss_button = QPushButton("&Dismiss")
-        self.dismiss_button.setAccessibleName("Dismiss the error")
+        self.dismiss_button.setAccessibleName(f"Dismiss the {what.lower()}")
         self.dismiss_button.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 6, 12, 6)
         layout.addWidget(self.text_label, 1)
         layout.addWidget(self.dismiss_button, 0, Qt.AlignmentFlag.AlignTop)
-        self._text = ""
-        self._repeats = 0
+
+    def dismiss(self) -> None:
+        """Hide the banner."""
         self.hide()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
@@ -46,6 +46,17 @@ class ErrorBanner(QFrame):
             self.dismiss()
             return
         super().keyPressEvent(event)
+
+
+class ErrorBanner(Banner):
+    """One error with a Dismiss button (Esc while it has the focus)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("errorBanner", "Error", parent)
+        set_role(self.text_label, "error")
+        self._text = ""
+        self._repeats = 0
+        self.hide()
 
     @property
     def text(self) -> str:

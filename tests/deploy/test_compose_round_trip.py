@@ -22,7 +22,7 @@ import pytest
 
 from sync_server.sealing import generate_secrets
 from tests.deploy import compose_round_trip
-from tests.integration.sync_server.support import AUDIENCE, CLIENT_ID, FakeIssuer
+from tests.integration.sync_server.support import AUDIENCE, CLIENT_ID, FakeIssuer, stop_process
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
@@ -120,12 +120,7 @@ def sync_server(tmp_path: Path, realm_url: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
         assert process.poll() is None, log.read_text()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
     assert "Traceback" not in log.read_text(), log.read_text()
 
 

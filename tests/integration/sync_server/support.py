@@ -494,3 +494,13 @@ async def solve_altcha(api: httpx.AsyncClient) -> str:
         "signature": data["signature"],
     }
     return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

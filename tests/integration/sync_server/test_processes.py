@@ -32,6 +32,7 @@ from tests.integration.sync_server.support import (
     record,
     running,
     seed_local_token,
+    stop_process,
 )
 
 
@@ -154,12 +155,7 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         if children.exists():  # the two workers (and multiprocessing's helper, if any)
             assert len(children.read_text(encoding="ascii").split()) >= 2
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
     assert process.returncode == 0, log.read_text()
     assert "Traceback" not in log.read_text()
 

@@ -36,6 +36,7 @@ from tests.integration.sync_server.support import (
     running,
     server_settings,
     settings_env,
+    stop_process,
     upload_escrow,
     x25519_keypair,
 )
@@ -303,12 +304,7 @@ def test_serve_runs_with_the_public_key_only(tmp_path: Path) -> None:
             page = http.get("/recovery/cancel", params={"token": "x" * 43})
             assert page.status_code == 404 and "text/html" in page.headers["content-type"]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
     # One uvicorn process re-raises the SIGTERM it handled after a graceful shutdown.
     assert process.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Application shutdown complete" in log.read_text()

@@ -39,6 +39,7 @@ from tests.integration.sync_server.support import (
     record,
     seed_local_token,
     skip_or_fail,
+    stop_process,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -52,15 +53,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -87,7 +79,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield f"async+redis://127.0.0.1:{port}/0"
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @dataclass
@@ -161,7 +153,7 @@ def deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
                 time.sleep(0.2)
         yield found
         for process in processes:
-            _stop(process)
+            stop_process(process)
             # uvicorn re-raises the SIGTERM it handled once shutdown is complete.
             assert process.returncode in (0, -signal.SIGTERM), found.log_text()
         assert found.log_text().count("Application shutdown complete") == 2
@@ -169,7 +161,7 @@ def deployment(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
     finally:
         for process in processes:
             if process.poll() is None:
-                _stop(process)
+                stop_process(process)
 
 
 def test_two_processes_share_the_database_the_replay_cache_and_the_limits(
