@@ -45,6 +45,15 @@ def isolate_environment(env: MutableMapping[str, str], root: Path) -> None:
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def _check_provider_types(error: type[Exception]) -> None:
+    """The built-in provider types load (a bundle must ship the modules they name)."""
+    from providers.registry import provider_types
+
+    missing = {"openai", "ollama", "anthropic"} - set(provider_types())
+    if missing:
+        raise error(f"provider types {sorted(missing)} do not load (see --debug)")
+
+
 def run_self_test() -> int:
     """Run the self-test in this process; returns the exit code."""
     started = time.perf_counter()
@@ -55,6 +64,7 @@ def run_self_test() -> int:
         from app.ui.self_test import SelfTestError, run_window_check
 
         try:
+            _check_provider_types(SelfTestError)
             timings = run_window_check(root)
         except SelfTestError as error:
             print(f"hushchat: self-test failed: {error}", file=sys.stderr)
