@@ -270,7 +270,8 @@ def cmd_package(args: list[str]) -> int:
         "--distpath", dist, "--workpath", work, SPEC, env=env,
     )  # fmt: skip
     onedir = dist / "hushchat"
-    executable = onedir / ("hushchat.exe" if IS_WINDOWS else "hushchat")
+    # On Windows hushchat.exe is windowed (no console to print to): check with the CLI one.
+    executable = onedir / ("hushchat-cli.exe" if IS_WINDOWS else "hushchat")
     outputs = [onedir]
     if sys.platform.startswith("linux"):
         share = onedir / "share"
