@@ -21,6 +21,8 @@ import pytest
 pytestmark = [
     pytest.mark.bundle,
     pytest.mark.slow,
+    # The first test builds the bundle (its fixture): about 90 s here, more on a busy runner.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(sys.platform != "linux", reason="the Linux bundle is checked here"),
 ]
 
