@@ -112,6 +112,17 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     )
     parser.add_argument("--version", action="version", version=f"hushchat {__version__}")
     parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation: offscreen window, throw-away vault, a rendered "
+        "answer, lock (touches nothing of yours); exit 0 when it works",
+    )
+    parser.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add Hushchat to the desktop's application launcher (Linux)",
+    )
+    parser.add_argument(
         "--config", metavar="FILE", help="config file (default: $HUSHCHAT_CONFIG, then the "
         "platform config file {config_path})"
     )  # fmt: skip
@@ -149,6 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("DEBUG" if args.debug else "WARNING", args.log_format or "human")
     handler: Handler | None = getattr(args, "handler", None)
+    if handler is None and args.self_test:
+        from app.self_test import run_self_test
+
+        return run_self_test()
+    if handler is None and args.install_desktop_entry:
+        from app.desktop_entry import run_install
+
+        return run_install()
     if handler is None:  # no subcommand: open the window
         problem = display_problem(os.environ, sys.platform)
         if problem is not None:
