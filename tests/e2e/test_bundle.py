@@ -31,7 +31,10 @@ VERSION = __import__("app").__version__
 # Packages of the dev tools and the test stack: never in the bundle.
 DEV_PACKAGES = ("pytest", "_pytest", "pytestqt", "ruff", "mypy", "PyInstaller", "coverage",
                 "hypothesis", "schemathesis", "pip", "tests", "sync_server", "uvloop")  # fmt: skip
-UNUSED_QT = ("QtWebEngine", "QtQuick", "QtQml", "Qt3D", "QtMultimedia", "QtPdf", "QtCharts")
+UNUSED_QT = (
+    "QtWebEngine", "QtQuick", "QtQml", "Qt3D", "QtMultimedia", "QtPdf", "QtCharts", "libQt6Network",
+    "libkrb5",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
