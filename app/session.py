@@ -402,8 +402,8 @@ class Session:
         if agent is not None:
             agent.close()
         if service is not None:
-            service.cancel_titles()
-        if library is not None:
+            service.close()  # the library, on the database thread; the runner is ours
+        elif library is not None:
             # On the database thread, after any query still running there.
             self.runner.db_sync(library.close)
 

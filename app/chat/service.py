@@ -131,6 +131,7 @@ class ChatService:
         self.library = library
         self._config_listeners: list[Callable[[], None]] = []
         self._config = config
+        self._owns_runner = runner is None
         self.runner = runner or BlockingRunner()
         self.changes = ChangeBus()
         self.api_keys = api_keys or ApiKeys(runner=self.runner)
@@ -741,6 +742,18 @@ class ChatService:
         """Cancel pending title tasks (on lock: the library is about to close)."""
         for task in list(self._title_tasks):
             task.cancel()
+
+    def close(self) -> None:
+        """Cancel the title tasks and close the library on the database thread.
+
+        The library closes after any query still running there: closing a SQLCipher
+        connection while another thread steps a statement on it crashes the process.
+        A runner this service made itself is stopped too.
+        """
+        self.cancel_titles()
+        self.runner.db_sync(self.library.close)
+        if self._owns_runner:
+            self.runner.shutdown()
 
     async def wait_for_titles(self, seconds: float) -> None:
         """Give pending title tasks up to ``seconds`` (the CLI calls this before exiting)."""

@@ -34,8 +34,7 @@ def service(llama_server: LlamaServer) -> ChatService:
     library = Library(memory_connection(), memory_connection())
     chat_service = ChatService(library, LoadedConfig(config, None, {}), checkpoint_seconds=0.05)
     yield chat_service
-    library.close()
-    chat_service.runner.shutdown()
+    chat_service.close()  # a title may still be querying on the database thread
 
 
 async def collect(turn: AsyncIterator[TurnEvent]) -> list[TurnEvent]:

@@ -3,6 +3,8 @@ that never finishes, the tokenizer estimate, titles and send-blocking verdicts."
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -250,3 +252,32 @@ async def test_a_huge_message_is_refused_before_anything_is_written(h: Harness) 
     with pytest.raises(UsageError, match="the limit is 4,000,000"):
         await h.run(h.service.send(chat.id, "x" * 4_000_001))
     assert h.library.store(Tier.STANDARD).full_thread(chat.id) == []
+
+
+async def test_close_waits_for_the_query_running_on_the_database_thread() -> None:
+    # Closing a SQLCipher connection while another thread steps a statement on it
+    # crashed the process (a title's query was running when a test closed its library).
+    service = service_for(CLOUD_ONLY)
+    chat = await service.create_chat(Tier.STANDARD)
+    store = service.library.store(Tier.STANDARD)
+    started, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def slow_query() -> None:
+        started.set()
+        assert release.wait(10)
+        seen.append(store.chat(chat.id).id)  # still open: close waits behind this
+
+    running = asyncio.ensure_future(service.runner.db(slow_query))
+    await asyncio.to_thread(started.wait, 10)
+    closer = threading.Thread(target=service.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive() and service.library.tiers  # close is waiting its turn
+    release.set()
+    await running
+    closer.join(10)
+    assert not closer.is_alive()
+    assert seen == [chat.id] and service.library.tiers == []
+    with pytest.raises(RuntimeError, match="after shutdown"):  # the runner it made is stopped
+        await service.runner.db(lambda: None)
