@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -51,7 +50,7 @@ class StorageError(HushchatError):
     """The database refused a write (disk full, read-only, damaged); nothing was lost."""
 
 
-DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlcipher3.Error, sqlite3.Error)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlcipher3.Error,)
 
 _CHAT_COLUMNS = (
     "id, title, title_source, tier, system_prompt, memory, provider, model, pinned, "

@@ -10,6 +10,7 @@ for every CI run).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -27,6 +28,12 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "linux_libraries", ROOT / "packaging" / "linux_libraries.py"
+)
+assert _spec is not None and _spec.loader is not None
+linux_libraries = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(linux_libraries)
 VERSION = __import__("app").__version__
 # Packages of the dev tools and the test stack: never in the bundle.
 DEV_PACKAGES = ("pytest", "_pytest", "pytestqt", "ruff", "mypy", "PyInstaller", "coverage",
@@ -115,6 +122,37 @@ def test_no_tests_dev_tools_or_unused_qt_modules(dist: Path) -> None:
     assert "app.ui.main_window" in modules and "providers.openai" in modules
     leaked = sorted(m for m in modules if m.split(".")[0] in DEV_PACKAGES)
     assert leaked == []
+
+
+def test_every_binary_finds_its_libraries_and_the_hosts_stay_out(dist: Path) -> None:
+    # packaging/linux_libraries.py leaves out the host's base libraries and those nothing
+    # links: every binary kept must still find each library it links, here as on a user's
+    # desktop (CI installs the same Debian packages a desktop has).
+    internal = dist / "hushchat" / "_internal"
+    binaries = [dist / "hushchat" / "hushchat"] + [
+        path for path in sorted(internal.rglob("*.so*"))
+        if path.is_file() and path.read_bytes()[:4] == b"\x7fELF"
+    ]  # fmt: skip
+    library_dirs = sorted({str(path.parent) for path in binaries if path.name.startswith("lib")})
+    env = {**os.environ, "LD_LIBRARY_PATH": ":".join(library_dirs)}
+    missing = []
+    for path in binaries:
+        result = subprocess.run(
+            ["ldd", str(path)], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        missing += [f"{path.name}: {line.strip()}" for line in result.stdout.splitlines()
+                    if "not found" in line]  # fmt: skip
+    assert missing == []
+    names = {path.name for path in binaries}
+    assert len(binaries) > 100 and "libQt6Core.so.6" in names
+    assert names.isdisjoint(linux_libraries.HOST_LIBRARIES)
+    # Nothing imports the stdlib's sqlite3 (the databases are SQLCipher's).
+    stdlib_sqlite = [
+        path for path in binaries
+        if path.name.startswith("libsqlite3")
+        or (path.name.startswith("_sqlite3") and path.parent.name == "lib-dynload")
+    ]  # fmt: skip
+    assert stdlib_sqlite == []
 
 
 def test_manifest_lists_every_file_of_the_linux_tarball(dist: Path) -> None:
