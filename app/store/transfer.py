@@ -32,7 +32,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from app.errors import UsageError
 from app.store.chats import ChatStore, new_id
 from app.store.library import Library
-from app.store.models import Chat, ChatRecord, Message, MessageStatus, Tier, TitleSource
+from app.store.models import (
+    MAX_STOP_SEQUENCES,
+    Chat,
+    ChatParams,
+    ChatRecord,
+    Message,
+    MessageStatus,
+    Tier,
+    TitleSource,
+)
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -49,7 +58,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "hushchat-export"
-EXPORT_VERSION = 1
+#: 2 added the chat's ``params``; version 1 files (no params) are read too.
+EXPORT_VERSION = 2
 IMPORT_FORMATS = ("hushchat", "chatgpt", "openwebui")
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 IMPORTED_TITLE = "Imported chat"
@@ -130,6 +140,8 @@ def _wire(item: Chat | Message, schema: type[BaseModel]) -> dict[str, Any]:
         value = getattr(item, name)
         if field_info.annotation in _TIME_TYPES:
             value = _iso(value)
+        elif isinstance(value, ChatParams):
+            value = value.to_json()
         elif isinstance(value, Enum):
             value = value.value
         result[name] = value
@@ -548,6 +560,8 @@ class _HcChat(_Strict):
     created_at: datetime
     updated_at: datetime
     active_leaf_id: str | None = None
+    # The chat's own model parameters (``ChatParams.to_json``): only those that are set.
+    params: dict[str, Any] = Field(default_factory=dict)
     messages: list[_HcMessage]
 
 
@@ -579,7 +593,7 @@ def _from_hushchat(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
             "Nothing was imported"
         )
     export: _HcExport = _validate(_HC_ADAPTER, data, "", "hushchat", source)
-    if export.version != EXPORT_VERSION:
+    if export.version not in (1, EXPORT_VERSION):
         raise _format_error(
             source, "hushchat", "version", f"version {export.version} does not exist"
         )
@@ -598,15 +612,40 @@ def _from_hushchat(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
             for m in chat.messages
         ]  # fmt: skip
         _check_tree(messages, chat.active_leaf_id, where, source)
+        params = _params(chat.params, f"{where}.params", source)
         record = Chat(
             id=chat.id, title=chat.title, title_source=chat.title_source, tier=tier,
             system_prompt=chat.system_prompt, memory=chat.memory, provider=chat.provider,
             model=chat.model, pinned=chat.pinned, active_leaf_id=chat.active_leaf_id,
             created_at=_seconds(chat.created_at) or 0.0,
-            updated_at=_seconds(chat.updated_at) or 0.0,
+            updated_at=_seconds(chat.updated_at) or 0.0, params=params,
         )  # fmt: skip
         records.append(ChatRecord(record, messages))
     return records
+
+
+_PARAM_RANGES = {
+    "temperature": "a number from 0 to 2",
+    "top_p": "a number above 0, at most 1",
+    "max_tokens": "a whole number above 0",
+    "context_size": "a whole number above 0",
+    "stop": f"a list of at most {MAX_STOP_SEQUENCES} non-empty strings",
+}
+
+
+def _params(data: dict[str, Any], where: str, source: str) -> ChatParams:
+    """A chat's parameters from an export: each one set must be valid, none unknown."""
+    params = ChatParams.from_json(data)
+    read = params.to_json()
+    for name, value in data.items():
+        if name not in _PARAM_RANGES:
+            known = ", ".join(_PARAM_RANGES)
+            raise _format_error(source, "hushchat", f"{where}.{name}", f"unknown ({known})")
+        if value is not None and read.get(name) != value:
+            raise _format_error(
+                source, "hushchat", f"{where}.{name}", f"must be {_PARAM_RANGES[name]}"
+            )
+    return params
 
 
 def _check_tree(messages: list[Message], leaf: str | None, where: str, source: str) -> None:

@@ -16,7 +16,7 @@ from app.errors import UsageError
 from app.store import transfer
 from app.store.chats import ChatNotFoundError, StorageError
 from app.store.library import Library, memory_connection
-from app.store.models import Message, MessageStatus, Tier, TitleSource
+from app.store.models import ChatParams, Message, MessageStatus, Tier, TitleSource
 from app.store.transfer import (
     EXPORT_FORMAT,
     IMPORTED_TITLE,
@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).parents[2] / "fixtures" / "transfer"
 
 CHAT_FIELDS = {
     "id", "title", "title_source", "tier", "system_prompt", "memory", "provider", "model",
-    "pinned", "created_at", "updated_at", "active_leaf_id", "messages",
+    "pinned", "created_at", "updated_at", "active_leaf_id", "params", "messages",
 }  # fmt: skip
 MESSAGE_FIELDS = {
     "id", "parent_id", "role", "content", "reasoning", "status", "error", "provider", "model",
@@ -71,6 +71,7 @@ def _populate(library: Library) -> dict[str, str]:
     chat = store.create_chat(
         title="Sorting in Python", title_source=TitleSource.USER, system_prompt="Be brief.",
         memory="Prefers examples.\n\nUses Python 3.11.", provider="local", model="llama-3b",
+        params=ChatParams(temperature=0.3, max_tokens=400, stop=("END",)),
     )  # fmt: skip
     question = store.add_message(chat.id, "user", "How do I sort a dict by value?", parent_id=None)
     first = store.add_message(
@@ -135,7 +136,7 @@ def test_export_json_has_every_field_and_every_version() -> None:
     export = export_json(library)
 
     assert export["format"] == EXPORT_FORMAT
-    assert export["version"] == 1
+    assert export["version"] == 2
     assert export["exported_at"].endswith("Z")
     by_id = {chat["id"]: chat for chat in export["chats"]}
     assert set(by_id) == {ids["chat"], ids["pinned"], ids["empty"], private.id} | {
@@ -147,6 +148,8 @@ def test_export_json_has_every_field_and_every_version() -> None:
     assert chat["tier"] == "standard" and by_id[private.id]["tier"] == "private"
     assert chat["memory"] == "Prefers examples.\n\nUses Python 3.11."
     assert chat["active_leaf_id"] == ids["stopped"]
+    assert chat["params"] == {"temperature": 0.3, "max_tokens": 400, "stop": ["END"]}
+    assert by_id[ids["empty"]]["params"] == {}  # the providers' defaults
     assert len(chat["messages"]) == 6
     assert all(set(m) == MESSAGE_FIELDS for m in chat["messages"])
     first = next(m for m in chat["messages"] if m["id"] == ids["first"])
@@ -241,6 +244,7 @@ def test_fixture_round_trips_and_lands_in_the_chosen_tier() -> None:
     export = export_json(library, ids)
     for chat in original["chats"]:
         chat["tier"] = "private"
+        chat["params"] = {}  # a version 1 file has none: the providers' defaults
     assert export["chats"] == original["chats"]
     store = library.store(Tier.PRIVATE)
     thread = store.thread(ids[0]).messages
@@ -317,6 +321,12 @@ def test_a_long_chat_imports_whole() -> None:
         (lambda d: d["chats"][0]["messages"][0].update(status="done"),
          "chats[0].messages[0].status", "'complete', 'partial', 'stopped' or 'error'"),
         (lambda d: d.update(version=0), "version", "version 0 does not exist"),
+        (lambda d: d["chats"][0].update(params={"temperature": 5}),
+         "chats[0].params.temperature", "must be a number from 0 to 2"),
+        (lambda d: d["chats"][0].update(params={"stop": ["", "x"]}),
+         "chats[0].params.stop", "non-empty strings"),
+        (lambda d: d["chats"][0].update(params={"seed": 7}), "chats[0].params.seed", "unknown"),
+        (lambda d: d["chats"][0].update(params=[0.5]), "chats[0].params", "valid dictionary"),
     ],
 )  # fmt: skip
 def test_inconsistent_hushchat_files_are_refused(
@@ -541,7 +551,7 @@ MALFORMED = [
     ("hushchat_missing_field.json", None, "chats[1].messages[0].content: field required"),
     ("hushchat_bad_role.json", None, "chats[0].messages[1].role: input should be 'system', 'user'"),
     ("hushchat_truncated.json", None, "is not valid JSON (line 91"),
-    ("hushchat_version_2.json", None, "version: this export is format version 2, newer"),
+    ("hushchat_version_3.json", None, "version: this export is format version 3, newer"),
     ("chatgpt_wrong_top_level.json", "chatgpt",
      "the top level: expected a list of conversations, found an object"),
     ("chatgpt_wrong_top_level.json", None, "cannot tell which app exported this file"),
