@@ -19,6 +19,7 @@ last attachment row goes (a message deleted, a chat reset or purged).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -148,23 +149,23 @@ def store_blob(
 
 def blob_chunks(conn: Any, sha256: str) -> Iterator[bytes]:
     """The chunks of a stored blob, in order, one row read per step; raises
-    ``LookupError`` when the blob is not stored or is missing chunks."""
-    row = conn.execute(
-        "SELECT b.id, b.size, COUNT(c.idx) FROM blobs b LEFT JOIN blob_chunks c "
-        "ON c.blob_id = b.id WHERE b.sha256 = ? GROUP BY b.id",
-        (sha256,),
-    ).fetchone()
+    ``LookupError`` when the blob is not stored, and (once its chunks run out) when they
+    do not add up to its size."""
+    row = conn.execute("SELECT id, size FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
     if row is None:
         raise LookupError(f"blob {sha256} is not stored")
-    blob_id, count = row[0], int(row[2])
-    return _chunks(conn, blob_id, count)
+    return _chunks(conn, int(row[0]), int(row[1]))
 
 
-def _chunks(conn: Any, blob_id: int, count: int) -> Iterator[bytes]:
-    for index in range(count):
+def _chunks(conn: Any, blob_id: int, size: int) -> Iterator[bytes]:
+    total = 0
+    for index in itertools.count():
         row = conn.execute(
             "SELECT data FROM blob_chunks WHERE blob_id = ? AND idx = ?", (blob_id, index)
         ).fetchone()
         if row is None:
-            raise LookupError(f"chunk {index} of blob {blob_id} is missing")
+            break
+        total += len(row[0])
         yield bytes(row[0])
+    if total != size:
+        raise LookupError(f"blob {blob_id} has {total} of its {size} bytes: a chunk is missing")

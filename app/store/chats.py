@@ -961,9 +961,10 @@ class ChatStore:
         """An attachment's bytes as chunks of at most ``blobs.CHUNK_SIZE`` bytes, in order."""
         attachment = self.attachment(attachment_id)
         try:
-            return blobs.blob_chunks(self._conn, attachment.sha256)
+            chunks = blobs.blob_chunks(self._conn, attachment.sha256)
         except LookupError:
             raise _missing_content(attachment) from None
+        return _reporting_damage(chunks, attachment)
 
     def save_attachment(self, attachment_id: str, path: str | os.PathLike[str]) -> Path:
         """Write an attachment to ``path`` atomically (temp file in the same folder, fsync,
@@ -1074,6 +1075,14 @@ def _remaining_size(handle: BinaryIO) -> int | None:
     end = handle.seek(0, io.SEEK_END)
     handle.seek(start)
     return max(0, end - start)
+
+
+def _reporting_damage(chunks: Iterator[bytes], attachment: Attachment) -> Iterator[bytes]:
+    """The chunks, a missing one reported as damage to this attachment (StorageError)."""
+    try:
+        yield from chunks
+    except LookupError:
+        raise _missing_content(attachment) from None
 
 
 def _verified(chunks: Iterable[bytes], attachment: Attachment) -> Iterator[bytes]:

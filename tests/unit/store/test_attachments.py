@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import sqlcipher3
 
+from app.errors import UsageError
 from app.store import blobs
 from app.store.blobs import CHUNK_SIZE, AttachmentRefusedError
 from app.store.chats import ChatNotFoundError, ChatStore, StorageError
@@ -289,6 +290,58 @@ def test_save_refuses_damaged_content_and_leaves_the_target_alone(
         store.save_attachment(attachment.id, target)
     assert target.read_bytes() == b"what was there"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+class FailingDisk(Pipe):
+    """A stream whose second read fails, like a file on a disk that went away."""
+
+    def __init__(self) -> None:
+        super().__init__(b"a" * (3 * CHUNK_SIZE))
+        self._reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self._reads += 1
+        if self._reads == 2:
+            raise OSError(5, "Input/output error")
+        return super().read(size)
+
+
+def test_a_read_error_half_way_refuses_the_file_and_keeps_nothing(store: ChatStore) -> None:
+    message_id = message_in(store)
+    with pytest.raises(AttachmentRefusedError, match=r"disk\.bin could not be read \(Input/output"):
+        store.add_attachment(message_id, FailingDisk(), name="disk.bin", max_size=LIMIT)  # type: ignore[arg-type]
+    assert counts(store._conn) == (0, 0, 0)
+
+
+def test_saving_to_a_missing_folder_says_so(store: ChatStore, tmp_path: Path) -> None:
+    attachment = store.add_attachment(
+        message_in(store), io.BytesIO(b"x"), name="x.txt", max_size=LIMIT
+    )
+    with pytest.raises(UsageError, match=r"x\.txt could not be saved to .*choose another folder"):
+        store.save_attachment(attachment.id, tmp_path / "no" / "such" / "x.txt")
+
+
+def test_missing_chunks_are_reported_as_damage(store: ChatStore) -> None:
+    attachment = store.add_attachment(
+        message_in(store), io.BytesIO(b"y" * (CHUNK_SIZE + 1)), name="y", max_size=LIMIT
+    )
+    store._conn.execute("DELETE FROM blob_chunks WHERE idx = 1")
+    with pytest.raises(StorageError, match="y is missing or damaged"):
+        content(store, attachment.id)
+    store._conn.execute("DELETE FROM blob_chunks")
+    store._conn.execute("PRAGMA foreign_keys = OFF")
+    store._conn.execute("DELETE FROM blobs")
+    with pytest.raises(StorageError, match="y is missing or damaged"):
+        store.read_attachment(attachment.id)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(1, "1 byte"), (512, "512 bytes"), (1536, "1.5 KB"), (50 * 2**20, "50.0 MB"),
+     (3 * 2**30, "3.0 GB")],
+)  # fmt: skip
+def test_sizes_read_as_people_write_them(size: int, text: str) -> None:
+    assert blobs.format_size(size) == text
 
 
 # --- migration -------------------------------------------------------------------------------
