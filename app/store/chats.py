@@ -7,6 +7,9 @@ visible thread is the path from the root to its ``active_leaf_id``; it is read
 backwards from the leaf one primary-key lookup per message, so the newest page
 of a 10,000-message chat costs as much as the newest page of a short one.
 
+Messages carry attachments: their bytes are content-addressed, chunked blobs in the
+same database (``app.store.blobs``), deleted with the last attachment that uses them.
+
 All methods are blocking and expect an autocommit connection
 (``isolation_level=None``); each write is one explicit transaction.
 """
@@ -14,18 +17,27 @@ All methods are blocking and expect an autocommit connection
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
+import mimetypes
+import os
+import stat
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import sqlcipher3
 
-from app.errors import ExitCode, HushchatError
+from app.errors import ExitCode, HushchatError, UsageError
+from app.store import blobs
+from app.store.blobs import AttachmentRefusedError
 from app.store.migrations import migrate
 from app.store.models import (
     DEFAULT_TITLE,
+    Attachment,
     Chat,
     ChatParams,
     ChatRecord,
@@ -38,6 +50,7 @@ from app.store.models import (
     TitleSource,
 )
 from app.store.sync_state import SyncState
+from app.vault.atomic_file import write_chunks_atomically
 
 
 class ChatNotFoundError(HushchatError):
@@ -60,6 +73,9 @@ _MESSAGE_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
     "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms, "
     "selected_at"
+)
+_ATTACHMENT_COLUMNS = (
+    "id, message_id, chat_id, name, media_type, size, sha256, position, created_at"
 )
 _MESSAGE_FIELDS = {
     "content",
@@ -108,6 +124,10 @@ def _chat(row: Sequence[Any]) -> Chat:
         deleted_at=row[12],
         params=ChatParams.from_text(row[13]),
     )
+
+
+def _attachment(row: Sequence[Any]) -> Attachment:
+    return Attachment(*row)
 
 
 def _summary(row: Sequence[Any]) -> ChatSummary:
@@ -342,11 +362,19 @@ class ChatStore:
         """A chat (deleted or not) with every message version, for a move or an export."""
         return ChatRecord(self.chat(chat_id, include_deleted=True), self.all_messages(chat_id))
 
-    def insert_records(self, records: Sequence[ChatRecord], *, incoming: bool = False) -> None:
+    def insert_records(
+        self,
+        records: Sequence[ChatRecord],
+        *,
+        incoming: bool = False,
+        attachments_from: ChatStore | None = None,
+    ) -> None:
         """Write whole chats in one transaction: all or nothing.
 
         ``incoming`` marks them as the hidden first step of a move between tiers
         (see ``app.store.library``); ``finish_incoming`` makes them visible.
+        ``attachments_from`` (the source of a move) copies the chats' attachments from
+        that store in the same transaction, chunk by chunk.
         """
         with self.transaction():
             # A reply may come before its parent in a record's message list.
@@ -373,6 +401,8 @@ class ChatStore:
                         for m in record.messages
                     ],
                 )  # fmt: skip
+                if attachments_from is not None:
+                    self._copy_attachments(attachments_from, chat.id)
 
     def incoming(self) -> list[str]:
         """Chats copied here by a move that has not finished (see ``app.store.library``)."""
@@ -791,6 +821,182 @@ class ChatStore:
         row = self._conn.execute("SELECT COUNT(*) FROM messages WHERE chat_id = ?", (chat_id,))
         return int(row.fetchone()[0])
 
+    # --- attachments -------------------------------------------------------------------------
+
+    def add_attachment(
+        self,
+        message_id: str,
+        source: BinaryIO | str | os.PathLike[str],
+        *,
+        max_size: int,
+        name: str | None = None,
+        media_type: str | None = None,
+        attachment_id: str | None = None,
+    ) -> Attachment:
+        """Attach a file (a path, or a binary file object read from its position) to a message.
+
+        The bytes are read, hashed and written ``blobs.CHUNK_SIZE`` at a time, in one
+        transaction with the attachment row (a savepoint when the caller's transaction
+        also adds the message), so a crash leaves the whole attachment or nothing.
+        Content already stored is not stored again. An empty file, or one over
+        ``max_size`` bytes (the ``attachments.max_size_mb`` setting), is refused with
+        ``AttachmentRefusedError`` and nothing is written. ``name`` defaults to the file's
+        name, ``media_type`` to the type its extension suggests.
+        """
+        if max_size <= 0:
+            raise ValueError("max_size must be positive")
+        message = self.message(message_id)
+        if isinstance(source, str | os.PathLike):
+            path = Path(source)
+            label = _attachment_name(name or path.name)
+            try:
+                handle = path.open("rb")
+            except OSError as error:
+                raise AttachmentRefusedError(
+                    f"{label} could not be opened ({error.strerror or type(error).__name__}); "
+                    "check that the file exists and that you may read it"
+                ) from error
+            with handle:
+                return self._attach(message, handle, label, max_size, media_type, attachment_id)
+        raw_name = getattr(source, "name", None)
+        label = _attachment_name(name or (raw_name if isinstance(raw_name, str) else ""))
+        return self._attach(message, source, label, max_size, media_type, attachment_id)
+
+    def _attach(
+        self,
+        message: Message,
+        handle: BinaryIO,
+        label: str,
+        max_size: int,
+        media_type: str | None,
+        attachment_id: str | None,
+    ) -> Attachment:
+        size = _remaining_size(handle)
+        if size == 0:
+            raise blobs.empty(label)
+        if size is not None and size > max_size:
+            raise blobs.too_large(label, max_size, size)
+        known: tuple[str, int] | None = None
+        start = _position(handle)
+        if start is not None:
+            # Hash first (outside the write lock) so a duplicate is never written.
+            known = blobs.hash_source(blobs.file_chunks(handle, label), label, max_size)
+            handle.seek(start)
+        attachment_id = attachment_id or new_id()
+        media_type = media_type or mimetypes.guess_type(label)[0] or "application/octet-stream"
+        with self.transaction(), self._savepoint("attach"):
+            if known is not None and blobs.has_blob(self._conn, known[0]):
+                sha256, size = known
+            else:
+                sha256, size = blobs.store_blob(
+                    self._conn,
+                    blobs.file_chunks(handle, label),
+                    name=label,
+                    max_size=max_size,
+                    clock=self._clock,
+                )
+            self._insert_attachment(
+                Attachment(attachment_id, message.id, message.chat_id, label, media_type,
+                           size, sha256, self._next_position(message.id), self._clock())
+            )  # fmt: skip
+        return self.attachment(attachment_id)
+
+    def _next_position(self, message_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT COALESCE(MAX(position) + 1, 0) FROM attachments WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def _insert_attachment(self, attachment: Attachment) -> None:
+        a = attachment
+        self._conn.execute(
+            f"INSERT INTO attachments ({_ATTACHMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (a.id, a.message_id, a.chat_id, a.name, a.media_type, a.size, a.sha256,
+             a.position, a.created_at),
+        )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _savepoint(self, name: str) -> Iterator[None]:
+        """A nested transaction: on error only what ran inside it is undone."""
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # A failed statement may already have ended the whole transaction.
+            with contextlib.suppress(*DATABASE_ERRORS):
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+            raise
+        self._conn.execute(f"RELEASE {name}")
+
+    def attachment(self, attachment_id: str) -> Attachment:
+        """The attachment with this id; ChatNotFoundError if there is none here."""
+        row = self._conn.execute(
+            f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments WHERE id = ?", (attachment_id,)
+        ).fetchone()
+        if row is None:
+            raise ChatNotFoundError(f"no attachment with id {attachment_id}")
+        return _attachment(row)
+
+    def attachments(self, message_id: str) -> list[Attachment]:
+        """A message's attachments, in the order they were added."""
+        rows = self._conn.execute(
+            f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments WHERE message_id = ? ORDER BY position",
+            (message_id,),
+        ).fetchall()
+        return [_attachment(r) for r in rows]
+
+    def chat_attachments(self, chat_id: str) -> list[Attachment]:
+        """Every attachment of a chat (every message version), oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_ATTACHMENT_COLUMNS} FROM attachments WHERE chat_id = ? "
+            "ORDER BY created_at, position, rowid",
+            (chat_id,),
+        ).fetchall()
+        return [_attachment(r) for r in rows]
+
+    def read_attachment(self, attachment_id: str) -> Iterator[bytes]:
+        """An attachment's bytes as chunks of at most ``blobs.CHUNK_SIZE`` bytes, in order."""
+        attachment = self.attachment(attachment_id)
+        try:
+            chunks = blobs.blob_chunks(self._conn, attachment.sha256)
+        except LookupError:
+            raise _missing_content(attachment) from None
+        return _reporting_damage(chunks, attachment)
+
+    def save_attachment(self, attachment_id: str, path: str | os.PathLike[str]) -> Path:
+        """Write an attachment to ``path`` atomically (temp file in the same folder, fsync,
+        rename), checking its hash on the way; an existing file there is replaced."""
+        attachment = self.attachment(attachment_id)
+        target = Path(path)
+        chunks = _verified(self.read_attachment(attachment_id), attachment)
+        try:
+            write_chunks_atomically(target, chunks)
+        except OSError as error:
+            raise UsageError(
+                f"{attachment.name} could not be saved to {target} "
+                f"({error.strerror or type(error).__name__}); choose another folder or free "
+                "some space"
+            ) from error
+        return target
+
+    def _copy_attachments(self, source: ChatStore, chat_id: str) -> None:
+        """Copy a chat's attachments (and any blob missing here) from ``source``
+        (inside the caller's transaction)."""
+        for attachment in source.chat_attachments(chat_id):
+            if not blobs.has_blob(self._conn, attachment.sha256):
+                sha256, _ = blobs.store_blob(
+                    self._conn,
+                    source.read_attachment(attachment.id),
+                    name=attachment.name,
+                    max_size=attachment.size,
+                    clock=self._clock,
+                )
+                if sha256 != attachment.sha256:
+                    raise _missing_content(attachment)
+            self._insert_attachment(attachment)
+
     # --- search ------------------------------------------------------------------------------
 
     def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
@@ -838,6 +1044,63 @@ def fts_query(text: str) -> str:
     quoted = [f'"{w}"' for w in words]
     quoted[-1] += "*"
     return " ".join(quoted)
+
+
+def _attachment_name(name: str) -> str:
+    """The file name an attachment is shown and saved under: no folders, not empty."""
+    base = Path(name.replace("\\", "/")).name.strip()
+    return base[:255] or "attachment"
+
+
+def _position(handle: BinaryIO) -> int | None:
+    """Where a seekable file object stands; None when it cannot seek back (a pipe)."""
+    try:
+        return handle.tell() if handle.seekable() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _remaining_size(handle: BinaryIO) -> int | None:
+    """How many bytes are left to read, when that can be known without reading them."""
+    start = _position(handle)
+    try:
+        info = os.fstat(handle.fileno())
+    except (OSError, ValueError, AttributeError):
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode):
+        return max(0, info.st_size - (start or 0))
+    if start is None:
+        return None
+    end = handle.seek(0, io.SEEK_END)
+    handle.seek(start)
+    return max(0, end - start)
+
+
+def _reporting_damage(chunks: Iterator[bytes], attachment: Attachment) -> Iterator[bytes]:
+    """The chunks, a missing one reported as damage to this attachment (StorageError)."""
+    try:
+        yield from chunks
+    except LookupError:
+        raise _missing_content(attachment) from None
+
+
+def _verified(chunks: Iterable[bytes], attachment: Attachment) -> Iterator[bytes]:
+    """The chunks, checked against the attachment's size and hash after the last one."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    if size != attachment.size or digest.hexdigest() != attachment.sha256:
+        raise _missing_content(attachment)
+
+
+def _missing_content(attachment: Attachment) -> StorageError:
+    return StorageError(
+        f"the content of {attachment.name} is missing or damaged in the chat database; "
+        "restore the profile from a backup"
+    )
 
 
 def _storage_error(error: Exception) -> StorageError:

@@ -164,7 +164,8 @@ class Library:
     # --- moving between tiers ----------------------------------------------------------------
 
     def move(self, chat_id: str, to_tier: Tier) -> Chat:
-        """Move a chat (with every message version) to another tier, crash-safely."""
+        """Move a chat (with every message version and attachment) to another tier,
+        crash-safely."""
         source = self.store_of(chat_id)
         if source.tier == to_tier:
             return source.chat(chat_id)
@@ -172,7 +173,7 @@ class Library:
             raise UsageError("a saved chat cannot become Ephemeral; start an Ephemeral chat")
         destination = self.store(to_tier)
         record = source.record(chat_id)
-        destination.insert_records([record], incoming=True)
+        destination.insert_records([record], incoming=True, attachments_from=source)
         source.remove_moved(chat_id)
         destination.finish_incoming(chat_id)
         log.info("moved a chat from %s to %s", source.tier.value, to_tier.value)

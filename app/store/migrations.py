@@ -257,6 +257,52 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        6,
+        "add_attachments_and_blobs",
+        # Content-addressed blobs (sha256), stored as numbered chunks so a large file
+        # is never one value in memory. Chunks live in a rowid table: SQLite advises
+        # against WITHOUT ROWID for rows holding large BLOBs. A blob is written under
+        # a provisional name and renamed to its hash when the last chunk is in, inside
+        # the transaction that adds its attachment row (see app/store/blobs.py).
+        # Deleting a message cascades to its attachments; the trigger then drops a
+        # blob (and its chunks) that no attachment references any more.
+        """
+        CREATE TABLE blobs (
+            id          INTEGER PRIMARY KEY,
+            sha256      TEXT NOT NULL UNIQUE,
+            size        INTEGER NOT NULL,
+            chunk_size  INTEGER NOT NULL,
+            created_at  REAL NOT NULL
+        );
+        CREATE TABLE blob_chunks (
+            blob_id  INTEGER NOT NULL REFERENCES blobs (id),
+            idx      INTEGER NOT NULL,
+            data     BLOB NOT NULL,
+            PRIMARY KEY (blob_id, idx)
+        );
+        CREATE TABLE attachments (
+            id          TEXT PRIMARY KEY,
+            message_id  TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            chat_id     TEXT NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+            sha256      TEXT NOT NULL REFERENCES blobs (sha256),
+            name        TEXT NOT NULL,
+            media_type  TEXT NOT NULL,
+            size        INTEGER NOT NULL,
+            position    INTEGER NOT NULL,
+            created_at  REAL NOT NULL
+        );
+        CREATE INDEX attachments_by_message ON attachments (message_id, position);
+        CREATE INDEX attachments_by_chat ON attachments (chat_id);
+        CREATE INDEX attachments_by_blob ON attachments (sha256);
+        CREATE TRIGGER attachments_release_blob AFTER DELETE ON attachments
+        WHEN NOT EXISTS (SELECT 1 FROM attachments WHERE sha256 = old.sha256) BEGIN
+            DELETE FROM blob_chunks
+                WHERE blob_id = (SELECT id FROM blobs WHERE sha256 = old.sha256);
+            DELETE FROM blobs WHERE sha256 = old.sha256;
+        END;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -1,4 +1,4 @@
-"""The store's records: chats, messages, pages of a thread, search hits."""
+"""The store's records: chats, messages, attachments, pages of a thread, search hits."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from app.tiers import Tier
 
 __all__ = [
     "DEFAULT_TITLE",
+    "Attachment",
     "Chat",
     "ChatParams",
     "ChatRecord",
@@ -166,6 +167,22 @@ class Message:
     # Versions: this message is number ``version`` of ``versions`` siblings.
     version: int = 1
     versions: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file attached to a message; its bytes are the blob ``sha256`` (shared by every
+    attachment with the same content) and are read with ``ChatStore.read_attachment``."""
+
+    id: str
+    message_id: str
+    chat_id: str
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    position: int  # order among the message's attachments, from 0
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)

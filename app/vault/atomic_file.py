@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["fsync_directory", "write_atomically"]
+__all__ = ["fsync_directory", "write_atomically", "write_chunks_atomically"]
 
 
 def fsync_directory(directory: Path) -> None:
@@ -27,12 +28,20 @@ def fsync_directory(directory: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either old or new content."""
+    write_chunks_atomically(path, (data,), mode=mode)
+
+
+def write_chunks_atomically(path: Path, chunks: Iterable[bytes], *, mode: int = 0o600) -> None:
+    """``write_atomically`` for content too large to hold at once: the chunks are written
+    one by one to the temp file. If the iterator raises, the temp file is removed and
+    ``path`` is untouched."""
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     temp_path = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         temp_path.chmod(mode)
