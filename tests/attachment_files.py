@@ -154,3 +154,29 @@ def webp_header(width: int, height: int, chunk: str = "VP8X") -> bytes:
         body = b"\x00\x00\x00\x9d\x01\x2a" + struct.pack("<HH", width, height)
     data = b"WEBP" + chunk.encode("ascii") + struct.pack("<I", len(body)) + body
     return b"RIFF" + struct.pack("<I", len(data)) + data
+
+
+def lying_zip(name: str, real_bytes: int, declared_bytes: int) -> bytes:
+    """A zip of one deflated member of ``real_bytes`` zeros whose headers declare it
+    ``declared_bytes`` long, with the CRC of that many zeros: the declared sizes pass
+    any directory check, the stream does not."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = bytes(1024 * 1024)
+    pieces = []
+    left = real_bytes
+    while left > 0:
+        pieces.append(compressor.compress(block[: min(left, len(block))]))
+        left -= len(block)
+    pieces.append(compressor.flush())
+    packed = b"".join(pieces)
+    crc = zlib.crc32(bytes(declared_bytes))
+    encoded = name.encode("ascii")
+    sizes = struct.pack("<III", crc, len(packed), declared_bytes)
+    local = struct.pack("<IHHHHH", 0x04034B50, 20, 0, 8, 0, 0) + sizes
+    local += struct.pack("<HH", len(encoded), 0) + encoded
+    central = struct.pack("<IHHHHHH", 0x02014B50, 20, 20, 0, 8, 0, 0) + sizes
+    central += struct.pack("<HHHHHII", len(encoded), 0, 0, 0, 0, 0, 0) + encoded
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(packed), 0
+    )
+    return local + packed + central + end

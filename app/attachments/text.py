@@ -92,11 +92,11 @@ _BLOCKS = frozenset(
         "address", "article", "aside", "blockquote", "caption", "dd", "details", "div",
         "dl", "dt", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
         "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary",
-        "table", "title", "tr", "ul",
+        "table", "tr", "ul",
     }
 )  # fmt: skip
 _CELLS = frozenset({"td", "th"})
-# Stand-ins while lines are cleaned up (decoded text holds no NUL: _is_binary refuses it).
+# Stand-ins while lines are cleaned up (html_to_text drops any NUL of the page first).
 _CELL_MARK = "\x00c"
 _PRE_NEWLINE = "\x00n"
 _PRE_SPACE = "\x00s"
@@ -158,7 +158,7 @@ class _TextOfHtml(HTMLParser):
 def html_to_text(html: str) -> str:
     """The readable text of an HTML page: title first, then the body's text."""
     parser = _TextOfHtml()
-    parser.feed(html)
+    parser.feed(html.replace("\x00", ""))
     parser.close()
     raw = "".join(parser.pieces)
     lines = [

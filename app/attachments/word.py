@@ -2,16 +2,19 @@
 
 A .docx is a zip archive. Before any member is inflated, its central directory must
 show a plausible document: few enough members, a total unpacked size under a limit,
-and no member that claims to grow by more than a set ratio. Reading through
-``zipfile`` never yields more than a member's declared size (a member that inflates
-past it fails its CRC check), so the declared sizes checked here bound the memory.
-python-docx parses XML with entity resolution off, so entity expansion is no way round.
+and no member that claims to grow by more than a set ratio. Declared sizes can lie:
+``zipfile`` stops a member at its declared size, but a one-call ``read()`` (what
+python-docx does) first inflates the whole stream, up to 1 GiB, then cuts it. So the
+members are copied, in small blocks, into an uncompressed archive that python-docx
+reads instead: memory stays within the declared sizes the check allowed. python-docx
+parses XML with entity resolution off, so entity expansion is no way round either.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -86,11 +89,12 @@ def docx_text(shown: str, data: bytes, limits: ZipLimits) -> str:
     .docx), or no text (the document has none).
     """
     check_zip(shown, data, limits)
+    stored = _stored_copy(shown, data)
     import docx
     from docx.opc.exceptions import OpcError
 
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(stored)
         text = "\n".join(_blocks(document.iter_inner_content())).strip()
     except (OpcError, zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:
         # A missing part, a wrong content type ("not a Word file"), malformed XML
@@ -107,6 +111,40 @@ def docx_text(shown: str, data: bytes, limits: ZipLimits) -> str:
             reason=RefusalReason.NO_TEXT,
         )
     return text
+
+
+# Inflating this much output at a time bounds the memory of one read.
+_READ_BLOCK = 64 * 1024
+
+
+def _stored_copy(shown: str, data: bytes) -> io.BytesIO:
+    """The archive re-written with its members stored uncompressed, each inflated in
+    ``_READ_BLOCK`` pieces and cut at its declared size (see the module's docstring)."""
+    copy = io.BytesIO()
+    try:
+        with (
+            zipfile.ZipFile(io.BytesIO(data)) as source,
+            zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as target,
+        ):
+            for info in source.infolist():
+                if info.is_dir():
+                    continue
+                with source.open(info) as member, target.open(info.filename, "w") as out:
+                    while block := member.read(_READ_BLOCK):
+                        out.write(block)
+    except (
+        zipfile.BadZipFile,  # a CRC that does not match, a damaged header
+        zlib.error,  # a damaged deflate stream
+        NotImplementedError,  # a compression method zipfile lacks
+        RuntimeError,  # an encrypted member
+        EOFError,
+        OSError,
+        ValueError,
+    ) as exc:
+        log_parser_failure("DOCX zip", exc, expected=True)
+        raise _damaged(shown) from exc
+    copy.seek(0)
+    return copy
 
 
 def _blocks(blocks: Iterable[Paragraph | Table]) -> Iterable[str]:

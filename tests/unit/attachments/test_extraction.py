@@ -24,6 +24,7 @@ from app.errors import ExitCode, UsageError
 from tests.attachment_files import (
     docx_bytes,
     encrypted_pdf_bytes,
+    lying_zip,
     pdf_bytes,
     png_bytes,
     zip_with_zeros,
@@ -311,6 +312,20 @@ def test_a_zip_bomb_docx_is_refused_fast_without_inflating_it(huge_member_docx: 
     assert error.reason is RefusalReason.ZIP_BOMB
     assert "would unpack to 300 MB, over the 128 MB limit" in str(error)
     assert "zip bomb" in str(error)
+
+
+def test_a_docx_member_that_lies_about_its_size_is_never_inflated_whole() -> None:
+    # The directory declares 1,000 bytes (the CRC matches them); the stream holds 200 MiB.
+    # python-docx's one-call read() would inflate all of it before cutting it short.
+    data = lying_zip("[Content_Types].xml", 200 * MIB, 1000)
+    tracemalloc.start()
+    try:
+        error = refusal("liar.docx", data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MIB
+    assert error.reason is RefusalReason.DAMAGED
 
 
 def test_a_zip_bomb_under_the_size_limit_is_caught_by_its_ratio() -> None:
