@@ -31,7 +31,24 @@ def _content(lines: Sequence[str] | None) -> bytes:
 def pdf_bytes(pages: Sequence[Sequence[str] | None]) -> bytes:
     """A valid PDF with one page per item: its lines of text, or ``None`` for a page
     without a text layer."""
-    count = len(pages)
+    return _pdf([(_content(lines), b"") for lines in pages])
+
+
+def flate_bomb_pdf(inflated_bytes: int) -> bytes:
+    """A one-page PDF whose content stream (a line of text, then spaces) inflates to
+    ``inflated_bytes``, compressed a piece at a time."""
+    compressor = zlib.compressobj(9)
+    pieces = [compressor.compress(b"BT /F1 11 Tf 72 700 Td (Bomb) Tj ET\n")]
+    block = b" " * (1024 * 1024)
+    for _ in range(inflated_bytes // len(block)):
+        pieces.append(compressor.compress(block))
+    pieces.append(compressor.flush())
+    return _pdf([(b"".join(pieces), b" /Filter /FlateDecode")])
+
+
+def _pdf(contents: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """The PDF file of pages with these content streams (and their extra stream keys)."""
+    count = len(contents)
     page_ids = [4 + 2 * n for n in range(count)]
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -40,13 +57,14 @@ def pdf_bytes(pages: Sequence[Sequence[str] | None]) -> bytes:
         + b"] /Count %d >>" % count,
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
-    for n, lines in enumerate(pages):
-        content = _content(lines)
+    for n, (content, keys) in enumerate(contents):
         objects.append(
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
             b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (page_ids[n] + 1)
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+        objects.append(
+            b"<< /Length %d%s >>\nstream\n" % (len(content), keys) + content + b"\nendstream"
+        )
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

@@ -24,6 +24,7 @@ from app.errors import ExitCode, UsageError
 from tests.attachment_files import (
     docx_bytes,
     encrypted_pdf_bytes,
+    flate_bomb_pdf,
     lying_zip,
     pdf_bytes,
     png_bytes,
@@ -195,6 +196,18 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def test_a_pdf_stream_that_inflates_past_the_cap_is_refused_within_bounded_memory() -> None:
+    data = flate_bomb_pdf(100 * MIB)  # about 100 KB
+    tracemalloc.start()
+    try:
+        error = refusal("bomb.pdf", data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error.reason is RefusalReason.DAMAGED
+    assert peak < 48 * MIB  # pypdf's own cap (75 MB) peaks at about 150 MiB
 
 
 def test_pypdf_log_records_never_reach_the_app_log(caplog: pytest.LogCaptureFixture) -> None:
