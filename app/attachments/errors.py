@@ -5,8 +5,8 @@ exits 2), whose ``str()`` names the file, says what is wrong and what to do::
 
     HushchatError
     └── UsageError
-        └── AttachmentError     reason: a ``RefusalReason`` (empty, too large, unsupported
-                                type, damaged, encrypted, zip bomb, no text)
+        └── AttachmentError     reason: a ``RefusalReason`` (unreadable, empty, too large,
+                                unsupported type, damaged, encrypted, zip bomb, no text)
 
 Callers that need to tell the cases apart (tests, the window choosing an icon) read
 ``reason``; nobody parses the message.
@@ -22,6 +22,7 @@ from app.errors import UsageError
 class RefusalReason(StrEnum):
     """Why a file cannot be attached."""
 
+    UNREADABLE = "unreadable"
     EMPTY = "empty"
     TOO_LARGE = "too_large"
     UNSUPPORTED_TYPE = "unsupported_type"

@@ -75,8 +75,17 @@ def page_label(name: str, page: int) -> str:
 def extract_file(path: Path, limits: Limits | None = None) -> Extracted:
     """``extract`` the file at ``path``; an oversized file is refused before it is read."""
     limits = limits or Limits()
-    _check_size(path.name, path.stat().st_size, limits)
-    return extract(path.name, path.read_bytes(), limits)
+    try:
+        _check_size(path.name, path.stat().st_size, limits)
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AttachmentError(
+            f"{path} cannot be read ({reason}). Check the path, that it is a file and "
+            "that you may read it.",
+            reason=RefusalReason.UNREADABLE,
+        ) from exc
+    return extract(path.name, data, limits)
 
 
 def extract(name: str, data: bytes, limits: Limits | None = None) -> Extracted:
@@ -106,7 +115,7 @@ def extract(name: str, data: bytes, limits: Limits | None = None) -> Extracted:
         text = html_to_text(text)
     if not text.strip():
         raise AttachmentError(
-            f"{shown} holds only blank space, so there is no text to attach.",
+            f"{shown} has no text to read (it is blank), so there is nothing to attach.",
             reason=RefusalReason.NO_TEXT,
         )
     parts = (Part(text, shown),)

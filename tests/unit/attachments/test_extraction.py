@@ -389,6 +389,18 @@ def test_extract_file_refuses_an_oversized_file_without_reading_it(
     assert str(caught.value).startswith("huge.txt is 60 MB, over the 50 MB limit")
 
 
+@pytest.mark.parametrize("make", ["missing", "directory"])
+def test_extract_file_refuses_a_path_it_cannot_read(tmp_path: Path, make: str) -> None:
+    path = tmp_path / "report.pdf"
+    if make == "directory":
+        path.mkdir()
+    with pytest.raises(AttachmentError) as caught:
+        extract_file(path)
+    assert caught.value.reason is RefusalReason.UNREADABLE
+    assert str(caught.value).startswith(f"{path} cannot be read (")
+    assert "Check the path" in str(caught.value)
+
+
 def test_extract_file_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.md"
     path.write_bytes(b"# Notes\n")
