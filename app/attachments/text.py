@@ -3,6 +3,8 @@ that are not text refused, and the readable text of an HTML page."""
 
 from __future__ import annotations
 
+import codecs
+import locale
 import re
 from html.parser import HTMLParser
 
@@ -22,6 +24,9 @@ _BYTE_ORDER_MARKS: tuple[tuple[bytes, str], ...] = (
 # Text is refused as binary when this share of a sample is control characters.
 _CONTROL_SHARE_LIMIT = 0.01
 _SAMPLE_CHARS = 65536
+# How much more "chaos" (charset-normalizer's share of odd characters, 0 to 1) the
+# local code page's reading may show and still be preferred (see _best_guess).
+_PREFERRED_CHAOS_MARGIN = 0.15
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\v\x1b")
 
 
@@ -57,23 +62,30 @@ def decode_text(shown: str, data: bytes) -> tuple[str, str]:
 
 
 def _best_guess(data: bytes) -> tuple[str, str] | None:
-    """charset-normalizer's best reading of ``data``, preferring Windows-1252 when it
-    reads it as well: single-byte Western text ties with Central European cp1250 and
-    others on every measure, and cp1252 (a superset of Latin-1's letters) is far more
-    common, as in the HTML standard, which reads Latin-1 labels as cp1252."""
+    """charset-normalizer's best reading of ``data``, or the local Windows code page
+    when that reads the text nearly as cleanly.
+
+    Short single-byte text is ambiguous: Western text often ties with Central European
+    cp1250, or loses by a little to Mac Central European, both of which turn "à" or
+    "ã" into other letters. The tie goes to the system's Windows code page when it has
+    one (cp1250 on a Czech Windows), else to cp1252, by far the most common (the HTML
+    standard even reads Latin-1 labels as cp1252).
+    """
     matches = from_bytes(data)
     best = matches.best()
     if best is None:
         return None
+    preferred = _local_code_page()
     for match in matches:
-        if (
-            match.encoding == "cp1252"
-            and match.chaos <= best.chaos
-            and match.coherence >= best.coherence
-        ):
+        if match.encoding == preferred and match.chaos <= best.chaos + _PREFERRED_CHAOS_MARGIN:
             best = match
             break
     return str(best), best.encoding
+
+
+def _local_code_page() -> str:
+    encoding = codecs.lookup(locale.getencoding()).name
+    return encoding if re.fullmatch(r"cp125\d", encoding) else "cp1252"
 
 
 def _is_binary(text: str) -> bool:

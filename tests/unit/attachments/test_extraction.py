@@ -81,6 +81,32 @@ def test_western_single_byte_text_is_detected(codec: str) -> None:
     assert found.encoding != "utf-8"
 
 
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        ("Le café était fermé à l'église. " * 3, "cp1252"),
+        ("A ação do coração não é fácil; você está à espera do avô. " * 4, "cp1252"),
+        ("Perché è così difficile? Città, università e caffè. " * 4, "latin-1"),
+        ("Très bien, à bientôt !", "cp1252"),
+    ],
+    ids=["french", "portuguese", "italian", "one-line"],
+)
+def test_short_western_text_is_not_read_as_central_european(text: str, codec: str) -> None:
+    # charset-normalizer alone picks cp1250 or mac_latin2 for these ("cafť", "açăo").
+    assert extract("short.txt", text.encode(codec)).text == text
+
+
+def test_a_tie_goes_to_the_local_windows_code_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    import locale
+
+    hungarian = "Árvíztűrő tükörfúrógép. Tegnap elmentünk a boltba. " * 5
+    data = hungarian.encode("cp1250")  # reads exactly as well in cp1252 ("tûrõ")
+    assert extract("hu.txt", data).encoding == "cp1252"
+    monkeypatch.setattr(locale, "getencoding", lambda: "cp1250")  # a Central European Windows
+    found = extract("hu.txt", data)
+    assert (found.encoding, found.text) == ("cp1250", hungarian)
+
+
 def test_cp1252_punctuation_is_read() -> None:
     text = "\u201cQuoted\u201d \u2013 and the price is \u20ac5. " + WESTERN
     assert extract("memo.txt", text.encode("cp1252")).text == text
