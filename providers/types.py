@@ -29,7 +29,8 @@ class ImageInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     media_type: ImageMediaType
-    data: bytes = Field(min_length=1, repr=False)
+    # strict: a str (say, base64 text) is refused rather than sent encoded twice
+    data: bytes = Field(min_length=1, repr=False, strict=True)
 
 
 class ChatMessage(BaseModel):

@@ -386,6 +386,11 @@ def test_an_empty_image_is_rejected() -> None:
         ImageInput(media_type="image/png", data=b"")
 
 
+def test_base64_text_instead_of_bytes_is_rejected() -> None:
+    with pytest.raises(pydantic.ValidationError, match="data"):
+        ImageInput(media_type="image/png", data=PNG_B64)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("role", [Role.SYSTEM, Role.ASSISTANT])
 def test_images_go_with_user_messages_only(role: Role) -> None:
     with pytest.raises(pydantic.ValidationError, match="attach them to a user message"):
