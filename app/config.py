@@ -128,6 +128,17 @@ class LLMEntry(BaseModel):
             )
         ),
     ] = None
+    vision: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "Whether the model accepts images: true or false overrides Hushchat's list of "
+                "known vision models (gpt-4o, claude-3 and later, llava, llama3.2-vision, "
+                "qwen2.5-vl, gemma3, ...). null: decide by that list; images for a model not "
+                "on it are refused before sending."
+            )
+        ),
+    ] = None
     api_key: Annotated[
         str | None,
         Field(
@@ -236,6 +247,7 @@ class LLMEntry(BaseModel):
             locality=self.effective_locality,
             context_size=self.context_size,
             template=self.template,
+            vision=self.vision,
             api_key=SecretStr(api_key) if api_key else None,
             timeout=self.timeout,
             max_retries=self.max_retries,
@@ -832,6 +844,7 @@ _EXAMPLE_ENTRIES: list[dict[str, Any]] = [
         "max_tokens": None,
         "stop": None,
         "template": None,
+        "vision": None,
         "api_key": None,
         "locality": "on_prem",
         "timeout": 60.0,

@@ -17,6 +17,7 @@ from providers.errors import (
     AuthError,
     ConnectionFailedError,
     ContextTooLongError,
+    ImagesNotSupportedError,
     PromptTemplateError,
     ProtocolError,
     ProviderConfigError,
@@ -32,6 +33,7 @@ from providers.types import (
     ChatMessage,
     ChatRequest,
     FinishEvent,
+    ImageInput,
     ModelInfo,
     ReasoningDelta,
     Role,
@@ -39,6 +41,7 @@ from providers.types import (
     Usage,
     UsageEvent,
 )
+from providers.vision import accepts_images, require_images_accepted
 
 if _typing.TYPE_CHECKING:
     from providers.base import Provider
@@ -73,6 +76,8 @@ __all__ = [
     "ConnectionFailedError",
     "ContextTooLongError",
     "FinishEvent",
+    "ImageInput",
+    "ImagesNotSupportedError",
     "Locality",
     "ModelInfo",
     "PromptTemplateError",
@@ -91,8 +96,10 @@ __all__ = [
     "Usage",
     "UsageEvent",
     "__version__",
+    "accepts_images",
     "create_provider",
     "default_locality",
     "is_local_url",
     "provider_types",
+    "require_images_accepted",
 ]

@@ -24,6 +24,7 @@ from providers.base import (
     Progress,
     WireCall,
     fold_memory,
+    image_base64,
     normalise_finish_reason,
     split_system,
 )
@@ -32,6 +33,7 @@ from providers.spec import ProviderSpec
 from providers.streams import aiter_sse, decode_json
 from providers.types import (
     ChatEvent,
+    ChatMessage,
     ChatRequest,
     FinishEvent,
     ModelInfo,
@@ -42,6 +44,32 @@ from providers.types import (
 )
 
 ANTHROPIC_VERSION = "2023-06-01"
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A Messages API message: plain ``content`` text, or with images a list of blocks.
+
+    One ``{"type": "image", "source": {"type": "base64", "media_type": ..., "data": ...}}``
+    block per image, then the ``{"type": "text", "text": ...}`` block (left out when
+    the text is empty: the API refuses empty text blocks). Images first is the order
+    Anthropic recommends.
+    """
+    if not message.images:
+        return {"role": message.role.value, "content": message.content}
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": image.media_type,
+                "data": image_base64(image),
+            },
+        }
+        for image in message.images
+    ]
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    return {"role": message.role.value, "content": blocks}
 
 
 class AnthropicProvider(HTTPProvider):
@@ -84,7 +112,7 @@ class AnthropicProvider(HTTPProvider):
         body: dict[str, Any] = {
             "model": self.model_for(request),
             "max_tokens": request.max_tokens or self.default_max_tokens,
-            "messages": [{"role": m.role.value, "content": m.content} for m in rest],
+            "messages": [wire_message(m) for m in rest],
             "stream": True,
         }
         if system:

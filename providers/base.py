@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import logging
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -43,7 +44,8 @@ from providers.http_errors import (
 from providers.retry import RetryPolicy
 from providers.spec import Locality, ProviderSpec, is_local_url
 from providers.streams import decode_json
-from providers.types import ChatEvent, ChatMessage, ChatRequest, ModelInfo, Role
+from providers.types import ChatEvent, ChatMessage, ChatRequest, ImageInput, ModelInfo, Role
+from providers.vision import require_images_accepted
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +189,26 @@ def split_system(messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
     return system, [m for m in messages if m.role is not Role.SYSTEM]
 
 
-def messages_with_memory(request: ChatRequest) -> list[dict[str, str]]:
+def text_message(message: ChatMessage) -> dict[str, Any]:
+    """``{"role": ..., "content": <text>}``: a message as every wire format takes plain text."""
+    return {"role": message.role.value, "content": message.content}
+
+
+def image_base64(image: ImageInput) -> str:
+    """The image's bytes in standard base64 (done here, at the wire, not before)."""
+    return base64.b64encode(image.data).decode("ascii")
+
+
+def messages_with_memory(
+    request: ChatRequest, wire_message: Callable[[ChatMessage], dict[str, Any]] = text_message
+) -> list[dict[str, Any]]:
     """``request.messages`` as wire dicts, with ``request.memory`` folded into the system prompt.
 
-    The first system message gets the memory; without one, a system message
-    holding only the memory is put first.
+    ``wire_message`` shapes each message (a type's image parts); system messages,
+    which never carry images, are plain text. The first system message gets the
+    memory; without one, a system message holding only the memory is put first.
     """
-    wire = [{"role": m.role.value, "content": m.content} for m in request.messages]
+    wire = [wire_message(m) for m in request.messages]
     if not request.memory.strip():
         return wire
     for message in wire:
@@ -398,7 +413,12 @@ class HTTPProvider(abc.ABC):
         return request.model or self.spec.model
 
     async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
-        """Stream the answer to ``request``; see ``Provider.stream_chat``."""
+        """Stream the answer to ``request``; see ``Provider.stream_chat``.
+
+        Images for a model not known to accept them are refused here, before anything
+        is sent (``providers.vision.require_images_accepted``).
+        """
+        require_images_accepted(request, self.spec)
         call = self.chat_call(request)
         response = await self.send("POST", call.url, json=call.body)
         delivered = 0

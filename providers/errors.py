@@ -13,7 +13,8 @@ can act on (what went wrong, and what to do about it)::
     ├── ServerError             any other 4xx/5xx answer from the server
     └── ProviderConfigError     the entry cannot work as configured (also a ValueError)
         ├── UnknownProviderTypeError   ``type`` names no registered provider type
-        └── PromptTemplateError        the ``template`` does not compile or render
+        ├── PromptTemplateError        the ``template`` does not compile or render
+        └── ImagesNotSupportedError    images sent to a model not known to accept them
 """
 
 from __future__ import annotations
@@ -101,3 +102,15 @@ class PromptTemplateError(ProviderConfigError):
     def __init__(self, message: str, *, provider: str = "", line: int | None = None) -> None:
         super().__init__(message, provider=provider)
         self.line = line
+
+
+class ImagesNotSupportedError(ProviderConfigError):
+    """A request carries images but the entry's model is not known to accept them.
+
+    Raised before anything is sent. ``model`` is the model asked for; the message
+    names vision models and the ``vision: true`` override.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.model = model

@@ -24,16 +24,19 @@ import httpx
 from providers.base import (
     HTTPProvider,
     WireCall,
+    image_base64,
     messages_with_memory,
     normalise_finish_reason,
     positive_int,
     sampling_options,
+    text_message,
 )
 from providers.spec import ProviderSpec
 from providers.streams import aiter_ndjson
 from providers.template import template_of
 from providers.types import (
     ChatEvent,
+    ChatMessage,
     ChatRequest,
     FinishEvent,
     ModelInfo,
@@ -42,6 +45,14 @@ from providers.types import (
     Usage,
     UsageEvent,
 )
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """An ``/api/chat`` message; its images go in ``images`` as raw base64 (no data: prefix)."""
+    wire = text_message(message)
+    if message.images:
+        wire["images"] = [image_base64(image) for image in message.images]
+    return wire
 
 
 class OllamaProvider(HTTPProvider):
@@ -76,7 +87,7 @@ class OllamaProvider(HTTPProvider):
             body["raw"] = True
             parse = functools.partial(self._parse, field="response")
             return WireCall(f"{self.base_url}/api/generate", body, parse)
-        body["messages"] = messages_with_memory(request)
+        body["messages"] = messages_with_memory(request, wire_message)
         return WireCall(
             f"{self.base_url}/api/chat", body, functools.partial(self._parse, field="message")
         )
@@ -154,6 +165,23 @@ class OllamaProvider(HTTPProvider):
                 )
             )
         return models
+
+    async def capabilities(self, model: str | None = None) -> list[str] | None:
+        """What ``POST {base_url}/api/show`` says ``model`` can do, e.g. ``["completion",
+        "vision"]``; None when the server does not say (older Ollama, or no answer).
+
+        Optional: pass ``"vision" in capabilities`` as ``declared`` to
+        ``providers.vision.accepts_images`` when the entry sets no ``vision`` itself.
+        """
+        shown = await self.probe_json(
+            "POST", f"{self.base_url}/api/show", json={"model": model or self.spec.model}
+        )
+        if not isinstance(shown, dict):
+            return None
+        capabilities = shown.get("capabilities")
+        if not isinstance(capabilities, list):
+            return None
+        return [item for item in capabilities if isinstance(item, str)]
 
     async def context_length(self, model: str | None = None) -> int | None:
         """The window ``model`` gets here: ``context_size`` (sent as ``num_ctx``), capped by

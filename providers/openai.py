@@ -26,16 +26,19 @@ from providers.base import (
     HTTPProvider,
     Progress,
     WireCall,
+    image_base64,
     messages_with_memory,
     normalise_finish_reason,
     positive_int,
     sampling_options,
+    text_message,
 )
 from providers.spec import Locality, ProviderSpec, is_local_url
 from providers.streams import aiter_sse, decode_json
 from providers.template import template_of
 from providers.types import (
     ChatEvent,
+    ChatMessage,
     ChatRequest,
     FinishEvent,
     ModelInfo,
@@ -44,6 +47,24 @@ from providers.types import (
     Usage,
     UsageEvent,
 )
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A Chat Completions message: plain ``content`` text, or with images an array of parts.
+
+    The parts are ``{"type": "text", "text": ...}`` (left out when the text is empty)
+    then one ``{"type": "image_url", "image_url": {"url": "data:<type>;base64,<data>"}}``
+    per image, as OpenAI documents for vision input.
+    """
+    if not message.images:
+        return text_message(message)
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in message.images:
+        url = f"data:{image.media_type};base64,{image_base64(image)}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {"role": message.role.value, "content": parts}
 
 
 class OpenAIProvider(HTTPProvider):
@@ -71,7 +92,7 @@ class OpenAIProvider(HTTPProvider):
             body["prompt"] = self.template.render(request)
             parse = functools.partial(self._parse, completions=True)
             return WireCall(f"{self.base_url}/completions", body, parse)
-        body["messages"] = messages_with_memory(request)
+        body["messages"] = messages_with_memory(request, wire_message)
         parse = functools.partial(self._parse, completions=False)
         return WireCall(f"{self.base_url}/chat/completions", body, parse)
 

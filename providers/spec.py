@@ -60,6 +60,15 @@ class ProviderSpec(BaseModel):
         str | None,
         Field(description="Jinja template: when set, send one raw prompt (template mode)."),
     ] = None
+    vision: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "Whether the model accepts images: true or false overrides the known list "
+                "of vision models (providers.vision); None: decide by that list."
+            )
+        ),
+    ] = None
     api_key: SecretStr | None = None
     timeout: Annotated[
         float, Field(gt=0, description="Seconds to wait for a connection or the next chunk.")

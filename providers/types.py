@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Role(StrEnum):
@@ -15,11 +15,44 @@ class Role(StrEnum):
     ASSISTANT = "assistant"
 
 
+#: The image types every supported wire format accepts.
+ImageMediaType = Literal["image/png", "image/jpeg", "image/webp", "image/gif"]
+
+
+class ImageInput(BaseModel):
+    """One image sent with a user message: its media type and its raw (not base64) bytes.
+
+    The bytes are base64-encoded only when the request is put on the wire, in the
+    shape the provider type's API documents.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    media_type: ImageMediaType
+    # strict: a str (say, base64 text) is refused rather than sent encoded twice
+    data: bytes = Field(min_length=1, repr=False, strict=True)
+
+
 class ChatMessage(BaseModel):
+    """One message of the context. ``images`` go with user messages only.
+
+    A message without images is sent exactly as before images existed (plain text
+    ``content`` on every wire).
+    """
+
     model_config = ConfigDict(frozen=True)
 
     role: Role
     content: str
+    images: list[ImageInput] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _images_on_user_messages(self) -> ChatMessage:
+        if self.images and self.role is not Role.USER:
+            raise ValueError(
+                f"a {self.role.value} message cannot carry images; attach them to a user message"
+            )
+        return self
 
 
 class ChatRequest(BaseModel):
@@ -39,6 +72,11 @@ class ChatRequest(BaseModel):
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
     model: str | None = None  # overrides the spec's model for this request
+
+    @property
+    def has_images(self) -> bool:
+        """True when any message carries an image."""
+        return any(message.images for message in self.messages)
 
 
 @dataclass(frozen=True, slots=True)
