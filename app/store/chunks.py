@@ -18,8 +18,10 @@ All functions expect to run inside the caller's transaction where they write.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,23 +144,54 @@ def count_vectors(conn: Any, chat_id: str, model: str | None = None) -> int:
     return int(conn.execute(sql + " AND v.model = ?", (chat_id, model)).fetchone()[0])
 
 
-def match_query(text: str) -> str:
-    """A safe FTS5 query for free text: every word a quoted string joined by OR.
+#: A query word found in more than this share of all chunks is left out of a BM25 query:
+#: its IDF is about zero, so it barely changes the ranking, but it makes FTS5 score every
+#: chunk (a 10,000-chunk chat: "the" alone costs tens of milliseconds).
+COMMON_WORD_SHARE = 0.5
+_WORD = re.compile(r"\w+")
+
+
+def query_words(text: str) -> list[str]:
+    """The words of free text as FTS5's unicode61 tokenizer sees them, lower case, once each."""
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+
+
+def match_query(words: Sequence[str]) -> str:
+    """A safe FTS5 query: every word a quoted string, joined by OR.
 
     Quoting turns operators (``OR``, ``NEAR(``, ``*``, ``-``, ``:``, ``^``) into plain
     words, so user input never causes an FTS5 syntax error; OR lets BM25 rank chunks that
     share most words of a question first instead of requiring every word.
     """
-    # A NUL ends the query string inside SQLite's FTS5 parser (unbalanced quote).
-    words = [w.replace('"', '""') for w in text.replace("\x00", " ").split() if w.strip('"')]
-    return " OR ".join(f'"{w}"' for w in words)
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words if w)
+
+
+def _rare_words(conn: Any, words: list[str]) -> list[str]:
+    """``words`` without the ones most chunks contain (all of them if every one is common)."""
+    if len(words) < 2:
+        return words
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.attachment_chunks_vocab"
+        " USING fts5vocab(main, 'attachment_chunks_fts', 'row')"
+    )
+    total = int(conn.execute("SELECT COUNT(*) FROM attachment_chunks").fetchone()[0])
+    counts = dict(
+        conn.execute(
+            "SELECT term, doc FROM temp.attachment_chunks_vocab"
+            " WHERE term IN (SELECT value FROM json_each(?))",
+            (json.dumps(words),),
+        ).fetchall()
+    )
+    rare = [w for w in words if counts.get(w, 0) <= total * COMMON_WORD_SHARE]
+    return rare or words
 
 
 def search_bm25(conn: Any, chat_id: str, question: str, limit: int) -> list[ChunkHit]:
     """A chat's chunks that best match ``question`` by BM25, best first."""
-    match = match_query(question)
-    if not match or limit <= 0:
+    words = query_words(question)
+    if not words or limit <= 0:
         return []
+    match = match_query(_rare_words(conn, words))
     rows = conn.execute(
         "SELECT c.id, c.attachment_id, c.idx, c.label, c.text, f.rank"
         " FROM attachment_chunks_fts f JOIN attachment_chunks c ON c.id = f.rowid"
@@ -175,15 +208,42 @@ def search_vectors(
     """A chat's chunks nearest to ``vector`` by cosine distance (vectors of ``model``)."""
     if limit <= 0:
         return []
+    _fit_cache(conn, chat_id, len(vector))
+    # Distances first, over the vectors alone (the chat's chunk ids come from its index);
+    # the chunks' text is read for the ``limit`` nearest only.
     rows = conn.execute(
-        "SELECT c.id, c.attachment_id, c.idx, c.label, c.text,"
-        " vec_distance_cosine(v.vector, ?) AS d"
-        " FROM chunk_vectors v JOIN attachment_chunks c ON c.id = v.chunk_id"
-        " WHERE c.chat_id = ? AND v.model = ? AND length(v.vector) = ?"
-        " ORDER BY d LIMIT ?",
+        "WITH near AS ("
+        " SELECT chunk_id, vec_distance_cosine(vector, ?) AS d FROM chunk_vectors"
+        " WHERE chunk_id IN (SELECT id FROM attachment_chunks WHERE chat_id = ?)"
+        " AND model = ? AND length(vector) = ? ORDER BY d LIMIT ?)"
+        " SELECT c.id, c.attachment_id, c.idx, c.label, c.text, near.d"
+        " FROM near JOIN attachment_chunks c ON c.id = near.chunk_id ORDER BY near.d",
         (pack_vector(vector), chat_id, model, 4 * len(vector), limit),
     ).fetchall()
     return [_hit(row, 1.0 - float(row[5])) for row in rows]
+
+
+#: Most page cache a connection is given for vector search, in KiB.
+MAX_VECTOR_CACHE_KIB = 64 * 1024
+
+
+def _fit_cache(conn: Any, chat_id: str, dimension: int) -> None:
+    """Grow the connection's page cache to hold the chat's vectors (at most 64 MiB).
+
+    Each nearest-chunk query reads every vector of the chat; with SQLite's default 2 MB
+    cache SQLCipher decrypts them all again each time (10,000 x 384 floats: about 100 ms
+    here, tests/benchmarks/bench_retrieval.py), with them cached about 20 ms. Only a
+    connection that searches vectors grows; it never shrinks (that would drop the pages).
+    """
+    (chunks,) = conn.execute(
+        "SELECT COUNT(*) FROM attachment_chunks WHERE chat_id = ?", (chat_id,)
+    ).fetchone()
+    wanted = min(int(chunks) * (4 * dimension + 64) * 3 // 2 // 1024 + 4096, MAX_VECTOR_CACHE_KIB)
+    (setting,) = conn.execute("PRAGMA cache_size").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    current = -int(setting) if int(setting) < 0 else int(setting) * int(page_size) // 1024
+    if wanted > current:
+        conn.execute(f"PRAGMA cache_size = {-wanted}")
 
 
 def optimize(conn: Any) -> None:

@@ -237,3 +237,26 @@ def test_version_6_database_upgrades_and_indexes_its_attachment() -> None:
     assert [h.label for h in store.search_chunks("c1", "fixture")] == ["notes.txt"]
     store.delete_message("m1")
     assert store.count_chunks("c1") == 0
+
+
+def test_words_in_most_chunks_are_left_out_but_never_all(store: ChatStore) -> None:
+    chat_id, _, attachment_id = attach(store)
+    store.index_chunks(attachment_id, CHUNKS)
+    conn = store._conn
+    assert chunks._rare_words(conn, ["the", "rent", "zebra"]) == ["rent", "zebra"]
+    assert chunks._rare_words(conn, ["the", "of"]) == ["of"]
+    assert chunks._rare_words(conn, ["the", "the"]) == ["the", "the"]  # all common: kept
+    assert store.search_chunks(chat_id, "the rent of the month")[0].label == "lease.pdf, p. 2"
+    assert store.search_chunks(chat_id, "the the the")  # only common words: still answered
+
+
+def test_vector_search_grows_the_page_cache_to_hold_the_vectors(store: ChatStore) -> None:
+    chat_id, _, _ = _with_vectors(store)
+    store._conn.execute("PRAGMA cache_size = -100")
+    store.search_chunks(chat_id, "rent")
+    assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -100
+    store.nearest_chunks(chat_id, [1.0, 0.5], "m")
+    assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -4096  # KiB, 4 chunks
+    store._conn.execute("PRAGMA cache_size = -9000")
+    store.nearest_chunks(chat_id, [1.0, 0.5], "m")
+    assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -9000  # never shrinks
