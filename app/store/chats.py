@@ -999,6 +999,7 @@ class ChatStore:
                 if sha256 != attachment.sha256:
                     raise _missing_content(attachment)
             self._insert_attachment(attachment)
+            chunks.copy_chunks(source._conn, self._conn, attachment.id, chat_id)
 
     # --- the chunk index of long attachments (app.store.chunks) ------------------------------
 

@@ -104,6 +104,31 @@ def add_chunks(
     return ids
 
 
+def copy_chunks(source: Any, target: Any, attachment_id: str, chat_id: str) -> None:
+    """Copy an attachment's chunks and their vectors from ``source`` into ``target`` (a
+    move between tiers; inside the target's transaction). Chunk ids are the target's own."""
+    rows = source.execute(
+        "SELECT c.id, c.idx, c.label, c.text FROM attachment_chunks c"
+        " WHERE c.attachment_id = ? ORDER BY c.idx",
+        (attachment_id,),
+    ).fetchall()
+    for old_id, idx, label, text in rows:
+        cursor = target.execute(
+            "INSERT INTO attachment_chunks (attachment_id, chat_id, idx, label, text)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (attachment_id, chat_id, idx, label, text),
+        )
+        target.executemany(
+            "INSERT INTO chunk_vectors (chunk_id, model, vector) VALUES (?, ?, ?)",
+            [
+                (cursor.lastrowid, model, vector)
+                for model, vector in source.execute(
+                    "SELECT model, vector FROM chunk_vectors WHERE chunk_id = ?", (old_id,)
+                ).fetchall()
+            ],
+        )
+
+
 def set_vectors(conn: Any, model: str, vectors: Sequence[tuple[int, Sequence[float]]]) -> None:
     """Store (or replace) the embedding of each chunk id made with ``model``."""
     conn.executemany(

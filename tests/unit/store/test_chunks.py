@@ -260,3 +260,14 @@ def test_vector_search_grows_the_page_cache_to_hold_the_vectors(store: ChatStore
     store._conn.execute("PRAGMA cache_size = -9000")
     store.nearest_chunks(chat_id, [1.0, 0.5], "m")
     assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -9000  # never shrinks
+
+
+def test_a_move_between_tiers_carries_chunks_and_vectors(library: Library) -> None:
+    standard, private = library.store(Tier.STANDARD), library.store(Tier.PRIVATE)
+    chat_id, _, attachment_id = _with_vectors(standard)
+    library.move(chat_id, Tier.PRIVATE)
+    assert private.count_chunks(chat_id, attachment_id) == 4
+    assert private.count_vectors(chat_id, "m") == 4
+    assert private.search_chunks(chat_id, "rent")[0].label in {"lease.pdf, p. 2", "lease.pdf, p. 4"}
+    assert private.nearest_chunks(chat_id, [1.0, 3.0], "m", limit=1)[0].label == "lease.pdf, p. 4"
+    _empty(standard)
