@@ -66,15 +66,6 @@ def load_vector_extension(conn: Any) -> bool:
     return True
 
 
-def has_vector_functions(conn: Any) -> bool:
-    """Whether ``vec_distance_cosine`` can be called on ``conn``."""
-    try:
-        conn.execute("SELECT vec_version()").fetchone()
-    except Exception:  # noqa: BLE001 - any failure means: not loaded
-        return False
-    return True
-
-
 def pack_vector(vector: Sequence[float]) -> bytes:
     """A vector as the little-endian float32 BLOB that sqlite-vec reads."""
     if not vector:
