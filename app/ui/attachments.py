@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QLocale, QMimeData, Qt, QUrl, Signal
-from PySide6.QtGui import QImage, QKeyEvent
+from PySide6.QtGui import QImage, QImageWriter, QKeyEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from app.store.models import Attachment
@@ -83,12 +83,11 @@ def human_size(size: int) -> str:
 
 def png_bytes(image: QImage) -> bytes:
     """``image`` encoded as PNG, in memory."""
-    array = QByteArray()
-    buffer = QBuffer(array)
+    buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, b"PNG")
+    QImageWriter(buffer, QByteArray(b"PNG")).write(image)
     buffer.close()
-    return bytes(array.data())
+    return bytes(buffer.data().data())
 
 
 def size_of(attachment: Any) -> int:
