@@ -630,6 +630,8 @@ class MessageDelegate(QStyledItemDelegate):
         self._block_rows.clear()
         self._tail = None
         self._card_icons.clear()
+        self._thumbs.clear()  # decrypted content: dropped on lock too
+        self._no_thumb.clear()
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
@@ -2028,6 +2030,7 @@ class ChatViewWidget(QWidget):
                 turn.task.cancel()
         self._turns.clear()
         self._generation += 1
+        self._thumbnails_loading = set()  # loads still running are dropped when done
         self._wanted = None
         self._repaint.stop()
         self.chat = None
@@ -2216,12 +2219,14 @@ class ChatViewWidget(QWidget):
         delegate = self.list.message_delegate
         if attachment_id in self._thumbnails_loading or delegate.has_thumbnail(attachment_id):
             return
-        self._thumbnails_loading.add(attachment_id)
-        generation = self._generation
+        loading = self._thumbnails_loading
+        loading.add(attachment_id)
         service = attachment_service(self._session.service)
 
         def done(data: bytes) -> None:
-            self._thumbnails_loading.discard(attachment_id)
+            loading.discard(attachment_id)
+            if loading is not self._thumbnails_loading:
+                return  # locked meanwhile (``clear``)
             image = QImage.fromData(data)
             if not image.isNull() and (
                 image.width() > THUMB_MAX_PX or image.height() > THUMB_MAX_PX
@@ -2233,12 +2238,12 @@ class ChatViewWidget(QWidget):
                     Qt.TransformationMode.SmoothTransformation,
                 )
             delegate.set_thumbnail(attachment_id, image)
-            if generation == self._generation and not image.isNull():
+            if not image.isNull():
                 self.list.keep_position(lambda: None)  # the row is laid out with it
                 self.list.viewport().update()
 
         def failed(error: BaseException) -> None:
-            self._thumbnails_loading.discard(attachment_id)
+            loading.discard(attachment_id)
             log.info("no thumbnail for an attachment: %s", type(error).__name__)
             delegate.set_thumbnail(attachment_id, None)
 

@@ -391,6 +391,11 @@ def test_cards_thumbnail_and_save_as(
     assert asked == ["report.pdf"]
     assert fake.saved == [("a1", target)]
 
+    # Locking drops the decrypted thumbnails with the rest.
+    area.clear()
+    assert not delegate.has_thumbnail("a2")
+    assert area.chat_view.model.attachments == {}
+
 
 def test_an_answer_shows_its_sources(
     qtbot: QtBot,
