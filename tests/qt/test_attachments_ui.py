@@ -414,7 +414,11 @@ def test_an_answer_shows_its_sources(
         chat, page, length = await real_open(chat_id, **kwargs)
         shown = [
             Sourced(
-                **{f.name: getattr(m, f.name) for f in dataclasses.fields(Message)},
+                **{
+                    f.name: getattr(m, f.name)
+                    for f in dataclasses.fields(Message)
+                    if f.name != "sources"
+                },
                 sources=("report.pdf, p. 3", "notes.txt"),
             )
             if m.role == "assistant"
@@ -430,3 +434,37 @@ def test_an_answer_shows_its_sources(
     text = files_part(area, answer.id).document.toPlainText()
     assert "Sources: report.pdf, p. 3; notes.txt" in text
     assert files_part(area, messages(area)[0].id) is None  # the question has none
+
+
+# --- with the real chat service (once its half of issue 14 is there) ----------------------
+
+
+@pytest.fixture
+def real_area(qtbot: QtBot, unlocked_session: Session) -> Iterator[ChatAreaWidget]:
+    if not hasattr(unlocked_session.service, "check_attachments"):
+        pytest.skip("the chat service has no attachments yet (issue 14, service half)")
+    yield from shown_area(qtbot, unlocked_session)
+
+
+def test_a_file_sent_with_the_real_service_shows_as_a_card_and_saves(
+    qtbot: QtBot, real_area: ChatAreaWidget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    area = real_area
+    start_chat(qtbot, area)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The meeting is on Tuesday.\n")
+    area.composer.add_files([notes])
+    qtbot.waitUntil(area.composer.send_button.isEnabled, timeout=WAIT)
+    area.composer.editor.setPlainText("when is the meeting?")
+    qtbot.keyClick(area.composer.editor, "\r")
+    wait_answer(qtbot, area, 2)
+    assert area.composer.attachments() == []
+    question = messages(area)[0]
+    qtbot.waitUntil(lambda: files_part(area, question.id) is not None, timeout=WAIT)
+    assert "notes.txt" in files_part(area, question.id).document.toPlainText()
+    (file,) = area.chat_view.model.attachments[question.id]
+    target = tmp_path / "copy.txt"
+    monkeypatch.setattr(chat_view_module, "choose_save_path", lambda _p, _n: str(target))
+    area.chat_view.save_attachment(file.id)
+    qtbot.waitUntil(target.exists, timeout=WAIT)
+    assert target.read_text() == "The meeting is on Tuesday.\n"
