@@ -21,7 +21,15 @@ from typing import Any, Protocol, cast
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QLocale, QMimeData, Qt, QUrl, Signal
 from PySide6.QtGui import QImage, QImageWriter, QKeyEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
 
 from app.store.models import Attachment
 
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 
 ERROR_COLOR = "#c01c28"
 REMOVE_MARK = "\u00d7"
+#: A chip shows at most this many pixels of a long name (all of it in its tooltip).
+CHIP_NAME_PX = 220
 
 
 class AttachmentService(Protocol):
@@ -126,7 +136,11 @@ class AttachmentChipWidget(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAccessibleName(f"Attachment {name}")
-        self.name_label = QLabel(name, self)
+        self.name_label = QLabel(self)
+        metrics = self.name_label.fontMetrics()
+        self.name_label.setText(
+            metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, CHIP_NAME_PX)
+        )
         self.size_label = QLabel(human_size(size), self)
         self.size_label.setEnabled(False)
         self.remove_button = QToolButton(self)
@@ -179,10 +193,22 @@ class AttachmentChipsWidget(QWidget):
         self.setAccessibleName("Attachments")
         self._chips: list[_Chip] = []
         self._widgets: list[AttachmentChipWidget] = []
-        self._layout = QHBoxLayout(self)
+        # Many chips scroll sideways: they never widen the window.
+        self._inner = QWidget()
+        self._layout = QHBoxLayout(self._inner)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(6)
         self._layout.addStretch(1)
+        self._scroll = QScrollArea(self)
+        self._scroll.setWidget(self._inner)
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self._scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._scroll)
         self.hide()
 
     # reading -----------------------------------------------------------------------------
@@ -206,11 +232,13 @@ class AttachmentChipsWidget(QWidget):
     def add(self, attachment: Any, size: int) -> None:
         """Add a chip for ``attachment`` (a ``NewAttachment`` of ``size`` bytes)."""
         chip = _Chip(attachment, size)
-        widget = AttachmentChipWidget(attachment.name, size, self)
+        widget = AttachmentChipWidget(attachment.name, size, self._inner)
         widget.remove_requested.connect(lambda: self.remove(chip))
         self._chips.append(chip)
         self._widgets.append(widget)
         self._layout.insertWidget(self._layout.count() - 1, widget)
+        bar = self._scroll.horizontalScrollBar().sizeHint().height()
+        self._scroll.setFixedHeight(widget.sizeHint().height() + bar + 2)
         self.show()
         self.changed.emit()
 

@@ -206,6 +206,24 @@ def test_chips_are_removed_by_button_and_by_keyboard(
     assert chip_texts(area) == []
 
 
+def test_many_chips_never_widen_the_composer(
+    qtbot: QtBot, area: ChatAreaWidget, tmp_path: Path
+) -> None:
+    width = area.composer.minimumSizeHint().width()
+    paths = []
+    for number in range(12):
+        path = tmp_path / f"a-rather-long-file-name-of-the-quarterly-report-{number}.txt"
+        path.write_text("x")
+        paths.append(path)
+    area.composer.add_files(paths)
+    assert len(chip_texts(area)) == 12
+    assert area.composer.chips.minimumSizeHint().width() < 200
+    assert area.composer.minimumSizeHint().width() <= max(width, 420)
+    chip = area.composer.chips.chips()[0]
+    assert chip.name_label.text() != chip.name  # elided; the whole name is its tooltip
+    assert chip.toolTip() == chip.name
+
+
 def test_files_dropped_on_the_composer_or_the_chat_are_attached(
     qtbot: QtBot, area: ChatAreaWidget, tmp_path: Path
 ) -> None:
