@@ -2688,9 +2688,16 @@ class ChatViewWidget(QWidget):
         self.error_message.emit(str(error))
 
     def _show_menu(self, position: QPoint, message_id: str) -> None:
+        menu = self.message_menu(message_id)
+        if menu is not None:
+            menu.exec(position)
+            menu.deleteLater()
+
+    def message_menu(self, message_id: str) -> QMenu | None:
+        """The context menu of a loaded message (None: it is not loaded)."""
         message = self.model.message(message_id)
         if message is None:
-            return
+            return None
         menu = QMenu(self)
         menu.addAction("Copy", lambda: self._on_action("copy", message_id))
         if message.role == "user":
@@ -2711,7 +2718,7 @@ class ChatViewWidget(QWidget):
         for file in files:
             label = "Save attachment as…" if len(files) == 1 else f"Save {file.name} as…"
             menu.addAction(label, functools.partial(self.save_attachment, file.id))
-        menu.exec(position)
+        return menu
 
 
 def _says_too_long(error: str) -> bool:

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+)
 from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
@@ -408,6 +414,17 @@ def test_cards_thumbnail_and_save_as(
     qtbot.waitUntil(lambda: bool(fake.saved), timeout=WAIT)
     assert asked == ["report.pdf"]
     assert fake.saved == [("a1", target)]
+
+    # The message's menu (right click, or the Menu key) offers the same per file.
+    menu = area.chat_view.message_menu(question.id)
+    assert menu is not None
+    actions = {action.text(): action for action in menu.actions() if action.text()}
+    assert "Save report.pdf as\u2026" in actions
+    actions["Save photo.png as\u2026"].trigger()
+    menu.deleteLater()
+    qtbot.waitUntil(lambda: len(fake.saved) == 2, timeout=WAIT)
+    assert asked == ["report.pdf", "photo.png"]
+    assert fake.saved[1] == ("a2", target)
 
     # Locking drops the decrypted thumbnails with the rest.
     area.clear()
