@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QSplitter, QVBoxLayout, QWidget
@@ -23,6 +24,7 @@ from app.config import Config
 from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import tasks
+from app.ui.attachments import attachment_service
 from app.ui.chat_settings import ChatSettingsPanel
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
@@ -84,6 +86,10 @@ class ChatAreaWidget(QWidget):
         self.sidebar.new_chat_requested.connect(self.new_chat)
         self.sidebar.hit_opened.connect(self.open_hit)
         self.composer.submitted.connect(self._send)
+        self.composer.submitted_with_attachments.connect(self._send)
+        self.composer.attachments_changed.connect(self._check_attachments)
+        self.chat_view.attachments_refused.connect(self.composer.give_back_attachments)
+        self.chat_view.files_dropped.connect(self.composer.add_files)
         self.composer.edit_submitted.connect(self._edit)
         self.composer.stop_requested.connect(self.stop)
         self.chat_view.chat_loaded.connect(self._chat_loaded)
@@ -246,6 +252,8 @@ class ChatAreaWidget(QWidget):
     def _chat_loaded(self, chat: Chat | None) -> None:
         self.settings_panel.set_chat(chat)
         self._update_composer(chat)
+        if self.composer.attachments():
+            self._check_attachments()  # what the chat's tier and model accept
         # After the chat's first paint (opening a long chat stays as fast as before);
         # quick switches between chats measure only the last one.
         self._meter_timer.start()
@@ -321,10 +329,35 @@ class ChatAreaWidget(QWidget):
     def _update_composer(self, chat: Chat | None) -> None:
         self.composer.set_blocked(sending_blocked_reason(self._config, chat))
 
-    def _send(self, text: str) -> None:
+    def _check_attachments(self) -> None:
+        """Ask the service whether the composer's files can be sent in the open chat
+        (each chip then shows its problem, if any)."""
+        files = self.composer.attachments()
+        chat_id = self.chat_view.chat_id
+        if not files or chat_id is None:
+            return  # (a first message's new chat is checked when it is sent)
+        generation = self._generation
+
+        def checked(checks: list[Any]) -> None:
+            if generation == self._generation and chat_id == self.chat_view.chat_id:
+                self.composer.set_checks(files, checks)
+
+        def failed(error: BaseException) -> None:
+            log.warning("attachments not checked: %s", type(error).__name__)
+
+        tasks.start_for(
+            self,
+            attachment_service(self._session.service).check_attachments(chat_id, files),
+            on_done=checked,
+            on_error=failed,
+        )
+
+    def _send(self, text: str, attachments: list[Any] | None = None) -> None:
         self.activity.emit()
+        files = attachments or []
         if self.chat_view.chat_id is not None:
-            if not self.chat_view.send(text):
+            if not self.chat_view.send(text, attachments=files):
+                self.composer.give_back_attachments(files)
                 self.status_message.emit("An answer is still coming; stop it first.")
             return
         # Nothing open: the first message starts a new Standard chat.
@@ -334,12 +367,13 @@ class ChatAreaWidget(QWidget):
         def created(chat: Chat) -> None:
             if generation == self._generation:
                 self.open_chat(chat.id)
-                self.chat_view.send(text)
+                self.chat_view.send(text, attachments=files)
 
         def failed(error: BaseException) -> None:
             if generation != self._generation:
                 return
             self.composer.give_back(text)
+            self.composer.give_back_attachments(files)
             QMessageBox.warning(
                 self,
                 "The chat was not started",

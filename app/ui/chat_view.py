@@ -26,8 +26,9 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from PySide6.QtCore import (
@@ -51,9 +52,12 @@ from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
     QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
     QFont,
     QFontMetrics,
     QGuiApplication,
+    QImage,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
@@ -71,6 +75,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QFileDialog,
     QFrame,
     QLabel,
     QListView,
@@ -98,9 +103,11 @@ from app.chat.events import (
 )
 from app.chat.stats import message_stats_line
 from app.session import Session
-from app.store.models import Chat, Message, MessageStatus, ThreadPage, Tier
+from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
+from app.ui.attachments import attachment_service, files_of, human_size
 from app.ui.markdown import Chunk, render_markdown, split_blocks
+from app.ui.theme import icon
 
 __all__ = ["ChatViewWidget", "MessageDelegate", "MessageListModel", "MessageListView"]
 
@@ -148,6 +155,22 @@ def _ask(parent: QWidget, title: str, text: str) -> bool:
 
 
 confirm: Callable[[QWidget, str, str], bool] = _ask
+
+
+def _ask_save_path(parent: QWidget, name: str) -> str:
+    """Where to save a copy of the attachment ``name`` ("": cancelled)."""
+    path, _ = QFileDialog.getSaveFileName(parent, "Save attachment as", name)
+    return path
+
+
+#: Asks where to save an attachment (a seam: tests replace it).
+choose_save_path: Callable[[QWidget, str], str] = _ask_save_path
+
+#: Thumbnails of image attachments: at most this wide (and tall), read up to this size.
+THUMB_MAX_PX = 240
+THUMB_MAX_BYTES = 20 * 1024 * 1024
+THUMB_CACHE_SIZE = 120
+CARD_ICON_PX = 16
 
 
 class ChatDocument(QTextDocument):
@@ -230,6 +253,8 @@ class MessageListModel(QAbstractListModel):
         self._marker_dropped = 0
         self._first_position: int | None = None  # thread position of _messages[0]
         self._notice: _Row | None = None
+        #: The attachments of the chat's messages, by message id.
+        self.attachments: dict[str, list[Attachment]] = {}
 
     # Qt interface ------------------------------------------------------------------------
 
@@ -247,6 +272,14 @@ class MessageListModel(QAbstractListModel):
                 return row.text
             who = "You" if row.message.role == "user" else "Assistant"
             text = f"{who}: {self.content_of(row)}"
+            files = self.attachments.get(row.message.id)
+            if files:
+                text += "\nAttachments: " + ", ".join(
+                    f"{f.name} ({human_size(f.size)})" for f in files
+                )
+            sources = _sources_of(row.message)
+            if sources:
+                text += "\nSources: " + "; ".join(sources)
             stats = None if self.is_streaming(row) else message_stats_line(row.message)
             if role == Qt.ItemDataRole.AccessibleTextRole and stats:
                 text += f"\n{stats}"
@@ -322,6 +355,7 @@ class MessageListModel(QAbstractListModel):
         self._fetching_older = False
         self._fetching_newer = False
         self._notice = None
+        self.attachments = {}
         self.endResetModel()
 
     def show_page(self, chat_id: str, page: ThreadPage, *, thread_length: int | None) -> None:
@@ -537,6 +571,8 @@ class MessageDelegate(QStyledItemDelegate):
     """Paints a message from cached QTextDocuments; heights are measured once per width."""
 
     streaming_painted = Signal(int)  # characters of the streaming answer now on screen
+    #: An image attachment is shown whose thumbnail is not loaded: its id.
+    thumbnail_wanted = Signal(str)
 
     def __init__(self, view: MessageListView) -> None:
         super().__init__(view)
@@ -573,6 +609,11 @@ class MessageDelegate(QStyledItemDelegate):
         #: The row whose text is open for selection (see ``MessageListView.open_selection``):
         #: its text is laid out as one document, drawn by the selector over the row.
         self.selecting: str | None = None
+        #: Thumbnails of image attachments by attachment id (scaled, decoded in memory).
+        self._thumbs: OrderedDict[str, QImage] = OrderedDict()
+        #: Image attachments without a thumbnail (too large, not an image Qt reads).
+        self._no_thumb: set[str] = set()
+        self._card_icons: dict[str, QImage] = {}
 
     # caches ------------------------------------------------------------------------------
 
@@ -588,6 +629,9 @@ class MessageDelegate(QStyledItemDelegate):
         self._pictured.clear()
         self._block_rows.clear()
         self._tail = None
+        self._card_icons.clear()
+        self._thumbs.clear()  # decrypted content: dropped on lock too
+        self._no_thumb.clear()
         self._drop_pixmaps()
         self.is_dark = self._view.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
@@ -652,7 +696,18 @@ class MessageDelegate(QStyledItemDelegate):
         )
         regenerable = row.message is not None and row.message.id == self.last_regenerable
         selecting = row.key == self.selecting
-        return (*_signature(row, content, streaming), regenerable, selecting, self._generation)
+        files: tuple[Any, ...] = ()
+        if row.message is not None:
+            files = tuple(
+                (f.id, f.id in self._thumbs) for f in model.attachments.get(row.message.id, ())
+            )
+        return (
+            *_signature(row, content, streaming),
+            regenerable,
+            selecting,
+            files,
+            self._generation,
+        )
 
     def estimate(self, row: _Row, model: MessageListModel) -> int:
         """A quick guess at a row's height from its length (before it is measured)."""
@@ -692,22 +747,34 @@ class MessageDelegate(QStyledItemDelegate):
         return height, height != guess
 
     def _document(
-        self, key: tuple[Any, ...], make: Callable[[], tuple[str, list[str]]]
+        self,
+        key: tuple[Any, ...],
+        make: Callable[[], tuple[str, list[str]]],
+        resources: dict[str, QImage] | None = None,
     ) -> tuple[QTextDocument, list[str]]:
         cached = self._docs.get(key)
         if cached is not None:
             self._docs.move_to_end(key)
             return cached
         html, code_blocks = make()
-        entry = (self.new_document(html), code_blocks)
+        entry = (self.new_document(html, resources=resources), code_blocks)
         self._docs[key] = entry
         if len(self._docs) > DOC_CACHE_SIZE:
             self._docs.popitem(last=False)
         return entry
 
-    def new_document(self, html: str, parent: QObject | None = None) -> ChatDocument:
-        """A document of ``html`` laid out as messages are, at the current width."""
+    def new_document(
+        self,
+        html: str,
+        parent: QObject | None = None,
+        *,
+        resources: dict[str, QImage] | None = None,
+    ) -> ChatDocument:
+        """A document of ``html`` laid out as messages are, at the current width (with
+        ``resources``: the images it shows, by name; nothing else is ever loaded)."""
         document = ChatDocument(parent)
+        for name, image in (resources or {}).items():
+            document.addResource(QTextDocument.ResourceType.ImageResource, QUrl(name), image)
         document.setUndoRedoEnabled(False)
         document.setDocumentMargin(0)
         document.setDefaultFont(self._view.font())
@@ -796,6 +863,14 @@ class MessageDelegate(QStyledItemDelegate):
                 key, _chunk_renderer(chunk, self.is_dark, highlight=key[3])
             )
             parts.append(_Part(top, document, code_blocks, key))
+            top += math.ceil(document.size().height())
+        files = model.attachments.get(message.id, [])
+        sources = _sources_of(message)
+        if files or sources:
+            files_html, resources = self._files_html(files, sources)
+            files_key: tuple[Any, ...] = ("files", files_html, width, self._generation)
+            document, _ = self._document(files_key, lambda: (files_html, []), resources)
+            parts.append(_Part(top, document, [], files_key))
             top += math.ceil(document.size().height())
         footer = self._footer_html(message, streaming, model)
         if footer:
@@ -992,6 +1067,68 @@ class MessageDelegate(QStyledItemDelegate):
                 f"{_escape(shown)}</p>"
             )
         return html
+
+    def _files_html(
+        self, files: list[Attachment], sources: tuple[str, ...]
+    ) -> tuple[str, dict[str, QImage]]:
+        """A card per attachment (an icon by kind, its name, kind and size; an image's
+        thumbnail once loaded: ``thumbnail_wanted`` asks for it), then the sources line.
+        A card is a link: clicking it saves a copy. Also the images it shows, by name."""
+        palette = self._view.palette()
+        link = palette.color(QPalette.ColorRole.Link).name()
+        muted = palette.color(QPalette.ColorRole.PlaceholderText).name()
+        resources: dict[str, QImage] = {}
+        html: list[str] = []
+        for file in files:
+            is_image = file.media_type.startswith("image/")
+            thumb = self._thumbs.get(file.id) if is_image else None
+            if is_image and thumb is None and file.id not in self._no_thumb:
+                if file.size <= THUMB_MAX_BYTES:
+                    self.thumbnail_wanted.emit(file.id)
+                else:
+                    self._no_thumb.add(file.id)
+            href = f"attachment:{file.id}"
+            if thumb is not None:
+                self._thumbs.move_to_end(file.id)
+                resources[f"thumb:{file.id}"] = thumb
+                html.append(
+                    f'<p style="margin:6px 0 0 0;"><a href="{href}"><img src="thumb:{file.id}" '
+                    f'width="{thumb.width()}" height="{thumb.height()}"></a></p>'
+                )
+            kind = "image" if is_image else "file"
+            resources[f"icon:{kind}"] = self._card_icon(kind)
+            html.append(
+                f'<p style="margin:4px 0 0 0;"><a href="{href}" style="color:{link};'
+                f'text-decoration:none;"><img src="icon:{kind}" width="{CARD_ICON_PX}" '
+                f'height="{CARD_ICON_PX}">&nbsp;{_escape(file.name)}</a>'
+                f'<span style="color:{muted};"> &middot; {_kind_label(file.media_type)}, '
+                f"{human_size(file.size)}</span></p>"
+            )
+        if sources:
+            html.append(
+                f'<p style="margin:6px 0 0 0; font-size:small; color:{muted};">'
+                f"Sources: {_escape('; '.join(sources))}</p>"
+            )
+        return "".join(html), resources
+
+    def _card_icon(self, kind: str) -> QImage:
+        image = self._card_icons.get(kind)
+        if image is None:
+            image = icon(kind).pixmap(CARD_ICON_PX, CARD_ICON_PX).toImage()
+            self._card_icons[kind] = image
+        return image
+
+    def set_thumbnail(self, attachment_id: str, image: QImage | None) -> None:
+        """Take the loaded thumbnail of an image attachment (None: it has none)."""
+        if image is None or image.isNull():
+            self._no_thumb.add(attachment_id)
+            return
+        self._thumbs[attachment_id] = image
+        while len(self._thumbs) > THUMB_CACHE_SIZE:
+            self._thumbs.popitem(last=False)
+
+    def has_thumbnail(self, attachment_id: str) -> bool:
+        return attachment_id in self._thumbs
 
     def _stats_font(self) -> QFont:
         """The small font of an answer's stats line."""
@@ -1234,6 +1371,35 @@ def _chunk_html(
     its scroll bar appears under a growing answer, only the documents are made again)."""
     rendered = render_markdown(text, dark=dark, opens_in_fence=opens_in_fence, highlight=highlight)
     return rendered.html, tuple(rendered.code_blocks)
+
+
+def _sources_of(message: Message) -> tuple[str, ...]:
+    """The labels of the excerpts an answer was given (``Message.sources``, issue 14)."""
+    return tuple(getattr(message, "sources", ()) or ())
+
+
+#: How a card names the kind of a file, by media type.
+KIND_LABELS = {
+    "application/pdf": "PDF",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word",
+    "text/html": "HTML",
+    "text/markdown": "Markdown",
+    "text/plain": "Text",
+    "text/csv": "CSV",
+    "application/json": "JSON",
+}
+
+
+def _kind_label(media_type: str) -> str:
+    label = KIND_LABELS.get(media_type)
+    if label is not None:
+        return label
+    major, _, minor = media_type.partition("/")
+    if major == "image":
+        return f"{minor.upper()} image" if minor else "Image"
+    if major == "text":
+        return "Text"
+    return "File"
 
 
 def _escape(text: str) -> str:
@@ -1732,6 +1898,8 @@ class MessageListView(QListView):
                 self.action_triggered.emit("copied-code", message_id)
         elif href.startswith("action:"):
             self.action_triggered.emit(href.split(":", 1)[1], message_id)
+        elif href.startswith("attachment:"):
+            self.action_triggered.emit("save-attachment:" + href.split(":", 1)[1], message_id)
         elif href.lower().startswith(("http://", "https://", "mailto:")):
             QDesktopServices.openUrl(QUrl(href))
 
@@ -1796,6 +1964,9 @@ class ChatViewWidget(QWidget):
     status_message = Signal(str)
     error_message = Signal(str)  # a failure: shown until dismissed
     activity = Signal()
+    #: The files (``NewAttachment``) of a send refused before anything was saved.
+    attachments_refused = Signal(list)
+    files_dropped = Signal(list)  # Paths dropped on the messages: to attach
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1834,6 +2005,11 @@ class ChatViewWidget(QWidget):
         self._wanted: str | None = None
         #: Longest answer to ask for (None: the model's own limit).
         self.max_tokens: int | None = None
+        self.setAcceptDrops(True)
+        self.list.message_delegate.thumbnail_wanted.connect(
+            self._load_thumbnail, Qt.ConnectionType.QueuedConnection
+        )
+        self._thumbnails_loading: set[str] = set()
 
     # state -------------------------------------------------------------------------------
 
@@ -1854,6 +2030,7 @@ class ChatViewWidget(QWidget):
                 turn.task.cancel()
         self._turns.clear()
         self._generation += 1
+        self._thumbnails_loading = set()  # loads still running are dropped when done
         self._wanted = None
         self._repaint.stop()
         self.chat = None
@@ -1999,17 +2176,25 @@ class ChatViewWidget(QWidget):
         with_length = chat_id in self._turns or (not opening and self.model._marker_at is not None)
         service = self._session.service
 
-        def done(result: tuple[Chat, ThreadPage, int | None]) -> None:
+        def done(result: tuple[Chat, ThreadPage, int | None, dict[str, list[Attachment]]]) -> None:
             if generation != self._generation:
                 return
-            chat, page, length = result
+            chat, page, length, files = result
+            self.model.attachments = files
             self._show(chat, page, length, opening=opening, around=around, jump=jump)
             if current:
                 self._set_current_to_last()
 
+        async def read(
+            reading: Awaitable[tuple[Chat, ThreadPage, int | None]],
+        ) -> tuple[Chat, ThreadPage, int | None, dict[str, list[Attachment]]]:
+            # The page and the attachments of the chat come together: no row grows later.
+            chat, page, length = await reading
+            return chat, page, length, await self._attachments_of(chat_id)
+
         if around is None:
             tasks.start(
-                service.open_chat(chat_id, limit=limit, with_length=with_length),
+                read(service.open_chat(chat_id, limit=limit, with_length=with_length)),
                 on_done=done,
                 on_error=self._on_load_error,
             )
@@ -2020,7 +2205,99 @@ class ChatViewWidget(QWidget):
             chat, page = await service.open_around(chat_id, around, older=half, newer=half)
             return chat, page, None
 
-        tasks.start(read_around(), on_done=done, on_error=self._on_load_error)
+        tasks.start(read(read_around()), on_done=done, on_error=self._on_load_error)
+
+    async def _attachments_of(self, chat_id: str) -> dict[str, list[Attachment]]:
+        """The attachments of every message of ``chat_id`` (one query)."""
+        service = self._session.service
+        if not hasattr(service, "attachments"):  # a chat service without attachments yet
+            return {}
+        return await attachment_service(service).attachments(chat_id)
+
+    def _load_thumbnail(self, attachment_id: str) -> None:
+        """Read an image attachment's bytes and make its thumbnail (in memory only)."""
+        delegate = self.list.message_delegate
+        if attachment_id in self._thumbnails_loading or delegate.has_thumbnail(attachment_id):
+            return
+        loading = self._thumbnails_loading
+        loading.add(attachment_id)
+        service = attachment_service(self._session.service)
+
+        def done(data: bytes) -> None:
+            loading.discard(attachment_id)
+            if loading is not self._thumbnails_loading:
+                return  # locked meanwhile (``clear``)
+            image = QImage.fromData(data)
+            if not image.isNull() and (
+                image.width() > THUMB_MAX_PX or image.height() > THUMB_MAX_PX
+            ):
+                image = image.scaled(
+                    THUMB_MAX_PX,
+                    THUMB_MAX_PX,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            delegate.set_thumbnail(attachment_id, image)
+            if not image.isNull():
+                self.list.keep_position(lambda: None)  # the row is laid out with it
+                self.list.viewport().update()
+
+        def failed(error: BaseException) -> None:
+            loading.discard(attachment_id)
+            log.info("no thumbnail for an attachment: %s", type(error).__name__)
+            delegate.set_thumbnail(attachment_id, None)
+
+        tasks.start(
+            service.attachment_data(attachment_id, max_bytes=THUMB_MAX_BYTES),
+            on_done=done,
+            on_error=failed,
+        )
+
+    def attachment(self, attachment_id: str) -> Attachment | None:
+        """The loaded attachment ``attachment_id``."""
+        for files in self.model.attachments.values():
+            for file in files:
+                if file.id == attachment_id:
+                    return file
+        return None
+
+    def save_attachment(self, attachment_id: str) -> None:
+        """Ask where to save a copy of an attachment, then save it there."""
+        file = self.attachment(attachment_id)
+        if file is None:
+            return
+        chosen = choose_save_path(self, file.name)
+        if not chosen:
+            return
+        name = file.name
+
+        def saved(_: None) -> None:
+            self.status_message.emit(f"Saved {name}")
+
+        def failed(error: BaseException) -> None:
+            self.error_message.emit(
+                f"Could not save {name}: {error} Choose another folder and try again."
+            )
+
+        tasks.start(
+            attachment_service(self._session.service).save_attachment(attachment_id, Path(chosen)),
+            on_done=saved,
+            on_error=failed,
+        )
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if files_of(event.mimeData()):
+            event.acceptProposedAction()
+            return
+        super().dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = files_of(event.mimeData())
+        if files:
+            event.acceptProposedAction()
+            self.files_dropped.emit(files)
+            return
+        super().dropEvent(event)
 
     def _on_load_error(self, error: BaseException) -> None:
         self.error_message.emit(f"Could not read the chat: {error}")
@@ -2167,17 +2444,30 @@ class ChatViewWidget(QWidget):
 
     # turns -------------------------------------------------------------------------------
 
-    def send(self, text: str) -> bool:
-        """Send ``text`` in the open chat; False if a turn is already running there."""
+    def send(self, text: str, *, attachments: Sequence[Any] = ()) -> bool:
+        """Send ``text`` (and the ``NewAttachment`` files ``attachments``) in the open
+        chat; False if a turn is already running there."""
         chat_id = self.chat_id
         if chat_id is None or chat_id in self._turns:
             return False
         self._jump_to_newest()
-        self._run_turn(
-            chat_id,
-            lambda: self._session.service.send(chat_id, text, max_tokens=self.max_tokens),
-            draft=text,
-        )
+        files = list(attachments)
+        service = self._session.service
+        if files:
+            self._run_turn(
+                chat_id,
+                lambda: attachment_service(service).send(
+                    chat_id, text, attachments=files, max_tokens=self.max_tokens
+                ),
+                draft=text,
+                files=files,
+            )
+        else:
+            self._run_turn(
+                chat_id,
+                lambda: service.send(chat_id, text, max_tokens=self.max_tokens),
+                draft=text,
+            )
         return True
 
     def regenerate(self) -> bool:
@@ -2219,8 +2509,10 @@ class ChatViewWidget(QWidget):
         make: Callable[[], AsyncIterator[TurnEvent]],
         *,
         draft: str | None = None,
+        files: list[Any] | None = None,
     ) -> None:
-        """Run one turn; ``draft`` is what the user typed (given back if it is refused)."""
+        """Run one turn; ``draft`` is what the user typed and ``files`` what they attached
+        (both given back if it is refused)."""
         turn = _Turn(chat_id)
         self._turns[chat_id] = turn
         if chat_id == self.chat_id:
@@ -2247,6 +2539,8 @@ class ChatViewWidget(QWidget):
                                 for a, label in actions)  # fmt: skip
             if chat_id == self.chat_id:
                 self.show_notice(_sentence(str(error)), actions)
+            if files:
+                self.attachments_refused.emit(files)
             self.send_refused.emit(draft or "", kind)
 
         turn.task = tasks.start(consume(), on_done=finished, on_error=failed)
@@ -2332,6 +2626,9 @@ class ChatViewWidget(QWidget):
 
     def _on_action(self, name: str, message_id: str) -> None:
         self.activity.emit()
+        if name.startswith("save-attachment:"):
+            self.save_attachment(name.split(":", 1)[1])
+            return
         if name in ("choose-model", "shorten", "resend"):
             self.fix_requested.emit(name)
             return
@@ -2391,9 +2688,16 @@ class ChatViewWidget(QWidget):
         self.error_message.emit(str(error))
 
     def _show_menu(self, position: QPoint, message_id: str) -> None:
+        menu = self.message_menu(message_id)
+        if menu is not None:
+            menu.exec(position)
+            menu.deleteLater()
+
+    def message_menu(self, message_id: str) -> QMenu | None:
+        """The context menu of a loaded message (None: it is not loaded)."""
         message = self.model.message(message_id)
         if message is None:
-            return
+            return None
         menu = QMenu(self)
         menu.addAction("Copy", lambda: self._on_action("copy", message_id))
         if message.role == "user":
@@ -2408,7 +2712,13 @@ class ChatViewWidget(QWidget):
         busy = self.is_streaming()
         for action in menu.actions()[1:]:
             action.setEnabled(not busy)
-        menu.exec(position)
+        files = self.model.attachments.get(message_id, [])
+        if files:
+            menu.addSeparator()
+        for file in files:
+            label = "Save attachment as…" if len(files) == 1 else f"Save {file.name} as…"
+            menu.addAction(label, functools.partial(self.save_attachment, file.id))
+        return menu
 
 
 def _says_too_long(error: str) -> bool:

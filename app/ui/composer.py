@@ -13,13 +13,22 @@ server or the configuration). A draft that cannot fit is not sent: the meter say
 how much to shorten it and offers to choose another model. Sending clears the editor
 as an undoable edit (Ctrl+Z brings the text back), and a send refused afterwards
 gives the text back.
+
+Files are attached with the paperclip button (Ctrl+Shift+A), by dropping them on the
+composer (or the chat), or by pasting them; a pasted image is attached as PNG bytes held
+in memory. Each waits as a chip above the editor; a chip the chat service refuses
+(``check_attachments``) says why and keeps Send disabled until it is removed.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent, QTextCursor
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -31,11 +40,26 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.context import ContextUse
+from app.ui.attachments import (
+    AttachmentChipsWidget,
+    files_of,
+    new_attachment,
+    png_bytes,
+    size_of,
+)
+from app.ui.theme import icon
 
 __all__ = ["ComposerWidget", "MessageEdit"]
 
 SEND_KEYS = ("enter", "ctrl_enter")
 METER_DELAY_MS = 150
+ATTACH_SHORTCUT = "Ctrl+Shift+A"
+
+
+def _choose_files(parent: QWidget) -> list[str]:
+    """Ask for files to attach (a seam: tests replace it or the dialog)."""
+    names, _ = QFileDialog.getOpenFileNames(parent, "Attach files")
+    return list(names)
 
 
 class MessageEdit(QPlainTextEdit):
@@ -44,6 +68,8 @@ class MessageEdit(QPlainTextEdit):
     send_requested = Signal()
     cancel_requested = Signal()
     typed = Signal()
+    files_pasted = Signal(list)  # Paths dropped or pasted into the editor
+    image_pasted = Signal(QImage)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -71,6 +97,22 @@ class MessageEdit(QPlainTextEdit):
             self.cancel_requested.emit()
         super().keyPressEvent(event)
 
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return bool(files_of(source)) or source.hasImage() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        # Files and images are attached, not pasted as their path or as nothing.
+        files = files_of(source)
+        if files:
+            self.files_pasted.emit(files)
+            return
+        if source.hasImage() and not source.hasText():
+            image = source.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                self.image_pasted.emit(image)
+                return
+        super().insertFromMimeData(source)
+
     def sizeHint(self) -> QSize:
         # Grow with the text from 2 to 10 lines, then scroll.
         lines = max(2, min(10, self.document().blockCount()))
@@ -86,12 +128,28 @@ class ComposerWidget(QWidget):
     stop_requested = Signal()
     choose_model_requested = Signal()  # the fix for a draft too long for the model
     activity = Signal()
+    #: A message with files: its text and the ``NewAttachment`` list (instead of
+    #: ``submitted``).
+    submitted_with_attachments = Signal(str, list)
+    #: The chips changed: the window asks the service to check them (``set_checks``).
+    attachments_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None, *, send_key: str = "enter") -> None:
         super().__init__(parent)
         self.setObjectName("composer")
         self.editor = MessageEdit(self)
         self.editor.send_key = send_key if send_key in SEND_KEYS else "enter"
+        self.attach_button = QToolButton(self)
+        self.attach_button.setIcon(icon("paperclip"))
+        self.attach_button.setAutoRaise(True)
+        self.attach_button.setAccessibleName("Attach files")
+        self.attach_button.setToolTip(f"Attach files ({ATTACH_SHORTCUT})")
+        self.attach_button.setShortcut(QKeySequence(ATTACH_SHORTCUT))
+        self.attach_button.clicked.connect(self.choose_files)
+        self.chips = AttachmentChipsWidget(self)
+        self.chips.changed.connect(self._chips_changed)
+        self._pasted_images = 0
+        self.setAcceptDrops(True)
         self.send_button = QPushButton("Send", self)
         self.send_button.setAccessibleName("Send message")
         self.send_button.setDefault(False)
@@ -136,6 +194,7 @@ class ComposerWidget(QWidget):
 
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.editor, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         layout = QVBoxLayout(self)
@@ -143,6 +202,7 @@ class ComposerWidget(QWidget):
         layout.setSpacing(4)
         layout.addWidget(self.edit_bar)
         layout.addWidget(self.reason)
+        layout.addWidget(self.chips)
         layout.addLayout(row)
         layout.addLayout(meter_row)
 
@@ -153,6 +213,8 @@ class ComposerWidget(QWidget):
         self.editor.cancel_requested.connect(self._escape)
         self.editor.typed.connect(self.activity)
         self.editor.textChanged.connect(self._meter_timer.start)
+        self.editor.files_pasted.connect(self.add_files)
+        self.editor.image_pasted.connect(self.add_image)
         self.send_button.clicked.connect(self._button_clicked)
         self._update_hint()
 
@@ -174,10 +236,15 @@ class ComposerWidget(QWidget):
     def set_blocked(self, reason: str) -> None:
         """Disable sending with a visible ``reason`` ("" enables it again)."""
         self._blocked_reason = reason
+        self.editor.setEnabled(not reason)
+        self.attach_button.setEnabled(not reason)
+        self._show_reason()
+        self._update_button()
+
+    def _show_reason(self) -> None:
+        reason = self._blocked_reason or self.chips.problem()
         self.reason.setText(reason)
         self.reason.setVisible(bool(reason))
-        self.editor.setEnabled(not reason)
-        self._update_button()
 
     @property
     def context_use(self) -> ContextUse | None:
@@ -223,19 +290,87 @@ class ComposerWidget(QWidget):
         self.edit_bar.hide()
 
     def clear(self) -> None:
-        """Drop the draft (on lock)."""
+        """Drop the draft and its attachments (on lock)."""
         self._editing = None
         self.edit_bar.hide()
         self.editor.clear()
+        if self.chips.attachments():
+            self.chips.take()
         self.set_context(None)
+
+    # attachments -------------------------------------------------------------------------
+
+    def attachments(self) -> list[Any]:
+        """The ``NewAttachment`` of every chip, in order."""
+        return self.chips.attachments()
+
+    def choose_files(self) -> None:
+        """Ask for files (several at once) and attach them."""
+        if self._blocked_reason:
+            return
+        self.add_files([Path(name) for name in _choose_files(self)])
+
+    def add_files(self, paths: list[Path]) -> None:
+        """Attach the files ``paths`` (each as a chip; checked by the window)."""
+        if self._blocked_reason:
+            return
+        for path in paths:
+            attachment = new_attachment(path.name, path=path)
+            self.chips.add(attachment, size_of(attachment))
+        self.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def add_image(self, image: QImage) -> None:
+        """Attach a pasted image as PNG bytes (in memory; never a temporary file)."""
+        if self._blocked_reason:
+            return
+        self._pasted_images += 1
+        data = png_bytes(image)
+        name = f"pasted-image-{self._pasted_images}.png"
+        self.chips.add(new_attachment(name, data=data), len(data))
+
+    def set_checks(self, attachments: list[Any], checks: list[Any]) -> None:
+        """Show the service's ``check_attachments`` answer for ``attachments`` (ignored
+        when the chips changed since)."""
+        if self.chips.set_checks(attachments, checks):
+            self._show_reason()
+            self._update_button()
+
+    def give_back_attachments(self, attachments: list[Any]) -> None:
+        """Put the files of a message that could not be sent back as chips."""
+        present = self.chips.attachments()
+        for attachment in attachments:
+            if attachment not in present:
+                self.chips.add(attachment, size_of(attachment))
+
+    def _chips_changed(self) -> None:
+        self._show_reason()
+        self._update_button()
+        self.attachments_changed.emit()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if files_of(event.mimeData()) and not self._blocked_reason:
+            event.acceptProposedAction()
+            return
+        super().dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = files_of(event.mimeData())
+        if files and not self._blocked_reason:
+            event.acceptProposedAction()
+            self.add_files(files)
+            return
+        super().dropEvent(event)
 
     # actions -----------------------------------------------------------------------------
 
     def submit(self) -> None:
         """Send the text (or the edit) unless it is empty, blocked or an answer streams."""
         text = self.editor.toPlainText()
-        if not text.strip() or self._blocked_reason or self._streaming:
+        files = self.chips.attachments() if self._editing is None else []
+        if (not text.strip() and not files) or self._blocked_reason or self._streaming:
             return
+        if files and self.chips.problem():
+            return  # the reason is shown, and Send is disabled
         self.activity.emit()
         use = self.context_use
         if use is not None and not use.fits:
@@ -249,6 +384,9 @@ class ComposerWidget(QWidget):
         self.edit_bar.hide()
         if editing is not None:
             self.edit_submitted.emit(editing, text)
+        elif files:
+            self.chips.take()
+            self.submitted_with_attachments.emit(text, files)
         else:
             self.submitted.emit(text)
 
@@ -318,7 +456,7 @@ class ComposerWidget(QWidget):
         else:
             self.send_button.setText("Send")
             self.send_button.setAccessibleName("Send message")
-            self.send_button.setEnabled(not self._blocked_reason)
+            self.send_button.setEnabled(not self._blocked_reason and not self.chips.problem())
 
     def _update_hint(self) -> None:
         if self.editor.send_key == "ctrl_enter":

@@ -1,0 +1,280 @@
+"""Attachments in the window: the composer's chips and what the window asks the service.
+
+A chip is one file waiting to be sent: its name, its size in human units, a remove
+button, and, once the chat service has checked it (``check_attachments``), the problem
+that keeps it from being sent (shown on the chip in the error colour and as its tooltip).
+Chips hold the service's ``NewAttachment`` (a path, or the bytes of a pasted image; never
+a temporary file).
+
+``AttachmentService`` names the chat service's attachment API as the window uses it
+(the contract of issue 14); ``new_attachment`` builds a ``NewAttachment``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QLocale, QMimeData, Qt, QUrl, Signal
+from PySide6.QtGui import QImage, QImageWriter, QKeyEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
+
+from app.store.models import Attachment
+
+__all__ = [
+    "AttachmentChipWidget",
+    "AttachmentChipsWidget",
+    "AttachmentService",
+    "files_of",
+    "human_size",
+    "new_attachment",
+    "png_bytes",
+    "size_of",
+]
+
+log = logging.getLogger(__name__)
+
+ERROR_COLOR = "#c01c28"
+REMOVE_MARK = "\u00d7"
+#: A chip shows at most this many pixels of a long name (all of it in its tooltip).
+CHIP_NAME_PX = 220
+
+
+class AttachmentService(Protocol):
+    """The chat service's attachment API, as the window calls it."""
+
+    def send(
+        self,
+        chat_id: str,
+        text: str,
+        *,
+        attachments: Sequence[Any] = (),
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[Any]: ...
+
+    async def check_attachments(self, chat_id: str, files: Sequence[Any]) -> list[Any]: ...
+
+    async def attachments(self, chat_id: str) -> dict[str, list[Attachment]]: ...
+
+    async def attachment_data(self, attachment_id: str, *, max_bytes: int) -> bytes: ...
+
+    async def save_attachment(self, attachment_id: str, path: Path) -> None: ...
+
+
+def attachment_service(service: object) -> AttachmentService:
+    """``service`` seen through its attachment API."""
+    return cast(AttachmentService, service)
+
+
+def new_attachment(name: str, *, path: Path | None = None, data: bytes | None = None) -> Any:
+    """The service's ``NewAttachment`` for a file on disk (``path``) or bytes (``data``)."""
+    module = importlib.import_module("app.chat.attachments")
+    if path is not None:
+        return module.NewAttachment.from_path(path)
+    return module.NewAttachment.from_bytes(name, data or b"")
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes in human units (``12.3 KB``)."""
+    return QLocale().formattedDataSize(size, 1, QLocale.DataSizeFormat.DataSizeTraditionalFormat)
+
+
+def png_bytes(image: QImage) -> bytes:
+    """``image`` encoded as PNG, in memory."""
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    QImageWriter(buffer, QByteArray(b"PNG")).write(image)
+    buffer.close()
+    return bytes(buffer.data().data())
+
+
+def size_of(attachment: Any) -> int:
+    """The size in bytes of a ``NewAttachment`` (0 when its file cannot be read: the
+    service's check then says why)."""
+    if attachment.data is not None:
+        return len(attachment.data)
+    try:
+        return int(Path(attachment.path).stat().st_size)
+    except OSError:
+        return 0
+
+
+def files_of(mime: QMimeData) -> list[Path]:
+    """The local files a drop or a paste carries."""
+    urls: list[QUrl] = mime.urls() if mime.hasUrls() else []
+    return [Path(url.toLocalFile()) for url in urls if url.isLocalFile()]
+
+
+@dataclass(slots=True)
+class _Chip:
+    attachment: Any  # NewAttachment
+    size: int
+    problem: str | None = None
+
+
+class AttachmentChipWidget(QFrame):
+    """One file waiting to be sent: name, size, remove button (Delete removes it too)."""
+
+    remove_requested = Signal()
+
+    def __init__(self, name: str, size: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.setObjectName("attachmentChip")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAccessibleName(f"Attachment {name}")
+        self.name_label = QLabel(self)
+        metrics = self.name_label.fontMetrics()
+        self.name_label.setText(
+            metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, CHIP_NAME_PX)
+        )
+        self.size_label = QLabel(human_size(size), self)
+        self.size_label.setEnabled(False)
+        self.remove_button = QToolButton(self)
+        self.remove_button.setText(REMOVE_MARK)
+        self.remove_button.setAutoRaise(True)
+        self.remove_button.setAccessibleName(f"Remove {name}")
+        self.remove_button.setToolTip(f"Remove {name} (Delete)")
+        self.remove_button.clicked.connect(self.remove_requested)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 2, 2, 2)
+        layout.setSpacing(4)
+        layout.addWidget(self.name_label)
+        layout.addWidget(self.size_label)
+        layout.addWidget(self.remove_button)
+        self.set_problem(None)
+
+    @property
+    def problem(self) -> str | None:
+        return self._problem
+
+    def set_problem(self, problem: str | None) -> None:
+        """Show why this file cannot be sent (None: it can)."""
+        self._problem = problem
+        self.setToolTip(problem or self.name)
+        self.setAccessibleDescription(problem or "")
+        color = f"color: {ERROR_COLOR};" if problem else ""
+        self.name_label.setStyleSheet(color)
+        self.setStyleSheet(
+            f"QFrame#attachmentChip {{ border: 1px solid {ERROR_COLOR}; border-radius: 4px; }}"
+            if problem
+            else "QFrame#attachmentChip { border-radius: 4px; }"
+        )
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            self.remove_requested.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class AttachmentChipsWidget(QWidget):
+    """The row of chips above the message box (hidden while there are none)."""
+
+    changed = Signal()  # a chip was added or removed
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("attachmentChips")
+        self.setAccessibleName("Attachments")
+        self._chips: list[_Chip] = []
+        self._widgets: list[AttachmentChipWidget] = []
+        # Many chips scroll sideways: they never widen the window.
+        self._inner = QWidget()
+        self._layout = QHBoxLayout(self._inner)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(6)
+        self._layout.addStretch(1)
+        self._scroll = QScrollArea(self)
+        self._scroll.setWidget(self._inner)
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self._scroll.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._scroll)
+        self.hide()
+
+    # reading -----------------------------------------------------------------------------
+
+    def attachments(self) -> list[Any]:
+        """The ``NewAttachment`` of every chip, in order."""
+        return [chip.attachment for chip in self._chips]
+
+    def chips(self) -> list[AttachmentChipWidget]:
+        return list(self._widgets)
+
+    def problem(self) -> str:
+        """Why the chips cannot be sent ("" when they can)."""
+        for chip in self._chips:
+            if chip.problem:
+                return f"{chip.attachment.name}: {chip.problem}"
+        return ""
+
+    # changing ----------------------------------------------------------------------------
+
+    def add(self, attachment: Any, size: int) -> None:
+        """Add a chip for ``attachment`` (a ``NewAttachment`` of ``size`` bytes)."""
+        chip = _Chip(attachment, size)
+        widget = AttachmentChipWidget(attachment.name, size, self._inner)
+        widget.remove_requested.connect(lambda: self.remove(chip))
+        self._chips.append(chip)
+        self._widgets.append(widget)
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        bar = self._scroll.horizontalScrollBar().sizeHint().height()
+        self._scroll.setFixedHeight(widget.sizeHint().height() + bar + 2)
+        self.show()
+        self.changed.emit()
+
+    def remove(self, chip: _Chip) -> None:
+        if chip not in self._chips:
+            return
+        number = self._chips.index(chip)
+        widget = self._widgets.pop(number)
+        del self._chips[number]
+        had_focus = widget.hasFocus() or widget.remove_button.hasFocus()
+        widget.hide()
+        widget.deleteLater()
+        if had_focus and self._widgets:
+            self._widgets[min(number, len(self._widgets) - 1)].setFocus()
+        self.setVisible(bool(self._chips))
+        self.changed.emit()
+
+    def take(self) -> list[Any]:
+        """Remove every chip; their attachments."""
+        taken = self.attachments()
+        for widget in self._widgets:
+            widget.hide()
+            widget.deleteLater()
+        self._chips.clear()
+        self._widgets.clear()
+        self.hide()
+        self.changed.emit()
+        return taken
+
+    def set_checks(self, attachments: Sequence[Any], checks: Sequence[Any]) -> bool:
+        """Show the problems the service found (``checks[i]`` for ``attachments[i]``);
+        False when the chips changed since (the checks are for other files)."""
+        if list(attachments) != self.attachments() or len(checks) != len(self._chips):
+            return False
+        for chip, widget, check in zip(self._chips, self._widgets, checks, strict=True):
+            chip.problem = check.problem
+            chip.size = check.size
+            widget.set_problem(check.problem)
+        return True
