@@ -18,15 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.api_keys import ApiKeys
+from app.attachments import Extracted, Kind, Placement, extract, placement
+from app.chat.attachments import (
+    AttachmentCheck,
+    AttachmentSettings,
+    NewAttachment,
+    Prepared,
+    TextCache,
+    check,
+    excerpts_block,
+    inline_block,
+    prepare_all,
+    vision_problem,
+    vision_refusal,
+    with_inline,
+)
 from app.chat.context import (
     DEFAULT_TOKENS_PER_BYTE,
     Context,
@@ -61,6 +77,7 @@ from app.privacy import policy
 from app.store.chats import DATABASE_ERRORS, ChatStore, StorageError
 from app.store.library import Library
 from app.store.models import (
+    Attachment,
     Chat,
     ChatParams,
     ChatSummary,
@@ -76,6 +93,7 @@ from providers import (
     ChatRequest,
     ContextTooLongError,
     FinishEvent,
+    ImageInput,
     ProviderError,
     ProviderSpec,
     ReasoningDelta,
@@ -106,6 +124,8 @@ HISTORY_WINDOW = 2000
 LOCK_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StorageError)
 # Messages the context meter reads first (more only while they all fit).
 CONTEXT_USE_PAGE = 100
+# The image types every wire format takes (what attachments detect as images).
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 # Times a turn is retried with a smaller context when the server says it is too long.
 CONTEXT_RETRIES = 2
 
@@ -145,6 +165,8 @@ class ChatService:
         self._tokens_per_byte: dict[str, float] = {}
         # Context windows servers stated, per (provider, base URL, model); None: not said.
         self._windows: dict[tuple[str, str, str], int | None] = {}
+        # Text re-read from stored attachments, per attachment id (memory only, bounded).
+        self._texts = TextCache()
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -231,8 +253,11 @@ class ChatService:
         limit = CONTEXT_USE_PAGE
         while True:
             page = await self.runner.db(store.thread, chat_id, limit=limit, before=None)
+            counted, _images, _sources = await self._with_attachments(
+                store, chat, entry, page.messages
+            )
             use = measure_use(
-                chat.system_prompt, chat.memory, page.messages, draft, window=window,
+                chat.system_prompt, chat.memory, counted, draft, window=window,
                 max_tokens=max_tokens, tokens_per_byte=ratio,
             )  # fmt: skip
             if use.dropped or not page.has_older or limit >= HISTORY_WINDOW:
@@ -482,10 +507,22 @@ class ChatService:
     # --- turns -------------------------------------------------------------------------------
 
     async def send(
-        self, chat_id: str, text: str, *, max_tokens: int | None = None
+        self,
+        chat_id: str,
+        text: str,
+        *,
+        attachments: Sequence[NewAttachment] = (),
+        max_tokens: int | None = None,
     ) -> AsyncGenerator[TurnEvent, None]:
-        """Save ``text`` as the user's message and stream the answer."""
-        if not text.strip():
+        """Save ``text`` (and its ``attachments``) as the user's message and stream the answer.
+
+        Every refusal (empty message, a file that cannot be attached, images for a model
+        that does not take them, the tier's policy, a message that cannot fit) is raised
+        before anything is saved or sent; the message and its attachments are saved in
+        one transaction.
+        """
+        files = list(attachments)
+        if not text.strip() and not files:
             raise UsageError("the message is empty; type something to send")
         if len(text) > MAX_MESSAGE_CHARS:
             raise UsageError(
@@ -495,16 +532,187 @@ class ChatService:
         chat = await self.runner.db(store.chat, chat_id)
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
-        await self._require_fits(chat, entry, text, max_tokens)
-        user = await self.runner.db(
-            store.add_message, chat_id, "user", text, parent_id=chat.active_leaf_id
-        )
+        settings = AttachmentSettings.of(self.config.config)
+        prepared: list[Prepared] = []
+        if files:
+            prepared = await self.runner.blocking(prepare_all, files, settings)
+            if any(p.placement is Placement.IMAGE for p in prepared):
+                refusal = vision_refusal(entry, chat.model)
+                if refusal is not None:
+                    raise refusal
+        inline = [inline_block(p.extracted) for p in prepared if p.placement is Placement.INLINE]
+        await self._require_fits(chat, entry, with_inline(text, inline), max_tokens)
+        user, stored = await self.runner.db(
+            _store_question, store, chat_id, text, chat.active_leaf_id, prepared,
+            settings.max_bytes,
+        )  # fmt: skip
+        for attachment, ready in zip(stored, prepared, strict=True):
+            if ready.placement is not Placement.IMAGE:
+                self._texts.put(attachment.id, ready.extracted)
+        del prepared  # the extracted text lives on in the bounded cache only
         self.changes.emit(MessagesChanged(chat_id))
         async with contextlib.aclosing(
             self._answer(store, chat, entry, user, max_tokens, user=user)
         ) as events:
             async for event in events:
                 yield event
+
+    # --- attachments -------------------------------------------------------------------------
+
+    async def check_attachments(
+        self, chat_id: str, files: Sequence[NewAttachment]
+    ) -> list[AttachmentCheck]:
+        """What each file would be in ``chat_id`` (size, kind, the refusal if any), without
+        storing anything: the composer's chips."""
+        chat = await self.chat(chat_id)
+        settings = AttachmentSettings.of(self.config.config)
+        try:
+            entry: LLMEntry | None = self.provider_entry(chat)
+        except ConfigError:
+            entry = None
+        results = []
+        for new in files:
+            result, kind = await self.runner.blocking(check, new, settings)
+            if kind is Kind.IMAGE and entry is not None:
+                problem = vision_problem(entry, chat.model)
+                if problem is not None:
+                    result = dataclasses.replace(result, problem=problem)
+            results.append(result)
+        return results
+
+    async def attachments(self, chat_id: str) -> dict[str, list[Attachment]]:
+        """Message id -> its attachments in order, for every message of the chat."""
+
+        def read() -> dict[str, list[Attachment]]:
+            by_message: dict[str, list[Attachment]] = {}
+            for attachment in self.library.store_of(chat_id).chat_attachments(chat_id):
+                by_message.setdefault(attachment.message_id, []).append(attachment)
+            for items in by_message.values():
+                items.sort(key=lambda a: a.position)
+            return by_message
+
+        return await self.runner.db(read)
+
+    async def attachment_data(self, attachment_id: str, *, max_bytes: int) -> bytes:
+        """An attachment's bytes (an image's thumbnail); UsageError above ``max_bytes``."""
+
+        def read() -> bytes:
+            store = self._store_of_attachment(attachment_id)
+            attachment = store.attachment(attachment_id)
+            if attachment.size > max_bytes:
+                raise UsageError(
+                    f"{attachment.name} is {attachment.size:,} bytes, more than the "
+                    f"{max_bytes:,} shown here; save it and open it instead"
+                )
+            return b"".join(store.read_attachment(attachment_id))
+
+        return await self.runner.db(read)
+
+    async def save_attachment(self, attachment_id: str, path: Path) -> None:
+        """Save a copy of an attachment to ``path`` (written atomically)."""
+        await self.runner.db(
+            lambda: self._store_of_attachment(attachment_id).save_attachment(attachment_id, path)
+        )
+
+    def _store_of_attachment(self, attachment_id: str) -> ChatStore:
+        """The open store holding the attachment (database thread)."""
+        from app.store.chats import ChatNotFoundError
+
+        for tier in self.library.tiers:
+            store = self.library.store(tier)
+            try:
+                store.attachment(attachment_id)
+            except ChatNotFoundError:
+                continue
+            return store
+        raise UsageError(f"no attachment with id {attachment_id}; it may have been deleted")
+
+    async def _extracted(self, store: ChatStore, attachment: Attachment) -> Extracted:
+        """The attachment's text, re-read from its stored bytes once per session."""
+        cached = self._texts.get(attachment.id)
+        if cached is not None:
+            return cached
+        data = await self.runner.db(_read_all, store, attachment.id)
+        extracted = await self.runner.blocking(extract, attachment.name, data, None)
+        self._texts.put(attachment.id, extracted)
+        return extracted
+
+    async def _excerpts(
+        self,
+        store: ChatStore,
+        chat: Chat,
+        question: Message,
+        long_ones: list[tuple[Attachment, Extracted]],
+        settings: AttachmentSettings,
+    ) -> list[tuple[str, str]]:
+        """(label, text) of the chunks of the chat's long attachments most relevant to
+        ``question``, best first."""
+        # TODO(issue 14, retrieval): use the chat's chunk index (app.chat.retrieval) once
+        # merged; until then the chunks are ranked in memory by the question's words.
+        from app.chat.attachments import rank_chunks
+
+        return await self.runner.blocking(
+            rank_chunks, question.content, [e for _, e in long_ones], settings.retrieval_chunks
+        )
+
+    async def _with_attachments(
+        self,
+        store: ChatStore,
+        chat: Chat,
+        entry: LLMEntry,
+        history: list[Message],
+        *,
+        question: Message | None = None,
+    ) -> tuple[list[Message], dict[str, list[ImageInput]], tuple[str, ...]]:
+        """``history`` as sent: inline attachments appended to their messages, the
+        excerpts of long ones relevant to ``question`` appended to it, and the images of
+        user messages (when the model accepts images); plus the excerpts' labels."""
+        ids = {m.id for m in history}
+        found = await self.runner.db(store.chat_attachments, chat.id)
+        found = [a for a in found if a.message_id in ids]
+        if not found:
+            return history, {}, ()
+        settings = AttachmentSettings.of(self.config.config)
+        send_images = vision_problem(entry, chat.model) is None
+        blocks: dict[str, list[str]] = {}
+        images: dict[str, list[ImageInput]] = {}
+        long_ones: list[tuple[Attachment, Extracted]] = []
+        roles = {m.id: m.role for m in history}
+        for attachment in sorted(found, key=lambda a: (a.message_id, a.position)):
+            if attachment.media_type.startswith("image/"):
+                if (
+                    send_images
+                    and roles[attachment.message_id] == "user"
+                    and attachment.media_type in IMAGE_TYPES
+                ):
+                    data = await self.runner.db(_read_all, store, attachment.id)
+                    images.setdefault(attachment.message_id, []).append(
+                        ImageInput(media_type=attachment.media_type, data=data)
+                    )
+                continue
+            try:
+                extracted = await self._extracted(store, attachment)
+            except UsageError as error:  # stored by an older version, now unreadable
+                log.warning("attachment %s not readable: %s", attachment.id, type(error).__name__)
+                continue
+            where = placement(extracted, settings.inline_max_chars)
+            if where is Placement.INLINE:
+                blocks.setdefault(attachment.message_id, []).append(inline_block(extracted))
+            else:
+                long_ones.append((attachment, extracted))
+        sources: tuple[str, ...] = ()
+        if question is not None and long_ones:
+            excerpts = await self._excerpts(store, chat, question, long_ones, settings)
+            if excerpts:
+                blocks.setdefault(question.id, []).append(excerpts_block(excerpts))
+                sources = tuple(dict.fromkeys(label for label, _ in excerpts))
+        sent = [
+            dataclasses.replace(m, content=with_inline(m.content, blocks[m.id]))
+            if m.id in blocks
+            else m
+            for m in history
+        ]
+        return sent, images, sources
 
     async def regenerate(
         self, chat_id: str, *, max_tokens: int | None = None
@@ -573,6 +781,9 @@ class ChatService:
         """
         page = await self.runner.db(store.thread, chat.id, limit=HISTORY_WINDOW, before=None)
         history = _history_up_to(page.messages, question.id)
+        history, images, sources = await self._with_attachments(
+            store, chat, entry, history, question=question
+        )
         older = 0
         if page.has_older:
             older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
@@ -583,7 +794,7 @@ class ChatService:
             max_tokens = params.max_tokens
         context = build_context(
             chat.system_prompt, chat.memory, history, context_size=window.size,
-            max_tokens=max_tokens, tokens_per_byte=ratio,
+            max_tokens=max_tokens, tokens_per_byte=ratio, images=images,
         )  # fmt: skip
         spec = await self._spec(entry, chat.model)
         if chat.params.context_size is not None:  # Ollama loads the model with it (num_ctx)
@@ -591,6 +802,7 @@ class ChatService:
         answer = await self.runner.db(
             store.add_message, chat.id, "assistant", "", parent_id=question.id,
             status=MessageStatus.PARTIAL, provider=entry.provider_name, model=spec.model,
+            sources=sources,
         )  # fmt: skip
         self.streaming.add(answer.id)
         self.changes.emit(MessagesChanged(chat.id))
@@ -647,7 +859,7 @@ class ChatService:
                             context = build_context(
                                 chat.system_prompt, chat.memory, history,
                                 context_size=window.size, max_tokens=max_tokens,
-                                tokens_per_byte=ratio,
+                                tokens_per_byte=ratio, images=images,
                             )  # fmt: skip
                         except ContextOverflowError:
                             raise refused from None  # the question alone is too long
@@ -910,6 +1122,38 @@ async def closing(stream: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _read_all(store: ChatStore, attachment_id: str) -> bytes:
+    return b"".join(store.read_attachment(attachment_id))
+
+
+def _store_question(
+    store: ChatStore,
+    chat_id: str,
+    text: str,
+    parent_id: str | None,
+    prepared: Sequence[Prepared],
+    max_bytes: int,
+) -> tuple[Message, list[Attachment]]:
+    """Save the user's message and its attachments in one transaction (database thread):
+    a crash or a refusal leaves both or neither."""
+    with store.transaction():
+        user = store.add_message(chat_id, "user", text, parent_id=parent_id)
+        stored = []
+        for ready in prepared:
+            new = ready.new
+            source: Any = new.path if new.path is not None else io.BytesIO(new.data or b"")
+            stored.append(
+                store.add_attachment(
+                    user.id,
+                    source,
+                    max_size=max_bytes,
+                    name=ready.extracted.name,
+                    media_type=ready.extracted.media_type,
+                )
+            )
+    return user, stored
 
 
 def _history_up_to(thread: list[Message], message_id: str) -> list[Message]:
