@@ -373,10 +373,16 @@ class ChatService:
     async def export_to_file(
         self, chat_ids: list[str] | None, fmt: Literal["md", "json"], path: Path
     ) -> None:
-        """Export chats to ``path``, written atomically (a crash leaves no half file)."""
+        """Export chats to ``path``, written atomically (a crash leaves no half file).
+
+        Markdown links the attachments of the exported messages, written beside it in
+        the folder ``<path>.attachments``."""
         from app.vault.atomic_file import write_atomically
 
-        text = await self.export(chat_ids, fmt)
+        if fmt == "md":
+            text = await self.runner.db(_markdown_with_files, self.library, chat_ids, path)
+        else:
+            text = await self.export(chat_ids, fmt)
         await self.runner.blocking(write_atomically, path, text.encode("utf-8"))
 
     async def import_file(self, path: Path, *, fmt: str | None, tier: Tier) -> list[str]:
@@ -1122,6 +1128,28 @@ async def closing(stream: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _markdown_with_files(library: Library, chat_ids: list[str] | None, path: Path) -> str:
+    """The Markdown export of ``chat_ids``; their attachments are saved in the folder
+    ``<path>.attachments`` beside it (database thread)."""
+    from app.store import transfer
+
+    files = transfer.markdown_attachment_files(library, chat_ids)
+    folder = path.with_name(path.name + ".attachments")
+    if files:
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"cannot create {folder} for the attachments "
+                f"({error.strerror or type(error).__name__}); choose another place to export to"
+            ) from error
+        for store, attachment, name in files:
+            store.save_attachment(attachment.id, folder / name)
+    return transfer.export_markdown(
+        library, chat_ids, attachments_folder=folder.name if files else None
+    )
 
 
 def _read_all(store: ChatStore, attachment_id: str) -> bytes:
