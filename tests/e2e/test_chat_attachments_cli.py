@@ -1,0 +1,91 @@
+"""``hushchat chat --attach`` as a subprocess against the real llama-server.
+
+The request the model gets is read through a logging proxy on the entry's ``proxy:``
+(every byte the client sends), so the test sees the attached file's text arrive; the
+profile is grepped for the file's sentinel afterwards (it must only exist encrypted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_chat_cli import FLOOR_KDF, PASSPHRASE, Env, chat_id_of, files_under
+from tests.integration.providers.logging_proxy import LoggingProxy
+from tests.peers.llama_server import MODEL_ALIAS, LlamaServer
+
+pytestmark = pytest.mark.llama_server
+
+CODE_WORD = "PERIWINKLE-SENTINEL-5150"
+
+
+@pytest.fixture
+def proxy() -> Iterator[LoggingProxy]:
+    with LoggingProxy() as logging_proxy:
+        yield logging_proxy
+
+
+@pytest.fixture
+def env(tmp_path: Path, llama_server: LlamaServer, proxy: LoggingProxy) -> Env:
+    home = tmp_path / "home"
+    (home / "tmp").mkdir(parents=True)
+    found = Env(home, home / "profile", tmp_path / "config.yml", llama_server.base_url)
+    found.config.write_text(
+        f"""default_llm: local
+llms:
+  - provider_name: local
+    type: openai
+    base_url: {llama_server.base_url}/v1
+    model_name: {MODEL_ALIAS}
+    context_size: 512
+    proxy: {proxy.url}
+    proxy_locality: on_prem
+"""
+    )
+    result = found.run("vault", "init", "--passphrase-stdin", *FLOOR_KDF, stdin=PASSPHRASE + "\n")
+    assert result.returncode == 0, result.stderr
+    return found
+
+
+def test_an_attached_file_reaches_the_model_and_stays_encrypted(
+    env: Env, proxy: LoggingProxy, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"  # outside the home: only its stored copy is checked
+    notes.write_text(f"The code word is {CODE_WORD}.\n", encoding="utf-8")
+
+    result = env.run("chat", "--attach", str(notes), "--max-tokens", "8", "what is the code word?")
+
+    assert result.returncode == 0, result.stderr
+    sent = proxy.received
+    assert b"what is the code word?" in sent
+    assert CODE_WORD.encode() in sent and b"```notes.txt" in sent
+    chat_id = chat_id_of(result.stderr)
+    shown = env.run("chats", "show", chat_id[:10])
+    assert shown.returncode == 0, shown.stderr
+    assert f"[attached: notes.txt, {notes.stat().st_size} bytes]" in shown.stdout
+    for path in files_under(env.home):
+        assert CODE_WORD.encode() not in path.read_bytes(), path
+
+    out = tmp_path / "export" / "chat.md"
+    out.parent.mkdir()
+    exported = env.run("chats", "export", chat_id[:10], "--format", "md", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert (out.parent / "chat.md.attachments" / "notes.txt").read_bytes() == notes.read_bytes()
+    assert "(<chat.md.attachments/notes.txt>)" in out.read_text(encoding="utf-8")
+
+
+def test_a_file_that_cannot_be_attached_is_one_line_exit_2_and_nothing_saved(
+    env: Env, proxy: LoggingProxy, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    result = env.run("chat", "--attach", str(empty), "look at this")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "empty.txt is empty" in result.stderr
+    missing = env.run("chat", "--attach", str(tmp_path / "nope.pdf"), "look")
+    assert missing.returncode == 2 and "cannot be read" in missing.stderr
+    assert env.run("chats", "list").stdout == ""
+    assert proxy.received == b""
