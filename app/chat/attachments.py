@@ -12,9 +12,11 @@ Everything is checked before anything is saved: a refusal changes nothing.
 
 from __future__ import annotations
 
+import math
+import re
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,10 +25,13 @@ from app.attachments import (
     DEFAULT_INLINE_THRESHOLD,
     DEFAULT_MAX_BYTES,
     AttachmentError,
+    Chunk,
     Extracted,
     Kind,
     Limits,
+    Part,
     Placement,
+    chunk_parts,
     extract,
     extract_file,
     placement,
@@ -189,8 +194,6 @@ def excerpts_block(excerpts: Sequence[tuple[str, str]]) -> str:
 
 
 def _backtick_runs(text: str) -> list[str]:
-    import re
-
     return re.findall(r"`+", text)
 
 
@@ -237,35 +240,67 @@ class TextCache:
             self._chars = 0
 
 
-_WORD = r"\w+"
+_WORD = re.compile(r"\w+")
+# Long text is chunked a window of about this many characters at a time, so ranking a
+# 50 MB document never holds all of its chunks at once.
+_WINDOW_CHARS = 1_000_000
+
+
+def _pieces(documents: Sequence[Extracted]) -> Iterator[Part]:
+    """Every part of ``documents``, a long one cut at line breaks into windows."""
+    for document in documents:
+        for part in document.parts:
+            text, start = part.text, 0
+            while start < len(text):
+                end = min(len(text), start + _WINDOW_CHARS)
+                if end < len(text):
+                    cut = text.rfind("\n", start + _WINDOW_CHARS // 2, end)
+                    end = cut + 1 if cut >= 0 else end
+                yield Part(text[start:end], part.label, part.page)
+                start = end
+
+
+def _chunks(documents: Sequence[Extracted]) -> Iterator[Chunk]:
+    for piece in _pieces(documents):
+        yield from chunk_parts([piece])
 
 
 def rank_chunks(question: str, documents: Sequence[Extracted], k: int) -> list[tuple[str, str]]:
     """(label, text) of the ``k`` chunks of ``documents`` sharing most of the question's
-    words (BM25 over the chunks, in memory), best first; none when no word is shared."""
-    import math
-    import re
+    words (BM25 over the chunks, in memory), best first; none when no word is shared.
 
-    from app.attachments import chunk_parts
-
-    terms = {w for w in re.findall(_WORD, question.lower()) if len(w) > 1}
-    chunks = [c for d in documents for c in chunk_parts(d.parts)]
-    if not terms or not chunks or k <= 0:
+    Two passes over the chunks, keeping only each chunk's counts of the question's
+    words: the texts of the chosen ones are cut again in the second.
+    """
+    terms = {w for w in _WORD.findall(question.lower()) if len(w) > 1}
+    if not terms or k <= 0:
         return []
-    words = [re.findall(_WORD, c.text.lower()) for c in chunks]
-    average = sum(len(w) for w in words) / len(words) or 1.0
-    frequency = {t: sum(1 for w in words if t in set(w)) for t in terms}
+    stats: list[tuple[dict[str, int], int]] = []
+    frequency: Counter[str] = Counter()
+    for chunk in _chunks(documents):
+        words = _WORD.findall(chunk.text.lower())
+        hits = Counter(w for w in words if w in terms)
+        stats.append((dict(hits), len(words)))
+        frequency.update(hits.keys())
+    if not stats:
+        return []
+    average = sum(length for _, length in stats) / len(stats) or 1.0
+    total = len(stats)
     scored: list[tuple[float, int]] = []
-    for index, chunk_words in enumerate(words):
-        counts: dict[str, int] = {}
-        for word in chunk_words:
-            if word in terms:
-                counts[word] = counts.get(word, 0) + 1
+    for index, (counts, length) in enumerate(stats):
         score = 0.0
         for term, count in counts.items():
-            idf = math.log(1 + (len(chunks) - frequency[term] + 0.5) / (frequency[term] + 0.5))
-            score += idf * count * 2.2 / (count + 1.2 * (0.25 + 0.75 * len(chunk_words) / average))
+            idf = math.log(1 + (total - frequency[term] + 0.5) / (frequency[term] + 0.5))
+            norm = 1.2 * (0.25 + 0.75 * length / average)
+            score += idf * count * 2.2 / (count + norm)
         if score > 0:
             scored.append((score, index))
     scored.sort(key=lambda item: (-item[0], item[1]))
-    return [(chunks[i].label, chunks[i].text) for _, i in scored[:k]]
+    chosen = {index: rank for rank, (_, index) in enumerate(scored[:k])}
+    found: list[tuple[int, str, str]] = []
+    for index, chunk in enumerate(_chunks(documents)):
+        if index in chosen:
+            found.append((chosen[index], chunk.label, chunk.text))
+            if len(found) == len(chosen):
+                break
+    return [(label, text) for _, label, text in sorted(found)]
