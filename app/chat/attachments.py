@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -275,24 +276,36 @@ def rank_chunks(question: str, documents: Sequence[Extracted], k: int) -> list[t
     terms = {w for w in _WORD.findall(question.lower()) if len(w) > 1}
     if not terms or k <= 0:
         return []
-    stats: list[tuple[dict[str, int], int]] = []
-    frequency: Counter[str] = Counter()
+    # One scan per chunk for the question's words only; a chunk's length is counted in
+    # characters (BM25's length normalisation only compares chunks with each other).
+    pattern = re.compile(
+        r"\b(?:" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")\b",
+        re.IGNORECASE,
+    )
+    ordered = sorted(terms)
+    # Per term, its count in each chunk; and each chunk's length (compact arrays: a 50 MB
+    # document has tens of thousands of chunks).
+    counts = {term: array("I") for term in ordered}
+    lengths = array("I")
     for chunk in _chunks(documents):
-        words = _WORD.findall(chunk.text.lower())
-        hits = Counter(w for w in words if w in terms)
-        stats.append((dict(hits), len(words)))
-        frequency.update(hits.keys())
-    if not stats:
+        hits = Counter(match.lower() for match in pattern.findall(chunk.text))
+        for term in ordered:
+            counts[term].append(hits.get(term, 0))
+        lengths.append(len(chunk.text))
+    total = len(lengths)
+    if not total:
         return []
-    average = sum(length for _, length in stats) / len(stats) or 1.0
-    total = len(stats)
+    average = sum(lengths) / total or 1.0
+    frequency = {term: sum(1 for c in counts[term] if c) for term in ordered}
     scored: list[tuple[float, int]] = []
-    for index, (counts, length) in enumerate(stats):
+    for index in range(total):
         score = 0.0
-        for term, count in counts.items():
-            idf = math.log(1 + (total - frequency[term] + 0.5) / (frequency[term] + 0.5))
-            norm = 1.2 * (0.25 + 0.75 * length / average)
-            score += idf * count * 2.2 / (count + norm)
+        norm = 1.2 * (0.25 + 0.75 * lengths[index] / average)
+        for term in ordered:
+            count = counts[term][index]
+            if count:
+                idf = math.log(1 + (total - frequency[term] + 0.5) / (frequency[term] + 0.5))
+                score += idf * count * 2.2 / (count + norm)
         if score > 0:
             scored.append((score, index))
     scored.sort(key=lambda item: (-item[0], item[1]))

@@ -167,6 +167,8 @@ class ChatService:
         self._windows: dict[tuple[str, str, str], int | None] = {}
         # Text re-read from stored attachments, per attachment id (memory only, bounded).
         self._texts = TextCache()
+        # The text of attachments a turn in progress has just read, by attachment id.
+        self._fresh: dict[str, Extracted] = {}
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -552,16 +554,24 @@ class ChatService:
             _store_question, store, chat_id, text, chat.active_leaf_id, prepared,
             settings.max_bytes,
         )  # fmt: skip
+        # This turn uses the text just read (a large one is too big for the cache, and
+        # reading it again from the store would hold it twice).
+        fresh = [a.id for a in stored]
         for attachment, ready in zip(stored, prepared, strict=True):
             if ready.placement is not Placement.IMAGE:
                 self._texts.put(attachment.id, ready.extracted)
-        del prepared  # the extracted text lives on in the bounded cache only
+                self._fresh[attachment.id] = ready.extracted
+        del prepared
         self.changes.emit(MessagesChanged(chat_id))
-        async with contextlib.aclosing(
-            self._answer(store, chat, entry, user, max_tokens, user=user)
-        ) as events:
-            async for event in events:
-                yield event
+        try:
+            async with contextlib.aclosing(
+                self._answer(store, chat, entry, user, max_tokens, user=user)
+            ) as events:
+                async for event in events:
+                    yield event
+        finally:
+            for attachment_id in fresh:
+                self._fresh.pop(attachment_id, None)
 
     # --- attachments -------------------------------------------------------------------------
 
@@ -635,7 +645,7 @@ class ChatService:
 
     async def _extracted(self, store: ChatStore, attachment: Attachment) -> Extracted:
         """The attachment's text, re-read from its stored bytes once per session."""
-        cached = self._texts.get(attachment.id)
+        cached = self._texts.get(attachment.id) or self._fresh.get(attachment.id)
         if cached is not None:
             return cached
         data = await self.runner.db(_read_all, store, attachment.id)
