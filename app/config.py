@@ -197,6 +197,18 @@ class LLMEntry(BaseModel):
             )
         ),
     ] = None
+    embedding_model: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description=(
+                "Embedding model on this server (OpenAI-compatible /embeddings or Ollama "
+                "/api/embed) used to find the relevant parts of long attachments; null: "
+                "keyword search (BM25) only. Sent only where the chat's privacy tier allows "
+                "this entry."
+            ),
+        ),
+    ] = None
 
     @field_validator("base_url")
     @classmethod
@@ -340,6 +352,37 @@ class UpdateSettings(BaseModel):
     ] = DEFAULT_RELEASES_URL
 
 
+class AttachmentSettings(BaseModel):
+    """Files attached to chats: size limit, and when a long one is searched instead of sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_size_mb: Annotated[
+        int,
+        Field(ge=1, le=1024, description="Largest file that may be attached, in MB (1-1024)."),
+    ] = 50
+    inline_max_chars: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1_000_000,
+            description=(
+                "An attachment's text up to this many characters is sent whole with the "
+                "question; a longer one is split into chunks and only the most relevant "
+                "chunks are sent (0: always search)."
+            ),
+        ),
+    ] = 12000
+    retrieval_chunks: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100,
+            description="How many of a long attachment's most relevant chunks are sent (1-100).",
+        ),
+    ] = 6
+
+
 class Config(BaseModel):
     """The whole ``.config.yml``."""
 
@@ -369,6 +412,9 @@ class Config(BaseModel):
     )
     updates: Annotated[UpdateSettings, Field(description="Checking for a newer release.")] = Field(
         default_factory=UpdateSettings
+    )
+    attachments: Annotated[AttachmentSettings, Field(description="Files attached to chats.")] = (
+        Field(default_factory=AttachmentSettings)
     )
 
     def llm(self, name: str | None = None) -> LLMEntry:
@@ -852,12 +898,14 @@ _EXAMPLE_ENTRIES: list[dict[str, Any]] = [
         "stream_idle_timeout": 60.0,
         "proxy": None,
         "proxy_locality": None,
+        "embedding_model": None,
     },
     {
         "provider_name": "ollama",
         "type": "ollama",
         "base_url": "http://127.0.0.1:11434",
         "model_name": "llama3.2",
+        "embedding_model": "nomic-embed-text",
     },
     {
         "provider_name": "openai",
@@ -934,7 +982,12 @@ def render_example() -> str:
         out += _comment_block(field.description or "", "  ")
         out.append(f"  {name}: {_yaml_scalar(field.default)}")
     out.append("")
-    for section, model in (("ui", UISettings), ("updates", UpdateSettings)):
+    sections: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("ui", UISettings),
+        ("updates", UpdateSettings),
+        ("attachments", AttachmentSettings),
+    )
+    for section, model in sections:
         out += _comment_block(fields[section].description or "", "")
         out.append(f"{section}:")
         for name, field in model.model_fields.items():

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from providers import embeddings
 from providers.base import (
     HTTPProvider,
     WireCall,
@@ -182,6 +183,24 @@ class OllamaProvider(HTTPProvider):
         if not isinstance(capabilities, list):
             return None
         return [item for item in capabilities if isinstance(item, str)]
+
+    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+        """``POST {base_url}/api/embed`` with ``{"model", "input": [...]}`` ->
+        ``{"embeddings": [[...], ...]}``, ``BATCH_SIZE`` texts a request."""
+
+        async def request(batch: list[str]) -> list[Any]:
+            payload = await embeddings.post_json(
+                self,
+                f"{self.base_url}/api/embed",
+                {"model": model, "input": batch},
+                "an embeddings answer",
+            )
+            vectors = payload.get("embeddings") if isinstance(payload, dict) else None
+            if not isinstance(vectors, list):
+                raise self.protocol_error("an embeddings answer without an `embeddings` list")
+            return vectors
+
+        return await embeddings.in_batches(self, texts, model, request)
 
     async def context_length(self, model: str | None = None) -> int | None:
         """The window ``model`` gets here: ``context_size`` (sent as ``num_ctx``), capped by

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from providers import embeddings
 from providers.base import (
     PROGRESS,
     HTTPProvider,
@@ -207,6 +208,26 @@ class OpenAIProvider(HTTPProvider):
                 )
             )
         return models
+
+    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+        """``POST {base_url}/embeddings`` with ``{"model", "input": [...]}``, ``BATCH_SIZE``
+        texts a request; the answer's ``data[].embedding`` in ``index`` order."""
+
+        async def request(batch: list[str]) -> list[Any]:
+            payload = await embeddings.post_json(
+                self,
+                f"{self.base_url}/embeddings",
+                {"model": model, "input": batch, "encoding_format": "float"},
+                "an embeddings answer",
+            )
+            data = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+                raise self.protocol_error("an embeddings answer without a `data` list")
+            if all(isinstance(d.get("index"), int) for d in data):
+                data = sorted(data, key=lambda d: int(d["index"]))
+            return [d.get("embedding") for d in data]
+
+        return await embeddings.in_batches(self, texts, model, request)
 
     async def context_length(self, model: str | None = None) -> int | None:
         """The context window the server gives ``model`` (default: the spec's), or None.

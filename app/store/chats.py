@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import sqlcipher3
 
 from app.errors import ExitCode, HushchatError, UsageError
-from app.store import blobs
+from app.store import blobs, chunks
 from app.store.blobs import AttachmentRefusedError
 from app.store.migrations import migrate
 from app.store.models import (
@@ -185,6 +185,8 @@ class ChatStore:
         self._clock = clock
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
+        #: Whether nearest-chunk search by vector works here (sqlite-vec loaded).
+        self.vectors_available = chunks.load_vector_extension(conn)
 
     def sync_state(self) -> SyncState:
         """This database's sync bookkeeping (``app.store.sync_state``)."""
@@ -459,6 +461,7 @@ class ChatStore:
         with self.transaction():
             self._conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
             self._conn.execute("INSERT INTO chats_fts (chats_fts) VALUES ('optimize')")
+            chunks.optimize(self._conn)
         # In-memory (Ephemeral) databases have no WAL; a busy reader only delays truncation.
         with contextlib.suppress(*DATABASE_ERRORS):
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -1017,6 +1020,50 @@ class ChatStore:
                 if sha256 != attachment.sha256:
                     raise _missing_content(attachment)
             self._insert_attachment(attachment)
+            chunks.copy_chunks(source._conn, self._conn, attachment.id, chat_id)
+
+    # --- the chunk index of long attachments (app.store.chunks) ------------------------------
+
+    def index_chunks(self, attachment_id: str, chunk_list: Sequence[tuple[str, str]]) -> list[int]:
+        """Replace an attachment's indexed chunks ((text, label) pairs), in one transaction;
+        returns the new chunk ids in order."""
+        attachment = self.attachment(attachment_id)
+        with self.transaction():
+            return chunks.add_chunks(self._conn, attachment_id, attachment.chat_id, chunk_list)
+
+    def store_vectors(self, model: str, vectors: Sequence[tuple[int, Sequence[float]]]) -> None:
+        """Store the embedding (from ``model``) of each chunk id, in one transaction."""
+        try:
+            with self.transaction():
+                chunks.set_vectors(self._conn, model, vectors)
+        except ValueError as error:
+            raise StorageError(
+                f"the embedding model returned an unusable vector: {error}"
+            ) from error
+
+    def chunks_without_vectors(self, chat_id: str, model: str) -> list[tuple[int, str]]:
+        """(id, text) of a chat's chunks not yet embedded with ``model``."""
+        return chunks.chunks_without_vectors(self._conn, chat_id, model)
+
+    def search_chunks(
+        self, chat_id: str, question: str, *, limit: int = 6
+    ) -> list[chunks.ChunkHit]:
+        """A chat's attachment chunks ranked by BM25 for ``question`` (any text is safe)."""
+        return chunks.search_bm25(self._conn, chat_id, question, limit)
+
+    def nearest_chunks(
+        self, chat_id: str, vector: Sequence[float], model: str, *, limit: int = 6
+    ) -> list[chunks.ChunkHit]:
+        """A chat's chunks nearest to ``vector`` (cosine); empty without sqlite-vec."""
+        if not self.vectors_available:
+            return []
+        return chunks.search_vectors(self._conn, chat_id, vector, model, limit)
+
+    def count_chunks(self, chat_id: str, attachment_id: str | None = None) -> int:
+        return chunks.count_chunks(self._conn, chat_id, attachment_id)
+
+    def count_vectors(self, chat_id: str, model: str | None = None) -> int:
+        return chunks.count_vectors(self._conn, chat_id, model)
 
     # --- search ------------------------------------------------------------------------------
 

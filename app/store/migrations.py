@@ -305,6 +305,50 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         7,
+        "add_attachment_chunks_and_vectors",
+        # Retrieval over long attachments (app/store/chunks.py): an attachment's text
+        # chunks with their location labels, a BM25 index over them (FTS5, external
+        # content, kept in step by triggers like the message search), and one embedding
+        # vector per chunk as a plain float32 BLOB (no virtual table: the database stays
+        # readable without the sqlite-vec extension). Deleting an attachment (with its
+        # message or chat) cascades to its chunks and their vectors.
+        """
+        CREATE TABLE attachment_chunks (
+            id             INTEGER PRIMARY KEY,
+            attachment_id  TEXT NOT NULL REFERENCES attachments (id) ON DELETE CASCADE,
+            chat_id        TEXT NOT NULL,
+            idx            INTEGER NOT NULL,
+            label          TEXT NOT NULL,
+            text           TEXT NOT NULL
+        );
+        CREATE INDEX attachment_chunks_by_attachment ON attachment_chunks (attachment_id, idx);
+        CREATE INDEX attachment_chunks_by_chat ON attachment_chunks (chat_id);
+        CREATE VIRTUAL TABLE attachment_chunks_fts USING fts5 (
+            text, content = 'attachment_chunks', content_rowid = 'id',
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER attachment_chunks_fts_insert AFTER INSERT ON attachment_chunks BEGIN
+            INSERT INTO attachment_chunks_fts (rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER attachment_chunks_fts_delete AFTER DELETE ON attachment_chunks BEGIN
+            INSERT INTO attachment_chunks_fts (attachment_chunks_fts, rowid, text)
+            VALUES ('delete', old.id, old.text);
+        END;
+        CREATE TRIGGER attachment_chunks_fts_update AFTER UPDATE OF text ON attachment_chunks
+        BEGIN
+            INSERT INTO attachment_chunks_fts (attachment_chunks_fts, rowid, text)
+            VALUES ('delete', old.id, old.text);
+            INSERT INTO attachment_chunks_fts (rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TABLE chunk_vectors (
+            chunk_id  INTEGER PRIMARY KEY REFERENCES attachment_chunks (id) ON DELETE CASCADE,
+            model     TEXT NOT NULL,
+            vector    BLOB NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        8,
         "add_message_sources",
         # An answer's excerpt labels ("report.pdf, p. 3"), a JSON list of strings.
         """

@@ -98,6 +98,10 @@ def test_the_bundles_self_test_passes_and_writes_nothing_in_home(
 def test_no_tests_dev_tools_or_unused_qt_modules(dist: Path) -> None:
     paths = manifest_paths(dist)
     assert "hushchat" in paths and "_internal/PySide6/QtWidgets.abi3.so" in paths
+    # sqlite-vec's extension (vector search over attachments), loaded by path: no hook.
+    assert any(path.startswith("_internal/sqlite_vec/vec0.") for path in paths)
+    # python-docx needs lxml.etree only; the rest of lxml stays out.
+    assert not [path for path in paths if path.startswith("_internal/lxml/objectify")]
     for path in paths:
         parts = path.split("/")
         assert not set(parts) & set(DEV_PACKAGES), path

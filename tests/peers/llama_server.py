@@ -95,6 +95,7 @@ class LlamaServer:
         startup_timeout: float = 60.0,
         port: int | None = None,
         n_predict: int | None = None,
+        embeddings: bool = False,
     ) -> None:
         self.binary = binary
         self.model_path = model_path
@@ -104,6 +105,8 @@ class LlamaServer:
         self.port = free_port() if port is None else port
         # The answer length when a request sets none (-1: until the model stops).
         self.n_predict = n_predict
+        # Serve /v1/embeddings too (mean pooling: the tiny model has no pooling of its own).
+        self.embeddings = embeddings
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -155,6 +158,7 @@ class LlamaServer:
             "--no-cache-idle-slots",
             "--offline",
             *(["--n-predict", str(self.n_predict)] if self.n_predict is not None else []),
+            *(["--embeddings", "--pooling", "mean"] if self.embeddings else []),
         ]
 
     def start(self) -> None:
