@@ -12,11 +12,9 @@ Everything is checked before anything is saved: a refusal changes nothing.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
-from array import array
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,6 @@ from app.attachments import (
     AttachmentError,
     Chunk,
     Extracted,
-    Kind,
     Limits,
     Part,
     Placement,
@@ -142,15 +139,17 @@ def prepare_all(files: Sequence[NewAttachment], settings: AttachmentSettings) ->
     return [prepare(new, settings) for new in files]
 
 
-def check(new: NewAttachment, settings: AttachmentSettings) -> tuple[AttachmentCheck, Kind | None]:
-    """What the composer shows for one file (blocking), and its kind when readable."""
+def check(
+    new: NewAttachment, settings: AttachmentSettings
+) -> tuple[AttachmentCheck, Placement | None]:
+    """What the composer shows for one file (blocking), and where it would go."""
     size = new.size() or 0
     try:
         prepared = prepare(new, settings)
     except AttachmentError as error:
         return AttachmentCheck(new.name, size, "unknown", str(error)), None
     kind = prepared.extracted.kind
-    return AttachmentCheck(prepared.extracted.name, size, kind.value, None), kind
+    return AttachmentCheck(prepared.extracted.name, size, kind.value, None), prepared.placement
 
 
 def vision_refusal(entry: LLMEntry, model: str | None) -> ProviderError | None:
@@ -266,54 +265,26 @@ def _chunks(documents: Sequence[Extracted]) -> Iterator[Chunk]:
         yield from chunk_parts([piece])
 
 
-def rank_chunks(question: str, documents: Sequence[Extracted], k: int) -> list[tuple[str, str]]:
-    """(label, text) of the ``k`` chunks of ``documents`` sharing most of the question's
-    words (BM25 over the chunks, in memory), best first; none when no word is shared.
+def lazy_chunks(extracted: Extracted) -> Sequence[tuple[str, str]]:
+    """The (text, label) chunks of a long attachment, made while they are read.
 
-    Two passes over the chunks, keeping only each chunk's counts of the question's
-    words: the texts of the chosen ones are cut again in the second.
+    The index reads them once, in order (``app.store.chunks.add_chunks``); a 50 MB text
+    is cut a window at a time instead of holding all of its chunks at once.
     """
-    terms = {w for w in _WORD.findall(question.lower()) if len(w) > 1}
-    if not terms or k <= 0:
-        return []
-    # One scan per chunk for the question's words only; a chunk's length is counted in
-    # characters (BM25's length normalisation only compares chunks with each other).
-    pattern = re.compile(
-        r"\b(?:" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")\b",
-        re.IGNORECASE,
-    )
-    ordered = sorted(terms)
-    # Per term, its count in each chunk; and each chunk's length (compact arrays: a 50 MB
-    # document has tens of thousands of chunks).
-    counts = {term: array("I") for term in ordered}
-    lengths = array("I")
-    for chunk in _chunks(documents):
-        hits = Counter(match.lower() for match in pattern.findall(chunk.text))
-        for term in ordered:
-            counts[term].append(hits.get(term, 0))
-        lengths.append(len(chunk.text))
-    total = len(lengths)
-    if not total:
-        return []
-    average = sum(lengths) / total or 1.0
-    frequency = {term: sum(1 for c in counts[term] if c) for term in ordered}
-    scored: list[tuple[float, int]] = []
-    for index in range(total):
-        score = 0.0
-        norm = 1.2 * (0.25 + 0.75 * lengths[index] / average)
-        for term in ordered:
-            count = counts[term][index]
-            if count:
-                idf = math.log(1 + (total - frequency[term] + 0.5) / (frequency[term] + 0.5))
-                score += idf * count * 2.2 / (count + norm)
-        if score > 0:
-            scored.append((score, index))
-    scored.sort(key=lambda item: (-item[0], item[1]))
-    chosen = {index: rank for rank, (_, index) in enumerate(scored[:k])}
-    found: list[tuple[int, str, str]] = []
-    for index, chunk in enumerate(_chunks(documents)):
-        if index in chosen:
-            found.append((chosen[index], chunk.label, chunk.text))
-            if len(found) == len(chosen):
-                break
-    return [(label, text) for _, label, text in sorted(found)]
+    return _LazyChunks(extracted)
+
+
+class _LazyChunks(Sequence[tuple[str, str]]):
+    """A one-pass view of an attachment's chunks: iterate it; nothing else is cheap."""
+
+    def __init__(self, extracted: Extracted) -> None:
+        self._extracted = extracted
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((chunk.text, chunk.label) for chunk in _chunks([self._extracted]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in _chunks([self._extracted]))
+
+    def __getitem__(self, index: Any) -> Any:
+        return list(self)[index]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.api_keys import ApiKeys
-from app.attachments import Extracted, Kind, Placement, extract, placement
+from app.attachments import Extracted, Placement, extract, placement
 from app.chat.attachments import (
     AttachmentCheck,
     AttachmentSettings,
@@ -38,6 +38,7 @@ from app.chat.attachments import (
     check,
     excerpts_block,
     inline_block,
+    lazy_chunks,
     prepare_all,
     vision_problem,
     vision_refusal,
@@ -70,7 +71,7 @@ from app.chat.events import (
 )
 from app.chat.titles import TITLE_WORDS, clean_title, heuristic_title
 from app.config import Config, LLMEntry, LoadedConfig
-from app.errors import ConfigError, UsageError
+from app.errors import ConfigError, PolicyRefusedError, UsageError
 from app.executor import BlockingRunner
 from app.logs import register_secret
 from app.privacy import policy
@@ -103,6 +104,7 @@ from providers import (
 )
 
 if TYPE_CHECKING:
+    from app.chat.retrieval import Retrieval
     from providers import Provider
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,7 @@ class ChatService:
         self._texts = TextCache()
         # The text of attachments a turn in progress has just read, by attachment id.
         self._fresh: dict[str, Extracted] = {}
+        self._retrieval: Retrieval | None = None
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -548,6 +551,8 @@ class ChatService:
                 refusal = vision_refusal(entry, chat.model)
                 if refusal is not None:
                     raise refusal
+        if any(p.placement is Placement.RETRIEVAL for p in prepared):
+            self._check_embedding_policy(chat)  # a document for an embedding model
         inline = [inline_block(p.extracted) for p in prepared if p.placement is Placement.INLINE]
         await self._require_fits(chat, entry, with_inline(text, inline), max_tokens)
         user, stored = await self.runner.db(
@@ -561,8 +566,11 @@ class ChatService:
             if ready.placement is not Placement.IMAGE:
                 self._texts.put(attachment.id, ready.extracted)
                 self._fresh[attachment.id] = ready.extracted
-        del prepared
         self.changes.emit(MessagesChanged(chat_id))
+        for attachment, ready in zip(stored, prepared, strict=True):
+            if ready.placement is Placement.RETRIEVAL:
+                await self._index(chat_id, attachment.id, ready.extracted)
+        del prepared
         try:
             async with contextlib.aclosing(
                 self._answer(store, chat, entry, user, max_tokens, user=user)
@@ -588,11 +596,17 @@ class ChatService:
             entry = None
         results = []
         for new in files:
-            result, kind = await self.runner.blocking(check, new, settings)
-            if kind is Kind.IMAGE and entry is not None:
+            result, where = await self.runner.blocking(check, new, settings)
+            problem = None
+            if where is Placement.IMAGE and entry is not None:
                 problem = vision_problem(entry, chat.model)
-                if problem is not None:
-                    result = dataclasses.replace(result, problem=problem)
+            elif where is Placement.RETRIEVAL:
+                try:
+                    self._check_embedding_policy(chat)
+                except (PolicyRefusedError, ConfigError) as refused:
+                    problem = f"{result.name} is long, so it would be searched: {refused}"
+            if problem is not None:
+                result = dataclasses.replace(result, problem=problem)
             results.append(result)
         return results
 
@@ -653,23 +667,34 @@ class ChatService:
         self._texts.put(attachment.id, extracted)
         return extracted
 
-    async def _excerpts(
-        self,
-        store: ChatStore,
-        chat: Chat,
-        question: Message,
-        long_ones: list[tuple[Attachment, Extracted]],
-        settings: AttachmentSettings,
-    ) -> list[tuple[str, str]]:
-        """(label, text) of the chunks of the chat's long attachments most relevant to
-        ``question``, best first."""
-        # TODO(issue 14, retrieval): use the chat's chunk index (app.chat.retrieval) once
-        # merged; until then the chunks are ranked in memory by the question's words.
-        from app.chat.attachments import rank_chunks
+    @property
+    def retrieval(self) -> Retrieval:
+        """Chunk indexing and retrieval over the long attachments of this service's chats."""
+        if self._retrieval is None:
+            from app.chat.retrieval import Retrieval
 
-        return await self.runner.blocking(
-            rank_chunks, question.content, [e for _, e in long_ones], settings.retrieval_chunks
-        )
+            self._retrieval = Retrieval(self, self._provider_factory)
+        return self._retrieval
+
+    def _check_embedding_policy(self, chat: Chat) -> None:
+        """PolicyRefusedError if the chat's embedding model may not see its documents."""
+        embedder = self.retrieval.embedding_entry(chat)
+        if embedder is not None:
+            self.check_policy(chat, embedder)
+
+    async def _index(self, chat_id: str, attachment_id: str, extracted: Extracted) -> None:
+        """Index a long attachment's chunks for retrieval (BM25, and embeddings where the
+        chat's entry names an embedding model; without them when that server fails)."""
+        try:
+            result = await self.retrieval.index(chat_id, attachment_id, lazy_chunks(extracted))
+        except (ProviderError, ConfigError) as error:
+            # The chunks are in the keyword index already; only the vectors are missing.
+            log.warning(
+                "attachment %s indexed for keyword search only: the embeddings request "
+                "failed (%s: %s)", attachment_id, type(error).__name__, error,
+            )  # fmt: skip
+            return
+        log.info("attachment %s indexed: %d chunks", attachment_id, result.chunks)
 
     async def _with_attachments(
         self,
@@ -692,7 +717,7 @@ class ChatService:
         send_images = vision_problem(entry, chat.model) is None
         blocks: dict[str, list[str]] = {}
         images: dict[str, list[ImageInput]] = {}
-        long_ones: list[tuple[Attachment, Extracted]] = []
+        long_ones: list[Attachment] = []
         roles = {m.id: m.role for m in history}
         for attachment in sorted(found, key=lambda a: (a.message_id, a.position)):
             if attachment.media_type.startswith("image/"):
@@ -706,6 +731,9 @@ class ChatService:
                         ImageInput(media_type=attachment.media_type, data=data)
                     )
                 continue
+            if await self.runner.db(store.count_chunks, chat.id, attachment.id):
+                long_ones.append(attachment)  # indexed: a long one, its text not needed
+                continue
             try:
                 extracted = await self._extracted(store, attachment)
             except UsageError as error:  # stored by an older version, now unreadable
@@ -714,11 +742,17 @@ class ChatService:
             where = placement(extracted, settings.inline_max_chars)
             if where is Placement.INLINE:
                 blocks.setdefault(attachment.message_id, []).append(inline_block(extracted))
-            else:
-                long_ones.append((attachment, extracted))
+            else:  # long, not indexed yet (imported, or its indexing was cut short)
+                if question is not None:
+                    self._check_embedding_policy(chat)
+                    await self._index(chat.id, attachment.id, extracted)
+                long_ones.append(attachment)
         sources: tuple[str, ...] = ()
-        if question is not None and long_ones:
-            excerpts = await self._excerpts(store, chat, question, long_ones, settings)
+        if question is not None and long_ones and question.content.strip():
+            hits = await self.retrieval.relevant_chunks(
+                chat.id, question.content, settings.retrieval_chunks
+            )
+            excerpts = [(hit.label, hit.text) for hit in hits]
             if excerpts:
                 blocks.setdefault(question.id, []).append(excerpts_block(excerpts))
                 sources = tuple(dict.fromkeys(label for label, _ in excerpts))

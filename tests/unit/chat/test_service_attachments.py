@@ -121,6 +121,53 @@ async def test_a_long_document_sends_the_relevant_excerpt_and_records_its_source
     assert finished.message.sources[0] == "report.pdf, p. 7"
     stored = h.library.store(Tier.STANDARD).message(finished.message.id)
     assert stored.sources == finished.message.sources
+    assert h.library.store(Tier.STANDARD).count_chunks(chat.id) > 8  # indexed at send time
+    shown = await h.service.full_thread(chat.id)
+    assert shown[-1].sources == finished.message.sources
+
+
+async def test_an_entry_without_embeddings_still_finds_excerpts_by_keywords(
+    h: Harness,
+) -> None:
+    """The chat's entry names an embedding model its server cannot serve (the scripted
+    provider has no embeddings endpoint): the keyword index still answers."""
+    config = parse_config(
+        CONFIG.replace("context_size: 32768}", "context_size: 32768, embedding_model: emb}", 1),
+        "test", {}, lambda: ["openai"],
+    )  # fmt: skip
+    h.service.config = LoadedConfig(config, None, {})
+    text = (
+        "Nothing to see in this paragraph at all.\n\n" * 400
+    ) + "The vault combination is 4-8-15."
+    files = [NewAttachment.from_bytes("long.txt", text.encode())]
+    chat = await h.service.create_chat()
+    events = await h.run(
+        h.service.send(chat.id, "what is the vault combination?", attachments=files)
+    )
+    assert _finished(events).message.sources == ("long.txt",)
+    _, request = h.requests[0]
+    assert "The vault combination is 4-8-15." in request.messages[-1].content
+
+
+async def test_an_imported_long_attachment_is_indexed_at_the_next_question(
+    h: Harness, tmp_path: Path
+) -> None:
+    text = ("Filler sentence about nothing in particular.\n\n" * 400) + "The ferry leaves at 07:45."
+    chat = await h.service.create_chat()
+    files = [NewAttachment.from_bytes("timetable.txt", text.encode())]
+    await h.run(h.service.send(chat.id, "hello", attachments=files))
+    out = tmp_path / "chat.json"
+    await h.service.export_to_file([chat.id], "json", out)
+    other = Harness()
+    (imported,) = await other.service.import_file(out, fmt=None, tier=Tier.STANDARD)
+    assert other.library.store(Tier.STANDARD).count_chunks(imported) == 0
+
+    events = await other.run(other.service.send(imported, "when does the ferry leave?"))
+
+    assert _finished(events).message.sources == ("timetable.txt",)
+    _, request = other.requests[0]
+    assert "The ferry leaves at 07:45." in request.messages[-1].content
+    assert other.library.store(Tier.STANDARD).count_chunks(imported) > 0
 
 
 async def test_an_image_reaches_a_vision_model(h: Harness) -> None:
