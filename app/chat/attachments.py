@@ -193,6 +193,24 @@ def excerpts_block(excerpts: Sequence[tuple[str, str]]) -> str:
     return f"{fence}Excerpts\n{body}\n{fence}"
 
 
+def fitting(excerpts: Sequence[tuple[str, str]], max_chars: int) -> list[tuple[str, str]]:
+    """The best excerpts, in order, while their text fits ``max_chars`` (the first one,
+    cut short if it alone is longer; all of them when ``max_chars`` is 0)."""
+    if max_chars <= 0:
+        return list(excerpts)
+    chosen: list[tuple[str, str]] = []
+    used = 0
+    for label, text in excerpts:
+        cost = len(label) + len(text) + 4
+        if used + cost > max_chars:
+            if not chosen:
+                chosen.append((label, text[: max(0, max_chars - len(label) - 4)]))
+            break
+        chosen.append((label, text))
+        used += cost
+    return chosen
+
+
 def _backtick_runs(text: str) -> list[str]:
     return re.findall(r"`+", text)
 

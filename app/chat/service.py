@@ -37,6 +37,7 @@ from app.chat.attachments import (
     TextCache,
     check,
     excerpts_block,
+    fitting,
     inline_block,
     lazy_chunks,
     prepare_all,
@@ -50,6 +51,7 @@ from app.chat.context import (
     ContextOverflowError,
     ContextUse,
     ContextWindow,
+    answer_reserve,
     build_context,
     measure_use,
 )
@@ -704,6 +706,7 @@ class ChatService:
         history: list[Message],
         *,
         question: Message | None = None,
+        excerpt_chars: int = 0,
     ) -> tuple[list[Message], dict[str, list[ImageInput]], tuple[str, ...]]:
         """``history`` as sent: inline attachments appended to their messages, the
         excerpts of long ones relevant to ``question`` appended to it, and the images of
@@ -752,7 +755,7 @@ class ChatService:
             hits = await self.retrieval.relevant_chunks(
                 chat.id, question.content, settings.retrieval_chunks
             )
-            excerpts = [(hit.label, hit.text) for hit in hits]
+            excerpts = fitting([(hit.label, hit.text) for hit in hits], excerpt_chars)
             if excerpts:
                 blocks.setdefault(question.id, []).append(excerpts_block(excerpts))
                 sources = tuple(dict.fromkeys(label for label, _ in excerpts))
@@ -830,10 +833,7 @@ class ChatService:
         ``user`` is the user message this turn saved (None when regenerating).
         """
         page = await self.runner.db(store.thread, chat.id, limit=HISTORY_WINDOW, before=None)
-        history = _history_up_to(page.messages, question.id)
-        history, images, sources = await self._with_attachments(
-            store, chat, entry, history, question=question
-        )
+        thread = _history_up_to(page.messages, question.id)
         older = 0
         if page.has_older:
             older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
@@ -842,6 +842,12 @@ class ChatService:
         params = effective_params(entry, chat.params)
         if max_tokens is None:
             max_tokens = params.max_tokens
+        # Excerpts take at most a third of what the window leaves beside the answer.
+        room = window.size - answer_reserve(window.size, max_tokens)
+        history, images, sources = await self._with_attachments(
+            store, chat, entry, thread, question=question,
+            excerpt_chars=max(200, int(room / 3 / max(ratio, 0.01))),
+        )  # fmt: skip
         context = build_context(
             chat.system_prompt, chat.memory, history, context_size=window.size,
             max_tokens=max_tokens, tokens_per_byte=ratio, images=images,
@@ -905,6 +911,12 @@ class ChatService:
                         # think fits, remember it for this provider, and try once more.
                         ratio *= 2
                         self._tokens_per_byte[entry.provider_name] = ratio
+                        if sources:  # fewer excerpts fit now
+                            history, images, sources = await self._with_attachments(
+                                store, chat, entry, thread, question=question,
+                                excerpt_chars=max(200, int(room / 3 / ratio)),
+                            )  # fmt: skip
+                            fields["sources"] = sources
                         try:
                             context = build_context(
                                 chat.system_prompt, chat.memory, history,

@@ -42,6 +42,12 @@ llms:
     context_size: 512
     proxy: {proxy.url}
     proxy_locality: on_prem
+  - provider_name: cloud
+    type: openai
+    base_url: https://api.invalid.example/v1
+    model_name: big
+    locality: paid_cloud
+    embedding_model: text-embedding-3-small
 """
     )
     result = found.run("vault", "init", "--passphrase-stdin", *FLOOR_KDF, stdin=PASSPHRASE + "\n")
@@ -89,3 +95,39 @@ def test_a_file_that_cannot_be_attached_is_one_line_exit_2_and_nothing_saved(
     assert missing.returncode == 2 and "cannot be read" in missing.stderr
     assert env.run("chats", "list").stdout == ""
     assert proxy.received == b""
+
+
+def test_a_long_file_sends_its_relevant_excerpt_and_prints_the_sources(
+    env: Env, proxy: LoggingProxy, tmp_path: Path
+) -> None:
+    """The model's context is 512 tokens: the excerpts are cut to fit beside the answer."""
+    manual = tmp_path / "manual.txt"
+    filler = "The pump needs no attention during normal operation.\n\n" * 600
+    manual.write_text(filler + f"The reset password is {CODE_WORD}.\n" + filler, encoding="utf-8")
+
+    result = env.run(
+        "chat", "--attach", str(manual), "--max-tokens", "8", "what is the reset password?"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "sources: manual.txt" in result.stderr
+    sent = proxy.received
+    assert CODE_WORD.encode() in sent
+    assert len(sent) < 20_000  # excerpts, not the 64 KB document
+    shown = env.run("chats", "show", chat_id_of(result.stderr)[:10])
+    assert "_sources: manual.txt_" in shown.stdout
+
+
+def test_a_private_chat_with_a_cloud_embedding_model_is_exit_5(
+    env: Env, proxy: LoggingProxy, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.txt"
+    report.write_text(("Quarterly figures. " * 2000) + CODE_WORD, encoding="utf-8")
+    result = env.run(
+        "chat", "--tier", "private", "--provider", "cloud", "--attach", str(report), "summary?"
+    )
+    assert result.returncode == 5, result.stderr
+    assert env.run("chats", "list").stdout == ""
+    assert proxy.received == b""
+    for path in files_under(env.home):
+        assert CODE_WORD.encode() not in path.read_bytes(), path
