@@ -7,11 +7,16 @@ profile is grepped for the file's sentinel afterwards (it must only exist encryp
 
 from __future__ import annotations
 
+import hashlib
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.store.models import Tier
 from tests.e2e.test_chat_cli import FLOOR_KDF, PASSPHRASE, Env, chat_id_of, files_under
 from tests.integration.providers.logging_proxy import LoggingProxy
 from tests.peers.llama_server import MODEL_ALIAS, LlamaServer
@@ -131,3 +136,52 @@ def test_a_private_chat_with_a_cloud_embedding_model_is_exit_5(
     assert proxy.received == b""
     for path in files_under(env.home):
         assert CODE_WORD.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_killed_while_a_50_mb_file_is_stored_leaves_all_or_nothing(
+    env: Env, tmp_path: Path
+) -> None:
+    """SIGKILL while `hushchat chat --attach` writes a 50 MB file into the database: the
+    database is sound, and the message is there with its whole attachment or not at all."""
+    from tests.benchmarks.bench_attach_service import write_text_file
+    from tests.e2e.test_chat_cli import HUSHCHAT, open_library
+
+    big = tmp_path / "big.txt"
+    write_text_file(big, 50 * 1024 * 1024)
+    outcomes = set()
+    killed: list[bool] = []
+    for delay in (0.0, 1.5):
+        process = subprocess.Popen(
+            [str(HUSHCHAT), "chat", "--attach", str(big), "--max-tokens", "4", "the code?"],
+            env=env.vars(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Kill once the write-ahead log grows: the attachment's chunks are being written.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            wal = sum(p.stat().st_size for p in env.profile.glob("*-wal"))
+            if wal > 8 * 1024 * 1024:
+                break
+            time.sleep(0.02)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        killed.append(process.wait(timeout=30) == -signal.SIGKILL)
+        with open_library(env.profile) as library:
+            store = library.store(Tier.STANDARD)
+            assert store.integrity_problems() == []
+            for summary in store.list_chats():
+                for message in store.all_messages(summary.id):
+                    if message.role != "user":
+                        continue
+                    (attachment,) = store.attachments(message.id)
+                    assert attachment.size == big.stat().st_size
+                    digest = hashlib.sha256()
+                    for chunk in store.read_attachment(attachment.id):
+                        digest.update(chunk)
+                    assert digest.hexdigest() == attachment.sha256
+                    outcomes.add("stored")
+            outcomes.add("checked")
+    assert "checked" in outcomes
+    assert killed[0], "the first run ended before it was killed"
