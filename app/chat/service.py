@@ -755,7 +755,9 @@ class ChatService:
             hits = await self.retrieval.relevant_chunks(
                 chat.id, question.content, settings.retrieval_chunks
             )
-            excerpts = fitting([(hit.label, hit.text) for hit in hits], excerpt_chars)
+            # (A file kept by an edited question is indexed once per version: one copy.)
+            unique = list(dict.fromkeys((hit.label, hit.text) for hit in hits))
+            excerpts = fitting(unique, excerpt_chars)
             if excerpts:
                 blocks.setdefault(question.id, []).append(excerpts_block(excerpts))
                 sources = tuple(dict.fromkeys(label for label, _ in excerpts))
@@ -808,9 +810,14 @@ class ChatService:
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
         await self._require_fits(chat, entry, text, max_tokens)
-        user = await self.runner.db(
-            store.add_message, chat.id, "user", text, parent_id=original.parent_id
-        )
+
+        def save() -> Message:
+            with store.transaction():  # the new version keeps the message's files
+                user = store.add_message(chat.id, "user", text, parent_id=original.parent_id)
+                store.copy_attachments(original.id, user.id)
+            return user
+
+        user = await self.runner.db(save)
         self.changes.emit(MessagesChanged(chat.id))
         async with contextlib.aclosing(
             self._answer(store, chat, entry, user, max_tokens, user=user)

@@ -925,6 +925,22 @@ class ChatStore:
             )  # fmt: skip
         return self.attachment(attachment_id)
 
+    def copy_attachments(self, source_message_id: str, target_message_id: str) -> list[Attachment]:
+        """Attach to ``target_message_id`` the files of ``source_message_id`` (a new version
+        of a message keeps them); the stored bytes are shared, not copied."""
+        target = self.message(target_message_id)
+        copied = []
+        with self.transaction():
+            for attachment in self.attachments(source_message_id):
+                copy = Attachment(
+                    new_id(), target.id, target.chat_id, attachment.name, attachment.media_type,
+                    attachment.size, attachment.sha256, self._next_position(target.id),
+                    self._clock(),
+                )  # fmt: skip
+                self._insert_attachment(copy)
+                copied.append(copy)
+        return copied
+
     def _next_position(self, message_id: str) -> int:
         row = self._conn.execute(
             "SELECT COALESCE(MAX(position) + 1, 0) FROM attachments WHERE message_id = ?",

@@ -349,3 +349,24 @@ async def test_markdown_export_writes_the_attachments_beside_the_file(
     assert "- Attachment: notes.txt (3 bytes)" in await h.service.export([chat.id], "md")
     names = sorted(p.name for p in tmp_path.glob("*"))  # noqa: ASYNC240 (a test, after the work)
     assert names == ["chat.md", "chat.md.attachments"]
+
+
+async def test_an_edited_question_keeps_its_files(h: Harness) -> None:
+    chat = await h.service.create_chat()
+    files = [NewAttachment.from_bytes("notes.txt", b"The code word is PERIWINKLE.")]
+    await h.run(h.service.send(chat.id, "what is the code word?", attachments=files))
+    question = (await h.service.full_thread(chat.id))[0]
+
+    await h.run(h.service.edit(question.id, "tell me the code word"))
+
+    edited = (await h.service.full_thread(chat.id))[0]
+    assert edited.id != question.id and edited.versions == 2
+    by_message = await h.service.attachments(chat.id)
+    assert [a.name for a in by_message[edited.id]] == ["notes.txt"]
+    assert [a.name for a in by_message[question.id]] == ["notes.txt"]
+    _, request = h.requests[-1]
+    assert "PERIWINKLE" in request.messages[-1].content
+    # Deleting one version leaves the other's file readable (the bytes are shared).
+    await h.service.delete_message(question.id)
+    (kept,) = (await h.service.attachments(chat.id))[edited.id]
+    assert await h.service.attachment_data(kept.id, max_bytes=100) == files[0].data
