@@ -569,11 +569,16 @@ class ChatService:
                 self._texts.put(attachment.id, ready.extracted)
                 self._fresh[attachment.id] = ready.extracted
         self.changes.emit(MessagesChanged(chat_id))
-        for attachment, ready in zip(stored, prepared, strict=True):
-            if ready.placement is Placement.RETRIEVAL:
-                await self._index(chat_id, attachment.id, ready.extracted)
+        long_ones = [
+            (attachment.id, ready.extracted)
+            for attachment, ready in zip(stored, prepared, strict=True)
+            if ready.placement is Placement.RETRIEVAL
+        ]
         del prepared
         try:
+            for attachment_id, extracted in long_ones:
+                await self._index(chat_id, attachment_id, extracted)
+            del long_ones
             async with contextlib.aclosing(
                 self._answer(store, chat, entry, user, max_tokens, user=user)
             ) as events:
