@@ -174,6 +174,9 @@ class ChatService:
         # The text of attachments a turn in progress has just read, by attachment id.
         self._fresh: dict[str, Extracted] = {}
         self._retrieval: Retrieval | None = None
+        # Attachments found too long to go inline (id -> the threshold then in force), so
+        # the context meter does not read them again.
+        self._long: dict[str, int] = {}
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -739,7 +742,10 @@ class ChatService:
                         ImageInput(media_type=attachment.media_type, data=data)
                     )
                 continue
-            if await self.runner.db(store.count_chunks, chat.id, attachment.id):
+            known_long = self._long.get(attachment.id) == settings.inline_max_chars
+            if known_long and question is None:
+                continue  # the meter: a long one's excerpts are chosen per question
+            if known_long or (await self.runner.db(store.count_chunks, chat.id, attachment.id)) > 0:
                 long_ones.append(attachment)  # indexed: a long one, its text not needed
                 continue
             try:
@@ -751,6 +757,7 @@ class ChatService:
             if where is Placement.INLINE:
                 blocks.setdefault(attachment.message_id, []).append(inline_block(extracted))
             else:  # long, not indexed yet (imported, or its indexing was cut short)
+                self._long[attachment.id] = settings.inline_max_chars
                 if question is not None:
                     self._check_embedding_policy(chat)
                     await self._index(chat.id, attachment.id, extracted)
