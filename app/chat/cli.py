@@ -4,7 +4,10 @@
 provider failure exits 3 with the partial answer kept (marked ``error``; an
 Ephemeral chat keeps nothing, and its error line says so); the
 tier's provider policy refusing exits 5; a locked vault or wrong secret exits 4.
-Ctrl-C stops the answer and keeps what arrived (marked ``stopped``).
+Ctrl-C stops the answer and keeps what arrived (marked ``stopped``). ``--attach FILE``
+(repeatable) sends files with the message; a file that cannot be attached exits 2 with
+one line and nothing saved; the labels of the document excerpts the answer was given are
+printed after it on stderr (``sources: report.pdf, p. 3; ...``).
 Ephemeral chats never open the vault and leave nothing on disk.
 """
 
@@ -14,11 +17,12 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from app.chat.attachments import NewAttachment
 from app.chat.events import TurnDelta, TurnFinished, TurnReasoning, TurnStarted
 from app.chat.stats import message_stats_line
 from app.errors import ExitCode, ProviderFailedError, UsageError
@@ -66,7 +70,20 @@ def register_chat(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument("--provider", metavar="NAME", help="provider_name to use")
     parser.add_argument("--system", default="", help="system prompt of a new chat")
     parser.add_argument("--max-tokens", type=positive_int, metavar="N")
-    parser.add_argument("message", help="the message; '-' reads it from standard input")
+    parser.add_argument(
+        "--attach",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="attach a file (text, Markdown, HTML, PDF, .docx, or an image for a vision "
+        "model); repeat for several",
+    )
+    parser.add_argument(
+        "message",
+        help="the message ('' with --attach sends only the files); '-' reads it from "
+        "standard input",
+    )
     parser.set_defaults(handler=_chat)
 
 
@@ -97,9 +114,18 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
     else:
         chat = await service.create_chat(tier, provider=args.provider, system_prompt=args.system)
     finished: TurnFinished | None = None
-    turn = service.send(chat.id, message, max_tokens=args.max_tokens)
+    files = [NewAttachment.from_path(path) for path in args.attach]
+    turn = service.send(chat.id, message, attachments=files, max_tokens=args.max_tokens)
     async with contextlib.aclosing(turn):
-        async for event in turn:
+        try:
+            first = await anext(turn)
+        except Exception:
+            # Refused before anything was saved (a file, the policy, the vision check):
+            # the chat this command just made would stay behind empty.
+            if not args.chat and await service.count_messages(chat.id) == 0:
+                await service.purge(chat.id)
+            raise
+        async for event in _prepend(first, turn):
             if isinstance(event, TurnDelta):
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
@@ -124,6 +150,8 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
     stats = message_stats_line(finished.message) if finished is not None else None
     if stats:
         print(stats, file=sys.stderr, flush=True)
+    if finished is not None and finished.message.sources:
+        print(f"sources: {'; '.join(finished.message.sources)}", file=sys.stderr, flush=True)
     if finished is not None and finished.message.status == MessageStatus.ERROR:
         if chat.tier is Tier.EPHEMERAL:  # in memory only: gone when the command ends
             kept = "Ephemeral chat: nothing is kept"
@@ -132,6 +160,12 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
         raise ProviderFailedError(f"{finished.error} ({kept})")
     await service.wait_for_titles(TITLE_WAIT_SECONDS)
     return ExitCode.OK
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
 
 
 # --- hushchat chats ---------------------------------------------------------------------------
@@ -207,11 +241,16 @@ def _show(args: argparse.Namespace) -> int:
             print(f"Memory: {chat.memory}")
         if not chat.params.is_default:
             print(f"Parameters: {describe_params(chat.params)}")
+        attached = await service.attachments(chat.id)
         for message in await service.full_thread(chat.id):
             versions = f" [{message.version}/{message.versions}]" if message.versions > 1 else ""
             status = "" if message.status == MessageStatus.COMPLETE else f" ({message.status})"
             who = "You" if message.role == "user" else f"Assistant ({message.model or '?'})"
             print(f"\n## {who}{versions}{status}\n\n{message.content}")
+            for attachment in attached.get(message.id, []):
+                print(f"\n[attached: {attachment.name}, {describe_size(attachment.size)}]")
+            if message.sources:
+                print(f"\n_sources: {'; '.join(message.sources)}_")
             stats = message_stats_line(message)
             if stats:
                 print(f"\n_{stats}_")
@@ -291,6 +330,15 @@ def _import(args: argparse.Namespace) -> int:
     ids = _run(args, work)
     print(f"imported {len(ids)} chat(s)", file=sys.stderr)
     return ExitCode.OK
+
+
+def describe_size(size: int) -> str:
+    """``12,345 bytes``, ``12 KB``, ``3.4 MB``."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):,.1f} MB"
+    if size >= 10 * 1024:
+        return f"{size // 1024:,} KB"
+    return f"{size:,} bytes"
 
 
 def describe_params(params: ChatParams) -> str:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from app.errors import ExitCode, HushchatError
 from app.store.models import Message, MessageStatus
-from providers import ChatMessage, Role
+from providers import ChatMessage, ImageInput, Role
 
 MESSAGE_OVERHEAD = 4
 DEFAULT_ANSWER_RESERVE = 1024
@@ -66,8 +66,13 @@ def build_context(
     context_size: int,
     max_tokens: int | None = None,
     tokens_per_byte: float = DEFAULT_TOKENS_PER_BYTE,
+    images: Mapping[str, Sequence[ImageInput]] | None = None,
 ) -> Context:
-    """The messages to send: system prompt, then as much recent history as fits."""
+    """The messages to send: system prompt, then as much recent history as fits.
+
+    ``images`` (by message id) go with those user messages (attachments for a model that
+    accepts images); their text (inline attachments, excerpts) is already in ``content``.
+    """
 
     def estimate(text: str) -> int:
         return estimate_tokens(text, tokens_per_byte)
@@ -98,7 +103,15 @@ def build_context(
     messages = []
     if system_prompt:
         messages.append(ChatMessage(role=Role.SYSTEM, content=system_prompt))
-    messages.extend(ChatMessage(role=Role(m.role), content=m.content) for m in chosen)
+    images = images or {}
+    messages.extend(
+        ChatMessage(
+            role=Role(m.role),
+            content=m.content,
+            images=list(images.get(m.id, ())) if m.role == Role.USER else [],
+        )
+        for m in chosen
+    )
     return Context(messages, memory, len(usable) - len(chosen), fixed + used)
 
 

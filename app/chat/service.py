@@ -18,21 +18,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from app.api_keys import ApiKeys
+from app.attachments import Extracted, Placement, extract, placement
+from app.chat.attachments import (
+    AttachmentCheck,
+    AttachmentSettings,
+    NewAttachment,
+    Prepared,
+    TextCache,
+    check,
+    excerpts_block,
+    fitting,
+    inline_block,
+    lazy_chunks,
+    prepare_all,
+    vision_problem,
+    vision_refusal,
+    with_inline,
+)
 from app.chat.context import (
     DEFAULT_TOKENS_PER_BYTE,
     Context,
     ContextOverflowError,
     ContextUse,
     ContextWindow,
+    answer_reserve,
     build_context,
     measure_use,
 )
@@ -54,13 +73,14 @@ from app.chat.events import (
 )
 from app.chat.titles import TITLE_WORDS, clean_title, heuristic_title
 from app.config import Config, LLMEntry, LoadedConfig
-from app.errors import ConfigError, UsageError
+from app.errors import ConfigError, PolicyRefusedError, UsageError
 from app.executor import BlockingRunner
 from app.logs import register_secret
 from app.privacy import policy
 from app.store.chats import DATABASE_ERRORS, ChatStore, StorageError
 from app.store.library import Library
 from app.store.models import (
+    Attachment,
     Chat,
     ChatParams,
     ChatSummary,
@@ -76,6 +96,7 @@ from providers import (
     ChatRequest,
     ContextTooLongError,
     FinishEvent,
+    ImageInput,
     ProviderError,
     ProviderSpec,
     ReasoningDelta,
@@ -85,6 +106,7 @@ from providers import (
 )
 
 if TYPE_CHECKING:
+    from app.chat.retrieval import Retrieval
     from providers import Provider
 
 log = logging.getLogger(__name__)
@@ -106,6 +128,8 @@ HISTORY_WINDOW = 2000
 LOCK_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, StorageError)
 # Messages the context meter reads first (more only while they all fit).
 CONTEXT_USE_PAGE = 100
+# The image types every wire format takes (what attachments detect as images).
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 # Times a turn is retried with a smaller context when the server says it is too long.
 CONTEXT_RETRIES = 2
 
@@ -145,6 +169,14 @@ class ChatService:
         self._tokens_per_byte: dict[str, float] = {}
         # Context windows servers stated, per (provider, base URL, model); None: not said.
         self._windows: dict[tuple[str, str, str], int | None] = {}
+        # Text re-read from stored attachments, per attachment id (memory only, bounded).
+        self._texts = TextCache()
+        # The text of attachments a turn in progress has just read, by attachment id.
+        self._fresh: dict[str, Extracted] = {}
+        self._retrieval: Retrieval | None = None
+        # Attachments found too long to go inline (id -> the threshold then in force), so
+        # the context meter does not read them again.
+        self._long: dict[str, int] = {}
 
     # --- providers and policy ----------------------------------------------------------------
 
@@ -231,8 +263,11 @@ class ChatService:
         limit = CONTEXT_USE_PAGE
         while True:
             page = await self.runner.db(store.thread, chat_id, limit=limit, before=None)
+            counted, _images, _sources = await self._with_attachments(
+                store, chat, entry, page.messages
+            )
             use = measure_use(
-                chat.system_prompt, chat.memory, page.messages, draft, window=window,
+                chat.system_prompt, chat.memory, counted, draft, window=window,
                 max_tokens=max_tokens, tokens_per_byte=ratio,
             )  # fmt: skip
             if use.dropped or not page.has_older or limit >= HISTORY_WINDOW:
@@ -348,10 +383,16 @@ class ChatService:
     async def export_to_file(
         self, chat_ids: list[str] | None, fmt: Literal["md", "json"], path: Path
     ) -> None:
-        """Export chats to ``path``, written atomically (a crash leaves no half file)."""
+        """Export chats to ``path``, written atomically (a crash leaves no half file).
+
+        Markdown links the attachments of the exported messages, written beside it in
+        the folder ``<path>.attachments``."""
         from app.vault.atomic_file import write_atomically
 
-        text = await self.export(chat_ids, fmt)
+        if fmt == "md":
+            text = await self.runner.db(_markdown_with_files, self.library, chat_ids, path)
+        else:
+            text = await self.export(chat_ids, fmt)
         await self.runner.blocking(write_atomically, path, text.encode("utf-8"))
 
     async def import_file(self, path: Path, *, fmt: str | None, tier: Tier) -> list[str]:
@@ -482,10 +523,22 @@ class ChatService:
     # --- turns -------------------------------------------------------------------------------
 
     async def send(
-        self, chat_id: str, text: str, *, max_tokens: int | None = None
+        self,
+        chat_id: str,
+        text: str,
+        *,
+        attachments: Sequence[NewAttachment] = (),
+        max_tokens: int | None = None,
     ) -> AsyncGenerator[TurnEvent, None]:
-        """Save ``text`` as the user's message and stream the answer."""
-        if not text.strip():
+        """Save ``text`` (and its ``attachments``) as the user's message and stream the answer.
+
+        Every refusal (empty message, a file that cannot be attached, images for a model
+        that does not take them, the tier's policy, a message that cannot fit) is raised
+        before anything is saved or sent; the message and its attachments are saved in
+        one transaction.
+        """
+        files = list(attachments)
+        if not text.strip() and not files:
             raise UsageError("the message is empty; type something to send")
         if len(text) > MAX_MESSAGE_CHARS:
             raise UsageError(
@@ -495,16 +548,238 @@ class ChatService:
         chat = await self.runner.db(store.chat, chat_id)
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
-        await self._require_fits(chat, entry, text, max_tokens)
-        user = await self.runner.db(
-            store.add_message, chat_id, "user", text, parent_id=chat.active_leaf_id
-        )
+        settings = AttachmentSettings.of(self.config.config)
+        prepared: list[Prepared] = []
+        if files:
+            prepared = await self.runner.blocking(prepare_all, files, settings)
+            if any(p.placement is Placement.IMAGE for p in prepared):
+                refusal = vision_refusal(entry, chat.model)
+                if refusal is not None:
+                    raise refusal
+        if any(p.placement is Placement.RETRIEVAL for p in prepared):
+            self._check_embedding_policy(chat)  # a document for an embedding model
+        inline = [inline_block(p.extracted) for p in prepared if p.placement is Placement.INLINE]
+        await self._require_fits(chat, entry, with_inline(text, inline), max_tokens)
+        user, stored = await self.runner.db(
+            _store_question, store, chat_id, text, chat.active_leaf_id, prepared,
+            settings.max_bytes,
+        )  # fmt: skip
+        # This turn uses the text just read (a large one is too big for the cache, and
+        # reading it again from the store would hold it twice).
+        fresh = [a.id for a in stored]
+        for attachment, ready in zip(stored, prepared, strict=True):
+            if ready.placement is not Placement.IMAGE:
+                self._texts.put(attachment.id, ready.extracted)
+                self._fresh[attachment.id] = ready.extracted
         self.changes.emit(MessagesChanged(chat_id))
-        async with contextlib.aclosing(
-            self._answer(store, chat, entry, user, max_tokens, user=user)
-        ) as events:
-            async for event in events:
-                yield event
+        long_ones = [
+            (attachment.id, ready.extracted)
+            for attachment, ready in zip(stored, prepared, strict=True)
+            if ready.placement is Placement.RETRIEVAL
+        ]
+        del prepared
+        try:
+            for attachment_id, extracted in long_ones:
+                await self._index(chat_id, attachment_id, extracted)
+            del long_ones
+            async with contextlib.aclosing(
+                self._answer(store, chat, entry, user, max_tokens, user=user)
+            ) as events:
+                async for event in events:
+                    yield event
+        finally:
+            for attachment_id in fresh:
+                self._fresh.pop(attachment_id, None)
+
+    # --- attachments -------------------------------------------------------------------------
+
+    async def check_attachments(
+        self, chat_id: str, files: Sequence[NewAttachment]
+    ) -> list[AttachmentCheck]:
+        """What each file would be in ``chat_id`` (size, kind, the refusal if any), without
+        storing anything: the composer's chips."""
+        chat = await self.chat(chat_id)
+        settings = AttachmentSettings.of(self.config.config)
+        try:
+            entry: LLMEntry | None = self.provider_entry(chat)
+        except ConfigError:
+            entry = None
+        results = []
+        for new in files:
+            result, where = await self.runner.blocking(check, new, settings)
+            problem = None
+            if where is Placement.IMAGE and entry is not None:
+                problem = vision_problem(entry, chat.model)
+            elif where is Placement.RETRIEVAL:
+                try:
+                    self._check_embedding_policy(chat)
+                except (PolicyRefusedError, ConfigError) as refused:
+                    problem = f"{result.name} is long, so it would be searched: {refused}"
+            if problem is not None:
+                result = dataclasses.replace(result, problem=problem)
+            results.append(result)
+        return results
+
+    async def attachments(self, chat_id: str) -> dict[str, list[Attachment]]:
+        """Message id -> its attachments in order, for every message of the chat."""
+
+        def read() -> dict[str, list[Attachment]]:
+            by_message: dict[str, list[Attachment]] = {}
+            for attachment in self.library.store_of(chat_id).chat_attachments(chat_id):
+                by_message.setdefault(attachment.message_id, []).append(attachment)
+            for items in by_message.values():
+                items.sort(key=lambda a: a.position)
+            return by_message
+
+        return await self.runner.db(read)
+
+    async def attachment_data(self, attachment_id: str, *, max_bytes: int) -> bytes:
+        """An attachment's bytes (an image's thumbnail); UsageError above ``max_bytes``."""
+
+        def read() -> bytes:
+            store = self._store_of_attachment(attachment_id)
+            attachment = store.attachment(attachment_id)
+            if attachment.size > max_bytes:
+                raise UsageError(
+                    f"{attachment.name} is {attachment.size:,} bytes, more than the "
+                    f"{max_bytes:,} shown here; save it and open it instead"
+                )
+            return b"".join(store.read_attachment(attachment_id))
+
+        return await self.runner.db(read)
+
+    async def save_attachment(self, attachment_id: str, path: Path) -> None:
+        """Save a copy of an attachment to ``path`` (written atomically)."""
+        await self.runner.db(
+            lambda: self._store_of_attachment(attachment_id).save_attachment(attachment_id, path)
+        )
+
+    def _store_of_attachment(self, attachment_id: str) -> ChatStore:
+        """The open store holding the attachment (database thread)."""
+        from app.store.chats import ChatNotFoundError
+
+        for tier in self.library.tiers:
+            store = self.library.store(tier)
+            try:
+                store.attachment(attachment_id)
+            except ChatNotFoundError:
+                continue
+            return store
+        raise UsageError(f"no attachment with id {attachment_id}; it may have been deleted")
+
+    async def _extracted(self, store: ChatStore, attachment: Attachment) -> Extracted:
+        """The attachment's text, re-read from its stored bytes once per session."""
+        cached = self._texts.get(attachment.id) or self._fresh.get(attachment.id)
+        if cached is not None:
+            return cached
+        data = await self.runner.db(_read_all, store, attachment.id)
+        extracted = await self.runner.blocking(extract, attachment.name, data, None)
+        self._texts.put(attachment.id, extracted)
+        return extracted
+
+    @property
+    def retrieval(self) -> Retrieval:
+        """Chunk indexing and retrieval over the long attachments of this service's chats."""
+        if self._retrieval is None:
+            from app.chat.retrieval import Retrieval
+
+            self._retrieval = Retrieval(self, self._provider_factory)
+        return self._retrieval
+
+    def _check_embedding_policy(self, chat: Chat) -> None:
+        """PolicyRefusedError if the chat's embedding model may not see its documents."""
+        embedder = self.retrieval.embedding_entry(chat)
+        if embedder is not None:
+            self.check_policy(chat, embedder)
+
+    async def _index(self, chat_id: str, attachment_id: str, extracted: Extracted) -> None:
+        """Index a long attachment's chunks for retrieval (BM25, and embeddings where the
+        chat's entry names an embedding model; without them when that server fails)."""
+        try:
+            result = await self.retrieval.index(chat_id, attachment_id, lazy_chunks(extracted))
+        except (ProviderError, ConfigError) as error:
+            # The chunks are in the keyword index already; only the vectors are missing.
+            log.warning(
+                "attachment %s indexed for keyword search only: the embeddings request "
+                "failed (%s: %s)", attachment_id, type(error).__name__, error,
+            )  # fmt: skip
+            return
+        log.info("attachment %s indexed: %d chunks", attachment_id, result.chunks)
+
+    async def _with_attachments(
+        self,
+        store: ChatStore,
+        chat: Chat,
+        entry: LLMEntry,
+        history: list[Message],
+        *,
+        question: Message | None = None,
+        excerpt_chars: int = 0,
+    ) -> tuple[list[Message], dict[str, list[ImageInput]], tuple[str, ...]]:
+        """``history`` as sent: inline attachments appended to their messages, the
+        excerpts of long ones relevant to ``question`` appended to it, and the images of
+        user messages (when the model accepts images); plus the excerpts' labels."""
+        ids = {m.id for m in history}
+        found = await self.runner.db(store.chat_attachments, chat.id)
+        found = [a for a in found if a.message_id in ids]
+        if not found:
+            return history, {}, ()
+        settings = AttachmentSettings.of(self.config.config)
+        send_images = vision_problem(entry, chat.model) is None
+        blocks: dict[str, list[str]] = {}
+        images: dict[str, list[ImageInput]] = {}
+        long_ones: list[Attachment] = []
+        roles = {m.id: m.role for m in history}
+        for attachment in sorted(found, key=lambda a: (a.message_id, a.position)):
+            if attachment.media_type.startswith("image/"):
+                if (
+                    send_images
+                    and roles[attachment.message_id] == "user"
+                    and attachment.media_type in IMAGE_TYPES
+                ):
+                    data = await self.runner.db(_read_all, store, attachment.id)
+                    images.setdefault(attachment.message_id, []).append(
+                        ImageInput(media_type=attachment.media_type, data=data)
+                    )
+                continue
+            known_long = self._long.get(attachment.id) == settings.inline_max_chars
+            if known_long and question is None:
+                continue  # the meter: a long one's excerpts are chosen per question
+            if known_long or (await self.runner.db(store.count_chunks, chat.id, attachment.id)) > 0:
+                long_ones.append(attachment)  # indexed: a long one, its text not needed
+                continue
+            try:
+                extracted = await self._extracted(store, attachment)
+            except UsageError as error:  # stored by an older version, now unreadable
+                log.warning("attachment %s not readable: %s", attachment.id, type(error).__name__)
+                continue
+            where = placement(extracted, settings.inline_max_chars)
+            if where is Placement.INLINE:
+                blocks.setdefault(attachment.message_id, []).append(inline_block(extracted))
+            else:  # long, not indexed yet (imported, or its indexing was cut short)
+                self._long[attachment.id] = settings.inline_max_chars
+                if question is not None:
+                    self._check_embedding_policy(chat)
+                    await self._index(chat.id, attachment.id, extracted)
+                long_ones.append(attachment)
+        sources: tuple[str, ...] = ()
+        if question is not None and long_ones and question.content.strip():
+            hits = await self.retrieval.relevant_chunks(
+                chat.id, question.content, settings.retrieval_chunks
+            )
+            # (A file kept by an edited question is indexed once per version: one copy.)
+            unique = list(dict.fromkeys((hit.label, hit.text) for hit in hits))
+            excerpts = fitting(unique, excerpt_chars)
+            if excerpts:
+                blocks.setdefault(question.id, []).append(excerpts_block(excerpts))
+                sources = tuple(dict.fromkeys(label for label, _ in excerpts))
+        sent = [
+            dataclasses.replace(m, content=with_inline(m.content, blocks[m.id]))
+            if m.id in blocks
+            else m
+            for m in history
+        ]
+        return sent, images, sources
 
     async def regenerate(
         self, chat_id: str, *, max_tokens: int | None = None
@@ -547,9 +822,14 @@ class ChatService:
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
         await self._require_fits(chat, entry, text, max_tokens)
-        user = await self.runner.db(
-            store.add_message, chat.id, "user", text, parent_id=original.parent_id
-        )
+
+        def save() -> Message:
+            with store.transaction():  # the new version keeps the message's files
+                user = store.add_message(chat.id, "user", text, parent_id=original.parent_id)
+                store.copy_attachments(original.id, user.id)
+            return user
+
+        user = await self.runner.db(save)
         self.changes.emit(MessagesChanged(chat.id))
         async with contextlib.aclosing(
             self._answer(store, chat, entry, user, max_tokens, user=user)
@@ -572,7 +852,7 @@ class ChatService:
         ``user`` is the user message this turn saved (None when regenerating).
         """
         page = await self.runner.db(store.thread, chat.id, limit=HISTORY_WINDOW, before=None)
-        history = _history_up_to(page.messages, question.id)
+        thread = _history_up_to(page.messages, question.id)
         older = 0
         if page.has_older:
             older = await self.runner.db(store.thread_length, page.messages[0].id) - 1
@@ -581,9 +861,15 @@ class ChatService:
         params = effective_params(entry, chat.params)
         if max_tokens is None:
             max_tokens = params.max_tokens
+        # Excerpts take at most a third of what the window leaves beside the answer.
+        room = window.size - answer_reserve(window.size, max_tokens)
+        history, images, sources = await self._with_attachments(
+            store, chat, entry, thread, question=question,
+            excerpt_chars=max(200, int(room / 3 / max(ratio, 0.01))),
+        )  # fmt: skip
         context = build_context(
             chat.system_prompt, chat.memory, history, context_size=window.size,
-            max_tokens=max_tokens, tokens_per_byte=ratio,
+            max_tokens=max_tokens, tokens_per_byte=ratio, images=images,
         )  # fmt: skip
         spec = await self._spec(entry, chat.model)
         if chat.params.context_size is not None:  # Ollama loads the model with it (num_ctx)
@@ -591,6 +877,7 @@ class ChatService:
         answer = await self.runner.db(
             store.add_message, chat.id, "assistant", "", parent_id=question.id,
             status=MessageStatus.PARTIAL, provider=entry.provider_name, model=spec.model,
+            sources=sources,
         )  # fmt: skip
         self.streaming.add(answer.id)
         self.changes.emit(MessagesChanged(chat.id))
@@ -643,11 +930,17 @@ class ChatService:
                         # think fits, remember it for this provider, and try once more.
                         ratio *= 2
                         self._tokens_per_byte[entry.provider_name] = ratio
+                        if sources:  # fewer excerpts fit now
+                            history, images, sources = await self._with_attachments(
+                                store, chat, entry, thread, question=question,
+                                excerpt_chars=max(200, int(room / 3 / ratio)),
+                            )  # fmt: skip
+                            fields["sources"] = sources
                         try:
                             context = build_context(
                                 chat.system_prompt, chat.memory, history,
                                 context_size=window.size, max_tokens=max_tokens,
-                                tokens_per_byte=ratio,
+                                tokens_per_byte=ratio, images=images,
                             )  # fmt: skip
                         except ContextOverflowError:
                             raise refused from None  # the question alone is too long
@@ -910,6 +1203,60 @@ async def closing(stream: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _markdown_with_files(library: Library, chat_ids: list[str] | None, path: Path) -> str:
+    """The Markdown export of ``chat_ids``; their attachments are saved in the folder
+    ``<path>.attachments`` beside it (database thread)."""
+    from app.store import transfer
+
+    files = transfer.markdown_attachment_files(library, chat_ids)
+    folder = path.with_name(path.name + ".attachments")
+    if files:
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"cannot create {folder} for the attachments "
+                f"({error.strerror or type(error).__name__}); choose another place to export to"
+            ) from error
+        for store, attachment, name in files:
+            store.save_attachment(attachment.id, folder / name)
+    return transfer.export_markdown(
+        library, chat_ids, attachments_folder=folder.name if files else None
+    )
+
+
+def _read_all(store: ChatStore, attachment_id: str) -> bytes:
+    return b"".join(store.read_attachment(attachment_id))
+
+
+def _store_question(
+    store: ChatStore,
+    chat_id: str,
+    text: str,
+    parent_id: str | None,
+    prepared: Sequence[Prepared],
+    max_bytes: int,
+) -> tuple[Message, list[Attachment]]:
+    """Save the user's message and its attachments in one transaction (database thread):
+    a crash or a refusal leaves both or neither."""
+    with store.transaction():
+        user = store.add_message(chat_id, "user", text, parent_id=parent_id)
+        stored = []
+        for ready in prepared:
+            new = ready.new
+            source: Any = new.path if new.path is not None else io.BytesIO(new.data or b"")
+            stored.append(
+                store.add_attachment(
+                    user.id,
+                    source,
+                    max_size=max_bytes,
+                    name=ready.extracted.name,
+                    media_type=ready.extracted.media_type,
+                )
+            )
+    return user, stored
 
 
 def _history_up_to(thread: list[Message], message_id: str) -> list[Message]:

@@ -72,7 +72,7 @@ _CHAT_COLUMNS = (
 _MESSAGE_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
     "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms, "
-    "selected_at"
+    "selected_at, sources"
 )
 _ATTACHMENT_COLUMNS = (
     "id, message_id, chat_id, name, media_type, size, sha256, position, created_at"
@@ -89,6 +89,7 @@ _MESSAGE_FIELDS = {
     "first_token_at",
     "finished_at",
     "duration_ms",
+    "sources",
 }
 _CHAT_FIELDS = {
     "title",
@@ -105,6 +106,22 @@ _CHAT_FIELDS = {
 def new_id() -> str:
     """A random, unguessable record id (UUID4, hex)."""
     return uuid.uuid4().hex
+
+
+def sources_to_text(sources: Sequence[str] | None) -> str:
+    """How ``messages.sources`` stores an answer's excerpt labels (a JSON list)."""
+    return json.dumps(list(sources or ()), ensure_ascii=False)
+
+
+def sources_from_text(text: str | None) -> tuple[str, ...]:
+    """The labels in ``messages.sources`` (malformed or absent: none)."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str))
 
 
 def _chat(row: Sequence[Any]) -> Chat:
@@ -153,6 +170,7 @@ def _message(row: Sequence[Any], version: int = 1, versions: int = 1) -> Message
         finished_at=row[14],
         duration_ms=row[15],
         selected_at=row[16],
+        sources=sources_from_text(row[17]),
         version=version,
         versions=versions,
     )
@@ -394,12 +412,13 @@ class ChatStore:
                 )  # fmt: skip
                 self._conn.executemany(
                     f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (m.id, chat.id, m.parent_id, m.role, m.content, m.status.value,
                          m.created_at, m.reasoning, m.error, m.provider, m.model,
                          m.prompt_tokens, m.completion_tokens, m.first_token_at,
-                         m.finished_at, m.duration_ms, m.selected_at)
+                         m.finished_at, m.duration_ms, m.selected_at,
+                         sources_to_text(m.sources))
                         for m in record.messages
                     ],
                 )  # fmt: skip
@@ -476,7 +495,7 @@ class ChatStore:
                              provider, model, created_at or now, now]  # fmt: skip
         for name, value in extra.items():
             columns.append(name)
-            values.append(value)
+            values.append(sources_to_text(value) if name == "sources" else value)
         with self.transaction():
             self._conn.execute(
                 f"INSERT INTO messages ({', '.join(columns)}) "
@@ -497,6 +516,8 @@ class ChatStore:
             raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
         if "status" in fields and isinstance(fields["status"], MessageStatus):
             fields["status"] = fields["status"].value
+        if "sources" in fields:
+            fields["sources"] = sources_to_text(fields["sources"])
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self.transaction():
             self._conn.execute(
@@ -903,6 +924,22 @@ class ChatStore:
                            size, sha256, self._next_position(message.id), self._clock())
             )  # fmt: skip
         return self.attachment(attachment_id)
+
+    def copy_attachments(self, source_message_id: str, target_message_id: str) -> list[Attachment]:
+        """Attach to ``target_message_id`` the files of ``source_message_id`` (a new version
+        of a message keeps them); the stored bytes are shared, not copied."""
+        target = self.message(target_message_id)
+        copied = []
+        with self.transaction():
+            for attachment in self.attachments(source_message_id):
+                copy = Attachment(
+                    new_id(), target.id, target.chat_id, attachment.name, attachment.media_type,
+                    attachment.size, attachment.sha256, self._next_position(target.id),
+                    self._clock(),
+                )  # fmt: skip
+                self._insert_attachment(copy)
+                copied.append(copy)
+        return copied
 
     def _next_position(self, message_id: str) -> int:
         row = self._conn.execute(

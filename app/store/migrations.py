@@ -347,6 +347,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        8,
+        "add_message_sources",
+        # An answer's excerpt labels ("report.pdf, p. 3"), a JSON list of strings.
+        """
+        ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

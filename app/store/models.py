@@ -164,6 +164,8 @@ class Message:
     duration_ms: int | None = None
     # When this version was last shown: the newest sibling wins when the thread is walked.
     selected_at: float = 0.0
+    # An answer's excerpt labels it was given ("report.pdf, p. 3"); empty otherwise.
+    sources: tuple[str, ...] = ()
     # Versions: this message is number ``version`` of ``versions`` siblings.
     version: int = 1
     versions: int = 1

@@ -44,7 +44,7 @@ _CHAT_SYNC_COLUMNS = (
 )
 _MESSAGE_SYNC_COLUMNS = (
     "id, chat_id, parent_id, role, content, status, created_at, reasoning, error, provider, "
-    "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms"
+    "model, prompt_tokens, completion_tokens, first_token_at, finished_at, duration_ms, sources"
 )
 MESSAGE_SYNC_FIELDS: tuple[str, ...] = tuple(c.strip() for c in _MESSAGE_SYNC_COLUMNS.split(","))
 CHAT_SYNC_FIELDS: tuple[str, ...] = tuple(c.strip() for c in _CHAT_SYNC_COLUMNS.split(","))

@@ -15,13 +15,17 @@ Errors (see ``app/errors.py`` for the rest of the tree)::
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import io
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Set
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Set
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -34,6 +38,7 @@ from app.store.chats import ChatStore, new_id
 from app.store.library import Library
 from app.store.models import (
     MAX_STOP_SEQUENCES,
+    Attachment,
     Chat,
     ChatParams,
     ChatRecord,
@@ -58,8 +63,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "hushchat-export"
-#: 2 added the chat's ``params``; version 1 files (no params) are read too.
-EXPORT_VERSION = 2
+#: 2 added the chat's ``params``; 3 added messages' ``sources`` and ``attachments``
+#: (base64 with name, media type and sha256). Versions 1 and 2 are read too.
+EXPORT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 IMPORT_FORMATS = ("hushchat", "chatgpt", "openwebui")
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 IMPORTED_TITLE = "Imported chat"
@@ -97,9 +104,20 @@ def export_json(library: Library, chat_ids: list[str] | None = None) -> dict[str
     format serves both directions.
     """
     chats = []
-    for record in _chats_to_export(library, chat_ids):
+    if chat_ids is None:
+        chat_ids = [summary.id for summary in library.list_chats()]
+    for chat_id in chat_ids:
+        store = library.store_of(chat_id)
+        record = store.record(chat_id)
+        files = _by_message(store.chat_attachments(chat_id))
         chat = _wire(record.chat, _HcChat)
-        chat["messages"] = [_wire(message, _HcMessage) for message in record.messages]
+        chat["messages"] = []
+        for message in record.messages:
+            wired = _wire(message, _HcMessage)
+            wired["attachments"] = [
+                _wire_attachment(store, attachment) for attachment in files.get(message.id, [])
+            ]
+            chat["messages"].append(wired)
         chats.append(chat)
     return {
         "format": EXPORT_FORMAT,
@@ -109,33 +127,89 @@ def export_json(library: Library, chat_ids: list[str] | None = None) -> dict[str
     }
 
 
-def export_markdown(library: Library, chat_ids: list[str] | None = None) -> str:
+def export_markdown(
+    library: Library, chat_ids: list[str] | None = None, *, attachments_folder: str | None = None
+) -> str:
     """The chats as Markdown for reading: each chat's shown thread, chats separated by ``---``.
 
     Only the active version of each message is included; message content is
-    written verbatim, so code blocks stay intact.
+    written verbatim, so code blocks stay intact. A message's attachments are listed
+    under it: linked to ``attachments_folder/<file>`` (the files
+    ``markdown_attachment_files`` names, written there by the caller), else by name.
     """
     if chat_ids is None:
         chat_ids = [summary.id for summary in library.list_chats()]
+    links: dict[str, str] = {}
+    if attachments_folder is not None:
+        links = {
+            attachment.id: f"{attachments_folder}/{name}"
+            for _store, attachment, name in markdown_attachment_files(library, chat_ids)
+        }
     sections = []
     for chat_id in chat_ids:
         store = library.store_of(chat_id)
-        sections.append(_chat_markdown(store.chat(chat_id), store.full_thread(chat_id)))
+        files = _by_message(store.chat_attachments(chat_id))
+        sections.append(
+            _chat_markdown(store.chat(chat_id), store.full_thread(chat_id), files, links)
+        )
     return "\n\n---\n\n".join(sections) + "\n" if sections else ""
 
 
-def _chats_to_export(library: Library, chat_ids: list[str] | None) -> Iterator[ChatRecord]:
+def _by_message(attachments: Iterable[Attachment]) -> dict[str, list[Attachment]]:
+    by_message: dict[str, list[Attachment]] = {}
+    for attachment in attachments:
+        by_message.setdefault(attachment.message_id, []).append(attachment)
+    for items in by_message.values():
+        items.sort(key=lambda a: a.position)
+    return by_message
+
+
+def _wire_attachment(store: ChatStore, attachment: Attachment) -> dict[str, Any]:
+    data = b"".join(store.read_attachment(attachment.id))
+    return {
+        "name": attachment.name,
+        "media_type": attachment.media_type,
+        "sha256": attachment.sha256,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def markdown_attachment_files(
+    library: Library, chat_ids: list[str] | None = None
+) -> list[tuple[ChatStore, Attachment, str]]:
+    """The attachments of the messages ``export_markdown`` writes, each with the file
+    name it gets in the folder beside the Markdown file (unique, in export order)."""
     if chat_ids is None:
         chat_ids = [summary.id for summary in library.list_chats()]
+    taken: set[str] = set()
+    files = []
     for chat_id in chat_ids:
-        yield library.store_of(chat_id).record(chat_id)
+        store = library.store_of(chat_id)
+        shown = {m.id for m in store.full_thread(chat_id)}
+        for attachment in store.chat_attachments(chat_id):
+            if attachment.message_id not in shown:
+                continue
+            name = _file_name(attachment.name)
+            candidate, number = name, 1
+            while candidate.lower() in taken:
+                number += 1
+                candidate = f"{number}-{name}"
+            taken.add(candidate.lower())
+            files.append((store, attachment, candidate))
+    return files
+
+
+def _file_name(name: str) -> str:
+    """An attachment's name as a safe file name (no folders, no control characters)."""
+    cleaned = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip(" .")
+    return cleaned or "attachment"
 
 
 def _wire(item: Chat | Message, schema: type[BaseModel]) -> dict[str, Any]:
     """The fields ``schema`` names, read from a stored chat or message, as JSON values."""
     result: dict[str, Any] = {}
     for name, field_info in schema.model_fields.items():
-        if name == "messages":
+        if name in ("messages", "attachments"):
             continue
         value = getattr(item, name)
         if field_info.annotation in _TIME_TYPES:
@@ -144,6 +218,8 @@ def _wire(item: Chat | Message, schema: type[BaseModel]) -> dict[str, Any]:
             value = value.to_json()
         elif isinstance(value, Enum):
             value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
         result[name] = value
     return result
 
@@ -155,7 +231,13 @@ _STATUS_NOTES = {
 _ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
 
 
-def _chat_markdown(chat: Chat, thread: list[Message]) -> str:
+def _chat_markdown(
+    chat: Chat,
+    thread: list[Message],
+    files: dict[str, list[Attachment]] | None = None,
+    links: dict[str, str] | None = None,
+) -> str:
+    files, links = files or {}, links or {}
     facts = [f"{chat.tier.value.capitalize()} chat"]
     if chat.model:
         facts.append(f"{chat.model} ({chat.provider})" if chat.provider else chat.model)
@@ -174,12 +256,27 @@ def _chat_markdown(chat: Chat, thread: list[Message]) -> str:
         lines += ["", f"## {heading}"]
         if message.content:
             lines += ["", message.content]
+        attached = files.get(message.id, [])
+        if attached:
+            lines.append("")
+            for attachment in attached:
+                target = links.get(attachment.id)
+                shown = _markdown_text(attachment.name)
+                item = f"[{shown}](<{target}>)" if target else shown
+                lines.append(f"- Attachment: {item} ({attachment.size:,} bytes)")
+        if message.sources:
+            lines += ["", "_Sources: " + "; ".join(map(_markdown_text, message.sources)) + "_"]
         note = _STATUS_NOTES.get(message.status)
         if message.status == MessageStatus.ERROR:
             note = f"_The answer failed: {message.error}_" if message.error else "_Failed._"
         if note:
             lines += ["", note]
     return "\n".join(lines)
+
+
+def _markdown_text(text: str) -> str:
+    """``text`` with the characters Markdown would read as markup escaped."""
+    return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)
 
 
 def _quoted(text: str) -> str:
@@ -248,15 +345,16 @@ def import_chats(
     _check_size(len(data), source)
     parsed = _parse_json(data, source)
     fmt = fmt or _detect(parsed, source)
+    files: _Files = {}
     if fmt == "hushchat":
-        records = _from_hushchat(parsed, source, tier)
+        records = _from_hushchat(parsed, source, tier, files)
     elif fmt == "chatgpt":
         records = _from_chatgpt(parsed, source, tier)
     else:
         records = _from_openwebui(parsed, source, tier)
     if bind is not None:
         records = [ChatRecord(bind(r.chat), r.messages) for r in records]
-    chat_ids = _write(library, store, records, keep_ids=fmt == "hushchat")
+    chat_ids = _write(library, store, records, keep_ids=fmt == "hushchat", files=files)
     log.info("imported %d chats (%s format) into %s", len(chat_ids), fmt, tier.value)
     return chat_ids
 
@@ -343,7 +441,12 @@ def _detect(data: Any, source: str) -> str:
 
 
 def _write(
-    library: Library, store: ChatStore, records: list[ChatRecord], *, keep_ids: bool
+    library: Library,
+    store: ChatStore,
+    records: list[ChatRecord],
+    *,
+    keep_ids: bool,
+    files: _Files | None = None,
 ) -> list[str]:
     """Write every chat in one transaction of ``store``; all or nothing.
 
@@ -353,9 +456,13 @@ def _write(
     claimed: set[str] = set()
     now = time.time()
     ready: list[ChatRecord] = []
-    for record in records:
+    attach: list[tuple[str, _IncomingFile]] = []  # (message id as written, file)
+    for index, original in enumerate(records):
+        record = original
         if not keep_ids or not _ids_free(library, record, claimed):
             record = _with_new_ids(record)
+        for before, after in zip(original.messages, record.messages, strict=True):
+            attach += [(after.id, file) for file in (files or {}).get((index, before.id), [])]
         claimed.add(record.chat.id)
         claimed.update(m.id for m in record.messages)
         # The shown path was selected last, so flipping versions elsewhere comes back to it.
@@ -365,7 +472,13 @@ def _write(
             replace(m, selected_at=now if m.id in shown else m.created_at) for m in record.messages
         ]
         ready.append(ChatRecord(record.chat, messages))
-    store.insert_records(ready)
+    with store.transaction():
+        store.insert_records(ready)
+        for message_id, file in attach:
+            store.add_attachment(
+                message_id, io.BytesIO(file.data), max_size=len(file.data), name=file.name,
+                media_type=file.media_type,
+            )  # fmt: skip
     return [record.chat.id for record in ready]
 
 
@@ -529,6 +642,13 @@ _SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2**63), 2**63 - 1
 _Count = Annotated[int, Field(ge=_SQLITE_INT_MIN, le=_SQLITE_INT_MAX)]
 
 
+class _HcAttachment(_Strict):
+    name: str = Field(min_length=1)
+    media_type: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data: str  # base64
+
+
 class _HcMessage(_Strict):
     id: str
     parent_id: str | None
@@ -545,6 +665,9 @@ class _HcMessage(_Strict):
     first_token_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: _Count | None = None
+    # Version 3: an answer's excerpt labels, and the message's attached files.
+    sources: list[str] = Field(default_factory=list)
+    attachments: list[_HcAttachment] = Field(default_factory=list)
 
 
 class _HcChat(_Strict):
@@ -583,7 +706,37 @@ def _seconds(moment: datetime | None) -> float | None:
     return moment.timestamp()
 
 
-def _from_hushchat(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
+@dataclass(frozen=True, slots=True)
+class _IncomingFile:
+    """An attachment read from an export, checked against its sha256."""
+
+    name: str
+    media_type: str
+    sha256: str
+    data: bytes
+
+
+#: Attachments read from an export: (index of the chat, message id) -> its files.
+_Files = dict[tuple[int, str], list[_IncomingFile]]
+
+
+def _incoming(attachment: _HcAttachment, where: str, source: str) -> _IncomingFile:
+    try:
+        data = base64.b64decode(attachment.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _format_error(source, "hushchat", f"{where}.data", "is not base64") from None
+    if not data:
+        raise _format_error(source, "hushchat", f"{where}.data", "is empty")
+    if hashlib.sha256(data).hexdigest() != attachment.sha256:
+        raise _format_error(
+            source, "hushchat", f"{where}.data", "does not match its sha256 (the file is damaged)"
+        )
+    return _IncomingFile(attachment.name, attachment.media_type, attachment.sha256, data)
+
+
+def _from_hushchat(
+    data: Any, source: str, tier: Tier, files: _Files | None = None
+) -> list[ChatRecord]:
     _require_type(data, dict, "", "hushchat", source, f'an object with "format": "{EXPORT_FORMAT}"')
     version = data.get("version")
     if isinstance(version, int) and version > EXPORT_VERSION:
@@ -593,11 +746,12 @@ def _from_hushchat(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
             "Nothing was imported"
         )
     export: _HcExport = _validate(_HC_ADAPTER, data, "", "hushchat", source)
-    if export.version not in (1, EXPORT_VERSION):
+    if export.version not in READ_VERSIONS:
         raise _format_error(
             source, "hushchat", "version", f"version {export.version} does not exist"
         )
     records = []
+    files = {} if files is None else files
     for index, chat in enumerate(export.chats):
         where = f"chats[{index}]"
         messages = [
@@ -608,9 +762,14 @@ def _from_hushchat(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
                 prompt_tokens=m.prompt_tokens, completion_tokens=m.completion_tokens,
                 first_token_at=_seconds(m.first_token_at),
                 finished_at=_seconds(m.finished_at), duration_ms=m.duration_ms,
+                sources=tuple(m.sources),
             )
             for m in chat.messages
         ]  # fmt: skip
+        for m_index, m in enumerate(chat.messages):
+            for a_index, attachment in enumerate(m.attachments):
+                at = f"{where}.messages[{m_index}].attachments[{a_index}]"
+                files.setdefault((index, m.id), []).append(_incoming(attachment, at, source))
         _check_tree(messages, chat.active_leaf_id, where, source)
         params = _params(chat.params, f"{where}.params", source)
         record = Chat(

@@ -308,4 +308,10 @@ def message_values(body: Mapping[str, Any]) -> dict[str, Any]:
         values[name] = value
     if values["status"] not in _STATUSES or values["role"] not in _ROLES:
         raise RecordTamperedError("a message record's role or status is malformed")
+    # An answer's excerpt labels (the ``messages.sources`` JSON text); a device older
+    # than them sends none.
+    sources = body.get("sources", "[]")
+    if not isinstance(sources, str):
+        raise RecordTamperedError("a message record's sources is malformed")
+    values["sources"] = sources
     return values

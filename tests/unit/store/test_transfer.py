@@ -36,7 +36,7 @@ CHAT_FIELDS = {
 MESSAGE_FIELDS = {
     "id", "parent_id", "role", "content", "reasoning", "status", "error", "provider", "model",
     "prompt_tokens", "completion_tokens", "created_at", "first_token_at", "finished_at",
-    "duration_ms",
+    "duration_ms", "sources", "attachments",
 }  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def test_export_json_has_every_field_and_every_version() -> None:
     export = export_json(library)
 
     assert export["format"] == EXPORT_FORMAT
-    assert export["version"] == 2
+    assert export["version"] == 3
     assert export["exported_at"].endswith("Z")
     by_id = {chat["id"]: chat for chat in export["chats"]}
     assert set(by_id) == {ids["chat"], ids["pinned"], ids["empty"], private.id} | {
@@ -245,6 +245,8 @@ def test_fixture_round_trips_and_lands_in_the_chosen_tier() -> None:
     for chat in original["chats"]:
         chat["tier"] = "private"
         chat["params"] = {}  # a version 1 file has none: the providers' defaults
+        for message in chat["messages"]:  # nor (before version 3) sources and attachments
+            message.update(sources=[], attachments=[])
     assert export["chats"] == original["chats"]
     store = library.store(Tier.PRIVATE)
     thread = store.thread(ids[0]).messages
@@ -551,7 +553,7 @@ MALFORMED = [
     ("hushchat_missing_field.json", None, "chats[1].messages[0].content: field required"),
     ("hushchat_bad_role.json", None, "chats[0].messages[1].role: input should be 'system', 'user'"),
     ("hushchat_truncated.json", None, "is not valid JSON (line 91"),
-    ("hushchat_version_3.json", None, "version: this export is format version 3, newer"),
+    ("hushchat_version_4.json", None, "version: this export is format version 4, newer"),
     ("chatgpt_wrong_top_level.json", "chatgpt",
      "the top level: expected a list of conversations, found an object"),
     ("chatgpt_wrong_top_level.json", None, "cannot tell which app exported this file"),
