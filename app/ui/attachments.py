@@ -6,18 +6,17 @@ that keeps it from being sent (shown on the chip in the error colour and as its 
 Chips hold the service's ``NewAttachment`` (a path, or the bytes of a pasted image; never
 a temporary file).
 
-``AttachmentService`` names the chat service's attachment API as the window uses it
-(the contract of issue 14); ``new_attachment`` builds a ``NewAttachment``.
+``new_attachment`` builds a ``NewAttachment``; the window calls the chat service's
+attachment API (``check_attachments``, ``attachments``, ``attachment_data``,
+``save_attachment``) directly.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QLocale, QMimeData, Qt, QUrl, Signal
 from PySide6.QtGui import QImage, QImageWriter, QKeyEvent
@@ -31,12 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.store.models import Attachment
+from app.chat.attachments import AttachmentCheck, NewAttachment
 
 __all__ = [
     "AttachmentChipWidget",
     "AttachmentChipsWidget",
-    "AttachmentService",
     "files_of",
     "human_size",
     "new_attachment",
@@ -52,38 +50,13 @@ REMOVE_MARK = "\u00d7"
 CHIP_NAME_PX = 220
 
 
-class AttachmentService(Protocol):
-    """The chat service's attachment API, as the window calls it."""
-
-    def send(
-        self,
-        chat_id: str,
-        text: str,
-        *,
-        attachments: Sequence[Any] = (),
-        max_tokens: int | None = None,
-    ) -> AsyncIterator[Any]: ...
-
-    async def check_attachments(self, chat_id: str, files: Sequence[Any]) -> list[Any]: ...
-
-    async def attachments(self, chat_id: str) -> dict[str, list[Attachment]]: ...
-
-    async def attachment_data(self, attachment_id: str, *, max_bytes: int) -> bytes: ...
-
-    async def save_attachment(self, attachment_id: str, path: Path) -> None: ...
-
-
-def attachment_service(service: object) -> AttachmentService:
-    """``service`` seen through its attachment API."""
-    return cast(AttachmentService, service)
-
-
-def new_attachment(name: str, *, path: Path | None = None, data: bytes | None = None) -> Any:
+def new_attachment(
+    name: str, *, path: Path | None = None, data: bytes | None = None
+) -> NewAttachment:
     """The service's ``NewAttachment`` for a file on disk (``path``) or bytes (``data``)."""
-    module = importlib.import_module("app.chat.attachments")
     if path is not None:
-        return module.NewAttachment.from_path(path)
-    return module.NewAttachment.from_bytes(name, data or b"")
+        return NewAttachment.from_path(path)
+    return NewAttachment.from_bytes(name, data or b"")
 
 
 def human_size(size: int) -> str:
@@ -100,15 +73,10 @@ def png_bytes(image: QImage) -> bytes:
     return bytes(buffer.data().data())
 
 
-def size_of(attachment: Any) -> int:
+def size_of(attachment: NewAttachment) -> int:
     """The size in bytes of a ``NewAttachment`` (0 when its file cannot be read: the
     service's check then says why)."""
-    if attachment.data is not None:
-        return len(attachment.data)
-    try:
-        return int(Path(attachment.path).stat().st_size)
-    except OSError:
-        return 0
+    return attachment.size() or 0
 
 
 def files_of(mime: QMimeData) -> list[Path]:
@@ -119,7 +87,7 @@ def files_of(mime: QMimeData) -> list[Path]:
 
 @dataclass(slots=True)
 class _Chip:
-    attachment: Any  # NewAttachment
+    attachment: NewAttachment
     size: int
     problem: str | None = None
 
@@ -213,7 +181,7 @@ class AttachmentChipsWidget(QWidget):
 
     # reading -----------------------------------------------------------------------------
 
-    def attachments(self) -> list[Any]:
+    def attachments(self) -> list[NewAttachment]:
         """The ``NewAttachment`` of every chip, in order."""
         return [chip.attachment for chip in self._chips]
 
@@ -229,7 +197,7 @@ class AttachmentChipsWidget(QWidget):
 
     # changing ----------------------------------------------------------------------------
 
-    def add(self, attachment: Any, size: int) -> None:
+    def add(self, attachment: NewAttachment, size: int) -> None:
         """Add a chip for ``attachment`` (a ``NewAttachment`` of ``size`` bytes)."""
         chip = _Chip(attachment, size)
         widget = AttachmentChipWidget(attachment.name, size, self._inner)
@@ -256,7 +224,7 @@ class AttachmentChipsWidget(QWidget):
         self.setVisible(bool(self._chips))
         self.changed.emit()
 
-    def take(self) -> list[Any]:
+    def take(self) -> list[NewAttachment]:
         """Remove every chip; their attachments."""
         taken = self.attachments()
         for widget in self._widgets:
@@ -268,7 +236,9 @@ class AttachmentChipsWidget(QWidget):
         self.changed.emit()
         return taken
 
-    def set_checks(self, attachments: Sequence[Any], checks: Sequence[Any]) -> bool:
+    def set_checks(
+        self, attachments: Sequence[NewAttachment], checks: Sequence[AttachmentCheck]
+    ) -> bool:
         """Show the problems the service found (``checks[i]`` for ``attachments[i]``);
         False when the chips changed since (the checks are for other files)."""
         if list(attachments) != self.attachments() or len(checks) != len(self._chips):

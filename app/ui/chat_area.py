@@ -24,7 +24,6 @@ from app.config import Config
 from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import tasks
-from app.ui.attachments import attachment_service
 from app.ui.chat_settings import ChatSettingsPanel
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
@@ -347,7 +346,7 @@ class ChatAreaWidget(QWidget):
 
         tasks.start_for(
             self,
-            attachment_service(self._session.service).check_attachments(chat_id, files),
+            self._session.service.check_attachments(chat_id, files),
             on_done=checked,
             on_error=failed,
         )

@@ -105,7 +105,7 @@ from app.chat.stats import message_stats_line
 from app.session import Session
 from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
-from app.ui.attachments import attachment_service, files_of, human_size
+from app.ui.attachments import files_of, human_size
 from app.ui.markdown import Chunk, render_markdown, split_blocks
 from app.ui.theme import icon
 
@@ -1375,7 +1375,7 @@ def _chunk_html(
 
 def _sources_of(message: Message) -> tuple[str, ...]:
     """The labels of the excerpts an answer was given (``Message.sources``, issue 14)."""
-    return tuple(getattr(message, "sources", ()) or ())
+    return message.sources
 
 
 #: How a card names the kind of a file, by media type.
@@ -2209,10 +2209,7 @@ class ChatViewWidget(QWidget):
 
     async def _attachments_of(self, chat_id: str) -> dict[str, list[Attachment]]:
         """The attachments of every message of ``chat_id`` (one query)."""
-        service = self._session.service
-        if not hasattr(service, "attachments"):  # a chat service without attachments yet
-            return {}
-        return await attachment_service(service).attachments(chat_id)
+        return await self._session.service.attachments(chat_id)
 
     def _load_thumbnail(self, attachment_id: str) -> None:
         """Read an image attachment's bytes and make its thumbnail (in memory only)."""
@@ -2221,7 +2218,7 @@ class ChatViewWidget(QWidget):
             return
         loading = self._thumbnails_loading
         loading.add(attachment_id)
-        service = attachment_service(self._session.service)
+        service = self._session.service
 
         def done(data: bytes) -> None:
             loading.discard(attachment_id)
@@ -2280,7 +2277,7 @@ class ChatViewWidget(QWidget):
             )
 
         tasks.start(
-            attachment_service(self._session.service).save_attachment(attachment_id, Path(chosen)),
+            self._session.service.save_attachment(attachment_id, Path(chosen)),
             on_done=saved,
             on_error=failed,
         )
@@ -2456,9 +2453,7 @@ class ChatViewWidget(QWidget):
         if files:
             self._run_turn(
                 chat_id,
-                lambda: attachment_service(service).send(
-                    chat_id, text, attachments=files, max_tokens=self.max_tokens
-                ),
+                lambda: service.send(chat_id, text, attachments=files, max_tokens=self.max_tokens),
                 draft=text,
                 files=files,
             )
