@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 if TYPE_CHECKING:
     from app.session import Session
@@ -37,6 +37,9 @@ ANSWER: Final = (
 #: What the rendered answer must show: the heading, a list item, the code, math as Unicode.
 EXPECTED: Final = (HEADING, "second item", "return x * x", "\N{GREEK SMALL LETTER ALPHA}")
 PASSPHRASE: Final = "self-test passphrase, thrown away with its vault"  # noqa: S105
+#: Words inside the attached PDF and Word files that must reach the model's request.
+PDF_WORD: Final = "PELICAN-PDF-7"
+DOCX_WORD: Final = "HERON-DOCX-3"
 TIMEOUT: Final = 60.0
 
 
@@ -45,7 +48,10 @@ class SelfTestError(Exception):
 
 
 class _ScriptedProvider:
-    """Satisfies ``providers.Provider``: streams ``ANSWER`` in small deltas, no network."""
+    """Satisfies ``providers.Provider``: streams ``ANSWER`` in small deltas, no network;
+    keeps the last user message of each request (``questions``)."""
+
+    questions: ClassVar[list[str]] = []
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
@@ -71,6 +77,8 @@ class _ScriptedProvider:
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         from providers import FinishEvent, TextDelta, Usage, UsageEvent
+
+        self.questions.append(request.messages[-1].content)
 
         pieces = [ANSWER[i : i + 16] for i in range(0, len(ANSWER), 16)]
         for piece in pieces:
@@ -148,6 +156,37 @@ def run_window_check(root: Path) -> dict[str, float]:
     return timings
 
 
+async def _attachments_step(session: Session, view: object, answered: Callable[[], bool]) -> None:
+    """Attach a PDF and a Word file made in memory: their text reaches the model (pypdf,
+    python-docx and lxml are in the build), both are stored, and vector search loads."""
+    from app.attachments.samples import docx_bytes, pdf_bytes
+    from app.chat.attachments import NewAttachment
+    from app.store.models import Tier
+    from app.ui.chat_view import ChatViewWidget
+
+    assert isinstance(view, ChatViewWidget)
+    chat_id = view.chat_id
+    files = [
+        NewAttachment.from_bytes("self-test.pdf", pdf_bytes([[f"The bird is {PDF_WORD}."]])),
+        NewAttachment.from_bytes("self-test.docx", docx_bytes([f"The other is {DOCX_WORD}."])),
+    ]
+    if chat_id is None or not view.send("What do the files say?", attachments=files):
+        raise SelfTestError("the chat view refused to send the attached files")
+    await _until("the answer about the files", lambda: answered() and len(view.model.messages) >= 4)
+    asked = _ScriptedProvider.questions[-1]
+    missing = [word for word in (PDF_WORD, DOCX_WORD) if word not in asked]
+    if missing:
+        raise SelfTestError(f"the attached files' text did not reach the model: {missing!r}")
+    stored = await session.service.attachments(chat_id)
+    if sorted(a.name for files in stored.values() for a in files) != [
+        "self-test.docx",
+        "self-test.pdf",
+    ]:
+        raise SelfTestError("the attached files were not stored with their message")
+    if not session.service.library.store(Tier.STANDARD).vectors_available:
+        raise SelfTestError("vector search (the sqlite-vec extension) does not load")
+
+
 def _unlocked(session: Session) -> bool:
     return session.is_unlocked
 
@@ -213,6 +252,10 @@ async def _steps(session: object, settings: object, timings: dict[str, float]) -
     if any("# " + HEADING in part.document.toPlainText() for part in layout.parts):
         raise SelfTestError("the answer's markdown was shown as plain text, not rendered")
     timings["answer"] = (time.perf_counter() - mark) * 1000
+
+    mark = time.perf_counter()
+    await _attachments_step(session, view, answered)
+    timings["attachments"] = (time.perf_counter() - mark) * 1000
 
     await session.service.wait_for_titles(10)
     await _until("background tasks", lambda: not tasks.running())
