@@ -18,6 +18,7 @@ All functions expect to run inside the caller's transaction where they write.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,10 @@ def load_vector_extension(conn: Any) -> bool:
     """Load sqlite-vec into ``conn``; False (logged once) where it cannot be loaded."""
     global _warned_unavailable
     try:
-        import sqlite_vec  # type: ignore[import-untyped]
-
+        path = _extension_path()
         conn.enable_load_extension(True)
         try:
-            sqlite_vec.load(conn)
+            conn.load_extension(path)
         finally:
             conn.enable_load_extension(False)
     except Exception as error:  # ImportError, OSError, sqlcipher3's OperationalError...
@@ -64,6 +65,19 @@ def load_vector_extension(conn: Any) -> bool:
             )
         return False
     return True
+
+
+def _extension_path() -> str:
+    """Where sqlite-vec's loadable extension is (SQLite adds .so, .dylib or .dll).
+
+    Found without importing the ``sqlite_vec`` package, which imports the standard
+    library's sqlite3 (left out of the desktop bundle: the databases are SQLCipher's).
+    """
+    spec = importlib.util.find_spec("sqlite_vec")
+    folders = list(spec.submodule_search_locations or ()) if spec is not None else []
+    if not folders:
+        raise ImportError("the sqlite-vec package is not installed")
+    return str(Path(folders[0]) / "vec0")
 
 
 def pack_vector(vector: Sequence[float]) -> bytes:
