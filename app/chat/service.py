@@ -1036,6 +1036,12 @@ class ChatService:
         for task in list(self._title_tasks):
             task.cancel()
 
+    @property
+    def vector_search_available(self) -> bool:
+        """Whether every open chat database loaded sqlite-vec (else retrieval over
+        attachments ranks by keywords alone)."""
+        return all(self.library.store(tier).vectors_available for tier in self.library.tiers)
+
     def close(self) -> None:
         """Cancel the title tasks and close the library on the database thread.
 

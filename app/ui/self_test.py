@@ -161,7 +161,6 @@ async def _attachments_step(session: Session, view: object, answered: Callable[[
     python-docx and lxml are in the build), both are stored, and vector search loads."""
     from app.attachments.samples import docx_bytes, pdf_bytes
     from app.chat.attachments import NewAttachment
-    from app.store.models import Tier
     from app.ui.chat_view import ChatViewWidget
 
     assert isinstance(view, ChatViewWidget)
@@ -183,7 +182,7 @@ async def _attachments_step(session: Session, view: object, answered: Callable[[
         "self-test.pdf",
     ]:
         raise SelfTestError("the attached files were not stored with their message")
-    if not session.service.library.store(Tier.STANDARD).vectors_available:
+    if not session.service.vector_search_available:
         raise SelfTestError("vector search (the sqlite-vec extension) does not load")
 
 

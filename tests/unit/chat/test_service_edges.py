@@ -281,3 +281,10 @@ async def test_close_waits_for_the_query_running_on_the_database_thread() -> Non
     assert seen == [chat.id] and service.library.tiers == []
     with pytest.raises(RuntimeError, match="after shutdown"):  # the runner it made is stopped
         await service.runner.db(lambda: None)
+
+
+def test_vector_search_is_available_only_when_every_open_database_loaded_it() -> None:
+    service = service_for(CLOUD_ONLY)
+    assert service.vector_search_available  # sqlite-vec is installed here
+    service.library.store(Tier.PRIVATE).vectors_available = False
+    assert not service.vector_search_available
