@@ -586,7 +586,20 @@ class HTTPProvider(abc.ABC):
 
     async def get_json(self, url: str, *, params: dict[str, str] | None = None) -> Any:
         """GET ``url`` (with retries as in ``send``) and return the parsed JSON body."""
-        response = await self.send("GET", url, params=params)
+        return await self.request_json("GET", url, what="a model list", params=params)
+
+    async def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Any:
+        """Send a request (retries and error mapping as in ``send``) and return its parsed
+        JSON body; ``what`` names the answer in a ``ProtocolError``."""
+        response = await self.send(method, url, params=params, json=json)
         try:
             body = await response.aread()
         except httpx.DecodingError as exc:
@@ -596,7 +609,7 @@ class HTTPProvider(abc.ABC):
         finally:
             await response.aclose()
         text = body.decode(response.encoding or "utf-8", errors="replace")
-        return decode_json(text, provider=self.spec.name, what="a model list")
+        return decode_json(text, provider=self.spec.name, what=what)
 
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""

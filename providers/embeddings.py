@@ -13,11 +13,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx
-
 from providers.errors import ProviderConfigError
-from providers.http_errors import from_transport_error
-from providers.streams import decode_json
 
 if TYPE_CHECKING:
     from providers.base import HTTPProvider
@@ -37,17 +33,7 @@ class SupportsEmbeddings(Protocol):
 
 async def post_json(provider: HTTPProvider, url: str, body: dict[str, Any], what: str) -> Any:
     """POST ``body`` to ``url`` (retries and error mapping as in ``send``); the JSON answer."""
-    response = await provider.send("POST", url, json=body)
-    try:
-        raw = await response.aread()
-    except httpx.DecodingError as exc:
-        raise provider.protocol_error("a body that could not be decoded") from exc
-    except httpx.TransportError as exc:
-        raise from_transport_error(exc, provider._errors) from exc
-    finally:
-        await response.aclose()
-    text = raw.decode(response.encoding or "utf-8", errors="replace")
-    return decode_json(text, provider=provider.spec.name, what=what)
+    return await provider.request_json("POST", url, what=what, json=body)
 
 
 async def in_batches(

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,36 +24,16 @@ from app.errors import UsageError
 from app.store import blobs
 from app.store.blobs import CHUNK_SIZE, AttachmentRefusedError
 from app.store.chats import ChatNotFoundError, ChatStore, StorageError
-from app.store.library import Library, memory_connection
+from app.store.library import Library
 from app.store.migrations import LATEST, current_version, migrate
 from app.store.models import Tier
 from app.vault.database import create_database, open_database
+from tests.unit.store.support import Clock
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "store"
 REPO = Path(__file__).resolve().parents[3]
 LIMIT = 10 * CHUNK_SIZE
 BIG = 50 * 1024 * 1024
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def library(clock: Clock) -> Iterator[Library]:
-    lib = Library(memory_connection(), memory_connection(), clock=clock)
-    yield lib
-    lib.close()
 
 
 @pytest.fixture

@@ -13,27 +13,7 @@ from app.errors import UsageError
 from app.store.chats import ChatNotFoundError, ChatStore, StorageError, fts_query
 from app.store.library import Library, memory_connection
 from app.store.models import DEFAULT_TITLE, MessageStatus, Tier, TitleSource
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def library(clock: Clock) -> Library:
-    lib = Library(memory_connection(), memory_connection(), clock=clock)
-    yield lib
-    lib.close()
+from tests.unit.store.support import Clock
 
 
 def conversation(store: ChatStore, turns: int) -> str:
