@@ -54,6 +54,18 @@ def _check_provider_types(error: type[Exception]) -> None:
         raise error(f"provider types {sorted(missing)} do not load (see --debug)")
 
 
+def _check_tls(error: type[Exception]) -> None:
+    """TLS works: the ssl module loads (on Linux over the system's OpenSSL 3) and trusts
+    the bundled certificate authorities, as the HTTPS providers' client does."""
+    import ssl
+
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    if not context.get_ca_certs() or ssl.OPENSSL_VERSION_INFO < (3,):
+        raise error(f"TLS is not usable here ({ssl.OPENSSL_VERSION}; see --debug)")
+
+
 def run_self_test() -> int:
     """Run the self-test in this process; returns the exit code."""
     started = time.perf_counter()
@@ -65,6 +77,7 @@ def run_self_test() -> int:
 
         try:
             _check_provider_types(SelfTestError)
+            _check_tls(SelfTestError)
             timings = run_window_check(root)
         except SelfTestError as error:
             print(f"hushchat: self-test failed: {error}", file=sys.stderr)

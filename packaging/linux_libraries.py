@@ -42,6 +42,17 @@ HOST_LIBRARIES = frozenset({
     "libz.so.1",
 })  # fmt: skip
 
+# Not on that list, but on every desktop Linux the bundle runs on (Qt 6.11 needs glibc
+# 2.35: Debian 12, Ubuntu 22.04, Fedora 36 and later):
+# - the D-Bus library (the Secret Service, the desktop portals and the screen-lock signals
+#   all go over the session bus); a bundled copy brings libsystemd and its compression
+#   and crypto libraries with it (2.7 MB);
+# - OpenSSL 3 (Python's ssl and hashlib): all of those ship it, its ABI is stable across
+#   3.x, and the distribution's copy gets its security fixes, which a bundled one would
+#   not until the next Hushchat release (5.4 MB).
+DESKTOP_LIBRARIES = frozenset({"libdbus-1.so.3", "libssl.so.3", "libcrypto.so.3"})
+HOST_PROVIDED = HOST_LIBRARIES | DESKTOP_LIBRARIES
+
 _NEEDED = re.compile(r"^\s*NEEDED\s+(\S+)\s*$", re.MULTILINE)
 _LIBRARY = re.compile(r"^lib.*\.so(\.|$)")
 
@@ -84,7 +95,7 @@ def prune(
     while pending:
         entry = pending.pop()
         name = _name(entry)
-        if name in reached or name in HOST_LIBRARIES:
+        if name in reached or name in HOST_PROVIDED:
             continue
         reached.add(name)
         pending.extend(by_name[soname] for soname in links(entry[1]) if soname in by_name)

@@ -9,9 +9,10 @@ itself: one Helvetica text object per page, one ``Tj`` per line.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Sequence
 
-__all__ = ["docx_bytes", "pdf_bytes", "pdf_from_streams"]
+__all__ = ["docx_bytes", "minimal_docx", "pdf_bytes", "pdf_from_streams"]
 
 
 def _pdf_string(line: str) -> bytes:
@@ -82,4 +83,46 @@ def docx_bytes(paragraphs: Sequence[str], tables: Sequence[Sequence[Sequence[str
                 cell.text = value
     buffer = io.BytesIO()
     document.save(buffer)
+    return buffer.getvalue()
+
+
+_DOCX_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" '
+    'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/word/document.xml" ContentType="application/'
+    'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+_DOCX_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Target="word/document.xml" Type="http://schemas.openxmlformats'
+    '.org/officeDocument/2006/relationships/officeDocument"/></Relationships>'
+)
+
+
+def minimal_docx(paragraphs: Sequence[str]) -> bytes:
+    """The smallest Word package python-docx reads: the paragraphs, no styles.
+
+    Written with zipfile, so it needs none of python-docx's templates (which the desktop
+    bundle leaves out: the app reads Word files, it never creates one).
+    """
+    from xml.sax.saxutils import escape
+
+    body = "".join(
+        f'<w:p><w:r><w:t xml:space="preserve">{escape(text)}</w:t></w:r></w:p>'
+        for text in paragraphs
+    )
+    document = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        f"<w:body>{body}</w:body></w:document>"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", _DOCX_TYPES)
+        package.writestr("_rels/.rels", _DOCX_RELS)
+        package.writestr("word/document.xml", document)
     return buffer.getvalue()

@@ -159,7 +159,7 @@ def run_window_check(root: Path) -> dict[str, float]:
 async def _attachments_step(session: Session, view: object, answered: Callable[[], bool]) -> None:
     """Attach a PDF and a Word file made in memory: their text reaches the model (pypdf,
     python-docx and lxml are in the build), both are stored, and vector search loads."""
-    from app.attachments.samples import docx_bytes, pdf_bytes
+    from app.attachments.samples import minimal_docx, pdf_bytes
     from app.chat.attachments import NewAttachment
     from app.ui.chat_view import ChatViewWidget
 
@@ -167,7 +167,7 @@ async def _attachments_step(session: Session, view: object, answered: Callable[[
     chat_id = view.chat_id
     files = [
         NewAttachment.from_bytes("self-test.pdf", pdf_bytes([[f"The bird is {PDF_WORD}."]])),
-        NewAttachment.from_bytes("self-test.docx", docx_bytes([f"The other is {DOCX_WORD}."])),
+        NewAttachment.from_bytes("self-test.docx", minimal_docx([f"The other is {DOCX_WORD}."])),
     ]
     if chat_id is None or not view.send("What do the files say?", attachments=files):
         raise SelfTestError("the chat view refused to send the attached files")

@@ -78,3 +78,24 @@ def test_needed_reads_the_dynamic_section_of_a_real_library(libraries: ModuleTyp
     linked = libraries.needed(str(candidates[0]))
     assert any(name.startswith("libssl.so") for name in linked), linked
     assert any(name.startswith("libc.so") for name in linked), linked
+
+
+def test_the_dbus_library_comes_from_the_desktop_with_what_only_it_links(
+    libraries: ModuleType,
+) -> None:
+    links = {
+        "/src/_internal/PySide6/QtDBus.abi3.so": ["libQt6DBus.so.6"],
+        "/src/_internal/PySide6/Qt/lib/libQt6DBus.so.6": ["libdbus-1.so.3"],
+        "/src/_internal/libdbus-1.so.3": ["libsystemd.so.0"],
+        "/src/_internal/libsystemd.so.0": ["libgcrypt.so.20"],
+    }
+    names = [
+        "_internal/PySide6/QtDBus.abi3.so",
+        "_internal/PySide6/Qt/lib/libQt6DBus.so.6",
+        "_internal/libdbus-1.so.3",
+        "_internal/libsystemd.so.0",
+        "_internal/libgcrypt.so.20",
+    ]
+    kept, dropped = libraries.prune([entry(n) for n in names], lambda p: links.get(p, []))
+    assert [e[0] for e in kept] == names[:2]
+    assert [e[0] for e in dropped] == names[2:]

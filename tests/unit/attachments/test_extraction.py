@@ -20,6 +20,7 @@ from app.attachments import (
     extract,
     extract_file,
 )
+from app.attachments.samples import minimal_docx
 from app.errors import ExitCode, UsageError
 from tests.attachment_files import (
     docx_bytes,
@@ -449,3 +450,10 @@ def test_refusals_are_usage_errors_for_the_cli() -> None:
     error = refusal("empty.txt", b"")
     assert isinstance(error, UsageError)
     assert error.exit_code is ExitCode.USAGE
+
+
+def test_the_minimal_word_package_reads_without_python_docx_templates() -> None:
+    # The self-test writes it so the bundle can leave python-docx's templates out.
+    extracted = extract("tiny.docx", minimal_docx(["Fish & <chips>", "second line"]))
+    assert extracted.kind is Kind.DOCX
+    assert extracted.text == "Fish & <chips>\nsecond line"
