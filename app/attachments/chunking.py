@@ -35,7 +35,7 @@ def placement(extracted: Extracted, inline_threshold: int = DEFAULT_INLINE_THRES
     """Inline if the attachment's text has at most ``inline_threshold`` characters."""
     if extracted.kind is Kind.IMAGE:
         return Placement.IMAGE
-    if len(extracted.text) <= inline_threshold:
+    if extracted.text_length <= inline_threshold:
         return Placement.INLINE
     return Placement.RETRIEVAL
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from app.attachments.detection import Detection, ImageSize, Kind, detect, display_name
 from app.attachments.errors import AttachmentError, RefusalReason
 from app.attachments.pdf import pdf_pages
-from app.attachments.text import decode_text, html_to_text
+from app.attachments.text import decode_stream, decode_text, html_to_text
 from app.attachments.word import ZipLimits, docx_text
 
 _MIB = 1024 * 1024
+# Text files over this size are decoded while they are read (see ``extract_file``).
+_STREAM_BLOCK = _MIB
 #: The default largest attachment, in bytes (the setting's default).
 DEFAULT_MAX_BYTES = 50 * _MIB
 
@@ -60,6 +62,17 @@ class Extracted:
     page_count: int | None = None
 
     @property
+    def text_length(self) -> int:
+        """``len(self.text)``, without joining the parts."""
+        joins = 2 * max(len(self.parts) - 1, 0)
+        headers = sum(len(f"[p. {part.page}]\n") for part in self.parts)
+        return (
+            sum(len(part.text) for part in self.parts)
+            + joins
+            + (headers if self.kind is Kind.PDF else 0)
+        )
+
+    @property
     def text(self) -> str:
         """All the text, PDF pages each headed by a ``[p. N]`` line."""
         if self.kind is Kind.PDF:
@@ -73,11 +86,28 @@ def page_label(name: str, page: int) -> str:
 
 
 def extract_file(path: Path, limits: Limits | None = None) -> Extracted:
-    """``extract`` the file at ``path``; an oversized file is refused before it is read."""
+    """``extract`` the file at ``path``; an oversized file is refused before it is read.
+
+    A plain text or Markdown file in UTF-8 (or with a byte-order mark) is decoded while it
+    is read, so its bytes and its text are never in memory at once (its text comes in
+    parts of about a megabyte, cut after a line break).
+    """
     limits = limits or Limits()
     try:
-        _check_size(path.name, path.stat().st_size, limits)
-        data = path.read_bytes()
+        size = path.stat().st_size
+        _check_size(path.name, size, limits)
+        with path.open("rb") as stream:
+            head = stream.read(_STREAM_BLOCK)
+            shown = display_name(path.name)
+            detection = detect(shown, head)
+            if len(head) == _STREAM_BLOCK and detection.kind in (Kind.TEXT, Kind.MARKDOWN):
+                stream.seek(0)
+                decoded = decode_stream(shown, stream, block=_STREAM_BLOCK)
+                if decoded is not None:
+                    return _text_parts(shown, size, detection, *decoded)
+            del head
+            stream.seek(0)
+            data = stream.read()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise AttachmentError(
@@ -113,13 +143,19 @@ def extract(name: str, data: bytes, limits: Limits | None = None) -> Extracted:
     text, encoding = decode_text(shown, data)
     if detection.kind is Kind.HTML:
         text = html_to_text(text)
-    if not text.strip():
+    return _text_parts(shown, len(data), detection, [text], encoding)
+
+
+def _text_parts(
+    shown: str, size: int, detection: Detection, texts: list[str], encoding: str
+) -> Extracted:
+    if not any(text.strip() for text in texts):
         raise AttachmentError(
             f"{shown} has no text to read (it is blank), so there is nothing to attach.",
             reason=RefusalReason.NO_TEXT,
         )
-    parts = (Part(text, shown),)
-    return _extracted(shown, data, detection, parts=parts, encoding=encoding)
+    parts = tuple(Part(text, shown) for text in texts)
+    return Extracted(shown, detection.kind, detection.media_type, size, parts, encoding=encoding)
 
 
 def _extracted(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import codecs
 import locale
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from typing import BinaryIO
 
 from charset_normalizer import from_bytes
 
@@ -59,6 +61,64 @@ def decode_text(shown: str, data: bytes) -> tuple[str, str]:
             reason=RefusalReason.UNSUPPORTED_TYPE,
         )
     return text.replace("\r\n", "\n").replace("\r", "\n"), encoding
+
+
+def decode_stream(
+    shown: str, stream: BinaryIO, *, block: int = 1 << 20
+) -> tuple[list[str], str] | None:
+    """The text of a UTF-8 (or byte-order-marked) file read ``block`` bytes at a time, in
+    pieces of about ``block`` characters cut after a line break, newlines normalised, and
+    its encoding.
+
+    A large text file is never held as bytes and text at once. Returns ``None`` when the
+    bytes do not decode (not UTF-8, or not what their byte-order mark says):
+    :func:`decode_text` on the whole file then finds the encoding. Raises
+    ``AttachmentError`` as :func:`decode_text` does for bytes that are not text.
+    """
+    head = stream.read(block)
+    codec = next((codec for mark, codec in _BYTE_ORDER_MARKS if head.startswith(mark)), "utf-8")
+    decoder = codecs.getincrementaldecoder(codec)()
+    pieces: list[str] = []
+    try:
+        for text in _normalised(_decoded(decoder, head, stream, block)):
+            if not pieces and _is_binary(text):
+                raise AttachmentError(
+                    f"{shown} is not a text file Hushchat can read (its bytes are no known "
+                    f"text encoding). {SUPPORTED_TYPES}.",
+                    reason=RefusalReason.UNSUPPORTED_TYPE,
+                )
+            pieces.append(text)
+    except UnicodeDecodeError:
+        return None
+    return pieces, codec.removesuffix("-sig")
+
+
+def _decoded(
+    decoder: codecs.IncrementalDecoder, head: bytes, stream: BinaryIO, block: int
+) -> Iterator[str]:
+    data = head
+    while data:
+        yield decoder.decode(data)
+        data = stream.read(block)
+    yield decoder.decode(b"", final=True)
+
+
+def _normalised(texts: Iterator[str]) -> Iterator[str]:
+    """``texts`` with CRLF and CR made LF, re-cut after the last line break of each piece
+    (a CR at a piece's end waits for the next piece: it may be half of a CRLF)."""
+    carry = ""
+    for text in texts:
+        text = carry + text
+        cut = text.rfind("\n") + 1
+        if text.endswith("\r"):
+            cut = len(text) - 1
+        elif cut == 0:
+            cut = len(text) if len(text) > (1 << 20) else 0
+        ready, carry = text[:cut], text[cut:]
+        if ready:
+            yield ready.replace("\r\n", "\n").replace("\r", "\n")
+    if carry:
+        yield carry.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _best_guess(data: bytes) -> tuple[str, str] | None:

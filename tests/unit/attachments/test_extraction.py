@@ -457,3 +457,75 @@ def test_the_minimal_word_package_reads_without_python_docx_templates() -> None:
     extracted = extract("tiny.docx", minimal_docx(["Fish & <chips>", "second line"]))
     assert extracted.kind is Kind.DOCX
     assert extracted.text == "Fish & <chips>\nsecond line"
+
+
+# --- large text files are decoded while they are read ---------------------------------------
+
+_LINES = "naïve café, line {n}\r\n"
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom"),
+    [("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe")],
+)
+def test_a_large_text_file_reads_as_the_whole_file_would(
+    tmp_path: Path, codec: str, bom: bytes
+) -> None:
+    # Over a megabyte, with CRLF line ends that straddle the read blocks somewhere.
+    text = "".join(_LINES.format(n=n) for n in range(60_000))
+    data = bom + text.encode(codec)
+    path = tmp_path / "notes.txt"
+    path.write_bytes(data)
+    whole = extract("notes.txt", data)
+    streamed = extract_file(path)
+    assert len(streamed.parts) > 1  # decoded in pieces, never bytes and text at once
+    assert "".join(part.text for part in streamed.parts) == whole.parts[0].text
+    assert "\r" not in "".join(part.text for part in streamed.parts)
+    assert (streamed.kind, streamed.media_type, streamed.size) == (
+        Kind.TEXT,
+        "text/plain",
+        len(data),
+    )
+    assert streamed.encoding == whole.encoding
+    assert all(part.label == "notes.txt" for part in streamed.parts)
+
+
+def test_a_lone_cr_at_a_block_end_is_one_line_break(tmp_path: Path) -> None:
+    first = "a" * (MIB - 1) + "\r"
+    path = tmp_path / "cr.txt"
+    path.write_bytes((first + "\nb\rc").encode())
+    text = "".join(part.text for part in extract_file(path).parts)
+    assert text == "a" * (MIB - 1) + "\nb\nc"
+
+
+def test_a_large_file_in_another_encoding_is_read_from_its_whole_bytes(tmp_path: Path) -> None:
+    data = ("Grüße aus Köln. " * 80_000).encode("latin-1")  # not UTF-8
+    path = tmp_path / "western.txt"
+    path.write_bytes(data)
+    whole = extract("western.txt", data)
+    extracted = extract_file(path)
+    assert extracted.encoding == whole.encoding != "utf-8"
+    assert [part.text for part in extracted.parts] == [whole.parts[0].text]
+
+
+def test_a_large_binary_file_named_txt_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data.txt"
+    path.write_bytes(b"\x01\x02\x03abc" * (MIB // 3))
+    with pytest.raises(AttachmentError) as caught:
+        extract_file(path)
+    assert caught.value.reason is RefusalReason.UNSUPPORTED_TYPE
+
+
+def test_a_large_blank_file_has_nothing_to_attach(tmp_path: Path) -> None:
+    path = tmp_path / "blank.md"
+    path.write_bytes(b" \n" * MIB)
+    with pytest.raises(AttachmentError) as caught:
+        extract_file(path)
+    assert caught.value.reason is RefusalReason.NO_TEXT
+
+
+def test_text_length_is_the_length_of_the_joined_text(tmp_path: Path) -> None:
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"word word\n" * 300_000)
+    for extracted in (extract_file(path), extract("r.pdf", pdf_bytes(["one", "two two"]))):
+        assert extracted.text_length == len(extracted.text)
