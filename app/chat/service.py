@@ -741,6 +741,10 @@ class ChatService:
                     images.setdefault(attachment.message_id, []).append(
                         ImageInput(media_type=attachment.media_type, data=data)
                     )
+                elif roles[attachment.message_id] == "user":  # an earlier turn, another model
+                    blocks.setdefault(attachment.message_id, []).append(
+                        f"[image {attachment.name!r} not shown: this model does not take images]"
+                    )
                 continue
             known_long = self._long.get(attachment.id) == settings.inline_max_chars
             if known_long and question is None:
@@ -781,6 +785,18 @@ class ChatService:
         ]
         return sent, images, sources
 
+    async def _require_images_accepted(
+        self, store: ChatStore, chat: Chat, entry: LLMEntry, message_id: str
+    ) -> None:
+        """The vision refusal when the question to answer (again) has images and the chat's
+        model is not known to accept them: answering without them would answer another
+        question."""
+        found = await self.runner.db(store.attachments, message_id)
+        if any(a.media_type.startswith("image/") for a in found):
+            refusal = vision_refusal(entry, chat.model)
+            if refusal is not None:
+                raise refusal
+
     async def regenerate(
         self, chat_id: str, *, max_tokens: int | None = None
     ) -> AsyncGenerator[TurnEvent, None]:
@@ -798,6 +814,7 @@ class ChatService:
             question = await self.runner.db(store.message, last.parent_id)
         else:
             question = last
+        await self._require_images_accepted(store, chat, entry, question.id)
         async with contextlib.aclosing(
             self._answer(store, chat, entry, question, max_tokens, user=None)
         ) as events:
@@ -821,6 +838,7 @@ class ChatService:
             return
         entry = self.provider_entry(chat)
         self.check_policy(chat, entry)
+        await self._require_images_accepted(store, chat, entry, original.id)
         await self._require_fits(chat, entry, text, max_tokens)
 
         def save() -> Message:

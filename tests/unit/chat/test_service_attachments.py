@@ -200,6 +200,35 @@ async def test_an_image_for_a_model_without_vision_is_refused_before_anything_is
     assert h.requests == []
 
 
+async def test_after_a_switch_to_a_model_without_vision_an_image_question_is_not_answered_blind(
+    h: Harness,
+) -> None:
+    chat = await h.service.create_chat(provider="eyes")
+    files = [NewAttachment.from_bytes("shot.png", png_bytes(4, 3))]
+    await h.run(h.service.send(chat.id, "what is this?", attachments=files))
+    await h.service.update(chat.id, provider="local")
+    store = h.library.store(Tier.STANDARD)
+    question = store.full_thread(chat.id)[0]
+    count, sent = store.count_messages(chat.id), len(h.requests)
+
+    # Answering that question again would answer it without its picture: refused.
+    with pytest.raises(ImagesNotSupportedError, match="not known to accept images"):
+        await h.run(h.service.regenerate(chat.id))
+    with pytest.raises(ImagesNotSupportedError, match="not known to accept images"):
+        await h.run(h.service.edit(question.id, "and now?"))
+    assert store.count_messages(chat.id) == count
+    assert len(h.requests) == sent
+
+    # A later question is answered; the model is told the earlier picture is not shown.
+    await h.run(h.service.send(chat.id, "thanks, and what is 2 + 2?"))
+    _, request = h.requests[-1]
+    first = request.messages[0]
+    assert not first.images
+    assert first.content == (
+        "what is this?\n\n[image 'shot.png' not shown: this model does not take images]"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
