@@ -1584,7 +1584,9 @@ class _Attacher:
             if not isinstance(part, dict) or part.get("content_type") != "image_asset_pointer":
                 continue
             pointer = part.get("asset_pointer")
-            found = _FILE_ID.search(pointer) if isinstance(pointer, str) else None
+            # "file-service://file-<id>", "sediment://file_<id>?shared_conversation_id=..."
+            tail = pointer.rsplit("/", 1)[-1] if isinstance(pointer, str) else ""
+            found = _FILE_ID.match(tail)
             key = found.group(1) if found else f"#{len(wanted)}"
             wanted.setdefault(key, (None, None, True))
         listed = metadata.get("attachments")
