@@ -1175,7 +1175,7 @@ class _OwMessage(_Loose):
     done: bool | None = None
     error: Any = None
     usage: dict[str, Any] | None = None
-    files: list[Any] | None = None
+    files: Any = None  # a list of entries; anything else is ignored, as before
 
 
 class _OwHistory(_Loose):
@@ -1260,7 +1260,7 @@ def _ow_chat(
             system_prompt = system_prompt or _ow_text(message.content)
             return None, created, None
         record = _ow_message(message, chat_id, parent_id, created)
-        if attacher is not None and message.files:
+        if attacher is not None and isinstance(message.files, list) and message.files:
             found, notes = attacher.openwebui_files(message.files, f"{paths[key]}.files", source)
             if notes:
                 content = "\n\n".join(filter(None, [record.content, *notes]))

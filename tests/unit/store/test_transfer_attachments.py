@@ -359,6 +359,15 @@ def test_open_webui_images_and_document_text_become_attachments(library: Library
     assert answer.content == "They match."
 
 
+@pytest.mark.parametrize("files", [None, {}, "report.pdf", [None, 3, "x", {"type": "image"}]])
+def test_open_webui_files_of_other_shapes_are_ignored(library: Library, files: Any) -> None:
+    imported = import_chats(library, json.dumps(webui_chat(files)))
+    assert imported.attachments == 0
+    question = library.store(Tier.STANDARD).full_thread(imported[0])[0]
+    lost = "\n\n[image not in the export: image-4]" if isinstance(files, list) else ""
+    assert question.content == "compare these" + lost
+
+
 def test_an_open_webui_image_over_the_limit_is_left_out(library: Library) -> None:
     files = [{"type": "image", "url": data_uri("image/png", PNG)}]
     imported = import_chats(
