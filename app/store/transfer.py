@@ -1561,7 +1561,7 @@ class _Attacher:
 
     def _missing(self, kind: str, name: str) -> str:
         self.report.missing += 1
-        return f"[{kind} not in the export: {name}]"
+        return f"[{kind} not in the export: {_note_name(name)}]"
 
     def _too_large(self, kind: str, name: str, size: int) -> str | None:
         if size <= self.limits.max_bytes:
@@ -1569,7 +1569,7 @@ class _Attacher:
         self.report.skipped += 1
         limit = self.limits.max_bytes / _MIB
         return (
-            f"[{kind} not imported: {name} is {size / _MIB:,.1f} MB, over the "
+            f"[{kind} not imported: {_note_name(name)} is {size / _MIB:,.1f} MB, over the "
             f"{limit:,.0f} MB attachment limit]"
         )
 
@@ -1660,6 +1660,11 @@ class _Attacher:
                     continue
                 files.append(_incoming_bytes(_text_name(name), "text/plain", data))
         return files, notes
+
+
+def _note_name(name: str) -> str:
+    """Another app's file name as a note shows it: one line, at most 120 characters."""
+    return " ".join(name.split())[:120] or "unnamed"
 
 
 def _dict_field(item: dict[str, Any], key: str) -> dict[str, Any]:

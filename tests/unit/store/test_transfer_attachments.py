@@ -199,6 +199,14 @@ def test_a_file_missing_from_the_zip_leaves_a_note(library: Library) -> None:
     )
 
 
+def test_a_note_shows_a_missing_file_name_on_one_line(library: Library) -> None:
+    listed = {"id": "file-Gone1", "name": "two\nlines\t" + "x" * 300, "mime_type": "text/plain"}
+    conversation = gpt_conversation(gpt_message("user", "see", attachments=[listed]))
+    imported = import_chats(library, export_zip([conversation], {}))
+    first = library.store(Tier.STANDARD).full_thread(imported[0])[0]
+    assert first.content == "see\n\n[file not in the export: two lines " + "x" * 110 + "]"
+
+
 def test_a_file_over_the_attachment_limit_is_left_out_with_a_note(library: Library) -> None:
     big = {**PICTURE_MEMBERS, "file-Notes9-notes.txt": b"x" * 5000}
     imported = import_chats(
