@@ -975,24 +975,33 @@ def _gpt_chat(
     """One conversation: visible user and assistant messages; branches become versions.
 
     With an ``attacher`` that holds the export's .zip, the files the messages refer to
-    become their attachments (else images leave "[image not imported]" as before)."""
+    become their attachments (else images leave "[image not imported]" as before); the
+    images a tool made (DALL-E's, in a ``tool`` message) go to the answer that follows."""
     mapping = conversation.mapping
     start = _epoch(conversation.create_time) or time.time()
     chat_id = new_id()
+    with_files = attacher is not None and attacher.archive is not None
 
     def visit(
-        key: str, parent_id: str | None, parent_time: float, thoughts: str
-    ) -> tuple[Message | None, float, str]:
+        key: str, parent_id: str | None, parent_time: float, state: tuple[str, tuple[Any, ...]]
+    ) -> tuple[Message | None, float, tuple[str, tuple[Any, ...]]]:
+        thoughts, made = state  # made: image parts of tool messages since the last message
         node_message = mapping[key].message
         created = parent_time
         if node_message is not None:
             created = _epoch(node_message.create_time) or parent_time
-        record = _gpt_message(node_message, chat_id, parent_id, created, thoughts, attacher)
+        record = _gpt_message(node_message, chat_id, parent_id, created, thoughts, attacher, made)
         if record is not None:
-            return record, created, ""
+            return record, created, ("", ())
         if node_message is not None and node_message.content.content_type == "thoughts":
             thoughts = "\n\n".join(filter(None, [thoughts, _gpt_thoughts(node_message)]))
-        return None, created, thoughts
+        elif with_files and node_message is not None and node_message.author.role == "tool":
+            made += tuple(
+                part
+                for part in node_message.content.parts or []
+                if isinstance(part, dict) and part.get("content_type") == "image_asset_pointer"
+            )
+        return None, created, (thoughts, made)
 
     messages, leaf = _flatten(
         _children(
@@ -1005,7 +1014,7 @@ def _gpt_chat(
         ),
         start=start,
         current=conversation.current_node,
-        initial="",
+        initial=("", ()),
         visit=visit,
         loop_error=lambda: _format_error(
             source,
@@ -1093,6 +1102,7 @@ def _gpt_message(
     created: float,
     thoughts: str,
     attacher: _Attacher | None = None,
+    made: tuple[Any, ...] = (),
 ) -> Message | None:
     """A kept message, or None for placeholders, system, tool, hidden and tool-call nodes."""
     if message is None or message.author.role not in ("user", "assistant"):
@@ -1109,7 +1119,10 @@ def _gpt_message(
     found: list[_ArchiveFile] = []
     if with_files:
         assert attacher is not None
-        found, notes = attacher.chatgpt_files(message.content.parts or [], metadata)
+        parts = message.content.parts or []
+        if message.author.role == "assistant":  # the images its tools made come first
+            parts = [*made, *parts]
+        found, notes = attacher.chatgpt_files(parts, metadata)
         text = "\n\n".join(filter(None, [text, *notes]))
     if not text.strip() and not found:
         return None

@@ -179,6 +179,18 @@ def test_a_chatgpt_zip_brings_the_files_of_its_messages(library: Library, tmp_pa
     assert counts(library)[2] == 3
 
 
+def test_an_image_a_tool_made_goes_to_the_answer_that_follows(library: Library) -> None:
+    tool = gpt_message("tool", image_part("sediment://file_00000000dd11ee22"))
+    conversation = gpt_conversation(
+        gpt_message("user", "draw a quokka"), tool, gpt_message("assistant", "Here it is.")
+    )
+    members = {"dalle-generations/file_00000000dd11ee22-0a1b.webp": OTHER_PNG}
+    imported = import_chats(library, export_zip([conversation], members))
+    store = library.store(Tier.STANDARD)
+    assert files_of(store, imported[0]) == [("assistant", "0a1b.webp", "image/png", OTHER_PNG)]
+    assert [m.content for m in store.full_thread(imported[0])] == ["draw a quokka", "Here it is."]
+
+
 def test_a_plain_conversations_json_keeps_its_notes(library: Library) -> None:
     [chat_id] = import_chats(library, json.dumps(picture_chat()))
     store = library.store(Tier.STANDARD)
