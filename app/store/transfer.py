@@ -1471,6 +1471,12 @@ class _Archive:
                 blocks = []
                 while block := handle.read(_READ_BLOCK):
                     blocks.append(block)
+        # A compression method zipfile lacks (caught before RuntimeError, its base class).
+        except NotImplementedError as error:
+            raise ImportFormatError(
+                f"{self.source}: {shown} in the archive is packed in a way Hushchat cannot "
+                f"read ({error}); unzip the export and zip it again. Nothing was imported"
+            ) from error
         except RuntimeError as error:  # zipfile: "File ... is encrypted, password required"
             raise ImportFormatError(
                 f"{self.source}: {shown} in the archive is password-protected; "

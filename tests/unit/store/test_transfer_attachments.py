@@ -294,6 +294,18 @@ def test_a_damaged_member_imports_nothing(library: Library) -> None:
     assert counts(library) == (0, 0, 0)
 
 
+def test_a_member_packed_in_an_unknown_way_imports_nothing(library: Library) -> None:
+    data = bytearray(export_zip(picture_chat(), PICTURE_MEMBERS))
+    # Set the compression method of conversations.json (local header and directory) to 99.
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):
+        at = data.index(header)
+        offset = 8 if header == b"PK\x03\x04" else 10
+        data[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+    with pytest.raises(ImportFormatError, match="packed in a way Hushchat cannot read"):
+        import_chats(library, bytes(data), source="x.zip")
+    assert counts(library) == (0, 0, 0)
+
+
 def test_a_zip_that_is_not_a_chatgpt_export_is_refused(library: Library) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
