@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from app.chat.attachments import NewAttachment
 from app.chat.events import TurnDelta, TurnFinished, TurnReasoning, TurnStarted
@@ -30,6 +30,9 @@ from app.runtime import open_session, positive_int
 from app.session import Session
 from app.store.models import ChatParams, MessageStatus, Tier
 from app.vault.cli import unlock_parent_parsers
+
+if TYPE_CHECKING:
+    from app.store.transfer import ImportedChats
 
 TITLE_WAIT_SECONDS = 15.0
 
@@ -205,7 +208,12 @@ def register_chats(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     export.add_argument("--out", required=True, metavar="FILE", help="output file ('-': stdout)")
     export.set_defaults(handler=_export)
     imp = commands.add_parser("import", parents=unlock, help="import chats from a file")
-    imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "file",
+        type=Path,
+        help="a Hushchat JSON export, ChatGPT's export .zip (or its conversations.json), "
+        "or an Open WebUI chat export",
+    )
     imp.add_argument("--format", choices=["hushchat", "chatgpt", "openwebui"], default=None)
     imp.add_argument(
         "--tier", choices=[Tier.STANDARD.value, Tier.PRIVATE.value], default=Tier.STANDARD.value
@@ -324,11 +332,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    async def work(session: Session) -> list[str]:
+    async def work(session: Session) -> ImportedChats:
         return await session.service.import_file(args.file, fmt=args.format, tier=Tier(args.tier))
 
-    ids = _run(args, work)
-    print(f"imported {len(ids)} chat(s)", file=sys.stderr)
+    imported = _run(args, work)
+    print(imported.summary(), file=sys.stderr)
     return ExitCode.OK
 
 

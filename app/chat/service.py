@@ -107,6 +107,7 @@ from providers import (
 
 if TYPE_CHECKING:
     from app.chat.retrieval import Retrieval
+    from app.store import transfer
     from providers import Provider
 
 log = logging.getLogger(__name__)
@@ -395,18 +396,23 @@ class ChatService:
             text = await self.export(chat_ids, fmt)
         await self.runner.blocking(write_atomically, path, text.encode("utf-8"))
 
-    async def import_file(self, path: Path, *, fmt: str | None, tier: Tier) -> list[str]:
-        """Import an export file (ours, ChatGPT's, Open WebUI's) into ``tier``.
+    async def import_file(
+        self, path: Path, *, fmt: str | None, tier: Tier
+    ) -> transfer.ImportedChats:
+        """Import an export file (ours, ChatGPT's .zip or JSON, Open WebUI's) into ``tier``.
 
         A chat whose provider the tier does not allow (or that this config lacks) comes
         in bound to the tier's default provider (:func:`default_provider`), or to none
-        when no configured one is allowed.
+        when no configured one is allowed. Other apps' files obey the ``attachments:``
+        size limit. Long imported documents are indexed at the chat's next question
+        (``_with_attachments``), with embeddings where the chat's tier allows them, like sent ones.
         """
         from app.store import transfer
 
+        limits = transfer.AttachmentLimits(AttachmentSettings.of(self.config.config).max_bytes)
         chat_ids = await self.runner.db(
             transfer.import_file, self.library, path, fmt=fmt, tier=tier,
-            bind=lambda chat: bind_to_allowed_provider(self.config.config, chat),
+            bind=lambda chat: bind_to_allowed_provider(self.config.config, chat), limits=limits,
         )  # fmt: skip
         for chat_id in chat_ids:
             self.changes.emit(ChatCreated(chat_id))

@@ -1,11 +1,19 @@
 """Export chats (Markdown, and our documented JSON format) and import them back.
 
 Imports read three formats: our own JSON export (``hushchat``), ChatGPT's data
-export ``conversations.json`` (``chatgpt``) and Open WebUI's chat export
-(``openwebui``). A file is parsed and validated whole (pydantic models, so an
+export (``chatgpt``: ``conversations.json``, or the export's .zip with the files of the
+messages) and Open WebUI's chat export (``openwebui``, with the images and document text
+it holds). A file is parsed and validated whole (pydantic models, so an
 error names the JSON path), converted to plain records, and only then written,
 in ONE transaction of the target tier's store: a bad file is a clear error and
 nothing is half-imported. The JSON format is specified in ``docs/chats.md``.
+
+A .zip is hostile input until proven otherwise: it is read with ``zipfile``, one member
+at a time in memory, never unpacked to disk; its member names are only lookup keys. Its
+directory is checked first (member count, growth, total size): a zip bomb is one clear
+error and nothing is imported. A file a message refers to that is missing from the
+export, or larger than the attachment limit, leaves a short note in the message instead
+and is counted in the result (``ImportedChats``).
 
 Errors (see ``app/errors.py`` for the rest of the tree)::
 
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import json
@@ -24,15 +33,20 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Set
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from app.attachments.detection import DOCX_MEDIA_TYPE, Kind, detect
+from app.attachments.errors import AttachmentError
+from app.attachments.extraction import DEFAULT_MAX_BYTES
 from app.errors import UsageError
 from app.store.chats import ChatStore, new_id
 from app.store.library import Library
@@ -53,7 +67,9 @@ __all__ = [
     "EXPORT_VERSION",
     "IMPORT_FORMATS",
     "MAX_IMPORT_BYTES",
+    "AttachmentLimits",
     "ImportFormatError",
+    "ImportedChats",
     "export_json",
     "export_markdown",
     "import_chats",
@@ -78,12 +94,12 @@ _TIME_TYPES: tuple[Any, ...] = (datetime, datetime | None)
 
 _FORMAT_NAMES = {
     "hushchat": "a Hushchat export",
-    "chatgpt": "a ChatGPT export (conversations.json)",
+    "chatgpt": "a ChatGPT export (its .zip or conversations.json)",
     "openwebui": "an Open WebUI chat export",
 }
 _ADVICE = {
     "hushchat": "export the chats from Hushchat again",
-    "chatgpt": "use conversations.json from ChatGPT's data export, unchanged",
+    "chatgpt": "use ChatGPT's data export (the .zip, or conversations.json from it), unchanged",
     "openwebui": "export the chats from Open WebUI again (Settings → Chats → Export)",
 }
 
@@ -304,20 +320,36 @@ def import_file(
     fmt: str | None = None,
     tier: Tier = Tier.STANDARD,
     bind: Callable[[Chat], Chat] | None = None,
-) -> list[str]:
+    limits: AttachmentLimits | None = None,
+) -> ImportedChats:
     """Import the chats of an export file into ``tier``; returns the new chats' ids.
 
-    Files larger than ``MAX_IMPORT_BYTES`` are refused before they are read. ``bind``
-    (see :func:`import_chats`) may rebind each chat before it is written.
+    A .zip is read as ChatGPT's data export, with the files its messages refer to
+    (``limits`` caps their size). Other files larger than ``MAX_IMPORT_BYTES`` are
+    refused before they are read. ``bind`` (see :func:`import_chats`) may rebind each
+    chat before it is written.
     """
     try:
         size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(4)
+        if head.startswith(_ZIP_SIGNATURES):
+            if size > MAX_IMPORT_ZIP_BYTES:
+                raise ImportFormatError(
+                    f"{path} is {size / _GIB:,.1f} GB; zip exports are limited to "
+                    f"{MAX_IMPORT_ZIP_BYTES // _GIB} GB. Unzip it and import conversations.json "
+                    "alone (its messages' files are then left out)"
+                )
+            with _open_zip(path, str(path)) as archive:
+                return _import_zip(library, archive, str(path), fmt, tier, bind, limits)
         _check_size(size, str(path))
         data = path.read_bytes()
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise UsageError(f"cannot read {path}: {reason}") from error
-    return import_chats(library, data, fmt=fmt, tier=tier, source=str(path), bind=bind)
+    return import_chats(
+        library, data, fmt=fmt, tier=tier, source=str(path), bind=bind, limits=limits
+    )
 
 
 def import_chats(
@@ -328,35 +360,57 @@ def import_chats(
     tier: Tier = Tier.STANDARD,
     source: str = "<input>",
     bind: Callable[[Chat], Chat] | None = None,
-) -> list[str]:
+    limits: AttachmentLimits | None = None,
+) -> ImportedChats:
     """Import the chats in ``data`` into ``tier`` in one transaction; returns their ids.
 
     ``fmt`` is ``"hushchat"``, ``"chatgpt"`` or ``"openwebui"``; None detects it.
-    Our own export keeps its ids unless a chat (or one of its messages) already
-    exists in the profile; such a chat gets new ids throughout. Chats from other
-    apps always get new ids. ``source`` names the input in error messages.
-    Raises ImportFormatError, naming the JSON path, if anything is wrong:
-    then nothing is imported. ``bind`` returns each chat as it should be written (the
-    chat service binds it to a provider the tier allows).
+    ``data`` may also be the bytes of ChatGPT's export .zip. Our own export keeps its
+    ids unless a chat (or one of its messages) already exists in the profile; such a
+    chat gets new ids throughout. Chats from other apps always get new ids. ``source``
+    names the input in error messages. Raises ImportFormatError, naming the JSON path,
+    if anything is wrong: then nothing is imported. ``bind`` returns each chat as it
+    should be written (the chat service binds it to a provider the tier allows).
+    ``limits`` caps the size of other apps' files (our own export's are taken whole).
     """
     if fmt is not None and fmt not in IMPORT_FORMATS:
         raise UsageError(f"unknown import format '{fmt}'; use {', '.join(IMPORT_FORMATS)}")
-    store = library.store(tier)
     _check_size(len(data), source)
+    if isinstance(data, bytes) and data.startswith(_ZIP_SIGNATURES):
+        with _open_zip(io.BytesIO(data), source) as archive:
+            return _import_zip(library, archive, source, fmt, tier, bind, limits)
+    return _import(library, data, fmt, tier, source, bind, _Attacher(limits))
+
+
+def _import(
+    library: Library,
+    data: bytes | str,
+    fmt: str | None,
+    tier: Tier,
+    source: str,
+    bind: Callable[[Chat], Chat] | None,
+    attacher: _Attacher,
+) -> ImportedChats:
+    store = library.store(tier)
     parsed = _parse_json(data, source)
     fmt = fmt or _detect(parsed, source)
-    files: _Files = {}
     if fmt == "hushchat":
-        records = _from_hushchat(parsed, source, tier, files)
+        records = _from_hushchat(parsed, source, tier, attacher.files)
     elif fmt == "chatgpt":
-        records = _from_chatgpt(parsed, source, tier)
+        records = _from_chatgpt(parsed, source, tier, attacher)
     else:
-        records = _from_openwebui(parsed, source, tier)
+        records = _from_openwebui(parsed, source, tier, attacher)
     if bind is not None:
         records = [ChatRecord(bind(r.chat), r.messages) for r in records]
-    chat_ids = _write(library, store, records, keep_ids=fmt == "hushchat", files=files)
-    log.info("imported %d chats (%s format) into %s", len(chat_ids), fmt, tier.value)
-    return chat_ids
+    chat_ids = _write(library, store, records, keep_ids=fmt == "hushchat", attacher=attacher)
+    report = attacher.report
+    log.info(
+        "imported %d chats (%s format) into %s: %d attachments, %d files missing, %d too large",
+        len(chat_ids), fmt, tier.value, report.attachments, report.missing, report.skipped,
+    )  # fmt: skip
+    return ImportedChats(
+        chat_ids, attachments=report.attachments, missing=report.missing, skipped=report.skipped
+    )
 
 
 def _check_size(size: int, source: str) -> None:
@@ -447,16 +501,19 @@ def _write(
     *,
     keep_ids: bool,
     files: _Files | None = None,
+    attacher: _Attacher | None = None,
 ) -> list[str]:
     """Write every chat in one transaction of ``store``; all or nothing.
 
     With ``keep_ids`` (our own exports) a chat keeps its ids when none is taken;
     other apps' ids are theirs, so their chats always get new ones.
     """
+    if attacher is not None:
+        files = attacher.files
     claimed: set[str] = set()
     now = time.time()
     ready: list[ChatRecord] = []
-    attach: list[tuple[str, _IncomingFile]] = []  # (message id as written, file)
+    attach: list[tuple[str, _IncomingFile | _ArchiveFile]] = []  # (message id as written, file)
     for index, original in enumerate(records):
         record = original
         if not keep_ids or not _ids_free(library, record, claimed):
@@ -475,10 +532,19 @@ def _write(
     with store.transaction():
         store.insert_records(ready)
         for message_id, file in attach:
+            if isinstance(file, _ArchiveFile):
+                assert attacher is not None and attacher.archive is not None
+                data = attacher.archive.read(file)
+                name, media_type = file.name, _archive_media_type(file, data)
+            else:
+                data, name, media_type = file.data, file.name, file.media_type
             store.add_attachment(
-                message_id, io.BytesIO(file.data), max_size=len(file.data), name=file.name,
-                media_type=file.media_type,
+                message_id, io.BytesIO(data), max_size=len(data), name=name,
+                media_type=media_type,
             )  # fmt: skip
+            del data
+            if attacher is not None:
+                attacher.report.attachments += 1
     return [record.chat.id for record in ready]
 
 
@@ -717,7 +783,7 @@ class _IncomingFile:
 
 
 #: Attachments read from an export: (index of the chat, message id) -> its files.
-_Files = dict[tuple[int, str], list[_IncomingFile]]
+_Files = dict[tuple[int, str], list["_IncomingFile | _ArchiveFile"]]
 
 
 def _incoming(attachment: _HcAttachment, where: str, source: str) -> _IncomingFile:
@@ -881,38 +947,61 @@ _GPT_ONE: TypeAdapter[_GptConversation] = TypeAdapter(_GptConversation)
 _SILENT_PARTS = {"audio_asset_pointer", "real_time_user_audio_video_asset_pointer"}
 
 
-def _from_chatgpt(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
+def _from_chatgpt(
+    data: Any, source: str, tier: Tier, attacher: _Attacher | None = None
+) -> list[ChatRecord]:
     if isinstance(data, dict) and "mapping" in data:  # one conversation on its own
-        return [_gpt_chat(_validate(_GPT_ONE, data, "", "chatgpt", source), "", source, tier)]
+        one = _validate(_GPT_ONE, data, "", "chatgpt", source)
+        return [_gpt_chat(one, "", source, tier, attacher)]
     _require_type(data, list, "", "chatgpt", source, "a list of conversations")
     conversations: list[_GptConversation] = _validate(
         _GPT_LIST, data, "conversations", "chatgpt", source
     )
-    return [
-        _gpt_chat(conversation, f"conversations[{index}]", source, tier)
-        for index, conversation in enumerate(conversations)
-    ]
+    records = []
+    for index, conversation in enumerate(conversations):
+        if attacher is not None:
+            attacher.chat_index = index
+        records.append(_gpt_chat(conversation, f"conversations[{index}]", source, tier, attacher))
+    return records
 
 
-def _gpt_chat(conversation: _GptConversation, where: str, source: str, tier: Tier) -> ChatRecord:
-    """One conversation: visible user and assistant messages; branches become versions."""
+def _gpt_chat(
+    conversation: _GptConversation,
+    where: str,
+    source: str,
+    tier: Tier,
+    attacher: _Attacher | None = None,
+) -> ChatRecord:
+    """One conversation: visible user and assistant messages; branches become versions.
+
+    With an ``attacher`` that holds the export's .zip, the files the messages refer to
+    become their attachments (else images leave "[image not imported]" as before); the
+    images a tool made (DALL-E's, in a ``tool`` message) go to the answer that follows."""
     mapping = conversation.mapping
     start = _epoch(conversation.create_time) or time.time()
     chat_id = new_id()
+    with_files = attacher is not None and attacher.archive is not None
 
     def visit(
-        key: str, parent_id: str | None, parent_time: float, thoughts: str
-    ) -> tuple[Message | None, float, str]:
+        key: str, parent_id: str | None, parent_time: float, state: tuple[str, tuple[Any, ...]]
+    ) -> tuple[Message | None, float, tuple[str, tuple[Any, ...]]]:
+        thoughts, made = state  # made: image parts of tool messages since the last message
         node_message = mapping[key].message
         created = parent_time
         if node_message is not None:
             created = _epoch(node_message.create_time) or parent_time
-        record = _gpt_message(node_message, chat_id, parent_id, created, thoughts)
+        record = _gpt_message(node_message, chat_id, parent_id, created, thoughts, attacher, made)
         if record is not None:
-            return record, created, ""
+            return record, created, ("", ())
         if node_message is not None and node_message.content.content_type == "thoughts":
             thoughts = "\n\n".join(filter(None, [thoughts, _gpt_thoughts(node_message)]))
-        return None, created, thoughts
+        elif with_files and node_message is not None and node_message.author.role == "tool":
+            made += tuple(
+                part
+                for part in node_message.content.parts or []
+                if isinstance(part, dict) and part.get("content_type") == "image_asset_pointer"
+            )
+        return None, created, (thoughts, made)
 
     messages, leaf = _flatten(
         _children(
@@ -925,7 +1014,7 @@ def _gpt_chat(conversation: _GptConversation, where: str, source: str, tier: Tie
         ),
         start=start,
         current=conversation.current_node,
-        initial="",
+        initial=("", ()),
         visit=visit,
         loop_error=lambda: _format_error(
             source,
@@ -1007,7 +1096,13 @@ def _children(
 
 
 def _gpt_message(
-    message: _GptMessage | None, chat_id: str, parent_id: str | None, created: float, thoughts: str
+    message: _GptMessage | None,
+    chat_id: str,
+    parent_id: str | None,
+    created: float,
+    thoughts: str,
+    attacher: _Attacher | None = None,
+    made: tuple[Any, ...] = (),
 ) -> Message | None:
     """A kept message, or None for placeholders, system, tool, hidden and tool-call nodes."""
     if message is None or message.author.role not in ("user", "assistant"):
@@ -1019,8 +1114,17 @@ def _gpt_message(
         return None
     if message.content.content_type not in ("text", "multimodal_text"):
         return None
-    text = _gpt_parts(message.content.parts or [])
-    if not text.strip():
+    with_files = attacher is not None and attacher.archive is not None
+    text = _gpt_parts(message.content.parts or [], images=not with_files)
+    found: list[_ArchiveFile] = []
+    if with_files:
+        assert attacher is not None
+        parts = message.content.parts or []
+        if message.author.role == "assistant":  # the images its tools made come first
+            parts = [*made, *parts]
+        found, notes = attacher.chatgpt_files(parts, metadata)
+        text = "\n\n".join(filter(None, [text, *notes]))
+    if not text.strip() and not found:
         return None
     status = MessageStatus.COMPLETE
     finish = metadata.get("finish_details")
@@ -1030,15 +1134,21 @@ def _gpt_message(
         status = MessageStatus.PARTIAL
     is_answer = message.author.role == "assistant"
     slug = metadata.get("model_slug")
-    return Message(
+    record = Message(
         id=new_id(), chat_id=chat_id, parent_id=parent_id, role=message.author.role,
         content=text, created_at=created, reasoning=thoughts if is_answer else "",
         status=status if is_answer else MessageStatus.COMPLETE,
         model=slug if is_answer and isinstance(slug, str) else None,
     )  # fmt: skip
+    for file in found:
+        assert attacher is not None
+        attacher.add(record.id, file)
+    return record
 
 
-def _gpt_parts(parts: list[Any]) -> str:
+def _gpt_parts(parts: list[Any], *, images: bool = True) -> str:
+    """The text of a message's parts; ``images`` False leaves image parts out (their
+    files are attached instead)."""
     pieces: list[str] = []
     for part in parts:
         if isinstance(part, str):
@@ -1049,7 +1159,8 @@ def _gpt_parts(parts: list[Any]) -> str:
             if kind == "audio_transcription" and isinstance(part.get("text"), str):
                 pieces.append(part["text"])
             elif kind == "image_asset_pointer":
-                pieces.append("[image not imported]")
+                if images:
+                    pieces.append("[image not imported]")
             elif not isinstance(kind, str) or kind not in _SILENT_PARTS:  # a list: unhashable
                 pieces.append("[attachment not imported]")
     return "\n\n".join(pieces)
@@ -1077,6 +1188,7 @@ class _OwMessage(_Loose):
     done: bool | None = None
     error: Any = None
     usage: dict[str, Any] | None = None
+    files: Any = None  # a list of entries; anything else is ignored, as before
 
 
 class _OwHistory(_Loose):
@@ -1107,15 +1219,25 @@ _REASONING_BLOCK = re.compile(r'<details type="reasoning"[^>]*>(.*?)</details>\s
 _SUMMARY = re.compile(r"<summary>.*?</summary>", re.DOTALL)
 
 
-def _from_openwebui(data: Any, source: str, tier: Tier) -> list[ChatRecord]:
+def _from_openwebui(
+    data: Any, source: str, tier: Tier, attacher: _Attacher | None = None
+) -> list[ChatRecord]:
+    attacher = attacher or _Attacher()
     if isinstance(data, dict) and "chat" in data:  # one chat on its own
-        return [_ow_chat(_validate(_OW_ONE, data, "", "openwebui", source), "", source, tier)]
+        one = _validate(_OW_ONE, data, "", "openwebui", source)
+        return [_ow_chat(one, "", source, tier, attacher)]
     _require_type(data, list, "", "openwebui", source, "a list of chats")
     chats: list[_OwChat] = _validate(_OW_LIST, data, "chats", "openwebui", source)
-    return [_ow_chat(chat, f"chats[{index}]", source, tier) for index, chat in enumerate(chats)]
+    records = []
+    for index, chat in enumerate(chats):
+        attacher.chat_index = index
+        records.append(_ow_chat(chat, f"chats[{index}]", source, tier, attacher))
+    return records
 
 
-def _ow_chat(item: _OwChat, where: str, source: str, tier: Tier) -> ChatRecord:
+def _ow_chat(
+    item: _OwChat, where: str, source: str, tier: Tier, attacher: _Attacher | None = None
+) -> ChatRecord:
     """One chat: its ``history`` tree when present (branches become versions), else ``messages``."""
     body = item.chat
     start = _epoch(item.created_at) or _epoch(body.timestamp) or _first_time(body) or time.time()
@@ -1132,6 +1254,14 @@ def _ow_chat(item: _OwChat, where: str, source: str, tier: Tier) -> ChatRecord:
         sources = dict(zip(keys, body.messages, strict=True))
         parents = {key: (keys[i - 1] if i else None) for i, key in enumerate(keys)}
         current = keys[-1] if keys else None
+    paths = {
+        key: (
+            f"{where}.chat.messages[{key[1:]}]".lstrip(".")
+            if body.history is None or not body.history.messages
+            else _join_key(f"{where}.chat.history.messages".lstrip("."), key)
+        )
+        for key in sources
+    }
 
     def visit(
         key: str, parent_id: str | None, parent_time: float, _state: None
@@ -1142,7 +1272,15 @@ def _ow_chat(item: _OwChat, where: str, source: str, tier: Tier) -> ChatRecord:
         if message.role == "system":
             system_prompt = system_prompt or _ow_text(message.content)
             return None, created, None
-        return _ow_message(message, chat_id, parent_id, created), created, None
+        record = _ow_message(message, chat_id, parent_id, created)
+        if attacher is not None and isinstance(message.files, list) and message.files:
+            found, notes = attacher.openwebui_files(message.files, f"{paths[key]}.files", source)
+            if notes:
+                content = "\n\n".join(filter(None, [record.content, *notes]))
+                record = replace(record, content=content)
+            for file in found:
+                attacher.add(record.id, file)
+        return record, created, None
 
     messages, leaf = _flatten(
         _children(
@@ -1221,3 +1359,410 @@ def _ow_text(content: str | list[Any]) -> str:
 def _unquote(block: str) -> str:
     lines = [re.sub(r"^> ?", "", line) for line in block.strip().splitlines()]
     return "\n".join(lines).strip()
+
+
+# --- import: the files of other apps' exports --------------------------------------------------
+
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+#: A ChatGPT export .zip larger than this is refused before it is opened.
+MAX_IMPORT_ZIP_BYTES = 16 * _GIB
+#: What the directory of an export .zip may declare before it is refused as a zip bomb.
+MAX_ZIP_MEMBERS = 100_000
+MAX_ZIP_UNPACKED_BYTES = 32 * _GIB
+#: Highest unpacked/packed ratio of a member larger than ``_ZIP_RATIO_FLOOR`` (JSON text
+#: packs about 10 times; a bomb's zeros a thousand times).
+MAX_ZIP_RATIO = 200
+_ZIP_RATIO_FLOOR = 1 * _MIB
+_READ_BLOCK = 1 * _MIB
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentLimits:
+    """The ``attachments:`` settings an import of other apps' files obeys."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+class ImportedChats(list[str]):
+    """The ids of the imported chats, and what became of their messages' files.
+
+    ``attachments`` were stored; ``missing`` ones were referred to but not in the export
+    (the message says "[image not in the export: NAME]"); ``skipped`` ones were larger
+    than the attachment limit (the message says so too).
+    """
+
+    def __init__(
+        self, ids: Iterable[str] = (), *, attachments: int = 0, missing: int = 0, skipped: int = 0
+    ) -> None:
+        super().__init__(ids)
+        self.attachments = attachments
+        self.missing = missing
+        self.skipped = skipped
+
+    def summary(self) -> str:
+        """One line for people: ``imported 2 chat(s), 3 attachment(s); 1 file ...``."""
+        line = f"imported {len(self)} chat(s)"
+        if self.attachments:
+            line += f", {self.attachments} attachment(s)"
+        problems = []
+        if self.missing:
+            were = "was" if self.missing == 1 else "were"
+            problems.append(f"{self.missing} file(s) the messages name {were} not in the export")
+        if self.skipped:
+            problems.append(f"{self.skipped} file(s) over the attachment size limit were left out")
+        if problems:
+            line += "; " + "; ".join(problems) + " (each message says which)"
+        return line
+
+
+@dataclass(slots=True)
+class _Report:
+    attachments: int = 0
+    missing: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _ArchiveFile:
+    """A file of an export .zip to attach: read when written, one at a time."""
+
+    name: str
+    declared_type: str | None
+    member: zipfile.ZipInfo
+
+
+class _Archive:
+    """ChatGPT's export .zip: its directory checked, its files found by their id.
+
+    Member names are lookup keys only (a name with ``..`` or a leading ``/`` finds
+    nothing outside the archive, as nothing is ever written under it).
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, source: str) -> None:
+        self._zip = archive
+        self.source = source
+        members = archive.infolist()
+        _check_zip_directory(members, source)
+        self.by_id: dict[str, zipfile.ZipInfo] = {}
+        self.conversations: zipfile.ZipInfo | None = None
+        for member in members:
+            if member.is_dir():
+                continue
+            base = _base_name(member.filename)
+            if base.lower() == "conversations.json":
+                shallower = self.conversations is None or member.filename.count("/") < (
+                    self.conversations.filename.count("/")
+                )
+                if shallower:
+                    self.conversations = member
+                continue
+            found = _FILE_ID.match(base)
+            if found is not None:
+                self.by_id.setdefault(found.group(1), member)
+
+    def read(self, file: _ArchiveFile | zipfile.ZipInfo) -> bytes:
+        """A member's bytes (never more than its declared size: ``zipfile`` stops there)."""
+        member = file.member if isinstance(file, _ArchiveFile) else file
+        shown = _base_name(member.filename)
+        try:
+            with self._zip.open(member) as handle:
+                blocks = []
+                while block := handle.read(_READ_BLOCK):
+                    blocks.append(block)
+        # A compression method zipfile lacks (caught before RuntimeError, its base class).
+        except NotImplementedError as error:
+            raise ImportFormatError(
+                f"{self.source}: {shown} in the archive is packed in a way Hushchat cannot "
+                f"read ({error}); unzip the export and zip it again. Nothing was imported"
+            ) from error
+        except RuntimeError as error:  # zipfile: "File ... is encrypted, password required"
+            raise ImportFormatError(
+                f"{self.source}: {shown} in the archive is password-protected; "
+                "download the export from ChatGPT again. Nothing was imported"
+            ) from error
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+            raise ImportFormatError(
+                f"{self.source}: {shown} in the archive is damaged ({type(error).__name__}); "
+                "download the export from ChatGPT again. Nothing was imported"
+            ) from error
+        return b"".join(blocks)
+
+
+@contextlib.contextmanager
+def _open_zip(target: Path | io.BytesIO, source: str) -> Iterator[_Archive]:
+    """``zipfile.ZipFile`` over ``target`` as an ``_Archive``; a bad zip is ImportFormatError."""
+    try:
+        archive = zipfile.ZipFile(target)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as error:
+        raise ImportFormatError(
+            f"{source} is not a readable zip archive ({error}); download the export "
+            "from ChatGPT again. Nothing was imported"
+        ) from error
+    with archive:
+        yield _Archive(archive, source)
+
+
+def _check_zip_directory(members: list[zipfile.ZipInfo], source: str) -> None:
+    """Refuse an archive whose directory looks like a zip bomb (nothing inflated yet)."""
+    unpacked = sum(member.file_size for member in members)
+    problem = ""
+    if len(members) > MAX_ZIP_MEMBERS:
+        problem = f"it holds {len(members):,} files, over the limit of {MAX_ZIP_MEMBERS:,}"
+    elif unpacked > MAX_ZIP_UNPACKED_BYTES:
+        problem = (
+            f"it would unpack to {unpacked / _GIB:,.1f} GB, over the "
+            f"{MAX_ZIP_UNPACKED_BYTES // _GIB} GB limit"
+        )
+    else:
+        for member in members:
+            ratio = member.file_size / max(member.compress_size, 1)
+            if member.file_size > _ZIP_RATIO_FLOOR and ratio > MAX_ZIP_RATIO:
+                problem = f"one file in it would grow {ratio:,.0f} times when unpacked"
+                break
+    if problem:
+        raise ImportFormatError(
+            f"{source} was not imported: {problem}, which is what a zip bomb looks like, "
+            "not a ChatGPT export. Download the export from ChatGPT again, or unzip it "
+            "yourself and import conversations.json alone. Nothing was imported"
+        )
+
+
+def _base_name(member: str) -> str:
+    """The last part of a member's name (either separator): a key, never a path."""
+    return member.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+# ChatGPT's file ids: "file-<id>" (file-service://) and "file_<id>" (sediment://); the
+# export names a file "<id>-<original name>", "<id>.<ext>" or "<id>-<uuid>.<ext>".
+_FILE_ID = re.compile(r"(file[-_][A-Za-z0-9]+)")
+
+
+def _import_zip(
+    library: Library,
+    archive: _Archive,
+    source: str,
+    fmt: str | None,
+    tier: Tier,
+    bind: Callable[[Chat], Chat] | None,
+    limits: AttachmentLimits | None,
+) -> ImportedChats:
+    if fmt not in (None, "chatgpt"):
+        raise UsageError(
+            f"{source} is a zip archive; Hushchat reads a .zip as ChatGPT's data export "
+            f"only. Unzip it and import the {fmt} file inside"
+        )
+    if archive.conversations is None:
+        raise ImportFormatError(
+            f"{source} is a zip archive without conversations.json, so it is not ChatGPT's "
+            "data export; import the export .zip ChatGPT emailed you, unchanged. "
+            "Nothing was imported"
+        )
+    _check_size(archive.conversations.file_size, f"{source}: conversations.json")
+    data = archive.read(archive.conversations)
+    attacher = _Attacher(limits, archive)
+    return _import(library, data, "chatgpt", tier, f"{source}: conversations.json", bind, attacher)
+
+
+class _Attacher:
+    """Collects the files of other apps' messages while their chats are read."""
+
+    def __init__(self, limits: AttachmentLimits | None = None, archive: _Archive | None = None):
+        self.limits = limits or AttachmentLimits()
+        self.archive = archive
+        self.report = _Report()
+        self.files: _Files = {}
+        self.chat_index = 0
+
+    def add(self, message_id: str, file: _IncomingFile | _ArchiveFile) -> None:
+        self.files.setdefault((self.chat_index, message_id), []).append(file)
+
+    def _missing(self, kind: str, name: str) -> str:
+        self.report.missing += 1
+        return f"[{kind} not in the export: {_note_name(name)}]"
+
+    def _too_large(self, kind: str, name: str, size: int) -> str | None:
+        if size <= self.limits.max_bytes:
+            return None
+        self.report.skipped += 1
+        limit = self.limits.max_bytes / _MIB
+        return (
+            f"[{kind} not imported: {_note_name(name)} is {size / _MIB:,.1f} MB, over the "
+            f"{limit:,.0f} MB attachment limit]"
+        )
+
+    def chatgpt_files(
+        self, parts: list[Any], metadata: dict[str, Any]
+    ) -> tuple[list[_ArchiveFile], list[str]]:
+        """The files a ChatGPT message refers to that the .zip holds, and the notes for
+        the others: image parts (``image_asset_pointer``) and ``metadata.attachments``."""
+        assert self.archive is not None
+        wanted: dict[str, tuple[str | None, str | None, bool]] = {}  # id: name, type, image
+        for part in parts:
+            if not isinstance(part, dict) or part.get("content_type") != "image_asset_pointer":
+                continue
+            pointer = part.get("asset_pointer")
+            # "file-service://file-<id>", "sediment://file_<id>?shared_conversation_id=..."
+            tail = pointer.rsplit("/", 1)[-1] if isinstance(pointer, str) else ""
+            found = _FILE_ID.match(tail)
+            key = found.group(1) if found else f"#{len(wanted)}"
+            wanted.setdefault(key, (None, None, True))
+        listed = metadata.get("attachments")
+        for item in listed if isinstance(listed, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            name, declared = item.get("name"), item.get("mime_type")
+            image = wanted.get(item["id"], (None, None, False))[2]
+            wanted[item["id"]] = (
+                name if isinstance(name, str) and name.strip() else None,
+                declared if isinstance(declared, str) else None,
+                image or (isinstance(declared, str) and declared.startswith("image/")),
+            )
+        files: list[_ArchiveFile] = []
+        notes: list[str] = []
+        for key, (name, declared, image) in wanted.items():
+            kind = "image" if image else "file"
+            member = self.archive.by_id.get(key)
+            if member is None or member.file_size == 0:
+                notes.append(self._missing(kind, name or (key if key[0] != "#" else "unnamed")))
+                continue
+            shown = name or _member_file_name(member.filename, key)
+            note = self._too_large(kind, shown, member.file_size)
+            if note is not None:
+                notes.append(note)
+                continue
+            files.append(_ArchiveFile(shown, declared, member))
+        return files, notes
+
+    def openwebui_files(
+        self, entries: list[Any], where: str, source: str
+    ) -> tuple[list[_IncomingFile], list[str]]:
+        """An Open WebUI message's ``files``: images held as data URIs, and the text Open
+        WebUI extracted from documents (their bytes are not in its export)."""
+        files: list[_IncomingFile] = []
+        notes: list[str] = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            at = f"{where}[{index}]"
+            kind = entry.get("type")
+            if kind == "image":
+                url = entry.get("url")
+                name = _text_field(entry, "name") or f"image-{index + 1}"
+                if not isinstance(url, str) or not url.startswith("data:"):
+                    notes.append(self._missing("image", name))
+                    continue
+                data, media_type = _data_uri_image(url, f"{at}.url", source)
+                note = self._too_large("image", name, len(data))
+                if note is not None:
+                    notes.append(note)
+                    continue
+                if PurePosixPath(name).suffix.lower() not in _IMAGE_SUFFIXES:
+                    name += _IMAGE_SUFFIXES_BY_TYPE[media_type]
+                files.append(_incoming_bytes(name, media_type, data))
+            elif kind == "file":
+                file = _dict_field(entry, "file")
+                meta, body = _dict_field(file, "meta"), _dict_field(file, "data")
+                name = (
+                    _text_field(meta, "name") or _text_field(entry, "name")
+                    or _text_field(file, "filename") or "document"
+                )  # fmt: skip
+                content = body.get("content")
+                if not isinstance(content, str) or not content.strip():
+                    notes.append(self._missing("file", name))
+                    continue
+                data = content.encode("utf-8", "replace")
+                note = self._too_large("file", name, len(data))
+                if note is not None:
+                    notes.append(note)
+                    continue
+                files.append(_incoming_bytes(_text_name(name), "text/plain", data))
+        return files, notes
+
+
+def _note_name(name: str) -> str:
+    """Another app's file name as a note shows it: one line, at most 120 characters."""
+    return " ".join(name.split())[:120] or "unnamed"
+
+
+def _dict_field(item: dict[str, Any], key: str) -> dict[str, Any]:
+    value = item.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _text_field(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _member_file_name(member: str, file_id: str) -> str:
+    """A file's own name from its member's name: ``file-abc-report.pdf`` -> ``report.pdf``."""
+    base = _base_name(member)
+    rest = base[len(file_id) :].lstrip("-_ ") if base.startswith(file_id) else base
+    return base if not rest or rest.startswith(".") else rest
+
+
+def _text_name(name: str) -> str:
+    """The name of a document's extracted text: ``report.pdf`` -> ``report.pdf.txt``."""
+    return name if PurePosixPath(name).suffix.lower() in (".txt", ".md") else f"{name}.txt"
+
+
+def _incoming_bytes(name: str, media_type: str, data: bytes) -> _IncomingFile:
+    return _IncomingFile(name, media_type, hashlib.sha256(data).hexdigest(), data)
+
+
+_IMAGE_SUFFIXES_BY_TYPE = {
+    "image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp",
+}  # fmt: skip
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".gif", ".webp"}
+_DATA_URI = re.compile(r"data:([^;,]*)((?:;[^;,]*)*),(.*)", re.DOTALL)
+
+
+def _data_uri_image(url: str, where: str, source: str) -> tuple[bytes, str]:
+    """The bytes and media type of an image data URI, checked: base64, and the bytes
+    are the image type the URI declares (else ImportFormatError: nothing is imported)."""
+
+    def refused(problem: str) -> ImportFormatError:
+        return _format_error(source, "openwebui", where, problem)
+
+    found = _DATA_URI.fullmatch(url)
+    if found is None or ";base64" not in found.group(2).lower():
+        raise refused("is not a base64 data URI (data:image/...;base64,...)")
+    declared = found.group(1).strip().lower()
+    declared = "image/jpeg" if declared == "image/jpg" else declared
+    if declared not in _IMAGE_SUFFIXES_BY_TYPE:
+        shown = declared[:40] or "no media type"
+        raise refused(f"declares {shown!r}, not a PNG, JPEG, GIF or WebP image")
+    try:
+        data = base64.b64decode(found.group(3).strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise refused("is not valid base64") from None
+    if not data:
+        raise refused("is empty")
+    try:
+        detection = detect("image" + _IMAGE_SUFFIXES_BY_TYPE[declared], data)
+    except AttachmentError:
+        detection = None
+    if detection is None or detection.kind is not Kind.IMAGE or detection.media_type != declared:
+        what = detection.media_type if detection is not None else "not a readable image"
+        raise refused(f"declares {declared} but its bytes are {what}")
+    return data, declared
+
+
+def _archive_media_type(file: _ArchiveFile, data: bytes) -> str:
+    """The media type of a file from an export .zip: its bytes decide where they have a
+    signature (images, PDF, Word); the type ChatGPT listed, else the name, otherwise."""
+    try:
+        detection = detect(file.name, data)
+    except AttachmentError:
+        detection = None
+    if detection is not None and detection.kind in (Kind.IMAGE, Kind.PDF, Kind.DOCX):
+        return detection.media_type
+    declared = file.declared_type
+    signed = ("image/", "application/pdf", DOCX_MEDIA_TYPE)
+    if declared and not declared.startswith(signed) and "/" in declared:
+        return declared
+    if detection is not None:
+        return detection.media_type
+    return "application/octet-stream"

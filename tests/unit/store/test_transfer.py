@@ -646,5 +646,6 @@ def test_public_surface() -> None:
     assert set(transfer.__all__) == {
         "EXPORT_FORMAT", "EXPORT_VERSION", "IMPORT_FORMATS", "MAX_IMPORT_BYTES",
         "ImportFormatError", "export_json", "export_markdown", "import_chats", "import_file",
+        "AttachmentLimits", "ImportedChats",
     }  # fmt: skip
     assert issubclass(ImportFormatError, UsageError)
