@@ -18,9 +18,6 @@ from tests.unit.store.test_transfer_attachments import (
     picture_chat,
 )
 
-#: The checkout under test first on the path (the venv's editable install may be another).
-REPO = str(Path(__file__).resolve().parents[2])
-
 
 def test_chats_import_reads_a_chatgpt_zip_with_its_files(tmp_path: Path) -> None:
     env = make_env(tmp_path, "http://127.0.0.1:9/v1")
@@ -28,7 +25,7 @@ def test_chats_import_reads_a_chatgpt_zip_with_its_files(tmp_path: Path) -> None
     bomb.write_bytes(
         export_zip(picture_chat(), {**PICTURE_MEMBERS, "file-AbC123-x.png": bytes(20 << 20)})
     )
-    refused = env.run("chats", "import", str(bomb), PYTHONPATH=REPO)
+    refused = env.run("chats", "import", str(bomb))
     assert refused.returncode == 2, refused.stderr
     assert "zip bomb" in refused.stderr and "Traceback" not in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
@@ -36,7 +33,7 @@ def test_chats_import_reads_a_chatgpt_zip_with_its_files(tmp_path: Path) -> None
     members = {k: v for k, v in PICTURE_MEMBERS.items() if "ee99ff00" not in k}
     export = tmp_path / "chatgpt-export.zip"
     export.write_bytes(export_zip(picture_chat(), members))
-    imported = env.run("chats", "import", str(export), PYTHONPATH=REPO)
+    imported = env.run("chats", "import", str(export))
 
     assert imported.returncode == 0, imported.stderr
     assert imported.stderr.strip() == (
