@@ -138,3 +138,22 @@ def test_speed_range(speed: float, ok: bool) -> None:
         assert parse(text).tts[0].speed == speed
     else:
         assert problems(text)[0].startswith("cfg.yml:4: tts[0].speed:")
+
+
+async def test_an_engine_key_kept_in_the_keychain_is_its_own_not_the_llms_entrys() -> None:
+    """A tts entry and an llms entry of the same name keep separate keys."""
+    from app.api_keys import ApiKeys, keychain_account
+    from app.vault.keychain import KEYCHAIN_SERVICE
+    from tests.unit.app.test_api_keys import FakeStore
+
+    store = FakeStore()
+    keys = ApiKeys(store)
+    keys.save("tts/openai", "sk-speech-key", "keychain")
+    keys.save("openai", "sk-chat-key", "keychain")
+    assert (KEYCHAIN_SERVICE, keychain_account("tts/openai")) in store.secrets
+    entry = parse(
+        "tts:\n  - {type: openai, name: openai, base_url: 'https://api.openai.com/v1', "
+        "locality: paid_cloud, api_key: keychain}\n"
+    ).tts[0]
+    keys.forget()
+    assert await keys.resolve(entry) == "sk-speech-key"
