@@ -28,7 +28,7 @@ from app.speech.errors import (
     SpeechServerUnreachableError,
 )
 from app.speech.policy import default_engine, engine_decision, find_engine, require_engine
-from app.speech.reader import speak_stream, spoken_sentences
+from app.speech.reader import say_stream, speak_stream, spoken_sentences
 from app.speech.sentences import SentenceSplitter, split_sentences
 from app.speech.text import prepare_for_speech
 
@@ -49,6 +49,7 @@ __all__ = [
     "open_engine",
     "prepare_for_speech",
     "require_engine",
+    "say_stream",
     "speak_stream",
     "split_sentences",
     "spoken_sentences",
