@@ -2,7 +2,8 @@
 
 The message's Markdown is prepared for speech (code blocks announced, links read as
 their text), sent to the engine (``--engine``, else ``default_tts`` or the first
-engine the chat's tier allows) in one request, and its audio written atomically to
+engine the chat's tier allows) in requests of at most 4,096 characters cut at sentence
+ends (``app.speech.audio``), and the audio, joined into one file, written atomically to
 FILE (a temporary file beside it, then renamed; mode 0600), or to standard output
 with ``--out -``. Exit codes as for ``hushchat chat``: 5 when the chat's privacy tier
 refuses the engine (nothing is sent), 3 when the engine fails, 2 for an unknown
@@ -25,6 +26,7 @@ from pathlib import Path
 from app.errors import ExitCode, UsageError
 from app.runtime import open_session
 from app.session import Session
+from app.speech.audio import join_audio, require_joinable, text_parts
 from app.speech.engines import Audio, open_engine
 from app.speech.policy import default_engine, find_engine, require_engine
 from app.speech.text import prepare_for_speech
@@ -86,15 +88,22 @@ async def speak(session: Session, message_id: str, engine_name: str | None, out:
     text = prepare_for_speech(message.content)
     if not text:
         raise UsageError(f"message {message_id[:12]} has nothing to read aloud")
+    texts = text_parts(text)  # a long answer: several requests
+    require_joinable(entry.audio_format, len(texts))
     key = await session.api_keys.resolve(entry)
-    chunks: list[bytes] = []
-
-    async def keep(chunk: bytes) -> None:
-        chunks.append(chunk)
-
+    parts: list[bytes] = []
+    media_type = ""
     async with open_engine(entry, tier=chat.tier, api_key=key) as engine:
-        audio = await engine.synthesize(text, keep)
-    data = b"".join(chunks)
+        for part in texts:
+            chunks: list[bytes] = []
+
+            async def keep(chunk: bytes, chunks: list[bytes] = chunks) -> None:
+                chunks.append(chunk)
+
+            media_type = (await engine.synthesize(part, keep)).media_type
+            parts.append(b"".join(chunks))
+    data = join_audio(entry.audio_format, parts)
+    audio = Audio(media_type, len(data))
     if out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

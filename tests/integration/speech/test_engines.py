@@ -13,6 +13,8 @@ import logging
 import socket
 import wave
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -234,3 +236,32 @@ async def test_a_streamed_answer_is_spoken_sentence_by_sentence(server: SpeechSe
     assert count == 4
     assert [r.body["input"] for r in server.requests] == spoken
     assert [audio[n].data for n in range(4)] == [fake_openai_audio("mp3", s) for s in spoken]
+
+
+async def test_a_long_answer_is_spoken_in_parts_and_written_as_one_file(
+    server: SpeechServer, tmp_path: Path
+) -> None:
+    """``hushchat speak``'s core with a stand-in session: 10,000 characters in 3 requests,
+    WAV parts joined into one file."""
+    from app.config import parse_config
+    from app.speech.cli import speak
+
+    answer = "This sentence is forty characters long. " * 250
+
+    async def message(message_id: str) -> tuple[object, object]:
+        return SimpleNamespace(tier=Tier.PRIVATE), SimpleNamespace(content=answer)
+
+    async def no_key(entry: object) -> None:
+        return None
+
+    config = parse_config(f"tts:\n  - {{type: xtts, name: x, base_url: '{server.url}'}}\n", "c", {})
+    session = SimpleNamespace(
+        service=SimpleNamespace(message=message),
+        config=SimpleNamespace(config=config),
+        api_keys=SimpleNamespace(resolve=no_key),
+    )
+    out = tmp_path / "long.wav"
+    assert await speak(session, "m1", None, str(out)) == 0  # type: ignore[arg-type]
+    assert [len(r.body["text"]) <= 4096 for r in server.requests] == [True, True, True]
+    with wave.open(str(out)) as file:
+        assert file.getnframes() == 3 * 2400
