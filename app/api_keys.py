@@ -27,9 +27,9 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
-from app.config import LLMEntry, LoadedConfig
+from app.config import LoadedConfig
 from app.errors import ConfigError
 from app.executor import BlockingRunner
 from app.store.vault_keys import VaultKeyStore
@@ -46,6 +46,7 @@ __all__ = [
     "KEY_PLACES",
     "ApiKeys",
     "KeyPlace",
+    "KeyedEntry",
     "VaultKeyStore",
     "keychain_account",
     "provider_spec",
@@ -70,6 +71,17 @@ _NO_KEYCHAIN_NOR_VAULT: Final = (
     "This computer has no OS keychain to keep the API key in; put the key in an environment "
     "variable and write api_key: ${VAR} in the config file."
 )
+
+
+class KeyedEntry(Protocol):
+    """What resolving a key needs of a config entry: an llms entry (``LLMEntry``) or a
+    speech engine (``TTSEntry``, whose ``provider_name`` is ``tts/<name>``)."""
+
+    @property
+    def provider_name(self) -> str: ...
+
+    @property
+    def api_key(self) -> str | None: ...
 
 
 def keychain_account(provider_name: str) -> str:
@@ -99,7 +111,7 @@ class ApiKeys:
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    async def resolve(self, entry: LLMEntry) -> str | None:
+    async def resolve(self, entry: KeyedEntry) -> str | None:
         """The key of ``entry``, reading the keychain or vault off the event loop's thread."""
         if entry.api_key not in KEY_PLACES:
             return self.resolve_now(entry)
@@ -111,7 +123,7 @@ class ApiKeys:
             return self.resolve_now(entry)
         return await self._runner.blocking(self.resolve_now, entry)
 
-    def resolve_now(self, entry: LLMEntry) -> str | None:
+    def resolve_now(self, entry: KeyedEntry) -> str | None:
         """The key of ``entry`` (blocking: the keychain or the vault may be asked)."""
         if not entry.api_key:
             return None

@@ -62,6 +62,12 @@ def _register_agent(
     (register_unlock if command == "unlock" else register_lock)(subparsers)
 
 
+def _register_speak(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.speech.cli import register
+
+    register(subparsers)
+
+
 #: The top-level commands in help order: name → (help line, what adds it to the parser).
 #: Each registrar adds exactly its own command; a test checks that the help lines here are
 #: the ones the registrars give.
@@ -83,6 +89,7 @@ COMMANDS: dict[str, tuple[str, Registrar]] = {
     ),
     "lock": ("lock now: the unlock agent forgets the keys", lambda s: _register_agent(s, "lock")),
     "sync": ("sync chats with your own Hushchat sync server", lambda s: _register_sync(s)),
+    "speak": ("read a message aloud into an audio file", lambda s: _register_speak(s)),
 }
 
 

@@ -213,10 +213,7 @@ class LLMEntry(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value.rstrip("/")
+        return _checked_base_url(value)
 
     @field_validator("proxy")
     @classmethod
@@ -266,6 +263,148 @@ class LLMEntry(BaseModel):
             stream_idle_timeout=self.stream_idle_timeout,
             proxy=self.proxy,
         )
+
+
+#: The speech engine types (app/speech/engines.py).
+TTS_TYPES = ("system", "openai", "xtts")
+#: Audio formats an OpenAI-compatible speech server may be asked for.
+TTS_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+
+
+def _checked_base_url(value: str) -> str:
+    """``value`` without a trailing slash; ValueError unless it is an http(s) URL."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+class TTSEntry(BaseModel):
+    """One text-to-speech engine answers may be read aloud with (app/speech)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[
+        Literal["system", "openai", "xtts"],
+        Field(
+            description=(
+                "Engine: system (the operating system's voices, in the window), openai (an "
+                "OpenAI-compatible POST /v1/audio/speech: OpenAI, Kokoro-FastAPI, LocalAI, "
+                "openedai-speech) or xtts (an XTTS API server, POST /tts_to_audio/)."
+            )
+        ),
+    ]
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Unique name of this engine; default_tts and `hushchat speak --engine` "
+            "refer to it.",
+        ),
+    ]
+    base_url: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Base URL of the speech server, e.g. http://127.0.0.1:8880/v1 for Kokoro-FastAPI, "
+                "https://api.openai.com/v1, http://127.0.0.1:8020 for an XTTS API server; "
+                "required for openai and xtts, none for system."
+            )
+        ),
+    ] = None
+    api_key: Annotated[
+        str | None,
+        Field(
+            description=(
+                "API key reference, as for llms entries: ${ENV_VAR}, 'vault' or 'keychain' "
+                "(kept under the name tts/<name>); never the key itself."
+            )
+        ),
+    ] = None
+    model: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="openai: the speech model sent to the server (default tts-1; Kokoro: "
+            "kokoro).",
+        ),
+    ] = None
+    voice: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description=(
+                "openai: the voice (default alloy; Kokoro: af_heart, ...); xtts: the speaker, "
+                "a speaker_wav name the server knows (GET /speakers_list); system: a voice "
+                "name of the operating system. null: the engine's default."
+            ),
+        ),
+    ] = None
+    speed: Annotated[
+        float,
+        Field(
+            ge=0.25,
+            le=4.0,
+            description="Speaking rate, 0.25 to 4.0 (1.0: normal). XTTS servers set it on the "
+            "server instead.",
+        ),
+    ] = 1.0
+    format: Annotated[
+        Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None,
+        Field(
+            description="openai: the audio format asked for: mp3, opus, aac, flac, wav or pcm; "
+            "xtts servers answer wav only. null: mp3 for openai, wav for xtts.",
+        ),
+    ] = None
+    language: Annotated[
+        str,
+        Field(
+            min_length=2,
+            description="xtts: the language of the text (en, de, fr, es, ...).",
+        ),
+    ] = "en"
+    locality: Annotated[
+        Locality | None,
+        Field(
+            description=(
+                "Where the engine runs, as for llms entries: on_prem, free_cloud or paid_cloud; "
+                "decides which privacy tiers may send it their answers. Defaults to on_prem for "
+                "loopback and private-network URLs (and system voices); required for any other "
+                "URL."
+            )
+        ),
+    ] = None
+    timeout: Annotated[
+        float,
+        Field(gt=0, description="Seconds to wait for a connection or the next audio bytes."),
+    ] = 60.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_base_url(value)
+
+    @property
+    def audio_format(self) -> str:
+        """The format the engine is asked for: ``format``, else its type's default."""
+        return self.format or ("wav" if self.type == "xtts" else "mp3")
+
+    @property
+    def provider_name(self) -> str:
+        """The name this engine's API key is kept under (app/api_keys.py): ``tts/<name>``,
+        apart from the keys of llms entries."""
+        return f"tts/{self.name}"
+
+    @property
+    def effective_locality(self) -> Locality:
+        """Where the text goes: on-prem for system voices, else the declared locality or
+        the default for a local ``base_url`` (the same rule as llms entries)."""
+        if self.type == "system":
+            return Locality.ON_PREM
+        locality = self.locality or (default_locality(self.base_url) if self.base_url else None)
+        if locality is None:  # validated by Config; kept for type narrowing
+            raise ConfigError(f"tts {self.name}: locality is required for {self.base_url}")
+        return locality
 
 
 class LoggingSettings(BaseModel):
@@ -416,6 +555,19 @@ class Config(BaseModel):
     attachments: Annotated[AttachmentSettings, Field(description="Files attached to chats.")] = (
         Field(default_factory=AttachmentSettings)
     )
+    default_tts: Annotated[
+        str | None,
+        Field(
+            description=(
+                "name of the tts entry answers are read aloud with (default: the first one the "
+                "chat's privacy tier allows)."
+            )
+        ),
+    ] = None
+    tts: Annotated[
+        list[TTSEntry],
+        Field(description="Text-to-speech engines answers may be read aloud with."),
+    ] = Field(default_factory=list)
 
     def llm(self, name: str | None = None) -> LLMEntry:
         """The entry called ``name``, or the default one; ConfigError if there is none."""
@@ -761,12 +913,7 @@ def _check_semantics(
                 f"{source}:{_line_of(document, (*where, 'type'))}: llms[{index}].type: "
                 f"{entry.type!r} is not a provider type{hint}; known: {', '.join(known)}"
             )
-        if entry.locality is None and default_locality(entry.base_url) is None:
-            problems.append(
-                f"{source}:{_line_of(document, (*where, 'base_url'))}: llms[{index}].locality: "
-                f"required because {entry.base_url} is not a local address; "
-                "set on_prem, free_cloud or paid_cloud"
-            )
+        problems += _locality_problems(document, source, where, entry.locality, entry.base_url)
         if entry.proxy is None and entry.proxy_locality is not None:
             problems.append(
                 f"{source}:{_line_of(document, (*where, 'proxy_locality'))}: "
@@ -805,6 +952,60 @@ def _check_semantics(
                 f"{source}:{_line_of(document, (key,))}: {key}: "
                 f"{value!r} is not the provider_name of any llms entry{hint}"
             )
+    _check_tts(config, document, source, problems)
+
+
+def _locality_problems(
+    document: CommentedMap,
+    source: str,
+    where: tuple[str, int],
+    locality: Locality | None,
+    base_url: str,
+) -> list[str]:
+    """The entry at ``where`` (an llms or tts entry) must declare where a server that is
+    not on a local address runs."""
+    if locality is not None or default_locality(base_url) is not None:
+        return []
+    section, index = where
+    return [
+        f"{source}:{_line_of(document, (*where, 'base_url'))}: {section}[{index}].locality: "
+        f"required because {base_url} is not a local address; "
+        "set on_prem, free_cloud or paid_cloud"
+    ]
+
+
+def _check_tts(config: Config, document: CommentedMap, source: str, problems: list[str]) -> None:
+    """The tts entries: a server for each HTTP engine, localities, unique names."""
+    seen: set[str] = set()
+    for index, entry in enumerate(config.tts):
+        where = ("tts", index)
+
+        def problem(
+            key: str, text: str, where: tuple[str, int] = where, index: int = index
+        ) -> None:
+            problems.append(f"{source}:{_line_of(document, (*where, key))}: tts[{index}].{text}")
+
+        if entry.type == "system":
+            for key in ("base_url", "api_key", "model", "format", "locality"):
+                if getattr(entry, key) is not None:
+                    problem(key, f"{key}: system voices have no server; remove {key}")
+        elif entry.base_url is None:
+            problem("type", f"base_url: required for an {entry.type} engine (its server's URL)")
+        else:
+            problems.extend(
+                _locality_problems(document, source, where, entry.locality, entry.base_url)
+            )
+        if entry.type == "xtts" and entry.format not in (None, "wav"):
+            problem("format", "format: XTTS API servers answer wav only; write format: wav")
+        if entry.name in seen:
+            problem("name", f"name: {entry.name!r} is used twice; names must be unique")
+        seen.add(entry.name)
+    if config.default_tts is not None and config.default_tts not in seen:
+        hint = _did_you_mean(config.default_tts, sorted(seen))
+        problems.append(
+            f"{source}:{_line_of(document, ('default_tts',))}: default_tts: "
+            f"{config.default_tts!r} is not the name of any tts entry{hint}"
+        )
 
 
 def _line_of(document: CommentedMap, loc: tuple[Any, ...]) -> int:
@@ -918,6 +1119,30 @@ _EXAMPLE_ENTRIES: list[dict[str, Any]] = [
     },
 ]
 
+_EXAMPLE_TTS: list[dict[str, Any]] = [
+    {
+        "type": "openai",
+        "name": "kokoro",
+        "base_url": "http://127.0.0.1:8880/v1",
+        "api_key": None,
+        "model": "kokoro",
+        "voice": "af_heart",
+        "speed": 1.0,
+        "format": "mp3",
+        "language": "en",
+        "locality": "on_prem",
+        "timeout": 60.0,
+    },
+    {"type": "system", "name": "system-voice"},
+    {
+        "type": "xtts",
+        "name": "xtts",
+        "base_url": "http://127.0.0.1:8020",
+        "voice": "female",
+        "language": "en",
+    },
+]
+
 
 def _comment_block(text: str, indent: str) -> list[str]:
     words = text.split()
@@ -993,5 +1218,21 @@ def render_example() -> str:
         for name, field in model.model_fields.items():
             out += _comment_block(field.description or "", "  ")
             out.append(f"  {name}: {_yaml_scalar(field.default)}")
+        out.append("")
+    out += _comment_block(fields["default_tts"].description or "", "")
+    out.append("default_tts: null")
+    out.append("")
+    out += _comment_block(fields["tts"].description or "", "")
+    out.append("tts:")
+    for number, sample in enumerate(_EXAMPLE_TTS):
+        first = True
+        for name, field in TTSEntry.model_fields.items():
+            if name not in sample:
+                continue
+            if number == 0:
+                out += _comment_block(field.description or "", "  " if first else "    ")
+            prefix = "  - " if first else "    "
+            first = False
+            out.append(f"{prefix}{name}: {_yaml_scalar(sample[name])}")
         out.append("")
     return "\n".join(out[:-1]) + "\n"

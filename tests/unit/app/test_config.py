@@ -233,7 +233,8 @@ def test_example_file_is_in_step_with_the_schema() -> None:
     config = parse(committed, {"OPENAI_API_KEY": "sk-example-key"})
     assert len(config.llms) >= 2
     # ... and documents every field of every model.
-    for model in (Config, type(config.llms[0]), type(config.logging)):
+    assert {entry.type for entry in config.tts} == {"system", "openai", "xtts"}
+    for model in (Config, type(config.llms[0]), type(config.logging), type(config.tts[0])):
         for name, field in model.model_fields.items():
             assert f"{name}:" in committed, f"{name} missing from .config.yml.example"
             assert field.description, f"{model.__name__}.{name} has no description"

@@ -88,7 +88,7 @@ def test_a_value_with_a_surrogate_or_a_newline_is_quoted_in_one_line() -> None:
 def test_odd_key_names_are_quoted_in_one_line() -> None:
     assert problems('"a\\nb": 1\n') == [
         "cfg.yml:1: 'a\\nb': unknown setting; allowed here: default_llm, title_llm, llms, "
-        "logging, ui, updates, attachments"
+        "logging, ui, updates, attachments, default_tts, tts"
     ]
     assert problems('" ": 1\n')[0].startswith("cfg.yml:1: ' ': unknown setting")
 
