@@ -328,6 +328,10 @@ class ChatAreaWidget(QWidget):
     def _update_composer(self, chat: Chat | None) -> None:
         self.composer.set_blocked(sending_blocked_reason(self._config, chat))
 
+    def recheck_attachments(self) -> None:
+        """Check the composer's files again (the attachment settings changed)."""
+        self._check_attachments()
+
     def _check_attachments(self) -> None:
         """Ask the service whether the composer's files can be sent in the open chat
         (each chip then shows its problem, if any)."""
