@@ -23,6 +23,7 @@ STATES = (
     "recovery-code",
     "main-empty",
     "chatting",
+    "attachments",
     "settings",
     "unlock",
     *(f"layout-{width}" for width in (480, 700, 1024, 1440, 2560)),
