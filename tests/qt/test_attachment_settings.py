@@ -20,7 +20,7 @@ from app.config import load_config
 from app.ui import settings as settings_module
 from app.ui.main_window import MainWindow
 from app.ui.settings import SettingsDialog
-from tests.qt.drivers import WAIT
+from tests.qt.drivers import WAIT, start_chat
 
 MB = 1024 * 1024
 
@@ -213,3 +213,24 @@ def test_a_cloud_provider_gets_the_private_tier_hint(
     assert dialog is not None
     assert set(dialog.embedding_combos) == {"tiny", "cloud"}
     assert "never used for Private chats" in _texts(dialog)
+
+
+def test_files_waiting_in_the_composer_are_checked_again_with_the_new_limit(
+    qtbot: QtBot, main_window: MainWindow, tmp_path: Path
+) -> None:
+    area = main_window.chat_area
+    assert area is not None
+    start_chat(qtbot, area)
+    big = tmp_path / "big.txt"
+    big.write_text("word " * (3 * MB // 5 + 10))
+    area.composer.add_files([big])
+    (chip,) = area.composer.chips.chips()
+    qtbot.waitUntil(lambda: chip.kind is not None, timeout=WAIT)  # checked: it can go
+    assert chip.problem is None
+    dialog = main_window.open_settings("attachments")
+    assert dialog is not None
+    dialog.max_size_edit.setText("2")
+    _save(qtbot, dialog)
+    qtbot.waitUntil(lambda: chip.problem is not None, timeout=WAIT)
+    assert not area.composer.send_button.isEnabled()
+    assert "big.txt" in area.composer.reason.text()
