@@ -324,6 +324,10 @@ async def run_states(
     dialog.tabs.setCurrentIndex(3)
     await settle()
     save(dialog, out_dir, f"settings-security-{theme}", written)
+    dialog.show_page("attachments")
+    dialog.resize(680, 560)  # the whole page, without its scroll bar
+    await settle()
+    save(dialog, out_dir, f"settings-attachments-{theme}", written)
     dialog.close()
 
     window.lock(confirm=False)

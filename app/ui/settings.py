@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QTabWidget,
     QTreeWidget,
@@ -494,9 +496,9 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._providers_tab(), "&Providers")
         self.tabs.addTab(self._appearance_tab(), "&Appearance")
         self.tabs.addTab(self._behaviour_tab(), "&Behaviour")
+        self.tabs.addTab(self._security_tab(), "&Security")
         self.attachments_page = self._attachments_tab()
         self.tabs.addTab(self.attachments_page, "A&ttachments")
-        self.tabs.addTab(self._security_tab(), "&Security")
         self.sync_page = SyncPageWidget(session)
         self.tabs.addTab(self.sync_page, "S&ync")
         self.chats_reopened.connect(self.sync_page.follow_new_service)
@@ -751,6 +753,18 @@ class SettingsDialog(QDialog):
         )
         self.embedding_combos: dict[str, QComboBox] = {}
         self.list_embedding_buttons: dict[str, QPushButton] = {}
+        if config.llms:
+            heading = QLabel("Embedding model of each provider")
+            font = heading.font()
+            font.setBold(True)
+            heading.setFont(font)
+            form.addRow(heading)
+            form.addRow(
+                _hint(
+                    "It finds the relevant parts of long files by meaning; empty: keyword "
+                    "search (BM25) only. A chat uses its own provider's."
+                )
+            )
         for entry in config.llms:
             combo = QComboBox()
             combo.setEditable(True)
@@ -783,14 +797,6 @@ class SettingsDialog(QDialog):
                         "chats (they never send a document to the cloud)."
                     ),
                 )
-        if config.llms:
-            form.addRow(
-                "",
-                _hint(
-                    "Embedding models find the relevant parts of long files by meaning; "
-                    "empty: keyword search (BM25) only. A chat uses its own provider's."
-                ),
-            )
         for edit in (self.max_size_edit, self.inline_edit):
             edit.returnPressed.connect(self.save_attachment_settings)
         self.attachments_error = QLabel()
@@ -804,10 +810,17 @@ class SettingsDialog(QDialog):
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.save_attachments_button)
+        fields = QWidget()
+        fields.setLayout(form)
+        scroll = QScrollArea()  # many providers scroll, the Save button stays
+        scroll.setWidget(fields)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.viewport().setAutoFillBackground(False)
+        fields.setAutoFillBackground(False)
         layout = QVBoxLayout(page)
-        layout.addLayout(form)
+        layout.addWidget(scroll, 1)
         layout.addWidget(self.attachments_error)
-        layout.addStretch(1)
         layout.addLayout(buttons)
         return page
 

@@ -25,6 +25,7 @@ STATES = (
     "chatting",
     "attachments",
     "settings",
+    "settings-attachments",
     "unlock",
     *(f"layout-{width}" for width in (480, 700, 1024, 1440, 2560)),
 )
