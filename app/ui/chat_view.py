@@ -1900,7 +1900,7 @@ class MessageListView(QListView):
             self.leave_card()
             self.setFocus(Qt.FocusReason.BacktabFocusReason)
             return super().focusNextPrevChild(True) if next else True
-        if next and self.hasFocus():
+        if next and (self.hasFocus() or self.selector.hasFocus()):
             for number, key, _ in self.cards_shown():
                 if self.focus_card(number, key):
                     return True

@@ -104,6 +104,15 @@ def test_tab_reaches_each_card_with_its_accessible_name(
     assert not card.isVisible()
     focused = QApplication.focusWidget()
     assert focused is not None and focused is not view and focused is not card
+    # From a message's text open for selection (Enter), Tab goes on to the cards too.
+    _focus_list(qtbot, view)
+    number = view.message_model.row_number(question)
+    assert number is not None
+    view.setCurrentIndex(view.message_model.index(number))
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+    assert view.selector.hasFocus()
+    qtbot.keyClick(view.selector, Qt.Key.Key_Tab)
+    assert card.hasFocus() and card.attachment_id == "a1"
 
 
 def test_the_focused_card_is_outlined(
