@@ -33,13 +33,14 @@ from PySide6.QtCore import (
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QImage, QImageWriter, QKeyEvent, QPixmap
+from PySide6.QtGui import QContextMenuEvent, QImage, QImageWriter, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -60,6 +61,7 @@ __all__ = [
     "human_size",
     "new_attachment",
     "png_bytes",
+    "read_new",
     "size_of",
 ]
 
@@ -69,6 +71,8 @@ ERROR_COLOR = "#c01c28"
 REMOVE_MARK = "\u00d7"
 #: A chip shows at most this many pixels of a long name (all of it in its tooltip).
 CHIP_NAME_PX = 220
+#: What the keys do on a chip (its accessible description).
+CHIP_KEYS = "Enter opens it; Shift+F10 or the Menu key: Open, Save as, Remove; Delete removes it."
 #: The chip with the keyboard focus is outlined (its problem's red border otherwise).
 CHIP_FOCUS_STYLE = (
     "QFrame#attachmentChip:focus { border: 2px solid palette(highlight); border-radius: 4px; }"
@@ -103,6 +107,24 @@ def png_bytes(image: QImage) -> bytes:
     return bytes(buffer.data().data())
 
 
+def read_new(attachment: NewAttachment, max_bytes: int) -> tuple[bytes, bool, str]:
+    """A waiting file's bytes (an image's; b"" otherwise), whether it is an image, and the
+    text Hushchat reads from it ("" for an image). Blocking; ``AttachmentError`` says why
+    it cannot be read (too large, empty, damaged...)."""
+    from app.attachments import Kind, Limits, extract, extract_file
+
+    limits = Limits(max_bytes=max_bytes)
+    if attachment.path is not None:
+        extracted = extract_file(attachment.path, limits)
+        is_image = extracted.kind is Kind.IMAGE
+        data = attachment.path.read_bytes() if is_image else b""
+    else:
+        data = attachment.data or b""
+        extracted = extract(attachment.name, data, limits)
+        is_image = extracted.kind is Kind.IMAGE
+    return data, is_image, "" if is_image else extracted.text
+
+
 def size_of(attachment: NewAttachment) -> int:
     """The size in bytes of a ``NewAttachment`` (0 when its file cannot be read: the
     service's check then says why)."""
@@ -123,9 +145,14 @@ class _Chip:
 
 
 class AttachmentChipWidget(QFrame):
-    """One file waiting to be sent: name, size, remove button (Delete removes it too)."""
+    """One file waiting to be sent: name, size, remove button (Delete removes it too).
+
+    From the keyboard: Enter or Space opens the file, the Menu key or Shift+F10 (or a
+    right click) offers Open, Save as and Remove."""
 
     remove_requested = Signal()
+    open_requested = Signal()
+    save_requested = Signal()
 
     def __init__(self, name: str, size: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -135,8 +162,8 @@ class AttachmentChipWidget(QFrame):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.file_size = size
         self.kind: str | None = None
+        self.menu: QMenu | None = None
         self.setAccessibleName(card_name(name, None, size))
-        self.setAccessibleDescription("Delete removes it.")
         self.name_label = QLabel(self)
         metrics = self.name_label.fontMetrics()
         self.name_label.setText(
@@ -166,9 +193,7 @@ class AttachmentChipWidget(QFrame):
         """Show why this file cannot be sent (None: it can)."""
         self._problem = problem
         self.setToolTip(problem or self.name)
-        self.setAccessibleDescription(
-            f"{problem} Delete removes it." if problem else "Delete removes it."
-        )
+        self.setAccessibleDescription(f"{problem} {CHIP_KEYS}" if problem else CHIP_KEYS)
         color = f"color: {ERROR_COLOR};" if problem else ""
         self.name_label.setStyleSheet(color)
         self.setStyleSheet(
@@ -185,18 +210,49 @@ class AttachmentChipWidget(QFrame):
         self.kind = kind
         self.setAccessibleName(card_name(self.name, kind, self.file_size))
 
+    def chip_menu(self) -> QMenu:
+        """Open, Save as and Remove, for this file."""
+        menu = QMenu(self)
+        menu.setAccessibleName(f"{self.name} actions")
+        menu.addAction("&Open", self.open_requested.emit)
+        menu.addAction("&Save as…", self.save_requested.emit)
+        menu.addAction("&Remove", self.remove_requested.emit)
+        return menu
+
+    def show_menu(self) -> None:
+        """Show the chip's menu under it (non-blocking)."""
+        if self.menu is not None:
+            self.menu.close()
+            self.menu.deleteLater()
+        self.menu = self.chip_menu()
+        self.menu.popup(self.mapToGlobal(self.rect().bottomLeft()))
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        self.show_menu()
+        event.accept()
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+        key = event.key()
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.remove_requested.emit()
-            event.accept()
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+            self.open_requested.emit()
+        elif key == Qt.Key.Key_Menu or (
+            key == Qt.Key.Key_F10 and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.show_menu()
+        else:
+            super().keyPressEvent(event)
             return
-        super().keyPressEvent(event)
+        event.accept()
 
 
 class AttachmentChipsWidget(QWidget):
     """The row of chips above the message box (hidden while there are none)."""
 
     changed = Signal()  # a chip was added or removed
+    open_requested = Signal(object)  # a chip's NewAttachment, to show
+    save_requested = Signal(object)  # a chip's NewAttachment, to save a copy of
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -245,6 +301,8 @@ class AttachmentChipsWidget(QWidget):
         chip = _Chip(attachment, size)
         widget = AttachmentChipWidget(attachment.name, size, self._inner)
         widget.remove_requested.connect(lambda: self.remove(chip))
+        widget.open_requested.connect(lambda: self.open_requested.emit(chip.attachment))
+        widget.save_requested.connect(lambda: self.save_requested.emit(chip.attachment))
         self._chips.append(chip)
         self._widgets.append(widget)
         self._layout.insertWidget(self._layout.count() - 1, widget)

@@ -267,3 +267,60 @@ def test_chips_are_reached_with_tab_named_outlined_and_removed_with_delete(
     assert first.hasFocus()  # the focus stays in the row
     qtbot.keyClick(first, Qt.Key.Key_Delete)
     assert area.composer.chips.chips() == []
+
+
+def test_enter_opens_a_waiting_file_and_its_menu_saves_or_removes_it(
+    qtbot: QtBot,
+    area: ChatAreaWidget,
+    fake: FakeAttachments,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _active(qtbot, area)
+    start_chat(qtbot, area)
+    notes = make_files(tmp_path)[0]
+    area.composer.add_files([notes])
+    picture = QImage(64, 32, QImage.Format.Format_ARGB32)
+    picture.fill(QColor("red"))
+    area.composer.add_image(picture)
+    chip, pasted = area.composer.chips.chips()
+    chip.setFocus()
+    qtbot.waitUntil(chip.hasFocus, timeout=WAIT)
+    qtbot.keyClick(chip, Qt.Key.Key_Return)
+    dialog = area.findChild(AttachmentViewerDialog)
+    assert dialog is not None
+    qtbot.waitUntil(dialog.text_view.isVisible, timeout=WAIT)
+    assert dialog.text_view.toPlainText() == "x" * 2048
+    dialog.close()
+    qtbot.waitUntil(lambda: area.findChild(AttachmentViewerDialog) is None, timeout=WAIT)
+    _active(qtbot, area)
+    pasted.setFocus()
+    qtbot.waitUntil(pasted.hasFocus, timeout=WAIT)
+    qtbot.keyClick(pasted, Qt.Key.Key_Space)
+    image_dialog = area.findChild(AttachmentViewerDialog)
+    assert image_dialog is not None
+    qtbot.waitUntil(image_dialog.image_area.isVisible, timeout=WAIT)
+    assert image_dialog.image_label.pixmap().width() == 64
+    image_dialog.close()
+    qtbot.waitUntil(lambda: area.findChild(AttachmentViewerDialog) is None, timeout=WAIT)
+
+    # Shift+F10: Open, Save as (a copy where the user chose), Remove.
+    target = tmp_path / "copy.png"
+    monkeypatch.setattr(chat_view_module, "choose_save_path", lambda *_: str(target))
+    _active(qtbot, area)
+    pasted.setFocus()
+    qtbot.waitUntil(pasted.hasFocus, timeout=WAIT)
+    qtbot.keyClick(pasted, Qt.Key.Key_F10, Qt.KeyboardModifier.ShiftModifier)
+    menu = pasted.menu
+    assert isinstance(menu, QMenu)
+    qtbot.waitUntil(menu.isVisible, timeout=WAIT)
+    assert [a.text() for a in menu.actions()] == ["&Open", "&Save as…", "&Remove"]
+    qtbot.keyClick(menu, Qt.Key.Key_S)
+    qtbot.waitUntil(target.is_file, timeout=WAIT)
+    assert QImage(str(target)).size() == picture.size()
+    pasted.show_menu()
+    assert pasted.menu is not None
+    qtbot.waitUntil(pasted.menu.isVisible, timeout=WAIT)
+    qtbot.keyClick(pasted.menu, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: len(area.composer.chips.chips()) == 1, timeout=WAIT)
+    assert area.composer.chips.chips()[0].name == "notes.txt"
