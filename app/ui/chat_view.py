@@ -13,7 +13,8 @@ and the streaming row is repainted at most every ``REPAINT_MS`` so the UI thread
 never stalls however fast the model is.
 
 There is never one widget per message: only the message whose text is being selected
-has one (``MessageSelector``), laid over it.
+has one (``MessageSelector``), laid over it, and the file card that has the keyboard
+focus (``FileCardFocusWidget``: Tab reaches the cards in view).
 """
 
 from __future__ import annotations
