@@ -20,12 +20,12 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from app import gc_policy
-from app.attachments import AttachmentError
 from app.chat.attachments import AttachmentSettings, NewAttachment
 from app.chat.context import ContextUse
 from app.chat.events import ChatChanged
 from app.chat.service import sending_blocked_reason
 from app.config import Config
+from app.errors import HushchatError
 from app.session import Session
 from app.store.models import Chat, Tier
 from app.ui import chat_view as chat_view_module
@@ -353,7 +353,7 @@ class ChatAreaWidget(QWidget):
                 dialog.show_text(text)
 
         def failed(error: BaseException) -> None:
-            if not isinstance(error, AttachmentError | OSError):
+            if not isinstance(error, HushchatError | OSError):
                 log.warning("a waiting file was not shown", exc_info=error)
             dialog.show_problem(str(error))
 

@@ -106,6 +106,7 @@ from app.chat.events import (
     TurnStarted,
 )
 from app.chat.stats import message_stats_line
+from app.errors import HushchatError
 from app.session import Session
 from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
@@ -2573,7 +2574,10 @@ class ChatViewWidget(QWidget):
                 dialog.show_text(content)
 
         def failed(error: BaseException) -> None:
-            log.info("attachment not shown: %s", type(error).__name__)
+            if isinstance(error, HushchatError):  # (a damaged file, say)
+                log.info("attachment not shown: %s", type(error).__name__)
+            else:
+                log.warning("attachment not shown", exc_info=error)
             dialog.show_problem(
                 f"{file.name} cannot be shown here: {error} Save a copy to open it elsewhere."
             )
