@@ -7,7 +7,8 @@ The first-run page and the settings dialog share these coroutines and functions:
 * ``test_connection``: lists the models of an entry the user typed in;
 * ``connection_problem``: one sentence for a failed test, naming the URL and what to do;
 * ``save_provider`` / ``remove_provider``: edit ``llms:`` in the config file (comments
-  kept, atomic write). An API key goes to the vault or the OS keychain through
+  kept, atomic write); ``save_attachment_settings`` writes ``attachments:`` and the
+  entries' ``embedding_model``. An API key goes to the vault or the OS keychain through
   ``app.api_keys`` and the file says only ``api_key: vault`` or ``api_key: keychain``;
   the key is never written to the file.
 
@@ -49,6 +50,7 @@ __all__ = [
     "connection_problem",
     "detect_local_servers",
     "remove_provider",
+    "save_attachment_settings",
     "save_provider",
     "test_connection",
 ]
@@ -283,6 +285,37 @@ def save_ui_settings(config: LoadedConfig, values: Mapping[str, Any]) -> LoadedC
 
     def change(document: CommentedMap) -> None:
         set_section(document, "ui", values)
+
+    with _config_write:
+        return update_config_file(_config_path(config), change, config.env)
+
+
+def save_attachment_settings(
+    config: LoadedConfig,
+    values: Mapping[str, Any],
+    embedding_models: Mapping[str, str | None],
+) -> LoadedConfig:
+    """Write ``attachments:`` settings (``values``) and each named ``llms:`` entry's
+    ``embedding_model`` (None or "": removed, keyword search only). Blocking; the file
+    is validated before it is written (ConfigError, file unchanged)."""
+    from app.config import set_section
+
+    def change(document: CommentedMap) -> None:
+        set_section(document, "attachments", values)
+        llms = document.get("llms")
+        if not isinstance(llms, CommentedSeq):
+            return
+        for item in llms:
+            if not isinstance(item, CommentedMap):
+                continue
+            name = item.get("provider_name")
+            if name not in embedding_models:
+                continue
+            model = (embedding_models[name] or "").strip()
+            if model:
+                item["embedding_model"] = model
+            elif "embedding_model" in item:
+                del item["embedding_model"]
 
     with _config_write:
         return update_config_file(_config_path(config), change, config.env)

@@ -62,6 +62,25 @@ If you need pandas, read it in chunks instead:
 
 Both work on files far larger than your RAM."""
 
+#: The attachments picture: a PDF (searched: the answer cites its page) and a PNG chart.
+ATTACH_QUESTION = "What does the report say about costs, and what does the chart show?"
+ATTACH_ANSWER = """Costs rose by **12 percent** in the third quarter, almost all of it cloud \
+hosting; the report suggests moving the build servers on-premises to save about \
+40,000 EUR a year.
+
+The chart shows the same thing per quarter: hosting (blue) climbs from Q1 to Q3 while \
+staff and office costs stay flat."""
+REPORT_PAGES = (
+    ["Quarterly report, Q3", "", "Summary of the quarter for the board."]
+    + [f"Revenue line {n}: sales in the northern region grew steadily." for n in range(30)],
+    ["Sales by region"]
+    + [f"Region {n}: orders, returns and new customers were as planned." for n in range(30)],
+    ["Costs", "", "Costs rose by 12 percent in the third quarter.", "Cloud hosting costs doubled."]
+    + [f"Cost note {n}: hosting and build servers drove the increase." for n in range(25)]
+    + ["Moving build servers on-premises would save about 40,000 EUR a year."],
+    ["Outlook"] + [f"Plan {n}: hiring stays flat; the office lease is renewed." for n in range(30)],
+)
+
 OTHER_CHATS = (
     ("Trip to Lisbon — packing list", "What should I pack for four days in Lisbon in May?"),
     ("Regex for ISO dates", "Give me a regex for ISO 8601 dates."),
@@ -107,6 +126,8 @@ class ScriptedProvider:
             text = TITLES.get(question, "")
         elif last == QUESTION:
             text = ANSWER
+        elif last.startswith(ATTACH_QUESTION):
+            text = ATTACH_ANSWER
         else:
             text = "Here is a short answer to that. " * 3
         for index in range(0, len(text), 6):
@@ -162,12 +183,15 @@ def write_config(path: Path, theme: str) -> None:
         "    base_url: http://127.0.0.1:8080/v1\n"
         "    model_name: llama-3.2-3b-instruct\n"
         "    context_size: 8192\n"
+        "    vision: true\n"
         "  - provider_name: openai\n"
         "    type: openai\n"
         "    base_url: https://api.openai.com/v1\n"
         "    model_name: gpt-4o-mini\n"
         "    locality: paid_cloud\n"
-        f"ui:\n  theme: {theme}\n  font_size: 11\n  auto_lock_minutes: 0\n",
+        f"ui:\n  theme: {theme}\n  font_size: 11\n  auto_lock_minutes: 0\n"
+        # The report is searched (not sent whole) and its one best page cited.
+        "attachments:\n  inline_max_chars: 2000\n  retrieval_chunks: 1\n",
         encoding="utf-8",
     )
 
@@ -290,6 +314,8 @@ async def run_states(
     save(window, out_dir, f"chatting-{theme}", written)
     await capture_widths(window, theme, out_dir, written, problems)
 
+    await capture_attachments(window, session, theme, out_dir, written)
+
     dialog = window.open_settings()
     assert dialog is not None
     dialog.resize(680, 500)
@@ -298,6 +324,10 @@ async def run_states(
     dialog.tabs.setCurrentIndex(3)
     await settle()
     save(dialog, out_dir, f"settings-security-{theme}", written)
+    dialog.show_page("attachments")
+    dialog.resize(680, 560)  # the whole page, without its scroll bar
+    await settle()
+    save(dialog, out_dir, f"settings-attachments-{theme}", written)
     dialog.close()
 
     window.lock(confirm=False)
@@ -308,6 +338,70 @@ async def run_states(
     await wait_until(lambda: window.unlock_page.error_label.text() != "", what="error")
     await settle()
     save(window, out_dir, f"unlock-wrong-{theme}", written)
+
+
+def chart_png(path: Path) -> None:
+    """A small bar chart (costs per quarter), as a PNG file at ``path``."""
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    image = QImage(420, 240, QImage.Format.Format_RGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setPen(QColor("#333333"))
+    painter.drawText(QRect(0, 6, 420, 20), Qt.AlignmentFlag.AlignCenter, "Costs per quarter")
+    painter.drawLine(40, 210, 400, 210)
+    for number, (hosting, staff) in enumerate(((50, 80), (70, 80), (130, 82), (120, 81))):
+        left = 60 + number * 88
+        painter.fillRect(left, 210 - hosting, 30, hosting, QColor("#3465a4"))
+        painter.fillRect(left + 32, 210 - staff, 30, staff, QColor("#f5a623"))
+        painter.drawText(QRect(left, 214, 62, 20), Qt.AlignmentFlag.AlignCenter, f"Q{number + 1}")
+    painter.end()
+    if not image.save(str(path), "PNG"):
+        raise RuntimeError(f"could not write {path}")
+
+
+async def capture_attachments(
+    window: Any, session: Any, theme: str, out_dir: Path, written: list[Path]
+) -> None:
+    """A chat with a PDF and a PNG attached, answered with the page it was given."""
+    from app.attachments.samples import pdf_bytes
+    from app.store.models import Tier
+    from app.ui import tasks
+
+    area = window.chat_area
+    chat = await session.service.create_chat(Tier.STANDARD)
+    await session.service.rename(chat.id, "Q3 report and chart")
+    area.open_chat(chat.id)
+    await wait_until(lambda: area.composer.editor.isEnabled(), what="the chat")
+    with tempfile.TemporaryDirectory(prefix="hushchat-shots-files-") as temp:
+        report, chart = Path(temp) / "report.pdf", Path(temp) / "chart.png"
+        report.write_bytes(pdf_bytes(REPORT_PAGES))
+        chart_png(chart)
+        area.composer.add_files([report, chart])
+        await wait_until(lambda: area.composer.send_button.isEnabled(), what="checked files")
+        area.composer.editor.setPlainText(ATTACH_QUESTION)
+        area.composer.submit()
+        await wait_until(lambda: tasks.running() == 0, 30, "the answer")
+    view = area.chat_view
+    answers = [m for m in view.model.messages if m.role == "assistant"]
+    if not answers or "report.pdf, p. 3" not in answers[-1].sources:
+        raise RuntimeError(f"the answer cites {answers[-1].sources if answers else None}")
+    delegate = view.list.message_delegate
+    images = [
+        f.id for files in view.model.attachments.values() for f in files if f.name == "chart.png"
+    ]
+    await wait_until(lambda: all(delegate.has_thumbnail(i) for i in images), what="thumbnail")
+    view.scroll_to_newest()
+    await settle(0.5)
+    # The report's card as Tab leaves it: outlined (the keyboard's way to the files).
+    window.activateWindow()
+    cards = view.list.cards_shown()
+    if not cards or not view.list.focus_card(cards[0][0], cards[0][1]):
+        raise RuntimeError("the report's card could not take the keyboard focus")
+    await settle(0.5)
+    save(window, out_dir, f"attachments-{theme}", written)
+    view.list.leave_card()
 
 
 def check_pngs(paths: list[Path]) -> list[str]:

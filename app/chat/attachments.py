@@ -116,7 +116,8 @@ class AttachmentSettings:
         chunks = getattr(section, "retrieval_chunks", None)
         return cls(
             max_bytes=int(max_mb * _MIB) if max_mb else DEFAULT_MAX_BYTES,
-            inline_max_chars=int(inline) if inline else DEFAULT_INLINE_THRESHOLD,
+            # 0 is a setting ("always search"), not a missing one.
+            inline_max_chars=int(inline) if inline is not None else DEFAULT_INLINE_THRESHOLD,
             retrieval_chunks=int(chunks) if chunks else DEFAULT_RETRIEVAL_CHUNKS,
         )
 

@@ -9,6 +9,10 @@ a temporary file).
 ``new_attachment`` builds a ``NewAttachment``; the window calls the chat service's
 attachment API (``check_attachments``, ``attachments``, ``attachment_data``,
 ``save_attachment``) directly.
+
+``AttachmentViewerDialog`` opens a file inside the window (an image, or the text Hushchat
+reads from it): an attachment is decrypted into memory only, never into a temporary file
+for another program.
 """
 
 from __future__ import annotations
@@ -18,15 +22,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QLocale, QMimeData, Qt, QUrl, Signal
-from PySide6.QtGui import QImage, QImageWriter, QKeyEvent
+from PySide6.QtCore import (
+    QBuffer,
+    QByteArray,
+    QIODevice,
+    QLocale,
+    QMimeData,
+    QSize,
+    Qt,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QContextMenuEvent, QImage, QImageWriter, QKeyEvent, QPixmap
 from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -35,10 +55,13 @@ from app.chat.attachments import AttachmentCheck, NewAttachment
 __all__ = [
     "AttachmentChipWidget",
     "AttachmentChipsWidget",
+    "AttachmentViewerDialog",
+    "card_name",
     "files_of",
     "human_size",
     "new_attachment",
     "png_bytes",
+    "read_new",
     "size_of",
 ]
 
@@ -48,6 +71,12 @@ ERROR_COLOR = "#c01c28"
 REMOVE_MARK = "\u00d7"
 #: A chip shows at most this many pixels of a long name (all of it in its tooltip).
 CHIP_NAME_PX = 220
+#: What the keys do on a chip (its accessible description).
+CHIP_KEYS = "Enter opens it; Shift+F10 or the Menu key: Open, Save as, Remove; Delete removes it."
+#: The chip with the keyboard focus is outlined (its problem's red border otherwise).
+CHIP_FOCUS_STYLE = (
+    "QFrame#attachmentChip:focus { border: 2px solid palette(highlight); border-radius: 4px; }"
+)
 
 
 def new_attachment(
@@ -64,6 +93,11 @@ def human_size(size: int) -> str:
     return QLocale().formattedDataSize(size, 1, QLocale.DataSizeFormat.DataSizeTraditionalFormat)
 
 
+def card_name(name: str, kind: str | None, size: int) -> str:
+    """What a screen reader says for a file: ``report.pdf, PDF, 2.1 MB``."""
+    return ", ".join(part for part in (name, kind, human_size(size)) if part)
+
+
 def png_bytes(image: QImage) -> bytes:
     """``image`` encoded as PNG, in memory."""
     buffer = QBuffer()
@@ -71,6 +105,24 @@ def png_bytes(image: QImage) -> bytes:
     QImageWriter(buffer, QByteArray(b"PNG")).write(image)
     buffer.close()
     return bytes(buffer.data().data())
+
+
+def read_new(attachment: NewAttachment, max_bytes: int) -> tuple[bytes, bool, str]:
+    """A waiting file's bytes (an image's; b"" otherwise), whether it is an image, and the
+    text Hushchat reads from it ("" for an image). Blocking; ``AttachmentError`` says why
+    it cannot be read (too large, empty, damaged...)."""
+    from app.attachments import Kind, Limits, extract, extract_file
+
+    limits = Limits(max_bytes=max_bytes)
+    if attachment.path is not None:
+        extracted = extract_file(attachment.path, limits)
+        is_image = extracted.kind is Kind.IMAGE
+        data = attachment.path.read_bytes() if is_image else b""
+    else:
+        data = attachment.data or b""
+        extracted = extract(attachment.name, data, limits)
+        is_image = extracted.kind is Kind.IMAGE
+    return data, is_image, "" if is_image else extracted.text
 
 
 def size_of(attachment: NewAttachment) -> int:
@@ -93,9 +145,14 @@ class _Chip:
 
 
 class AttachmentChipWidget(QFrame):
-    """One file waiting to be sent: name, size, remove button (Delete removes it too)."""
+    """One file waiting to be sent: name, size, remove button (Delete removes it too).
+
+    From the keyboard: Enter or Space opens the file, the Menu key or Shift+F10 (or a
+    right click) offers Open, Save as and Remove."""
 
     remove_requested = Signal()
+    open_requested = Signal()
+    save_requested = Signal()
 
     def __init__(self, name: str, size: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,7 +160,10 @@ class AttachmentChipWidget(QFrame):
         self.setObjectName("attachmentChip")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setAccessibleName(f"Attachment {name}")
+        self.file_size = size
+        self.kind: str | None = None
+        self.menu: QMenu | None = None
+        self.setAccessibleName(card_name(name, None, size))
         self.name_label = QLabel(self)
         metrics = self.name_label.fontMetrics()
         self.name_label.setText(
@@ -133,27 +193,66 @@ class AttachmentChipWidget(QFrame):
         """Show why this file cannot be sent (None: it can)."""
         self._problem = problem
         self.setToolTip(problem or self.name)
-        self.setAccessibleDescription(problem or "")
+        self.setAccessibleDescription(f"{problem} {CHIP_KEYS}" if problem else CHIP_KEYS)
         color = f"color: {ERROR_COLOR};" if problem else ""
         self.name_label.setStyleSheet(color)
         self.setStyleSheet(
-            f"QFrame#attachmentChip {{ border: 1px solid {ERROR_COLOR}; border-radius: 4px; }}"
-            if problem
-            else "QFrame#attachmentChip { border-radius: 4px; }"
+            (
+                f"QFrame#attachmentChip {{ border: 1px solid {ERROR_COLOR}; border-radius: 4px; }}"
+                if problem
+                else "QFrame#attachmentChip { border-radius: 4px; }"
+            )
+            + CHIP_FOCUS_STYLE
         )
 
+    def set_kind(self, kind: str | None) -> None:
+        """Name the file's kind (as the service found it) for screen readers."""
+        self.kind = kind
+        self.setAccessibleName(card_name(self.name, kind, self.file_size))
+
+    def chip_menu(self) -> QMenu:
+        """Open, Save as and Remove, for this file."""
+        menu = QMenu(self)
+        menu.setAccessibleName(f"{self.name} actions")
+        menu.addAction("&Open", self.open_requested.emit)
+        menu.addAction("&Save as…", self.save_requested.emit)
+        menu.addAction("&Remove", self.remove_requested.emit)
+        return menu
+
+    def show_menu(self) -> None:
+        """Show the chip's menu under it (non-blocking)."""
+        if self.menu is not None:
+            self.menu.close()
+            self.menu.deleteLater()
+        self.menu = self.chip_menu()
+        self.menu.popup(self.mapToGlobal(self.rect().bottomLeft()))
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        self.show_menu()
+        event.accept()
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+        key = event.key()
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.remove_requested.emit()
-            event.accept()
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+            self.open_requested.emit()
+        elif key == Qt.Key.Key_Menu or (
+            key == Qt.Key.Key_F10 and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.show_menu()
+        else:
+            super().keyPressEvent(event)
             return
-        super().keyPressEvent(event)
+        event.accept()
 
 
 class AttachmentChipsWidget(QWidget):
     """The row of chips above the message box (hidden while there are none)."""
 
     changed = Signal()  # a chip was added or removed
+    open_requested = Signal(object)  # a chip's NewAttachment, to show
+    save_requested = Signal(object)  # a chip's NewAttachment, to save a copy of
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -202,6 +301,8 @@ class AttachmentChipsWidget(QWidget):
         chip = _Chip(attachment, size)
         widget = AttachmentChipWidget(attachment.name, size, self._inner)
         widget.remove_requested.connect(lambda: self.remove(chip))
+        widget.open_requested.connect(lambda: self.open_requested.emit(chip.attachment))
+        widget.save_requested.connect(lambda: self.save_requested.emit(chip.attachment))
         self._chips.append(chip)
         self._widgets.append(widget)
         self._layout.insertWidget(self._layout.count() - 1, widget)
@@ -247,4 +348,87 @@ class AttachmentChipsWidget(QWidget):
             chip.problem = check.problem
             chip.size = check.size
             widget.set_problem(check.problem)
+            widget.set_kind(_kind_name(check.kind))
         return True
+
+
+#: How a chip names the kind the service found.
+KIND_NAMES = {"pdf": "PDF", "docx": "Word", "html": "HTML", "markdown": "Markdown"}
+
+
+def _kind_name(kind: str) -> str | None:
+    """How a chip names the kind the service found (``PDF``, ``Image``...)."""
+    value = str(kind or "")
+    return KIND_NAMES.get(value, value.capitalize()) or None
+
+
+class AttachmentViewerDialog(QDialog):
+    """One file shown inside the window, never written to disk: an image scaled to fit,
+    any other file as the text Hushchat reads from it (PDF pages headed ``[p. N]``).
+    **Save as...** asks where to save a copy."""
+
+    save_requested = Signal()
+
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.setWindowTitle(name)
+        self.setAccessibleName(f"Attachment {name}")
+        self.status_label = QLabel("Opening…")
+        self.status_label.setWordWrap(True)
+        self.status_label.setAccessibleName("Attachment status")
+        self.image_label = QLabel()
+        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image_label.setAccessibleName(f"Image {name}")
+        self.image_area = QScrollArea()
+        self.image_area.setWidget(self.image_label)
+        self.image_area.setWidgetResizable(True)
+        self.image_area.hide()
+        self.text_view = QPlainTextEdit()
+        self.text_view.setReadOnly(True)
+        self.text_view.setAccessibleName(f"Text of {name}")
+        self.text_view.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.save_button = QPushButton("&Save as…")
+        self.save_button.setAccessibleName(f"Save {name} as")
+        self.buttons.addButton(self.save_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.save_button.clicked.connect(self.save_requested)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.image_area, 1)
+        layout.addWidget(self.text_view, 1)
+        layout.addWidget(self.buttons)
+        self.resize(720, 560)
+
+    def show_image(self, image: QImage) -> None:
+        """Show ``image`` (scaled down to the dialog's size when larger)."""
+        if image.isNull():
+            self.show_problem(
+                f"{self.name} could not be shown as an image; save a copy to open it elsewhere."
+            )
+            return
+        pixmap = QPixmap.fromImage(image)
+        room = self.size() - QSize(60, 120)
+        if pixmap.width() > room.width() or pixmap.height() > room.height():
+            pixmap = pixmap.scaled(
+                room,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        self.image_label.setPixmap(pixmap)
+        self.status_label.setText(f"{image.width()} by {image.height()} pixels")
+        self.image_area.show()
+        self.image_area.setFocus()
+
+    def show_text(self, text: str) -> None:
+        """Show the text read from the file."""
+        self.text_view.setPlainText(text)
+        self.status_label.setText("The text Hushchat reads from this file:")
+        self.text_view.show()
+        self.text_view.setFocus()
+
+    def show_problem(self, text: str) -> None:
+        """Say why the file cannot be shown (and what to do)."""
+        self.status_label.setText(text)
+        self.save_button.setFocus()

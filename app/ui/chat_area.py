@@ -10,20 +10,27 @@ from models and widgets when the vault locks.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from app import gc_policy
+from app.chat.attachments import AttachmentSettings, NewAttachment
 from app.chat.context import ContextUse
 from app.chat.events import ChatChanged
 from app.chat.service import sending_blocked_reason
 from app.config import Config
+from app.errors import HushchatError
 from app.session import Session
 from app.store.models import Chat, Tier
+from app.ui import chat_view as chat_view_module
 from app.ui import tasks
+from app.ui.attachments import AttachmentViewerDialog, read_new
 from app.ui.chat_settings import ChatSettingsPanel
 from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
@@ -87,6 +94,8 @@ class ChatAreaWidget(QWidget):
         self.composer.submitted.connect(self._send)
         self.composer.submitted_with_attachments.connect(self._send)
         self.composer.attachments_changed.connect(self._check_attachments)
+        self.composer.chips.open_requested.connect(self.open_waiting_file)
+        self.composer.chips.save_requested.connect(self.save_waiting_file)
         self.chat_view.attachments_refused.connect(self.composer.give_back_attachments)
         self.chat_view.files_dropped.connect(self.composer.add_files)
         self.composer.edit_submitted.connect(self._edit)
@@ -327,6 +336,63 @@ class ChatAreaWidget(QWidget):
 
     def _update_composer(self, chat: Chat | None) -> None:
         self.composer.set_blocked(sending_blocked_reason(self._config, chat))
+
+    def open_waiting_file(self, attachment: NewAttachment) -> AttachmentViewerDialog:
+        """Show a file waiting in the composer (an image, or the text Hushchat reads from
+        it) in a window of its own; returned for tests."""
+        dialog = AttachmentViewerDialog(attachment.name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.save_requested.connect(lambda: self.save_waiting_file(attachment))
+        max_bytes = AttachmentSettings.of(self._session.config.config).max_bytes
+
+        def shown(result: tuple[bytes, bool, str]) -> None:
+            data, is_image, text = result
+            if is_image:
+                dialog.show_image(QImage.fromData(data))
+            else:
+                dialog.show_text(text)
+
+        def failed(error: BaseException) -> None:
+            if not isinstance(error, HushchatError | OSError):
+                log.warning("a waiting file was not shown", exc_info=error)
+            dialog.show_problem(str(error))
+
+        dialog.open()
+        tasks.start_for(
+            dialog,
+            self._session.runner.blocking(read_new, attachment, max_bytes),
+            shown,
+            failed,
+        )
+        return dialog
+
+    def save_waiting_file(self, attachment: NewAttachment) -> None:
+        """Ask where to save a copy of a file waiting in the composer, then save it."""
+        chosen = chat_view_module.choose_save_path(self, attachment.name)
+        if not chosen:
+            return
+        name = attachment.name
+
+        def write() -> None:
+            if attachment.path is not None:
+                shutil.copyfile(attachment.path, chosen)
+            else:
+                Path(chosen).write_bytes(attachment.data or b"")
+
+        def failed(error: BaseException) -> None:
+            self.error_message.emit(
+                f"Could not save {name}: {error} Choose another folder and try again."
+            )
+
+        tasks.start(
+            self._session.runner.blocking(write),
+            on_done=lambda _: self.status_message.emit(f"Saved {name}"),
+            on_error=failed,
+        )
+
+    def recheck_attachments(self) -> None:
+        """Check the composer's files again (the attachment settings changed)."""
+        self._check_attachments()
 
     def _check_attachments(self) -> None:
         """Ask the service whether the composer's files can be sent in the open chat

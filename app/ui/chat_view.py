@@ -13,7 +13,8 @@ and the streaming row is repainted at most every ``REPAINT_MS`` so the UI thread
 never stalls however fast the model is.
 
 There is never one widget per message: only the message whose text is being selected
-has one (``MessageSelector``), laid over it.
+has one (``MessageSelector``), laid over it, and the file card that has the keyboard
+focus (``FileCardFocusWidget``: Tab reaches the cards in view).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from PySide6.QtGui import (
     QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
+    QFocusEvent,
     QFont,
     QFontMetrics,
     QGuiApplication,
@@ -64,8 +66,10 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPalette,
+    QPen,
     QPixmap,
     QResizeEvent,
+    QTextBlock,
     QTextBlockFormat,
     QTextCursor,
     QTextDocument,
@@ -102,10 +106,11 @@ from app.chat.events import (
     TurnStarted,
 )
 from app.chat.stats import message_stats_line
+from app.errors import HushchatError
 from app.session import Session
 from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
-from app.ui.attachments import files_of, human_size
+from app.ui.attachments import AttachmentViewerDialog, card_name, files_of, human_size
 from app.ui.markdown import Chunk, render_markdown, split_blocks
 from app.ui.theme import icon
 
@@ -171,6 +176,8 @@ THUMB_MAX_PX = 240
 THUMB_MAX_BYTES = 20 * 1024 * 1024
 THUMB_CACHE_SIZE = 120
 CARD_ICON_PX = 16
+#: The focus outline of a file card is this far outside its text (px).
+CARD_FOCUS_PAD = 3
 
 
 class ChatDocument(QTextDocument):
@@ -1327,6 +1334,48 @@ class MessageDelegate(QStyledItemDelegate):
                     return href, part.code_blocks
         return None
 
+    def card_rects(self, row: _Row, model: MessageListModel) -> list[tuple[str, QRect]]:
+        """The file cards of ``row`` (an image's thumbnail with its card) and where they
+        are relative to the row's top-left: (attachment id, rectangle), in order."""
+        if row.message is None or not model.attachments.get(row.message.id):
+            return []
+        found: dict[str, QRect] = {}
+        for part in self.layout(row, model).parts:
+            if not part.key or part.key[0] != "files":
+                continue
+            layout = part.document.documentLayout()
+            block = part.document.begin()
+            while block.isValid():
+                href = _anchor_of(block)
+                if href.startswith("attachment:"):
+                    box = layout.blockBoundingRect(block)
+                    lines = block.layout()
+                    width = max(
+                        (lines.lineAt(i).naturalTextWidth() for i in range(lines.lineCount())),
+                        default=box.width(),
+                    )
+                    rect = QRect(
+                        ROW_MARGIN_X + BUBBLE_PAD + math.floor(box.left()) - CARD_FOCUS_PAD,
+                        part.top + math.floor(box.top()),
+                        math.ceil(width) + 2 * CARD_FOCUS_PAD,
+                        math.ceil(box.height()) + CARD_FOCUS_PAD,
+                    )
+                    key = href.split(":", 1)[1]
+                    found[key] = found[key].united(rect) if key in found else rect
+                block = block.next()
+        return list(found.items())
+
+
+def _anchor_of(block: QTextBlock) -> str:
+    """The first link target in ``block`` ("" when it has none)."""
+    fragments = block.begin()
+    while not fragments.atEnd():
+        text_format = fragments.fragment().charFormat()
+        if text_format.isAnchor():
+            return str(text_format.anchorHref())
+        fragments += 1
+    return ""
+
 
 def _wrap_preformatted(document: QTextDocument) -> None:
     """Let the lines of code blocks (``<pre>``) wrap at the document's width, between
@@ -1494,6 +1543,120 @@ class MessageSelector(QTextBrowser):
         self._view.wheelEvent(event)  # the list scrolls, not the message
 
 
+class FileCardFocusWidget(QWidget):
+    """The file card (or image thumbnail) that has the keyboard focus.
+
+    One per list, laid over that card like ``MessageSelector`` over a message's text (the
+    cards themselves are painted, not widgets). It draws the focus outline and carries the
+    card's accessible name ("report.pdf, PDF, 2.1 MB"). Tab and Shift+Tab move between
+    the cards in view (``MessageListView.focusNextPrevChild``); Enter or Space opens the
+    file; the Menu key or Shift+F10 offers Open and Save as; Esc goes back to the messages.
+    Mouse clicks go through to the list.
+    """
+
+    def __init__(self, view: MessageListView) -> None:
+        super().__init__(view.viewport())
+        self._view = view
+        self.message_id = ""
+        self.attachment_id = ""
+        self.menu: QMenu | None = None
+        self.setObjectName("fileCardFocus")
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.setAccessibleDescription(
+            "Enter opens it; Shift+F10 or the Menu key: Open, Save as; Esc: back to the messages."
+        )
+        self.hide()
+
+    def hold(self, message_id: str, file: Attachment) -> None:
+        """Stand for ``file``, a card of message ``message_id``."""
+        self.message_id = message_id
+        self.attachment_id = file.id
+        self.setAccessibleName(card_name(file.name, _kind_label(file.media_type), file.size))
+        self.setToolTip(file.name)
+
+    def _trigger(self, action: str) -> None:
+        self._view.action_triggered.emit(f"{action}:{self.attachment_id}", self.message_id)
+
+    def open_file(self) -> None:
+        self._trigger("open-attachment")
+
+    def card_menu(self) -> QMenu:
+        """Open and Save as, for this card."""
+        menu = QMenu(self)
+        menu.setAccessibleName(f"{self.accessibleName()} actions")
+        menu.addAction("&Open", self.open_file)
+        menu.addAction("&Save as…", lambda: self._trigger("save-attachment"))
+        return menu
+
+    def show_menu(self) -> None:
+        """Show the card's menu under it (non-blocking)."""
+        if self.menu is not None:
+            self.menu.close()
+            self.menu.deleteLater()
+        self.menu = self.card_menu()
+        self.menu.popup(self.mapToGlobal(self.rect().bottomLeft()))
+
+    def event(self, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() in _CARD_KEYS
+        ):
+            event.accept()  # the card's, not the window's (Esc: Stop)
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        shift = event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+            self.open_file()
+        elif key == Qt.Key.Key_Menu or (key == Qt.Key.Key_F10 and shift):
+            self.show_menu()
+        elif key == Qt.Key.Key_Escape:
+            self._view.leave_card()
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        self.show_menu()
+        event.accept()
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        super().focusOutEvent(event)
+        if event.reason() not in (
+            Qt.FocusReason.PopupFocusReason,
+            Qt.FocusReason.ActiveWindowFocusReason,
+        ):
+            self.hide()  # the focus went elsewhere in the window
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        pen = QPen(self.palette().color(QPalette.ColorRole.Highlight))
+        pen.setWidth(2)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(QRectF(self.rect()).adjusted(1, 1, -1, -1), 4, 4)
+        painter.end()
+
+
+#: Keys a focused file card keeps from the window's shortcuts.
+_CARD_KEYS = frozenset(
+    {
+        Qt.Key.Key_Escape,
+        Qt.Key.Key_Return,
+        Qt.Key.Key_Enter,
+        Qt.Key.Key_Space,
+        Qt.Key.Key_Menu,
+        Qt.Key.Key_F10,
+    }
+)
+
+
 class MessageListView(QListView):
     """The list: per-pixel scrolling, links in messages, older pages at the top."""
 
@@ -1538,6 +1701,7 @@ class MessageListView(QListView):
         self.verticalScrollBar().rangeChanged.connect(self._range_changed)
         self.message_delegate.reset_caches()
         self.selector = MessageSelector(self)
+        self.card_focus = FileCardFocusWidget(self)
         self._dragging_into_selector = False
         self._place_timer = QTimer(self)
         self._place_timer.setSingleShot(True)
@@ -1644,6 +1808,105 @@ class MessageListView(QListView):
             event.modifiers(),
         )
         QApplication.sendEvent(target, forwarded)
+
+    # file cards from the keyboard ----------------------------------------------------------
+
+    def cards_shown(self) -> list[tuple[int, str, QRect]]:
+        """The file cards in view, in order: (row number, attachment id, rectangle in the
+        viewport)."""
+        model = self.message_model
+        area = self.viewport().rect()
+        if model.rowCount() == 0:
+            return []
+        first = self.indexAt(QPoint(1, area.top() + 1))
+        last = self.indexAt(QPoint(1, area.bottom() - 1))
+        start = first.row() if first.isValid() else 0
+        end = last.row() if last.isValid() else model.rowCount() - 1
+        shown: list[tuple[int, str, QRect]] = []
+        for number in range(start, end + 1):
+            corner = self.visualRect(model.index(number)).topLeft()
+            for attachment_id, rect in self.message_delegate.card_rects(model.row(number), model):
+                placed = rect.translated(corner)
+                if placed.intersects(area):
+                    shown.append((number, attachment_id, placed))
+        return shown
+
+    def _card_rect(self, number: int, attachment_id: str) -> QRect | None:
+        model = self.message_model
+        corner = self.visualRect(model.index(number)).topLeft()
+        for key, rect in self.message_delegate.card_rects(model.row(number), model):
+            if key == attachment_id:
+                return rect.translated(corner)
+        return None
+
+    def focus_card(self, number: int, attachment_id: str) -> bool:
+        """Give the keyboard focus to a file card of row ``number`` (scrolled into view;
+        its message becomes the current one). False when the row has no such card."""
+        model = self.message_model
+        row = model.row(number)
+        files = model.attachments.get(row.message.id, []) if row.message else []
+        file = next((f for f in files if f.id == attachment_id), None)
+        if row.message is None or file is None:
+            return False
+        bar = self.verticalScrollBar()
+        value = bar.value()
+        self.setCurrentIndex(model.index(number))
+        bar.setValue(value)  # (a tall message must not jump to its top)
+        rect = self._card_rect(number, attachment_id)
+        if rect is None:
+            return False
+        area = self.viewport().rect()
+        if rect.bottom() > area.bottom():
+            bar.setValue(bar.value() + rect.bottom() - area.bottom() + CARD_FOCUS_PAD)
+        elif rect.top() < area.top():
+            bar.setValue(bar.value() - (area.top() - rect.top()) - CARD_FOCUS_PAD)
+        self.close_selection()
+        card = self.card_focus
+        card.hold(row.message.id, file)
+        card.show()
+        self._place_card()
+        card.setFocus(Qt.FocusReason.TabFocusReason)
+        card.update()
+        return True
+
+    def leave_card(self) -> None:
+        """The messages get the keyboard focus back from a file card."""
+        had_focus = self.card_focus.hasFocus()
+        self.card_focus.hide()
+        if had_focus:
+            self.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _place_card(self) -> None:
+        """Keep the focused card's outline over its card; gone or scrolled out: leave it."""
+        card = self.card_focus
+        if not card.isVisible():
+            return
+        number = self.message_model.row_number(card.message_id)
+        rect = self._card_rect(number, card.attachment_id) if number is not None else None
+        if rect is None or not rect.intersects(self.viewport().rect()):
+            self.leave_card()
+            return
+        if card.geometry() != rect:
+            card.setGeometry(rect)
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        """Tab from the messages goes through the file cards in view, then on."""
+        card = self.card_focus
+        if card.isVisible() and card.hasFocus():
+            keys = [(number, key) for number, key, _ in self.cards_shown()]
+            here = (self.message_model.row_number(card.message_id), card.attachment_id)
+            if here in keys:
+                step = keys.index(here) + (1 if next else -1)
+                if 0 <= step < len(keys) and self.focus_card(*keys[step]):
+                    return True
+            self.leave_card()
+            self.setFocus(Qt.FocusReason.BacktabFocusReason)
+            return super().focusNextPrevChild(True) if next else True
+        if next and (self.hasFocus() or self.selector.hasFocus()):
+            for number, key, _ in self.cards_shown():
+                if self.focus_card(number, key):
+                    return True
+        return super().focusNextPrevChild(next)
 
     # positions ---------------------------------------------------------------------------
 
@@ -1809,6 +2072,7 @@ class MessageListView(QListView):
             painter.end()
         if self.message_delegate.selecting is not None:
             self._place_selection()
+        self._place_card()
         self.painted.emit()
 
     def _hit(self, pos: QPoint) -> tuple[_Row, str, list[str]] | None:
@@ -2282,6 +2546,46 @@ class ChatViewWidget(QWidget):
             on_error=failed,
         )
 
+    def open_attachment(self, attachment_id: str) -> AttachmentViewerDialog | None:
+        """Show an attachment in a window of its own (an image, or the text read from the
+        file), decrypted into memory only; returned for tests."""
+        file = self.attachment(attachment_id)
+        if file is None:
+            return None
+        dialog = AttachmentViewerDialog(file.name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.save_requested.connect(functools.partial(self.save_attachment, attachment_id))
+        session = self._session
+        is_image = file.media_type.startswith("image/")
+
+        async def read() -> bytes | str:
+            data = await session.service.attachment_data(attachment_id, max_bytes=file.size)
+            if is_image:
+                return data
+            from app.attachments import extract
+
+            extracted = await session.runner.blocking(extract, file.name, data)
+            return extracted.text
+
+        def shown(content: bytes | str) -> None:
+            if isinstance(content, bytes):
+                dialog.show_image(QImage.fromData(content))
+            else:
+                dialog.show_text(content)
+
+        def failed(error: BaseException) -> None:
+            if isinstance(error, HushchatError):  # (a damaged file, say)
+                log.info("attachment not shown: %s", type(error).__name__)
+            else:
+                log.warning("attachment not shown", exc_info=error)
+            dialog.show_problem(
+                f"{file.name} cannot be shown here: {error} Save a copy to open it elsewhere."
+            )
+
+        dialog.open()
+        tasks.start_for(dialog, read(), shown, failed)
+        return dialog
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if files_of(event.mimeData()):
             event.acceptProposedAction()
@@ -2624,6 +2928,9 @@ class ChatViewWidget(QWidget):
         if name.startswith("save-attachment:"):
             self.save_attachment(name.split(":", 1)[1])
             return
+        if name.startswith("open-attachment:"):
+            self.open_attachment(name.split(":", 1)[1])
+            return
         if name in ("choose-model", "shorten", "resend"):
             self.fix_requested.emit(name)
             return
@@ -2712,6 +3019,7 @@ class ChatViewWidget(QWidget):
             menu.addSeparator()
         for file in files:
             label = "Save attachment as…" if len(files) == 1 else f"Save {file.name} as…"
+            menu.addAction(f"Open {file.name}", functools.partial(self.open_attachment, file.id))
             menu.addAction(label, functools.partial(self.save_attachment, file.id))
         return menu
 

@@ -888,6 +888,8 @@ class MainWindow(QMainWindow):
         dialog.sync_page.account_changed.connect(lambda: self.refresh_sync(account_changed=True))
         dialog.sync_page.state_changed.connect(lambda: self.refresh_sync())
         dialog.chats_reopened.connect(self._sync_after_reopen)
+        if self.chat_area is not None:
+            dialog.attachment_settings_changed.connect(self.chat_area.recheck_attachments)
         if page is not None:
             dialog.show_page(page)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)

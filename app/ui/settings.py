@@ -1,4 +1,4 @@
-"""The settings dialog: providers, appearance, behaviour, security, sync.
+"""The settings dialog: providers, appearance, behaviour, attachments, security, sync.
 
 Changes apply at once and are written to the config file (comments kept, atomic
 write); API keys go to the vault or the OS keychain, the file says ``api_key: vault`` or
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
+from pydantic import ValidationError
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -34,6 +36,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QTabWidget,
     QTreeWidget,
@@ -42,9 +45,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.config import LLMEntry, LoadedConfig
-from app.errors import WrongSecretError
-from app.provider_setup import save_ui_settings
+from app.config import AttachmentSettings, LLMEntry, LoadedConfig
+from app.errors import HushchatError, WrongSecretError
+from app.provider_setup import (
+    connection_problem,
+    save_attachment_settings,
+    save_ui_settings,
+    test_connection,
+)
 from app.session import Session
 from app.ui import tasks
 from app.ui.first_run import PassphraseFieldsWidget, RecoveryCodeWidget
@@ -79,6 +87,20 @@ def _hint(text: str) -> QLabel:
     label.setWordWrap(True)
     label.setProperty("role", "hint")
     return label
+
+
+def _description(model: type[Any], name: str) -> str:
+    """The config schema's description of field ``name`` (tooltips say what it does)."""
+    return str(model.model_fields[name].description or "")
+
+
+def _bounds(model: type[Any], name: str) -> tuple[Any, Any]:
+    """The smallest and largest value the config schema allows for field ``name``."""
+    low = high = None
+    for rule in model.model_fields[name].metadata:
+        low = getattr(rule, "ge", low)
+        high = getattr(rule, "le", high)
+    return low, high
 
 
 class ProviderDialog(QDialog):
@@ -459,6 +481,8 @@ class SettingsDialog(QDialog):
 
     appearance_changed = Signal()
     config_changed = Signal()
+    #: The ``attachments:`` settings or an ``embedding_model`` were saved (and applied).
+    attachment_settings_changed = Signal()
     #: Every chat was closed and reopened (a rotation, opening Private chats): the
     #: session's services are new ones (sync included).
     chats_reopened = Signal()
@@ -473,6 +497,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._appearance_tab(), "&Appearance")
         self.tabs.addTab(self._behaviour_tab(), "&Behaviour")
         self.tabs.addTab(self._security_tab(), "&Security")
+        self.attachments_page = self._attachments_tab()
+        self.tabs.addTab(self.attachments_page, "A&ttachments")
         self.sync_page = SyncPageWidget(session)
         self.tabs.addTab(self.sync_page, "S&ync")
         self.chats_reopened.connect(self.sync_page.follow_new_service)
@@ -494,9 +520,12 @@ class SettingsDialog(QDialog):
         self.status_label.setText(text)
 
     def show_page(self, name: str) -> None:
-        """Show the tab ``name`` (``"sync"``; the others by their index in ``tabs``)."""
+        """Show the tab ``name`` (``"sync"``, ``"attachments"``; the others by their index
+        in ``tabs``)."""
         if name == "sync":
             self.tabs.setCurrentWidget(self.sync_page)
+        elif name == "attachments":
+            self.tabs.setCurrentWidget(self.attachments_page)
 
     def done(self, result: int) -> None:
         """Closing: a sign-in waiting for the browser stops, the Sync tab stops following
@@ -699,6 +728,185 @@ class SettingsDialog(QDialog):
         # Already applied in set_ui; a later change may be on its way, so keep that one.
         self.config_changed.emit()
         self._show_status("Saved.")
+
+    # ----------------------------------------------------------------- attachments
+
+    def _attachments_tab(self) -> QWidget:
+        config = self.session.config.config
+        settings = config.attachments
+        page = QWidget()
+        self.max_size_edit = QLineEdit(str(settings.max_size_mb))
+        self.max_size_edit.setAccessibleName("Maximum attachment size in MB")
+        self.max_size_edit.setToolTip(_description(AttachmentSettings, "max_size_mb"))
+        self.inline_edit = QLineEdit(str(settings.inline_max_chars))
+        self.inline_edit.setAccessibleName("Send whole up to this many characters")
+        self.inline_edit.setToolTip(_description(AttachmentSettings, "inline_max_chars"))
+        form = QFormLayout()
+        form.addRow("&Largest file (MB):", self.max_size_edit)
+        form.addRow("Send &whole up to (characters):", self.inline_edit)
+        form.addRow(
+            "",
+            _hint(
+                "A longer file is searched: only its most relevant parts go with each "
+                "question (0: always search)."
+            ),
+        )
+        self.embedding_combos: dict[str, QComboBox] = {}
+        self.list_embedding_buttons: dict[str, QPushButton] = {}
+        if config.llms:
+            heading = QLabel("Embedding model of each provider")
+            font = heading.font()
+            font.setBold(True)
+            heading.setFont(font)
+            form.addRow(heading)
+            form.addRow(
+                _hint(
+                    "It finds the relevant parts of long files by meaning; empty: keyword "
+                    "search (BM25) only. A chat uses its own provider's."
+                )
+            )
+        for entry in config.llms:
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            combo.setEditText(entry.embedding_model or "")
+            line = combo.lineEdit()
+            if line is not None:
+                line.setPlaceholderText("none: keyword search only")
+                line.returnPressed.connect(self.save_attachment_settings)
+            combo.setAccessibleName(f"Embedding model of {entry.provider_name}")
+            combo.setToolTip(_description(LLMEntry, "embedding_model"))
+            button = QPushButton("List models")
+            button.setAccessibleName(f"List the models of {entry.provider_name}")
+            button.clicked.connect(
+                lambda _checked=False, name=entry.provider_name: self.list_embedding_models(name)
+            )
+            row = QHBoxLayout()
+            row.addWidget(combo, 1)
+            row.addWidget(button)
+            self.embedding_combos[entry.provider_name] = combo
+            self.list_embedding_buttons[entry.provider_name] = button
+            label = QLabel(f"{entry.provider_name}:")
+            label.setBuddy(combo)
+            form.addRow(label, row)
+            if entry.effective_locality.value != "on_prem":
+                form.addRow(
+                    "",
+                    _hint(
+                        "A cloud provider: its embedding model is never used for Private "
+                        "chats (they never send a document to the cloud)."
+                    ),
+                )
+        for edit in (self.max_size_edit, self.inline_edit):
+            edit.returnPressed.connect(self.save_attachment_settings)
+        self.attachments_error = QLabel()
+        self.attachments_error.setWordWrap(True)
+        self.attachments_error.setAccessibleName("Problem with the attachment settings")
+        set_role(self.attachments_error, "error")
+        self.attachments_error.hide()
+        self.save_attachments_button = QPushButton("Sa&ve")
+        self.save_attachments_button.setAccessibleName("Save the attachment settings")
+        self.save_attachments_button.clicked.connect(self.save_attachment_settings)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.save_attachments_button)
+        fields = QWidget()
+        fields.setLayout(form)
+        scroll = QScrollArea()  # many providers scroll, the Save button stays
+        scroll.setWidget(fields)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.viewport().setAutoFillBackground(False)
+        fields.setAutoFillBackground(False)
+        layout = QVBoxLayout(page)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(self.attachments_error)
+        layout.addLayout(buttons)
+        return page
+
+    def attachment_settings_problem(self) -> str | None:
+        """What is wrong with the typed attachment settings, and what to type instead."""
+        fields = {
+            "max_size_mb": (self.max_size_edit, "Largest file"),
+            "inline_max_chars": (self.inline_edit, "Send whole up to"),
+        }
+        values = {name: edit.text().strip() for name, (edit, _) in fields.items()}
+        try:
+            AttachmentSettings.model_validate(values)
+        except ValidationError as error:
+            name = str(error.errors()[0]["loc"][0])
+            edit, label = fields[name]
+            low, high = _bounds(AttachmentSettings, name)
+            edit.setFocus()
+            edit.selectAll()
+            return f"{label}: enter a whole number from {low} to {high}."
+        return None
+
+    def save_attachment_settings(self) -> None:
+        """Check the typed values, write them to the config file and use them at once."""
+        problem = self.attachment_settings_problem()
+        if problem:
+            self.attachments_error.setText(problem)
+            self.attachments_error.show()
+            return
+        self.attachments_error.hide()
+        current = self.session.config.config.attachments.model_dump(mode="json")
+        current["max_size_mb"] = int(self.max_size_edit.text().strip())
+        current["inline_max_chars"] = int(self.inline_edit.text().strip())
+        models = {
+            name: combo.currentText().strip() or None
+            for name, combo in self.embedding_combos.items()
+        }
+        self.save_attachments_button.setEnabled(False)
+        tasks.start_for(
+            self,
+            self.session.runner.blocking(
+                save_attachment_settings, self.session.config, current, models
+            ),
+            self._attachment_settings_saved,
+            self._attachment_settings_failed,
+        )
+
+    def _attachment_settings_saved(self, config: LoadedConfig) -> None:
+        self.save_attachments_button.setEnabled(True)
+        self.session.apply_config(config)
+        self.config_changed.emit()
+        self.attachment_settings_changed.emit()
+        self._show_status("Attachment settings saved; they apply to the next file you attach.")
+
+    def _attachment_settings_failed(self, error: BaseException) -> None:
+        self.save_attachments_button.setEnabled(True)
+        self.attachments_error.setText(
+            str(error) if isinstance(error, HushchatError) else f"Not saved: {error}"
+        )
+        self.attachments_error.show()
+
+    def list_embedding_models(self, name: str) -> None:
+        """Fill the embedding model list of provider ``name`` with the models its server
+        reports (in the background; the API key goes only to that server)."""
+        entry = self.session.config.config.llm(name)
+        combo = self.embedding_combos[name]
+        button = self.list_embedding_buttons[name]
+        button.setEnabled(False)
+
+        async def models() -> list[str]:
+            key = await self.session.api_keys.resolve(entry) if entry.api_key else None
+            return await test_connection(entry.model_dump(mode="json"), key)
+
+        def listed(found: list[str]) -> None:
+            button.setEnabled(True)
+            typed = combo.currentText()
+            combo.clear()
+            combo.addItems(found)
+            combo.setEditText(typed)
+            self.attachments_error.hide()
+
+        def failed(error: BaseException) -> None:
+            button.setEnabled(True)
+            self.attachments_error.setText(connection_problem(error, entry.base_url))
+            self.attachments_error.show()
+
+        tasks.start_for(self, models(), listed, failed)
 
     # ----------------------------------------------------------------- security
 

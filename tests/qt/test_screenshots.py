@@ -23,7 +23,9 @@ STATES = (
     "recovery-code",
     "main-empty",
     "chatting",
+    "attachments",
     "settings",
+    "settings-attachments",
     "unlock",
     *(f"layout-{width}" for width in (480, 700, 1024, 1440, 2560)),
 )
