@@ -394,6 +394,24 @@ class SyncState:
             for r in rows
         ]
 
+    def inbox_heads(self) -> list[tuple[str, str, str]]:
+        """(record id, kind, key id) of every record in the inbox, oldest first: without
+        the payloads (attachment parts waiting for a locked tier's key can be large)."""
+        rows = self._conn.execute(
+            "SELECT record_id, kind, key_id FROM sync_inbox ORDER BY seq"
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def inbox_record(self, record_id: str) -> InboxRecord | None:
+        r = self._conn.execute(
+            "SELECT record_id, kind, revision, parent_revision, deleted, key_id, payload, seq "
+            "FROM sync_inbox WHERE record_id = ?",
+            (record_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return InboxRecord(r[0], r[1], int(r[2]), r[3], bool(r[4]), r[5], bytes(r[6]), int(r[7]))
+
     def inbox_delete(self, record_id: str) -> None:
         self._conn.execute("DELETE FROM sync_inbox WHERE record_id = ?", (record_id,))
 

@@ -1319,9 +1319,12 @@ class SyncEngine:
             while progress:
                 progress = False
                 keys = _Keys(states)
-                for waiting in standard.inbox():
-                    if waiting.key_id not in keys.known_ids and waiting.kind != "keys":
+                for record_id, kind, key_id in standard.inbox_heads():
+                    if key_id not in keys.known_ids and kind != "keys":
                         continue  # still no key for it here
+                    waiting = standard.inbox_record(record_id)
+                    if waiting is None:
+                        continue
                     outcome = self._apply_one(states, keys, waiting, hlc, changes)
                     if outcome == "applied" and waiting.kind not in _KEYLESS_KINDS:
                         keys = _Keys(states)

@@ -228,3 +228,42 @@ def test_attachments_from_before_the_upgrade_are_to_be_synced() -> None:
         "SELECT kind, chat_id, dirty FROM sync_records WHERE record_id = 'att:a1'"
     ).fetchone()
     assert tuple(row) == ("attachment", "c1", 1)
+
+
+async def test_parts_are_sealed_and_pushed_a_bounded_batch_at_a_time(
+    pair: tuple[Device, Device], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    _small_parts(a, 4096)
+    a.engine._request_bytes = 20480  # room for 3 parts of 4096 bytes per round
+    assert a.engine._part_budget() == 3
+    server = a.transport.server
+    pushed: list[int] = []
+    push = server.push
+
+    def counting(device_id: str, records: list[Any], atomic: bool) -> Any:
+        pushed.append(sum(r.kind == "attachment_part" for r in records))
+        return push(device_id, records, atomic)
+
+    monkeypatch.setattr(server, "push", counting)
+    data = os.urandom(40_000)  # 10 parts
+    _chat_id, message_id, _attachment_id = _attach(a, Tier.STANDARD, data, "big.bin")
+    await a.engine.sync_once()
+    assert sum(pushed) == 10 and max(pushed) == 3
+    await b.engine.sync_once()
+    assert [f[2] for f in _files(b, Tier.STANDARD, message_id)] == [data]
+
+
+async def test_private_parts_wait_for_the_private_key(pair: tuple[Device, Device]) -> None:
+    a, b = pair
+    _small_parts(a, 4096)
+    data = os.urandom(10_000)
+    _chat_id, message_id, _attachment_id = _attach(a, Tier.PRIVATE, data, "secret.bin")
+    await a.engine.sync_once()
+    b.open(private=False)  # Private locked on B: its records wait in the inbox
+    report = await b.engine.sync_once()
+    assert report.deferred >= 4 and report.tampered == 0
+    b.open(private=True)
+    await b.engine.sync_once()
+    assert [f[2] for f in _files(b, Tier.PRIVATE, message_id)] == [data]
+    assert not _staged(b, Tier.PRIVATE)
