@@ -267,3 +267,23 @@ async def test_private_parts_wait_for_the_private_key(pair: tuple[Device, Device
     await b.engine.sync_once()
     assert [f[2] for f in _files(b, Tier.PRIVATE, message_id)] == [data]
     assert not _staged(b, Tier.PRIVATE)
+
+
+async def test_a_moved_chat_seals_its_attachment_again_under_the_new_key(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    _small_parts(a, 4096)
+    data = os.urandom(9000)
+    chat_id, message_id, attachment_id = _attach(a, Tier.STANDARD, data, "moving.bin")
+    await _round(a, b)
+    a.library.move(chat_id, Tier.PRIVATE)
+    await _round(a, b)
+    await _round(a, b)
+    assert [f[2] for f in _files(b, Tier.PRIVATE, message_id)] == [data]
+    assert b.library.store(Tier.STANDARD).chat_attachments(chat_id) == []
+    private_keys = {k for _c, k, _s, _h in a.library.store(Tier.PRIVATE).sync_state().chat_keys()}
+    ours = [r for r in a.transport.server.records.values() if attachment_id in r.id]
+    assert len(ours) == 4  # the metadata and three parts
+    for record in ours:
+        assert record.key_id in private_keys and not record.deleted, record.id
