@@ -21,6 +21,11 @@ key) wait in the Standard database's inbox and are applied when the key is there
 A record that does not decrypt under a key this device holds is tampered with (or
 replayed): it is counted, logged by id only, and never applied.
 
+Attachments (``app.sync.records``): a metadata record and the bytes in parts of about
+the server's record limit, sealed under the chat key; parts are sealed and pushed about
+one request's worth per round, and on arrival wait in ``sync_attachment_parts`` until
+the file is complete and its sha256 matches (``_assemble``).
+
 Nothing here logs message text, titles, keys or tokens.
 """
 
@@ -198,8 +203,9 @@ class SyncReport:
     deferred: int = 0
 
 
-# Push order: keys before what they open, tombstones after what they delete; an
-# attachment's parts before its metadata.
+# Push order: keys before what they open, tombstones after what they delete. An
+# attachment's parts are sealed a batch per round after its metadata, so they mostly
+# follow it; the receiving device shows the file once both have arrived, in any order.
 _PRIORITY = {
     ("chatkey", False): 0,
     ("chat", False): 1,
