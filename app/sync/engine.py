@@ -1697,12 +1697,15 @@ class SyncEngine:
                 dirty=stale_key, state=kept,
             )  # fmt: skip
             return "applied"
-        message = state.row(f"msg:{values['message_id']}")
-        if not state.has_message(values["message_id"]):
-            if message is not None and message.local_deleted:
+        message = state.message_row(values["message_id"])
+        if message is None:
+            row = state.row(f"msg:{values['message_id']}")
+            if row is not None and row.local_deleted:
                 state.drop_parts(attachment_id)  # its message is gone here: so is it
                 return "skipped"
             return "deferred"  # its message has not arrived yet
+        if message["chat_id"] != chat_id:
+            raise RecordTamperedError(f"record {record.record_id} names another chat's message")
         state.put_row(
             record.record_id, "attachment", chat_id, server_revision=record.revision,
             dirty=stale_key, state={**kept, "waiting": values},
@@ -1734,7 +1737,9 @@ class SyncEngine:
             return self._keep_our_delete(states, record)
         current = state.chat_key(chat_id)
         stale_key = current is not None and current[0] != chat_key.key_id
-        if not state.has_attachment(attachment_id):
+        meta = state.row(ATTACHMENT_PREFIX + attachment_id)
+        refused = meta is not None and meta.state.get("refused")
+        if not refused and not state.has_attachment(attachment_id):
             state.stage_part(attachment_id, index, chat_id, data)
         state.put_row(
             record.record_id, "attachment_part", chat_id, server_revision=record.revision,

@@ -287,3 +287,23 @@ async def test_a_moved_chat_seals_its_attachment_again_under_the_new_key(
     assert len(ours) == 4  # the metadata and three parts
     for record in ours:
         assert record.key_id in private_keys and not record.deleted, record.id
+
+
+async def test_metadata_naming_another_chats_message_is_refused(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    store = a.library.store(Tier.STANDARD)
+    other = store.create_chat()
+    elsewhere = store.add_message(other.id, "user", "elsewhere", parent_id=None)
+    _chat_id, _message_id, attachment_id = _attach(a, Tier.STANDARD, b"planted", "p.txt")
+    # A device that files the attachment (sealed under its chat's key) under a message
+    # of another chat.
+    conn = store.sync_state()._conn
+    conn.execute(
+        "UPDATE attachments SET message_id = ? WHERE id = ?", (elsewhere.id, attachment_id)
+    )
+    await a.engine.sync_once()
+    report = await b.engine.sync_once()
+    assert report.tampered == 1
+    assert b.library.store(Tier.STANDARD).attachments(elsewhere.id) == []
