@@ -175,8 +175,10 @@ async def test_a_pdf_and_a_png_arrive_byte_identical_and_are_cited(
     assert SENTINEL not in caplog.text  # neither side logged the file's text
 
 
-async def test_a_5_mb_file_crosses_as_several_records_and_goes_with_its_chat(
-    pair: tuple[Session, Session, ScriptedModel], settings: Settings
+async def test_a_5_mb_file_crosses_goes_with_its_chat_and_a_changed_part_is_refused(
+    pair: tuple[Session, Session, ScriptedModel],
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     a, b, _ = pair
     data = os.urandom(5 * 1024 * 1024 + 123)
@@ -218,13 +220,13 @@ async def test_a_5_mb_file_crosses_as_several_records_and_goes_with_its_chat(
         ).fetchone()[0]
     assert live == 0  # every attachment record is a tombstone on the server
 
+    # The same two devices: a part the server changed is refused (one setup, not two).
+    await _a_tampered_part_is_refused(a, b, settings, caplog)
 
-async def test_a_tampered_part_is_refused(
-    pair: tuple[Session, Session, ScriptedModel],
-    settings: Settings,
-    caplog: pytest.LogCaptureFixture,
+
+async def _a_tampered_part_is_refused(
+    a: Session, b: Session, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b, _ = pair
     data = os.urandom(2 * 1024 * 1024)
     chat = await a.service.create_chat(Tier.STANDARD)
     files = [NewAttachment.from_bytes("notes.txt", b"short notes\n")]
@@ -239,7 +241,7 @@ async def test_a_tampered_part_is_refused(
     with sqlite3.connect(_server_db(settings)) as conn:
         (record_id, payload) = conn.execute(
             "SELECT record_id, payload FROM records WHERE kind = 'attachment_part' "
-            "AND record_id LIKE 'attpart:%:1'"  # the second part: only x.bin has one
+            "AND NOT deleted AND record_id LIKE 'attpart:%:1'"  # only x.bin has a 2nd part
         ).fetchone()
         changed = bytes(payload[:-1]) + bytes([payload[-1] ^ 1])
         conn.execute("UPDATE records SET payload = ? WHERE record_id = ?", (changed, record_id))
