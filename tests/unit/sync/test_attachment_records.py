@@ -307,3 +307,22 @@ async def test_metadata_naming_another_chats_message_is_refused(
     report = await b.engine.sync_once()
     assert report.tampered == 1
     assert b.library.store(Tier.STANDARD).attachments(elsewhere.id) == []
+
+
+async def test_the_same_file_in_two_chats_is_two_sets_of_records_one_blob(
+    pair: tuple[Device, Device],
+) -> None:
+    a, b = pair
+    data = os.urandom(5000)
+    first = _attach(a, Tier.STANDARD, data, "same.bin")
+    second = _attach(a, Tier.STANDARD, data, "same.bin")
+    await _round(a, b)
+    for _chat_id, message_id, _attachment_id in (first, second):
+        assert [f[2] for f in _files(b, Tier.STANDARD, message_id)] == [data]
+    conn = b.library.store(Tier.STANDARD).sync_state()._conn
+    assert conn.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 1
+    records = a.transport.server.records
+    keys = {records[f"att:{attachment_id}"].key_id for _c, _m, attachment_id in (first, second)}
+    assert len(keys) == 2  # each under its own chat's key
+    payloads = {records[part_record_id(att, 0)].payload for _c, _m, att in (first, second)}
+    assert len(payloads) == 2
