@@ -1159,12 +1159,31 @@ class SyncEngine:
                 if tier in states:
                     transactions.enter_context(states[tier].transaction())
             self._record_results(batch, states, results, report, conflicts, changes)
+        self._skip_own_records(states, response)
         if conflicts:
             applied = self._apply_records(conflicts, report, cursor=None, conflicts=True)
             for event in applied.events:
                 changes.add(event)
             changes.moves.update(applied.moves)
         return changes
+
+    def _skip_own_records(self, states: dict[Tier, SyncState], response: PushResponse) -> None:
+        """Move the pull cursor past the records this push saved when nothing else comes
+        between: they are known here already, so a large attachment's parts are not
+        downloaded again. Only when the cursor stands right before them and their
+        sequence numbers follow one another (the server numbers an account's records in
+        commit order, so no other device's record can be among them)."""
+        seqs = sorted(
+            r.seq
+            for r in response.results
+            if r.status == "saved" and not r.duplicate and r.seq is not None
+        )
+        if not seqs or seqs[-1] - seqs[0] + 1 != len(seqs):
+            return
+        standard = self._standard(states)
+        with standard.transaction():
+            if int(standard.setting("cursor") or 0) == seqs[0] - 1:
+                standard.set_setting("cursor", seqs[-1])
 
     def _record_results(
         self,

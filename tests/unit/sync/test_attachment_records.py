@@ -326,3 +326,32 @@ async def test_the_same_file_in_two_chats_is_two_sets_of_records_one_blob(
     assert len(keys) == 2  # each under its own chat's key
     payloads = {records[part_record_id(att, 0)].payload for _c, _m, att in (first, second)}
     assert len(payloads) == 2
+
+
+async def test_the_sending_device_does_not_download_its_own_parts(
+    pair: tuple[Device, Device], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    await _round(a, b)  # A's cursor is current
+    _small_parts(a, 4096)
+    a.engine._request_bytes = 20480  # several push rounds
+    pulled: list[str] = []
+    changes = a.transport.changes
+
+    async def counting(cursor: int, *, limit: int | None = None, wait: float = 0.0) -> Any:
+        page = await changes(cursor, limit=limit, wait=wait)
+        pulled.extend(record.id for record in page.changes)
+        return page
+
+    monkeypatch.setattr(a.transport, "changes", counting)
+    _chat_id, message_id, _attachment_id = _attach(a, Tier.STANDARD, os.urandom(40_000), "x")
+    report = await a.engine.sync_once()
+    assert report.pushed >= 14  # chat key, chat, message, metadata and 10 parts
+    assert pulled == []
+    # Another device's record after them still arrives (the cursor moved only past ours).
+    b.library.store(Tier.STANDARD).create_chat(title="from B")
+    await b.engine.sync_once()
+    await a.engine.sync_once()
+    assert len(pulled) == 2  # B's chat key and chat
+    await b.engine.sync_once()
+    assert len(_files(b, Tier.STANDARD, message_id)) == 1
