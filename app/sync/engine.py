@@ -338,6 +338,7 @@ class SyncEngine:
         self._streaming: Callable[[str], bool] = lambda _message_id: False
         self._unsubscribe: Callable[[], None] | None = None
         self._emitting = False
+        self._limits_read = False
 
     # --- status and wiring -------------------------------------------------------------------
 
@@ -807,6 +808,7 @@ class SyncEngine:
                     "Sync is not set up on this device: set it up, or join with your "
                     "passphrase or recovery code."
                 )
+            await self._read_limits()
             await self._apply_inbox(report)
             await self._push(report)
             await self._pull(report)
@@ -815,6 +817,25 @@ class SyncEngine:
             await self._escrow_if_needed()
             report.deferred = await self.runner.db(self._inbox_size)
         return report
+
+    async def _read_limits(self) -> None:
+        """Once per engine: adopt the server's limits (``GET /v1/meta``) where they are
+        lower than this engine's, so that attachment parts and push batches fit a server
+        configured below the defaults. A failure to read them is retried next round."""
+        meta = getattr(self.transport, "meta", None)
+        if self._limits_read or not callable(meta):
+            return
+        try:
+            limits = (await meta()).limits
+        except SyncProtocolError as error:
+            log.warning("sync: the server's limits could not be read (%s); using defaults", error)
+            return
+        self._limits_read = True
+        self._record_bytes = min(self._record_bytes, limits.max_record_bytes)
+        self._part_size = max(1024, self._record_bytes - PART_OVERHEAD)
+        self._request_bytes = min(self._request_bytes, limits.max_request_bytes // 2)
+        self._push_batch = max(1, min(self._push_batch, limits.max_batch_records))
+        self._page_size = max(1, min(self._page_size, limits.max_page_size))
 
     def _check_account(self) -> bool:
         """Whether the keys are set up here, for this account."""

@@ -355,3 +355,27 @@ async def test_the_sending_device_does_not_download_its_own_parts(
     assert len(pulled) == 2  # B's chat key and chat
     await b.engine.sync_once()
     assert len(_files(b, Tier.STANDARD, message_id)) == 1
+
+
+async def test_parts_fit_a_server_with_a_lower_record_limit(
+    pair: tuple[Device, Device], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    a, b = pair
+    limits = SimpleNamespace(
+        max_record_bytes=8192, max_request_bytes=1 << 20, max_batch_records=50,
+        max_page_size=100,
+    )  # fmt: skip
+
+    async def meta() -> Any:
+        return SimpleNamespace(limits=limits)
+
+    monkeypatch.setattr(a.transport, "meta", meta, raising=False)
+    data = os.urandom(20_000)
+    _chat_id, message_id, _attachment_id = _attach(a, Tier.STANDARD, data, "fits.bin")
+    await a.engine.sync_once()
+    parts = [r for r in a.transport.server.records.values() if r.kind == "attachment_part"]
+    assert len(parts) == 3 and all(len(r.payload) <= 8192 for r in parts)
+    await b.engine.sync_once()
+    assert [f[2] for f in _files(b, Tier.STANDARD, message_id)] == [data]
