@@ -544,14 +544,13 @@ class SyncState:
         return row.fetchone() is not None
 
     def put_part_rows(self, attachment_id: str, chat_id: str, parts: int) -> None:
-        """The "attpart:" rows of an attachment, all to be sealed (again)."""
-        from app.sync.records import part_record_id
-
+        """The "attpart:<id>:<n>" rows of an attachment (``app.sync.records``), all to be
+        sealed (again)."""
         self._conn.executemany(
             "INSERT INTO sync_records (record_id, kind, chat_id, dirty) "
             "VALUES (?, 'attachment_part', ?, 1) "
             "ON CONFLICT (record_id) DO UPDATE SET dirty = 1 WHERE local_deleted = 0",
-            [(part_record_id(attachment_id, n), chat_id) for n in range(parts)],
+            [(f"attpart:{attachment_id}:{n}", chat_id) for n in range(parts)],
         )
 
     def blob_range(self, sha256: str, start: int, length: int) -> bytes:
