@@ -476,10 +476,42 @@ _CHANGES = (
 )
 
 
+#: The payloads of one pull page stay under this many bytes (a page holds at least one
+#: record): a large attachment's parts (each up to ``max_record_bytes``) come a few per
+#: page, never hundreds of megabytes in one answer.
+MAX_PAGE_BYTES = 8 << 20
+
+_CHANGE_SIZES = (
+    select(_records.c.size)
+    .where(
+        _records.c.account_id == bindparam("account_id"),
+        _records.c.seq > bindparam("cursor"),
+        _records.c.seq > literal_column("0"),
+    )
+    .order_by(_records.c.seq)
+    .limit(bindparam("limit"))
+)
+
+
+def _fitting(sizes: Sequence[int], limit: int) -> int:
+    """How many of the first ``limit`` records a page holds within ``MAX_PAGE_BYTES``."""
+    total = 0
+    for count, size in enumerate(sizes[:limit]):
+        total += size
+        if count and total > MAX_PAGE_BYTES:
+            return count
+    return min(len(sizes), limit)
+
+
 def _changes(connection: Connection, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
-    return connection.execute(
-        _CHANGES, {"account_id": account_id, "cursor": cursor, "limit": limit + 1}
-    ).all()
+    """Up to ``limit + 1`` rows; fewer when the page's payloads would pass
+    ``MAX_PAGE_BYTES`` (the sizes are read first, without the payloads)."""
+    params = {"account_id": account_id, "cursor": cursor, "limit": limit + 1}
+    sizes = connection.execute(_CHANGE_SIZES, params).scalars().all()
+    fits = _fitting(sizes, limit)
+    if fits < limit:
+        params["limit"] = fits + 1  # one more than the page: the client asks again
+    return connection.execute(_CHANGES, params).all()
 
 
 async def changed_rows(db: Database, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
@@ -557,12 +589,12 @@ def changes_json(
     recoveries: Sequence[_RecoveryJson] = (),
 ) -> bytes:
     """The JSON of a ``ChangesResponse`` from :func:`changed_rows`' answer."""
-    page = rows[:limit]
+    page = rows[: _fitting([row.size for row in rows], limit)]
     return _CHANGES_JSON.dump_json(
         {
             "changes": _page(page),
             "cursor": page[-1].seq if page else cursor,
-            "has_more": len(rows) > limit,
+            "has_more": len(rows) > len(page),
             "recoveries": list(recoveries),
         }
     )

@@ -355,6 +355,48 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]';
         """,
     ),
+    Migration(
+        9,
+        "add_attachment_sync",
+        # Attachments sync as records (app/sync/records.py): "att:<id>" for the metadata,
+        # "attpart:<id>:<n>" for the bytes (those rows are made when the metadata is
+        # sealed). A deleted attachment leaves tombstones, like a message. Parts received
+        # before the rest of their attachment wait in sync_attachment_parts; the
+        # attachment appears once all are there and their sha256 matches.
+        """
+        CREATE TABLE sync_attachment_parts (
+            attachment_id  TEXT NOT NULL,
+            idx            INTEGER NOT NULL,
+            chat_id        TEXT NOT NULL,
+            data           BLOB NOT NULL,
+            PRIMARY KEY (attachment_id, idx)
+        );
+        CREATE INDEX sync_attachment_parts_by_chat ON sync_attachment_parts (chat_id);
+        INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+            SELECT 'att:' || a.id, 'attachment', a.chat_id, 1 FROM attachments a
+            JOIN chats c ON c.id = a.chat_id WHERE c.tier <> 'ephemeral';
+        CREATE TRIGGER sync_attachment_insert AFTER INSERT ON attachments
+        WHEN NOT EXISTS (SELECT 1 FROM sync_applying)
+            AND EXISTS (SELECT 1 FROM chats WHERE id = new.chat_id AND tier <> 'ephemeral') BEGIN
+            INSERT INTO sync_records (record_id, kind, chat_id, dirty)
+                VALUES ('att:' || new.id, 'attachment', new.chat_id, 1)
+                ON CONFLICT (record_id) DO UPDATE SET dirty = 1, local_deleted = 0;
+        END;
+        CREATE TRIGGER sync_attachment_delete AFTER DELETE ON attachments
+        WHEN NOT EXISTS (SELECT 1 FROM sync_applying) BEGIN
+            DELETE FROM sync_records
+                WHERE (record_id = 'att:' || old.id
+                       OR (record_id > 'attpart:' || old.id || ':'
+                           AND record_id < 'attpart:' || old.id || ';'))
+                AND (EXISTS (SELECT 1 FROM sync_moves WHERE chat_id = old.chat_id)
+                     OR (server_revision = 0 AND pending_revision IS NULL));
+            UPDATE sync_records SET dirty = 1, local_deleted = 1, state = NULL
+                WHERE record_id = 'att:' || old.id
+                   OR (record_id > 'attpart:' || old.id || ':'
+                       AND record_id < 'attpart:' || old.id || ';');
+        END;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from app.store import blobs
 from app.store.models import ChatParams
 
 if TYPE_CHECKING:
@@ -206,8 +207,10 @@ class SyncState:
         return None if found is None else _row(found)
 
     def dirty_rows(self, limit: int = 500) -> list[SyncRow]:
+        """Dirty records, attachment parts last (a large file never holds up messages)."""
         rows = self._conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM sync_records WHERE dirty = 1 ORDER BY rowid LIMIT ?",
+            f"SELECT {_ROW_COLUMNS} FROM sync_records WHERE dirty = 1 "
+            "ORDER BY kind = 'attachment_part', rowid LIMIT ?",
             (limit,),
         ).fetchall()
         return [_row(r) for r in rows]
@@ -222,6 +225,14 @@ class SyncState:
         return [
             PendingRecord(r[0], r[1], int(r[2]), r[3], bool(r[4]), r[5], bytes(r[6])) for r in rows
         ]
+
+    def pending_part_count(self) -> int:
+        """Attachment parts sealed and waiting to be pushed (live ones, not tombstones)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM sync_records WHERE kind = 'attachment_part' "
+            "AND pending_revision IS NOT NULL AND local_deleted = 0"
+        ).fetchone()
+        return int(row[0])
 
     def has_unsent_deletes(self) -> bool:
         """Whether a tombstone of this tier is still to be sealed or pushed."""
@@ -383,6 +394,24 @@ class SyncState:
             for r in rows
         ]
 
+    def inbox_heads(self) -> list[tuple[str, str, str]]:
+        """(record id, kind, key id) of every record in the inbox, oldest first: without
+        the payloads (attachment parts waiting for a locked tier's key can be large)."""
+        rows = self._conn.execute(
+            "SELECT record_id, kind, key_id FROM sync_inbox ORDER BY seq"
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def inbox_record(self, record_id: str) -> InboxRecord | None:
+        r = self._conn.execute(
+            "SELECT record_id, kind, revision, parent_revision, deleted, key_id, payload, seq "
+            "FROM sync_inbox WHERE record_id = ?",
+            (record_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return InboxRecord(r[0], r[1], int(r[2]), r[3], bool(r[4]), r[5], bytes(r[6]), int(r[7]))
+
     def inbox_delete(self, record_id: str) -> None:
         self._conn.execute("DELETE FROM sync_inbox WHERE record_id = ?", (record_id,))
 
@@ -492,4 +521,138 @@ class SyncState:
         held = self._conn.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,)).fetchone()
         self._conn.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
         self._conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+        self._conn.execute("DELETE FROM sync_attachment_parts WHERE chat_id = ?", (chat_id,))
         return held is not None
+
+    # --- attachments as records ----------------------------------------------------------------
+
+    def attachment_row(self, attachment_id: str) -> dict[str, Any] | None:
+        """An attachment's synced columns (None if this database does not hold it)."""
+        row = self._conn.execute(
+            "SELECT message_id, chat_id, name, media_type, size, sha256, position, created_at "
+            "FROM attachments WHERE id = ?",
+            (attachment_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        names = ("message_id", "chat_id", "name", "media_type", "size", "sha256", "position",
+                 "created_at")  # fmt: skip
+        return dict(zip(names, row, strict=True))
+
+    def has_attachment(self, attachment_id: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM attachments WHERE id = ?", (attachment_id,))
+        return row.fetchone() is not None
+
+    def put_part_rows(self, attachment_id: str, chat_id: str, parts: int) -> None:
+        """The "attpart:<id>:<n>" rows of an attachment (``app.sync.records``), all to be
+        sealed (again)."""
+        self._conn.executemany(
+            "INSERT INTO sync_records (record_id, kind, chat_id, dirty) "
+            "VALUES (?, 'attachment_part', ?, 1) "
+            "ON CONFLICT (record_id) DO UPDATE SET dirty = 1 WHERE local_deleted = 0",
+            [(f"attpart:{attachment_id}:{n}", chat_id) for n in range(parts)],
+        )
+
+    def blob_range(self, sha256: str, start: int, length: int) -> bytes:
+        """``length`` bytes of a stored blob from ``start`` (fewer at its end), read from
+        the chunks that hold them only; LookupError when the blob is not stored."""
+        found = self._conn.execute("SELECT id FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+        if found is None:
+            raise LookupError(f"blob {sha256} is not stored")
+        end = start + length
+        out = bytearray()
+        offset = 0
+        for index, size in self._conn.execute(
+            "SELECT idx, length(data) FROM blob_chunks WHERE blob_id = ? ORDER BY idx",
+            (found[0],),
+        ).fetchall():
+            low, high = max(start, offset), min(end, offset + int(size))
+            if low < high:
+                piece = self._conn.execute(
+                    "SELECT substr(data, ?, ?) FROM blob_chunks WHERE blob_id = ? AND idx = ?",
+                    (low - offset + 1, high - low, found[0], index),
+                ).fetchone()[0]
+                out += bytes(piece)
+            offset += int(size)
+            if offset >= end:
+                break
+        return bytes(out)
+
+    def stage_part(self, attachment_id: str, index: int, chat_id: str, data: bytes) -> None:
+        """Keep a received part until the rest of its attachment is here."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO sync_attachment_parts (attachment_id, idx, chat_id, data) "
+            "VALUES (?, ?, ?, ?)",
+            (attachment_id, index, chat_id, data),
+        )
+
+    def staged_parts(self, attachment_id: str, parts: int) -> int:
+        """How many of parts 0 .. ``parts`` - 1 are here."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM sync_attachment_parts WHERE attachment_id = ? AND idx < ?",
+            (attachment_id, parts),
+        ).fetchone()
+        return int(row[0])
+
+    def drop_parts(self, attachment_id: str) -> None:
+        self._conn.execute(
+            "DELETE FROM sync_attachment_parts WHERE attachment_id = ?", (attachment_id,)
+        )
+
+    def _staged_chunks(self, attachment_id: str, parts: int) -> Iterator[bytes]:
+        """The staged parts regrouped into ``blobs.CHUNK_SIZE`` chunks, one part read at a
+        time (never the whole file in memory)."""
+        buffer = bytearray()
+        for index in range(parts):
+            row = self._conn.execute(
+                "SELECT data FROM sync_attachment_parts WHERE attachment_id = ? AND idx = ?",
+                (attachment_id, index),
+            ).fetchone()
+            buffer += bytes(row[0])
+            while len(buffer) >= blobs.CHUNK_SIZE:
+                yield bytes(buffer[: blobs.CHUNK_SIZE])
+                del buffer[: blobs.CHUNK_SIZE]
+        if buffer:
+            yield bytes(buffer)
+
+    def assemble_attachment(self, attachment_id: str, chat_id: str, values: dict[str, Any]) -> bool:
+        """Store a received attachment from its staged parts (a savepoint inside the
+        caller's transaction) and drop them. False, with nothing stored, when the bytes do
+        not match the record's size and sha256."""
+        from app.store.chats import _attachment_name
+
+        self._conn.execute("SAVEPOINT sync_attachment")
+        try:
+            sha256, size = blobs.store_blob(
+                self._conn,
+                self._staged_chunks(attachment_id, int(values["parts"])),
+                name="a synced attachment",
+                max_size=int(values["size"]),
+            )
+        except blobs.AttachmentRefusedError:
+            sha256, size = "", -1
+        except BaseException:
+            self._conn.execute("ROLLBACK TO sync_attachment")
+            self._conn.execute("RELEASE sync_attachment")
+            raise
+        if sha256 != values["sha256"] or size != values["size"]:
+            self._conn.execute("ROLLBACK TO sync_attachment")
+            self._conn.execute("RELEASE sync_attachment")
+            self.drop_parts(attachment_id)
+            return False
+        self._conn.execute(
+            "INSERT INTO attachments (id, message_id, chat_id, sha256, name, media_type, size, "
+            "position, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (attachment_id, values["message_id"], chat_id, sha256,
+             _attachment_name(values["name"]), values["media_type"] or "application/octet-stream",
+             size, values["position"], values["created_at"]),
+        )  # fmt: skip
+        self._conn.execute("RELEASE sync_attachment")
+        self.drop_parts(attachment_id)
+        return True
+
+    def delete_attachment(self, attachment_id: str) -> bool:
+        """Delete an attachment (another device deleted it); True if it was here."""
+        cursor = self._conn.execute("DELETE FROM attachments WHERE id = ?", (attachment_id,))
+        self.drop_parts(attachment_id)
+        return bool(cursor.rowcount > 0)

@@ -21,6 +21,11 @@ key) wait in the Standard database's inbox and are applied when the key is there
 A record that does not decrypt under a key this device holds is tampered with (or
 replayed): it is counted, logged by id only, and never applied.
 
+Attachments (``app.sync.records``): a metadata record and the bytes in parts of about
+the server's record limit, sealed under the chat key; parts are sealed and pushed about
+one request's worth per round, and on arrival wait in ``sync_attachment_parts`` until
+the file is complete and its sha256 matches (``_assemble``).
+
 Nothing here logs message text, titles, keys or tokens.
 """
 
@@ -92,14 +97,19 @@ from app.sync.protocol import (
     RecoveryOut,
 )
 from app.sync.records import (
+    ATTACHMENT_PREFIX,
     FINAL_STATUSES,
     ChatState,
     Hlc,
+    attachment_values,
     decode_body,
+    decode_part,
     encode_body,
+    encode_part,
     is_pairing_record,
     kind_of,
     message_values,
+    split_part_record_id,
 )
 from app.tiers import STORED_TIERS, Tier
 
@@ -132,6 +142,10 @@ DEBOUNCE_SECONDS = 0.3
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 _MAX_PUSH_ROUNDS = 30
+# Push rounds that only carry on with a large attachment's parts (not counted above).
+_MAX_PART_ROUNDS = 10_000
+# Room in a record for an attachment part's header and the sealing.
+PART_OVERHEAD = 1024
 
 
 class SyncTransport(Protocol):
@@ -189,17 +203,25 @@ class SyncReport:
     deferred: int = 0
 
 
-# Push order: keys before what they open, tombstones after what they delete.
+# Push order: keys before what they open, tombstones after what they delete. An
+# attachment's parts are sealed a batch per round after its metadata, so they mostly
+# follow it; the receiving device shows the file once both have arrived, in any order.
 _PRIORITY = {
     ("chatkey", False): 0,
     ("chat", False): 1,
     ("message", False): 2,
-    ("message", True): 3,
-    ("chat", True): 4,
-    ("chatkey", True): 5,
-    ("rotation", False): 6,
-    ("keys", False): 7,
+    ("attachment_part", False): 3,
+    ("attachment", False): 4,
+    ("attachment_part", True): 5,
+    ("attachment", True): 5,
+    ("message", True): 5,
+    ("chat", True): 6,
+    ("chatkey", True): 7,
+    ("rotation", False): 8,
+    ("keys", False): 9,
 }
+# Records applied without reading the keys again (they bring no key).
+_KEYLESS_KINDS = frozenset({"message", "attachment", "attachment_part"})
 
 
 @dataclass
@@ -297,6 +319,8 @@ class SyncEngine:
         self.runner = runner or BlockingRunner()
         self._push_batch = push_batch
         self._record_bytes = max_record_bytes
+        # An attachment's bytes travel in parts of this size, one per record.
+        self._part_size = max(1024, max_record_bytes - PART_OVERHEAD)
         self._request_bytes = max_request_bytes // 2  # room for the rest of the request
         self._page_size = page_size
         self._long_poll = long_poll
@@ -314,6 +338,7 @@ class SyncEngine:
         self._streaming: Callable[[str], bool] = lambda _message_id: False
         self._unsubscribe: Callable[[], None] | None = None
         self._emitting = False
+        self._limits_read = False
 
     # --- status and wiring -------------------------------------------------------------------
 
@@ -783,6 +808,7 @@ class SyncEngine:
                     "Sync is not set up on this device: set it up, or join with your "
                     "passphrase or recovery code."
                 )
+            await self._read_limits()
             await self._apply_inbox(report)
             await self._push(report)
             await self._pull(report)
@@ -791,6 +817,25 @@ class SyncEngine:
             await self._escrow_if_needed()
             report.deferred = await self.runner.db(self._inbox_size)
         return report
+
+    async def _read_limits(self) -> None:
+        """Once per engine: adopt the server's limits (``GET /v1/meta``) where they are
+        lower than this engine's, so that attachment parts and push batches fit a server
+        configured below the defaults. A failure to read them is retried next round."""
+        meta = getattr(self.transport, "meta", None)
+        if self._limits_read or not callable(meta):
+            return
+        try:
+            limits = (await meta()).limits
+        except SyncProtocolError as error:
+            log.warning("sync: the server's limits could not be read (%s); using defaults", error)
+            return
+        self._limits_read = True
+        self._record_bytes = min(self._record_bytes, limits.max_record_bytes)
+        self._part_size = max(1024, self._record_bytes - PART_OVERHEAD)
+        self._request_bytes = min(self._request_bytes, limits.max_request_bytes // 2)
+        self._push_batch = max(1, min(self._push_batch, limits.max_batch_records))
+        self._page_size = max(1, min(self._page_size, limits.max_page_size))
 
     def _check_account(self) -> bool:
         """Whether the keys are set up here, for this account."""
@@ -811,10 +856,15 @@ class SyncEngine:
     # --- push ---------------------------------------------------------------------------------
 
     async def _push(self, report: SyncReport) -> None:
-        for _ in range(_MAX_PUSH_ROUNDS):
-            pending = await self.runner.db(self._prepare)
+        rounds = part_rounds = 0
+        while rounds < _MAX_PUSH_ROUNDS and part_rounds < _MAX_PART_ROUNDS:
+            pending, more_parts = await self.runner.db(self._prepare)
             if not pending:
                 return
+            if more_parts:  # a large attachment, a bounded batch of its parts at a time
+                part_rounds += 1
+            else:
+                rounds += 1
             for batch in self._batches(pending):
                 response = await self.transport.push(
                     [
@@ -848,13 +898,16 @@ class SyncEngine:
         if batch:
             yield batch
 
-    def _prepare(self) -> list[tuple[Tier, PendingRecord]]:
+    def _prepare(self) -> tuple[list[tuple[Tier, PendingRecord]], bool]:
         """Seal what changed (and start an epoch change if a delete asked for one);
-        the records to push, in push order."""
+        the records to push, in push order, and whether attachment parts are left to seal
+        (at most about one request's worth is sealed per round: a 50 MB file is never
+        held in memory whole)."""
         states = self._states()
         standard = self._standard(states)
         hlc = self._clock_hlc(standard)
         keys = _Keys(states)
+        more_parts = False
         for tier, state in states.items():
             current = keys.current.get(tier)
             if current is None:
@@ -872,8 +925,14 @@ class SyncEngine:
                 continue  # chat keys are re-wrapped once the epoch change is saved
             rows = state.dirty_rows()
             if rows:
+                budget = self._part_budget() - state.pending_part_count()
                 with state.transaction():
                     for row in rows:
+                        if row.kind == "attachment_part" and not row.local_deleted:
+                            if budget <= 0:
+                                more_parts = True
+                                continue
+                            budget -= 1
                         self._seal(state, keys, row, hlc)
         self._seal_keys_record(states, keys)
         pending: list[tuple[Tier, PendingRecord]] = []
@@ -890,8 +949,12 @@ class SyncEngine:
                         state.drop_pending(record.record_id, dirty=False)
                     continue
                 pending.append((tier, record))
-        pending.sort(key=lambda item: _PRIORITY.get((item[1].kind, item[1].deleted), 8))
-        return pending
+        pending.sort(key=lambda item: _PRIORITY.get((item[1].kind, item[1].deleted), 10))
+        return pending, more_parts
+
+    def _part_budget(self) -> int:
+        """Attachment parts sealed per push round: about one request's worth."""
+        return max(1, self._request_bytes * 3 // (4 * (self._part_size + PART_OVERHEAD)))
 
     def _start_rotation(self, state: SyncState, current: SyncKey) -> None:
         new = current.next_epoch()
@@ -928,6 +991,7 @@ class SyncEngine:
             return
         current = keys.current[state.tier]
         body: dict[str, Any]
+        plaintext: bytes | None = None  # set instead of ``body`` for an attachment part
         new_state: dict[str, Any] | None = None
         unchanged = row.server_revision > 0 and row.pending_revision is None
         if row.kind == "chatkey":
@@ -961,6 +1025,11 @@ class SyncEngine:
                 body = {"chat_id": chat_id}
                 if row.kind == "message":
                     body["parent_id"] = row.state.get("parent_id")
+            elif row.kind in ("attachment", "attachment_part"):
+                sealed = self._attachment_body(state, row, hlc, unchanged)
+                if sealed is None:
+                    return
+                key_id, secret, body, plaintext, new_state = sealed
             elif row.kind == "chat":
                 chat = state.chat_row(chat_id)
                 if chat is None or chat["move_state"] is not None:
@@ -1007,13 +1076,52 @@ class SyncEngine:
                 key_id, secret = chat_key.key_id, chat_key.secret
                 body = _fit(message, self._record_bytes - 64)
         header = self._header(row.record_id, row.kind, revision, row.local_deleted, key_id)
-        payload = seal_record(secret, header, encode_body(body))
+        payload = seal_record(secret, header, plaintext or encode_body(body))
         state.save_pending(
             PendingRecord(
                 row.record_id, row.kind, revision, parent, row.local_deleted, key_id, payload
             ),
             new_state,
         )
+
+    def _attachment_body(
+        self, state: SyncState, row: SyncRow, hlc: Hlc, unchanged: bool
+    ) -> tuple[str, bytes, dict[str, Any], bytes | None, dict[str, Any]] | None:
+        """What a live attachment record seals: (key id, key, JSON body, or the plaintext
+        of a part, new state); None when there is nothing to seal (the row is settled)."""
+        assert row.chat_id is not None
+        chat_id = row.chat_id
+        if row.kind == "attachment":
+            attachment_id = row.record_id.removeprefix(ATTACHMENT_PREFIX)
+        else:
+            attachment_id, index = split_part_record_id(row.record_id)
+        found = state.attachment_row(attachment_id)
+        meta = row if row.kind == "attachment" else state.row(ATTACHMENT_PREFIX + attachment_id)
+        if found is None or meta is None:
+            state.set_dirty(row.record_id, False)
+            return None
+        chat_key = self._ensure_chat_key(state, chat_id, hlc)
+        if unchanged and row.state.get("key_id") == chat_key.key_id:
+            state.set_dirty(row.record_id, False)
+            return None
+        size = int(found["size"])
+        if row.kind == "attachment":
+            part_size = int(row.state.get("part_size") or self._part_size)
+            parts = -(-size // part_size)
+            state.put_part_rows(attachment_id, chat_id, parts)  # sealed in later rounds
+            body = {name: found[name] for name in (
+                "message_id", "name", "media_type", "size", "sha256", "position", "created_at"
+            )}  # fmt: skip
+            body.update(chat_id=chat_id, parts=parts, part_size=part_size)
+            new_state = {"key_id": chat_key.key_id, "parts": parts, "part_size": part_size}
+            return chat_key.key_id, chat_key.secret, body, None, new_state
+        part_size = int(meta.state.get("part_size") or 0)
+        if part_size <= 0 or index * part_size >= size:
+            state.set_dirty(row.record_id, False)  # the metadata is sealed first
+            return None
+        data = state.blob_range(str(found["sha256"]), index * part_size, part_size)
+        plaintext = encode_part(chat_id, data)
+        return chat_key.key_id, chat_key.secret, {}, plaintext, {"key_id": chat_key.key_id}
 
     def _seal_keys_record(self, states: dict[Tier, SyncState], keys: _Keys) -> None:
         """Publish the "keys" record again when it no longer names every open tier's
@@ -1072,12 +1180,31 @@ class SyncEngine:
                 if tier in states:
                     transactions.enter_context(states[tier].transaction())
             self._record_results(batch, states, results, report, conflicts, changes)
+        self._skip_own_records(states, response)
         if conflicts:
             applied = self._apply_records(conflicts, report, cursor=None, conflicts=True)
             for event in applied.events:
                 changes.add(event)
             changes.moves.update(applied.moves)
         return changes
+
+    def _skip_own_records(self, states: dict[Tier, SyncState], response: PushResponse) -> None:
+        """Move the pull cursor past the records this push saved when nothing else comes
+        between: they are known here already, so a large attachment's parts are not
+        downloaded again. Only when the cursor stands right before them and their
+        sequence numbers follow one another (the server numbers an account's records in
+        commit order, so no other device's record can be among them)."""
+        seqs = sorted(
+            r.seq
+            for r in response.results
+            if r.status == "saved" and not r.duplicate and r.seq is not None
+        )
+        if not seqs or seqs[-1] - seqs[0] + 1 != len(seqs):
+            return
+        standard = self._standard(states)
+        with standard.transaction():
+            if int(standard.setting("cursor") or 0) == seqs[0] - 1:
+                standard.set_setting("cursor", seqs[-1])
 
     def _record_results(
         self,
@@ -1226,7 +1353,7 @@ class SyncEngine:
                 )  # fmt: skip
                 report.pulled += 1
                 outcome = self._apply_one(states, keys, incoming, hlc, changes)
-                if outcome == "applied" and incoming.kind != "message":
+                if outcome == "applied" and incoming.kind not in _KEYLESS_KINDS:
                     keys = _Keys(states)
                 if outcome == "tampered":
                     report.tampered += 1
@@ -1238,11 +1365,14 @@ class SyncEngine:
             while progress:
                 progress = False
                 keys = _Keys(states)
-                for waiting in standard.inbox():
-                    if waiting.key_id not in keys.known_ids and waiting.kind != "keys":
+                for record_id, kind, key_id in standard.inbox_heads():
+                    if key_id not in keys.known_ids and kind != "keys":
                         continue  # still no key for it here
+                    waiting = standard.inbox_record(record_id)
+                    if waiting is None:
+                        continue
                     outcome = self._apply_one(states, keys, waiting, hlc, changes)
-                    if outcome == "applied" and waiting.kind != "message":
+                    if outcome == "applied" and waiting.kind not in _KEYLESS_KINDS:
                         keys = _Keys(states)
                     if outcome == "deferred":
                         continue
@@ -1311,15 +1441,25 @@ class SyncEngine:
             if found is None:
                 return "deferred"
             key_tier, chat_key = found
-            body = decode_body(
-                open_record(chat_key.secret, header, record.payload), record.record_id
-            )
+            plaintext = open_record(chat_key.secret, header, record.payload)
+            data = b""
+            if record.kind == "attachment_part" and not record.deleted:
+                body, data = decode_part(plaintext, record.record_id)
+            else:
+                body = decode_body(plaintext, record.record_id)
+            del plaintext
             if body.get("chat_id") != chat_key.chat_id:
                 raise RecordTamperedError(f"record {record.record_id} names another chat")
             if record.kind == "chat":
                 return self._apply_chat(
                     states, keys, key_tier, chat_key, record, body, hlc, changes
                 )
+            if record.kind == "attachment":
+                return self._apply_attachment(
+                    states, keys, key_tier, chat_key, record, body, changes
+                )
+            if record.kind == "attachment_part":
+                return self._apply_part(states, keys, key_tier, chat_key, record, data, changes)
             return self._apply_message(states, keys, key_tier, chat_key, record, body, hlc, changes)
         except RecordTamperedError:
             log.warning(
@@ -1560,6 +1700,113 @@ class SyncEngine:
             dirty=stale_key, state={"key_id": chat_key.key_id},
         )  # fmt: skip
         changes.add(MessagesChanged(chat_id))
+        return "applied"
+
+    def _apply_attachment(
+        self,
+        states: dict[Tier, SyncState],
+        keys: _Keys,
+        key_tier: Tier,
+        chat_key: ChatKey,
+        record: InboxRecord,
+        body: dict[str, Any],
+        changes: _Changes,
+    ) -> str:
+        """An attachment's metadata: shown once all its parts are here too."""
+        chat_id = chat_key.chat_id
+        attachment_id = record.record_id.removeprefix(ATTACHMENT_PREFIX)
+        state = states[keys.chat_tier(chat_id) or key_tier]
+        if record.deleted:
+            if state.delete_attachment(attachment_id):
+                changes.add(MessagesChanged(chat_id))
+            state.put_row(
+                record.record_id, "attachment", chat_id, server_revision=record.revision,
+                server_deleted=True, local_deleted=True,
+            )  # fmt: skip
+            return "applied"
+        if keys.deleted_here(chat_id):
+            return self._keep_our_delete(states, record)
+        values = attachment_values(body)
+        current = state.chat_key(chat_id)
+        stale_key = current is not None and current[0] != chat_key.key_id
+        kept = {"key_id": chat_key.key_id, "parts": values["parts"]}
+        kept["part_size"] = values["part_size"]
+        if state.has_attachment(attachment_id):  # sealed again (a new chat key): same bytes
+            state.put_row(
+                record.record_id, "attachment", chat_id, server_revision=record.revision,
+                dirty=stale_key, state=kept,
+            )  # fmt: skip
+            return "applied"
+        message = state.message_row(values["message_id"])
+        if message is None:
+            row = state.row(f"msg:{values['message_id']}")
+            if row is not None and row.local_deleted:
+                state.drop_parts(attachment_id)  # its message is gone here: so is it
+                return "skipped"
+            return "deferred"  # its message has not arrived yet
+        if message["chat_id"] != chat_id:
+            raise RecordTamperedError(f"record {record.record_id} names another chat's message")
+        state.put_row(
+            record.record_id, "attachment", chat_id, server_revision=record.revision,
+            dirty=stale_key, state={**kept, "waiting": values},
+        )  # fmt: skip
+        return self._assemble(state, attachment_id, changes)
+
+    def _apply_part(
+        self,
+        states: dict[Tier, SyncState],
+        keys: _Keys,
+        key_tier: Tier,
+        chat_key: ChatKey,
+        record: InboxRecord,
+        data: bytes,
+        changes: _Changes,
+    ) -> str:
+        """Part of an attachment's bytes: kept until the attachment is complete."""
+        chat_id = chat_key.chat_id
+        attachment_id, index = split_part_record_id(record.record_id)
+        state = states[keys.chat_tier(chat_id) or key_tier]
+        if record.deleted:
+            state.drop_parts(attachment_id)
+            state.put_row(
+                record.record_id, "attachment_part", chat_id, server_revision=record.revision,
+                server_deleted=True, local_deleted=True,
+            )  # fmt: skip
+            return "applied"
+        if keys.deleted_here(chat_id):
+            return self._keep_our_delete(states, record)
+        current = state.chat_key(chat_id)
+        stale_key = current is not None and current[0] != chat_key.key_id
+        meta = state.row(ATTACHMENT_PREFIX + attachment_id)
+        refused = meta is not None and meta.state.get("refused")
+        if not refused and not state.has_attachment(attachment_id):
+            state.stage_part(attachment_id, index, chat_id, data)
+        state.put_row(
+            record.record_id, "attachment_part", chat_id, server_revision=record.revision,
+            dirty=stale_key, state={"key_id": chat_key.key_id},
+        )  # fmt: skip
+        return self._assemble(state, attachment_id, changes)
+
+    @staticmethod
+    def _assemble(state: SyncState, attachment_id: str, changes: _Changes) -> str:
+        """Store an attachment whose metadata and parts are all here, if its bytes match
+        its sha256 ("tampered" otherwise: refused, its parts dropped, nothing shown)."""
+        row = state.row(ATTACHMENT_PREFIX + attachment_id)
+        waiting = row.state.get("waiting") if row is not None else None
+        if row is None or row.chat_id is None or not isinstance(waiting, dict):
+            return "applied"
+        if state.staged_parts(attachment_id, int(waiting["parts"])) < int(waiting["parts"]):
+            return "applied"  # not all here yet
+        kept = {k: v for k, v in row.state.items() if k != "waiting"}
+        if not state.assemble_attachment(attachment_id, row.chat_id, waiting):
+            log.warning(
+                "sync: attachment %s does not match its checksum; refused (tampered)",
+                attachment_id,
+            )
+            state.set_state(row.record_id, {**kept, "refused": True})
+            return "tampered"
+        state.set_state(row.record_id, kept)
+        changes.add(MessagesChanged(row.chat_id))
         return "applied"
 
     @staticmethod

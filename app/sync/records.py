@@ -9,6 +9,10 @@ Record ids and kinds (fixed; the server sees them, never the contents)::
                                        pinned, shown version, model parameters,
                                        created/updated times
     msg:<message>     kind "message"   one final message (never a half-streamed one)
+    att:<attachment>  kind "attachment"       an attachment's metadata: its message, name,
+                                              media type, size, sha256, number of parts
+    attpart:<attachment>:<n>
+                      kind "attachment_part"  part ``n`` of its bytes (``PART_SIZE`` each)
     pair:<n>:<step>   kind "pair"      the relay of a device link (``app.sync.pairing``):
                                        not synced data; the engine skips it (at debug
                                        level: ``_QuietPairingSkips``)
@@ -43,12 +47,17 @@ __all__ = [
     "FINAL_STATUSES",
     "ChatState",
     "Hlc",
+    "attachment_values",
     "chat_values",
     "decode_body",
+    "decode_part",
     "encode_body",
+    "encode_part",
     "is_pairing_record",
     "kind_of",
     "message_values",
+    "part_record_id",
+    "split_part_record_id",
 ]
 
 KINDS: Final = {
@@ -57,6 +66,8 @@ KINDS: Final = {
     "chatkey": "chatkey",
     "chat": "chat",
     "msg": "message",
+    "att": "attachment",
+    "attpart": "attachment_part",
 }
 
 # The merged fields of a chat ("title" carries the title and where it came from).
@@ -314,4 +325,75 @@ def message_values(body: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(sources, str):
         raise RecordTamperedError("a message record's sources is malformed")
     values["sources"] = sources
+    return values
+
+
+# --- attachments ----------------------------------------------------------------------------
+#
+# An attachment travels as one metadata record ("att:<attachment id>") and its bytes as
+# parts ("attpart:<attachment id>:<n>"), all sealed under the chat's key like its
+# messages. The record ids hold only the attachment's random id and a part number: no
+# name, no hash of the content. A part's plaintext is a small JSON header (the chat id),
+# a newline and the raw bytes (no base64: a part stays within the server's record limit).
+
+ATTACHMENT_PREFIX: Final = "att:"
+PART_PREFIX: Final = "attpart:"
+
+_ATTACHMENT_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "message_id": (str,),
+    "name": (str,),
+    "media_type": (str,),
+    "size": (int,),
+    "sha256": (str,),
+    "position": (int,),
+    "created_at": (int, float),
+    "parts": (int,),
+    "part_size": (int,),
+}
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+def part_record_id(attachment_id: str, index: int) -> str:
+    return f"{PART_PREFIX}{attachment_id}:{index}"
+
+
+def split_part_record_id(record_id: str) -> tuple[str, int]:
+    """(attachment id, part number) of an "attpart:" record id."""
+    attachment_id, _, index = record_id.removeprefix(PART_PREFIX).rpartition(":")
+    if not attachment_id or not index.isdigit():
+        raise RecordTamperedError(f"record {record_id} is not an attachment part id")
+    return attachment_id, int(index)
+
+
+def encode_part(chat_id: str, data: bytes) -> bytes:
+    """The plaintext of an attachment part: JSON header, newline, the raw bytes."""
+    return encode_body({"chat_id": chat_id}) + b"\n" + data
+
+
+def decode_part(plaintext: bytes, what: str) -> tuple[dict[str, Any], bytes]:
+    """(header, bytes) of an attachment part's plaintext (RecordTamperedError if malformed)."""
+    head, newline, data = plaintext.partition(b"\n")
+    if not newline or not data:
+        raise RecordTamperedError(f"{what} is not an attachment part")
+    return decode_body(head, what), data
+
+
+def attachment_values(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An attachment record's fields, checked (RecordTamperedError if malformed)."""
+    values: dict[str, Any] = {}
+    for name, types in _ATTACHMENT_TYPES.items():
+        value = body.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise RecordTamperedError(f"an attachment record's {name} is malformed")
+        values[name] = value
+    sha256 = values["sha256"]
+    if len(sha256) != 64 or not set(sha256) <= _HEX:
+        raise RecordTamperedError("an attachment record's sha256 is malformed")
+    size, part_size = values["size"], values["part_size"]
+    if size <= 0 or part_size <= 0 or values["parts"] != -(-size // part_size):
+        raise RecordTamperedError("an attachment record's size or parts is malformed")
+    if values["position"] < 0:
+        raise RecordTamperedError("an attachment record's position is malformed")
+    if not values["name"] or len(values["name"]) > 1000 or len(values["media_type"]) > 200:
+        raise RecordTamperedError("an attachment record's name or media type is malformed")
     return values
