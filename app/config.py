@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -1190,17 +1190,7 @@ def render_example() -> str:
     out.append("")
     out += _comment_block(fields["llms"].description or "", "")
     out.append("llms:")
-    for number, sample in enumerate(_EXAMPLE_ENTRIES):
-        first = True
-        for name, field in LLMEntry.model_fields.items():
-            if name not in sample:
-                continue
-            if number == 0:
-                out += _comment_block(field.description or "", "  " if first else "    ")
-            prefix = "  - " if first else "    "
-            first = False
-            out.append(f"{prefix}{name}: {_yaml_scalar(sample[name])}")
-        out.append("")
+    out += _example_entries(LLMEntry, _EXAMPLE_ENTRIES)
     out += _comment_block(fields["logging"].description or "", "")
     out.append("logging:")
     for name, field in LoggingSettings.model_fields.items():
@@ -1224,9 +1214,16 @@ def render_example() -> str:
     out.append("")
     out += _comment_block(fields["tts"].description or "", "")
     out.append("tts:")
-    for number, sample in enumerate(_EXAMPLE_TTS):
+    out += _example_entries(TTSEntry, _EXAMPLE_TTS)
+    return "\n".join(out[:-1]) + "\n"
+
+
+def _example_entries(model: type[BaseModel], samples: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines of a list of example entries, the first one with each field's comment."""
+    out: list[str] = []
+    for number, sample in enumerate(samples):
         first = True
-        for name, field in TTSEntry.model_fields.items():
+        for name, field in model.model_fields.items():
             if name not in sample:
                 continue
             if number == 0:
@@ -1235,4 +1232,4 @@ def render_example() -> str:
             first = False
             out.append(f"{prefix}{name}: {_yaml_scalar(sample[name])}")
         out.append("")
-    return "\n".join(out[:-1]) + "\n"
+    return out
