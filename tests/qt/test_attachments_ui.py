@@ -471,13 +471,11 @@ def test_an_answer_shows_its_sources(
     assert files_part(area, messages(area)[0].id) is None  # the question has none
 
 
-# --- with the real chat service (once its half of issue 14 is there) ----------------------
+# --- with the real chat service -----------------------------------------------------------
 
 
 @pytest.fixture
 def real_area(qtbot: QtBot, unlocked_session: Session) -> Iterator[ChatAreaWidget]:
-    if not hasattr(unlocked_session.service, "check_attachments"):
-        pytest.skip("the chat service has no attachments yet (issue 14, service half)")
     yield from shown_area(qtbot, unlocked_session)
 
 
