@@ -288,6 +288,9 @@ class MainWindow(QMainWindow):
         self.new_ephemeral_action = self._action(
             "New &ephemeral chat", area(lambda a: a.new_chat("ephemeral")), ["Ctrl+Shift+N"]
         )
+        self.import_action = self._action(
+            "&Import chats…", area(self._import_chats), ["Ctrl+Shift+O"]
+        )
         self.search_action = self._action("&Search chats", area(self._search), ["Ctrl+K", "Ctrl+F"])
         self.next_chat_action = self._action(
             "Ne&xt chat", area(lambda a: a.select_next_chat()), ["Ctrl+Tab", "Alt+Down"]
@@ -356,6 +359,8 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.new_chat_action, self.new_ephemeral_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.import_action)
         file_menu.addSeparator()
         file_menu.addAction(self.settings_action)
         file_menu.addSeparator()
@@ -491,6 +496,12 @@ class MainWindow(QMainWindow):
                 act(area)
 
         return slot
+
+    def _import_chats(self, area: ChatAreaWidget) -> None:
+        """File > Import chats… (Ctrl+Shift+O): an export file into Standard or Private."""
+        from app.ui.import_chats import import_chats
+
+        import_chats(area, self.session.service)
 
     # ----------------------------------------------------------------- pages
 
