@@ -1080,7 +1080,8 @@ class MessageDelegate(QStyledItemDelegate):
     ) -> tuple[str, dict[str, QImage]]:
         """A card per attachment (an icon by kind, its name, kind and size; an image's
         thumbnail once loaded: ``thumbnail_wanted`` asks for it), then the sources line.
-        A card is a link: clicking it saves a copy. Also the images it shows, by name."""
+        A card is a link: clicking it opens the file in the window's viewer (Save as is
+        in its context menu). Also the images it shows, by name."""
         palette = self._view.palette()
         link = palette.color(QPalette.ColorRole.Link).name()
         muted = palette.color(QPalette.ColorRole.PlaceholderText).name()
@@ -2163,7 +2164,8 @@ class MessageListView(QListView):
         elif href.startswith("action:"):
             self.action_triggered.emit(href.split(":", 1)[1], message_id)
         elif href.startswith("attachment:"):
-            self.action_triggered.emit("save-attachment:" + href.split(":", 1)[1], message_id)
+            # Opens in the in-window viewer (memory only); Save as is in the card's menu.
+            self.action_triggered.emit("open-attachment:" + href.split(":", 1)[1], message_id)
         elif href.lower().startswith(("http://", "https://", "mailto:")):
             QDesktopServices.openUrl(QUrl(href))
 

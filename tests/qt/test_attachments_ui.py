@@ -32,7 +32,7 @@ from app.errors import UsageError
 from app.session import Session
 from app.store.models import Attachment, Message
 from app.ui import chat_view as chat_view_module
-from app.ui.attachments import human_size, png_bytes
+from app.ui.attachments import AttachmentViewerDialog, human_size, png_bytes
 from app.ui.chat_area import ChatAreaWidget
 from app.ui.chat_view import BUBBLE_PAD, ROW_MARGIN_X
 from tests.qt.drivers import WAIT, messages, send, shown_area, start_chat, wait_answer
@@ -349,7 +349,7 @@ def files_part(area: ChatAreaWidget, message_id: str) -> Any:
     return None
 
 
-def test_cards_thumbnail_and_save_as(
+def test_cards_thumbnail_open_on_click_and_save_as(
     qtbot: QtBot,
     area: ChatAreaWidget,
     fake: FakeAttachments,
@@ -383,7 +383,7 @@ def test_cards_thumbnail_and_save_as(
     assert "Attachments: report.pdf (15 bytes), photo.png" in accessible
     area.chat_view.list.viewport().grab()  # painted without error
 
-    # A click on the report's card saves a copy where the user chose.
+    # A click on the report's card opens it in the window's viewer; it saves nothing.
     target = tmp_path / "saved.pdf"
     asked: list[str] = []
 
@@ -411,9 +411,17 @@ def test_cards_thumbnail_and_save_as(
     )
     assert view.viewport().rect().contains(point)
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    qtbot.waitUntil(lambda: bool(area.chat_view.findChildren(AttachmentViewerDialog)), timeout=WAIT)
+    (viewer,) = area.chat_view.findChildren(AttachmentViewerDialog)
+    assert viewer.name == "report.pdf" and viewer.isVisible()
+    assert asked == [] and fake.saved == []
+    # Its Save as saves a copy where the user chose.
+    viewer.save_button.click()
     qtbot.waitUntil(lambda: bool(fake.saved), timeout=WAIT)
     assert asked == ["report.pdf"]
     assert fake.saved == [("a1", target)]
+    viewer.close()
+    qtbot.waitUntil(lambda: not area.chat_view.findChildren(AttachmentViewerDialog), timeout=WAIT)
 
     # The message's menu (right click, or the Menu key) offers the same per file.
     menu = area.chat_view.message_menu(question.id)
