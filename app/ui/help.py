@@ -42,8 +42,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.logs import REDACTED, RedactingFilter, redact
+from app.ui.composer import ATTACH_SHORTCUT
 
 __all__ = [
+    "WIDGET_KEYS",
     "RecentLogHandler",
     "ShortcutsDialog",
     "UserGuideDialog",
@@ -74,6 +76,16 @@ def _plain(text: str) -> str:
     return text.replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip(".…")
 
 
+#: Keys a widget handles itself (no window action has them): listed after the actions'.
+WIDGET_KEYS: Final[tuple[tuple[str, str], ...]] = (
+    ("Attach files (in the message box)", ATTACH_SHORTCUT),
+    ("Move between a message's file cards (in the messages)", "Tab, Shift+Tab"),
+    ("Open the file card that has the focus", "Enter, Space"),
+    ("File card menu: Open, Save as", "Menu, Shift+F10"),
+    ("Remove the attachment chip that has the focus", "Delete"),
+)
+
+
 def shortcut_rows(actions: Iterable[QAction]) -> list[tuple[str, str]]:
     """``(what, keys)`` for every action with a shortcut, in the given order.
 
@@ -101,7 +113,7 @@ class ShortcutsDialog(QDialog):
     def __init__(self, actions: Iterable[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        self.rows = shortcut_rows(actions)
+        self.rows = shortcut_rows(actions) + list(WIDGET_KEYS)
         self.filter = QLineEdit(self)
         self.filter.setPlaceholderText("Filter")
         self.filter.setAccessibleName("Filter shortcuts")

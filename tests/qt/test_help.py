@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from app import __version__
 from app.ui import help as help_module
-from app.ui.help import ShortcutsDialog, UserGuideDialog, scrub, shortcut_rows
+from app.ui.help import WIDGET_KEYS, ShortcutsDialog, UserGuideDialog, scrub, shortcut_rows
 from app.ui.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +54,16 @@ def test_ctrl_slash_lists_every_shortcut(qtbot: QtBot, main_window: MainWindow) 
     assert rows["Show chat settings"] == "Ctrl+Shift+B"
     assert rows["Keyboard shortcuts"] == "Ctrl+/"
     assert rows["Stop answering"] == "Esc"  # not an action's key, named in its text
+    assert rows["Import chats"] == "Ctrl+Shift+O"
+    # Keys widgets handle themselves are listed too, as the widgets have them.
+    assert rows["Attach files (in the message box)"] == "Ctrl+Shift+A"
+    area = main_window.chat_area
+    assert area is not None
+    attach = area.composer.attach_button.shortcut()
+    assert attach.toString(QKeySequence.SequenceFormat.NativeText) == "Ctrl+Shift+A"
+    assert rows["Open the file card that has the focus"] == "Enter, Space"
+    assert rows["File card menu: Open, Save as"] == "Menu, Shift+F10"
+    assert rows["Remove the attachment chip that has the focus"] == "Delete"
     dialog.filter.setText("chat sett")
     assert dialog.visible_rows() == [("Show chat settings", "Ctrl+Shift+B")]
     dialog.close()
@@ -63,7 +73,7 @@ def test_the_user_guide_lists_every_shortcut(main_window: MainWindow) -> None:
     """docs/user-guide.md's table cannot fall behind the window's shortcuts."""
     guide = (ROOT / "docs" / "user-guide.md").read_text(encoding="utf-8")
     table = guide.split("## Keyboard shortcuts", 1)[1].split("\n## ", 1)[0]
-    for what, keys in shortcut_rows(main_window.all_actions()):
+    for what, keys in [*shortcut_rows(main_window.all_actions()), *WIDGET_KEYS]:
         for key in keys.split(", "):
             assert re.search(rf"(^|[\s|/,]){re.escape(key)}($|[\s|/,])", table, re.M), (what, key)
 
