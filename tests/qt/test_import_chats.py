@@ -61,6 +61,10 @@ def test_a_chatgpt_zip_with_an_image_imports_from_the_window(
     assert window.import_action.shortcut().toString() == "Ctrl+Shift+O"
     window.import_action.trigger()
     assert asked == ["file", "tier"]
+    # While it runs, the cursor says so and a second import is not started.
+    assert QApplication.overrideCursor() is not None
+    assert not import_module.import_chats(area, window.session.service)
+    assert asked == ["file", "tier"]
     qtbot.waitUntil(lambda: summary_box(window) is not None, timeout=WAIT)
     box = summary_box(window)
     assert box is not None
