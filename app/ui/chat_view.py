@@ -2482,6 +2482,9 @@ class ChatViewWidget(QWidget):
         delegate = self.list.message_delegate
         if attachment_id in self._thumbnails_loading or delegate.has_thumbnail(attachment_id):
             return
+        # Asked for (queued) before a lock or another chat: nothing to read any more.
+        if not self._session.is_unlocked or self.attachment(attachment_id) is None:
+            return
         loading = self._thumbnails_loading
         loading.add(attachment_id)
         service = self._session.service

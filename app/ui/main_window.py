@@ -855,6 +855,8 @@ class MainWindow(QMainWindow):
         tasks.cancel_all()
         if self.chat_area is not None:
             self.chat_area.clear()
+        for box in self.findChildren(QtWidgets.QMessageBox, "importSummary"):
+            box.close()  # it names the imported file
         first_run, self.first_run = self.first_run, None
         if first_run is not None:  # locked on the recovery-code page: the code goes too
             first_run.forget()
