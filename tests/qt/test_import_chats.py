@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app.store.models import Tier
@@ -122,3 +122,20 @@ def test_an_unreadable_file_says_so_and_imports_nothing(
     assert "gone.json" in window.error_banner.text
     assert window.error_banner.text.endswith("Nothing was imported.")
     assert chat_count(window) == 0
+
+
+def test_the_tier_question_offers_standard_first_and_never_ephemeral(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, list[str], int]] = []
+
+    def get_item(*args: Any) -> tuple[str, bool]:
+        _parent, _title, label, items, current, _editable = args
+        asked.append((label, list(items), current))
+        return items[-1], True
+
+    monkeypatch.setattr(QInputDialog, "getItem", get_item)
+    assert import_module.choose_import_tier(None) == Tier.PRIVATE  # type: ignore[arg-type]
+    ((label, items, current),) = asked
+    assert items == ["Standard", "Private"] and current == 0
+    assert "Not Ephemeral" in label and "\n" not in label
