@@ -107,7 +107,7 @@ from providers import (
 
 if TYPE_CHECKING:
     from app.chat.retrieval import Retrieval
-    from app.store import transfer
+    from app.store.transfer import ImportedChats as ImportedChats  # the window names it
     from providers import Provider
 
 log = logging.getLogger(__name__)
@@ -405,9 +405,7 @@ class ChatService:
             text = await self.export(chat_ids, fmt)
         await self.runner.blocking(write_atomically, path, text.encode("utf-8"))
 
-    async def import_file(
-        self, path: Path, *, fmt: str | None, tier: Tier
-    ) -> transfer.ImportedChats:
+    async def import_file(self, path: Path, *, fmt: str | None, tier: Tier) -> ImportedChats:
         """Import an export file (ours, ChatGPT's .zip or JSON, Open WebUI's) into ``tier``.
 
         A chat whose provider the tier does not allow (or that this config lacks) comes

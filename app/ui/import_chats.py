@@ -24,8 +24,7 @@ from app.ui import tasks
 from app.ui.sidebar import TIER_LABELS
 
 if TYPE_CHECKING:
-    from app.chat.service import ChatService
-    from app.store.transfer import ImportedChats
+    from app.chat.service import ChatService, ImportedChats
     from app.ui.chat_area import ChatAreaWidget
 
 __all__ = [
