@@ -51,7 +51,16 @@ HOST_LIBRARIES = frozenset({
 #   3.x, and the distribution's copy gets its security fixes, which a bundled one would
 #   not until the next Hushchat release (5.4 MB).
 DESKTOP_LIBRARIES = frozenset({"libdbus-1.so.3", "libssl.so.3", "libcrypto.so.3"})
-HOST_PROVIDED = HOST_LIBRARIES | DESKTOP_LIBRARIES
+# The client libraries of the host's sound server and speech daemon (read aloud,
+# app/ui/voice.py): they must match the daemons they talk to, so they come from the host.
+# - libpulse: PulseAudio's client, also what PipeWire desktops serve (pipewire-pulse);
+#   every desktop Linux has it. A bundled copy brought libpulsecommon, libsystemd and
+#   libgcrypt with it (3 MB).
+# - libspeechd: speech-dispatcher's client, present where speech-dispatcher is installed.
+#   Without it only the system voices are missing (Qt's speechd plugin does not load, and
+#   the window says to install speech-dispatcher and espeak-ng); the app starts as before.
+AUDIO_LIBRARIES = frozenset({"libpulse.so.0", "libspeechd.so.2"})
+HOST_PROVIDED = HOST_LIBRARIES | DESKTOP_LIBRARIES | AUDIO_LIBRARIES
 
 _NEEDED = re.compile(r"^\s*NEEDED\s+(\S+)\s*$", re.MULTILINE)
 _LIBRARY = re.compile(r"^lib.*\.so(\.|$)")
