@@ -100,8 +100,12 @@ class SpeechEngine(Protocol):
 
     entry: TTSEntry
 
-    async def synthesize(self, text: str, sink: AudioSink) -> Audio:
-        """Speak ``text`` (plain text, see ``prepare_for_speech``) into ``sink``."""
+    async def synthesize(
+        self, text: str, sink: AudioSink, *, audio_format: str | None = None
+    ) -> Audio:
+        """Speak ``text`` (plain text, see ``prepare_for_speech``) into ``sink``, in
+        ``audio_format`` (None: the entry's ``audio_format``; the window asks for wav,
+        which it can play; an xtts server answers wav whatever is asked)."""
         ...
 
     async def voices(self) -> list[str]:
@@ -204,7 +208,9 @@ class HTTPSpeechEngine:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def synthesize(self, text: str, sink: AudioSink) -> Audio:
+    async def synthesize(
+        self, text: str, sink: AudioSink, *, audio_format: str | None = None
+    ) -> Audio:
         raise NotImplementedError
 
     async def voices(self) -> list[str]:
@@ -295,12 +301,14 @@ class OpenAISpeechEngine(HTTPSpeechEngine):
 
     type_name = "openai"
 
-    async def synthesize(self, text: str, sink: AudioSink) -> Audio:
+    async def synthesize(
+        self, text: str, sink: AudioSink, *, audio_format: str | None = None
+    ) -> Audio:
         body = {
             "model": self.entry.model or "tts-1",
             "input": text,
             "voice": self.entry.voice or "alloy",
-            "response_format": self.entry.audio_format,
+            "response_format": audio_format or self.entry.audio_format,
             "speed": self.entry.speed,
         }
         return await self._post_audio("/audio/speech", body, sink)
@@ -324,7 +332,10 @@ class XTTSSpeechEngine(HTTPSpeechEngine):
 
     type_name = "xtts"
 
-    async def synthesize(self, text: str, sink: AudioSink) -> Audio:
+    async def synthesize(
+        self, text: str, sink: AudioSink, *, audio_format: str | None = None
+    ) -> Audio:
+        # The XTTS API server answers WAV only: ``audio_format`` cannot change that.
         body: dict[str, Any] = {"text": text, "language": self.entry.language}
         if self.entry.voice:
             body["speaker_wav"] = self.entry.voice

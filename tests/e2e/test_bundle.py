@@ -39,8 +39,11 @@ VERSION = __import__("app").__version__
 DEV_PACKAGES = ("pytest", "_pytest", "pytestqt", "ruff", "mypy", "PyInstaller", "coverage",
                 "hypothesis", "schemathesis", "pip", "tests", "sync_server", "uvloop")  # fmt: skip
 UNUSED_QT = (
-    "QtWebEngine", "QtQuick", "QtQml", "Qt3D", "QtMultimedia", "QtPdf", "QtCharts", "libQt6Network",
-    "libkrb5",
+    "QtWebEngine", "QtQuick", "QtQml", "Qt3D", "QtMultimediaWidgets", "QtMultimediaQuick", "QtPdf",
+    "QtCharts", "QtVirtualKeyboard", "qtvirtualkeyboard", "libqpdf", "libkrb5",
+    # Read aloud plays WAV/PCM only: QtMultimedia's FFmpeg backend and Qt's TTS mock stay out.
+    "ffmpeg", "FFmpeg", "libavcodec", "libavformat", "libavutil", "libswresample", "libswscale",
+    "qtexttospeech_mock",
 )  # fmt: skip
 
 
@@ -100,6 +103,16 @@ def test_no_tests_dev_tools_or_unused_qt_modules(dist: Path) -> None:
     assert "hushchat" in paths and "_internal/PySide6/QtWidgets.abi3.so" in paths
     # sqlite-vec's extension (vector search over attachments), loaded by path: no hook.
     assert any(path.startswith("_internal/sqlite_vec/vec0.") for path in paths)
+    # Read aloud (app/ui/voice): QtTextToSpeech with its speech-dispatcher plugin, and
+    # QtMultimedia's library (QAudioSink) with the QtNetwork it links.
+    for path in (
+        "_internal/PySide6/QtTextToSpeech.abi3.so", "_internal/PySide6/QtMultimedia.abi3.so",
+        "_internal/PySide6/Qt/lib/libQt6TextToSpeech.so.6",
+        "_internal/PySide6/Qt/lib/libQt6Multimedia.so.6",
+        "_internal/PySide6/Qt/lib/libQt6Network.so.6",
+        "_internal/PySide6/Qt/plugins/texttospeech/libqtexttospeech_speechd.so",
+    ):  # fmt: skip
+        assert path in paths, path
     # python-docx needs lxml.etree only; the rest of lxml stays out.
     assert not [path for path in paths if path.startswith("_internal/lxml/objectify")]
     for path in paths:
@@ -124,6 +137,7 @@ def test_no_tests_dev_tools_or_unused_qt_modules(dist: Path) -> None:
     assert result.returncode == 0, result.stderr
     modules = {line.split()[-1] for line in result.stdout.splitlines() if line.strip()}
     assert "app.ui.main_window" in modules and "providers.openai" in modules
+    assert {"app.ui.voice", "app.ui.voice.player", "app.ui.voice.system"} <= modules
     leaked = sorted(m for m in modules if m.split(".")[0] in DEV_PACKAGES)
     assert leaked == []
 

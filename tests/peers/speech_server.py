@@ -26,8 +26,10 @@ spoken. ``answer_with`` makes the next answers fixed (status, content type, body
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
 import sys
 import threading
 import time
@@ -84,6 +86,7 @@ class SpeechServer:
             owner = server
 
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self._httpd.connections = []
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -107,10 +110,22 @@ class SpeechServer:
     ) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        for connection in self._httpd.connections:  # kept alive: gone with the server
+            with contextlib.suppress(OSError):  # already closed by its client
+                connection.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
 
 class _QuietServer(ThreadingHTTPServer):
+    connections: list[socket.socket]
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Each connection is kept, so that stopping the server ends its keep-alive ones
+        (as a server that goes down does)."""
+        request = super().get_request()
+        self.connections.append(request[0])
+        return request
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (a timeout test) is expected; anything else is not."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
