@@ -9,9 +9,10 @@ The first-run page and the settings dialog share these coroutines and functions:
 * ``save_provider`` / ``remove_provider``: edit ``llms:`` in the config file (comments
   kept, atomic write); ``save_attachment_settings`` writes ``attachments:`` and the
   entries' ``embedding_model``; ``save_voice_settings`` writes ``default_tts`` and a
-  ``tts:`` entry's voice and rate, ``add_system_voices`` a ``- type: system`` entry. An API key goes to the vault or the OS keychain through
-  ``app.api_keys`` and the file says only ``api_key: vault`` or ``api_key: keychain``;
-  the key is never written to the file.
+  ``tts:`` entry's voice and rate, ``add_system_voices`` a ``- type: system`` entry.
+  An API key goes to the vault or the OS keychain through ``app.api_keys`` and the
+  file says only ``api_key: vault`` or ``api_key: keychain``; the key is never written
+  to the file.
 
 Keychain and database calls block (D-Bus, Keychain Services, SQLCipher), so widgets
 run the save/remove functions through ``BlockingRunner.blocking``.
