@@ -120,7 +120,7 @@ from app.session import Session
 from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
 from app.ui.attachments import AttachmentViewerDialog, card_name, files_of, human_size
-from app.ui.keys import READ_ALOUD_SHORTCUT, STOP_READING_KEY
+from app.ui.keys import READ_ALOUD_SHORTCUT, STOP_READING_KEY, native
 from app.ui.markdown import Chunk, render_markdown, split_blocks
 from app.ui.theme import icon
 
@@ -167,8 +167,8 @@ NOT_READ = "Not read aloud."
 VOICE_SETTINGS = ("voice-settings", "Voice settings")
 #: Tooltips of a message's footer actions (the links are painted, not widgets).
 ACTION_TIPS = {
-    "read": f"Read this answer aloud ({READ_ALOUD_SHORTCUT})",
-    "stop-reading": f"Stop reading aloud ({STOP_READING_KEY})",
+    "read": f"Read this answer aloud ({native(READ_ALOUD_SHORTCUT)})",
+    "stop-reading": f"Stop reading aloud ({native(STOP_READING_KEY)})",
 }
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
 NEXT_MARK = "\u203a"

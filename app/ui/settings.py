@@ -513,7 +513,7 @@ class SettingsDialog(QDialog):
         self.attachments_page = self._attachments_tab()
         self.tabs.addTab(self.attachments_page, "A&ttachments")
         self.voice_page = VoicePageWidget(session, speaker_source)
-        self.tabs.addTab(self.voice_page, "&Voice")
+        self.tabs.addTab(self.voice_page, "Vo&ice")
         self.voice_page.config_changed.connect(self.config_changed)
         self.voice_page.status_changed.connect(self._show_status)
         self.sync_page = SyncPageWidget(session)

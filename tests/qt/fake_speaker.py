@@ -86,7 +86,9 @@ class FakeSpeaker(Speaker):
     def engine_for(self, tier: Tier) -> TTSEntry:
         return default_engine(self.session.config.config, tier)
 
-    def speak_text(self, key: str, tier: Tier, markdown: str, entry: TTSEntry | None = None) -> None:
+    def speak_text(
+        self, key: str, tier: Tier, markdown: str, entry: TTSEntry | None = None
+    ) -> None:
         chosen = self._checked(tier, entry)
         if not prepare_for_speech(markdown).strip():
             raise UsageError("there is nothing to read aloud in this message")

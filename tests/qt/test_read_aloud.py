@@ -64,9 +64,7 @@ def engines() -> str:
 def qt_config(tmp_path: Path, engines: str) -> LoadedConfig:
     """The Qt tier's config (provider ``tiny`` answering from ``scripted_model``) with
     the speech engines of ``engines``."""
-    return load_config(
-        write_config(tmp_path / "config.yml", closed_port_url(), extra=engines), {}
-    )
+    return load_config(write_config(tmp_path / "config.yml", closed_port_url(), extra=engines), {})
 
 
 @pytest.fixture
@@ -82,9 +80,7 @@ def speaker(unlocked_session: Session) -> Iterator[FakeSpeaker]:
 
 
 @pytest.fixture
-def area(
-    qtbot: QtBot, unlocked_session: Session, speaker: FakeSpeaker
-) -> Iterator[ChatAreaWidget]:
+def area(qtbot: QtBot, unlocked_session: Session, speaker: FakeSpeaker) -> Iterator[ChatAreaWidget]:
     for widget in shown_area(qtbot, unlocked_session):
         widget.set_speaker_source(lambda: speaker)
         yield widget
@@ -413,9 +409,7 @@ def test_the_window_reads_with_ctrl_shift_r_stops_with_esc_and_closes_its_speake
     assert speaker.speaking_key is None
 
     # Both are in the Chat menu and in Help's list, with their keys.
-    chat_menu = next(
-        a.menu() for a in main_window.menuBar().actions() if a.text() == "&Chat"
-    )
+    chat_menu = next(a.menu() for a in main_window.menuBar().actions() if a.text() == "&Chat")
     assert isinstance(chat_menu, QMenu)
     assert {main_window.read_aloud_action, main_window.stop_reading_action} <= set(
         chat_menu.actions()
