@@ -79,9 +79,7 @@ class Speaker(QObject):
         tier allows none."""
         raise NotImplementedError
 
-    def speak_text(
-        self, key: str, tier: Tier, markdown: str, entry: TTSEntry | None = None
-    ) -> None:
+    def speak_text(self, key: str, tier: Tier, markdown: str, entry: TTSEntry | None = None) -> None:
         """Read a finished answer's Markdown aloud (``entry``: None for ``engine_for``).
         Raises PolicyRefusedError / ConfigError / UsageError (nothing to read) at once."""
         raise NotImplementedError
