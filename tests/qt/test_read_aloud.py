@@ -473,3 +473,29 @@ def test_auto_read_survives_locking_the_profile(
     assert speaker.spoken[-1].key == reply.id
     feed = speaker.spoken[-1].feed
     assert feed is not None and feed.text == ANSWER and feed.ended
+
+
+def test_read_aloud_on_an_answer_still_arriving_reads_it_as_it_comes(
+    qtbot: QtBot, area: ChatAreaWidget, speaker: FakeSpeaker, scripted_model: ScriptedModel
+) -> None:
+    start_chat(qtbot, area)
+    scripted_model.script = endless()
+    area.composer.editor.setPlainText("Talk forever")
+    qtbot.keyClick(area.composer.editor, "\r")
+    qtbot.waitUntil(lambda: streamed(area.chat_view) > 20, timeout=WAIT)
+    area.read_aloud()  # the last answer is the one arriving
+    (spoken,) = speaker.spoken
+    feed = spoken.feed
+    assert feed is not None and len(feed.text) > 20  # what had arrived, at once
+    before = len(feed.text)
+    qtbot.waitUntil(lambda: len(feed.text) > before + 20, timeout=WAIT)  # then the rest
+    stream = area.chat_view.model.stream
+    assert stream is not None and stream.text().startswith(feed.text)
+    area.stop_reading()
+    assert feed.cancelled and speaker.speaking_key is None
+    fed = len(feed.text)
+    qtbot.waitUntil(lambda: streamed(area.chat_view) > fed + 20, timeout=WAIT)
+    assert len(feed.text) == fed  # nothing more after Stop reading; the answer goes on
+    assert area.chat_view.is_streaming()
+    area.stop()
+    wait_answer(qtbot, area, 2)
