@@ -115,7 +115,7 @@ from app.chat.events import (
     TurnStarted,
 )
 from app.chat.stats import message_stats_line
-from app.errors import HushchatError
+from app.errors import ConfigError, HushchatError, PolicyRefusedError
 from app.session import Session
 from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
@@ -2375,7 +2375,10 @@ class ChatViewWidget(QWidget):
             self._close_feed(turn, finished=False)
             if turn.task is not None:
                 turn.task.cancel()
-        # The window closes the speaker (on lock); what it read is forgotten here.
+        # Nothing of a cleared chat is heard any more (the window closes the speaker on
+        # lock); what was read is forgotten here.
+        if self._speaker is not None:
+            self._speaker.stop()
         self._forget_speaker()
         delegate = self.list.message_delegate
         delegate.reading.clear()
@@ -3153,7 +3156,12 @@ class ChatViewWidget(QWidget):
             feed.cancel()
 
     def _reading_refused(self, error: HushchatError) -> None:
-        self.show_notice(_sentence(str(error)), (VOICE_SETTINGS,), title=NOT_READ)
+        # The engine refused or missing: Settings, Voice is the fix (not for an answer
+        # with nothing to read).
+        fixable = isinstance(error, PolicyRefusedError | ConfigError)
+        self.show_notice(
+            _sentence(str(error)), (VOICE_SETTINGS,) if fixable else (), title=NOT_READ
+        )
 
     def _reading_state_changed(self, key: str, state: str) -> None:
         delegate = self.list.message_delegate
