@@ -8,9 +8,11 @@ The first-run page and the settings dialog share these coroutines and functions:
 * ``connection_problem``: one sentence for a failed test, naming the URL and what to do;
 * ``save_provider`` / ``remove_provider``: edit ``llms:`` in the config file (comments
   kept, atomic write); ``save_attachment_settings`` writes ``attachments:`` and the
-  entries' ``embedding_model``. An API key goes to the vault or the OS keychain through
-  ``app.api_keys`` and the file says only ``api_key: vault`` or ``api_key: keychain``;
-  the key is never written to the file.
+  entries' ``embedding_model``; ``save_voice_settings`` writes ``default_tts`` and a
+  ``tts:`` entry's voice and rate, ``add_system_voices`` a ``- type: system`` entry.
+  An API key goes to the vault or the OS keychain through ``app.api_keys`` and the
+  file says only ``api_key: vault`` or ``api_key: keychain``; the key is never written
+  to the file.
 
 Keychain and database calls block (D-Bus, Keychain Services, SQLCipher), so widgets
 run the save/remove functions through ``BlockingRunner.blocking``.
@@ -30,6 +32,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from app.api_keys import KEY_PLACES, ApiKeys, KeyPlace
 from app.config import LLMEntry, LoadedConfig, update_config_file
+from app.errors import ConfigError
 from app.provider_presets import preset_named
 from providers import (
     AuthError,
@@ -45,13 +48,16 @@ from providers import (
 
 __all__ = [
     "DEFAULT_LOCAL_SERVERS",
+    "SYSTEM_VOICES_NAME",
     "DetectedServer",
     "LocalServer",
+    "add_system_voices",
     "connection_problem",
     "detect_local_servers",
     "remove_provider",
     "save_attachment_settings",
     "save_provider",
+    "save_voice_settings",
     "test_connection",
 ]
 
@@ -316,6 +322,73 @@ def save_attachment_settings(
                 item["embedding_model"] = model
             elif "embedding_model" in item:
                 del item["embedding_model"]
+
+    with _config_write:
+        return update_config_file(_config_path(config), change, config.env)
+
+
+def save_voice_settings(
+    config: LoadedConfig, engine: str, voice: str | None, speed: float
+) -> LoadedConfig:
+    """Make the ``tts:`` entry ``engine`` the default (``default_tts``) and set its
+    ``voice`` (None or "": the engine's default, the key removed) and ``speed``. Blocking;
+    the file is validated before it is written (ConfigError, file unchanged)."""
+
+    def change(document: CommentedMap) -> None:
+        entries = document.get("tts")
+        item = next(
+            (
+                entry
+                for entry in (entries if isinstance(entries, CommentedSeq) else [])
+                if isinstance(entry, CommentedMap) and entry.get("name") == engine
+            ),
+            None,
+        )
+        if item is None:
+            raise ConfigError(
+                f"no speech engine named '{engine}' in the config file; add it under 'tts:'"
+            )
+        document["default_tts"] = engine
+        chosen = (voice or "").strip()
+        if chosen:
+            item["voice"] = chosen
+        elif "voice" in item:
+            del item["voice"]
+        if speed == 1.0 and "speed" in item:
+            del item["speed"]  # the default: not written
+        elif speed != 1.0:
+            item["speed"] = round(float(speed), 2)
+
+    with _config_write:
+        return update_config_file(_config_path(config), change, config.env)
+
+
+#: The name ``add_system_voices`` gives the system voices' entry (another if taken).
+SYSTEM_VOICES_NAME = "system-voice"
+
+
+def add_system_voices(config: LoadedConfig) -> LoadedConfig:
+    """Add ``- type: system`` (the operating system's voices, always on-prem) under
+    ``tts:``, named ``system-voice`` (or ``system-voice-2``... if taken), and make it the
+    default when no ``default_tts`` is set. Blocking."""
+    taken = {entry.name for entry in config.config.tts}
+    name = SYSTEM_VOICES_NAME
+    number = 2
+    while name in taken:
+        name = f"{SYSTEM_VOICES_NAME}-{number}"
+        number += 1
+
+    def change(document: CommentedMap) -> None:
+        entries = document.get("tts")
+        if not isinstance(entries, CommentedSeq):
+            entries = CommentedSeq()
+            document["tts"] = entries
+        item = CommentedMap()
+        item["type"] = "system"
+        item["name"] = name
+        entries.append(item)
+        if not document.get("default_tts"):
+            document["default_tts"] = name
 
     with _config_write:
         return update_config_file(_config_path(config), change, config.env)

@@ -364,4 +364,6 @@ def describe_params(params: ChatParams) -> str:
     if params.stop is not None:
         stops = ", ".join(repr(s) for s in params.stop) or "none"
         parts.append(f"stop sequences {stops}")
+    if params.read_aloud:
+        parts.append("answers read aloud in the window")
     return "; ".join(parts)

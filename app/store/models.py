@@ -61,6 +61,9 @@ class ChatParams:
     max_tokens: int | None = None
     context_size: int | None = None
     stop: tuple[str, ...] | None = None
+    #: Read its answers aloud as they arrive (the window's auto-read); None: off. Not a
+    #: model parameter: ``effective_params`` never passes it to a provider.
+    read_aloud: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, as a JSON object."""
@@ -71,6 +74,8 @@ class ChatParams:
                 data[name] = value
         if self.stop is not None:
             data["stop"] = list(self.stop)
+        if self.read_aloud:
+            data["read_aloud"] = True
         return data
 
     @classmethod
@@ -85,6 +90,7 @@ class ChatParams:
             max_tokens=_count(data.get("max_tokens")),
             context_size=_count(data.get("context_size")),
             stop=_stop(data.get("stop")),
+            read_aloud=True if data.get("read_aloud") is True else None,
         )
 
     def to_text(self) -> str:

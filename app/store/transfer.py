@@ -855,6 +855,7 @@ _PARAM_RANGES = {
     "max_tokens": "a whole number above 0",
     "context_size": "a whole number above 0",
     "stop": f"a list of at most {MAX_STOP_SEQUENCES} non-empty strings",
+    "read_aloud": "true or false",
 }
 
 
@@ -866,7 +867,8 @@ def _params(data: dict[str, Any], where: str, source: str) -> ChatParams:
         if name not in _PARAM_RANGES:
             known = ", ".join(_PARAM_RANGES)
             raise _format_error(source, "hushchat", f"{where}.{name}", f"unknown ({known})")
-        if value is not None and read.get(name) != value:
+        unset = False if name == "read_aloud" else None  # off is not written
+        if value is not None and read.get(name, unset) != value:
             raise _format_error(
                 source, "hushchat", f"{where}.{name}", f"must be {_PARAM_RANGES[name]}"
             )

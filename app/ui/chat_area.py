@@ -13,7 +13,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage
@@ -36,6 +36,9 @@ from app.ui.chat_view import ChatViewWidget
 from app.ui.composer import ComposerWidget
 from app.ui.sidebar import SidebarWidget
 
+if TYPE_CHECKING:
+    from app.ui.voice import Speaker
+
 __all__ = ["ChatAreaWidget"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class ChatAreaWidget(QWidget):
     status_message = Signal(str)
     #: A failure to show where the user looks (the window's error banner).
     error_message = Signal(str)
+    #: The fix a refusal offers is a page of Settings: its ``show_page`` name ("voice").
+    settings_requested = Signal(str)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -208,6 +213,18 @@ class ChatAreaWidget(QWidget):
         """Stop the open chat's answer (what arrived is kept)."""
         self.chat_view.stop()
 
+    def set_speaker_source(self, source: Callable[[], Speaker] | None) -> None:
+        """Read answers aloud with the window's speaker, which ``source()`` gives."""
+        self.chat_view.set_speaker_source(source)
+
+    def read_aloud(self) -> None:
+        """Read the selected or focused answer aloud, else the open chat's last one."""
+        self.chat_view.read_aloud()
+
+    def stop_reading(self) -> bool:
+        """Stop reading aloud; whether something was being read."""
+        return self.chat_view.stop_reading()
+
     def regenerate(self) -> None:
         """Answer the open chat's last question again, as a new version."""
         self.activity.emit()
@@ -333,6 +350,8 @@ class ChatAreaWidget(QWidget):
             self.focus_composer()
         elif action == "resend":
             self.composer.submit()
+        elif action == "voice-settings":
+            self.settings_requested.emit("voice")
 
     def _update_composer(self, chat: Chat | None) -> None:
         self.composer.set_blocked(sending_blocked_reason(self._config, chat))

@@ -6,6 +6,8 @@ forbids are shown disabled, with the policy's reason as tooltip and below the
 picker; it follows config changes (a provider added in Settings appears at once).
 Model parameters (temperature, top-p, max tokens, context length, stop sequences)
 each have "Default": the provider entry's value from the config, else the server's.
+"Read answers aloud as they arrive" is kept with them (``ChatParams.read_aloud``), so it
+syncs as they do; it is never sent to a model.
 Moving the chat to another tier goes through the service (which refuses when the
 chat's model is not allowed there). An Ephemeral chat offers "Keep",
 which moves it to Standard or Private. The context indicator shows the tokens
@@ -221,6 +223,13 @@ class ChatSettingsPanel(QWidget):
             minimum = editor.minimum() if isinstance(editor, QAbstractSpinBox) else 0.0
             self._param_rows.append(_ParamRow(name, editor, default, minimum))
 
+        self.read_aloud = QCheckBox("&Read answers aloud as they arrive", self)
+        self.read_aloud.setAccessibleName("Read answers aloud as they arrive")
+        self.read_aloud.setToolTip(
+            "Each answer of this chat is read aloud while it arrives, with the voice set "
+            "in Settings, Voice (Esc stops reading)."
+        )
+
         self.context = QProgressBar(self)
         self.context.setAccessibleName("Context used")
         self.context.setTextVisible(True)
@@ -245,6 +254,7 @@ class ChatSettingsPanel(QWidget):
         layout.setContentsMargins(10, 10, 10, 10)
         layout.addLayout(form)
         layout.addWidget(self.params_box)
+        layout.addWidget(self.read_aloud)
         layout.addWidget(QLabel("System prompt", self))
         layout.addWidget(self.system_prompt, 2)
         layout.addWidget(QLabel("Memory", self))
@@ -269,6 +279,7 @@ class ChatSettingsPanel(QWidget):
                 param.editor.editingFinished.connect(self._params_changed)
             else:
                 param.editor.valueChanged.connect(self._params_changed)
+        self.read_aloud.toggled.connect(self._read_aloud_toggled)
         self.system_prompt.textChanged.connect(self._texts_changed)
         self.memory.textChanged.connect(self._texts_changed)
         self.providers.activated.connect(self._provider_chosen)
@@ -299,6 +310,7 @@ class ChatSettingsPanel(QWidget):
                 self.model_name,
                 self.tier,
                 self.params_box,
+                self.read_aloud,
                 self.system_prompt,
                 self.memory,
             ):
@@ -401,6 +413,7 @@ class ChatSettingsPanel(QWidget):
                     _set_number(param, shown)
                 described = "the server's own" if default is None else f"{default:,}"
             param.default.setToolTip(f"Use the provider's default ({described})")
+        self.read_aloud.setChecked(bool(own.read_aloud))
 
     def _default_toggled(self, param: _ParamRow, checked: bool) -> None:
         param.editor.setEnabled(not checked)
@@ -413,6 +426,11 @@ class ChatSettingsPanel(QWidget):
             editor.setFocus(Qt.FocusReason.OtherFocusReason)
         self._params_changed()
 
+    def _read_aloud_toggled(self, _checked: bool) -> None:
+        if not self._loading and self.chat is not None:
+            self.activity.emit()
+            self.save_params()  # a tick is saved at once, with any parameter being edited
+
     def _params_changed(self) -> None:
         if not self._loading and self.chat is not None:
             self.activity.emit()
@@ -420,7 +438,7 @@ class ChatSettingsPanel(QWidget):
 
     def shown_params(self) -> ChatParams:
         """The parameters the panel's controls show (None where "Default" is ticked)."""
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"read_aloud": True if self.read_aloud.isChecked() else None}
         for param in self._param_rows:
             if param.default.isChecked():
                 values[param.name] = None

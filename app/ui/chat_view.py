@@ -12,6 +12,12 @@ regenerate, edit) as tasks on the event loop; streamed text goes into a buffer
 and the streaming row is repainted at most every ``REPAINT_MS`` so the UI thread
 never stalls however fast the model is.
 
+Reading aloud: each finished answer offers "Read aloud" (Ctrl+Shift+R), which becomes
+"Stop reading" while the window's ``Speaker`` (app/ui/voice.py) reads it; a chat whose
+``read_aloud`` setting is on feeds each answer to the speaker as it streams. A refused
+or unconfigured speech engine is said under the conversation like a refused model; a
+failure after reading started is said in that answer's footer.
+
 There is never one widget per message: only the message whose text is being selected
 has one (``MessageSelector``), laid over it, and the file card that has the keyboard
 focus (``FileCardFocusWidget``: Tab reaches the cards in view).
@@ -30,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -50,6 +56,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
+    QAction,
     QColor,
     QContextMenuEvent,
     QDesktopServices,
@@ -59,6 +66,7 @@ from PySide6.QtGui import (
     QFont,
     QFontMetrics,
     QGuiApplication,
+    QHelpEvent,
     QImage,
     QKeyEvent,
     QKeySequence,
@@ -89,6 +97,7 @@ from PySide6.QtWidgets import (
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QTextBrowser,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -106,13 +115,17 @@ from app.chat.events import (
     TurnStarted,
 )
 from app.chat.stats import message_stats_line
-from app.errors import HushchatError
+from app.errors import ConfigError, HushchatError, PolicyRefusedError
 from app.session import Session
 from app.store.models import Attachment, Chat, Message, MessageStatus, ThreadPage, Tier
 from app.ui import tasks
 from app.ui.attachments import AttachmentViewerDialog, card_name, files_of, human_size
+from app.ui.keys import READ_ALOUD_SHORTCUT, STOP_READING_KEY, native
 from app.ui.markdown import Chunk, render_markdown, split_blocks
 from app.ui.theme import icon
+
+if TYPE_CHECKING:
+    from app.ui.voice import AnswerFeed, Speaker
 
 __all__ = ["ChatViewWidget", "MessageDelegate", "MessageListModel", "MessageListView"]
 
@@ -147,6 +160,16 @@ NOTICE_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 TABLE_MARK = '<table border="1"'
 EPHEMERAL_TINT = QColor(214, 160, 40)
 EPHEMERAL_BANNER = "Ephemeral — vanishes when closed. Nothing of this chat is saved."
+#: The notice a send refused before anything was saved starts with this.
+NOT_SENT = "Not sent."
+#: ... and the notice of a speech engine refused or not set up.
+NOT_READ = "Not read aloud."
+VOICE_SETTINGS = ("voice-settings", "Voice settings")
+#: Tooltips of a message's footer actions (the links are painted, not widgets).
+ACTION_TIPS = {
+    "read": f"Read this answer aloud ({native(READ_ALOUD_SHORTCUT)})",
+    "stop-reading": f"Stop reading aloud ({native(STOP_READING_KEY)})",
+}
 PREVIOUS_MARK = "\u2039"  # the version switcher shows PREVIOUS_MARK 2/3 NEXT_MARK
 NEXT_MARK = "\u203a"
 
@@ -195,13 +218,15 @@ class _Row:
     """One row: a message, the context marker, or a notice (``message`` None).
 
     A notice (key ``NOTICE_KEY``) says why the last send failed before any message was
-    saved, under the conversation, with the ``actions`` that fix it.
+    saved (or why an answer is not read aloud), under the conversation, with the
+    ``actions`` that fix it; ``title`` says which.
     """
 
     key: str
     message: Message | None = None
     text: str = ""
     actions: tuple[tuple[str, str], ...] = ()
+    title: str = NOT_SENT
 
 
 @dataclass(slots=True)
@@ -428,9 +453,11 @@ class MessageListModel(QAbstractListModel):
         """The notice under the conversation, if one is shown."""
         return self._notice
 
-    def set_notice(self, text: str, actions: tuple[tuple[str, str], ...] = ()) -> None:
+    def set_notice(
+        self, text: str, actions: tuple[tuple[str, str], ...] = (), *, title: str = NOT_SENT
+    ) -> None:
         """Show ``text`` (why a send failed) with ``actions`` under the last message."""
-        self._notice = _Row(NOTICE_KEY, None, text, actions)
+        self._notice = _Row(NOTICE_KEY, None, text, actions, title)
         self._apply_rows(self._build_rows())
 
     def clear_notice(self) -> None:
@@ -562,7 +589,7 @@ class _Layout:
 def _signature(row: _Row, content_length: int, streaming: bool) -> tuple[Any, ...]:
     message = row.message
     if message is None:
-        return (row.key, row.text, row.actions)
+        return (row.key, row.text, row.actions, row.title)
     return (
         message.id,
         message.status,
@@ -613,6 +640,12 @@ class MessageDelegate(QStyledItemDelegate):
         self._offsets: dict[tuple[Any, ...], float] = {}
         #: The error kind of answers that failed in this session, by message id.
         self.error_kinds: dict[str, str] = {}
+        #: Whether answers offer "Read aloud" (the window has a speaker).
+        self.can_read_aloud = False
+        #: Answers being read aloud: their ``SpeakerState`` value ("preparing", "speaking").
+        self.reading: dict[str, str] = {}
+        #: Why reading an answer aloud failed, by message id (shown in its footer).
+        self.reading_errors: dict[str, str] = {}
         #: The row whose text is open for selection (see ``MessageListView.open_selection``):
         #: its text is laid out as one document, drawn by the selector over the row.
         self.selecting: str | None = None
@@ -703,6 +736,14 @@ class MessageDelegate(QStyledItemDelegate):
         )
         regenerable = row.message is not None and row.message.id == self.last_regenerable
         selecting = row.key == self.selecting
+        reading: tuple[Any, ...] = ()
+        if row.message is not None and row.message.role == "assistant":
+            message_id = row.message.id
+            reading = (
+                self.can_read_aloud,
+                message_id in self.reading,
+                self.reading_errors.get(message_id),
+            )
         files: tuple[Any, ...] = ()
         if row.message is not None:
             files = tuple(
@@ -712,6 +753,7 @@ class MessageDelegate(QStyledItemDelegate):
             *_signature(row, content, streaming),
             regenerable,
             selecting,
+            reading,
             files,
             self._generation,
         )
@@ -1018,7 +1060,8 @@ class MessageDelegate(QStyledItemDelegate):
 
     def _notice_html(self, row: _Row) -> str:
         actions = "&nbsp;&nbsp;·&nbsp;&nbsp;".join(self._link(n, label) for n, label in row.actions)
-        return f'<p style="color:{ERROR_COLOR};"><b>Not sent.</b> {_escape(row.text)}</p>' + (
+        title = _escape(row.title)
+        return f'<p style="color:{ERROR_COLOR};"><b>{title}</b> {_escape(row.text)}</p>' + (
             f"<p>{actions}</p>" if actions else ""
         )
 
@@ -1035,6 +1078,8 @@ class MessageDelegate(QStyledItemDelegate):
             if stream is not None and stream.length == 0 and stream.reasoning:
                 items.append(f'<span style="color:{muted};">Thinking…</span>')
             items.append(action("stop", "Stop"))
+            if message.id in self.reading:
+                items.append(action("stop-reading", "Stop reading"))
         else:
             if message.versions > 1:
                 items.append(
@@ -1054,11 +1099,21 @@ class MessageDelegate(QStyledItemDelegate):
             elif message.status is MessageStatus.PARTIAL:
                 items.append(f'<span style="color:{muted};">Interrupted</span>')
             items.append(action("copy", "Copy"))
+            if self.can_read_aloud and message.role == "assistant" and message.content.strip():
+                if message.id in self.reading:
+                    items.append(action("stop-reading", "Stop reading"))
+                else:
+                    items.append(action("read", "Read aloud"))
             if message.role == "user":
                 items.append(action("edit", "Edit"))
             elif message.id == self.last_regenerable and message.status is not MessageStatus.ERROR:
                 items.append(action("regenerate", "Regenerate"))
             items.append(action("delete", "Delete"))
+            problem = self.reading_errors.get(message.id)
+            if problem:
+                items.append(
+                    f'<span style="color:{ERROR_COLOR};">Not read aloud: {_escape(problem)}</span>'
+                )
         html = (
             '<span style="font-size:small;">' + "&nbsp;&nbsp;·&nbsp;&nbsp;".join(items) + "</span>"
         )
@@ -2089,6 +2144,22 @@ class MessageListView(QListView):
             return None
         return row, found[0], found[1]
 
+    def action_tip_at(self, pos: QPoint) -> str | None:
+        """The tooltip of the footer action at ``pos`` (viewport coordinates), if any."""
+        hit = self._hit(pos)
+        if hit is None or not hit[1].startswith("action:"):
+            return None
+        return ACTION_TIPS.get(hit[1].split(":", 1)[1])
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        # The footer's links are painted, not widgets: their tooltips are shown from here.
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            tip = self.action_tip_at(event.pos())
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self.viewport())
+                return True
+        return super().viewportEvent(event)
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
         # A press on a link (a code block's Copy, a footer action) is the link's: it must
         # not make the row current, which scrolls a tall message to its top.
@@ -2210,6 +2281,11 @@ class _Turn:
     chat_id: str
     stream: _Stream | None = None
     task: asyncio.Task[None] | None = None
+    #: The chat's tier, and whether its answer is read aloud as it arrives.
+    tier: Tier | None = None
+    read_aloud: bool = False
+    #: The speaker's feed of the answer being read as it streams.
+    feed: AnswerFeed | None = None
 
 
 class ChatViewWidget(QWidget):
@@ -2225,7 +2301,8 @@ class ChatViewWidget(QWidget):
     #: A send or edit failed before anything was saved: the text to give back to the
     #: composer, and the kind of error (``PolicyRefusedError``, ``ContextOverflowError``...).
     send_refused = Signal(str, str)
-    #: The user asked for the fix a failure offers: "choose-model", "shorten" or "resend".
+    #: The user asked for the fix a failure offers: "choose-model", "shorten", "resend"
+    #: or "voice-settings".
     fix_requested = Signal(str)
     status_message = Signal(str)
     error_message = Signal(str)  # a failure: shown until dismissed
@@ -2276,6 +2353,9 @@ class ChatViewWidget(QWidget):
             self._load_thumbnail, Qt.ConnectionType.QueuedConnection
         )
         self._thumbnails_loading: set[str] = set()
+        #: Gives the window's speaker (made when first needed); None: no reading aloud.
+        self._speaker_source: Callable[[], Speaker] | None = None
+        self._speaker: Speaker | None = None
 
     # state -------------------------------------------------------------------------------
 
@@ -2292,8 +2372,17 @@ class ChatViewWidget(QWidget):
     def clear(self) -> None:
         """Stop every turn and drop all messages and cached renderings."""
         for turn in list(self._turns.values()):
+            self._close_feed(turn, finished=False)
             if turn.task is not None:
                 turn.task.cancel()
+        # Nothing of a cleared chat is heard any more (the window closes the speaker on
+        # lock); what was read is forgotten here.
+        if self._speaker is not None:
+            self._speaker.stop()
+        self._forget_speaker()
+        delegate = self.list.message_delegate
+        delegate.reading.clear()
+        delegate.reading_errors.clear()
         self._turns.clear()
         self._generation += 1
         self._thumbnails_loading = set()  # loads still running are dropped when done
@@ -2818,6 +2907,10 @@ class ChatViewWidget(QWidget):
         """Run one turn; ``draft`` is what the user typed and ``files`` what they attached
         (both given back if it is refused)."""
         turn = _Turn(chat_id)
+        chat = self.chat
+        if chat is not None and chat.id == chat_id:
+            turn.tier = chat.tier
+            turn.read_aloud = bool(chat.params.read_aloud) and self._speaker_source is not None
         self._turns[chat_id] = turn
         if chat_id == self.chat_id:
             self.list.follow_end = True  # what was sent, and its answer, are shown
@@ -2859,21 +2952,29 @@ class ChatViewWidget(QWidget):
             if stream is not None:
                 stream.pieces.append(event.text)
                 stream.length += len(event.text)
+            if turn.feed is not None:
+                turn.feed.add(event.text)
         elif isinstance(event, TurnReasoning):
             if turn.stream is not None:
                 turn.stream.reasoning += len(event.text)
         elif isinstance(event, TurnStarted):
             turn.stream = _Stream(event.assistant_message_id)
+            if turn.read_aloud:
+                self._read_as_it_arrives(turn, event.assistant_message_id)
             if current:
                 self.model.set_marker(event.dropped, None)
                 self.turn_started.emit(event)
                 self.reload()
                 self._repaint.start()
-        elif isinstance(event, TurnFinished) and event.error_kind:
-            # Shown in the answer's own row, with the fix for its kind (see _footer_html).
-            self.list.message_delegate.error_kinds[event.message.id] = event.error_kind
+        elif isinstance(event, TurnFinished):
+            # A complete answer is read to its end; a stopped or failed one no further.
+            self._close_feed(turn, finished=event.message.status is MessageStatus.COMPLETE)
+            if event.error_kind:
+                # Shown in the answer's own row, with the fix for its kind (_footer_html).
+                self.list.message_delegate.error_kinds[event.message.id] = event.error_kind
 
     def _end_turn(self, turn: _Turn) -> None:
+        self._close_feed(turn, finished=False)  # stopped, or failed before it finished
         if self._turns.get(turn.chat_id) is not turn:
             return
         del self._turns[turn.chat_id]
@@ -2923,10 +3024,191 @@ class ChatViewWidget(QWidget):
 
     # message actions ---------------------------------------------------------------------
 
-    def show_notice(self, text: str, actions: tuple[tuple[str, str], ...] = ()) -> None:
-        """Say under the conversation why the last send failed, with ``actions`` to fix it."""
+    def show_notice(
+        self, text: str, actions: tuple[tuple[str, str], ...] = (), *, title: str = NOT_SENT
+    ) -> None:
+        """Say under the conversation why the last send failed (or ``title``: what else
+        was refused), with ``actions`` to fix it."""
         self.list.follow_end = True
-        self.list.keep_position(lambda: self.model.set_notice(text, actions))
+        self.list.keep_position(lambda: self.model.set_notice(text, actions, title=title))
+
+    # reading aloud -----------------------------------------------------------------------
+
+    def set_speaker_source(self, source: Callable[[], Speaker] | None) -> None:
+        """Read aloud with the speaker ``source()`` gives (the window's, made when first
+        needed); None: answers offer no reading aloud."""
+        self._speaker_source = source
+        delegate = self.list.message_delegate
+        if delegate.can_read_aloud != (source is not None):
+            delegate.can_read_aloud = source is not None
+            self.list.keep_position(self.list.doItemsLayout)
+            self.list.viewport().update()
+
+    def _speaker_now(self) -> Speaker | None:
+        """The window's speaker, its signals followed here (None: no reading aloud)."""
+        if self._speaker_source is None:
+            return None
+        speaker = self._speaker_source()
+        if speaker is not self._speaker:
+            self._forget_speaker()
+            speaker.state_changed.connect(self._reading_state_changed)
+            speaker.failed.connect(self._reading_failed)
+            self._speaker = speaker
+        return speaker
+
+    def _forget_speaker(self) -> None:
+        speaker, self._speaker = self._speaker, None
+        if speaker is not None:
+            with contextlib.suppress(RuntimeError):  # deleted with the window's lock
+                speaker.state_changed.disconnect(self._reading_state_changed)
+                speaker.failed.disconnect(self._reading_failed)
+
+    @property
+    def reading_key(self) -> str | None:
+        """The id of the answer being read aloud (None: none is)."""
+        return self._speaker.speaking_key if self._speaker is not None else None
+
+    def answer_to_read(self) -> Message | None:
+        """The answer "Read aloud" reads: the one open for selection or that has the
+        keyboard focus in the messages, else the open chat's last answer."""
+        wanted = self.list.selected_message()
+        if wanted is None and self.list.hasFocus():
+            index = self.list.currentIndex()
+            if index.isValid():
+                row = self.model.row(index.row())
+                wanted = row.message.id if row.message is not None else None
+        message = self.model.message(wanted) if wanted else None
+        if message is not None and message.role == "assistant":
+            return message
+        return self.model.last_assistant()
+
+    def read_aloud(self, message_id: str | None = None) -> bool:
+        """Read the answer ``message_id`` (None: ``answer_to_read``) aloud; the answer
+        being read already stops instead. A speech engine the chat's tier refuses, or none
+        set up, is said under the conversation. Returns whether reading started."""
+        self.activity.emit()
+        message = self.model.message(message_id) if message_id else self.answer_to_read()
+        chat = self.chat
+        if message is None or chat is None or message.role != "assistant":
+            self.status_message.emit("There is no answer to read aloud here.")
+            return False
+        speaker = self._speaker_now()
+        if speaker is None:
+            return False
+        if speaker.speaking_key == message.id:
+            self.stop_reading()
+            return False
+        for running in self._turns.values():
+            self._close_feed(running, finished=False)  # one answer is read at a time
+        arriving = self._turns.get(chat.id)
+        stream = arriving.stream if arriving is not None else None
+        try:
+            if arriving is not None and stream is not None and stream.message_id == message.id:
+                # Still arriving: what came so far, then each delta as it comes.
+                feed = speaker.begin_stream(message.id, chat.tier)
+                feed.add(stream.text())
+                arriving.feed = feed
+            else:
+                speaker.speak_text(message.id, chat.tier, message.content)
+        except HushchatError as error:
+            self._reading_refused(error)
+            return False
+        self._set_reading_error(message.id, None)
+        return True
+
+    def stop_reading(self) -> bool:
+        """Stop reading aloud (an answer still arriving is not read further); returns
+        whether something was being read."""
+        for turn in self._turns.values():
+            self._close_feed(turn, finished=False)
+        speaker = self._speaker
+        if speaker is None:
+            return False
+        reading = speaker.speaking_key is not None
+        speaker.stop()
+        return reading
+
+    def _read_as_it_arrives(self, turn: _Turn, message_id: str) -> None:
+        """The chat reads its answers aloud: feed this one to the speaker as it streams.
+        A refused or missing engine is said once, under the conversation; the answer
+        itself goes on."""
+        turn.read_aloud = False
+        speaker = self._speaker_now()
+        if speaker is None or turn.tier is None:
+            return
+        for other in self._turns.values():
+            self._close_feed(other, finished=False)
+        try:
+            turn.feed = speaker.begin_stream(message_id, turn.tier)
+        except HushchatError as error:
+            if turn.chat_id == self.chat_id:
+                self._reading_refused(error)
+            return
+        self._set_reading_error(message_id, None)
+
+    def _close_feed(self, turn: _Turn, *, finished: bool) -> None:
+        feed, turn.feed = turn.feed, None
+        if feed is None:
+            return
+        if finished:
+            feed.end()
+        else:
+            feed.cancel()
+
+    def _reading_refused(self, error: HushchatError) -> None:
+        # The engine refused or missing: Settings, Voice is the fix (not for an answer
+        # with nothing to read).
+        fixable = isinstance(error, PolicyRefusedError | ConfigError)
+        self.show_notice(
+            _sentence(str(error)), (VOICE_SETTINGS,) if fixable else (), title=NOT_READ
+        )
+
+    def _reading_state_changed(self, key: str, state: str) -> None:
+        delegate = self.list.message_delegate
+        if state in ("preparing", "speaking"):
+            if delegate.reading.get(key) == state:
+                return
+            known = key in delegate.reading
+            delegate.reading[key] = state
+            if known:
+                return  # "Stop reading" either way: nothing to repaint
+        elif delegate.reading.pop(key, None) is None:
+            return
+        self._repaint_row(key)
+
+    def _reading_failed(self, key: str, message: str) -> None:
+        for turn in self._turns.values():
+            if turn.stream is not None and turn.stream.message_id == key:
+                turn.feed = None  # the speaker gave up on it
+        self.list.message_delegate.reading.pop(key, None)
+        if self.model.message(key) is None:
+            # Not shown here (another chat is open): the window's error banner says it.
+            self.error_message.emit(f"The answer was not read aloud: {message}")
+            return
+        self._set_reading_error(key, message)
+
+    def _set_reading_error(self, key: str, message: str | None) -> None:
+        errors = self.list.message_delegate.reading_errors
+        if errors.get(key) == message:
+            return
+        if message is None:
+            errors.pop(key, None)
+        else:
+            errors[key] = message
+        self._repaint_row(key)
+
+    def _repaint_row(self, key: str) -> None:
+        """Lay out and repaint the row of ``key`` (its footer changed)."""
+        number = self.model.row_number(key)
+        if number is None:
+            return
+        index = self.model.index(number)
+        row = self.model.row(number)
+        before = self.list.visualRect(index)
+        height = self.list.message_delegate.layout(row, self.model).height
+        if height != before.height():
+            self.list.keep_position(self.list.doItemsLayout)
+        self.list.viewport().update(self.list.visualRect(index))
 
     def _on_action(self, name: str, message_id: str) -> None:
         self.activity.emit()
@@ -2954,7 +3236,16 @@ class ChatViewWidget(QWidget):
         if name == "stop":
             self.stop()
             return
+        if name == "stop-reading":
+            self.stop_reading()
+            return
+        if name == "voice-settings":
+            self.fix_requested.emit(name)
+            return
         if message is None:
+            return
+        if name == "read":
+            self.read_aloud(message.id)
             return
         if name == "copy":
             QGuiApplication.clipboard().setText(message.content)
@@ -3007,6 +3298,14 @@ class ChatViewWidget(QWidget):
             return None
         menu = QMenu(self)
         menu.addAction("Copy", lambda: self._on_action("copy", message_id))
+        reading: QAction | None = None
+        if self._speaker_source is not None and message.role == "assistant":
+            if self.reading_key == message_id:
+                reading = menu.addAction("Stop reading", self.stop_reading)
+            else:
+                reading = menu.addAction("Read aloud", lambda: self.read_aloud(message_id))
+                reading.setShortcut(QKeySequence(READ_ALOUD_SHORTCUT))
+            reading.setEnabled(bool(message.content.strip()))
         if message.role == "user":
             menu.addAction("Edit and resend…", lambda: self._on_action("edit", message_id))
         elif message.id == self.list.message_delegate.last_regenerable:
@@ -3018,7 +3317,8 @@ class ChatViewWidget(QWidget):
         menu.addAction("Delete…", lambda: self._on_action("delete", message_id))
         busy = self.is_streaming()
         for action in menu.actions()[1:]:
-            action.setEnabled(not busy)
+            if action is not reading:  # an answer can be heard while another arrives
+                action.setEnabled(not busy)
         files = self.model.attachments.get(message_id, [])
         if files:
             menu.addSeparator()

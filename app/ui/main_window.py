@@ -53,6 +53,7 @@ from PySide6.QtWidgets import (
 
 from app.errors import HushchatError
 from app.ui.error_banner import ErrorBanner
+from app.ui.keys import READ_ALOUD_SHORTCUT, STOP_READING_KEY
 from app.ui.layout import PanelLayout, PanelSpec, centered_page
 from app.ui.theme import Scheme, apply_theme, effective_scheme, icon
 from app.ui.unlock import UnlockWidget
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # imported when first needed: start-up time
     from app.ui.sync_recovery_notice import RecoveryBanner
     from app.ui.sync_status import SyncState, SyncStatusButton
     from app.ui.update_banner import UpdateBanner
+    from app.ui.voice import Speaker
 
 __all__ = ["MainWindow"]
 
@@ -86,6 +88,16 @@ SIDEBAR_PANEL = ("sidebar", 640, 260, 200)
 CHAT_SETTINGS_PANEL = ("chat_settings", 1100, 300, 240)
 # After an unlock, long-lived objects are frozen out of the collector (app.gc_policy).
 FREEZE_AFTER_UNLOCK_MS = 1000
+
+
+def _new_speaker(session: Session, parent: QObject) -> Speaker:
+    from app.ui.voice import Speaker  # QtTextToSpeech and QtMultimedia: when first read
+
+    return Speaker(session, parent)
+
+
+#: Makes the window's speaker (a seam: tests give a fake one).
+make_speaker: Callable[[Session, QObject], Speaker] = _new_speaker
 
 
 def key_bindings(key: QKeySequence.StandardKey) -> list[QKeySequence]:
@@ -180,6 +192,8 @@ class MainWindow(QMainWindow):
         self.error_page: QWidget | None = None
         # Built with the chat area: shows, hides and collapses its side panels.
         self.panels: PanelLayout | None = None
+        #: Reads answers aloud: made when first needed, closed on lock (ensure_speaker).
+        self.speaker: Speaker | None = None
 
         self._build_actions()
         self._build_menus()
@@ -306,6 +320,13 @@ class MainWindow(QMainWindow):
         self.regenerate_action = self._action(
             "&Regenerate answer", area(lambda a: a.regenerate()), ["Ctrl+R"]
         )
+        self.read_aloud_action = self._action(
+            "Read &aloud", area(lambda a: a.read_aloud()), [READ_ALOUD_SHORTCUT]
+        )
+        # Esc again (see keyPressEvent): it stops the answer first, if one is arriving.
+        self.stop_reading_action = self._action(
+            f"Stop rea&ding\t{STOP_READING_KEY}", area(lambda a: a.stop_reading())
+        )
         self.focus_composer_action = self._action(
             "&Write a message", area(lambda a: a.focus_composer()), ["Ctrl+Shift+M"]
         )
@@ -376,6 +397,8 @@ class MainWindow(QMainWindow):
         )
         chat_menu.addSeparator()
         chat_menu.addActions([self.stop_action, self.regenerate_action])
+        chat_menu.addSeparator()
+        chat_menu.addActions([self.read_aloud_action, self.stop_reading_action])
         view_menu = bar.addMenu("&View")
         view_menu.addActions([self.toggle_sidebar_action, self.toggle_chat_settings_action])
         help_menu = bar.addMenu("&Help")
@@ -433,6 +456,8 @@ class MainWindow(QMainWindow):
         area.activity.connect(self.session.record_activity)
         area.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         area.error_message.connect(self.error_banner.show_error)
+        area.settings_requested.connect(lambda page: self.open_settings(page))
+        area.set_speaker_source(self.ensure_speaker)
         self.stack.addWidget(area)
         self.chat_area = area
         center = area.splitter.widget(area.splitter.indexOf(area.sidebar) + 1)
@@ -449,6 +474,23 @@ class MainWindow(QMainWindow):
         self.panels.visibility_changed.connect(lambda _name, _shown: self._sync_panel_actions())
         self._sync_panel_actions()
         return area
+
+    def ensure_speaker(self) -> Speaker:
+        """The window's one speaker, made when reading aloud is first asked for (its
+        engines and audio output are set up only then); ``close``d on lock."""
+        if self.speaker is None:
+            self.speaker = make_speaker(self.session, self)
+        return self.speaker
+
+    def _close_speaker(self) -> None:
+        speaker, self.speaker = self.speaker, None
+        if speaker is None:
+            return
+        try:
+            speaker.close()
+        except Exception:  # the lock goes on: a speaker that failed to close is dropped
+            log.exception("the speaker did not close")
+        speaker.deleteLater()
 
     # ----------------------------------------------------------------- layout
 
@@ -855,6 +897,7 @@ class MainWindow(QMainWindow):
         tasks.cancel_all()
         if self.chat_area is not None:
             self.chat_area.clear()
+        self._close_speaker()  # nothing of a chat is heard after the lock
         for box in self.findChildren(QtWidgets.QMessageBox, "importSummary"):
             box.close()  # it names the imported file
         first_run, self.first_run = self.first_run, None
@@ -896,7 +939,7 @@ class MainWindow(QMainWindow):
             return None
         from app.ui.settings import SettingsDialog
 
-        dialog = SettingsDialog(self.session, self)
+        dialog = SettingsDialog(self.session, self, speaker_source=self.ensure_speaker)
         dialog.appearance_changed.connect(self.apply_appearance)
         dialog.sync_page.account_changed.connect(lambda: self.refresh_sync(account_changed=True))
         dialog.sync_page.state_changed.connect(lambda: self.refresh_sync())
@@ -1041,10 +1084,11 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Esc that no focused widget used: stop the answer."""
+        """Esc that no focused widget used: stop the answer; none arriving, stop reading
+        aloud."""
         qt = QtCore.Qt
         if event.key() == qt.Key.Key_Escape and event.modifiers() == qt.KeyboardModifier.NoModifier:
-            self._on_area(lambda area: area.stop())()
+            self._on_area(_escape)()
             event.accept()
             return
         super().keyPressEvent(event)
@@ -1062,3 +1106,10 @@ class MainWindow(QMainWindow):
         if self._is_unlocked:
             self._lock_now()
         event.accept()
+
+
+def _escape(area: ChatAreaWidget) -> None:
+    """Esc in the chats: the answer arriving stops (and reading it aloud with it); with
+    none arriving, reading aloud stops."""
+    if area.chat_view.is_streaming() or not area.stop_reading():
+        area.stop()

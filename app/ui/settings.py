@@ -1,4 +1,4 @@
-"""The settings dialog: providers, appearance, behaviour, attachments, security, sync.
+"""The settings dialog: providers, appearance, behaviour, attachments, voice, security, sync.
 
 Changes apply at once and are written to the config file (comments kept, atomic
 write); API keys go to the vault or the OS keychain, the file says ``api_key: vault`` or
@@ -7,13 +7,14 @@ Security actions (key slots, passphrase, recovery code, key rotation, opening Pr
 chats after a keychain unlock) call the vault through the session, off the UI thread.
 A rotation or a Private unlock closes and reopens every chat like a lock and unlock: the
 window's chat area (``MainWindow.chat_area``) is cleared before and reloaded after.
-The Sync tab is ``app.ui.sync_settings.SyncPageWidget``.
+The Sync tab is ``app.ui.sync_settings.SyncPageWidget``, the Voice tab
+``app.ui.voice_settings.VoicePageWidget``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import ValidationError
 from PySide6.QtCore import Qt, Signal
@@ -60,8 +61,12 @@ from app.ui.key_prompts import QtKeyPrompts
 from app.ui.layout import set_role
 from app.ui.provider_form import ProviderFormWidget
 from app.ui.sync_settings import SyncPageWidget
+from app.ui.voice_settings import VoicePageWidget
 from app.vault.recovery_code import RecoveryCode
 from app.vault.vault import Rotation, SlotInfo, TouchedKey
+
+if TYPE_CHECKING:
+    from app.ui.voice import Speaker
 
 __all__ = [
     "ChangePassphraseDialog",
@@ -487,7 +492,15 @@ class SettingsDialog(QDialog):
     #: session's services are new ones (sync included).
     chats_reopened = Signal()
 
-    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        parent: QWidget | None = None,
+        *,
+        speaker_source: Callable[[], Speaker] | None = None,
+    ) -> None:
+        """``speaker_source`` gives the window's speaker (the Voice tab lists voices and
+        reads its test phrase with it)."""
         super().__init__(parent)
         self.session = session
         self.setWindowTitle("Settings")
@@ -499,6 +512,10 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._security_tab(), "&Security")
         self.attachments_page = self._attachments_tab()
         self.tabs.addTab(self.attachments_page, "A&ttachments")
+        self.voice_page = VoicePageWidget(session, speaker_source)
+        self.tabs.addTab(self.voice_page, "Vo&ice")
+        self.voice_page.config_changed.connect(self.config_changed)
+        self.voice_page.status_changed.connect(self._show_status)
         self.sync_page = SyncPageWidget(session)
         self.tabs.addTab(self.sync_page, "S&ync")
         self.chats_reopened.connect(self.sync_page.follow_new_service)
@@ -520,10 +537,12 @@ class SettingsDialog(QDialog):
         self.status_label.setText(text)
 
     def show_page(self, name: str) -> None:
-        """Show the tab ``name`` (``"sync"``, ``"attachments"``; the others by their index
-        in ``tabs``)."""
+        """Show the tab ``name`` (``"sync"``, ``"attachments"``, ``"voice"``; the others by
+        their index in ``tabs``)."""
         if name == "sync":
             self.tabs.setCurrentWidget(self.sync_page)
+        elif name == "voice":
+            self.tabs.setCurrentWidget(self.voice_page)
         elif name == "attachments":
             self.tabs.setCurrentWidget(self.attachments_page)
 

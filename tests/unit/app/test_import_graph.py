@@ -58,6 +58,10 @@ NOT_ON_THE_UNLOCK_PATH = (
     "app.ui.markdown",
     "app.ui.first_run",
     "app.ui.settings",
+    "app.ui.voice",  # the speaker is made when reading aloud is first asked for
+    "app.speech",
+    "PySide6.QtTextToSpeech",
+    "PySide6.QtMultimedia",
     "app.chat",
     "app.store",
     "app.vault.cli",

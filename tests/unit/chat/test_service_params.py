@@ -144,6 +144,8 @@ def test_effective_params_fall_back_field_by_field() -> None:
     assert effective_params(entry, ChatParams(top_p=0.9, context_size=1024)) == ChatParams(
         temperature=0.6, top_p=0.9, max_tokens=300, context_size=1024, stop=("###",)
     )
+    # Reading answers aloud is the window's: it is never part of what a model is sent.
+    assert effective_params(entry, ChatParams(read_aloud=True)).read_aloud is None
 
 
 async def test_without_reported_usage_the_answer_counts_its_chunks(h: Harness) -> None:

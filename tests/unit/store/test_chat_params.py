@@ -93,3 +93,19 @@ def test_a_record_without_parameters_is_inserted_with_defaults() -> None:
     target = ChatStore(connect(), Tier.STANDARD)
     target.insert_records([ChatRecord(record.chat, record.messages)])
     assert target.chat(chat.id).params.is_default
+
+
+def test_read_aloud_is_kept_with_the_parameters_and_written_only_when_on() -> None:
+    """The window's auto-read rides in ``chats.params`` (synced with the chat record, no
+    migration); an older version ignores the key, a malformed value reads as off."""
+    on = ChatParams(temperature=0.3, read_aloud=True)
+    assert on.to_json() == {"temperature": 0.3, "read_aloud": True}
+    assert ChatParams.from_text(on.to_text()) == on
+    assert ChatParams(read_aloud=None).to_json() == {}
+    assert ChatParams(read_aloud=False).to_json() == {}
+    for odd in ("yes", 1, None, [True]):
+        assert ChatParams.from_json({"read_aloud": odd}).read_aloud is None
+    assert not ChatParams(read_aloud=True).is_default
+    store = ChatStore(connect(), Tier.STANDARD)
+    chat = store.update_chat(store.create_chat().id, params=on)
+    assert store.chat(chat.id).params.read_aloud is True

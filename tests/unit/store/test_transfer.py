@@ -649,3 +649,20 @@ def test_public_surface() -> None:
         "AttachmentLimits", "ImportedChats",
     }  # fmt: skip
     assert issubclass(ImportFormatError, UsageError)
+
+
+def test_reading_aloud_round_trips_and_false_is_accepted() -> None:
+    source = _library()
+    store = source.store(Tier.STANDARD)
+    chat = store.create_chat(params=ChatParams(temperature=0.3, read_aloud=True))
+    export = export_json(source, [chat.id])
+    assert export["chats"][0]["params"] == {"temperature": 0.3, "read_aloud": True}
+    target = _library()
+    (copied,) = import_chats(target, json.dumps(export), fmt="hushchat")
+    assert target.store(Tier.STANDARD).chat(copied).params.read_aloud is True
+    export["chats"][0]["params"] = {"read_aloud": False}  # written by hand: off
+    (off,) = import_chats(_library(), json.dumps(export), fmt="hushchat")
+    assert off
+    export["chats"][0]["params"] = {"read_aloud": "yes"}
+    with pytest.raises(ImportFormatError, match=r"params.read_aloud.*true or false"):
+        import_chats(_library(), json.dumps(export), fmt="hushchat")

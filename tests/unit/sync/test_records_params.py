@@ -161,3 +161,18 @@ async def test_parameters_reach_the_other_device(pair: tuple[Device, Device]) ->
         for device in (a, b):
             await device.engine.sync_once()
     assert b.library.store(Tier.STANDARD).chat(chat.id).params == params
+
+
+async def test_reading_answers_aloud_reaches_the_other_device(pair: tuple[Device, Device]) -> None:
+    """The window's auto-read is kept in the parameters: it syncs with them."""
+    a, b = pair
+    store = a.library.store(Tier.STANDARD)
+    chat = store.create_chat()
+    for _ in range(2):
+        for device in (a, b):
+            await device.engine.sync_once()
+    store.update_chat(chat.id, params=ChatParams(read_aloud=True))
+    for _ in range(2):
+        for device in (a, b):
+            await device.engine.sync_once()
+    assert b.library.store(Tier.STANDARD).chat(chat.id).params.read_aloud is True
