@@ -7,7 +7,10 @@ tier's provider policy refusing exits 5; a locked vault or wrong secret exits 4.
 Ctrl-C stops the answer and keeps what arrived (marked ``stopped``). ``--attach FILE``
 (repeatable) sends files with the message; a file that cannot be attached exits 2 with
 one line and nothing saved; the labels of the document excerpts the answer was given are
-printed after it on stderr (``sources: report.pdf, p. 3; ...``).
+printed after it on stderr (``sources: report.pdf, p. 3; ...``). ``--speak`` reads the
+answer aloud while it streams (the window's speaker, app/ui/voice/terminal.py), with the
+chat's engine or ``--speak-engine NAME``; an engine the tier refuses exits 5 before the
+message is sent, and a reading that fails exits 3 after the answer is printed and kept.
 Ephemeral chats never open the vault and leave nothing on disk.
 """
 
@@ -32,7 +35,9 @@ from app.store.models import ChatParams, MessageStatus, Tier
 from app.vault.cli import unlock_parent_parsers
 
 if TYPE_CHECKING:
+    from app.config import TTSEntry
     from app.store.transfer import ImportedChats
+    from app.ui.voice.terminal import AnswerReader
 
 TITLE_WAIT_SECONDS = 15.0
 
@@ -40,14 +45,23 @@ T = TypeVar("T")
 
 
 def _run(
-    args: argparse.Namespace, work: Callable[[Session], Awaitable[T]], *, with_vault: bool = True
+    args: argparse.Namespace,
+    work: Callable[[Session], Awaitable[T]],
+    *,
+    with_vault: bool = True,
+    qt_loop: bool = False,
 ) -> T:
-    """Open the front door as ``args`` say, run ``work`` with the session, close it."""
+    """Open the front door as ``args`` say, run ``work`` with the session, close it;
+    ``qt_loop``: on a Qt event loop (reading aloud plays through Qt)."""
 
     async def main() -> T:
         async with open_session(args, with_vault=with_vault) as session:
             return await work(session)
 
+    if qt_loop:
+        from app.ui.voice.terminal import run_on_qt_loop
+
+        return run_on_qt_loop(main)
     return asyncio.run(main())
 
 
@@ -83,6 +97,17 @@ def register_chat(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "model); repeat for several",
     )
     parser.add_argument(
+        "--speak",
+        action="store_true",
+        help="read the answer aloud while it streams, with the chat's speech engine "
+        "(default_tts, if its tier allows it; see `tts:` in the config file)",
+    )
+    parser.add_argument(
+        "--speak-engine",
+        metavar="NAME",
+        help="read the answer aloud with this tts entry (implies --speak)",
+    )
+    parser.add_argument(
         "message",
         help="the message ('' with --attach sends only the files); '-' reads it from "
         "standard input",
@@ -100,7 +125,8 @@ def _chat(args: argparse.Namespace) -> int:
         message = sys.stdin.read() if args.message == "-" else args.message
         return await _chat_turn(args, session, tier or Tier.STANDARD, message)
 
-    return _run(args, turn, with_vault=not ephemeral)
+    speak = bool(args.speak or args.speak_engine)
+    return _run(args, turn, with_vault=not ephemeral, qt_loop=speak)
 
 
 async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, message: str) -> int:
@@ -115,8 +141,12 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
         if args.provider:
             chat = await service.update(chat.id, provider=args.provider)
     else:
+        chat = None
+    speaking = await _speaking_engine(args, session, chat.tier if chat else tier)
+    if chat is None:
         chat = await service.create_chat(tier, provider=args.provider, system_prompt=args.system)
     finished: TurnFinished | None = None
+    reader: AnswerReader | None = None
     files = [NewAttachment.from_path(path) for path in args.attach]
     turn = service.send(chat.id, message, attachments=files, max_tokens=args.max_tokens)
     async with contextlib.aclosing(turn):
@@ -128,26 +158,35 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
             if not args.chat and await service.count_messages(chat.id) == 0:
                 await service.purge(chat.id)
             raise
-        async for event in _prepend(first, turn):
-            if isinstance(event, TurnDelta):
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-            elif isinstance(event, TurnReasoning):
-                sys.stderr.write(event.text)
-            elif isinstance(event, TurnStarted):
-                # Printed once the user's message is saved: scripts (and the crash
-                # tests) can rely on it being on disk from here on.
-                via = f" via {chat.provider}" if chat.provider else ""
-                print(f"chat {chat.id} ({chat.tier.value}){via}", file=sys.stderr, flush=True)
-                if event.dropped:
-                    print(
-                        f"({event.dropped} older messages not sent: they do not fit the "
-                        "model's context)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            elif isinstance(event, TurnFinished):
-                finished = event
+        try:
+            async for event in _prepend(first, turn):
+                if isinstance(event, TurnDelta):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    if reader is not None:
+                        reader.add(event.text)
+                elif isinstance(event, TurnReasoning):
+                    sys.stderr.write(event.text)
+                elif isinstance(event, TurnStarted):
+                    # Printed once the user's message is saved: scripts (and the crash
+                    # tests) can rely on it being on disk from here on.
+                    via = f" via {chat.provider}" if chat.provider else ""
+                    print(f"chat {chat.id} ({chat.tier.value}){via}", file=sys.stderr, flush=True)
+                    if speaking is not None:
+                        reader = _reader(session, chat.tier, speaking)
+                    if event.dropped:
+                        print(
+                            f"({event.dropped} older messages not sent: they do not fit the "
+                            "model's context)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                elif isinstance(event, TurnFinished):
+                    finished = event
+        except BaseException:
+            if reader is not None:
+                reader.close()
+            raise
     sys.stdout.write("\n")
     sys.stdout.flush()
     stats = message_stats_line(finished.message) if finished is not None else None
@@ -155,6 +194,7 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
         print(stats, file=sys.stderr, flush=True)
     if finished is not None and finished.message.sources:
         print(f"sources: {'; '.join(finished.message.sources)}", file=sys.stderr, flush=True)
+    not_read = await _read_to_the_end(reader, finished)  # the stats first, then listen
     if finished is not None and finished.message.status == MessageStatus.ERROR:
         if chat.tier is Tier.EPHEMERAL:  # in memory only: gone when the command ends
             kept = "Ephemeral chat: nothing is kept"
@@ -162,7 +202,41 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
             kept = f"the partial answer is kept in chat {chat.id[:12]}"
         raise ProviderFailedError(f"{finished.error} ({kept})")
     await service.wait_for_titles(TITLE_WAIT_SECONDS)
+    if not_read:
+        raise ProviderFailedError(f"not read aloud: {not_read} (the answer is kept)")
     return ExitCode.OK
+
+
+async def _speaking_engine(
+    args: argparse.Namespace, session: Session, tier: Tier
+) -> TTSEntry | None:
+    """The engine ``--speak`` reads with, checked against the chat's tier before anything
+    is sent (PolicyRefusedError, exit 5); None without ``--speak``."""
+    if not (args.speak or args.speak_engine):
+        return None
+    from app.ui.voice.terminal import chosen_engine
+
+    return chosen_engine(session, tier, args.speak_engine)
+
+
+def _reader(session: Session, tier: Tier, entry: TTSEntry) -> AnswerReader:
+    from app.ui.voice.terminal import AnswerReader
+
+    return AnswerReader(session, tier, entry)
+
+
+async def _read_to_the_end(
+    reader: AnswerReader | None, finished: TurnFinished | None
+) -> str | None:
+    """Let ``reader`` finish the answer (or stop it, when the answer did not complete);
+    the reading's failure, or None."""
+    if reader is None:
+        return None
+    if finished is None or finished.message.status != MessageStatus.COMPLETE:
+        reader.close()
+        return None
+    reader.end()
+    return await reader.finished()
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

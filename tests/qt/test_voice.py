@@ -1,11 +1,8 @@
 """Read aloud in the window (app/ui/voice): the ``Speaker`` with each engine type, heard
 through a real audio stack.
 
-``audio_stack`` (session) starts a PulseAudio daemon of its own, with a private
-``XDG_RUNTIME_DIR`` set for this process: with no sound card it plays to its null sink
-("Dummy Output"), in real time, so QAudioSink's processed time is the audio's length.
-QtTextToSpeech's speechd engine autospawns speech-dispatcher (espeak-ng voices) under
-the same directory; both daemons are stopped afterwards.
+``audio_stack`` (session) starts a PulseAudio daemon of its own
+(``tests.peers.audio_stack``), with a private ``XDG_RUNTIME_DIR`` set for this process.
 
 The HTTP engines talk to ``tests.peers.speech_server``, written from the documented
 request and response formats (no real speech server installs from the package
@@ -15,11 +12,7 @@ answers are real WAV files (0.1 s of silence each); its OpenAI answers are not a
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,6 +28,7 @@ from app.errors import PolicyRefusedError, UsageError
 from app.session import Session
 from app.tiers import Tier
 from app.ui.voice import Speaker, SpeakerState
+from tests.peers.audio_stack import running_audio_stack
 from tests.peers.speech_server import SpeechServer
 
 pytestmark = pytest.mark.audio
@@ -45,34 +39,17 @@ XTTS_ANSWER_SECONDS = 2400 / 24000  # tests.peers.speech_server.silent_wav
 @pytest.fixture(scope="session")
 def audio_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """PulseAudio (null sink) with a private runtime directory, set for this process."""
-    if shutil.which("pulseaudio") is None:
-        pytest.fail("needs PulseAudio: apt install pulseaudio speech-dispatcher espeak-ng")
     runtime = tmp_path_factory.mktemp("xdg-runtime")
-    runtime.chmod(0o700)
     old = os.environ.get("XDG_RUNTIME_DIR")
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
-    subprocess.run(
-        ["pulseaudio", "-D", "--exit-idle-time=-1", "--disallow-exit", "-n",
-         "--load=module-null-sink", "--load=module-native-protocol-unix"],
-        env=env, check=True, timeout=30, capture_output=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while subprocess.run(["pactl", "info"], env=env, capture_output=True, check=False).returncode:
-        assert time.monotonic() < deadline, "PulseAudio did not start"
-        time.sleep(0.1)
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-    try:
-        yield runtime
-    finally:
-        if old is None:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = old
-        pid_file = runtime / "speech-dispatcher" / "pid" / "speech-dispatcher.pid"
-        if pid_file.exists():  # autospawned by QtTextToSpeech's speechd engine
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        subprocess.run(["pulseaudio", "--kill"], env=env, check=False, timeout=30)
+    with running_audio_stack(runtime):
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        try:
+            yield runtime
+        finally:
+            if old is None:
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = old
 
 
 @pytest.fixture
