@@ -312,3 +312,22 @@ def widget_texts(root: QWidget) -> list[str]:
         texts.append(widget.accessibleName())
         texts.append(widget.windowTitle())
     return texts
+
+
+@pytest.fixture(scope="session")
+def audio_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """PulseAudio (null sink) with a private runtime directory, set for this process
+    (tests marked ``audio``: read aloud, tests/qt/test_voice*.py)."""
+    from tests.peers.audio_stack import running_audio_stack
+
+    runtime = tmp_path_factory.mktemp("xdg-runtime")
+    old = os.environ.get("XDG_RUNTIME_DIR")
+    with running_audio_stack(runtime):
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+        try:
+            yield runtime
+        finally:
+            if old is None:
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = old

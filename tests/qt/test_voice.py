@@ -1,7 +1,7 @@
 """Read aloud in the window (app/ui/voice): the ``Speaker`` with each engine type, heard
 through a real audio stack.
 
-``audio_stack`` (session) starts a PulseAudio daemon of its own
+``audio_stack`` (session, tests/qt/conftest.py) starts a PulseAudio daemon of its own
 (``tests.peers.audio_stack``), with a private ``XDG_RUNTIME_DIR`` set for this process.
 
 The HTTP engines talk to ``tests.peers.speech_server``, written from the documented
@@ -12,7 +12,6 @@ answers are real WAV files (0.1 s of silence each); its OpenAI answers are not a
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,28 +27,11 @@ from app.errors import PolicyRefusedError, UsageError
 from app.session import Session
 from app.tiers import Tier
 from app.ui.voice import Speaker, SpeakerState
-from tests.peers.audio_stack import running_audio_stack
 from tests.peers.speech_server import SpeechServer
 
 pytestmark = pytest.mark.audio
 
 XTTS_ANSWER_SECONDS = 2400 / 24000  # tests.peers.speech_server.silent_wav
-
-
-@pytest.fixture(scope="session")
-def audio_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """PulseAudio (null sink) with a private runtime directory, set for this process."""
-    runtime = tmp_path_factory.mktemp("xdg-runtime")
-    old = os.environ.get("XDG_RUNTIME_DIR")
-    with running_audio_stack(runtime):
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-        try:
-            yield runtime
-        finally:
-            if old is None:
-                os.environ.pop("XDG_RUNTIME_DIR", None)
-            else:
-                os.environ["XDG_RUNTIME_DIR"] = old
 
 
 @pytest.fixture
