@@ -191,9 +191,35 @@ def write_config(path: Path, theme: str) -> None:
         "    locality: paid_cloud\n"
         f"ui:\n  theme: {theme}\n  font_size: 11\n  auto_lock_minutes: 0\n"
         # The report is searched (not sent whole) and its one best page cited.
-        "attachments:\n  inline_max_chars: 2000\n  retrieval_chunks: 1\n",
+        "attachments:\n  inline_max_chars: 2000\n  retrieval_chunks: 1\n"
+        # Settings, Voice: a speech server on this computer, and the system's voices.
+        "default_tts: kokoro\n"
+        "tts:\n"
+        "  - type: openai\n"
+        "    name: kokoro\n"
+        "    base_url: http://127.0.0.1:8880/v1\n"
+        "    model: kokoro\n"
+        "    voice: af_heart\n"
+        "  - type: system\n"
+        "    name: system-voices\n",
         encoding="utf-8",
     )
+
+
+#: The voices Settings, Voice lists for the picture (Kokoro-FastAPI's names), without a
+#: speech server: the window's speaker is asked for its voices and gives these.
+KOKORO_VOICES = ["af_heart", "af_bella", "af_nicole", "am_adam", "am_michael", "bf_emma"]
+
+
+def listing_speaker(session: Any, parent: Any) -> Any:
+    """The window's speaker, its engine's voices listed from ``KOKORO_VOICES``."""
+    from app.ui.voice import Speaker
+
+    class ListingSpeaker(Speaker):
+        async def voices(self, entry: Any) -> list[str]:
+            return list(KOKORO_VOICES)
+
+    return ListingSpeaker(session, parent)
 
 
 async def capture_widths(
@@ -233,9 +259,11 @@ async def capture_theme(
 
     from app.config import load_config
     from app.session import Session
-    from app.ui import tasks
+    from app.ui import main_window, tasks
     from app.ui.main_window import MainWindow
     from app.vault.kdf import FLOOR_PARAMS
+
+    main_window.make_speaker = listing_speaker
 
     with tempfile.TemporaryDirectory(prefix=f"hushchat-shots-{theme}-") as temp:
         root = Path(temp)
@@ -328,6 +356,12 @@ async def run_states(
     dialog.resize(680, 560)  # the whole page, without its scroll bar
     await settle()
     save(dialog, out_dir, f"settings-attachments-{theme}", written)
+    dialog.show_page("voice")
+    dialog.resize(680, 500)
+    voices = dialog.voice_page.voice_combo
+    await wait_until(lambda: voices.count() == len(KOKORO_VOICES), what="the voice list")
+    await settle()
+    save(dialog, out_dir, f"settings-voice-{theme}", written)
     dialog.close()
 
     window.lock(confirm=False)

@@ -26,6 +26,7 @@ STATES = (
     "attachments",
     "settings",
     "settings-attachments",
+    "settings-voice",
     "unlock",
     *(f"layout-{width}" for width in (480, 700, 1024, 1440, 2560)),
 )
