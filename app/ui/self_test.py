@@ -169,10 +169,13 @@ async def _attachments_step(session: Session, view: object, answered: Callable[[
         NewAttachment.from_bytes("self-test.pdf", pdf_bytes([[f"The bird is {PDF_WORD}."]])),
         NewAttachment.from_bytes("self-test.docx", minimal_docx([f"The other is {DOCX_WORD}."])),
     ]
+    before = len(_ScriptedProvider.questions)
     if chat_id is None or not view.send("What do the files say?", attachments=files):
         raise SelfTestError("the chat view refused to send the attached files")
     await _until("the answer about the files", lambda: answered() and len(view.model.messages) >= 4)
-    asked = _ScriptedProvider.questions[-1]
+    # Every request since: the chat's title may be asked for in between (the first
+    # turn's), so the question with the files is not always the last one.
+    asked = "\n".join(_ScriptedProvider.questions[before:])
     missing = [word for word in (PDF_WORD, DOCX_WORD) if word not in asked]
     if missing:
         raise SelfTestError(f"the attached files' text did not reach the model: {missing!r}")
