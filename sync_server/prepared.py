@@ -110,7 +110,10 @@ class _Compiled:
 
 def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
     """True when an expanding parameter is empty (SQLAlchemy renders an empty ``IN``)."""
-    return any(not params.get(name) for name in compiled.expanding)
+    return any(
+        not (params[name] if name in params else compiled.defaults[name])
+        for name in compiled.expanding
+    )
 
 
 class Prepared:

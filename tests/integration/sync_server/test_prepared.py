@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert
 from sync_server import accounts, records
 from sync_server.db import Database
 from sync_server.models import Account, Device, LocalToken, Record, Recovery
-from sync_server.prepared import Prepared
+from sync_server.prepared import Prepared, _Compiled, _empty_list
 from tests.integration.sync_server.support import make_settings
 
 MOMENT = datetime(2026, 11, 30, 12, 34, 56, 789012, tzinfo=UTC)
@@ -98,6 +98,12 @@ def _seed(connection: Connection) -> None:
     )
 
 
+def _compiled(prepared: Prepared) -> _Compiled:
+    compiled = prepared._compiled
+    assert compiled is not None
+    return compiled
+
+
 def _typed(rows: Sequence[Any]) -> list[list[tuple[type, Any]]]:
     return [[(type(value), value) for value in row] for row in rows]
 
@@ -151,6 +157,8 @@ def _compare(connection: Connection) -> None:
             connection.execute(records._CHANGE_SIZES, params).scalars()
         )
     recoveries = _both(connection, records._OPEN_RECOVERIES_RUN, {"account_id": "a1"})
+    # An IN list given by the statement itself is expanded on the cursor too.
+    assert not _empty_list(_compiled(records._OPEN_RECOVERIES_RUN), {"account_id": "a1"})
     assert recoveries[0].not_before == MOMENT + timedelta(days=1)
 
 
