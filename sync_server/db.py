@@ -192,7 +192,44 @@ def _sqlite_pragmas(
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
+    options = connection.get_execution_options()
+    if options.get(_RAW_BEGUN):
+        raw = connection.connection.driver_connection
+        if raw is not None and raw.in_transaction:
+            return  # the inline connection, begun on the driver already (_inline_transaction)
+    connection.exec_driver_sql(options.get(SQLITE_BEGIN, "BEGIN"))
+
+
+#: Execution option of the inline connection (:func:`_inline_transaction`).
+_RAW_BEGUN = "hushchat_sqlite_raw_begun"
+
+
+def _inline_transaction(
+    connection: Connection, fn: Callable[..., T], args: tuple[Any, ...], begin: str
+) -> T:
+    """:func:`_transaction` on the inline connection, begun and ended on ``sqlite3`` itself.
+
+    ``BEGIN`` and ``COMMIT`` through SQLAlchemy's transaction objects and ``begin`` event
+    cost more than the statements of a short transaction (:mod:`sync_server.prepared`).
+    A statement ``fn`` runs through SQLAlchemy still works: its autobegin finds the
+    transaction open (``_sqlite_begin``), and it is then ended through SQLAlchemy.
+    """
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute(begin)
+    try:
+        result = fn(connection, *args)
+        if connection.in_transaction():
+            connection.commit()
+        else:
+            raw.commit()
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        if raw.in_transaction:
+            raw.rollback()
+        raise
+    return result
 
 
 def _in_transaction(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...], begin: str) -> T:
@@ -278,7 +315,8 @@ class Database:
         """:meth:`run` for a transaction known to be short: on the loop's thread when
         :attr:`inline` (module docstring), else exactly :meth:`run`."""
         if self.inline:
-            return _transaction(self._inline(), functools.partial(fn, **kwargs), args, "BEGIN")
+            call = functools.partial(fn, **kwargs)
+            return _inline_transaction(self._inline(), call, args, "BEGIN")
         return await self._run(functools.partial(fn, **kwargs), args, write=False)
 
     async def run_write_short(
@@ -292,7 +330,7 @@ class Database:
         if self.inline:
             async with self._write_lock:
                 call = functools.partial(fn, **kwargs)
-                return _transaction(self._inline(), call, args, "BEGIN IMMEDIATE")
+                return _inline_transaction(self._inline(), call, args, "BEGIN IMMEDIATE")
         return await self._run(functools.partial(fn, **kwargs), args, write=True)
 
     def _inline(self) -> Connection:
@@ -300,7 +338,8 @@ class Database:
         connection = self._inline_connection
         if connection is None or connection.closed:
             assert self._sync_engine is not None
-            connection = self._inline_connection = self._sync_engine.connect()
+            connection = self._sync_engine.connect().execution_options(**{_RAW_BEGUN: True})
+            self._inline_connection = connection
         return connection
 
     def checkpoint(self) -> tuple[int, int, int]:

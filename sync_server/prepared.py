@@ -184,11 +184,23 @@ class Prepared:
         if compiled.expanding:
             raise ValueError("executemany with an expanding parameter")
         binds, defaults = compiled.binds, compiled.defaults
+        # The rows of a batch often share a value (a push's timestamp): each processed once.
+        done: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+        def processed(name: str, process: Callable[[Any], Any], value: Any) -> Any:
+            key = (name, id(value))
+            seen = done.get(key)
+            if seen is not None and seen[0] is value:
+                return seen[1]
+            result = process(value)
+            done[key] = (value, result)
+            return result
+
         raw.executemany(
             compiled.sql,
             [
                 [
-                    (process(value) if process else value)
+                    processed(name, process, value) if process else value
                     for name, process in binds
                     for value in (row[name] if name in row else defaults[name],)
                 ]
