@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, Row, Select, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,7 @@ from sync_server.auth.oidc import VerifiedToken
 from sync_server.db import Database
 from sync_server.errors import ProblemError
 from sync_server.models import Account, AuditEvent, Device, LocalToken, TokenBinding
+from sync_server.prepared import Prepared
 from sync_server.recoveries import (
     PendingMails,
     RecoveryNotices,
@@ -277,10 +278,12 @@ _LOCAL_PRINCIPAL = (
 )
 
 
-def _one_or_none(
-    connection: Connection, query: Select[Any], parameters: dict[str, Any]
-) -> Row[Any] | None:
-    return connection.execute(query, parameters).one_or_none()
+_OIDC_PRINCIPAL_RUN = Prepared(_OIDC_PRINCIPAL)
+_LOCAL_PRINCIPAL_RUN = Prepared(_LOCAL_PRINCIPAL)
+
+
+def _one_or_none(connection: Connection, query: Prepared, parameters: dict[str, Any]) -> Any:
+    return query.one_or_none(connection, parameters)
 
 
 def check_oidc(
@@ -297,7 +300,7 @@ def check_oidc(
     """
     row = _one_or_none(
         connection,
-        _OIDC_PRINCIPAL,
+        _OIDC_PRINCIPAL_RUN,
         {
             "token_hash": token.token_hash,
             "device_id": device_id,
@@ -333,7 +336,9 @@ def check_local(
     One query; raises the 401/403 problems of an unknown, expired or foreign token, another
     key or a revoked device.
     """
-    row = _one_or_none(connection, _LOCAL_PRINCIPAL, {"token_hash": hashed, "device_id": device_id})
+    row = _one_or_none(
+        connection, _LOCAL_PRINCIPAL_RUN, {"token_hash": hashed, "device_id": device_id}
+    )
     if row is None or row.kind != "access" or row.expires_at <= now():
         raise unauthorized("Invalid or expired access token.")
     if row.token_device != device_id:

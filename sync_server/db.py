@@ -192,14 +192,58 @@ def _sqlite_pragmas(
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
+    options = connection.get_execution_options()
+    if options.get(_RAW_BEGUN):
+        raw = connection.connection.driver_connection
+        if raw is not None and raw.in_transaction:
+            return  # the inline connection, begun on the driver already (_inline_transaction)
+    connection.exec_driver_sql(options.get(SQLITE_BEGIN, "BEGIN"))
+
+
+#: Execution option of the inline connection (:func:`_inline_transaction`).
+_RAW_BEGUN = "hushchat_sqlite_raw_begun"
+
+
+def _inline_transaction(
+    connection: Connection, fn: Callable[..., T], args: tuple[Any, ...], begin: str
+) -> T:
+    """:func:`_transaction` on the inline connection, begun and ended on ``sqlite3`` itself.
+
+    ``BEGIN`` and ``COMMIT`` through SQLAlchemy's transaction objects and ``begin`` event
+    cost more than the statements of a short transaction (:mod:`sync_server.prepared`).
+    A statement ``fn`` runs through SQLAlchemy still works: its autobegin finds the
+    transaction open (``_sqlite_begin``), and it is then ended through SQLAlchemy.
+    """
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute(begin)
+    try:
+        result = fn(connection, *args)
+        if connection.in_transaction():
+            connection.commit()
+        else:
+            raw.commit()
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        if raw.in_transaction:
+            raw.rollback()
+        raise
+    return result
 
 
 def _in_transaction(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...], begin: str) -> T:
     with engine.connect() as connection:
-        connection = connection.execution_options(**{SQLITE_BEGIN: begin})
-        with connection.begin():
-            return fn(connection, *args)
+        return _transaction(connection, fn, args, begin)
+
+
+def _transaction(
+    connection: Connection, fn: Callable[..., T], args: tuple[Any, ...], begin: str
+) -> T:
+    """``fn(connection, *args)`` in one transaction begun with ``begin`` on ``connection``."""
+    connection = connection.execution_options(**{SQLITE_BEGIN: begin})
+    with connection.begin():
+        return fn(connection, *args)
 
 
 class Database:
@@ -224,10 +268,15 @@ class Database:
             and settings.workers == 1
             and settings.sqlite_synchronous == "NORMAL"  # FULL: an fsync in every commit
         )
+        #: The connection of the inline transactions (made on first use; only the event
+        #: loop's thread uses it, one transaction at a time, so it is never checked out
+        #: and back into the pool per transaction).
+        self._inline_connection: Connection | None = None
         if sqlite_file is not None:
             self._sync_engine = create_sqlite_sync_engine(
                 sqlite_file,
-                settings.db_pool_size + 1,
+                # The readers, the writer thread, and the inline connection.
+                settings.db_pool_size + 1 + int(self.inline),
                 settings.sqlite_synchronous,
                 autocheckpoint=not self.inline,
             )
@@ -266,10 +315,8 @@ class Database:
         """:meth:`run` for a transaction known to be short: on the loop's thread when
         :attr:`inline` (module docstring), else exactly :meth:`run`."""
         if self.inline:
-            assert self._sync_engine is not None
-            return _in_transaction(
-                self._sync_engine, functools.partial(fn, **kwargs), args, "BEGIN"
-            )
+            call = functools.partial(fn, **kwargs)
+            return _inline_transaction(self._inline(), call, args, "BEGIN")
         return await self._run(functools.partial(fn, **kwargs), args, write=False)
 
     async def run_write_short(
@@ -281,11 +328,19 @@ class Database:
     ) -> T:
         """:meth:`run_write` for a transaction known to be short (see :meth:`run_short`)."""
         if self.inline:
-            assert self._sync_engine is not None
             async with self._write_lock:
                 call = functools.partial(fn, **kwargs)
-                return _in_transaction(self._sync_engine, call, args, "BEGIN IMMEDIATE")
+                return _inline_transaction(self._inline(), call, args, "BEGIN IMMEDIATE")
         return await self._run(functools.partial(fn, **kwargs), args, write=True)
+
+    def _inline(self) -> Connection:
+        """The connection of the inline transactions (see :attr:`_inline_connection`)."""
+        connection = self._inline_connection
+        if connection is None or connection.closed:
+            assert self._sync_engine is not None
+            connection = self._sync_engine.connect().execution_options(**{_RAW_BEGUN: True})
+            self._inline_connection = connection
+        return connection
 
     def checkpoint(self) -> tuple[int, int, int]:
         """One passive WAL checkpoint (blocking: call it on a thread).
@@ -373,6 +428,9 @@ class Database:
         """Dispose of all connections (and the SQLite thread pool)."""
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        if self._inline_connection is not None:
+            self._inline_connection.close()
+            self._inline_connection = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         await self.engine.dispose()

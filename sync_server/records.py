@@ -45,6 +45,7 @@ from sync_server.accounts import Credential, Principal, check_credential, now, u
 from sync_server.db import Database
 from sync_server.errors import ProblemError
 from sync_server.models import Account, Record, Recovery
+from sync_server.prepared import Prepared
 from sync_server.protocol import PushRequest, RecordIn
 from sync_server.settings import Settings
 
@@ -92,6 +93,26 @@ _EXISTING_POSTGRES = text(
     " WHERE records.account_id = :account_id AND records.record_id = wanted.id LIMIT 1"
     ") AS r"
 ).columns(*_COLUMNS)
+
+
+# The statements of a push, run cheaply on SQLite (sync_server.prepared).
+_LAST_SEQ_RUN = Prepared(_LAST_SEQ)
+_EXISTING_RUN = Prepared(_EXISTING)
+_SET_LAST_SEQ_RUN = Prepared(_SET_LAST_SEQ)
+_VALUE_KEYS = (
+    "kind",
+    "revision",
+    "parent_revision",
+    "deleted",
+    "key_id",
+    "device_id",
+    "size",
+    "payload",
+    "seq",
+    "updated_at",
+)
+_INSERT_RUN = Prepared(_INSERT, column_keys=("account_id", "record_id", *_VALUE_KEYS))
+_UPDATE_RUN = Prepared(_UPDATE, column_keys=(*_VALUE_KEYS, "b_account_id", "b_record_id"))
 
 
 def existing_query(dialect: str) -> Any:
@@ -362,16 +383,18 @@ def _push(
     records: list[RecordIn],
     atomic: bool,
 ) -> _PushJson:
-    last_seq = connection.execute(_LAST_SEQ, {"account_id": account_id}).scalar_one_or_none()
+    last_seq = _LAST_SEQ_RUN.scalar_one_or_none(connection, {"account_id": account_id})
     if last_seq is None:
         raise unauthorized("Account no longer exists.")
     ids = list({record.id for record in records})
     current: dict[str, _Stored] = {}
-    existing = existing_query(connection.dialect.name)
+    postgres = connection.dialect.name == "postgresql"
     for start in range(0, len(ids), _LOOKUP_CHUNK):
-        rows = connection.execute(
-            existing, {"account_id": account_id, "ids": ids[start : start + _LOOKUP_CHUNK]}
-        )
+        params = {"account_id": account_id, "ids": ids[start : start + _LOOKUP_CHUNK]}
+        if postgres:
+            rows = connection.execute(_EXISTING_POSTGRES, params).all()
+        else:
+            rows = _EXISTING_RUN.all(connection, params)
         for row in rows:
             current[row[0]] = _Stored(*row)
     stored = set(current)
@@ -425,11 +448,11 @@ def _push(
     inserts = [_row(account_id, r) for r in written.values() if r.record_id not in stored]
     updates = [_update_row(account_id, r) for r in written.values() if r.record_id in stored]
     if inserts:
-        connection.execute(_INSERT, inserts)
+        _INSERT_RUN.executemany(connection, inserts)
     if updates:
-        connection.execute(_UPDATE, updates)
+        _UPDATE_RUN.executemany(connection, updates)
     if seq != last_seq:
-        connection.execute(_SET_LAST_SEQ, {"b_account_id": account_id, "last_seq": seq})
+        _SET_LAST_SEQ_RUN.execute(connection, {"b_account_id": account_id, "last_seq": seq})
     return {"applied": True, "results": results, "cursor": seq}
 
 
@@ -493,6 +516,10 @@ _CHANGE_SIZES = (
 )
 
 
+_CHANGES_RUN = Prepared(_CHANGES)
+_CHANGE_SIZES_RUN = Prepared(_CHANGE_SIZES)
+
+
 def _fitting(sizes: Sequence[int], limit: int) -> int:
     """How many of the first ``limit`` records a page holds within ``MAX_PAGE_BYTES``."""
     total = 0
@@ -507,11 +534,11 @@ def _changes(connection: Connection, account_id: str, cursor: int, limit: int) -
     """Up to ``limit + 1`` rows; fewer when the page's payloads would pass
     ``MAX_PAGE_BYTES`` (the sizes are read first, without the payloads)."""
     params = {"account_id": account_id, "cursor": cursor, "limit": limit + 1}
-    sizes = connection.execute(_CHANGE_SIZES, params).scalars().all()
+    sizes = _CHANGE_SIZES_RUN.scalars(connection, params)
     fits = _fitting(sizes, limit)
     if fits < limit:
         params["limit"] = fits + 1  # one more than the page: the client asks again
-    return connection.execute(_CHANGES, params).all()
+    return _CHANGES_RUN.all(connection, params)
 
 
 async def changed_rows(db: Database, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
@@ -535,13 +562,14 @@ _OPEN_RECOVERIES = (
     )
     .order_by(_recoveries.c.created_at)
 )
+_OPEN_RECOVERIES_RUN = Prepared(_OPEN_RECOVERIES)
 
 
 def _changes_and_recoveries(
     connection: Connection, account_id: str, cursor: int, limit: int
 ) -> tuple[Sequence[Any], list[_RecoveryJson]]:
     rows = _changes(connection, account_id, cursor, limit)
-    found = connection.execute(_OPEN_RECOVERIES, {"account_id": account_id}).all()
+    found = _OPEN_RECOVERIES_RUN.all(connection, {"account_id": account_id})
     recoveries: list[_RecoveryJson] = [
         {
             "id": row.id,

@@ -255,6 +255,10 @@ class DpopVerifier:
         # Public keys parsed from their JWK, by thumbprint (a device sends the same key on
         # every call; parsing it is a third of the cost of a check).
         self._keys: OrderedDict[str, ec.EllipticCurvePublicKey] = OrderedDict()
+        # Proof headers that passed every check, as sent (base64url), with their key's
+        # thumbprint and key: a device sends the same header on every call, and what the
+        # checks conclude from it depends on nothing else.
+        self._headers: OrderedDict[str, tuple[str, ec.EllipticCurvePublicKey]] = OrderedDict()
         self._max_age = max_age
         self._clock_skew = clock_skew
         self._public: str | None = None
@@ -302,6 +306,27 @@ class DpopVerifier:
             raise DpopError("A DPoP proof is required.")
         if len(proof) > MAX_PROOF_LENGTH:
             raise DpopError("DPoP proof too long.")
+        encoded = proof.partition(".")[0]
+        known = self._headers.get(encoded)
+        if known is not None:
+            self._headers.move_to_end(encoded)
+            thumbprint, key = known
+            if not hmac.compare_digest(thumbprint, device_id):
+                raise DpopError("The DPoP key does not match the device id.")
+        else:
+            thumbprint, key = self._checked_header(encoded, proof, device_id)
+        try:
+            claims = json.loads(verified_payload(proof, key))
+        except (InvalidSignature, ValueError, TypeError) as exc:
+            raise DpopError("DPoP proof signature invalid.") from exc
+        return await self._check_claims(
+            claims, thumbprint, method=method, expected_uri=expected_uri, access_token=access_token
+        )
+
+    def _checked_header(
+        self, encoded: str, proof: str, device_id: str
+    ) -> tuple[str, ec.EllipticCurvePublicKey]:
+        """The thumbprint and key of a proof header not seen before, once it checks out."""
         header = _header(proof)
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() != PROOF_TYPE:
@@ -321,9 +346,23 @@ class DpopVerifier:
             raise DpopError("The DPoP key does not match the device id.")
         try:
             key = self._key(thumbprint, jwk)
-            claims = json.loads(verified_payload(proof, key))
-        except (jwt.PyJWTError, InvalidSignature, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise DpopError("DPoP proof signature invalid.") from exc
+        self._headers[encoded] = (thumbprint, key)
+        if len(self._headers) > KEY_CACHE_SIZE:
+            self._headers.popitem(last=False)
+        return thumbprint, key
+
+    async def _check_claims(
+        self,
+        claims: Any,
+        thumbprint: str,
+        *,
+        method: str,
+        expected_uri: str | None,
+        access_token: str,
+    ) -> str:
+        """The rest of :meth:`verify` once the signature checks out: the claims."""
         if not isinstance(claims, dict):
             raise DpopError("DPoP proof claims must be a JSON object.")
         for name in ("jti", "htm", "htu", "iat", "ath"):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, text
 
 from sync_server.app import create_app
 from sync_server.db import Database
@@ -202,3 +202,43 @@ async def test_serve_freezes_its_start_up_objects(tmp_path: Path, issuer: FakeIs
     gc.unfreeze()
     async with running(plain):
         assert gc.get_freeze_count() == 0
+
+
+async def test_inline_transactions_commit_and_roll_back_on_the_driver(tmp_path: Path) -> None:
+    """Inline transactions begin and end on ``sqlite3`` itself; statements run through
+    SQLAlchemy inside them join the same transaction, and an error rolls all of it back."""
+    db = await _database(tmp_path)
+    moment = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def add(connection: Connection, name: str, fail: bool, through_sqlalchemy: bool) -> None:
+        values = {"id": name, "issuer": "i", "subject": name, "created_at": "2026-11-30"}
+        if through_sqlalchemy:
+            connection.execute(insert(Account), {**values, "created_at": moment})
+        else:
+            raw = connection.connection.driver_connection
+            assert raw is not None and raw.in_transaction
+            raw.execute(
+                "INSERT INTO accounts (id, issuer, subject, email_verified, last_seq,"
+                " created_at) VALUES (:id, :issuer, :subject, 0, 0, :created_at)",
+                values,
+            )
+        if fail:
+            raise RuntimeError("refused")
+
+    def names(connection: Connection) -> list[str]:
+        return list(connection.execute(text("SELECT id FROM accounts ORDER BY id")).scalars())
+
+    try:
+        await db.run_write_short(add, "a", False, False)
+        await db.run_write_short(add, "b", False, True)
+        for through in (False, True):
+            with pytest.raises(RuntimeError, match="refused"):
+                await db.run_write_short(add, f"x{through}", True, through)
+        assert await db.run_short(names) == ["a", "b"]  # no transaction left open either
+        assert await db.run(names) == ["a", "b"]
+        inline = db._inline()
+        assert not inline.in_transaction()
+        raw = inline.connection.driver_connection
+        assert raw is not None and not raw.in_transaction
+    finally:
+        await db.close()

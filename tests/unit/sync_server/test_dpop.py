@@ -181,3 +181,36 @@ async def test_the_compact_jws_is_checked_strictly() -> None:
     ]:
         with pytest.raises(DpopError, match=r"signature|Malformed"):
             await _verify(_verifier(), proof, key)
+
+
+async def test_a_known_header_still_gets_every_other_check() -> None:
+    """After a device's first proof its header is not parsed again (the verifier keeps what
+    it concluded from it); signature, device id, claims and replay are still checked."""
+    key = DeviceKey.generate()
+    verifier = _verifier()
+    await _verify(verifier, key.proof("GET", URL, TOKEN), key)
+    header, body, signature = key.proof("GET", URL, TOKEN).split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    for proof in [
+        f"{header}.{body}.{flipped}",
+        f"{header}.{body}.{signature[:-4]}",
+        f"{header}.{body}x.{signature}",
+        f"{header}.{body}!.{signature}",
+        f"{header}.{body}",
+    ]:
+        with pytest.raises(DpopError, match=r"signature|Malformed"):
+            await _verify(verifier, proof, key)
+    # The known header with another device's id, and a proof for another request.
+    with pytest.raises(DpopError, match="device id"):
+        await _verify(verifier, f"{header}.{body}.{signature}", key, device="A" * 43)
+    with pytest.raises(DpopError, match="htm"):
+        await _verify(verifier, key.proof("GET", URL, TOKEN), key, method="POST")
+    # Another device's body and signature under this device's known header.
+    other = DeviceKey.generate()
+    _, other_body, other_signature = other.proof("GET", URL, TOKEN).split(".")
+    with pytest.raises(DpopError, match="signature"):
+        await _verify(verifier, f"{header}.{other_body}.{other_signature}", key)
+    proof = f"{header}.{body}.{signature}"
+    assert await _verify(verifier, proof, key) == key.device_id
+    with pytest.raises(DpopError, match="already used"):
+        await _verify(verifier, proof, key)

@@ -1,0 +1,209 @@
+"""The per-request statements, compiled once and run on SQLite's own cursor.
+
+Every sync request runs four to six small statements (the credential check, then a push's
+or a pull's). Through ``Connection.execute`` each costs SQLAlchemy's per-statement work —
+compiled-cache lookup, execution context, parameter and result set-up — about 20 µs
+hot and several times that under load, while ``sqlite3`` itself takes a microsecond or two
+for such a statement. :class:`Prepared` wraps one Core statement: on a ``pysqlite``
+connection it compiles it once (the SQL text, the order of its parameters, and SQLAlchemy's
+own bind and result processors for their types) and runs it on the DBAPI connection of the
+same SQLAlchemy ``Connection`` — the same transaction, the same SQL, the same conversions
+(``UTCDateTime``, ``Boolean``…), so callers get the same values. Rows come back as named
+tuples (attribute and index access, as ``Row``). Any other dialect or driver (PostgreSQL,
+``aiosqlite``) runs the statement through ``Connection.execute`` as before.
+
+Errors of the driver are not wrapped into SQLAlchemy's exception classes on the SQLite
+path; nothing on the request path tells them apart (an unexpected database error is a 500
+either way, and the surrounding transaction is rolled back by SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+import collections
+import keyword
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_Processor = Callable[[Any], Any] | None
+
+
+class _Compiled:
+    """One statement compiled for SQLite: SQL, parameter order and processors."""
+
+    __slots__ = ("binds", "defaults", "expanding", "results", "row", "sql")
+
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None
+    ) -> None:
+        compiled = cast(
+            SQLCompiler,
+            statement.compile(
+                dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None
+            ),
+        )
+        names = tuple(compiled.positiontup or ())
+        self.sql = compiled.string
+        processors = compiled._bind_processors
+        binds: list[tuple[str, _Processor]] = []
+        for name in names:
+            process = processors.get(name)
+            if process is not None and not callable(process):
+                raise ValueError(f"parameter {name!r} has per-element processors (a tuple type)")
+            binds.append((name, process))
+        self.binds = tuple(binds)
+        # Values of parameters the caller does not give (literal LIMIT/OFFSET defaults).
+        self.defaults: dict[str, Any] = {
+            name: compiled.binds[name].effective_value
+            for name in names
+            if not compiled.binds[name].required and compiled.binds[name].callable is None
+        }
+        self.expanding = frozenset(name for name in names if compiled.binds[name].expanding)
+        columns = compiled._result_columns or []
+        self.results: tuple[_Processor, ...] = tuple(
+            column[3]._cached_result_processor(dialect, None) for column in columns
+        )
+        keys = [column[0] for column in columns]
+        self.row: Any = None
+        if keys:
+            if len(set(keys)) != len(keys) or not all(
+                key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("_")
+                for key in keys
+            ):
+                raise ValueError(f"result columns {keys} cannot be named tuple fields")
+            self.row = collections.namedtuple("PreparedRow", keys)  # type: ignore[misc]
+
+    def arguments(self, params: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL and its positional arguments for ``params``."""
+        values: list[Any] = []
+        sql = self.sql
+        for name, process in self.binds:
+            value: Any = params[name] if name in params else self.defaults[name]
+            if name in self.expanding:
+                items = [process(item) for item in value] if process else list(value)
+                marks = ", ".join("?" * len(items))
+                sql = sql.replace(f"__[POSTCOMPILE_{name}]", marks, 1)
+                values.extend(items)
+            else:
+                values.append(process(value) if process else value)
+        return sql, values
+
+    def convert(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
+        """Rows as named tuples of converted values."""
+        results, make = self.results, self.row._make
+        if not any(results):
+            return [make(row) for row in raw]
+        return [
+            make(
+                [
+                    process(value) if process else value
+                    for process, value in zip(results, row, strict=True)
+                ]
+            )
+            for row in raw
+        ]
+
+
+def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
+    """True when an expanding parameter is empty (SQLAlchemy renders an empty ``IN``)."""
+    return any(
+        not (params[name] if name in params else compiled.defaults[name])
+        for name in compiled.expanding
+    )
+
+
+class Prepared:
+    """A Core statement run cheaply on SQLite (module docstring).
+
+    ``column_keys``: for an INSERT or UPDATE without ``values()``, the parameter names
+    every call gives (as SQLAlchemy derives them from the first parameter set).
+    """
+
+    __slots__ = ("_column_keys", "_compiled", "statement")
+
+    def __init__(self, statement: Any, column_keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self._column_keys = tuple(column_keys) if column_keys is not None else None
+        self._compiled: _Compiled | None = None
+
+    def _sqlite(self, connection: Connection) -> Any:
+        """The ``sqlite3`` connection under ``connection``, or ``None`` for other drivers."""
+        dialect = connection.dialect
+        if dialect.driver != "pysqlite":
+            return None
+        if self._compiled is None:
+            self._compiled = _Compiled(self.statement, dialect, self._column_keys)
+        return connection.connection.driver_connection
+
+    def all(self, connection: Connection, params: dict[str, Any]) -> Sequence[Any]:
+        """Every row (``Connection.execute(...).all()``)."""
+        raw = self._sqlite(connection)
+        compiled = self._compiled
+        if raw is None or compiled is None or _empty_list(compiled, params):
+            return connection.execute(self.statement, params).all()
+        sql, values = compiled.arguments(params)
+        return compiled.convert(raw.execute(sql, values).fetchall())
+
+    def one_or_none(self, connection: Connection, params: dict[str, Any]) -> Any:
+        """The row, ``None`` without one; more than one is an error (as ``Result``'s)."""
+        rows = self.all(connection, params)
+        if len(rows) > 1:
+            raise ValueError("more than one row where at most one was expected")
+        return rows[0] if rows else None
+
+    def scalar_one_or_none(self, connection: Connection, params: dict[str, Any]) -> Any:
+        """The first column of :meth:`one_or_none`'s row."""
+        row = self.one_or_none(connection, params)
+        return None if row is None else row[0]
+
+    def scalars(self, connection: Connection, params: dict[str, Any]) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in self.all(connection, params)]
+
+    def execute(self, connection: Connection, params: dict[str, Any]) -> None:
+        """A statement without rows, once."""
+        raw = self._sqlite(connection)
+        if raw is None:
+            connection.execute(self.statement, params)
+            return
+        assert self._compiled is not None
+        raw.execute(*self._compiled.arguments(params))
+
+    def executemany(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
+        """A statement without rows, once per parameter set (``executemany``)."""
+        raw = self._sqlite(connection)
+        if raw is None:
+            connection.execute(self.statement, rows)
+            return
+        compiled = self._compiled
+        assert compiled is not None
+        if compiled.expanding:
+            raise ValueError("executemany with an expanding parameter")
+        binds, defaults = compiled.binds, compiled.defaults
+        # The rows of a batch often share a value (a push's timestamp): each processed once.
+        done: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+        def processed(name: str, process: Callable[[Any], Any], value: Any) -> Any:
+            key = (name, id(value))
+            seen = done.get(key)
+            if seen is not None and seen[0] is value:
+                return seen[1]
+            result = process(value)
+            done[key] = (value, result)
+            return result
+
+        raw.executemany(
+            compiled.sql,
+            [
+                [
+                    processed(name, process, value) if process else value
+                    for name, process in binds
+                    for value in (row[name] if name in row else defaults[name],)
+                ]
+                for row in rows
+            ],
+        )
