@@ -113,6 +113,14 @@ def test_no_tests_dev_tools_or_unused_qt_modules(dist: Path) -> None:
         "_internal/PySide6/Qt/plugins/texttospeech/libqtexttospeech_speechd.so",
     ):  # fmt: skip
         assert path in paths, path
+    # Wayland desktops: the xdg-shell and its window decorations are in; the shells of
+    # Qt compositors, kiosks and cars, and the server-buffer integrations are not.
+    plugins = "_internal/PySide6/Qt/plugins/"
+    for path in ("wayland-shell-integration/libxdg-shell.so", "platforms/libqwayland.so",
+                 "wayland-decoration-client/libbradient.so"):  # fmt: skip
+        assert plugins + path in paths, path
+    assert not [p for p in paths if "ivi-shell" in p or p.endswith("-server.so")]
+    assert not [p for p in paths if p.endswith(".dist-info/RECORD")]
     # python-docx needs lxml.etree only; the rest of lxml stays out.
     assert not [path for path in paths if path.startswith("_internal/lxml/objectify")]
     for path in paths:
