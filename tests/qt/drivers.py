@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from PySide6.QtGui import QKeySequence
 from pytestqt.qtbot import QtBot
 
 from app.session import Session
@@ -151,3 +152,12 @@ def hit_shown(area: ChatAreaWidget, message_id: str) -> bool:
     index = area.chat_view.model.index(number)
     visible = view.visualRect(index).intersects(view.viewport().rect())
     return visible and view.currentIndex() == index
+
+
+def press(qtbot: QtBot, window: MainWindow, sequence: str) -> None:
+    """Press the key ``sequence`` ("Ctrl+Shift+R") in the active ``window``."""
+    combo = QKeySequence(sequence)[0]
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=10_000)
+    window.setFocus()
+    qtbot.keyClick(window, combo.key(), combo.keyboardModifiers())

@@ -23,7 +23,25 @@ from app.speech.text import prepare_for_speech
 from app.tiers import Tier
 from app.ui.voice import AnswerFeed, Speaker, SpeakerState
 
-__all__ = ["FakeFeed", "FakeSpeaker", "Spoken"]
+__all__ = ["ENGINES", "FakeFeed", "FakeSpeaker", "Spoken"]
+
+#: The ``tts:`` part of the read-aloud tests' config: an on-prem Kokoro-FastAPI and a
+#: paid cloud engine (with comments, which saving Settings, Voice must keep).
+ENGINES = """\
+# the voices
+default_tts: kokoro
+tts:
+  # Kokoro-FastAPI on this computer
+  - type: openai
+    name: kokoro
+    base_url: http://127.0.0.1:8880/v1
+    model: kokoro
+    voice: af_heart
+  - type: openai
+    name: cloud-voices
+    base_url: https://speech.example.com/v1
+    locality: paid_cloud
+"""
 
 
 @dataclass

@@ -16,16 +16,9 @@ from app import __version__
 from app.ui import help as help_module
 from app.ui.help import WIDGET_KEYS, ShortcutsDialog, UserGuideDialog, scrub, shortcut_rows
 from app.ui.main_window import MainWindow
+from tests.qt.drivers import press
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def press(qtbot: QtBot, window: MainWindow, sequence: str) -> None:
-    combo = QKeySequence(sequence)[0]
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=10_000)
-    window.setFocus()
-    qtbot.keyClick(window, combo.key(), combo.keyboardModifiers())
 
 
 def open_dialog(qtbot: QtBot, kind: type) -> object:

@@ -27,24 +27,11 @@ from app.ui.help import shortcut_rows
 from app.ui.main_window import MainWindow
 from tests.peers.scripted_provider import ScriptedModel, endless, is_title_request
 from tests.qt.conftest import QT_PASSPHRASE, closed_port_url, write_config
-from tests.qt.drivers import WAIT, messages, send, shown_area, start_chat, wait_answer
-from tests.qt.fake_speaker import FakeSpeaker
+from tests.qt.drivers import WAIT, messages, press, send, shown_area, start_chat, wait_answer
+from tests.qt.fake_speaker import ENGINES, FakeSpeaker
 
 ANSWER = "The moon is about **384,400 km** away. It drifts off by 3.8 cm a year."
 
-ENGINES = """\
-default_tts: kokoro
-tts:
-  - type: openai
-    name: kokoro
-    base_url: http://127.0.0.1:8880/v1
-    model: kokoro
-    voice: af_heart
-  - type: openai
-    name: cloud-voices
-    base_url: https://speech.example.com/v1
-    locality: paid_cloud
-"""
 CLOUD_ONLY = """\
 tts:
   - type: openai
@@ -374,14 +361,6 @@ def window_speakers(monkeypatch: pytest.MonkeyPatch) -> list[FakeSpeaker]:
 
     monkeypatch.setattr(main_window_module, "make_speaker", make)
     return made
-
-
-def press(qtbot: QtBot, window: MainWindow, sequence: str) -> None:
-    combo = QKeySequence(sequence)[0]
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=10_000)
-    window.setFocus()
-    qtbot.keyClick(window, combo.key(), combo.keyboardModifiers())
 
 
 def test_the_window_reads_with_ctrl_shift_r_stops_with_esc_and_closes_its_speaker_on_lock(

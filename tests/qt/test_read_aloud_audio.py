@@ -20,8 +20,8 @@ from app.ui.main_window import MainWindow
 from tests.peers.scripted_provider import ScriptedModel
 from tests.peers.speech_server import SpeechServer
 from tests.qt.conftest import closed_port_url, write_config
-from tests.qt.drivers import WAIT, send, start_chat
-from tests.qt.test_read_aloud import footer, press
+from tests.qt.drivers import WAIT, press, send, start_chat
+from tests.qt.test_read_aloud import footer
 
 pytestmark = pytest.mark.audio
 

@@ -23,23 +23,8 @@ from app.ui.settings import SettingsDialog
 from app.ui.voice_settings import TEST_KEY, TEST_PHRASE
 from tests.qt.conftest import closed_port_url, write_config
 from tests.qt.drivers import WAIT
-from tests.qt.fake_speaker import FakeSpeaker
+from tests.qt.fake_speaker import ENGINES, FakeSpeaker
 
-ENGINES = """\
-# the voices
-default_tts: kokoro
-tts:
-  # Kokoro-FastAPI on this computer
-  - type: openai
-    name: kokoro
-    base_url: http://127.0.0.1:8880/v1
-    model: kokoro
-    voice: af_heart
-  - type: openai
-    name: cloud-voices
-    base_url: https://speech.example.com/v1
-    locality: paid_cloud
-"""
 KOKORO_VOICES = ["af_heart", "af_bella", "am_adam", "bf_emma"]
 
 
