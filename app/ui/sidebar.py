@@ -618,11 +618,14 @@ class SidebarWidget(QWidget):
         if chat_id in self._pending:
             return
         self._pending.add(chat_id)
-        QTimer.singleShot(0, lambda: self._refresh(chat_id))
-
-    def _refresh(self, chat_id: str) -> None:
-        self._pending.discard(chat_id)
         generation = self._generation
+        QTimer.singleShot(0, self, lambda: self._refresh(chat_id, generation))
+
+    def _refresh(self, chat_id: str, generation: int) -> None:
+        self._pending.discard(chat_id)
+        # Cleared (locked, another profile) since the change was seen: nothing to ask.
+        if generation != self._generation or not self._session.is_unlocked:
+            return
 
         def done(summary: ChatSummary | None) -> None:
             if generation != self._generation:

@@ -11,6 +11,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
+from app.chat.events import ChatUpdated
 from app.config import LoadedConfig
 from app.store.models import Tier
 from app.ui.main_window import MainWindow
@@ -161,3 +162,18 @@ def test_quitting_with_ephemeral_chats_asks_first(
     )
     assert main_window.close()
     assert not main_window.session.is_unlocked  # closing locks: keys dropped, chats closed
+
+
+def test_a_chat_change_seen_just_before_locking_asks_nothing_after(
+    qtbot: QtBot, main_window: MainWindow, run_async: Callable[..., Any]
+) -> None:
+    """The sidebar refreshes a changed chat's row on the next turn of the event loop; a
+    lock in between must not make it ask the (now locked) service."""
+    chat_id = _fill_with_sentinel(main_window, qtbot, run_async)
+    area = main_window.chat_area
+    assert area is not None
+    area.sidebar.on_chat_changed(ChatUpdated(chat_id))  # the refresh is now pending
+    with qtbot.waitSignal(main_window.locked):
+        main_window.lock_action.trigger()
+    qtbot.wait(50)  # the pending refresh runs: pytest-qt fails on an exception in it
+    assert main_window.current_page == "unlock"
