@@ -382,6 +382,11 @@ class Database:
             call = functools.partial(_in_transaction, self._sync_engine, fn, args, begin)
             executor = self._writer if write else self._readers
             return await asyncio.get_running_loop().run_in_executor(executor, call)
+        if not write and not self.is_sqlite:
+            # PostgreSQL reads: no BEGIN / COMMIT round trips (module docstring).
+            async with self.engine.connect() as connection:
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await connection.run_sync(fn, *args)
         lock = self._write_lock if write and self.is_sqlite else contextlib.nullcontext()
         async with lock, self.engine.connect() as connection:
             if write and self.is_sqlite:

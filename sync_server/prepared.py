@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import await_
 
 _Processor = Callable[[Any], Any] | None
 
@@ -35,7 +36,7 @@ _Processor = Callable[[Any], Any] | None
 class _Compiled:
     """One statement compiled for SQLite: SQL, parameter order and processors."""
 
-    __slots__ = ("binds", "defaults", "expanding", "results", "row", "sql")
+    __slots__ = ("binds", "defaults", "expanding", "processed", "results", "row", "sql")
 
     def __init__(
         self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None
@@ -67,6 +68,10 @@ class _Compiled:
         self.results: tuple[_Processor, ...] = tuple(
             column[3]._cached_result_processor(dialect, None) for column in columns
         )
+        #: (index, processor) of the result columns that have one.
+        self.processed = tuple(
+            (index, process) for index, process in enumerate(self.results) if process
+        )
         keys = [column[0] for column in columns]
         self.row: Any = None
         if keys:
@@ -94,18 +99,17 @@ class _Compiled:
 
     def convert(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
         """Rows as named tuples of converted values."""
-        results, make = self.results, self.row._make
-        if not any(results):
+        make = self.row._make
+        processed = self.processed
+        if not processed:
             return [make(row) for row in raw]
-        return [
-            make(
-                [
-                    process(value) if process else value
-                    for process, value in zip(results, row, strict=True)
-                ]
-            )
-            for row in raw
-        ]
+        rows = []
+        for row in raw:
+            values = list(row)
+            for index, process in processed:
+                values[index] = process(values[index])
+            rows.append(make(values))
+        return rows
 
 
 def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
@@ -123,12 +127,33 @@ class Prepared:
     every call gives (as SQLAlchemy derives them from the first parameter set).
     """
 
-    __slots__ = ("_column_keys", "_compiled", "statement")
+    __slots__ = ("_column_keys", "_compiled", "_compiled_asyncpg", "statement")
 
     def __init__(self, statement: Any, column_keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self._column_keys = tuple(column_keys) if column_keys is not None else None
         self._compiled: _Compiled | None = None
+        self._compiled_asyncpg: _Compiled | None = None
+
+    def _asyncpg(self, connection: Connection) -> tuple[Any, _Compiled] | None:
+        """The asyncpg connection under ``connection`` and the statement compiled for it,
+        when the connection is in autocommit (a PostgreSQL read, :meth:`Database.run`);
+        else ``None``. In a transaction SQLAlchemy's adapter must see every statement (it
+        sends ``BEGIN`` before the first), so those statements keep ``Connection.execute``.
+        """
+        dialect = connection.dialect
+        if dialect.driver != "asyncpg":
+            return None
+        if not getattr(connection.connection.dbapi_connection, "autocommit", False):
+            return None
+        compiled = self._compiled_asyncpg
+        if compiled is None:
+            compiled = self._compiled_asyncpg = _Compiled(
+                self.statement, dialect, self._column_keys
+            )
+        if compiled.expanding:
+            return None  # "$n" numbering of an expanded list: left to SQLAlchemy
+        return connection.connection.driver_connection, compiled
 
     def _sqlite(self, connection: Connection) -> Any:
         """The ``sqlite3`` connection under ``connection``, or ``None`` for other drivers."""
@@ -141,6 +166,15 @@ class Prepared:
 
     def all(self, connection: Connection, params: dict[str, Any]) -> Sequence[Any]:
         """Every row (``Connection.execute(...).all()``)."""
+        if connection.dialect.driver == "asyncpg":
+            found = self._asyncpg(connection)
+            if found is None:
+                return connection.execute(self.statement, params).all()
+            driver, statement = found
+            sql, values = statement.arguments(params)
+            # In the greenlet of Database.run (AsyncConnection.run_sync), as SQLAlchemy's
+            # own adapter; asyncpg prepares and caches the statement per connection.
+            return statement.convert(await_(driver.fetch(sql, *values)))
         raw = self._sqlite(connection)
         compiled = self._compiled
         if raw is None or compiled is None or _empty_list(compiled, params):
