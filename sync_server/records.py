@@ -557,14 +557,21 @@ def _fitting(sizes: Sequence[int], limit: int) -> int:
 
 def _changes(connection: Connection, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
     """Up to ``limit + 1`` rows; fewer when the page's payloads would pass
-    ``MAX_PAGE_BYTES`` (the sizes are read first, without the payloads)."""
+    ``MAX_PAGE_BYTES`` (on SQLite the sizes are read first, without the payloads; on
+    PostgreSQL one statement leaves out the rows that do not fit)."""
     params = {"account_id": account_id, "cursor": cursor, "limit": limit + 1}
     if connection.dialect.name == "postgresql":
+        # One statement (one round trip), the same rows (_CHANGES_FITTING).
         return _CHANGES_FITTING_RUN.all(connection, {**params, "max_bytes": MAX_PAGE_BYTES})
+    return _changes_in_two(connection, params, limit)
+
+
+def _changes_in_two(connection: Connection, params: dict[str, Any], limit: int) -> Sequence[Any]:
+    """:func:`_changes` as two statements: the sizes, then the rows that fit."""
     sizes = _CHANGE_SIZES_RUN.scalars(connection, params)
     fits = _fitting(sizes, limit)
     if fits < limit:
-        params["limit"] = fits + 1  # one more than the page: the client asks again
+        params = {**params, "limit": fits + 1}  # one more than the page: the client asks again
     return _CHANGES_RUN.all(connection, params)
 
 
