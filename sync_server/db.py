@@ -14,7 +14,12 @@ The request hot path (token lookup, push, pull) runs through :meth:`Database.run
 function over a synchronous :class:`~sqlalchemy.Connection`, executed as one transaction.
 On SQLite it runs on a small thread pool with the stdlib ``sqlite3`` driver — one thread
 hop per transaction instead of several per statement through aiosqlite; on PostgreSQL it
-runs in the asyncpg connection's greenlet (``AsyncConnection.run_sync``).
+runs in the asyncpg connection's greenlet (``AsyncConnection.run_sync``). A PostgreSQL
+read (:meth:`Database.run`, :meth:`Database.run_short`) runs in autocommit, without
+``BEGIN`` and ``COMMIT``: two round trips less per pull, and the same answers, since under
+PostgreSQL's default ``READ COMMITTED`` every statement of a transaction takes its own
+snapshot anyway (the reads of a request never relied on one snapshot; pushes, which
+do, keep their transaction and ``FOR UPDATE``).
 
 Short transactions (:meth:`Database.run_short`, :meth:`Database.run_write_short`: the fast
 lane's push of at most ``max_unauthenticated_body_bytes`` and its pull of a default-sized

@@ -1,4 +1,4 @@
-"""The per-request statements, compiled once and run on SQLite's own cursor.
+"""The per-request statements, compiled once and run on the driver's own connection.
 
 Every sync request runs four to six small statements (the credential check, then a push's
 or a pull's). Through ``Connection.execute`` each costs SQLAlchemy's per-statement work —
@@ -9,12 +9,23 @@ connection it compiles it once (the SQL text, the order of its parameters, and S
 own bind and result processors for their types) and runs it on the DBAPI connection of the
 same SQLAlchemy ``Connection`` — the same transaction, the same SQL, the same conversions
 (``UTCDateTime``, ``Boolean``…), so callers get the same values. Rows come back as named
-tuples (attribute and index access, as ``Row``). Any other dialect or driver (PostgreSQL,
-``aiosqlite``) runs the statement through ``Connection.execute`` as before.
+tuples (attribute and index access, as ``Row``).
 
-Errors of the driver are not wrapped into SQLAlchemy's exception classes on the SQLite
-path; nothing on the request path tells them apart (an unexpected database error is a 500
-either way, and the surrounding transaction is rolled back by SQLAlchemy).
+On PostgreSQL (``asyncpg``) the same is done for the reads that run outside a transaction
+(:meth:`~sync_server.db.Database.run` is autocommit there): the statement compiled once for
+the asyncpg dialect (``$n`` parameters) runs with ``asyncpg.Connection.fetch`` in the
+greenlet of ``run_sync``, as SQLAlchemy's adapter does, with asyncpg's own per-connection
+cache of prepared statements; rows get the same processors and named tuples. Statements
+inside a transaction (a push) and statements with an expanding ``IN`` keep
+``Connection.execute`` — SQLAlchemy's adapter must see the first statement of a
+transaction to send ``BEGIN``. ``aiosqlite`` also keeps ``Connection.execute``.
+
+Errors of the driver are not wrapped into SQLAlchemy's exception classes on these paths;
+nothing on the request path tells them apart (an unexpected database error is a 500
+either way, and the surrounding transaction is rolled back by SQLAlchemy). An asyncpg
+connection found closed after an error is invalidated, as SQLAlchemy does on a
+disconnect, so the pool replaces it: a database restart fails one request, not every
+later one on that pooled connection.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ _Processor = Callable[[Any], Any] | None
 
 
 class _Compiled:
-    """One statement compiled for SQLite: SQL, parameter order and processors."""
+    """One statement compiled for a dialect: SQL, parameter order and processors."""
 
     __slots__ = ("binds", "defaults", "expanding", "processed", "results", "row", "sql")
 
@@ -121,7 +132,7 @@ def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
 
 
 class Prepared:
-    """A Core statement run cheaply on SQLite (module docstring).
+    """A Core statement run cheaply on SQLite and, for reads, asyncpg (module docstring).
 
     ``column_keys``: for an INSERT or UPDATE without ``values()``, the parameter names
     every call gives (as SQLAlchemy derives them from the first parameter set).
@@ -172,9 +183,15 @@ class Prepared:
                 return connection.execute(self.statement, params).all()
             driver, statement = found
             sql, values = statement.arguments(params)
-            # In the greenlet of Database.run (AsyncConnection.run_sync), as SQLAlchemy's
-            # own adapter; asyncpg prepares and caches the statement per connection.
-            return statement.convert(await_(driver.fetch(sql, *values)))
+            try:
+                # In the greenlet of Database.run (AsyncConnection.run_sync), as SQLAlchemy's
+                # own adapter; asyncpg prepares and caches the statement per connection.
+                fetched = await_(driver.fetch(sql, *values))
+            except Exception:
+                if driver.is_closed():
+                    connection.invalidate()  # the pool must not hand it out again
+                raise
+            return statement.convert(fetched)
         raw = self._sqlite(connection)
         compiled = self._compiled
         if raw is None or compiled is None or _empty_list(compiled, params):

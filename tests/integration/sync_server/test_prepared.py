@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sync_server import accounts, records
 from sync_server.db import Database
@@ -350,5 +351,40 @@ async def test_postgres_page_in_one_statement_is_the_two_statement_page(
         await db.run_write(_sized)
         compared = await db.run(_pages_agree, [0, 1, 4, 5, 6, 10, 12, 30, 40, 100])
         assert compared == 10 * 16 * 6
+    finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_connection_lost_under_a_direct_read_is_replaced(tmp_path: Path) -> None:
+    """A server-side disconnect fails the read that meets it; the pool then reconnects."""
+    url = _postgres_url()
+    await _reset_postgres(url)
+    settings = make_settings(tmp_path, url).model_copy(update={"db_pool_size": 1})
+    db = Database(settings)
+    await db.migrate()
+    params = {"token_hash": "h1", "device_id": "dev1"}
+
+    def backend(connection: Connection) -> int:
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    def read(connection: Connection) -> list[Any]:
+        return list(accounts._LOCAL_PRINCIPAL_RUN.all(connection, params))
+
+    try:
+        await db.run_write(_seed)
+        first = await db.run(backend)
+        other = create_async_engine(url)
+        try:
+            async with other.connect() as killer:
+                await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        finally:
+            await other.dispose()
+        # The pool (one connection, no pre-ping) hands out the dead connection once.
+        with pytest.raises(Exception) as failed:
+            await db.run(read)
+        assert "connection" in str(failed.value).lower()
+        assert len(await db.run(read)) == 1
+        assert await db.run(backend) != first
     finally:
         await db.close()
