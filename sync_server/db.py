@@ -121,10 +121,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     else:
         # No pre-ping round trip per checkout (it halves request throughput); connections
         # are recycled instead, and a connection broken by a database restart fails one
-        # request, which the client retries.
+        # request, which the client retries. Up to 2 × DB_POOL_SIZE connections, all kept
+        # once opened: an "overflow" connection closed after each burst was opened again
+        # by the next one (a SCRAM authentication each), which cost a 100-device burst a
+        # quarter of its pull throughput (docs/server.md, "Performance").
         kwargs = {
-            "pool_size": settings.db_pool_size,
-            "max_overflow": settings.db_pool_size,
+            "pool_size": 2 * settings.db_pool_size,
+            "max_overflow": 0,
             "pool_recycle": 1800,
         }
     engine = create_async_engine(url, **kwargs)
