@@ -121,7 +121,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     else:
         # No pre-ping round trip per checkout (it halves request throughput); connections
         # are recycled instead, and a connection broken by a database restart fails one
-        # request, which the client retries. Up to 2 × DB_POOL_SIZE connections, all kept
+        # request, which the client retries. Up to 2 x DB_POOL_SIZE connections, all kept
         # once opened: an "overflow" connection closed after each burst was opened again
         # by the next one (a SCRAM authentication each), which cost a 100-device burst a
         # quarter of its pull throughput (docs/server.md, "Performance").
