@@ -14,7 +14,12 @@ The request hot path (token lookup, push, pull) runs through :meth:`Database.run
 function over a synchronous :class:`~sqlalchemy.Connection`, executed as one transaction.
 On SQLite it runs on a small thread pool with the stdlib ``sqlite3`` driver — one thread
 hop per transaction instead of several per statement through aiosqlite; on PostgreSQL it
-runs in the asyncpg connection's greenlet (``AsyncConnection.run_sync``).
+runs in the asyncpg connection's greenlet (``AsyncConnection.run_sync``). A PostgreSQL
+read (:meth:`Database.run`, :meth:`Database.run_short`) runs in autocommit, without
+``BEGIN`` and ``COMMIT``: two round trips less per pull, and the same answers, since under
+PostgreSQL's default ``READ COMMITTED`` every statement of a transaction takes its own
+snapshot anyway (the reads of a request never relied on one snapshot; pushes, which
+do, keep their transaction and ``FOR UPDATE``).
 
 Short transactions (:meth:`Database.run_short`, :meth:`Database.run_write_short`: the fast
 lane's push of at most ``max_unauthenticated_body_bytes`` and its pull of a default-sized
@@ -116,10 +121,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     else:
         # No pre-ping round trip per checkout (it halves request throughput); connections
         # are recycled instead, and a connection broken by a database restart fails one
-        # request, which the client retries.
+        # request, which the client retries. Up to 2 x DB_POOL_SIZE connections, all kept
+        # once opened: an "overflow" connection closed after each burst was opened again
+        # by the next one (a SCRAM authentication each), which cost a 100-device burst a
+        # quarter of its pull throughput (docs/server.md, "Performance").
         kwargs = {
-            "pool_size": settings.db_pool_size,
-            "max_overflow": settings.db_pool_size,
+            "pool_size": 2 * settings.db_pool_size,
+            "max_overflow": 0,
             "pool_recycle": 1800,
         }
     engine = create_async_engine(url, **kwargs)
@@ -382,6 +390,11 @@ class Database:
             call = functools.partial(_in_transaction, self._sync_engine, fn, args, begin)
             executor = self._writer if write else self._readers
             return await asyncio.get_running_loop().run_in_executor(executor, call)
+        if not write and not self.is_sqlite:
+            # PostgreSQL reads: no BEGIN / COMMIT round trips (module docstring).
+            async with self.engine.connect() as connection:
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await connection.run_sync(fn, *args)
         lock = self._write_lock if write and self.is_sqlite else contextlib.nullcontext()
         async with lock, self.engine.connect() as connection:
             if write and self.is_sqlite:

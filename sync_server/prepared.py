@@ -1,4 +1,4 @@
-"""The per-request statements, compiled once and run on SQLite's own cursor.
+"""The per-request statements, compiled once and run on the driver's own connection.
 
 Every sync request runs four to six small statements (the credential check, then a push's
 or a pull's). Through ``Connection.execute`` each costs SQLAlchemy's per-statement work —
@@ -9,12 +9,23 @@ connection it compiles it once (the SQL text, the order of its parameters, and S
 own bind and result processors for their types) and runs it on the DBAPI connection of the
 same SQLAlchemy ``Connection`` — the same transaction, the same SQL, the same conversions
 (``UTCDateTime``, ``Boolean``…), so callers get the same values. Rows come back as named
-tuples (attribute and index access, as ``Row``). Any other dialect or driver (PostgreSQL,
-``aiosqlite``) runs the statement through ``Connection.execute`` as before.
+tuples (attribute and index access, as ``Row``).
 
-Errors of the driver are not wrapped into SQLAlchemy's exception classes on the SQLite
-path; nothing on the request path tells them apart (an unexpected database error is a 500
-either way, and the surrounding transaction is rolled back by SQLAlchemy).
+On PostgreSQL (``asyncpg``) the same is done for the reads that run outside a transaction
+(:meth:`~sync_server.db.Database.run` is autocommit there): the statement compiled once for
+the asyncpg dialect (``$n`` parameters) runs with ``asyncpg.Connection.fetch`` in the
+greenlet of ``run_sync``, as SQLAlchemy's adapter does, with asyncpg's own per-connection
+cache of prepared statements; rows get the same processors and named tuples. Statements
+inside a transaction (a push) and statements with an expanding ``IN`` keep
+``Connection.execute`` — SQLAlchemy's adapter must see the first statement of a
+transaction to send ``BEGIN``. ``aiosqlite`` also keeps ``Connection.execute``.
+
+Errors of the driver are not wrapped into SQLAlchemy's exception classes on these paths;
+nothing on the request path tells them apart (an unexpected database error is a 500
+either way, and the surrounding transaction is rolled back by SQLAlchemy). An asyncpg
+connection found closed after an error is invalidated, as SQLAlchemy does on a
+disconnect, so the pool replaces it: a database restart fails one request, not every
+later one on that pooled connection.
 """
 
 from __future__ import annotations
@@ -28,14 +39,15 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import await_
 
 _Processor = Callable[[Any], Any] | None
 
 
 class _Compiled:
-    """One statement compiled for SQLite: SQL, parameter order and processors."""
+    """One statement compiled for a dialect: SQL, parameter order and processors."""
 
-    __slots__ = ("binds", "defaults", "expanding", "results", "row", "sql")
+    __slots__ = ("binds", "defaults", "expanding", "processed", "results", "row", "sql")
 
     def __init__(
         self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None
@@ -67,6 +79,10 @@ class _Compiled:
         self.results: tuple[_Processor, ...] = tuple(
             column[3]._cached_result_processor(dialect, None) for column in columns
         )
+        #: (index, processor) of the result columns that have one.
+        self.processed = tuple(
+            (index, process) for index, process in enumerate(self.results) if process
+        )
         keys = [column[0] for column in columns]
         self.row: Any = None
         if keys:
@@ -94,18 +110,17 @@ class _Compiled:
 
     def convert(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
         """Rows as named tuples of converted values."""
-        results, make = self.results, self.row._make
-        if not any(results):
+        make = self.row._make
+        processed = self.processed
+        if not processed:
             return [make(row) for row in raw]
-        return [
-            make(
-                [
-                    process(value) if process else value
-                    for process, value in zip(results, row, strict=True)
-                ]
-            )
-            for row in raw
-        ]
+        rows = []
+        for row in raw:
+            values = list(row)
+            for index, process in processed:
+                values[index] = process(values[index])
+            rows.append(make(values))
+        return rows
 
 
 def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
@@ -117,18 +132,39 @@ def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
 
 
 class Prepared:
-    """A Core statement run cheaply on SQLite (module docstring).
+    """A Core statement run cheaply on SQLite and, for reads, asyncpg (module docstring).
 
     ``column_keys``: for an INSERT or UPDATE without ``values()``, the parameter names
     every call gives (as SQLAlchemy derives them from the first parameter set).
     """
 
-    __slots__ = ("_column_keys", "_compiled", "statement")
+    __slots__ = ("_column_keys", "_compiled", "_compiled_asyncpg", "statement")
 
     def __init__(self, statement: Any, column_keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self._column_keys = tuple(column_keys) if column_keys is not None else None
         self._compiled: _Compiled | None = None
+        self._compiled_asyncpg: _Compiled | None = None
+
+    def _asyncpg(self, connection: Connection) -> tuple[Any, _Compiled] | None:
+        """The asyncpg connection under ``connection`` and the statement compiled for it,
+        when the connection is in autocommit (a PostgreSQL read, :meth:`Database.run`);
+        else ``None``. In a transaction SQLAlchemy's adapter must see every statement (it
+        sends ``BEGIN`` before the first), so those statements keep ``Connection.execute``.
+        """
+        dialect = connection.dialect
+        if dialect.driver != "asyncpg":
+            return None
+        if not getattr(connection.connection.dbapi_connection, "autocommit", False):
+            return None
+        compiled = self._compiled_asyncpg
+        if compiled is None:
+            compiled = self._compiled_asyncpg = _Compiled(
+                self.statement, dialect, self._column_keys
+            )
+        if compiled.expanding:
+            return None  # "$n" numbering of an expanded list: left to SQLAlchemy
+        return connection.connection.driver_connection, compiled
 
     def _sqlite(self, connection: Connection) -> Any:
         """The ``sqlite3`` connection under ``connection``, or ``None`` for other drivers."""
@@ -141,6 +177,21 @@ class Prepared:
 
     def all(self, connection: Connection, params: dict[str, Any]) -> Sequence[Any]:
         """Every row (``Connection.execute(...).all()``)."""
+        if connection.dialect.driver == "asyncpg":
+            found = self._asyncpg(connection)
+            if found is None:
+                return connection.execute(self.statement, params).all()
+            driver, statement = found
+            sql, values = statement.arguments(params)
+            try:
+                # In the greenlet of Database.run (AsyncConnection.run_sync), as SQLAlchemy's
+                # own adapter; asyncpg prepares and caches the statement per connection.
+                fetched = await_(driver.fetch(sql, *values))
+            except Exception:
+                if driver.is_closed():
+                    connection.invalidate()  # the pool must not hand it out again
+                raise
+            return statement.convert(fetched)
         raw = self._sqlite(connection)
         compiled = self._compiled
         if raw is None or compiled is None or _empty_list(compiled, params):

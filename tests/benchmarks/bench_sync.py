@@ -104,10 +104,12 @@ PROPAGATION_BUDGET_MS = 2000.0
 # second figure set is for SQLite only (PostgreSQL scales out with replicas anyway).
 WORKERS = (1, 2)
 #: Narrow a run (A/B comparisons on a shared machine): worker counts ("1", "1,2"), parts
-#: ("throughput,latency,propagation") and open-loop device counts ("100"), comma-separated.
+#: ("throughput,latency,propagation"), open-loop device counts ("100") and databases
+#: ("SQLite,PostgreSQL"; PostgreSQL needs HUSHCHAT_TEST_POSTGRES_URL), comma-separated.
 WORKERS_ENV = "HUSHCHAT_BENCH_SYNC_WORKERS"
 PARTS_ENV = "HUSHCHAT_BENCH_SYNC_PARTS"
 DEVICES_ENV = "HUSHCHAT_BENCH_SYNC_DEVICES"
+BACKENDS_ENV = "HUSHCHAT_BENCH_SYNC_BACKENDS"
 
 
 def _chosen(name: str, default: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -727,12 +729,13 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
 
 
 async def _all() -> list[Row]:
+    backends = _chosen(BACKENDS_ENV, ("SQLite", "PostgreSQL"))
     with tempfile.TemporaryDirectory(prefix="hushchat-bench-sync-") as tmp:
-        rows = await _backend("SQLite", None, Path(tmp))
+        rows = await _backend("SQLite", None, Path(tmp)) if "SQLite" in backends else []
         postgres = os.environ.get("HUSHCHAT_TEST_POSTGRES_URL")
-        if postgres:
+        if "PostgreSQL" in backends and postgres:
             rows += await _backend("PostgreSQL", postgres, Path(tmp))
-        else:
+        elif "PostgreSQL" in backends:
             rows.append(
                 Row("sync PostgreSQL", 0.0, note="skipped: HUSHCHAT_TEST_POSTGRES_URL unset")
             )

@@ -1,25 +1,31 @@
-"""The per-request statements on SQLite's own cursor give what SQLAlchemy gives.
+"""The per-request statements on the driver's own connection give what SQLAlchemy gives.
 
 (:mod:`sync_server.prepared`.) Each hot statement runs both ways on the same seeded SQLite
 file: the rows must be equal value for value and type for type (aware UTC datetimes,
 booleans, bytes), and rows written with the prepared INSERT/UPDATE must read back exactly
-as rows written by SQLAlchemy.
+as rows written by SQLAlchemy. On PostgreSQL the reads outside a transaction run on asyncpg
+directly: the same comparison there, and the one-statement pull page against the
+two-statement one.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert
+import pytest
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sync_server import accounts, records
 from sync_server.db import Database
 from sync_server.models import Account, Device, LocalToken, Record, Recovery
 from sync_server.prepared import Prepared, _Compiled, _empty_list
-from tests.integration.sync_server.support import make_settings
+from tests.integration.sync_server.conftest import POSTGRES_ENV, _reset_postgres
+from tests.integration.sync_server.support import make_settings, skip_or_fail
 
 MOMENT = datetime(2026, 11, 30, 12, 34, 56, 789012, tzinfo=UTC)
 
@@ -157,9 +163,9 @@ def _compare(connection: Connection) -> None:
             connection.execute(records._CHANGE_SIZES, params).scalars()
         )
     recoveries = _both(connection, records._OPEN_RECOVERIES_RUN, {"account_id": "a1"})
-    # An IN list given by the statement itself is expanded on the cursor too.
-    assert not _empty_list(_compiled(records._OPEN_RECOVERIES_RUN), {"account_id": "a1"})
+    assert [row.id for row in recoveries] == ["rec1"]
     assert recoveries[0].not_before == MOMENT + timedelta(days=1)
+    assert not _empty_list(_compiled(records._EXISTING_RUN), {"account_id": "a1", "ids": ["x"]})
 
 
 def _write(connection: Connection, account: str, prepared: bool) -> None:
@@ -236,5 +242,149 @@ async def test_other_drivers_go_through_sqlalchemy(tmp_path: Path) -> None:
 
         async with db.engine.begin() as connection:
             await connection.run_sync(check)
+    finally:
+        await db.close()
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        skip_or_fail(f"{POSTGRES_ENV} is not set (run .ci/setup-server-peers)")
+    assert url is not None
+    return url
+
+
+def _on_asyncpg(connection: Connection) -> None:
+    """The hot reads of a pull, on asyncpg directly, against SQLAlchemy's answers."""
+    assert connection.dialect.driver == "asyncpg"
+    for prepared in (
+        accounts._LOCAL_PRINCIPAL_RUN,
+        accounts._OIDC_PRINCIPAL_RUN,
+        records._CHANGES_FITTING_RUN,
+        records._OPEN_RECOVERIES_RUN,
+    ):
+        assert prepared._asyncpg(connection) is not None, prepared.statement
+    _compare(connection)
+    for cursor, limit in ((0, 10), (1, 1), (0, 2), (3, 5)):
+        params = {"account_id": "a1", "cursor": cursor, "limit": limit, "max_bytes": 4}
+        _both(connection, records._CHANGES_FITTING_RUN, params)
+
+
+def _in_transaction(connection: Connection) -> None:
+    # Inside a transaction SQLAlchemy's adapter runs every statement (it sends BEGIN).
+    assert records._CHANGES_FITTING_RUN._asyncpg(connection) is None
+    rows = records._CHANGES_FITTING_RUN.all(
+        connection, {"account_id": "a1", "cursor": 0, "limit": 10, "max_bytes": 100}
+    )
+    assert type(rows[0]).__name__ == "Row"
+    assert [row.record_id for row in rows] == ["r0", "r1", "r2"]
+
+
+@pytest.mark.postgres
+async def test_postgres_reads_on_asyncpg_give_what_sqlalchemy_gives(tmp_path: Path) -> None:
+    url = _postgres_url()
+    await _reset_postgres(url)
+    db = Database(make_settings(tmp_path, url))
+    await db.migrate()
+    try:
+        await db.run_write(_seed)
+        await db.run(_on_asyncpg)
+        await db.run_short(_on_asyncpg)
+        await db.run_write(_in_transaction)
+    finally:
+        await db.close()
+
+
+def _sized(connection: Connection) -> None:
+    sizes = [5, 1, 1, 9, 2, 2, 2, 30, 1, 0, 0, 4, 4, 4, 4]
+    connection.execute(
+        insert(Record),
+        [
+            {
+                "account_id": "a2",
+                "record_id": f"s{n}",
+                "kind": "message",
+                "revision": 1,
+                "parent_revision": None,
+                "deleted": False,
+                "key_id": "k",
+                "device_id": "dev1",
+                "size": size,
+                "payload": bytes(size),
+                "seq": n + 1,
+                "updated_at": MOMENT,
+            }
+            for n, size in enumerate(sizes)
+        ],
+    )
+
+
+def _pages_agree(connection: Connection, budgets: list[int]) -> int:
+    compared = 0
+    for budget in budgets:
+        records.MAX_PAGE_BYTES = budget
+        for cursor in range(16):
+            for limit in (1, 2, 3, 5, 8, 20):
+                one = records._changes(connection, "a2", cursor, limit)
+                params = {"account_id": "a2", "cursor": cursor, "limit": limit + 1}
+                two = records._changes_in_two(connection, params, limit)
+                assert _typed(one) == _typed(two), (budget, cursor, limit)
+                assert records.changes_json(one, cursor, limit) == records.changes_json(
+                    two, cursor, limit
+                )
+                compared += 1
+    return compared
+
+
+@pytest.mark.postgres
+async def test_postgres_page_in_one_statement_is_the_two_statement_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window-function page (PostgreSQL) cuts where the sizes-first page (SQLite) does."""
+    url = _postgres_url()
+    await _reset_postgres(url)
+    db = Database(make_settings(tmp_path, url))
+    await db.migrate()
+    monkeypatch.setattr(records, "MAX_PAGE_BYTES", records.MAX_PAGE_BYTES)
+    try:
+        await db.run_write(_seed)
+        await db.run_write(_sized)
+        compared = await db.run(_pages_agree, [0, 1, 4, 5, 6, 10, 12, 30, 40, 100])
+        assert compared == 10 * 16 * 6
+    finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_connection_lost_under_a_direct_read_is_replaced(tmp_path: Path) -> None:
+    """A server-side disconnect fails the read that meets it; the pool then reconnects."""
+    url = _postgres_url()
+    await _reset_postgres(url)
+    settings = make_settings(tmp_path, url).model_copy(update={"db_pool_size": 1})
+    db = Database(settings)
+    await db.migrate()
+    params = {"token_hash": "h1", "device_id": "dev1"}
+
+    def backend(connection: Connection) -> int:
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    def read(connection: Connection) -> list[Any]:
+        return list(accounts._LOCAL_PRINCIPAL_RUN.all(connection, params))
+
+    try:
+        await db.run_write(_seed)
+        first = await db.run(backend)
+        other = create_async_engine(url)
+        try:
+            async with other.connect() as killer:
+                await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        finally:
+            await other.dispose()
+        # The pool (one connection, no pre-ping) hands out the dead connection once.
+        with pytest.raises(Exception) as failed:
+            await db.run(read)
+        assert "connection" in str(failed.value).lower()
+        assert len(await db.run(read)) == 1
+        assert await db.run(backend) != first
     finally:
         await db.close()

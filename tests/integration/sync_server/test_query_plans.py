@@ -128,8 +128,14 @@ async def test_postgres_existing_ids_probe_the_primary_key_without_statistics(
                 await connection.execute(text(f"SET plan_cache_mode = {mode}"))
                 explain = text("EXPLAIN (FORMAT JSON) " + str(query))
                 plans.append((await connection.execute(explain, parameters)).scalar_one())
-                pull = text("EXPLAIN (FORMAT JSON) " + str(records._CHANGES))
-                pulled = {"account_id": ACCOUNT, "cursor": stored // 2, "limit": 101}
+                # The pull's page on PostgreSQL: one statement over _CHANGES.
+                pull = text("EXPLAIN (FORMAT JSON) " + str(records._CHANGES_FITTING))
+                pulled = {
+                    "account_id": ACCOUNT,
+                    "cursor": stored // 2,
+                    "limit": 101,
+                    "max_bytes": records.MAX_PAGE_BYTES,
+                }
                 plans.append((await connection.execute(pull, pulled)).scalar_one())
             found = (await connection.execute(query, parameters)).all()
     finally:
