@@ -142,7 +142,7 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
             chat = await service.update(chat.id, provider=args.provider)
     else:
         chat = None
-    speaking = await _speaking_engine(args, session, chat.tier if chat else tier)
+    speaking = _speaking_engine(args, session, chat.tier if chat else tier)
     if chat is None:
         chat = await service.create_chat(tier, provider=args.provider, system_prompt=args.system)
     finished: TurnFinished | None = None
@@ -207,9 +207,7 @@ async def _chat_turn(args: argparse.Namespace, session: Session, tier: Tier, mes
     return ExitCode.OK
 
 
-async def _speaking_engine(
-    args: argparse.Namespace, session: Session, tier: Tier
-) -> TTSEntry | None:
+def _speaking_engine(args: argparse.Namespace, session: Session, tier: Tier) -> TTSEntry | None:
     """The engine ``--speak`` reads with, checked against the chat's tier before anything
     is sent (PolicyRefusedError, exit 5); None without ``--speak``."""
     if not (args.speak or args.speak_engine):

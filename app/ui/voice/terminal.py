@@ -19,7 +19,7 @@ from PySide6.QtCore import QCoreApplication, QTimer
 
 from app.config import TTSEntry
 from app.session import Session
-from app.speech.policy import find_engine, require_engine
+from app.speech.policy import default_engine, find_engine, require_engine
 from app.tiers import Tier
 from app.ui.voice import AnswerFeed, Speaker, SpeakerState
 
@@ -86,7 +86,7 @@ def chosen_engine(session: Session, tier: Tier, name: str | None) -> TTSEntry:
         entry = find_engine(config, name)
         require_engine(tier, entry)
         return entry
-    return Speaker(session).engine_for(tier)
+    return default_engine(config, tier)
 
 
 class AnswerReader:
