@@ -23,9 +23,12 @@ transaction to send ``BEGIN``. ``aiosqlite`` also keeps ``Connection.execute``.
 Errors of the driver are not wrapped into SQLAlchemy's exception classes on these paths;
 nothing on the request path tells them apart (an unexpected database error is a 500
 either way, and the surrounding transaction is rolled back by SQLAlchemy). An asyncpg
-connection found closed after an error is invalidated, as SQLAlchemy does on a
-disconnect, so the pool replaces it: a database restart fails one request, not every
-later one on that pooled connection.
+connection is invalidated after any error but the server's own answer to a statement
+(a ``PostgresError`` on a connection still open, not a connection or shutdown error), as
+SQLAlchemy does on a disconnect, so the pool replaces it: a database restart fails one
+request, not every later one on that pooled connection. That includes asyncpg's
+``InternalClientError`` "another operation is in progress", met when a statement starts
+between the server's termination message and the socket's end.
 """
 
 from __future__ import annotations
@@ -123,6 +126,24 @@ class _Compiled:
         return rows
 
 
+def _connection_spoilt(driver: Any, error: Exception) -> bool:
+    """Whether the asyncpg connection ``driver`` must leave the pool after ``error``.
+
+    Only the server's answer to a statement (a constraint, a bad value) leaves a connection
+    in a known state; a closed socket, a shutdown or terminate message, a client-side state
+    error or an OS error do not.
+    """
+    import asyncpg  # reached only on PostgreSQL, where SQLAlchemy has imported it already
+
+    if driver.is_closed():
+        return True
+    if not isinstance(error, asyncpg.PostgresError):
+        return True
+    return isinstance(
+        error, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
+    )
+
+
 def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
     """True when an expanding parameter is empty (SQLAlchemy renders an empty ``IN``)."""
     return any(
@@ -187,8 +208,8 @@ class Prepared:
                 # In the greenlet of Database.run (AsyncConnection.run_sync), as SQLAlchemy's
                 # own adapter; asyncpg prepares and caches the statement per connection.
                 fetched = await_(driver.fetch(sql, *values))
-            except Exception:
-                if driver.is_closed():
+            except Exception as error:
+                if _connection_spoilt(driver, error):
                     connection.invalidate()  # the pool must not hand it out again
                 raise
             return statement.convert(fetched)
