@@ -601,9 +601,17 @@ _OPEN_RECOVERIES_RUN = Prepared(_OPEN_RECOVERIES)
 
 
 def _changes_and_recoveries(
-    connection: Connection, account_id: str, cursor: int, limit: int
+    connection: Connection,
+    account_id: str,
+    cursor: int,
+    limit: int,
+    open_recoveries: bool | None = None,
 ) -> tuple[Sequence[Any], list[_RecoveryJson]]:
+    """The page and the open recoveries; ``open_recoveries=False`` (the credential's read
+    found none) skips their query."""
     rows = _changes(connection, account_id, cursor, limit)
+    if open_recoveries is False:
+        return rows, []
     found = _OPEN_RECOVERIES_RUN.all(connection, {"account_id": account_id})
     recoveries: list[_RecoveryJson] = [
         {
@@ -632,7 +640,9 @@ def _changes_as(
     principal = _checked(connection, caller)
     if principal is None:
         return None
-    return _changes_and_recoveries(connection, principal.account_id, cursor, limit)
+    return _changes_and_recoveries(
+        connection, principal.account_id, cursor, limit, principal.open_recoveries
+    )
 
 
 async def changes_as(

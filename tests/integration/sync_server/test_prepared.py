@@ -10,6 +10,7 @@ two-statement one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, insert, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sync_server import accounts, records
+from sync_server.accounts import Credential
 from sync_server.db import Database
 from sync_server.models import Account, Device, LocalToken, Record, Recovery
 from sync_server.prepared import Prepared, _Compiled, _connection_spoilt, _empty_list
@@ -143,6 +145,7 @@ def _compare(connection: Connection) -> None:
     assert found[0].expires_at == MOMENT + timedelta(hours=1)
     assert found[0].email_verified is True
     assert found[0].device_jkt == "dev1"
+    assert found[0].open_recoveries is True  # rec1 is pending
     # The outer join without a device row, and no token at all.
     assert _both(connection, accounts._LOCAL_PRINCIPAL_RUN, {"token_hash": "h1", "device_id": "x"})
     assert not _both(
@@ -434,3 +437,60 @@ def test_which_errors_take_an_asyncpg_connection_out_of_the_pool(
 ) -> None:
     """Kept only after the server's own answer on an open connection (the CI race of stop 24)."""
     assert _connection_spoilt(_Driver(closed), error) is spoilt
+
+
+def _fresh_credential(connection: Connection) -> None:
+    """A device seen just now, so a pull checks its credential without a write."""
+    connection.execute(
+        update(Device).where(Device.id == "dev1").values(last_seen_at=datetime.now(UTC))
+    )
+    connection.execute(
+        update(LocalToken)
+        .where(LocalToken.token_hash == "h1")
+        .values(expires_at=datetime.now(UTC) + timedelta(hours=1))
+    )
+
+
+def _close_recoveries(connection: Connection) -> None:
+    connection.execute(update(Recovery).values(status="cancelled"))
+
+
+async def test_a_pull_asks_for_recoveries_only_when_the_credential_read_saw_one(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The credential query says whether a recovery is open; the pull's own query of them
+    runs only then, and a pending one is still listed."""
+    db = Database(make_settings(tmp_path, database_url))
+    await db.migrate()
+    credential = Credential("local", "h1", "dev1", "dev1", None, account_id="a1")
+    try:
+        await db.run_write(_seed)
+        await db.run_write(_fresh_credential)
+        found = await records.changes_as(db, credential, 0, 10)
+        assert found is not None
+        rows, recoveries = found
+        assert [row.record_id for row in rows] == ["r0", "r1", "r2"]
+        assert [recovery["id"] for recovery in recoveries] == ["rec1"]
+
+        await db.run_write(_close_recoveries)
+        asked: list[dict[str, Any]] = []
+        real = records._OPEN_RECOVERIES_RUN
+
+        class Counted:
+            def all(self, connection: Connection, params: dict[str, Any]) -> Sequence[Any]:
+                asked.append(params)
+                return real.all(connection, params)
+
+        monkeypatch.setattr(records, "_OPEN_RECOVERIES_RUN", Counted())
+        found = await records.changes_as(db, credential, 0, 10)
+        assert found is not None and found[1] == [] and len(found[0]) == 3
+        assert asked == []
+        # A caller resolved elsewhere (not checked in this read) is asked about as before.
+        principal = await db.run(accounts.check_credential, credential)
+        assert principal is not None and principal.open_recoveries is False
+        unknown = dataclasses.replace(principal, open_recoveries=None)
+        found = await records.changes_as(db, unknown, 0, 10)
+        assert found is not None and found[1] == []
+        assert asked == [{"account_id": "a1"}]
+    finally:
+        await db.close()
