@@ -10,8 +10,10 @@ Two kinds of figures:
 
 * **Throughput (closed-loop bursts)** at 1, 10 and 100 clients: each client pushes batches
   of 100 records (256-byte payloads) back to back, then pulls everything back in pages of
-  100. Records/s is the budgeted figure (DESIGN §8 on SQLite; on PostgreSQL the server's own
-  floors: push ≥ 12,000 records/s, pull ≥ 60,000 records/s). The per-request p50/p99 of
+  100. Set-up is not measured: before the pushes, each client makes one pull of an empty
+  page (its device is registered, the server's statements prepared). Records/s is the
+  budgeted figure (DESIGN §8 on SQLite; on PostgreSQL the server's own floors: push
+  ≥ 12,000 records/s, pull ≥ 60,000 records/s). The per-request p50/p99 of
   these bursts measure queueing at saturation (100 clients x 100 records arrive at the same
   instant), not the latency a client sees; they are labelled "burst" and carry no budget.
 * **Latency (open loop)**: 25 and 100 simulated devices, each running one sync cycle per second
@@ -24,7 +26,7 @@ Two kinds of figures:
   connects and is registered (one push + pull, all finished) before the schedule starts.
   The server's CPU time (its processes' user + system time, read with psutil before and
   after the run) divided by the requests it answered is the "CPU per request" figure
-  (budget 0.8 ms at 100 devices).
+  (budget 0.8 ms at 100 devices on SQLite with one process).
 * **Propagation (long-poll)**: a second device of one account waits on
   ``GET /v1/sync/changes?wait=30`` while the first pushes one record; the time from sending
   the push to the waiting pull's answer, ``PROPAGATION_ROUNDS`` times (DESIGN §8: a change
@@ -82,14 +84,18 @@ LEVELS = (1, 10, 100)
 BATCH = 100
 PAYLOAD = base64.b64encode(os.urandom(256)).decode()
 # Batches per client at each level: bounded total work (~2,000-10,000 records per level).
-BATCHES_PER_CLIENT = {1: 20, 10: 5, 100: 1}
+BATCHES_PER_CLIENT = {1: 50, 10: 5, 100: 1}
 PULL_PAGE = 100
+#: A cursor past every record of a run: the set-up pull's page is empty.
+WARM_CURSOR = 10**9
 PUSH_BUDGET = {"SQLite": 2000.0, "PostgreSQL": 12000.0}
 PULL_BUDGET = {"SQLite": 10000.0, "PostgreSQL": 60000.0}
 P99_BUDGET_MS = 50.0
 #: p99 of all requests at 100 devices on SQLite with one server process.
 P99_ONE_PROCESS_BUDGET_MS = 20.0
-#: Server CPU time per answered request at 100 devices.
+#: Server CPU time per answered request at 100 devices on SQLite with one server process
+#: (the configuration the budget was set for, side by side with a Rust record-sync server);
+#: PostgreSQL and several processes print the figure without a budget.
 CPU_PER_REQUEST_BUDGET_MS = 0.8
 # Open-loop latency scenario.
 LATENCY_LEVELS = (25, 100)  # devices; 100 is the budgeted level, 25 shows an unloaded server
@@ -352,6 +358,20 @@ async def _level(
             if not page["has_more"]:
                 return received
 
+    # Set-up, not measured (as in the open loop): every client's first request registers
+    # its device (a write), and the server prepares its statements on first use. An empty
+    # page (a cursor past everything) does both without adding records to the phases.
+    devices = [_RawDevice(url, credentials[n], timeout=120) for n in range(clients)]
+    try:
+        await asyncio.gather(
+            *[
+                device.call("GET", "/v1/sync/changes", f"?cursor={WARM_CURSOR}")
+                for device in devices
+            ]
+        )
+    finally:
+        for device in devices:
+            device.close()
     # The same lean client as the open loop (see _RawDevice); fresh connections per phase.
     devices = [_RawDevice(url, credentials[n], timeout=120) for n in range(clients)]
     try:
@@ -624,7 +644,8 @@ def _throughput_rows(
 
 
 def _latency_rows(tag: str, devices: int, run: _OpenLoop, *, tight: bool) -> list[Row]:
-    """``tight``: the 20 ms p99 budget (SQLite, one process) instead of DESIGN's 50 ms."""
+    """``tight``: SQLite with one process, where the issue's budgets of CPU per request
+    (0.8 ms) and p99 (20 ms instead of DESIGN's 50 ms) apply."""
     rate = devices / LATENCY_PERIOD
     budget = P99_BUDGET_MS if devices == 100 else None
     all_budget = P99_ONE_PROCESS_BUDGET_MS if tight and devices == 100 else budget
@@ -653,7 +674,7 @@ def _latency_rows(tag: str, devices: int, run: _OpenLoop, *, tight: bool) -> lis
             f"{tag}: server CPU per request",
             run.cpu / run.answered * 1000 if run.answered else float("inf"),
             "ms",
-            CPU_PER_REQUEST_BUDGET_MS if devices == 100 else None,
+            CPU_PER_REQUEST_BUDGET_MS if tight and devices == 100 else None,
             note=f"{run.cpu:.1f} s CPU / {run.answered} requests",
         ),
         Row(
