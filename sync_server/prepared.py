@@ -44,7 +44,20 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import await_
 
+from sync_server.models import UTCDateTime
+
 _Processor = Callable[[Any], Any] | None
+
+
+def _aware_already(column_type: Any, dialect: Dialect) -> bool:
+    """Whether the driver already gives what the column's result processor would.
+
+    asyncpg decodes ``timestamp with time zone`` as an aware datetime in UTC, which
+    :class:`~sync_server.models.UTCDateTime` would only convert to UTC again (a call per
+    value: a pull page has a hundred). ``test_prepared.py`` compares value and type with
+    SQLAlchemy's own result.
+    """
+    return dialect.driver == "asyncpg" and isinstance(column_type, UTCDateTime)
 
 
 class _Compiled:
@@ -80,7 +93,10 @@ class _Compiled:
         self.expanding = frozenset(name for name in names if compiled.binds[name].expanding)
         columns = compiled._result_columns or []
         self.results: tuple[_Processor, ...] = tuple(
-            column[3]._cached_result_processor(dialect, None) for column in columns
+            None
+            if _aware_already(column[3], dialect)
+            else column[3]._cached_result_processor(dialect, None)
+            for column in columns
         )
         #: (index, processor) of the result columns that have one.
         self.processed = tuple(
