@@ -128,11 +128,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # request, which the client retries. Up to 2 x DB_POOL_SIZE connections, all kept
         # once opened: an "overflow" connection closed after each burst was opened again
         # by the next one (a SCRAM authentication each), which cost a 100-device burst a
-        # quarter of its pull throughput (docs/server.md, "Performance").
+        # quarter of its pull throughput (docs/server.md, "Performance"). Last in, first
+        # out: the connection (and PostgreSQL backend process) used last is used next,
+        # warm in the CPU's caches, instead of every pooled connection in turn (pulls at
+        # 10 and 100 clients +8-15 %).
         kwargs = {
             "pool_size": 2 * settings.db_pool_size,
             "max_overflow": 0,
             "pool_recycle": 1800,
+            "pool_use_lifo": True,
         }
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
