@@ -560,7 +560,7 @@ class SettingsDialog(QDialog):
         self.provider_list.setAccessibleName("Configured providers")
         self.provider_list.setSpacing(3)
         self.provider_list.itemDoubleClicked.connect(lambda _item: self.edit_provider())
-        self.add_provider_button = QPushButton("&Add…")
+        self.add_provider_button = QPushButton("A&dd…")
         self.add_provider_button.setAccessibleName("Add provider")
         self.add_provider_button.clicked.connect(self.add_provider)
         self.edit_provider_button = QPushButton("&Edit…")
@@ -672,7 +672,7 @@ class SettingsDialog(QDialog):
         self.theme_buttons: dict[str, QRadioButton] = {}
         theme_box = QVBoxLayout()
         for value, label in (
-            ("system", "Follow the &system"),
+            ("system", "F&ollow the system"),
             ("light", "&Light"),
             ("dark", "&Dark"),
         ):
@@ -717,7 +717,7 @@ class SettingsDialog(QDialog):
             lambda minutes: self.set_ui(auto_lock_minutes=minutes)
         )
         form = QFormLayout(page)
-        form.addRow("&Sending:", self.send_key_combo)
+        form.addRow("Se&nding:", self.send_key_combo)
         form.addRow("&Lock when idle for:", self.auto_lock_spin)
         form.addRow("", _hint("Locking closes all chats; Ephemeral chats vanish."))
         return page

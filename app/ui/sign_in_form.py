@@ -122,7 +122,7 @@ class SignInForm(QWidget):
         self.server_edit.textEdited.connect(lambda _text: self.forget_methods())
         self.device_name_edit = QLineEdit(login.default_device_name())
         self.device_name_edit.setAccessibleName("This device's name")
-        self.sign_in_button = QPushButton("S&ign in")
+        self.sign_in_button = QPushButton("Si&gn in")
         self.sign_in_button.setAccessibleName("Sign in to the sync server")
         self.sign_in_button.clicked.connect(self.sign_in)
         self.code_button = QPushButton("Sign in with a &code")

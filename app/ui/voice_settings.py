@@ -108,7 +108,7 @@ class VoicePageWidget(QWidget):
         self.empty_text.setWordWrap(True)
         self.empty_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.empty_text.setAccessibleName("No speech engine is set up")
-        self.add_system_button = QPushButton("Add &system voices")
+        self.add_system_button = QPushButton("A&dd system voices")
         self.add_system_button.setAccessibleName("Add the system voices as a speech engine")
         self.add_system_button.setToolTip("Writes '- type: system' under tts: in the config file")
         self.add_system_button.clicked.connect(self.add_system_voices)
