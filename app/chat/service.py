@@ -299,6 +299,16 @@ class ChatService:
         """The chat whose id starts with ``prefix`` (people type the first characters)."""
         return await self.runner.db(self.library.resolve_id, prefix)
 
+    async def readable(self, reference: str) -> tuple[Chat, Message]:
+        """The message a reader names and its chat: a message id, or a chat id for its last
+        answer, or a unique prefix of either (:meth:`Library.find_readable`)."""
+
+        def read() -> tuple[Chat, Message]:
+            store, message = self.library.find_readable(reference)
+            return store.chat(message.chat_id), message
+
+        return await self.runner.db(read)
+
     async def message(self, message_id: str) -> tuple[Chat, Message]:
         """A message (any version) and its chat; ChatNotFoundError if there is none."""
 

@@ -7,7 +7,7 @@
 * ``policy``: which engines a chat's tier allows (the models' policy, reused);
 * ``reader``: a streamed answer spoken sentence by sentence;
 * ``audio``: a long text in parts a server accepts, their audio joined into one file;
-* ``cli``: ``hushchat speak MESSAGE_ID --out FILE``.
+* ``cli``: ``hushchat speak ID --out FILE``.
 
 No Qt here: the speaker button, Settings, Voice and playback live in ``app/ui``.
 """

@@ -1,4 +1,4 @@
-"""``hushchat speak MESSAGE_ID [--engine NAME] --out FILE``: a message read aloud into a file.
+"""``hushchat speak ID [--engine NAME] --out FILE``: a message read aloud into a file.
 
 The message's Markdown is prepared for speech (code blocks announced, links read as
 their text), sent to the engine (``--engine``, else ``default_tts`` or the first
@@ -37,16 +37,22 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``hushchat speak MESSAGE_ID [--engine NAME] --out FILE``."""
+    """``hushchat speak ID [--engine NAME] --out FILE``."""
     parser = subparsers.add_parser(
         "speak",
         parents=unlock_parent_parsers(),
         help="read a message aloud into an audio file",
-        description="Read the message MESSAGE_ID aloud with a speech engine from the 'tts:' "
-        "list of the config file and write the audio to FILE. Message ids are in "
-        "`hushchat chats export ID --format json --out -`.",
+        description="Read a message aloud with a speech engine from the 'tts:' list of the "
+        "config file and write the audio to FILE. ID is a chat's id (its last answer is "
+        "read; `hushchat chats list` shows them) or a message's id (in `hushchat chats "
+        "export ID --format json --out -`); the first few characters are enough when "
+        "no other id starts with them.",
     )
-    parser.add_argument("message_id", metavar="MESSAGE_ID", help="the message's id")
+    parser.add_argument(
+        "message_id",
+        metavar="ID",
+        help="a chat id (its last answer) or a message id, or a unique prefix of either",
+    )
     parser.add_argument(
         "--engine",
         metavar="NAME",
@@ -72,8 +78,9 @@ def _speak(args: argparse.Namespace) -> int:
 
 
 async def speak(session: Session, message_id: str, engine_name: str | None, out: str) -> int:
-    """Read message ``message_id`` aloud into ``out`` (a path, or '-' for stdout)."""
-    chat, message = await session.service.message(message_id)
+    """Read the message ``message_id`` names aloud into ``out`` (a path, or '-' for
+    stdout): a message id, a chat id for its last answer, or a unique prefix of either."""
+    chat, message = await session.service.readable(message_id)
     config = session.config.config
     if engine_name:
         entry = find_engine(config, engine_name)
@@ -87,7 +94,7 @@ async def speak(session: Session, message_id: str, engine_name: str | None, out:
         )
     text = prepare_for_speech(message.content)
     if not text:
-        raise UsageError(f"message {message_id[:12]} has nothing to read aloud")
+        raise UsageError(f"message {message.id[:12]} has nothing to read aloud")
     texts = text_parts(text)  # a long answer: several requests
     require_joinable(entry.audio_format, len(texts))
     key = await session.api_keys.resolve(entry)

@@ -272,10 +272,22 @@ class ChatStore:
         return row is not None
 
     def resolve_prefix(self, prefix: str, *, limit: int = 3) -> list[str]:
-        """Ids of (at most ``limit``) chats starting with ``prefix``."""
+        """Ids of (at most ``limit``) chats starting with ``prefix`` (a range of the primary
+        key: ``%`` and ``_`` in what people type are characters, not ``LIKE`` wildcards)."""
+        start = prefix.lower()
         rows = self._conn.execute(
-            "SELECT id FROM chats WHERE id LIKE ? || '%' AND move_state IS NULL LIMIT ?",
-            (prefix.lower(), limit),
+            "SELECT id FROM chats WHERE id >= ? AND id < ? AND move_state IS NULL LIMIT ?",
+            (start, start + "\U0010ffff", limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def resolve_message_prefix(self, prefix: str, *, limit: int = 3) -> list[str]:
+        """Ids of (at most ``limit``) messages starting with ``prefix`` (a range of the
+        primary key: no ``LIKE`` wildcards in what people type)."""
+        start = prefix.lower()
+        rows = self._conn.execute(
+            "SELECT id FROM messages WHERE id >= ? AND id < ? LIMIT ?",
+            (start, start + "\U0010ffff", limit),
         ).fetchall()
         return [r[0] for r in rows]
 

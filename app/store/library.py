@@ -119,6 +119,35 @@ class Library:
             )
         raise UsageError(f"'{prefix}' matches several chats; type more of the id")
 
+    def find_readable(self, reference: str) -> tuple[ChatStore, Message]:
+        """The message ``reference`` names: a message id, or a chat id for the chat's last
+        answer; a unique prefix of either, as people type the first few characters."""
+        for store in self._stores.values():
+            message = store.find_message(reference)
+            if message is not None:
+                return store, message
+        messages: set[str] = set()
+        chats: set[str] = set()
+        for store in self._stores.values():
+            messages.update(store.resolve_message_prefix(reference, limit=2))
+            chats.update(store.resolve_prefix(reference, limit=2))
+        if len(messages) + len(chats) > 1:
+            raise UsageError(
+                f"'{reference}' matches several messages or chats; type more of the id"
+            )
+        if messages:
+            return self.find_message(messages.pop())
+        if not chats:
+            raise ChatNotFoundError(
+                f"no message or chat with id {reference}; `hushchat chats list` shows chat ids"
+            )
+        chat_id = chats.pop()
+        store = self.store_of(chat_id)
+        answers = [m for m in store.full_thread(chat_id) if m.role == "assistant"]
+        if not answers:
+            raise UsageError(f"chat {chat_id[:12]} has no answer to read aloud yet")
+        return store, answers[-1]
+
     def list_chats(self, *, limit: int | None = None) -> list[ChatSummary]:
         """Every chat (or the first ``limit``), pinned first, then by recent activity."""
         chats: list[ChatSummary] = []

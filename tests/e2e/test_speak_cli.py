@@ -161,3 +161,37 @@ def test_a_private_answer_uses_the_first_on_prem_engine_and_leaves_no_other_audi
     assert [r.body["voice"] for r in speech.requests] == ["af_heart"]
     for path in files_under(env.home):  # the profile, HOME and TMPDIR
         assert b"FAKE-MP3" not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["c" * 32, "cccccc"],
+    ids=["chat id", "chat id prefix"],
+)
+def test_a_chat_id_reads_its_last_answer_and_a_prefix_is_enough(
+    env: Env, speech: SpeechServer, tmp_path: Path, reference: str
+) -> None:
+    """People see chat ids (`hushchat chats list`), not message ids: a chat names its last
+    answer, and its first characters do when no other id starts with them (message id
+    prefixes: tests/unit/store/test_chats.py)."""
+    out = tmp_path / "answer.mp3"
+    result = speak(env, reference, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == fake_openai_audio("mp3", SPOKEN)
+    [request] = speech.requests
+    assert request.body["input"] == SPOKEN
+
+
+def test_an_id_that_names_nothing_or_several_things_says_so(
+    env: Env, speech: SpeechServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "answer.mp3"
+    # The question and the answer of the Standard chat both start with a1b2.
+    several = speak(env, "a1b2", "--out", str(out))
+    assert several.returncode == 2, several.stderr
+    assert "matches several messages or chats; type more of the id" in several.stderr
+    unknown = speak(env, "f00d", "--out", str(out))
+    assert unknown.returncode != 0
+    assert "no message or chat with id f00d" in unknown.stderr
+    assert speech.requests == []
+    assert not out.exists()

@@ -23,14 +23,14 @@ tts:
 def session(tier: Tier, content: str) -> Any:
     """Enough of a Session for ``speak``: the message's chat, the config, the keys."""
 
-    async def message(message_id: str) -> tuple[Any, Any]:
-        return SimpleNamespace(tier=tier), SimpleNamespace(content=content)
+    async def readable(reference: str) -> tuple[Any, Any]:
+        return SimpleNamespace(tier=tier), SimpleNamespace(id=reference, content=content)
 
     async def resolve(entry: Any) -> None:
         raise AssertionError("no key is read for an engine that is not used")
 
     return SimpleNamespace(
-        service=SimpleNamespace(message=message),
+        service=SimpleNamespace(readable=readable),
         config=SimpleNamespace(config=parse_config(CONFIG, "cfg.yml", {})),
         api_keys=SimpleNamespace(resolve=resolve),
     )

@@ -206,6 +206,42 @@ def test_resolve_id_prefix(library: Library) -> None:
         library.resolve_id("abcd")
     with pytest.raises(ChatNotFoundError, match="hushchat chats list"):
         library.resolve_id("zzz")
+    for wildcard in ("%", "abc_"):  # characters, not LIKE patterns
+        with pytest.raises(ChatNotFoundError):
+            library.resolve_id(wildcard)
+
+
+def test_what_to_read_aloud_by_message_or_chat_id_or_their_prefixes(library: Library) -> None:
+    """``hushchat speak ID``: a message id, a chat id (its last answer on the shown thread),
+    or a unique prefix of either; across both tiers; wildcards are plain characters."""
+    standard, private = library.store(Tier.STANDARD), library.store(Tier.PRIVATE)
+    chat = standard.create_chat(chat_id="c0ffee00000000000000000000000001")
+    question = standard.add_message(
+        chat.id, "user", "q", parent_id=None, message_id="aa" + "0" * 30
+    )
+    first = standard.add_message(
+        chat.id, "assistant", "one", parent_id=question.id, message_id="ab" + "0" * 30
+    )
+    second = standard.add_message(chat.id, "user", "q2", parent_id=first.id)
+    last = standard.add_message(
+        chat.id, "assistant", "two", parent_id=second.id, message_id="ac" + "1" * 30
+    )
+    secret = private.create_chat(chat_id="d00d0000000000000000000000000001")
+    private.add_message(secret.id, "user", "q", parent_id=None, message_id="f1" + "0" * 30)
+
+    assert library.find_readable(first.id)[1].content == "one"  # a whole message id
+    assert library.find_readable("ab")[1].id == first.id  # a unique prefix
+    assert library.find_readable(chat.id)[1].id == last.id  # a chat: its last answer
+    assert library.find_readable("c0ffee")[1].id == last.id
+    store, message = library.find_readable("f1")
+    assert store is private and message.content == "q"
+    with pytest.raises(UsageError, match="no answer to read aloud yet"):
+        library.find_readable("d00d")
+    with pytest.raises(UsageError, match="matches several messages or chats"):
+        library.find_readable("a")  # aa…, ab…, ac…
+    for nothing in ("zz", "a_", "a%", "%"):
+        with pytest.raises(ChatNotFoundError, match="no message or chat with id"):
+            library.find_readable(nothing)
 
 
 def test_locked_tiers_are_reported(clock: Clock) -> None:
