@@ -122,12 +122,20 @@ def speak(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
     return env.run("speak", *args, HUSHCHAT_PASSPHRASE=TEMPLATE_PASSPHRASE)
 
 
+@pytest.mark.parametrize(
+    "reference",
+    [STANDARD_ANSWER, "c" * 32, "cccccc"],
+    ids=["message id", "chat id", "chat id prefix"],
+)
 def test_a_standard_answer_is_written_as_audio(
-    env: Env, speech: SpeechServer, tmp_path: Path
+    env: Env, speech: SpeechServer, tmp_path: Path, reference: str
 ) -> None:
+    """By the answer's id, or by its chat's (people see chat ids in `hushchat chats
+    list`): a chat names its last answer, and its first characters do when no other id
+    starts with them (message id prefixes: tests/unit/store/test_chats.py)."""
     out = tmp_path / "out" / "answer.mp3"
     out.parent.mkdir()
-    result = speak(env, STANDARD_ANSWER, "--out", str(out))
+    result = speak(env, reference, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == fake_openai_audio("mp3", SPOKEN)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -161,25 +169,6 @@ def test_a_private_answer_uses_the_first_on_prem_engine_and_leaves_no_other_audi
     assert [r.body["voice"] for r in speech.requests] == ["af_heart"]
     for path in files_under(env.home):  # the profile, HOME and TMPDIR
         assert b"FAKE-MP3" not in path.read_bytes(), path
-
-
-@pytest.mark.parametrize(
-    "reference",
-    ["c" * 32, "cccccc"],
-    ids=["chat id", "chat id prefix"],
-)
-def test_a_chat_id_reads_its_last_answer_and_a_prefix_is_enough(
-    env: Env, speech: SpeechServer, tmp_path: Path, reference: str
-) -> None:
-    """People see chat ids (`hushchat chats list`), not message ids: a chat names its last
-    answer, and its first characters do when no other id starts with them (message id
-    prefixes: tests/unit/store/test_chats.py)."""
-    out = tmp_path / "answer.mp3"
-    result = speak(env, reference, "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert out.read_bytes() == fake_openai_audio("mp3", SPOKEN)
-    [request] = speech.requests
-    assert request.body["input"] == SPOKEN
 
 
 def test_an_id_that_names_nothing_or_several_things_says_so(
