@@ -309,15 +309,6 @@ class ChatService:
 
         return await self.runner.db(read)
 
-    async def message(self, message_id: str) -> tuple[Chat, Message]:
-        """A message (any version) and its chat; ChatNotFoundError if there is none."""
-
-        def read() -> tuple[Chat, Message]:
-            store, message = self.library.find_message(message_id)
-            return store.chat(message.chat_id), message
-
-        return await self.runner.db(read)
-
     async def list_chats(self, *, limit: int | None = None) -> list[ChatSummary]:
         """Chats of every open tier (or the first ``limit``), pinned first, newest first."""
         return await self.runner.db(self.library.list_chats, limit=limit)

@@ -248,15 +248,15 @@ async def test_a_long_answer_is_spoken_in_parts_and_written_as_one_file(
 
     answer = "This sentence is forty characters long. " * 250
 
-    async def message(message_id: str) -> tuple[object, object]:
-        return SimpleNamespace(tier=Tier.PRIVATE), SimpleNamespace(content=answer)
+    async def readable(reference: str) -> tuple[object, object]:
+        return SimpleNamespace(tier=Tier.PRIVATE), SimpleNamespace(id=reference, content=answer)
 
     async def no_key(entry: object) -> None:
         return None
 
     config = parse_config(f"tts:\n  - {{type: xtts, name: x, base_url: '{server.url}'}}\n", "c", {})
     session = SimpleNamespace(
-        service=SimpleNamespace(message=message),
+        service=SimpleNamespace(readable=readable),
         config=SimpleNamespace(config=config),
         api_keys=SimpleNamespace(resolve=no_key),
     )
