@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sync_server import accounts, records
 from sync_server.accounts import Credential
-from sync_server.db import Database
+from sync_server.db import GENERIC_PLANS, Database
 from sync_server.models import Account, Device, LocalToken, Record, Recovery
 from sync_server.prepared import Prepared, _Compiled, _connection_spoilt, _empty_list
 from tests.integration.sync_server.conftest import POSTGRES_ENV, _reset_postgres
@@ -492,5 +492,25 @@ async def test_a_pull_asks_for_recoveries_only_when_the_credential_read_saw_one(
         found = await records.changes_as(db, unknown, 0, 10)
         assert found is not None and found[1] == []
         assert asked == [{"account_id": "a1"}]
+    finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_plan_prepared_statements_generically_from_the_start(
+    tmp_path: Path,
+) -> None:
+    """No planning per run for a statement's first five runs on each connection (their
+    generic plans are checked in test_query_plans.py)."""
+    url = _postgres_url()
+    await _reset_postgres(url)
+    db = Database(make_settings(tmp_path, url))
+    try:
+
+        def mode(connection: Connection) -> str:
+            return str(connection.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+
+        assert await db.run(mode) == GENERIC_PLANS == "force_generic_plan"
+        assert await db.run_write(mode) == GENERIC_PLANS
     finally:
         await db.close()
