@@ -686,6 +686,25 @@ def _latency_rows(tag: str, devices: int, run: _OpenLoop, *, tight: bool) -> lis
     ]
 
 
+def server_env(values: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The environment of a benchmark's ``serve``: this process's, without its
+    ``HUSHCHAT_SYNC_*``, plus the generated secrets ``values``, ``settings``' data folder and
+    database, local accounts on, rate limits off, warnings only, a pool of 20."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
+    env.update({f"HUSHCHAT_SYNC_{k}": v for k, v in values.items()})
+    env.update(
+        HUSHCHAT_SYNC_DATA_DIR=str(settings.data_dir),
+        HUSHCHAT_SYNC_LOCAL_ACCOUNTS_ENABLED="true",
+        HUSHCHAT_SYNC_SMTP_HOST="127.0.0.1",
+        HUSHCHAT_SYNC_RATE_LIMITS_ENABLED="false",
+        HUSHCHAT_SYNC_LOG_LEVEL="WARNING",
+        HUSHCHAT_SYNC_DB_POOL_SIZE="20",
+    )
+    if settings.database_url:
+        env["HUSHCHAT_SYNC_DATABASE_URL"] = settings.database_url
+    return env
+
+
 async def _backend(label: str, database_url: str | None, workdir: Path) -> list[Row]:
     values = generate_secrets()
     settings = Settings(
@@ -697,18 +716,7 @@ async def _backend(label: str, database_url: str | None, workdir: Path) -> list[
         await _reset_postgres(database_url)
     credentials = await _seed(settings, max(*LEVELS, *LATENCY_LEVELS))
     second = await _seed_second_device(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
-    env.update({f"HUSHCHAT_SYNC_{k}": v for k, v in values.items()})
-    env.update(
-        HUSHCHAT_SYNC_DATA_DIR=str(settings.data_dir),
-        HUSHCHAT_SYNC_LOCAL_ACCOUNTS_ENABLED="true",
-        HUSHCHAT_SYNC_SMTP_HOST="127.0.0.1",
-        HUSHCHAT_SYNC_RATE_LIMITS_ENABLED="false",
-        HUSHCHAT_SYNC_LOG_LEVEL="WARNING",
-        HUSHCHAT_SYNC_DB_POOL_SIZE="20",
-    )
-    if database_url:
-        env["HUSHCHAT_SYNC_DATABASE_URL"] = database_url
+    env = server_env(values, settings)
     rows: list[Row] = []
     parts = _chosen(PARTS_ENV, ("throughput", "latency", "propagation"))
     workers_chosen = _chosen(WORKERS_ENV, WORKERS)

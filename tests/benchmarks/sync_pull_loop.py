@@ -41,18 +41,7 @@ async def _run(devices: int, seconds: float) -> None:
         if database_url:
             await bench_sync._reset_postgres(database_url)
         credentials = await bench_sync._seed(settings, 1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HUSHCHAT_SYNC_")}
-        env.update({f"HUSHCHAT_SYNC_{k}": v for k, v in values.items()})
-        env.update(
-            HUSHCHAT_SYNC_DATA_DIR=str(data_dir),
-            HUSHCHAT_SYNC_LOCAL_ACCOUNTS_ENABLED="true",
-            HUSHCHAT_SYNC_SMTP_HOST="127.0.0.1",
-            HUSHCHAT_SYNC_RATE_LIMITS_ENABLED="false",
-            HUSHCHAT_SYNC_LOG_LEVEL="WARNING",
-            HUSHCHAT_SYNC_DB_POOL_SIZE="20",
-        )
-        if database_url:
-            env["HUSHCHAT_SYNC_DATABASE_URL"] = database_url
+        env = bench_sync.server_env(values, settings)
         server = bench_sync._Server(env, Path(tmp) / "server.log", 1)
         try:
             await server.wait_ready()
