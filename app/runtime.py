@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -55,8 +54,7 @@ async def open_session(
             await unlock_session(session, args)
         yield session
     finally:
-        # Joining the runner's threads blocks: not on the loop's thread.
-        await asyncio.get_running_loop().run_in_executor(None, session.close)
+        await session.aclose()
 
 
 def positive_int(text: str) -> int:

@@ -60,6 +60,8 @@ __all__ = ["Session"]
 log = logging.getLogger(__name__)
 
 # vault_meta row: storing the recovery code was put off and not confirmed since.
+#: How long ``aclose`` lets cancelled title tasks finish (they stop at their next await).
+_TITLES_SETTLE_SECONDS = 1.0
 _RECOVERY_UNCONFIRMED = "recovery-code/unconfirmed"
 
 
@@ -391,24 +393,44 @@ class Session:
         if self.vault is not None:
             self.vault.lock()
 
-    def _close_library(self) -> None:
-        """Stop serving the agent and close the library; the vault keeps its keys."""
-        library, service = self._library, self._service
-        self._library, self._service = None, None
+    def _stop_loop_work(self) -> None:
+        """Stop what runs on the event loop: sync, the agent, title tasks.
+
+        Asyncio's tasks and servers are not thread-safe: this runs on the loop's thread
+        (``aclose`` calls it there before the blocking rest of ``close`` moves off it)."""
         sync, self._sync = self._sync, None
         if sync is not None:  # before the library closes under it
             sync.cancel()
         agent, self._agent = self._agent, None
         if agent is not None:
             agent.close()
+        if self._service is not None:
+            self._service.cancel_titles()
+
+    def _close_library(self) -> None:
+        """Stop serving the agent and close the library; the vault keeps its keys."""
+        self._stop_loop_work()
+        library, service = self._library, self._service
+        self._library, self._service = None, None
         if service is not None:
             service.close()  # the library, on the database thread; the runner is ours
         elif library is not None:
             # On the database thread, after any query still running there.
             self.runner.db_sync(library.close)
 
+    async def aclose(self) -> None:
+        """``close`` from a coroutine: what runs on the loop stops on the loop's thread
+        (cancelled title tasks are let finish), then the blocking rest (waiting for the
+        database thread, joining the runner's threads) runs on a worker thread."""
+        self._stop_loop_work()
+        if self._service is not None:
+            await self._service.wait_for_titles(_TITLES_SETTLE_SECONDS)
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
     def close(self) -> None:
-        """Lock, release the profile for other processes and stop the runner threads."""
+        """Lock, release the profile for other processes and stop the runner threads.
+
+        On the loop's thread, or after ``_stop_loop_work`` there (``aclose``)."""
         self.lock()
         if self.vault is not None:
             self.vault.close()

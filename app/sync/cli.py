@@ -178,7 +178,7 @@ async def _login_async(
                 await _discard_new_vault(session)
             raise
     finally:
-        await asyncio.get_running_loop().run_in_executor(None, session.close)
+        await session.aclose()
     return ExitCode.OK
 
 
@@ -657,7 +657,7 @@ async def _recover_from_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     finally:
-        await asyncio.get_running_loop().run_in_executor(None, session.close)
+        await session.aclose()
     return ExitCode.OK
 
 
