@@ -1,5 +1,5 @@
 """The new sync widgets' keyboard mnemonics (Alt+letter) do not collide with each other
-on one page, nor with the main window's menus (File, Chat, Help)."""
+on one page, nor with Settings' tabs, nor with the main window's menus (File, Chat, Help)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QTabBar, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.config import LoadedConfig
@@ -28,6 +28,12 @@ from tests.qt.test_sync_settings import (  # noqa: F401 - the fake sync world's 
 MENUS = {"f", "c", "h"}
 
 
+def _letter(text: str) -> str | None:
+    """The Alt+letter of ``text`` (``&&`` is a literal ampersand), or None."""
+    match = re.search(r"&([^&\s])", text.replace("&&", ""))
+    return match.group(1).lower() if match else None
+
+
 def mnemonics(root: QWidget) -> list[str]:
     """The Alt+letters of the buttons, check boxes, group boxes and buddied labels shown
     under ``root``."""
@@ -41,9 +47,9 @@ def mnemonics(root: QWidget) -> list[str]:
             text = widget.text()
         else:
             continue
-        match = re.search(r"&([^&\s])", text.replace("&&", ""))
-        if match:
-            letters.append(match.group(1).lower())
+        letter = _letter(text)
+        if letter:
+            letters.append(letter)
     return letters
 
 
@@ -61,10 +67,15 @@ def test_the_account_step_and_the_banner(
     notice = banner(qtbot, main_window)
     assert not set(mnemonics(notice)) & MENUS
     assert_unique(mnemonics(notice))
-    _dialog, page = open_sync_page(main_window)
+    dialog, page = open_sync_page(main_window)
     qtbot.waitUntil(lambda: not page.recovery_box.isHidden(), timeout=WAIT)
-    assert_unique(mnemonics(page.account_step))
     assert {"l", "c", "v"} <= set(mnemonics(page.account_step))
+    # Settings' tabs keep their letters while this page is shown (Alt+letter of a tab
+    # switches to it): the signed-in page's letters are none of theirs either.
+    tab_bar = dialog.tabs.findChild(QTabBar)
+    assert tab_bar is not None
+    tabs = [_letter(tab_bar.tabText(index)) for index in range(tab_bar.count())]
+    assert_unique([*mnemonics(page.account_step), *(letter for letter in tabs if letter)])
 
 
 def test_the_unlock_screen_and_the_recovery_dialog(
