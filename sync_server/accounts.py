@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, bindparam, exists, literal_column, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    String,
+    bindparam,
+    exists,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -300,6 +310,70 @@ _LOCAL_PRINCIPAL = (
 
 _OIDC_PRINCIPAL_RUN = Prepared(_OIDC_PRINCIPAL)
 _LOCAL_PRINCIPAL_RUN = Prepared(_LOCAL_PRINCIPAL)
+
+# The same checks as conditions a statement can carry (PostgreSQL pulls put them in the
+# page's statement: sync_server.records._changes_checked). True only where
+# check_credential would return the caller's account without a write and without
+# refusing; anything else (false) sends the request through check_credential, which
+# says why. ``tests/integration/sync_server/test_fresh_credential.py`` holds the two to
+# each other for every way a credential can fail.
+_DEVICE_NAME = bindparam("device_name", type_=String)
+_FRESH_DEVICE = (
+    _accounts.c.id == bindparam("account_id"),
+    _devices.c.account_id == _accounts.c.id,
+    _devices.c.id == bindparam("device_id"),
+    _devices.c.jkt == bindparam("jkt"),
+    _devices.c.revoked_at.is_(None),
+    _devices.c.last_seen_at >= bindparam("seen_after", type_=_devices.c.last_seen_at.type),
+    or_(_DEVICE_NAME.is_(None), _devices.c.name == _DEVICE_NAME),
+)
+FRESH_LOCAL: ColumnElement[bool] = exists().where(
+    _local_tokens.c.token_hash == bindparam("token_hash"),
+    _local_tokens.c.kind == literal_column("'access'"),
+    _local_tokens.c.expires_at > bindparam("now", type_=_local_tokens.c.expires_at.type),
+    _local_tokens.c.device_id == bindparam("device_id"),
+    _local_tokens.c.account_id == _accounts.c.id,
+    *_FRESH_DEVICE,
+)
+FRESH_OIDC: ColumnElement[bool] = exists().where(
+    _accounts.c.issuer == bindparam("issuer"),
+    _accounts.c.subject == bindparam("subject"),
+    _accounts.c.email.is_not_distinct_from(bindparam("email", type_=String)),
+    _accounts.c.email_verified.is_not_distinct_from(bindparam("email_verified", type_=Boolean)),
+    _bindings.c.token_hash == bindparam("token_hash"),
+    # check_oidc finds the binding by its token alone; a binding is always made in the
+    # token's own account, and one elsewhere would only be stricter here (no write, no
+    # refusal: check_credential then decides).
+    _bindings.c.account_id == _accounts.c.id,
+    _bindings.c.device_id == bindparam("device_id"),
+    *_FRESH_DEVICE,
+)
+
+
+def fresh_parameters(credential: Credential) -> dict[str, Any]:
+    """The parameters of :data:`FRESH_LOCAL` or :data:`FRESH_OIDC` (by ``credential.token``)
+    for ``credential``, whose ``account_id`` must be known."""
+    moment = now()
+    params: dict[str, Any] = {
+        "account_id": credential.account_id,
+        "token_hash": credential.token_hash,
+        "device_id": credential.device_id,
+        "jkt": credential.jkt,
+        "seen_after": moment - _LAST_SEEN_RESOLUTION,
+        "device_name": credential.device_name or None,  # "" asks nothing, as None
+    }
+    token = credential.token
+    if token is None:
+        params["now"] = moment
+    else:
+        params.update(
+            token_hash=token.token_hash,  # what check_oidc reads
+            issuer=token.issuer,
+            subject=token.subject,
+            email=token.email,
+            email_verified=token.email_verified,
+        )
+    return params
 
 
 def _one_or_none(connection: Connection, query: Prepared, parameters: dict[str, Any]) -> Any:

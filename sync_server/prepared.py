@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import keyword
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -63,7 +64,16 @@ def _aware_already(column_type: Any, dialect: Dialect) -> bool:
 class _Compiled:
     """One statement compiled for a dialect: SQL, parameter order and processors."""
 
-    __slots__ = ("binds", "defaults", "expanding", "processed", "results", "row", "sql")
+    __slots__ = (
+        "binds",
+        "defaults",
+        "expanding",
+        "processed",
+        "record",
+        "results",
+        "row",
+        "sql",
+    )
 
     def __init__(
         self, statement: ClauseElement, dialect: Dialect, column_keys: Sequence[str] | None
@@ -111,6 +121,11 @@ class _Compiled:
             ):
                 raise ValueError(f"result columns {keys} cannot be named tuple fields")
             self.row = collections.namedtuple("PreparedRow", keys)  # type: ignore[misc]
+        #: asyncpg's rows with the same attributes, when no value needs converting: the
+        #: driver makes them as it decodes, instead of a named tuple made again per row.
+        self.record: Any = None
+        if keys and not self.processed and dialect.driver == "asyncpg":
+            self.record = _record_class(keys)
 
     def arguments(self, params: dict[str, Any]) -> tuple[str, list[Any]]:
         """The SQL and its positional arguments for ``params``."""
@@ -140,6 +155,18 @@ class _Compiled:
                 values[index] = process(values[index])
             rows.append(make(values))
         return rows
+
+
+def _record_class(keys: Sequence[str]) -> Any:
+    """A subclass of ``asyncpg.Record`` whose rows also answer ``row.key`` (as the named
+    tuples do), each attribute an ``itemgetter``: no Python code per access."""
+    import asyncpg  # reached only on PostgreSQL, where SQLAlchemy has imported it already
+
+    attributes: dict[str, Any] = {
+        key: property(operator.itemgetter(index)) for index, key in enumerate(keys)
+    }
+    attributes["__slots__"] = ()
+    return type("PreparedRecord", (asyncpg.Record,), attributes)
 
 
 def _connection_spoilt(driver: Any, error: Exception) -> bool:
@@ -223,12 +250,12 @@ class Prepared:
             try:
                 # In the greenlet of Database.run (AsyncConnection.run_sync), as SQLAlchemy's
                 # own adapter; asyncpg prepares and caches the statement per connection.
-                fetched = await_(driver.fetch(sql, *values))
+                fetched = await_(driver.fetch(sql, *values, record_class=statement.record))
             except Exception as error:
                 if _connection_spoilt(driver, error):
                     connection.invalidate()  # the pool must not hand it out again
                 raise
-            return statement.convert(fetched)
+            return fetched if statement.record is not None else statement.convert(fetched)
         raw = self._sqlite(connection)
         compiled = self._compiled
         if raw is None or compiled is None or _empty_list(compiled, params):

@@ -125,7 +125,9 @@ def _both(connection: Connection, prepared: Prepared, params: dict[str, Any]) ->
     theirs = connection.execute(prepared.statement, params).all()
     assert _typed(ours) == _typed(theirs)
     for mine, row in zip(ours, theirs, strict=True):
-        assert mine._asdict() == dict(row._mapping)
+        # By name too (named tuples on SQLite, asyncpg records with attributes on asyncpg).
+        assert {key: getattr(mine, key) for key in row._mapping} == dict(row._mapping)
+        assert len(mine) == len(row._mapping)
     return list(ours)
 
 
@@ -278,6 +280,11 @@ def _on_asyncpg(connection: Connection) -> None:
     for cursor, limit in ((0, 10), (1, 1), (0, 2), (3, 5)):
         params = {"account_id": "a1", "cursor": cursor, "limit": limit, "max_bytes": 4}
         _both(connection, records._CHANGES_FITTING_RUN, params)
+    # asyncpg makes the page's rows with their attributes itself (no named tuple per row).
+    page = records._CHANGES_FITTING_RUN.all(
+        connection, {"account_id": "a1", "cursor": 0, "limit": 10, "max_bytes": 100}
+    )
+    assert type(page[0]).__name__ == "PreparedRecord" and isinstance(page[0], asyncpg.Record)
 
 
 def _in_transaction(connection: Connection) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,21 @@ def _on_records(explained: Any) -> list[dict[str, Any]]:
     return nodes
 
 
+#: The credential parameters of the checked page (accounts.fresh_parameters), local and OIDC.
+_CREDENTIAL = {
+    "token_hash": "h",
+    "device_id": "d",
+    "jkt": "d",
+    "now": datetime.now(UTC),
+    "seen_after": datetime.now(UTC) - timedelta(minutes=5),
+    "device_name": "laptop",
+    "issuer": "https://idp.example",
+    "subject": "s",
+    "email": "s@example.org",
+    "email_verified": True,
+}
+
+
 # 1,500 rows: where the planner took ix_records_account_seq for the probe before 0004.
 @pytest.mark.parametrize("stored", [1_500, STORED])
 @pytest.mark.postgres
@@ -122,6 +137,7 @@ async def test_postgres_existing_ids_probe_the_primary_key_without_statistics(
             ).scalar_one()
             assert reltuples < 0, "the table was analyzed; the test needs a fresh one"
             plans = []
+            checked_plans = []
             # asyncpg prepares statements: after five runs PostgreSQL may keep a generic
             # plan (parameters unknown), so both kinds are checked.
             for mode in ("force_custom_plan", "force_generic_plan"):
@@ -137,6 +153,12 @@ async def test_postgres_existing_ids_probe_the_primary_key_without_statistics(
                     "max_bytes": records.MAX_PAGE_BYTES,
                 }
                 plans.append((await connection.execute(pull, pulled)).scalar_one())
+                # The same page with the credential's check in its statement (a pull of a
+                # known caller): still through the seq index, and not sorted again on top.
+                for checked in (records._CHECKED_LOCAL_RUN, records._CHECKED_OIDC_RUN):
+                    explain = text("EXPLAIN (FORMAT JSON) " + str(checked.statement))
+                    answer = await connection.execute(explain, {**pulled, **_CREDENTIAL})
+                    checked_plans.append(answer.scalar_one())
             found = (await connection.execute(query, parameters)).all()
     finally:
         await db.close()
@@ -150,6 +172,13 @@ async def test_postgres_existing_ids_probe_the_primary_key_without_statistics(
         tree = pull_plan if isinstance(pull_plan, list) else json.loads(pull_plan)
         used = {node.get("Index Name") for node in _nodes(tree[0]["Plan"])}
         assert "ix_records_account_seq" in used, pull_plan
+    for checked_plan in checked_plans:
+        tree = checked_plan if isinstance(checked_plan, list) else json.loads(checked_plan)
+        nodes = list(_nodes(tree[0]["Plan"]))
+        assert "ix_records_account_seq" in {node.get("Index Name") for node in nodes}
+        # Not sorted again over the page (the page's own plan may sort a bitmap scan).
+        assert tree[0]["Plan"]["Node Type"] != "Sort", json.dumps(tree, indent=1)
+    assert len(checked_plans) == 4
     assert sorted(row.record_id for row in found) == sorted(_wanted(stored)[: BATCH // 2])
     assert all(row.payload == b"p" * 16 for row in found)
 
