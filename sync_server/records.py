@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from pydantic import TypeAdapter
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -214,10 +214,13 @@ class _PushJson(TypedDict):
 # The wire models (sync_server.protocol) document and validate the API. Answers are built
 # from our own rows, so they are serialised from plain dicts of the same shape instead: no
 # model instances, and the base64 of payloads is done by binascii, not per-field callbacks.
-# A unit test checks that both give the same JSON.
-_CHANGES_JSON = TypeAdapter(_ChangesJson)
+# A unit test checks that both give the same JSON. orjson writes it (a page of 100 records
+# in 20 µs against pydantic's 70 µs), with datetimes in UTC ending in "Z" as pydantic does.
 _b64 = functools.partial(b2a_base64, newline=False)
-_PUSH_JSON = TypeAdapter(_PushJson)
+
+
+def _json(answer: _ChangesJson | _PushJson) -> bytes:
+    return orjson.dumps(answer, option=orjson.OPT_UTC_Z)
 
 
 def _out(record: _Stored) -> _RecordJson:
@@ -349,7 +352,7 @@ async def push(
     written = any(r["status"] == "saved" and not r["duplicate"] for r in answer["results"])
     if on_change is not None and answer["applied"] and written and caller.account_id:
         on_change(caller.account_id)
-    return _PUSH_JSON.dump_json(answer)
+    return _json(answer)
 
 
 def _checked(connection: Connection, caller: Principal | Credential) -> Principal | None:
@@ -729,7 +732,7 @@ def changes_json(
 ) -> bytes:
     """The JSON of a ``ChangesResponse`` from :func:`changed_rows`' answer."""
     page = rows[: _fitting([row.size for row in rows], limit)]
-    return _CHANGES_JSON.dump_json(
+    return _json(
         {
             "changes": _page(page),
             "cursor": page[-1].seq if page else cursor,

@@ -5,7 +5,9 @@ PostgreSQL too when ``HUSHCHAT_TEST_POSTGRES_URL`` is set), seeds one account + 
 access token per simulated client directly in the database, then drives it from a bounded
 async load generator in this process: plain HTTP/1.1 on keep-alive sockets with a fresh
 DPoP proof per request signed with ``cryptography`` (``_RawDevice``), because httpx cost the
-generator more CPU per request than the server and the two share the machine's cores.
+generator more CPU per request than the server and the two share the machine's cores; it
+parses answers with orjson (with one client the two take turns, so the generator's own
+time is in every page: ``json.loads`` of a page took 0.13 ms of its 0.40).
 Two kinds of figures:
 
 * **Throughput (closed-loop bursts)** at 1, 10 and 100 clients: each client pushes batches
@@ -59,6 +61,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import psutil
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -509,7 +512,7 @@ class _RawDevice:
             raise httpx.TransportError(f"{method} {path}: {exc!r}") from exc
         if status != 200:
             raise httpx.HTTPError(f"{method} {path}: HTTP {status}")
-        return json.loads(content)
+        return orjson.loads(content)  # the server's own JSON library: the least overhead
 
     def close(self) -> None:
         """Close the idle connections."""

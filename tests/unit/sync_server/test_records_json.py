@@ -61,7 +61,7 @@ def test_changes_json_matches_the_model() -> None:
         )
         for s in stored
     ]
-    fast = records._CHANGES_JSON.dump_json(
+    fast = records._json(
         {"changes": records._page(rows), "cursor": 17, "has_more": True, "recoveries": []}
     )
     model = ChangesResponse(changes=[_model(s) for s in stored], cursor=17, has_more=True)
@@ -95,7 +95,7 @@ def test_push_json_matches_the_model() -> None:
         ),
         records._result(incoming, "aborted", reason=None),
     ]
-    fast = records._PUSH_JSON.dump_json({"applied": False, "results": results, "cursor": 5})
+    fast = records._json({"applied": False, "results": results, "cursor": 5})
     model = PushResponse.model_validate(
         {
             "applied": False,
