@@ -146,6 +146,17 @@ def _device(**values: Any) -> Change:
     return change
 
 
+def _seen(minutes: int) -> Change:
+    """The device last seen ``minutes`` before the case runs (not before the module loaded:
+    a whole suite may run in between)."""
+
+    def change(connection: Connection) -> None:
+        moment = datetime.now(UTC) - timedelta(minutes=minutes)
+        connection.execute(update(Device).where(Device.id == "dev1").values(last_seen_at=moment))
+
+    return change
+
+
 def _account(**values: Any) -> Change:
     def change(connection: Connection) -> None:
         connection.execute(update(Account).where(Account.id == "a1").values(**values))
@@ -174,7 +185,7 @@ CASES: list[tuple[str, Change | None, Credential, bool]] = [
     ("local: fresh", None, LOCAL, True),
     ("local: no device name sent", None, dataclasses.replace(LOCAL, device_name=None), True),
     ("local: empty device name", None, dataclasses.replace(LOCAL, device_name=""), True),
-    ("local: seen 4 minutes ago", _device(last_seen_at=NOW - timedelta(minutes=4)), LOCAL, True),
+    ("local: seen 4 minutes ago", _seen(4), LOCAL, True),
     ("local: a new device name", None, dataclasses.replace(LOCAL, device_name="desk"), False),
     ("local: expired", _expired, LOCAL, False),
     ("local: a refresh token", None, dataclasses.replace(LOCAL, token_hash="r1"), False),
@@ -184,7 +195,7 @@ CASES: list[tuple[str, Change | None, Credential, bool]] = [
     ("local: another key", None, dataclasses.replace(LOCAL, jkt="jkt9"), False),
     ("local: device without a key yet", _device(jkt=None), LOCAL, False),
     ("local: revoked device", _device(revoked_at=NOW), LOCAL, False),
-    ("local: seen 6 minutes ago", _device(last_seen_at=NOW - timedelta(minutes=6)), LOCAL, False),
+    ("local: seen 6 minutes ago", _seen(6), LOCAL, False),
     (
         "local: no device row",
         None,
@@ -209,7 +220,7 @@ CASES: list[tuple[str, Change | None, Credential, bool]] = [
     ("oidc: another account", None, dataclasses.replace(OIDC, account_id="a2"), False),
     ("oidc: another key", None, dataclasses.replace(OIDC, jkt="jkt9"), False),
     ("oidc: revoked device", _device(revoked_at=NOW), OIDC, False),
-    ("oidc: seen 6 minutes ago", _device(last_seen_at=NOW - timedelta(minutes=6)), OIDC, False),
+    ("oidc: seen 6 minutes ago", _seen(6), OIDC, False),
 ]
 
 
