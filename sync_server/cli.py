@@ -99,6 +99,7 @@ def _serve(
     import uvicorn
 
     from sync_server.app import create_app
+    from sync_server.http_protocol import CoalescingHttpToolsProtocol
     from sync_server.observability import configure_logging
 
     workers = settings.workers if workers is None else workers
@@ -115,6 +116,8 @@ def _serve(
         "proxy_headers": settings.forwarded_allow_ips is not None,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "server_header": False,
+        # One write per answer instead of two (sync_server/http_protocol.py).
+        "http": CoalescingHttpToolsProtocol,
     }
     if workers == 1:
         uvicorn.run(app, **options)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import random
 import re
 import secrets
 import sys
@@ -29,6 +31,10 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("sync_server.access")
+#: Request ids: unique, not secret (they are echoed to the client and logged), so drawn
+#: without a system call per request; seeded from the OS's randomness at start.
+_ids = random.Random(secrets.randbits(128))  # noqa: S311 (ids, not secrets)
+os.register_at_fork(after_in_child=lambda: _ids.seed(secrets.randbits(128)))
 log = logging.getLogger(__name__)
 
 
@@ -71,18 +77,23 @@ def request_id_of(scope: Scope) -> str:
     assigned: str | None = scope.get(REQUEST_ID_KEY)
     if assigned is not None:
         return assigned
-    supplied = None
+    supplied: str | None = None
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             supplied = value.decode("latin-1")
             break
-    request_id = supplied if supplied and _SAFE_REQUEST_ID.match(supplied) else secrets.token_hex(8)
+    if supplied and _SAFE_REQUEST_ID.match(supplied):
+        request_id = supplied
+    else:
+        request_id = f"{_ids.getrandbits(64):016x}"
     scope[REQUEST_ID_KEY] = request_id
     return request_id
 
 
 def log_access(scope: Scope, status: int, started: float) -> None:
     """The one access-log line of a request (no query string, headers or body)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     access_log.info(
         "request",
         extra={

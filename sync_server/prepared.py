@@ -36,7 +36,7 @@ from __future__ import annotations
 import collections
 import keyword
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -142,19 +142,22 @@ class _Compiled:
                 values.append(process(value) if process else value)
         return sql, values
 
-    def convert(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
-        """Rows as named tuples of converted values."""
+    def converted(self, raw: Iterable[Sequence[Any]]) -> Iterator[Any]:
+        """Rows as named tuples of converted values, each as it is read from ``raw``."""
         make = self.row._make
         processed = self.processed
         if not processed:
-            return [make(row) for row in raw]
-        rows = []
+            yield from map(make, raw)
+            return
         for row in raw:
             values = list(row)
             for index, process in processed:
                 values[index] = process(values[index])
-            rows.append(make(values))
-        return rows
+            yield make(values)
+
+    def convert(self, raw: Iterable[Sequence[Any]]) -> list[Any]:
+        """:meth:`converted`, all of them."""
+        return list(self.converted(raw))
 
 
 def _record_class(keys: Sequence[str]) -> Any:
@@ -185,6 +188,16 @@ def _connection_spoilt(driver: Any, error: Exception) -> bool:
     return isinstance(
         error, (asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
     )
+
+
+def _taken(rows: Iterable[Any], enough: Callable[[Any], bool]) -> list[Any]:
+    """``rows`` up to and including the first that ``enough`` takes; no further row is read."""
+    taken = []
+    for row in rows:
+        taken.append(row)
+        if enough(row):
+            break
+    return taken
 
 
 def _empty_list(compiled: _Compiled, params: dict[str, Any]) -> bool:
@@ -262,6 +275,22 @@ class Prepared:
             return connection.execute(self.statement, params).all()
         sql, values = compiled.arguments(params)
         return compiled.convert(raw.execute(sql, values).fetchall())
+
+    def until(
+        self, connection: Connection, params: dict[str, Any], enough: Callable[[Any], bool]
+    ) -> list[Any]:
+        """The rows, in order, up to and including the first that ``enough`` takes (all of
+        them when it takes none). On SQLite the statement stops there: later rows are
+        never read (their payloads stay on disk); elsewhere they are fetched and dropped."""
+        raw = self._sqlite(connection)
+        compiled = self._compiled
+        if raw is None or compiled is None or _empty_list(compiled, params):
+            return _taken(self.all(connection, params), enough)
+        cursor = raw.execute(*compiled.arguments(params))
+        try:
+            return _taken(compiled.converted(cursor), enough)
+        finally:
+            cursor.close()  # ends the statement (it may have rows left)
 
     def one_or_none(self, connection: Connection, params: dict[str, Any]) -> Any:
         """The row, ``None`` without one; more than one is an error (as ``Result``'s)."""

@@ -111,6 +111,13 @@ _EXISTING_POSTGRES = text(
 
 # The statements of a push, run cheaply on SQLite (sync_server.prepared).
 _LAST_SEQ_RUN = Prepared(_LAST_SEQ)
+#: A push of a credential whose account is known: its check in the statement that reads
+#: (and on PostgreSQL locks) the account's last seq, by local account or not. ``fresh``
+#: is false where the credential needs ``check_credential`` (a refusal or a write).
+_CHECKED_LAST_SEQ_RUNS = {
+    local: Prepared(_LAST_SEQ.add_columns((FRESH_LOCAL if local else FRESH_OIDC).label("fresh")))
+    for local in (True, False)
+}
 _EXISTING_RUN = Prepared(_EXISTING)
 _SET_LAST_SEQ_RUN = Prepared(_SET_LAST_SEQ)
 _VALUE_KEYS = (
@@ -368,6 +375,14 @@ def _checked(connection: Connection, caller: Principal | Credential) -> Principa
 def _push_as(
     connection: Connection, caller: Principal | Credential, records: list[RecordIn], atomic: bool
 ) -> _PushJson | None:
+    if isinstance(caller, Credential) and caller.account_id is not None:
+        # Nearly every push: the check rides in the account's statement; anything but
+        # fresh goes through check_credential below, which says why.
+        run = _CHECKED_LAST_SEQ_RUNS[caller.token is None]
+        row = run.one_or_none(connection, fresh_parameters(caller))
+        if row is not None and row.fresh:
+            account_id, device_id = caller.account_id, caller.device_id
+            return _push(connection, account_id, device_id, records, atomic, row.last_seq)
     principal = _checked(connection, caller)
     if principal is None:
         return None
@@ -400,8 +415,12 @@ def _push(
     device_id: str,
     records: list[RecordIn],
     atomic: bool,
+    last_seq: int | None = None,
 ) -> _PushJson:
-    last_seq = _LAST_SEQ_RUN.scalar_one_or_none(connection, {"account_id": account_id})
+    """The batch applied for the account; ``last_seq``: the account's, read (and on
+    PostgreSQL locked) already in this transaction."""
+    if last_seq is None:
+        last_seq = _LAST_SEQ_RUN.scalar_one_or_none(connection, {"account_id": account_id})
     if last_seq is None:
         raise unauthorized("Account no longer exists.")
     ids = list({record.id for record in records})
@@ -522,25 +541,12 @@ _CHANGES = (
 #: page, never hundreds of megabytes in one answer.
 MAX_PAGE_BYTES = 8 << 20
 
-_CHANGE_SIZES = (
-    select(_records.c.size)
-    .where(
-        _records.c.account_id == bindparam("account_id"),
-        _records.c.seq > bindparam("cursor"),
-        _records.c.seq > literal_column("0"),
-    )
-    .order_by(_records.c.seq)
-    .limit(bindparam("limit"))
-)
-
-
 _CHANGES_RUN = Prepared(_CHANGES)
-_CHANGE_SIZES_RUN = Prepared(_CHANGE_SIZES)
 
 # PostgreSQL: the page in one statement (one round trip instead of two). The rows of
 # _CHANGES, numbered, with the running total of their sizes; a row is kept when it is one
 # of the first two or the rows before it stay within MAX_PAGE_BYTES: exactly the rows
-# _changes gives after reading the sizes first (see _fitting). Payloads of the rows cut
+# SQLite's page stops at (_page_full, as _fitting cuts). Payloads of the rows cut
 # off are never sent (they stay TOAST pointers in the window's tuple store).
 _PAGE = _CHANGES.subquery("page")
 _COUNTED = select(
@@ -571,24 +577,34 @@ def _fitting(sizes: Sequence[int], limit: int) -> int:
     return min(len(sizes), limit)
 
 
+def _page_full(limit: int) -> Callable[[Any], bool]:
+    """For :meth:`Prepared.until`: true at the row that ends a page of ``limit`` records,
+    the one past ``limit`` or the one whose payload takes the page past
+    ``MAX_PAGE_BYTES`` (never the first): where :func:`_fitting` cuts, plus the row that
+    tells the client there is more."""
+    count = 0
+    total = 0
+
+    def full(row: Any) -> bool:
+        nonlocal count, total
+        count += 1
+        if count > limit:
+            return True
+        total += row.size
+        return count > 1 and total > MAX_PAGE_BYTES
+
+    return full
+
+
 def _changes(connection: Connection, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
     """Up to ``limit + 1`` rows; fewer when the page's payloads would pass
-    ``MAX_PAGE_BYTES`` (on SQLite the sizes are read first, without the payloads; on
-    PostgreSQL one statement leaves out the rows that do not fit)."""
+    ``MAX_PAGE_BYTES``. One statement: on SQLite it stops stepping at the row that ends
+    the page (:func:`_page_full`), so later rows and their payloads are never read; on
+    PostgreSQL it leaves out the rows that do not fit (``_CHANGES_FITTING``)."""
     params = {"account_id": account_id, "cursor": cursor, "limit": limit + 1}
     if connection.dialect.name == "postgresql":
-        # One statement (one round trip), the same rows (_CHANGES_FITTING).
         return _CHANGES_FITTING_RUN.all(connection, {**params, "max_bytes": MAX_PAGE_BYTES})
-    return _changes_in_two(connection, params, limit)
-
-
-def _changes_in_two(connection: Connection, params: dict[str, Any], limit: int) -> Sequence[Any]:
-    """:func:`_changes` as two statements: the sizes, then the rows that fit."""
-    sizes = _CHANGE_SIZES_RUN.scalars(connection, params)
-    fits = _fitting(sizes, limit)
-    if fits < limit:
-        params = {**params, "limit": fits + 1}  # one more than the page: the client asks again
-    return _CHANGES_RUN.all(connection, params)
+    return _CHANGES_RUN.until(connection, params, _page_full(limit))
 
 
 async def changed_rows(db: Database, account_id: str, cursor: int, limit: int) -> Sequence[Any]:
@@ -616,6 +632,12 @@ _OPEN_RECOVERIES = (
 _OPEN_RECOVERIES_RUN = Prepared(_OPEN_RECOVERIES)
 
 
+_OPEN_RECOVERY_OF_PARAMETER = exists().where(
+    _recoveries.c.account_id == bindparam("account_id"),
+    _recoveries.c.status.in_((literal_column("'pending'"), literal_column("'ready'"))),
+)
+
+
 def _checked_page(fresh: ColumnElement[bool]) -> Select[Any]:
     """PostgreSQL: a credential's check and the page in one statement (one round trip
     instead of two on nearly every pull). ``_CHANGES_FITTING`` with ``fresh``
@@ -628,15 +650,28 @@ def _checked_page(fresh: ColumnElement[bool]) -> Select[Any]:
     slower: a join of the page to one row of both answers, which always has a row but
     makes PostgreSQL sort the page again (50 µs), and a union of the credential's row
     and the page's (docs/server.md, "Fifth pass")."""
-    open_recovery = exists().where(
-        _recoveries.c.account_id == bindparam("account_id"),
-        _recoveries.c.status.in_((literal_column("'pending'"), literal_column("'ready'"))),
+    return _CHANGES_FITTING.add_columns(_OPEN_RECOVERY_OF_PARAMETER.label("open_recoveries")).where(
+        fresh
     )
-    return _CHANGES_FITTING.add_columns(open_recovery.label("open_recoveries")).where(fresh)
 
 
 _CHECKED_LOCAL_RUN = Prepared(_checked_page(FRESH_LOCAL))
 _CHECKED_OIDC_RUN = Prepared(_checked_page(FRESH_OIDC))
+
+
+def _fresh(fresh: ColumnElement[bool]) -> Select[bool, bool]:
+    """SQLite: the credential's check on its own, and whether a recovery is open; one row.
+
+    SQLite's statements run in process, so folding the check into the page saves no round
+    trip, and there it cost more than the two apart (an uncorrelated ``EXISTS`` of three
+    tables in the page's ``WHERE`` took 30 µs more than on its own). This replaces
+    ``check_credential``'s lookup, whose row of timestamps the server then converts and
+    compares in Python, for a caller that needs no more than yes or no."""
+    return select(fresh.label("fresh"), _OPEN_RECOVERY_OF_PARAMETER.label("open_recoveries"))
+
+
+_FRESH_LOCAL_RUN = Prepared(_fresh(FRESH_LOCAL))
+_FRESH_OIDC_RUN = Prepared(_fresh(FRESH_OIDC))
 
 
 def _changes_and_recoveries(
@@ -680,29 +715,36 @@ async def changed_rows_and_recoveries(
 def _changes_checked(
     connection: Connection, credential: Credential, cursor: int, limit: int
 ) -> ChangesFound | None:
-    """PostgreSQL, a credential of a known account: its check and the page in one
-    statement (:func:`_checked_page`); ``None`` when that finds no rows (the credential
-    is not fresh, or the page is empty): then :func:`check_credential` runs, which
-    refuses or resolves the credential as before, and the page is read again."""
-    run = _CHECKED_LOCAL_RUN if credential.token is None else _CHECKED_OIDC_RUN
+    """A credential of a known account: its check and the page, in one statement on
+    PostgreSQL (:func:`_checked_page`), in two on SQLite (:func:`_fresh`, then the page).
+    ``None`` when the check fails, or (PostgreSQL) the page is empty: then
+    :func:`check_credential` runs, which refuses or resolves the credential as before,
+    and the page is read again."""
+    local = credential.token is None
     params = fresh_parameters(credential)
-    params.update(cursor=cursor, limit=limit + 1, max_bytes=MAX_PAGE_BYTES)
-    rows = run.all(connection, params)
-    if not rows:
-        return None
-    if not rows[0].open_recoveries:
+    account_id = params["account_id"]
+    if connection.dialect.name == "postgresql":
+        run = _CHECKED_LOCAL_RUN if local else _CHECKED_OIDC_RUN
+        params.update(cursor=cursor, limit=limit + 1, max_bytes=MAX_PAGE_BYTES)
+        rows = run.all(connection, params)
+        if not rows:
+            return None
+        open_recoveries = rows[0].open_recoveries
+    else:
+        checked = (_FRESH_LOCAL_RUN if local else _FRESH_OIDC_RUN).one_or_none(connection, params)
+        if not checked.fresh:
+            return None
+        open_recoveries = checked.open_recoveries
+        rows = _changes(connection, account_id, cursor, limit)
+    if not open_recoveries:
         return rows, []
-    return rows, _recoveries_of(connection, params["account_id"])
+    return rows, _recoveries_of(connection, account_id)
 
 
 def _changes_as(
     connection: Connection, caller: Principal | Credential, cursor: int, limit: int
 ) -> ChangesFound | None:
-    if (
-        isinstance(caller, Credential)
-        and caller.account_id is not None
-        and connection.dialect.name == "postgresql"
-    ):
+    if isinstance(caller, Credential) and caller.account_id is not None:
         found = _changes_checked(connection, caller, cursor, limit)
         if found is not None:
             return found

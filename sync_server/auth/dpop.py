@@ -29,6 +29,7 @@ contains the proof or the token).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -131,13 +132,13 @@ def verified_payload(proof: str, key: ec.EllipticCurvePublicKey) -> bytes:
     """The payload of an ES256 compact JWS once its signature verifies with ``key``.
 
     Raises ``ValueError`` for a malformed JWS and ``InvalidSignature`` for a wrong
-    signature. The header's ``alg`` is the caller's to check.
+    signature. The header is the caller's to check (:meth:`DpopVerifier._checked_header`,
+    once per header): its ``alg``, and that it is strict base64url.
     """
     parts = proof.split(".")
     if len(parts) != 3:
         raise ValueError("not a compact JWS")
     header, payload, signature = parts
-    _segment(header)
     raw = _segment(signature)
     if len(raw) != 64:
         raise InvalidSignature("an ES256 signature has 64 bytes")
@@ -160,6 +161,7 @@ def _header(proof: str) -> dict[str, Any]:
     return header
 
 
+@functools.lru_cache(maxsize=1024)
 def normalise_uri(url: str) -> str | None:
     """``url`` as ``htu`` values are compared, or None when it is not an http(s) URL.
 
@@ -276,7 +278,9 @@ class DpopVerifier:
         ``path`` (the request path within the app).
         """
         if self._public is None:
-            return normalise_uri(request_url)
+            # Without query and fragment (normalise_uri leaves them out): one cached entry
+            # per path, whatever a pull's cursor.
+            return normalise_uri(request_url.partition("?")[0].partition("#")[0])
         return self._public + (unquote(path) or "/")
 
     def _key(self, thumbprint: str, jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
@@ -327,6 +331,10 @@ class DpopVerifier:
         self, encoded: str, proof: str, device_id: str
     ) -> tuple[str, ec.EllipticCurvePublicKey]:
         """The thumbprint and key of a proof header not seen before, once it checks out."""
+        try:
+            _segment(encoded)  # strict base64url, as the other segments
+        except ValueError as exc:
+            raise DpopError("Malformed DPoP proof.") from exc
         header = _header(proof)
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() != PROOF_TYPE:

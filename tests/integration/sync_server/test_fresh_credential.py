@@ -1,8 +1,10 @@
-"""A PostgreSQL pull checks its credential inside the page's statement
-(``sync_server.records._changes_checked``): the conditions ``accounts.FRESH_LOCAL`` and
-``accounts.FRESH_OIDC`` must hold exactly when ``accounts.check_credential`` would give
-the caller's account without a write and without refusing. Anything else must send the
-request through ``check_credential``, which refuses (401/403) or resolves it.
+"""A pull or push of a known caller checks its credential with the conditions
+``accounts.FRESH_LOCAL`` and ``accounts.FRESH_OIDC``, in the statement of the page
+(PostgreSQL pulls, ``sync_server.records._changes_checked``), in one of its own (SQLite
+pulls) or in the account's (pushes, ``records._push_as``). They must hold exactly when
+``accounts.check_credential`` would give the caller's account without a write and
+without refusing. Anything else must send the request through ``check_credential``,
+which refuses (401/403) or resolves it.
 
 Every way a credential can fail is tried below against both, on SQLite and PostgreSQL,
 with the outcome each case must have written down, so that a condition missing from
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -26,6 +29,7 @@ from sync_server.auth.oidc import VerifiedToken
 from sync_server.db import Database
 from sync_server.errors import ProblemError
 from sync_server.models import Account, Device, LocalToken, Record, TokenBinding
+from sync_server.protocol import PushRequest
 from tests.integration.sync_server.support import make_settings
 
 ISSUER = "https://idp.example"
@@ -274,14 +278,8 @@ def _rows(found: Sequence[Any]) -> list[tuple[Any, ...]]:
     return [tuple(row)[: len(records._COLUMNS)] for row in found]
 
 
-@pytest.mark.postgres
-async def test_a_postgres_pull_checks_a_fresh_credential_in_the_pages_statement(
-    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if database_url is None:
-        pytest.skip("the folded check is PostgreSQL's (SQLite's statements are in process)")
-    db = Database(make_settings(tmp_path, database_url))
-    await db.migrate()
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[Credential]:
+    """The credentials ``records.check_credential`` is asked about from now on."""
     checked: list[Credential] = []
     real = records.check_credential
 
@@ -290,24 +288,34 @@ async def test_a_postgres_pull_checks_a_fresh_credential_in_the_pages_statement(
         return real(connection, credential)
 
     monkeypatch.setattr(records, "check_credential", counted)
+    return checked
+
+
+async def test_a_pull_checks_a_fresh_credential_without_check_credential(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the page's statement on PostgreSQL, in one statement before it on SQLite."""
+    db = Database(make_settings(tmp_path, database_url))
+    await db.migrate()
+    checked = _counting(monkeypatch)
     try:
         await db.run_write(_seed)
         for caller in (LOCAL, OIDC):
             found = await records.changes_as(db, caller, 0, 10)
             assert found is not None and checked == []
-            principal = await db.run(real, caller)
+            principal = await db.run(accounts.check_credential, caller)
             assert principal is not None
             reference = await records.changes_as(db, principal, 0, 10)
             assert reference is not None
             assert _rows(found[0]) == _rows(reference[0]) and len(found[0]) == 3
             assert found[1] == reference[1] == []
 
-        # No rows: an empty page or a credential not fresh; check_credential tells which.
+        # An empty page: on PostgreSQL no rows, which check_credential then tells apart.
         assert await records.changes_as(db, LOCAL, 3, 10) == ([], [])  # past the last
-        assert checked == [LOCAL]
+        assert checked == ([LOCAL] if database_url else [])
         checked.clear()
 
-        # Not fresh: check_credential decides, as on SQLite.
+        # Not fresh: check_credential decides.
         stale = dataclasses.replace(LOCAL, device_name="desk")
         assert await records.changes_as(db, stale, 0, 10) is None  # a write resolves it
         assert checked == [stale]
@@ -315,5 +323,49 @@ async def test_a_postgres_pull_checks_a_fresh_credential_in_the_pages_statement(
         with pytest.raises(ProblemError) as refused:
             await records.changes_as(db, LOCAL, 0, 10)
         assert refused.value.status == 403
+    finally:
+        await db.close()
+
+
+def _batch(*ids: str) -> PushRequest:
+    return PushRequest.model_validate(
+        {
+            "records": [
+                {"id": record_id, "kind": "message", "revision": 1, "key_id": "k", "payload": ""}
+                for record_id in ids
+            ]
+        }
+    )
+
+
+async def test_a_push_checks_a_fresh_credential_in_the_accounts_statement(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(make_settings(tmp_path, database_url))
+    await db.migrate()
+    checked = _counting(monkeypatch)
+    try:
+        await db.run_write(_seed)
+        for caller, record_id in ((LOCAL, "p1"), (OIDC, "p2")):
+            answer = await records.push(db, caller, _batch(record_id), short=True)
+            assert answer is not None and checked == []
+            pushed = orjson.loads(answer)
+            assert pushed["applied"] and pushed["results"][0]["status"] == "saved"
+        assert [result["seq"] for result in pushed["results"]] == [5]  # after 3 and p1's 4
+        stored = await db.run(
+            lambda c: c.execute(select(Record.device_id).where(Record.record_id == "p2")).all()
+        )
+        assert stored == [("dev1",)]
+
+        # Not fresh: check_credential decides, and nothing is written until it does.
+        stale = dataclasses.replace(LOCAL, device_name="desk")
+        assert await records.push(db, stale, _batch("p3"), short=True) is None
+        assert checked == [stale]
+        await db.run_write(_device(revoked_at=NOW))
+        with pytest.raises(ProblemError) as refused:
+            await records.push(db, LOCAL, _batch("p4"))
+        assert refused.value.status == 403
+        last = await db.run(lambda c: c.execute(select(Account.last_seq)).scalars().all())
+        assert sorted(last) == [0, 5]
     finally:
         await db.close()

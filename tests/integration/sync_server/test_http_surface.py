@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import httpx
@@ -86,6 +87,11 @@ async def test_request_id_is_echoed_when_safe(api: httpx.AsyncClient) -> None:
     assert ok.headers["x-request-id"] == "abc-123"
     unsafe = await api.get("/healthz", headers={"X-Request-ID": "a b\tc"})
     assert unsafe.headers["x-request-id"] != "a b\tc"
+    # Made by the server: 16 hex digits, a new one each time.
+    made = {(await api.get("/healthz")).headers["x-request-id"] for _ in range(50)}
+    made.add(unsafe.headers["x-request-id"])
+    assert len(made) == 51
+    assert all(re.fullmatch("[0-9a-f]{16}", request_id) for request_id in made)
 
 
 async def test_unexpected_errors_are_500_problems(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,18 @@ def _both(connection: Connection, prepared: Prepared, params: dict[str, Any]) ->
     return list(ours)
 
 
+def _after(count: int) -> Callable[[Any], bool]:
+    """For ``Prepared.until``: true at the ``count``-th row (never for 0)."""
+    seen = 0
+
+    def enough(_row: Any) -> bool:
+        nonlocal seen
+        seen += 1
+        return seen == count
+
+    return enough
+
+
 def _compare(connection: Connection) -> None:
     found = _both(
         connection,
@@ -166,11 +178,25 @@ def _compare(connection: Connection) -> None:
     _both(connection, records._EXISTING_RUN, {"account_id": "a1", "ids": []})
     for cursor, limit in ((0, 10), (1, 1), (3, 5)):
         params = {"account_id": "a1", "cursor": cursor, "limit": limit}
-        _both(connection, records._CHANGES_RUN, params)
-        _both(connection, records._CHANGE_SIZES_RUN, params)
-        assert records._CHANGE_SIZES_RUN.scalars(connection, params) == list(
-            connection.execute(records._CHANGE_SIZES, params).scalars()
-        )
+        page = _both(connection, records._CHANGES_RUN, params)
+        # Stopped early: the rows up to the first taken, the same values and names.
+        for stop in range(len(page) + 1):
+            taken = records._CHANGES_RUN.until(connection, params, _after(stop))
+            assert _typed(taken) == _typed(page[: stop or len(page)])
+            assert [row.seq for row in taken] == [row.seq for row in page[: stop or len(page)]]
+    # The credential's check (SQLite's pulls, every push), against SQLAlchemy's answers.
+    for token_hash, device_id in (("h1", "dev1"), ("h1", "x"), ("no", "dev1")):
+        check = {
+            "account_id": "a1",
+            "token_hash": token_hash,
+            "device_id": device_id,
+            "jkt": "dev1",
+            "now": MOMENT,
+            "seen_after": MOMENT - timedelta(minutes=5),
+            "device_name": None,
+        }
+        _both(connection, records._FRESH_LOCAL_RUN, check)
+        _both(connection, records._CHECKED_LAST_SEQ_RUNS[True], check)
     recoveries = _both(connection, records._OPEN_RECOVERIES_RUN, {"account_id": "a1"})
     assert [row.id for row in recoveries] == ["rec1"]
     assert recoveries[0].not_before == MOMENT + timedelta(days=1)
@@ -336,6 +362,16 @@ def _sized(connection: Connection) -> None:
     )
 
 
+def _sizes_first(connection: Connection, cursor: int, limit: int) -> list[Any]:
+    """The page as the rule reads (the two statements SQLite once ran): the sizes of the
+    next ``limit + 1`` rows, where they fit (``_fitting``), then the rows that fit and one
+    more (the client asks again)."""
+    params = {"account_id": "a2", "cursor": cursor, "limit": limit + 1}
+    rows = connection.execute(records._CHANGES, params).all()
+    fits = records._fitting([row.size for row in rows], limit)
+    return list(rows[: fits + 1] if fits < limit else rows)
+
+
 def _pages_agree(connection: Connection, budgets: list[int]) -> int:
     compared = 0
     for budget in budgets:
@@ -343,8 +379,7 @@ def _pages_agree(connection: Connection, budgets: list[int]) -> int:
         for cursor in range(16):
             for limit in (1, 2, 3, 5, 8, 20):
                 one = records._changes(connection, "a2", cursor, limit)
-                params = {"account_id": "a2", "cursor": cursor, "limit": limit + 1}
-                two = records._changes_in_two(connection, params, limit)
+                two = _sizes_first(connection, cursor, limit)
                 assert _typed(one) == _typed(two), (budget, cursor, limit)
                 assert records.changes_json(one, cursor, limit) == records.changes_json(
                     two, cursor, limit
@@ -353,14 +388,12 @@ def _pages_agree(connection: Connection, budgets: list[int]) -> int:
     return compared
 
 
-@pytest.mark.postgres
-async def test_postgres_page_in_one_statement_is_the_two_statement_page(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_page_in_one_statement_is_the_sizes_first_page(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The window-function page (PostgreSQL) cuts where the sizes-first page (SQLite) does."""
-    url = _postgres_url()
-    await _reset_postgres(url)
-    db = Database(make_settings(tmp_path, url))
+    """Where a page ends: the window-function statement (PostgreSQL) and the statement
+    stepped until the page is full (SQLite) cut where reading the sizes first does."""
+    db = Database(make_settings(tmp_path, database_url))
     await db.migrate()
     monkeypatch.setattr(records, "MAX_PAGE_BYTES", records.MAX_PAGE_BYTES)
     try:

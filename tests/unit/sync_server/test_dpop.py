@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from limits.storage import storage_from_string
 
 from app.sync.dpop import DeviceKey
@@ -183,6 +187,30 @@ async def test_the_compact_jws_is_checked_strictly() -> None:
             await _verify(_verifier(), proof, key)
 
 
+def _signed(key: DeviceKey, header: str, body: str) -> str:
+    """``header.body`` signed with ``key`` as ES256, whatever the two segments hold."""
+    private = serialization.load_pem_private_key(key.to_pem(), password=None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    der = private.sign(f"{header}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return f"{header}.{body}." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def test_a_header_is_checked_strictly_once_even_when_signed() -> None:
+    """A header a lax decoder would take (junk it drops) is refused on its first proof,
+    signature valid or not, and is not remembered, so later proofs are refused too."""
+    key = DeviceKey.generate()
+    header, body, _ = key.proof("GET", URL, TOKEN).split(".")
+    verifier = _verifier()
+    assert await _verify(verifier, _signed(key, header, body), key) == key.device_id
+    for junk in (f"{header}!", f"{header}=", f"{header}\n"):
+        for _attempt in range(2):
+            fresh_body = key.proof("GET", URL, TOKEN).split(".")[1]
+            with pytest.raises(DpopError, match="Malformed"):
+                await _verify(verifier, _signed(key, junk, fresh_body), key)
+
+
 async def test_a_known_header_still_gets_every_other_check() -> None:
     """After a device's first proof its header is not parsed again (the verifier keeps what
     it concluded from it); signature, device id, claims and replay are still checked."""
@@ -214,3 +242,17 @@ async def test_a_known_header_still_gets_every_other_check() -> None:
     assert await _verify(verifier, proof, key) == key.device_id
     with pytest.raises(DpopError, match="already used"):
         await _verify(verifier, proof, key)
+
+
+def test_the_expected_uri_leaves_out_query_and_fragment() -> None:
+    """Cut before normalising (one cached entry per path): the same as normalising whole."""
+    verifier = _verifier()
+    for url in (
+        "http://Sync.Example.org:80/v1/sync/changes?cursor=5&limit=3",
+        "http://sync.example.org/v1/sync/changes#part?x=1",
+        "https://sync.example.org:8443/v1/%73ync/push?wait=30#f",
+        "http://[::1]:8080/v1/sync/changes?cursor=1",
+        "http://sync.example.org:99999/v1/sync/changes?cursor=1",
+        "ftp://sync.example.org/v1?x",
+    ):
+        assert verifier.expected_uri(url, "/ignored") == normalise_uri(url)
