@@ -253,17 +253,20 @@ async def _ensure_device(
 _accounts, _devices = Account.__table__, Device.__table__
 _bindings, _local_tokens = TokenBinding.__table__, LocalToken.__table__
 _recoveries = Recovery.__table__
-# Whether the account has a pending or ready recovery: a pull lists them, and asks only
-# when this says so (one round trip less per pull in the usual case).
-_OPEN_RECOVERY = (
-    exists()
-    .where(
-        _recoveries.c.account_id == _accounts.c.id,
-        # Literals, not an expanding list: one SQL text, run on asyncpg directly too.
-        _recoveries.c.status.in_((literal_column("'pending'"), literal_column("'ready'"))),
-    )
-    .label("open_recoveries")
+#: A recovery still open (pending or ready). Literals, not an expanding list: one SQL
+#: text, run on asyncpg directly too.
+OPEN_RECOVERY_STATUS: ColumnElement[bool] = _recoveries.c.status.in_(
+    (literal_column("'pending'"), literal_column("'ready'"))
 )
+
+
+def open_recovery(account_id: ColumnElement[str]) -> ColumnElement[bool]:
+    """Whether the account ``account_id`` (a column, or a bound parameter) has an open
+    recovery: a pull lists them, and asks only when this says so."""
+    return exists().where(_recoveries.c.account_id == account_id, OPEN_RECOVERY_STATUS)
+
+
+_OPEN_RECOVERY = open_recovery(_accounts.c.id).label("open_recoveries")
 # The per-request lookups, built once with bound parameters. One round trip each: the
 # account, this token's binding (OIDC) or row (local), this device, and whether a recovery
 # is open.

@@ -35,7 +35,6 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
-    exists,
     func,
     insert,
     literal_column,
@@ -49,11 +48,13 @@ from typing_extensions import TypedDict
 from sync_server.accounts import (
     FRESH_LOCAL,
     FRESH_OIDC,
+    OPEN_RECOVERY_STATUS,
     Credential,
     Principal,
     check_credential,
     fresh_parameters,
     now,
+    open_recovery,
     unauthorized,
 )
 from sync_server.db import Database
@@ -624,18 +625,14 @@ _OPEN_RECOVERIES = (
     )
     .where(
         _recoveries.c.account_id == bindparam("account_id"),
-        # Literals, not an expanding list: one SQL text, run on asyncpg directly too.
-        _recoveries.c.status.in_((literal_column("'pending'"), literal_column("'ready'"))),
+        OPEN_RECOVERY_STATUS,
     )
     .order_by(_recoveries.c.created_at)
 )
 _OPEN_RECOVERIES_RUN = Prepared(_OPEN_RECOVERIES)
 
 
-_OPEN_RECOVERY_OF_PARAMETER = exists().where(
-    _recoveries.c.account_id == bindparam("account_id"),
-    _recoveries.c.status.in_((literal_column("'pending'"), literal_column("'ready'"))),
-)
+_OPEN_RECOVERY_OF_PARAMETER = open_recovery(bindparam("account_id"))
 
 
 def _checked_page(fresh: ColumnElement[bool]) -> Select[Any]:
