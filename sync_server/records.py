@@ -119,6 +119,25 @@ _CHECKED_LAST_SEQ_RUNS = {
     local: Prepared(_LAST_SEQ.add_columns((FRESH_LOCAL if local else FRESH_OIDC).label("fresh")))
     for local in (True, False)
 }
+#: SQLite: the same, and how many of the batch's ids are stored (nearly always none: then
+#: ``_EXISTING`` is not asked). PostgreSQL keeps its own "which ids exist" statement,
+#: whose plan does not depend on statistics (``_EXISTING_POSTGRES``).
+_STORED_COUNT = (
+    select(func.count())
+    .where(
+        _records.c.account_id == bindparam("account_id"),
+        _records.c.record_id.in_(bindparam("ids", expanding=True)),
+    )
+    .scalar_subquery()
+)
+_CHECKED_LAST_SEQ_COUNTED_RUNS = {
+    local: Prepared(
+        _LAST_SEQ.add_columns(
+            (FRESH_LOCAL if local else FRESH_OIDC).label("fresh"), _STORED_COUNT.label("stored")
+        )
+    )
+    for local in (True, False)
+}
 _EXISTING_RUN = Prepared(_EXISTING)
 _SET_LAST_SEQ_RUN = Prepared(_SET_LAST_SEQ)
 _VALUE_KEYS = (
@@ -379,11 +398,18 @@ def _push_as(
     if isinstance(caller, Credential) and caller.account_id is not None:
         # Nearly every push: the check rides in the account's statement; anything but
         # fresh goes through check_credential below, which says why.
-        run = _CHECKED_LAST_SEQ_RUNS[caller.token is None]
-        row = run.one_or_none(connection, fresh_parameters(caller))
+        local = caller.token is None
+        params = fresh_parameters(caller)
+        counted = connection.dialect.name != "postgresql" and len(records) <= _LOOKUP_CHUNK
+        if counted:
+            params["ids"] = [record.id for record in records]
+            row = _CHECKED_LAST_SEQ_COUNTED_RUNS[local].one_or_none(connection, params)
+        else:
+            row = _CHECKED_LAST_SEQ_RUNS[local].one_or_none(connection, params)
         if row is not None and row.fresh:
             account_id, device_id = caller.account_id, caller.device_id
-            return _push(connection, account_id, device_id, records, atomic, row.last_seq)
+            new = counted and row.stored == 0
+            return _push(connection, account_id, device_id, records, atomic, row.last_seq, new)
     principal = _checked(connection, caller)
     if principal is None:
         return None
@@ -417,14 +443,16 @@ def _push(
     records: list[RecordIn],
     atomic: bool,
     last_seq: int | None = None,
+    new: bool = False,
 ) -> _PushJson:
     """The batch applied for the account; ``last_seq``: the account's, read (and on
-    PostgreSQL locked) already in this transaction."""
+    PostgreSQL locked) already in this transaction; ``new``: none of the batch's ids is
+    stored (counted in that statement), so they are not looked up."""
     if last_seq is None:
         last_seq = _LAST_SEQ_RUN.scalar_one_or_none(connection, {"account_id": account_id})
     if last_seq is None:
         raise unauthorized("Account no longer exists.")
-    ids = list({record.id for record in records})
+    ids = [] if new else list({record.id for record in records})
     current: dict[str, _Stored] = {}
     postgres = connection.dialect.name == "postgresql"
     for start in range(0, len(ids), _LOOKUP_CHUNK):

@@ -356,6 +356,14 @@ async def test_a_push_checks_a_fresh_credential_in_the_accounts_statement(
             lambda c: c.execute(select(Record.device_id).where(Record.record_id == "p2")).all()
         )
         assert stored == [("dev1",)]
+        # A batch with a stored id among new ones (SQLite counts them in the same
+        # statement, and only then looks them up): the stored one is a duplicate.
+        again = orjson.loads(await records.push(db, LOCAL, _batch("p1", "p9"), short=True) or b"")
+        assert [(r["status"], r["duplicate"], r["seq"]) for r in again["results"]] == [
+            ("saved", True, 4),
+            ("saved", False, 6),
+        ]
+        assert checked == []
 
         # Not fresh: check_credential decides, and nothing is written until it does.
         stale = dataclasses.replace(LOCAL, device_name="desk")
@@ -366,6 +374,6 @@ async def test_a_push_checks_a_fresh_credential_in_the_accounts_statement(
             await records.push(db, LOCAL, _batch("p4"))
         assert refused.value.status == 403
         last = await db.run(lambda c: c.execute(select(Account.last_seq)).scalars().all())
-        assert sorted(last) == [0, 5]
+        assert sorted(last) == [0, 6]
     finally:
         await db.close()

@@ -197,6 +197,11 @@ def _compare(connection: Connection) -> None:
         }
         _both(connection, records._FRESH_LOCAL_RUN, check)
         _both(connection, records._CHECKED_LAST_SEQ_RUNS[True], check)
+        for ids in (["r0", "x"], ["x"], ["r0", "r1", "r2"]):
+            counted = _both(
+                connection, records._CHECKED_LAST_SEQ_COUNTED_RUNS[True], {**check, "ids": ids}
+            )
+            assert counted[0].stored == len(set(ids) - {"x"})
     recoveries = _both(connection, records._OPEN_RECOVERIES_RUN, {"account_id": "a1"})
     assert [row.id for row in recoveries] == ["rec1"]
     assert recoveries[0].not_before == MOMENT + timedelta(days=1)
