@@ -14,7 +14,7 @@ both would fail too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,40 +291,49 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[Credential]:
     return checked
 
 
-async def test_a_pull_checks_a_fresh_credential_without_check_credential(
+@pytest.fixture
+async def seeded(
     tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """In the page's statement on PostgreSQL, in one statement before it on SQLite."""
+) -> AsyncIterator[tuple[Database, list[Credential]]]:
+    """The seeded database, and the credentials check_credential is asked about."""
     db = Database(make_settings(tmp_path, database_url))
     await db.migrate()
     checked = _counting(monkeypatch)
     try:
         await db.run_write(_seed)
-        for caller in (LOCAL, OIDC):
-            found = await records.changes_as(db, caller, 0, 10)
-            assert found is not None and checked == []
-            principal = await db.run(accounts.check_credential, caller)
-            assert principal is not None
-            reference = await records.changes_as(db, principal, 0, 10)
-            assert reference is not None
-            assert _rows(found[0]) == _rows(reference[0]) and len(found[0]) == 3
-            assert found[1] == reference[1] == []
-
-        # An empty page: on PostgreSQL no rows, which check_credential then tells apart.
-        assert await records.changes_as(db, LOCAL, 3, 10) == ([], [])  # past the last
-        assert checked == ([LOCAL] if database_url else [])
-        checked.clear()
-
-        # Not fresh: check_credential decides.
-        stale = dataclasses.replace(LOCAL, device_name="desk")
-        assert await records.changes_as(db, stale, 0, 10) is None  # a write resolves it
-        assert checked == [stale]
-        await db.run_write(_device(revoked_at=NOW))
-        with pytest.raises(ProblemError) as refused:
-            await records.changes_as(db, LOCAL, 0, 10)
-        assert refused.value.status == 403
+        yield db, checked
     finally:
         await db.close()
+
+
+async def test_a_pull_checks_a_fresh_credential_without_check_credential(
+    seeded: tuple[Database, list[Credential]], database_url: str | None
+) -> None:
+    """In the page's statement on PostgreSQL, in one statement before it on SQLite."""
+    db, checked = seeded
+    for caller in (LOCAL, OIDC):
+        found = await records.changes_as(db, caller, 0, 10)
+        assert found is not None and checked == []
+        principal = await db.run(accounts.check_credential, caller)
+        assert principal is not None
+        reference = await records.changes_as(db, principal, 0, 10)
+        assert reference is not None
+        assert _rows(found[0]) == _rows(reference[0]) and len(found[0]) == 3
+        assert found[1] == reference[1] == []
+
+    # An empty page: on PostgreSQL no rows, which check_credential then tells apart.
+    assert await records.changes_as(db, LOCAL, 3, 10) == ([], [])  # past the last
+    assert checked == ([LOCAL] if database_url else [])
+    checked.clear()
+
+    # Not fresh: check_credential decides.
+    stale = dataclasses.replace(LOCAL, device_name="desk")
+    assert await records.changes_as(db, stale, 0, 10) is None  # a write resolves it
+    assert checked == [stale]
+    await db.run_write(_device(revoked_at=NOW))
+    with pytest.raises(ProblemError) as refused:
+        await records.changes_as(db, LOCAL, 0, 10)
+    assert refused.value.status == 403
 
 
 def _batch(*ids: str) -> PushRequest:
@@ -339,41 +348,35 @@ def _batch(*ids: str) -> PushRequest:
 
 
 async def test_a_push_checks_a_fresh_credential_in_the_accounts_statement(
-    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+    seeded: tuple[Database, list[Credential]],
 ) -> None:
-    db = Database(make_settings(tmp_path, database_url))
-    await db.migrate()
-    checked = _counting(monkeypatch)
-    try:
-        await db.run_write(_seed)
-        for caller, record_id in ((LOCAL, "p1"), (OIDC, "p2")):
-            answer = await records.push(db, caller, _batch(record_id), short=True)
-            assert answer is not None and checked == []
-            pushed = orjson.loads(answer)
-            assert pushed["applied"] and pushed["results"][0]["status"] == "saved"
-        assert [result["seq"] for result in pushed["results"]] == [5]  # after 3 and p1's 4
-        stored = await db.run(
-            lambda c: c.execute(select(Record.device_id).where(Record.record_id == "p2")).all()
-        )
-        assert stored == [("dev1",)]
-        # A batch with a stored id among new ones (SQLite counts them in the same
-        # statement, and only then looks them up): the stored one is a duplicate.
-        again = orjson.loads(await records.push(db, LOCAL, _batch("p1", "p9"), short=True) or b"")
-        assert [(r["status"], r["duplicate"], r["seq"]) for r in again["results"]] == [
-            ("saved", True, 4),
-            ("saved", False, 6),
-        ]
-        assert checked == []
+    db, checked = seeded
+    for caller, record_id in ((LOCAL, "p1"), (OIDC, "p2")):
+        answer = await records.push(db, caller, _batch(record_id), short=True)
+        assert answer is not None and checked == []
+        pushed = orjson.loads(answer)
+        assert pushed["applied"] and pushed["results"][0]["status"] == "saved"
+    assert [result["seq"] for result in pushed["results"]] == [5]  # after 3 and p1's 4
+    stored = await db.run(
+        lambda c: c.execute(select(Record.device_id).where(Record.record_id == "p2")).all()
+    )
+    assert stored == [("dev1",)]
+    # A batch with a stored id among new ones (SQLite counts them in the same
+    # statement, and only then looks them up): the stored one is a duplicate.
+    again = orjson.loads(await records.push(db, LOCAL, _batch("p1", "p9"), short=True) or b"")
+    assert [(r["status"], r["duplicate"], r["seq"]) for r in again["results"]] == [
+        ("saved", True, 4),
+        ("saved", False, 6),
+    ]
+    assert checked == []
 
-        # Not fresh: check_credential decides, and nothing is written until it does.
-        stale = dataclasses.replace(LOCAL, device_name="desk")
-        assert await records.push(db, stale, _batch("p3"), short=True) is None
-        assert checked == [stale]
-        await db.run_write(_device(revoked_at=NOW))
-        with pytest.raises(ProblemError) as refused:
-            await records.push(db, LOCAL, _batch("p4"))
-        assert refused.value.status == 403
-        last = await db.run(lambda c: c.execute(select(Account.last_seq)).scalars().all())
-        assert sorted(last) == [0, 6]
-    finally:
-        await db.close()
+    # Not fresh: check_credential decides, and nothing is written until it does.
+    stale = dataclasses.replace(LOCAL, device_name="desk")
+    assert await records.push(db, stale, _batch("p3"), short=True) is None
+    assert checked == [stale]
+    await db.run_write(_device(revoked_at=NOW))
+    with pytest.raises(ProblemError) as refused:
+        await records.push(db, LOCAL, _batch("p4"))
+    assert refused.value.status == 403
+    last = await db.run(lambda c: c.execute(select(Account.last_seq)).scalars().all())
+    assert sorted(last) == [0, 6]

@@ -61,14 +61,20 @@ class _Transport(asyncio.Transport):
         self.paused = False
 
 
-async def _answer(app: Any, protocol_class: type[HttpToolsProtocol]) -> _Transport:
-    """One request through a real uvicorn protocol; the transport once it answered."""
+def _request(app: Any, protocol_class: type[HttpToolsProtocol]) -> tuple[Any, _Transport]:
+    """One request given to a real uvicorn protocol: the protocol and its transport."""
     config = Config(app=app, log_config=None, access_log=False)
     config.load()
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = _Transport()
     protocol.connection_made(transport)
     protocol.data_received(REQUEST)
+    return protocol, transport
+
+
+async def _answer(app: Any, protocol_class: type[HttpToolsProtocol]) -> _Transport:
+    """The transport once the protocol answered the request."""
+    protocol, transport = _request(app, protocol_class)
     for _ in range(20):
         await asyncio.sleep(0)
     protocol.connection_lost(None)
@@ -112,12 +118,7 @@ async def test_a_streamed_answer_leaves_as_it_is_produced() -> None:
             transports.append(transport)
             super().connection_made(transport)
 
-    config = Config(app=streaming, log_config=None, access_log=False)
-    config.load()
-    protocol = Recording(config=config, server_state=ServerState(), app_state={})
-    transport = _Transport()
-    protocol.connection_made(transport)
-    protocol.data_received(REQUEST)
+    _, transport = _request(streaming, Recording)
     await asyncio.sleep(0.05)
     assert seen == [1]  # head and first chunk, in one write, before the sleep ended
     assert b"".join(transport.writes).endswith(b"6\r\nsecond\r\n0\r\n\r\n")
